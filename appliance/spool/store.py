@@ -1,0 +1,523 @@
+"""The durable spool: one SQLite database (WAL) for facts and jobs, one file per fax image.
+
+Order of writes, so a crash at any instant loses nothing:
+
+1. ``begin_fax`` commits a row in state ``receiving`` before the first page arrives; the fax
+   engine writes ``incoming/<uid>.tif``.
+2. ``finish_fax`` counts the pages the file really holds, fsyncs it, renames it to
+   ``faxes/<uid>.tif``, fsyncs the directory, and only then commits ``received``.
+3. ``add_jobs`` commits one job per recipient in one transaction, each with a Message-ID fixed
+   at creation, so a resend after a crash is the same message.
+
+``recover`` at start-up finishes whatever a crash interrupted: a ``receiving`` row is finished
+from whichever file exists (incoming or already renamed), ``delivering`` jobs are queued again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import secrets
+import sqlite3
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from appliance.spool.crashpoint import crash_point
+from appliance.spool.tiffpages import fsync_dir, fsync_file, keep_first_pages, readable_pages
+
+log = logging.getLogger("faxbridge.spool")
+
+FAX_STATES = ("receiving", "received", "no_fax", "routed", "delivering", "delivered",
+              "failed_retrying", "dead")
+JOB_STATES = ("queued", "delivering", "delivered", "failed_retrying", "dead")
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class FaxRecord:
+    id: int
+    uid: str
+    state: str
+    created: float
+    finished: float | None = None
+    complete: bool = False
+    line: str = ""
+    call_id: str = ""
+    caller_number: str = ""
+    caller_name: str = ""
+    called_number: str = ""
+    remote_ident: str = ""
+    pages: int = 0
+    bad_rows: int = 0
+    bit_rate: int = 0
+    ecm: bool = False
+    resolution: str = ""
+    duration: float = 0.0
+    result_code: int = 0
+    result_text: str = ""
+    image: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Job:
+    id: int
+    fax_id: int
+    recipient: str
+    message_id: str
+    state: str
+    attempts: int
+    next_attempt: float
+    last_error: str
+    delivered_at: float | None
+    created: float
+
+
+#: FaxRecord fields the call may report; the rest belong to the spool.
+FACT_FIELDS = ("line", "call_id", "caller_number", "caller_name", "called_number", "remote_ident",
+               "pages", "bad_rows", "bit_rate", "ecm", "resolution", "duration", "result_code",
+               "result_text", "extra")
+
+_FAX_COLUMNS = tuple(f.name for f in dataclasses.fields(FaxRecord))
+_JOB_COLUMNS = tuple(f.name for f in dataclasses.fields(Job))
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS faxes (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    uid           TEXT NOT NULL UNIQUE,
+    state         TEXT NOT NULL,
+    created       REAL NOT NULL,
+    finished      REAL,
+    complete      INTEGER NOT NULL DEFAULT 0,
+    line          TEXT NOT NULL DEFAULT '',
+    call_id       TEXT NOT NULL DEFAULT '',
+    caller_number TEXT NOT NULL DEFAULT '',
+    caller_name   TEXT NOT NULL DEFAULT '',
+    called_number TEXT NOT NULL DEFAULT '',
+    remote_ident  TEXT NOT NULL DEFAULT '',
+    pages         INTEGER NOT NULL DEFAULT 0,
+    bad_rows      INTEGER NOT NULL DEFAULT 0,
+    bit_rate      INTEGER NOT NULL DEFAULT 0,
+    ecm           INTEGER NOT NULL DEFAULT 0,
+    resolution    TEXT NOT NULL DEFAULT '',
+    duration      REAL NOT NULL DEFAULT 0,
+    result_code   INTEGER NOT NULL DEFAULT 0,
+    result_text   TEXT NOT NULL DEFAULT '',
+    image         TEXT,
+    extra         TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS faxes_created ON faxes(created);
+CREATE INDEX IF NOT EXISTS faxes_state_created ON faxes(state, created);
+CREATE INDEX IF NOT EXISTS faxes_caller ON faxes(caller_number);
+CREATE INDEX IF NOT EXISTS faxes_called ON faxes(called_number);
+CREATE INDEX IF NOT EXISTS faxes_ident ON faxes(remote_ident);
+
+CREATE TABLE IF NOT EXISTS jobs (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    fax_id       INTEGER NOT NULL REFERENCES faxes(id),
+    recipient    TEXT NOT NULL,
+    message_id   TEXT NOT NULL UNIQUE,
+    state        TEXT NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL,
+    last_error   TEXT NOT NULL DEFAULT '',
+    delivered_at REAL,
+    created      REAL NOT NULL,
+    UNIQUE (fax_id, recipient)
+);
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs(state, next_attempt);
+CREATE INDEX IF NOT EXISTS jobs_recipient ON jobs(recipient);
+
+CREATE TABLE IF NOT EXISTS attempts (
+    id     INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id INTEGER NOT NULL REFERENCES jobs(id),
+    time   REAL NOT NULL,
+    ok     INTEGER NOT NULL,
+    reply  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attempts_job ON attempts(job_id);
+"""
+
+
+class Spool:
+    """Faxes and delivery jobs on disk; thread-safe, one SQLite connection per object."""
+
+    def __init__(self, root: Path, *, readonly: bool = False):
+        self.root = Path(root)
+        self.readonly = readonly
+        self.incoming_dir = self.root / "incoming"
+        self.faxes_dir = self.root / "faxes"
+        self.db_path = self.root / "spool.db"
+        self._lock = threading.RLock()
+        if readonly:
+            if not self.db_path.exists():
+                raise FileNotFoundError(f"no spool database at {self.db_path}")
+            uri = self.db_path.resolve().as_uri() + "?mode=ro"
+            self._db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.create_function("fb_fold", 1, _fold, deterministic=True)
+            return
+        for d in (self.root, self.incoming_dir, self.faxes_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.create_function("fb_fold", 1, _fold, deterministic=True)
+        with self._tx() as db:
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    db.execute(stmt)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        fsync_dir(self.root)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> "Spool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transactions -------------------------------------------------------------------------
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction under the lock; BEGIN IMMEDIATE so readers never block it midway."""
+        if self.readonly:
+            raise PermissionError("spool opened read-only")
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _query(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            cur = self._db.execute(sql, params)
+            cur.row_factory = sqlite3.Row
+            return cur.fetchall()
+
+    # -- faxes --------------------------------------------------------------------------------
+
+    def begin_fax(self, now: float, **facts: Any) -> FaxRecord:
+        """Record a call before any page arrives, so even a crash mid-page leaves a trace."""
+        cols = _fact_columns(facts)
+        uid = secrets.token_hex(8)
+        cols.update(uid=uid, state="receiving", created=now)
+        names = ", ".join(cols)
+        marks = ", ".join("?" for _ in cols)
+        with self._tx() as db:
+            fax_id = db.execute(f"INSERT INTO faxes ({names}) VALUES ({marks})",
+                                tuple(cols.values())).lastrowid
+        crash_point("begin.committed")
+        fax = self.get_fax(int(fax_id))
+        assert fax is not None
+        return fax
+
+    def incoming_path(self, fax: FaxRecord) -> Path:
+        return self.incoming_dir / f"{fax.uid}.tif"
+
+    def final_path(self, fax: FaxRecord) -> Path:
+        return self.faxes_dir / f"{fax.uid}.tif"
+
+    def update_facts(self, fax_id: int, **facts: Any) -> None:
+        """Store call facts as they become known; ``extra`` is merged key by key."""
+        cols = _fact_columns(facts)
+        if not cols:
+            return
+        with self._tx() as db:
+            if "extra" in cols:
+                row = db.execute("SELECT extra FROM faxes WHERE id=?", (fax_id,)).fetchone()
+                if row is None:
+                    raise KeyError(f"no fax {fax_id}")
+                merged = json.loads(row[0] or "{}")
+                merged.update(facts["extra"])
+                cols["extra"] = json.dumps(merged)
+            sets = ", ".join(f"{k}=?" for k in cols)
+            n = db.execute(f"UPDATE faxes SET {sets} WHERE id=?", (*cols.values(), fax_id)).rowcount
+        if n == 0:
+            raise KeyError(f"no fax {fax_id}")
+
+    def finish_fax(self, fax_id: int, now: float, *, complete: bool, **facts: Any) -> FaxRecord:
+        """Make the received file durable, then commit ``received`` (or ``no_fax``).
+
+        Idempotent: a fax that is no longer ``receiving`` is returned unchanged.
+        """
+        fax = self.get_fax(fax_id)
+        if fax is None:
+            raise KeyError(f"no fax {fax_id}")
+        if fax.state != "receiving":
+            return fax
+        if facts:
+            self.update_facts(fax_id, **facts)
+        incoming, final = self.incoming_path(fax), self.final_path(fax)
+        # After a crash between rename and commit, the file is already in faxes/.
+        src = incoming if incoming.exists() or not final.exists() else final
+        good, claimed = readable_pages(src)
+        crash_point("finish.counted")
+        if good == 0:
+            return self._commit_no_fax(fax, now, complete=complete)
+        if good < claimed:
+            log.warning("fax %s: %d of %d pages decode; keeping the first %d", fax.uid, good,
+                        claimed, good)
+            try:
+                keep_first_pages(src, good)
+                good, _ = readable_pages(src)
+            except Exception:  # a damaged tail must not cost the good pages
+                log.exception("fax %s: could not rewrite without the damaged page", fax.uid)
+            if good == 0:
+                return self._commit_no_fax(fax, now, complete=complete)
+        fsync_file(src)
+        crash_point("finish.fsynced")
+        if src != final:
+            os.replace(src, final)
+            crash_point("finish.renamed")
+            fsync_dir(self.faxes_dir)
+            fsync_dir(self.incoming_dir)
+        crash_point("finish.dirsynced")
+        image = str(final.relative_to(self.root))
+        with self._tx() as db:
+            db.execute("UPDATE faxes SET state='received', pages=?, complete=?, finished=?, image=?"
+                       " WHERE id=? AND state='receiving'", (good, int(complete), now, image, fax_id))
+        crash_point("finish.committed")
+        log.info("fax %s received: %d page(s)%s", fax.uid, good, "" if complete else ", incomplete")
+        done = self.get_fax(fax_id)
+        assert done is not None
+        return done
+
+    def _commit_no_fax(self, fax: FaxRecord, now: float, *, complete: bool) -> FaxRecord:
+        with self._tx() as db:
+            db.execute("UPDATE faxes SET state='no_fax', pages=0, complete=?, finished=?, image=NULL"
+                       " WHERE id=? AND state='receiving'", (int(complete), now, fax.id))
+        crash_point("finish.nofax_committed")
+        for p in (self.incoming_path(fax), self.final_path(fax)):
+            p.unlink(missing_ok=True)
+        log.info("call %s ended without a readable page", fax.uid)
+        done = self.get_fax(fax.id)
+        assert done is not None
+        return done
+
+    def get_fax(self, fax_id: int) -> FaxRecord | None:
+        rows = self._query("SELECT * FROM faxes WHERE id=?", (fax_id,))
+        return _fax_from_row(rows[0]) if rows else None
+
+    def get_fax_by_uid(self, uid: str) -> FaxRecord | None:
+        rows = self._query("SELECT * FROM faxes WHERE uid=?", (uid,))
+        return _fax_from_row(rows[0]) if rows else None
+
+    def image_path(self, fax: FaxRecord) -> Path | None:
+        return self.root / fax.image if fax.image else None
+
+    def list_faxes(self, *, limit: int = 50, offset: int = 0, state: str | None = None,
+                   search: str | None = None) -> list[FaxRecord]:
+        """Newest first; ``search`` is a case-insensitive substring of numbers, names, TSI or recipient."""
+        where, params = _filters(state, search)
+        rows = self._query(f"SELECT * FROM faxes {where} ORDER BY created DESC, id DESC LIMIT ? OFFSET ?",
+                           (*params, int(limit), int(offset)))
+        return [_fax_from_row(r) for r in rows]
+
+    def count_faxes(self, *, state: str | None = None, search: str | None = None) -> int:
+        where, params = _filters(state, search)
+        return int(self._query(f"SELECT count(*) FROM faxes {where}", params)[0][0])
+
+    # -- jobs ---------------------------------------------------------------------------------
+
+    def add_jobs(self, fax_id: int, recipients: list[str], now: float) -> list[Job]:
+        """One job per recipient, all in one transaction; calling again adds nothing twice."""
+        with self._tx() as db:
+            row = db.execute("SELECT uid, state FROM faxes WHERE id=?", (fax_id,)).fetchone()
+            if row is None:
+                raise KeyError(f"no fax {fax_id}")
+            uid, state = row
+            if state in ("receiving", "no_fax"):
+                raise ValueError(f"fax {uid} is {state}: nothing to deliver")
+            n = db.execute("SELECT count(*) FROM jobs WHERE fax_id=?", (fax_id,)).fetchone()[0]
+            for rcpt in dict.fromkeys(recipients):
+                exists = db.execute("SELECT 1 FROM jobs WHERE fax_id=? AND recipient=?",
+                                    (fax_id, rcpt)).fetchone()
+                if exists:
+                    continue
+                n += 1
+                db.execute("INSERT INTO jobs (fax_id, recipient, message_id, state, next_attempt,"
+                           " created) VALUES (?, ?, ?, 'queued', ?, ?)",
+                           (fax_id, rcpt, f"<{uid}.{n}@faxbridge>", now, now))
+            crash_point("add_jobs.inserted")
+            self._refresh_fax_state(db, fax_id)
+        crash_point("add_jobs.committed")
+        wanted = set(recipients)
+        return [j for j in self.jobs_for(fax_id) if j.recipient in wanted]
+
+    def jobs_for(self, fax_id: int) -> list[Job]:
+        return [_job_from_row(r) for r in self._query("SELECT * FROM jobs WHERE fax_id=? ORDER BY id",
+                                                      (fax_id,))]
+
+    def get_job(self, job_id: int) -> Job | None:
+        rows = self._query("SELECT * FROM jobs WHERE id=?", (job_id,))
+        return _job_from_row(rows[0]) if rows else None
+
+    def claim_due_jobs(self, now: float, limit: int = 10) -> list[Job]:
+        """Move due jobs to ``delivering`` and return them; each is claimed by one caller only."""
+        with self._tx() as db:
+            ids = [r[0] for r in db.execute(
+                "SELECT id FROM jobs WHERE state IN ('queued', 'failed_retrying') AND next_attempt <= ?"
+                " ORDER BY next_attempt, id LIMIT ?", (now, int(limit)))]
+            if not ids:
+                return []
+            marks = ",".join("?" for _ in ids)
+            db.execute(f"UPDATE jobs SET state='delivering' WHERE id IN ({marks})", ids)
+            for (fax_id,) in db.execute(f"SELECT DISTINCT fax_id FROM jobs WHERE id IN ({marks})",
+                                        ids).fetchall():
+                self._refresh_fax_state(db, fax_id)
+        return [j for j in (self.get_job(i) for i in ids) if j is not None]
+
+    def next_due(self) -> float | None:
+        """When the earliest waiting job becomes due, or None when nothing waits."""
+        row = self._query("SELECT min(next_attempt) FROM jobs WHERE state IN ('queued', 'failed_retrying')")
+        return row[0][0]
+
+    def job_delivered(self, job_id: int, now: float, reply: str) -> None:
+        self._finish_attempt(job_id, now, ok=True, reply=reply,
+                             sets="state='delivered', delivered_at=?, last_error=''", params=(now,))
+
+    def job_retry(self, job_id: int, now: float, error: str, next_attempt: float) -> None:
+        self._finish_attempt(job_id, now, ok=False, reply=error,
+                             sets="state='failed_retrying', next_attempt=?, last_error=?",
+                             params=(next_attempt, error))
+
+    def job_dead(self, job_id: int, now: float, error: str) -> None:
+        self._finish_attempt(job_id, now, ok=False, reply=error,
+                             sets="state='dead', last_error=?", params=(error,))
+
+    def _finish_attempt(self, job_id: int, now: float, *, ok: bool, reply: str, sets: str,
+                        params: tuple[Any, ...]) -> None:
+        with self._tx() as db:
+            row = db.execute("SELECT fax_id FROM jobs WHERE id=?", (job_id,)).fetchone()
+            if row is None:
+                raise KeyError(f"no job {job_id}")
+            db.execute(f"UPDATE jobs SET {sets}, attempts=attempts+1 WHERE id=?", (*params, job_id))
+            db.execute("INSERT INTO attempts (job_id, time, ok, reply) VALUES (?, ?, ?, ?)",
+                       (job_id, now, int(ok), reply))
+            self._refresh_fax_state(db, row[0])
+
+    def attempts(self, job_id: int) -> list[dict[str, Any]]:
+        rows = self._query("SELECT job_id, time, ok, reply FROM attempts WHERE job_id=? ORDER BY id",
+                           (job_id,))
+        return [{"job_id": r["job_id"], "time": r["time"], "ok": bool(r["ok"]), "reply": r["reply"]}
+                for r in rows]
+
+    @staticmethod
+    def _refresh_fax_state(db: sqlite3.Connection, fax_id: int) -> None:
+        """Derive the fax's state from its jobs (worst job wins, delivered only when all are)."""
+        states = [r[0] for r in db.execute("SELECT state FROM jobs WHERE fax_id=?", (fax_id,))]
+        if not states:
+            return
+        if all(s == "delivered" for s in states):
+            new = "delivered"
+        elif "dead" in states:
+            new = "dead"
+        elif "failed_retrying" in states:
+            new = "failed_retrying"
+        elif "delivering" in states or "delivered" in states:
+            new = "delivering"
+        else:
+            new = "routed"
+        db.execute("UPDATE faxes SET state=? WHERE id=?", (new, fax_id))
+
+    # -- start-up -----------------------------------------------------------------------------
+
+    def recover(self, now: float) -> dict[str, Any]:
+        """Finish what a crash interrupted; return counts and the faxes still needing routing."""
+        counts: dict[str, Any] = {"finished": 0, "no_fax": 0, "requeued": 0, "cleaned": 0}
+        for row in self._query("SELECT id FROM faxes WHERE state='receiving' ORDER BY id"):
+            fax = self.finish_fax(row[0], now, complete=False)
+            counts["no_fax" if fax.state == "no_fax" else "finished"] += 1
+        with self._tx() as db:
+            fax_ids = [r[0] for r in db.execute("SELECT DISTINCT fax_id FROM jobs WHERE state='delivering'")]
+            counts["requeued"] = db.execute(
+                "UPDATE jobs SET state='queued', next_attempt=min(next_attempt, ?)"
+                " WHERE state='delivering'", (now,)).rowcount
+            for fax_id in fax_ids:
+                self._refresh_fax_state(db, fax_id)
+        counts["cleaned"] = self._remove_strays()
+        counts["unrouted"] = [_fax_from_row(r) for r in self._query(
+            "SELECT * FROM faxes WHERE state='received' AND NOT EXISTS"
+            " (SELECT 1 FROM jobs WHERE jobs.fax_id=faxes.id) ORDER BY id")]
+        log.info("spool recovered: %s", {k: (len(v) if isinstance(v, list) else v) for k, v in counts.items()})
+        return counts
+
+    def _remove_strays(self) -> int:
+        """Delete files no live row points at (trim leftovers, files of no_fax calls)."""
+        receiving = {r[0] for r in self._query("SELECT uid FROM faxes WHERE state='receiving'")}
+        kept = {r[0] for r in self._query("SELECT image FROM faxes WHERE image IS NOT NULL")}
+        removed = 0
+        for p in self.incoming_dir.iterdir():
+            if p.name.endswith(".tif") and p.name[:-4] in receiving:
+                continue
+            p.unlink(missing_ok=True)
+            removed += 1
+        for p in self.faxes_dir.iterdir():
+            if str(p.relative_to(self.root)) not in kept:
+                log.warning("removing %s: no fax record points at it", p)
+                p.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+
+def _fact_columns(facts: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(facts) - set(FACT_FIELDS)
+    if unknown:
+        raise TypeError(f"not fax facts: {', '.join(sorted(unknown))}")
+    cols: dict[str, Any] = {}
+    for k, v in facts.items():
+        if k == "extra":
+            cols[k] = json.dumps(v or {})
+        elif k == "ecm":
+            cols[k] = int(bool(v))
+        else:
+            cols[k] = v
+    return cols
+
+
+def _filters(state: str | None, search: str | None) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if state:
+        clauses.append("state=?")
+        params.append(state)
+    if search:
+        # SQLite's lower() folds ASCII only; fb_fold is str.casefold, so "ärzte" finds "Ärzte".
+        clauses.append(
+            "(instr(fb_fold(caller_number || ' ' || caller_name || ' ' || called_number || ' ' ||"
+            " remote_ident), ?) OR EXISTS (SELECT 1 FROM jobs WHERE jobs.fax_id=faxes.id"
+            " AND instr(fb_fold(jobs.recipient), ?)))")
+        params.extend([search.casefold()] * 2)
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def _fold(text: str | None) -> str:
+    return (text or "").casefold()
+
+
+def _fax_from_row(row: sqlite3.Row) -> FaxRecord:
+    d = {k: row[k] for k in _FAX_COLUMNS}
+    d["complete"] = bool(d["complete"])
+    d["ecm"] = bool(d["ecm"])
+    d["extra"] = json.loads(d["extra"] or "{}")
+    return FaxRecord(**d)
+
+
+def _job_from_row(row: sqlite3.Row) -> Job:
+    return Job(**{k: row[k] for k in _JOB_COLUMNS})
