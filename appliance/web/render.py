@@ -1,0 +1,111 @@
+"""Fax pages as PNG for the browser, rendered from the spool's TIFF and cached on disk.
+
+Fax TIFFs are 1-bit G3/G4 with non-square pixels (204x98 or 204x196 dpi), so the height is
+scaled by the x/y dpi ratio for display; otherwise a standard-resolution page looks squashed
+to half its height.  Decoding a G4 page costs real CPU on a small board, so each (fax, page,
+size) is rendered once and kept under ``<spool>/cache/``; the web process is the only writer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import tempfile
+import threading
+from pathlib import Path
+
+from PIL import Image
+
+SIZES = ("thumb", "full")
+#: thumbnail width in pixels; a 1728-dot page becomes about 1/7 of its width
+THUMB_WIDTH = 240
+
+#: striped locks: bounded memory, and two requests for one page always share a lock
+_locks = tuple(threading.Lock() for _ in range(32))
+
+
+class PageNotFound(LookupError):
+    """The TIFF has no such page."""
+
+
+def page_count(tiff: Path) -> int:
+    """Number of pages in the TIFF (walks the directory chain only, decodes nothing)."""
+    with Image.open(tiff) as im:
+        return getattr(im, "n_frames", 1)
+
+
+def aspect_ratio(info: dict) -> float:
+    """x/y resolution ratio of one TIFF page; 1.0 when the file does not say."""
+    dpi = info.get("dpi") or info.get("resolution")
+    try:
+        x, y = float(dpi[0]), float(dpi[1])
+    except (TypeError, ValueError, IndexError):
+        return 1.0
+    if x <= 0 or y <= 0:
+        return 1.0
+    return min(max(x / y, 0.25), 4.0)
+
+
+def render_page(tiff: Path, page: int, size: str) -> Image.Image:
+    """Page `page` (1-based) of `tiff` scaled for display; raises PageNotFound."""
+    with Image.open(tiff) as im:
+        if not 1 <= page <= getattr(im, "n_frames", 1):
+            raise PageNotFound(page)
+        im.seek(page - 1)
+        ratio = aspect_ratio(im.info)
+        im.load()
+        width, height = im.size
+        height = max(1, round(height * ratio))
+        if size == "full":
+            # Nearest keeps a 1-bit page crisp and small: standard resolution just repeats rows.
+            return im.convert("1").resize((width, height), Image.Resampling.NEAREST)
+        tw = min(THUMB_WIDTH, width)
+        th = max(1, round(height * tw / width))
+        return im.convert("L").resize((tw, th), Image.Resampling.BOX)
+
+
+def cache_name(uid: str, page: int, size: str) -> str:
+    """A file name safe for any uid: readable prefix plus a hash so distinct uids never collide."""
+    safe = re.sub(r"[^A-Za-z0-9_-]", "_", uid)[:40]
+    digest = hashlib.sha256(uid.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{safe}-{digest}-p{page}-{size}.png"
+
+
+def cached_page(cache_dir: Path, uid: str, tiff: Path, page: int, size: str) -> Path:
+    """Path of the rendered PNG, rendering it first if it is not cached yet.
+
+    A per-file lock makes concurrent requests for the same page wait for one render instead of
+    each decoding the TIFF; the file appears atomically (temp file + rename).
+    """
+    if size not in SIZES:
+        raise ValueError(size)
+    target = cache_dir / cache_name(uid, page, size)
+    if target.exists():
+        return target
+    with _lock_for(str(target)):
+        if target.exists():
+            return target
+        image = render_page(tiff, page, size)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".tmp-", suffix=".png")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                image.save(f, format="PNG", optimize=size == "thumb")
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return target
+
+
+def png_bytes(tiff: Path, page: int, size: str) -> bytes:
+    """Render without caching (for a fax still being received, whose file may still change)."""
+    buf = io.BytesIO()
+    render_page(tiff, page, size).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _lock_for(key: str) -> threading.Lock:
+    return _locks[int(hashlib.blake2s(key.encode("utf-8", "surrogatepass")).hexdigest(), 16) % len(_locks)]
