@@ -1,0 +1,1 @@
+"""SIP user agent: sans-I/O core (message, sdp, transaction, useragent) and asyncio transports."""
