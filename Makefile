@@ -1,0 +1,51 @@
+# Faxbridge: `make run` starts the appliance on its embedded defaults; `make test` runs the suite.
+# Both set up everything first (Debian packages with apt, then .venv); a second run is fast.
+
+PYTHON ?= python3
+VENV := .venv
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := libspandsp-dev libtiff-tools gcc libffi-dev pkg-config python3-dev python3-venv dpkg-dev
+STAMP := $(VENV)/.installed
+
+.PHONY: all venv apt run test test-fast bench clean selftest
+
+all: venv
+
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
+	fi
+
+$(STAMP): pyproject.toml setup.py appliance/spandsp/_build.py
+	$(MAKE) apt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip setuptools wheel cffi
+	$(VENV)/bin/pip install -q --no-build-isolation -e '.[test]'
+	$(VENV)/bin/python -m appliance selftest
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: venv
+	$(VENV)/bin/faxbridge run
+
+selftest: venv
+	$(VENV)/bin/python -m appliance selftest
+
+# The whole suite. Real-time fax calls (30-90 s each) run in parallel workers.
+test: venv
+	$(VENV)/bin/python -m pytest -n $${PYTEST_WORKERS:-4} --dist loadgroup
+
+# Everything but the real-time calls: the protocol libraries, in seconds.
+test-fast: venv
+	$(VENV)/bin/python -m pytest -m "not slow"
+
+bench: venv
+	$(VENV)/bin/python -m tests.bench.bench_calls
+
+clean:
+	rm -rf $(VENV) build *.egg-info appliance/spandsp/_spandsp.*

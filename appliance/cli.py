@@ -1,0 +1,184 @@
+"""The ``faxbridge`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from .config import Config, ConfigError
+
+
+def _load(path: str | None) -> Config:
+    """The named file, or the embedded defaults (loopback, Maildir under ./var) when none is given."""
+    return Config.load(path) if path else Config.from_dict({}, base_dir=Path.cwd())
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .daemon import Appliance
+
+    cfg = _load(args.config)
+    web: subprocess.Popen[bytes] | None = None
+    if cfg.web.enabled and not args.no_web:
+        # its own process: a crash in the web UI never touches a call in progress
+        cmd = [sys.executable, "-m", "appliance", "web"] + (["--config", args.config] if args.config else [])
+        web = subprocess.Popen(cmd)
+
+    async def main() -> None:
+        app = Appliance(cfg)
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await app.start()
+        print(_banner(cfg, app), file=sys.stderr, flush=True)
+        try:
+            await stop.wait()
+        finally:
+            await app.stop()
+
+    try:
+        asyncio.run(main())
+    finally:
+        if web is not None:
+            web.terminate()
+            try:
+                web.wait(5)
+            except subprocess.TimeoutExpired:
+                web.kill()
+    return 0
+
+
+def _banner(cfg: Config, app: object) -> str:
+    sip = [f"{t}:{h}:{p}" for t, h, p in app.sip.locals]  # type: ignore[attr-defined]
+    udp = next((x for x in sip if x.startswith("udp:")), sip[0] if sip else "udp:127.0.0.1:5060")
+    _, host, port = udp.split(":")
+    where = (f"Maildir {cfg.path(cfg.delivery.url).resolve()}" if cfg.delivery.backend == "maildir"
+             else f"SMTP {cfg.delivery.url}")
+    return (f"Faxbridge is running.\n"
+            f"  SIP:       {', '.join(sip)}\n"
+            f"  Web:       http://{cfg.web.listen}/\n"
+            f"  Spool:     {cfg.path(cfg.spool.dir).resolve()}\n"
+            f"  Delivery:  {where} (default recipient {cfg.routing.default})\n"
+            f"Send it a test fax from another shell:\n"
+            f"  .venv/bin/faxbridge send-test-fax --to sip:fax@{host}:{port} --demo\n"
+            f"Stop with Ctrl-C.")
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    from .web.server import serve
+
+    serve(_load(args.config))
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        Config.load(args.file)
+    except ConfigError as e:
+        for err in e.errors:
+            print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"{args.file}: OK")
+    return 0
+
+
+def cmd_send_test_fax(args: argparse.Namespace) -> int:
+    from .fax.sender import send_fax
+
+    if args.demo:
+        from .fax.testpages import demo_pages
+        from .fax.pages import write_fax_tiff
+        import tempfile
+
+        tmp = tempfile.NamedTemporaryFile(suffix=".tif", delete=False)
+        write_fax_tiff(demo_pages(), tmp.name)
+        tiff = Path(tmp.name)
+    elif args.file:
+        tiff = Path(args.file)
+        if not tiff.is_file():
+            print(f"error: {tiff}: no such file", file=sys.stderr)
+            return 2
+    else:
+        print("error: give a TIFF (or any image) to send, or --demo", file=sys.stderr)
+        return 2
+    result = asyncio.run(send_fax(args.to, tiff, caller=args.caller, caller_name=args.caller_name,
+                                  ident=args.ident, codec=args.codec, ecm=not args.no_ecm,
+                                  hangup_after_pages=args.hangup_after, timeout=args.timeout))
+    print(f"{'OK' if result.ok else 'FAILED'}: {result.status}; {result.pages_sent} page(s) sent"
+          f"{f' at {result.bit_rate} bit/s' if result.bit_rate else ''}{', ECM' if result.ecm else ''}"
+          f"; far end {result.remote_ident!r}; {result.duration} s")
+    if args.demo:
+        os.unlink(tiff)
+    return 0 if result.ok else 1
+
+
+def cmd_selftest(args: argparse.Namespace) -> int:
+    """Imports every part and loads the binding: run at image build time and before the service starts."""
+    from .spandsp.audio import result_text
+    from . import daemon  # noqa: F401
+    from .web import app  # noqa: F401
+
+    _load(args.config)
+    assert result_text(0) == "OK"
+    print("selftest OK")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="faxbridge", description="Fax to Exchange mailbox appliance")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    r = sub.add_parser("run", help="run the appliance (daemon and web UI) in the foreground")
+    r.add_argument("--config", help="TOML configuration (default: embedded defaults)")
+    r.add_argument("--no-web", action="store_true", help="do not start the web UI process")
+    r.set_defaults(func=cmd_run)
+
+    w = sub.add_parser("web", help="serve only the web UI")
+    w.add_argument("--config")
+    w.set_defaults(func=cmd_web)
+
+    c = sub.add_parser("check-config", help="validate a configuration file, naming every wrong key")
+    c.add_argument("file")
+    c.set_defaults(func=cmd_check_config)
+
+    s = sub.add_parser("send-test-fax", help="place a real fax call over SIP (spandsp as the caller)")
+    s.add_argument("--to", required=True, help="sip:USER@HOST[:PORT][;transport=tcp]")
+    s.add_argument("file", nargs="?", help="TIFF or image to send (converted to fax format if needed)")
+    s.add_argument("--demo", action="store_true", help="send built-in test pages instead of a file")
+    s.add_argument("--caller", default="5550100", help="calling number (From user)")
+    s.add_argument("--caller-name", default="Faxbridge test")
+    s.add_argument("--ident", default="", help="our TSI")
+    s.add_argument("--codec", choices=["PCMU", "PCMA"], help="offer only this codec")
+    s.add_argument("--no-ecm", action="store_true")
+    s.add_argument("--hangup-after", type=int, metavar="N", help="hang up after page N (test incomplete faxes)")
+    s.add_argument("--timeout", type=float, default=600.0)
+    s.set_defaults(func=cmd_send_test_fax)
+
+    t = sub.add_parser("selftest", help="check the installation (imports, spandsp binding, config)")
+    t.add_argument("--config")
+    t.set_defaults(func=cmd_selftest)
+
+    args = p.parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return int(args.func(args))
+    except ConfigError as e:
+        for err in e.errors:
+            print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,282 @@
+"""Typed, validated configuration.
+
+One TOML file, one dataclass per section.  Unknown keys and wrong types are errors that name the
+key (``delivery.url``), so a typo never silently falls back to a default.  Secrets (SMTP
+password) may live in a separate ``secrets.toml`` beside the main file, mode 0600; its values
+are merged over the main file's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+
+class ConfigError(ValueError):
+    """A configuration problem; ``errors`` lists every one found, each naming its key."""
+
+    def __init__(self, errors: list[str]):
+        self.errors = errors
+        super().__init__("; ".join(errors))
+
+
+def parse_hostport(value: str, default_port: int) -> tuple[str, int]:
+    """'127.0.0.1:5060', '[::1]:5060' or 'host' -> (host, port)."""
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port = int(rest[1:]) if rest.startswith(":") else default_port
+    elif value.count(":") == 1:
+        host, port_s = value.split(":")
+        port = int(port_s)
+    else:
+        host, port = value, default_port
+    if not host or not 0 < port < 65536:
+        raise ValueError(f"bad host:port {value!r}")
+    return host, port
+
+
+@dataclass
+class SipListen:
+    transport: str
+    host: str
+    port: int
+
+
+@dataclass
+class SipConfig:
+    """SIP listeners and media ports."""
+
+    listen: list[str] = field(default_factory=lambda: ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"])
+    #: inclusive UDP port range for RTP, one port per call
+    rtp_ports: list[int] = field(default_factory=lambda: [40000, 40999])
+    #: address put in SDP c= and Contact; empty = the listener's address
+    public_address: str = ""
+    user_agent: str = "Faxbridge/0.1"
+    #: playout delay for received audio, milliseconds (fixed, not adaptive: fax modems want it steady)
+    playout_delay_ms: int = 60
+
+    def listeners(self) -> list[SipListen]:
+        out = []
+        for item in self.listen:
+            transport, _, rest = item.partition(":")
+            host, port = parse_hostport(rest, 5060)
+            out.append(SipListen(transport.lower(), host, port))
+        return out
+
+    def validate(self, errors: list[str]) -> None:
+        for item in self.listen:
+            transport, _, rest = item.partition(":")
+            if transport.lower() not in ("udp", "tcp"):
+                errors.append(f"sip.listen: {item!r}: transport must be udp or tcp")
+                continue
+            try:
+                host, _ = parse_hostport(rest, 5060)
+                ipaddress.ip_address(host)
+            except ValueError:
+                errors.append(f"sip.listen: {item!r} is not transport:ip:port")
+        if (len(self.rtp_ports) != 2 or not 1024 <= self.rtp_ports[0] <= self.rtp_ports[1] <= 65535):
+            errors.append("sip.rtp_ports: must be [first, last] with 1024 <= first <= last <= 65535")
+        if not 20 <= self.playout_delay_ms <= 500:
+            errors.append("sip.playout_delay_ms: must be between 20 and 500")
+
+
+@dataclass
+class FaxConfig:
+    """The fax engine's settings for received calls."""
+
+    #: our own identity (CSI), at most 20 characters of digits, space and '+'
+    ident: str = ""
+    ecm: bool = True
+    #: end a call that shows no fax signal after this many seconds
+    no_signal_timeout: int = 60
+    #: end a call this many seconds after phase E if the far end has not hung up
+    post_phase_e_timeout: int = 10
+    #: absolute limit on one call, seconds
+    max_call_duration: int = 3600
+
+    def validate(self, errors: list[str]) -> None:
+        if len(self.ident) > 20 or any(c not in "0123456789 +" for c in self.ident):
+            errors.append("fax.ident: at most 20 characters of digits, spaces and '+'")
+        for name, lo, hi in (("no_signal_timeout", 5, 600), ("post_phase_e_timeout", 1, 120),
+                             ("max_call_duration", 60, 86400)):
+            if not lo <= getattr(self, name) <= hi:
+                errors.append(f"fax.{name}: must be between {lo} and {hi}")
+
+
+@dataclass
+class SpoolConfig:
+    dir: str = "var/spool"
+
+    def validate(self, errors: list[str]) -> None:
+        if not self.dir:
+            errors.append("spool.dir: must not be empty")
+
+
+@dataclass
+class DeliveryConfig:
+    """Where received faxes go."""
+
+    backend: str = "maildir"
+    #: smtp://host:port or smtps://host:port; for maildir, the Maildir path
+    url: str = "var/Maildir"
+    from_: str = "fax@localhost"
+    #: "opportunistic" (STARTTLS when offered), "required" or "none"
+    starttls: str = "opportunistic"
+    #: CA bundle for verifying the server; empty = system store
+    ca_file: str = ""
+    verify_tls: bool = True
+    username: str = ""
+    password: str = ""
+    timeout: int = 60
+    #: first retry after this many seconds, doubling each time (with jitter)
+    retry_initial: float = 30.0
+    retry_max: float = 1800.0
+    #: give up (job becomes dead) when the fax has waited this long, seconds
+    max_age: int = 5 * 86400
+
+    def validate(self, errors: list[str]) -> None:
+        if self.backend not in ("smtp", "maildir"):
+            errors.append("delivery.backend: must be 'smtp' or 'maildir'")
+        elif self.backend == "smtp" and not self.url.startswith(("smtp://", "smtps://")):
+            errors.append("delivery.url: must start with smtp:// or smtps:// for the smtp backend")
+        if self.starttls not in ("opportunistic", "required", "none"):
+            errors.append("delivery.starttls: must be opportunistic, required or none")
+        if "@" not in self.from_ or any(c in self.from_ for c in "\r\n<>, "):
+            errors.append("delivery.from: must be a plain mail address")
+        if not 0.1 <= self.retry_initial <= self.retry_max:
+            errors.append("delivery.retry_initial: must be >= 0.1 and <= delivery.retry_max")
+        if not 5 <= self.timeout <= 600:
+            errors.append("delivery.timeout: must be between 5 and 600")
+
+
+@dataclass
+class RoutingConfig:
+    """Called number -> recipient, else the default."""
+
+    default: str = "faxes@localhost"
+    called: dict[str, str] = field(default_factory=dict)
+
+    def validate(self, errors: list[str]) -> None:
+        for key, addr in [("default", self.default)] + [(f"called.{k}", v) for k, v in self.called.items()]:
+            if not isinstance(addr, str) or "@" not in addr or any(c in addr for c in "\r\n<>, "):
+                errors.append(f"routing.{key}: {addr!r} is not a mail address")
+
+
+@dataclass
+class WebConfig:
+    listen: str = "127.0.0.1:8080"
+    enabled: bool = True
+
+    def validate(self, errors: list[str]) -> None:
+        try:
+            parse_hostport(self.listen, 8080)
+        except ValueError:
+            errors.append(f"web.listen: {self.listen!r} is not host:port")
+
+
+@dataclass
+class Config:
+    sip: SipConfig = field(default_factory=SipConfig)
+    fax: FaxConfig = field(default_factory=FaxConfig)
+    spool: SpoolConfig = field(default_factory=SpoolConfig)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+    #: directory the relative paths are resolved against (the config file's directory)
+    base_dir: Path = field(default=Path("."), repr=False)
+
+    def path(self, p: str) -> Path:
+        """Resolve a configured path relative to the config file."""
+        q = Path(p)
+        return q if q.is_absolute() else (self.base_dir / q)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], base_dir: Path = Path(".")) -> "Config":
+        errors: list[str] = []
+        sections: dict[str, Any] = {}
+        hints = get_type_hints(cls)
+        for key, value in data.items():
+            if key not in hints or key == "base_dir":
+                errors.append(f"{key}: unknown section")
+                continue
+            if not isinstance(value, dict):
+                errors.append(f"{key}: must be a table")
+                continue
+            sections[key] = _build_section(hints[key], value, key, errors)
+        cfg = cls(**{k: v for k, v in sections.items() if v is not None}, base_dir=base_dir)
+        if not errors:
+            for f in dataclasses.fields(cfg):
+                section = getattr(cfg, f.name)
+                if hasattr(section, "validate"):
+                    section.validate(errors)
+        if errors:
+            raise ConfigError(errors)
+        return cfg
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "Config":
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise ConfigError([f"{p}: cannot read: {e.strerror}"]) from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError([f"{p}: not valid TOML: {e}"]) from None
+        secrets = p.with_name("secrets.toml")
+        if secrets.exists():
+            try:
+                extra = tomllib.loads(secrets.read_text(encoding="utf-8"))
+            except tomllib.TOMLDecodeError as e:
+                raise ConfigError([f"{secrets}: not valid TOML: {e}"]) from None
+            for section, values in extra.items():
+                if isinstance(values, dict) and isinstance(data.get(section, {}), dict):
+                    data.setdefault(section, {}).update(values)
+        return cls.from_dict(data, base_dir=p.resolve().parent)
+
+
+def _build_section(cls: type, values: dict[str, Any], prefix: str, errors: list[str]) -> Any:
+    hints = get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        attr = "from_" if key == "from" else key
+        if attr not in hints:
+            errors.append(f"{prefix}.{key}: unknown key")
+            continue
+        if not _type_ok(hints[attr], value):
+            errors.append(f"{prefix}.{key}: expected {_type_name(hints[attr])}, got {type(value).__name__}")
+            continue
+        kwargs[attr] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as e:  # pragma: no cover - guarded by the checks above
+        errors.append(f"{prefix}: {e}")
+        return None
+
+
+def _type_ok(hint: Any, value: Any) -> bool:
+    origin = get_origin(hint)
+    if origin is list:
+        (item,) = get_args(hint)
+        return isinstance(value, list) and all(_type_ok(item, v) for v in value)
+    if origin is dict:
+        k, v = get_args(hint)
+        return isinstance(value, dict) and all(_type_ok(k, a) and _type_ok(v, b) for a, b in value.items())
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _type_name(hint: Any) -> str:
+    origin = get_origin(hint)
+    if origin is list:
+        return f"a list of {_type_name(get_args(hint)[0])}"
+    if origin is dict:
+        return "a table"
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(hint, str(hint))

@@ -1,0 +1,77 @@
+"""One received fax call's life, sans-I/O: T.30 events in, call facts and "hang up now" out.
+
+The timeouts are what other fax servers lack (calls that never hang up after phase E, calls that
+carry no fax at all): the session decides, the driver only asks ``poll(now)`` and acts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..config import FaxConfig
+from ..spandsp.audio import AudioFaxTerminal, FaxStats, PageDone, PhaseB, PhaseE
+
+
+@dataclass
+class ReceiveSession:
+    terminal: AudioFaxTerminal
+    started: float
+    cfg: FaxConfig
+    signal_at: float | None = None
+    phase_e: PhaseE | None = None
+    phase_e_at: float | None = None
+    pages: list[FaxStats] = field(default_factory=list)
+    hangup_reason: str = ""
+
+    def poll(self, now: float) -> str | None:
+        """Process the terminal's events; return why the call should be ended now, if it should."""
+        while (ev := self.terminal.next_event()) is not None:
+            if isinstance(ev, PhaseB):
+                self.signal_at = self.signal_at or now
+            elif isinstance(ev, PageDone):
+                self.pages.append(ev.stats)
+            elif isinstance(ev, PhaseE):
+                self.phase_e, self.phase_e_at = ev, now
+        if self.hangup_reason:
+            return None
+        if self.phase_e_at is not None:
+            if now - self.phase_e_at >= self.cfg.post_phase_e_timeout:
+                self.hangup_reason = "far end did not hang up after the fax ended"
+        elif self.signal_at is None and now - self.started >= self.cfg.no_signal_timeout:
+            self.hangup_reason = "no fax signal"
+        elif now - self.started >= self.cfg.max_call_duration:
+            self.hangup_reason = "call exceeded the maximum duration"
+        return self.hangup_reason or None
+
+    @property
+    def complete(self) -> bool:
+        return self.phase_e is not None and self.phase_e.ok
+
+    def facts(self, now: float) -> dict[str, object]:
+        """What the spool records about the call (numbers from SIP are added by the caller)."""
+        stats = self.phase_e.stats if self.phase_e else self.terminal.stats()
+        last = self.pages[-1] if self.pages else stats
+        if self.phase_e:
+            code, text = self.phase_e.code, self.phase_e.text
+        else:
+            code, text = -1, self.hangup_reason or "call ended before the fax completed"
+        return {
+            "remote_ident": stats.remote_ident,
+            "bit_rate": stats.bit_rate,
+            "ecm": stats.ecm,
+            "resolution": last.resolution,
+            "bad_rows": sum(p.bad_rows for p in self.pages),
+            "duration": round(now - self.started, 1),
+            "result_code": code,
+            "result_text": text,
+            "pages": len(self.pages),
+            "extra": {
+                "page_stats": [{"bad_rows": p.bad_rows, "longest_bad_row_run": p.longest_bad_row_run,
+                                "width": p.width, "length": p.length, "resolution": p.resolution}
+                               for p in self.pages],
+                "remote_vendor": stats.remote_vendor,
+                "remote_model": stats.remote_model,
+                "hangup_reason": self.hangup_reason,
+                "trace": list(self.terminal.trace)[-400:],
+            },
+        }

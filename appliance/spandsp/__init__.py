@@ -1,0 +1,1 @@
+"""spandsp 0.0.6 binding: the only place that knows its C signatures."""

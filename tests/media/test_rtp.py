@@ -1,0 +1,151 @@
+"""RTP packets and the fixed-delay playout buffer, with fixed clocks."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from appliance.media.rtp import PlayoutBuffer, RtpError, RtpPacket, RtpStream, looks_like_rtp
+
+
+def pkt(seq: int, ts: int, payload: bytes = b"\x55" * 160, pt: int = 0) -> RtpPacket:
+    return RtpPacket(pt, seq & 0xFFFF, ts & 0xFFFFFFFF, 1234, payload)
+
+
+def test_build_parse_roundtrip():
+    p = RtpPacket(8, 65535, 0xFFFFFF00, 0xDEADBEEF, b"abc", marker=True)
+    q = RtpPacket.parse(p.build())
+    assert q == p
+
+
+def test_parse_skips_csrc_extension_and_padding():
+    header = bytes([0x80 | 0x20 | 0x10 | 2, 0, 0, 1]) + (5).to_bytes(4, "big") + (7).to_bytes(4, "big")
+    csrc = b"\x00" * 8
+    ext = b"\xbe\xde\x00\x01" + b"\x01\x02\x03\x04"
+    payload = b"hello"
+    padding = b"\x00\x00\x03"
+    p = RtpPacket.parse(header + csrc + ext + payload + padding)
+    assert p.payload == b"hello" and p.timestamp == 5 and p.ssrc == 7
+
+
+@pytest.mark.parametrize("data,why", [
+    (b"", "shorter"), (b"\x80" * 11, "shorter"), (b"\x40" + b"\x00" * 20, "version"),
+    (bytes([0x90]) + b"\x00" * 11 + b"\x00\x00", "extension"),
+    (bytes([0xA0]) + b"\x00" * 11 + b"\x00", "padding"),
+    (bytes([0xA0]) + b"\x00" * 11 + b"\x10", "padding"),
+    (bytes([0x8F]) + b"\x00" * 11, "past"),
+])
+def test_malformed_packets_raise(data, why):
+    with pytest.raises(RtpError, match=why):
+        RtpPacket.parse(data)
+
+
+def test_looks_like_rtp_tells_udptl_apart():
+    assert looks_like_rtp(pkt(1, 1).build())
+    assert not looks_like_rtp(b"\x00\x03\x06\xc0\x01\x80\x00\x00\xff\x00\x02\x01\x06")
+
+
+def test_stream_sequence_and_timestamp_advance():
+    s = RtpStream(0, rng=random.Random(1))
+    a, b = RtpPacket.parse(s.packet(b"x" * 160)), RtpPacket.parse(s.packet(b"y" * 160))
+    assert a.marker and not b.marker
+    assert (b.sequence - a.sequence) & 0xFFFF == 1
+    assert (b.timestamp - a.timestamp) & 0xFFFFFFFF == 160
+
+
+def drain(buf: PlayoutBuffer, now: float) -> list:
+    return buf.pull(now)
+
+
+def test_playout_holds_packets_for_the_fixed_delay_then_plays_in_order():
+    buf = PlayoutBuffer(0, delay=0.06)
+    buf.put(pkt(1, 1000, b"a" * 160), 10.0)
+    assert drain(buf, 10.05) == []  # not due before the delay
+    buf.put(pkt(3, 1320, b"c" * 160), 10.03)  # arrives before packet 2: reordering
+    buf.put(pkt(2, 1160, b"b" * 160), 10.04)
+    out = drain(buf, 10.06 + 0.06)
+    assert out == [b"a" * 160, b"b" * 160, b"c" * 160][: len(out)]
+    assert b"".join(x for x in out if isinstance(x, bytes)).startswith(b"a" * 160 + b"b" * 160)
+
+
+def test_playout_fills_in_lost_packets_by_timestamp():
+    buf = PlayoutBuffer(0, delay=0.0)
+    buf.put(pkt(1, 0, b"a" * 160), 0.0)
+    buf.put(pkt(3, 320, b"c" * 160), 0.04)  # packet 2 lost
+    out = drain(buf, 0.06)
+    assert out == [b"a" * 160, 160, b"c" * 160]
+    assert buf.stats["fillin"] == 160
+
+
+def test_playout_fillin_when_nothing_arrives_keeps_time():
+    buf = PlayoutBuffer(0, delay=0.0)
+    buf.put(pkt(1, 0, b"a" * 160), 0.0)
+    out = drain(buf, 0.1)
+    assert out[0] == b"a" * 160 and sum(x for x in out[1:]) == 800 - 160
+
+
+def test_late_and_duplicate_packets_are_dropped_and_counted():
+    buf = PlayoutBuffer(0, delay=0.0)
+    buf.put(pkt(1, 0), 0.0)
+    buf.put(pkt(2, 160), 0.02)
+    buf.put(pkt(2, 160), 0.021)
+    assert buf.stats["duplicate"] == 1
+    drain(buf, 0.04)
+    buf.put(pkt(1, 0), 0.05)
+    assert buf.stats["late"] == 1
+
+
+def test_other_payload_types_are_ignored():
+    buf = PlayoutBuffer(0, delay=0.0)
+    buf.put(pkt(1, 0, b"\x40", pt=13), 0.0)   # comfort noise
+    buf.put(pkt(2, 0, b"\x00" * 4, pt=100), 0.0)  # Cisco NSE
+    buf.put(pkt(3, 0, b"\x00" * 4, pt=101), 0.0)  # telephone-event
+    assert buf.stats["ignored_pt"] == 3 and drain(buf, 1.0) == []
+
+
+def test_timestamp_wraparound():
+    buf = PlayoutBuffer(8, delay=0.0)
+    start = 0xFFFFFFFF - 200
+    buf.put(pkt(1, start, b"a" * 160, pt=8), 0.0)
+    buf.put(pkt(2, start + 160, b"b" * 160, pt=8), 0.02)  # crosses 2**32
+    buf.put(pkt(3, start + 320, b"c" * 160, pt=8), 0.04)
+    out = drain(buf, 0.06)
+    assert out == [b"a" * 160, b"b" * 160, b"c" * 160]
+
+
+def test_ptime_10_and_30_ms_play_the_same_samples():
+    for size in (80, 240):
+        buf = PlayoutBuffer(0, delay=0.0)
+        for i in range(6):
+            buf.put(pkt(i, i * size, bytes([i]) * size), i * size / 8000)
+        out = drain(buf, 6 * size / 8000)
+        assert b"".join(x for x in out if isinstance(x, bytes)) == b"".join(bytes([i]) * size for i in range(6))
+
+
+def test_sender_timeline_jump_resyncs_instead_of_filling_minutes():
+    buf = PlayoutBuffer(0, delay=0.0)
+    buf.put(pkt(1, 0), 0.0)
+    drain(buf, 0.02)
+    buf.put(pkt(2, 8000 * 600), 0.04)
+    out = drain(buf, 0.06)
+    assert buf.stats["resync"] == 1
+    assert sum(x for x in out if isinstance(x, int)) < 8000
+
+
+def test_random_loss_and_reorder_conserves_sample_count():
+    rng = random.Random(7)
+    buf = PlayoutBuffer(0, delay=0.06)
+    packets = [pkt(i, i * 160, bytes([i % 256]) * 160) for i in range(500)]
+    arrivals = sorted(((i * 0.02 + rng.uniform(0, 0.05), p) for i, p in enumerate(packets) if rng.random() > 0.05),
+                      key=lambda x: x[0])
+    played = 0
+    t = 0.0
+    for when, p in arrivals:
+        for item in buf.pull(when):
+            played += item if isinstance(item, int) else len(item)
+        buf.put(p, when)
+        t = when
+    for item in buf.pull(10.0 + 0.06):
+        played += item if isinstance(item, int) else len(item)
+    assert played == 80000  # 10 s of samples, none invented, none lost
