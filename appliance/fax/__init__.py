@@ -1,0 +1,1 @@
+"""The fax engine: sessions over spandsp, page images, the test-fax sender."""
