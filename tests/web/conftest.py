@@ -1,0 +1,50 @@
+"""Web fixtures: a real spool (the daemon's Spool class) filled with real G4 fax TIFFs.
+
+The app under test opens the same directory read-only, as the web process does on the box.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+from webfax import STANDARD, T0, add_fax
+
+from appliance.config import Config, SpoolConfig
+from appliance.spool.store import FaxRecord, Spool
+from appliance.web import create_app
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    return Config(spool=SpoolConfig(dir="spool"), base_dir=tmp_path)
+
+
+@pytest.fixture
+def spool(config: Config) -> Iterator[Spool]:
+    """The daemon's side: a writable spool in the configured directory."""
+    s = Spool(config.path(config.spool.dir))
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def client(config: Config) -> FlaskClient:
+    return create_app(config).test_client()
+
+
+@pytest.fixture
+def full_fax(spool: Spool) -> FaxRecord:
+    """A three-page standard-resolution fax with every call fact set and two delivery jobs."""
+    fax = add_fax(spool, T0, dpis=[STANDARD] * 3, recipients=["sales@example.com", "ops@example.com"],
+                  line="sip:gw1", call_id="a84b4c76e66710@gw1.example", caller_number="+4930123456",
+                  caller_name="ACME Sales", called_number="+4930999100", remote_ident="+49 30 123456",
+                  bit_rate=14400, ecm=True, resolution="204x98", bad_rows=3, duration=65.4,
+                  result_code=0, result_text="OK")
+    sales, ops = spool.jobs_for(fax.id)
+    spool.claim_due_jobs(T0 + 40)
+    spool.job_retry(sales.id, T0 + 41, "451 4.3.0 Mailbox temporarily unavailable", T0 + 100)
+    spool.job_delivered(ops.id, T0 + 42, "250 2.6.0 <x@faxbridge> Queued mail for delivery")
+    return fax
