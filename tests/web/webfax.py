@@ -20,8 +20,8 @@ XSS = "<script>alert(1)</script>"
 
 
 def black_box(page: int) -> tuple[int, int, int, int]:
-    """The black rectangle drawn on page `page` (1-based), in source pixels: differs per page."""
-    x0 = 200 + 300 * (page - 1)
+    """The black rectangle drawn on page `page` (1-based), in source pixels; pages 1-3 never overlap."""
+    x0 = 200 + 500 * (page - 1)
     return (x0, 100, x0 + 400, 300)
 
 
