@@ -47,4 +47,6 @@ def full_fax(spool: Spool) -> FaxRecord:
     spool.claim_due_jobs(T0 + 40)
     spool.job_retry(sales.id, T0 + 41, "451 4.3.0 Mailbox temporarily unavailable", T0 + 100)
     spool.job_delivered(ops.id, T0 + 42, "250 2.6.0 <x@faxbridge> Queued mail for delivery")
-    return fax
+    fresh = spool.get_fax(fax.id)
+    assert fresh is not None and fresh.state == "failed_retrying"
+    return fresh

@@ -1,0 +1,77 @@
+"""The JSON API: same data and filters as the pages, strict parameters, raw (unescaped) values."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from flask.testing import FlaskClient
+from webfax import STANDARD, T0, XSS, add_fax
+
+from appliance.spool.store import FaxRecord, Spool
+
+FAX_FIELDS = {f.name for f in dataclasses.fields(FaxRecord)}
+
+
+def test_fax_list_has_every_field_and_jobs(client: FlaskClient, full_fax: FaxRecord) -> None:
+    r = client.get("/api/faxes")
+    assert r.status_code == 200 and r.mimetype == "application/json"
+    body = r.get_json()
+    assert body["total"] == 1
+    (fax,) = body["faxes"]
+    assert set(fax) == FAX_FIELDS | {"jobs"}
+    assert {k: fax[k] for k in FAX_FIELDS} == dataclasses.asdict(full_fax)
+    assert fax["jobs"] == [
+        {"recipient": "sales@example.com", "state": "failed_retrying", "attempts": 1,
+         "last_error": "451 4.3.0 Mailbox temporarily unavailable"},
+        {"recipient": "ops@example.com", "state": "delivered", "attempts": 1, "last_error": ""},
+    ]
+
+
+def test_one_fax(client: FlaskClient, full_fax: FaxRecord) -> None:
+    one = client.get(f"/api/faxes/{full_fax.id}").get_json()
+    listed = client.get("/api/faxes").get_json()["faxes"][0]
+    assert one == listed
+    r = client.get("/api/faxes/999")
+    assert r.status_code == 404 and r.get_json() == {"error": "no fax 999"}
+    assert client.get("/api/faxes/abc").status_code == 404
+    assert "error" in client.get("/api/faxes/abc").get_json()
+
+
+def test_paging_search_and_filter(client: FlaskClient, spool: Spool) -> None:
+    faxes = [add_fax(spool, T0 + 60 * i, caller_number=f"+4930{i:03d}" if i % 2 else f"+4989{i:03d}")
+             for i in range(12)]
+    ids = lambda url: [f["id"] for f in client.get(url).get_json()["faxes"]]  # noqa: E731
+    newest_first = [f.id for f in reversed(faxes)]
+    assert ids("/api/faxes") == newest_first
+    assert ids("/api/faxes?limit=5") == newest_first[:5]
+    assert ids("/api/faxes?limit=5&offset=10") == newest_first[10:]
+    assert ids("/api/faxes?offset=12") == []
+    berlin = client.get("/api/faxes?q=4930").get_json()
+    assert berlin["total"] == 6 and [f["caller_number"][:5] for f in berlin["faxes"]] == ["+4930"] * 6
+    assert client.get("/api/faxes?limit=0").get_json() == {"total": 12, "faxes": []}
+    assert client.get("/api/faxes?state=routed").get_json() == {"total": 0, "faxes": []}
+    assert client.get("/api/faxes?state=no_fax&limit=500").get_json()["total"] == 12
+
+
+def test_bad_parameters_are_400_naming_the_parameter(client: FlaskClient, full_fax: FaxRecord) -> None:
+    for query, name in (("limit=501", "limit"), ("limit=-1", "limit"), ("limit=ten", "limit"),
+                        ("limit=1.5", "limit"), ("offset=-1", "offset"), ("offset=x", "offset"),
+                        ("state=lost", "state"), ("q=" + "a" * 201, "q"), ("q=%00", "q")):
+        r = client.get(f"/api/faxes?{query}")
+        assert r.status_code == 400, query
+        assert r.mimetype == "application/json"
+        body = r.get_json()
+        assert body["parameter"] == name and name in body["error"], query
+
+
+def test_values_are_raw_in_json(client: FlaskClient, spool: Spool) -> None:
+    fax = add_fax(spool, T0, dpis=[STANDARD], remote_ident=XSS, caller_name=XSS, recipients=["x@example.com"])
+    r = client.get(f"/api/faxes/{fax.id}")
+    assert r.get_json()["remote_ident"] == XSS and r.get_json()["caller_name"] == XSS
+    assert XSS.encode() in r.data
+    assert r.headers["X-Content-Type-Options"] == "nosniff"  # so no browser renders it as HTML
+
+
+def test_empty_spool(client: FlaskClient) -> None:
+    assert client.get("/api/faxes").get_json() == {"total": 0, "faxes": []}
+    assert client.get("/api/faxes/1").status_code == 404
