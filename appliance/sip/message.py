@@ -97,6 +97,13 @@ class Headers:
                 return
         self._items.append((key, str(value)))
 
+    def set_all(self, name: str, values: Iterable[str]) -> None:
+        """Replace every value of `name` by `values`, at the position of the first."""
+        key = canonical_name(name)
+        index = next((i for i, (n, _) in enumerate(self._items) if n == key), len(self._items))
+        rest = [(n, v) for n, v in self._items[index:] if n != key]
+        self._items[index:] = [(key, str(v)) for v in values] + rest
+
     def remove(self, name: str) -> None:
         key = canonical_name(name)
         self._items = [(n, v) for n, v in self._items if n != key]

@@ -73,11 +73,7 @@ def page_image(fax_id: int, page: int) -> Response:
     if tiff is None:
         abort(404, "This fax has no image.")
     try:
-        if _still_receiving(fax):
-            # The file may still grow or be rewritten: never cache what may change.
-            resp = Response(render.png_bytes(tiff, page, size), mimetype="image/png")
-            resp.headers["Cache-Control"] = "no-store"
-            return resp
+        # Safe to cache forever: the spool publishes an image only once the fax is finished.
         path = render.cached_page(spool_root() / "cache", fax.uid, tiff, page, size)
     except render.PageNotFound:
         abort(404, f"This fax has no page {page}.")
@@ -108,10 +104,6 @@ def download_name(fax: FaxRecord) -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(fax.created))
     uid = re.sub(r"[^A-Za-z0-9_-]", "", fax.uid)[:40] or str(fax.id)
     return f"fax-{stamp}-{uid}.tif"
-
-
-def _still_receiving(fax: FaxRecord) -> bool:
-    return fax.state == "receiving" or fax.finished is None
 
 
 def _fax_or_404(fax_id: int) -> tuple[Spool, FaxRecord]:

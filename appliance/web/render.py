@@ -9,7 +9,6 @@ size) is rendered once and kept under ``<spool>/cache/``; the web process is the
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import re
 import tempfile
@@ -98,13 +97,6 @@ def cached_page(cache_dir: Path, uid: str, tiff: Path, page: int, size: str) -> 
             Path(tmp).unlink(missing_ok=True)
             raise
     return target
-
-
-def png_bytes(tiff: Path, page: int, size: str) -> bytes:
-    """Render without caching (for a fax still being received, whose file may still change)."""
-    buf = io.BytesIO()
-    render_page(tiff, page, size).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def _lock_for(key: str) -> threading.Lock:

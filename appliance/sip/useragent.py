@@ -1,0 +1,629 @@
+"""The sans-I/O SIP user agent: bytes and `now` in; bytes to send, one deadline and events out.
+
+A transport feeds every received datagram/frame to `receive`, sends what `datagrams_to_send`
+returns, calls `handle_timer` at `get_timer()`, and hands `next_event()` to the application. The
+application acts on calls with `answer_call`, `reject_call`, `hangup`, `invite`, ... Nothing here
+reads a clock, opens a socket or raises because of what a peer sent.
+"""
+from __future__ import annotations
+
+import logging
+import random
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from .dialog import Dialog
+from .errors import LocalProtocolError, SipParseError
+from .events import (
+    Addr, CallAnswered, CallConfirmed, CallEnded, CallFailed, CallProgress, Event, IncomingCall, Local,
+)
+from .message import SipRequest, SipResponse, parse_message
+from .sdp import SdpParseError, SessionDescription
+from .transaction import (
+    ACCEPTED, PROCEEDING, ClientTransaction, InviteClientTransaction, InviteServerTransaction,
+    NonInviteClientTransaction, NonInviteServerTransaction, ServerTransaction, TimerConfig, client_key,
+    server_key,
+)
+from .uri import SipUri, Via, format_host, format_name_addr, host_address, parse_name_addr
+
+__all__ = ["UserAgent", "Local", "Addr"]
+
+log = logging.getLogger("appliance.sip")
+
+SUPPORTED = ("timer",)
+UNSUPPORTED_KNOWN = {"REGISTER", "SUBSCRIBE", "PUBLISH", "MESSAGE", "NOTIFY", "REFER", "PRACK"}
+IMPLEMENTED = {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "UPDATE"}
+
+
+@dataclass
+class Call:
+    """Per-call state of the UA: the INVITE, its transaction, the dialog once there is one."""
+
+    call_id: str
+    role: str                    # "uas" (incoming) or "uac" (outgoing)
+    state: str                   # early | answered | confirmed | ending | ended  (uac: calling first)
+    invite: SipRequest
+    invite_tx: InviteServerTransaction | InviteClientTransaction
+    local_tag: str
+    local: Local
+    remote: Addr                 # where the INVITE came from / went to
+    reply_to: Addr | None = None  # response target (§18.2.2) for a uas call
+    dialog: Dialog | None = None
+    local_sdp: str | None = None
+    response_2xx: bytes | None = None
+    ack: bytes | None = None
+    timers: dict[str, float] = field(default_factory=dict)
+    interval: float = 0.0
+    reinvite: bool = False
+    hangup_pending: bool = False
+    cancel_pending: bool = False
+
+
+class UserAgent:
+    """User agent core serving incoming calls (UAS) and our own test calls (UAC)."""
+
+    def __init__(self, *, user_agent: str = "Faxbridge/0.1",
+                 allow: str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE",
+                 rng: random.Random | None = None, timers: TimerConfig = TimerConfig()) -> None:
+        self.user_agent = user_agent
+        self.allow = allow
+        self.timers = timers
+        self.stats: Counter[str] = Counter()
+        self._rng = rng or random.Random()
+        self._out: list[tuple[bytes, Addr, Local]] = []
+        self._events: deque[Event] = deque()
+        self._calls: dict[str, Call] = {}
+        self._server_txs: dict[tuple, ServerTransaction] = {}
+        self._client_txs: dict[tuple, ClientTransaction] = {}
+
+    # --- driver interface --------------------------------------------------------------------
+
+    def receive(self, data: bytes, remote: Addr, local: Local, now: float) -> None:
+        """Handle one datagram or stream frame. Never raises: bad input is answered or dropped."""
+        try:
+            self._receive(data, remote, local, now)
+        except Exception:  # a bug of ours must not take the listener down
+            self.stats["internal_errors"] += 1
+            log.exception("SIP: internal error handling a message from %s", remote)
+
+    def datagrams_to_send(self) -> list[tuple[bytes, Addr, Local]]:
+        out, self._out = self._out, []
+        return out
+
+    def get_timer(self) -> float | None:
+        deadlines = [t for tx in self._transactions() if (t := tx.get_timer()) is not None]
+        deadlines += [t for call in self._calls.values() for t in call.timers.values()]
+        return min(deadlines, default=None)
+
+    def handle_timer(self, now: float) -> None:
+        for tx in self._transactions():
+            tx.handle_timer(now)
+            if tx.timed_out and isinstance(tx, ClientTransaction):
+                tx.timed_out = False
+                self._client_timeout(tx, now)
+        for call in list(self._calls.values()):
+            for name, deadline in sorted(call.timers.items(), key=lambda item: item[1]):
+                if deadline <= now and call.timers.get(name) == deadline:
+                    del call.timers[name]
+                    getattr(self, f"_call_timer_{name}")(call, now)
+        self._server_txs = {k: t for k, t in self._server_txs.items() if not t.terminated}
+        self._client_txs = {k: t for k, t in self._client_txs.items() if not t.terminated}
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    # --- application actions: incoming calls -------------------------------------------------
+
+    def send_provisional(self, call_id: str, status: int, now: float, sdp: str | None = None) -> None:
+        call = self._uas_call(call_id, "early")
+        if not 100 < status < 200:
+            raise LocalProtocolError(f"{status} is not a provisional status")
+        reason = {180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued"}.get(status, "Session Progress")
+        headers = [("Contact", self._contact(call.local))]
+        if sdp is not None:
+            headers.append(("Content-Type", "application/sdp"))
+        call.invite_tx.respond(self._response(call.invite, status, reason, call.local_tag, headers,
+                                              sdp or b""), now)  # type: ignore[union-attr]
+
+    def answer_call(self, call_id: str, sdp: str, now: float) -> None:
+        call = self._uas_call(call_id, "early")
+        response = self._ok_2xx(call, sdp)
+        call.invite_tx.respond(response, now)  # type: ignore[union-attr]
+        call.dialog = Dialog.as_uas(call.invite, response, self._rng.randrange(1, 2**16))
+        if not call.dialog.remote_target:
+            call.dialog.remote_target = parse_name_addr(call.invite.headers.get("From") or "")[1]
+        self._await_ack(call, response, sdp, now)
+
+    def reject_call(self, call_id: str, status: int, reason: str, now: float,
+                    extra_headers: Iterable[tuple[str, str]] = ()) -> None:
+        call = self._uas_call(call_id, "early")
+        if not 300 <= status < 700:
+            raise LocalProtocolError(f"{status} is not a rejection status")
+        self._reject(call, status, reason, now, list(extra_headers), "rejected")
+
+    def hangup(self, call_id: str, now: float) -> None:
+        """End a call in whatever state it is; a call that already ended is left alone."""
+        call = self._calls.get(call_id)
+        if call is None or call.state in ("ended", "ending"):
+            return
+        if call.role == "uas" and call.state == "early":
+            self._reject(call, 480, "Temporarily Unavailable", now, [], "local hangup")
+        elif call.role == "uac" and call.state in ("calling", "early"):
+            self.cancel(call_id, now)
+        elif call.state == "answered" and not call.reinvite:
+            call.hangup_pending = True  # §15: no BYE before the ACK (or its timeout)
+        else:
+            self._send_bye(call, now)
+
+    # --- application actions: our own calls ---------------------------------------------------
+
+    def invite(self, target: str, *, from_uri: str, sdp: str, local: Local, remote: Addr, now: float,
+               from_display: str = "", headers: Iterable[tuple[str, str]] = ()) -> str:
+        call_id = f"{self._rng.getrandbits(96):024x}@{format_host(local.host)}"
+        tag = self._tag()
+        req = SipRequest("INVITE", target)
+        req.headers.add("Via", self._via(local))
+        req.headers.add("Max-Forwards", "70")
+        req.headers.add("From", format_name_addr(from_display, from_uri, {"tag": tag}))
+        req.headers.add("To", format_name_addr("", target))
+        req.headers.add("Call-ID", call_id)
+        req.headers.add("CSeq", "1 INVITE")
+        for name, value in [("Contact", self._contact(local)), *self._capabilities(), *headers,
+                            ("Content-Type", "application/sdp")]:
+            req.headers.add(name, value)
+        req.body = sdp.encode("utf-8")
+        tx = InviteClientTransaction(req, self._sender(remote, local), local.transport != "udp", now, self.timers)
+        call = Call(call_id, "uac", "calling", req, tx, tag, local, remote, local_sdp=sdp)
+        self._calls[call_id] = call
+        self._start_client(tx, call_id, now)
+        return call_id
+
+    def cancel(self, call_id: str, now: float) -> None:
+        call = self._calls.get(call_id)
+        if call is None or call.role != "uac":
+            raise LocalProtocolError(f"no outgoing call {call_id}")
+        if call.state not in ("calling", "early"):
+            return
+        if call.invite_tx.state != PROCEEDING:
+            call.cancel_pending = True  # §9.1: CANCEL only after a provisional response
+            return
+        inv = call.invite
+        req = SipRequest("CANCEL", inv.uri)
+        req.headers.add("Via", inv.headers.get_all("Via")[0])
+        for name in ("Route", "Max-Forwards", "From", "To", "Call-ID"):
+            for value in inv.headers.get_all(name):
+                req.headers.add(name, value)
+        req.headers.add("CSeq", f"{inv.cseq[0]} CANCEL")
+        tx = NonInviteClientTransaction(req, self._sender(call.remote, call.local),
+                                        call.local.transport != "udp", now, self.timers)
+        self._start_client(tx, call_id, now)
+        call.timers["cancel"] = now + 64 * self.timers.t1
+
+    # --- receiving ----------------------------------------------------------------------------
+
+    def _receive(self, data: bytes, remote: Addr, local: Local, now: float) -> None:
+        if not data.strip(b"\r\n"):
+            self.stats["keepalives"] += 1
+            return
+        try:
+            msg = parse_message(data)
+        except SipParseError as exc:
+            self._malformed(exc, remote, local)
+            return
+        if isinstance(msg, SipResponse):
+            self._handle_response(msg, now)
+        else:
+            self._handle_request(msg, remote, local, now)
+
+    def _malformed(self, exc: SipParseError, remote: Addr, local: Local) -> None:
+        partial = exc.partial
+        if isinstance(partial, SipRequest) and partial.method != "ACK" and _answerable(partial):
+            self.stats["answered_malformed"] += 1
+            self._stamp_via(partial, remote)
+            self._out.append((bytes(self._response(partial, exc.status, exc.reason, self._tag())),
+                              self._reply_target(partial, remote, local), local))
+        else:
+            self.stats["dropped_malformed"] += 1
+            log.info("SIP: dropped malformed message from %s: %s", remote, exc.reason)
+
+    def _handle_request(self, req: SipRequest, remote: Addr, local: Local, now: float) -> None:
+        self._stamp_via(req, remote)
+        key = server_key(req)
+        tx = self._server_txs.get(key)
+        if req.method == "ACK":
+            if isinstance(tx, InviteServerTransaction) and tx.state != ACCEPTED:
+                tx.receive_request(req, now)
+            else:
+                self._dialog_ack(req, now)
+            return
+        if tx is not None:
+            self.stats["retransmissions"] += 1
+            tx.receive_request(req, now)  # type: ignore[attr-defined]
+            return
+        cls = InviteServerTransaction if req.method == "INVITE" else NonInviteServerTransaction
+        reply_to = self._reply_target(req, remote, local)
+        tx = cls(req, self._sender(reply_to, local), local.transport != "udp", now, self.timers)
+        self._server_txs[key] = tx
+        if req.method == "INVITE":
+            tx.respond(self._response(req, 100, "Trying"), now)
+        refusal = self._refusal(req)
+        if refusal:
+            tx.respond(self._response(req, *refusal[:2], self._tag(), refusal[2]), now)
+            return
+        if req.method == "INVITE":
+            self._on_invite(req, tx, remote, local, reply_to, now)  # type: ignore[arg-type]
+        else:
+            getattr(self, f"_on_{req.method.lower()}")(req, tx, now)
+
+    def _refusal(self, req: SipRequest) -> tuple[int, str, list[tuple[str, str]]] | None:
+        """Checks every request passes before its method handler sees it."""
+        if req.headers.get("Max-Forwards") == "0":
+            return 483, "Too Many Hops", []
+        if req.method not in IMPLEMENTED:
+            if req.method in UNSUPPORTED_KNOWN and (not req.to_tag or self._dialog_call(req)):
+                return 405, "Method Not Allowed", [("Allow", self.allow)]
+            if req.method in UNSUPPORTED_KNOWN:
+                return 481, "Call/Transaction Does Not Exist", []
+            return 501, "Not Implemented", [("Allow", self.allow)]
+        try:
+            SipUri.parse(req.uri)
+        except SipParseError as exc:
+            return exc.status, "Unsupported URI Scheme" if exc.status == 416 else "Bad Request-URI", []
+        if req.method == "INVITE":
+            unsupported = [o for o in req.headers.get_list("Require") if o.lower() not in SUPPORTED]
+            if unsupported:
+                return 420, "Bad Extension", [("Unsupported", ", ".join(unsupported))]
+        return None
+
+    def _on_invite(self, req: SipRequest, tx: InviteServerTransaction, remote: Addr, local: Local,
+                   reply_to: Addr, now: float) -> None:
+        if req.to_tag:
+            self._reinvite(req, tx, now)
+            return
+        ctype = (req.headers.get("Content-Type") or "application/sdp").split(";")[0].strip().lower()
+        if req.body and ctype != "application/sdp":
+            tx.respond(self._response(req, 415, "Unsupported Media Type", self._tag(),
+                                      [("Accept", "application/sdp")]), now)
+            return
+        offer = None
+        if req.body:
+            try:
+                offer = SessionDescription.parse(req.body)
+            except SdpParseError:
+                tx.respond(self._response(req, 400, "Bad SDP", self._tag()), now)
+                return
+        if req.call_id in self._calls:
+            tx.respond(self._response(req, 482, "Loop Detected", self._tag()), now)
+            return
+        call = Call(req.call_id, "uas", "early", req, tx, self._tag(), local, remote, reply_to)
+        self._calls[req.call_id] = call
+        tx.call_id = req.call_id  # type: ignore[attr-defined]
+        self._events.append(_incoming_call(req, offer, remote, local))
+
+    def _reinvite(self, req: SipRequest, tx: InviteServerTransaction, now: float) -> None:
+        call = self._dialog_call(req)
+        if call is None:
+            tx.respond(self._response(req, 481, "Call/Transaction Does Not Exist"), now)
+        elif call.state != "confirmed" or call.local_sdp is None:
+            tx.respond(self._response(req, 491, "Request Pending"), now)
+        else:
+            assert call.dialog is not None
+            call.dialog.remote_target = _contact(req) or call.dialog.remote_target
+            call.dialog.remote_cseq = req.cseq[0]
+            response = self._ok_2xx(call, call.local_sdp, req)
+            tx.respond(response, now)
+            call.reinvite = True
+            self._await_ack(call, response, call.local_sdp, now)
+
+    def _on_cancel(self, req: SipRequest, tx: NonInviteServerTransaction, now: float) -> None:
+        invite_tx = self._server_txs.get(server_key(req, "INVITE"))
+        call = self._calls.get(getattr(invite_tx, "call_id", ""))
+        if invite_tx is None or call is None:
+            tx.respond(self._response(req, 481, "Call/Transaction Does Not Exist", self._tag()), now)
+            return
+        tx.respond(self._response(req, 200, "OK", call.local_tag), now)
+        if invite_tx.state == PROCEEDING and call.state == "early":
+            self._reject(call, 487, "Request Terminated", now, [], "CANCEL")
+
+    def _on_bye(self, req: SipRequest, tx: NonInviteServerTransaction, now: float) -> None:
+        call = self._dialog_call(req)
+        if call is None:
+            tx.respond(self._response(req, 481, "Call/Transaction Does Not Exist", self._tag()), now)
+            return
+        tx.respond(self._response(req, 200, "OK"), now)
+        self._end(call, "remote BYE", None, now)
+
+    def _on_options(self, req: SipRequest, tx: NonInviteServerTransaction, now: float) -> None:
+        headers = [*self._capabilities(), ("Accept", "application/sdp")]
+        tx.respond(self._response(req, 200, "OK", self._tag(), headers), now)
+
+    def _on_info(self, req: SipRequest, tx: NonInviteServerTransaction, now: float) -> None:
+        call = self._dialog_call(req)
+        if call is None:
+            tx.respond(self._response(req, 481, "Call/Transaction Does Not Exist", self._tag()), now)
+            return
+        headers: list[tuple[str, str]] = []
+        body = b""
+        if req.method == "UPDATE":
+            if req.headers.get("Session-Expires"):
+                headers.append(("Session-Expires", req.headers.get("Session-Expires") or ""))
+            if req.body and call.local_sdp:
+                headers.append(("Content-Type", "application/sdp"))
+                body = call.local_sdp.encode("utf-8")
+        tx.respond(self._response(req, 200, "OK", None, headers, body), now)
+
+    _on_update = _on_info
+
+    def _dialog_ack(self, req: SipRequest, now: float) -> None:
+        call = self._dialog_call(req)
+        if call is None or call.state != "answered":
+            self.stats["ignored_acks"] += 1
+            return
+        call.timers.pop("retransmit", None)
+        call.timers.pop("ack", None)
+        call.state = "confirmed"
+        if not call.reinvite:
+            self._events.append(CallConfirmed(call.call_id))
+        if call.hangup_pending:
+            self._send_bye(call, now)
+
+    def _handle_response(self, resp: SipResponse, now: float) -> None:
+        tx = self._client_txs.get(client_key(resp))
+        if tx is None:
+            call = self._calls.get(resp.call_id)
+            if call and call.ack and resp.cseq[1] == "INVITE" and 200 <= resp.status < 300:
+                self._out.append((call.ack, self._dialog_hop(call), call.local))  # 2xx retransmission
+            else:
+                self.stats["dropped_responses"] += 1
+            return
+        if not tx.receive_response(resp, now):  # type: ignore[attr-defined]
+            return
+        call = self._calls.get(getattr(tx, "call_id", ""))
+        if call is None:
+            return
+        if isinstance(tx, InviteClientTransaction):
+            self._invite_response(call, resp, now)
+        elif resp.cseq[1] == "BYE" and resp.status >= 200:
+            self._end(call, "local hangup", resp.status, now)
+
+    def _invite_response(self, call: Call, resp: SipResponse, now: float) -> None:
+        if resp.status < 200:
+            if call.state == "calling":
+                call.state = "early"
+            self._events.append(CallProgress(call.call_id, resp.status, resp.reason))
+            if call.cancel_pending:
+                call.cancel_pending = False
+                self.cancel(call.call_id, now)
+        elif resp.status < 300:
+            self._uac_2xx(call, resp, now)
+        elif call.state not in ("ended", "confirmed"):
+            call.state = "ended"
+            call.timers = {"expire": now + 64 * self.timers.t1}
+            self._events.append(CallFailed(call.call_id, resp.status, resp.reason))
+
+    def _uac_2xx(self, call: Call, resp: SipResponse, now: float) -> None:
+        if call.dialog is not None:
+            if call.ack and resp.to_tag == call.dialog.remote_tag:
+                self._out.append((call.ack, self._dialog_hop(call), call.local))
+            return
+        call.dialog = Dialog.as_uac(call.invite, resp)
+        ack = call.dialog.create_request("ACK", self._via(call.local), cseq=call.invite.cseq[0])
+        call.ack = bytes(ack)
+        self._out.append((call.ack, self._dialog_hop(call), call.local))
+        call.timers.pop("cancel", None)
+        try:
+            answer = SessionDescription.parse(resp.body) if resp.body else None
+        except SdpParseError:
+            answer, call.cancel_pending = None, True
+        if call.cancel_pending or call.state == "ended":
+            call.state = "confirmed"
+            self._send_bye(call, now)
+            if answer is None and resp.body:
+                self._events.append(CallFailed(call.call_id, 488, "Bad SDP in answer"))
+            return
+        call.state = "confirmed"
+        self._events.append(CallAnswered(call.call_id, answer))
+
+    # --- timers -------------------------------------------------------------------------------
+
+    def _client_timeout(self, tx: ClientTransaction, now: float) -> None:
+        call = self._calls.get(getattr(tx, "call_id", ""))
+        if call is None:
+            return
+        if isinstance(tx, InviteClientTransaction) and call.state in ("calling", "early"):
+            call.state = "ended"
+            call.timers = {"expire": now + 64 * self.timers.t1}
+            self._events.append(CallFailed(call.call_id, 408, "Request Timeout"))
+        elif tx.request.method == "BYE":
+            self._end(call, "local hangup", None, now)
+
+    def _call_timer_retransmit(self, call: Call, now: float) -> None:
+        assert call.response_2xx is not None and call.reply_to is not None
+        self._out.append((call.response_2xx, call.reply_to, call.local))
+        call.interval = min(2 * call.interval, self.timers.t2)
+        call.timers["retransmit"] = now + call.interval
+
+    def _call_timer_ack(self, call: Call, now: float) -> None:
+        pending = call.hangup_pending
+        self._send_bye(call, now)
+        self._end(call, "local hangup" if pending else "no ACK", None, now)
+
+    def _call_timer_cancel(self, call: Call, now: float) -> None:
+        if call.state in ("calling", "early"):
+            call.state = "ended"
+            self._events.append(CallFailed(call.call_id, 487, "Request Terminated"))
+        call.timers["expire"] = now + 64 * self.timers.t1
+
+    def _call_timer_expire(self, call: Call, now: float) -> None:
+        self._calls.pop(call.call_id, None)
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _transactions(self) -> list:
+        return [*self._server_txs.values(), *self._client_txs.values()]
+
+    def _uas_call(self, call_id: str, state: str) -> Call:
+        call = self._calls.get(call_id)
+        if call is None or call.role != "uas":
+            raise LocalProtocolError(f"no incoming call {call_id}")
+        if call.state != state:
+            raise LocalProtocolError(f"call {call_id} is {call.state}, not {state}")
+        return call
+
+    def _dialog_call(self, req: SipRequest) -> Call | None:
+        call = self._calls.get(req.call_id)
+        d = call.dialog if call else None
+        if d is None or d.local_tag != req.to_tag or d.remote_tag != req.from_tag or call.state == "ended":  # type: ignore[union-attr]
+            return None
+        return call
+
+    def _reject(self, call: Call, status: int, reason: str, now: float,
+                headers: list[tuple[str, str]], why: str) -> None:
+        response = self._response(call.invite, status, reason, call.local_tag, headers)
+        call.invite_tx.respond(response, now)  # type: ignore[union-attr]
+        self._end(call, why, status, now)
+
+    def _end(self, call: Call, reason: str, status: int | None, now: float) -> None:
+        if call.state == "ended":
+            return
+        call.state = "ended"
+        call.timers = {"expire": now + 64 * self.timers.t1}
+        self._events.append(CallEnded(call.call_id, reason, status))
+
+    def _send_bye(self, call: Call, now: float) -> None:
+        assert call.dialog is not None
+        call.hangup_pending = False
+        call.timers.pop("retransmit", None)
+        call.timers.pop("ack", None)
+        if call.state == "confirmed" or call.state == "answered":
+            call.state = "ending"
+        bye = call.dialog.create_request("BYE", self._via(call.local))
+        tx = NonInviteClientTransaction(bye, self._sender(self._dialog_hop(call), call.local),
+                                        call.local.transport != "udp", now, self.timers)
+        self._start_client(tx, call.call_id, now)
+
+    def _start_client(self, tx: ClientTransaction, call_id: str, now: float) -> None:
+        tx.call_id = call_id  # type: ignore[attr-defined]
+        self._client_txs[client_key(tx.request)] = tx
+        tx.start(now)
+
+    def _await_ack(self, call: Call, response: SipResponse, sdp: str, now: float) -> None:
+        call.local_sdp, call.response_2xx, call.state = sdp, bytes(response), "answered"
+        call.timers["ack"] = now + 64 * self.timers.t1
+        if call.local.transport == "udp":
+            call.interval = self.timers.t1
+            call.timers["retransmit"] = now + call.interval
+
+    def _ok_2xx(self, call: Call, sdp: str, request: SipRequest | None = None) -> SipResponse:
+        req = request or call.invite
+        headers = [("Contact", self._contact(call.local)), *self._capabilities(),
+                   ("Content-Type", "application/sdp")]
+        expires = req.headers.get("Session-Expires")
+        if expires:
+            headers += [("Session-Expires", expires.split(";")[0].strip() + ";refresher=uac"), ("Require", "timer")]
+        return self._response(req, 200, "OK", call.local_tag, headers, sdp.encode("utf-8"))
+
+    def _response(self, req: SipRequest, status: int, reason: str, to_tag: str | None = None,
+                  headers: Iterable[tuple[str, str]] = (), body: bytes | str = b"") -> SipResponse:
+        resp = SipResponse(status, reason)
+        for via in req.headers.get_all("Via"):
+            resp.headers.add("Via", via)
+        if req.method == "INVITE" and 100 < status < 300:
+            for rr in req.headers.get_all("Record-Route"):
+                resp.headers.add("Record-Route", rr)
+        to = req.headers.get("To") or ""
+        if to_tag and status > 100 and not req.to_tag:
+            to += f";tag={to_tag}"
+        for name, value in (("From", req.headers.get("From") or ""), ("To", to),
+                            ("Call-ID", req.call_id), ("CSeq", req.headers.get("CSeq") or "")):
+            resp.headers.add(name, value)
+        if status == 100 and req.headers.get("Timestamp"):
+            resp.headers.add("Timestamp", req.headers.get("Timestamp") or "")
+        resp.headers.add("Server", self.user_agent)
+        for name, value in headers:
+            resp.headers.add(name, value)
+        resp.body = body.encode("utf-8") if isinstance(body, str) else body
+        return resp
+
+    def _capabilities(self) -> list[tuple[str, str]]:
+        return [("Allow", self.allow), ("Supported", ", ".join(SUPPORTED)), ("User-Agent", self.user_agent)]
+
+    def _stamp_via(self, req: SipRequest, remote: Addr) -> None:
+        """RFC 3261 §18.2.1 / RFC 3581: note where the request really came from in the top Via."""
+        vias = req.headers.get_all("Via")
+        top = Via.parse(vias[0])
+        if host_address(top.host) != remote[0]:
+            top.params["received"] = remote[0]
+        if "rport" in top.params and top.params["rport"] is None:
+            top.params["rport"] = str(remote[1])
+        req.headers.set_all("Via", [str(top), *vias[1:]])
+
+    @staticmethod
+    def _reply_target(req: SipRequest, remote: Addr, local: Local) -> Addr:
+        """Where responses go (RFC 3261 §18.2.2, RFC 3581); streams always use the connection."""
+        via = req.via
+        if local.transport != "udp" or "rport" in via.params:
+            return remote
+        return via.params.get("received") or host_address(via.host), via.port or 5060
+
+    def _dialog_hop(self, call: Call) -> Addr:
+        if call.local.transport != "udp" or call.dialog is None:
+            return call.remote
+        return call.dialog.next_hop(call.remote)
+
+    def _sender(self, dest: Addr, local: Local):  # type: ignore[no-untyped-def]
+        return lambda data: self._out.append((data, dest, local))
+
+    def _via(self, local: Local) -> str:
+        branch = f"z9hG4bK{self._rng.getrandbits(64):016x}"
+        return f"SIP/2.0/{local.transport.upper()} {format_host(local.host)}:{local.port};branch={branch};rport"
+
+    def _contact(self, local: Local) -> str:
+        transport = ";transport=tcp" if local.transport == "tcp" else ""
+        return f"<sip:faxbridge@{format_host(local.host)}:{local.port}{transport}>"
+
+    def _tag(self) -> str:
+        return f"{self._rng.getrandbits(48):012x}"
+
+
+def _answerable(req: SipRequest) -> bool:
+    """Enough of a broken request survived to build a response that the peer can match."""
+    try:
+        req.via
+        req.cseq
+    except (SipParseError, ValueError, IndexError):
+        return False
+    return all(req.headers.get(name) for name in ("From", "To", "Call-ID"))
+
+
+def _contact(req: SipRequest) -> str:
+    try:
+        return parse_name_addr(req.headers.get("Contact") or "")[1]
+    except SipParseError:
+        return ""
+
+
+def _user_and_name(value: str) -> tuple[str, str]:
+    try:
+        display, uri, _ = parse_name_addr(value)
+        return SipUri.parse(uri).user or "", display
+    except SipParseError:
+        return "", ""
+
+
+def _incoming_call(req: SipRequest, offer: SessionDescription | None, remote: Addr, local: Local) -> IncomingCall:
+    caller, name = "", ""
+    for value in req.headers.get_list("P-Asserted-Identity"):
+        caller, name = _user_and_name(value)
+        if caller:
+            break
+    if not caller:
+        caller, name = _user_and_name(req.headers.get("From") or "")
+    try:
+        called = SipUri.parse(req.uri).user or ""
+    except SipParseError:
+        called = ""
+    called = called or _user_and_name(req.headers.get("To") or "")[0]
+    diversion = [u for u in (_user_and_name(v)[0] for v in req.headers.get_list("Diversion")) if u]
+    return IncomingCall(req.call_id, req, offer, caller, name, called, remote, local, diversion)
