@@ -1,0 +1,148 @@
+"""Send one message over SMTP with smtplib (blocking: the daemon runs it in an executor).
+
+Errors are sorted into the two kinds the queue needs: ``TemporaryDeliveryError`` (try again
+later: 4xx, network trouble, a TLS handshake that may succeed next time) and
+``PermanentDeliveryError`` (5xx, a certificate we must not trust).  Messages carry the server's
+code and text and never the credentials.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import smtplib
+import socket
+import ssl
+from email.message import EmailMessage
+from urllib.parse import urlsplit
+
+from appliance.config import DeliveryConfig
+
+DEFAULT_PORTS = {"smtp": 25, "smtps": 465}
+
+
+class DeliveryError(Exception):
+    """A delivery attempt failed; str() is what the queue records and the web UI shows."""
+
+
+class TemporaryDeliveryError(DeliveryError):
+    pass
+
+
+class PermanentDeliveryError(DeliveryError):
+    pass
+
+
+def parse_url(url: str) -> tuple[str, str, int]:
+    """'smtp://host:587' -> ('smtp', 'host', 587); IPv6 hosts in brackets."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS or not parts.hostname:
+        raise PermanentDeliveryError(f"delivery.url {url!r} is not smtp://host[:port] or smtps://host[:port]")
+    return scheme, parts.hostname, parts.port or DEFAULT_PORTS[scheme]
+
+
+def tls_context(cfg: DeliveryConfig) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=cfg.ca_file or None)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if not cfg.verify_tls:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def send_smtp(cfg: DeliveryConfig, msg: EmailMessage, recipient: str) -> str:
+    """Deliver ``msg`` to one recipient; return the server's reply to the end of DATA."""
+    scheme, host, port = parse_url(cfg.url)
+    where = f"{scheme}://{host}:{port}"
+    try:
+        return _send(cfg, scheme, host, port, msg, recipient)
+    except DeliveryError:
+        raise
+    except smtplib.SMTPRecipientsRefused as e:
+        code, text = next(iter(e.recipients.values()))
+        raise _from_reply(code, text, f"{where}: recipient {recipient} refused", cfg) from None
+    except smtplib.SMTPResponseException as e:  # sender refused, data error, auth failure, ...
+        raise _from_reply(e.smtp_code, e.smtp_error, where, cfg) from None
+    except smtplib.SMTPServerDisconnected as e:
+        raise TemporaryDeliveryError(_scrub(f"{where}: server disconnected: {e}", cfg)) from None
+    except smtplib.SMTPNotSupportedError as e:
+        raise PermanentDeliveryError(_scrub(f"{where}: {e}", cfg)) from None
+    except smtplib.SMTPException as e:  # e.g. no AUTH mechanism in common
+        raise PermanentDeliveryError(_scrub(f"{where}: {e}", cfg)) from None
+    except ssl.SSLCertVerificationError as e:
+        raise PermanentDeliveryError(f"{where}: TLS certificate not trusted: {e.verify_message}") from None
+    except ssl.SSLError as e:
+        raise TemporaryDeliveryError(f"{where}: TLS handshake failed: {e.reason or e}") from None
+    except (socket.timeout, TimeoutError):
+        raise TemporaryDeliveryError(f"{where}: timed out after {cfg.timeout} s") from None
+    except OSError as e:  # refused, unreachable, DNS failure
+        raise TemporaryDeliveryError(f"{where}: cannot connect: {e.strerror or e}") from None
+
+
+def _send(cfg: DeliveryConfig, scheme: str, host: str, port: int, msg: EmailMessage,
+          recipient: str) -> str:
+    ctx = tls_context(cfg)
+    client: smtplib.SMTP
+    if scheme == "smtps":
+        client = smtplib.SMTP_SSL(host, port, timeout=cfg.timeout, context=ctx)
+    else:
+        client = smtplib.SMTP(host, port, timeout=cfg.timeout)
+    with client:
+        client.ehlo()
+        secure = scheme == "smtps"
+        if not secure and cfg.starttls != "none":
+            if client.has_extn("starttls"):
+                client.starttls(context=ctx)
+                client.ehlo()
+                secure = True
+            elif cfg.starttls == "required":
+                # possibly a downgrade on the path: wait rather than send in clear
+                raise TemporaryDeliveryError(f"{scheme}://{host}:{port}: STARTTLS required but not offered")
+        if cfg.username:
+            if not secure and not is_loopback(host):
+                raise TemporaryDeliveryError(
+                    f"{scheme}://{host}:{port}: not sending credentials without TLS")
+            client.login(cfg.username, cfg.password)
+        data = msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
+        code, text = client.mail(cfg.from_)
+        if code != 250:
+            raise smtplib.SMTPSenderRefused(code, text, cfg.from_)
+        code, text = client.rcpt(recipient)
+        if code not in (250, 251):
+            raise smtplib.SMTPRecipientsRefused({recipient: (code, text)})
+        code, text = client.data(data)
+        if code != 250:
+            raise smtplib.SMTPDataError(code, text)
+        try:
+            client.quit()
+        except (smtplib.SMTPException, OSError):
+            pass  # the message is accepted; a rude goodbye changes nothing
+        return f"{code} {_text(text)}"
+
+
+def _text(text: bytes | str) -> str:
+    return text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+
+
+def _scrub(text: str, cfg: DeliveryConfig) -> str:
+    """Remove the password from anything a server or library echoed back."""
+    if cfg.password:
+        text = text.replace(cfg.password, "********")
+    return text
+
+
+def _from_reply(code: int, text: bytes | str, where: str, cfg: DeliveryConfig) -> DeliveryError:
+    reply = _scrub(f"{code} {_text(text)}".strip(), cfg)
+    message = f"{reply} ({where})"
+    if 400 <= code < 500 or code == -1:
+        return TemporaryDeliveryError(message)
+    return PermanentDeliveryError(message)
