@@ -26,21 +26,25 @@ def _unique_name() -> str:
 
 def deliver_maildir(path: Path, msg: EmailMessage) -> str:
     """Write ``msg`` into the Maildir at ``path`` (created if missing); return its key."""
-    mailbox.Maildir(path, create=True)  # creates tmp/, new/, cur/ the standard way
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mailbox.Maildir(path, create=True)  # creates tmp/, new/, cur/ only when path is new
+    for sub in ("tmp", "new", "cur"):
+        (path / sub).mkdir(mode=0o700, exist_ok=True)
     data = msg.as_bytes(policy=msg.policy.clone(linesep="\n"))
     key = _unique_name()
-    tmp = Path(path) / "tmp" / key
+    tmp = path / "tmp" / key
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.rename(tmp, Path(path) / "new" / key)
+        os.rename(tmp, path / "new" / key)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    dfd = os.open(Path(path) / "new", os.O_RDONLY | os.O_DIRECTORY)
+    dfd = os.open(path / "new", os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(dfd)
     finally:
