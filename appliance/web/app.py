@@ -37,7 +37,7 @@ def create_app(config: Config) -> Flask:
     app.config["FAXBRIDGE"] = config
     app.jinja_env.autoescape = True  # every template, whatever its file name
     app.jinja_env.filters.update(when=fmt_time, duration=fmt_duration, state_label=state_label,
-                                 state_class=state_class)
+                                 state_class=state_class, dash=dash)
     app.register_blueprint(faxes.bp)
     app.register_blueprint(api.bp, url_prefix="/api")
     app.add_url_rule("/healthz", "healthz", healthz)
@@ -95,6 +95,11 @@ def fmt_duration(seconds: float | None) -> str:
         return ""
     s = round(seconds)
     return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
+
+
+def dash(value: object) -> object:
+    """An em dash for a fact the call did not report, so an empty cell never looks like a bug."""
+    return "\u2014" if value is None or value == "" else value
 
 
 def state_label(state: str) -> str:

@@ -123,6 +123,7 @@ def test_detail_of_a_call_without_fax(client: FlaskClient, spool: Spool) -> None
     fax = add_fax(spool, T0, caller_number="+1999", result_text="No fax signal")
     body = text(client, f"/faxes/{fax.id}")
     assert "No fax signal" in body and "No pages." in body and ".tif" not in body
+    assert '<dt>Sender ID (TSI)</dt><dd class="number">—</dd>' in body  # unreported, not blank
 
 
 def test_unknown_fax_is_404(client: FlaskClient, full_fax: FaxRecord) -> None:
