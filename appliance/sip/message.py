@@ -195,21 +195,19 @@ class SipResponse(_Message):
 SipMessage = Union[SipRequest, SipResponse]
 
 
-def _parse_start_line(raw: bytes) -> SipMessage:
+def _parse_start_line(raw: bytes) -> tuple[SipMessage, bool]:
+    """The empty message of the start line, and whether its SIP version is one we speak."""
     try:
         line = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise SipParseError("Bad start line") from None
     m = _START_RESPONSE.match(line)
     if m:
-        return SipResponse(int(m.group(1)), m.group(2) or "")
+        return SipResponse(int(m.group(1)), m.group(2) or ""), True
     m = _START_REQUEST.match(line)
     if not m or ":" not in m.group(2) or "\x00" in line:
         raise SipParseError("Bad start line")
-    request = SipRequest(m.group(1), m.group(2))
-    if m.group(3) != "SIP/2.0":
-        raise SipParseError("Version Not Supported", request, status=505)
-    return request
+    return SipRequest(m.group(1), m.group(2)), m.group(3) == "SIP/2.0"
 
 
 def _parse_header_lines(lines: list[bytes], msg: SipMessage) -> str | None:
@@ -242,7 +240,8 @@ def _parse_header_lines(lines: list[bytes], msg: SipMessage) -> str | None:
             error = error or "Malformed header line"
             continue
         if len(fields) >= MAX_HEADERS:
-            return error or "Too many headers"
+            error = error or "Too many headers"
+            break
         fields.append([name.strip(), value.strip()])
     for name, value in fields:
         cname = canonical_name(name)
@@ -297,8 +296,10 @@ def parse_message(data: bytes) -> SipMessage:
     m = _HEAD_END.search(data)
     head, body = (data[: m.start()], data[m.end() :]) if m else (data, b"")
     lines = _LINE_SPLIT.split(head)
-    msg = _parse_start_line(lines[0][: MAX_LINE_LENGTH + 1])
+    msg, version_ok = _parse_start_line(lines[0][: MAX_LINE_LENGTH + 1])
     error = _parse_header_lines(lines[1:], msg)
+    if not version_ok:
+        raise SipParseError("Version Not Supported", msg, status=505)
     if len(data) > MAX_MESSAGE_SIZE:
         raise SipParseError("Message Too Large", msg, status=513)
     if error:

@@ -8,6 +8,7 @@ reads a clock, opens a socket or raises because of what a peer sent.
 from __future__ import annotations
 
 import logging
+import re
 import random
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ from .uri import SipUri, Via, format_host, format_name_addr, host_address, parse
 __all__ = ["UserAgent", "Local", "Addr"]
 
 log = logging.getLogger("appliance.sip")
+
+_CSEQ_RE = re.compile(r"^[0-9]{1,10}\s+[A-Za-z0-9\-.!%*_+`'~]+$")
 
 SUPPORTED = ("timer",)
 UNSUPPORTED_KNOWN = {"REGISTER", "SUBSCRIBE", "PUBLISH", "MESSAGE", "NOTIFY", "REFER", "PRACK"}
@@ -203,6 +206,9 @@ class UserAgent:
     # --- receiving ----------------------------------------------------------------------------
 
     def _receive(self, data: bytes, remote: Addr, local: Local, now: float) -> None:
+        if not data:
+            self.stats["dropped_malformed"] += 1
+            return
         if not data.strip(b"\r\n"):
             self.stats["keepalives"] += 1
             return
@@ -591,10 +597,12 @@ def _answerable(req: SipRequest) -> bool:
     """Enough of a broken request survived to build a response that the peer can match."""
     try:
         req.via
-        req.cseq
-    except (SipParseError, ValueError, IndexError):
+        parse_name_addr(req.headers.get("From") or "")
+        parse_name_addr(req.headers.get("To") or "")
+    except (SipParseError, IndexError):
         return False
-    return all(req.headers.get(name) for name in ("From", "To", "Call-ID"))
+    return bool(req.call_id and _CSEQ_RE.match(req.headers.get("CSeq") or "")
+                and int(req.cseq[0]) < 2**31)
 
 
 def _contact(req: SipRequest) -> str:
