@@ -5,12 +5,17 @@ The app under test opens the same directory read-only, as the web process does o
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
-from webfax import STANDARD, T0, add_fax
+
+# The helpers module sits beside this file; make it importable under any pytest import mode
+# (importlib mode, or __init__.py files added to tests/ later, would not put this folder on the path).
+sys.path.insert(0, str(Path(__file__).parent))
+from webfax import STANDARD, T0, add_fax  # noqa: E402
 
 from appliance.config import Config, SpoolConfig
 from appliance.spool.store import FaxRecord, Spool
