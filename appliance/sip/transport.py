@@ -1,0 +1,201 @@
+"""asyncio glue for the sans-I/O UserAgent: sockets in, `flush()` out, one loop timer.
+
+Like aioquic's asyncio/protocol.py this only moves bytes: every SIP decision lives in UserAgent.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Iterable
+
+from .errors import LocalProtocolError, SipParseError
+from .events import Addr, Event, Local
+from .framing import KeepAlive, StreamFramer
+from .useragent import UserAgent
+
+log = logging.getLogger("appliance.sip.transport")
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, endpoint: "SipEndpoint") -> None:
+        self.endpoint = endpoint
+        self.local: Local | None = None
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        if self.local is None or not data.strip(b"\r\n"):
+            return  # not started yet, or a CRLF keep-alive (no pong on datagrams)
+        self.endpoint._received(data, (addr[0], addr[1]), self.local)
+
+
+class _TcpProtocol(asyncio.Protocol):
+    """One TCP connection, accepted or opened by us; frames the stream and answers pings."""
+
+    def __init__(self, endpoint: "SipEndpoint", local: Local) -> None:
+        self.endpoint = endpoint
+        self.local = local
+        self.framer = StreamFramer()
+        self.transport: asyncio.Transport | None = None
+        self.remote: Addr = ("", 0)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.remote = (peer[0], peer[1])
+        self.endpoint._connections[self.remote] = self
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.framer.feed(data)
+        try:
+            for item in self.framer:
+                if isinstance(item, KeepAlive):
+                    self.transport.write(b"\r\n")
+                else:
+                    self.endpoint._received(item, self.remote, self.local)
+        except SipParseError as exc:
+            log.info("SIP: closing TCP connection from %s: %s", self.remote, exc.reason)
+            self.endpoint.ua.stats["closed_streams"] += 1
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.endpoint._connections.get(self.remote) is self:
+            del self.endpoint._connections[self.remote]
+
+
+class SipEndpoint:
+    """Owns a UserAgent, its listeners and connections, and feeds its events to `events`."""
+
+    def __init__(self, ua: UserAgent | None = None) -> None:
+        self.ua = ua or UserAgent()
+        self.locals: list[Local] = []
+        self.events: asyncio.Queue[Event] = asyncio.Queue()
+        self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by start()
+        self._udp: dict[Local, asyncio.DatagramTransport] = {}
+        self._servers: list[asyncio.base_events.Server] = []
+        self._connections: dict[Addr, _TcpProtocol] = {}
+        self._pending: dict[Addr, list[bytes]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    async def start(self, listeners: Iterable[tuple[str, str, int]]) -> None:
+        """Bind ("udp"|"tcp", host, port) listeners; port 0 picks a free port (see `locals`)."""
+        self._loop = asyncio.get_running_loop()
+        for kind, host, port in listeners:
+            if kind == "udp":
+                transport, protocol = await self._loop.create_datagram_endpoint(
+                    lambda: _UdpProtocol(self), local_addr=(host, port))
+                local = Local("udp", host, transport.get_extra_info("sockname")[1])
+                protocol.local = local
+                self._udp[local] = transport
+            elif kind == "tcp":
+                holder: list[Local] = []
+                server = await self._loop.create_server(lambda: _TcpProtocol(self, holder[0]), host, port)
+                local = Local("tcp", host, server.sockets[0].getsockname()[1])
+                holder.append(local)
+                self._servers.append(server)
+            else:
+                raise LocalProtocolError(f"unknown SIP transport {kind!r}")
+            self.locals.append(local)
+
+    async def close(self) -> None:
+        if self._timer:
+            self._timer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        for transport in self._udp.values():
+            transport.close()
+        for conn in list(self._connections.values()):
+            if conn.transport:
+                conn.transport.close()
+        for server in self._servers:
+            server.close()
+            await server.wait_closed()
+        self._udp.clear()
+
+    # --- moving bytes -------------------------------------------------------------------------
+
+    def _received(self, data: bytes, remote: Addr, local: Local) -> None:
+        self.ua.receive(data, remote, local, self._loop.time())
+        self.flush()
+
+    def flush(self) -> None:
+        """Send what the core produced, hand over its events and re-arm the timer."""
+        for data, dest, local in self.ua.datagrams_to_send():
+            if local.transport == "udp":
+                transport = self._udp.get(local)
+                if transport is not None:
+                    transport.sendto(data, dest)
+            elif dest in self._connections and self._connections[dest].transport is not None:
+                self._connections[dest].transport.write(data)  # type: ignore[union-attr]
+            else:
+                first = dest not in self._pending
+                self._pending.setdefault(dest, []).append(data)
+                if first:
+                    task = self._loop.create_task(self._connect(dest, local))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+        while (event := self.ua.next_event()) is not None:
+            self.events.put_nowait(event)
+        if self._timer:
+            self._timer.cancel()
+            self._timer = None
+        deadline = self.ua.get_timer()
+        if deadline is not None:
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.ua.handle_timer(self._loop.time())
+        self.flush()
+
+    async def _connect(self, dest: Addr, local: Local) -> None:
+        """Open an outgoing TCP connection; lost messages are left to the transactions' timers."""
+        try:
+            transport, _ = await self._loop.create_connection(lambda: _TcpProtocol(self, local), dest[0], dest[1])
+        except OSError as exc:
+            log.warning("SIP: cannot connect to %s: %s", dest, exc)
+            self._pending.pop(dest, None)
+            return
+        for data in self._pending.pop(dest, []):
+            transport.write(data)
+
+    # --- application actions ------------------------------------------------------------------
+
+    def _local(self, transport: str) -> Local:
+        for local in self.locals:
+            if local.transport == transport:
+                return local
+        raise LocalProtocolError(f"no {transport} listener")
+
+    def send_provisional(self, call_id: str, status: int, sdp: str | None = None) -> None:
+        self.ua.send_provisional(call_id, status, self._loop.time(), sdp)
+        self.flush()
+
+    def answer_call(self, call_id: str, sdp: str) -> None:
+        self.ua.answer_call(call_id, sdp, self._loop.time())
+        self.flush()
+
+    def reject_call(self, call_id: str, status: int, reason: str,
+                    extra_headers: Iterable[tuple[str, str]] = ()) -> None:
+        self.ua.reject_call(call_id, status, reason, self._loop.time(), extra_headers)
+        self.flush()
+
+    def hangup(self, call_id: str) -> None:
+        self.ua.hangup(call_id, self._loop.time())
+        self.flush()
+
+    def invite(self, target: str, *, from_uri: str, sdp: str, remote: Addr, transport: str = "udp",
+               from_display: str = "", headers: Iterable[tuple[str, str]] = ()) -> str:
+        call_id = self.ua.invite(target, from_uri=from_uri, sdp=sdp, local=self._local(transport),
+                                 remote=remote, now=self._loop.time(), from_display=from_display,
+                                 headers=headers)
+        self.flush()
+        return call_id
+
+    def cancel(self, call_id: str) -> None:
+        self.ua.cancel(call_id, self._loop.time())
+        self.flush()
