@@ -8,16 +8,16 @@ reads a clock, opens a socket or raises because of what a peer sent.
 from __future__ import annotations
 
 import logging
-import re
 import random
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from .callinfo import answerable, contact_uri, incoming_call, make_response, reply_target, stamp_via
 from .dialog import Dialog
 from .errors import LocalProtocolError, SipParseError
 from .events import (
-    Addr, CallAnswered, CallConfirmed, CallEnded, CallFailed, CallProgress, Event, IncomingCall, Local,
+    Addr, CallAnswered, CallConfirmed, CallEnded, CallFailed, CallProgress, Event, Local,
 )
 from .message import SipRequest, SipResponse, parse_message
 from .sdp import SdpParseError, SessionDescription
@@ -26,13 +26,11 @@ from .transaction import (
     NonInviteClientTransaction, NonInviteServerTransaction, ServerTransaction, TimerConfig, client_key,
     server_key,
 )
-from .uri import SipUri, Via, format_host, format_name_addr, host_address, parse_name_addr
+from .uri import SipUri, format_host, format_name_addr, parse_name_addr
 
 __all__ = ["UserAgent", "Local", "Addr"]
 
 log = logging.getLogger("appliance.sip")
-
-_CSEQ_RE = re.compile(r"^[0-9]{1,10}\s+[A-Za-z0-9\-.!%*_+`'~]+$")
 
 SUPPORTED = ("timer",)
 UNSUPPORTED_KNOWN = {"REGISTER", "SUBSCRIBE", "PUBLISH", "MESSAGE", "NOTIFY", "REFER", "PRACK"}
@@ -126,7 +124,7 @@ class UserAgent:
         headers = [("Contact", self._contact(call.local))]
         if sdp is not None:
             headers.append(("Content-Type", "application/sdp"))
-        call.invite_tx.respond(self._response(call.invite, status, reason, call.local_tag, headers,
+        call.invite_tx.respond(self._reply(call.invite, status, reason, call.local_tag, headers,
                                               sdp or b""), now)  # type: ignore[union-attr]
 
     def answer_call(self, call_id: str, sdp: str, now: float) -> None:
@@ -224,17 +222,17 @@ class UserAgent:
 
     def _malformed(self, exc: SipParseError, remote: Addr, local: Local) -> None:
         partial = exc.partial
-        if isinstance(partial, SipRequest) and partial.method != "ACK" and _answerable(partial):
+        if isinstance(partial, SipRequest) and partial.method != "ACK" and answerable(partial):
             self.stats["answered_malformed"] += 1
-            self._stamp_via(partial, remote)
-            self._out.append((bytes(self._response(partial, exc.status, exc.reason, self._tag())),
-                              self._reply_target(partial, remote, local), local))
+            stamp_via(partial, remote)
+            self._out.append((bytes(self._reply(partial, exc.status, exc.reason, self._tag())),
+                              reply_target(partial, remote, local), local))
         else:
             self.stats["dropped_malformed"] += 1
             log.info("SIP: dropped malformed message from %s: %s", remote, exc.reason)
 
     def _handle_request(self, req: SipRequest, remote: Addr, local: Local, now: float) -> None:
-        self._stamp_via(req, remote)
+        stamp_via(req, remote)
         key = server_key(req)
         tx = self._server_txs.get(key)
         if req.method == "ACK":
@@ -248,14 +246,14 @@ class UserAgent:
             tx.receive_request(req, now)  # type: ignore[attr-defined]
             return
         cls = InviteServerTransaction if req.method == "INVITE" else NonInviteServerTransaction
-        reply_to = self._reply_target(req, remote, local)
+        reply_to = reply_target(req, remote, local)
         tx = cls(req, self._sender(reply_to, local), local.transport != "udp", now, self.timers)
         self._server_txs[key] = tx
         if req.method == "INVITE":
-            tx.respond(self._response(req, 100, "Trying"), now)
+            tx.respond(self._reply(req, 100, "Trying"), now)
         refusal = self._refusal(req)
         if refusal:
-            tx.respond(self._response(req, *refusal[:2], self._tag(), refusal[2]), now)
+            tx.respond(self._reply(req, *refusal[:2], self._tag(), refusal[2]), now)
             return
         if req.method == "INVITE":
             self._on_invite(req, tx, remote, local, reply_to, now)  # type: ignore[arg-type]
@@ -289,7 +287,7 @@ class UserAgent:
             return
         ctype = (req.headers.get("Content-Type") or "application/sdp").split(";")[0].strip().lower()
         if req.body and ctype != "application/sdp":
-            tx.respond(self._response(req, 415, "Unsupported Media Type", self._tag(),
+            tx.respond(self._reply(req, 415, "Unsupported Media Type", self._tag(),
                                       [("Accept", "application/sdp")]), now)
             return
         offer = None
@@ -297,25 +295,25 @@ class UserAgent:
             try:
                 offer = SessionDescription.parse(req.body)
             except SdpParseError:
-                tx.respond(self._response(req, 400, "Bad SDP", self._tag()), now)
+                tx.respond(self._reply(req, 400, "Bad SDP", self._tag()), now)
                 return
         if req.call_id in self._calls:
-            tx.respond(self._response(req, 482, "Loop Detected", self._tag()), now)
+            tx.respond(self._reply(req, 482, "Loop Detected", self._tag()), now)
             return
         call = Call(req.call_id, "uas", "early", req, tx, self._tag(), local, remote, reply_to)
         self._calls[req.call_id] = call
         tx.call_id = req.call_id  # type: ignore[attr-defined]
-        self._events.append(_incoming_call(req, offer, remote, local))
+        self._events.append(incoming_call(req, offer, remote, local))
 
     def _reinvite(self, req: SipRequest, tx: InviteServerTransaction, now: float) -> None:
         call = self._dialog_call(req)
         if call is None:
-            tx.respond(self._response(req, 481, "Call/Transaction Does Not Exist"), now)
+            tx.respond(self._reply(req, 481, "Call/Transaction Does Not Exist"), now)
         elif call.state != "confirmed" or call.local_sdp is None:
-            tx.respond(self._response(req, 491, "Request Pending"), now)
+            tx.respond(self._reply(req, 491, "Request Pending"), now)
         else:
             assert call.dialog is not None
-            call.dialog.remote_target = _contact(req) or call.dialog.remote_target
+            call.dialog.remote_target = contact_uri(req) or call.dialog.remote_target
             call.dialog.remote_cseq = req.cseq[0]
             response = self._ok_2xx(call, call.local_sdp, req)
             tx.respond(response, now)
@@ -326,28 +324,28 @@ class UserAgent:
         invite_tx = self._server_txs.get(server_key(req, "INVITE"))
         call = self._calls.get(getattr(invite_tx, "call_id", ""))
         if invite_tx is None or call is None:
-            tx.respond(self._response(req, 481, "Call/Transaction Does Not Exist", self._tag()), now)
+            tx.respond(self._reply(req, 481, "Call/Transaction Does Not Exist", self._tag()), now)
             return
-        tx.respond(self._response(req, 200, "OK", call.local_tag), now)
+        tx.respond(self._reply(req, 200, "OK", call.local_tag), now)
         if invite_tx.state == PROCEEDING and call.state == "early":
             self._reject(call, 487, "Request Terminated", now, [], "CANCEL")
 
     def _on_bye(self, req: SipRequest, tx: NonInviteServerTransaction, now: float) -> None:
         call = self._dialog_call(req)
         if call is None:
-            tx.respond(self._response(req, 481, "Call/Transaction Does Not Exist", self._tag()), now)
+            tx.respond(self._reply(req, 481, "Call/Transaction Does Not Exist", self._tag()), now)
             return
-        tx.respond(self._response(req, 200, "OK"), now)
+        tx.respond(self._reply(req, 200, "OK"), now)
         self._end(call, "remote BYE", None, now)
 
     def _on_options(self, req: SipRequest, tx: NonInviteServerTransaction, now: float) -> None:
         headers = [*self._capabilities(), ("Accept", "application/sdp")]
-        tx.respond(self._response(req, 200, "OK", self._tag(), headers), now)
+        tx.respond(self._reply(req, 200, "OK", self._tag(), headers), now)
 
     def _on_info(self, req: SipRequest, tx: NonInviteServerTransaction, now: float) -> None:
         call = self._dialog_call(req)
         if call is None:
-            tx.respond(self._response(req, 481, "Call/Transaction Does Not Exist", self._tag()), now)
+            tx.respond(self._reply(req, 481, "Call/Transaction Does Not Exist", self._tag()), now)
             return
         headers: list[tuple[str, str]] = []
         body = b""
@@ -357,7 +355,7 @@ class UserAgent:
             if req.body and call.local_sdp:
                 headers.append(("Content-Type", "application/sdp"))
                 body = call.local_sdp.encode("utf-8")
-        tx.respond(self._response(req, 200, "OK", None, headers, body), now)
+        tx.respond(self._reply(req, 200, "OK", None, headers, body), now)
 
     _on_update = _on_info
 
@@ -486,7 +484,7 @@ class UserAgent:
 
     def _reject(self, call: Call, status: int, reason: str, now: float,
                 headers: list[tuple[str, str]], why: str) -> None:
-        response = self._response(call.invite, status, reason, call.local_tag, headers)
+        response = self._reply(call.invite, status, reason, call.local_tag, headers)
         call.invite_tx.respond(response, now)  # type: ignore[union-attr]
         self._end(call, why, status, now)
 
@@ -528,50 +526,14 @@ class UserAgent:
         expires = req.headers.get("Session-Expires")
         if expires:
             headers += [("Session-Expires", expires.split(";")[0].strip() + ";refresher=uac"), ("Require", "timer")]
-        return self._response(req, 200, "OK", call.local_tag, headers, sdp.encode("utf-8"))
+        return self._reply(req, 200, "OK", call.local_tag, headers, sdp.encode("utf-8"))
 
-    def _response(self, req: SipRequest, status: int, reason: str, to_tag: str | None = None,
-                  headers: Iterable[tuple[str, str]] = (), body: bytes | str = b"") -> SipResponse:
-        resp = SipResponse(status, reason)
-        for via in req.headers.get_all("Via"):
-            resp.headers.add("Via", via)
-        if req.method == "INVITE" and 100 < status < 300:
-            for rr in req.headers.get_all("Record-Route"):
-                resp.headers.add("Record-Route", rr)
-        to = req.headers.get("To") or ""
-        if to_tag and status > 100 and not req.to_tag:
-            to += f";tag={to_tag}"
-        for name, value in (("From", req.headers.get("From") or ""), ("To", to),
-                            ("Call-ID", req.call_id), ("CSeq", req.headers.get("CSeq") or "")):
-            resp.headers.add(name, value)
-        if status == 100 and req.headers.get("Timestamp"):
-            resp.headers.add("Timestamp", req.headers.get("Timestamp") or "")
-        resp.headers.add("Server", self.user_agent)
-        for name, value in headers:
-            resp.headers.add(name, value)
-        resp.body = body.encode("utf-8") if isinstance(body, str) else body
-        return resp
+    def _reply(self, req: SipRequest, status: int, reason: str, to_tag: str | None = None,
+               headers: Iterable[tuple[str, str]] = (), body: bytes | str = b"") -> SipResponse:
+        return make_response(req, status, reason, to_tag, headers, body, self.user_agent)
 
     def _capabilities(self) -> list[tuple[str, str]]:
         return [("Allow", self.allow), ("Supported", ", ".join(SUPPORTED)), ("User-Agent", self.user_agent)]
-
-    def _stamp_via(self, req: SipRequest, remote: Addr) -> None:
-        """RFC 3261 §18.2.1 / RFC 3581: note where the request really came from in the top Via."""
-        vias = req.headers.get_all("Via")
-        top = Via.parse(vias[0])
-        if host_address(top.host) != remote[0]:
-            top.params["received"] = remote[0]
-        if "rport" in top.params and top.params["rport"] is None:
-            top.params["rport"] = str(remote[1])
-        req.headers.set_all("Via", [str(top), *vias[1:]])
-
-    @staticmethod
-    def _reply_target(req: SipRequest, remote: Addr, local: Local) -> Addr:
-        """Where responses go (RFC 3261 §18.2.2, RFC 3581); streams always use the connection."""
-        via = req.via
-        if local.transport != "udp" or "rport" in via.params:
-            return remote
-        return via.params.get("received") or host_address(via.host), via.port or 5060
 
     def _dialog_hop(self, call: Call) -> Addr:
         if call.local.transport != "udp" or call.dialog is None:
@@ -591,47 +553,3 @@ class UserAgent:
 
     def _tag(self) -> str:
         return f"{self._rng.getrandbits(48):012x}"
-
-
-def _answerable(req: SipRequest) -> bool:
-    """Enough of a broken request survived to build a response that the peer can match."""
-    try:
-        req.via
-        parse_name_addr(req.headers.get("From") or "")
-        parse_name_addr(req.headers.get("To") or "")
-    except (SipParseError, IndexError):
-        return False
-    return bool(req.call_id and _CSEQ_RE.match(req.headers.get("CSeq") or "")
-                and int(req.cseq[0]) < 2**31)
-
-
-def _contact(req: SipRequest) -> str:
-    try:
-        return parse_name_addr(req.headers.get("Contact") or "")[1]
-    except SipParseError:
-        return ""
-
-
-def _user_and_name(value: str) -> tuple[str, str]:
-    try:
-        display, uri, _ = parse_name_addr(value)
-        return SipUri.parse(uri).user or "", display
-    except SipParseError:
-        return "", ""
-
-
-def _incoming_call(req: SipRequest, offer: SessionDescription | None, remote: Addr, local: Local) -> IncomingCall:
-    caller, name = "", ""
-    for value in req.headers.get_list("P-Asserted-Identity"):
-        caller, name = _user_and_name(value)
-        if caller:
-            break
-    if not caller:
-        caller, name = _user_and_name(req.headers.get("From") or "")
-    try:
-        called = SipUri.parse(req.uri).user or ""
-    except SipParseError:
-        called = ""
-    called = called or _user_and_name(req.headers.get("To") or "")[0]
-    diversion = [u for u in (_user_and_name(v)[0] for v in req.headers.get_list("Diversion")) if u]
-    return IncomingCall(req.call_id, req, offer, caller, name, called, remote, local, diversion)
