@@ -383,6 +383,18 @@ class Spool:
                 self._refresh_fax_state(db, fax_id)
         return [j for j in (self.get_job(i) for i in ids) if j is not None]
 
+    def release_jobs(self, job_ids: list[int]) -> None:
+        """Give claimed jobs back unattempted (the worker is stopping), as recover() would."""
+        if not job_ids:
+            return
+        marks = ",".join("?" for _ in job_ids)
+        with self._tx() as db:
+            fax_ids = [r[0] for r in db.execute(
+                f"SELECT DISTINCT fax_id FROM jobs WHERE id IN ({marks}) AND state='delivering'", job_ids)]
+            db.execute(f"UPDATE jobs SET state='queued' WHERE id IN ({marks}) AND state='delivering'", job_ids)
+            for fax_id in fax_ids:
+                self._refresh_fax_state(db, fax_id)
+
     def next_due(self) -> float | None:
         """When the earliest waiting job becomes due, or None when nothing waits."""
         row = self._query("SELECT min(next_attempt) FROM jobs WHERE state IN ('queued', 'failed_retrying')")

@@ -8,6 +8,7 @@ these functions can decode.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 from PIL import Image
@@ -20,6 +21,12 @@ _DECODE_ERRORS = (OSError, ValueError, EOFError, SyntaxError, IndexError, KeyErr
 
 def readable_pages(path: Path) -> tuple[int, int]:
     """Return (pages that decode, pages the IFD chain claims); (0, 0) for a missing/garbage file."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow warns about every truncated file; that is our input
+        return _readable_pages(path)
+
+
+def _readable_pages(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as im:
             if im.format != "TIFF":

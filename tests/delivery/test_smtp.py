@@ -15,7 +15,7 @@ from appliance.delivery import smtp as smtp_mod
 from appliance.delivery.message import render_message
 from appliance.delivery.smtp import PermanentDeliveryError, TemporaryDeliveryError, send_smtp
 from appliance.spool.store import FaxRecord
-from conftest import PASSWORD, USER, Capture, free_port, smtp_cfg
+from smtp_harness import PASSWORD, USER, Capture, free_port, smtp_cfg
 
 RCPT = "sales@example.com"
 

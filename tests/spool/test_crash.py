@@ -20,7 +20,7 @@ import pytest
 
 from appliance.spool.store import Spool
 from appliance.spool.tiffpages import readable_pages
-from conftest import damage_last_page, make_tiff
+from spool_helpers import damage_last_page, make_tiff
 
 REPO = Path(__file__).resolve().parents[2]
 CHILD = Path(__file__).with_name("crash_child.py")

@@ -10,7 +10,7 @@ import pytest
 
 from appliance.spool.store import FAX_STATES, Spool
 from appliance.spool.tiffpages import readable_pages
-from conftest import damage_last_page, make_tiff
+from spool_helpers import damage_last_page, make_tiff
 
 T0 = 1_700_000_000.0
 
@@ -218,3 +218,35 @@ def test_readonly_needs_an_existing_spool(tmp_path: Path):
 def test_states_are_the_published_ones(spool: Spool):
     assert FAX_STATES == ("receiving", "received", "no_fax", "routed", "delivering", "delivered",
                           "failed_retrying", "dead")
+
+
+def test_release_jobs_gives_claimed_jobs_back(spool: Spool):
+    fax = receive(spool, make_tiff(1))
+    (job,) = spool.add_jobs(fax.id, ["a@x"], T0)
+    spool.claim_due_jobs(T0)
+    spool.release_jobs([job.id])
+    got = spool.get_job(job.id)
+    assert got.state == "queued" and got.attempts == 0 and spool.attempts(job.id) == []
+    assert spool.get_fax(fax.id).state == "routed"
+
+
+def test_list_queries_stay_fast_at_100k_rows(spool: Spool):
+    import time as _time
+    rows = [(f"{i:016x}", FAX_STATES[i % len(FAX_STATES)], T0 + i, f"555{i:07d}", "5551000", f"TSI {i}")
+            for i in range(100_000)]
+    with spool._tx() as db:
+        db.executemany("INSERT INTO faxes (uid, state, created, caller_number, called_number, remote_ident)"
+                       " VALUES (?, ?, ?, ?, ?, ?)", rows)
+    plan = " ".join(str(r[3]) for r in spool._db.execute(
+        "EXPLAIN QUERY PLAN SELECT * FROM faxes WHERE state=? ORDER BY created DESC, id DESC LIMIT 50",
+        ("dead",)))
+    assert "faxes_state_created" in plan and "TEMP B-TREE" not in plan
+    plan = " ".join(str(r[3]) for r in spool._db.execute(
+        "EXPLAIN QUERY PLAN SELECT * FROM faxes ORDER BY created DESC, id DESC LIMIT 50"))
+    assert "faxes_created" in plan and "TEMP B-TREE" not in plan
+    start = _time.perf_counter()
+    assert len(spool.list_faxes(offset=1000)) == 50
+    assert len(spool.list_faxes(state="dead")) == 50
+    assert spool.count_faxes(state="dead") == 12_500
+    assert [f.uid for f in spool.list_faxes(search="tsi 99999")] == [f"{99_999:016x}"]
+    assert _time.perf_counter() - start < 2.0

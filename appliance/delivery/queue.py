@@ -1,0 +1,149 @@
+"""The delivery worker: takes due jobs from the spool and sends them until accepted or dead.
+
+At-least-once: a job is marked delivered only after the backend accepted it; a crash in between
+resends the same message (same Message-ID) after ``Spool.recover``.  Blocking work (SQLite
+commits with fsync, reading the image, SMTP) runs in the loop's executor so calls in progress
+never wait on delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import random
+import time
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any, Callable
+
+from appliance.config import DeliveryConfig
+from appliance.delivery.maildir import deliver_maildir
+from appliance.delivery.message import render_message
+from appliance.delivery.smtp import PermanentDeliveryError, TemporaryDeliveryError, send_smtp
+from appliance.spool.store import Job, Spool
+
+log = logging.getLogger("faxbridge.delivery")
+
+#: longest sleep between looks at the queue, so a changed wall clock is noticed
+MAX_IDLE = 60.0
+
+
+def backoff(cfg: DeliveryConfig, attempts: int, rng: random.Random) -> float:
+    """Delay before the next try after ``attempts`` failures: doubling, capped, +-20 % jitter."""
+    base = min(cfg.retry_max, cfg.retry_initial * 2 ** max(attempts - 1, 0))
+    return base * rng.uniform(0.8, 1.2)
+
+
+class DeliveryWorker:
+    def __init__(self, spool: Spool, cfg: DeliveryConfig, *, clock: Callable[[], float] = time.time,
+                 resolve_path: Callable[[str], Path] = lambda p: Path(p),
+                 rng: random.Random = random.Random()):
+        self.spool = spool
+        self.cfg = cfg
+        self.clock = clock
+        self.resolve_path = resolve_path
+        self.rng = rng
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    def wake(self) -> None:
+        """New jobs were added: look at the queue now (call from the event loop's thread)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Deliver until stop(); sleeps until the next job is due or wake() is called."""
+        self._stopping = False
+        while not self._stopping:
+            try:
+                await self.run_once()
+            except Exception:  # a bug or a broken database must not end delivery for good
+                log.exception("delivery pass failed")
+            if self._stopping:
+                break
+            due = await self._io(self.spool.next_due)
+            timeout = MAX_IDLE if due is None else min(MAX_IDLE, max(0.0, due - self.clock()))
+            if timeout > 0:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+                except asyncio.TimeoutError:
+                    pass
+            self._wake.clear()
+
+    async def run_once(self, limit: int = 10) -> int:
+        """Deliver every job due now; return how many were attempted."""
+        done = 0
+        while not self._stopping:
+            jobs = await self._io(self.spool.claim_due_jobs, self.clock(), limit)
+            if not jobs:
+                break
+            for i, job in enumerate(jobs):
+                if self._stopping:
+                    await self._io(self.spool.release_jobs, [j.id for j in jobs[i:]])
+                    break
+                await self.deliver(job)
+                done += 1
+        return done
+
+    async def deliver(self, job: Job) -> None:
+        """One attempt for one claimed job; every outcome is recorded in the spool."""
+        now = self.clock()
+        fax = await self._io(self.spool.get_fax, job.fax_id)
+        if fax is None:
+            await self._dead(job, f"fax {job.fax_id} is missing from the spool")
+            return
+        age = now - fax.created
+        if age > self.cfg.max_age:
+            last = f"; last error: {job.last_error}" if job.last_error else ""
+            await self._dead(job, f"gave up after {age / 3600:.0f} h and {job.attempts} attempt(s){last}")
+            return
+        path = self.spool.image_path(fax)
+        try:
+            image = await self._io(path.read_bytes) if path else b""
+        except OSError as e:
+            image, missing = b"", e.strerror
+        else:
+            missing = "empty file" if path else "no image recorded"
+        if not image:
+            log.error("fax %s: image %s unusable (%s): job %s to %s is dead", fax.uid, path, missing,
+                      job.id, job.recipient)
+            await self._dead(job, f"fax image missing: {fax.image or '-'} ({missing})")
+            return
+        msg = render_message(fax, job.recipient, from_addr=self.cfg.from_, image=image,
+                             message_id=job.message_id, now=now)
+        try:
+            reply = await self._io(self._send, msg, job.recipient)
+        except PermanentDeliveryError as e:
+            await self._dead(job, str(e))
+        except TemporaryDeliveryError as e:
+            await self._retry(job, str(e))
+        except OSError as e:  # maildir: disk full, permissions; may clear up
+            await self._retry(job, f"{type(e).__name__}: {e}")
+        else:
+            log.info("fax %s delivered to %s as %s: %s", fax.uid, job.recipient, job.message_id, reply)
+            await self._io(self.spool.job_delivered, job.id, self.clock(), reply)
+
+    def _send(self, msg: EmailMessage, recipient: str) -> str:
+        if self.cfg.backend == "smtp":
+            return send_smtp(self.cfg, msg, recipient)
+        if self.cfg.backend == "maildir":
+            return "maildir " + deliver_maildir(self.resolve_path(self.cfg.url), msg)
+        raise PermanentDeliveryError(f"unknown delivery backend {self.cfg.backend!r}")
+
+    async def _retry(self, job: Job, error: str) -> None:
+        now = self.clock()
+        delay = backoff(self.cfg, job.attempts + 1, self.rng)
+        log.warning("job %s to %s failed (attempt %d), retrying in %.0f s: %s", job.id, job.recipient,
+                    job.attempts + 1, delay, error)
+        await self._io(self.spool.job_retry, job.id, now, error, now + delay)
+
+    async def _dead(self, job: Job, error: str) -> None:
+        log.error("job %s to %s is dead: %s", job.id, job.recipient, error)
+        await self._io(self.spool.job_dead, job.id, self.clock(), error)
+
+    async def _io(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args))
