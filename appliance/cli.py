@@ -60,7 +60,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _banner(cfg: Config, app: object) -> str:
-    sip = [f"{t}:{h}:{p}" for t, h, p in app.sip.locals]  # type: ignore[attr-defined]
+    sip = [f"{l.transport}:{l.host}:{l.port}" for l in app.sip.locals]  # type: ignore[attr-defined]
     udp = next((x for x in sip if x.startswith("udp:")), sip[0] if sip else "udp:127.0.0.1:5060")
     _, host, port = udp.split(":")
     where = (f"Maildir {cfg.path(cfg.delivery.url).resolve()}" if cfg.delivery.backend == "maildir"

@@ -23,6 +23,7 @@ from .routing.router import route
 from .sip import events as sipev
 from .sip.sdp import NoUsableCodec, answer_audio
 from .sip.transport import SipEndpoint
+from .sip.useragent import UserAgent
 from .spandsp.audio import AudioFaxTerminal
 from .spool.store import FaxRecord, Spool
 
@@ -55,7 +56,7 @@ class Appliance:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.spool = Spool(cfg.path(cfg.spool.dir))
-        self.sip = SipEndpoint(user_agent=cfg.sip.user_agent)
+        self.sip = SipEndpoint(UserAgent(user_agent=cfg.sip.user_agent))
         self.ports = PortAllocator(*cfg.sip.rtp_ports)
         self.delivery = DeliveryWorker(self.spool, cfg.delivery, resolve_path=cfg.path)
         self.calls: dict[str, ActiveCall] = {}
@@ -76,7 +77,7 @@ class Appliance:
         await self.sip.start(listeners)
         self._spawn(self._sip_events())
         self._spawn(self.delivery.run())
-        log.info("SIP listening on %s", ", ".join(f"{t}:{h}:{p}" for t, h, p in self.sip.locals))
+        log.info("SIP listening on %s", ", ".join(f"{l.transport}:{l.host}:{l.port}" for l in self.sip.locals))
 
     async def stop(self) -> None:
         for call in list(self.calls.values()):

@@ -82,10 +82,9 @@ async def send_fax(target: str, tiff: Path, *, caller: str = "5550100", caller_n
         channel = await AudioChannel.open_ephemeral(local_ip)
         codecs = (codec,) if codec else ("PCMU", "PCMA")
         sdp = offer_audio(local_ip, channel.port, session_id=channel.port, version=1, codecs=codecs)
-        local = endpoint.local_for(transport)
         start = loop.time()
         call_id = endpoint.invite(target, from_uri=f"sip:{caller}@{local_ip}", from_display=caller_name,
-                                  sdp=sdp, local=local, remote=remote)
+                                  sdp=sdp, remote=remote, transport=transport)
         terminal: AudioFaxTerminal | None = None
         result = SendResult(False, "no answer")
         try:
@@ -129,7 +128,7 @@ async def _run_call(endpoint: SipEndpoint, channel: AudioChannel, call_id: str, 
                 result.sip_status, result.status = ev.status, f"call failed: {ev.status} {ev.reason}"
                 return result
             elif isinstance(ev, sipev.CallEnded) and ev.call_id == call_id:
-                if result.result_code is None:
+                if result.result_code is None and not hung_up:
                     result.status = f"far end hung up ({ev.reason})"
                 break
             if terminal is not None:

@@ -88,7 +88,7 @@ def test_smtp_down_when_fax_arrives_then_delivered_when_back(tmp_path, smtp, app
     pages, path = _pages(tmp_path, "doc", STANDARD, count=1)
     rc, out = finish(send_fax(app.uri("5551000"), path, "--codec", "PCMA"))
     assert rc == 0, out
-    app.wait_log("will retry", timeout=30)  # the delivery failed temporarily at least once
+    app.wait_log("retrying in", timeout=30)  # the delivery failed temporarily at least once
     time.sleep(2)
     assert smtp.handler.messages == []
     smtp.start()
@@ -106,7 +106,7 @@ def test_sigkill_after_receive_before_delivery_delivers_exactly_once(tmp_path, s
     pages, path = _pages(tmp_path, "doc", FINE, count=1)
     rc, out = finish(send_fax(app.uri("5551001"), path))
     assert rc == 0, out
-    app.wait_log("will retry", timeout=30)
+    app.wait_log("retrying in", timeout=30)
     app.kill()
     smtp.handler.fail_with = None
     app.start()  # same spool: recovery must requeue the job

@@ -1,0 +1,162 @@
+"""`make bench`: what a fax call costs, and how many real-time calls one core carries.
+
+1. Bare spandsp: two terminals back to back over G.711 in memory (no sockets, no clock).
+2. Whole stack: the daemon in its own process (SIP, RTP, spandsp, spool, Maildir delivery),
+   pinned to one core, receiving real calls over loopback from a sender pinned to the other
+   core; its CPU time is read from /proc.
+3. Capacity: N simultaneous calls into the daemon on one core, for growing N; a step passes when
+   no RTP packet of any call was sent more than 5 ms late (the daemon records each call's
+   lateness in the spool).
+
+Prints numbers and ratios; asserts nothing (speed is reported, not tested).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from appliance.fax.pages import STANDARD, write_fax_tiff
+from appliance.fax.sender import send_fax
+from appliance.fax.testpages import demo_pages
+from appliance.spandsp.audio import AudioFaxTerminal
+from tests.conftest import free_port
+
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+def bare_spandsp(tiff: Path, tmp: Path) -> tuple[float, float]:
+    """(CPU seconds, simulated call seconds) for one call through the bare spandsp loop."""
+    tx = AudioFaxTerminal(calling=True, tx_file=tiff, trace=False)
+    rx = AudioFaxTerminal(calling=False, rx_file=tmp / "bare.tif", trace=False)
+    blocks = 0
+    t0 = time.process_time()
+    while (tx.finished is None or rx.finished is None) and blocks < 50 * 600:
+        a, b = tx.transmit_g711(160), rx.transmit_g711(160)
+        rx.receive_g711(a)
+        tx.receive_g711(b)
+        blocks += 1
+    cpu = time.process_time() - t0
+    assert rx.finished is not None and rx.finished.ok, rx.finished
+    tx.close(), rx.close()
+    return cpu, blocks * 0.02
+
+
+def proc_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK
+
+
+def start_daemon(tmp: Path, core: int) -> tuple[subprocess.Popen[bytes], int, Path]:
+    port = free_port()
+    cfg = tmp / "bench.toml"
+    cfg.write_text(f"""
+[sip]
+listen = ["udp:127.0.0.1:{port}"]
+rtp_ports = [30000, 31999]
+[spool]
+dir = "spool"
+[delivery]
+backend = "maildir"
+url = "Maildir"
+[web]
+enabled = false
+""")
+    log = open(tmp / "daemon.log", "wb")
+    proc = subprocess.Popen(["taskset", "-c", str(core), sys.executable, "-m", "appliance", "run", "--config", str(cfg)],
+                            cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
+    for _ in range(200):
+        if b"Faxbridge is running" in (tmp / "daemon.log").read_bytes():
+            return proc, port, tmp / "spool" / "spool.db"
+        time.sleep(0.1)
+    raise RuntimeError((tmp / "daemon.log").read_text())
+
+
+async def calls(port: int, tiff: Path, n: int) -> list:
+    return await asyncio.gather(*(send_fax(f"sip:{5551000 + i}@127.0.0.1:{port}", tiff, timeout=300)
+                                  for i in range(n)))
+
+
+def lateness(db: Path, since_id: int) -> tuple[float, int, int]:
+    con = sqlite3.connect(db)
+    worst, late, n = 0.0, 0, 0
+    for (extra,) in con.execute("SELECT extra FROM faxes WHERE id > ?", (since_id,)):
+        rtp = json.loads(extra or "{}").get("rtp", {})
+        worst = max(worst, rtp.get("max_late_ms", 0.0))
+        late += rtp.get("late_5ms", 0)
+        n += 1
+    con.close()
+    return worst, late, n
+
+
+def max_id(db: Path) -> int:
+    con = sqlite3.connect(db)
+    (m,) = con.execute("SELECT COALESCE(MAX(id), 0) FROM faxes").fetchone()
+    con.close()
+    return m
+
+
+def main() -> None:
+    os.sched_setaffinity(0, {1 % os.cpu_count()})  # senders on the other core than the daemon
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        tiff = tmp / "page.tif"
+        write_fax_tiff(demo_pages(1, STANDARD), tiff, STANDARD)
+
+        cpu, sim = bare_spandsp(tiff, tmp)
+        bare_per_min = cpu / (sim / 60)
+        print(f"bare spandsp loop:  {sim:.1f} s call in {cpu:.3f} s CPU = {bare_per_min:.3f} CPU s per call-minute "
+              f"({sim / cpu:.0f}x real time)")
+
+        proc, port, db = start_daemon(tmp, 0)
+        try:
+            time.sleep(1.0)
+            idle0, t_idle = proc_cpu(proc.pid), time.monotonic()
+            time.sleep(3.0)
+            idle_rate = (proc_cpu(proc.pid) - idle0) / (time.monotonic() - t_idle)
+            c0, t0 = proc_cpu(proc.pid), time.monotonic()
+            (res,) = asyncio.run(calls(port, tiff, 1))
+            time.sleep(1.5)  # spool commit and delivery
+            wall = time.monotonic() - t0
+            cpu_stack = proc_cpu(proc.pid) - c0 - idle_rate * wall
+            per_min = cpu_stack / (res.duration / 60)
+            print(f"whole stack:        {res.duration:.1f} s call, daemon {cpu_stack:.3f} s CPU = {per_min:.3f} CPU s "
+                  f"per call-minute ({res.status}); ratio to bare spandsp {per_min / bare_per_min:.1f}x")
+            print(f"                    idle daemon: {idle_rate * 60:.3f} CPU s per minute")
+            print(f"                    one core therefore carries about {60 / per_min:.0f} calls by CPU alone")
+
+            print("capacity (daemon pinned to one core; pass = no RTP packet sent > 5 ms late):")
+            best = 0
+            for n in (8, 16, 32, 48, 64):
+                first = max_id(db)
+                c0 = proc_cpu(proc.pid)
+                t0 = time.monotonic()
+                results = asyncio.run(calls(port, tiff, n))
+                time.sleep(2)
+                ok = sum(r.ok for r in results)
+                worst, late, got = lateness(db, first)
+                cpu_used = proc_cpu(proc.pid) - c0
+                util = cpu_used / (time.monotonic() - t0)
+                verdict = "pass" if late == 0 and ok == n else "FAIL"
+                print(f"  {n:3d} calls: {ok}/{n} faxes OK, worst packet {worst:.2f} ms late, "
+                      f"{late} packets > 5 ms late, daemon core {util * 100:.0f}% busy: {verdict}")
+                if verdict == "pass":
+                    best = n
+                else:
+                    break
+            print(f"simultaneous real-time calls on one core with no packet > 5 ms late: {best}"
+                  f"{'+' if best == 64 else ''} (target: at least 32)")
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+if __name__ == "__main__":
+    main()
