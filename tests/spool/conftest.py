@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+# the helper modules beside this file import by name under any --import-mode
+sys.path.insert(0, str(Path(__file__).parent))
 
 import pytest
 
