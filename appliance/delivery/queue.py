@@ -44,20 +44,26 @@ class DeliveryWorker:
         self.clock = clock
         self.resolve_path = resolve_path
         self.rng = rng
-        self._wake = asyncio.Event()
+        # made in run(): an Event belongs to the loop that first waits on it
+        self._wake: asyncio.Event | None = None
+        self._woken = False
         self._stopping = False
 
     def wake(self) -> None:
         """New jobs were added: look at the queue now (call from the event loop's thread)."""
-        self._wake.set()
+        self._woken = True
+        if self._wake is not None:
+            self._wake.set()
 
     def stop(self) -> None:
         self._stopping = True
-        self._wake.set()
+        self.wake()
 
     async def run(self) -> None:
         """Deliver until stop(); sleeps until the next job is due or wake() is called."""
-        self._stopping = False
+        self._wake = asyncio.Event()
+        if self._woken:
+            self._wake.set()
         while not self._stopping:
             try:
                 await self.run_once()
@@ -73,6 +79,7 @@ class DeliveryWorker:
                 except asyncio.TimeoutError:
                     pass
             self._wake.clear()
+            self._woken = False
 
     async def run_once(self, limit: int = 10) -> int:
         """Deliver every job due now; return how many were attempted."""

@@ -226,3 +226,10 @@ def test_run_sleeps_until_the_retry_is_due(spool, smtp_server, tiff_bytes):
         await asyncio.wait_for(task, 5)
 
     run(scenario())
+
+
+def test_stop_before_run_returns_at_once(spool):
+    worker = DeliveryWorker(spool, DeliveryConfig())
+    worker.stop()
+    run(asyncio.wait_for(worker.run(), 2))  # would wait MAX_IDLE if stop() were lost
+
