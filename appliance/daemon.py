@@ -8,10 +8,14 @@ call's RTP late.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import random
+import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +23,7 @@ from .config import Config
 from .delivery.queue import DeliveryWorker
 from .fax.session import ReceiveSession
 from .media.audio_channel import AudioChannel, PortAllocator
+from .media.clock import MediaClock
 from .routing.router import route
 from .sip import events as sipev
 from .sip.sdp import NoUsableCodec, answer_audio
@@ -29,6 +34,8 @@ from .spool.store import FaxRecord, Spool
 
 log = logging.getLogger("faxbridge")
 POLL_INTERVAL = 0.25
+#: a full collection at least this often (seconds), earlier when the appliance is idle
+FULL_GC_INTERVAL = 60.0
 
 
 @dataclass
@@ -52,12 +59,20 @@ class ActiveCall:
                 "rate": s.pages[-1].bit_rate if s and s.pages else 0}
 
 
+def _background_priority() -> None:
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except OSError:  # not permitted in some sandboxes: only the latency guarantee suffers
+        pass
+
+
 class Appliance:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.spool = Spool(cfg.path(cfg.spool.dir))
         self.sip = SipEndpoint(UserAgent(user_agent=cfg.sip.user_agent))
         self.ports = PortAllocator(*cfg.sip.rtp_ports)
+        self.media_clock = MediaClock()
         self.delivery = DeliveryWorker(self.spool, cfg.delivery, resolve_path=cfg.path)
         self.calls: dict[str, ActiveCall] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -67,6 +82,16 @@ class Appliance:
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         loop = self._loop = asyncio.get_running_loop()
+        if os.environ.get("FAXBRIDGE_LOOP_DEBUG"):  # log every loop step that blocks calls' media
+            loop.set_debug(True)
+            loop.slow_callback_duration = 0.003
+        # Executor threads (fsync, TIFF, MIME) hold the GIL for up to the switch interval: 5 ms by
+        # default, which is exactly the RTP lateness budget.  Make them yield every 0.5 ms.
+        sys.setswitchinterval(0.0005)
+        # Only two of them, at the lowest CPU priority: on a busy core the kernel then runs the loop
+        # (every call's media) first, and the background work in the gaps.
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=2, thread_name_prefix="faxbridge-io",
+                                                     initializer=_background_priority))
         recovered = await loop.run_in_executor(None, self.spool.recover, time.time())
         for fax in recovered.get("unrouted", []):
             await loop.run_in_executor(None, self._route, fax)
@@ -75,6 +100,11 @@ class Appliance:
                      {k: (len(v) if isinstance(v, list) else v) for k, v in recovered.items()})
         listeners = [(l.transport, l.host, l.port) for l in self.cfg.sip.listeners()]
         await self.sip.start(listeners)
+        gc.freeze()  # start-up objects never die: keep them out of every later collection
+        # The collector, left automatic, stops the loop for ~5 ms when it walks the heap, at the
+        # moments with most garbage: many calls ending together.  Collect on our own schedule.
+        gc.disable()
+        self._spawn(self._collect_garbage())
         self._spawn(self._sip_events())
         self._spawn(self.delivery.run())
         log.info("SIP listening on %s", ", ".join(f"{l.transport}:{l.host}:{l.port}" for l in self.sip.locals))
@@ -105,6 +135,17 @@ class Appliance:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("task failed", exc_info=task.exception())
+
+    async def _collect_garbage(self) -> None:
+        """Young objects every second (cheap); the whole heap only when no call is in progress."""
+        full_due = time.monotonic() + FULL_GC_INTERVAL
+        while True:
+            await asyncio.sleep(1.0)
+            if not self.calls and time.monotonic() >= full_due or time.monotonic() >= full_due + FULL_GC_INTERVAL:
+                gc.collect()
+                full_due = time.monotonic() + FULL_GC_INTERVAL
+            else:
+                gc.collect(0)
 
     # -- SIP events --------------------------------------------------------------------------
     async def _sip_events(self) -> None:
@@ -171,7 +212,7 @@ class Appliance:
                                         ecm=self.cfg.fax.ecm, rx_file=self.spool.incoming_path(fax))
             call.session = ReceiveSession(terminal, loop.time(), self.cfg.fax)
             self.sip.answer_call(ev.call_id, answer.sdp)
-            channel.start(terminal)
+            channel.start(terminal, self.media_clock)
             log.info("call %s answered: %s -> %s (%s), fax %s", ev.call_id, ev.caller_number,
                      ev.called_number, answer.codec, fax.id)
             while not call.ended.is_set():
@@ -198,7 +239,8 @@ class Appliance:
                 facts = call.session.facts(loop.time())
                 complete = call.session.complete
                 facts["extra"] = {**fax.extra, **facts.get("extra", {}), "end_reason": call.end_reason,
-                                  "rtp": {**channel.playout.stats, **channel.stats}}
+                                  "rtp": {**channel.playout.stats, **channel.stats,
+                                                "late_ticks": channel.late_ticks}}
             self.calls.pop(ev.call_id, None)
             await loop.run_in_executor(None, self._finish, fax, complete, facts)
 

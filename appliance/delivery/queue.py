@@ -120,8 +120,9 @@ class DeliveryWorker:
                       job.id, job.recipient)
             await self._dead(job, f"fax image missing: {fax.image or '-'} ({missing})")
             return
-        msg = render_message(fax, job.recipient, from_addr=self.cfg.from_, image=image,
-                             message_id=job.message_id, now=now)
+        # rendering (base64, header folding) is pure Python: off the loop, where RTP runs
+        msg = await self._io(functools.partial(render_message, fax, job.recipient, from_addr=self.cfg.from_,
+                                               image=image, message_id=job.message_id, now=now))
         try:
             reply = await self._io(self._send, msg, job.recipient)
         except PermanentDeliveryError as e:

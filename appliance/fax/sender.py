@@ -16,6 +16,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..media.audio_channel import AudioChannel
+from ..media.clock import MediaClock
 from ..sip import events as sipev
 from ..sip.message import SipUri
 from ..sip.sdp import offer_audio, parse_answer
@@ -122,7 +123,7 @@ async def _run_call(endpoint: SipEndpoint, channel: AudioChannel, call_id: str, 
                 channel.playout.payload_type = channel.stream.payload_type = answer.payload_type
                 channel.remote = answer.remote
                 terminal = make_terminal(answer.codec)
-                channel.start(terminal)
+                channel.start(terminal, MediaClock())
                 result.status = "answered"
             elif isinstance(ev, sipev.CallFailed) and ev.call_id == call_id:
                 result.sip_status, result.status = ev.status, f"call failed: {ev.status} {ev.reason}"

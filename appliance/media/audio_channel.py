@@ -1,7 +1,7 @@
 """One call's RTP socket on the event loop, feeding a fax terminal in real time.
 
-Every 20 ms (on a schedule computed from the start time, so it never drifts) the channel hands the
-terminal what the playout buffer says is due and sends one packet of the terminal's audio.  The
+On every tick of the shared media clock the channel sends the packet it prepared, then hands the
+terminal what the playout buffer says is due and prepares the next packet.  The
 socket is symmetric: once the peer's packets arrive we answer to where they come from, whatever
 the SDP said (NAT, gateways that send from another port).
 """
@@ -9,15 +9,16 @@ the SDP said (NAT, gateways that send from another port).
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import socket
 from typing import Protocol
 
+from .clock import LOOKAHEAD, MediaClock
 from .rtp import PlayoutBuffer, RtpError, RtpPacket, RtpStream
 
 log = logging.getLogger("faxbridge.media")
 
-PTIME = 0.020
 SAMPLES = 160
 
 
@@ -73,9 +74,10 @@ class AudioChannel(asyncio.DatagramProtocol):
         self.stream = RtpStream(payload_type)
         self.terminal: AudioTerminal | None = None
         self.transport: asyncio.DatagramTransport | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._clock: MediaClock | None = None
+        self._prepared: collections.deque[bytes] = collections.deque()
         self._start = 0.0
-        self._ticks = 0
+        self.late_ticks: list[tuple[float, float]] = []
         self.stats = {"sent": 0, "bad": 0, "max_late_ms": 0.0, "late_5ms": 0, "from_stranger": 0}
 
     @classmethod
@@ -120,46 +122,50 @@ class AudioChannel(asyncio.DatagramProtocol):
         log.debug("RTP socket %s: %s", self.port, exc)
 
     # -- the clock ---------------------------------------------------------------------------
-    def start(self, terminal: AudioTerminal) -> None:
+    def start(self, terminal: AudioTerminal, clock: MediaClock) -> None:
+        """Join the shared 20 ms clock: from now on audio flows both ways."""
         self.terminal = terminal
-        loop = asyncio.get_running_loop()
-        self._start = loop.time()
-        self._ticks = 0
-        self._timer = loop.call_at(self._start + PTIME, self._tick)
+        self._clock = clock
+        self._start = asyncio.get_running_loop().time()
+        self._prepared.extend(terminal.transmit_g711(SAMPLES) for _ in range(LOOKAHEAD))
+        clock.add(self)
 
-    def _tick(self) -> None:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        due = self._start + (self._ticks + 1) * PTIME
+    def send_prepared(self, due: float, now: float) -> None:
+        """Send the oldest prepared packet; the clock calls this at (or as near as it can to) ``due``."""
         late = (now - due) * 1000.0
         if late > self.stats["max_late_ms"]:
             self.stats["max_late_ms"] = late
         if late > 5.0:
             self.stats["late_5ms"] += 1
-        # catch up when the loop was busy (keep the sample count right), but never burst forever
-        behind = min(int((now - due) / PTIME) + 1, 5)
+            if len(self.late_ticks) < 20:  # when in the call it happened: diagnostics for the trace
+                self.late_ticks.append((round(now - self._start, 3), round(late, 1)))
+        if self._prepared:
+            payload = self._prepared.popleft()
+        elif self.terminal is not None:  # ran dry (cannot happen with LOOKAHEAD >= 2): make it now
+            payload = self.terminal.transmit_g711(SAMPLES)
+        else:
+            return
+        if self.remote is not None and self.transport is not None:
+            self.transport.sendto(self.stream.packet(payload), self.remote)
+            self.stats["sent"] += 1
+
+    def process(self, now: float) -> None:
+        """The DSP work of one tick: due audio into the terminal, then top up the prepared packets."""
         terminal = self.terminal
-        assert terminal is not None
+        if terminal is None:
+            return
         for item in self.playout.pull(now):
             if isinstance(item, int):
                 terminal.receive_fillin(item)
             else:
                 terminal.receive_g711(item)
-        for _ in range(behind):
-            payload = terminal.transmit_g711(SAMPLES)
-            if self.remote is not None and self.transport is not None:
-                self.transport.sendto(self.stream.packet(payload), self.remote)
-                self.stats["sent"] += 1
-            self._ticks += 1
-        if now - (self._start + self._ticks * PTIME) > 5 * PTIME:  # hopelessly behind: resynchronise
-            self._ticks = int((now - self._start) / PTIME)
-        if self.terminal is not None:
-            self._timer = loop.call_at(self._start + (self._ticks + 1) * PTIME, self._tick)
+        while len(self._prepared) < LOOKAHEAD:
+            self._prepared.append(terminal.transmit_g711(SAMPLES))
 
     def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._clock is not None:
+            self._clock.remove(self)
+            self._clock = None
         self.terminal = None
         if self.transport is not None:
             self.transport.close()
