@@ -54,7 +54,9 @@ class ReceiveSession:
         if self.phase_e:
             code, text = self.phase_e.code, self.phase_e.text
         else:
-            code, text = -1, self.hangup_reason or "call ended before the fax completed"
+            code, text = -1, "call ended before the fax completed"
+        if self.hangup_reason and not self.complete:
+            text = f"{self.hangup_reason} ({text})"  # why we ended it says more than "call dropped"
         return {
             "remote_ident": stats.remote_ident,
             "bit_rate": stats.bit_rate,

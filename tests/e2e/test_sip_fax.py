@@ -115,3 +115,72 @@ def test_sigkill_after_receive_before_delivery_delivers_exactly_once(tmp_path, s
     assert_pages_equal(tiff_attachment(msg), pages)
     time.sleep(4)
     assert len(smtp.handler.messages) == 1, "delivered more than once after the restart"
+
+
+class SilentTerminal:
+    """A caller that never sends a fax signal (a misrouted voice call)."""
+
+    def receive_g711(self, payload: bytes) -> None:
+        pass
+
+    def receive_fillin(self, samples: int) -> None:
+        pass
+
+    def transmit_g711(self, samples: int = 160) -> bytes:
+        return b"\xff" * samples
+
+
+@pytest.mark.xdist_group("calls-e")
+def test_call_without_fax_signal_is_ended_and_nothing_mailed_daemon_survives_garbage(tmp_path, smtp,
+                                                                                     appliance_factory):
+    import asyncio
+    import socket
+
+    from appliance.media.audio_channel import AudioChannel
+    from appliance.media.clock import MediaClock
+    from appliance.sip import events as sipev
+    from appliance.sip.sdp import offer_audio, parse_answer
+    from appliance.sip.transport import SipEndpoint
+
+    app = appliance_factory(smtp.port)
+    app.start()
+    # hostile datagrams first: the daemon must shrug them off
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for junk in (b"\x00" * 50, b"INVITE sip:x SIP/2.0\r\n\r\n", b"SIP/2.0 200 OK\r\nVia: \r\n\r\n",
+                     "OPTIONS sip:\u00e9 SIP/2.0\r\nVia: ???\r\n\r\n".encode(), b"\r\n\r\n" * 1000):
+            s.sendto(junk, ("127.0.0.1", app.sip_port))
+
+    async def call() -> tuple[str, float]:
+        ep = SipEndpoint()
+        await ep.start([("udp", "127.0.0.1", 0)])
+        ch = await AudioChannel.open_ephemeral("127.0.0.1")
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        call_id = ep.invite(app.uri("5551000"), from_uri="sip:5550199@127.0.0.1",
+                            sdp=offer_audio("127.0.0.1", ch.port, 1, 1), remote=("127.0.0.1", app.sip_port))
+        reason = ""
+        try:
+            while True:
+                ev = await asyncio.wait_for(ep.events.get(), 30)
+                if isinstance(ev, sipev.CallAnswered):
+                    ans = parse_answer(str(ev.answer))
+                    ch.remote = ans.remote
+                    ch.start(SilentTerminal(), MediaClock())
+                elif isinstance(ev, (sipev.CallEnded, sipev.CallFailed)) and ev.call_id == call_id:
+                    reason = ev.reason
+                    break
+        finally:
+            ch.close()
+            await ep.close()
+        return reason, loop.time() - t0
+
+    reason, took = asyncio.run(call())
+    assert reason == "remote BYE", reason  # the appliance hung up, not us
+    assert 7 <= took <= 20, took  # no_signal_timeout = 8 s in the test config
+    app.wait_log("no pages received", timeout=10)
+    db = sqlite3.connect(app.workdir / "spool" / "spool.db")
+    (state, text), = db.execute("SELECT state, result_text FROM faxes").fetchall()
+    assert state == "no_fax" and "no fax signal" in text
+    time.sleep(1)
+    assert smtp.handler.messages == []  # never a "fax received" mail without a fax
+    assert app.proc is not None and app.proc.poll() is None

@@ -87,7 +87,7 @@ def test_session_hangs_up_when_no_fax_signal(tmp_path):
         rx.receive_g711(b"\xff" * 160)
     assert s.poll(129.0) is None
     assert s.poll(130.0) == "no fax signal"
-    assert s.facts(130.0)["result_text"] == "no fax signal"
+    assert s.facts(130.0)["result_text"].startswith("no fax signal")
     rx.close()
 
 
