@@ -163,6 +163,7 @@ class Appliance:
                 log.exception("handling SIP event %r", ev)
 
     def _local_ip(self, ev: sipev.IncomingCall) -> str:
+        """The address for our SDP and RTP socket: configured, else the one the call came in on."""
         return self.cfg.sip.public_address or ev.local.host
 
     async def _receive_call(self, ev: sipev.IncomingCall) -> None:
@@ -179,7 +180,7 @@ class Appliance:
             self.stats["rejected"] += 1
             return
         try:
-            channel = await AudioChannel.open(self.ports, self._local_ip(ev), payload_type=0, remote=None,
+            channel = await AudioChannel.open(self.ports, ev.local.host, payload_type=0, remote=None,
                                               delay=self.cfg.sip.playout_delay_ms / 1000.0)
         except OSError as e:
             log.error("call %s: %s", ev.call_id, e)

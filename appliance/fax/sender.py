@@ -16,6 +16,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..media.audio_channel import AudioChannel
+from ..netutil import route_source
 from ..media.clock import MediaClock
 from ..sip import events as sipev
 from ..sip.message import SipUri
@@ -50,16 +51,6 @@ def _fax_ready(path: Path) -> bool:
         return False
 
 
-def _local_ip_for(remote_ip: str) -> str:
-    """The address this host would use to reach ``remote_ip`` (no packet is sent)."""
-    if remote_ip.startswith("127.") or remote_ip == "::1":
-        return remote_ip if remote_ip == "::1" else "127.0.0.1"
-    family = socket.AF_INET6 if ":" in remote_ip else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as s:
-        s.connect((remote_ip, 9))
-        return s.getsockname()[0]
-
-
 async def send_fax(target: str, tiff: Path, *, caller: str = "5550100", caller_name: str = "Faxbridge test",
                    ident: str = "", codec: str | None = None, ecm: bool = True,
                    hangup_after_pages: int | None = None, timeout: float = 600.0) -> SendResult:
@@ -71,7 +62,7 @@ async def send_fax(target: str, tiff: Path, *, caller: str = "5550100", caller_n
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(uri.host.strip("[]"), uri.port or 5060, type=socket.SOCK_DGRAM)
     remote = (infos[0][4][0], infos[0][4][1])
-    local_ip = _local_ip_for(remote[0])
+    local_ip = route_source(remote[0])
 
     with tempfile.TemporaryDirectory(prefix="faxbridge-send-") as tmp:
         if not _fax_ready(tiff):

@@ -12,6 +12,7 @@ from .errors import LocalProtocolError, SipParseError
 from .events import Addr, Event, Local
 from .framing import KeepAlive, StreamFramer
 from .useragent import UserAgent
+from ..netutil import is_unspecified, route_source
 
 log = logging.getLogger("appliance.sip.transport")
 
@@ -45,6 +46,8 @@ class _TcpProtocol(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.remote = (peer[0], peer[1])
+        if is_unspecified(self.local.host):  # a wildcard listener: this connection's own address
+            self.local = Local("tcp", transport.get_extra_info("sockname")[0], self.local.port)
         self.endpoint._connections[self.remote] = self
 
     def data_received(self, data: bytes) -> None:
@@ -75,6 +78,7 @@ class SipEndpoint:
         self.events: asyncio.Queue[Event] = asyncio.Queue()
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by start()
         self._udp: dict[Local, asyncio.DatagramTransport] = {}
+        self._udp_by_port: dict[int, asyncio.DatagramTransport] = {}
         self._servers: list[asyncio.base_events.Server] = []
         self._connections: dict[Addr, _TcpProtocol] = {}
         self._pending: dict[Addr, list[bytes]] = {}
@@ -91,6 +95,7 @@ class SipEndpoint:
                 local = Local("udp", host, transport.get_extra_info("sockname")[1])
                 protocol.local = local
                 self._udp[local] = transport
+                self._udp_by_port[local.port] = transport
             elif kind == "tcp":
                 holder: list[Local] = []
                 server = await self._loop.create_server(lambda: _TcpProtocol(self, holder[0]), host, port)
@@ -115,10 +120,14 @@ class SipEndpoint:
             server.close()
             await server.wait_closed()
         self._udp.clear()
+        self._udp_by_port.clear()
 
     # --- moving bytes -------------------------------------------------------------------------
 
     def _received(self, data: bytes, remote: Addr, local: Local) -> None:
+        if is_unspecified(local.host):
+            # a wildcard UDP listener: Contact and SDP need the address the peer reaches us on
+            local = Local(local.transport, route_source(remote[0]), local.port)
         self.ua.receive(data, remote, local, self._loop.time())
         self.flush()
 
@@ -126,7 +135,7 @@ class SipEndpoint:
         """Send what the core produced, hand over its events and re-arm the timer."""
         for data, dest, local in self.ua.datagrams_to_send():
             if local.transport == "udp":
-                transport = self._udp.get(local)
+                transport = self._udp.get(local) or self._udp_by_port.get(local.port)
                 if transport is not None:
                     transport.sendto(data, dest)
             elif dest in self._connections and self._connections[dest].transport is not None:

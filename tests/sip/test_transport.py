@@ -105,3 +105,33 @@ async def _tcp_garbage_closes_then_options() -> None:
 
 def test_tcp_garbage_closes_connection_then_options() -> None:
     asyncio.run(_tcp_garbage_closes_then_options())
+
+
+async def _wildcard_listener(transport: str) -> None:
+    """A listener on 0.0.0.0 must put the address the call came in on into Contact, never 0.0.0.0
+    (the peer sends its ACK and BYE there).  Traffic stays on loopback."""
+    a, b = SipEndpoint(), SipEndpoint()
+    await a.start([(transport, "127.0.0.1", 0)])
+    await b.start([(transport, "0.0.0.0", 0)])
+    try:
+        port = b.locals[0].port
+        call_id = a.invite(f"sip:100@127.0.0.1:{port};transport={transport}", from_uri="sip:fax@127.0.0.1",
+                           sdp=OFFER, remote=("127.0.0.1", port), transport=transport)
+        incoming = await next_event(b, IncomingCall)
+        assert incoming.local.host == "127.0.0.1"
+        b.answer_call(call_id, answer_audio(incoming.offer, incoming.local.host, 50000, 1, 1).sdp)
+        await next_event(a, CallAnswered)
+        assert await next_event(b, CallConfirmed) == CallConfirmed(call_id)  # the ACK found us
+        a.hangup(call_id)
+        assert await next_event(b, CallEnded) == CallEnded(call_id, "remote BYE", None)
+    finally:
+        await a.close()
+        await b.close()
+
+
+def test_udp_wildcard_listener_advertises_the_routed_address() -> None:
+    asyncio.run(_wildcard_listener("udp"))
+
+
+def test_tcp_wildcard_listener_advertises_the_connection_address() -> None:
+    asyncio.run(_wildcard_listener("tcp"))
