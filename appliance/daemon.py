@@ -12,6 +12,7 @@ import gc
 import logging
 import os
 import random
+import sqlite3
 import sys
 import threading
 import time
@@ -40,7 +41,7 @@ FULL_GC_INTERVAL = 60.0
 
 @dataclass
 class ActiveCall:
-    """What the daemon knows about a call in progress (also the source of live status)."""
+    """What the daemon knows about a call in progress."""
 
     call_id: str
     fax: FaxRecord
@@ -50,13 +51,6 @@ class ActiveCall:
     session: ReceiveSession | None = None
     channel: AudioChannel | None = None
     codec: str = ""
-
-    def status(self) -> dict[str, Any]:
-        s = self.session
-        return {"call_id": self.call_id, "fax_id": self.fax.id, "caller": self.fax.caller_number,
-                "called": self.fax.called_number, "mode": f"G.711 {self.codec}",
-                "pages": len(s.pages) if s else 0,
-                "rate": s.pages[-1].bit_rate if s and s.pages else 0}
 
 
 def _background_priority() -> None:
@@ -200,11 +194,18 @@ class Appliance:
         channel.stream.payload_type = answer.payload_type
         channel.remote = answer.remote
         line = f"sip:{ev.local.transport}:{ev.local.host}:{ev.local.port}"
-        fax = await loop.run_in_executor(None, lambda: self.spool.begin_fax(
-            time.time(), line=line, call_id=ev.call_id, caller_number=ev.caller_number,
-            caller_name=ev.caller_name, called_number=ev.called_number,
-            extra={"remote": f"{ev.remote[0]}:{ev.remote[1]}", "codec": answer.codec,
-                   "diversion": list(getattr(ev, "diversion", []))}))
+        try:
+            fax = await loop.run_in_executor(None, lambda: self.spool.begin_fax(
+                time.time(), line=line, call_id=ev.call_id, caller_number=ev.caller_number,
+                caller_name=ev.caller_name, called_number=ev.called_number,
+                extra={"remote": f"{ev.remote[0]}:{ev.remote[1]}", "codec": answer.codec,
+                       "diversion": list(ev.diversion)}))
+        except (OSError, sqlite3.Error) as e:  # disk full, spool damaged: refuse rather than lose
+            channel.close()
+            log.error("call %s refused: the spool cannot record it: %s", ev.call_id, e)
+            self.sip.reject_call(ev.call_id, 503, "Service Unavailable (spool error)")
+            self.stats["rejected"] += 1
+            return
         call = ActiveCall(ev.call_id, fax, loop.time(), channel=channel, codec=answer.codec)
         self.calls[ev.call_id] = call
         terminal: AudioFaxTerminal | None = None
