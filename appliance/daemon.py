@@ -222,7 +222,11 @@ class Appliance:
                     await asyncio.wait_for(call.ended.wait(), POLL_INTERVAL)
                 except asyncio.TimeoutError:
                     pass
+                seen = len(call.session.pages)
                 reason = call.session.poll(loop.time())
+                for n, page in enumerate(call.session.pages[seen:], seen + 1):
+                    log.info("call %s: page %d received (%s, %d bad rows, %d bit/s%s)", ev.call_id, n,
+                             page.resolution, page.bad_rows, page.bit_rate, ", ECM" if page.ecm else "")
                 if reason:
                     log.info("call %s: hanging up: %s", ev.call_id, reason)
                     call.end_reason = reason

@@ -184,3 +184,22 @@ def test_call_without_fax_signal_is_ended_and_nothing_mailed_daemon_survives_gar
     time.sleep(1)
     assert smtp.handler.messages == []  # never a "fax received" mail without a fax
     assert app.proc is not None and app.proc.poll() is None
+
+
+@pytest.mark.xdist_group("calls-e")
+def test_daemon_killed_mid_call_keeps_the_pages_it_had_and_delivers_them_incomplete(tmp_path, smtp,
+                                                                                   appliance_factory):
+    """SIGKILL during page 3 of 3: after a restart the two received pages go out, marked incomplete."""
+    app = appliance_factory(smtp.port)
+    app.start()
+    pages, path = _pages(tmp_path, "doc", STANDARD)
+    sender = send_fax(app.uri("5551002"), path, "--timeout", "120")
+    app.wait_log("page 2 received", timeout=120)
+    app.kill()
+    sender.kill()  # the line is dead for the sender too
+    sender.wait()
+    app.start()
+    (msg,) = smtp.wait_for(1, timeout=40)
+    assert msg["To"] == "billing@example.test"
+    assert "Incomplete" in msg["Subject"], msg["Subject"]
+    assert_pages_equal(tiff_attachment(msg), pages[:2])
