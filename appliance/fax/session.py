@@ -9,12 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..config import FaxConfig
-from ..spandsp.audio import AudioFaxTerminal, FaxStats, PageDone, PhaseB, PhaseE
+from ..spandsp.t30 import FaxStats, PageDone, PhaseB, PhaseE, T30Terminal
 
 
 @dataclass
 class ReceiveSession:
-    terminal: AudioFaxTerminal
+    terminal: T30Terminal
     started: float
     cfg: FaxConfig
     signal_at: float | None = None

@@ -18,6 +18,10 @@ typedef struct fax_state_s fax_state_t;
 typedef struct t30_state_s t30_state_t;
 typedef struct logging_state_s logging_state_t;
 typedef struct g711_state_s g711_state_t;
+typedef struct t38_terminal_state_s t38_terminal_state_t;
+typedef struct t38_core_state_s t38_core_state_t;
+typedef int (t38_tx_packet_handler_t)(t38_core_state_t *s, void *user_data, const uint8_t *buf, int len,
+                                      int count);
 
 typedef struct {
     int bit_rate;
@@ -78,6 +82,24 @@ logging_state_t *t30_get_logging_state(t30_state_t *s);
 const char *t30_completion_code_to_str(int result);
 const char *t30_frametype(uint8_t x);
 
+t38_terminal_state_t *t38_terminal_init(t38_terminal_state_t *s, int calling_party,
+                                        t38_tx_packet_handler_t *tx_packet_handler, void *tx_packet_user_data);
+int t38_terminal_free(t38_terminal_state_t *s);
+int t38_terminal_send_timeout(t38_terminal_state_t *s, int samples);
+void t38_terminal_set_config(t38_terminal_state_t *s, int config);
+void t38_terminal_set_tep_mode(t38_terminal_state_t *s, int use_tep);
+void t38_terminal_set_fill_bit_removal(t38_terminal_state_t *s, int remove);
+t30_state_t *t38_terminal_get_t30_state(t38_terminal_state_t *s);
+t38_core_state_t *t38_terminal_get_t38_core_state(t38_terminal_state_t *s);
+logging_state_t *t38_terminal_get_logging_state(t38_terminal_state_t *s);
+int t38_core_rx_ifp_packet(t38_core_state_t *s, const uint8_t *buf, int len, uint16_t seq_no);
+void t38_set_t38_version(t38_core_state_t *s, int t38_version);
+void t38_set_data_rate_management_method(t38_core_state_t *s, int method);
+void t38_set_fastest_image_data_rate(t38_core_state_t *s, int max_rate);
+void t38_set_max_datagram_size(t38_core_state_t *s, int max_datagram_size);
+void t38_set_max_buffer_size(t38_core_state_t *s, int max_buffer_size);
+logging_state_t *t38_core_get_logging_state(t38_core_state_t *s);
+
 int span_log_set_level(logging_state_t *s, int level);
 int span_log_set_tag(logging_state_t *s, const char *tag);
 void span_log_set_message_handler(logging_state_t *s, message_handler_func_t func);
@@ -118,6 +140,10 @@ static const int T4_COMPRESSION_ITU_T4_2D;
 static const int T4_COMPRESSION_ITU_T6;
 static const int T30_ERR_OK;
 static const int T30_ERR_CALLDROPPED;
+static const int T38_TERMINAL_OPTION_NO_PACING;
+static const int T38_TERMINAL_OPTION_REGULAR_INDICATORS;
+static const int T38_DATA_RATE_MANAGEMENT_LOCAL_TCF;
+static const int T38_DATA_RATE_MANAGEMENT_TRANSFERRED_TCF;
 static const int SPAN_LOG_SHOW_TAG;
 static const int SPAN_LOG_SHOW_SEVERITY;
 static const int SPAN_LOG_FLOW;
@@ -128,6 +154,7 @@ extern "Python" int _fb_phase_d(t30_state_t *, void *, int);
 extern "Python" void _fb_phase_e(t30_state_t *, void *, int);
 extern "Python" void _fb_frame(t30_state_t *, void *, int, const uint8_t *, int);
 extern "Python" void _fb_log(int, const char *);
+extern "Python" int _fb_t38_tx(t38_core_state_t *, void *, const uint8_t *, int, int);
 """
 
 SOURCE = r"""

@@ -1,251 +1,59 @@
 """A fax terminal on 8 kHz G.711 audio: spandsp's ``fax_state`` behind a small, sans-I/O API.
 
-The caller feeds received G.711 payloads (or fill-in for lost ones) and pulls G.711 to send; the
-terminal never touches a socket or a clock.  T.30 callbacks arrive synchronously from inside those
-calls and are queued as events, so no Python code runs re-entrantly inside spandsp beyond a list
-append.
+The caller feeds received G.711 payloads (or fill-in for lost ones) and pulls G.711 to send.
 """
 
 from __future__ import annotations
 
-import collections
-import itertools
 import os
-from dataclasses import dataclass
-from typing import Deque
 
 from ._spandsp import ffi, lib
-
-#: T.30 result codes that mean "the far end went away": the pages so far are kept as incomplete.
-CALL_DROPPED = lib.T30_ERR_CALLDROPPED
-OK = lib.T30_ERR_OK
-
-_sessions: dict[str, "AudioFaxTerminal"] = {}
-_tags = itertools.count(1)
+from .t30 import (CALL_DROPPED, OK, Event, FaxStats, PageDone, PhaseB, PhaseE, T30Terminal,  # noqa: F401
+                  result_text)
 
 
-@dataclass(frozen=True)
-class FaxStats:
-    """Transfer statistics as spandsp reports them, converted to the units people read."""
-
-    bit_rate: int
-    ecm: bool
-    pages_tx: int
-    pages_rx: int
-    x_dpi: int
-    y_dpi: int
-    width: int
-    length: int
-    bad_rows: int
-    longest_bad_row_run: int
-    encoding: int
-    remote_ident: str
-    remote_vendor: str
-    remote_model: str
-
-    @property
-    def resolution(self) -> str:
-        return f"{self.x_dpi}x{self.y_dpi}" if self.x_dpi else ""
-
-
-@dataclass(frozen=True)
-class PhaseB:
-    """The far end identified itself and the session parameters are being negotiated."""
-
-    code: int
-
-
-@dataclass(frozen=True)
-class PageDone:
-    """Phase D: one page ended (received, or sent)."""
-
-    stats: FaxStats
-    frame: str  # MPS, EOP, EOM ...
-
-
-@dataclass(frozen=True)
-class PhaseE:
-    """The T.30 session ended; ``code`` is T30_ERR_*, ``text`` its description."""
-
-    code: int
-    text: str
-    stats: FaxStats
-
-    @property
-    def ok(self) -> bool:
-        return self.code == OK
-
-
-Event = PhaseB | PageDone | PhaseE
-
-
-def result_text(code: int) -> str:
-    return ffi.string(lib.t30_completion_code_to_str(code)).decode("ascii", "replace")
-
-
-def _ppm_to_dpi(ppm: int) -> int:
-    dpi = round(ppm * 0.0254)
-    # T.30's nominal values: 7.7 lines/mm is 196 "dpi", 3.85 is 98, 8 pels/mm is 204
-    for nominal in (98, 196, 204, 391, 200, 300, 400):
-        if abs(dpi - nominal) <= 2:
-            return nominal
-    return dpi
-
-
-def _str(p: "ffi.CData") -> str:
-    return "" if p == ffi.NULL else ffi.string(p).decode("latin-1")
-
-
-class AudioFaxTerminal:
+class AudioFaxTerminal(T30Terminal):
     """One fax call's terminal: answering (receives into ``rx_file``) or calling (sends ``tx_file``)."""
 
     def __init__(self, *, calling: bool, codec: str = "PCMU", ident: str = "", ecm: bool = True,
                  rx_file: str | os.PathLike[str] | None = None,
                  tx_file: str | os.PathLike[str] | None = None,
                  trace: bool = True) -> None:
+        super().__init__()
         self._fax = ffi.NULL
-        self._tag = ""
         if codec not in ("PCMU", "PCMA"):
             raise ValueError(f"codec must be PCMU or PCMA, not {codec!r}")
         if calling and tx_file is None:
             raise ValueError("a calling terminal needs tx_file")
         self.calling = calling
-        self.events: Deque[Event] = collections.deque()
-        self.trace: Deque[str] = collections.deque(maxlen=2000)
-        self.finished: PhaseE | None = None
-        self._handle = ffi.new_handle(self)
         self._fax = lib.fax_init(ffi.NULL, 1 if calling else 0)
         if self._fax == ffi.NULL:
             raise MemoryError("fax_init failed")
         self._codec = lib.g711_init(ffi.NULL, lib.G711_ULAW if codec == "PCMU" else lib.G711_ALAW)
         self._out = ffi.new("uint8_t[1024]")
-        self._t30 = lib.fax_get_t30_state(self._fax)
-        t30 = self._t30
         lib.fax_set_transmit_on_idle(self._fax, 1)
         lib.fax_set_tep_mode(self._fax, 0)
-        if ident:
-            lib.t30_set_tx_ident(t30, ident.encode("ascii"))
-        lib.t30_set_ecm_capability(t30, 1 if ecm else 0)
-        lib.t30_set_supported_modems(t30, lib.T30_SUPPORT_V27TER | lib.T30_SUPPORT_V29 | lib.T30_SUPPORT_V17)
-        lib.t30_set_supported_compressions(
-            t30, lib.T30_SUPPORT_T4_1D_COMPRESSION | lib.T30_SUPPORT_T4_2D_COMPRESSION | lib.T30_SUPPORT_T6_COMPRESSION)
-        lib.t30_set_supported_resolutions(
-            t30, lib.T30_SUPPORT_STANDARD_RESOLUTION | lib.T30_SUPPORT_FINE_RESOLUTION
-            | lib.T30_SUPPORT_SUPERFINE_RESOLUTION | lib.T30_SUPPORT_R8_RESOLUTION | lib.T30_SUPPORT_R16_RESOLUTION)
-        lib.t30_set_supported_image_sizes(
-            t30, lib.T30_SUPPORT_US_LETTER_LENGTH | lib.T30_SUPPORT_US_LEGAL_LENGTH | lib.T30_SUPPORT_UNLIMITED_LENGTH
-            | lib.T30_SUPPORT_215MM_WIDTH | lib.T30_SUPPORT_255MM_WIDTH | lib.T30_SUPPORT_303MM_WIDTH
-            | lib.T30_SUPPORT_A4_LENGTH | lib.T30_SUPPORT_B4_LENGTH)
-        if rx_file is not None:
-            lib.t30_set_rx_encoding(t30, lib.T4_COMPRESSION_ITU_T6)
-            lib.t30_set_rx_file(t30, os.fsencode(rx_file), -1)
-        if tx_file is not None:
-            lib.t30_set_tx_file(t30, os.fsencode(tx_file), -1, -1)
-        lib.t30_set_phase_b_handler(t30, lib._fb_phase_b, self._handle)
-        lib.t30_set_phase_d_handler(t30, lib._fb_phase_d, self._handle)
-        lib.t30_set_phase_e_handler(t30, lib._fb_phase_e, self._handle)
-        if trace:
-            self._tag = f"fb{next(_tags)}"
-            _sessions[self._tag] = self
-            lib.t30_set_real_time_frame_handler(t30, lib._fb_frame, self._handle)
-            log = lib.t30_get_logging_state(t30)
-            lib.span_log_set_tag(log, self._tag.encode())
-            lib.span_log_set_level(log, lib.SPAN_LOG_SHOW_TAG | lib.SPAN_LOG_SHOW_SEVERITY | lib.SPAN_LOG_FLOW)
-            lib.span_log_set_message_handler(log, lib._fb_log)
-        else:
-            self._tag = ""
+        self._setup_t30(lib.fax_get_t30_state(self._fax), calling=calling, ident=ident, ecm=ecm,
+                        rx_file=rx_file, tx_file=tx_file, trace=trace, logs=[])
 
-    # -- audio in and out ---------------------------------------------------------------------
     def receive_g711(self, payload: bytes) -> None:
         """Feed one received G.711 payload (any length: 10, 20 or 30 ms packets)."""
-        if self._fax != ffi.NULL and payload:
+        if self.alive and payload:
             lib.fb_rx_g711(self._fax, self._codec, payload, len(payload))
 
     def receive_fillin(self, samples: int) -> None:
         """Tell the modems that ``samples`` of audio were lost, so their timing stays right."""
-        if self._fax != ffi.NULL and samples > 0:
+        if self.alive and samples > 0:
             lib.fax_rx_fillin(self._fax, samples)
 
     def transmit_g711(self, samples: int = 160) -> bytes:
         """The next ``samples`` of our audio as G.711 (silence where spandsp has nothing to say)."""
-        if self._fax == ffi.NULL:
+        if not self.alive:
             return b"\xff" * samples
         lib.fb_tx_g711(self._fax, self._codec, self._out, samples)
         return bytes(ffi.buffer(self._out, samples))
 
-    # -- state -------------------------------------------------------------------------------
-    def next_event(self) -> Event | None:
-        return self.events.popleft() if self.events else None
-
-    def stats(self) -> FaxStats:
-        st = ffi.new("t30_stats_t *")
-        lib.t30_get_transfer_statistics(self._t30, st)
-        return FaxStats(
-            bit_rate=st.bit_rate, ecm=bool(st.error_correcting_mode), pages_tx=st.pages_tx,
-            pages_rx=st.pages_rx, x_dpi=_ppm_to_dpi(st.x_resolution), y_dpi=_ppm_to_dpi(st.y_resolution),
-            width=st.width, length=st.length, bad_rows=st.bad_rows,
-            longest_bad_row_run=st.longest_bad_row_run, encoding=st.encoding,
-            remote_ident=_str(lib.t30_get_rx_ident(self._t30)).strip(),
-            remote_vendor=_str(lib.t30_get_rx_vendor(self._t30)),
-            remote_model=_str(lib.t30_get_rx_model(self._t30)))
-
-    def terminate(self) -> None:
-        """End the T.30 session now (the call is gone): spandsp closes the file and reports phase E."""
-        if self._fax != ffi.NULL and self.finished is None:
-            lib.t30_terminate(self._t30)
-
-    def close(self) -> None:
-        """Free the C state.  Safe to call twice; the rx file is complete once this returns."""
-        if self._fax != ffi.NULL:
-            self.terminate()
-            lib.fax_free(self._fax)
-            lib.g711_free(self._codec)
-            self._fax = ffi.NULL
-        _sessions.pop(self._tag, None)
-
-    def __del__(self) -> None:
-        self.close()
-
-
-def _self(user_data: "ffi.CData") -> AudioFaxTerminal:
-    return ffi.from_handle(user_data)
-
-
-@ffi.def_extern()
-def _fb_phase_b(t30: "ffi.CData", user_data: "ffi.CData", result: int) -> int:
-    _self(user_data).events.append(PhaseB(result))
-    return OK
-
-
-@ffi.def_extern()
-def _fb_phase_d(t30: "ffi.CData", user_data: "ffi.CData", result: int) -> int:
-    term = _self(user_data)
-    term.events.append(PageDone(term.stats(), _str(lib.t30_frametype(result & 0xFF))))
-    return OK
-
-
-@ffi.def_extern()
-def _fb_phase_e(t30: "ffi.CData", user_data: "ffi.CData", code: int) -> None:
-    term = _self(user_data)
-    ev = PhaseE(code, result_text(code), term.stats())
-    term.finished = ev
-    term.events.append(ev)
-
-
-@ffi.def_extern()
-def _fb_frame(t30: "ffi.CData", user_data: "ffi.CData", direction: int, msg: "ffi.CData", length: int) -> None:
-    term = _self(user_data)
-    if length >= 3:
-        name = _str(lib.t30_frametype(msg[2]))
-        term.trace.append(f"{'<' if direction else '>'} {name} {bytes(ffi.buffer(msg, length)).hex(' ')}")
-
-
-@ffi.def_extern()
-def _fb_log(level: int, text: "ffi.CData") -> None:
-    line = _str(text).rstrip()
-    # 0.0.6's log callback has no user data: route by the tag we gave each session
-    for word in line.split()[:3]:
-        term = _sessions.get(word)
-        if term is not None:
-            term.trace.append(line)
-            return
+    def _free(self) -> None:
+        lib.fax_free(self._fax)
+        lib.g711_free(self._codec)
+        self._fax = ffi.NULL
