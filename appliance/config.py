@@ -14,7 +14,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Any, Callable, get_args, get_origin, get_type_hints
 
 
 class ConfigError(ValueError):
@@ -47,10 +47,101 @@ class SipListen:
     port: int
 
 
+T38_MODES = ("off", "accept", "request")
+SIP_TRANSPORTS = ("udp", "tcp", "tls")
+
+
+@dataclass
+class PeerConfig:
+    """A gateway/PBX allowed to call us (``[[sip.peers]]``); see appliance/sip/policy.py."""
+
+    name: str = ""
+    #: an IP address or a network (IPv4/IPv6), e.g. "192.0.2.10" or "10.1.0.0/16"
+    match: str = ""
+    #: "" = any transport, else only calls arriving over this one
+    transport: str = ""
+    #: "off" (audio only), "accept" (answer a T.38 re-INVITE) or "request" (we re-INVITE to T.38)
+    t38: str = "accept"
+    #: when set, this peer's INVITEs must carry digest credentials (we answer 401 first)
+    username: str = ""
+    password: str = field(default="", repr=False)
+    #: 0 = use the peer's T38FaxMaxDatagram; else override it (gateways that state the IFP size)
+    t38_max_datagram: int = 0
+
+    def validate(self, prefix: str, errors: list[str]) -> None:
+        if not self.name:
+            errors.append(f"{prefix}.name: must not be empty")
+        try:
+            ipaddress.ip_network(self.match, strict=False)
+        except ValueError:
+            errors.append(f"{prefix}.match: {self.match!r} is not an IP address or network")
+        if self.transport and self.transport not in SIP_TRANSPORTS:
+            errors.append(f"{prefix}.transport: must be udp, tcp or tls (or absent)")
+        if self.t38 not in T38_MODES:
+            errors.append(f"{prefix}.t38: must be off, accept or request")
+        if bool(self.username) != bool(self.password):
+            errors.append(f"{prefix}.password: username and password go together")
+        if self.t38_max_datagram and not 100 <= self.t38_max_datagram <= 1500:
+            errors.append(f"{prefix}.t38_max_datagram: must be 0 (no override) or between 100 and 1500")
+
+
+@dataclass
+class RegistrationConfig:
+    """One account we keep registered at a PBX/registrar (``[[sip.registrations]]``)."""
+
+    #: a label for logs and the status page, and the key that matches secrets.toml entries
+    name: str = ""
+    #: e.g. "sip:pbx.example:5060;transport=tcp"
+    registrar: str = ""
+    user: str = ""
+    #: the digest user name when it differs from `user`
+    auth_user: str = ""
+    password: str = field(default="", repr=False)
+    #: the AoR's host when it is not the registrar's (sip:user@domain)
+    domain: str = ""
+    expires: int = 3600
+    #: "" = send to the registrar itself; else e.g. "sip:192.0.2.5:5060;transport=udp"
+    outbound_proxy: str = ""
+    #: user part of our Contact; default `user`
+    contact_user: str = ""
+
+    def validate(self, prefix: str, errors: list[str], transports: set[str]) -> None:
+        from .sip.uri import SipUri  # the config module stays importable without the SIP package
+        from .sip.errors import SipParseError
+
+        for key in ("registrar", "outbound_proxy"):
+            value = getattr(self, key)
+            if not value and key == "outbound_proxy":
+                continue
+            try:
+                uri = SipUri.parse(value)
+                if uri.scheme not in ("sip", "sips") or uri.transport not in SIP_TRANSPORTS:
+                    raise SipParseError("scheme")
+            except SipParseError:
+                errors.append(f"{prefix}.{key}: {value!r} is not a sip: URI (transport udp, tcp or tls)")
+                continue
+            if uri.transport not in transports:
+                errors.append(f"{prefix}.{key}: needs a {uri.transport} listener in sip.listen")
+        if not self.user or any(c in self.user for c in " <>\"@:;"):
+            errors.append(f"{prefix}.user: must be a plain SIP user name")
+        if self.contact_user and any(c in self.contact_user for c in " <>\"@:;"):
+            errors.append(f"{prefix}.contact_user: must be a plain SIP user name")
+        if not 60 <= self.expires <= 604800:
+            errors.append(f"{prefix}.expires: must be between 60 and 604800 seconds")
+
+
+@dataclass
+class SipListen:
+    transport: str
+    host: str
+    port: int
+
+
 @dataclass
 class SipConfig:
-    """SIP listeners and media ports."""
+    """SIP listeners, TLS, media ports, registrations and who may call."""
 
+    #: "udp:IP:PORT", "tcp:IP:PORT" or "tls:IP:PORT" (TLS needs tls_cert and tls_key)
     listen: list[str] = field(default_factory=lambda: ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"])
     #: inclusive UDP port range for RTP, one port per call
     rtp_ports: list[int] = field(default_factory=lambda: [40000, 40999])
@@ -59,21 +150,40 @@ class SipConfig:
     user_agent: str = "Faxbridge/0.1"
     #: playout delay for received audio, milliseconds (fixed, not adaptive: fax modems want it steady)
     playout_delay_ms: int = 60
+    #: PEM certificate chain and key of our TLS listeners (and client certificate for outgoing TLS)
+    tls_cert: str = ""
+    tls_key: str = ""
+    #: CA bundle that verifies peers (client certificates, and servers we connect to); "" = system store
+    tls_ca: str = ""
+    #: require and verify a client certificate on TLS listeners (needs tls_ca)
+    tls_verify_client: bool = False
+    #: accept calls from addresses that match no [[sip.peers]] entry (with t38 = "accept")
+    allow_unknown: bool = False
+    #: per source IP: requests that start transactions, per second, and the burst allowed
+    rate_limit: float = 20.0
+    rate_burst: int = 40
+    #: realm of the digest challenges we send to peers that must authenticate
+    auth_realm: str = "faxbridge"
+    peers: list[PeerConfig] = field(default_factory=list)
+    registrations: list[RegistrationConfig] = field(default_factory=list)
 
     def listeners(self) -> list[SipListen]:
         out = []
         for item in self.listen:
             transport, _, rest = item.partition(":")
-            host, port = parse_hostport(rest, 5060)
-            out.append(SipListen(transport.lower(), host, port))
+            transport = transport.lower()
+            host, port = parse_hostport(rest, 5061 if transport == "tls" else 5060)
+            out.append(SipListen(transport, host, port))
         return out
 
     def validate(self, errors: list[str]) -> None:
+        transports: set[str] = set()
         for item in self.listen:
             transport, _, rest = item.partition(":")
-            if transport.lower() not in ("udp", "tcp"):
-                errors.append(f"sip.listen: {item!r}: transport must be udp or tcp")
+            if transport.lower() not in SIP_TRANSPORTS:
+                errors.append(f"sip.listen: {item!r}: transport must be udp, tcp or tls")
                 continue
+            transports.add(transport.lower())
             try:
                 host, _ = parse_hostport(rest, 5060)
                 ipaddress.ip_address(host)
@@ -83,6 +193,35 @@ class SipConfig:
             errors.append("sip.rtp_ports: must be [first, last] with 1024 <= first <= last <= 65535")
         if not 20 <= self.playout_delay_ms <= 500:
             errors.append("sip.playout_delay_ms: must be between 20 and 500")
+        if "tls" in transports and not (self.tls_cert and self.tls_key):
+            errors.append("sip.tls_cert: a tls listener needs sip.tls_cert and sip.tls_key")
+        if self.tls_verify_client and not self.tls_ca:
+            errors.append("sip.tls_verify_client: needs sip.tls_ca (the CA that signs client certificates)")
+        if not 0.1 <= self.rate_limit <= 10000:
+            errors.append("sip.rate_limit: must be between 0.1 and 10000 requests per second")
+        if not 1 <= self.rate_burst <= 100000:
+            errors.append("sip.rate_burst: must be between 1 and 100000")
+        if not self.auth_realm or any(c in self.auth_realm for c in '"\\\r\n'):
+            errors.append("sip.auth_realm: must be a non-empty plain string")
+        names: set[str] = set()
+        for i, peer in enumerate(self.peers):
+            peer.validate(f"sip.peers[{i}]", errors)
+            if peer.name and peer.name in names:
+                errors.append(f"sip.peers[{i}].name: {peer.name!r} is used twice")
+            names.add(peer.name)
+        names = set()
+        for i, reg in enumerate(self.registrations):
+            reg.validate(f"sip.registrations[{i}]", errors, transports)
+            if reg.name and reg.name in names:
+                errors.append(f"sip.registrations[{i}].name: {reg.name!r} is used twice")
+            names.add(reg.name)
+
+    def check_files(self, resolve: "Callable[[str], Path]", errors: list[str]) -> None:
+        """TLS files must exist when the config is loaded, not at the first TLS connection."""
+        for key in ("tls_cert", "tls_key", "tls_ca"):
+            value = getattr(self, key)
+            if value and not resolve(value).is_file():
+                errors.append(f"sip.{key}: {value!r} is not a readable file")
 
 
 @dataclass
@@ -214,6 +353,7 @@ class Config:
                 section = getattr(cfg, f.name)
                 if hasattr(section, "validate"):
                     section.validate(errors)
+            cfg.sip.check_files(cfg.path, errors)
         if errors:
             raise ConfigError(errors)
         return cfg
@@ -233,10 +373,40 @@ class Config:
                 extra = tomllib.loads(secrets.read_text(encoding="utf-8"))
             except tomllib.TOMLDecodeError as e:
                 raise ConfigError([f"{secrets}: not valid TOML: {e}"]) from None
+            errors: list[str] = []
             for section, values in extra.items():
                 if isinstance(values, dict) and isinstance(data.get(section, {}), dict):
-                    data.setdefault(section, {}).update(values)
+                    _merge_secrets(data.setdefault(section, {}), values, section, errors)
+            if errors:
+                raise ConfigError([f"{secrets}: {e}" for e in errors])
         return cls.from_dict(data, base_dir=p.resolve().parent)
+
+
+def _merge_secrets(section: dict[str, Any], secret: dict[str, Any], prefix: str, errors: list[str]) -> None:
+    """Secret values over the main file's; an array of tables ([[sip.registrations]]) is merged
+    entry by entry through each entry's `name`, so passwords can live apart from the rest."""
+    for key, value in secret.items():
+        current = section.get(key)
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            entries = current if isinstance(current, list) else []
+            by_name = {e.get("name"): e for e in entries if isinstance(e, dict) and e.get("name")}
+            for i, item in enumerate(value):
+                target = by_name.get(item.get("name"))
+                if target is None:
+                    errors.append(f"{prefix}.{key}[{i}].name: no entry named {item.get('name')!r} in the main file")
+                else:
+                    target.update(item)
+        else:
+            section[key] = value
+
+
+def _dataclass_item(hint: Any) -> type | None:
+    """X for list[X] when X is a config dataclass (an array of tables)."""
+    if get_origin(hint) is list:
+        (item,) = get_args(hint)
+        if dataclasses.is_dataclass(item):
+            return item  # type: ignore[return-value]
+    return None
 
 
 def _build_section(cls: type, values: dict[str, Any], prefix: str, errors: list[str]) -> Any:
@@ -246,6 +416,14 @@ def _build_section(cls: type, values: dict[str, Any], prefix: str, errors: list[
         attr = "from_" if key == "from" else key
         if attr not in hints:
             errors.append(f"{prefix}.{key}: unknown key")
+            continue
+        item_cls = _dataclass_item(hints[attr])
+        if item_cls is not None:
+            if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+                errors.append(f"{prefix}.{key}: expected an array of tables ([[{prefix}.{key}]])")
+                continue
+            built = [_build_section(item_cls, v, f"{prefix}.{key}[{i}]", errors) for i, v in enumerate(value)]
+            kwargs[attr] = [b for b in built if b is not None]
             continue
         if not _type_ok(hints[attr], value):
             errors.append(f"{prefix}.{key}: expected {_type_name(hints[attr])}, got {type(value).__name__}")
