@@ -23,7 +23,7 @@ from typing import Any
 from .config import Config
 from .delivery.queue import DeliveryWorker
 from .fax.session import ReceiveSession
-from .media.audio_channel import AudioChannel, PortAllocator
+from .media.channel import AudioChannel, PortAllocator
 from .media.clock import MediaClock
 from .routing.router import route
 from .sip import events as sipev

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..media.audio_channel import AudioChannel
+from ..media.channel import AudioChannel
 from ..netutil import route_source
 from ..media.clock import MediaClock
 from ..sip import events as sipev

@@ -1,7 +1,8 @@
-"""SDP (RFC 4566) and the offer/answer rules (RFC 3264) for a G.711 fax endpoint.
+"""SDP (RFC 4566) and the offer/answer rules (RFC 3264) for a fax endpoint: G.711 audio and T.38.
 
 The parser keeps every line it does not interpret, and media sections of any kind (audio, image
-for T.38 over UDPTL, video), so the T.38 answerer can be added next to answer_audio.
+for T.38 over UDPTL, video). T.38 attributes follow RFC 4612 / T.38 Annex D, read the way real
+gateways write them: names in any case, booleans as a bare flag or `:0`/`:1`.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ class SdpParseError(RemoteProtocolError, ValueError):
 
 
 class NoUsableCodec(RemoteProtocolError):
-    """No audio stream offers PCMU or PCMA (answer 488 Not Acceptable Here)."""
+    """No stream we can use: no PCMU/PCMA audio, or no T.38 image stream (answer 488 Not Acceptable Here)."""
 
 
 Attribute = tuple[str, "str | None"]
@@ -234,35 +235,11 @@ def answer_audio(offer: SessionDescription | str | bytes, local_ip: str, rtp_por
 
     Raises NoUsableCodec if there is none; the caller answers 488.
     """
-    if not isinstance(offer, SessionDescription):
-        offer = SessionDescription.parse(offer)
-    answer = _session(local_ip, session_id, version)
-    chosen: AudioAnswer | None = None
-    for m in offer.media:
-        pick = _pick_g711(m) if chosen is None and _usable_audio(m) else None
-        address = offer.connection_address(m)
-        if pick is None or address is None:
-            answer.media.append(rejected(m))
-            continue
-        pt, codec = pick
-        te = _telephone_event(m)
-        direction = _RECIPROCAL[m.direction or "sendrecv"]
-        am = MediaDescription("audio", rtp_port, m.proto, [pt] + ([te] if te else []))
-        am.attributes.append(("rtpmap", f"{pt} {codec}/8000"))
-        if te:
-            am.attributes.append(("rtpmap", f"{te} telephone-event/8000"))
-            am.attributes.append(("fmtp", f"{te} {m.fmtp(te) or '0-15'}"))
-        ptime = _ptime(m)
-        if m.has_attr("ptime"):
-            am.attributes.append(("ptime", str(ptime)))
-        am.attributes.append((direction, None))
-        answer.media.append(am)
-        chosen = AudioAnswer("", codec, int(pt), (address, m.port), ptime,
-                             int(te) if te else None, direction)
-    if chosen is None:
+    _, audio, _ = _answer_streams(_as_sd(offer), local_ip, session_id, version, rtp_port, None,
+                                  0, EC_NONE, DEFAULT_MAX_DATAGRAM, None)
+    if audio is None:
         raise NoUsableCodec("no PCMU/PCMA audio stream in the offer")
-    chosen.sdp = str(answer)
-    return chosen
+    return audio
 
 
 def offer_audio(local_ip: str, rtp_port: int, session_id: int, version: int,
@@ -296,3 +273,254 @@ def parse_answer(text: str | bytes | SessionDescription) -> AudioAnswer:
             return AudioAnswer(str(sd), pick[1], int(pick[0]), (address, m.port), _ptime(m),
                                int(te) if te else None, m.direction or "sendrecv")
     raise NoUsableCodec("the answer accepts no PCMU/PCMA audio stream")
+
+
+# --- T.38 over UDPTL (RFC 4612, T.38 Annex D) ----------------------------------------------------
+
+EC_FEC = "t38UDPFEC"
+EC_REDUNDANCY = "t38UDPRedundancy"
+EC_NONE = "none"            # no T38FaxUdpEC attribute (or t38UDPNoEC)
+_EC_STRENGTH = {EC_NONE: 0, EC_REDUNDANCY: 1, EC_FEC: 2}
+_EC_NAMES = {"t38udpfec": EC_FEC, "t38udpredundancy": EC_REDUNDANCY, "t38udpnoec": EC_NONE}
+_RATE_NAMES = {"transferredtcf": "transferredTCF", "localtcf": "localTCF"}
+DEFAULT_MAX_DATAGRAM = 400   # what a peer that says nothing is assumed to accept (Asterisk too)
+MAX_UDPTL_DATAGRAM = 1400
+T38_MAX_BITRATE = 14400
+
+
+@dataclass
+class T38Params:
+    """The T.38 session parameters of one image stream (offered, answered or agreed).
+
+    udp_ec is EC_FEC, EC_REDUNDANCY or EC_NONE; max_buffer/max_datagram None = not stated.
+    ec_depth, fec_max_span and vendor_info are kept when a peer sends them (never negotiated).
+    """
+
+    version: int = 0
+    max_bitrate: int = T38_MAX_BITRATE
+    rate_management: str = "transferredTCF"
+    max_buffer: int | None = None
+    max_datagram: int | None = None
+    udp_ec: str = EC_REDUNDANCY
+    fill_bit_removal: bool = False
+    transcoding_mmr: bool = False
+    transcoding_jbig: bool = False
+    ec_depth: str | None = None
+    fec_max_span: int | None = None
+    vendor_info: str | None = None
+
+
+@dataclass
+class T38Answer:
+    """A negotiated T.38 stream: the SDP (our answer, or the peer's), what was agreed, where to
+    send UDPTL, and the largest UDPTL datagram the peer accepts (size redundancy to it)."""
+
+    sdp: str
+    params: T38Params
+    remote: tuple[str, int]
+    far_max_datagram: int = DEFAULT_MAX_DATAGRAM
+
+
+def _int_attr(m: MediaDescription, *names: str) -> int | None:
+    for name in names:
+        value = (m.attr(name) or "").strip()
+        if value.isdigit() and len(value) <= 9:
+            return int(value)
+    return None
+
+
+def _bool_attr(m: MediaDescription, name: str) -> bool:
+    """A bare flag is true (RFC 4612); `:0`/`:1` (Vega, T.38 Annex D 2002+) say it explicitly."""
+    value = m.attr(name)
+    if value is None:
+        return False
+    return value.strip().lower() not in ("0", "false", "no", "off")
+
+
+def t38_params(media: MediaDescription) -> T38Params:
+    """Read the T.38 attributes of an m=image line; anything unreadable takes its default."""
+    m = media
+    version = _int_attr(m, "T38FaxVersion")
+    ec_value = m.attr("T38FaxUdpEC")
+    rate = (m.attr("T38FaxRateManagement") or "").strip()
+    vendor = m.attr("T38VendorInfo")
+    return T38Params(
+        version=min(version, 255) if version is not None else 0,
+        max_bitrate=_int_attr(m, "T38MaxBitRate", "T38FaxMaxBitRate") or T38_MAX_BITRATE,
+        rate_management=_RATE_NAMES.get(rate.lower(), rate or "transferredTCF"),
+        max_buffer=_int_attr(m, "T38FaxMaxBuffer"),
+        max_datagram=_int_attr(m, "T38FaxMaxDatagram", "T38MaxDatagram"),
+        udp_ec=EC_NONE if ec_value is None else _EC_NAMES.get(ec_value.strip().lower(), EC_NONE),
+        fill_bit_removal=_bool_attr(m, "T38FaxFillBitRemoval"),
+        transcoding_mmr=_bool_attr(m, "T38FaxTranscodingMMR"),
+        transcoding_jbig=_bool_attr(m, "T38FaxTranscodingJBIG"),
+        ec_depth=(m.attr("T38FaxUdpECDepth") or "").strip() or None,
+        fec_max_span=_int_attr(m, "T38FaxUdpFECMaxSpan"),
+        vendor_info=vendor.strip() if vendor else None,
+    )
+
+
+def _far_max_datagram(params: T38Params) -> int:
+    """The peer's T38FaxMaxDatagram; absent, 0 or beyond any UDP datagram -> 400 (as Asterisk)."""
+    value = params.max_datagram
+    return value if value and value <= MAX_UDPTL_DATAGRAM else DEFAULT_MAX_DATAGRAM
+
+
+def _usable_image(m: MediaDescription) -> bool:
+    return (m.media == "image" and m.port != 0 and m.proto.lower() == "udptl"
+            and any(f.lower() == "t38" for f in m.formats))
+
+
+def _image_media(udptl_port: int, p: T38Params) -> MediaDescription:
+    m = MediaDescription("image", udptl_port, "udptl", ["t38"])
+    m.attributes += [("T38FaxVersion", str(p.version)), ("T38MaxBitRate", str(p.max_bitrate))]
+    for flag, name in ((p.fill_bit_removal, "T38FaxFillBitRemoval"), (p.transcoding_mmr, "T38FaxTranscodingMMR"),
+                       (p.transcoding_jbig, "T38FaxTranscodingJBIG")):
+        if flag:
+            m.attributes.append((name, None))
+    m.attributes.append(("T38FaxRateManagement", p.rate_management))
+    if p.max_buffer is not None:
+        m.attributes.append(("T38FaxMaxBuffer", str(p.max_buffer)))
+    if p.max_datagram is not None:
+        m.attributes.append(("T38FaxMaxDatagram", str(p.max_datagram)))
+    if p.udp_ec != EC_NONE:
+        m.attributes.append(("T38FaxUdpEC", p.udp_ec))
+    return m
+
+
+def _agree_t38(offered: T38Params, t38_version: int, max_ec: str, our_max_datagram: int,
+               our_max_buffer: int | None) -> T38Params:
+    """Our answer to `offered`: never more than the offer, never more than we do."""
+    ec = min(offered.udp_ec, max_ec, key=lambda e: _EC_STRENGTH.get(e, 0))
+    return T38Params(
+        version=min(offered.version, t38_version),
+        max_bitrate=min(offered.max_bitrate, T38_MAX_BITRATE),
+        rate_management=offered.rate_management,
+        max_buffer=our_max_buffer,
+        max_datagram=our_max_datagram,
+        udp_ec=ec,
+    )
+
+
+def _as_sd(sdp: SessionDescription | str | bytes) -> SessionDescription:
+    return sdp if isinstance(sdp, SessionDescription) else SessionDescription.parse(sdp)
+
+
+def _audio_media(m: MediaDescription, rtp_port: int, pick: tuple[str, str],
+                 address: str) -> tuple[MediaDescription, AudioAnswer]:
+    pt, codec = pick
+    te = _telephone_event(m)
+    direction = _RECIPROCAL[m.direction or "sendrecv"]
+    am = MediaDescription("audio", rtp_port, m.proto, [pt] + ([te] if te else []))
+    am.attributes.append(("rtpmap", f"{pt} {codec}/8000"))
+    if te:
+        am.attributes.append(("rtpmap", f"{te} telephone-event/8000"))
+        am.attributes.append(("fmtp", f"{te} {m.fmtp(te) or '0-15'}"))
+    ptime = _ptime(m)
+    if m.has_attr("ptime"):
+        am.attributes.append(("ptime", str(ptime)))
+    am.attributes.append((direction, None))
+    return am, AudioAnswer("", codec, int(pt), (address, m.port), ptime, int(te) if te else None, direction)
+
+
+def _answer_streams(offer: SessionDescription, local_ip: str, session_id: int, version: int,
+                    rtp_port: int | None, udptl_port: int | None, t38_version: int, max_ec: str,
+                    our_max_datagram: int, our_max_buffer: int | None
+                    ) -> tuple[str, AudioAnswer | None, T38Answer | None]:
+    """Accept the first usable audio stream (if rtp_port) and the first usable T.38 stream (if
+    udptl_port); every other m-line is answered with port 0, in the offer's order."""
+    answer = _session(local_ip, session_id, version)
+    audio: AudioAnswer | None = None
+    t38: T38Answer | None = None
+    for m in offer.media:
+        address = offer.connection_address(m)
+        if address and audio is None and rtp_port is not None and _usable_audio(m):
+            pick = _pick_g711(m)
+            if pick is not None:
+                media, audio = _audio_media(m, rtp_port, pick, address)
+                answer.media.append(media)
+                continue
+        if address and t38 is None and udptl_port is not None and _usable_image(m):
+            offered = t38_params(m)
+            agreed = _agree_t38(offered, t38_version, max_ec, our_max_datagram, our_max_buffer)
+            answer.media.append(_image_media(udptl_port, agreed))
+            t38 = T38Answer("", agreed, (address, m.port), _far_max_datagram(offered))
+            continue
+        answer.media.append(rejected(m))
+    text = str(answer)
+    for result in (audio, t38):
+        if result is not None:
+            result.sdp = text
+    return text, audio, t38
+
+
+def answer_t38(offer: SessionDescription | str | bytes, local_ip: str, udptl_port: int, session_id: int,
+               version: int, *, our_max_datagram: int = DEFAULT_MAX_DATAGRAM, t38_version: int = 0,
+               max_ec: str = EC_REDUNDANCY, our_max_buffer: int | None = None) -> T38Answer:
+    """Answer an offer accepting its first usable T.38 image stream (every other m-line, audio
+    included, gets port 0). The agreed parameters never exceed the offer: version <= offer and
+    <= t38_version, bit rate <= offer and <= 14400, rate management echoed, error correction the
+    same or weaker (FEC -> redundancy -> none, capped at max_ec), fill-bit removal, MMR and JBIG
+    transcoding off (absent). Raises NoUsableCodec if there is no usable image stream."""
+    _, _, t38 = _answer_streams(_as_sd(offer), local_ip, session_id, version, None, udptl_port,
+                                t38_version, max_ec, our_max_datagram, our_max_buffer)
+    if t38 is None:
+        raise NoUsableCodec("no T.38 (m=image udptl t38) stream in the offer")
+    return t38
+
+
+def answer_audio_and_t38(offer: SessionDescription | str | bytes, local_ip: str, rtp_port: int,
+                         udptl_port: int, session_id: int, version: int, *,
+                         our_max_datagram: int = DEFAULT_MAX_DATAGRAM, t38_version: int = 0,
+                         max_ec: str = EC_REDUNDANCY, our_max_buffer: int | None = None
+                         ) -> tuple[str, AudioAnswer | None, T38Answer | None]:
+    """Answer an initial offer carrying both audio and image: accept both (on different ports) so
+    the caller can use whichever media arrives. Returns (sdp, audio, t38); a stream that is not
+    usable is None (and answered with port 0). Raises NoUsableCodec if neither is usable."""
+    if rtp_port == udptl_port:
+        raise ValueError("audio and T.38 need different ports in one answer")
+    text, audio, t38 = _answer_streams(_as_sd(offer), local_ip, session_id, version, rtp_port, udptl_port,
+                                       t38_version, max_ec, our_max_datagram, our_max_buffer)
+    if audio is None and t38 is None:
+        raise NoUsableCodec("neither PCMU/PCMA audio nor T.38 in the offer")
+    return text, audio, t38
+
+
+def offer_t38(local_ip: str, udptl_port: int, session_id: int, version: int,
+              params: T38Params | None = None) -> str:
+    """An offer for one T.38 image stream (our re-INVITE to T.38)."""
+    sd = _session(local_ip, session_id, version)
+    sd.media.append(_image_media(udptl_port, params or T38Params(max_datagram=DEFAULT_MAX_DATAGRAM)))
+    return str(sd)
+
+
+def parse_t38_answer(text: str | bytes | SessionDescription) -> T38Answer:
+    """Read the peer's answer to our offer_t38: its T.38 parameters and where to send UDPTL."""
+    sd = _as_sd(text)
+    for m in sd.media:
+        address = sd.connection_address(m)
+        if _usable_image(m) and address:
+            params = t38_params(m)
+            return T38Answer(str(sd), params, (address, m.port), _far_max_datagram(params))
+    raise NoUsableCodec("the answer accepts no T.38 stream")
+
+
+def _maybe_sd(sdp: SessionDescription | str | bytes | None) -> SessionDescription | None:
+    if sdp is None or isinstance(sdp, SessionDescription):
+        return sdp
+    try:
+        return SessionDescription.parse(sdp)
+    except SdpParseError:
+        return None
+
+
+def has_t38(sdp: SessionDescription | str | bytes | None) -> bool:
+    """An m=image udptl t38 line with a port other than 0 (unparsable SDP: False)."""
+    sd = _maybe_sd(sdp)
+    return sd is not None and any(_usable_image(m) for m in sd.media)
+
+
+def has_audio(sdp: SessionDescription | str | bytes | None) -> bool:
+    """An m=audio RTP/AVP(F) line with a port other than 0 (the codecs are not checked)."""
+    sd = _maybe_sd(sdp)
+    return sd is not None and any(_usable_audio(m) for m in sd.media)

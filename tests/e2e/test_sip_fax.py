@@ -136,7 +136,7 @@ def test_call_without_fax_signal_is_ended_and_nothing_mailed_daemon_survives_gar
     import asyncio
     import socket
 
-    from appliance.media.audio_channel import AudioChannel
+    from appliance.media.channel import AudioChannel
     from appliance.media.clock import MediaClock
     from appliance.sip import events as sipev
     from appliance.sip.sdp import offer_audio, parse_answer
