@@ -548,8 +548,26 @@ class UserAgent:
         return f"SIP/2.0/{local.transport.upper()} {format_host(local.host)}:{local.port};branch={branch};rport"
 
     def _contact(self, local: Local) -> str:
-        transport = ";transport=tcp" if local.transport == "tcp" else ""
+        transport = "" if local.transport == "udp" else f";transport={local.transport}"  # tcp, tls
         return f"<sip:faxbridge@{format_host(local.host)}:{local.port}{transport}>"
 
     def _tag(self) -> str:
         return f"{self._rng.getrandbits(48):012x}"
+
+    # --- hooks for registration.py and policy.py (requests outside calls; who is in a call) ----
+
+    def send_request(self, request: SipRequest, local: Local, remote: Addr, now: float,
+                     tx_class: type[NonInviteClientTransaction] = NonInviteClientTransaction
+                     ) -> NonInviteClientTransaction:
+        """Send a request that belongs to no call (REGISTER) in its own client transaction.
+
+        `tx_class` may override receive_response/_on_timer_F to hear the outcome (see
+        registration.ReportingTransaction); the UA only matches responses and runs the timers.
+        """
+        tx = tx_class(request, self._sender(remote, local), local.transport != "udp", now, self.timers)
+        self._start_client(tx, "", now)
+        return tx
+
+    def has_call(self, call_id: str) -> bool:
+        """True while the UA keeps state for this Call-ID (until 64*T1 after it ended)."""
+        return call_id in self._calls
