@@ -6,13 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
+import time
 from typing import Iterable
 
 from .errors import LocalProtocolError, SipParseError
 from .events import Addr, Event, Local
 from .framing import KeepAlive, StreamFramer
+from .policy import CallGate
+from .registration import Registration, RegistrationStatus, resolve_local
+from .tls import TlsSettings
 from .useragent import UserAgent
+from ..config import RegistrationConfig
 from ..netutil import is_unspecified, route_source
+
+#: a TLS peer that has not finished its handshake by then is dropped (slow-loris guard)
+TLS_HANDSHAKE_TIMEOUT = 10.0
 
 log = logging.getLogger("appliance.sip.transport")
 
@@ -33,7 +42,11 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
 
 class _TcpProtocol(asyncio.Protocol):
-    """One TCP connection, accepted or opened by us; frames the stream and answers pings."""
+    """One TCP or TLS connection, accepted or opened by us; frames the stream and answers pings.
+
+    For TLS asyncio's SSL layer sits below: this sees plaintext after a completed handshake, so
+    framing, pongs and the "any framing doubt closes the connection" rule are the same as TCP's.
+    """
 
     def __init__(self, endpoint: "SipEndpoint", local: Local) -> None:
         self.endpoint = endpoint
@@ -47,7 +60,7 @@ class _TcpProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.remote = (peer[0], peer[1])
         if is_unspecified(self.local.host):  # a wildcard listener: this connection's own address
-            self.local = Local("tcp", transport.get_extra_info("sockname")[0], self.local.port)
+            self.local = Local(self.local.transport, transport.get_extra_info("sockname")[0], self.local.port)
         self.endpoint._connections[self.remote] = self
 
     def data_received(self, data: bytes) -> None:
@@ -60,7 +73,7 @@ class _TcpProtocol(asyncio.Protocol):
                 else:
                     self.endpoint._received(item, self.remote, self.local)
         except SipParseError as exc:
-            log.info("SIP: closing TCP connection from %s: %s", self.remote, exc.reason)
+            log.info("SIP: closing %s connection from %s: %s", self.local.transport.upper(), self.remote, exc.reason)
             self.endpoint.ua.stats["closed_streams"] += 1
             self.transport.close()
 
@@ -70,10 +83,25 @@ class _TcpProtocol(asyncio.Protocol):
 
 
 class SipEndpoint:
-    """Owns a UserAgent, its listeners and connections, and feeds its events to `events`."""
+    """Owns a UserAgent, its listeners and connections, and feeds its events to `events`.
 
-    def __init__(self, ua: UserAgent | None = None) -> None:
+    `tls` (certificate, key, CA) enables "tls" listeners and outgoing TLS; `gate` (policy.CallGate)
+    sees every message before the UA and may answer or drop it (who may call, floods).
+    """
+
+    def __init__(self, ua: UserAgent | None = None, *, tls: TlsSettings | None = None,
+                 gate: CallGate | None = None) -> None:
         self.ua = ua or UserAgent()
+        self.tls = tls
+        self._server_ssl: ssl.SSLContext | None = None
+        self._client_ssl: ssl.SSLContext | None = None
+        self.gate = gate
+        if gate is not None:
+            gate.in_dialog = self.ua.has_call
+        self.registrations: list[Registration] = []
+        self._reg_timer: asyncio.TimerHandle | None = None
+        #: TLS server names to verify, by address (set when a name was resolved for a registrar)
+        self.tls_names: dict[Addr, str] = {}
         self.locals: list[Local] = []
         self.events: asyncio.Queue[Event] = asyncio.Queue()
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by start()
@@ -96,19 +124,37 @@ class SipEndpoint:
                 protocol.local = local
                 self._udp[local] = transport
                 self._udp_by_port[local.port] = transport
-            elif kind == "tcp":
+            elif kind in ("tcp", "tls"):
                 holder: list[Local] = []
-                server = await self._loop.create_server(lambda: _TcpProtocol(self, holder[0]), host, port)
-                local = Local("tcp", host, server.sockets[0].getsockname()[1])
+                extra = {}
+                if kind == "tls":
+                    extra = {"ssl": self._tls_server(), "ssl_handshake_timeout": TLS_HANDSHAKE_TIMEOUT}
+                server = await self._loop.create_server(lambda: _TcpProtocol(self, holder[0]), host, port,
+                                                        **extra)  # type: ignore[arg-type]
+                local = Local(kind, host, server.sockets[0].getsockname()[1])
                 holder.append(local)
                 self._servers.append(server)
             else:
                 raise LocalProtocolError(f"unknown SIP transport {kind!r}")
             self.locals.append(local)
 
+    def _tls_server(self) -> ssl.SSLContext:
+        if self.tls is None:
+            raise LocalProtocolError("a tls listener needs TLS settings (sip.tls_cert, sip.tls_key)")
+        if self._server_ssl is None:
+            self._server_ssl = self.tls.server_context()
+        return self._server_ssl
+
+    def _tls_client(self) -> ssl.SSLContext:
+        if self._client_ssl is None:
+            self._client_ssl = (self.tls or TlsSettings()).client_context()
+        return self._client_ssl
+
     async def close(self) -> None:
         if self._timer:
             self._timer.cancel()
+        if self._reg_timer:
+            self._reg_timer.cancel()
         for task in list(self._tasks):
             task.cancel()
         for transport in self._udp.values():
@@ -128,25 +174,36 @@ class SipEndpoint:
         if is_unspecified(local.host):
             # a wildcard UDP listener: Contact and SDP need the address the peer reaches us on
             local = Local(local.transport, route_source(remote[0]), local.port)
-        self.ua.receive(data, remote, local, self._loop.time())
+        now = self._loop.time()
+        if self.gate is not None:
+            replies = self.gate.check(data, remote, local, now)
+            if replies is not None:  # answered or dropped before the UA saw it
+                for reply, dest in replies:
+                    self._send(reply, dest, local)
+                return
+        self.ua.receive(data, remote, local, now)
         self.flush()
+
+    def _send(self, data: bytes, dest: Addr, local: Local) -> None:
+        if local.transport == "udp":
+            transport = self._udp.get(local) or self._udp_by_port.get(local.port)
+            if transport is not None:
+                transport.sendto(data, dest)
+        elif dest in self._connections and self._connections[dest].transport is not None:
+            self._connections[dest].transport.write(data)  # type: ignore[union-attr]
+        else:
+            first = dest not in self._pending
+            self._pending.setdefault(dest, []).append(data)
+            if first:
+                task = self._loop.create_task(self._connect(dest, local))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
     def flush(self) -> None:
         """Send what the core produced, hand over its events and re-arm the timer."""
+        self._drive_registrations()
         for data, dest, local in self.ua.datagrams_to_send():
-            if local.transport == "udp":
-                transport = self._udp.get(local) or self._udp_by_port.get(local.port)
-                if transport is not None:
-                    transport.sendto(data, dest)
-            elif dest in self._connections and self._connections[dest].transport is not None:
-                self._connections[dest].transport.write(data)  # type: ignore[union-attr]
-            else:
-                first = dest not in self._pending
-                self._pending.setdefault(dest, []).append(data)
-                if first:
-                    task = self._loop.create_task(self._connect(dest, local))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+            self._send(data, dest, local)
         while (event := self.ua.next_event()) is not None:
             self.events.put_nowait(event)
         if self._timer:
@@ -162,10 +219,18 @@ class SipEndpoint:
         self.flush()
 
     async def _connect(self, dest: Addr, local: Local) -> None:
-        """Open an outgoing TCP connection; lost messages are left to the transactions' timers."""
+        """Open an outgoing TCP/TLS connection; lost messages are left to the transactions' timers.
+
+        TLS verifies the server certificate against sip.tls_ca or the system store, for the name
+        we resolved (tls_names) or else the IP address itself."""
+        extra = {}
+        if local.transport == "tls":
+            extra = {"ssl": self._tls_client(), "server_hostname": self.tls_names.get(dest, dest[0]),
+                     "ssl_handshake_timeout": TLS_HANDSHAKE_TIMEOUT}
         try:
-            transport, _ = await self._loop.create_connection(lambda: _TcpProtocol(self, local), dest[0], dest[1])
-        except OSError as exc:
+            transport, _ = await self._loop.create_connection(lambda: _TcpProtocol(self, local), dest[0], dest[1],
+                                                              **extra)  # type: ignore[arg-type]
+        except (OSError, asyncio.TimeoutError) as exc:
             log.warning("SIP: cannot connect to %s: %s", dest, exc)
             self._pending.pop(dest, None)
             return
@@ -207,4 +272,69 @@ class SipEndpoint:
 
     def cancel(self, call_id: str) -> None:
         self.ua.cancel(call_id, self._loop.time())
+        self.flush()
+
+    # --- registrations ------------------------------------------------------------------------
+
+    async def add_registration(self, reg_cfg: RegistrationConfig, **kwargs: object) -> Registration:
+        """Resolve the first hop (A/AAAA only: no NAPTR/SRV), pick our listener and start REGISTERing.
+
+        kwargs go to Registration (rng, retry_initial, retry_max); call after start()."""
+        probe = Registration(reg_cfg, Local("udp", "0.0.0.0", 0))
+        host, port = probe.next_hop
+        infos = await self._loop.getaddrinfo(host, port, type=0, proto=0)
+        ip = infos[0][4][0]
+        local = resolve_local(self.locals, probe.transport, route_source, ip)
+        reg = Registration(reg_cfg, local, user_agent=self.ua.user_agent, **kwargs)  # type: ignore[arg-type]
+        reg.remote = (ip, port)  # type: ignore[attr-defined]
+        if ip != host:
+            self.tls_names[(ip, port)] = host
+        self.registrations.append(reg)
+        reg.start(self._loop.time())
+        self.flush()
+        return reg
+
+    async def unregister_all(self, timeout: float = 5.0) -> None:
+        """Send Expires: 0 for every binding and wait (at most `timeout`) for the answers."""
+        now = self._loop.time()
+        for reg in self.registrations:
+            reg.stop(now)
+        self.flush()
+        deadline = now + timeout
+        while not all(r.done for r in self.registrations) and self._loop.time() < deadline:
+            await asyncio.sleep(0.05)
+
+    def registration_status(self) -> list[RegistrationStatus]:
+        """For the status page; expires_at as wall-clock time (time.time())."""
+        offset = time.time() - self._loop.time()
+        out = []
+        for reg in self.registrations:
+            st = reg.status()
+            if st.expires_at is not None:
+                st.expires_at += offset
+            out.append(st)
+        return out
+
+    def _drive_registrations(self) -> None:
+        if not self.registrations:
+            return
+        now = self._loop.time()
+        for reg in self.registrations:
+            for req in reg.take_requests():
+                self.ua.send_request(req, reg.local, reg.remote, now,  # type: ignore[attr-defined]
+                                     tx_class=reg.transaction_factory)  # type: ignore[arg-type]
+        if self._reg_timer:
+            self._reg_timer.cancel()
+            self._reg_timer = None
+        deadline = min((t for r in self.registrations if (t := r.get_timer()) is not None), default=None)
+        if deadline is not None:
+            self._reg_timer = self._loop.call_at(deadline, self._on_reg_timer)
+
+    def _on_reg_timer(self) -> None:
+        self._reg_timer = None
+        now = self._loop.time()
+        for reg in self.registrations:
+            timer = reg.get_timer()
+            if timer is not None and timer <= now:
+                reg.handle_timer(now)
         self.flush()

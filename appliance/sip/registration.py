@@ -1,0 +1,284 @@
+"""Keeping one account registered at a PBX (RFC 3261 §10), sans-I/O.
+
+`Registration` decides what to send and when; it never touches a socket or a clock. The driver
+(SipEndpoint) sends `take_requests()` through `UserAgent.send_request` with `transaction_factory`
+(so the UA's non-INVITE client transaction does retransmissions and Timer F), feeds final
+responses or timeouts to `on_response`, and calls `handle_timer(now)` at `get_timer()`.
+
+Behaviour: REGISTER with Contact and Expires; a 401/407 is answered once with digest credentials
+(a new CSeq; again only if the server says the nonce was stale); 423 retries with Min-Expires;
+a 2xx schedules the refresh at a random 50-90% of the granted time; anything else, or silence,
+retries with exponential backoff (jittered). `stop` unregisters with Expires: 0.
+"""
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from typing import Callable
+
+from ..config import RegistrationConfig
+from .digest import DigestClient, parse_challenges
+from .errors import SipParseError
+from .events import Addr, Local
+from .message import SipRequest, SipResponse
+from .transaction import NonInviteClientTransaction
+from .uri import SipUri, format_host, host_address, parse_name_addr
+
+log = logging.getLogger("appliance.sip.registration")
+
+OnResponse = Callable[[SipResponse | None, float], None]
+
+
+class ReportingTransaction(NonInviteClientTransaction):
+    """A non-INVITE client transaction that tells its owner the final outcome (None = timeout)."""
+
+    def __init__(self, *args, on_response: OnResponse, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.on_response = on_response
+
+    def receive_response(self, response: SipResponse, now: float) -> bool:
+        passed = super().receive_response(response, now)
+        if passed and response.status >= 200:
+            self.on_response(response, now)
+        return passed
+
+    def _on_timer_F(self, now: float) -> None:
+        super()._on_timer_F(now)
+        self.on_response(None, now)
+
+
+@dataclass
+class RegistrationStatus:
+    """For the status page; expires_at is in the driver's clock (SipEndpoint converts to wall time)."""
+
+    name: str
+    aor: str
+    state: str
+    registered: bool
+    expires_at: float | None
+    last_error: str
+
+
+class Registration:
+    """One [[sip.registrations]] entry: idle -> registering -> registered (-> refreshing) ...;
+    stop() -> unregistering -> stopped."""
+
+    def __init__(self, cfg: RegistrationConfig, local: Local, *, user_agent: str = "Faxbridge/0.1",
+                 rng: random.Random | None = None, retry_initial: float = 30.0, retry_max: float = 1800.0) -> None:
+        self.cfg = cfg
+        self.local = local
+        self.user_agent = user_agent
+        self.rng = rng or random.Random()
+        self.retry_initial, self.retry_max = retry_initial, retry_max
+        registrar = SipUri.parse(cfg.registrar)
+        self.transport = registrar.transport
+        self.request_uri = str(SipUri(registrar.scheme, None, registrar.host, registrar.port,
+                                      {k: v for k, v in registrar.params.items() if k == "transport"}))
+        self.aor = f"sip:{cfg.user}@{cfg.domain or registrar.host}"
+        self.name = cfg.name or self.aor
+        first_hop = SipUri.parse(cfg.outbound_proxy) if cfg.outbound_proxy else registrar
+        #: where to send: (host, port); the host may be a name for the driver to resolve
+        self.next_hop = (host_address(first_hop.host), first_hop.port or (5061 if self.transport == "tls" else 5060))
+        self.route = f"<{cfg.outbound_proxy};lr>" if cfg.outbound_proxy else ""
+        self.digest = DigestClient(cfg.auth_user or cfg.user, cfg.password)
+        self.call_id = f"{self.rng.getrandbits(96):024x}@faxbridge"
+        self.from_tag = f"{self.rng.getrandbits(48):012x}"
+        self.cseq = self.rng.randrange(1, 10000)
+        self.expires = cfg.expires
+        self.state = "idle"
+        self.expires_at: float | None = None
+        self.last_error = ""
+        self.failures = 0
+        self._outgoing: list[SipRequest] = []
+        self._timers: dict[str, float] = {}
+        self._current: SipRequest | None = None
+        self._auth_sent = False
+
+    # --- driver interface ---------------------------------------------------------------------
+
+    def start(self, now: float) -> None:
+        if self.state in ("idle", "stopped"):
+            self._register(now)
+
+    def stop(self, now: float) -> None:
+        """Unregister (Expires: 0) if we may be registered; afterwards `done` is True."""
+        self._timers.clear()
+        if self.expires_at is not None or self.state in ("registering", "refreshing"):
+            self.state = "unregistering"
+            self._send(now, expires=0)
+        else:
+            self.state = "stopped"
+
+    @property
+    def done(self) -> bool:
+        return self.state == "stopped"
+
+    @property
+    def registered(self) -> bool:
+        """A binding is in place (it lasts until expires_at even while a refresh is failing)."""
+        return self.expires_at is not None
+
+    def take_requests(self) -> list[SipRequest]:
+        out, self._outgoing = self._outgoing, []
+        return out
+
+    def transaction_factory(self, *args, **kwargs) -> ReportingTransaction:  # type: ignore[no-untyped-def]
+        """For UserAgent.send_request(tx_class=...): reports outcomes to on_response."""
+        return ReportingTransaction(*args, on_response=self.on_response, **kwargs)
+
+    def get_timer(self) -> float | None:
+        return min(self._timers.values(), default=None)
+
+    def handle_timer(self, now: float) -> None:
+        for name, deadline in sorted(self._timers.items(), key=lambda item: item[1]):
+            if deadline <= now and self._timers.get(name) == deadline:
+                del self._timers[name]
+                if name == "expire":
+                    self.expires_at = None
+                    self.last_error = self.last_error or "binding expired"
+                    log.warning("SIP registration %s: binding expired", self.name)
+                else:  # "refresh" or "retry"
+                    self._register(now)
+
+    def status(self) -> RegistrationStatus:
+        return RegistrationStatus(self.name, self.aor, self.state, self.registered, self.expires_at,
+                                  self.last_error)
+
+    # --- responses ----------------------------------------------------------------------------
+
+    def on_response(self, resp: SipResponse | None, now: float) -> None:
+        """The final response to our latest REGISTER, or None when its transaction timed out."""
+        unregistering = self.state == "unregistering"
+        if self._current is None or (resp is not None and resp.cseq[0] != self._current.cseq[0]):
+            return  # a late answer to a REGISTER we already replaced or gave up on
+        if resp is None:
+            self._fail(now, "no response (timeout)")
+        elif resp.status in (401, 407):
+            self._challenged(resp, now)
+        elif resp.status == 423:
+            self._too_brief(resp, now)
+        elif 200 <= resp.status < 300:
+            if unregistering:
+                self._finish_unregister("")
+            else:
+                self._registered(resp, now)
+        else:
+            self._fail(now, f"{resp.status} {resp.reason}".strip())
+
+    def _challenged(self, resp: SipResponse, now: float) -> None:
+        challenges = parse_challenges(resp.headers)
+        stale = any(c.stale for c in challenges)
+        if not challenges:
+            return self._fail(now, f"{resp.status}: no supported digest challenge")
+        if self._auth_sent and not stale:
+            return self._fail(now, f"{resp.status}: credentials refused")
+        assert self._current is not None
+        headers = self.digest.authorize(resp, "REGISTER", self.request_uri)
+        self._send(now, expires=0 if self.state == "unregistering" else self.expires, auth=headers)
+
+    def _too_brief(self, resp: SipResponse, now: float) -> None:
+        text = (resp.headers.get("Min-Expires") or "").strip()
+        if not text.isdigit() or int(text) <= self.expires or int(text) > 604800 or self.state == "unregistering":
+            return self._fail(now, f"423 with unusable Min-Expires {text!r}")
+        self.expires = int(text)
+        self._send(now, expires=self.expires)
+
+    def _registered(self, resp: SipResponse, now: float) -> None:
+        granted = self._granted(resp)
+        if granted <= 0:
+            return self._fail(now, "registrar kept no binding for our Contact")
+        self.state, self.failures, self.last_error = "registered", 0, ""
+        self.expires_at = now + granted
+        self._timers = {"refresh": now + granted * self.rng.uniform(0.5, 0.9), "expire": self.expires_at}
+        log.info("SIP registration %s: registered for %d s", self.name, granted)
+
+    def _granted(self, resp: SipResponse) -> int:
+        """Our binding's expires (Contact param, else Expires header, else what we asked)."""
+        header = (resp.headers.get("Expires") or "").strip()
+        default = int(header) if header.isdigit() else self.expires
+        ours = self._contact_key(self._contact_uri())
+        for value in resp.headers.get_all("Contact"):
+            try:
+                _, uri, params = parse_name_addr(value)
+            except SipParseError:
+                continue
+            if self._contact_key(uri) == ours:
+                text = (params.get("expires") or "").strip()
+                return int(text) if text.isdigit() else default
+        return default if not resp.headers.get_all("Contact") else 0
+
+    @staticmethod
+    def _contact_key(uri: str) -> tuple:
+        try:
+            u = SipUri.parse(uri)
+        except SipParseError:
+            return ()
+        return (u.user, host_address(u.host).lower(), u.port or 5060)
+
+    def _fail(self, now: float, error: str) -> None:
+        self.last_error = error
+        if self.state == "unregistering":
+            return self._finish_unregister(error)
+        self.failures += 1
+        delay = min(self.retry_max, self.retry_initial * 2 ** (self.failures - 1)) * self.rng.uniform(0.8, 1.2)
+        if self.expires_at is not None:
+            delay = min(delay, max(1.0, (self.expires_at - now) / 2))  # try again before the binding lapses
+        self.state = "failed"
+        self._current = None
+        self._timers.pop("refresh", None)
+        self._timers["retry"] = now + delay
+        log.warning("SIP registration %s failed: %s; retrying in %.0f s", self.name, error, delay)
+
+    def _finish_unregister(self, error: str) -> None:
+        self.state, self.expires_at, self._current = "stopped", None, None
+        self._timers.clear()
+        if error:
+            log.info("SIP registration %s: unregister failed: %s", self.name, error)
+
+    # --- requests -----------------------------------------------------------------------------
+
+    def _register(self, now: float) -> None:
+        self.state = "refreshing" if self.expires_at is not None else "registering"
+        self._send(now, expires=self.expires)
+
+    def _contact_uri(self) -> str:
+        transport = "" if self.local.transport == "udp" else f";transport={self.local.transport}"
+        user = self.cfg.contact_user or self.cfg.user
+        return f"sip:{user}@{format_host(self.local.host)}:{self.local.port}{transport}"
+
+    def _send(self, now: float, expires: int, auth: list[tuple[str, str]] = ()) -> None:  # type: ignore[assignment]
+        self.cseq += 1
+        branch = f"z9hG4bK{self.rng.getrandbits(64):016x}"
+        local = self.local
+        req = SipRequest("REGISTER", self.request_uri)
+        req.headers.add("Via", f"SIP/2.0/{local.transport.upper()} {format_host(local.host)}:{local.port}"
+                               f";branch={branch};rport")
+        if self.route:
+            req.headers.add("Route", self.route)
+        req.headers.add("Max-Forwards", "70")
+        req.headers.add("From", f"<{self.aor}>;tag={self.from_tag}")
+        req.headers.add("To", f"<{self.aor}>")
+        req.headers.add("Call-ID", self.call_id)
+        req.headers.add("CSeq", f"{self.cseq} REGISTER")
+        req.headers.add("Contact", f"<{self._contact_uri()}>")
+        req.headers.add("Expires", str(expires))
+        req.headers.add("User-Agent", self.user_agent)
+        for name, value in auth:
+            req.headers.add(name, value)
+        self._current = req
+        self._auth_sent = bool(auth)  # a 401 to a request with credentials means they are wrong
+        self._outgoing.append(req)
+
+
+def resolve_local(locals_: list[Local], transport: str, route_source: Callable[[str], str], dest_ip: str) -> Local:
+    """The listener of `transport` to register from; a wildcard one advertises the routed address."""
+    from ..netutil import is_unspecified
+
+    for local in locals_:
+        if local.transport == transport:
+            if is_unspecified(local.host):
+                return Local(local.transport, route_source(dest_ip), local.port)
+            return local
+    raise LookupError(f"no {transport} listener for the registration")
+

@@ -1,0 +1,48 @@
+"""TLS contexts for SIP listeners and our outgoing connections (TLS 1.2 or newer only).
+
+We advertise `sip:host:port;transport=tls`, not `sips:`: a sips: Contact/Request-URI promises TLS
+on every hop to the end (RFC 5630), which gateways and Exchange UM (FaxServerURI
+"sip:fax.example:5061;transport=tls") neither send nor expect, and several reject sips: outright.
+TLS here protects our hop; that is what the deployments ask for.
+"""
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+
+@dataclass
+class TlsSettings:
+    """Paths from [sip]; `verify_client` requires and checks client certificates against `ca`."""
+
+    cert: str = ""
+    key: str = ""
+    ca: str = ""
+    verify_client: bool = False
+
+    @classmethod
+    def from_config(cls, sip: Any, resolve: Callable[[str], Path] = Path) -> "TlsSettings":
+        """From a SipConfig; `resolve` is Config.path (paths relative to the config file)."""
+        def path(p: str) -> str:
+            return str(resolve(p)) if p else ""
+        return cls(path(sip.tls_cert), path(sip.tls_key), path(sip.tls_ca), sip.tls_verify_client)
+
+    def server_context(self) -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(self.cert, self.key)
+        if self.verify_client:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(self.ca)
+        return ctx
+
+    def client_context(self) -> ssl.SSLContext:
+        """Verifies the server (host name or IP in its certificate) against `ca` or the system
+        store; presents our certificate too, for peers that require client certificates."""
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.ca or None)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        if self.cert and self.key:
+            ctx.load_cert_chain(self.cert, self.key)
+        return ctx
