@@ -5,7 +5,7 @@ type (length determinant + octets), then the error-recovery CHOICE: ``0x00`` + a
 older IFPs (redundancy, newest first), or ``0x80`` + ``fec-npackets`` (an unconstrained INTEGER,
 ``01 <span>`` in practice) + a SEQUENCE OF parity octet strings (FEC).
 
-FEC layout (as Asterisk and spandsp send it, and as the receiver here repairs): a packet with
+FEC layout (as Asterisk's udptl.c builds and repairs it, and as done here): a packet with
 sequence ``s``, span ``S`` and ``E`` entries carries, in entry ``m`` (0 <= m < E), the XOR of the
 ``S`` IFPs with sequence numbers ``s + m - E*k`` for ``k = 1..S``, i.e. ``S`` earlier IFPs taken
 with a stride of ``E``.  Shorter IFPs are zero-padded, so the parity is as long as the longest IFP

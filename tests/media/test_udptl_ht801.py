@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import random
+import struct
 import sys
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 # the helper module beside this file imports by name under any --import-mode
 sys.path.insert(0, str(Path(__file__).parent))
 
-from udptl_helpers import UdpDatagram, ht801_udptl  # noqa: E402
+from udptl_helpers import UdpDatagram, ht801_udptl, read_pcap_udp  # noqa: E402
 
 from appliance.media.udptl import UdptlReceiver, UdptlSender, decode, encode  # noqa: E402
 
@@ -29,6 +30,41 @@ def stream() -> list[UdpDatagram]:
 def truth(stream) -> dict[int, bytes]:
     """Every IFP by seq, from the primaries of the complete capture."""
     return {p.seq: p.primary for p in map(decode, (d.payload for d in stream))}
+
+
+def _ipv4_udp(payload: bytes, sport: int, dport: int, *, proto: int = 17, frag: int = 0) -> bytes:
+    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+    return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, frag, 64, proto, 0,
+                       bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])) + udp
+
+
+def _pcap(frames: list[bytes], linktype: int, endian: str = "<", nano: bool = False) -> bytes:
+    magic = 0xA1B23C4D if nano else 0xA1B2C3D4
+    out = struct.pack(endian + "IHHiIII", magic, 2, 4, 0, 0, 65535, linktype)
+    for i, f in enumerate(frames):
+        out += struct.pack(endian + "IIII", 100 + i, 500, len(f), len(f)) + f
+    return out
+
+
+def test_pcap_reader_handles_ethernet_vlan_and_linux_cooked(tmp_path):
+    eth = b"\x00" * 12 + b"\x08\x00"
+    vlan = b"\x00" * 12 + b"\x81\x00\x00\x05\x08\x00"
+    sll = b"\x00" * 14 + b"\x08\x00"
+    frames = [eth + _ipv4_udp(b"one", 5004, 4545), vlan + _ipv4_udp(b"two", 5004, 4545),
+              eth + _ipv4_udp(b"tcp", 5004, 4545, proto=6), eth + _ipv4_udp(b"frag", 1, 2, frag=0x2000),
+              b"\x00" * 12 + b"\x86\xdd" + b"\x00" * 40]
+    path = tmp_path / "eth.pcap"
+    path.write_bytes(_pcap(frames, 1))
+    got = read_pcap_udp(path)
+    assert [(d.payload, d.src, d.dst) for d in got] == [
+        (b"one", ("10.0.0.1", 5004), ("10.0.0.2", 4545)), (b"two", ("10.0.0.1", 5004), ("10.0.0.2", 4545))]
+    assert got[0].time == pytest.approx(100.0005)
+    path.write_bytes(_pcap([sll + _ipv4_udp(b"cooked", 7, 8)], 113, endian=">", nano=True))
+    [d] = read_pcap_udp(path)
+    assert (d.payload, d.src[1], d.dst[1], d.time) == (b"cooked", 7, 8, pytest.approx(100.0000005))
+    path.write_bytes(b"\x0a\x0d\x0d\x0a" + b"\x00" * 40)  # pcapng is not read
+    with pytest.raises(ValueError, match="not a classic pcap"):
+        read_pcap_udp(path)
 
 
 def test_capture_has_the_stream_the_readme_describes(stream):
