@@ -24,11 +24,30 @@ class Event:
 
 
 @dataclass
+class ExchangeUmReferral:
+    """What Exchange UM put into the Referred-By of the REFER that sent this call to us.
+
+    recipient: the fax recipient's primary SMTP address (from msExchUMFaxRecipient=smtp:...), ""
+    when absent or not a plain address; context_raw: msExchUMContext URL-unescaped (the base64 to
+    copy into X-MS-Exchange-UM-PartnerContext), "" when absent or not base64; context: the
+    decoded pairs (CallId, CallerId, Extension, PhoneContext, CallerIdDisplayName, and any
+    others); notes: what was ignored and why.
+    """
+
+    recipient: str
+    context_raw: str
+    context: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
 class IncomingCall(Event):
     """A new INVITE; 100 Trying has been sent. Answer, reject or send 180/183 next.
 
     caller_* come from P-Asserted-Identity, else From; called_number from the Request-URI user,
-    else To; diversion lists Diversion users, first = the originally called number.
+    else To; diversion lists Diversion users, first = the originally called number;
+    referred_by is the raw Referred-By header ("" if none), exchange_um what Exchange UM's
+    referral parameters in it say (None if it has none).
     """
 
     request: SipRequest
@@ -39,6 +58,8 @@ class IncomingCall(Event):
     remote: Addr
     local: Local
     diversion: list[str] = field(default_factory=list)
+    referred_by: str = ""
+    exchange_um: ExchangeUmReferral | None = None
 
 
 @dataclass
@@ -75,3 +96,55 @@ class CallFailed(Event):
 
     status: int
     reason: str
+
+
+# --- re-INVITE / UPDATE inside a dialog -----------------------------------------------------------
+
+@dataclass
+class ReinviteReceived(Event):
+    """The peer sent a new offer in the dialog: a re-INVITE, or an UPDATE with SDP (`method`).
+
+    Answer with answer_reinvite (200 with our SDP) or reject_reinvite (e.g. 488: the session stays
+    as it was). offer is None for a re-INVITE without SDP (our 200 then carries an offer and the
+    answer comes in the ACK, see ReinviteConfirmed). same_session: the offer's o= line (user,
+    session id, version) equals the peer's last SDP, i.e. nothing changed (a session-timer refresh).
+    """
+
+    offer: SessionDescription | None
+    same_session: bool
+    method: str = "INVITE"
+
+
+@dataclass
+class ReinviteConfirmed(Event):
+    """Our 200 to the peer's re-INVITE was acknowledged (for an UPDATE: sent; there is no ACK).
+
+    answer is the SDP the ACK carried (only when the re-INVITE had no offer), else None.
+    """
+
+    answer: SessionDescription | None = None
+
+
+@dataclass
+class ReinviteAnswered(Event):
+    """A 2xx to our re-INVITE; the UA has sent the ACK. answer is the peer's SDP answer."""
+
+    answer: SessionDescription
+
+
+@dataclass
+class ReinviteFailed(Event):
+    """Our re-INVITE was refused (the session stays as it was): 488/415/606 are how peers refuse
+    T.38; 408 = no answer; 491 = glare retries exhausted or superseded by the peer's own re-INVITE;
+    488 "Bad SDP in answer" = a 2xx without a usable answer (acknowledged; decide: hang up or retry).
+    """
+
+    status: int
+    reason: str
+
+
+@dataclass
+class ReinviteRetrying(Event):
+    """Our re-INVITE met the peer's (491, glare): the UA resends it by itself after `delay` s."""
+
+    delay: float

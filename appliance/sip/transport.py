@@ -274,6 +274,19 @@ class SipEndpoint:
         self.ua.cancel(call_id, self._loop.time())
         self.flush()
 
+    def answer_reinvite(self, call_id: str, sdp: str) -> None:
+        self.ua.answer_reinvite(call_id, sdp, self._loop.time())
+        self.flush()
+
+    def reject_reinvite(self, call_id: str, status: int, reason: str,
+                        extra_headers: Iterable[tuple[str, str]] = ()) -> None:
+        self.ua.reject_reinvite(call_id, status, reason, self._loop.time(), extra_headers)
+        self.flush()
+
+    def reinvite(self, call_id: str, sdp: str) -> None:
+        self.ua.reinvite(call_id, sdp, self._loop.time())
+        self.flush()
+
     # --- registrations ------------------------------------------------------------------------
 
     async def add_registration(self, reg_cfg: RegistrationConfig, **kwargs: object) -> Registration:

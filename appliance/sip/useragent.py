@@ -4,6 +4,10 @@ A transport feeds every received datagram/frame to `receive`, sends what `datagr
 returns, calls `handle_timer` at `get_timer()`, and hands `next_event()` to the application. The
 application acts on calls with `answer_call`, `reject_call`, `hangup`, `invite`, ... Nothing here
 reads a clock, opens a socket or raises because of what a peer sent.
+
+Offers inside a dialog (re-INVITE, UPDATE with SDP) go to the application as ReinviteReceived and
+are answered with `answer_reinvite`/`reject_reinvite`; our own are sent with `reinvite`, and a
+491 (both sides re-INVITEd at once) is retried by the UA after the RFC 3261 §14.1 backoff.
 """
 from __future__ import annotations
 
@@ -11,13 +15,14 @@ import logging
 import random
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable
 
 from .callinfo import answerable, contact_uri, incoming_call, make_response, reply_target, stamp_via
 from .dialog import Dialog
 from .errors import LocalProtocolError, SipParseError
 from .events import (
-    Addr, CallAnswered, CallConfirmed, CallEnded, CallFailed, CallProgress, Event, Local,
+    Addr, CallAnswered, CallConfirmed, CallEnded, CallFailed, CallProgress, Event, Local, ReinviteAnswered,
+    ReinviteConfirmed, ReinviteFailed, ReinviteReceived, ReinviteRetrying,
 )
 from .message import SipRequest, SipResponse, parse_message
 from .sdp import SdpParseError, SessionDescription
@@ -35,6 +40,32 @@ log = logging.getLogger("appliance.sip")
 SUPPORTED = ("timer",)
 UNSUPPORTED_KNOWN = {"REGISTER", "SUBSCRIBE", "PUBLISH", "MESSAGE", "NOTIFY", "REFER", "PRACK"}
 IMPLEMENTED = {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "UPDATE"}
+MAX_GLARE_RETRIES = 3   # 491s in a row before our re-INVITE is given up (ReinviteFailed 491)
+
+# (call_id, our request, the 401/407, now) -> True when it resent the request (see resend_request)
+ChallengeHook = Callable[[str, SipRequest, SipResponse, float], bool]
+
+
+@dataclass
+class PendingOffer:
+    """A re-INVITE or UPDATE with a new offer, waiting for answer_reinvite/reject_reinvite."""
+
+    request: SipRequest
+    tx: ServerTransaction
+    reply_to: Addr | None
+    offer: SessionDescription | None
+
+
+def _response_contact(resp: SipResponse) -> str:
+    try:
+        return parse_name_addr(resp.headers.get("Contact") or "")[1]
+    except SipParseError:
+        return ""
+
+
+def _origin(sd: SessionDescription) -> tuple[str, ...]:
+    """The part of o= that identifies one version of a session: user, session id, version."""
+    return tuple(sd.origin.split()[:3])
 
 
 @dataclass
@@ -56,9 +87,18 @@ class Call:
     ack: bytes | None = None
     timers: dict[str, float] = field(default_factory=dict)
     interval: float = 0.0
-    reinvite: bool = False
+    reinvite: bool = False       # the 2xx awaiting ACK answers a re-INVITE (not the initial INVITE)
     hangup_pending: bool = False
     cancel_pending: bool = False
+    response_to: Addr | None = None     # where the 2xx awaiting ACK is retransmitted to
+    ack_cseq: int = 0                   # CSeq of the INVITE whose 2xx awaits ACK
+    acks: dict[int, bytes] = field(default_factory=dict)  # our ACKs for 2xx, by CSeq
+    remote_origin: tuple[str, ...] | None = None  # o= of the peer's last SDP (offer or answer)
+    offer_in: PendingOffer | None = None          # the peer's offer the application has to answer
+    reinvite_tx: InviteClientTransaction | None = None  # our re-INVITE, until its final response
+    reinvite_sdp: str | None = None     # its offer (kept for a 491 retry or a queued re-INVITE)
+    reinvite_queued: bool = False       # reinvite() while our 2xx awaited its ACK: sent on ACK
+    glare_retries: int = 0
 
 
 class UserAgent:
@@ -77,6 +117,9 @@ class UserAgent:
         self._calls: dict[str, Call] = {}
         self._server_txs: dict[tuple, ServerTransaction] = {}
         self._client_txs: dict[tuple, ClientTransaction] = {}
+        # Called for a 401/407 to any request of ours in a call (INVITE, re-INVITE, BYE) before the
+        # UA treats it as a failure; return True after resending it with resend_request.
+        self.challenge_hook: ChallengeHook | None = None
 
     # --- driver interface --------------------------------------------------------------------
 
@@ -134,6 +177,7 @@ class UserAgent:
         call.dialog = Dialog.as_uas(call.invite, response, self._rng.randrange(1, 2**16))
         if not call.dialog.remote_target:
             call.dialog.remote_target = parse_name_addr(call.invite.headers.get("From") or "")[1]
+        call.response_to, call.ack_cseq = call.reply_to, call.invite.cseq[0]
         self._await_ack(call, response, sdp, now)
 
     def reject_call(self, call_id: str, status: int, reason: str, now: float,
@@ -156,6 +200,104 @@ class UserAgent:
             call.hangup_pending = True  # §15: no BYE before the ACK (or its timeout)
         else:
             self._send_bye(call, now)
+
+    # --- application actions: offers inside a dialog (re-INVITE, UPDATE) ----------------------
+
+    def answer_reinvite(self, call_id: str, sdp: str, now: float) -> None:
+        """Accept the peer's re-INVITE/UPDATE (ReinviteReceived) with 200 and our SDP.
+
+        A re-INVITE's 200 is retransmitted until the ACK (then ReinviteConfirmed); an UPDATE's is
+        not (ReinviteConfirmed at once). A call that ended meanwhile is left alone.
+        """
+        call, pending = self._pending_offer(call_id)
+        if pending is None:
+            return
+        call.offer_in = None
+        if pending.offer is not None:
+            call.remote_origin = _origin(pending.offer)
+        response = self._ok_2xx(call, sdp, pending.request)
+        pending.tx.respond(response, now)
+        if pending.request.method == "INVITE":
+            call.reinvite = True
+            call.response_to, call.ack_cseq = pending.reply_to, pending.request.cseq[0]
+            self._await_ack(call, response, sdp, now)
+        else:
+            call.local_sdp = sdp
+            self._events.append(ReinviteConfirmed(call.call_id))
+
+    def reject_reinvite(self, call_id: str, status: int, reason: str, now: float,
+                        extra_headers: Iterable[tuple[str, str]] = ()) -> None:
+        """Refuse the peer's re-INVITE/UPDATE (e.g. 488): the session stays as it was."""
+        if not 300 <= status < 700:
+            raise LocalProtocolError(f"{status} is not a rejection status")
+        call, pending = self._pending_offer(call_id)
+        if pending is None:
+            return
+        call.offer_in = None
+        pending.tx.respond(self._reply(pending.request, status, reason, None, list(extra_headers)), now)
+
+    def reinvite(self, call_id: str, sdp: str, now: float) -> None:
+        """Send a new offer in the dialog (re-INVITE): ReinviteAnswered, ReinviteFailed or, on
+        glare, ReinviteRetrying and a resend by the UA. While our 2xx to the peer still awaits its
+        ACK the re-INVITE is queued until the ACK. A call that ended is left alone."""
+        call = self._calls.get(call_id)
+        if call is None or call.dialog is None:
+            raise LocalProtocolError(f"no established call {call_id}")
+        if call.state in ("ending", "ended"):
+            return
+        if call.reinvite_tx is not None or call.reinvite_queued or "reinvite_retry" in call.timers:
+            raise LocalProtocolError(f"call {call_id}: a re-INVITE of ours is still pending")
+        if call.offer_in is not None:
+            raise LocalProtocolError(f"call {call_id}: answer the peer's offer first")
+        call.glare_retries = 0
+        if call.state == "answered":
+            call.reinvite_sdp, call.reinvite_queued = sdp, True
+            return
+        self._send_reinvite(call, sdp, now)
+
+    def resend_request(self, call_id: str, request: SipRequest, extra_headers: Iterable[tuple[str, str]],
+                       now: float) -> SipRequest:
+        """Send `request` of ours again as a new transaction: new branch, next CSeq, the headers in
+        `extra_headers` replacing any of the same name (Authorization, Proxy-Authorization).
+
+        The hook for digest authentication: call it from `challenge_hook` with the request that
+        got the 401/407. The resent INVITE or re-INVITE takes the original's place in the call.
+        """
+        call = self._calls.get(call_id)
+        if call is None or call.state == "ended":
+            raise LocalProtocolError(f"no live call {call_id}")
+        extra = list(extra_headers)
+        replaced = {name.lower() for name, _ in extra} | {"via", "cseq"}
+        in_dialog = bool(request.to_tag) and call.dialog is not None
+        if in_dialog:
+            assert call.dialog is not None
+            call.dialog.local_cseq += 1
+            cseq = call.dialog.local_cseq
+        else:
+            cseq = request.cseq[0] + 1
+        new = SipRequest(request.method, request.uri)
+        new.headers.add("Via", self._via(call.local))
+        for name, value in request.headers:
+            if name.lower() not in replaced:
+                new.headers.add(name, value)
+        new.headers.add("CSeq", f"{cseq} {request.method}")
+        for name, value in extra:
+            new.headers.add(name, value)
+        new.body = request.body
+        dest = self._dialog_hop(call) if in_dialog else call.remote
+        reliable = call.local.transport != "udp"
+        tx: ClientTransaction
+        if request.method == "INVITE":
+            tx = InviteClientTransaction(new, self._sender(dest, call.local), reliable, now, self.timers)
+            if in_dialog:
+                tx.reinvite = True  # type: ignore[attr-defined]
+                call.reinvite_tx = tx
+            else:
+                call.invite, call.invite_tx = new, tx
+        else:
+            tx = NonInviteClientTransaction(new, self._sender(dest, call.local), reliable, now, self.timers)
+        self._start_client(tx, call_id, now)
+        return new
 
     # --- application actions: our own calls ---------------------------------------------------
 
@@ -283,7 +425,7 @@ class UserAgent:
     def _on_invite(self, req: SipRequest, tx: InviteServerTransaction, remote: Addr, local: Local,
                    reply_to: Addr, now: float) -> None:
         if req.to_tag:
-            self._reinvite(req, tx, now)
+            self._reinvite(req, tx, reply_to, now)
             return
         ctype = (req.headers.get("Content-Type") or "application/sdp").split(";")[0].strip().lower()
         if req.body and ctype != "application/sdp":
@@ -301,24 +443,58 @@ class UserAgent:
             tx.respond(self._reply(req, 482, "Loop Detected", self._tag()), now)
             return
         call = Call(req.call_id, "uas", "early", req, tx, self._tag(), local, remote, reply_to)
+        call.remote_origin = _origin(offer) if offer is not None else None
         self._calls[req.call_id] = call
         tx.call_id = req.call_id  # type: ignore[attr-defined]
         self._events.append(incoming_call(req, offer, remote, local))
 
-    def _reinvite(self, req: SipRequest, tx: InviteServerTransaction, now: float) -> None:
+    def _reinvite(self, req: SipRequest, tx: InviteServerTransaction, reply_to: Addr, now: float) -> None:
         call = self._dialog_call(req)
         if call is None:
             tx.respond(self._reply(req, 481, "Call/Transaction Does Not Exist"), now)
-        elif call.state != "confirmed" or call.local_sdp is None:
-            tx.respond(self._reply(req, 491, "Request Pending"), now)
         else:
-            assert call.dialog is not None
-            call.dialog.remote_target = contact_uri(req) or call.dialog.remote_target
-            call.dialog.remote_cseq = req.cseq[0]
-            response = self._ok_2xx(call, call.local_sdp, req)
-            tx.respond(response, now)
-            call.reinvite = True
-            self._await_ack(call, response, call.local_sdp, now)
+            self._new_offer(call, req, tx, reply_to, now)
+
+    def _new_offer(self, call: Call, req: SipRequest, tx: ServerTransaction, reply_to: Addr | None,
+                   now: float) -> None:
+        """A re-INVITE, or an UPDATE with a body: refuse it here (order, glare, body) or hand it to
+        the application as ReinviteReceived."""
+        dialog = call.dialog
+        assert dialog is not None
+        refusal: tuple[int, str, list[tuple[str, str]]] | None = None
+        if call.state == "ending":
+            refusal = 481, "Call/Transaction Does Not Exist", []  # we sent BYE
+        elif dialog.remote_cseq is not None and req.cseq[0] <= dialog.remote_cseq:
+            refusal = 500, "CSeq Out of Order", []          # §12.2.2
+        elif call.reinvite_tx is not None:
+            refusal = 491, "Request Pending", []            # glare: our re-INVITE is pending (§14.2)
+        elif call.offer_in is not None:
+            refusal = 500, "Server Internal Error", [("Retry-After", str(self._rng.randint(0, 10)))]
+        elif req.method == "INVITE" and (call.state != "confirmed" or call.local_sdp is None):
+            refusal = 491, "Request Pending", []            # our own 2xx still awaits its ACK
+        if refusal is None:
+            ctype = (req.headers.get("Content-Type") or "application/sdp").split(";")[0].strip().lower()
+            if req.body and ctype != "application/sdp":
+                refusal = 415, "Unsupported Media Type", [("Accept", "application/sdp")]
+        offer = None
+        if refusal is None and req.body:
+            try:
+                offer = SessionDescription.parse(req.body)
+            except SdpParseError:
+                refusal = 400, "Bad SDP", []
+        if refusal is not None:
+            tx.respond(self._reply(req, *refusal[:2], None, refusal[2]), now)
+            return
+        dialog.remote_target = contact_uri(req) or dialog.remote_target  # target refresh (§12.2.2)
+        dialog.remote_cseq = req.cseq[0]
+        if "reinvite_retry" in call.timers:
+            # we were waiting out a 491: the peer's offer wins, ours is dropped (the app may re-offer)
+            del call.timers["reinvite_retry"]
+            call.reinvite_sdp = None
+            self._events.append(ReinviteFailed(call.call_id, 491, "Superseded by the peer's re-INVITE"))
+        call.offer_in = PendingOffer(req, tx, reply_to, offer)
+        same = offer is not None and call.remote_origin is not None and _origin(offer) == call.remote_origin
+        self._events.append(ReinviteReceived(call.call_id, offer, same, req.method))
 
     def _on_cancel(self, req: SipRequest, tx: NonInviteServerTransaction, now: float) -> None:
         invite_tx = self._server_txs.get(server_key(req, "INVITE"))
@@ -347,21 +523,19 @@ class UserAgent:
         if call is None:
             tx.respond(self._reply(req, 481, "Call/Transaction Does Not Exist", self._tag()), now)
             return
+        if req.method == "UPDATE" and req.body:
+            self._new_offer(call, req, tx, None, now)
+            return
         headers: list[tuple[str, str]] = []
-        body = b""
-        if req.method == "UPDATE":
-            if req.headers.get("Session-Expires"):
-                headers.append(("Session-Expires", req.headers.get("Session-Expires") or ""))
-            if req.body and call.local_sdp:
-                headers.append(("Content-Type", "application/sdp"))
-                body = call.local_sdp.encode("utf-8")
-        tx.respond(self._reply(req, 200, "OK", None, headers, body), now)
+        if req.method == "UPDATE" and req.headers.get("Session-Expires"):
+            headers.append(("Session-Expires", req.headers.get("Session-Expires") or ""))
+        tx.respond(self._reply(req, 200, "OK", None, headers), now)
 
     _on_update = _on_info
 
     def _dialog_ack(self, req: SipRequest, now: float) -> None:
         call = self._dialog_call(req)
-        if call is None or call.state != "answered":
+        if call is None or call.state != "answered" or (call.ack_cseq and req.cseq[0] != call.ack_cseq):
             self.stats["ignored_acks"] += 1
             return
         call.timers.pop("retransmit", None)
@@ -369,15 +543,29 @@ class UserAgent:
         call.state = "confirmed"
         if not call.reinvite:
             self._events.append(CallConfirmed(call.call_id))
+        else:
+            answer = None
+            if req.body:  # the answer to the offer in our 2xx (re-INVITE without SDP)
+                try:
+                    answer = SessionDescription.parse(req.body)
+                    call.remote_origin = _origin(answer)
+                except SdpParseError:
+                    self.stats["bad_ack_sdp"] += 1
+            self._events.append(ReinviteConfirmed(call.call_id, answer))
         if call.hangup_pending:
             self._send_bye(call, now)
+        elif call.reinvite_queued:
+            call.reinvite_queued = False
+            assert call.reinvite_sdp is not None
+            self._send_reinvite(call, call.reinvite_sdp, now)
 
     def _handle_response(self, resp: SipResponse, now: float) -> None:
         tx = self._client_txs.get(client_key(resp))
         if tx is None:
             call = self._calls.get(resp.call_id)
-            if call and call.ack and resp.cseq[1] == "INVITE" and 200 <= resp.status < 300:
-                self._out.append((call.ack, self._dialog_hop(call), call.local))  # 2xx retransmission
+            ack = call.acks.get(resp.cseq[0]) if call else None
+            if call and ack and resp.cseq[1] == "INVITE" and 200 <= resp.status < 300:
+                self._out.append((ack, self._dialog_hop(call), call.local))  # 2xx retransmission
             else:
                 self.stats["dropped_responses"] += 1
             return
@@ -386,7 +574,16 @@ class UserAgent:
         call = self._calls.get(getattr(tx, "call_id", ""))
         if call is None:
             return
-        if isinstance(tx, InviteClientTransaction):
+        if resp.status in (401, 407) and self.challenge_hook is not None and call.state != "ended":
+            if tx is call.reinvite_tx:
+                call.reinvite_tx = None  # resend_request puts the new one in its place
+            if self.challenge_hook(call.call_id, tx.request, resp, now):
+                return
+            if getattr(tx, "reinvite", False) and call.reinvite_tx is None:
+                call.reinvite_tx = tx  # type: ignore[assignment]  # not taken: fail it below
+        if getattr(tx, "reinvite", False):
+            self._reinvite_response(call, tx, resp, now)  # type: ignore[arg-type]
+        elif isinstance(tx, InviteClientTransaction):
             self._invite_response(call, resp, now)
         elif resp.cseq[1] == "BYE" and resp.status >= 200:
             self._end(call, "local hangup", resp.status, now)
@@ -413,7 +610,7 @@ class UserAgent:
             return
         call.dialog = Dialog.as_uac(call.invite, resp)
         ack = call.dialog.create_request("ACK", self._via(call.local), cseq=call.invite.cseq[0])
-        call.ack = bytes(ack)
+        call.ack = call.acks[call.invite.cseq[0]] = bytes(ack)
         self._out.append((call.ack, self._dialog_hop(call), call.local))
         call.timers.pop("cancel", None)
         try:
@@ -427,7 +624,72 @@ class UserAgent:
                 self._events.append(CallFailed(call.call_id, 488, "Bad SDP in answer"))
             return
         call.state = "confirmed"
+        call.remote_origin = _origin(answer) if answer is not None else None
         self._events.append(CallAnswered(call.call_id, answer))
+
+    def _send_reinvite(self, call: Call, sdp: str, now: float) -> None:
+        assert call.dialog is not None
+        req = call.dialog.create_request("INVITE", self._via(call.local))
+        for name, value in [("Contact", self._contact(call.local)), *self._capabilities(),
+                            ("Content-Type", "application/sdp")]:
+            req.headers.add(name, value)
+        req.body = sdp.encode("utf-8")
+        tx = InviteClientTransaction(req, self._sender(self._dialog_hop(call), call.local),
+                                     call.local.transport != "udp", now, self.timers)
+        tx.reinvite = True  # type: ignore[attr-defined]
+        call.reinvite_tx, call.reinvite_sdp = tx, sdp
+        self._start_client(tx, call.call_id, now)
+
+    def _reinvite_response(self, call: Call, tx: InviteClientTransaction, resp: SipResponse, now: float) -> None:
+        if resp.status < 200:
+            return
+        if resp.status < 300:
+            self._reinvite_2xx(call, tx, resp, now)
+            return
+        if tx is not call.reinvite_tx:
+            return
+        call.reinvite_tx = None
+        if call.state != "confirmed":
+            call.reinvite_sdp = None
+            return  # hanging up or ended: nothing to tell
+        if resp.status == 491 and call.glare_retries < MAX_GLARE_RETRIES:
+            # §14.1: the owner of the Call-ID (we sent the initial INVITE) waits 2.1-4 s, the other
+            # side 0-2 s, both in units of 10 ms
+            call.glare_retries += 1
+            units = self._rng.randint(210, 400) if call.role == "uac" else self._rng.randint(0, 200)
+            call.timers["reinvite_retry"] = now + units / 100
+            self._events.append(ReinviteRetrying(call.call_id, units / 100))
+            return
+        call.reinvite_sdp = None
+        self._events.append(ReinviteFailed(call.call_id, resp.status, resp.reason))
+
+    def _reinvite_2xx(self, call: Call, tx: InviteClientTransaction, resp: SipResponse, now: float) -> None:
+        assert call.dialog is not None
+        cseq = tx.request.cseq[0]
+        if cseq in call.acks:  # a retransmitted 2xx: the ACK again
+            self._out.append((call.acks[cseq], self._dialog_hop(call), call.local))
+            return
+        target = _response_contact(resp)
+        if target:
+            call.dialog.remote_target = target  # target refresh (§12.2.1.2)
+        ack = call.dialog.create_request("ACK", self._via(call.local), cseq=cseq)
+        call.acks[cseq] = bytes(ack)
+        self._out.append((call.acks[cseq], self._dialog_hop(call), call.local))
+        if tx is not call.reinvite_tx:
+            return
+        call.reinvite_tx = None
+        sdp, call.reinvite_sdp = call.reinvite_sdp, None
+        if call.state != "confirmed":
+            return
+        try:
+            answer = SessionDescription.parse(resp.body) if resp.body else None
+        except SdpParseError:
+            answer = None
+        if answer is None:
+            self._events.append(ReinviteFailed(call.call_id, 488, "Bad SDP in answer"))
+            return
+        call.local_sdp, call.remote_origin = sdp, _origin(answer)
+        self._events.append(ReinviteAnswered(call.call_id, answer))
 
     # --- timers -------------------------------------------------------------------------------
 
@@ -435,7 +697,12 @@ class UserAgent:
         call = self._calls.get(getattr(tx, "call_id", ""))
         if call is None:
             return
-        if isinstance(tx, InviteClientTransaction) and call.state in ("calling", "early"):
+        if getattr(tx, "reinvite", False):
+            if tx is call.reinvite_tx:
+                call.reinvite_tx, call.reinvite_sdp = None, None
+                if call.state == "confirmed":
+                    self._events.append(ReinviteFailed(call.call_id, 408, "Request Timeout"))
+        elif isinstance(tx, InviteClientTransaction) and call.state in ("calling", "early"):
             call.state = "ended"
             call.timers = {"expire": now + 64 * self.timers.t1}
             self._events.append(CallFailed(call.call_id, 408, "Request Timeout"))
@@ -443,8 +710,9 @@ class UserAgent:
             self._end(call, "local hangup", None, now)
 
     def _call_timer_retransmit(self, call: Call, now: float) -> None:
-        assert call.response_2xx is not None and call.reply_to is not None
-        self._out.append((call.response_2xx, call.reply_to, call.local))
+        target = call.response_to or call.reply_to
+        assert call.response_2xx is not None and target is not None
+        self._out.append((call.response_2xx, target, call.local))
         call.interval = min(2 * call.interval, self.timers.t2)
         call.timers["retransmit"] = now + call.interval
 
@@ -462,6 +730,10 @@ class UserAgent:
     def _call_timer_expire(self, call: Call, now: float) -> None:
         self._calls.pop(call.call_id, None)
 
+    def _call_timer_reinvite_retry(self, call: Call, now: float) -> None:
+        if call.state == "confirmed" and call.reinvite_sdp is not None and call.offer_in is None:
+            self._send_reinvite(call, call.reinvite_sdp, now)
+
     # --- helpers ------------------------------------------------------------------------------
 
     def _transactions(self) -> list:
@@ -474,6 +746,21 @@ class UserAgent:
         if call.state != state:
             raise LocalProtocolError(f"call {call_id} is {call.state}, not {state}")
         return call
+
+    def _pending_offer(self, call_id: str) -> tuple[Call, PendingOffer | None]:
+        """The peer's offer the application answers now; None when the call ended meanwhile."""
+        call = self._calls.get(call_id)
+        if call is None:
+            raise LocalProtocolError(f"no call {call_id}")
+        if call.offer_in is None and call.state not in ("ending", "ended"):
+            raise LocalProtocolError(f"call {call_id} has no re-INVITE or UPDATE to answer")
+        return call, call.offer_in
+
+    def _drop_offer_in(self, call: Call, now: float) -> None:
+        """The call is going away: a pending offer gets 487 (§15.1.2) and the app no longer answers."""
+        pending, call.offer_in = call.offer_in, None
+        if pending is not None:
+            pending.tx.respond(self._reply(pending.request, 487, "Request Terminated"), now)
 
     def _dialog_call(self, req: SipRequest) -> Call | None:
         call = self._calls.get(req.call_id)
@@ -493,6 +780,8 @@ class UserAgent:
             return
         call.state = "ended"
         call.timers = {"expire": now + 64 * self.timers.t1}
+        self._drop_offer_in(call, now)
+        call.reinvite_tx, call.reinvite_sdp, call.reinvite_queued = None, None, False
         self._events.append(CallEnded(call.call_id, reason, status))
 
     def _send_bye(self, call: Call, now: float) -> None:
@@ -500,6 +789,9 @@ class UserAgent:
         call.hangup_pending = False
         call.timers.pop("retransmit", None)
         call.timers.pop("ack", None)
+        call.timers.pop("reinvite_retry", None)
+        call.reinvite_queued = False
+        self._drop_offer_in(call, now)
         if call.state == "confirmed" or call.state == "answered":
             call.state = "ending"
         bye = call.dialog.create_request("BYE", self._via(call.local))

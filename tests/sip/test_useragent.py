@@ -5,7 +5,8 @@ import pytest
 
 from appliance.sip.errors import LocalProtocolError
 from appliance.sip.events import (
-    CallAnswered, CallConfirmed, CallEnded, CallFailed, CallProgress, IncomingCall, Local,
+    CallAnswered, CallConfirmed, CallEnded, CallFailed, CallProgress, IncomingCall, Local, ReinviteConfirmed,
+    ReinviteReceived,
 )
 from appliance.sip.message import SipRequest, SipResponse, parse_message
 from appliance.sip.sdp import answer_audio
@@ -369,10 +370,14 @@ def test_in_dialog_update_info_reinvite_options() -> None:
     assert statuses(agent) == ["200 OK"]
     agent.receive(raw("INVITE", branch="z9hG4bKr", to=to, cseq="5 INVITE", body=OFFER,
                       extra=["Content-Type: application/sdp"]), PEER, LOCAL, 2.0)
+    assert statuses(agent) == ["100 Trying"]  # the application answers a re-INVITE, not the UA
+    [reinvite] = events(agent)
+    assert isinstance(reinvite, ReinviteReceived) and reinvite.same_session  # the same o= as the INVITE's
+    agent.answer_reinvite(call_id, "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\n", 2.0)
     out = replies(agent)
-    assert [m.status for m, _ in out] == [100, 200] and out[1][0].body.startswith(b"v=0\r\no=- 1 1")
+    assert [m.status for m, _ in out] == [200] and out[0][0].body.startswith(b"v=0\r\no=- 1 1")
     agent.receive(raw("ACK", branch="z9hG4bKack2", to=to, cseq="5 ACK"), PEER, LOCAL, 2.1)
-    assert events(agent) == []
+    assert events(agent) == [ReinviteConfirmed(call_id)]
     agent.handle_timer(60.0)
     assert replies(agent) == []  # the re-INVITE's 2xx was acknowledged: no retransmission, no BYE
     agent.receive(raw("BYE", branch="z9hG4bKbye", to=to, cseq="6 BYE"), PEER, LOCAL, 61.0)
