@@ -1,11 +1,19 @@
 """Who may call: peer matching, the private-network default, token buckets, the pre-UA gate."""
 from __future__ import annotations
 
-from appliance.config import PeerConfig
+import asyncio
+import socket
+
+import pytest
+
+from appliance.config import Config, PeerConfig, RegistrationConfig
 from appliance.sip.digest import DigestServer, build_authorization, parse_challenge
 from appliance.sip.events import Local
-from appliance.sip.message import SipResponse, parse_message
+from appliance.sip.message import SipRequest, SipResponse, parse_message
 from appliance.sip.policy import CallGate, PeerTable, RateLimiter, peek
+from appliance.sip.setup import ChallengeAnswerer, build_endpoint
+from appliance.sip.transport import SipEndpoint
+from appliance.sip.useragent import UserAgent
 
 from sip_helpers import raw
 
@@ -126,3 +134,69 @@ def test_gate_challenges_a_peer_with_credentials() -> None:
     assert stale.status == 401 and "stale=true" in stale.headers.get("WWW-Authenticate")
     # re-INVITEs inside the call are not challenged again
     assert gate.check(raw("INVITE", to="<sip:100@192.0.2.1>;tag=t"), PEER_ADDR, UDP, 3.0) is None
+
+
+# --- the gate in SipEndpoint, and the daemon's wiring ---------------------------------------------
+
+async def _gate_on_udp() -> None:
+    # only 127.0.0.2 may call: our socket on 127.0.0.1 is an unknown caller
+    gate = CallGate(table(PeerConfig(name="other", match="127.0.0.2")), RateLimiter(rate=1, burst=3))
+    ep = SipEndpoint(gate=gate)
+    await ep.start([("udp", "127.0.0.1", 0)])
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.setblocking(False)
+    try:
+        me, dest = sock.getsockname()[1], ("127.0.0.1", ep.locals[0].port)
+        via = f"SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bKg1;rport"
+        await loop.sock_sendto(sock, raw("INVITE", via=via), dest)
+        data, _ = await asyncio.wait_for(loop.sock_recvfrom(sock, 65535), 5)
+        assert parse_message(data).status == 403
+        for i in range(10):  # OPTIONS from an unknown source, then a flood: all silent
+            await loop.sock_sendto(sock, raw("OPTIONS", via=via.replace("g1", f"o{i}")), dest)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(loop.sock_recvfrom(sock, 65535), 0.3)
+        assert gate.stats["rate_limited"] == 8 and gate.stats["unknown_dropped"] == 2
+        assert ep.ua.stats["internal_errors"] == 0 and not ep.ua._server_txs
+    finally:
+        sock.close()
+        await ep.close()
+
+
+def test_gate_in_the_endpoint_answers_403_and_drops_floods() -> None:
+    asyncio.run(_gate_on_udp())
+
+
+def test_build_endpoint_from_config() -> None:
+    cfg = Config.from_dict({"sip": {"peers": [{"name": "gw", "match": "192.0.2.0/24", "t38": "request"}],
+                                    "registrations": [{"registrar": "sip:127.0.0.1:5080", "user": "u",
+                                                       "password": "pw"}]}})
+    ua = UserAgent()
+    ep, peers = build_endpoint(cfg, ua)
+    assert ep.gate is not None and ep.gate.peers is peers and ep.tls is None
+    assert peers.match("192.0.2.7", "udp").t38 == "request"
+    assert ep.gate.in_dialog("nope") is False
+
+
+class FakeUA:
+    def __init__(self) -> None:
+        self.resent: list[tuple[str, list[tuple[str, str]]]] = []
+
+    def resend_request(self, call_id: str, request: SipRequest, extra: list, now: float) -> None:
+        self.resent.append((call_id, extra))
+
+
+def test_challenge_answerer_resends_once_with_the_account_of_that_host() -> None:
+    ua = FakeUA()
+    hook = ChallengeAnswerer(ua, [RegistrationConfig(registrar="sip:127.0.0.1:5080", user="u", password="pw"),
+                                  RegistrationConfig(registrar="sip:pbx.example", user="v", password="x")])
+    bye = SipRequest("BYE", "sip:5551000@pbx.example", [("CSeq", "2 BYE")])
+    challenge = SipResponse(407, "Proxy Auth", [("Proxy-Authenticate", 'Digest realm="r", nonce="n", qop="auth"')])
+    assert hook("c1", bye, challenge, 0.0)
+    [(call_id, extra)] = ua.resent
+    assert call_id == "c1" and extra[0][0] == "Proxy-Authorization" and 'username="v"' in extra[0][1]
+    bye.headers.add("Proxy-Authorization", extra[0][1])
+    assert not hook("c1", bye, challenge, 0.0)  # refused credentials are final
+    unknown = SipRequest("INVITE", "sip:1@198.51.100.1", [("CSeq", "1 INVITE")])
+    assert not hook("c2", unknown, challenge, 0.0)  # two accounts, neither for this host
