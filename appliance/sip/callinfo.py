@@ -1,11 +1,14 @@
 """Building responses and reading call facts out of requests: pure functions the UA core uses."""
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from typing import Iterable
+from urllib.parse import unquote, unquote_plus
 
 from .errors import SipParseError
-from .events import Addr, IncomingCall, Local
+from .events import Addr, ExchangeUmReferral, IncomingCall, Local
 from .message import SipRequest, SipResponse
 from .sdp import SessionDescription
 from .uri import SipUri, Via, host_address, parse_name_addr
@@ -99,4 +102,117 @@ def incoming_call(req: SipRequest, offer: SessionDescription | None, remote: Add
         called = ""
     called = called or _user_and_name(req.headers.get("To") or "")[0]
     diversion = [u for u in (_user_and_name(v)[0] for v in req.headers.get_list("Diversion")) if u]
-    return IncomingCall(req.call_id, req, offer, caller, name, called, remote, local, diversion)
+    referred_by = req.headers.get("Referred-By") or ""
+    return IncomingCall(req.call_id, req, offer, caller, name, called, remote, local, diversion,
+                        referred_by, parse_exchange_referral(referred_by))
+
+
+# --- Exchange UM fax referral (exchange.md §1.4) ---------------------------------------------------
+# UM REFERs the gateway to us with Referred-By: <sip:um-fqdn;msExchUMFaxRecipient=smtp:<addr>;
+# msExchUMContext=<url-escaped base64>>; the gateway copies it into its INVITE. The context is
+# base64 of a UTF-8, URL-encoded query string (UMPartnerContext: HttpUtility.ParseQueryString):
+# CallId=..&CallerId=..&Extension=..&PhoneContext=..&CallerIdDisplayName=..
+
+MAX_CONTEXT = 4096          # characters of base64; real contexts are a few hundred
+MAX_CONTEXT_KEYS = 32
+MAX_CONTEXT_VALUE = 1024
+_ADDRESS_RE = re.compile(
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
+_BASE64_RE = re.compile(r"^[A-Za-z0-9+/]+={0,2}$")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _referral_params(value: str) -> dict[str, str]:
+    """URI parameters (inside <>) and header parameters (after it) by lower-cased name; the
+    first occurrence wins. Written by hand: a URI parameter like smtp:bob@x fools a URI parser."""
+    params: dict[str, str] = {}
+    start = value.find("<")
+    if start >= 0:
+        end = value.find(">", start)
+        end = len(value) if end < 0 else end
+        uri, header_part = value[start + 1:end], value[end + 1:]
+        items = uri.partition("?")[0].split(";")[1:] + header_part.split(";")
+    else:
+        items = value.split(";")[1:]
+    for item in items:
+        name, eq, val = item.partition("=")
+        name = name.strip().lower()
+        if eq and name and name not in params:
+            params[name] = val.strip().strip('"')
+    return params
+
+
+def _plain_address(text: str) -> str | None:
+    if len(text) > 254 or not _ADDRESS_RE.fullmatch(text) or len(text.rpartition("@")[0]) > 64:
+        return None
+    return text
+
+
+def _context_pairs(text: str, notes: list[str]) -> dict[str, str]:
+    """Key/value pairs of the decoded context: the query string Exchange writes, or Key:Value;..."""
+    eq, colon = text.find("="), text.find(":")
+    pairs: list[tuple[str, str]] = []
+    if eq >= 0 and (colon < 0 or eq < colon):
+        for item in text.split("&"):
+            key, _, val = item.partition("=")
+            pairs.append((unquote_plus(key), unquote_plus(val)))
+    else:
+        for item in text.split(";"):
+            key, _, val = item.partition(":")
+            pairs.append((key, val))
+    context: dict[str, str] = {}
+    for key, val in pairs:
+        key, clean = _CONTROL_RE.sub("", key).strip(), _CONTROL_RE.sub("", val).strip()
+        if clean != val.strip():
+            notes.append(f"control characters removed from context value {key!r}")
+        if not key:
+            continue
+        if len(context) >= MAX_CONTEXT_KEYS:
+            notes.append("context has too many keys: the rest ignored")
+            break
+        context.setdefault(key, clean[:MAX_CONTEXT_VALUE])
+    return context
+
+
+def parse_exchange_referral(referred_by: str) -> ExchangeUmReferral | None:
+    """Exchange UM's msExchUMFaxRecipient/msExchUMContext in a Referred-By value; None if absent.
+
+    Never raises: a recipient that is not a plain SMTP address is left empty, a context that is
+    not base64 (or whose text cannot be read) gives context_raw "" (resp. an empty context); each
+    such decision is recorded in notes.
+    """
+    params = _referral_params(referred_by)
+    recipient_param = params.get("msexchumfaxrecipient")
+    context_param = params.get("msexchumcontext")
+    if recipient_param is None and context_param is None:
+        return None
+    notes: list[str] = []
+    recipient = ""
+    if recipient_param is not None:
+        text = unquote(recipient_param).strip()
+        scheme, colon, address = text.partition(":")
+        if not colon or scheme.lower() != "smtp":
+            notes.append("msExchUMFaxRecipient is not an smtp: address: ignored")
+        elif _plain_address(address) is None:
+            notes.append("msExchUMFaxRecipient is not a plain address: ignored")
+        else:
+            recipient = address
+    else:
+        notes.append("no msExchUMFaxRecipient")
+    context_raw, context = "", {}
+    if context_param is None:
+        notes.append("no msExchUMContext")
+    else:
+        raw = unquote(context_param).strip()
+        if len(raw) > MAX_CONTEXT or not _BASE64_RE.fullmatch(raw):
+            notes.append("msExchUMContext is not base64 (or too long): ignored")
+        else:
+            context_raw = raw
+            try:
+                text = base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True).decode("utf-8")
+            except (binascii.Error, ValueError):
+                notes.append("msExchUMContext does not decode (base64/UTF-8): context left empty")
+            else:
+                context = _context_pairs(text, notes)
+    return ExchangeUmReferral(recipient, context_raw, context, notes)
