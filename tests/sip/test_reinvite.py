@@ -551,3 +551,46 @@ def test_without_challenge_hook_401_fails_the_reinvite() -> None:
     [(data, _, _)] = agent.datagrams_to_send()
     agent.receive(bytes(make_response(parse_message(data), 407, "Proxy Authentication Required")), PEER, LOCAL, 1.1)
     assert events(agent) == [ReinviteFailed(call_id, 407, "Proxy Authentication Required")]
+
+
+# --- the asyncio wrappers ------------------------------------------------------------------------
+
+def test_endpoint_wrappers_over_loopback_udp() -> None:
+    import asyncio
+
+    from appliance.sip.transport import SipEndpoint
+
+    async def next_event(endpoint: SipEndpoint, kind: type) -> object:
+        while True:
+            event = await asyncio.wait_for(endpoint.events.get(), 5.0)
+            if isinstance(event, kind):
+                return event
+
+    async def scenario() -> None:
+        a, b = SipEndpoint(), SipEndpoint()
+        await a.start([("udp", "127.0.0.1", 0)])
+        await b.start([("udp", "127.0.0.1", 0)])
+        try:
+            port = b.locals[0].port
+            call_id = a.invite(f"sip:100@127.0.0.1:{port}", from_uri="sip:fax@127.0.0.1", sdp=OFFER,
+                               remote=("127.0.0.1", port))
+            incoming = await next_event(b, IncomingCall)
+            b.answer_call(call_id, answer_audio(incoming.offer, "127.0.0.1", 50000, 1, 1).sdp)
+            await next_event(b, CallConfirmed)
+            b.reinvite(call_id, offer_t38("127.0.0.1", 50000, 1, 2))          # we go to T.38
+            received = await next_event(a, ReinviteReceived)
+            a.answer_reinvite(call_id, answer_t38(received.offer, "127.0.0.1", 40000, 3, 2).sdp)
+            answered = await next_event(b, ReinviteAnswered)
+            assert parse_t38_answer(answered.answer).remote == ("127.0.0.1", 40000)
+            await next_event(a, ReinviteConfirmed)
+            a.reinvite(call_id, offer_audio("127.0.0.1", 40000, 3, 3))          # the peer goes back
+            await next_event(b, ReinviteReceived)
+            b.reject_reinvite(call_id, 488, "Not Acceptable Here")
+            assert await next_event(a, ReinviteFailed) == ReinviteFailed(call_id, 488, "Not Acceptable Here")
+            a.hangup(call_id)
+            await next_event(b, CallEnded)
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(scenario())
