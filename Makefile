@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := libspandsp-dev libtiff-tools gcc libffi-dev pkg-config python3-dev python3-venv dpkg-dev
+# what the tests run against: a real registrar (its own service stays off: tests start their own)
+TEST_APT_PACKAGES := kamailio
 STAMP := $(VENV)/.installed
 
 .PHONY: all venv apt run test test-fast bench clean selftest
@@ -12,12 +14,13 @@ STAMP := $(VENV)/.installed
 all: venv
 
 apt:
-	@missing=""; for p in $(APT_PACKAGES); do \
+	@missing=""; for p in $(APT_PACKAGES) $(APT_EXTRA); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
+	  case "$$missing" in *kamailio*) $(SUDO) systemctl disable --now kamailio >/dev/null 2>&1 || true;; esac; \
 	fi
 
 $(STAMP): pyproject.toml setup.py appliance/spandsp/_build.py
@@ -38,6 +41,7 @@ selftest: venv
 
 # The whole suite. Real-time fax calls (30-90 s each) run in parallel workers.
 test: venv
+	$(MAKE) --no-print-directory apt APT_EXTRA="$(TEST_APT_PACKAGES)"
 	$(VENV)/bin/python -m pytest -n $${PYTEST_WORKERS:-4} --dist loadgroup
 
 # Everything but the real-time calls: the protocol libraries, in seconds.

@@ -112,10 +112,18 @@ def cmd_send_test_fax(args: argparse.Namespace) -> int:
     else:
         print("error: give a TIFF (or any image) to send, or --demo", file=sys.stderr)
         return 2
+    headers = []
+    for h in args.header:
+        name, sep, value = h.partition(":")
+        if not sep or not name.strip() or any(c in h for c in "\r\n"):
+            print(f"error: --header {h!r} is not 'Name: value'", file=sys.stderr)
+            return 2
+        headers.append((name.strip(), value.strip()))
     result = asyncio.run(send_fax(args.to, tiff, caller=args.caller, caller_name=args.caller_name,
                                   ident=args.ident, codec=args.codec, ecm=not args.no_ecm,
-                                  hangup_after_pages=args.hangup_after, timeout=args.timeout))
-    print(f"{'OK' if result.ok else 'FAILED'}: {result.status}; {result.pages_sent} page(s) sent"
+                                  hangup_after_pages=args.hangup_after, timeout=args.timeout,
+                                  t38=args.t38, loss=args.loss, bind=args.bind, headers=headers))
+    print(f"{'OK' if result.ok else 'FAILED'}: {result.status}; {result.mode}; {result.pages_sent} page(s) sent"
           f"{f' at {result.bit_rate} bit/s' if result.bit_rate else ''}{', ECM' if result.ecm else ''}"
           f"; far end {result.remote_ident!r}; {result.duration} s")
     if args.demo:
@@ -164,6 +172,14 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--no-ecm", action="store_true")
     s.add_argument("--hangup-after", type=int, metavar="N", help="hang up after page N (test incomplete faxes)")
     s.add_argument("--timeout", type=float, default=600.0)
+    s.add_argument("--t38", choices=["off", "reinvite", "accept", "initial", "refuse"], default="off",
+                   help="T.38: re-INVITE to it after the answer, accept the far end's re-INVITE, offer it "
+                        "in the INVITE, or refuse it (off: refuse and stay on G.711)")
+    s.add_argument("--bind", metavar="ADDRESS", help="our local address (default: the route to the target)")
+    s.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
+                   help="an extra INVITE header, e.g. an Exchange UM Referred-By (repeatable)")
+    s.add_argument("--loss", type=float, default=0.0, metavar="P",
+                   help="drop this share (0-0.5) of our outgoing media packets, to test redundancy")
     s.set_defaults(func=cmd_send_test_fax)
 
     t = sub.add_parser("selftest", help="check the installation (imports, spandsp binding, config)")

@@ -17,40 +17,23 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 from .config import Config
 from .delivery.queue import DeliveryWorker
-from .fax.session import ReceiveSession
-from .media.channel import AudioChannel, PortAllocator
+from .inbound import InboundSipCall
+from .media.channel import MediaChannel, PortAllocator
 from .media.clock import MediaClock
 from .routing.router import route
 from .sip import events as sipev
-from .sip.sdp import NoUsableCodec, answer_audio
-from .sip.transport import SipEndpoint
+from .sip.setup import build_endpoint, start_registrations
+from .sip.sdp import NoUsableCodec
 from .sip.useragent import UserAgent
-from .spandsp.audio import AudioFaxTerminal
 from .spool.store import FaxRecord, Spool
 
 log = logging.getLogger("faxbridge")
-POLL_INTERVAL = 0.25
 #: a full collection at least this often (seconds), earlier when the appliance is idle
 FULL_GC_INTERVAL = 60.0
-
-
-@dataclass
-class ActiveCall:
-    """What the daemon knows about a call in progress."""
-
-    call_id: str
-    fax: FaxRecord
-    started: float
-    ended: asyncio.Event = field(default_factory=asyncio.Event)
-    end_reason: str = ""
-    session: ReceiveSession | None = None
-    channel: AudioChannel | None = None
-    codec: str = ""
 
 
 def _background_priority() -> None:
@@ -64,11 +47,12 @@ class Appliance:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.spool = Spool(cfg.path(cfg.spool.dir))
-        self.sip = SipEndpoint(UserAgent(user_agent=cfg.sip.user_agent))
+        # TLS, the call gate (who may call, flood limits, digest for peers) and our own credentials
+        self.sip, self.peers = build_endpoint(cfg, UserAgent(user_agent=cfg.sip.user_agent))
         self.ports = PortAllocator(*cfg.sip.rtp_ports)
         self.media_clock = MediaClock()
         self.delivery = DeliveryWorker(self.spool, cfg.delivery, resolve_path=cfg.path)
-        self.calls: dict[str, ActiveCall] = {}
+        self.calls: dict[str, InboundSipCall] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._rng = random.SystemRandom()
         self.stats = {"calls": 0, "faxes": 0, "rejected": 0, "no_fax": 0, "incomplete": 0}
@@ -94,6 +78,7 @@ class Appliance:
                      {k: (len(v) if isinstance(v, list) else v) for k, v in recovered.items()})
         listeners = [(l.transport, l.host, l.port) for l in self.cfg.sip.listeners()]
         await self.sip.start(listeners)
+        await start_registrations(self.sip, self.cfg)
         gc.freeze()  # start-up objects never die: keep them out of every later collection
         # The collector, left automatic, stops the loop for ~5 ms when it walks the heap, at the
         # moments with most garbage: many calls ending together.  Collect on our own schedule.
@@ -101,18 +86,23 @@ class Appliance:
         self._spawn(self._collect_garbage())
         self._spawn(self._sip_events())
         self._spawn(self.delivery.run())
+        log.info("who may call: %s", self.peers.describe())
         log.info("SIP listening on %s", ", ".join(f"{l.transport}:{l.host}:{l.port}" for l in self.sip.locals))
 
     async def stop(self) -> None:
         for call in list(self.calls.values()):
             call.end_reason = call.end_reason or "appliance shutting down"
             self.sip.hangup(call.call_id)
-            call.ended.set()
+            call.events.put_nowait(sipev.CallEnded(call.call_id, "appliance shutting down"))
         for _ in range(40):
             if not self.calls:
                 break
             await asyncio.sleep(0.05)
         self.delivery.stop()
+        try:
+            await self.sip.unregister_all(timeout=5)
+        except Exception:  # a registrar that is gone must not block shutdown
+            log.exception("unregistering")
         await self.sip.close()
         for task in list(self._tasks):
             task.cancel()
@@ -148,11 +138,8 @@ class Appliance:
             try:
                 if isinstance(ev, sipev.IncomingCall):
                     self._spawn(self._receive_call(ev))
-                elif isinstance(ev, sipev.CallEnded):
-                    call = self.calls.get(ev.call_id)
-                    if call is not None:
-                        call.end_reason = call.end_reason or ev.reason
-                        call.ended.set()
+                elif (call := self.calls.get(getattr(ev, "call_id", ""))) is not None:
+                    call.events.put_nowait(ev)
             except Exception:  # one bad event must never stop the daemon
                 log.exception("handling SIP event %r", ev)
 
@@ -165,90 +152,70 @@ class Appliance:
         self.stats["calls"] += 1
         if ev.offer is None:
             # delayed offer (offer in our 200, answer in ACK) is not supported yet
-            self.sip.reject_call(ev.call_id, 488, "Not Acceptable Here (no SDP offer)")
-            self.stats["rejected"] += 1
+            self._refuse(ev, 488, "Not Acceptable Here (no SDP offer)", "no SDP offer")
             return
         if not os.access(self.spool.root / "incoming", os.W_OK):
-            self.sip.reject_call(ev.call_id, 503, "Service Unavailable (spool not writable)")
-            log.error("spool %s is not writable: refusing call %s", self.spool.root, ev.call_id)
-            self.stats["rejected"] += 1
+            self._refuse(ev, 503, "Service Unavailable (spool not writable)", f"spool {self.spool.root} not writable")
             return
         try:
-            channel = await AudioChannel.open(self.ports, ev.local.host, payload_type=0, remote=None,
+            channel = await MediaChannel.open(self.ports, ev.local.host, payload_type=0, remote=None,
                                               delay=self.cfg.sip.playout_delay_ms / 1000.0)
         except OSError as e:
-            log.error("call %s: %s", ev.call_id, e)
-            self.sip.reject_call(ev.call_id, 503, "Service Unavailable (no media port)")
-            self.stats["rejected"] += 1
+            self._refuse(ev, 503, "Service Unavailable (no media port)", str(e))
             return
-        try:
-            answer = answer_audio(ev.offer, self._local_ip(ev), channel.port,
-                                  session_id=self._rng.getrandbits(31), version=1)
-        except NoUsableCodec as e:
+        peer = self.peers.match(ev.remote[0], ev.local.transport)
+        if peer is None:  # the call gate refuses these before the UA sees them; never trust one gate
             channel.close()
-            self.sip.reject_call(ev.call_id, 488, "Not Acceptable Here")
-            log.warning("call %s from %s rejected: %s", ev.call_id, ev.caller_number, e)
-            self.stats["rejected"] += 1
+            self._refuse(ev, 403, "Forbidden", f"{ev.remote[0]} is not a configured peer")
             return
-        channel.playout.payload_type = answer.payload_type
-        channel.stream.payload_type = answer.payload_type
-        channel.remote = answer.remote
-        line = f"sip:{ev.local.transport}:{ev.local.host}:{ev.local.port}"
+        line = f"sip:{peer.name}" if peer.name else f"sip:{ev.local.transport}:{ev.local.host}:{ev.local.port}"
+        extra: dict[str, Any] = {"remote": f"{ev.remote[0]}:{ev.remote[1]}", "diversion": list(ev.diversion),
+                                 "peer": peer.name}
+        if ev.exchange_um is not None:
+            extra["exchange_um"] = {"recipient": ev.exchange_um.recipient, "context": ev.exchange_um.context,
+                                    "context_raw": ev.exchange_um.context_raw, "notes": ev.exchange_um.notes}
         try:
             fax = await loop.run_in_executor(None, lambda: self.spool.begin_fax(
                 time.time(), line=line, call_id=ev.call_id, caller_number=ev.caller_number,
-                caller_name=ev.caller_name, called_number=ev.called_number,
-                extra={"remote": f"{ev.remote[0]}:{ev.remote[1]}", "codec": answer.codec,
-                       "diversion": list(ev.diversion)}))
+                caller_name=ev.caller_name, called_number=ev.called_number, extra=extra))
         except (OSError, sqlite3.Error) as e:  # disk full, spool damaged: refuse rather than lose
             channel.close()
-            log.error("call %s refused: the spool cannot record it: %s", ev.call_id, e)
-            self.sip.reject_call(ev.call_id, 503, "Service Unavailable (spool error)")
-            self.stats["rejected"] += 1
+            self._refuse(ev, 503, "Service Unavailable (spool error)", f"the spool cannot record it: {e}")
             return
-        call = ActiveCall(ev.call_id, fax, loop.time(), channel=channel, codec=answer.codec)
+        call = InboundSipCall(ev.call_id, self.cfg, self.sip, channel, self.media_clock,
+                              self.spool.incoming_path(fax), self._local_ip(ev), t38_policy=peer.t38,
+                              t38_max_datagram_override=peer.t38_max_datagram)
         self.calls[ev.call_id] = call
-        terminal: AudioFaxTerminal | None = None
         try:
-            terminal = AudioFaxTerminal(calling=False, codec=answer.codec, ident=self.cfg.fax.ident,
-                                        ecm=self.cfg.fax.ecm, rx_file=self.spool.incoming_path(fax))
-            call.session = ReceiveSession(terminal, loop.time(), self.cfg.fax)
-            self.sip.answer_call(ev.call_id, answer.sdp)
-            channel.start(terminal, self.media_clock)
-            log.info("call %s answered: %s -> %s (%s), fax %s", ev.call_id, ev.caller_number,
-                     ev.called_number, answer.codec, fax.id)
-            while not call.ended.is_set():
-                try:
-                    await asyncio.wait_for(call.ended.wait(), POLL_INTERVAL)
-                except asyncio.TimeoutError:
-                    pass
-                seen = len(call.session.pages)
-                reason = call.session.poll(loop.time())
-                for n, page in enumerate(call.session.pages[seen:], seen + 1):
-                    log.info("call %s: page %d received (%s, %d bad rows, %d bit/s%s)", ev.call_id, n,
-                             page.resolution, page.bad_rows, page.bit_rate, ", ECM" if page.ecm else "")
-                if reason:
-                    log.info("call %s: hanging up: %s", ev.call_id, reason)
-                    call.end_reason = reason
-                    self.sip.hangup(ev.call_id)
-                    break
+            try:
+                sdp = call.answer(ev.offer)
+            except NoUsableCodec as e:
+                self._refuse(ev, 488, "Not Acceptable Here", str(e))
+            else:
+                self.sip.answer_call(ev.call_id, sdp)
+                log.info("call %s answered: %s -> %s (%s), fax %s", ev.call_id, ev.caller_number,
+                         ev.called_number, "T.38" if call.mode == "t38" else call.codec, fax.id)
+                await call.run()
         except Exception:
             log.exception("call %s failed", ev.call_id)
             self.sip.hangup(ev.call_id)
         finally:
-            channel.close()
+            call.close()  # closes the TIFF; may report phase E
             facts: dict[str, Any] = {}
             complete = False
-            if terminal is not None and call.session is not None:
-                terminal.close()  # closes the TIFF; may report phase E
+            if call.session is not None:
                 call.session.poll(loop.time())
                 facts = call.session.facts(loop.time())
                 complete = call.session.complete
                 facts["extra"] = {**fax.extra, **facts.get("extra", {}), "end_reason": call.end_reason,
-                                  "rtp": {**channel.playout.stats, **channel.stats,
-                                                "late_ticks": channel.late_ticks}}
+                                  **call.media_facts()}
             self.calls.pop(ev.call_id, None)
             await loop.run_in_executor(None, self._finish, fax, complete, facts)
+
+    def _refuse(self, ev: sipev.IncomingCall, status: int, reason: str, why: str) -> None:
+        log.warning("call %s from %s refused with %d: %s", ev.call_id, ev.caller_number, status, why)
+        self.sip.reject_call(ev.call_id, status, reason)
+        self.stats["rejected"] += 1
 
     def _finish(self, fax: FaxRecord, complete: bool, facts: dict[str, Any]) -> None:
         """Commit the received file durably, then route it; runs in the executor."""
@@ -266,8 +233,9 @@ class Appliance:
         self._route(rec)
 
     def _route(self, rec: FaxRecord) -> None:
+        um = (rec.extra.get("exchange_um") or {}).get("recipient", "")
         decision = route(self.cfg.routing, called_number=rec.called_number, caller_number=rec.caller_number,
-                         remote_ident=rec.remote_ident, line=rec.line)
+                         remote_ident=rec.remote_ident, line=rec.line, um_recipient=um)
         self.spool.add_jobs(rec.id, decision.recipients, time.time())
         log.info("fax %s routed to %s (%s)", rec.id, ", ".join(decision.recipients), decision.rule)
         self._loop.call_soon_threadsafe(self.delivery.wake)  # we may be on an executor thread

@@ -22,6 +22,7 @@ class ReceiveSession:
     phase_e_at: float | None = None
     pages: list[FaxStats] = field(default_factory=list)
     hangup_reason: str = ""
+    earlier_trace: list[str] = field(default_factory=list)
 
     def poll(self, now: float) -> str | None:
         """Process the terminal's events; return why the call should be ended now, if it should."""
@@ -42,6 +43,16 @@ class ReceiveSession:
         elif now - self.started >= self.cfg.max_call_duration:
             self.hangup_reason = "call exceeded the maximum duration"
         return self.hangup_reason or None
+
+    def restart(self, terminal: T30Terminal) -> None:
+        """The call switched media (G.711 <-> T.38) before any page: T.30 starts over on ``terminal``.
+
+        The timers keep counting from the call's start; the old terminal's trace is kept.
+        """
+        self.earlier_trace.extend(self.terminal.trace)
+        self.terminal = terminal
+        self.phase_e = self.phase_e_at = None
+        self.signal_at = None
 
     @property
     def complete(self) -> bool:
@@ -74,6 +85,6 @@ class ReceiveSession:
                 "remote_vendor": stats.remote_vendor,
                 "remote_model": stats.remote_model,
                 "hangup_reason": self.hangup_reason,
-                "trace": list(self.terminal.trace)[-400:],
+                "trace": (self.earlier_trace + list(self.terminal.trace))[-400:],
             },
         }

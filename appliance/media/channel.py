@@ -1,7 +1,9 @@
-"""One call's RTP socket on the event loop, feeding a fax terminal in real time.
+"""One call's media socket on the event loop, feeding a fax terminal in real time.
 
-On every tick of the shared media clock the channel sends the packet it prepared, then hands the
-terminal what the playout buffer says is due and prepares the next packet.  The
+The socket carries RTP (G.711 audio) or UDPTL (T.38), and both at once while a call switches:
+packets are told apart by content, as the HT801 and Cisco CUBE make necessary (same port for
+both, T.38 sent before the 200 OK).  On every tick of the shared media clock the channel sends
+what it prepared, then hands the terminal what is due and prepares the next packets.  The
 socket is symmetric: once the peer's packets arrive we answer to where they come from, whatever
 the SDP said (NAT, gateways that send from another port).
 """
@@ -10,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import random
 import logging
 import socket
 from typing import Protocol
 
 from .clock import LOOKAHEAD, MediaClock
-from .rtp import PlayoutBuffer, RtpError, RtpPacket, RtpStream
+from .rtp import PlayoutBuffer, RtpError, RtpPacket, RtpStream, looks_like_rtp
+from .udptl import UdptlReceiver, UdptlSender
 
 log = logging.getLogger("faxbridge.media")
 
@@ -26,6 +30,16 @@ class AudioTerminal(Protocol):
     def receive_g711(self, payload: bytes) -> None: ...
     def receive_fillin(self, samples: int) -> None: ...
     def transmit_g711(self, samples: int = 160) -> bytes: ...
+
+
+class T38Terminal(Protocol):
+    def receive_ifp(self, seq: int, ifp: bytes) -> None: ...
+    def advance(self, samples: int) -> None: ...
+    def packets_to_send(self) -> list[tuple[bytes, int]]: ...
+
+
+#: UDPTL packets kept while the call is still in audio (T.38 may start before the 200 OK)
+EARLY_UDPTL_LIMIT = 200
 
 
 class PortAllocator:
@@ -59,8 +73,9 @@ class PortAllocator:
         self.in_use.discard(port)
 
 
-class AudioChannel(asyncio.DatagramProtocol):
-    """RTP for one call.  ``start()`` begins the 20 ms clock; ``close()`` stops it and frees the port."""
+class MediaChannel(asyncio.DatagramProtocol):
+    """Media for one call.  ``start()`` joins the 20 ms clock; ``use_t38()`` switches to T.38;
+    ``close()`` stops it and frees the port."""
 
     def __init__(self, sock: socket.socket, allocator: PortAllocator | None, *, payload_type: int,
                  remote: tuple[str, int] | None, delay: float = 0.06) -> None:
@@ -72,16 +87,26 @@ class AudioChannel(asyncio.DatagramProtocol):
         self.latched = False
         self.playout = PlayoutBuffer(payload_type, delay)
         self.stream = RtpStream(payload_type)
-        self.terminal: AudioTerminal | None = None
+        self.terminal: AudioTerminal | T38Terminal | None = None
+        self.mode = "audio"
+        self.udptl_rx = UdptlReceiver()
+        self.udptl_tx: UdptlSender | None = None
+        self._ifps: collections.deque[tuple[int, bytes]] = collections.deque()
+        self.udptl_seen_at: float | None = None
+        self._t38_out: list[bytes] = []
+        #: share of outgoing packets dropped on purpose (test senders only)
+        self.send_loss = 0.0
+        self._loss_rng = random.Random(self.port)
         self.transport: asyncio.DatagramTransport | None = None
         self._clock: MediaClock | None = None
         self._prepared: collections.deque[bytes] = collections.deque()
         self._start = 0.0
         self.late_ticks: list[tuple[float, float]] = []
-        self.stats = {"sent": 0, "bad": 0, "max_late_ms": 0.0, "late_5ms": 0, "from_stranger": 0}
+        self.stats = {"sent": 0, "bad": 0, "max_late_ms": 0.0, "late_5ms": 0, "from_stranger": 0,
+                      "rtp_in_t38": 0, "dropped_on_purpose": 0}
 
     @classmethod
-    async def open(cls, allocator: PortAllocator, host: str, **kwargs: object) -> "AudioChannel":
+    async def open(cls, allocator: PortAllocator, host: str, **kwargs: object) -> "MediaChannel":
         sock = allocator.bind(host)
         loop = asyncio.get_running_loop()
         channel = cls(sock, allocator, **kwargs)  # type: ignore[arg-type]
@@ -89,7 +114,7 @@ class AudioChannel(asyncio.DatagramProtocol):
         return channel
 
     @classmethod
-    async def open_ephemeral(cls, host: str, payload_type: int = 0, delay: float = 0.06) -> "AudioChannel":
+    async def open_ephemeral(cls, host: str, payload_type: int = 0, delay: float = 0.06) -> "MediaChannel":
         """A channel on a port the kernel picks (the test-fax sender has no configured range)."""
         sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind((host, 0))
@@ -111,27 +136,62 @@ class AudioChannel(asyncio.DatagramProtocol):
         elif addr[:2] != self.remote:
             self.stats["from_stranger"] += 1
             return
-        try:
-            packet = RtpPacket.parse(data)
-        except RtpError:
-            self.stats["bad"] += 1
+        if looks_like_rtp(data):
+            if self.mode != "audio":
+                self.stats["rtp_in_t38"] += 1  # the peer's audio still trickling after the switch
+                return
+            try:
+                packet = RtpPacket.parse(data)
+            except RtpError:
+                self.stats["bad"] += 1
+                return
+            self.playout.put(packet, asyncio.get_running_loop().time())
             return
-        self.playout.put(packet, asyncio.get_running_loop().time())
+        ifps = self.udptl_rx.receive(data)  # never raises: malformed datagrams are counted
+        if ifps and self.udptl_seen_at is None:
+            self.udptl_seen_at = asyncio.get_running_loop().time()
+        self._ifps.extend(ifps)
+        while self.mode == "audio" and len(self._ifps) > EARLY_UDPTL_LIMIT:
+            self._ifps.popleft()
 
     def error_received(self, exc: Exception) -> None:
         log.debug("RTP socket %s: %s", self.port, exc)
 
     # -- the clock ---------------------------------------------------------------------------
     def start(self, terminal: AudioTerminal, clock: MediaClock) -> None:
-        """Join the shared 20 ms clock: from now on audio flows both ways."""
+        """Join the shared 20 ms clock with an audio terminal: from now on audio flows both ways."""
         self.terminal = terminal
+        self._prepared.extend(terminal.transmit_g711(SAMPLES) for _ in range(LOOKAHEAD))
+        self.start_clock(clock)
+
+    def start_clock(self, clock: MediaClock) -> None:
+        """Join the shared 20 ms clock with the terminal set by ``use_audio``/``use_t38``."""
         self._clock = clock
         self._start = asyncio.get_running_loop().time()
-        self._prepared.extend(terminal.transmit_g711(SAMPLES) for _ in range(LOOKAHEAD))
         clock.add(self)
 
+    def use_audio(self, terminal: AudioTerminal, payload_type: int, remote: tuple[str, int]) -> None:
+        """Switch (back) to G.711 with a fresh terminal, e.g. when the peer refuses T.38 late."""
+        self.mode, self.terminal = "audio", terminal
+        self.playout = PlayoutBuffer(payload_type, self.playout.delay)
+        self.stream = RtpStream(payload_type)
+        self._retarget(remote)
+        self._prepared.clear()
+        self._prepared.extend(terminal.transmit_g711(SAMPLES) for _ in range(LOOKAHEAD))
+
+    def use_t38(self, terminal: T38Terminal, remote: tuple[str, int], far_max_datagram: int) -> None:
+        """Switch to T.38: from the next tick IFPs go to ``terminal`` and its packets go out as UDPTL."""
+        self.mode, self.terminal = "t38", terminal
+        self.udptl_tx = UdptlSender(far_max_datagram=far_max_datagram)
+        self._retarget(remote)
+        self._prepared.clear()
+
+    def _retarget(self, remote: tuple[str, int]) -> None:
+        if remote != self.remote:
+            self.remote, self.latched = remote, False
+
     def send_prepared(self, due: float, now: float) -> None:
-        """Send the oldest prepared packet; the clock calls this at (or as near as it can to) ``due``."""
+        """Send what was prepared for this tick; the clock calls this at (or near) ``due``."""
         late = (now - due) * 1000.0
         if late > self.stats["max_late_ms"]:
             self.stats["max_late_ms"] = late
@@ -139,28 +199,49 @@ class AudioChannel(asyncio.DatagramProtocol):
             self.stats["late_5ms"] += 1
             if len(self.late_ticks) < 20:  # when in the call it happened: diagnostics for the trace
                 self.late_ticks.append((round(now - self._start, 3), round(late, 1)))
+        if self.mode == "t38":
+            datagrams, self._t38_out = self._t38_out, []
+            for data in datagrams:
+                self._send(data)
+            return
         if self._prepared:
             payload = self._prepared.popleft()
         elif self.terminal is not None:  # ran dry (cannot happen with LOOKAHEAD >= 2): make it now
-            payload = self.terminal.transmit_g711(SAMPLES)
+            payload = self.terminal.transmit_g711(SAMPLES)  # type: ignore[union-attr]
         else:
             return
+        self._send(self.stream.packet(payload))
+
+    def _send(self, data: bytes) -> None:
+        if self.send_loss and self._loss_rng.random() < self.send_loss:
+            self.stats["dropped_on_purpose"] += 1  # `send-test-fax --loss`: exercise the far end
+            return
         if self.remote is not None and self.transport is not None:
-            self.transport.sendto(self.stream.packet(payload), self.remote)
+            self.transport.sendto(data, self.remote)
             self.stats["sent"] += 1
 
     def process(self, now: float) -> None:
-        """The DSP work of one tick: due audio into the terminal, then top up the prepared packets."""
+        """The DSP work of one tick."""
         terminal = self.terminal
         if terminal is None:
             return
+        if self.mode == "t38":
+            assert self.udptl_tx is not None
+            while self._ifps:
+                terminal.receive_ifp(*self._ifps.popleft())  # type: ignore[union-attr]
+            terminal.advance(SAMPLES)  # type: ignore[union-attr]
+            for ifp, count in terminal.packets_to_send():  # type: ignore[union-attr]
+                data = self.udptl_tx.packet(ifp)
+                # spandsp asks for repeats of key packets: same datagram (same seq), dropped as a dup
+                self._t38_out.extend([data] * min(count, 4))
+            return
         for item in self.playout.pull(now):
             if isinstance(item, int):
-                terminal.receive_fillin(item)
+                terminal.receive_fillin(item)  # type: ignore[union-attr]
             else:
-                terminal.receive_g711(item)
+                terminal.receive_g711(item)  # type: ignore[union-attr]
         while len(self._prepared) < LOOKAHEAD:
-            self._prepared.append(terminal.transmit_g711(SAMPLES))
+            self._prepared.append(terminal.transmit_g711(SAMPLES))  # type: ignore[union-attr]
 
     def close(self) -> None:
         if self._clock is not None:

@@ -31,8 +31,14 @@ def number_digits(number: str) -> str:
 
 
 def route(cfg: RoutingConfig, *, called_number: str = "", caller_number: str = "",
-          remote_ident: str = "", line: str = "") -> RouteDecision:
-    """Pick the recipients for one fax; never empty while a default is configured."""
+          remote_ident: str = "", line: str = "", um_recipient: str = "") -> RouteDecision:
+    """Pick the recipients for one fax; never empty while a default is configured.
+
+    A fax that Exchange UM referred to us names its mailbox (msExchUMFaxRecipient): that wins,
+    as the UM mailbox policy is the owner's own routing.
+    """
+    if um_recipient:
+        return RouteDecision([um_recipient], "Exchange UM msExchUMFaxRecipient")
     if called_number:
         if called_number in cfg.called:
             return RouteDecision([cfg.called[called_number]], f"called {called_number}")

@@ -118,6 +118,8 @@ default = "faxes@example.test"
 "5551000" = "sales@example.test"
 "5551001" = "support@example.test"
 "5551002" = "billing@example.test"
+"5551003" = "legal@example.test"
+"5551004" = "hr@example.test"
 
 [web]
 enabled = false

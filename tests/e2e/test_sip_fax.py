@@ -136,7 +136,7 @@ def test_call_without_fax_signal_is_ended_and_nothing_mailed_daemon_survives_gar
     import asyncio
     import socket
 
-    from appliance.media.channel import AudioChannel
+    from appliance.media.channel import MediaChannel
     from appliance.media.clock import MediaClock
     from appliance.sip import events as sipev
     from appliance.sip.sdp import offer_audio, parse_answer
@@ -153,7 +153,7 @@ def test_call_without_fax_signal_is_ended_and_nothing_mailed_daemon_survives_gar
     async def call() -> tuple[str, float]:
         ep = SipEndpoint()
         await ep.start([("udp", "127.0.0.1", 0)])
-        ch = await AudioChannel.open_ephemeral("127.0.0.1")
+        ch = await MediaChannel.open_ephemeral("127.0.0.1")
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         call_id = ep.invite(app.uri("5551000"), from_uri="sip:5550199@127.0.0.1",

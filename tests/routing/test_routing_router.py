@@ -47,3 +47,12 @@ def test_number_digits():
     assert number_digits("+1 (555) 100-0") == "15551000"
     assert number_digits("tel:+1-555-1000;phone-context=example.com") == "15551000"
     assert number_digits("٥٥٥") == ""  # only ASCII digits count
+
+
+def test_exchange_um_recipient_wins_over_called_number():
+    from appliance.config import RoutingConfig
+    from appliance.routing.router import route
+    cfg = RoutingConfig(default="d@example.test", called={"5551000": "sales@example.test"})
+    d = route(cfg, called_number="5551000", um_recipient="bob@contoso.test")
+    assert d.recipients == ["bob@contoso.test"] and "Exchange UM" in d.rule
+    assert route(cfg, called_number="5551000").recipients == ["sales@example.test"]

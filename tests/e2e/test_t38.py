@@ -1,0 +1,88 @@
+"""T.38 end to end: every way a call becomes T.38, over loopback SIP/UDPTL, into a real SMTP server.
+
+Peers are told apart by source address on loopback: 127.0.0.1 is a gateway whose T.38 the
+appliance accepts, 127.0.0.2 one the appliance re-INVITEs to T.38 itself (policy "request").
+All calls run at once (real time, 3 pages each), then every mail is checked page by page.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+import urllib.parse
+
+import pytest
+
+from appliance.fax.pages import FINE, STANDARD, write_fax_tiff
+from appliance.fax.testpages import demo_pages
+
+from .conftest import assert_pages_equal, finish, send_fax, tiff_attachment
+
+pytestmark = pytest.mark.slow
+
+PEERS = """
+[[sip.peers]]
+name = "gw-accept"
+match = "127.0.0.1"
+t38 = "accept"
+
+[[sip.peers]]
+name = "gw-request"
+match = "127.0.0.2"
+t38 = "request"
+"""
+
+
+def um_referred_by(recipient: str) -> str:
+    ctx = "CallId=0b9c1d2e&CallerId=tel:+15550123&Extension=4242&PhoneContext=dp.contoso.test&CallerIdDisplayName=Alice"
+    b64 = urllib.parse.quote(base64.b64encode(ctx.encode()).decode(), safe="")
+    return (f"Referred-By: <sip:um1.contoso.test;msExchUMFaxRecipient=smtp:{recipient};"
+            f"msExchUMContext={b64}>")
+
+
+@pytest.mark.xdist_group("t38-a")
+def test_every_negotiation_pattern_delivers_pixel_equal_pages(tmp_path, smtp, appliance_factory):
+    app = appliance_factory(smtp.port, extra=PEERS)
+    app.start()
+    cases = [
+        # (name, called, recipient, sender options, dpi, expect T.38)
+        ("peer re-INVITEs to T.38", "5551000", "sales@example.test", ["--t38", "reinvite"], FINE, True),
+        ("T.38 in the initial INVITE, over TCP", "5551001", "support@example.test",
+         ["--t38", "initial", "--transport-tcp"], STANDARD, True),
+        ("appliance re-INVITEs to T.38", "5551002", "billing@example.test",
+         ["--t38", "accept", "--bind", "127.0.0.2"], STANDARD, True),
+        ("peer refuses the appliance's T.38: G.711", "5551003", "legal@example.test",
+         ["--t38", "refuse", "--bind", "127.0.0.2"], STANDARD, False),
+        ("T.38 with 5% packet loss", "5551004", "hr@example.test",
+         ["--t38", "reinvite", "--loss", "0.05"], STANDARD, True),
+        ("Exchange UM referral", "4242", "bob@contoso.test",
+         ["--t38", "reinvite", "--header", um_referred_by("bob@contoso.test")], STANDARD, True),
+    ]
+    sent, procs = {}, []
+    for i, (name, called, rcpt, opts, dpi, _) in enumerate(cases):
+        pages = demo_pages(3, dpi, seed=10 + i)
+        path = tmp_path / f"doc{i}.tif"
+        write_fax_tiff(pages, path, dpi)
+        sent[rcpt] = pages
+        transport = "tcp" if "--transport-tcp" in opts else "udp"
+        opts = [o for o in opts if o != "--transport-tcp"]
+        procs.append((name, send_fax(app.uri(called, transport), path, "--caller", f"55502{i:02d}", *opts)))
+    for name, p in procs:
+        rc, out = finish(p)
+        assert rc == 0, f"{name}: {out}"
+    msgs = smtp.wait_for(len(cases), timeout=60)
+    assert sorted(m["To"] for m in msgs) == sorted(sent)
+    for m in msgs:
+        assert_pages_equal(tiff_attachment(m), sent[m["To"]])
+    db = sqlite3.connect(app.workdir / "spool" / "spool.db")
+    modes = {caller: json.loads(extra).get("mode", "") for caller, extra in
+             db.execute("SELECT caller_number, extra FROM faxes")}
+    for i, (name, *_rest, t38) in enumerate(cases):
+        mode = modes[f"55502{i:02d}"]
+        assert (mode == "T.38") is t38, f"{name}: mode {mode}"
+    extra = {r[0]: json.loads(r[1]) for r in db.execute("SELECT called_number, extra FROM faxes")}
+    um = extra["4242"]["exchange_um"]
+    assert um["recipient"] == "bob@contoso.test" and um["context"]["CallId"] == "0b9c1d2e"
+    lossy = extra["5551004"]
+    assert lossy["udptl"].get("recovered_redundancy", 0) > 0, lossy["udptl"]
