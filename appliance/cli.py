@@ -122,10 +122,13 @@ def cmd_send_test_fax(args: argparse.Namespace) -> int:
     result = asyncio.run(send_fax(args.to, tiff, caller=args.caller, caller_name=args.caller_name,
                                   ident=args.ident, codec=args.codec, ecm=not args.no_ecm,
                                   hangup_after_pages=args.hangup_after, timeout=args.timeout,
-                                  t38=args.t38, loss=args.loss, bind=args.bind, headers=headers))
+                                  t38=args.t38, loss=args.loss, bind=args.bind, headers=headers,
+                                  refresh=args.refresh, audio_after=args.audio_after))
+    extras = (f"; {result.refreshes} refresh(es)" if result.refreshes else "") + (
+        "; back to audio after the fax" if result.back_to_audio else "")
     print(f"{'OK' if result.ok else 'FAILED'}: {result.status}; {result.mode}; {result.pages_sent} page(s) sent"
           f"{f' at {result.bit_rate} bit/s' if result.bit_rate else ''}{', ECM' if result.ecm else ''}"
-          f"; far end {result.remote_ident!r}; {result.duration} s")
+          f"; far end {result.remote_ident!r}; {result.duration} s{extras}")
     if args.demo:
         os.unlink(tiff)
     return 0 if result.ok else 1
@@ -172,9 +175,14 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--no-ecm", action="store_true")
     s.add_argument("--hangup-after", type=int, metavar="N", help="hang up after page N (test incomplete faxes)")
     s.add_argument("--timeout", type=float, default=600.0)
-    s.add_argument("--t38", choices=["off", "reinvite", "accept", "initial", "refuse"], default="off",
+    s.add_argument("--t38", choices=["off", "reinvite", "accept", "initial", "initial-both", "refuse", "silent"],
+                   default="off",
                    help="T.38: re-INVITE to it after the answer, accept the far end's re-INVITE, offer it "
-                        "in the INVITE, or refuse it (off: refuse and stay on G.711)")
+                        "in the INVITE (alone or with audio), refuse it (off: refuse and stay on G.711), "
+                        "or agree and never send it (a broken gateway)")
+    s.add_argument("--refresh", type=float, default=0.0, metavar="SECONDS",
+                   help="re-INVITE with the unchanged SDP this often during the fax (session timer)")
+    s.add_argument("--audio-after", action="store_true", help="re-INVITE back to audio after the fax")
     s.add_argument("--bind", metavar="ADDRESS", help="our local address (default: the route to the target)")
     s.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
                    help="an extra INVITE header, e.g. an Exchange UM Referred-By (repeatable)")

@@ -21,6 +21,7 @@ from .fax.session import ReceiveSession
 from .media.channel import MediaChannel
 from .media.clock import MediaClock
 from .sip import events as sipev
+from .sip.errors import LocalProtocolError
 from .sip.sdp import (AudioAnswer, NoUsableCodec, SessionDescription, T38Params, answer_audio, answer_t38,
                       has_audio, has_t38, offer_audio, offer_t38, parse_t38_answer)
 from .sip.transport import SipEndpoint
@@ -115,8 +116,10 @@ class InboundSipCall:
             if isinstance(ev, sipev.CallEnded):
                 self.end_reason = self.end_reason or ev.reason
                 return
-            if isinstance(ev, sipev.CallConfirmed):
+            if isinstance(ev, sipev.CallConfirmed) and confirmed_at is None:
                 confirmed_at = now
+                if self.t38_policy == "request" and self.mode == "audio":
+                    loop.call_later(T38_REQUEST_DELAY, self._request_t38)
             elif isinstance(ev, sipev.ReinviteReceived):
                 self._on_reinvite(ev)
             elif isinstance(ev, sipev.ReinviteAnswered):
@@ -127,9 +130,6 @@ class InboundSipCall:
                 log.info("call %s: re-INVITE refused (%s %s): staying on %s", self.call_id, ev.status, ev.reason,
                          "G.711" if self.mode == "audio" else "T.38")
                 self.switches.append(f"our re-INVITE refused: {ev.status} {ev.reason}")
-            if (self.t38_policy == "request" and not self._t38_requested and self.mode == "audio"
-                    and confirmed_at is not None and now - confirmed_at >= T38_REQUEST_DELAY):
-                self._request_t38()
             if (self.mode == "t38" and self.channel.udptl_seen_at is None and self._t38_since is not None
                     and now - self._t38_since > T38_MEDIA_TIMEOUT and self._audio is not None):
                 self._fall_back_to_audio("no UDPTL arrived after T.38 was agreed")
@@ -181,11 +181,16 @@ class InboundSipCall:
         self.sip.reject_reinvite(self.call_id, 488, "Not Acceptable Here")
 
     def _request_t38(self) -> None:
+        if self._t38_requested or self.mode != "audio" or self.end_reason:
+            return  # the peer got there first, or the call is over
         self._t38_requested = True
         sdp = offer_t38(self.local_ip, self.channel.port, self._session_id, self._next_version(),
                         T38Params(max_datagram=400))
         log.info("call %s: re-INVITE to T.38", self.call_id)
-        self.sip.reinvite(self.call_id, sdp)
+        try:
+            self.sip.reinvite(self.call_id, sdp)
+        except LocalProtocolError as e:  # the peer's own offer is open: it is switching already
+            log.info("call %s: T.38 re-INVITE not sent: %s", self.call_id, e)
 
     def _on_reinvite_answered(self, ev: "sipev.ReinviteAnswered") -> None:
         if ev.answer is None:
@@ -205,7 +210,7 @@ class InboundSipCall:
         old = self.session.terminal
         self._retire(old)
         terminal = self._t38_terminal(params)
-        self.session.restart(terminal)
+        self.session.restart(terminal, loop.time())
         self.channel.use_t38(terminal, remote, self._far_max(far_max_datagram))
         self.mode, self._t38_since = "t38", loop.time()
         self.switches.append(f"T.38 ({why})")
@@ -215,7 +220,7 @@ class InboundSipCall:
         assert self.session is not None
         self._retire(self.session.terminal)
         terminal = self._audio_terminal(audio.codec)
-        self.session.restart(terminal)
+        self.session.restart(terminal, asyncio.get_running_loop().time())
         self.channel.use_audio(terminal, audio.payload_type, audio.remote)
         self.mode, self.codec = "audio", audio.codec
         self.switches.append(f"G.711 ({why})")

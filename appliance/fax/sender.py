@@ -43,6 +43,8 @@ class SendResult:
     remote_ident: str = ""
     duration: float = 0.0
     mode: str = ""
+    refreshes: int = 0
+    back_to_audio: bool = False
     trace: list[str] = field(default_factory=list)
 
 
@@ -56,20 +58,24 @@ def _fax_ready(path: Path) -> bool:
 
 
 #: how the sender treats T.38: what a gateway on the calling side would do
-T38_MODES = ("off", "reinvite", "accept", "initial", "refuse")
+T38_MODES = ("off", "reinvite", "accept", "initial", "initial-both", "refuse", "silent")
 
 
 async def send_fax(target: str, tiff: Path, *, caller: str = "5550100", caller_name: str = "Faxbridge test",
                    ident: str = "", codec: str | None = None, ecm: bool = True,
                    hangup_after_pages: int | None = None, timeout: float = 600.0, t38: str = "off",
                    loss: float = 0.0, bind: str | None = None,
-                   headers: list[tuple[str, str]] | None = None) -> SendResult:
+                   headers: list[tuple[str, str]] | None = None, refresh: float = 0.0,
+                   audio_after: bool = False) -> SendResult:
     """Call ``target`` (sip:USER@HOST[:PORT][;transport=tcp]) and send every page of ``tiff``.
 
     ``t38``: "off" refuses T.38 re-INVITEs (488) and stays on G.711; "refuse" the same, said
     explicitly; "accept" switches when the far end re-INVITEs; "reinvite" re-INVITEs to T.38 one
     second after the answer (as an originating gateway does on CNG); "initial" offers only T.38 in
-    the INVITE.  ``loss`` drops that share of our outgoing media packets (a test of redundancy).
+    the INVITE, "initial-both" audio and T.38 together; "silent" agrees to T.38 and then never
+    sends UDPTL (a broken gateway: the far end must fall back to G.711).  ``refresh`` re-INVITEs
+    with the unchanged SDP every that many seconds (a session timer); ``audio_after`` re-INVITEs
+    back to audio once the fax is done (Grandstream's "re-INVITE after fax").  ``loss`` drops that share of our outgoing media packets (a test of redundancy).
     """
     if t38 not in T38_MODES:
         raise ValueError(f"t38 must be one of {', '.join(T38_MODES)}")
@@ -92,13 +98,19 @@ async def send_fax(target: str, tiff: Path, *, caller: str = "5550100", caller_n
         channel = await MediaChannel.open_ephemeral(local_ip)
         channel.send_loss = loss
         call = _OutgoingCall(endpoint, channel, tiff, local_ip, ident=ident, ecm=ecm, t38=t38,
-                             hangup_after_pages=hangup_after_pages)
+                             hangup_after_pages=hangup_after_pages, refresh=refresh, audio_after=audio_after)
         if t38 == "initial":
             sdp = offer_t38(local_ip, channel.port, channel.port, 1, T38Params(max_datagram=400))
+        elif t38 == "initial-both":
+            audio = offer_audio(local_ip, channel.port, session_id=channel.port, version=1,
+                                codecs=(codec,) if codec else ("PCMU", "PCMA"))
+            image = offer_t38(local_ip, channel.port, channel.port, 1, T38Params(max_datagram=400))
+            sdp = audio + image[image.index("m=image"):]
         else:
             sdp = offer_audio(local_ip, channel.port, session_id=channel.port, version=1,
                               codecs=(codec,) if codec else ("PCMU", "PCMA"))
         start = loop.time()
+        call.sdp = sdp
         call.call_id = endpoint.invite(target, from_uri=f"sip:{caller}@{local_ip}", from_display=caller_name,
                                        sdp=sdp, remote=remote, transport=transport, headers=headers or ())
         try:
@@ -118,7 +130,8 @@ class _OutgoingCall:
     """The calling side's call loop: SIP events, media switches, T.30 progress."""
 
     def __init__(self, endpoint: SipEndpoint, channel: MediaChannel, tiff: Path, local_ip: str, *,
-                 ident: str, ecm: bool, t38: str, hangup_after_pages: int | None) -> None:
+                 ident: str, ecm: bool, t38: str, hangup_after_pages: int | None, refresh: float = 0.0,
+                 audio_after: bool = False) -> None:
         self.endpoint, self.channel, self.tiff, self.local_ip = endpoint, channel, tiff, local_ip
         self.ident, self.ecm, self.t38, self.hangup_after = ident, ecm, t38, hangup_after_pages
         self.call_id = ""
@@ -130,6 +143,10 @@ class _OutgoingCall:
         self.phase_e_at: float | None = None
         self.answered_at: float | None = None
         self.reinvited = False
+        self.refresh, self.audio_after = refresh, audio_after
+        self.sdp = ""  # our current session description, re-sent unchanged by a refresh
+        self.last_refresh = 0.0
+        self.pending = False  # a re-INVITE of ours is outstanding
 
     def _audio(self, codec: str) -> AudioFaxTerminal:
         return AudioFaxTerminal(calling=True, codec=codec, ident=self.ident, ecm=self.ecm, tx_file=self.tiff)
@@ -161,7 +178,7 @@ class _OutgoingCall:
             now = loop.time()
             if isinstance(ev, sipev.CallAnswered) and self.terminal is None:
                 self.answered_at = now
-                if self.t38 == "initial":
+                if self.t38 in ("initial", "initial-both") and has_t38(ev.answer):
                     t38 = parse_t38_answer(str(ev.answer))
                     self._switch_to_t38(t38.params, t38.remote, t38.far_max_datagram)
                 else:
@@ -171,6 +188,8 @@ class _OutgoingCall:
                     result.mode = f"G.711 {answer.codec}"
                 self.channel.start_clock(self.clock)
                 result.status = "answered"
+                if self.t38 == "reinvite":
+                    loop.call_later(1.0, self._request_t38)
             elif isinstance(ev, sipev.CallFailed):
                 result.sip_status, result.status = ev.status, f"call failed: {ev.status} {ev.reason}"
                 return
@@ -180,36 +199,68 @@ class _OutgoingCall:
                 return
             elif isinstance(ev, sipev.ReinviteReceived):
                 self._on_reinvite(ev)
-            elif isinstance(ev, sipev.ReinviteAnswered) and ev.answer is not None and has_t38(ev.answer):
-                t38 = parse_t38_answer(str(ev.answer))
-                self._switch_to_t38(t38.params, t38.remote, t38.far_max_datagram)
+            elif isinstance(ev, sipev.ReinviteAnswered):
+                self.pending = False
+                if ev.answer is not None and has_t38(ev.answer) and self.result.mode != "T.38":
+                    t38 = parse_t38_answer(str(ev.answer))
+                    self._switch_to_t38(t38.params, t38.remote, t38.far_max_datagram)
             elif isinstance(ev, sipev.ReinviteFailed):
-                log.info("far end refused T.38: %s %s", ev.status, ev.reason)
-            if (self.t38 == "reinvite" and not self.reinvited and self.answered_at is not None
-                    and now - self.answered_at >= 1.0):
-                self.reinvited = True
-                self.version += 1
-                ep.reinvite(self.call_id, offer_t38(self.local_ip, self.channel.port, self.channel.port,
-                                                    self.version, T38Params(max_datagram=400)))
+                self.pending = False
+                log.info("far end refused our re-INVITE: %s %s", ev.status, ev.reason)
+            if (self.refresh and self.answered_at is not None and not self.pending and self.phase_e_at is None
+                    and now - max(self.last_refresh, self.answered_at) >= self.refresh):
+                self.last_refresh = now
+                self._reinvite(self.sdp)  # same o= version: a session refresh, nothing changes
+                self.result.refreshes += 1
             self._t30_progress(now)
+
+    def _request_t38(self) -> None:
+        """What an originating gateway does on detecting CNG: re-INVITE to T.38."""
+        if self.reinvited or self.result.mode == "T.38" or self.hung_up:
+            return
+        self.reinvited = True
+        self.version += 1
+        self.sdp = offer_t38(self.local_ip, self.channel.port, self.channel.port, self.version,
+                             T38Params(max_datagram=400))
+        self._reinvite(self.sdp)
+
+    def _reinvite(self, sdp: str) -> None:
+        try:
+            self.endpoint.reinvite(self.call_id, sdp)
+            self.pending = True
+        except Exception as e:  # one is pending (glare retry) or the peer's offer is open: skip
+            log.info("re-INVITE not sent now: %s", e)
 
     def _on_reinvite(self, ev: "sipev.ReinviteReceived") -> None:
         offer = ev.offer
-        if offer is not None and has_t38(offer) and self.t38 in ("accept", "reinvite", "initial"):
+        if ev.same_session and offer is not None:
+            self.endpoint.answer_reinvite(self.call_id, self.sdp)  # the far end's refresh
+            return
+        if offer is not None and has_t38(offer) and self.t38 in ("accept", "reinvite", "initial", "silent"):
             self.version += 1
             t38 = answer_t38(offer, self.local_ip, self.channel.port, self.channel.port, self.version)
             self.endpoint.answer_reinvite(self.call_id, t38.sdp)
-            if self.result.mode != "T.38":
+            self.sdp = t38.sdp
+            if self.result.mode != "T.38" and self.t38 != "silent":
                 self._switch_to_t38(t38.params, t38.remote, t38.far_max_datagram)
             return
         if offer is not None and has_t38(offer):
             self.endpoint.reject_reinvite(self.call_id, 488, "Not Acceptable Here")
             return
-        # a refresh, or audio: answer with audio on the same port and carry on
+        # audio (the far end falls back, or returns after the fax): answer on the same port
         self.version += 1
-        codec = "PCMU"
+        codec = self.result.mode.split()[-1] if self.result.mode.startswith("G.711") else "PCMU"
         sdp = offer_audio(self.local_ip, self.channel.port, self.channel.port, self.version, codecs=(codec,))
         self.endpoint.answer_reinvite(self.call_id, sdp)
+        self.sdp = sdp
+        if self.result.mode == "T.38" and self.phase_e_at is None and offer is not None:
+            # back to G.711 before the fax is through: start over in audio
+            answer = parse_answer(str(offer))
+            if self.terminal is not None:
+                self.terminal.close()
+            self.terminal = self._audio(answer.codec)
+            self.channel.use_audio(self.terminal, answer.payload_type, answer.remote)
+            self.result.mode = f"G.711 {answer.codec}"
 
     def _t30_progress(self, now: float) -> None:
         result, terminal = self.result, self.terminal
@@ -231,7 +282,14 @@ class _OutgoingCall:
                 result.bit_rate, result.ecm = tev.stats.bit_rate, tev.stats.ecm
                 result.remote_ident = tev.stats.remote_ident
                 result.pages_sent = tev.stats.pages_tx
-        if self.phase_e_at is not None and not self.hung_up and now - self.phase_e_at > 0.5:
+        if (self.audio_after and self.phase_e_at is not None and self.result.mode == "T.38"
+                and not self.result.back_to_audio and not self.pending):
+            self.result.back_to_audio = True
+            self.version += 1
+            self.sdp = offer_audio(self.local_ip, self.channel.port, self.channel.port, self.version)
+            self._reinvite(self.sdp)
+        wait = 2.0 if self.audio_after else 0.5
+        if self.phase_e_at is not None and not self.hung_up and now - self.phase_e_at > wait:
             self.hung_up = True
             self.endpoint.hangup(self.call_id)
 

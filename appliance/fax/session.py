@@ -22,6 +22,7 @@ class ReceiveSession:
     phase_e_at: float | None = None
     pages: list[FaxStats] = field(default_factory=list)
     hangup_reason: str = ""
+    signal_window_from: float | None = None
     earlier_trace: list[str] = field(default_factory=list)
 
     def poll(self, now: float) -> str | None:
@@ -38,21 +39,23 @@ class ReceiveSession:
         if self.phase_e_at is not None:
             if now - self.phase_e_at >= self.cfg.post_phase_e_timeout:
                 self.hangup_reason = "far end did not hang up after the fax ended"
-        elif self.signal_at is None and now - self.started >= self.cfg.no_signal_timeout:
+        elif self.signal_at is None and now - (self.signal_window_from or self.started) >= self.cfg.no_signal_timeout:
             self.hangup_reason = "no fax signal"
         elif now - self.started >= self.cfg.max_call_duration:
             self.hangup_reason = "call exceeded the maximum duration"
         return self.hangup_reason or None
 
-    def restart(self, terminal: T30Terminal) -> None:
+    def restart(self, terminal: T30Terminal, now: float) -> None:
         """The call switched media (G.711 <-> T.38) before any page: T.30 starts over on ``terminal``.
 
-        The timers keep counting from the call's start; the old terminal's trace is kept.
+        The wait for a fax signal starts again (the far end trains anew); the call's overall limit
+        still counts from its start.  The old terminal's trace is kept.
         """
         self.earlier_trace.extend(self.terminal.trace)
         self.terminal = terminal
         self.phase_e = self.phase_e_at = None
         self.signal_at = None
+        self.signal_window_from = now
 
     @property
     def complete(self) -> bool:

@@ -86,3 +86,47 @@ def test_every_negotiation_pattern_delivers_pixel_equal_pages(tmp_path, smtp, ap
     assert um["recipient"] == "bob@contoso.test" and um["context"]["CallId"] == "0b9c1d2e"
     lossy = extra["5551004"]
     assert lossy["udptl"].get("recovered_redundancy", 0) > 0, lossy["udptl"]
+
+
+@pytest.mark.xdist_group("t38-b")
+def test_glare_audio_and_image_offer_silent_gateway_refreshes_and_return_to_audio(tmp_path, smtp, appliance_factory):
+    """The harder patterns: both sides re-INVITE to T.38 about the same instant (when they cross: 491
+    and the RFC 3261 14.1 backoff, proven with fixed clocks in tests/sip/test_reinvite.py); audio and
+    T.38 offered together; a gateway that agrees to T.38 and never sends it (fall back to G.711);
+    session refreshes every 4 s during the fax and a re-INVITE back to audio after it."""
+    app = appliance_factory(smtp.port, extra=PEERS)
+    app.start()
+    cases = [
+        ("both sides want T.38 (glare when they cross)", "5551000", "sales@example.test",
+         ["--t38", "reinvite", "--bind", "127.0.0.2"], True),
+        ("audio and T.38 in the INVITE", "5551001", "support@example.test", ["--t38", "initial-both"], True),
+        ("gateway agrees to T.38, sends none", "5551002", "billing@example.test",
+         ["--t38", "silent", "--bind", "127.0.0.2"], False),
+        ("refreshes mid-fax, audio after", "5551003", "legal@example.test",
+         ["--t38", "reinvite", "--refresh", "4", "--audio-after"], True),
+    ]
+    sent, procs = {}, []
+    for i, (name, called, rcpt, opts, _) in enumerate(cases):
+        pages = demo_pages(3, STANDARD, seed=20 + i)
+        path = tmp_path / f"doc{i}.tif"
+        write_fax_tiff(pages, path, STANDARD)
+        sent[rcpt] = pages
+        procs.append((name, send_fax(app.uri(called), path, "--caller", f"55503{i:02d}", *opts)))
+    outs = {}
+    for name, p in procs:
+        rc, out = finish(p)
+        assert rc == 0, f"{name}: {out}"
+        outs[name] = out
+    assert "refresh(es)" in outs["refreshes mid-fax, audio after"]
+    assert "back to audio after the fax" in outs["refreshes mid-fax, audio after"]
+    msgs = smtp.wait_for(len(cases), timeout=60)
+    assert sorted(m["To"] for m in msgs) == sorted(sent)
+    for m in msgs:
+        assert_pages_equal(tiff_attachment(m), sent[m["To"]])
+    db = sqlite3.connect(app.workdir / "spool" / "spool.db")
+    extra = {caller: json.loads(x) for caller, x in db.execute("SELECT caller_number, extra FROM faxes")}
+    for i, (name, *_r, t38) in enumerate(cases):
+        e = extra[f"55503{i:02d}"]
+        assert (e["mode"] == "T.38") is t38, f"{name}: {e['mode']} {e['switches']}"
+    silent = extra["5550302"]
+    assert any("no UDPTL" in s for s in silent["switches"]), silent["switches"]
