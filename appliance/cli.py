@@ -123,7 +123,7 @@ def cmd_send_test_fax(args: argparse.Namespace) -> int:
                                   ident=args.ident, codec=args.codec, ecm=not args.no_ecm,
                                   hangup_after_pages=args.hangup_after, timeout=args.timeout,
                                   t38=args.t38, loss=args.loss, bind=args.bind, headers=headers,
-                                  refresh=args.refresh, audio_after=args.audio_after))
+                                  refresh=args.refresh, audio_after=args.audio_after, ca_file=args.ca))
     extras = (f"; {result.refreshes} refresh(es)" if result.refreshes else "") + (
         "; back to audio after the fax" if result.back_to_audio else "")
     print(f"{'OK' if result.ok else 'FAILED'}: {result.status}; {result.mode}; {result.pages_sent} page(s) sent"
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     c.set_defaults(func=cmd_check_config)
 
     s = sub.add_parser("send-test-fax", help="place a real fax call over SIP (spandsp as the caller)")
-    s.add_argument("--to", required=True, help="sip:USER@HOST[:PORT][;transport=tcp]")
+    s.add_argument("--to", required=True, help="sip:USER@HOST[:PORT][;transport=tcp|tls]")
     s.add_argument("file", nargs="?", help="TIFF or image to send (converted to fax format if needed)")
     s.add_argument("--demo", action="store_true", help="send built-in test pages instead of a file")
     s.add_argument("--caller", default="5550100", help="calling number (From user)")
@@ -183,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--refresh", type=float, default=0.0, metavar="SECONDS",
                    help="re-INVITE with the unchanged SDP this often during the fax (session timer)")
     s.add_argument("--audio-after", action="store_true", help="re-INVITE back to audio after the fax")
+    s.add_argument("--ca", metavar="FILE", help="CA bundle that verifies the far end's TLS certificate")
     s.add_argument("--bind", metavar="ADDRESS", help="our local address (default: the route to the target)")
     s.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
                    help="an extra INVITE header, e.g. an Exchange UM Referred-By (repeatable)")

@@ -22,6 +22,7 @@ from ..sip import events as sipev
 from ..sip.message import SipUri
 from ..sip.sdp import (T38Params, answer_t38, has_t38, offer_audio, offer_t38, parse_answer,
                        parse_t38_answer)
+from ..sip.tls import TlsSettings
 from ..sip.transport import SipEndpoint
 from ..spandsp.audio import AudioFaxTerminal, PageDone, PhaseE
 from ..spandsp.t30 import T30Terminal
@@ -66,8 +67,8 @@ async def send_fax(target: str, tiff: Path, *, caller: str = "5550100", caller_n
                    hangup_after_pages: int | None = None, timeout: float = 600.0, t38: str = "off",
                    loss: float = 0.0, bind: str | None = None,
                    headers: list[tuple[str, str]] | None = None, refresh: float = 0.0,
-                   audio_after: bool = False) -> SendResult:
-    """Call ``target`` (sip:USER@HOST[:PORT][;transport=tcp]) and send every page of ``tiff``.
+                   audio_after: bool = False, ca_file: str | None = None) -> SendResult:
+    """Call ``target`` (sip:USER@HOST[:PORT][;transport=tcp|tls]) and send every page of ``tiff``.
 
     ``t38``: "off" refuses T.38 re-INVITEs (488) and stays on G.711; "refuse" the same, said
     explicitly; "accept" switches when the far end re-INVITEs; "reinvite" re-INVITEs to T.38 one
@@ -81,8 +82,8 @@ async def send_fax(target: str, tiff: Path, *, caller: str = "5550100", caller_n
         raise ValueError(f"t38 must be one of {', '.join(T38_MODES)}")
     uri = SipUri.parse(target)
     transport = uri.params.get("transport", "udp").lower()
-    if transport not in ("udp", "tcp"):
-        raise ValueError(f"transport {transport!r} is not supported (udp or tcp)")
+    if transport not in ("udp", "tcp", "tls"):
+        raise ValueError(f"transport {transport!r} is not supported (udp, tcp or tls)")
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(uri.host.strip("[]"), uri.port or 5060, type=socket.SOCK_DGRAM)
     remote = (infos[0][4][0], infos[0][4][1])
@@ -93,8 +94,13 @@ async def send_fax(target: str, tiff: Path, *, caller: str = "5550100", caller_n
             converted = Path(tmp) / "send.tif"
             prepare_for_sending(tiff, converted)
             tiff = converted
-        endpoint = SipEndpoint()
-        await endpoint.start([(transport, local_ip, 0)])
+        if transport == "tls":  # verify the appliance's certificate against ca_file or the system store
+            endpoint = SipEndpoint(tls=TlsSettings(ca=ca_file or ""))
+            await endpoint.start([("tls-client", local_ip, 0)])
+            endpoint.tls_names[remote] = uri.host.strip("[]")
+        else:
+            endpoint = SipEndpoint()
+            await endpoint.start([(transport, local_ip, 0)])
         channel = await MediaChannel.open_ephemeral(local_ip)
         channel.send_loss = loss
         call = _OutgoingCall(endpoint, channel, tiff, local_ip, ident=ident, ecm=ecm, t38=t38,

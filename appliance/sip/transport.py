@@ -134,6 +134,11 @@ class SipEndpoint:
                 local = Local(kind, host, server.sockets[0].getsockname()[1])
                 holder.append(local)
                 self._servers.append(server)
+            elif kind == "tls-client":
+                # outgoing TLS only (a test-fax sender has no certificate of its own): no listener;
+                # everything in the call, its BYE included, travels on the connection we open, so the
+                # port in Via/Contact is only nominal (the TLS default)
+                local = Local("tls", host, port or 5061)
             else:
                 raise LocalProtocolError(f"unknown SIP transport {kind!r}")
             self.locals.append(local)

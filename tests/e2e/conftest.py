@@ -86,14 +86,19 @@ def smtp() -> Iterator[SmtpServer]:
 class ApplianceProcess:
     """The daemon in its own process, with its stderr collected for assertions and failures."""
 
-    def __init__(self, workdir: Path, smtp_port: int, *, extra: str = "", retry_initial: float = 1.0) -> None:
+    def __init__(self, workdir: Path, smtp_port: int, *, extra: str = "", retry_initial: float = 1.0,
+                 tls: tuple[Path, Path] | None = None) -> None:
         self.workdir = workdir
         self.sip_port = free_port()
+        self.tls_port = free_port("tcp") if tls else 0
+        tls_conf = (f'listen = ["udp:127.0.0.1:{self.sip_port}", "tcp:127.0.0.1:{self.sip_port}", '
+                    f'"tls:127.0.0.1:{self.tls_port}"]\ntls_cert = "{tls[0]}"\ntls_key = "{tls[1]}"'
+                    if tls else f'listen = ["udp:127.0.0.1:{self.sip_port}", "tcp:127.0.0.1:{self.sip_port}"]')
         self.rtp_first = 20000 + (os.getpid() % 200) * 100
         self.config = workdir / "faxbridge.toml"
         self.config.write_text(f"""
 [sip]
-listen = ["udp:127.0.0.1:{self.sip_port}", "tcp:127.0.0.1:{self.sip_port}"]
+{tls_conf}
 rtp_ports = [{self.rtp_first}, {self.rtp_first + 99}]
 
 [fax]
@@ -167,6 +172,8 @@ enabled = false
                 self.proc.wait()
 
     def uri(self, user: str, transport: str = "udp") -> str:
+        if transport == "tls":
+            return f"sip:{user}@127.0.0.1:{self.tls_port};transport=tls"
         tail = ";transport=tcp" if transport == "tcp" else ""
         return f"sip:{user}@127.0.0.1:{self.sip_port}{tail}"
 

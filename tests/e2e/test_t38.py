@@ -130,3 +130,31 @@ def test_glare_audio_and_image_offer_silent_gateway_refreshes_and_return_to_audi
         assert (e["mode"] == "T.38") is t38, f"{name}: {e['mode']} {e['switches']}"
     silent = extra["5550302"]
     assert any("no UDPTL" in s for s in silent["switches"]), silent["switches"]
+
+
+@pytest.mark.xdist_group("t38-c")
+def test_fax_over_sip_tls_with_verified_certificate(tmp_path, smtp, appliance_factory):
+    """SIP over TLS (as Exchange UM's FaxServerURI ;transport=tls uses): the sender verifies the
+    appliance's certificate against a CA, then sends 3 pages over T.38."""
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "faxbridge.test")
+    cert.private_key_pem.write_to_path(str(tmp_path / "sip.key"))
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "sip.crt"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    app = appliance_factory(smtp.port, extra=PEERS, tls=(tmp_path / "sip.crt", tmp_path / "sip.key"))
+    app.start()
+    pages = demo_pages(3, STANDARD, seed=30)
+    write_fax_tiff(pages, tmp_path / "doc.tif", STANDARD)
+    rc, out = finish(send_fax(app.uri("5551000", "tls"), tmp_path / "doc.tif", "--t38", "reinvite",
+                              "--ca", str(tmp_path / "ca.pem")))
+    assert rc == 0, out
+    (msg,) = smtp.wait_for(1, timeout=60)
+    assert_pages_equal(tiff_attachment(msg), pages)
+    db = sqlite3.connect(app.workdir / "spool" / "spool.db")
+    ((line, extra),) = db.execute("SELECT line, extra FROM faxes").fetchall()
+    assert json.loads(extra)["mode"] == "T.38"
+    # a sender that does not trust the certificate never gets a call through
+    rc, out = finish(send_fax(app.uri("5551000", "tls"), tmp_path / "doc.tif", "--timeout", "20"))
+    assert rc != 0, out
