@@ -87,7 +87,7 @@ class ApplianceProcess:
     """The daemon in its own process, with its stderr collected for assertions and failures."""
 
     def __init__(self, workdir: Path, smtp_port: int, *, extra: str = "", retry_initial: float = 1.0,
-                 tls: tuple[Path, Path] | None = None) -> None:
+                 tls: tuple[Path, Path] | None = None, no_signal_timeout: int = 8) -> None:
         self.workdir = workdir
         self.sip_port = free_port()
         self.tls_port = free_port("tcp") if tls else 0
@@ -103,7 +103,7 @@ rtp_ports = [{self.rtp_first}, {self.rtp_first + 99}]
 
 [fax]
 ident = "+1 555 1000"
-no_signal_timeout = 8
+no_signal_timeout = {no_signal_timeout}
 post_phase_e_timeout = 5
 
 [spool]

@@ -94,7 +94,8 @@ def test_glare_audio_and_image_offer_silent_gateway_refreshes_and_return_to_audi
     and the RFC 3261 14.1 backoff, proven with fixed clocks in tests/sip/test_reinvite.py); audio and
     T.38 offered together; a gateway that agrees to T.38 and never sends it (fall back to G.711);
     session refreshes every 4 s during the fax and a re-INVITE back to audio after it."""
-    app = appliance_factory(smtp.port, extra=PEERS)
+    # a switch back to G.711 starts T.30 over (CED, DIS...): give it more than the 8 s other tests use
+    app = appliance_factory(smtp.port, extra=PEERS, no_signal_timeout=30)
     app.start()
     cases = [
         ("both sides want T.38 (glare when they cross)", "5551000", "sales@example.test",
