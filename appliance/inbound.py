@@ -230,9 +230,14 @@ class InboundSipCall:
         assert self._audio is not None and self.session is not None
         if self.session.pages:
             return
-        sdp = offer_audio(self.local_ip, self.channel.port, self._session_id, self._next_version(),
+        sdp = offer_audio(self.local_ip, self.channel.port, self._session_id, self._sdp_version + 1,
                           codecs=(self._audio.codec,))
-        self.sip.reinvite(self.call_id, sdp)
+        try:
+            self.sip.reinvite(self.call_id, sdp)
+        except LocalProtocolError as e:  # an offer is open just now: try again at the next poll
+            log.info("call %s: fall-back re-INVITE deferred: %s", self.call_id, e)
+            return
+        self._sdp_version += 1
         self._sdp = sdp
         self._switch_to_audio(self._audio, why)
 

@@ -34,6 +34,39 @@ t38 = "request"
 """
 
 
+def flood_options(port: int, count: int, seconds: float) -> int:
+    """Send ``count`` OPTIONS to 127.0.0.1:port within about ``seconds``; return how many got a reply."""
+    import socket
+    import time
+
+    answered = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.setblocking(False)
+        me = s.getsockname()[1]
+        start = time.monotonic()
+        for i in range(count):
+            msg = (f"OPTIONS sip:probe@127.0.0.1:{port} SIP/2.0\r\n"
+                   f"Via: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bKflood{i}\r\n"
+                   f"From: <sip:flood@127.0.0.1>;tag=f{i}\r\nTo: <sip:probe@127.0.0.1>\r\n"
+                   f"Call-ID: flood{i}@127.0.0.1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+                   f"Content-Length: 0\r\n\r\n").encode()
+            s.sendto(msg, ("127.0.0.1", port))
+            time.sleep(max(0.0, start + seconds * (i + 1) / count - time.monotonic()))
+            try:
+                while s.recv(65536):
+                    answered += 1
+            except BlockingIOError:
+                pass
+        time.sleep(0.5)
+        try:
+            while s.recv(65536):
+                answered += 1
+        except BlockingIOError:
+            pass
+    return answered
+
+
 def um_referred_by(recipient: str) -> str:
     ctx = "CallId=0b9c1d2e&CallerId=tel:+15550123&Extension=4242&PhoneContext=dp.contoso.test&CallerIdDisplayName=Alice"
     b64 = urllib.parse.quote(base64.b64encode(ctx.encode()).decode(), safe="")
@@ -148,9 +181,14 @@ def test_fax_over_sip_tls_with_verified_certificate(tmp_path, smtp, appliance_fa
     app.start()
     pages = demo_pages(3, STANDARD, seed=30)
     write_fax_tiff(pages, tmp_path / "doc.tif", STANDARD)
-    rc, out = finish(send_fax(app.uri("5551000", "tls"), tmp_path / "doc.tif", "--t38", "reinvite",
-                              "--ca", str(tmp_path / "ca.pem")))
+    sender = send_fax(app.uri("5551000", "tls"), tmp_path / "doc.tif", "--t38", "reinvite",
+                      "--ca", str(tmp_path / "ca.pem"))
+    # once the call is up, a flood of OPTIONS from the same address: rate-limited, the call undisturbed
+    app.wait_log("switched to T.38", timeout=30)
+    answered = flood_options(app.sip_port, count=3000, seconds=3.0)
+    rc, out = finish(sender)
     assert rc == 0, out
+    assert 0 < answered < 3000 * 0.2, answered  # the burst allowance is answered, the rest dropped
     (msg,) = smtp.wait_for(1, timeout=60)
     assert_pages_equal(tiff_attachment(msg), pages)
     db = sqlite3.connect(app.workdir / "spool" / "spool.db")
