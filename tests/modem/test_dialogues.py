@@ -7,7 +7,7 @@ import pytest
 
 from appliance.modem.at import CommandDone, parse_fclass, parse_range_list
 
-from .dialogue import DIALOGUES, expected, load, replay
+from .dialogue import DIALOGUES, expected, load, replay, replay_queued
 
 FILES = sorted(DIALOGUES.glob("*.txt"))
 
@@ -65,3 +65,20 @@ def test_loader_rejects_a_response_without_a_command(tmp_path):
     bad.write_text("> AT\nOK\n")
     with pytest.raises(ValueError, match="not a dialogue line"):
         load(bad)
+
+
+@pytest.mark.parametrize("echo", [False, True], ids=["echo-off", "echo-on"])
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+def test_replay_with_numeric_result_codes(path, echo):
+    """The same dialogues after ATV0: codes end in CR alone, information text in CR LF."""
+    channel, results = replay(path, echo=echo, numeric=True)
+    assert len(results) >= 4
+    for turn, events in results:
+        assert events == expected(turn), (turn, channel.history_text())
+
+
+@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+def test_all_commands_queued_up_front_answer_in_fifo_order(path, seed):
+    channel, events, want = replay_queued(path, random.Random(seed), echo=bool(seed % 2))
+    assert events == want
