@@ -19,8 +19,10 @@ modem's next final result (``DataResult``; a ``CONNECT`` there keeps it open), a
 commands wait for that, because writing a command mid-phase would abort the carrier.
 
 Numeric results (ATV0) are told from one-digit information text by their terminator: V.250
-ends a numeric code with CR alone and text with CR LF, so a digit line ending in CR is held
-until the next byte (or a short settle time) shows which it is.
+ends a numeric code with CR alone and text with CR LF.  While a query (``?``, ``ATI``) runs, a
+digit line ending in CR is held until the next byte (or a 50 ms settle time) shows which it is;
+for any other command it is a result at once, so the data after a numeric CONNECT is not read
+as the LF of a text line.
 """
 from __future__ import annotations
 
@@ -50,6 +52,7 @@ _FINAL_ALIASES = {"NO DIAL TONE": "NO DIALTONE"}
 _CALLER_ID = re.compile(r"^(DATE|TIME|NMBR|NAME|NDID|MESG|DDN_NMBR|CID)\s*=", re.IGNORECASE)
 _TX_COMMANDS = re.compile(r"\+F(TH|TM|DT)\b|^ATA$", re.IGNORECASE)
 _VERBOSE = re.compile(r"(?:^|[^&])V([01]?)")
+_DIGIT_ANSWERS = re.compile(r"\?|^ATI", re.IGNORECASE)  # commands whose text may be "3" or "0"
 _HOLD_SETTLE = 0.05  # seconds to wait for the LF that would make a digit line information text
 
 Direction = Literal["rx", "tx"]
@@ -388,6 +391,9 @@ class AtChannel:
         if self.numeric and text.upper() in NUMERIC_RESULTS:
             if cr_only:
                 self._held = (text, self._now + _HOLD_SETTLE)
+                if self._active is None or not _DIGIT_ANSWERS.search(self._active.cmd):
+                    self._last_cr = False  # V0: an LF after the CR is data, not a terminator
+                    self._flush_held(as_result=True)  # only queries answer with a bare digit
                 return
             # CR LF: V.250 information text, even if it looks like a result code
             self.history.add(self._now, "<", text)
