@@ -84,6 +84,10 @@ def test_error_and_timeout_raise_modem_error_naming_command_and_result():
         with pytest.raises(ModemError, match=r"AT\+FRH=3: timeout after 0.3 s"):
             await port.command("AT+FRH=3", timeout=0.3, expect=("CONNECT",))
         assert 0.25 <= asyncio.get_running_loop().time() - t0 < 2
+        dump = port.history()  # what a failed call writes to the log
+        assert "> AT+FCLASS=2" in dump and "< ERROR" in dump and "timeout after 0.3 s: AT+FRH=3" in dump
+        modem.answers["AT"] = b"\r\nOK\r\n"
+        assert (await port.command("AT")).result == "OK"  # the port still works after both
         port.close()
         modem.hang_up()
     run(main())
@@ -155,6 +159,8 @@ def test_device_disappearing_is_an_event_not_an_exception():
         assert not port.is_open
         with pytest.raises(ModemError, match="closed"):
             await port.command("AT")
+        with pytest.raises(ModemError, match="closed"):
+            await port.write_data(b"\x00")
         assert "device gone" in port.history()
     run(main())
 
