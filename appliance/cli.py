@@ -146,6 +146,29 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- virtual-modem (tests and demos: two emulated Class 1 modems on one line) ---------------
+def cmd_virtual_modem(args: argparse.Namespace) -> int:
+    from .modem.virtual import LineOptions, serve
+
+    try:
+        options = LineOptions(noise_db=args.noise_db, drop_audio=args.drop, hangup_after_page=args.hangup_after_page)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    asyncio.run(serve(args.link[0], args.link[1], options))
+    return 0
+
+
+def _add_virtual_modem(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    v = sub.add_parser("virtual-modem", help="two pseudo-terminal Class 1 fax modems on one virtual line")
+    v.add_argument("--link", nargs=2, required=True, metavar=("A", "B"), help="symlinks to create for the two ptys")
+    v.add_argument("--noise-db", type=float, metavar="DBM0", help="white noise on the line at this level")
+    v.add_argument("--drop", type=float, default=0.0, metavar="P", help="probability of losing each 20 ms block")
+    v.add_argument("--hangup-after-page", type=int, metavar="N", help="drop the call once N pages went through")
+    v.set_defaults(func=cmd_virtual_modem)
+# -- end virtual-modem ------------------------------------------------------------------------
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="faxbridge", description="Fax to Exchange mailbox appliance")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -194,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     t = sub.add_parser("selftest", help="check the installation (imports, spandsp binding, config)")
     t.add_argument("--config")
     t.set_defaults(func=cmd_selftest)
+
+    _add_virtual_modem(sub)
 
     args = p.parse_args(argv)
     _setup_logging(args.verbose)
