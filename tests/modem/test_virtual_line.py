@@ -353,12 +353,9 @@ def _rows(path: Path) -> list[bytes]:
     return [data[i * stride:(i + 1) * stride] for i in range(h)]
 
 
-@pytest.mark.slow
-@pytest.mark.xdist_group("vmodem")
-@pytest.mark.skipif(EFAX is None or shutil.which("tiffcp") is None, reason="needs Debian's efax and libtiff-tools")
-def test_efax_sends_two_pages_to_efax_over_the_virtual_line(tmp_path: Path) -> None:
-    pages = _efax_pages(tmp_path, 2)
-    with VirtualLine(str(tmp_path / "ttyA"), str(tmp_path / "ttyB")) as ln:
+def _efax_call(tmp_path: Path, pages: list[Path], options: LineOptions | None = None):
+    """efax sends ``pages`` from port A, efax receives on port B; (tx rc, rx rc, seconds, call, logs)."""
+    with VirtualLine(str(tmp_path / "ttyA"), str(tmp_path / "ttyB"), options=options) as ln:
         t0 = time.monotonic()
         with open(tmp_path / "rx.log", "w") as rxlog, open(tmp_path / "tx.log", "w") as txlog:
             rx = subprocess.Popen([EFAX, "-d", str(tmp_path / "ttyB"), "-o1", "-r", str(tmp_path / "rx")],
@@ -377,17 +374,88 @@ def test_efax_sends_two_pages_to_efax_over_the_virtual_line(tmp_path: Path) -> N
         elapsed = time.monotonic() - t0
         call = ln.calls[-1]
     logs = (tmp_path / "tx.log").read_text() + (tmp_path / "rx.log").read_text()
+    return tx_rc, rx_rc, elapsed, call, logs
+
+
+def _assert_body_equal(sent: Path, got: Path) -> None:
+    s, r = _rows(sent), _rows(got)
+    # efax prepends EFAX_HEADER_ROWS rows (its header line in the middle of them) and pads ~21
+    # rows at the end; below BODY_FROM every sent row must be there, shifted by the header
+    assert len(r) >= len(s) + EFAX_HEADER_ROWS, (len(s), len(r))
+    body = r[BODY_FROM + EFAX_HEADER_ROWS:len(s) + EFAX_HEADER_ROWS]
+    bad = [i + BODY_FROM for i, (x, y) in enumerate(zip(s[BODY_FROM:], body)) if x != y]
+    assert not bad, f"{got.name}: {len(bad)} rows differ, first {bad[:5]}"
+
+
+needs_efax = pytest.mark.skipif(EFAX is None or shutil.which("tiffcp") is None,
+                                reason="needs Debian's efax and libtiff-tools")
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("vmodem")
+@needs_efax
+def test_efax_sends_two_pages_to_efax_over_the_virtual_line(tmp_path: Path) -> None:
+    pages = _efax_pages(tmp_path, 2)
+    tx_rc, rx_rc, elapsed, call, logs = _efax_call(tmp_path, pages)
     assert tx_rc == 0 and rx_rc == 0, logs[-3000:]
     assert call.answered and call.pages == 2, call
     received = sorted(tmp_path.glob("rx.0*"))
     assert [p.name[-3:] for p in received] == ["001", "002"], logs[-2000:]
     for sent, got in zip(pages, received):
-        s, r = _rows(sent), _rows(got)
-        # efax prepends EFAX_HEADER_ROWS rows (its header line in the middle of them) and pads ~21
-        # rows at the end; below BODY_FROM every sent row must be there, shifted by the header
-        assert len(r) >= len(s) + EFAX_HEADER_ROWS, (len(s), len(r))
-        body = r[BODY_FROM + EFAX_HEADER_ROWS:len(s) + EFAX_HEADER_ROWS]
-        bad = [i + BODY_FROM for i, (x, y) in enumerate(zip(s[BODY_FROM:], body)) if x != y]
-        assert not bad, f"{got.name}: {len(bad)} rows differ, first {bad[:5]}"
-    print(f"efax -> efax, 2 pages: {elapsed:.1f} s; sent rows {BODY_FROM}..{len(s) - 1} == received rows "
-          f"{BODY_FROM + EFAX_HEADER_ROWS}..{len(s) - 1 + EFAX_HEADER_ROWS}")
+        _assert_body_equal(sent, got)
+    print(f"efax -> efax, 2 pages: {elapsed:.1f} s; sent rows {BODY_FROM}..2155 == received rows "
+          f"{BODY_FROM + EFAX_HEADER_ROWS}..{2155 + EFAX_HEADER_ROWS}")
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("vmodem")
+@needs_efax
+def test_line_drops_an_efax_call_after_page_one(tmp_path: Path) -> None:
+    pages = _efax_pages(tmp_path, 2)
+    tx_rc, rx_rc, elapsed, call, logs = _efax_call(tmp_path, pages, LineOptions(hangup_after_page=1))
+    assert call.pages == 1 and call.ended_by == "fault: hang-up after page 1", call
+    assert tx_rc != 0, logs[-3000:]  # the sender knows page 2 did not go
+    received = sorted(tmp_path.glob("rx.0*"))
+    assert [p.name[-3:] for p in received] == ["001"], logs[-2000:]
+    _assert_body_equal(pages[0], received[0])
+    print(f"efax, line dropped after page 1: {elapsed:.1f} s, sender rc {tx_rc}, receiver rc {rx_rc}")
+
+def test_dte_bytes_wait_in_the_pty_while_the_modem_drops_cts(line: VirtualLine, dtes) -> None:
+    a, b = dtes
+    _connect(line, a, b)
+    b.read_until(b"CONNECT\r\n", timeout=8)
+    b.send(b"\xff\x13\x80\x00\x10\x03")
+    b.read_until(b"OK\r\n")
+    a.read_until(b"OK\r\n", b"ERROR\r\n", b"NO CARRIER\r\n", timeout=5)
+    b.send(b"AT+FRM=96\r")
+    a.command("AT+FTM=96", expect=b"CONNECT\r\n")  # V.29 9600: 1200 bytes a second
+    before = line.a.bytes_from_dte
+    blob = b"\x00" * 24000  # 20 s of image data at 9600 bit/s
+    sent = 0
+    deadline = time.monotonic() + 3
+    while sent < len(blob) and time.monotonic() < deadline:
+        try:
+            sent += os.write(a.fd, blob[sent:sent + 4096])
+        except BlockingIOError:
+            time.sleep(0.05)
+    time.sleep(1.0)
+    taken = line.a.bytes_from_dte - before
+    # the modem took its buffer's worth plus what 9600 bit/s drained, not everything written
+    assert taken < 12000 and sent > taken + 2000, (sent, taken)
+    a.send(b"\x10\x03")
+
+
+def test_fast_mode_runs_the_line_faster_than_real_time(tmp_path: Path) -> None:
+    with VirtualLine(str(tmp_path / "A"), str(tmp_path / "B"), options=LineOptions(realtime=False)) as ln:
+        a, b = Dte(tmp_path / "A"), Dte(tmp_path / "B")
+        try:
+            for d in (a, b):
+                d.command("ATE0")
+                d.command("AT+FCLASS=1")
+            t0 = time.monotonic()
+            _connect(ln, a, b)
+            b.read_until(b"CONNECT\r\n", timeout=8)  # after 3 s of CED on the line
+            assert time.monotonic() - t0 < 2.0
+        finally:
+            a.close()
+            b.close()
