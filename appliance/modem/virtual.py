@@ -117,8 +117,12 @@ class VirtualPort:
         os.set_blocking(self.master, False)
         self.link = link
         if link:
-            if os.path.islink(link) or os.path.exists(link):
+            if os.path.islink(link):  # a stale link from an earlier run
                 os.unlink(link)
+            elif os.path.exists(link):
+                os.close(self.master)
+                self.modem.close()
+                raise FileExistsError(f"{link} exists and is not a symlink: not replacing it")
             os.symlink(self.slave_path, link)
         self.present = False  # a DTE has the slave open
         self._out = bytearray()
@@ -200,7 +204,11 @@ class VirtualLine:
                  options: LineOptions | None = None) -> None:
         self.options = options or LineOptions()
         self.a = VirtualPort("A", link_a, number_a)
-        self.b = VirtualPort("B", link_b, number_b)
+        try:
+            self.b = VirtualPort("B", link_b, number_b)
+        except BaseException:
+            self.a.close()
+            raise
         self.calls: list[CallRecord] = []
         self.call: CallRecord | None = None
         self._ringing: tuple[VirtualPort, VirtualPort] | None = None  # (caller, callee)

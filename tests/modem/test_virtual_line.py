@@ -189,6 +189,31 @@ def test_noise_level_and_bounds() -> None:
         LineOptions(hangup_after_page=0)
 
 
+def _frame_through_noise(noise_dbm0: float) -> bytes:
+    a, b = _pair()
+    line = ModemLine(a, b, noise_dbm0=noise_dbm0, seed=3)
+    _run_until(line, b, b"CONNECT", 6)
+    b.at_rx(b"\xff\x13\x80\x00\x10\x03")
+    _run_until(line, b, b"OK", 5)
+    got = b""
+    for _ in range(250):
+        line.step(160)
+        got += a.take_output()
+    return got
+
+
+def test_noise_on_the_line_reaches_the_modems() -> None:
+    assert b"\xff\x13\x80" in _frame_through_noise(-45.0)  # quiet line: the frame arrives
+    assert b"\xff\x13\x80" not in _frame_through_noise(0.0)  # noise as loud as the signal: lost
+
+
+def test_link_never_replaces_a_real_file(tmp_path: Path) -> None:
+    (tmp_path / "A").write_text("precious")
+    with pytest.raises(FileExistsError):
+        VirtualLine(str(tmp_path / "A"), str(tmp_path / "B"))
+    assert (tmp_path / "A").read_text() == "precious"
+
+
 def test_dropped_blocks_are_counted() -> None:
     a, b = _pair()
     line = ModemLine(a, b, drop=0.5, seed=7)
