@@ -6,8 +6,8 @@ VENV := .venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := libspandsp-dev libtiff-tools gcc libffi-dev pkg-config python3-dev python3-venv dpkg-dev
 # what the tests run against: a real registrar (its own service stays off: tests start their own)
-# and SIPp, which replays a recorded gateway call
-TEST_APT_PACKAGES := kamailio sip-tester
+# SIPp, which replays a recorded gateway call, and efax as the far end of the virtual modem line
+TEST_APT_PACKAGES := kamailio sip-tester efax
 STAMP := $(VENV)/.installed
 
 .PHONY: all venv apt run test test-fast bench clean selftest
