@@ -113,7 +113,7 @@ def max_id(db: Path) -> int:
 def main() -> None:
     import argparse
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", default="8,16,32,64,96,128", help="numbers of simultaneous calls to try")
+    ap.add_argument("--sizes", default="8,16,32,64,96,128,160", help="numbers of simultaneous calls to try")
     args = ap.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
     os.sched_setaffinity(0, {1 % os.cpu_count()})  # senders on the other core than the daemon
