@@ -105,6 +105,7 @@ class T30Terminal:
         self._handle = ffi.new_handle(self)
         self._t30 = ffi.NULL
         self._tag = ""
+        self._last_stats = FaxStats(0, False, 0, 0, 0, 0, 0, 0, 0, 0, 0, "", "", "")
 
     def _setup_t30(self, t30: "ffi.CData", *, calling: bool, ident: str, ecm: bool,
                    rx_file: str | os.PathLike[str] | None, tx_file: str | os.PathLike[str] | None,
@@ -144,6 +145,9 @@ class T30Terminal:
         return self.events.popleft() if self.events else None
 
     def stats(self) -> FaxStats:
+        """Live statistics; after ``close()`` the last ones seen (never a read of freed C state)."""
+        if not self.alive:
+            return self._last_stats
         st = ffi.new("t30_stats_t *")
         lib.t30_get_transfer_statistics(self._t30, st)
         return FaxStats(
@@ -168,6 +172,7 @@ class T30Terminal:
         """Free the C state.  Safe to call twice; the rx file is complete once this returns."""
         if self.alive:
             self.terminate()
+            self._last_stats = self.stats()
             self._free()
             self._t30 = ffi.NULL
         _sessions.pop(self._tag, None)

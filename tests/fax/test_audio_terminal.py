@@ -112,3 +112,15 @@ def test_session_enforces_max_duration(tmp_path):
     assert s.poll(119.0) is None
     assert s.poll(120.0) == "call exceeded the maximum duration"
     rx.close()
+
+
+def test_stats_after_close_are_the_last_ones_not_freed_memory(tmp_path):
+    write_fax_tiff(demo_pages(1, STANDARD), tmp_path / "tx.tif", STANDARD)
+    tx = AudioFaxTerminal(calling=True, tx_file=tmp_path / "tx.tif", ident="+1 555 0100")
+    rx = AudioFaxTerminal(calling=False, rx_file=tmp_path / "rx.tif")
+    run_pair(tx, rx)
+    rx.close(), tx.close()
+    assert rx.stats().remote_ident == "+1 555 0100" and rx.stats().pages_rx == 1
+    never = AudioFaxTerminal(calling=False, rx_file=tmp_path / "rx2.tif")
+    never.close()
+    assert never.stats().pages_rx == 0
