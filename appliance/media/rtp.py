@@ -103,6 +103,7 @@ class PlayoutBuffer:
         self._cursor = 0  # unwrapped timestamp of the next sample to play
         self._last_ext = 0
         self._packets: dict[int, bytes] = {}
+        self._ssrc = -1
         self.stats = {"received": 0, "late": 0, "duplicate": 0, "ignored_pt": 0, "fillin": 0, "resync": 0}
 
     def _unwrap(self, ts: int) -> int:
@@ -121,15 +122,21 @@ class PlayoutBuffer:
             return
         if not packet.payload:
             return
-        if self._anchor_time is None:
+        if self._anchor_time is None or packet.ssrc != self._ssrc:
+            if self._anchor_time is not None:
+                self.stats["resync"] += 1  # a new stream (the peer came back to audio): new timeline
+            self._ssrc = packet.ssrc
+            self._packets.clear()
             self._anchor_time, self._anchor_ts = now, packet.timestamp
             self._last_ext = self._cursor = packet.timestamp
         ts = self._unwrap(packet.timestamp)
-        if ts - self._cursor > self.MAX_AHEAD:
-            # the sender restarted its timeline: re-anchor rather than play minutes of fill-in
+        if ts - self._cursor > self.MAX_AHEAD or self._cursor - ts > self.MAX_AHEAD:
+            # the sender restarted its timeline: re-anchor rather than play minutes of fill-in,
+            # or drop everything from now on as late
             self.stats["resync"] += 1
             self._packets.clear()
             self._anchor_time, self._anchor_ts, self._cursor = now, ts, ts
+            self._last_ext = ts
         if ts + len(packet.payload) <= self._cursor:
             self.stats["late"] += 1
             return

@@ -149,3 +149,25 @@ def test_random_loss_and_reorder_conserves_sample_count():
     for item in buf.pull(10.0 + 0.06):
         played += item if isinstance(item, int) else len(item)
     assert played == 80000  # 10 s of samples, none invented, none lost
+
+
+def test_new_stream_after_a_switch_back_to_audio_is_played_not_dropped_as_late():
+    """A peer returning to G.711 starts a new RTP stream: new SSRC, random timestamps that may lie
+    'behind' the old stream's.  Found by the silent-gateway e2e test: every packet was late."""
+    buf = PlayoutBuffer(0, delay=0.0)
+    for i in range(50):
+        buf.put(RtpPacket(0, i, 1_000_000 + i * 160, 1, b"a" * 160), i * 0.02)
+    drain(buf, 1.0)
+    for i in range(5):  # the new stream, far behind the old timeline
+        buf.put(RtpPacket(0, 7000 + i, 5000 + i * 160, 2, b"b" * 160), 1.0 + i * 0.02)
+    out = drain(buf, 1.1)
+    assert b"".join(x for x in out if isinstance(x, bytes)) == b"b" * 800
+    assert buf.stats["late"] == 0 and buf.stats["resync"] == 1
+
+
+def test_same_stream_jumping_far_back_resyncs():
+    buf = PlayoutBuffer(0, delay=0.0)
+    buf.put(pkt(1, 100_000), 0.0)
+    drain(buf, 0.02)
+    buf.put(pkt(2, 10), 0.04)  # 12 s back on the same SSRC
+    assert buf.stats["resync"] == 1 and buf.stats["late"] == 0
