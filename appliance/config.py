@@ -40,13 +40,6 @@ def parse_hostport(value: str, default_port: int) -> tuple[str, int]:
     return host, port
 
 
-@dataclass
-class SipListen:
-    transport: str
-    host: str
-    port: int
-
-
 T38_MODES = ("off", "accept", "request")
 SIP_TRANSPORTS = ("udp", "tcp", "tls")
 

@@ -11,7 +11,6 @@ import asyncio
 import gc
 import logging
 import os
-import random
 import sqlite3
 import sys
 import threading
@@ -54,7 +53,6 @@ class Appliance:
         self.delivery = DeliveryWorker(self.spool, cfg.delivery, resolve_path=cfg.path)
         self.calls: dict[str, InboundSipCall] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._rng = random.SystemRandom()
         self.stats = {"calls": 0, "faxes": 0, "rejected": 0, "no_fax": 0, "incomplete": 0}
 
     # -- lifecycle ---------------------------------------------------------------------------

@@ -106,7 +106,7 @@ class InboundSipCall:
         """Until the call ends: SIP events, T.30 progress, timeouts."""
         loop = asyncio.get_running_loop()
         assert self.session is not None
-        confirmed_at: float | None = None
+        confirmed = False
         while True:
             try:
                 ev = await asyncio.wait_for(self.events.get(), POLL_INTERVAL)
@@ -116,8 +116,8 @@ class InboundSipCall:
             if isinstance(ev, sipev.CallEnded):
                 self.end_reason = self.end_reason or ev.reason
                 return
-            if isinstance(ev, sipev.CallConfirmed) and confirmed_at is None:
-                confirmed_at = now
+            if isinstance(ev, sipev.CallConfirmed) and not confirmed:
+                confirmed = True
                 if self.t38_policy == "request" and self.mode == "audio":
                     loop.call_later(T38_REQUEST_DELAY, self._request_t38)
             elif isinstance(ev, sipev.ReinviteReceived):

@@ -20,7 +20,7 @@ from typing import Callable
 from ..config import RegistrationConfig
 from .digest import DigestClient, parse_challenges
 from .errors import SipParseError
-from .events import Addr, Local
+from .events import Local
 from .message import SipRequest, SipResponse
 from .transaction import NonInviteClientTransaction
 from .uri import SipUri, format_host, host_address, parse_name_addr

@@ -140,12 +140,10 @@ def test_random_loss_and_reorder_conserves_sample_count():
     arrivals = sorted(((i * 0.02 + rng.uniform(0, 0.05), p) for i, p in enumerate(packets) if rng.random() > 0.05),
                       key=lambda x: x[0])
     played = 0
-    t = 0.0
     for when, p in arrivals:
         for item in buf.pull(when):
             played += item if isinstance(item, int) else len(item)
         buf.put(p, when)
-        t = when
     for item in buf.pull(10.0 + 0.06):
         played += item if isinstance(item, int) else len(item)
     assert played == 80000  # 10 s of samples, none invented, none lost

@@ -11,7 +11,6 @@ import select
 import shutil
 import subprocess
 import sys
-import termios
 import time
 import tty
 from pathlib import Path

@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from appliance.sip.events import CallAnswered, CallConfirmed, CallEnded, CallProgress, IncomingCall
+from appliance.sip.events import CallAnswered, CallConfirmed, CallEnded, IncomingCall
 from appliance.sip.message import SipResponse, parse_message
 from appliance.sip.sdp import answer_audio
 from appliance.sip.transport import SipEndpoint

@@ -8,7 +8,7 @@ from appliance.sip.events import (
     CallAnswered, CallConfirmed, CallEnded, CallFailed, CallProgress, IncomingCall, Local, ReinviteConfirmed,
     ReinviteReceived,
 )
-from appliance.sip.message import SipRequest, SipResponse, parse_message
+from appliance.sip.message import SipRequest, SipResponse
 from appliance.sip.sdp import answer_audio
 from appliance.sip.useragent import UserAgent
 
