@@ -212,6 +212,10 @@ class MediaChannel(asyncio.DatagramProtocol):
             return
         self._send(self.stream.packet(payload))
 
+    def skip(self, ticks: int) -> None:
+        """The clock skipped ``ticks`` periods: leave that gap in the RTP timestamps."""
+        self.stream.skip(ticks * SAMPLES)
+
     def _send(self, data: bytes) -> None:
         if self.send_loss and self._loss_rng.random() < self.send_loss:
             self.stats["dropped_on_purpose"] += 1  # `send-test-fax --loss`: exercise the far end

@@ -19,11 +19,13 @@ PTIME = 0.020
 #: packets each channel keeps ready: the send can run ahead of the DSP work by this many ticks
 LOOKAHEAD = 2
 #: a loop blocked for longer than this many periods skips ahead instead of bursting packets
-MAX_CATCH_UP = 5
+#: (the far end's jitter buffer absorbs a burst up to its delay; beyond that, send a gap)
+MAX_CATCH_UP = 10
 
 
 class ClockedChannel(Protocol):
     def send_prepared(self, due: float, now: float) -> None: ...
+    def skip(self, ticks: int) -> None: ...
     def process(self, now: float) -> None: ...
 
 
@@ -67,6 +69,8 @@ class MediaClock:
         if behind >= MAX_CATCH_UP:  # hopelessly behind (the machine stalled): resynchronise
             self.stats["skipped"] += behind
             self._ticks += behind
+            for ch in self.channels:  # the RTP timeline keeps to the wall clock: a gap, not a slip
+                ch.skip(behind)
         channels = list(self.channels)
         while self._due() <= now:
             self._send_round(channels, loop.time)

@@ -83,6 +83,10 @@ class RtpStream:
         self._ts = (self._ts + len(payload)) & 0xFFFFFFFF
         return pkt.build()
 
+    def skip(self, samples: int) -> None:
+        """Samples that were never sent (our clock stalled): the next packet shows the gap."""
+        self._ts = (self._ts + samples) & 0xFFFFFFFF
+
 
 class PlayoutBuffer:
     """Fixed-delay playout of one G.711 stream by RTP timestamp.
@@ -94,6 +98,9 @@ class PlayoutBuffer:
 
     #: a packet further than this ahead of the playout point is a new timeline (the sender jumped)
     MAX_AHEAD = SAMPLE_RATE * 2
+    #: packets still arriving late after this long (no on-time packet between) mean the sender's
+    #: timeline slipped behind ours: re-anchor once instead of dropping the rest of the call
+    SUSTAINED_LATE = 0.1
 
     def __init__(self, payload_type: int, delay: float = 0.06) -> None:
         self.payload_type = payload_type
@@ -104,6 +111,7 @@ class PlayoutBuffer:
         self._last_ext = 0
         self._packets: dict[int, bytes] = {}
         self._ssrc = -1
+        self._late_since: float | None = None
         self.stats = {"received": 0, "late": 0, "duplicate": 0, "ignored_pt": 0, "fillin": 0, "resync": 0}
 
     def _unwrap(self, ts: int) -> int:
@@ -139,7 +147,18 @@ class PlayoutBuffer:
             self._last_ext = ts
         if ts + len(packet.payload) <= self._cursor:
             self.stats["late"] += 1
+            # A backlog read after our own stall arrives in one burst and is followed by on-time
+            # packets; a sender that slipped stays late packet after packet.
+            if self._late_since is None:
+                self._late_since = now
+            elif now - self._late_since >= self.SUSTAINED_LATE:
+                self.stats["resync"] += 1
+                self._packets.clear()
+                self._anchor_time, self._anchor_ts, self._cursor = now, ts, ts
+                self._late_since = None
+                self._packets[ts] = packet.payload
             return
+        self._late_since = None
         if ts in self._packets:
             self.stats["duplicate"] += 1
             return

@@ -18,6 +18,9 @@ class Recorder:
         self.sent += 1
         self.log.append(("send", self.name, self.sent))
 
+    def skip(self, ticks: int) -> None:
+        self.log.append(("skip", self.name, ticks))
+
     def process(self, now: float) -> None:
         self.processed += 1
         self.log.append(("process", self.name, self.processed))

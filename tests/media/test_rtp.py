@@ -169,3 +169,40 @@ def test_same_stream_jumping_far_back_resyncs():
     drain(buf, 0.02)
     buf.put(pkt(2, 10), 0.04)  # 12 s back on the same SSRC
     assert buf.stats["resync"] == 1 and buf.stats["late"] == 0
+
+
+def test_a_sender_that_slipped_behind_is_re_anchored_once_not_dropped_for_the_rest_of_the_call():
+    """A sender whose timestamps run on after it stalled arrives late packet after packet: after
+    SUSTAINED_LATE the buffer re-anchors and plays again, instead of filling in until hang-up."""
+    buf = PlayoutBuffer(0, delay=0.06)
+    t = 0.0
+    for i in range(5):  # on time
+        buf.put(pkt(i, i * 160, bytes([i]) * 160), t)
+        t += 0.02
+    drain(buf, t + 0.06)
+    played = []
+    # the sender stalled 300 ms and continues its timeline: every packet is now 300 ms late
+    for _ in range(15):
+        t += 0.02
+        buf.pull(t)  # our playout runs on meanwhile
+    for i in range(5, 30):
+        buf.put(pkt(i, i * 160, bytes([i]) * 160), t)
+        t += 0.02
+        played += [x for x in buf.pull(t) if isinstance(x, bytes)]
+    played += [x for x in buf.pull(t + 0.1) if isinstance(x, bytes)]
+    assert buf.stats["resync"] == 1
+    late = buf.stats["late"]
+    assert all(bytes([i]) * 160 in played for i in range(5 + late, 30)), late
+
+
+def test_a_backlog_after_our_own_stall_does_not_re_anchor():
+    """Packets read in one burst after the receiver stalled are late once; on-time ones follow."""
+    buf = PlayoutBuffer(0, delay=0.06)
+    for i in range(5):
+        buf.put(pkt(i, i * 160), i * 0.02)
+    drain(buf, 0.5)  # we stalled: the playout ran on with fill-in
+    for i in range(5, 25):  # the backlog, all read at once
+        buf.put(pkt(i, i * 160), 0.5)
+    for i in range(25, 40):  # then the stream goes on in time
+        buf.put(pkt(i, i * 160), i * 0.02)
+    assert buf.stats["late"] > 0 and buf.stats["resync"] == 0
