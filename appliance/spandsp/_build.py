@@ -156,6 +156,95 @@ extern "Python" void _fb_frame(t30_state_t *, void *, int, const uint8_t *, int)
 extern "Python" void _fb_log(int, const char *);
 extern "Python" int _fb_t38_tx(t38_core_state_t *, void *, const uint8_t *, int, int);
 
+
+/* T.30 with our own front-end (the Class 1 modem driver): spandsp decides, the modem modulates */
+typedef void (t30_set_handler_t)(void *user_data, int type, int bit_rate, int short_train, int use_hdlc);
+typedef void (t30_send_hdlc_handler_t)(void *user_data, const uint8_t msg[], int len);
+t30_state_t *t30_init(t30_state_t *s, int calling_party,
+                      t30_set_handler_t *set_rx_type_handler, void *set_rx_type_user_data,
+                      t30_set_handler_t *set_tx_type_handler, void *set_tx_type_user_data,
+                      t30_send_hdlc_handler_t *send_hdlc_handler, void *send_hdlc_user_data);
+int t30_free(t30_state_t *s);
+int t30_restart(t30_state_t *s);
+int t30_call_active(t30_state_t *s);
+void t30_front_end_status(void *user_data, int status);
+int t30_non_ecm_get_chunk(void *user_data, uint8_t buf[], int max_len);
+void t30_non_ecm_put_chunk(void *user_data, const uint8_t buf[], int len);
+void t30_non_ecm_put_bit(void *user_data, int bit);
+void t30_hdlc_accept(void *user_data, const uint8_t msg[], int len, int ok);
+void t30_timer_update(t30_state_t *s, int samples);
+static const int T30_MODEM_NONE;
+static const int T30_MODEM_PAUSE;
+static const int T30_MODEM_CED;
+static const int T30_MODEM_CNG;
+static const int T30_MODEM_V21;
+static const int T30_MODEM_V27TER;
+static const int T30_MODEM_V29;
+static const int T30_MODEM_V17;
+static const int T30_MODEM_DONE;
+static const int T30_FRONT_END_SEND_STEP_COMPLETE;
+static const int T30_FRONT_END_RECEIVE_COMPLETE;
+static const int T30_FRONT_END_SIGNAL_PRESENT;
+static const int T30_FRONT_END_SIGNAL_ABSENT;
+static const int T30_FRONT_END_CED_PRESENT;
+static const int T30_FRONT_END_CNG_PRESENT;
+static const int SIG_STATUS_CARRIER_DOWN;
+static const int SIG_STATUS_CARRIER_UP;
+static const int SIG_STATUS_TRAINING_SUCCEEDED;
+static const int SIG_STATUS_TRAINING_FAILED;
+static const int SIG_STATUS_END_OF_DATA;
+extern "Python" void _fb_fe_set_rx(void *, int, int, int, int);
+extern "Python" void _fb_fe_set_tx(void *, int, int, int, int);
+extern "Python" void _fb_fe_send_hdlc(void *, const uint8_t *, int);
+
+/* T.4: page data from a Class 2 modem into TIFF, and TIFF pages back into T.4 (the emulator) */
+typedef struct t4_state_s t4_rx_state_t;
+typedef struct t4_state_s t4_tx_state_t;
+typedef struct {
+    int pages_transferred;
+    int pages_in_file;
+    int width;
+    int length;
+    int bad_rows;
+    int longest_bad_row_run;
+    int x_resolution;
+    int y_resolution;
+    int encoding;
+    int line_image_size;
+} t4_stats_t;
+t4_rx_state_t *t4_rx_init(t4_rx_state_t *s, const char *file, int output_encoding);
+int t4_rx_start_page(t4_rx_state_t *s);
+int t4_rx_put_bit(t4_rx_state_t *s, int bit);
+int t4_rx_put_chunk(t4_rx_state_t *s, const uint8_t buf[], int len);
+int t4_rx_end_page(t4_rx_state_t *s);
+void t4_rx_set_rx_encoding(t4_rx_state_t *s, int encoding);
+void t4_rx_set_image_width(t4_rx_state_t *s, int width);
+void t4_rx_set_y_resolution(t4_rx_state_t *s, int resolution);
+void t4_rx_set_x_resolution(t4_rx_state_t *s, int resolution);
+void t4_rx_set_far_ident(t4_rx_state_t *s, const char *ident);
+void t4_rx_set_vendor(t4_rx_state_t *s, const char *vendor);
+void t4_rx_set_model(t4_rx_state_t *s, const char *model);
+void t4_rx_get_transfer_statistics(t4_rx_state_t *s, t4_stats_t *t);
+int t4_rx_release(t4_rx_state_t *s);
+int t4_rx_free(t4_rx_state_t *s);
+t4_tx_state_t *t4_tx_init(t4_tx_state_t *s, const char *file, int start_page, int stop_page);
+int t4_tx_start_page(t4_tx_state_t *s);
+int t4_tx_restart_page(t4_tx_state_t *s);
+int t4_tx_end_page(t4_tx_state_t *s);
+int t4_tx_get_chunk(t4_tx_state_t *s, uint8_t buf[], int max_len);
+void t4_tx_set_tx_encoding(t4_tx_state_t *s, int encoding);
+void t4_tx_set_min_bits_per_row(t4_tx_state_t *s, int bits);
+void t4_tx_set_local_ident(t4_tx_state_t *s, const char *ident);
+void t4_tx_set_header_info(t4_tx_state_t *s, const char *info);
+int t4_tx_get_y_resolution(t4_tx_state_t *s);
+int t4_tx_get_x_resolution(t4_tx_state_t *s);
+int t4_tx_get_image_width(t4_tx_state_t *s);
+int t4_tx_get_pages_in_file(t4_tx_state_t *s);
+int t4_tx_get_current_page_in_file(t4_tx_state_t *s);
+void t4_tx_get_transfer_statistics(t4_tx_state_t *s, t4_stats_t *t);
+int t4_tx_release(t4_tx_state_t *s);
+int t4_tx_free(t4_tx_state_t *s);
+
 /* T.31: a Class 1 fax modem emulated on audio (the DTE side speaks AT commands) */
 typedef struct t31_state_s t31_state_t;
 typedef struct at_state_s at_state_t;
@@ -187,6 +276,8 @@ int fb_line_pages(fb_line_t *line);
 int fb_line_frames(fb_line_t *line);
 int fb_line_dropped(fb_line_t *line);
 int fb_line_last_fcf(fb_line_t *line);
+/* make end 0 (a) or 1 (b) a spandsp fax terminal (a Class 2.0 modem's T.30) instead of its T.31 */
+int fb_line_set_fax_end(fb_line_t *line, int end, fax_state_t *fax);
 
 static const int AT_MODEM_CONTROL_CALL;
 static const int AT_MODEM_CONTROL_ANSWER;
@@ -274,6 +365,7 @@ typedef struct {
 struct fb_line_s {
     t31_state_t *a;
     t31_state_t *b;
+    fax_state_t *fax[2];      /* when set, this end is a fax terminal, not the T.31 modem */
     fb_tap_t tap[2];
     int noise_amp;
     uint32_t drop_ppm;
@@ -371,10 +463,20 @@ void fb_line_set_faults(fb_line_t *line, int noise_amp, int drop_per_million, ui
     line->seed = seed ? seed : 2463534242u;
 }
 
+int fb_line_set_fax_end(fb_line_t *line, int end, fax_state_t *fax)
+{
+    if (end < 0 || end > 1)
+        return -1;
+    line->fax[end] = fax;
+    return 0;
+}
+
 static void fb_line_carry(fb_line_t *line, int dir, t31_state_t *from, t31_state_t *to, int samples)
 {
     int16_t amp[1024];
-    int n = t31_tx(from, amp, samples);
+    fax_state_t *fax_from = line->fax[dir];
+    fax_state_t *fax_to = line->fax[1 - dir];
+    int n = fax_from ? fax_tx(fax_from, amp, samples) : t31_tx(from, amp, samples);
     if (n < 0)
         n = 0;
     for (int i = n; i < samples; i++)
@@ -403,7 +505,10 @@ static void fb_line_carry(fb_line_t *line, int dir, t31_state_t *from, t31_state
             amp[i] = (int16_t) (v > 32767 ? 32767 : v < -32768 ? -32768 : v);
         }
     }
-    t31_rx(to, amp, samples);
+    if (fax_to)
+        fax_rx(fax_to, amp, samples);
+    else
+        t31_rx(to, amp, samples);
 }
 
 /* One block both ways; returns the pages counted so far. */
