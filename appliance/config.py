@@ -299,6 +299,64 @@ class RoutingConfig:
                 errors.append(f"routing.{key}: {addr!r} is not a mail address")
 
 
+MODEM_CLASSES = ("1", "1.0", "2", "2.0")
+MODEM_FLOW = ("rtscts", "xonxoff", "none")
+MODEM_SPEEDS = (9600, 19200, 38400, 57600, 115200, 230400, 460800)
+
+
+@dataclass
+class ModemConfig:
+    """Serial fax modems (appliance/modem): which devices, how to talk to them, when to answer."""
+
+    #: device paths: /dev/serial/by-id/... (stable across re-plugging), /dev/ttyUSB0, a virtual link
+    devices: list[str] = field(default_factory=list)
+    #: the first class the modem offers wins; Class 1 runs our own T.30 (ECM, full trace)
+    class_preference: list[str] = field(default_factory=lambda: ["1.0", "1", "2.0", "2"])
+    #: rings before answering
+    rings: int = 2
+    #: extra AT commands sent after the modem's own init (each without "\r", e.g. "ATM0")
+    init: list[str] = field(default_factory=list)
+    #: our CSI on modem calls; "" = fax.ident
+    ident: str = ""
+    #: ask the modem for caller ID (NMBR/NAME/NDID) between the rings
+    caller_id: bool = True
+    #: serial speed between us and the modem, baud
+    speed: int = 115200
+    #: "rtscts" (hardware), "xonxoff" (software) or "none"
+    flow_control: str = "rtscts"
+    #: put any serial modem that is plugged in into service, not only the listed devices
+    auto_adopt: bool = False
+    ecm: bool = True
+
+    def validate(self, errors: list[str]) -> None:
+        seen: set[str] = set()
+        for i, dev in enumerate(self.devices):
+            if not dev.startswith("/") or any(c in dev for c in "\0\r\n"):
+                errors.append(f"modem.devices[{i}]: {dev!r} is not an absolute device path")
+            elif dev in seen:
+                errors.append(f"modem.devices[{i}]: {dev!r} is listed twice")
+            seen.add(dev)
+        bad = [c for c in self.class_preference if c not in MODEM_CLASSES]
+        if bad or not self.class_preference:
+            errors.append(f"modem.class_preference: each entry one of {', '.join(MODEM_CLASSES)}"
+                          + (f", not {', '.join(map(repr, bad))}" if bad else " (at least one)"))
+        elif len(set(self.class_preference)) != len(self.class_preference):
+            errors.append("modem.class_preference: a class is listed twice")
+        if not 1 <= self.rings <= 10:
+            errors.append("modem.rings: must be between 1 and 10")
+        for i, cmd in enumerate(self.init):
+            if (not cmd.upper().startswith("AT") or len(cmd) > 60
+                    or any(not 0x20 <= ord(c) <= 0x7E for c in cmd)):
+                errors.append(f"modem.init[{i}]: {cmd!r} must be one AT command of printable "
+                              "ASCII, at most 60 characters")
+        if len(self.ident) > 20 or any(c not in "0123456789 +" for c in self.ident):
+            errors.append("modem.ident: at most 20 characters of digits, spaces and '+'")
+        if self.speed not in MODEM_SPEEDS:
+            errors.append(f"modem.speed: must be one of {', '.join(map(str, MODEM_SPEEDS))}")
+        if self.flow_control not in MODEM_FLOW:
+            errors.append("modem.flow_control: must be rtscts, xonxoff or none")
+
+
 @dataclass
 class WebConfig:
     listen: str = "127.0.0.1:8080"
@@ -319,6 +377,7 @@ class Config:
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    modem: ModemConfig = field(default_factory=ModemConfig)
     #: directory the relative paths are resolved against (the config file's directory)
     base_dir: Path = field(default=Path("."), repr=False)
 
