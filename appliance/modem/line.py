@@ -1,0 +1,422 @@
+"""One modem line: open the device, probe it, initialise it, count rings, answer, record the call.
+
+Theory of operation.  :meth:`ModemLine.run` loops for the life of the daemon:
+
+    down --(device present)--> probing --(probe + init ok)--> idle --RING--> ringing
+    ringing --(configured rings)--> receiving --(driver returns)--> (re-init) idle
+    ringing --(no RING for RING_GAP s: the caller gave up)--> idle
+    any --(DeviceGone / EIO / udev remove)--> down --(device back)--> probing
+    any --(modem error: ERROR, timeout, no class)--> error --(backoff 1, 2, 4 ... 60 s)--> probing
+
+Between rings the modem reports caller ID (NMBR=, NAME=, NDID=/DDN_NMBR=); the line keeps them
+for the call.  Before answering it asks ``begin`` for a spool record (so even a crash mid-page
+leaves a trace, and a spool that cannot record refuses the call by not answering); the driver for
+the selected class answers and receives; ``finish`` always gets the driver's result, also when
+the modem was pulled out mid-page (the driver returns the pages it has: the contract in
+``driver.py``) or the daemon is stopping.
+
+Drivers are looked up by class and imported only when a call is answered, so a line runs (and
+shows its state) even where a driver cannot be loaded.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Literal
+
+import serial
+
+from .at import DeviceGone, Unsolicited
+from .driver import ModemCall, ModemCallResult, ReceiveDriver
+from .probe import DEFAULT_CLASS_PREFERENCE, ModemInfo, ProbeError, probe
+from .quirks import Quirks, quirks_for
+from .serial_port import Flow, ModemError, ModemPort
+
+log = logging.getLogger(__name__)
+
+State = Literal["probing", "idle", "ringing", "receiving", "down", "error"]
+STATES: tuple[State, ...] = ("probing", "idle", "ringing", "receiving", "down", "error")
+
+#: seconds without a RING after which the caller has given up (rings come every 5-6 s)
+RING_GAP = 10.0
+BACKOFF_MIN, BACKOFF_MAX = 1.0, 60.0
+#: how often a missing device is looked for when no hot-plug event says it is back
+PRESENCE_POLL = 1.0
+#: a device still present after a removal is opened again after this long
+REOPEN_AFTER = 30.0
+
+#: class -> (module, factory, keyword arguments); imported at answer time
+DRIVERS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "1": ("appliance.modem.class1", "Class1Receiver", {}),
+    "1.0": ("appliance.modem.class1", "Class1Receiver", {}),
+    "2": ("appliance.modem.class2", "Class2Receiver", {"variant": "2"}),
+    "2.0": ("appliance.modem.class2", "Class2Receiver", {"variant": "2.0"}),
+}
+
+_CALLER_ID = re.compile(r"^\s*(NMBR|NAME|NDID|DDN_NMBR|DATE|TIME|MESG|CID)\s*=\s*(.*?)\s*$", re.IGNORECASE)
+
+
+class DriverUnavailable(Exception):
+    """No driver can be loaded for the selected class."""
+
+
+class LineGone(Exception):
+    """The device vanished (USB pulled, udev remove)."""
+
+
+def load_driver(fax_class: str) -> ReceiveDriver:
+    """The receive driver for ``fax_class``, imported now (the modules are optional)."""
+    try:
+        module, name, kwargs = DRIVERS[fax_class]
+    except KeyError:
+        raise DriverUnavailable(f"no driver for class {fax_class}") from None
+    try:
+        factory = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise DriverUnavailable(f"class {fax_class} driver {module}:{name} cannot be loaded: {e}") from e
+    return factory(**kwargs)
+
+
+def short_name(device: str) -> str:
+    """A safe name for logs and the ``modem:<name>`` line: the device's base name, plain characters."""
+    base = os.path.basename(device.rstrip("/")) or "modem"
+    return re.sub(r"[^A-Za-z0-9._-]", "_", base)[:64]
+
+
+def clean_caller_field(value: str, limit: int = 64) -> str:
+    """Caller ID comes from the phone line: printable ASCII only, bounded, no quotes."""
+    value = value.strip().strip('"')
+    return "".join(c for c in value if 0x20 <= ord(c) <= 0x7E)[:limit].strip()
+
+
+@dataclass(frozen=True)
+class LineSettings:
+    class_preference: tuple[str, ...] = DEFAULT_CLASS_PREFERENCE
+    rings: int = 2
+    init: tuple[str, ...] = ()
+    ident: str = ""
+    caller_id: bool = True
+    speed: int = 115200
+    flow_control: Flow = "rtscts"
+    ecm: bool = True
+    max_call_duration: float = 900.0
+    command_timeout: float = 3.0
+
+    @classmethod
+    def from_config(cls, modem: Any, fax: Any) -> "LineSettings":
+        """From ``[modem]`` and ``[fax]`` (ident falls back to fax.ident)."""
+        return cls(class_preference=tuple(modem.class_preference), rings=modem.rings,
+                   init=tuple(modem.init), ident=modem.ident or fax.ident, caller_id=modem.caller_id,
+                   speed=modem.speed, flow_control=modem.flow_control, ecm=modem.ecm,
+                   max_call_duration=float(fax.max_call_duration))
+
+
+@dataclass
+class CallerInfo:
+    """What the line knows before it answers; handed to ``begin``."""
+    device: str
+    line: str
+    caller_number: str = ""
+    caller_name: str = ""
+    called_number: str = ""
+    rings: int = 0
+    #: every caller-ID item as the modem sent it (cleaned), e.g. {"DATE": "1127", "NMBR": ...}
+    raw: dict[str, str] = field(default_factory=dict)
+
+
+BeginHook = Callable[[CallerInfo], Awaitable[tuple[Any, Path]]]
+FinishHook = Callable[[Any, ModemCallResult], Awaitable[None]]
+Opener = Callable[[str, int, Flow], Awaitable[ModemPort]]
+
+
+async def _open_port(path: str, speed: int, flow: Flow) -> ModemPort:
+    return await ModemPort.open(path, baudrate=speed, flow=flow)
+
+
+class ModemLine:
+    """One configured (or adopted) device.  ``run()`` until ``stop()``; ``status()`` any time."""
+
+    def __init__(self, device: str, settings: LineSettings, begin: BeginHook, finish: FinishHook, *,
+                 drivers: Callable[[str], ReceiveDriver] = load_driver, opener: Opener = _open_port) -> None:
+        self.device = device
+        self.name = short_name(device)
+        self.line = f"modem:{self.name}"
+        self.settings = settings
+        self._begin, self._finish = begin, finish
+        self._drivers, self._opener = drivers, opener
+        self.state: State = "down"
+        self.reason = "not started"
+        self.since = time.time()
+        self.port: ModemPort | None = None
+        self.node: str | None = None       # the resolved /dev/ttyX, for udev remove events
+        self.info: ModemInfo | None = None
+        self.quirks: Quirks | None = None
+        self.fax_class: str | None = None
+        self.rings = 0
+        self.calls = 0
+        self.last_call: dict[str, Any] | None = None
+        self._stopping = False
+        self._removed = False
+        self._added = False
+        self._wake = asyncio.Event()       # hot-plug add/remove, stop
+        self._finishing: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    # -- what the manager and the dashboard use -------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        return {"device": self.device, "line": self.line, "state": self.state, "reason": self.reason,
+                "since": self.since, "modem": self.info.as_dict() if self.info else None,
+                "class": self.fax_class, "quirks": self.quirks.name if self.quirks else None,
+                "rings": self.rings, "calls": self.calls, "last_call": self.last_call}
+
+    def start(self) -> asyncio.Task[None]:
+        if self._task is None or self._task.done():
+            self._stopping = False
+            self._task = asyncio.create_task(self.run(), name=f"modem-line {self.name}")
+        return self._task
+
+    async def stop(self) -> None:
+        """End the line: a call in progress ends, its result still reaches ``finish``; the port closes."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self._finishing is not None:
+            with contextlib.suppress(Exception):
+                await self._finishing
+        self._close()
+        self._set("down", "stopped")
+
+    def device_added(self) -> None:
+        """udev: the device (or one of its links) appeared."""
+        self._added = True
+        self._wake.set()
+
+    def device_removed(self, reason: str = "device removed") -> None:
+        """udev: the device went away.  A call in progress ends through DeviceGone, with its pages."""
+        self._removed, self._added = True, False
+        port = self.port
+        if port is not None and port.is_open:
+            port.events.put_nowait(DeviceGone(reason))
+            port.close()  # commands waiting in the driver end with "device gone" too
+        self._wake.set()
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def _set(self, state: State, reason: str = "") -> None:
+        if (state, reason) != (self.state, self.reason):
+            log.info("%s: %s%s", self.line, state, f" ({reason})" if reason else "")
+            self.state, self.reason, self.since = state, reason, time.time()
+
+    def _close(self) -> None:
+        port, self.port = self.port, None
+        if port is not None:
+            port.close()
+
+    async def run(self) -> None:
+        backoff = BACKOFF_MIN
+        while not self._stopping:
+            if not os.path.exists(self.device):
+                self._set("down", f"device not present: {self.device}")
+                await self._wait_for_device(seen_missing=True)
+                continue
+            try:
+                await self._session()
+                continue
+            except LineGone as e:
+                reason = str(e)
+                gone = True
+            except (ModemError, ProbeError, DriverUnavailable, OSError, serial.SerialException) as e:
+                reason = str(e)
+                gone = self._removed or (self.port is not None and not self.port.is_open)
+            except Exception as e:  # our bug: the line stays, the daemon lives
+                log.exception("%s: unexpected failure", self.line)
+                reason = f"internal error: {e!r}"
+                gone = False
+            history = self.port.history() if self.port is not None else ""
+            self._close()
+            if gone:
+                self._set("down", reason)
+                backoff = BACKOFF_MIN
+                await self._wait_for_device(seen_missing=False)
+                continue
+            self._set("error", reason)
+            log.warning("%s: %s; retrying in %g s%s", self.line, reason, backoff,
+                        f"\n{history}" if history else "")
+            await self._sleep(backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX)
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Sleep, or less if woken (hot-plug, stop); True if woken."""
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), seconds)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    async def _wait_for_device(self, seen_missing: bool) -> None:
+        """Until the device is back: a udev add, or its path gone and present again.  A path that
+        never went away is tried again after REOPEN_AFTER s (a removal we were told about wrongly)."""
+        waited = 0.0
+        while not self._stopping:
+            present = os.path.exists(self.device)
+            if present and (seen_missing or self._added or waited >= REOPEN_AFTER):
+                return
+            seen_missing = seen_missing or not present
+            await self._sleep(PRESENCE_POLL)
+            waited += PRESENCE_POLL
+
+    async def _session(self) -> None:
+        self._removed = self._added = False
+        self._set("probing")
+        self.port = port = await self._opener(self.device, self.settings.speed, self.settings.flow_control)
+        self.node = os.path.realpath(self.device)
+        self.info = info = await probe(port, timeout=self.settings.command_timeout)
+        self.quirks = quirks_for(info)
+        self.fax_class = info.pick_class(self.settings.class_preference)
+        log.info("%s: %s, classes %s: class %s, quirks %s", self.line, info.describe(),
+                 ",".join(info.classes), self.fax_class, self.quirks.name)
+        while not self._stopping:
+            await self._init(port)
+            await self._idle(port)
+            if self._removed or not port.is_open:
+                raise LineGone("device gone during the call")
+
+    async def _init(self, port: ModemPort) -> None:
+        """Reset and set up for answering: quirks, the configured init strings, caller ID, the class."""
+        assert self.quirks is not None and self.fax_class is not None
+        t = self.settings.command_timeout
+        port.channel.end_data_phase()  # a driver that left a data phase open must not block ATZ
+        await port.command("ATZ", timeout=5.0)
+        await port.command("ATE0V1Q0", timeout=t)
+        await self._optional(port, "ATS0=0", "auto-answer off")  # we count the rings ourselves
+        for cmd in self.quirks.init:
+            await self._optional(port, cmd, f"quirk {self.quirks.name}")
+        flow = self.quirks.flow_command(self.settings.flow_control)
+        if flow:
+            await self._optional(port, flow, "flow control")
+        for cmd in self.settings.init:
+            await port.command(cmd, timeout=t)  # asked for in the config: an ERROR is an error
+        if self.settings.caller_id:
+            await self._optional(port, self.quirks.caller_id, "caller ID")
+        await port.command(f"AT+FCLASS={self.fax_class}", timeout=t)
+        if flow and "reassert_flow_after_fclass" in self.quirks.flags:
+            await self._optional(port, flow, "flow control after +FCLASS")
+
+    async def _optional(self, port: ModemPort, cmd: str, why: str) -> None:
+        try:
+            await port.command(cmd, timeout=self.settings.command_timeout)
+        except ModemError as e:
+            if not port.is_open:
+                raise
+            log.info("%s: %s (%s) refused: %s", self.line, cmd, why, e.result)
+
+    async def _next_event(self, port: ModemPort, timeout: float | None) -> Any:
+        """The next unsolicited event, or None on timeout or a wake-up (hot-plug, stop)."""
+        get = asyncio.ensure_future(port.events.get())
+        wake = asyncio.ensure_future(self._wake.wait())
+        try:
+            done, _ = await asyncio.wait({get, wake}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            wake.cancel()
+            if not get.done():
+                get.cancel()
+        if get.done() and not get.cancelled():
+            return get.result()
+        self._wake.clear()
+        return None
+
+    async def _idle(self, port: ModemPort) -> None:
+        """Wait for a call and answer it; returns after the call (or raises LineGone)."""
+        self.rings = 0
+        cid: dict[str, str] = {}
+        self._set("idle")
+        while not self._stopping:
+            if self._removed:
+                raise LineGone("device removed")
+            ev = await self._next_event(port, RING_GAP if self.rings or cid else None)
+            if ev is None:
+                if self.rings or cid:
+                    log.info("%s: caller gave up after %d ring(s)", self.line, self.rings)
+                    self.rings, cid = 0, {}
+                    self._set("idle")
+                continue
+            if isinstance(ev, DeviceGone):
+                raise LineGone(f"device gone: {ev.reason}")
+            if not isinstance(ev, Unsolicited):
+                log.debug("%s: idle: %r", self.line, ev)
+                continue
+            text = ev.line.strip()
+            if m := _CALLER_ID.match(text):
+                cid[m.group(1).upper()] = clean_caller_field(m.group(2))
+            elif text.upper() == "RING" or text.upper().startswith("RING "):
+                self.rings += 1
+                self._set("ringing", f"{self.rings} of {self.settings.rings} rings")
+                if self.rings >= self.settings.rings:
+                    await self._answer(port, cid)
+                    return
+            else:
+                log.debug("%s: idle: unsolicited %r", self.line, text)
+
+    async def _answer(self, port: ModemPort, cid: dict[str, str]) -> None:
+        assert self.fax_class is not None
+        caller = CallerInfo(self.device, self.line, caller_number=cid.get("NMBR", ""),
+                            caller_name=cid.get("NAME", ""),
+                            called_number=cid.get("NDID") or cid.get("DDN_NMBR", ""),
+                            rings=self.rings, raw=dict(cid))
+        driver = self._drivers(self.fax_class)  # DriverUnavailable: not answered, error + retry
+        try:
+            fax_id, tiff_path = await self._begin(caller)
+        except Exception as e:  # the spool cannot record it: refuse by not answering
+            log.error("%s: not answering %s: the call cannot be recorded: %s", self.line,
+                      caller.caller_number or "a call", e)
+            self._set("error", f"call not answered: cannot record it: {e}")
+            await self._sleep(RING_GAP * 3)  # let the caller give up before the re-init
+            return
+        call = ModemCall(device=self.device, line=self.line, tiff_path=Path(tiff_path),
+                         ident=self.settings.ident, ecm=self.settings.ecm,
+                         caller_number=caller.caller_number, caller_name=caller.caller_name,
+                         called_number=caller.called_number,
+                         max_call_duration=self.settings.max_call_duration,
+                         quirks=self.quirks.flags if self.quirks else frozenset())
+        self._set("receiving", f"fax {fax_id} from {caller.caller_number or 'unknown'}")
+        self.calls += 1
+        started = time.time()
+        result: ModemCallResult | None = None
+        try:
+            result = await asyncio.wait_for(driver.receive(port, call), self.settings.max_call_duration + 60)
+        except asyncio.TimeoutError:
+            result = self._failed(port, "the driver did not return within the call limit")
+        except asyncio.CancelledError:
+            result = self._failed(port, "appliance shutting down")
+            raise
+        except Exception as e:  # the contract says drivers never raise; if one does, keep the pages
+            log.exception("%s: driver failed", self.line)
+            result = self._failed(port, f"driver error: {e!r}")
+        finally:
+            assert result is not None
+            self.last_call = {"fax": fax_id, "complete": result.complete, "started": started,
+                              "pages": result.facts.get("pages"),
+                              "result_text": result.facts.get("result_text", "")}
+            self._finishing = asyncio.ensure_future(self._finish_call(fax_id, result))
+            await asyncio.shield(self._finishing)
+
+    @staticmethod
+    def _failed(port: ModemPort, why: str) -> ModemCallResult:
+        return ModemCallResult(False, {"result_text": why, "extra": {"hangup_reason": why,
+                                                                     "modem_history": port.history()}})
+
+    async def _finish_call(self, fax_id: Any, result: ModemCallResult) -> None:
+        try:
+            await self._finish(fax_id, result)
+        except Exception:  # the record stays "receiving": spool recovery finishes it at restart
+            log.exception("%s: finishing fax %s failed", self.line, fax_id)

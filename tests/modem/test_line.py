@@ -1,0 +1,355 @@
+"""ModemLine: rings, caller ID, answering through the class driver, the spool hooks, errors, removal.
+
+Fast tests play the modem from a script on a real pty (RING and caller ID injected by the test);
+the ``slow`` ones run on the real virtual line: spandsp T.31 on both ends, port A dialled by the
+test through its own ModemPort, port B served by the ModemLine under test.  The driver here is a
+small collaborator implementing the driver contract (answer with ATA, report a result); the real
+Class 1/2 drivers have their own end-to-end tests.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from appliance.modem import line as line_mod
+from appliance.modem.at import DataResult, DeviceGone
+from appliance.modem.driver import ModemCall, ModemCallResult
+from appliance.modem.line import (CallerInfo, DriverUnavailable, LineSettings, ModemLine,
+                                  clean_caller_field, load_driver, short_name)
+from appliance.modem.serial_port import ModemPort
+from appliance.modem.virtual import LineOptions, VirtualLine
+
+from .scripted import ScriptedModem
+
+MODEM = {
+    "ATZ": ["OK"], "ATE0V1Q0": ["OK"], "ATI": ["spandsp", "OK"], "AT+FCLASS=?": ["0,1,1.0", "OK"],
+    "AT+FMI?": ["www.soft-switch.org", "OK"], "AT+FMM?": ["spandsp", "OK"], "AT+FMR?": ["0.0.6", "OK"],
+    "AT+FCLASS=1": ["OK"], "AT+FCLASS=1.0": ["OK"], "AT+FCLASS=0": ["OK"], "ATS0=0": ["OK"],
+    "AT+FTM=?": ["24,48,72,96,145,146", "OK"], "AT+FRM=?": ["24,48,72,96,145,146", "OK"],
+    "AT+VCID=1": ["OK"], "ATA": ["CONNECT"], "ATH0": ["OK"],
+}
+
+
+def run(coro, timeout: float = 30.0):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+async def until(pred: Callable[[], bool], timeout: float, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        await asyncio.sleep(0.02)
+
+
+class Spool:
+    """The two hooks the daemon gives a line (spool.begin_fax / Appliance._finish), recorded."""
+
+    def __init__(self, tmp_path: Path, fail: bool = False) -> None:
+        self.tmp_path, self.fail = tmp_path, fail
+        self.begun: list[CallerInfo] = []
+        self.finished: list[tuple[Any, ModemCallResult]] = []
+
+    async def begin(self, caller: CallerInfo) -> tuple[int, Path]:
+        if self.fail:
+            raise OSError(28, "No space left on device")
+        self.begun.append(caller)
+        return len(self.begun), self.tmp_path / f"fax{len(self.begun)}.tif"
+
+    async def finish(self, fax_id: Any, result: ModemCallResult) -> None:
+        self.finished.append((fax_id, result))
+
+
+class AnsweringDriver:
+    """Implements the driver contract: ATA, then either hang up at once or hold the call until the
+    device goes (then report the pages it has, as a real driver must)."""
+
+    def __init__(self, hold: bool = False, fail: bool = False) -> None:
+        self.hold, self.fail = hold, fail
+        self.calls: list[ModemCall] = []
+        self.answered: asyncio.Event | None = None
+
+    async def receive(self, port: ModemPort, call: ModemCall) -> ModemCallResult:
+        self.answered = self.answered or asyncio.Event()
+        self.calls.append(call)
+        await port.command("ATA", timeout=15, expect=("CONNECT",))
+        self.answered.set()
+        if self.fail:
+            raise RuntimeError("driver bug")
+        if self.hold:
+            while True:
+                ev = await port.events.get()
+                if isinstance(ev, DeviceGone):
+                    return ModemCallResult(False, {"pages": 1, "result_text": f"device gone: {ev.reason}"})
+        return ModemCallResult(True, {"pages": 0, "result_text": "test driver done"})
+
+
+def make_line(path: str, spool: Spool, driver: Any, **settings: Any) -> ModemLine:
+    s = LineSettings(**{"flow_control": "none", "command_timeout": 1.0, **settings})
+    drivers = driver if callable(driver) and not hasattr(driver, "receive") else (lambda cls: driver)
+    return ModemLine(path, s, spool.begin, spool.finish, drivers=drivers)
+
+
+# -- fast: a scripted modem on a pty ------------------------------------------------------------
+
+
+def test_counts_rings_collects_caller_id_answers_and_reinitialises(tmp_path: Path) -> None:
+    spool, driver = Spool(tmp_path), AnsweringDriver()
+
+    async def main() -> None:
+        modem = ScriptedModem(MODEM)
+        line = make_line(modem.path, spool, driver, rings=3, ident="+1 555 0199")
+        line.start()
+        await until(lambda: line.state == "idle", 5, "idle")
+        assert line.fax_class == "1.0" and line.quirks is not None and line.quirks.name == "spandsp"
+        assert "AT+VCID=1" in modem.commands and modem.commands[-1] == "AT+FCLASS=1.0"
+        modem.unsolicited("RING")
+        modem.unsolicited("DATE = 1127", "TIME = 1646", "NMBR = 5550100", 'NAME = "ACME \';rm -rf /"',
+                          "NDID=5551000", "RING")
+        await until(lambda: line.rings == 2, 2, "two rings")
+        assert line.state == "ringing" and not driver.calls
+        n_before = modem.commands.count("ATZ")
+        modem.unsolicited("RING")
+        await until(lambda: spool.finished, 5, "finish")
+        await until(lambda: line.state == "idle" and modem.commands.count("ATZ") > n_before, 5, "re-init")
+        await line.stop()
+        modem.close()
+        assert line.state == "down" and line.port is None
+
+    run(main())
+    (caller,) = spool.begun
+    assert (caller.caller_number, caller.caller_name, caller.called_number, caller.rings) == (
+        "5550100", "ACME ';rm -rf /", "5551000", 3)
+    assert caller.line == f"modem:{short_name(caller.device)}" and caller.raw["DATE"] == "1127"
+    (call,) = driver.calls
+    assert (call.caller_number, call.ident, call.tiff_path) == ("5550100", "+1 555 0199", tmp_path / "fax1.tif")
+    assert spool.finished == [(1, ModemCallResult(True, {"pages": 0, "result_text": "test driver done"}))]
+
+
+def test_caller_giving_up_resets_the_ring_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(line_mod, "RING_GAP", 0.3)
+    spool, driver = Spool(tmp_path), AnsweringDriver()
+
+    async def main() -> None:
+        modem = ScriptedModem(MODEM)
+        line = make_line(modem.path, spool, driver, rings=2)
+        line.start()
+        await until(lambda: line.state == "idle", 5)
+        modem.unsolicited("NMBR=5550100", "RING")
+        await until(lambda: line.state == "ringing", 2)
+        await until(lambda: line.state == "idle" and line.rings == 0, 2, "caller gave up")
+        modem.unsolicited("RING")  # a new call: one ring is not enough
+        await asyncio.sleep(0.1)
+        assert line.rings == 1 and not driver.calls
+        await line.stop()
+        modem.close()
+
+    run(main())
+    assert spool.begun == []
+
+
+def test_driver_that_cannot_be_loaded_leaves_the_call_unanswered(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+
+    def no_driver(cls: str) -> Any:
+        raise DriverUnavailable(f"class {cls} driver appliance.modem.class1:Class1Receiver cannot be loaded")
+
+    async def main() -> ModemLine:
+        modem = ScriptedModem(MODEM)
+        line = make_line(modem.path, spool, no_driver, rings=1)
+        line.start()
+        await until(lambda: line.state == "idle", 5)
+        modem.unsolicited("RING")
+        await until(lambda: line.state == "error", 2)
+        status = line.status()
+        await line.stop()
+        modem.close()
+        assert "ATA" not in modem.commands
+        return status
+
+    status = run(main())
+    assert "class 1.0 driver" in status["reason"] and spool.begun == []
+
+
+def test_spool_that_cannot_record_refuses_by_not_answering(tmp_path: Path) -> None:
+    spool, driver = Spool(tmp_path, fail=True), AnsweringDriver()
+
+    async def main() -> str:
+        modem = ScriptedModem(MODEM)
+        line = make_line(modem.path, spool, driver, rings=1)
+        line.start()
+        await until(lambda: line.state == "idle", 5)
+        modem.unsolicited("RING")
+        await until(lambda: line.state == "error", 2)
+        reason = line.reason
+        await line.stop()
+        modem.close()
+        assert "ATA" not in modem.commands
+        return reason
+
+    assert "cannot record it" in run(main()) and "No space left" in run(main())
+    assert driver.calls == []
+
+
+def test_a_driver_that_raises_still_reaches_finish_with_the_history(tmp_path: Path) -> None:
+    spool, driver = Spool(tmp_path), AnsweringDriver(fail=True)
+
+    async def main() -> None:
+        modem = ScriptedModem(MODEM)
+        line = make_line(modem.path, spool, driver, rings=1)
+        line.start()
+        await until(lambda: line.state == "idle", 5)
+        modem.unsolicited("RING")
+        await until(lambda: spool.finished, 5)
+        await until(lambda: line.state == "idle", 5, "back to idle after the failed call")
+        await line.stop()
+        modem.close()
+
+    run(main())
+    ((fax_id, result),) = spool.finished
+    assert fax_id == 1 and not result.complete
+    assert "driver bug" in result.facts["result_text"] and "> ATA" in result.facts["extra"]["modem_history"]
+
+
+@pytest.mark.parametrize("answers, state, reason", [
+    ({}, "error", "no answer to ATZ (ERROR)"),
+    ({**MODEM, "AT+FCLASS=?": ["0,8", "OK"]}, "error", "offers classes 0,8; none of the preferred"),
+    ({**MODEM, "ATM0": ["ERROR"]}, "error", "ATM0: ERROR"),
+])
+def test_modem_errors_are_states_with_a_reason(tmp_path: Path, answers: dict, state: str, reason: str) -> None:
+    async def main() -> dict:
+        modem = ScriptedModem(answers)
+        line = make_line(modem.path, Spool(tmp_path), AnsweringDriver(), init=("ATM0",))
+        line.start()
+        await until(lambda: line.state == state, 5, state)
+        status = line.status()
+        await line.stop()
+        modem.close()
+        return status
+
+    status = run(main())
+    assert reason in status["reason"], status
+
+
+def test_a_missing_device_is_down_until_it_appears(tmp_path: Path) -> None:
+    link = tmp_path / "ttyModem"
+
+    async def main() -> None:
+        line = make_line(str(link), Spool(tmp_path), AnsweringDriver())
+        line.start()
+        await until(lambda: line.reason.startswith("device not present"), 2)
+        assert line.state == "down" and line.reason == f"device not present: {link}"
+        assert line.line == "modem:ttyModem"
+        modem = ScriptedModem(MODEM)
+        os.symlink(modem.path, link)
+        line.device_added()
+        await until(lambda: line.state == "idle", 5, "idle once the device is there")
+        line.device_removed("unplugged (udev remove)")
+        await until(lambda: line.state == "down", 2)
+        assert "unplugged" in line.reason and line.port is None
+        line.device_added()
+        await until(lambda: line.state == "idle", 5, "idle again")
+        await line.stop()
+        modem.close()
+
+    run(main())
+
+
+def test_caller_fields_are_cleaned_and_names_safe() -> None:
+    assert clean_caller_field('"O"') == "O"
+    assert clean_caller_field("x" * 100) == "x" * 64
+    assert clean_caller_field("A\x1b[2JB\x00") == "A[2JB"
+    assert short_name("/dev/serial/by-id/usb-U.S._Robotics USB Modem_00000001-if00") == (
+        "usb-U.S._Robotics_USB_Modem_00000001-if00")
+    assert short_name("/dev/../etc/passwd") == "passwd"
+
+
+def test_driver_registry_imports_lazily_and_names_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(line_mod.DRIVERS, "2", ("appliance.modem.no_such_driver", "Class2Receiver", {"variant": "2"}))
+    with pytest.raises(DriverUnavailable, match=r"class 2 driver appliance.modem.no_such_driver:Class2Receiver"):
+        load_driver("2")
+    with pytest.raises(DriverUnavailable, match="no driver for class 8"):
+        load_driver("8")
+
+
+# -- slow: the real virtual line (spandsp T.31 on both ends) -------------------------------------
+
+
+async def dial(path: Path, number: str = "5551000") -> tuple[ModemPort, asyncio.Task[Any]]:
+    """Port A: a caller that dials B and waits (the line rings B every 5 s)."""
+    a = await ModemPort.open(str(path), flow="rtscts")
+    await a.command("ATE0")
+    await a.command("AT+FCLASS=1")
+    return a, asyncio.create_task(a.command(f"ATD{number}", timeout=60, expect=("CONNECT",)))
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("modem-line")
+def test_virtual_line_rings_twice_with_caller_id_then_answers(tmp_path: Path) -> None:
+    spool, driver = Spool(tmp_path), AnsweringDriver()
+
+    async def main() -> tuple[float, list[str]]:
+        line = make_line(str(tmp_path / "ttyB"), spool, driver, rings=2, flow_control="rtscts",
+                         command_timeout=3.0)
+        line.start()
+        await until(lambda: line.state == "idle", 10, "idle")
+        a, dialling = await dial(tmp_path / "ttyA")
+        t0 = time.monotonic()
+        await until(lambda: line.state == "ringing", 5, "first ring")
+        await until(lambda: bool(spool.finished), 20, "answered and finished")
+        answered_after = time.monotonic() - t0
+        connect = await asyncio.wait_for(dialling, 10)
+        assert connect.result == "CONNECT"
+        await until(lambda: line.state == "idle", 10, "idle after the call")
+        states = [line.state]
+        a.close()
+        await line.stop()
+        return answered_after, states
+
+    with VirtualLine(str(tmp_path / "ttyA"), str(tmp_path / "ttyB")) as vl:
+        answered_after, _ = run(main(), 60)
+        record = vl.calls[-1]
+    assert record.answered and record.rings == 2, record  # answered on the 2nd ring, not the 1st
+    assert 4.0 < answered_after < 9.0, answered_after  # rings 5 s apart
+    (caller,) = spool.begun
+    assert (caller.caller_number, caller.caller_name, caller.called_number) == ("5550100", "Virtual A", "5551000")
+    assert caller.line == "modem:ttyB"
+    assert driver.calls[0].caller_number == "5550100" and spool.finished[0][1].complete
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("modem-line")
+def test_device_gone_mid_call_finishes_with_the_pages_and_line_comes_back(tmp_path: Path) -> None:
+    spool, driver = Spool(tmp_path), AnsweringDriver(hold=True)
+    links = (str(tmp_path / "ttyA"), str(tmp_path / "ttyB"))
+
+    async def main() -> None:
+        vl = VirtualLine(*links, options=LineOptions(hangup_linger=0.5)).start_thread()
+        line = make_line(links[1], spool, driver, rings=1, flow_control="rtscts", command_timeout=3.0)
+        line.start()
+        await until(lambda: line.state == "idle", 10, "idle")
+        a, dialling = await dial(tmp_path / "ttyA")
+        await until(lambda: line.state == "receiving", 10, "receiving")
+        await until(lambda: driver.answered is not None and driver.answered.is_set(), 10, "ATA CONNECT")
+        await asyncio.to_thread(vl.close)  # the USB modem is pulled: EIO on our side
+        await until(lambda: bool(spool.finished), 10, "finish after the device went")
+        await until(lambda: line.state == "down", 5, "down")
+        a.close()
+        dialling.cancel()
+        assert not os.path.exists(links[1])
+        vl2 = VirtualLine(*links).start_thread()  # plugged in again
+        try:
+            await until(lambda: line.state == "idle", 15, "idle on the returned device")
+        finally:
+            await line.stop()
+            await asyncio.to_thread(vl2.close)
+
+    run(main(), 60)
+    ((fax_id, result),) = spool.finished
+    assert fax_id == 1 and not result.complete and result.facts["pages"] == 1
+    assert "device gone" in result.facts["result_text"]
