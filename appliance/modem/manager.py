@@ -1,0 +1,92 @@
+"""All modem lines of the appliance, and the hot-plug events that start and stop them.
+
+A configured device is matched by the path in the config (a /dev/serial/by-id link, stable when
+the modem is plugged into another USB port), by any of the event's links, or by the node the
+path resolved to when the line last opened it (a removal event comes after the link is gone).
+With ``auto_adopt`` any USB/ACM serial device that appears gets a line of its own.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any, Callable
+
+from .driver import ReceiveDriver
+from .hotplug import HotplugEvent, HotplugMonitor
+from .line import BeginHook, FinishHook, LineSettings, ModemLine, load_driver
+
+log = logging.getLogger(__name__)
+
+
+class ModemManager:
+    def __init__(self, settings: LineSettings, devices: list[str], begin: BeginHook, finish: FinishHook, *,
+                 auto_adopt: bool = False, drivers: Callable[[str], ReceiveDriver] = load_driver) -> None:
+        self.settings = settings
+        self.auto_adopt = auto_adopt
+        self._begin, self._finish, self._drivers = begin, finish, drivers
+        self.lines: dict[str, ModemLine] = {}
+        for device in devices:
+            self._line(device)
+        self.monitor: HotplugMonitor | None = None
+        self.hotplug = "not started"
+        self._started = False
+
+    @classmethod
+    def from_config(cls, cfg: Any, begin: BeginHook, finish: FinishHook, **kwargs: Any) -> "ModemManager":
+        """From the whole Config ([modem] plus fax.ident and fax.max_call_duration)."""
+        return cls(LineSettings.from_config(cfg.modem, cfg.fax), list(cfg.modem.devices), begin, finish,
+                   auto_adopt=cfg.modem.auto_adopt, **kwargs)
+
+    def _line(self, device: str) -> ModemLine:
+        line = ModemLine(device, self.settings, self._begin, self._finish, drivers=self._drivers)
+        self.lines[device] = line
+        return line
+
+    async def start(self, hotplug: bool = True) -> None:
+        """Start every line (a missing or broken device is a line in "down"/"error", not a failure)."""
+        self._started = True
+        for line in self.lines.values():
+            line.start()
+        if hotplug:
+            self.monitor = HotplugMonitor(self.handle)
+            self.hotplug = "watching udev" if self.monitor.start() else self.monitor.reason
+        else:
+            self.hotplug = "off"
+
+    async def stop(self) -> None:
+        """Stop the lines: calls in progress end and are still recorded; ports close."""
+        if self.monitor is not None:
+            self.monitor.stop()
+        await asyncio.gather(*(line.stop() for line in self.lines.values()), return_exceptions=True)
+
+    def find(self, event: HotplugEvent) -> ModemLine | None:
+        """The line for the event's device.  The node a line last opened only counts for a
+        removal: a new device may get the same /dev/ttyUSB0 when it is added."""
+        names = {event.node, *event.links}
+        for device, line in self.lines.items():
+            if device in names or (event.action == "remove" and line.node == event.node):
+                return line
+            if os.path.exists(device) and os.path.realpath(device) == event.node:
+                return line
+        return None
+
+    def handle(self, event: HotplugEvent) -> None:
+        """One udev event (from the monitor, or a test)."""
+        line = self.find(event)
+        if event.action == "remove":
+            if line is not None:
+                log.info("hot-plug: %s removed (%s)", line.device, event.node)
+                line.device_removed(f"unplugged ({event.node} removed)")
+            return
+        if line is not None:
+            log.info("hot-plug: %s is back as %s", line.device, event.node)
+            line.device_added()
+        elif self.auto_adopt and event.looks_like_modem:
+            log.info("hot-plug: adopting %s", event.stable_path)
+            line = self._line(event.stable_path)
+            if self._started:
+                line.start()
+
+    def status(self) -> dict[str, Any]:
+        return {"hotplug": self.hotplug, "lines": [line.status() for line in self.lines.values()]}

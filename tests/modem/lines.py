@@ -1,0 +1,83 @@
+"""Helpers for the line and hot-plug tests: a scripted modem's answers, the spool hooks, a test
+driver that implements the driver contract, and a caller on port A of the virtual line."""
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from appliance.modem.at import DeviceGone
+from appliance.modem.driver import ModemCall, ModemCallResult
+from appliance.modem.line import CallerInfo
+from appliance.modem.serial_port import ModemPort
+
+MODEM = {
+    "ATZ": ["OK"], "ATE0V1Q0": ["OK"], "ATI": ["spandsp", "OK"], "AT+FCLASS=?": ["0,1,1.0", "OK"],
+    "AT+FMI?": ["www.soft-switch.org", "OK"], "AT+FMM?": ["spandsp", "OK"], "AT+FMR?": ["0.0.6", "OK"],
+    "AT+FCLASS=1": ["OK"], "AT+FCLASS=1.0": ["OK"], "AT+FCLASS=0": ["OK"], "ATS0=0": ["OK"],
+    "AT+FTM=?": ["24,48,72,96,145,146", "OK"], "AT+FRM=?": ["24,48,72,96,145,146", "OK"],
+    "AT+VCID=1": ["OK"], "ATA": ["CONNECT"], "ATH0": ["OK"],
+}
+
+
+def run(coro, timeout: float = 30.0):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+async def until(pred: Callable[[], bool], timeout: float, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        await asyncio.sleep(0.02)
+
+
+class Spool:
+    """The two hooks the daemon gives a line (spool.begin_fax / Appliance._finish), recorded."""
+
+    def __init__(self, tmp_path: Path, fail: bool = False) -> None:
+        self.tmp_path, self.fail = tmp_path, fail
+        self.begun: list[CallerInfo] = []
+        self.finished: list[tuple[Any, ModemCallResult]] = []
+
+    async def begin(self, caller: CallerInfo) -> tuple[int, Path]:
+        if self.fail:
+            raise OSError(28, "No space left on device")
+        self.begun.append(caller)
+        return len(self.begun), self.tmp_path / f"fax{len(self.begun)}.tif"
+
+    async def finish(self, fax_id: Any, result: ModemCallResult) -> None:
+        self.finished.append((fax_id, result))
+
+
+class AnsweringDriver:
+    """Implements the driver contract: ATA, then either hang up at once or hold the call until the
+    device goes (then report the pages it has, as a real driver must)."""
+
+    def __init__(self, hold: bool = False, fail: bool = False) -> None:
+        self.hold, self.fail = hold, fail
+        self.calls: list[ModemCall] = []
+        self.answered: asyncio.Event | None = None
+
+    async def receive(self, port: ModemPort, call: ModemCall) -> ModemCallResult:
+        self.answered = self.answered or asyncio.Event()
+        self.calls.append(call)
+        await port.command("ATA", timeout=15, expect=("CONNECT",))
+        self.answered.set()
+        if self.fail:
+            raise RuntimeError("driver bug")
+        if self.hold:
+            while True:
+                ev = await port.events.get()
+                if isinstance(ev, DeviceGone):
+                    return ModemCallResult(False, {"pages": 1, "result_text": f"device gone: {ev.reason}"})
+        return ModemCallResult(True, {"pages": 0, "result_text": "test driver done"})
+
+
+async def dial(path: Path, number: str = "5551000") -> tuple[ModemPort, asyncio.Task[Any]]:
+    """Port A: a caller that dials B and waits (the line rings B every 5 s)."""
+    a = await ModemPort.open(str(path), flow="rtscts")
+    await a.command("ATE0")
+    await a.command("AT+FCLASS=1")
+    return a, asyncio.create_task(a.command(f"ATD{number}", timeout=60, expect=("CONNECT",)))
