@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from .config import Config
@@ -23,12 +24,15 @@ from .delivery.queue import DeliveryWorker
 from .inbound import InboundSipCall
 from .media.channel import MediaChannel, PortAllocator
 from .media.clock import MediaClock
+from .modem.driver import ModemCallResult
+from .modem.line import CallerInfo
+from .modem.manager import ModemManager
 from .routing.router import route
 from .sip import events as sipev
 from .sip.setup import build_endpoint, start_registrations
 from .sip.sdp import NoUsableCodec
 from .sip.useragent import UserAgent
-from .spool.store import FaxRecord, Spool
+from .spool.store import FACT_FIELDS, FaxRecord, Spool
 
 log = logging.getLogger("faxbridge")
 #: a full collection at least this often (seconds), earlier when the appliance is idle
@@ -52,6 +56,9 @@ class Appliance:
         self.media_clock = MediaClock()
         self.delivery = DeliveryWorker(self.spool, cfg.delivery, resolve_path=cfg.path)
         self.calls: dict[str, InboundSipCall] = {}
+        #: serial modem lines ([modem]); None when no device is configured and nothing is adopted
+        self.modems: ModemManager | None = None
+        self._modem_faxes: dict[int, FaxRecord] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.stats = {"calls": 0, "faxes": 0, "rejected": 0, "no_fax": 0, "incomplete": 0}
 
@@ -84,6 +91,10 @@ class Appliance:
         self._spawn(self._collect_garbage())
         self._spawn(self._sip_events())
         self._spawn(self.delivery.run())
+        if self.cfg.modem.devices or self.cfg.modem.auto_adopt:
+            # each line fails alone (absent device: "down", broken modem: "error") and retries
+            self.modems = ModemManager.from_config(self.cfg, self._modem_begin, self._modem_finish)
+            await self.modems.start()
         log.info("who may call: %s", self.peers.describe())
         log.info("SIP listening on %s", ", ".join(f"{l.transport}:{l.host}:{l.port}" for l in self.sip.locals))
 
@@ -96,6 +107,8 @@ class Appliance:
             if not self.calls:
                 break
             await asyncio.sleep(0.05)
+        if self.modems is not None:  # modem calls in progress end and are recorded; ports close
+            await self.modems.stop()
         self.delivery.stop()
         try:
             await self.sip.unregister_all(timeout=5)
@@ -209,6 +222,33 @@ class Appliance:
                                   **call.media_facts()}
             self.calls.pop(ev.call_id, None)
             await loop.run_in_executor(None, self._finish, fax, complete, facts)
+
+    # -- modem calls ---------------------------------------------------------------------------
+    async def _modem_begin(self, caller: CallerInfo) -> tuple[int, Path]:
+        """A modem line is about to answer: record the call first.  Raising makes the line leave
+        the call unanswered, which is better than receiving a fax we cannot keep."""
+        loop = asyncio.get_running_loop()
+        if not os.access(self.spool.root / "incoming", os.W_OK):
+            raise OSError(f"spool {self.spool.root} not writable")
+        self.stats["calls"] += 1
+        extra: dict[str, Any] = {"device": caller.device, "rings": caller.rings, "caller_id": caller.raw}
+        fax = await loop.run_in_executor(None, lambda: self.spool.begin_fax(
+            time.time(), line=caller.line, caller_number=caller.caller_number,
+            caller_name=caller.caller_name, called_number=caller.called_number, extra=extra))
+        self._modem_faxes[fax.id] = fax
+        log.info("modem call on %s from %r, fax %s", caller.line, caller.caller_number, fax.id)
+        return fax.id, self.spool.incoming_path(fax)
+
+    async def _modem_finish(self, fax_id: int, result: ModemCallResult) -> None:
+        """The driver's result goes the way of a SIP call's: spool, routing, delivery."""
+        fax = self._modem_faxes.pop(fax_id, None) or self.spool.get_fax(fax_id)
+        if fax is None:
+            log.error("modem call finished for unknown fax %s", fax_id)
+            return
+        facts = {k: v for k, v in result.facts.items() if k in FACT_FIELDS and k != "extra"}
+        odd = {k: v for k, v in result.facts.items() if k not in FACT_FIELDS}  # never fail on a new key
+        facts["extra"] = {**fax.extra, **odd, **(result.facts.get("extra") or {})}
+        await asyncio.get_running_loop().run_in_executor(None, self._finish, fax, result.complete, facts)
 
     def _refuse(self, ev: sipev.IncomingCall, status: int, reason: str, why: str) -> None:
         log.warning("call %s from %s refused with %d: %s", ev.call_id, ev.caller_number, status, why)

@@ -81,3 +81,19 @@ async def dial(path: Path, number: str = "5551000") -> tuple[ModemPort, asyncio.
     await a.command("ATE0")
     await a.command("AT+FCLASS=1")
     return a, asyncio.create_task(a.command(f"ATD{number}", timeout=60, expect=("CONNECT",)))
+
+
+class PageDriver:
+    """A driver (contract only) that answers and "receives" one real G4 page into the spool file,
+    for the daemon's wiring tests; selected through appliance.modem.line.DRIVERS."""
+
+    async def receive(self, port: ModemPort, call: ModemCall) -> ModemCallResult:
+        from appliance.fax.testpages import demo_pages
+
+        await port.command("ATA", timeout=15, expect=("CONNECT",))
+        page = demo_pages(1)[0]
+        call.tiff_path.parent.mkdir(parents=True, exist_ok=True)
+        page.save(call.tiff_path, format="TIFF", compression="group4", dpi=(204, 196))
+        return ModemCallResult(True, {"pages": 1, "remote_ident": "+1 555 0100", "bit_rate": 14400,
+                                      "ecm": True, "result_code": 0, "result_text": "OK",
+                                      "extra": {"hangup_reason": "normal"}, "a_new_key": 5})
