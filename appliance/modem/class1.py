@@ -49,6 +49,7 @@ from ..spandsp.frontend import FrontEndTerminal, Modem, SendHdlc, SetRx, SetTx, 
 from .at import CommandDone, DataEnd, DataReceived, DataResult, DeviceGone, Unsolicited
 from .dle import DLE, ETX, dle_stuff
 from .driver import ModemCall, ModemCallResult
+from .hdlc import HdlcEncoder
 from .serial_port import ModemError, ModemPort
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ class Class1Call:
         self.rx = SetRx(Modem.NONE, 0, False, False)
         self.hdlc_tx_open = False
         self.tx_hdlc: tuple[Modem, int, bool] = (Modem.V21, 300, False)
+        self._ecm_tx: HdlcEncoder | None = None  # set while an ECM burst (+FTM, our framing) is open
         self.connected = False
         self.end_reason = ""
         self.stats = {"frames_rx": 0, "frames_bad": 0, "frames_tx": 0, "aborts": 0, "fcerror": 0,
@@ -237,9 +239,21 @@ class Class1Call:
             await self._close_hdlc()
             self.term.send_step_complete()
             return
+        if not self.hdlc_tx_open and self._ecm_tx is None:
+            # T.30 queues its phase change until the far carrier drops, but hands over the first
+            # frame at once: the modem type for this frame may still be waiting behind it
+            for later in self.term.requests:
+                if isinstance(later, SendHdlc):
+                    break
+                if isinstance(later, SetTx) and later.hdlc:
+                    self.tx_hdlc = (later.modem, later.bit_rate, bool(later.short_train))
+                    break
+        if self.tx_hdlc[0] != Modem.V21:
+            await self._send_ecm_frame(frame)
+            return
         if not self.hdlc_tx_open:
             await self._gap()
-            await self._command_connect(f"AT+FTH={modulation_code(*self.tx_hdlc)}")
+            await self._command_connect("AT+FTH=3")
             self.hdlc_tx_open = True
             self._last_dir = "tx"
         await self.port.write_data(dle_stuff(frame) + bytes([DLE, ETX]))
@@ -251,8 +265,28 @@ class Class1Call:
                 log.warning("class 1: frame %s answered %s", frame[:3].hex(), result)
         self.term.send_step_complete()
 
+    async def _send_ecm_frame(self, frame: bytes) -> None:
+        """An ECM frame at the image rate: framed here, sent as +FTM data (see hdlc.py)."""
+        if self._ecm_tx is None:
+            await self._gap()
+            await self._command_connect(f"AT+FTM={modulation_code(*self.tx_hdlc)}")
+            self._last_dir = "tx"
+            self._ecm_tx = HdlcEncoder()
+            self._ecm_tx.flags(max(1, self.tx_hdlc[1] // (8 * 5)))  # 200 ms of flags, as spandsp sends
+        self._ecm_tx.frame(frame)
+        data = self._ecm_tx.take()
+        self.stats["frames_tx"] += 1
+        self.stats["data_tx"] += len(data)
+        await self.port.write_data(dle_stuff(data))
+        self.term.send_step_complete()  # queued for the modem; flow control paces the rest
+
     async def _close_hdlc(self) -> None:
-        """End a V.21/ECM transmission left open after a non-final frame."""
+        """End a V.21 transmission left open after a non-final frame, or an ECM burst."""
+        if self._ecm_tx is not None:
+            encoder, self._ecm_tx = self._ecm_tx, None
+            encoder.flags(3)
+            await self.port.write_data(dle_stuff(encoder.take(flush=True)) + bytes([DLE, ETX]))
+            await self._data_result(timeout=60.0)
         if self.hdlc_tx_open:
             self.hdlc_tx_open = False
             await self.port.write_data(bytes([DLE, ETX]))
@@ -305,7 +339,8 @@ class Class1Call:
                 self._first_rx_connected = False
                 result = "CONNECT"
             else:
-                result = await self._receive_command(f"AT+FR{'H' if rx.hdlc else 'M'}={code}")
+                ecm = rx.hdlc and rx.modem != Modem.V21
+                result = await self._receive_command(f"AT+FR{'H' if rx.hdlc and not ecm else 'M'}={code}")
             if result is None:
                 return  # aborted: T.30 wants to transmit
             if result == "+FCERROR":
@@ -323,6 +358,9 @@ class Class1Call:
                 return
             if not rx.hdlc:
                 await self._receive_data()
+                return
+            if rx.modem != Modem.V21:
+                await self._receive_ecm()
                 return
             if first:
                 if rx.modem != Modem.V21:
@@ -387,6 +425,23 @@ class Class1Call:
             self.stats["frames_bad"] += 1
         self.term.hdlc_received(body, ok)
         return ok and bool(body[1] & 0x10)
+
+    async def _receive_ecm(self) -> None:
+        """One ECM burst received as +FRM data and deframed by spandsp's HDLC receiver."""
+        self.term.ecm_rx_start()
+        self.term.hdlc_status(Signal.TRAINING_SUCCEEDED)
+        self.term.hdlc_status(Signal.CARRIER_UP)
+        while True:
+            ev = await self._event(30.0)
+            if ev is None:
+                self.port.channel.end_data_phase(self._loop.time())
+                break
+            if isinstance(ev, DataReceived):
+                self.stats["data_rx"] += len(ev.data)
+                self.term.ecm_rx_data(ev.data)
+            elif isinstance(ev, DataResult):
+                break
+        self.term.hdlc_status(Signal.CARRIER_DOWN)
 
     async def _receive_data(self) -> None:
         self.term.data_status(Signal.TRAINING_SUCCEEDED)

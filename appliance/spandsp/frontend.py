@@ -94,6 +94,7 @@ class FrontEndTerminal(T30Terminal):
         self.calling = calling
         self.requests: Deque[Request] = collections.deque()
         self._buf = ffi.new("uint8_t[4096]")
+        self._ecm_rx = ffi.NULL
         # t30_init restarts T.30 at once, so the first requests (CED or CNG) arrive during it
         t30 = lib.t30_init(ffi.NULL, 1 if calling else 0, lib._fb_fe_set_rx, self._handle,
                            lib._fb_fe_set_tx, self._handle, lib._fb_fe_send_hdlc, self._handle)
@@ -135,6 +136,18 @@ class FrontEndTerminal(T30Terminal):
         n = lib.t30_non_ecm_get_chunk(self._t30, self._buf, min(max_len, 4096))
         return bytes(ffi.buffer(self._buf, max(0, n)))
 
+    def ecm_rx_start(self) -> None:
+        """A new ECM burst: a fresh HDLC receiver whose frames go straight to T.30."""
+        if self.alive:
+            if self._ecm_rx != ffi.NULL:
+                lib.hdlc_rx_free(self._ecm_rx)
+            self._ecm_rx = lib.fb_ecm_rx_new(self._t30)
+
+    def ecm_rx_data(self, data: bytes) -> None:
+        """The +FRM bit stream of an ECM burst (first bit in the LSB); HDLC deframed in C."""
+        if self.alive and self._ecm_rx != ffi.NULL and data:
+            lib.fb_ecm_rx_put(self._ecm_rx, data, len(data))
+
     def advance(self, samples: int) -> None:
         """Time passed (8 kHz samples): T.30's timers (T1, T2, T4 ...) run on this."""
         if self.alive and samples > 0:
@@ -145,6 +158,9 @@ class FrontEndTerminal(T30Terminal):
         return self.alive and bool(lib.t30_call_active(self._t30))
 
     def _free(self) -> None:
+        if self._ecm_rx != ffi.NULL:
+            lib.hdlc_rx_free(self._ecm_rx)
+            self._ecm_rx = ffi.NULL
         lib.t30_free(self._t30)
 
 
