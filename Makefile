@@ -10,7 +10,7 @@ APT_PACKAGES := libspandsp-dev libtiff-tools gcc libffi-dev pkg-config python3-d
 TEST_APT_PACKAGES := kamailio sip-tester efax
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv apt run test test-fast bench clean selftest
+.PHONY: all venv apt run test test-fast hwtest bench clean selftest
 
 all: venv
 
@@ -48,6 +48,12 @@ test: venv
 # Everything but the real-time calls: the protocol libraries, in seconds.
 test-fast: venv
 	$(VENV)/bin/python -m pytest -m "not slow"
+
+# Real hardware (a modem on a serial port): opt-in, described by FAXBRIDGE_HW_* variables;
+# every test says why it skips.  See hwtests/README.md for the bench.
+hwtest: venv
+	$(MAKE) --no-print-directory apt APT_EXTRA="efax libtiff-tools"
+	$(VENV)/bin/python -m pytest -v -s -rs hwtests
 
 bench: venv
 	$(VENV)/bin/python -m tests.bench.bench_calls
