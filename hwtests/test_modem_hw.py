@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
+from typing import Any, Awaitable, Callable
 
 import pytest
 from PIL import Image
@@ -110,7 +111,7 @@ def test_receive_three_pages_from_efax(efax_sender: Bench, tmp_path: Path) -> No
 def test_receive_with_ecm(bench: Bench, tmp_path: Path) -> None:
     """Proves: ECM is negotiated and used end to end.  efax cannot send with ECM, so the sender is
     our own Class 1 sender on the second modem, or a fax machine (FAXBRIDGE_HW_HUMAN=1)."""
-    sender = None
+    sender: Callable[[], Awaitable[Any]] | None = None
     if bench.sender_is_modem and bench.number:
         try:
             from appliance.modem.class1 import Class1Sender
@@ -118,7 +119,7 @@ def test_receive_with_ecm(bench: Bench, tmp_path: Path) -> None:
             pytest.skip(f"no ECM-capable modem sender available: {e}")
         pages = _efax_pages(tmp_path, 1)
 
-        async def sender():  # type: ignore[no-redef]
+        async def send_ecm() -> Any:
             await asyncio.sleep(1.0)
             port = await ModemPort.open(bench.sender, baudrate=bench.speed, flow=bench.flow)  # type: ignore[arg-type]
             try:
@@ -127,6 +128,7 @@ def test_receive_with_ecm(bench: Bench, tmp_path: Path) -> None:
                 return await Class1Sender(bench.number, pages[0], ecm=True).send(port)
             finally:
                 port.close()
+        sender = send_ecm
     elif bench.human:
         print(f"\nSend a 1-page fax with ECM on (the default on most machines) to {bench.number or 'the modem'} now.")
     else:
