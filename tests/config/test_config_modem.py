@@ -61,3 +61,14 @@ def test_bad_values_name_the_key(modem: dict, expected: str) -> None:
     with pytest.raises(ConfigError) as err:
         Config.from_dict({"modem": modem})
     assert any(expected in e for e in err.value.errors), err.value.errors
+
+
+def test_the_readme_modem_example_loads() -> None:
+    import re
+    import tomllib
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"```toml\n(.*?)```", readme, re.S) if b.startswith("[modem]")]
+    m = Config.from_dict(tomllib.loads(block)).modem
+    assert m.devices[0].startswith("/dev/serial/by-id/") and m.rings == 2
