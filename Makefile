@@ -6,8 +6,9 @@ VENV := .venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := libspandsp-dev libtiff-tools gcc libffi-dev pkg-config python3-dev python3-venv dpkg-dev
 # what the tests run against: a real registrar (its own service stays off: tests start their own)
-# SIPp, which replays a recorded gateway call, and efax as the far end of the virtual modem line
-TEST_APT_PACKAGES := kamailio sip-tester efax
+# SIPp, which replays a recorded gateway call, and efax and HylaFAX as the far ends of the virtual
+# modem line (hylafax-server pulls in exim4, local-only; neither daemon is left running)
+TEST_APT_PACKAGES := kamailio sip-tester efax hylafax-server
 STAMP := $(VENV)/.installed
 
 .PHONY: all venv apt run test test-fast hwtest bench clean selftest
@@ -22,6 +23,7 @@ apt:
 	  echo "Installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
 	  case "$$missing" in *kamailio*) $(SUDO) systemctl disable --now kamailio >/dev/null 2>&1 || true;; esac; \
+	  case "$$missing" in *hylafax*) $(SUDO) systemctl disable --now hylafax exim4 >/dev/null 2>&1 || true;; esac; \
 	fi
 
 $(STAMP): pyproject.toml setup.py appliance/spandsp/_build.py
