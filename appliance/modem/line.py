@@ -51,6 +51,11 @@ BACKOFF_MIN, BACKOFF_MAX = 1.0, 60.0
 PRESENCE_POLL = 1.0
 #: a device still present after a removal is opened again after this long
 REOPEN_AFTER = 30.0
+#: an idle modem is asked "AT" this often: one that went silent is found before a call is missed
+IDLE_CHECK = 300.0
+#: at stop, a call in progress gets this long to return its pages after the port is closed
+STOP_GRACE = 10.0
+_WOKEN = object()
 
 #: class -> (module, factory, keyword arguments); imported at answer time
 DRIVERS: dict[str, tuple[str, str, dict[str, Any]]] = {
@@ -183,9 +188,17 @@ class ModemLine:
         return self._task
 
     async def stop(self) -> None:
-        """End the line: a call in progress ends, its result still reaches ``finish``; the port closes."""
+        """End the line: a call in progress ends, its result still reaches ``finish``; the port closes.
+
+        A call is ended the way the driver contract expects a lost device to end it (DeviceGone,
+        then the driver returns the pages it has), not by cancelling the driver mid-page."""
         self._stopping = True
         self._wake.set()
+        port, task = self.port, self._task
+        if self.state == "receiving" and port is not None and port.is_open and task is not None:
+            port.events.put_nowait(DeviceGone("appliance shutting down"))
+            port.close()
+            await asyncio.wait({task}, timeout=STOP_GRACE)
         if self._task is not None and not self._task.done():
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -321,7 +334,7 @@ class ModemLine:
             log.info("%s: %s (%s) refused: %s", self.line, cmd, why, e.result)
 
     async def _next_event(self, port: ModemPort, timeout: float | None) -> Any:
-        """The next unsolicited event, or None on timeout or a wake-up (hot-plug, stop)."""
+        """The next unsolicited event; None on timeout, _WOKEN on a wake-up (hot-plug, stop)."""
         get = asyncio.ensure_future(port.events.get())
         wake = asyncio.ensure_future(self._wake.wait())
         try:
@@ -332,7 +345,9 @@ class ModemLine:
                 get.cancel()
         if get.done() and not get.cancelled():
             return get.result()
-        self._wake.clear()
+        if self._wake.is_set():
+            self._wake.clear()
+            return _WOKEN
         return None
 
     async def _idle(self, port: ModemPort) -> None:
@@ -343,12 +358,17 @@ class ModemLine:
         while not self._stopping:
             if self._removed:
                 raise LineGone("device removed")
-            ev = await self._next_event(port, RING_GAP if self.rings or cid else None)
+            ringing = bool(self.rings or cid)
+            ev = await self._next_event(port, RING_GAP if ringing else IDLE_CHECK)
+            if ev is _WOKEN:
+                continue
             if ev is None:
-                if self.rings or cid:
+                if ringing:
                     log.info("%s: caller gave up after %d ring(s)", self.line, self.rings)
                     self.rings, cid = 0, {}
                     self._set("idle")
+                else:  # a modem that stopped answering raises ModemError: re-init with backoff
+                    await port.command("AT", timeout=self.settings.command_timeout)
                 continue
             if isinstance(ev, DeviceGone):
                 raise LineGone(f"device gone: {ev.reason}")

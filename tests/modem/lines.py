@@ -17,7 +17,7 @@ MODEM = {
     "AT+FMI?": ["www.soft-switch.org", "OK"], "AT+FMM?": ["spandsp", "OK"], "AT+FMR?": ["0.0.6", "OK"],
     "AT+FCLASS=1": ["OK"], "AT+FCLASS=1.0": ["OK"], "AT+FCLASS=0": ["OK"], "ATS0=0": ["OK"],
     "AT+FTM=?": ["24,48,72,96,145,146", "OK"], "AT+FRM=?": ["24,48,72,96,145,146", "OK"],
-    "AT+VCID=1": ["OK"], "ATA": ["CONNECT"], "ATH0": ["OK"],
+    "AT+VCID=1": ["OK"], "ATA": ["CONNECT"], "ATH0": ["OK"], "AT": ["OK"],
 }
 
 

@@ -282,3 +282,43 @@ def test_device_gone_mid_call_finishes_with_the_pages_and_line_comes_back(tmp_pa
     ((fax_id, result),) = spool.finished
     assert fax_id == 1 and not result.complete and result.facts["pages"] == 1
     assert "device gone" in result.facts["result_text"]
+
+
+def test_stop_mid_call_ends_it_through_device_gone_and_keeps_the_pages(tmp_path: Path) -> None:
+    spool, driver = Spool(tmp_path), AnsweringDriver(hold=True)
+
+    async def main() -> None:
+        modem = ScriptedModem(MODEM)
+        line = make_line(modem.path, spool, driver, rings=1)
+        line.start()
+        await until(lambda: line.state == "idle", 5)
+        modem.unsolicited("RING")
+        await until(lambda: driver.answered is not None and driver.answered.is_set(), 5, "answered")
+        await line.stop()
+        modem.close()
+        assert line.state == "down" and line.reason == "stopped"
+
+    run(main())
+    ((_, result),) = spool.finished
+    assert result.facts == {"pages": 1, "result_text": "device gone: appliance shutting down"}
+
+
+def test_an_idle_modem_that_goes_silent_is_found_and_reinitialised(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(line_mod, "IDLE_CHECK", 0.2)
+
+    async def main() -> None:
+        modem = ScriptedModem(MODEM)
+        line = make_line(modem.path, Spool(tmp_path), AnsweringDriver())
+        line.start()
+        await until(lambda: line.state == "idle", 5)
+        await until(lambda: "AT" in modem.commands, 2, "health check")
+        modem.answers["AT"] = []  # the modem stops answering
+        await until(lambda: line.state == "error", 5, "error")
+        assert "AT: timeout" in line.reason
+        modem.answers["AT"] = ["OK"]
+        await until(lambda: line.state == "idle", 5, "re-initialised")
+        await line.stop()
+        modem.close()
+
+    run(main())
