@@ -169,6 +169,57 @@ def _add_virtual_modem(sub: "argparse._SubParsersAction[argparse.ArgumentParser]
 # -- end virtual-modem ------------------------------------------------------------------------
 
 
+# -- modem-probe (what HylaFAX's probemodem does: which modem is this, which class, which quirks) -
+def cmd_modem_probe(args: argparse.Namespace) -> int:
+    import serial
+
+    from .modem.probe import DEFAULT_CLASS_PREFERENCE, ProbeError, probe
+    from .modem.quirks import quirks_for
+    from .modem.serial_port import ModemError, ModemPort
+
+    async def go() -> int:
+        try:
+            port = await ModemPort.open(args.device, baudrate=args.speed, flow=args.flow)
+        except (OSError, serial.SerialException, ValueError) as e:
+            print(f"error: cannot open {args.device}: {e}", file=sys.stderr)
+            return 1
+        try:
+            info = await probe(port)
+        except (ProbeError, ModemError) as e:
+            print(f"error: {args.device}: {e}\n{port.history()}", file=sys.stderr)
+            return 1
+        finally:
+            port.close()
+        quirks = quirks_for(info)
+        print(f"modem:    {info.describe()}")
+        print(f"classes:  {','.join(info.classes) or 'none reported'}")
+        try:
+            print(f"class:    {info.pick_class(args.prefer or DEFAULT_CLASS_PREFERENCE)}")
+        except ProbeError as e:
+            print(f"class:    none usable: {e}")
+        if info.tx_rates or info.rx_rates:
+            print(f"class 1:  +FTM {info.tx_rates}  +FRM {info.rx_rates}")
+        print(f"quirks:   {quirks.name} ({quirks.source}); init {list(quirks.init)}; caller ID "
+              f"{quirks.caller_id}; flags {sorted(quirks.flags)}")
+        for cmd, lines in info.raw.items():
+            print(f"  {cmd:<22} {' | '.join(lines)}")
+        for problem in info.problems:
+            print(f"problem:  {problem}")
+        return 0
+
+    return asyncio.run(go())
+
+
+def _add_modem_probe(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    m = sub.add_parser("modem-probe", help="identify a fax modem: make, model, classes, the quirks used")
+    m.add_argument("device", help="e.g. /dev/serial/by-id/usb-... (stop the appliance first)")
+    m.add_argument("--speed", type=int, default=115200)
+    m.add_argument("--flow", choices=["rtscts", "xonxoff", "none"], default="rtscts")
+    m.add_argument("--prefer", nargs="+", metavar="CLASS", help="class preference (default 1.0 1 2.0 2)")
+    m.set_defaults(func=cmd_modem_probe)
+# -- end modem-probe --------------------------------------------------------------------------
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="faxbridge", description="Fax to Exchange mailbox appliance")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -219,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     t.set_defaults(func=cmd_selftest)
 
     _add_virtual_modem(sub)
+    _add_modem_probe(sub)
 
     args = p.parse_args(argv)
     _setup_logging(args.verbose)

@@ -103,3 +103,16 @@ def test_spandsp_t31_on_the_virtual_line(tmp_path: Path) -> None:
     assert info.raw["ATI4"] == ["ERROR"]
     assert 146 in info.tx_rates and 146 in info.rx_rates
     assert info.pick_class() == "1.0"
+
+
+def test_cli_modem_probe_reports_the_virtual_modem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from appliance.cli import main
+
+    with VirtualLine(str(tmp_path / "ttyA"), str(tmp_path / "ttyB")):
+        rc = main(["modem-probe", str(tmp_path / "ttyB")])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "modem:    www.soft-switch.org spandsp 0.0.6" in out and "class:    1.0" in out
+    assert "quirks:   spandsp" in out
+    assert main(["modem-probe", str(tmp_path / "nothing")]) == 1
+    assert f"cannot open {tmp_path / 'nothing'}" in capsys.readouterr().err
