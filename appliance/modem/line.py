@@ -170,6 +170,7 @@ class ModemLine:
         self._stopping = False
         self._removed = False
         self._added = False
+        self._reached_idle = False         # since the last error: a working modem resets the backoff
         self._wake = asyncio.Event()       # hot-plug add/remove, stop
         self._finishing: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -261,6 +262,8 @@ class ModemLine:
                 backoff = BACKOFF_MIN
                 await self._wait_for_device(seen_missing=False)
                 continue
+            if self._reached_idle:  # it worked for a while: this is a new problem, retry soon
+                backoff, self._reached_idle = BACKOFF_MIN, False
             self._set("error", reason)
             log.warning("%s: %s; retrying in %g s%s", self.line, reason, backoff,
                         f"\n{history}" if history else "")
@@ -355,6 +358,7 @@ class ModemLine:
         self.rings = 0
         cid: dict[str, str] = {}
         self._set("idle")
+        self._reached_idle = True
         while not self._stopping:
             if self._removed:
                 raise LineGone("device removed")

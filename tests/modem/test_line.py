@@ -20,6 +20,7 @@ from appliance.modem import line as line_mod
 from appliance.modem.driver import ModemCallResult
 from appliance.modem.line import (DriverUnavailable, LineSettings, ModemLine,
                                   clean_caller_field, load_driver, short_name)
+from appliance.modem.serial_port import ModemPort
 from appliance.modem.virtual import LineOptions, VirtualLine
 
 from .lines import MODEM, AnsweringDriver, Spool, dial, run, until
@@ -322,3 +323,29 @@ def test_an_idle_modem_that_goes_silent_is_found_and_reinitialised(tmp_path: Pat
         modem.close()
 
     run(main())
+
+
+def test_a_failing_modem_is_retried_with_growing_backoff(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(line_mod, "BACKOFF_MIN", 0.05)
+    monkeypatch.setattr(line_mod, "BACKOFF_MAX", 0.2)
+    opened: list[float] = []
+
+    async def opener(path: str, speed: int, flow: Any) -> ModemPort:
+        opened.append(time.monotonic())
+        return await ModemPort.open(path, baudrate=speed, flow=flow)
+
+    async def main() -> None:
+        modem = ScriptedModem({**MODEM, "AT+FCLASS=1.0": ["ERROR"]})  # init fails every time
+        line = ModemLine(modem.path, LineSettings(flow_control="none", command_timeout=1.0),
+                         Spool(tmp_path).begin, Spool(tmp_path).finish, opener=opener)
+        line.start()
+        await until(lambda: len(opened) >= 5, 5, "five attempts")
+        assert line.state in ("error", "probing") and line.status()["class"] == "1.0"
+        modem.answers["AT+FCLASS=1.0"] = ["OK"]  # fixed (a firmware hiccup)
+        await until(lambda: line.state == "idle", 5, "idle once it works")
+        await line.stop()
+        modem.close()
+
+    run(main())
+    gaps = [b - a for a, b in zip(opened, opened[1:])]
+    assert gaps[0] < gaps[2] and all(g < 1.0 for g in gaps), gaps  # 0.05, 0.1, 0.2, 0.2 ...
