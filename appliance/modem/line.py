@@ -76,6 +76,10 @@ class LineGone(Exception):
     """The device vanished (USB pulled, udev remove)."""
 
 
+class CannotOpen(Exception):
+    """The device is there but cannot be opened (permissions, in use, not a tty)."""
+
+
 def load_driver(fax_class: str) -> ReceiveDriver:
     """The receive driver for ``fax_class``, imported now (the modules are optional)."""
     try:
@@ -248,6 +252,12 @@ class ModemLine:
             except LineGone as e:
                 reason = str(e)
                 gone = True
+            except CannotOpen as e:  # "down" for the dashboard, but retried: access may be granted
+                self._set("down", str(e))
+                log.warning("%s: %s; retrying in %g s", self.line, e, backoff)
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                continue
             except (ModemError, ProbeError, DriverUnavailable, OSError, serial.SerialException) as e:
                 reason = str(e)
                 gone = self._removed or (self.port is not None and not self.port.is_open)
@@ -294,7 +304,10 @@ class ModemLine:
     async def _session(self) -> None:
         self._removed = self._added = False
         self._set("probing")
-        self.port = port = await self._opener(self.device, self.settings.speed, self.settings.flow_control)
+        try:
+            self.port = port = await self._opener(self.device, self.settings.speed, self.settings.flow_control)
+        except (OSError, serial.SerialException, ValueError) as e:
+            raise CannotOpen(f"cannot open {self.device}: {e}") from e
         self.node = os.path.realpath(self.device)
         self.info = info = await probe(port, timeout=self.settings.command_timeout)
         self.quirks = quirks_for(info)
