@@ -349,3 +349,15 @@ def test_a_failing_modem_is_retried_with_growing_backoff(tmp_path: Path, monkeyp
     run(main())
     gaps = [b - a for a, b in zip(opened, opened[1:])]
     assert gaps[0] < gaps[2] and all(g < 1.0 for g in gaps), gaps  # 0.05, 0.1, 0.2, 0.2 ...
+
+
+@pytest.mark.parametrize("fax_class, module, variant", [
+    ("1", "appliance.modem.class1", None), ("1.0", "appliance.modem.class1", None),
+    ("2", "appliance.modem.class2", "2"), ("2.0", "appliance.modem.class2", "2.0"),
+])
+def test_registry_builds_the_real_drivers_where_they_exist(fax_class: str, module: str, variant: str | None) -> None:
+    pytest.importorskip(module, reason=f"{module} is not in this tree yet")
+    driver = load_driver(fax_class)
+    assert callable(getattr(driver, "receive", None))
+    if variant is not None:
+        assert driver.variant == variant  # type: ignore[attr-defined]
