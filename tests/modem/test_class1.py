@@ -1,16 +1,14 @@
 """The Class 1 front-end: spandsp's T.30 driving a Class 1 modem.
 
 The pure parts (modulation codes, HDLC framing for ECM) are tested like a library; the driver is
-tested against spandsp's T.31 modems on the virtual line, with real senders: efax (non-ECM) and
-our own Class 1 sender with ECM on (efax has no ECM).
+tested against spandsp's T.31 modems on the virtual line with our own Class 1 sender, ECM on (efax
+has no ECM).  efax and HylaFAX as the far end of the daemon's line: test_line_efax.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -27,7 +25,6 @@ from appliance.modem.serial_port import ModemPort
 from appliance.modem.virtual import LineOptions, VirtualLine
 from appliance.spandsp.frontend import Modem
 
-from .test_virtual_line import BODY_FROM, EFAX_HEADER_ROWS, _efax_pages, _rows
 
 
 # -- pure ------------------------------------------------------------------------------------
@@ -104,11 +101,6 @@ def test_hdlc_encoder_never_lets_six_ones_through_inside_a_frame() -> None:
 
 # -- against the virtual line ------------------------------------------------------------------
 
-EFAX = shutil.which("efax")
-needs_efax = pytest.mark.skipif(EFAX is None or shutil.which("tiffcp") is None,
-                                reason="needs Debian's efax and libtiff-tools")
-
-
 async def _answer(path: str, tiff: Path, *, rings: int = 2, ecm: bool = True) -> ModemCallResult:
     port = await ModemPort.open(path, flow="none")
     try:
@@ -172,40 +164,6 @@ def test_ecm_sender_to_class1_receiver_pixel_exact(tmp_path: Path) -> None:
     assert result.facts["extra"]["class1"]["frames_bad"] == 0
     _assert_same_pages(rx_tiff, pages)
     print(f"class 1 ECM, 3 pages standard: {elapsed:.1f} s, {sent['class1']['frames_tx']} frames sent")
-
-
-@pytest.mark.slow
-@pytest.mark.xdist_group("class1-efax")
-@needs_efax
-def test_efax_sends_three_pages_to_the_class1_receiver(tmp_path: Path) -> None:
-    """Debian's efax as the far end; efax adds a header: compare the rows below it."""
-    pages = _efax_pages(tmp_path, 3)
-    rx_tiff = tmp_path / "rx.tif"
-
-    async def main() -> tuple[ModemCallResult, int, str]:
-        rx = asyncio.create_task(_answer(str(tmp_path / "B"), rx_tiff))
-        await asyncio.sleep(0.5)
-        with open(tmp_path / "efax.log", "w") as log:
-            proc = await asyncio.create_subprocess_exec(
-                EFAX, "-d", str(tmp_path / "A"), "-o1", "-t", "5551000", *map(str, pages),
-                stdout=log, stderr=subprocess.STDOUT)
-            rc = await asyncio.wait_for(proc.wait(), 240)
-        return await asyncio.wait_for(rx, 60), rc, (tmp_path / "efax.log").read_text()
-
-    with VirtualLine(str(tmp_path / "A"), str(tmp_path / "B")):
-        result, rc, log = asyncio.run(main())
-    assert rc == 0, log[-2000:]
-    assert result.complete, result.facts["result_text"]
-    assert result.facts["pages"] == 3 and result.facts["ecm"] is False
-    for sent, got in zip(pages, read_pages(rx_tiff)):
-        s = _rows(sent)
-        im = got.convert("1")
-        stride = (im.size[0] + 7) // 8
-        data = im.tobytes()
-        r = [data[i * stride:(i + 1) * stride] for i in range(im.size[1])]
-        assert len(r) >= len(s) + EFAX_HEADER_ROWS
-        bad = [i for i in range(BODY_FROM, len(s)) if s[i] != r[i + EFAX_HEADER_ROWS]]
-        assert not bad, f"{len(bad)} rows differ, first {bad[:5]}"
 
 
 @pytest.mark.slow

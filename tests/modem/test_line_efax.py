@@ -26,8 +26,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("modem-line"),
 
 
 def test_efax_to_the_daemon_over_the_virtual_line(tmp_path: Path, appliance_side_effects: None) -> None:  # noqa: F811
-    pytest.importorskip("appliance.modem.class1", reason="the Class 1 driver is not in this tree yet")
-    pages = _efax_pages(tmp_path, 1)
+    pages = _efax_pages(tmp_path, 3)
     links = (str(tmp_path / "ttyA"), str(tmp_path / "ttyB"))
 
     async def main() -> tuple[object, list[Path], str]:
@@ -39,8 +38,8 @@ def test_efax_to_the_daemon_over_the_virtual_line(tmp_path: Path, appliance_side
             await until(lambda: line.state == "idle", 10, "idle")
             with open(tmp_path / "efax.log", "w") as log:
                 efax = await asyncio.create_subprocess_exec(
-                    "efax", "-d", links[0], "-o1", "-t", "5551000", str(pages[0]), stdout=log, stderr=log)
-                rc = await asyncio.wait_for(efax.wait(), 150)
+                    "efax", "-d", links[0], "-o1", "-t", "5551000", *map(str, pages), stdout=log, stderr=log)
+                rc = await asyncio.wait_for(efax.wait(), 240)
             await until(lambda: app.stats["faxes"] == 1, 20, "fax recorded")
             await until(lambda: any(j.state == "delivered" for j in app.spool.jobs_for(1)), 20, "delivered")
             fax = app.spool.get_fax(1)
@@ -50,20 +49,24 @@ def test_efax_to_the_daemon_over_the_virtual_line(tmp_path: Path, appliance_side
         return fax, list((tmp_path / "Maildir" / "new").iterdir()), line.state
 
     with VirtualLine(*links):
-        fax, mails, state = asyncio.run(asyncio.wait_for(main(), 240))
-    assert fax.line == "modem:ttyB" and fax.complete and fax.pages == 1
+        fax, mails, state = asyncio.run(asyncio.wait_for(main(), 330))
+    assert fax.line == "modem:ttyB" and fax.complete and fax.pages == 3
     assert (fax.caller_number, fax.caller_name, fax.called_number) == ("5550100", "Virtual A", "5551000")
     assert fax.extra["rings"] == 2 and fax.extra["modem_class"] == "1"
     (mail,) = mails
     msg = email.message_from_bytes(mail.read_bytes(), policy=email.policy.default)
     assert "sales@example.test" in msg["To"]  # routed by the NDID the modem reported
     (tif,) = [p for p in msg.iter_attachments() if p.get_content_type() == "image/tiff"]
+    assert msg["X-FaxNumberOfPages"] == "3"
     with Image.open(io.BytesIO(tif.get_content())) as im:
-        im = im.convert("1")
-        w, h = im.size
-        data, stride = im.tobytes(), (w + 7) // 8
-    got = [data[i * stride:(i + 1) * stride] for i in range(h)]
-    sent = _rows(pages[0])
-    body = got[BODY_FROM + EFAX_HEADER_ROWS:len(sent) + EFAX_HEADER_ROWS]
-    bad = [i for i, (x, y) in enumerate(zip(sent[BODY_FROM:], body)) if x != y]
-    assert len(body) == len(sent) - BODY_FROM and not bad, (len(got), bad[:5])
+        assert im.n_frames == 3
+        for n, page in enumerate(pages):
+            im.seek(n)
+            frame = im.convert("1")
+            w, h = frame.size
+            data, stride = frame.tobytes(), (w + 7) // 8
+            got = [data[i * stride:(i + 1) * stride] for i in range(h)]
+            sent = _rows(page)
+            body = got[BODY_FROM + EFAX_HEADER_ROWS:len(sent) + EFAX_HEADER_ROWS]
+            bad = [i for i, (x, y) in enumerate(zip(sent[BODY_FROM:], body)) if x != y]
+            assert len(body) == len(sent) - BODY_FROM and not bad, (n + 1, len(got), bad[:5])
