@@ -91,8 +91,12 @@ class Class1Call:
     """
 
     def __init__(self, port: ModemPort, term: FrontEndTerminal, connect: str, *,
-                 max_duration: float = 900.0, connect_timeout: float = 60.0) -> None:
+                 max_duration: float = 900.0, connect_timeout: float = 60.0,
+                 quirks: frozenset[str] = frozenset()) -> None:
         self.port = port
+        #: from the quirks table: "no_frs" (wait locally, +FRS resets the modem: USR),
+        #: "needs_ftm_delay" (let the modem train 400 ms after +FTM's CONNECT: Lucent)
+        self.quirks = quirks
         self.term = term
         self.connect = connect
         self.max_duration = max_duration
@@ -221,6 +225,9 @@ class Class1Call:
         the line has been silent that long (+FRS); after transmitting, send that much (+FTS).
         Without it the far modem hears our next carrier as the tail of the last one (seen:
         the receiver's V.21 held DCS's OK through the whole TCF that followed it)."""
+        if self._last_dir == "rx" and "no_frs" in self.quirks:
+            await asyncio.sleep(0.075)
+            return
         cmd = "AT+FRS=7" if self._last_dir == "rx" else "AT+FTS=7"
         try:
             await self.port.command(cmd, timeout=3.0, expect=("OK", "ERROR", "NO CARRIER"))
@@ -233,6 +240,8 @@ class Class1Call:
         done = await self.port.command(cmd, timeout=10.0, expect=_RX_RESULTS)
         if done.result != "CONNECT":
             raise ModemError(cmd, done.result, done.lines)
+        if cmd.startswith("AT+FTM") and "needs_ftm_delay" in self.quirks:
+            await asyncio.sleep(0.4)
 
     async def _send_hdlc(self, frame: bytes | None) -> None:
         if frame is None:
@@ -482,7 +491,7 @@ class Class1Receiver:
         loop = asyncio.get_running_loop()
         term = FrontEndTerminal(calling=False, ident=call.ident, ecm=call.ecm, rx_file=os.fspath(call.tiff_path))
         session = ReceiveSession(term, loop.time(), _fax_config(call))
-        driver = Class1Call(port, term, "ATA", max_duration=call.max_call_duration)
+        driver = Class1Call(port, term, "ATA", max_duration=call.max_call_duration, quirks=call.quirks)
         t0 = time.monotonic()
         try:
             reason = await driver.run()

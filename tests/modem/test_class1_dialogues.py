@@ -108,3 +108,40 @@ def test_fcerror_instead_of_the_image_carrier_fetches_the_v21_frame(tmp_path: Pa
         modem.close()
     assert modem.error is None, modem.error
     assert modem.finished, "the driver did not ask for the V.21 frame after +FCERROR"
+
+
+def test_no_frs_quirk_waits_locally_instead_of_asking_the_modem(tmp_path: Path) -> None:
+    """USR modems reset on +FRS (HylaFAX config.usr-rts): with the quirk the same call goes through
+    with every +FRS=7 and its OK taken out of the recording."""
+    chunks = load(DIALOGUES / "class1_receive_ecm.json.gz")
+    script, i = [], 0
+    while i < len(chunks):
+        if chunks[i] == (">", b"AT+FRS=7\r"):
+            i += 2  # the command and its OK
+            continue
+        script.append(chunks[i])
+        i += 1
+    assert len(script) < len(chunks)
+    modem = ReplayModem(script, tmp_path / "modem")
+
+    async def main():  # type: ignore[no-untyped-def]
+        port = await ModemPort.open(str(tmp_path / "modem"), flow="none")
+        try:
+            for cmd in SETUP:
+                await port.command(cmd)
+            rings = 0
+            while rings < 2:
+                ev = await asyncio.wait_for(port.events.get(), 10)
+                rings += isinstance(ev, Unsolicited) and ev.line == "RING"
+            call = ModemCall(device="usr", line="modem:usr", tiff_path=tmp_path / "rx.tif", ident=RX_IDENT,
+                             ecm=True, max_call_duration=120, quirks=frozenset({"no_frs"}))
+            return await Class1Receiver().receive(port, call)
+        finally:
+            port.close()
+
+    try:
+        result = asyncio.run(asyncio.wait_for(main(), 120))
+    finally:
+        modem.close()
+    assert modem.error is None, modem.error
+    assert modem.finished and result.complete and result.facts["pages"] == 2
