@@ -59,6 +59,7 @@ hwtest: venv
 
 bench: venv
 	$(VENV)/bin/python -m tests.bench.bench_calls
+	$(VENV)/bin/python -m tests.bench.bench_class1
 
 clean:
 	rm -rf $(VENV) build *.egg-info appliance/spandsp/_spandsp.*

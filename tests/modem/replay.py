@@ -85,17 +85,22 @@ class ReplayModem:
         link.symlink_to(os.ttyname(self._slave))
         self.error: str | None = None
         self.position = 0  # script index reached
+        #: (seconds from our last answer to the DTE's complete next write, that write): the
+        #: driver's reaction times, for the benchmark
+        self.turns: list[tuple[float, bytes]] = []
         self._stop = False
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         got = b""
+        answered = time.perf_counter()
         try:
             for i, (direction, data) in enumerate(self.script):
                 self.position = i
                 if direction == "<":
                     os.write(self.master, data)
+                    answered = time.perf_counter()
                     continue
                 while len(got) < len(data) and not self._stop:
                     r, _, _ = select.select([self.master], [], [], 0.1)
@@ -108,6 +113,7 @@ class ReplayModem:
                 if self._stop:
                     return
                 mine, got = got[:len(data)], got[len(data):]
+                self.turns.append((time.perf_counter() - answered, data[:24]))
                 if mine != data:
                     at = next(k for k, (x, y) in enumerate(zip(mine, data)) if x != y)
                     self.error = (f"chunk {i}, byte {at}: the driver wrote {mine[max(0, at - 20):at + 40]!r}, "
