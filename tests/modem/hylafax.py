@@ -49,6 +49,8 @@ from PIL import Image, ImageSequence
 FAXSEND_CANDIDATES = ("/usr/lib/hylafax/bin/faxsend", "/usr/libexec/hylafax/faxsend")
 FAXGETTY = "/usr/sbin/faxgetty"
 SEND_RETRY, SEND_FAILED, SEND_DONE = 0, 1, 2
+#: job states in a q-file (sendq(5))
+JOB_DONE, JOB_FAILED = 7, 8
 
 #: Class2Params codes (libhylafax class2.h)
 _LN_INF = 2
@@ -276,3 +278,101 @@ def hylafax_receiver(device: str, out: Path, ecm: bool = True, ready_timeout: fl
         for f in sorted((spool / "recvq").glob("fax*.tif")) + sorted((spool / "log").glob("c*")):
             shutil.copyfile(f, out / f.name)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _free_loopback_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _qstate(q: Path) -> int | None:
+    for line in q.read_text(errors="replace").splitlines():
+        if line.startswith("state:"):
+            return int(line.split(":", 1)[1])
+    return None
+
+
+def hylafax_sendfax(device: str, number: str, tiff: Path, tmp: Path, timeout: float = 300.0,
+                    *, fine: bool = True, ecm: bool = False) -> tuple[int, str]:
+    """The whole HylaFAX send path: ``sendfax`` (the client) hands ``tiff`` to ``hfaxd`` on
+    127.0.0.1, ``faxq`` schedules it, converts it (bin/tiff2fax) and runs ``faxsend`` on the modem
+    at ``device``.  A private server (spool, daemons) lives for this one job.
+
+    Returns (the job's final state: 7 done, 8 failed, -1 not finished within ``timeout``; logs).
+    The spool is a copy of Debian's /var/spool/hylafax (bin/, config/: only read) with
+    /etc/hylafax as etc/; the daemons switch to the fax user (uucp), so it lives in a fresh /tmp
+    directory, not under ``tmp`` (pytest's are 0700): its logs and job files are copied into
+    ``tmp`` and it is removed.  faxq and hfaxd are stopped before this returns.
+    """
+    lib = Path(faxsend_path() or "/usr/lib/hylafax/bin/faxsend").parent
+    for prog in ("/usr/sbin/faxq", "/usr/sbin/hfaxd", shutil.which("sendfax"), str(lib / "faxmodem")):
+        if not prog or not os.access(prog, os.X_OK):
+            raise FileNotFoundError(f"HylaFAX's {prog or 'sendfax'} is not installed (Debian: hylafax-server)")
+    base, devid = _devid_link(device)
+    spool = base / "spool"
+    shutil.copytree("/var/spool/hylafax", spool, symlinks=True)  # bin/ (tiff2fax, notify, ...), config/
+    shutil.rmtree(spool / "etc")  # Debian keeps it empty and bind-mounts /etc/hylafax over it
+    shutil.copytree("/etc/hylafax", spool / "etc", symlinks=True)
+    (spool / "etc" / "hosts.hfaxd").write_text("127.0.0.1:0::\nlocalhost:0::\n")
+    (spool / "bin" / "notify").write_text("#!/bin/sh\nexit 0\n")  # no mail about the job
+    (spool / "etc" / f"config.{devid}").write_text(_config(ecm, None))
+    (spool / "etc" / "config").write_text(  # faxq's own configuration
+        "LogFacility:\tdaemon\nCountryCode:\t1\nAreaCode:\t555\nLongDistancePrefix:\t1\n"
+        "InternationalPrefix:\t011\nDialStringRules:\tetc/dialrules\n"
+        f"SendFaxCmd:\t{lib / 'faxsend'} -p\n")  # not /usr/sbin/faxsend: Debian's mount wrapper
+    if os.geteuid() == 0:
+        subprocess.run(["chown", "-R", "uucp:uucp", str(base)], check=False)
+    port = _free_loopback_port()
+    host = f"127.0.0.1:{port}"
+    out = open(tmp / "hylafax-daemons.log", "w")
+    procs = []
+    logs: list[str] = []
+    state = -1
+    try:
+        procs.append(subprocess.Popen(["/usr/sbin/faxq", "-D", "-q", str(spool)], stdout=out,
+                                      stderr=subprocess.STDOUT))
+        procs.append(subprocess.Popen(["/usr/sbin/hfaxd", "-d", "-q", str(spool), "-l", "127.0.0.1",
+                                       "-i", str(port)], stdout=out, stderr=subprocess.STDOUT))
+        deadline = time.monotonic() + 10
+        while not (spool / "FIFO").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        r = subprocess.run([str(lib / "faxmodem"), "-q", str(spool), devid], capture_output=True, text=True)
+        logs.append(f"faxmodem rc {r.returncode} {r.stdout}{r.stderr}")
+        args = ["sendfax", "-n", "-N", "-h", host, "-d", number, str(tiff)]
+        if fine:
+            args.insert(1, "-m")
+        for _ in range(20):  # hfaxd may not listen yet
+            r = subprocess.run(args, capture_output=True, text=True, timeout=60)
+            if r.returncode == 0 or "Connection refused" not in r.stdout + r.stderr:
+                break
+            time.sleep(0.5)
+        logs.append(f"sendfax rc {r.returncode}: {r.stdout}{r.stderr}")
+        if r.returncode == 0:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                done = sorted((spool / "doneq").glob("q*"))
+                if done:
+                    state = _qstate(done[0]) or -1
+                    break
+                time.sleep(1)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        out.close()
+        for f in sorted((spool / "log").glob("c*")) + sorted((spool / "doneq").glob("q*")) + \
+                sorted((spool / "sendq").glob("q*")):
+            text = f.read_text(errors="replace")
+            logs.append(f"--- {f.parent.name}/{f.name}\n{text}")
+            (tmp / f"hylafax-{f.parent.name}-{f.name}").write_text(text)
+        shutil.rmtree(base, ignore_errors=True)
+    return state, "\n".join(logs)

@@ -2,7 +2,10 @@
 
 HylaFAX (Debian's hylafax-server 6.0.7) sends a 3-page fax from port A of a ``VirtualLine``:
 
-- to efax receiving on port B (one TIFF per page; efax has no ECM, so neither has the call);
+- to efax receiving on port B (one TIFF per page; efax has no ECM, so neither has the call),
+  once with faxsend run directly (the helper other tests reuse) and once through the whole server:
+  ``sendfax`` to a private hfaxd on 127.0.0.1, faxq converting (tiff2fax: MR) and running faxsend,
+  which re-encodes to MH for efax;
 - with ECM, to HylaFAX's own faxgetty receiving on port B (an ECM-capable Class 1 receiver):
   HylaFAX then frames the image itself (Class 1 ECM is done by the DTE) in 256-byte frames,
   re-encoded as MMR, with PPS-EOP/MCF per page: an ECM sender on the spandsp T.31 path.
@@ -25,7 +28,8 @@ from PIL import Image
 
 from appliance.modem.virtual import VirtualLine
 
-from .hylafax import SEND_DONE, hylafax_receiver, hylafax_send, missing_tools, write_tiff_f
+from .hylafax import (JOB_DONE, SEND_DONE, hylafax_receiver, hylafax_send, hylafax_sendfax, missing_tools,
+                      write_tiff_f)
 
 EFAX = shutil.which("efax")
 _missing = missing_tools()
@@ -43,8 +47,9 @@ def _rows(path: Path) -> list[bytes]:
     return [data[i * stride:(i + 1) * stride] for i in range(h)]
 
 
-def _hylafax_to_efax(tmp_path: Path, pages: int, ecm: bool = False):
-    """faxsend on A, efax receiving on B; (faxsend rc, efax rc, seconds, call, HylaFAX log, efax log, sent)."""
+def _hylafax_to_efax(tmp_path: Path, pages: int, ecm: bool = False, via_sendfax: bool = False):
+    """faxsend (or sendfax, hfaxd, faxq and faxsend) on A, efax receiving on B;
+    (faxsend rc or job state, efax rc, seconds, call, HylaFAX log, efax log, sent)."""
     from appliance.fax.testpages import demo_pages
 
     images = demo_pages(pages)
@@ -57,8 +62,12 @@ def _hylafax_to_efax(tmp_path: Path, pages: int, ecm: bool = False):
             try:
                 assert ln.wait_for(lambda l: l.b.present, 5)
                 time.sleep(1.5)  # efax initialises the modem, then waits for RING
-                tx_rc, log = hylafax_send(str(tmp_path / "ttyA"), "5551000", sent, ecm, tmp_path,
-                                          timeout=60 + 60 * pages)
+                if via_sendfax:
+                    tx_rc, log = hylafax_sendfax(str(tmp_path / "ttyA"), "5551000", sent, tmp_path,
+                                                 timeout=60 + 60 * pages, ecm=ecm)
+                else:
+                    tx_rc, log = hylafax_send(str(tmp_path / "ttyA"), "5551000", sent, ecm, tmp_path,
+                                              timeout=60 + 60 * pages)
                 rx_rc = rx.wait(60)
             finally:
                 if rx.poll() is None:
@@ -105,6 +114,26 @@ def test_hylafax_sends_three_pages_to_efax_over_the_virtual_line(tmp_path: Path)
         im.save(ref)
         _assert_same_page(n, ref, got)
     print(f"HylaFAX -> efax, 3 pages: {elapsed:.1f} s, {len(_frames(log, '<--'))} frames sent")
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("hylafax")
+@needs_hylafax
+@needs_efax
+def test_hylafax_sendfax_through_hfaxd_and_faxq_sends_three_pages_to_efax(tmp_path: Path) -> None:
+    """The issue's "HylaFAX's sendfax": the client submits to a private hfaxd on 127.0.0.1, faxq
+    converts the TIFF (tiff2fax) and runs faxsend on port A; efax receives on port B."""
+    state, rx_rc, elapsed, call, log, rxlog, images = _hylafax_to_efax(tmp_path, 3, via_sendfax=True)
+    assert state == JOB_DONE, log[-5000:] + rxlog[-1500:]
+    assert rx_rc == 0, rxlog[-2000:]
+    assert call is not None and call.answered and call.pages == 3, call
+    received = sorted(tmp_path.glob("rx.0*"))
+    assert [p.name[-3:] for p in received] == ["001", "002", "003"], rxlog[-2000:]
+    for n, (im, got) in enumerate(zip(images, received), 1):
+        ref = tmp_path / f"ref{n}.pbm"
+        im.save(ref)
+        _assert_same_page(n, ref, got)
+    print(f"sendfax -> hfaxd -> faxq -> faxsend -> efax, 3 pages: {elapsed:.1f} s")
 
 
 @pytest.mark.slow
