@@ -1,0 +1,686 @@
+"""Receiving a fax through a Class 2 (SP-2388) or Class 2.0 (T.32) modem.
+
+Theory of operation.  A Class 2 modem does T.30 itself: after ``ATA`` it reports the call
+(``+FCO``, the sender's ``+FTI:``, the session parameters ``+FCS:``) and ends with OK; each
+``AT+FDR`` then answers CONNECT, streams one page of DLE-stuffed T.4 data ended by <DLE><ETX>,
+reports the page (``+FPS:``) and what the sender said after it (``+FET:`` 0 more pages, 1 new
+document, 2 end), and ends with OK.  The ``AT+FDR`` after the last page collects the hang-up
+(``+FHS:00``).  Class 2 spells the same reports ``+FCON``/``+FTSI:``/``+FDCS:``/``+FPTS:``/
+``+FHNG:``; :class:`Spelling` holds both.
+
+:class:`Class2Session` is the protocol, sans-I/O: it says which command comes next
+(:meth:`~Class2Session.next_command`), is told what the modem answered (``command_done``,
+``command_failed``, ``data``, ``data_end``, ``data_result``, ``unsolicited``, ``device_gone``) and
+decodes the page data with spandsp's T.4 coder into the TIFF, page by page, so whatever was
+received before a hang-up, a timeout or a vanished USB modem stays in the file.
+:class:`Class2Receiver` is the thin asyncio driver over a :class:`ModemPort` (the contract in
+``driver.py``).
+
+Copy quality: the modem asks the DTE what to answer to each page (MCF or RTN): the session
+judges the page from spandsp's bad-row count and sends ``AT+FPS=1``/``=2`` (Class 2:
+``+FPTS=``) before the next ``AT+FDR``; a modem that refuses the command (or checks quality
+itself, ``+FCQ``) keeps its own verdict.
+
+Bit order: we ask for ``+FBO=0`` (direct: the first bit on the line is the byte's LSB, what
+spandsp's T.4 decoder expects).  Modems that deliver MSB first anyway (Rockwell, flagged
+``class2_bit_order_reversed`` in quirks.py) get every byte reversed.
+
+Bad input never raises out of the driver: a malformed report is noted in the trace and ignored,
+a timeout or a lost device ends the call with the pages kept and ``complete`` false.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from ..spandsp.t4 import (T4_1D, T4_2D, T6, X_RES_R8, Y_RES_FINE, Y_RES_STANDARD, Y_RES_SUPERFINE, PageStats,
+                          T4Error, T4Receiver, reverse_bits)
+from .at import (CommandDone, DataEnd, DataReceived, DataResult, DeviceGone, DleCommand, Event, Garbage,
+                 Unsolicited)
+from .driver import ModemCall, ModemCallResult
+from .fparams import parse_fparams
+from .serial_port import ModemError, ModemPort
+
+DC2 = b"\x12"  # the DTE is ready for page data (sent after +FDR's CONNECT)
+CAN = b"\x18"  # abort a receive in progress
+
+ALL_RESULTS = ("OK", "ERROR", "CONNECT", "NO CARRIER", "BUSY", "NO DIALTONE", "NO ANSWER", "+FCERROR")
+
+
+@dataclass(frozen=True)
+class Spelling:
+    """Command and report names of one Class 2 dialect."""
+
+    fclass: str
+    connect: str        # call connected (fax handshake seen)
+    tsi: str            # the sender's ident
+    dcs: str            # negotiated session parameters
+    page: str           # page transfer status (and the DTE's copy-quality answer)
+    eop: str            # post-page message
+    hangup: str         # hang-up status
+    local_id: str       # our ident
+    caps: str           # our capabilities (ec field: ECM)
+    bit_order: str
+    hex_reports: bool   # Class 2.0 reports codes in hex
+
+
+CLASS2 = Spelling("2", "+FCON", "+FTSI", "+FDCS", "+FPTS", "+FET", "+FHNG", "+FLID", "+FDCC", "+FBOR", False)
+CLASS20 = Spelling("2.0", "+FCO", "+FTI", "+FCS", "+FPS", "+FET", "+FHS", "+FLI", "+FCC", "+FBO", True)
+SPELLINGS = {"2": CLASS2, "2.0": CLASS20}
+
+#: T.32 table 23 (Class 2.0, hex) / SP-2388 (Class 2, decimal; 100-103 there are A0-A3 here)
+HANGUP_TEXT = {
+    "00": "normal end of call",
+    "01": "ring detected without a successful handshake",
+    "02": "call aborted from +FK or <CAN>",
+    "03": "no loop current",
+    "04": "ringback detected, no answer (timeout)",
+    "05": "ringback detected, answer without CED",
+    "10": "unspecified phase A error",
+    "11": "no answer (T.30 T1 timeout)",
+    "20": "unspecified transmit phase B error",
+    "21": "remote cannot receive or send",
+    "22": "COMREC error in transmit phase B",
+    "23": "COMREC invalid command received",
+    "24": "RSPREC error",
+    "25": "DCS sent three times without response",
+    "26": "DIS/DTC received 3 times; DCS not recognized",
+    "27": "failure to train",
+    "28": "RSPREC invalid response received",
+    "40": "unspecified transmit phase C error",
+    "41": "unspecified image format error",
+    "42": "image conversion error",
+    "43": "DTE to DCE data underflow",
+    "44": "unrecognized transparent data command",
+    "45": "image error, line length wrong",
+    "46": "image error, page length wrong",
+    "47": "image error, wrong compression code",
+    "50": "unspecified transmit phase D error",
+    "51": "RSPREC error",
+    "52": "no response to MPS repeated 3 times",
+    "53": "invalid response to MPS",
+    "54": "no response to EOP repeated 3 times",
+    "55": "invalid response to EOP",
+    "56": "no response to EOM repeated 3 times",
+    "57": "invalid response to EOM",
+    "58": "unable to continue after PIN or PIP",
+    "70": "unspecified receive phase B error",
+    "71": "RSPREC error",
+    "72": "COMREC error",
+    "73": "T.30 T2 timeout, expected page not received",
+    "74": "T.30 T1 timeout after EOM received",
+    "90": "unspecified receive phase C error",
+    "91": "missing EOL after 5 seconds",
+    "92": "bad CRC or frame (ECM mode)",
+    "93": "DCE to DTE buffer overflow",
+    "94": "bad CRC or frame (ECM or BFT modes)",
+    "A0": "unspecified receive phase D error",
+    "A1": "RSPREC invalid response received",
+    "A2": "COMREC invalid response received",
+    "A3": "unable to continue after PIN or PIP",
+}
+_GROUP_TEXT = {"0": "call placement or termination", "1": "phase A (call set-up)", "2": "transmit phase B",
+               "4": "transmit phase C", "5": "transmit phase D", "7": "receive phase B",
+               "9": "receive phase C", "A": "receive phase D"}
+
+
+def hangup_key(text: str, hex_reports: bool) -> str:
+    """The T.32 key ("00", "73", "A0") of a reported hang-up code; ValueError if it is none."""
+    text = text.strip().strip('"')
+    if hex_reports:
+        n = int(text, 16)
+        return f"{n:02X}"
+    n = int(text, 10)
+    if n >= 100:  # SP-2388 numbers receive phase D errors 100-103
+        return f"A{n - 100:X}"
+    return f"{n:02d}"
+
+
+def hangup_text(key: str) -> str:
+    if key in HANGUP_TEXT:
+        return HANGUP_TEXT[key]
+    group = _GROUP_TEXT.get(key[:1])
+    return f"hang-up code {key} ({group} error)" if group else f"unknown hang-up code {key}"
+
+
+#: +FCS/+FDCS fields: vr, br, wd, ln, df, ec, bf, st
+_VR = {0: (X_RES_R8, Y_RES_STANDARD, "204x98"), 1: (X_RES_R8, Y_RES_FINE, "204x196"),
+       2: (X_RES_R8, Y_RES_SUPERFINE, "204x391"), 8: (7874, 3937, "200x100"), 0x10: (7874, 7874, "200x200")}
+_WD = {0: 1728, 1: 2048, 2: 2432, 3: 1216, 4: 864}
+_DF = {0: T4_1D, 1: T4_2D, 3: T6}
+
+
+@dataclass(frozen=True)
+class SessionParams:
+    """What the modem negotiated (+FCS:/+FDCS:)."""
+
+    vr: int = 0
+    br: int = 5
+    wd: int = 0
+    df: int = 0
+    ec: int = 0
+
+    @property
+    def bit_rate(self) -> int:
+        return 2400 * (self.br + 1)
+
+    @property
+    def encoding(self) -> int:
+        return _DF[self.df]
+
+    @property
+    def width(self) -> int:
+        return _WD.get(self.wd, 1728)
+
+    @property
+    def resolution(self) -> tuple[int, int, str]:
+        return _VR.get(self.vr, _VR[1])
+
+
+def parse_dcs(line: str, hex_reports: bool) -> SessionParams:
+    """"+FCS:1,5,0,2,0,0,0,0" -> SessionParams; ValueError for anything unusable."""
+    try:
+        values = parse_fparams(line, 16 if hex_reports else 10)
+    except ValueError:
+        values = parse_fparams(line, 10)
+    nums = [v if isinstance(v, int) else 0 for v in values]
+    if len(nums) < 5 or any(isinstance(v, str) and v for v in values[:6]):
+        raise ValueError(f"not a session parameter report: {line!r}")
+    nums += [0] * (8 - len(nums))
+    p = SessionParams(vr=nums[0], br=nums[1], wd=nums[2], df=nums[4], ec=nums[5])
+    if p.df not in _DF:
+        raise ValueError(f"page coding {p.df} is not one we decode (0 MH, 1 MR, 3 MMR): {line!r}")
+    if not 0 <= p.br <= 15:
+        raise ValueError(f"bit rate code {p.br} out of range: {line!r}")
+    return p
+
+
+class State(Enum):
+    SETUP = "setup"
+    ANSWERING = "answering"
+    BETWEEN_PAGES = "between pages"
+    IN_PAGE = "in page"
+    AFTER_PAGE = "after page"
+    DONE = "done"
+
+
+@dataclass(frozen=True)
+class Command:
+    text: str
+    timeout: float
+    optional: bool = False  # an ERROR is noted and ignored (a modem without the feature)
+    kind: str = "setup"     # setup | answer | fdr | quality | hangup
+
+
+@dataclass
+class PageRecord:
+    stats: PageStats
+    partial: bool = False
+    post_page: int | None = None   # +FET value
+    modem_status: list[int | str] = field(default_factory=list)  # +FPS: fields
+    quality: int = 1               # our answer: 1 MCF, 2 RTN
+
+    def as_dict(self) -> dict[str, Any]:
+        s = self.stats
+        return {"bad_rows": s.bad_rows, "longest_bad_row_run": s.longest_bad_row_run, "width": s.width,
+                "length": s.length, "resolution": s.resolution, "partial": self.partial,
+                "post_page": self.post_page, "copy_quality": "MCF" if self.quality == 1 else "RTN"}
+
+
+#: a page whose bad rows exceed this share, or a run this long, is answered RTN
+BAD_ROW_SHARE = 0.05
+BAD_ROW_RUN = 20
+
+
+def copy_quality(stats: PageStats, saw_rtc: bool) -> int:
+    """1 (MCF) for a good page, 2 (RTN) for one with too many bad rows or no end-of-page mark."""
+    if not saw_rtc or stats.length == 0:
+        return 2
+    if stats.bad_rows > BAD_ROW_SHARE * stats.length or stats.longest_bad_row_run >= BAD_ROW_RUN:
+        return 2
+    return 1
+
+
+class Class2Session:
+    """One answered call on a Class 2/2.0 modem: commands out, modem output in, pages into a TIFF."""
+
+    def __init__(self, call: ModemCall, variant: str = "2.0", now: float = 0.0) -> None:
+        if variant not in SPELLINGS:
+            raise ValueError(f"Class 2 variant must be '2' or '2.0', not {variant!r}")
+        self.call = call
+        self.variant = variant
+        self.sp = SPELLINGS[variant]
+        self.started = now
+        self.state = State.SETUP
+        self.reverse = "class2_bit_order_reversed" in call.quirks
+        self.params: SessionParams | None = None
+        self.remote_ident = ""
+        self.pages: list[PageRecord] = []
+        self.trace: list[str] = []
+        self.hangup: str | None = None   # T.32 key once the modem reported it
+        self.hangup_reason = ""          # our own reason to end (timeout, device gone, ...)
+        self.failed = False              # ended by something other than the modem's hang-up report
+        self.eop_seen = False
+        self.device_lost = False
+        self.off_hook = False            # ATA went out and no hang-up was seen since
+        self._queue: list[Command] = []
+        self._rx: T4Receiver | None = None
+        self._page_status: list[int | str] = []
+        self._page_post: int | None = None
+
+    # -- what to send --------------------------------------------------------------------------
+    def start(self) -> None:
+        """Open the TIFF (before answering: an unwritable spool must not cost the caller a call)."""
+        try:
+            self._rx = T4Receiver(self.call.tiff_path, T6, far_ident="")
+        except OSError as e:
+            self._finish(f"cannot write the received fax: {e}")
+            return
+        sp = self.sp
+        ident = self.call.ident.replace('"', "'")[:20]
+        self._queue = [
+            Command(f'AT{sp.local_id}="{ident}"', 3.0, optional=True),
+            Command("AT+FCR=1", 3.0),
+            Command(f"AT{sp.bit_order}=0", 3.0, optional=True),
+            Command(f"AT{sp.caps}?", 3.0, optional=True),  # answered with the ec field set (below)
+        ]
+        if self.variant == "2.0":
+            self._queue += [Command("AT+FNR=1,1,1,0", 3.0, optional=True),
+                            Command("AT+FIE=0", 3.0, optional=True)]
+        self._queue.append(Command("ATA", 60.0, kind="answer"))
+
+    def next_command(self) -> Command | None:
+        return self._queue.pop(0) if self._queue and self.state is not State.DONE else None
+
+    @property
+    def done(self) -> bool:
+        return self.state is State.DONE
+
+    @property
+    def in_data(self) -> bool:
+        return self.state is State.IN_PAGE
+
+    # -- what came back ------------------------------------------------------------------------
+    def command_done(self, cmd: Command, result: str, lines: list[str]) -> None:
+        self.trace.append(f"> {cmd.text}")
+        self.trace += [f"< {line}" for line in lines]
+        self.trace.append(f"< {result}")
+        if cmd.kind == "answer":
+            self.off_hook = True
+        for line in lines:
+            self._report(line)
+        if self.state is State.DONE:
+            return
+        if cmd.kind == "setup":
+            if result != "OK" and not cmd.optional:
+                self._finish(f"{cmd.text} failed: {result}")
+            elif result == "OK" and cmd.text.endswith("?"):
+                self._set_ecm(cmd, lines)
+            return
+        if cmd.kind == "quality":
+            return  # ERROR: the modem keeps its own verdict
+        if cmd.kind == "answer":
+            self.state = State.ANSWERING
+            if result == "OK" and self.hangup is None:
+                self.state = State.BETWEEN_PAGES
+                self._queue.append(Command("AT+FDR", 60.0, kind="fdr"))
+            else:
+                self._ended_by_modem(result)
+            return
+        if cmd.kind == "fdr":
+            if result == "CONNECT":
+                self._start_page()
+            elif self.hangup is not None or result != "OK":
+                self._ended_by_modem(result)
+            else:  # OK without a page or a hang-up: ask again (some modems report +FCS first)
+                self._queue.append(Command("AT+FDR", 60.0, kind="fdr"))
+
+    def command_failed(self, cmd: Command, why: str) -> None:
+        self.trace.append(f"> {cmd.text}")
+        self.trace.append(f"! {why}")
+        if cmd.optional or cmd.kind == "quality":
+            return
+        self.failed = True
+        self._finish(f"{cmd.text}: {why}")
+
+    def data(self, chunk: bytes) -> None:
+        if self.state is not State.IN_PAGE or self._rx is None:
+            self.trace.append(f"! {len(chunk)} data bytes outside a page ignored")
+            return
+        try:
+            self._rx.put(reverse_bits(chunk) if self.reverse else chunk)
+        except T4Error as e:
+            self.trace.append(f"! page data: {e}")
+
+    def data_end(self) -> None:
+        """<DLE><ETX>: the page data is complete."""
+        if self.state is State.IN_PAGE:
+            self._end_page(partial=False)
+            self.state = State.AFTER_PAGE
+
+    def dle_command(self, code: int) -> None:
+        self.trace.append(f"< <DLE>{code:#04x} ignored")
+
+    def data_result(self, result: str, lines: list[str]) -> None:
+        """The final result after a page: +FPS:/+FET: (or a hang-up) in ``lines``."""
+        self.trace += [f"< {line}" for line in lines]
+        self.trace.append(f"< {result}")
+        if self.state is State.IN_PAGE:  # the modem ended the phase without <DLE><ETX>
+            self._end_page(partial=True)
+            self.state = State.AFTER_PAGE
+        for line in lines:
+            self._report(line)
+        if self.state is State.DONE:
+            return
+        page = self.pages[-1] if self.pages else None
+        if page is not None:
+            page.post_page = self._page_post
+            page.modem_status = self._page_status
+        if result != "OK" or self.hangup is not None:
+            self._ended_by_modem(result)
+            return
+        if self._page_post is None:
+            self.trace.append("! no post-page report (+FET) after the page: asking for the next one")
+        if self._page_post == 2:
+            self.eop_seen = True
+        self.state = State.BETWEEN_PAGES
+        if page is not None:
+            self._queue.append(Command(f"AT{self.sp.page}={page.quality}", 3.0, kind="quality"))
+        self._queue.append(Command("AT+FDR", 60.0, kind="fdr"))
+
+    def unsolicited(self, line: str) -> None:
+        if line.upper() == "RING" or "=" in line and not line.startswith("+"):
+            return  # rings and caller ID of the call being answered
+        self.trace.append(f"< {line} (unsolicited)")
+        self._report(line)
+        if self.hangup is not None and self.state is not State.DONE and self.state is not State.IN_PAGE \
+                and not self._queue:
+            self._ended_by_modem("")
+
+    def garbage(self, data: bytes, reason: str) -> None:
+        self.trace.append(f"! garbage from the modem ({reason}): {data[:32]!r}")
+
+    def data_timeout(self, seconds: float) -> None:
+        """No page data for ``seconds``: keep what arrived and give up on the call."""
+        if self.state is State.IN_PAGE:
+            self._end_page(partial=True)
+        self.failed = True
+        self._finish(f"no page data from the modem for {seconds:g} s")
+
+    def device_gone(self, reason: str) -> None:
+        if self.state is State.IN_PAGE:
+            self._end_page(partial=True)
+        self.device_lost = True
+        self.failed = True
+        self.off_hook = False
+        self._finish(f"modem gone: {reason}")
+
+    def call_timeout(self) -> None:
+        if self.state is State.IN_PAGE:
+            self._end_page(partial=True)
+        self.failed = True
+        self._finish("call exceeded the maximum duration")
+
+    # -- results -------------------------------------------------------------------------------
+    @property
+    def complete(self) -> bool:
+        return (self.eop_seen and self.hangup == "00" and bool(self.pages)
+                and not any(p.partial for p in self.pages) and not self.failed)
+
+    def close(self) -> None:
+        """Close the TIFF (a page still open is kept as it is)."""
+        if self._rx is not None:
+            if self._rx.in_page:
+                self._end_page(partial=True)
+            self._rx.close()
+            self._rx = None
+
+    def facts(self, now: float) -> dict[str, Any]:
+        p = self.params
+        if self.hangup is not None:
+            code = int(self.hangup, 16)
+            text = f"{self.sp.hangup}:{self.hangup} {hangup_text(self.hangup)}"
+        else:
+            code, text = -1, "call ended before the modem reported a hang-up"
+        if self.hangup == "00" and not self.eop_seen:
+            text += " (but the sender never sent end-of-procedure)"
+        if self.hangup_reason and not self.complete:
+            text = f"{self.hangup_reason} ({text})"
+        last = self.pages[-1].stats if self.pages else None
+        return {
+            "remote_ident": self.remote_ident,
+            "bit_rate": p.bit_rate if p else 0,
+            "ecm": bool(p.ec) if p else False,
+            "resolution": last.resolution if last else (p.resolution[2] if p else ""),
+            "bad_rows": sum(pg.stats.bad_rows for pg in self.pages),
+            "duration": round(now - self.started, 1),
+            "result_code": code,
+            "result_text": text,
+            "pages": len(self.pages),
+            "extra": {
+                "page_stats": [pg.as_dict() for pg in self.pages],
+                "remote_vendor": "",
+                "remote_model": "",
+                "hangup_reason": self.hangup_reason,
+                "trace": self.trace[-400:],
+                "modem_class": self.variant,
+                "bit_order_reversed": self.reverse,
+            },
+        }
+
+    # -- inside --------------------------------------------------------------------------------
+    def _report(self, line: str) -> None:
+        m = re.match(r"^\s*(\+F[A-Z]+)\s*(?::\s*(.*))?$", line, re.IGNORECASE)
+        if not m:
+            if line.strip():
+                self.trace.append(f"! unexpected line from the modem: {line!r}")
+            return
+        name, value = m.group(1).upper(), (m.group(2) or "").strip()
+        sp = self.sp
+        try:
+            if name == sp.connect:
+                pass
+            elif name == sp.tsi:
+                self.remote_ident = value.strip('"').strip()
+            elif name == sp.dcs:
+                self.params = parse_dcs(value, sp.hex_reports)
+            elif name == sp.page:
+                self._page_status = parse_fparams(value, 16 if sp.hex_reports else 10)
+            elif name == sp.eop:
+                self._page_post = int(parse_fparams(value, 10)[0])  # type: ignore[arg-type]
+            elif name == sp.hangup:
+                self.hangup = hangup_key(value, sp.hex_reports)
+                self.off_hook = False
+            else:
+                self.trace.append(f"! report {name} not used")
+        except (ValueError, IndexError, TypeError) as e:
+            self.trace.append(f"! malformed {name} report ignored: {e}")
+
+    def _set_ecm(self, cmd: Command, lines: list[str]) -> None:
+        """Our capabilities as the modem has them, with the ec field set as the call wants."""
+        for line in lines:
+            try:
+                values = parse_fparams(line, 10)
+            except ValueError:
+                continue
+            if len(values) >= 6 and all(isinstance(v, int) for v in values):
+                values[5] = (values[5] or 1) if self.call.ecm else 0
+                self._queue.insert(0, Command(f"AT{self.sp.caps}={','.join(map(str, values))}", 3.0,
+                                              optional=True))
+                return
+        self.trace.append(f"! {cmd.text}: no usable capability list; ECM left as the modem has it")
+
+    def _start_page(self) -> None:
+        if self._rx is None:
+            self._finish("page data with no TIFF open")
+            return
+        p = self.params or SessionParams(vr=1)
+        if self.params is None:
+            self.trace.append("! page data before any session parameters: assuming fine, 1728, MH")
+        x, y, _ = p.resolution
+        self._page_status, self._page_post = [], None
+        try:
+            self._rx.start_page(p.encoding, p.width, x, y)
+        except T4Error as e:
+            self.failed = True
+            self._finish(f"cannot start the page: {e}")
+            return
+        self.state = State.IN_PAGE
+
+    def _end_page(self, partial: bool) -> None:
+        assert self._rx is not None
+        saw_rtc = self._rx.saw_rtc
+        try:
+            stats = self._rx.end_page()
+        except T4Error as e:
+            self.trace.append(f"! page {len(self.pages) + 1} lost: {e}")
+            return
+        # a page that ended without its RTC was cut short (spandsp 0.0.6 does not always flag
+        # T.6's EOFB, so there the modem's <DLE><ETX> has to do)
+        ended = saw_rtc or (stats.encoding == T6 and not partial)
+        partial = partial or not ended
+        rec = PageRecord(stats, partial=partial, quality=copy_quality(stats, ended))
+        self.pages.append(rec)
+        self.trace.append(f"= page {len(self.pages)}: {stats.length} rows, {stats.bad_rows} bad"
+                          f"{', cut short' if partial else ''}")
+
+    def _ended_by_modem(self, result: str) -> None:
+        if self.hangup is None:
+            self.failed = True
+            self._finish(f"modem ended the call with {result or 'no result'} and no hang-up report")
+        elif self.hangup != "00":
+            self._finish(hangup_text(self.hangup))
+        else:
+            self._finish("")
+
+    def _finish(self, reason: str) -> None:
+        if self.state is State.DONE:
+            return
+        if reason and not self.hangup_reason:
+            self.hangup_reason = reason
+        self.state = State.DONE
+        self._queue.clear()
+        self.close()
+
+
+class Class2Receiver:
+    """The :class:`~appliance.modem.driver.ReceiveDriver` for Class 2 and Class 2.0 modems."""
+
+    #: seconds without page data (or a result) inside a page before the call is given up
+    data_timeout = 30.0
+
+    def __init__(self, variant: str = "2.0") -> None:
+        if variant not in SPELLINGS:
+            raise ValueError(f"Class 2 variant must be '2' or '2.0', not {variant!r}")
+        self.variant = variant
+
+    async def receive(self, port: ModemPort, call: ModemCall) -> ModemCallResult:
+        loop = asyncio.get_running_loop()
+        t0 = time.monotonic()
+        session = Class2Session(call, self.variant, now=t0)
+        deadline = loop.time() + call.max_call_duration
+        self._drain(port, session)  # the RINGs before our answer
+        session.start()
+        try:
+            while not session.done:
+                if loop.time() >= deadline:
+                    session.call_timeout()
+                    break
+                cmd = session.next_command()
+                if cmd is None:
+                    session.call_timeout()  # nothing left to ask: cannot happen unless a bug
+                    break
+                try:
+                    done = await port.command(cmd.text, cmd.timeout, expect=ALL_RESULTS)
+                except ModemError as e:
+                    self._drain(port, session)
+                    if "device gone" in e.result or "port closed" in e.result:
+                        session.device_gone(e.result)
+                    else:
+                        session.command_failed(cmd, e.result)
+                    continue
+                self._drain_unsolicited_only(port, session)
+                session.command_done(cmd, done.result, list(done.lines))
+                if session.in_data:
+                    await self._page(port, session, deadline)
+        finally:
+            session.close()
+        if session.off_hook and not session.device_lost and port.is_open:
+            try:  # make sure the line is released; the modem may be on hook already
+                await port.command("ATH", 5.0, expect=ALL_RESULTS)
+            except ModemError:
+                pass
+        facts = session.facts(time.monotonic())
+        if not session.complete:
+            facts["extra"]["modem_history"] = port.history()
+        return ModemCallResult(session.complete, facts)
+
+    async def _page(self, port: ModemPort, session: Class2Session, deadline: float) -> None:
+        """One page's data phase: DC2, data until <DLE><ETX>, then the page's final result."""
+        loop = asyncio.get_running_loop()
+        try:
+            await port.write_data(DC2)
+        except ModemError as e:
+            session.device_gone(e.result)
+            return
+        while not session.done:
+            wait = min(self.data_timeout, deadline - loop.time())
+            if wait <= 0:
+                session.call_timeout()
+                break
+            try:
+                ev = await asyncio.wait_for(port.events.get(), wait)
+            except asyncio.TimeoutError:
+                session.data_timeout(self.data_timeout)
+                break
+            if self._dispatch(ev, session):
+                return
+        if not session.device_lost and port.is_open:
+            port.channel.end_data_phase()
+            try:
+                await port.write_data(CAN)
+            except ModemError:
+                pass
+
+    @staticmethod
+    def _dispatch(ev: Event, session: Class2Session) -> bool:
+        """Hand one event to the session; True when the page's data phase is over."""
+        if isinstance(ev, DataReceived):
+            session.data(ev.data)
+        elif isinstance(ev, DataEnd):
+            session.data_end()
+        elif isinstance(ev, DleCommand):
+            session.dle_command(ev.code)
+        elif isinstance(ev, DataResult):
+            session.data_result(ev.result, list(ev.lines))
+            return True
+        elif isinstance(ev, Unsolicited):
+            session.unsolicited(ev.line)
+        elif isinstance(ev, Garbage):
+            session.garbage(ev.data, ev.reason)
+        elif isinstance(ev, DeviceGone):
+            session.device_gone(ev.reason)
+            return True
+        return False
+
+    def _drain(self, port: ModemPort, session: Class2Session) -> None:
+        while not port.events.empty():
+            self._dispatch(port.events.get_nowait(), session)
+
+    def _drain_unsolicited_only(self, port: ModemPort, session: Class2Session) -> None:
+        """Lines that arrived while a command ran (data events wait for the page loop)."""
+        keep = []
+        while not port.events.empty():
+            ev = port.events.get_nowait()
+            if isinstance(ev, (Unsolicited, Garbage)):
+                self._dispatch(ev, session)
+            else:
+                keep.append(ev)
+        for ev in keep:
+            port.events.put_nowait(ev)
+
