@@ -28,6 +28,13 @@ been told its TCF went out, so the sender's +FRS=1 swallows it (seen in the firs
 Faults: ``noise_db`` (white noise at that level in dBm0 on both directions), ``drop_audio``
 (probability of zeroing each 20 ms block).  The ptys live as long as the line: nothing is closed
 right after a fax (fax.md: closing the pty right after phase E made efax fail with EIO).
+
+Class 2.0: a port whose DTE sends ``AT+FCLASS=2.0`` (or ``=2``) switches to
+:class:`~appliance.modem.class2_emulator.Class2Modem` (spandsp's T.30 behind a Class 2.0 command
+set); ``AT+FCLASS=0/1/1.0``, ``ATZ`` or ``AT&F`` switch it back (:meth:`VirtualPort.feed`).
+``AT+FCLASS=?`` on a T.31 port therefore lists 2 and 2.0 too.  ``class2="A"``/``"B"`` makes that
+port Class 2 only.  During a Class 2 call the line carries the emulator's fax terminal instead
+of that port's T.31 modem (``fb_line_set_fax_end``).
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import errno
 import logging
 import os
 import pty
+import re
 import select
 import termios
 import threading
@@ -45,6 +53,7 @@ import tty
 from dataclasses import dataclass, field
 
 from ..spandsp.t31 import CallEvent, Control, ModemLine, T31Modem
+from .class2_emulator import Class2Modem
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +78,8 @@ class LineOptions:
     delay_ms: float = 100.0
     realtime: bool = True
     seed: int = 1
+    #: "A" or "B": that port is a Class 2/2.0 modem only (otherwise AT+FCLASS=2.0 switches to it)
+    class2: str | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.drop_audio <= 1.0:
@@ -81,6 +92,8 @@ class LineOptions:
             raise ValueError("hangup_linger is between 0 and 60 s")
         if not 0.0 <= self.delay_ms <= 1000.0:
             raise ValueError("delay_ms is between 0 and 1000")
+        if self.class2 not in (None, "A", "B"):
+            raise ValueError("class2 names a port: A or B")
 
 
 @dataclass
@@ -101,14 +114,18 @@ class CallRecord:
 class VirtualPort:
     """One end: a pty whose slave a DTE opens, and the T.31 modem behind it."""
 
-    def __init__(self, name: str, link: str | None, number: str) -> None:
+    def __init__(self, name: str, link: str | None, number: str, class2_only: bool = False) -> None:
         self.name = name
         self.number = number
-        self.modem = T31Modem(name=name)
+        self.t31 = T31Modem(name=name)
         # spandsp 0.0.6 hides at_state_t except in at_tx: make the modem speak once, unseen
-        self.modem.at_rx(b"AT\r")
-        self.modem.take_output()
-        self.modem.events.clear()
+        self.t31.at_rx(b"AT\r")
+        self.t31.take_output()
+        self.t31.events.clear()
+        self.class2 = Class2Modem(name=f"{name}-class2", t31=self.t31, forced=class2_only)
+        #: the modem the DTE talks to now: the T.31 one, or the Class 2 emulator
+        self.modem: T31Modem | Class2Modem = self.class2 if class2_only else self.t31
+        self._dte_line = bytearray()  # the command line being typed to the T.31 modem
         self.master, slave = pty.openpty()
         tty.setraw(slave)
         self.slave_path = os.ttyname(slave)
@@ -121,7 +138,8 @@ class VirtualPort:
                 os.unlink(link)
             elif os.path.exists(link):
                 os.close(self.master)
-                self.modem.close()
+                self.class2.close()
+                self.t31.close()
                 raise FileExistsError(f"{link} exists and is not a symlink: not replacing it")
             os.symlink(self.slave_path, link)
         self.present = False  # a DTE has the slave open
@@ -153,6 +171,66 @@ class VirtualPort:
                 return None
             raise
         return data if data else None
+
+    def feed(self, data: bytes) -> None:
+        """DTE bytes to the active modem, one command line at a time, switching class where asked."""
+        while data:
+            cut = data.find(b"\r") + 1 or len(data)
+            seg, data = data[:cut], data[cut:]
+            if self.modem is self.class2:
+                self.class2.at_rx(seg)
+                if self.class2.handoff is not None:  # +FCLASS=1, ATZ...: T.31 executes it
+                    line, self.class2.handoff = self.class2.handoff, None
+                    self._out += self.class2.take_output()
+                    self.modem = self.t31
+                    self.t31.at_rx(line.encode("ascii", "replace") + b"\r")
+                continue
+            self._dte_line += seg
+            line = None
+            if seg.endswith(b"\r"):
+                line = self._dte_line[:-1].decode("ascii", "replace").strip().upper()
+                self._dte_line.clear()
+            elif len(self._dte_line) > 256:  # data, not a command line
+                del self._dte_line[:-64]
+            if line is not None and re.fullmatch(r"AT.*\+FCLASS=(2|2\.0)", line):
+                self.queue_output()  # what the T.31 modem said before this line stays
+                self.t31.at_rx(seg)
+                answer = self.t31.take_output()
+                if not answer.endswith(b"ERROR\r\n"):  # not in command mode: it was data
+                    self._out += answer
+                    continue
+                self.modem = self.class2
+                self.class2.echo = self._t31_echo
+                self.class2.at_rx(seg)  # it echoes the line if the T.31 modem would have
+                continue
+            self.t31.at_rx(seg)
+            if line is not None:
+                self._track_echo(line)
+                if line.startswith("AT") and line.endswith("+FCLASS=?"):  # T.31 knows only 0,1,1.0
+                    out = self.t31.take_output().replace(b"\r\n0,1,1.0\r\n", b"\r\n0,1,1.0,2,2.0\r\n")
+                    self.t31.to_dte.appendleft(out)
+
+    _t31_echo = True
+
+    def _track_echo(self, line: str) -> None:
+        """Echo as the T.31 modem has it, for the Class 2 emulator to start with."""
+        basic = re.split(r"[+;]", line[2:], maxsplit=1)[0] if line.startswith("AT") else ""
+        if "Z" in basic or "&F" in basic:
+            self._t31_echo = True
+        m = re.findall(r"E([01]?)", basic)
+        if m:
+            self._t31_echo = m[-1] == "1"
+
+    def reset_modem(self) -> None:
+        """The DTE closed the port: the next one finds a modem in its power-on state."""
+        self.class2.power_on()
+        self.t31.call_event(CallEvent.HANGUP)
+        self.t31.at_rx(b"ATZ\r")
+        self.t31.take_output()
+        self.t31.events.clear()
+        self._dte_line.clear()
+        self._t31_echo = True
+        self.modem = self.class2 if self.class2.forced else self.t31
 
     def queue_output(self) -> None:
         out = self.modem.take_output()
@@ -192,7 +270,8 @@ class VirtualPort:
         if self.master >= 0:
             os.close(self.master)
             self.master = -1
-        self.modem.close()
+        self.class2.close()
+        self.t31.close()
 
 
 class VirtualLine:
@@ -203,9 +282,9 @@ class VirtualLine:
                  number_a: str = "5550100", number_b: str = "5551000",
                  options: LineOptions | None = None) -> None:
         self.options = options or LineOptions()
-        self.a = VirtualPort("A", link_a, number_a)
+        self.a = VirtualPort("A", link_a, number_a, class2_only=self.options.class2 == "A")
         try:
-            self.b = VirtualPort("B", link_b, number_b)
+            self.b = VirtualPort("B", link_b, number_b, class2_only=self.options.class2 == "B")
         except BaseException:
             self.a.close()
             raise
@@ -360,7 +439,7 @@ class VirtualLine:
             port.bytes_from_dte += len(data)
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("%s <- DTE %r", port.name, data[:80])
-            port.modem.at_rx(data)
+            port.feed(data)
             self._pump(port)
         self._watch(port)
 
@@ -445,8 +524,11 @@ class VirtualLine:
         self.call.answered = True
         self._connected = (caller, callee)
         o = self.options
-        self._media = ModemLine(self.a.modem, self.b.modem, noise_dbm0=o.noise_db, drop=o.drop_audio, seed=o.seed,
+        self._media = ModemLine(self.a.t31, self.b.t31, noise_dbm0=o.noise_db, drop=o.drop_audio, seed=o.seed,
                                  delay_ms=o.delay_ms)
+        for end, p in enumerate(self.ports):
+            if p.modem is p.class2 and p.class2.fax_state is not None:
+                self._media.set_fax_end(end, p.class2.fax_state)
         log.info("%s answers: connected", callee.name)
         self._event(callee, CallEvent.ANSWERED)
         self._event(caller, CallEvent.CONNECTED)
@@ -522,10 +604,7 @@ class VirtualLine:
         port.present = False
         self._unwatch(port)
         self._hangup(port, f"{port.name} DTE closed")
-        port.modem.call_event(CallEvent.HANGUP)
-        port.modem.at_rx(b"ATZ\r")  # the next DTE finds a modem in its power-on state
-        port.modem.take_output()
-        port.modem.events.clear()
+        port.reset_modem()  # the next DTE finds a modem in its power-on state
         port.discard_pending()
         self._notify()
 

@@ -191,6 +191,12 @@ class ModemLine:
             raise ValueError("delay_ms must be between 0 and 1000")
         lib.fb_line_set_faults(self._line, noise_amplitude(noise_dbm0), round(drop * 1_000_000), seed & 0xFFFFFFFF)
 
+    def set_fax_end(self, end: int, fax: "ffi.CData") -> None:
+        """Carry fax terminal ``fax`` at end 0 (a) or 1 (b) instead of that end's T.31 modem
+        (the virtual Class 2 modem's T.30); the terminal must outlive this line."""
+        if lib.fb_line_set_fax_end(self._line, end, fax) != 0:
+            raise ValueError("end is 0 or 1")
+
     def step(self, samples: int = 160) -> int:
         """Move ``samples`` both ways; the number of pages confirmed so far."""
         return lib.fb_line_step(self._line, samples)
