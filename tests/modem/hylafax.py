@@ -37,8 +37,6 @@ import secrets
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from PIL import Image, ImageSequence
@@ -220,64 +218,6 @@ def hylafax_send(device: str, number: str, tiff: Path, ecm: bool, tmp: Path, tim
     if q.exists():
         logs.append("--- sendq/q1 after the attempt\n" + q.read_text(errors="replace"))
     return rc, "\n".join(logs)
-
-
-@contextmanager
-def hylafax_receiver(device: str, out: Path, ecm: bool = True, ready_timeout: float = 15.0,
-                     *, config: dict[str, str] | None = None) -> Iterator[Path]:
-    """HylaFAX's faxgetty answering on ``device`` (first ring) with a private spool; a stand-in
-    ECM-capable Class 1 receiver.  Yields ``out``; on exit faxgetty is stopped and the received
-    TIFFs (recvq/fax*.tif) and faxgetty's session logs (log/c*) are copied into ``out``.
-
-    faxgetty switches to the fax user (uucp) after starting as root, so its spool cannot live
-    under pytest's private (0700) tmp_path: it is in a fresh /tmp directory, removed afterwards.
-    Unlike faxsend it takes a device path (a leading ``/`` is kept), and names its config file
-    after the device ID of that path: the path must not contain ``_``.
-    """
-    if not os.access(FAXGETTY, os.X_OK):
-        raise FileNotFoundError("HylaFAX's faxgetty is not installed (Debian: hylafax-server)")
-    base, _ = _devid_link(device)
-    link = base / "modem"
-    devid = str(link).replace("/", "_")
-    spool = base / "spool"
-    for d in ("etc", "log", "status", "info", "recvq", "tmp", "client", "sendq", "docq", "doneq",
-              "archive", "pollq", "bin"):
-        (spool / d).mkdir(parents=True)
-    items = {"RingsBeforeAnswer": "1", "ModemAnswerCmd": "ATA", "UUCPLockDir": str(spool / "tmp"),
-             "FAXNumber": "+1.555.555.1000", "LocalIdentifier": '"Faxbridge RX"', "RecvFileMode": "0644"}
-    items.update(config or {})
-    (spool / "etc" / f"config.{devid}").write_text(_config(ecm, items))
-    faxrcvd = spool / "bin" / "faxrcvd"  # run after each received fax: would mail the fax user
-    faxrcvd.write_text("#!/bin/sh\nexit 0\n")
-    faxrcvd.chmod(0o755)
-    if os.geteuid() == 0:
-        subprocess.run(["chown", "-R", "uucp:uucp", str(base)], check=False)
-    out.mkdir(parents=True, exist_ok=True)
-    log = open(out / "faxgetty.out", "w")
-    proc = subprocess.Popen([FAXGETTY, "-p", "-q", str(spool), str(link)], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        status = spool / "status" / devid
-        deadline = time.monotonic() + ready_timeout
-        while time.monotonic() < deadline and proc.poll() is None:
-            if status.exists() and "Running and idle" in status.read_text(errors="replace"):
-                break
-            time.sleep(0.2)
-        else:
-            state = status.read_text(errors="replace") if status.exists() else "no status file"
-            raise RuntimeError(f"faxgetty on {device} not ready in {ready_timeout} s: {state.strip()}")
-        yield out
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        log.close()
-        for f in sorted((spool / "recvq").glob("fax*.tif")) + sorted((spool / "log").glob("c*")):
-            shutil.copyfile(f, out / f.name)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def _free_loopback_port() -> int:

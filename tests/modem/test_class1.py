@@ -1,30 +1,20 @@
 """The Class 1 front-end: spandsp's T.30 driving a Class 1 modem.
 
-The pure parts (modulation codes, HDLC framing for ECM) are tested like a library; the driver is
-tested against spandsp's T.31 modems on the virtual line with our own Class 1 sender, ECM on (efax
-has no ECM).  efax and HylaFAX as the far end of the daemon's line: test_line_efax.py.
+The pure parts (modulation codes, HDLC framing for ECM) are tested like a library here.  The
+driver is replayed against recorded modem dialogues in test_class1_dialogues.py, and runs real
+calls as the daemon's line in test_line_efax.py (efax; a caller hanging up after page 2) and
+test_hylafax_line.py (HylaFAX's sendfax; HylaFAX with ECM).
 """
 
 from __future__ import annotations
 
-import asyncio
 import random
-import time
-from pathlib import Path
 
 import pytest
-from PIL import ImageChops
 
-from appliance.fax.pages import FINE, STANDARD, read_pages, write_fax_tiff
-from appliance.fax.testpages import demo_pages
-from appliance.modem.at import Unsolicited
-from appliance.modem.class1 import Class1Receiver, Class1Sender, modulation_code
-from appliance.modem.driver import ModemCall, ModemCallResult
+from appliance.modem.class1 import modulation_code
 from appliance.modem.hdlc import HdlcEncoder, fcs16
-from appliance.modem.serial_port import ModemPort
-from appliance.modem.virtual import LineOptions, VirtualLine
 from appliance.spandsp.frontend import Modem
-
 
 
 # -- pure ------------------------------------------------------------------------------------
@@ -97,94 +87,3 @@ def test_hdlc_encoder_never_lets_six_ones_through_inside_a_frame() -> None:
     bits = "".join(f"{b:08b}"[::-1] for b in enc.take(flush=True))
     inside = bits[: bits.rfind("01111110")]
     assert "111111" not in inside
-
-
-# -- against the virtual line ------------------------------------------------------------------
-
-async def _answer(path: str, tiff: Path, *, rings: int = 2, ecm: bool = True) -> ModemCallResult:
-    port = await ModemPort.open(path, flow="none")
-    try:
-        for cmd in ("ATZ", "ATE0", "AT+FCLASS=1"):
-            await port.command(cmd)
-        seen = 0
-        while seen < rings:
-            ev = await asyncio.wait_for(port.events.get(), 60)
-            if isinstance(ev, Unsolicited) and ev.line == "RING":
-                seen += 1
-        call = ModemCall(device=path, line="modem:test", tiff_path=tiff, ident="+1 555 1000", ecm=ecm,
-                         max_call_duration=300)
-        return await Class1Receiver().receive(port, call)
-    finally:
-        port.close()
-
-
-async def _send(path: str, tiff: Path, *, ecm: bool) -> tuple[bool, dict]:
-    port = await ModemPort.open(path, flow="none")
-    try:
-        for cmd in ("ATZ", "ATE0", "AT+FCLASS=1"):
-            await port.command(cmd)
-        return await Class1Sender("5551000", tiff, ident="+1 555 0100", ecm=ecm, max_duration=300).send(port)
-    finally:
-        port.close()
-
-
-def _assert_same_pages(tiff: Path, sent: list) -> None:
-    got = read_pages(tiff)
-    assert len(got) == len(sent), f"{len(got)} pages received, {len(sent)} sent"
-    for n, (g, s) in enumerate(zip(got, sent), 1):
-        assert g.size == s.size, f"page {n}: {g.size} != {s.size}"
-        assert ImageChops.difference(g.convert("L"), s.convert("L")).getbbox() is None, f"page {n} differs"
-
-
-@pytest.mark.slow
-@pytest.mark.xdist_group("class1-ecm")
-def test_ecm_sender_to_class1_receiver_pixel_exact(tmp_path: Path) -> None:
-    """ECM both ways through spandsp's T.31 modems: frames at 14400 framed by the DTE."""
-    pages = demo_pages(3, STANDARD, seed=11)
-    src = tmp_path / "send.tif"
-    write_fax_tiff(pages, src, STANDARD)
-    rx_tiff = tmp_path / "rx.tif"
-
-    async def main() -> tuple[ModemCallResult, tuple[bool, dict]]:
-        rx = asyncio.create_task(_answer(str(tmp_path / "B"), rx_tiff))
-        await asyncio.sleep(0.5)
-        tx = await _send(str(tmp_path / "A"), src, ecm=True)
-        return await rx, tx
-
-    with VirtualLine(str(tmp_path / "A"), str(tmp_path / "B")) as line:
-        t0 = time.monotonic()
-        result, (sent_ok, sent) = asyncio.run(main())
-        elapsed = time.monotonic() - t0
-        assert line.calls[-1].pages == 3
-    assert sent_ok, sent["result"]
-    assert result.complete, (result.facts["result_text"], result.facts["extra"].get("modem_history", "")[-2000:])
-    assert result.facts["ecm"] is True and sent["ecm"] is True
-    assert result.facts["pages"] == 3 and result.facts["bit_rate"] == 14400
-    assert result.facts["remote_ident"] == "+1 555 0100"
-    assert result.facts["extra"]["class1"]["frames_bad"] == 0
-    _assert_same_pages(rx_tiff, pages)
-    print(f"class 1 ECM, 3 pages standard: {elapsed:.1f} s, {sent['class1']['frames_tx']} frames sent")
-
-
-@pytest.mark.slow
-@pytest.mark.xdist_group("class1-ecm")
-def test_caller_hanging_up_after_page_two_keeps_two_pages(tmp_path: Path) -> None:
-    pages = demo_pages(3, FINE, seed=5)
-    src = tmp_path / "send.tif"
-    write_fax_tiff(pages, src, FINE)
-    rx_tiff = tmp_path / "rx.tif"
-
-    async def main() -> ModemCallResult:
-        rx = asyncio.create_task(_answer(str(tmp_path / "B"), rx_tiff))
-        await asyncio.sleep(0.5)
-        await _send(str(tmp_path / "A"), src, ecm=False)
-        return await asyncio.wait_for(rx, 120)
-
-    with VirtualLine(str(tmp_path / "A"), str(tmp_path / "B"),
-                     options=LineOptions(hangup_after_page=2, hangup_linger=1.0)) as line:
-        result = asyncio.run(main())
-        assert line.calls[-1].pages == 2
-    assert not result.complete
-    assert result.facts["pages"] == 2
-    assert "modem_history" in result.facts["extra"]  # the failure dump for support
-    _assert_same_pages(rx_tiff, pages[:2])
