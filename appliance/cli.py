@@ -151,7 +151,8 @@ def cmd_virtual_modem(args: argparse.Namespace) -> int:
     from .modem.virtual import LineOptions, serve
 
     try:
-        options = LineOptions(noise_db=args.noise_db, drop_audio=args.drop, hangup_after_page=args.hangup_after_page)
+        options = LineOptions(noise_db=args.noise_db, drop_audio=args.drop, hangup_after_page=args.hangup_after_page,
+                              class2=args.class2)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -165,6 +166,8 @@ def _add_virtual_modem(sub: "argparse._SubParsersAction[argparse.ArgumentParser]
     v.add_argument("--noise-db", type=float, metavar="DBM0", help="white noise on the line at this level")
     v.add_argument("--drop", type=float, default=0.0, metavar="P", help="probability of losing each 20 ms block")
     v.add_argument("--hangup-after-page", type=int, metavar="N", help="drop the call once N pages went through")
+    v.add_argument("--class2", choices=["A", "B"],
+                   help="make this port a Class 2/2.0 modem only (any port switches on AT+FCLASS=2.0)")
     v.set_defaults(func=cmd_virtual_modem)
 # -- end virtual-modem ------------------------------------------------------------------------
 
