@@ -420,6 +420,10 @@ class Class2Session:
         self.off_hook = False
         self._finish(f"modem gone: {reason}")
 
+    def stuck(self) -> None:
+        self.failed = True
+        self._finish(f"driver has nothing to ask the modem in state {self.state.value!r}")
+
     def call_timeout(self) -> None:
         if self.state is State.IN_PAGE:
             self._end_page(partial=True)
@@ -592,8 +596,8 @@ class Class2Receiver:
                     session.call_timeout()
                     break
                 cmd = session.next_command()
-                if cmd is None:
-                    session.call_timeout()  # nothing left to ask: cannot happen unless a bug
+                if cmd is None:  # nothing left to ask yet the call is not over: our bug, not a hang
+                    session.stuck()
                     break
                 try:
                     done = await port.command(cmd.text, cmd.timeout, expect=ALL_RESULTS)
