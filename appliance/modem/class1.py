@@ -41,12 +41,12 @@ import contextlib
 import logging
 import os
 import time
-from typing import Any
+from typing import Any, Callable
 
 from ..config import FaxConfig
 from ..fax.session import ReceiveSession
 from ..spandsp.frontend import FrontEndTerminal, Modem, SendHdlc, SetRx, SetTx, Signal
-from .at import CommandDone, DataEnd, DataReceived, DataResult, DeviceGone, Unsolicited
+from .at import CommandDone, DataReceived, DataResult, DeviceGone, Unsolicited
 from .dle import DLE, ETX, dle_stuff
 from .driver import ModemCall, ModemCallResult
 from .hdlc import HdlcEncoder
@@ -440,31 +440,27 @@ class Class1Call:
         self.term.ecm_rx_start()
         self.term.hdlc_status(Signal.TRAINING_SUCCEEDED)
         self.term.hdlc_status(Signal.CARRIER_UP)
-        while True:
-            ev = await self._event(30.0)
-            if ev is None:
-                self.port.channel.end_data_phase(self._loop.time())
-                break
-            if isinstance(ev, DataReceived):
-                self.stats["data_rx"] += len(ev.data)
-                self.term.ecm_rx_data(ev.data)
-            elif isinstance(ev, DataResult):
-                break
+        await self._pump_data(self.term.ecm_rx_data)
         self.term.hdlc_status(Signal.CARRIER_DOWN)
 
     async def _receive_data(self) -> None:
+        """TCF or a non-ECM page: the bytes go to T.30 as they come."""
         self.term.data_status(Signal.TRAINING_SUCCEEDED)
+        await self._pump_data(self.term.data_received)
+        self.term.data_status(Signal.CARRIER_DOWN)
+
+    async def _pump_data(self, sink: Callable[[bytes], None]) -> None:
+        """Received data into ``sink`` until the modem closes the data phase (or goes quiet)."""
         while True:
             ev = await self._event(30.0)
             if ev is None:
                 self.port.channel.end_data_phase(self._loop.time())
-                break
+                return
             if isinstance(ev, DataReceived):
                 self.stats["data_rx"] += len(ev.data)
-                self.term.data_received(ev.data)
+                sink(ev.data)
             elif isinstance(ev, DataResult):
-                break
-        self.term.data_status(Signal.CARRIER_DOWN)
+                return
 
     async def hang_up(self) -> None:
         """Back on hook, whatever state the modem was left in."""

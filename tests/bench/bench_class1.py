@@ -16,11 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from appliance.modem.at import Unsolicited
-from appliance.modem.class1 import Class1Receiver
-from appliance.modem.driver import ModemCall
 from appliance.modem.serial_port import ModemPort
-from tests.modem.record_class1 import RX_IDENT, SETUP
+from tests.modem.record_class1 import answer
 from tests.modem.replay import ReplayModem, load
 
 DIALOGUE = Path(__file__).parents[1] / "modem" / "dialogues" / "class1_receive_ecm.json.gz"
@@ -29,15 +26,7 @@ DIALOGUE = Path(__file__).parents[1] / "modem" / "dialogues" / "class1_receive_e
 async def _receive(path: str, tiff: Path) -> bool:
     port = await ModemPort.open(path, flow="none")
     try:
-        for cmd in SETUP:
-            await port.command(cmd)
-        rings = 0
-        while rings < 2:
-            ev = await port.events.get()
-            rings += isinstance(ev, Unsolicited) and ev.line == "RING"
-        res = await Class1Receiver().receive(port, ModemCall(device=path, line="modem:bench", tiff_path=tiff,
-                                                             ident=RX_IDENT, ecm=True))
-        return res.complete
+        return (await answer(port, tiff)).complete
     finally:
         port.close()
 

@@ -97,3 +97,49 @@ class PageDriver:
         return ModemCallResult(True, {"pages": 1, "remote_ident": "+1 555 0100", "bit_rate": 14400,
                                       "ecm": True, "result_code": 0, "result_text": "OK",
                                       "extra": {"hangup_reason": "normal"}, "a_new_key": 5})
+
+
+def fax_to_the_daemon(tmp_path: Path, send: Callable[[str], Any], *, modem: dict[str, Any] | None = None,
+                      options: Any = None, timeout: float = 420.0) -> tuple[Any, Any, Any, Any]:
+    """The whole modem path on the virtual line: the daemon's line on port B (its [modem] section
+    updated with ``modem``), ``await send(port A path)`` as the far end calling it.
+
+    Waits for the fax to be recorded and delivered; returns (what send returned, the fax record,
+    the delivered mail as an EmailMessage, the line's CallRecord)."""
+    import email
+    import email.policy
+
+    from appliance.daemon import Appliance
+    from appliance.modem.virtual import LineOptions, VirtualLine
+
+    from .test_daemon_modem import config
+
+    links = (str(tmp_path / "ttyA"), str(tmp_path / "ttyB"))
+    cfg = config(tmp_path, [links[1]])
+    for key, value in (modem or {}).items():
+        setattr(cfg.modem, key, value)
+
+    async def main() -> tuple[Any, Any, list[Path]]:
+        app = Appliance(cfg)
+        await app.start()
+        try:
+            assert app.modems is not None
+            line = app.modems.lines[links[1]]
+            await until(lambda: line.state == "idle", 15, "idle")
+            sent = await send(links[0])
+            await until(lambda: app.stats["faxes"] >= 1, 60, "fax recorded")
+            await until(lambda: any(j.state == "delivered" for j in app.spool.jobs_for(1)), 20, "delivered")
+            return sent, app.spool.get_fax(1), list((tmp_path / "Maildir" / "new").iterdir())
+        finally:
+            await app.stop()
+
+    with VirtualLine(*links, options=options or LineOptions()) as ln:
+        sent, fax, mails = asyncio.run(asyncio.wait_for(main(), timeout))
+        call = ln.calls[-1] if ln.calls else None
+    assert len(mails) == 1, mails
+    return sent, fax, email.message_from_bytes(mails[0].read_bytes(), policy=email.policy.default), call
+
+
+def mailed_tiff(msg: Any) -> bytes:
+    (tif,) = [p for p in msg.iter_attachments() if p.get_content_type() == "image/tiff"]
+    return tif.get_content()

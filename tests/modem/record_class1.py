@@ -20,7 +20,7 @@ from appliance.fax.pages import STANDARD, write_fax_tiff
 from appliance.fax.testpages import demo_pages
 from appliance.modem.at import Unsolicited
 from appliance.modem.class1 import Class1Receiver, Class1Sender
-from appliance.modem.driver import ModemCall
+from appliance.modem.driver import ModemCall, ModemCallResult
 from appliance.modem.serial_port import ModemPort
 from appliance.modem.virtual import VirtualLine
 
@@ -34,17 +34,24 @@ ECM_PAGES = dict(count=2, dpi=STANDARD, seed=11)
 RX_IDENT, TX_IDENT = "+1 555 1000", "+1 555 0100"
 
 
-async def _receiver(path: str, tiff: Path) -> tuple[bool, list]:
-    port = await ModemPort.open(path, flow="none")
-    chunks = record(port)
+async def answer(port: ModemPort, tiff: Path, quirks: frozenset[str] = frozenset(),
+                 max_call_duration: float = 300.0) -> ModemCallResult:
+    """Set the modem up, wait for two RINGs and receive with the Class 1 driver (ECM offered)."""
     for cmd in SETUP:
         await port.command(cmd)
     rings = 0
     while rings < 2:
-        ev = await port.events.get()
+        ev = await asyncio.wait_for(port.events.get(), 60)
         rings += isinstance(ev, Unsolicited) and ev.line == "RING"
-    res = await Class1Receiver().receive(port, ModemCall(device=path, line="modem:rec", tiff_path=tiff,
-                                                         ident=RX_IDENT, ecm=True))
+    call = ModemCall(device="modem", line="modem:test", tiff_path=tiff, ident=RX_IDENT, ecm=True,
+                     max_call_duration=max_call_duration, quirks=quirks)
+    return await Class1Receiver().receive(port, call)
+
+
+async def _receiver(path: str, tiff: Path) -> tuple[bool, list]:
+    port = await ModemPort.open(path, flow="none")
+    chunks = record(port)
+    res = await answer(port, tiff)
     port.close()
     return res.complete, chunks
 

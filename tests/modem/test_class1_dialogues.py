@@ -16,28 +16,19 @@ import pytest
 
 from appliance.fax.pages import STANDARD, read_pages, write_fax_tiff
 from appliance.fax.testpages import demo_pages
-from appliance.modem.at import Unsolicited
-from appliance.modem.class1 import Class1Receiver, Class1Sender
-from appliance.modem.driver import ModemCall
+from appliance.modem.class1 import Class1Sender
 from appliance.modem.serial_port import ModemPort
 
-from .record_class1 import ECM_PAGES, RX_IDENT, SETUP, TX_IDENT
+from .record_class1 import ECM_PAGES, SETUP, TX_IDENT, answer
 from .replay import ReplayModem, load
 
 DIALOGUES = Path(__file__).parent / "dialogues"
 
 
-async def _receive(path: str, tiff: Path):  # type: ignore[no-untyped-def]
+async def _receive(path: str, tiff: Path, quirks: frozenset[str] = frozenset()):  # type: ignore[no-untyped-def]
     port = await ModemPort.open(path, flow="none")
     try:
-        for cmd in SETUP:
-            await port.command(cmd)
-        rings = 0
-        while rings < 2:
-            ev = await asyncio.wait_for(port.events.get(), 10)
-            rings += isinstance(ev, Unsolicited) and ev.line == "RING"
-        return await Class1Receiver().receive(port, ModemCall(device=path, line="modem:replay", tiff_path=tiff,
-                                                              ident=RX_IDENT, ecm=True, max_call_duration=120))
+        return await answer(port, tiff, quirks, max_call_duration=120)
     finally:
         port.close()
 
@@ -125,19 +116,7 @@ def test_no_frs_quirk_waits_locally_instead_of_asking_the_modem(tmp_path: Path) 
     modem = ReplayModem(script, tmp_path / "modem")
 
     async def main():  # type: ignore[no-untyped-def]
-        port = await ModemPort.open(str(tmp_path / "modem"), flow="none")
-        try:
-            for cmd in SETUP:
-                await port.command(cmd)
-            rings = 0
-            while rings < 2:
-                ev = await asyncio.wait_for(port.events.get(), 10)
-                rings += isinstance(ev, Unsolicited) and ev.line == "RING"
-            call = ModemCall(device="usr", line="modem:usr", tiff_path=tmp_path / "rx.tif", ident=RX_IDENT,
-                             ecm=True, max_call_duration=120, quirks=frozenset({"no_frs"}))
-            return await Class1Receiver().receive(port, call)
-        finally:
-            port.close()
+        return await _receive(str(tmp_path / "modem"), tmp_path / "rx.tif", frozenset({"no_frs"}))
 
     try:
         result = asyncio.run(asyncio.wait_for(main(), 120))

@@ -16,20 +16,15 @@ programs run without the system spool.
 from __future__ import annotations
 
 import asyncio
-import email
 import email.message
-import email.policy
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from appliance.daemon import Appliance
-from appliance.modem.virtual import VirtualLine
-
 from .hylafax import JOB_DONE, SEND_DONE, hylafax_send, hylafax_sendfax, missing_tools, write_tiff_f
-from .lines import until
-from .test_daemon_modem import appliance_side_effects, config  # noqa: F401 (fixture)
+from .lines import fax_to_the_daemon, mailed_tiff
+from .test_daemon_modem import appliance_side_effects  # noqa: F401 (fixture)
 
 _missing = missing_tools()
 needs_hylafax = pytest.mark.skipif(bool(_missing), reason="needs Debian's " + ", ".join(_missing))
@@ -45,37 +40,14 @@ def _rows(path: Path) -> list[bytes]:
     return [data[i * stride:(i + 1) * stride] for i in range(h)]
 
 
-def _to_the_appliance(tmp_path: Path, send):  # type: ignore[no-untyped-def]
-    """The daemon with its modem line on port B; ``send(port A path)`` runs HylaFAX on port A.
-    Returns (what send returned, the fax record, the delivered mail, the call on the line)."""
-    links = (str(tmp_path / "ttyA"), str(tmp_path / "ttyB"))
-
-    async def main():  # type: ignore[no-untyped-def]
-        app = Appliance(config(tmp_path, [links[1]]))
-        await app.start()
-        try:
-            line = app.modems.lines[links[1]]
-            await until(lambda: line.state == "idle", 10, "idle")
-            sent = await asyncio.get_running_loop().run_in_executor(None, send, links[0])
-            await until(lambda: app.stats["faxes"] >= 1, 60, "fax recorded")
-            await until(lambda: any(j.state == "delivered" for j in app.spool.jobs_for(1)), 20, "delivered")
-            mails = list((tmp_path / "Maildir" / "new").iterdir())
-            return sent, app.spool.get_fax(1), mails
-        finally:
-            await app.stop()
-
-    with VirtualLine(*links) as ln:
-        sent, fax, mails = asyncio.run(asyncio.wait_for(main(), 420))
-        call = ln.calls[-1] if ln.calls else None
-    assert len(mails) == 1, mails
-    msg = email.message_from_bytes(mails[0].read_bytes(), policy=email.policy.default)
-    return sent, fax, msg, call
+async def _in_thread(func, *args, **kwargs):  # type: ignore[no-untyped-def]
+    """HylaFAX's programs block: run them off the daemon's event loop."""
+    return await asyncio.get_running_loop().run_in_executor(None, lambda: func(*args, **kwargs))
 
 
 def _assert_mail_pages(tmp_path: Path, msg: email.message.Message, images: list) -> None:  # type: ignore[type-arg]
-    (tif,) = [p for p in msg.iter_attachments() if p.get_content_type() == "image/tiff"]  # type: ignore[attr-defined]
     got = tmp_path / "mailed.tif"
-    got.write_bytes(tif.get_content())
+    got.write_bytes(mailed_tiff(msg))
     with Image.open(got) as im:
         assert getattr(im, "n_frames", 1) == len(images)
     for n, image in enumerate(images, 1):
@@ -111,8 +83,8 @@ def test_hylafax_sendfax_sends_three_pages_to_the_appliance(tmp_path: Path, appl
 
     images = demo_pages(3)
     src = write_tiff_f(images, tmp_path / "send.tif")
-    (state, log), fax, msg, call = _to_the_appliance(
-        tmp_path, lambda dev: hylafax_sendfax(dev, "5551000", src, tmp_path, timeout=300))
+    (state, log), fax, msg, call = fax_to_the_daemon(
+        tmp_path, lambda dev: _in_thread(hylafax_sendfax, dev, "5551000", src, tmp_path, timeout=300))
     assert state == JOB_DONE, log[-5000:]
     assert call is not None and call.pages == 3, call
     assert fax.complete and fax.pages == 3 and fax.line == "modem:ttyB"
@@ -130,8 +102,8 @@ def test_hylafax_sends_with_ecm_to_the_appliance(tmp_path: Path, appliance_side_
 
     images = demo_pages(3, seed=4)
     src = write_tiff_f(images, tmp_path / "send.tif")
-    (rc, log), fax, msg, call = _to_the_appliance(
-        tmp_path, lambda dev: hylafax_send(dev, "5551000", src, True, tmp_path, timeout=300))
+    (rc, log), fax, msg, call = fax_to_the_daemon(
+        tmp_path, lambda dev: _in_thread(hylafax_send, dev, "5551000", src, True, tmp_path, timeout=300))
     assert rc == SEND_DONE, log[-4000:]
     assert "REMOTE supports T.30 Annex A, 256-byte ECM" in log, log[:3000]
     assert "USE error correction mode" in log, log[:3000]
