@@ -381,6 +381,9 @@ class Class2Session:
         if page is not None:
             page.post_page = self._page_post
             page.modem_status = self._page_status
+            if page.partial and result == "OK" and self._page_post is not None and self.hangup is None:
+                page.partial = False  # no RTC seen, but the modem says the page ended normally
+                self.trace.append(f"! page {len(self.pages)} had no RTC; the modem reported it complete")
         if result != "OK" or self.hangup is not None:
             self._ended_by_modem(result)
             return
