@@ -8,7 +8,8 @@ makes a port Class 2 only.
 It speaks the *receive* subset: ``+FCLASS``, ``+FLI``/``+FLID``, ``+FCR``, ``+FCC``/``+FDCC``,
 ``+FBO``/``+FBOR``, ``+FAA``, ``+FNR``, ``+FIE``, ``+FCQ``, ``+FPS``/``+FPTS``, ``+FMI?`` and
 friends, ``ATA``, ``AT+FDR``, ``ATH``, ``ATZ``, ``ATE``/``ATV``/``ATQ``, ``ATI``.  ``ATD`` is
-ERROR: this modem never sends.
+ERROR: this modem never sends.  ``ATA`` with no call ringing waits for the next ring and
+answers it (efax ``-r`` answers at once, expecting a getty to have seen RING).
 
 How a call goes: ``ATA`` puts a spandsp ``fax_state_t`` (answering, receiving into a TIFF in a
 private temporary directory) on the line in place of the T.31 modem (``fb_line_set_fax_end``).
@@ -98,7 +99,7 @@ class Class2Modem:
         self.vcid = False
         self.ringing = False
         self.call_info: dict[str, str] = {}
-        self.phase = "idle"  # idle | answering | connected | ended
+        self.phase = "idle"  # idle | waiting (ATA before RING) | answering | connected | ended
         self.pages_ready: deque[tuple[int, str, int]] = deque()  # (index in file, frame, rows)
         self.pages_sent = 0
         self.fdr_waiting = False
@@ -175,6 +176,10 @@ class Class2Modem:
         event = CallEvent(event)
         if event is CallEvent.ALERTING:
             self.ringing = True
+            if self.phase == "waiting":  # ATA came first (efax -r does that): answer now
+                self.phase = "idle"
+                self._answer()
+                return
             if self.vcid:
                 for key in ("DATE", "TIME", "NMBR", "NAME", "NDID"):
                     if key in self.call_info:
@@ -318,6 +323,9 @@ class Class2Modem:
         if name == "VCID":
             self.vcid = value.strip() == "1"
             return True
+        if name == "FIP" and not op.startswith("?"):
+            self.local_id, self.caps, self.bit_order = "", [1, 5, 0, 2, 0, 0, 0, 0], 0
+            return True
         if name in ("FCR", "FAA", "FNR", "FIE", "FCQ", "FPS", "FPTS", "FLO", "FPP", "FCT", "FHS", "FET",
                     "FKS", "FK", "FRY", "FMS", "FBU", "FAP", "FNS", "FPI", "FSP", "FCIG", "FTBC", "FPHCTO",
                     "FAR", "FCRC", "FECM", "FMINSP", "FRBC", "FWDFC", "FLPL", "FPHCTO"):
@@ -328,8 +336,11 @@ class Class2Modem:
 
     # -- a call --------------------------------------------------------------------------------
     def _answer(self) -> bool | None:
-        if self.phase in ("answering", "connected"):
+        if self.phase in ("answering", "connected", "waiting"):
             return False
+        if not self.ringing:  # off hook before the call: answer it when it rings (no timeout)
+            self.phase = "waiting"
+            return None
         if self.term is not None:  # the last call's terminal: the line no longer carries it
             self._old_terms.append(self.term)
             self.term = None
@@ -352,6 +363,8 @@ class Class2Modem:
         return None
 
     def _hangup(self) -> None:
+        if self.phase == "waiting":
+            self.phase = "idle"
         if self.phase in ("answering", "connected"):
             if self.term is not None and self.term.alive:
                 self.term.terminate()

@@ -110,3 +110,38 @@ def test_line_dropped_after_page_two_keeps_two_pages(tmp_path: Path) -> None:
     for n, (sent, got) in enumerate(zip(pages, received), 1):
         assert not _body_rows_equal(sent, got), f"page {n} differs"
     print(f"line dropped after page 2: {elapsed:.1f} s, {f['result_text']!r}")
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("modem-class2")
+@needs_efax
+def test_efax_as_class20_dte_receives_through_the_emulator(tmp_path: Path) -> None:
+    """A third-party Class 2.0 DTE (efax -o0) on the emulator: checks the emulator without our driver."""
+    from .test_virtual_line import _assert_body_equal
+
+    pages = _efax_pages(tmp_path, 2)
+    with VirtualLine(str(tmp_path / "ttyA"), str(tmp_path / "ttyB")) as ln:
+        t0 = time.monotonic()
+        with open(tmp_path / "rx.log", "w") as rxlog, open(tmp_path / "tx.log", "w") as txlog:
+            rx = subprocess.Popen([EFAX, "-d", str(tmp_path / "ttyB"), "-o0", "-r", str(tmp_path / "rx")],
+                                  stdout=rxlog, stderr=subprocess.STDOUT)
+            assert ln.wait_for(lambda l: l.b.present, 5)
+            time.sleep(2.0)  # efax sets Class 2.0 up, then ATA (answered when the ring comes)
+            tx = subprocess.Popen([EFAX, "-d", str(tmp_path / "ttyA"), "-o1", "-t", "5551000", *map(str, pages)],
+                                  stdout=txlog, stderr=subprocess.STDOUT)
+            try:
+                tx_rc, rx_rc = tx.wait(240), rx.wait(60)
+            finally:
+                for p in (tx, rx):
+                    if p.poll() is None:
+                        p.kill()
+        elapsed = time.monotonic() - t0
+        call = ln.calls[-1]
+    logs = (tmp_path / "tx.log").read_text() + (tmp_path / "rx.log").read_text()
+    assert tx_rc == 0 and rx_rc == 0, logs[-3000:]
+    assert "in class 2.0" in logs and call.pages == 2
+    received = sorted(tmp_path.glob("rx.0*"))
+    assert [p.name[-3:] for p in received] == ["001", "002"], logs[-2000:]
+    for sent, got in zip(pages, received):
+        _assert_body_equal(sent, got)
+    print(f"efax (Class 1) -> efax (Class 2.0 on the emulator), 2 pages: {elapsed:.1f} s")
