@@ -40,7 +40,7 @@ from typing import Any
 
 from ..spandsp.t4 import (T4_1D, T4_2D, T6, X_RES_R8, Y_RES_FINE, Y_RES_STANDARD, Y_RES_SUPERFINE, PageStats,
                           T4Error, T4Receiver, reverse_bits)
-from .at import (CommandDone, DataEnd, DataReceived, DataResult, DeviceGone, DleCommand, Event, Garbage,
+from .at import (DataEnd, DataReceived, DataResult, DeviceGone, DleCommand, Event, Garbage,
                  Unsolicited)
 from .driver import ModemCall, ModemCallResult
 from .fparams import parse_fparams
@@ -561,7 +561,7 @@ class Class2Session:
             self.failed = True
             self._finish(f"modem ended the call with {result or 'no result'} and no hang-up report")
         elif self.hangup != "00":
-            self._finish(hangup_text(self.hangup))
+            self._finish("the modem ended the call")  # its +FHS code says why, in result_text
         else:
             self._finish("")
 

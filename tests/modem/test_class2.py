@@ -11,14 +11,14 @@ import asyncio
 import os
 import pty
 import tty
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from appliance.fax.pages import read_pages, write_fax_tiff
 from appliance.fax.testpages import demo_pages
-from appliance.modem.class2 import (Class2Receiver, Class2Session, Command, State, copy_quality, hangup_key,
+from appliance.modem.class2 import (Class2Receiver, Class2Session, Command, copy_quality, hangup_key,
                                     hangup_text, parse_dcs)
 from appliance.modem.dle import dle_stuff
 from appliance.modem.driver import ModemCall

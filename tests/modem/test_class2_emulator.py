@@ -16,7 +16,7 @@ from appliance.modem.class2_emulator import Class2Modem, dcs_coding
 from appliance.modem.virtual import LineOptions, VirtualLine
 from appliance.spandsp.audio import AudioFaxTerminal
 from appliance.spandsp.t31 import CallEvent, Control, ModemLine, T31Modem
-from appliance.spandsp.t4 import T4_1D, T4Receiver, reverse_bits
+from appliance.spandsp.t4 import T4Receiver, reverse_bits
 
 from .test_virtual_line import Dte
 
