@@ -23,7 +23,9 @@ itself, ``+FCQ``) keeps its own verdict.
 
 Bit order: we ask for ``+FBO=0`` (direct: the first bit on the line is the byte's LSB, what
 spandsp's T.4 decoder expects).  Modems that deliver MSB first anyway (Rockwell, flagged
-``class2_bit_order_reversed`` in quirks.py) get every byte reversed.
+``class2_bit_order_reversed`` in quirks.py) get every byte reversed; without the flag the first
+2 KB of the first MH/MR page are held back and their EOL codes show which order the data is in
+(T.6 has no EOLs: there +FBO=0 is trusted).
 
 Bad input never raises out of the driver: a malformed report is noted in the trace and ignored,
 a timeout or a lost device ends the call with the pages kept and ``complete`` false.
@@ -237,6 +239,25 @@ BAD_ROW_SHARE = 0.05
 BAD_ROW_RUN = 20
 
 
+#: bytes of the first page looked at to tell the modem's bit order
+SNIFF_BYTES = 2048
+_EOL = "000000000001"
+
+
+def eol_count(data: bytes, reversed_order: bool) -> int:
+    """How many T.4 EOL codes (eleven 0 bits, then a 1) the data holds read in one bit order."""
+    bits = "".join(f"{b:08b}" if reversed_order else f"{b:08b}"[::-1] for b in data)
+    return bits.count(_EOL)
+
+
+def looks_reversed(data: bytes) -> bool | None:
+    """True if MH/MR data reads as T.4 only MSB first; None when it cannot tell (too few EOLs)."""
+    direct, swapped = eol_count(data, False), eol_count(data, True)
+    if max(direct, swapped) < 8:
+        return None
+    return swapped > 1.6 * direct  # measured: the right order shows 2x (MR) to 5x (MH) more
+
+
 def copy_quality(stats: PageStats, saw_rtc: bool) -> int:
     """1 (MCF) for a good page, 2 (RTN) for one with too many bad rows or no end-of-page mark."""
     if not saw_rtc or stats.length == 0:
@@ -258,6 +279,8 @@ class Class2Session:
         self.started = now
         self.state = State.SETUP
         self.reverse = "class2_bit_order_reversed" in call.quirks
+        #: the first page's data is held until its bit order is clear (not with a quirk or T.6)
+        self._sniff: bytearray | None = None if self.reverse else bytearray()
         self.params: SessionParams | None = None
         self.remote_ident = ""
         self.pages: list[PageRecord] = []
@@ -352,10 +375,30 @@ class Class2Session:
         if self.state is not State.IN_PAGE or self._rx is None:
             self.trace.append(f"! {len(chunk)} data bytes outside a page ignored")
             return
+        if self._sniff is not None:
+            self._sniff += chunk
+            if len(self._sniff) < SNIFF_BYTES:
+                return
+            self._decide_bit_order()
+            return
+        self._put(chunk)
+
+    def _put(self, chunk: bytes) -> None:
+        assert self._rx is not None
         try:
             self._rx.put(reverse_bits(chunk) if self.reverse else chunk)
         except T4Error as e:
             self.trace.append(f"! page data: {e}")
+
+    def _decide_bit_order(self) -> None:
+        """Modems differ in what +FBO=0 gives; EOL codes show which order the data is in."""
+        held, self._sniff = bytes(self._sniff or b""), None
+        if self.params is None or self.params.encoding != T6:
+            verdict = looks_reversed(held)
+            if verdict:
+                self.reverse = True
+                self.trace.append("! page data is MSB first despite +FBO=0: reversing every byte")
+        self._put(held)
 
     def data_end(self) -> None:
         """<DLE><ETX>: the page data is complete."""
@@ -541,6 +584,8 @@ class Class2Session:
 
     def _end_page(self, partial: bool) -> None:
         assert self._rx is not None
+        if self._sniff:
+            self._decide_bit_order()  # a page shorter than the sniff window
         saw_rtc = self._rx.saw_rtc
         try:
             stats = self._rx.end_page()

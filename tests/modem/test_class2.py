@@ -8,6 +8,7 @@ The session is also fed directly (sans-I/O) for the cases a dialogue cannot expr
 from __future__ import annotations
 
 import asyncio
+import random
 import os
 import pty
 import tty
@@ -228,12 +229,23 @@ def test_reversed_bit_order_dle_sub_and_malformed_lines(tmp_path: Path, coded) -
     _assert_pages(tmp_path / "rx.tif", pages, 1)
 
 
-def test_same_reversed_data_without_the_quirk_is_bad_not_a_crash(tmp_path: Path, coded) -> None:
+def test_reversed_bit_order_is_detected_without_the_quirk(tmp_path: Path, coded) -> None:
     pages, data = coded
     result, _ = _play(tmp_path, "rockwell_reversed_malformed.txt", data)
     f = result.facts
-    page = f["extra"]["page_stats"][0] if f["extra"]["page_stats"] else None
-    assert page is None or page["copy_quality"] == "RTN"  # garbage decodes badly, and says so
+    assert result.complete and f["extra"]["bit_order_reversed"], f["result_text"]
+    assert any("MSB first despite +FBO=0" in line for line in f["extra"]["trace"])
+    _assert_pages(tmp_path / "rx.tif", pages, 1)
+
+
+def test_bit_order_guess(coded) -> None:
+    from appliance.modem.class2 import looks_reversed
+
+    _, data = coded
+    assert looks_reversed(bytes(2048)) is None  # no EOL at all: cannot tell, keep +FBO=0
+    assert looks_reversed(random.Random(1).randbytes(2048)) is not True  # noise: no reason to reverse
+    for page in data:
+        assert looks_reversed(page[:2048]) is False and looks_reversed(reverse_bits(page[:2048])) is True
 
 
 def test_modem_that_stops_answering_ends_with_history(tmp_path: Path, coded) -> None:
