@@ -112,7 +112,7 @@ class CallRecord:
 
 
 class VirtualPort:
-    """One end: a pty whose slave a DTE opens, and the T.31 modem behind it."""
+    """One end: a pty whose slave a DTE opens, and the modem behind it (T.31, or the Class 2 emulator)."""
 
     def __init__(self, name: str, link: str | None, number: str, class2_only: bool = False) -> None:
         self.name = name
