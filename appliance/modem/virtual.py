@@ -201,6 +201,7 @@ class VirtualPort:
                     continue
                 self.modem = self.class2
                 self.class2.echo = self._t31_echo
+                self.class2.vcid = self._t31_vcid  # caller ID is the modem's, not the class's
                 self.class2.at_rx(seg)  # it echoes the line if the T.31 modem would have
                 continue
             self.t31.at_rx(seg)
@@ -211,12 +212,17 @@ class VirtualPort:
                     self.t31.to_dte.appendleft(out)
 
     _t31_echo = True
+    _t31_vcid = False
 
     def _track_echo(self, line: str) -> None:
-        """Echo as the T.31 modem has it, for the Class 2 emulator to start with."""
+        """Echo and caller ID as the T.31 modem has them, for the Class 2 emulator to start with."""
         basic = re.split(r"[+;]", line[2:], maxsplit=1)[0] if line.startswith("AT") else ""
         if "Z" in basic or "&F" in basic:
             self._t31_echo = True
+            self._t31_vcid = False
+        vcid = re.search(r"\+VCID=([01])", line)
+        if vcid:
+            self._t31_vcid = vcid.group(1) == "1"
         m = re.findall(r"E([01]?)", basic)
         if m:
             self._t31_echo = m[-1] == "1"
@@ -230,6 +236,7 @@ class VirtualPort:
         self.t31.events.clear()
         self._dte_line.clear()
         self._t31_echo = True
+        self._t31_vcid = False
         self.modem = self.class2 if self.class2.forced else self.t31
 
     def queue_output(self) -> None:

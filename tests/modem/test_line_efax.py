@@ -83,3 +83,33 @@ def test_caller_hanging_up_after_page_two_is_delivered_incomplete_with_two_pages
     assert len(got) == 2
     for n, (g, s) in enumerate(zip(got, pages[:2]), 1):
         assert ImageChops.difference(g.convert("L"), s.convert("L")).getbbox() is None, n
+
+
+def test_efax_to_the_daemon_through_the_class_2_0_driver(tmp_path: Path, appliance_side_effects: None) -> None:  # noqa: F811
+    """The Class 2.0 path: the line prefers 2.0, the virtual modem's Class 2.0 mode does T.30, and
+    our driver turns its page data into the mailed TIFF."""
+    pages = _efax_pages(tmp_path, 3)
+
+    async def efax(port_a: str) -> int:
+        with open(tmp_path / "efax.log", "w") as log:
+            proc = await asyncio.create_subprocess_exec(
+                "efax", "-d", port_a, "-o1", "-t", "5551000", *map(str, pages), stdout=log, stderr=log)
+            return await asyncio.wait_for(proc.wait(), 240)
+
+    rc, fax, msg, call = fax_to_the_daemon(tmp_path, efax, modem={"class_preference": ["2.0", "1.0"]})
+    assert rc == 0, (tmp_path / "efax.log").read_text()[-2000:]
+    assert fax.extra["modem_class"] == "2.0"
+    assert fax.complete and fax.pages == 3 and call.pages == 3, fax.result_text
+    assert fax.called_number == "5551000" and "sales@example.test" in msg["To"]
+    with Image.open(io.BytesIO(mailed_tiff(msg))) as im:
+        assert im.n_frames == 3
+        for n, page in enumerate(pages):
+            im.seek(n)
+            frame = im.convert("1")
+            w, h = frame.size
+            data, stride = frame.tobytes(), (w + 7) // 8
+            got = [data[i * stride:(i + 1) * stride] for i in range(h)]
+            sent = _rows(page)
+            body = got[BODY_FROM + EFAX_HEADER_ROWS:len(sent) + EFAX_HEADER_ROWS]
+            bad = [i for i, (x, y) in enumerate(zip(sent[BODY_FROM:], body)) if x != y]
+            assert len(body) == len(sent) - BODY_FROM and not bad, (n + 1, len(got), bad[:5])
