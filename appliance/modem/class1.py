@@ -154,10 +154,10 @@ class Class1Call:
         done = await self.port.command(self.connect, timeout=timeout, expect=_RX_RESULTS + ("BUSY", "NO ANSWER",
                                                                                             "NO DIALTONE"))
         if done.result != "CONNECT":
-            what = "answering" if self.connect.upper().startswith("ATA") else "dialling"
+            what = "dialling" if self.connect.upper().startswith("ATD") else "answering"
             raise CallGone(f"{what}: {done.result}")
         self.connected = True
-        if self.connect.upper().startswith("ATA"):
+        if not self.connect.upper().startswith("ATD"):
             self.hdlc_tx_open = True  # the modem went on from CED to V.21 transmission
         else:
             self._first_rx_connected = True
@@ -487,7 +487,7 @@ class Class1Receiver:
         loop = asyncio.get_running_loop()
         term = FrontEndTerminal(calling=False, ident=call.ident, ecm=call.ecm, rx_file=os.fspath(call.tiff_path))
         session = ReceiveSession(term, loop.time(), _fax_config(call))
-        driver = Class1Call(port, term, "ATA", max_duration=call.max_call_duration, quirks=call.quirks)
+        driver = Class1Call(port, term, call.answer, max_duration=call.max_call_duration, quirks=call.quirks)
         t0 = time.monotonic()
         try:
             reason = await driver.run()

@@ -30,6 +30,7 @@ class ModemCall:
     called_number: str = ""     # NDID, where the modem reports it
     max_call_duration: float = 900.0
     quirks: frozenset[str] = frozenset()
+    answer: str = "ATA"         # the quirks table's answer command (ATA on every modem known so far)
 
 
 @dataclass

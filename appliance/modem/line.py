@@ -424,7 +424,8 @@ class ModemLine:
                          caller_number=caller.caller_number, caller_name=caller.caller_name,
                          called_number=caller.called_number,
                          max_call_duration=self.settings.max_call_duration,
-                         quirks=self.quirks.flags if self.quirks else frozenset())
+                         quirks=self.quirks.flags if self.quirks else frozenset(),
+                         answer=self.quirks.answer_command if self.quirks else "ATA")
         self._set("receiving", f"fax {fax_id} from {caller.caller_number or 'unknown'}")
         self.calls += 1
         started = time.time()

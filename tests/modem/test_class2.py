@@ -19,8 +19,8 @@ import pytest
 
 from appliance.fax.pages import read_pages, write_fax_tiff
 from appliance.fax.testpages import demo_pages
-from appliance.modem.class2 import (Class2Receiver, Class2Session, Command, copy_quality, hangup_key,
-                                    hangup_text, parse_dcs)
+from appliance.modem.class2 import Class2Receiver, Class2Session
+from appliance.modem.class2_codes import Command, copy_quality, hangup_key, hangup_text, parse_dcs
 from appliance.modem.dle import dle_stuff
 from appliance.modem.driver import ModemCall
 from appliance.modem.serial_port import ModemPort
@@ -239,7 +239,7 @@ def test_reversed_bit_order_is_detected_without_the_quirk(tmp_path: Path, coded)
 
 
 def test_bit_order_guess(coded) -> None:
-    from appliance.modem.class2 import looks_reversed
+    from appliance.modem.class2_codes import looks_reversed
 
     _, data = coded
     assert looks_reversed(bytes(2048)) is None  # no EOL at all: cannot tell, keep +FBO=0
