@@ -73,7 +73,32 @@ class T4Error(RuntimeError):
     """spandsp refused an operation (bad state or bad parameters): our bug or an unusable file."""
 
 
-class T4Receiver:
+class _CState:
+    """Owns one C state (``_s``): closed once, by ``close()``, ``with`` or the collector."""
+
+    _s: "ffi.CData"
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def _check(self) -> None:
+        if self._s == ffi.NULL:
+            raise T4Error(f"{type(self).__name__} is closed")
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class T4Receiver(_CState):
     """Coded pages in, a multi-page TIFF out; each page is in the file once :meth:`end_page` returns."""
 
     def __init__(self, path: str | os.PathLike[str], output_encoding: int = T6, far_ident: str = "") -> None:
@@ -149,24 +174,9 @@ class T4Receiver:
             lib.t4_rx_free(self._s)
             self._s = ffi.NULL
 
-    def _check(self) -> None:
-        if self._s == ffi.NULL:
-            raise T4Error("T4Receiver is closed")
-
-    def __enter__(self) -> "T4Receiver":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
 
 
-class T4Transmitter:
+class T4Transmitter(_CState):
     """A TIFF's pages out as coded T.4/T.6 data (transmission order), one page at a time."""
 
     def __init__(self, path: str | os.PathLike[str], start_page: int = 0, stop_page: int = -1) -> None:
@@ -226,18 +236,3 @@ class T4Transmitter:
             lib.t4_tx_free(self._s)
             self._s = ffi.NULL
 
-    def _check(self) -> None:
-        if self._s == ffi.NULL:
-            raise T4Error("T4Transmitter is closed")
-
-    def __enter__(self) -> "T4Transmitter":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass

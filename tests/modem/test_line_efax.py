@@ -21,24 +21,20 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("modem-line"),
                                  reason="needs Debian's efax and libtiff-tools")]
 
 
-def test_efax_to_the_daemon_over_the_virtual_line(tmp_path: Path, appliance_side_effects: None) -> None:  # noqa: F811
-    pages = _efax_pages(tmp_path, 3)
-
+def _efax(tmp_path: Path, pages: list[Path]):  # type: ignore[no-untyped-def]
+    """The far end: efax dialling 5551000 from port A with ``pages``; returns its exit status."""
     async def efax(port_a: str) -> int:
         with open(tmp_path / "efax.log", "w") as log:
             proc = await asyncio.create_subprocess_exec(
                 "efax", "-d", port_a, "-o1", "-t", "5551000", *map(str, pages), stdout=log, stderr=log)
             return await asyncio.wait_for(proc.wait(), 240)
+    return efax
 
-    rc, fax, msg, call = fax_to_the_daemon(tmp_path, efax)
-    assert rc == 0, (tmp_path / "efax.log").read_text()[-2000:]
-    assert fax.line == "modem:ttyB" and fax.complete and fax.pages == 3 and call.pages == 3
-    assert (fax.caller_number, fax.caller_name, fax.called_number) == ("5550100", "Virtual A", "5551000")
-    assert fax.extra["rings"] == 2 and fax.extra["modem_class"] == "1"
-    assert "sales@example.test" in msg["To"]  # routed by the NDID the modem reported
-    assert msg["X-FaxNumberOfPages"] == "3"
+
+def _assert_efax_pages_mailed(msg, pages: list[Path]) -> None:  # type: ignore[no-untyped-def]
+    """The mailed TIFF has efax's pages: every sent row below efax's header, pixel for pixel."""
     with Image.open(io.BytesIO(mailed_tiff(msg))) as im:
-        assert im.n_frames == 3
+        assert im.n_frames == len(pages)
         for n, page in enumerate(pages):
             im.seek(n)
             frame = im.convert("1")
@@ -49,6 +45,18 @@ def test_efax_to_the_daemon_over_the_virtual_line(tmp_path: Path, appliance_side
             body = got[BODY_FROM + EFAX_HEADER_ROWS:len(sent) + EFAX_HEADER_ROWS]
             bad = [i for i, (x, y) in enumerate(zip(sent[BODY_FROM:], body)) if x != y]
             assert len(body) == len(sent) - BODY_FROM and not bad, (n + 1, len(got), bad[:5])
+
+
+def test_efax_to_the_daemon_over_the_virtual_line(tmp_path: Path, appliance_side_effects: None) -> None:  # noqa: F811
+    pages = _efax_pages(tmp_path, 3)
+    rc, fax, msg, call = fax_to_the_daemon(tmp_path, _efax(tmp_path, pages))
+    assert rc == 0, (tmp_path / "efax.log").read_text()[-2000:]
+    assert fax.line == "modem:ttyB" and fax.complete and fax.pages == 3 and call.pages == 3
+    assert (fax.caller_number, fax.caller_name, fax.called_number) == ("5550100", "Virtual A", "5551000")
+    assert fax.extra["rings"] == 2 and fax.extra["modem_class"] == "1"
+    assert "sales@example.test" in msg["To"]  # routed by the NDID the modem reported
+    assert msg["X-FaxNumberOfPages"] == "3"
+    _assert_efax_pages_mailed(msg, pages)
 
 
 async def _class1_send(path: str, tiff: Path, ecm: bool) -> tuple[bool, dict]:
@@ -89,27 +97,10 @@ def test_efax_to_the_daemon_through_the_class_2_0_driver(tmp_path: Path, applian
     """The Class 2.0 path: the line prefers 2.0, the virtual modem's Class 2.0 mode does T.30, and
     our driver turns its page data into the mailed TIFF."""
     pages = _efax_pages(tmp_path, 3)
-
-    async def efax(port_a: str) -> int:
-        with open(tmp_path / "efax.log", "w") as log:
-            proc = await asyncio.create_subprocess_exec(
-                "efax", "-d", port_a, "-o1", "-t", "5551000", *map(str, pages), stdout=log, stderr=log)
-            return await asyncio.wait_for(proc.wait(), 240)
-
-    rc, fax, msg, call = fax_to_the_daemon(tmp_path, efax, modem={"class_preference": ["2.0", "1.0"]})
+    rc, fax, msg, call = fax_to_the_daemon(tmp_path, _efax(tmp_path, pages),
+                                           modem={"class_preference": ["2.0", "1.0"]})
     assert rc == 0, (tmp_path / "efax.log").read_text()[-2000:]
     assert fax.extra["modem_class"] == "2.0"
     assert fax.complete and fax.pages == 3 and call.pages == 3, fax.result_text
     assert fax.called_number == "5551000" and "sales@example.test" in msg["To"]
-    with Image.open(io.BytesIO(mailed_tiff(msg))) as im:
-        assert im.n_frames == 3
-        for n, page in enumerate(pages):
-            im.seek(n)
-            frame = im.convert("1")
-            w, h = frame.size
-            data, stride = frame.tobytes(), (w + 7) // 8
-            got = [data[i * stride:(i + 1) * stride] for i in range(h)]
-            sent = _rows(page)
-            body = got[BODY_FROM + EFAX_HEADER_ROWS:len(sent) + EFAX_HEADER_ROWS]
-            bad = [i for i, (x, y) in enumerate(zip(sent[BODY_FROM:], body)) if x != y]
-            assert len(body) == len(sent) - BODY_FROM and not bad, (n + 1, len(got), bad[:5])
+    _assert_efax_pages_mailed(msg, pages)
