@@ -337,7 +337,7 @@ class VirtualLine:
                 self._unwatch(port)
 
     def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._stop.set)
 
     def close(self) -> None:

@@ -1,19 +1,29 @@
 """End to end on the virtual line: a far end dials from port A, the daemon's modem line on port B
-counts the rings, reads caller ID, answers with the real Class 1 driver, and the fax is spooled,
-routed by the called number and delivered as mail: efax's 3 pages intact below its header; a
-caller that hangs up after page 2 mailed as incomplete with its 2 pages."""
+counts the rings, reads caller ID, answers with the real class driver, and the fax is spooled,
+routed by the called number and delivered as mail: efax's 3 pages intact below its header, through
+Class 1 and through Class 2.0; a caller that hangs up after page 2, and a modem pulled out after
+page 1, mailed as incomplete with the pages that came."""
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import io
 import shutil
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageChops
 
-from .lines import fax_to_the_daemon, mailed_tiff
-from .test_daemon_modem import appliance_side_effects  # noqa: F401 (fixture)
+from appliance.daemon import Appliance
+from appliance.fax.pages import STANDARD, read_pages, write_fax_tiff
+from appliance.fax.testpages import demo_pages
+from appliance.modem.class1 import Class1Sender
+from appliance.modem.serial_port import ModemPort
+from appliance.modem.virtual import LineOptions, VirtualLine
+
+from .lines import fax_to_the_daemon, mailed_tiff, until
+from .test_daemon_modem import appliance_side_effects, config  # noqa: F401 (fixture)
 from .test_virtual_line import BODY_FROM, EFAX_HEADER_ROWS, _efax_pages, _rows
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("modem-line"),
@@ -60,9 +70,6 @@ def test_efax_to_the_daemon_over_the_virtual_line(tmp_path: Path, appliance_side
 
 
 async def _class1_send(path: str, tiff: Path, ecm: bool) -> tuple[bool, dict]:
-    from appliance.modem.class1 import Class1Sender
-    from appliance.modem.serial_port import ModemPort
-
     port = await ModemPort.open(path, flow="none")
     try:
         for cmd in ("ATZ", "ATE0", "AT+VCID=1", "AT+FCLASS=1"):
@@ -74,11 +81,6 @@ async def _class1_send(path: str, tiff: Path, ecm: bool) -> tuple[bool, dict]:
 
 def test_caller_hanging_up_after_page_two_is_delivered_incomplete_with_two_pages(
         tmp_path: Path, appliance_side_effects: None) -> None:  # noqa: F811
-    from appliance.fax.pages import STANDARD, read_pages, write_fax_tiff
-    from appliance.fax.testpages import demo_pages
-    from appliance.modem.virtual import LineOptions
-    from PIL import ImageChops
-
     pages = demo_pages(3, STANDARD, seed=22)
     write_fax_tiff(pages, tmp_path / "send.tif", STANDARD)
     (sent_ok, _), fax, msg, call = fax_to_the_daemon(
@@ -104,3 +106,42 @@ def test_efax_to_the_daemon_through_the_class_2_0_driver(tmp_path: Path, applian
     assert fax.complete and fax.pages == 3 and call.pages == 3, fax.result_text
     assert fax.called_number == "5551000" and "sales@example.test" in msg["To"]
     _assert_efax_pages_mailed(msg, pages)
+
+
+def test_modem_pulled_out_after_page_one_keeps_that_page(tmp_path: Path, appliance_side_effects: None) -> None:  # noqa: F811
+    """The USB modem vanishes mid-call (the pty goes: EIO, as a pulled USB device gives): the real
+    Class 1 driver ends the call with the page it has, the fax is mailed as incomplete, and the line
+    is down until the device comes back."""
+    pages = demo_pages(3, STANDARD, seed=23)
+    write_fax_tiff(pages, tmp_path / "send.tif", STANDARD)
+    links = (str(tmp_path / "ttyA"), str(tmp_path / "ttyB"))
+    vl = VirtualLine(*links).start_thread()
+
+    async def main():  # type: ignore[no-untyped-def]
+        app = Appliance(config(tmp_path, [links[1]]))
+        await app.start()
+        try:
+            line = app.modems.lines[links[1]]
+            await until(lambda: line.state == "idle", 15, "idle")
+            sender = asyncio.create_task(_class1_send(links[0], tmp_path / "send.tif", ecm=False))
+            await until(lambda: bool(vl.calls) and vl.calls[-1].pages >= 1, 120, "page 1 through")
+            await asyncio.to_thread(vl.close)  # pulled out
+            await until(lambda: app.stats["faxes"] == 1, 30, "fax recorded")
+            await until(lambda: any(j.state == "delivered" for j in app.spool.jobs_for(1)), 20, "delivered")
+            await asyncio.gather(sender, return_exceptions=True)
+            return app.spool.get_fax(1), list((tmp_path / "Maildir" / "new").iterdir()), line.state
+        finally:
+            await app.stop()
+
+    try:
+        fax, mails, state = asyncio.run(asyncio.wait_for(main(), 240))
+    finally:
+        vl.close()
+    assert state == "down"
+    assert not fax.complete and fax.pages == 1, fax.result_text
+    assert "gone" in fax.result_text or "gone" in str(fax.extra.get("end_reason", "")), fax.result_text
+    (mail,) = mails
+    msg = email.message_from_bytes(mail.read_bytes(), policy=email.policy.default)
+    assert "incomplete" in msg["Subject"].lower()
+    (got,) = read_pages(io.BytesIO(mailed_tiff(msg)))
+    assert ImageChops.difference(got.convert("L"), pages[0].convert("L")).getbbox() is None
