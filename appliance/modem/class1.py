@@ -105,7 +105,6 @@ class Class1Call:
         self.hdlc_tx_open = False
         self.tx_hdlc: tuple[Modem, int, bool] = (Modem.V21, 300, False)
         self._ecm_tx: HdlcEncoder | None = None  # set while an ECM burst (+FTM, our framing) is open
-        self.connected = False
         self.end_reason = ""
         self.stats = {"frames_rx": 0, "frames_bad": 0, "frames_tx": 0, "aborts": 0, "fcerror": 0,
                       "data_rx": 0, "data_tx": 0}
@@ -150,13 +149,11 @@ class Class1Call:
         return self.end_reason
 
     async def _start(self) -> None:
-        timeout = self.connect_timeout
-        done = await self.port.command(self.connect, timeout=timeout, expect=_RX_RESULTS + ("BUSY", "NO ANSWER",
-                                                                                            "NO DIALTONE"))
+        done = await self.port.command(self.connect, timeout=self.connect_timeout,
+                                       expect=_RX_RESULTS + ("BUSY", "NO ANSWER", "NO DIALTONE"))
         if done.result != "CONNECT":
             what = "dialling" if self.connect.upper().startswith("ATD") else "answering"
             raise CallGone(f"{what}: {done.result}")
-        self.connected = True
         if not self.connect.upper().startswith("ATD"):
             self.hdlc_tx_open = True  # the modem went on from CED to V.21 transmission
         else:
