@@ -275,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     _add_virtual_modem(sub)
     _add_modem_probe(sub)
 
+    from .queue_cli import add_parsers as _add_queue_parsers
+    _add_queue_parsers(sub, _load)
+
     args = p.parse_args(argv)
     _setup_logging(args.verbose)
     try:

@@ -270,6 +270,10 @@ class DeliveryConfig:
     retry_max: float = 1800.0
     #: give up (job becomes dead) when the fax has waited this long, seconds
     max_age: int = 5 * 86400
+    #: where dead-letter alerts go (a mail address); empty = no alerts, only the log
+    admin: str = ""
+    #: a rendered message larger than this is dead at once (Exchange Online's default: 35 MB)
+    max_message_bytes: int = 35 * 1024 * 1024
 
     def validate(self, errors: list[str]) -> None:
         if self.backend not in ("smtp", "maildir"):
@@ -284,6 +288,10 @@ class DeliveryConfig:
             errors.append("delivery.retry_initial: must be >= 0.1 and <= delivery.retry_max")
         if not 5 <= self.timeout <= 600:
             errors.append("delivery.timeout: must be between 5 and 600")
+        if self.admin and ("@" not in self.admin or any(c in self.admin for c in "\r\n<>,; ")):
+            errors.append("delivery.admin: must be a plain mail address")
+        if self.max_message_bytes < 64 * 1024:
+            errors.append("delivery.max_message_bytes: must be at least 65536")
 
 
 @dataclass
@@ -421,6 +429,7 @@ class Config:
             raise ConfigError([f"{p}: not valid TOML: {e}"]) from None
         secrets = p.with_name("secrets.toml")
         if secrets.exists():
+            _check_secret_mode(secrets)
             try:
                 extra = tomllib.loads(secrets.read_text(encoding="utf-8"))
             except tomllib.TOMLDecodeError as e:
@@ -432,6 +441,14 @@ class Config:
             if errors:
                 raise ConfigError([f"{secrets}: {e}" for e in errors])
         return cls.from_dict(data, base_dir=p.resolve().parent)
+
+
+def _check_secret_mode(path: Path) -> None:
+    """Refuse a secrets file others can read: the passwords in it would not be secret."""
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise ConfigError([f"{path}: mode {mode:04o} lets other users read the passwords;"
+                           f" fix with: chmod 600 {path}"])
 
 
 def _merge_secrets(section: dict[str, Any], secret: dict[str, Any], prefix: str, errors: list[str]) -> None:

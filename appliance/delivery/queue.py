@@ -4,7 +4,15 @@ At-least-once: a job is marked delivered only after the backend accepted it; a c
 resends the same message (same Message-ID) after ``Spool.recover``.  Blocking work (SQLite
 commits with fsync, reading the image, SMTP) runs in the loop's executor so calls in progress
 never wait on delivery.
+
+Every failed attempt is recorded as the server's reply followed by advice on what to change
+(``advice.py``).  A dead job (5xx, too big, too old) owes the admin one alert mail
+(``delivery.admin``), recorded in the same commit; alerts are retried but never alert about
+themselves.  If the spool cannot record an outcome (disk full), the outcome is kept in memory
+and written on the next pass; the job stays ``delivering`` meanwhile, which ``recover`` requeues
+after a restart (the same Message-ID again: at-least-once).
 """
+
 
 from __future__ import annotations
 
@@ -12,12 +20,15 @@ import asyncio
 import functools
 import logging
 import random
+import sqlite3
 import time
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Callable
 
 from appliance.config import DeliveryConfig
+from appliance.delivery.advice import advise_exception, advise_text, with_advice
+from appliance.delivery.alert import render_alert
 from appliance.delivery.maildir import deliver_maildir
 from appliance.delivery.message import render_message
 from appliance.delivery.smtp import PermanentDeliveryError, TemporaryDeliveryError, send_smtp
@@ -48,6 +59,8 @@ class DeliveryWorker:
         self._wake: asyncio.Event | None = None
         self._woken = False
         self._stopping = False
+        #: outcomes the spool could not record yet (disk full): written first on the next pass
+        self._unrecorded: list[functools.partial[Any]] = []
 
     def wake(self) -> None:
         """New jobs were added: look at the queue now (call from the event loop's thread)."""
@@ -71,8 +84,15 @@ class DeliveryWorker:
                 log.exception("delivery pass failed")
             if self._stopping:
                 break
-            due = await self._io(self.spool.next_due)
+            try:
+                dues = [d for d in (await self._io(self.spool.next_due),
+                                    await self._io(self.spool.next_alert_due)) if d is not None]
+            except (OSError, sqlite3.Error):
+                dues = []
+            due = min(dues) if dues else None
             timeout = MAX_IDLE if due is None else min(MAX_IDLE, max(0.0, due - self.clock()))
+            if self._unrecorded:
+                timeout = min(timeout, self.cfg.retry_initial)
             if timeout > 0:
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout)
@@ -84,6 +104,8 @@ class DeliveryWorker:
     async def run_once(self, limit: int = 10) -> int:
         """Deliver every job due now; return how many were attempted."""
         done = 0
+        if not await self._flush_unrecorded():
+            return 0  # the spool cannot write: claiming more jobs would only strand them
         while not self._stopping:
             jobs = await self._io(self.spool.claim_due_jobs, self.clock(), limit)
             if not jobs:
@@ -94,6 +116,7 @@ class DeliveryWorker:
                     break
                 await self.deliver(job)
                 done += 1
+        await self.send_alerts()
         return done
 
     async def deliver(self, job: Job) -> None:
@@ -103,7 +126,9 @@ class DeliveryWorker:
         if fax is None:
             await self._dead(job, f"fax {job.fax_id} is missing from the spool")
             return
-        age = now - fax.created
+        # a job queued after the call ended (a deliberate resend) counts from then, not from the call
+        queued_later = job.created > (fax.finished or fax.created)
+        age = now - (job.created if queued_later else fax.created)
         if age > self.cfg.max_age:
             last = f"; last error: {job.last_error}" if job.last_error else ""
             await self._dead(job, f"gave up after {age / 3600:.0f} h and {job.attempts} attempt(s){last}")
@@ -123,17 +148,26 @@ class DeliveryWorker:
         # rendering (base64, header folding) is pure Python: off the loop, where RTP runs
         msg = await self._io(functools.partial(render_message, fax, job.recipient, from_addr=self.cfg.from_,
                                                image=image, message_id=job.message_id, now=now))
+        size = await self._io(lambda: len(msg.as_bytes()))
+        if size > self.cfg.max_message_bytes:
+            await self._dead(job, with_advice(
+                f"message is {size} bytes, over delivery.max_message_bytes ({self.cfg.max_message_bytes})",
+                advise_text("552 5.3.4 message size exceeds fixed maximum message size")))
+            return
+        # The backend decides temporary vs permanent from the reply's class; the advice says what
+        # to change.  A 4xx the advice calls permanent (e.g. 4.7.66) keeps retrying until max_age,
+        # so fixing the setting is enough: nothing has to be resent by hand.
         try:
             reply = await self._io(self._send, msg, job.recipient)
         except PermanentDeliveryError as e:
-            await self._dead(job, str(e))
+            await self._dead(job, with_advice(str(e), advise_text(str(e))))
         except TemporaryDeliveryError as e:
-            await self._retry(job, str(e))
+            await self._retry(job, with_advice(str(e), advise_text(str(e))))
         except OSError as e:  # maildir: disk full, permissions; may clear up
-            await self._retry(job, f"{type(e).__name__}: {e}")
+            await self._retry(job, with_advice(f"{type(e).__name__}: {e}", advise_exception(e)))
         else:
             log.info("fax %s delivered to %s as %s: %s", fax.uid, job.recipient, job.message_id, reply)
-            await self._io(self.spool.job_delivered, job.id, self.clock(), reply)
+            await self._record(self.spool.job_delivered, job.id, self.clock(), reply)
 
     def _send(self, msg: EmailMessage, recipient: str) -> str:
         if self.cfg.backend == "smtp":
@@ -147,11 +181,62 @@ class DeliveryWorker:
         delay = backoff(self.cfg, job.attempts + 1, self.rng)
         log.warning("job %s to %s failed (attempt %d), retrying in %.0f s: %s", job.id, job.recipient,
                     job.attempts + 1, delay, error)
-        await self._io(self.spool.job_retry, job.id, now, error, now + delay)
+        await self._record(self.spool.job_retry, job.id, now, error, now + delay)
 
     async def _dead(self, job: Job, error: str) -> None:
         log.error("job %s to %s is dead: %s", job.id, job.recipient, error)
-        await self._io(self.spool.job_dead, job.id, self.clock(), error)
+        await self._record(functools.partial(self.spool.job_dead, alert_to=self.cfg.admin),
+                           job.id, self.clock(), error)
+
+    async def _record(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Write an outcome; if the spool cannot (disk full), keep it for the next pass."""
+        call = functools.partial(fn, *args)
+        try:
+            await self._io(call)
+        except (OSError, sqlite3.Error) as e:
+            log.error("cannot record a delivery outcome (%s); keeping it to write later", e)
+            self._unrecorded.append(call)
+
+    async def _flush_unrecorded(self) -> bool:
+        """Write the outcomes kept in memory; False while the spool still cannot write."""
+        while self._unrecorded:
+            try:
+                await self._io(self._unrecorded[0])
+            except (OSError, sqlite3.Error) as e:
+                log.warning("spool still cannot record %d outcome(s): %s", len(self._unrecorded), e)
+                return False
+            self._unrecorded.pop(0)
+        return True
+
+    async def send_alerts(self) -> int:
+        """Mail the admin about each dead job not yet alerted; return how many were sent."""
+        if not self.cfg.admin:
+            return 0
+        sent = 0
+        for alert in await self._io(self.spool.due_alerts, self.clock()):
+            job = await self._io(self.spool.get_job, alert["job_id"])
+            fax = await self._io(self.spool.get_fax, job.fax_id) if job else None
+            if job is None or fax is None:
+                await self._io(functools.partial(self.spool.alert_retry, give_up=True), alert["job_id"],
+                               "job or fax gone", self.clock())
+                continue
+            msg = render_alert(fax, job, job.last_error, admin=alert["admin"], from_addr=self.cfg.from_,
+                               now=self.clock())
+            try:
+                await self._io(self._send, msg, alert["admin"])
+            except (TemporaryDeliveryError, PermanentDeliveryError, OSError) as e:
+                now = self.clock()
+                give_up = now - alert["created"] > self.cfg.max_age
+                # logged only: an alert about a failed alert would fail the same way
+                log.error("alert to %s about job %s failed%s: %s", alert["admin"], job.id,
+                          " for good" if give_up else ", will retry", e)
+                await self._io(functools.partial(self.spool.alert_retry, give_up=give_up), job.id, str(e),
+                               now + backoff(self.cfg, alert["attempts"] + 1, self.rng))
+            else:
+                log.info("alerted %s: fax %s to %s is dead", alert["admin"], fax.uid, job.recipient)
+                await self._io(self.spool.alert_sent, job.id, self.clock())
+                sent += 1
+        return sent
 
     async def _io(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args))

@@ -142,6 +142,18 @@ CREATE TABLE IF NOT EXISTS attempts (
     reply  TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS attempts_job ON attempts(job_id);
+
+CREATE TABLE IF NOT EXISTS alerts (
+    job_id       INTEGER PRIMARY KEY REFERENCES jobs(id),
+    admin        TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL,
+    last_error   TEXT NOT NULL DEFAULT '',
+    created      REAL NOT NULL,
+    sent_at      REAL
+);
+CREATE INDEX IF NOT EXISTS alerts_due ON alerts(state, next_attempt);
 """
 
 
@@ -409,12 +421,14 @@ class Spool:
                              sets="state='failed_retrying', next_attempt=?, last_error=?",
                              params=(next_attempt, error))
 
-    def job_dead(self, job_id: int, now: float, error: str) -> None:
+    def job_dead(self, job_id: int, now: float, error: str, *, alert_to: str = "") -> None:
+        """Mark the job dead; with ``alert_to``, owe the admin one alert, in the same commit, so
+        a crash can neither lose the alert nor (once it is marked sent) repeat it."""
         self._finish_attempt(job_id, now, ok=False, reply=error,
-                             sets="state='dead', last_error=?", params=(error,))
+                             sets="state='dead', last_error=?", params=(error,), alert_to=alert_to)
 
     def _finish_attempt(self, job_id: int, now: float, *, ok: bool, reply: str, sets: str,
-                        params: tuple[Any, ...]) -> None:
+                        params: tuple[Any, ...], alert_to: str = "") -> None:
         with self._tx() as db:
             row = db.execute("SELECT fax_id FROM jobs WHERE id=?", (job_id,)).fetchone()
             if row is None:
@@ -422,7 +436,82 @@ class Spool:
             db.execute(f"UPDATE jobs SET {sets}, attempts=attempts+1 WHERE id=?", (*params, job_id))
             db.execute("INSERT INTO attempts (job_id, time, ok, reply) VALUES (?, ?, ?, ?)",
                        (job_id, now, int(ok), reply))
+            if alert_to:
+                db.execute("INSERT OR REPLACE INTO alerts (job_id, admin, state, next_attempt, created)"
+                           " VALUES (?, ?, 'pending', ?, ?)", (job_id, alert_to, now, now))
             self._refresh_fax_state(db, row[0])
+
+    # -- dead-letter alerts ---------------------------------------------------------------------
+
+    def due_alerts(self, now: float) -> list[dict[str, Any]]:
+        """Alerts owed to the admin and due now (one per dead job)."""
+        rows = self._query("SELECT * FROM alerts WHERE state='pending' AND next_attempt <= ?"
+                           " ORDER BY next_attempt, job_id", (now,))
+        return [dict(r) for r in rows]
+
+    def get_alert(self, job_id: int) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM alerts WHERE job_id=?", (job_id,))
+        return dict(rows[0]) if rows else None
+
+    def next_alert_due(self) -> float | None:
+        return self._query("SELECT min(next_attempt) FROM alerts WHERE state='pending'")[0][0]
+
+    def alert_sent(self, job_id: int, now: float) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE alerts SET state='sent', sent_at=?, attempts=attempts+1 WHERE job_id=?",
+                       (now, job_id))
+
+    def alert_retry(self, job_id: int, error: str, next_attempt: float, *, give_up: bool = False) -> None:
+        """A failed alert waits for its next try, or is abandoned: never an alert about an alert."""
+        with self._tx() as db:
+            db.execute("UPDATE alerts SET state=?, attempts=attempts+1, last_error=?, next_attempt=?"
+                       " WHERE job_id=?", ("abandoned" if give_up else "pending", error, next_attempt,
+                                           job_id))
+
+    # -- listing and resending ------------------------------------------------------------------
+
+    def list_jobs(self, *, state: str | None = None, limit: int = 200) -> list[tuple[Job, str]]:
+        """Jobs newest first, each with its fax's uid (what admins quote)."""
+        where, params = ("WHERE jobs.state=?", [state]) if state else ("", [])
+        rows = self._query(f"SELECT jobs.*, faxes.uid AS fax_uid FROM jobs JOIN faxes ON faxes.id=jobs.fax_id"
+                           f" {where} ORDER BY jobs.id DESC LIMIT ?", (*params, int(limit)))
+        return [(_job_from_row(r), r["fax_uid"]) for r in rows]
+
+    def resend(self, fax_id: int, recipient: str, now: float) -> Job:
+        """Queue a fax again for ``recipient``, as a new message with its own Message-ID.
+
+        At-least-once keeps one Message-ID for every retry of one job, so a crash-resend is a
+        duplicate the mailbox can recognise.  A deliberate resend is different: the admin wants
+        a new message (the old one may have been deleted, or never accepted), so it gets a fresh
+        Message-ID.  The schema keeps one row per (fax, recipient), so a resend to a recipient the
+        fax already had re-arms that row (attempts to zero, new Message-ID, any alert forgotten;
+        the attempts history stays); a new recipient gets a new row.  A job still in flight
+        (queued, delivering, retrying) is refused: changing its Message-ID mid-delivery would break
+        the at-least-once rule.
+        """
+        with self._tx() as db:
+            row = db.execute("SELECT uid, state FROM faxes WHERE id=?", (fax_id,)).fetchone()
+            if row is None:
+                raise KeyError(f"no fax {fax_id}")
+            uid, fax_state = row
+            if fax_state in ("receiving", "no_fax"):
+                raise ValueError(f"fax {uid} is {fax_state}: nothing to deliver")
+            job = db.execute("SELECT id, state FROM jobs WHERE fax_id=? AND recipient=?",
+                             (fax_id, recipient)).fetchone()
+            message_id = f"<{uid}.{secrets.token_hex(6)}@faxbridge>"
+            if job is None:
+                db.execute("INSERT INTO jobs (fax_id, recipient, message_id, state, next_attempt, created)"
+                           " VALUES (?, ?, ?, 'queued', ?, ?)", (fax_id, recipient, message_id, now, now))
+            elif job[1] in ("delivered", "dead"):
+                db.execute("UPDATE jobs SET state='queued', message_id=?, attempts=0, next_attempt=?,"
+                           " last_error='', delivered_at=NULL, created=? WHERE id=?",
+                           (message_id, now, now, job[0]))
+                db.execute("DELETE FROM alerts WHERE job_id=?", (job[0],))
+            else:
+                raise ValueError(f"fax {uid} to {recipient} is still {job[1]}: it will be delivered")
+            self._refresh_fax_state(db, fax_id)
+        found = [j for j in self.jobs_for(fax_id) if j.recipient == recipient]
+        return found[0]
 
     def attempts(self, job_id: int) -> list[dict[str, Any]]:
         rows = self._query("SELECT job_id, time, ok, reply FROM attempts WHERE job_id=? ORDER BY id",

@@ -82,6 +82,7 @@ def test_bad_toml_and_missing_file(tmp_path):
 def test_secrets_file_overrides(tmp_path):
     (tmp_path / "faxbridge.toml").write_text('[delivery]\nbackend="smtp"\nurl="smtp://127.0.0.1:25"\n')
     (tmp_path / "secrets.toml").write_text('[delivery]\nusername="u"\npassword="p"\n')
+    (tmp_path / "secrets.toml").chmod(0o600)
     cfg = Config.load(tmp_path / "faxbridge.toml")
     assert (cfg.delivery.username, cfg.delivery.password) == ("u", "p")
 

@@ -53,6 +53,7 @@ outbound_proxy = "sip:127.0.0.1:5070;transport=udp"
 name = "pbx"
 password = "from-secrets"
 """)
+    (tmp_path / "secrets.toml").chmod(0o600)
     cfg = Config.load(f)
     sip = cfg.sip
     assert [(l.transport, l.port) for l in sip.listeners()] == [("udp", 5060), ("tcp", 5060), ("tls", 5061)]
@@ -68,6 +69,7 @@ def test_secrets_entry_without_match_is_an_error(tmp_path):
     f = tmp_path / "faxbridge.toml"
     f.write_text('[[sip.registrations]]\nname = "pbx"\nregistrar = "sip:127.0.0.1;transport=udp"\nuser = "u"\n')
     (tmp_path / "secrets.toml").write_text('[[sip.registrations]]\nname = "pbz"\npassword = "x"\n')
+    (tmp_path / "secrets.toml").chmod(0o600)
     with pytest.raises(ConfigError, match=r"sip.registrations\[0\].name: no entry named 'pbz'"):
         Config.load(f)
 

@@ -1,0 +1,81 @@
+"""``faxbridge queue`` and ``faxbridge resend``: look at and re-queue delivery jobs.
+
+Both work while the daemon runs: the spool is SQLite in WAL mode, so this process reads (and,
+for resend, writes one short transaction) beside the daemon.  The daemon's worker looks at the
+queue at least every ``MAX_IDLE`` seconds (60), so a resent job goes out within a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Callable
+
+from .config import Config
+from .spool.store import JOB_STATES, Spool
+
+
+def _when(t: float | None) -> str:
+    return "-" if t is None else datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _hide(cfg: Config) -> Callable[[str], str]:
+    """Masks the configured delivery password in anything printed, as a second line of defence."""
+    secret = cfg.delivery.password
+
+    def hide(text: str) -> str:
+        return text.replace(secret, "********") if secret else text
+    return hide
+
+
+def cmd_queue(args: argparse.Namespace, cfg: Config) -> int:
+    """One line per job: fax, recipient, state, attempts, next try, last error with advice."""
+    hide = _hide(cfg)
+    with Spool(cfg.path(cfg.spool.dir), readonly=True) as spool:
+        rows = spool.list_jobs(state=args.state)
+    print(f"{'FAX':<16} {'RECIPIENT':<32} {'STATE':<15} {'TRIES':>5} {'NEXT TRY':<20} LAST ERROR / ADVICE")
+    for job, uid in rows:
+        waiting = job.state in ("queued", "failed_retrying")
+        print(f"{uid:<16} {job.recipient:<32} {job.state:<15} {job.attempts:>5} "
+              f"{_when(job.next_attempt if waiting else None):<20} {hide(job.last_error) or '-'}")
+    return 0
+
+
+def cmd_resend(args: argparse.Namespace, cfg: Config) -> int:
+    """Queue the fax again, to --to or to every recipient it had (see ``Spool.resend``)."""
+    with Spool(cfg.path(cfg.spool.dir)) as spool:
+        fax = spool.get_fax_by_uid(args.fax)
+        if fax is None and args.fax.isdigit():
+            fax = spool.get_fax(int(args.fax))
+        if fax is None:
+            print(f"error: no fax {args.fax!r} in {spool.root}", file=sys.stderr)
+            return 1
+        recipients = [args.to] if args.to else [j.recipient for j in spool.jobs_for(fax.id)]
+        if not recipients:
+            print(f"error: fax {fax.uid} has no recipient yet: give one with --to", file=sys.stderr)
+            return 1
+        status = 0
+        for rcpt in recipients:
+            try:
+                job = spool.resend(fax.id, rcpt, time.time())
+            except ValueError as e:
+                print(f"error: {e}", file=sys.stderr)
+                status = 1
+                continue
+            print(f"queued fax {fax.uid} to {rcpt} as {job.message_id}")
+    return status
+
+
+def add_parsers(sub: "argparse._SubParsersAction[argparse.ArgumentParser]",
+                load: Callable[[str | None], Config]) -> None:
+    q = sub.add_parser("queue", help="list delivery jobs: state, attempts, next try, last error and advice")
+    q.add_argument("--config")
+    q.add_argument("--state", choices=JOB_STATES)
+    q.set_defaults(func=lambda a: cmd_queue(a, load(a.config)))
+    r = sub.add_parser("resend", help="queue a fax again (a new message, works while the daemon runs)")
+    r.add_argument("fax", help="fax id as shown by 'faxbridge queue'")
+    r.add_argument("--to", help="recipient (default: every recipient the fax had)")
+    r.add_argument("--config")
+    r.set_defaults(func=lambda a: cmd_resend(a, load(a.config)))

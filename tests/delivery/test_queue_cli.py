@@ -1,0 +1,138 @@
+"""``faxbridge queue`` / ``resend`` as subprocesses against a real spool, and the secrets-file
+mode check: a readable secrets file is refused, and no password reaches the output."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from appliance.config import Config, ConfigError
+from appliance.delivery.queue import DeliveryWorker
+from appliance.spool.store import Spool
+from smtp_harness import PASSWORD, USER
+
+ROOT = Path(__file__).resolve().parents[2]
+T0 = 1_700_000_000.0
+
+
+def faxbridge(*args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "appliance", *args], capture_output=True, text=True,
+                          env=env, timeout=60, cwd=ROOT)
+
+
+def write_config(tmp_path: Path, port: int, password: str) -> Path:
+    cfg = tmp_path / "faxbridge.toml"
+    cfg.write_text(f'[spool]\ndir = "spool"\n[delivery]\nbackend = "smtp"\n'
+                   f'url = "smtp://127.0.0.1:{port}"\nfrom = "fax@example.com"\nstarttls = "none"\n'
+                   f'admin = "admin@example.com"\n')
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text(f'[delivery]\nusername = "{USER}"\npassword = "{password}"\n')
+    secrets.chmod(0o600)
+    return cfg
+
+
+def test_queue_lists_advice_without_the_password_and_resend_makes_a_new_message(tmp_path, smtp_server, tiff_bytes):
+    server = smtp_server(auth=True, auth_require_tls=False)
+    wrong = "Wr0ng-" + PASSWORD
+    cfg_path = write_config(tmp_path, server.port, wrong)
+    cfg = Config.load(cfg_path)
+    assert cfg.delivery.password == wrong and cfg.delivery.admin == "admin@example.com"
+    with Spool(cfg.path(cfg.spool.dir)) as spool:
+        fax = spool.begin_fax(T0, caller_number="5550100")
+        spool.incoming_path(fax).write_bytes(tiff_bytes)
+        fax = spool.finish_fax(fax.id, T0 + 60, complete=True)
+        (job,) = spool.add_jobs(fax.id, ["sales@example.com"], T0 + 60)
+        asyncio.run(DeliveryWorker(spool, cfg.delivery, clock=lambda: T0 + 60).run_once())
+        assert spool.get_job(job.id).state == "dead"
+
+    out = faxbridge("queue", "--config", str(cfg_path))
+    assert out.returncode == 0, out.stderr
+    line = next(l for l in out.stdout.splitlines() if fax.uid in l)
+    assert "sales@example.com" in line and " dead " in line and "535 5.7.8" in line and "secrets.toml" in line
+    assert wrong not in out.stdout + out.stderr
+
+    out = faxbridge("resend", fax.uid, "--to", "sales@example.com", "--config", str(cfg_path))
+    assert out.returncode == 0, out.stderr
+    assert f"queued fax {fax.uid} to sales@example.com as <{fax.uid}." in out.stdout
+    out = faxbridge("resend", fax.uid, "--to", "other@example.com", "--config", str(cfg_path))
+    assert out.returncode == 0, out.stderr
+    again = faxbridge("resend", fax.uid, "--to", "other@example.com", "--config", str(cfg_path))
+    assert again.returncode == 1 and "still queued" in again.stderr
+
+    with Spool(cfg.path(cfg.spool.dir), readonly=True) as spool:
+        jobs = {j.recipient: j for j in spool.jobs_for(fax.id)}
+    assert jobs["sales@example.com"].state == "queued" and jobs["sales@example.com"].attempts == 0
+    assert jobs["sales@example.com"].message_id != job.message_id  # a deliberate resend is a new message
+    assert jobs["other@example.com"].message_id not in (job.message_id, jobs["sales@example.com"].message_id)
+
+    queued = faxbridge("queue", "--config", str(cfg_path), "--state", "queued")
+    assert queued.returncode == 0 and queued.stdout.count(fax.uid) == 2 and " dead " not in queued.stdout
+    missing = faxbridge("resend", "nosuchfax", "--config", str(cfg_path))
+    assert missing.returncode == 1 and "no fax 'nosuchfax'" in missing.stderr
+
+
+def test_resent_job_is_delivered_by_a_running_worker(tmp_path, smtp_server, tiff_bytes):
+    """The daemon's worker, already running, picks up a job another process queued (polling)."""
+    server = smtp_server()
+    cfg_path = tmp_path / "faxbridge.toml"
+    cfg_path.write_text(f'[spool]\ndir = "spool"\n[delivery]\nbackend = "smtp"\n'
+                        f'url = "smtp://127.0.0.1:{server.port}"\nstarttls = "none"\nfrom = "fax@example.com"\n')
+    cfg = Config.load(cfg_path)
+    with Spool(cfg.path(cfg.spool.dir)) as spool:
+        fax = spool.begin_fax(T0, caller_number="5550100")
+        spool.incoming_path(fax).write_bytes(tiff_bytes)
+        fax = spool.finish_fax(fax.id, T0 + 60, complete=True)
+
+        async def scenario() -> None:
+            import appliance.delivery.queue as q
+            q.MAX_IDLE = 0.2  # the daemon polls every minute; the test cannot wait that long
+            worker = DeliveryWorker(spool, cfg.delivery)
+            task = asyncio.create_task(worker.run())
+            try:
+                out = await asyncio.to_thread(faxbridge, "resend", fax.uid, "--to", "x@example.com",
+                                              "--config", str(cfg_path))
+                assert out.returncode == 0, out.stderr
+                for _ in range(100):
+                    if server.handler.messages:
+                        break
+                    await asyncio.sleep(0.1)
+            finally:
+                worker.stop()
+                await task
+                q.MAX_IDLE = 60.0
+
+        asyncio.run(scenario())
+        (job,) = spool.jobs_for(fax.id)
+    assert job.state == "delivered" and server.handler.attempted == [job.message_id]
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o644])
+def test_readable_secrets_file_is_refused_with_the_fix(tmp_path, mode):
+    cfg = tmp_path / "faxbridge.toml"
+    cfg.write_text("[delivery]\n")
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text('[delivery]\npassword = "hunter2-secret"\n')
+    secrets.chmod(mode)
+    with pytest.raises(ConfigError) as e:
+        Config.load(cfg)
+    (msg,) = e.value.errors
+    assert f"chmod 600 {secrets}" in msg and "hunter2" not in msg
+    out = faxbridge("check-config", str(cfg))
+    assert out.returncode == 1 and "chmod 600" in out.stderr and "hunter2" not in out.stderr
+    secrets.chmod(0o600)
+    assert Config.load(cfg).delivery.password == "hunter2-secret"
+
+
+def test_admin_and_size_keys_are_validated(tmp_path):
+    with pytest.raises(ConfigError, match="delivery.admin: must be a plain mail address"):
+        Config.from_dict({"delivery": {"admin": "root"}})
+    with pytest.raises(ConfigError, match="delivery.max_message_bytes"):
+        Config.from_dict({"delivery": {"max_message_bytes": 10}})
+    cfg = Config.from_dict({"delivery": {"admin": "it@example.com"}})
+    assert cfg.delivery.admin == "it@example.com" and cfg.delivery.max_message_bytes == 35 * 1024 * 1024
