@@ -33,7 +33,12 @@ def _hide(cfg: Config) -> Callable[[str], str]:
 def cmd_queue(args: argparse.Namespace, cfg: Config) -> int:
     """One line per job: fax, recipient, state, attempts, next try, last error with advice."""
     hide = _hide(cfg)
-    with Spool(cfg.path(cfg.spool.dir), readonly=True) as spool:
+    try:
+        spool = Spool(cfg.path(cfg.spool.dir), readonly=True)
+    except FileNotFoundError as e:
+        print(f"error: {e} (spool.dir in the configuration)", file=sys.stderr)
+        return 1
+    with spool:
         rows = spool.list_jobs(state=args.state)
     print(f"{'FAX':<16} {'RECIPIENT':<32} {'STATE':<15} {'TRIES':>5} {'NEXT TRY':<20} LAST ERROR / ADVICE")
     for job, uid in rows:

@@ -77,6 +77,13 @@ def test_queue_lists_advice_without_the_password_and_resend_makes_a_new_message(
     assert missing.returncode == 1 and "no fax 'nosuchfax'" in missing.stderr
 
 
+def test_queue_without_a_spool_says_so(tmp_path):
+    cfg = tmp_path / "faxbridge.toml"
+    cfg.write_text('[spool]\ndir = "nothing-here"\n')
+    out = faxbridge("queue", "--config", str(cfg))
+    assert out.returncode == 1 and "no spool database" in out.stderr and "Traceback" not in out.stderr
+
+
 def test_resent_job_is_delivered_by_a_running_worker(tmp_path, smtp_server, tiff_bytes):
     """The daemon's worker, already running, picks up a job another process queued (polling)."""
     server = smtp_server()
