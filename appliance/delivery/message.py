@@ -8,8 +8,12 @@ package (policy ``utf8=False``), so the message is 7-bit clean for any SMTP serv
 
 from __future__ import annotations
 
+import base64
+import binascii
 import html
+import logging
 import re
+import string
 import time
 import unicodedata
 from datetime import datetime
@@ -17,10 +21,17 @@ from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime
 
+from appliance.delivery import tiff_profiles
 from appliance.spool.store import FaxRecord
+
+log = logging.getLogger(__name__)
 
 #: RFC 5322 with CRLF, RFC 2047 for non-ASCII headers, 78-column folding
 POLICY = policy.SMTP.clone(utf8=False, max_line_length=78)
+
+#: UM partner mode: the context header is one base64 token that must not be folded
+UM_POLICY = POLICY.clone(max_line_length=998)
+_UM_CONTEXT_MAX = 900
 
 _HEADER_MAX = 120
 
@@ -36,17 +47,137 @@ def caller_label(fax: FaxRecord) -> str:
     return clean_text(fax.caller_number or fax.remote_ident or "", 60) or "unknown caller"
 
 
-def subject(fax: FaxRecord) -> str:
+def route(fax: FaxRecord) -> dict:
+    """The routing rule's delivery choices (fax.extra["route"]), each key defaulted."""
+    r = fax.extra.get("route") if isinstance(fax.extra, dict) else None
+    r = r if isinstance(r, dict) else {}
+    fmt = r.get("format") if r.get("format") in ("tiff", "pdf", "both") else "tiff"
+    flavour = r.get("tiff") if r.get("tiff") in ("tiff-f", "profile-s") else "tiff-f"
+    return {"to": _addresses(r.get("to")), "cc": _addresses(r.get("cc")), "format": fmt,
+            "tiff": flavour, "subject": r.get("subject") if isinstance(r.get("subject"), str) else ""}
+
+
+_ADDR = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+$")
+
+
+def _addresses(value: object) -> list[str]:
+    """Plain addr-specs only: anything with a display name, comma or control character is dropped."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        return []
+    out = []
+    for a in value:
+        a = clean_text(a, 254)
+        if _ADDR.match(a):
+            out.append(a)
+        elif a:
+            log.warning("route address %r is not a plain address: left out", a)
+    return out
+
+
+def exchange_um(fax: FaxRecord) -> dict | None:
+    """The Exchange UM referral, when it carries a usable base64 context; else None (generic mail)."""
+    um = fax.extra.get("exchange_um") if isinstance(fax.extra, dict) else None
+    if not isinstance(um, dict):
+        return None
+    raw = str(um.get("context_raw") or "").strip()
+    if not raw or not re.fullmatch(r"[A-Za-z0-9+/]+={0,2}", raw) or len(raw) > _UM_CONTEXT_MAX:
+        log.warning("fax %s: Exchange UM context missing or not base64: sent as plain mail", fax.uid)
+        return None
+    try:
+        base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        log.warning("fax %s: Exchange UM context does not decode: sent as plain mail", fax.uid)
+        return None
+    return {**um, "context_raw": raw}
+
+
+def um_status(fax: FaxRecord) -> str:
+    """X-MS-Exchange-UM-PartnerStatus: 2.0 complete, 2.6 incomplete, 2.4 no page (cancelled), 5.0 error."""
+    if fax.pages <= 0:
+        return "2.4" if fax.state in ("no_fax", "received", "receiving") else "5.0"
+    return "2.0" if fax.complete else "2.6"
+
+
+def _default_subject(fax: FaxRecord) -> str:
     n = f"{fax.pages} page" if fax.pages == 1 else f"{fax.pages} pages"
     if fax.complete:
         return f"Fax from {caller_label(fax)} ({n})"
     return f"Incomplete fax from {caller_label(fax)} ({n} received)"
 
 
-def attachment_name(fax: FaxRecord) -> str:
+_PLACEHOLDERS = ("caller", "called", "tsi", "pages", "line", "date")
+
+
+def _fill(template: str, fax: FaxRecord) -> str | None:
+    """The route's subject template with cleaned values; None if it uses anything but plain names."""
+    try:
+        fields = list(string.Formatter().parse(template))
+    except ValueError:
+        return None
+    for _, name, spec, conv in fields:
+        if name is not None and (name not in _PLACEHOLDERS or spec or conv):
+            return None
+    values = {
+        "caller": caller_label(fax), "called": clean_text(fax.called_number, 60),
+        "tsi": clean_text(fax.remote_ident, 60), "pages": str(int(fax.pages)),
+        "line": clean_text(fax.line, 60),
+        "date": time.strftime("%Y-%m-%d %H:%M", time.localtime(fax.finished or fax.created)),
+    }
+    return "".join(lit + (values[name] if name is not None else "") for lit, name, _, _ in fields)
+
+
+def subject(fax: FaxRecord) -> str:
+    """From the route's template when it has one, else the built-in; incomplete faxes say so."""
+    template = route(fax)["subject"]
+    filled = _fill(template, fax) if template else None
+    if template and filled is None:
+        log.warning("fax %s: subject template %r unusable: default subject", fax.uid, template)
+    text = clean_text(filled, 200) if filled else ""
+    if not text:
+        return _default_subject(fax)
+    return text if fax.complete else clean_text(f"Incomplete fax ({fax.pages} received): {text}", 200)
+
+
+def attachment_name(fax: FaxRecord, ext: str = "tif") -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(fax.created))
     uid = re.sub(r"[^0-9a-f]", "", fax.uid.lower())[:32] or "fax"
-    return f"fax-{stamp}-{uid}.tif"
+    return f"fax-{stamp}-{uid}.{ext}"
+
+
+def attachments(fax: FaxRecord, image: bytes, *, um: bool) -> list[tuple[str, bytes]]:
+    """[(kind, bytes)] per the route; kind is "tiff" or "pdf".  Never empty for a non-empty image.
+
+    Exchange UM partner mode takes exactly one image/tiff, so the route's PDF is ignored there
+    and Profile S is the default.  A conversion that fails falls back to the stored TIFF.
+    """
+    r = route(fax)
+    raw_flavour = (fax.extra.get("route") or {}).get("tiff") if isinstance(fax.extra, dict) else None
+    flavour = r["tiff"] if not um or raw_flavour in ("tiff-f", "profile-s") else "profile-s"
+    fmt = "tiff" if um else r["format"]
+    out: list[tuple[str, bytes]] = []
+    if fmt in ("tiff", "both"):
+        out.append(("tiff", _convert(fax, image, flavour)))
+    if fmt in ("pdf", "both"):
+        try:
+            out.append(("pdf", tiff_profiles.to_pdf(image)))
+        except (ValueError, OSError) as e:
+            log.warning("fax %s: no PDF (%s): the TIFF goes instead", fax.uid, e)
+            if fmt == "pdf":
+                out.append(("tiff", image))
+    return out
+
+
+def _convert(fax: FaxRecord, image: bytes, flavour: str) -> bytes:
+    try:
+        if flavour == "profile-s":
+            return tiff_profiles.to_profile_s(image)
+        return tiff_profiles.to_tiff_f(image)
+    except (ValueError, OSError, RuntimeError) as e:
+        log.warning("fax %s: %s conversion failed (%s): the stored TIFF goes as received",
+                    fax.uid, flavour, e)
+        return image
 
 
 def _facts(fax: FaxRecord) -> list[tuple[str, str]]:
@@ -75,16 +206,21 @@ def _warning(fax: FaxRecord) -> str:
             f"Only {fax.pages} page(s) were received.")
 
 
-def _plain(fax: FaxRecord) -> str:
+def _attached(kinds: list[str]) -> str:
+    names = {"tiff": "a TIFF image", "pdf": "a PDF document"}
+    return "The fax is attached as " + " and as ".join(names[k] for k in kinds) + "."
+
+
+def _plain(fax: FaxRecord, kinds: list[str]) -> str:
     width = max(len(k) for k, _ in _facts(fax))
     lines = [_warning(fax), ""] if not fax.complete else []
-    lines.append(f"{subject(fax)}. The fax is attached as a TIFF image.")
+    lines.append(f"{subject(fax)}. {_attached(kinds)}")
     lines.append("")
     lines += [f"{k + ':':<{width + 1}} {v}" for k, v in _facts(fax)]
     return "\n".join(lines) + "\n"
 
 
-def _html(fax: FaxRecord) -> str:
+def _html(fax: FaxRecord, kinds: list[str]) -> str:
     e = html.escape
     rows = "\n".join(f"<tr><th align=\"left\">{e(k)}</th><td>{e(v)}</td></tr>" for k, v in _facts(fax))
     warning = ""
@@ -92,36 +228,54 @@ def _html(fax: FaxRecord) -> str:
         warning = (f"<p style=\"color:#b00020;font-weight:bold;border:2px solid #b00020;padding:8px\">"
                    f"{e(_warning(fax))}</p>\n")
     return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{e(subject(fax))}</title></head>"
-            f"<body>\n{warning}<p>{e(subject(fax))}. The fax is attached as a TIFF image.</p>\n"
+            f"<body>\n{warning}<p>{e(subject(fax))}. {e(_attached(kinds))}</p>\n"
             f"<table>\n{rows}\n</table>\n</body></html>\n")
 
 
 def render_message(fax: FaxRecord, recipient: str, *, from_addr: str, image: bytes, message_id: str,
                    now: float | None = None) -> EmailMessage:
-    """The fax as an RFC 3965-style mail with exactly one image/tiff attachment.
+    """The fax as an RFC 3965-style mail, or an Exchange UM partner message when UM referred the call.
 
-    Raises ValueError for an empty image: a "fax received" mail without the fax would be worse
-    than a delivery that waits.
+    Attachments follow the route (TIFF-F, Profile S, PDF or both); UM mode gets exactly one
+    image/tiff.  Raises ValueError for an empty image: a "fax received" mail without the fax
+    would be worse than a delivery that waits.
     """
     if not image:
         raise ValueError(f"fax {fax.uid}: refusing to render a message without the image")
+    um = exchange_um(fax)
+    r = route(fax)
+    parts = attachments(fax, image, um=um is not None)
+    kinds = [k for k, _ in parts]
     when = fax.created or (now if now is not None else time.time())
-    msg = EmailMessage(policy=POLICY)
+    msg = EmailMessage(policy=POLICY if um is None else UM_POLICY)
     msg["From"] = clean_text(from_addr, 254)
-    msg["To"] = clean_text(recipient, 254)
+    msg["To"] = ", ".join(r["to"]) if r["to"] else clean_text(recipient, 254)
+    if r["cc"]:
+        msg["Cc"] = ", ".join(r["cc"])
     msg["Date"] = format_datetime(datetime.fromtimestamp(when).astimezone())
     msg["Message-ID"] = clean_text(message_id, 254)
     msg["Subject"] = subject(fax)
     msg["X-FaxNumberOfPages"] = str(int(fax.pages))
     if clean_text(fax.caller_number):
         msg["X-CallingTelephoneNumber"] = clean_text(fax.caller_number, 60)
-    msg.set_content(_plain(fax), cte="quoted-printable")
-    msg.add_alternative(_html(fax), subtype="html", cte="quoted-printable")
-    msg.add_attachment(image, maintype="image", subtype="tiff", filename=attachment_name(fax),
-                       params={"application": "faxbw"})
+    if clean_text(fax.call_id):
+        msg["X-CallID"] = clean_text(fax.call_id, 200)
+    if um is not None:
+        msg["X-MS-Exchange-UM-PartnerContent"] = "fax"
+        msg["X-MS-Exchange-UM-PartnerStatus"] = um_status(fax)
+        msg["X-MS-Exchange-UM-PartnerContext"] = um["context_raw"]
+    msg.set_content(_plain(fax, kinds), cte="quoted-printable")
+    msg.add_alternative(_html(fax, kinds), subtype="html", cte="quoted-printable")
+    for kind, data in parts:
+        if kind == "pdf":
+            msg.add_attachment(data, maintype="application", subtype="pdf",
+                               filename=attachment_name(fax, "pdf"))
+        else:
+            msg.add_attachment(data, maintype="image", subtype="tiff", filename=attachment_name(fax),
+                               params={"application": "faxbw"})
     for part in msg.walk():
         if part is not msg:
             del part["MIME-Version"]
     # after the body: set_content() drops every Content-* header, this one included
-    msg["Content-Class"] = "fax-ca"
+    msg["Content-Class"] = "MS-Exchange-UM-Partner" if um is not None else "fax-ca"
     return msg

@@ -16,7 +16,7 @@ from appliance.spool.store import FaxRecord
 
 IMAGE = bytes(range(256)) * 40 + b"II*\x00"
 HEADERS_WE_WRITE = {"from", "to", "date", "message-id", "subject", "x-faxnumberofpages",
-                    "x-callingtelephonenumber", "content-class", "mime-version", "content-type"}
+                    "x-callingtelephonenumber", "x-callid", "content-class", "mime-version", "content-type"}
 
 
 def fax(**kw) -> FaxRecord:

@@ -1,0 +1,148 @@
+"""The mail per route (format, TIFF flavour, To/Cc, subject template) and Exchange UM partner mode."""
+
+from __future__ import annotations
+
+import base64
+import email
+import email.policy
+import io
+import json
+
+import pytest
+from PIL import Image, ImageSequence
+
+from appliance.delivery.message import render_message, um_status
+from appliance.delivery.tiff_check import check_profile_s
+from smtp_harness import make_tiff
+from test_delivery_message import fax
+
+CONTEXT = base64.b64encode(json.dumps({"CallId": "abc-123", "CallerId": "+15550100"}).encode()).decode()
+UM = {"recipient": "user@example.com", "context": {"CallId": "abc-123"}, "context_raw": CONTEXT, "notes": ""}
+
+
+def render(f, image: bytes | None = None):
+    image = image if image is not None else make_tiff(2)
+    msg = render_message(f, "sales@example.com", from_addr="fax@example.com", image=image,
+                         message_id="<0123456789abcdef.1@faxbridge>")
+    wire = msg.as_bytes()
+    return wire, email.message_from_bytes(wire, policy=email.policy.default)
+
+
+def pixels(tiff: bytes) -> list[bytes]:
+    with Image.open(io.BytesIO(tiff)) as im:
+        return [f.convert("1").tobytes() for f in ImageSequence.Iterator(im)]
+
+
+def types(m) -> list[str]:
+    return [p.get_content_type() for p in m.iter_attachments()]
+
+
+def test_default_is_the_received_g4_tiff_and_callid():
+    wire, m = render(fax())
+    assert types(m) == ["image/tiff"]
+    (att,) = m.iter_attachments()
+    assert att.get_content() == make_tiff(2)
+    assert m["X-CallID"] == "c1" and m["Content-Class"] == "fax-ca"
+
+
+@pytest.mark.parametrize("fmt,want", [("tiff", ["image/tiff"]), ("pdf", ["application/pdf"]),
+                                      ("both", ["image/tiff", "application/pdf"]),
+                                      ("bogus", ["image/tiff"])])
+def test_route_format_picks_the_attachments(fmt, want):
+    _, m = render(fax(extra={"route": {"format": fmt}}))
+    assert types(m) == want
+    for att in m.iter_attachments():
+        data = att.get_content()
+        assert data[:4] in (b"II*\x00", b"MM\x00*") if att.get_content_type() == "image/tiff" else data[:5] == b"%PDF-"
+    assert att.get_filename().endswith(".pdf" if want[-1] == "application/pdf" else ".tif")
+    plain = m.get_body(("plain",)).get_content()
+    assert ("PDF" in plain) == ("application/pdf" in want)
+
+
+def test_route_profile_s_attachment_is_profile_s_and_pixel_equal():
+    image = make_tiff(2)
+    _, m = render(fax(extra={"route": {"tiff": "profile-s"}}), image)
+    (att,) = m.iter_attachments()
+    assert check_profile_s(att.get_content()) == []
+    assert pixels(att.get_content()) == pixels(image)
+
+
+def test_pdf_route_with_undecodable_image_still_carries_the_image():
+    junk = b"II*\x00" + b"\x01" * 100
+    _, m = render(fax(extra={"route": {"format": "pdf"}}), junk)
+    (att,) = m.iter_attachments()
+    assert att.get_content_type() == "image/tiff" and att.get_content() == junk
+
+
+def test_route_to_and_cc_replace_the_recipient_header():
+    _, m = render(fax(extra={"route": {"to": ["a@example.com", "b@example.com"], "cc": ["c@example.com"]}}))
+    assert m["To"] == "a@example.com, b@example.com"
+    assert m["Cc"] == "c@example.com"
+
+
+def test_route_addresses_cannot_inject():
+    _, m = render(fax(extra={"route": {"to": ["x@example.com\r\nBcc: evil@x.com", "Evil <e@x.com>"],
+                                       "cc": "y@example.com, z@example.com"}}))
+    assert m["To"] == "sales@example.com"  # nothing usable: the job's recipient
+    assert m["Cc"] is None and m["Bcc"] is None
+
+
+def test_subject_template_filled_with_cleaned_values():
+    f = fax(caller_number="+1 555\r\nBcc: evil@x.com", remote_ident="ACME\x1b[2J\nX-Evil: 1",
+            called_number="5551000", extra={"route": {"subject": "Fax {caller} -> {called} [{tsi}] {pages}p"}})
+    wire, m = render(f)
+    assert m["Subject"] == "Fax +1 555 Bcc: evil@x.com -> 5551000 [ACME [2J X-Evil: 1] 2p"
+    assert m["Bcc"] is None and m["X-Evil"] is None
+    assert b"\r\nBcc:" not in wire and b"\r\nX-Evil" not in wire
+
+
+@pytest.mark.parametrize("template", ["{caller.__class__}", "{0}", "{nope}", "{caller!r}", "{caller:>999999}",
+                                      "{unclosed"])
+def test_subject_template_beyond_plain_names_falls_back(template):
+    _, m = render(fax(extra={"route": {"subject": template}}))
+    assert m["Subject"] == "Fax from +1 555 0100 (2 pages)"
+
+
+def test_incomplete_fax_says_so_with_a_template():
+    _, m = render(fax(complete=False, pages=1, extra={"route": {"subject": "Fax {caller}"}}))
+    assert m["Subject"].startswith("Incomplete fax")
+    assert "INCOMPLETE FAX" in m.get_body(("plain",)).get_content()
+
+
+@pytest.mark.parametrize("complete,pages,status", [(True, 2, "2.0"), (False, 1, "2.6")])
+def test_exchange_um_partner_message(complete, pages, status):
+    image = make_tiff(pages)
+    f = fax(complete=complete, pages=pages, extra={"exchange_um": UM, "route": {"format": "both"}})
+    wire, m = render(f, image)
+    assert m["Content-Class"] == "MS-Exchange-UM-Partner"
+    assert m["X-MS-Exchange-UM-PartnerContent"] == "fax"
+    assert m["X-MS-Exchange-UM-PartnerStatus"] == status
+    assert m["X-MS-Exchange-UM-PartnerContext"] == CONTEXT
+    assert json.loads(base64.b64decode(m["X-MS-Exchange-UM-PartnerContext"]))["CallId"] == "abc-123"
+    assert m["X-FaxNumberOfPages"] == str(pages)
+    assert wire.count(b"Content-Class:") == 1
+    atts = list(m.iter_attachments())
+    assert types(m) == ["image/tiff"]  # the route's PDF is not allowed here
+    assert check_profile_s(atts[0].get_content()) == []
+    assert pixels(atts[0].get_content()) == pixels(image)
+
+
+def test_um_status_values():
+    assert um_status(fax(pages=3, complete=True)) == "2.0"
+    assert um_status(fax(pages=3, complete=False)) == "2.6"
+    assert um_status(fax(pages=0, complete=False, state="no_fax")) == "2.4"
+    assert um_status(fax(pages=0, complete=False, state="failed")) == "5.0"
+
+
+@pytest.mark.parametrize("raw", ["", "not base64!", "abc\r\nBcc: x@y", "@@@@"])
+def test_bad_um_context_sends_generic_mail_not_a_broken_partner_message(raw):
+    _, m = render(fax(extra={"exchange_um": {**UM, "context_raw": raw}}))
+    assert m["Content-Class"] == "fax-ca"
+    assert m["X-MS-Exchange-UM-PartnerContext"] is None and m["Bcc"] is None
+
+
+def test_long_um_context_stays_one_unfolded_line():
+    raw = base64.b64encode(json.dumps({"CallId": "x" * 300}).encode()).decode()
+    wire, m = render(fax(extra={"exchange_um": {**UM, "context_raw": raw}}))
+    assert f"X-MS-Exchange-UM-PartnerContext: {raw}\r\n".encode() in wire
+    assert max(len(line) for line in wire.split(b"\r\n")) <= 998
