@@ -146,3 +146,13 @@ def test_long_um_context_stays_one_unfolded_line():
     wire, m = render(fax(extra={"exchange_um": {**UM, "context_raw": raw}}))
     assert f"X-MS-Exchange-UM-PartnerContext: {raw}\r\n".encode() in wire
     assert max(len(line) for line in wire.split(b"\r\n")) <= 998
+
+
+def test_hostile_call_id_and_caller_name_stay_in_one_header():
+    evil = "c1\r\nBcc: evil@x.com\r\n\r\nbody"
+    wire, m = render(fax(call_id=evil, caller_name=evil, extra={"exchange_um": UM}))
+    assert m["X-CallID"] == "c1 Bcc: evil@x.com body"
+    assert m["Bcc"] is None
+    assert b"\r\nBcc:" not in wire
+    (att,) = m.iter_attachments()
+    assert "evil" not in att.get_filename()
