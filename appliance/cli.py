@@ -223,6 +223,41 @@ def _add_modem_probe(sub: "argparse._SubParsersAction[argparse.ArgumentParser]")
 # -- end modem-probe --------------------------------------------------------------------------
 
 
+# -- route (which rule a call would reach, without a call) ------------------------------------
+def cmd_route(args: argparse.Namespace) -> int:
+    """Print the routing decision for the given call facts; 2 when the config is wrong."""
+    from .routing.router import route
+
+    try:
+        cfg = _load(args.config)
+    except ConfigError as e:
+        for err in e.errors:
+            print(f"error: {err}", file=sys.stderr)
+        return 2
+    d = route(cfg.routing, called_number=args.called, caller_number=args.caller, remote_ident=args.tsi,
+              line=args.line, um_recipient=args.um)
+    print(f"rule:       {d.rule}")
+    print(f"recipients: {', '.join(d.recipients) or '(none)'}")
+    print(f"to:         {', '.join(d.to)}")
+    print(f"cc:         {', '.join(d.cc)}")
+    print(f"format:     {d.format}")
+    print(f"tiff:       {d.tiff}")
+    print(f"subject:    {d.subject or '(delivery default)'}")
+    return 0
+
+
+def _add_route(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    r = sub.add_parser("route", help="show where a fax with these call facts would go, and which rule says so")
+    r.add_argument("--config", help="TOML configuration (default: embedded defaults)")
+    r.add_argument("--called", default="", metavar="N", help="called number (DID/DNIS)")
+    r.add_argument("--caller", default="", metavar="N", help="calling number")
+    r.add_argument("--tsi", default="", metavar="S", help="the sender's TSI (fax ident)")
+    r.add_argument("--line", default="", metavar="L", help='"modem:ttyUSB0" or "sip:<peer name>"')
+    r.add_argument("--um", default="", metavar="ADDR", help="Exchange UM referral's recipient")
+    r.set_defaults(func=cmd_route)
+# -- end route --------------------------------------------------------------------------------
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="faxbridge", description="Fax to Exchange mailbox appliance")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -277,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .queue_cli import add_parsers as _add_queue_parsers
     _add_queue_parsers(sub, _load)
+    _add_route(sub)
 
     args = p.parse_args(argv)
     _setup_logging(args.verbose)

@@ -294,17 +294,129 @@ class DeliveryConfig:
             errors.append("delivery.max_message_bytes: must be at least 65536")
 
 
+# -- routing rules ([[routing.rules]], see appliance/routing/router.py) -------------------------
+ROUTE_FORMATS = ("tiff", "pdf", "both")
+ROUTE_TIFF = ("tiff-f", "profile-s")
+#: what a rule's ``subject`` template may name; anything else is a load-time error
+SUBJECT_FIELDS = ("caller", "called", "tsi", "pages", "line", "date")
+
+
+def _not_address(addr: object) -> bool:
+    """True unless ``addr`` is one plain mail address (no display name, list or header break)."""
+    return not isinstance(addr, str) or "@" not in addr or any(c in addr for c in "\r\n<>,; ")
+
+
+def subject_fields(template: str) -> list[str]:
+    """The placeholders a subject template names; ValueError for a malformed one, so the owner
+    learns of it at load time, not when a fax arrives."""
+    import string
+
+    names: list[str] = []
+    for _text, fname, spec, conv in string.Formatter().parse(template):
+        if fname is None:
+            continue
+        if fname not in SUBJECT_FIELDS:
+            raise ValueError(f"unknown placeholder {{{fname}}} (known: "
+                             + ", ".join(f"{{{f}}}" for f in SUBJECT_FIELDS) + ")")
+        if spec or conv:
+            raise ValueError(f"placeholder {{{fname}}}: no format spec or conversion allowed")
+        names.append(fname)
+    return names
+
+
+@dataclass
+class RouteRuleConfig:
+    """One ``[[routing.rules]]`` entry: every match field given must match; the first rule wins.
+
+    Regexes are searched (anchor them with ^...$ for a whole match) and compiled at load time,
+    so a typo is reported naming the rule rather than failing on the first fax.
+    """
+
+    name: str = ""
+    # -- match (all optional) --
+    called: str = ""
+    called_prefix: str = ""
+    called_pattern: str = ""
+    #: exact or a glob: "modem:*", "sip:pbx-*"
+    line: str = ""
+    caller: str = ""
+    caller_prefix: str = ""
+    #: regex on the sender's TSI, case-insensitive
+    tsi: str = ""
+    #: true: referred by Exchange UM; false: not referred; a string: regex on the UM recipient
+    um_recipient: bool | str | None = None
+    # -- actions --
+    to: list[str] = field(default_factory=list)
+    cc: list[str] = field(default_factory=list)
+    #: deliver to the address Exchange UM named (before ``to``)
+    use_um_recipient: bool = False
+    format: str = "tiff"
+    tiff: str = "tiff-f"
+    #: "" = delivery's own subject; else a template with SUBJECT_FIELDS placeholders
+    subject: str = ""
+
+    @staticmethod
+    def label(index: int, values: dict[str, Any]) -> str:
+        """How errors name a rule: by its name, else by its 1-based position."""
+        name = values.get("name")
+        return f"routing rule {name!r}" if isinstance(name, str) and name else f"routing rule {index + 1}"
+
+    def validate(self, label: str, errors: list[str]) -> None:
+        import re
+
+        for key in ("called", "called_prefix", "caller", "caller_prefix"):
+            value = getattr(self, key)
+            if value and not any(c.isdigit() for c in value):
+                errors.append(f"{label}.{key}: {value!r} has no digits")
+        patterns = [("called_pattern", self.called_pattern, 0), ("tsi", self.tsi, re.IGNORECASE)]
+        if isinstance(self.um_recipient, str):
+            if not self.um_recipient:
+                errors.append(f"{label}.um_recipient: empty; use true or a pattern")
+            patterns.append(("um_recipient", self.um_recipient, re.IGNORECASE))
+        for key, pattern, flags in patterns:
+            if pattern:
+                try:
+                    re.compile(pattern, flags)
+                except re.error as e:
+                    errors.append(f"{label}.{key}: bad regex {pattern!r}: {e}")
+        if self.use_um_recipient and self.um_recipient in (None, False):
+            errors.append(f"{label}.use_um_recipient: needs um_recipient = true or a pattern")
+        if not self.to and not self.use_um_recipient:
+            errors.append(f"{label}.to: missing (a list of addresses, or use_um_recipient = true)")
+        for key in ("to", "cc"):
+            for addr in getattr(self, key):
+                if _not_address(addr):
+                    errors.append(f"{label}.{key}: {addr!r} is not a mail address")
+        if self.format not in ROUTE_FORMATS:
+            errors.append(f"{label}.format: {self.format!r}: must be one of " + ", ".join(ROUTE_FORMATS))
+        if self.tiff not in ROUTE_TIFF:
+            errors.append(f"{label}.tiff: {self.tiff!r}: must be one of " + ", ".join(ROUTE_TIFF))
+        try:
+            subject_fields(self.subject)
+        except ValueError as e:
+            errors.append(f"{label}.subject: {e}")
+# -- end routing rules ------------------------------------------------------------------------
+
+
 @dataclass
 class RoutingConfig:
-    """Called number -> recipient, else the default."""
+    """Ordered rules, then called number -> recipient, else the default."""
 
     default: str = "faxes@localhost"
     called: dict[str, str] = field(default_factory=dict)
+    rules: list[RouteRuleConfig] = field(default_factory=list)
 
     def validate(self, errors: list[str]) -> None:
         for key, addr in [("default", self.default)] + [(f"called.{k}", v) for k, v in self.called.items()]:
             if not isinstance(addr, str) or "@" not in addr or any(c in addr for c in "\r\n<>, "):
                 errors.append(f"routing.{key}: {addr!r} is not a mail address")
+        seen: set[str] = set()
+        for i, rule in enumerate(self.rules):
+            label = RouteRuleConfig.label(i, {"name": rule.name})
+            if rule.name and rule.name in seen:
+                errors.append(f"{label}: the name is used twice")
+            seen.add(rule.name)
+            rule.validate(label, errors)
 
 
 MODEM_CLASSES = ("1", "1.0", "2", "2.0")
@@ -491,7 +603,10 @@ def _build_section(cls: type, values: dict[str, Any], prefix: str, errors: list[
             if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
                 errors.append(f"{prefix}.{key}: expected an array of tables ([[{prefix}.{key}]])")
                 continue
-            built = [_build_section(item_cls, v, f"{prefix}.{key}[{i}]", errors) for i, v in enumerate(value)]
+            # an item class may name its entries itself (routing rules: by their name)
+            label = getattr(item_cls, "label", None)
+            built = [_build_section(item_cls, v, label(i, v) if callable(label) else f"{prefix}.{key}[{i}]",
+                                    errors) for i, v in enumerate(value)]
             kwargs[attr] = [b for b in built if b is not None]
             continue
         if not _type_ok(hints[attr], value):

@@ -274,6 +274,11 @@ class Appliance:
         um = (rec.extra.get("exchange_um") or {}).get("recipient", "")
         decision = route(self.cfg.routing, called_number=rec.called_number, caller_number=rec.caller_number,
                          remote_ident=rec.remote_ident, line=rec.line, um_recipient=um)
+        # routing rules: the delivery choices go into the record before its jobs exist, so a
+        # crash in between leaves an unrouted fax that start-up routes again (never jobs without it)
+        route_extra = decision.as_extra()
+        self.spool.update_facts(rec.id, extra={"route": route_extra})
+        rec.extra["route"] = route_extra
         self.spool.add_jobs(rec.id, decision.recipients, time.time())
         log.info("fax %s routed to %s (%s)", rec.id, ", ".join(decision.recipients), decision.rule)
         self._loop.call_soon_threadsafe(self.delivery.wake)  # we may be on an executor thread

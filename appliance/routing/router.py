@@ -1,6 +1,9 @@
-"""Call facts -> recipients.
+"""Call facts -> recipients and how to deliver.
 
-Today: the called number (DID/DNIS) looked up in ``routing.called``, else ``routing.default``.
+Order: an Exchange UM referral claimed by a rule that matches ``um_recipient``; else the UM
+recipient itself (the UM mailbox policy is the owner's own routing); else the first
+``[[routing.rules]]`` entry whose match fields all match; else the called number (DID/DNIS)
+looked up in ``routing.called``; else ``routing.default``.
 Numbers arrive in many spellings ("+1 555-1000", "tel:5551000", "sip:5551000@gw;user=phone"),
 so keys and the called number are compared by their digits; a key spelled exactly as the
 called number still wins, so an owner can pin one spelling when two keys share their digits.
@@ -8,16 +11,88 @@ called number still wins, so an owner can pin one spelling when two keys share t
 
 from __future__ import annotations
 
+import fnmatch
+import re
 from dataclasses import dataclass, field
+from typing import Any
 
-from appliance.config import RoutingConfig
+from appliance.config import SUBJECT_FIELDS, RouteRuleConfig, RoutingConfig
 
 
 @dataclass(frozen=True)
 class RouteDecision:
+    """Who gets the fax and in which form; ``as_extra()`` is what the spool keeps for delivery."""
+
+    #: ``to`` then ``cc``, each address once, order kept: one delivery job each
     recipients: list[str] = field(default_factory=list)
-    #: which rule matched, for the log and the web UI: "called 5551000" or "default"
+    #: which rule matched, for the log and the web UI: a rule's name, "called 5551000" or "default"
     rule: str = "default"
+    to: list[str] = field(default_factory=list)
+    cc: list[str] = field(default_factory=list)
+    #: "tiff" | "pdf" | "both"
+    format: str = "tiff"
+    #: "tiff-f" | "profile-s"
+    tiff: str = "tiff-f"
+    #: "" = delivery's own subject, else a template (render_subject)
+    subject: str = ""
+
+    def __post_init__(self) -> None:
+        # RouteDecision(["a@x"], "default"): recipients given alone are all "to"
+        if self.recipients and not self.to and not self.cc:
+            object.__setattr__(self, "to", list(self.recipients))
+
+    def as_extra(self) -> dict[str, Any]:
+        """The ``fax.extra["route"]`` record delivery reads (JSON-safe)."""
+        return {"to": list(self.to), "cc": list(self.cc), "format": self.format, "tiff": self.tiff,
+                "subject": self.subject, "rule": self.rule}
+
+
+def render_subject(template: str, **facts: object) -> str:
+    """Fill a validated subject template; a fact not given renders empty, never raises."""
+    values = {k: str(facts.get(k, "") if facts.get(k) is not None else "") for k in SUBJECT_FIELDS}
+    try:
+        text = template.format_map(values)
+    except (KeyError, ValueError, IndexError, AttributeError):
+        text = template  # not validated (hand-built config): better the raw text than no mail
+    return " ".join(text.split())  # no header breaks from a TSI
+
+
+def _decision(to: list[str], cc: list[str], rule: str, r: RouteRuleConfig | None = None) -> RouteDecision:
+    recipients = list(dict.fromkeys([*to, *cc]))
+    to_u = list(dict.fromkeys(to))
+    cc_u = [a for a in dict.fromkeys(cc) if a not in to_u]
+    if r is None:
+        return RouteDecision(recipients, rule, to_u, cc_u)
+    return RouteDecision(recipients, rule, to_u, cc_u, r.format, r.tiff, r.subject)
+
+
+def _rule_matches(r: RouteRuleConfig, called: str, caller: str, tsi: str, line: str, um: str) -> bool:
+    """All match fields given must match; numbers compare by their digits."""
+    if r.called and number_digits(called) != number_digits(r.called):
+        return False
+    if r.called_prefix and not number_digits(called).startswith(number_digits(r.called_prefix)):
+        return False
+    if r.called_pattern and not re.search(r.called_pattern, number_digits(called)):
+        return False
+    if r.line and not (line == r.line or fnmatch.fnmatchcase(line, r.line)):
+        return False
+    if r.caller and number_digits(caller) != number_digits(r.caller):
+        return False
+    if r.caller_prefix and not number_digits(caller).startswith(number_digits(r.caller_prefix)):
+        return False
+    if r.tsi and not re.search(r.tsi, tsi.strip(), re.IGNORECASE):
+        return False
+    if r.um_recipient is True and not um:
+        return False
+    if r.um_recipient is False and um:
+        return False
+    if isinstance(r.um_recipient, str) and not (um and re.search(r.um_recipient, um, re.IGNORECASE)):
+        return False
+    return True
+
+
+def _rule_name(index: int, r: RouteRuleConfig) -> str:
+    return r.name or f"rule {index + 1}"
 
 
 def number_digits(number: str) -> str:
@@ -32,19 +107,27 @@ def number_digits(number: str) -> str:
 
 def route(cfg: RoutingConfig, *, called_number: str = "", caller_number: str = "",
           remote_ident: str = "", line: str = "", um_recipient: str = "") -> RouteDecision:
-    """Pick the recipients for one fax; never empty while a default is configured.
+    """Pick the recipients and delivery form for one fax; never empty while a default is set.
 
-    A fax that Exchange UM referred to us names its mailbox (msExchUMFaxRecipient): that wins,
-    as the UM mailbox policy is the owner's own routing.
+    A fax that Exchange UM referred to us names its mailbox (msExchUMFaxRecipient): that wins
+    over every rule that does not itself match ``um_recipient``, as the UM mailbox policy is the
+    owner's own routing.  Pure: the same facts always give the same decision.
     """
-    if um_recipient:
-        return RouteDecision([um_recipient], "Exchange UM msExchUMFaxRecipient")
+    um = um_recipient.strip()
+    for i, r in enumerate(cfg.rules):
+        if um and r.um_recipient is None:
+            continue  # UM's recipient wins over rules that do not mention UM
+        if _rule_matches(r, called_number, caller_number, remote_ident, line, um):
+            to = ([um] if r.use_um_recipient and um else []) + list(r.to)
+            return _decision(to, list(r.cc), _rule_name(i, r), r)
+    if um:
+        return _decision([um], [], "Exchange UM msExchUMFaxRecipient")
     if called_number:
         if called_number in cfg.called:
-            return RouteDecision([cfg.called[called_number]], f"called {called_number}")
+            return _decision([cfg.called[called_number]], [], f"called {called_number}")
         digits = number_digits(called_number)
         if digits:
             for key, addr in cfg.called.items():
                 if number_digits(key) == digits:
-                    return RouteDecision([addr], f"called {key}")
-    return RouteDecision([cfg.default] if cfg.default else [], "default")
+                    return _decision([addr], [], f"called {key}")
+    return _decision([cfg.default] if cfg.default else [], [], "default")

@@ -1,0 +1,72 @@
+"""The daemon's _route keeps the decision's delivery choices in extra["route"], one job per recipient."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from PIL import Image
+
+from appliance.config import Config
+from appliance.daemon import Appliance
+
+
+class _Loop:
+    def __init__(self) -> None:
+        self.calls: list[object] = []
+
+    def call_soon_threadsafe(self, fn: object) -> None:
+        self.calls.append(fn)
+
+
+def _tiff() -> bytes:
+    buf = io.BytesIO()
+    Image.new("1", (1728, 400), 1).save(buf, format="TIFF", compression="group4", dpi=(204, 196))
+    return buf.getvalue()
+
+
+def _appliance(tmp_path: Path, routing: dict) -> Appliance:
+    cfg = Config.from_dict({"spool": {"dir": str(tmp_path / "spool")}, "routing": routing}, base_dir=tmp_path)
+    app = Appliance(cfg)
+    app._loop = _Loop()  # type: ignore[assignment]
+    return app
+
+
+def _received(app: Appliance, **facts):
+    fax = app.spool.begin_fax(1_700_000_000.0, **facts)
+    app.spool.incoming_path(fax).write_bytes(_tiff())
+    return app.spool.finish_fax(fax.id, 1_700_000_030.0, complete=True)
+
+
+def test_route_stores_the_decision(tmp_path: Path):
+    app = _appliance(tmp_path, {"rules": [
+        {"name": "sales", "line": "modem:*", "called": "5551000", "to": ["sales@x.test"],
+         "cc": ["boss@x.test"], "format": "pdf", "tiff": "profile-s", "subject": "Fax from {tsi}"}]})
+    try:
+        rec = _received(app, called_number="5551000", caller_number="5550100", remote_ident="ACME",
+                        line="modem:ttyUSB0")
+        app._route(rec)
+        want = {"to": ["sales@x.test"], "cc": ["boss@x.test"], "format": "pdf", "tiff": "profile-s",
+                "subject": "Fax from {tsi}", "rule": "sales"}
+        assert rec.extra["route"] == want
+        stored = app.spool.get_fax(rec.id)
+        assert stored is not None and stored.extra["route"] == want
+        assert [j.recipient for j in app.spool.jobs_for(rec.id)] == ["sales@x.test", "boss@x.test"]
+        assert app._loop.calls  # delivery woken
+    finally:
+        app.spool.close()
+
+
+def test_um_referral_keeps_other_extra(tmp_path: Path):
+    app = _appliance(tmp_path, {"default": "faxes@x.test"})
+    try:
+        rec = _received(app, called_number="5551000", extra={"exchange_um": {"recipient": "bob@x.test"}})
+        app._route(rec)
+        stored = app.spool.get_fax(rec.id)
+        assert stored is not None
+        assert stored.extra["exchange_um"] == {"recipient": "bob@x.test"}
+        assert stored.extra["route"] == {"to": ["bob@x.test"], "cc": [], "format": "tiff", "tiff": "tiff-f",
+                                         "subject": "", "rule": "Exchange UM msExchUMFaxRecipient"}
+        assert [j.recipient for j in app.spool.jobs_for(rec.id)] == ["bob@x.test"]
+    finally:
+        app.spool.close()
