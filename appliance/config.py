@@ -351,7 +351,8 @@ class RouteRuleConfig:
     #: deliver to the address Exchange UM named (before ``to``)
     use_um_recipient: bool = False
     format: str = "tiff"
-    tiff: str = "tiff-f"
+    #: "" = "tiff-f", or "profile-s" for an Exchange UM referral (UM partner mode's own format)
+    tiff: str = ""
     #: "" = delivery's own subject; else a template with SUBJECT_FIELDS placeholders
     subject: str = ""
 
@@ -389,7 +390,7 @@ class RouteRuleConfig:
                     errors.append(f"{label}.{key}: {addr!r} is not a mail address")
         if self.format not in ROUTE_FORMATS:
             errors.append(f"{label}.format: {self.format!r}: must be one of " + ", ".join(ROUTE_FORMATS))
-        if self.tiff not in ROUTE_TIFF:
+        if self.tiff and self.tiff not in ROUTE_TIFF:
             errors.append(f"{label}.tiff: {self.tiff!r}: must be one of " + ", ".join(ROUTE_TIFF))
         try:
             subject_fields(self.subject)

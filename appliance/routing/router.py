@@ -57,13 +57,17 @@ def render_subject(template: str, **facts: object) -> str:
     return " ".join(text.split())  # no header breaks from a TSI
 
 
-def _decision(to: list[str], cc: list[str], rule: str, r: RouteRuleConfig | None = None) -> RouteDecision:
+def _decision(to: list[str], cc: list[str], rule: str, r: RouteRuleConfig | None = None, *,
+              um: bool = False) -> RouteDecision:
+    """``um``: an Exchange UM referral, whose partner mode wants Profile S unless a rule says otherwise
+    (delivery honours an explicit ``tiff`` even for UM, so the default must be chosen here)."""
     recipients = list(dict.fromkeys([*to, *cc]))
     to_u = list(dict.fromkeys(to))
     cc_u = [a for a in dict.fromkeys(cc) if a not in to_u]
+    tiff = (r.tiff if r is not None and r.tiff else "") or ("profile-s" if um else "tiff-f")
     if r is None:
-        return RouteDecision(recipients, rule, to_u, cc_u)
-    return RouteDecision(recipients, rule, to_u, cc_u, r.format, r.tiff, r.subject)
+        return RouteDecision(recipients, rule, to_u, cc_u, tiff=tiff)
+    return RouteDecision(recipients, rule, to_u, cc_u, r.format, tiff, r.subject)
 
 
 def _rule_matches(r: RouteRuleConfig, called: str, caller: str, tsi: str, line: str, um: str) -> bool:
@@ -119,9 +123,9 @@ def route(cfg: RoutingConfig, *, called_number: str = "", caller_number: str = "
             continue  # UM's recipient wins over rules that do not mention UM
         if _rule_matches(r, called_number, caller_number, remote_ident, line, um):
             to = ([um] if r.use_um_recipient and um else []) + list(r.to)
-            return _decision(to, list(r.cc), _rule_name(i, r), r)
+            return _decision(to, list(r.cc), _rule_name(i, r), r, um=bool(um))
     if um:
-        return _decision([um], [], "Exchange UM msExchUMFaxRecipient")
+        return _decision([um], [], "Exchange UM msExchUMFaxRecipient", um=True)
     if called_number:
         if called_number in cfg.called:
             return _decision([cfg.called[called_number]], [], f"called {called_number}")

@@ -65,7 +65,7 @@ def test_um_referral_keeps_other_extra(tmp_path: Path):
         stored = app.spool.get_fax(rec.id)
         assert stored is not None
         assert stored.extra["exchange_um"] == {"recipient": "bob@x.test"}
-        assert stored.extra["route"] == {"to": ["bob@x.test"], "cc": [], "format": "tiff", "tiff": "tiff-f",
+        assert stored.extra["route"] == {"to": ["bob@x.test"], "cc": [], "format": "tiff", "tiff": "profile-s",
                                          "subject": "", "rule": "Exchange UM msExchUMFaxRecipient"}
         assert [j.recipient for j in app.spool.jobs_for(rec.id)] == ["bob@x.test"]
     finally:
