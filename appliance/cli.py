@@ -312,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from .queue_cli import add_parsers as _add_queue_parsers
     _add_queue_parsers(sub, _load)
+    from .delivery.trial import add_parser as _add_test_delivery
+    _add_test_delivery(sub, _load)
     _add_route(sub)
 
     args = p.parse_args(argv)

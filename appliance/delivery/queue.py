@@ -40,6 +40,16 @@ log = logging.getLogger("faxbridge.delivery")
 MAX_IDLE = 60.0
 
 
+def send_via_backend(cfg: DeliveryConfig, msg: EmailMessage, recipient: str,
+                     resolve_path: Callable[[str], Path]) -> str:
+    """Hand one message to the configured backend; the server's acceptance, or a DeliveryError."""
+    if cfg.backend == "smtp":
+        return send_smtp(cfg, msg, recipient)
+    if cfg.backend == "maildir":
+        return "maildir " + deliver_maildir(resolve_path(cfg.url), msg)
+    raise PermanentDeliveryError(f"unknown delivery backend {cfg.backend!r}")
+
+
 def backoff(cfg: DeliveryConfig, attempts: int, rng: random.Random) -> float:
     """Delay before the next try after ``attempts`` failures: doubling, capped, +-20 % jitter."""
     base = min(cfg.retry_max, cfg.retry_initial * 2 ** max(attempts - 1, 0))
@@ -170,11 +180,7 @@ class DeliveryWorker:
             await self._record(self.spool.job_delivered, job.id, self.clock(), reply)
 
     def _send(self, msg: EmailMessage, recipient: str) -> str:
-        if self.cfg.backend == "smtp":
-            return send_smtp(self.cfg, msg, recipient)
-        if self.cfg.backend == "maildir":
-            return "maildir " + deliver_maildir(self.resolve_path(self.cfg.url), msg)
-        raise PermanentDeliveryError(f"unknown delivery backend {self.cfg.backend!r}")
+        return send_via_backend(self.cfg, msg, recipient, self.resolve_path)
 
     async def _retry(self, job: Job, error: str) -> None:
         now = self.clock()

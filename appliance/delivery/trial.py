@@ -1,0 +1,74 @@
+"""``faxbridge test-delivery``: one real fax message through the configured backend, now.
+
+The installer's check that mail really reaches the mailbox: the message is built by the same
+code as every received fax (same headers, a one-page demo TIFF), sent through the same backend,
+and the outcome is printed in words: the server's acceptance, or its refusal with what to change
+(``advice.py``).  Nothing is written to the spool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Callable
+
+from ..config import Config
+from ..fax.pages import STANDARD, write_fax_tiff
+from ..fax.testpages import demo_pages
+from ..spool.store import FaxRecord
+from .advice import advise_exception, advise_text
+from .message import render_message
+from .queue import send_via_backend
+from .smtp import DeliveryError
+
+
+def trial_fax() -> tuple[FaxRecord, bytes]:
+    """A one-page demo fax as if just received (flagged as a test in TSI and line)."""
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "test.tif"
+        write_fax_tiff(demo_pages(1, STANDARD, seed=7), path, STANDARD)
+        image = path.read_bytes()
+    fax = FaxRecord(id=0, uid=f"test-{uuid.uuid4().hex[:8]}", state="received", created=time.time(),
+                    finished=time.time(), complete=True, line="test-delivery", call_id="test-delivery",
+                    caller_number="5550100", caller_name="Faxbridge test", called_number="",
+                    remote_ident="FAXBRIDGE TEST", pages=1, bit_rate=14400, resolution="204x98")
+    return fax, image
+
+
+def cmd_test_delivery(args: argparse.Namespace, cfg: Config) -> int:
+    to = args.to or cfg.delivery.admin or cfg.routing.default
+    if not to:
+        print("error: no recipient: give --to ADDRESS (or set delivery.admin)", file=sys.stderr)
+        return 2
+    fax, image = trial_fax()
+    msg = render_message(fax, to, from_addr=cfg.delivery.from_, image=image,
+                         message_id=f"<{fax.uid}@faxbridge.test-delivery>")
+    print(f"sending a test fax message to {to} through {cfg.delivery.backend} ({cfg.delivery.url}) ...")
+    try:
+        accepted = send_via_backend(cfg.delivery, msg, to, cfg.path)
+    except DeliveryError as e:
+        print(f"FAILED: {_hide(cfg, str(e))}\n  what to change: {advise_text(str(e)).text}")
+        return 1
+    except (OSError, ValueError) as e:
+        print(f"FAILED: {_hide(cfg, str(e))}\n  what to change: {advise_exception(e).text}")
+        return 1
+    print(f"accepted: {_hide(cfg, accepted)}")
+    return 0
+
+
+def _hide(cfg: Config, text: str) -> str:
+    secret = cfg.delivery.password
+    return text.replace(secret, "********") if secret else text
+
+
+def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]",
+               load: Callable[[str | None], Config]) -> None:
+    t = sub.add_parser("test-delivery", help="send one test fax message through the configured delivery now")
+    t.add_argument("--to", help="recipient (default: delivery.admin, else routing.default)")
+    t.add_argument("--config")
+    t.set_defaults(func=lambda a: cmd_test_delivery(a, load(a.config)))
+
