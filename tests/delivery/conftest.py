@@ -6,4 +6,4 @@ from pathlib import Path as _Path
 # the helper modules beside this file import by name under any --import-mode
 sys.path.insert(0, str(_Path(__file__).parent))
 
-from smtp_harness import ca, ca_file, smtp_server, tiff_bytes  # noqa: F401  (pytest fixtures)
+from smtp_harness import ca, ca_file, smtp_server, spool, tiff_bytes  # noqa: F401  (pytest fixtures)

@@ -18,8 +18,28 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from PIL import Image, ImageDraw
 
 from appliance.config import DeliveryConfig
+from appliance.spool.store import Spool
 
 USER, PASSWORD = "faxbox", "s3cret-Pa55word"
+#: when the test faxes arrived (a fixed epoch: the workers run on a fake clock)
+T0 = 1_700_000_000.0
+
+
+class Clock:
+    """A clock the test moves by hand (``clock.t += 3600``)."""
+
+    def __init__(self, t: float = T0 + 60):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def spool(tmp_path: Path) -> Iterator[Spool]:
+    s = Spool(tmp_path / "spool")
+    yield s
+    s.close()
 
 
 def free_port() -> int:

@@ -8,31 +8,13 @@ import email
 import email.policy
 import logging
 import random
-from pathlib import Path
 
-import pytest
 
 from appliance.delivery.queue import DeliveryWorker
 from appliance.spool.store import Spool
-from smtp_harness import PASSWORD, USER, Capture, free_port, smtp_cfg
-
-T0 = 1_700_000_000.0
+from smtp_harness import PASSWORD, T0, USER, Capture, Clock, free_port, smtp_cfg
 ADMIN = "admin@example.com"
 
-
-class Clock:
-    def __init__(self, t: float = T0 + 60):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-@pytest.fixture
-def spool(tmp_path: Path):
-    s = Spool(tmp_path / "spool")
-    yield s
-    s.close()
 
 
 def received_fax(spool: Spool, tiff: bytes, recipients=("sales@example.com",)):

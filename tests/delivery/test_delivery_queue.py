@@ -8,31 +8,13 @@ import email.policy
 import logging
 import random
 import time
-from pathlib import Path
 
-import pytest
 
 from appliance.config import DeliveryConfig
 from appliance.delivery.queue import DeliveryWorker, backoff
 from appliance.spool.store import Spool
-from smtp_harness import Capture, free_port, smtp_cfg
+from smtp_harness import T0, Capture, Clock, free_port, smtp_cfg
 
-T0 = 1_700_000_000.0
-
-
-class Clock:
-    def __init__(self, t: float = T0):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-@pytest.fixture
-def spool(tmp_path: Path):
-    s = Spool(tmp_path / "spool")
-    yield s
-    s.close()
 
 
 def received_fax(spool: Spool, tiff: bytes, recipients=("sales@example.com",), created: float = T0):
