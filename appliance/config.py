@@ -251,19 +251,44 @@ class SpoolConfig:
 
 @dataclass
 class DeliveryConfig:
-    """Where received faxes go."""
+    """Where received faxes go, and how the appliance proves who it is to Exchange."""
 
+    #: smtp (a submission server or relay connector), direct (the recipient domain's MX),
+    #: graph (Microsoft Graph sendMail) or maildir (a local Maildir)
     backend: str = "maildir"
-    #: smtp://host:port or smtps://host:port; for maildir, the Maildir path
+    #: smtp://host:port or smtps://host:port; for maildir, the Maildir path; unused for direct/graph
     url: str = "var/Maildir"
     from_: str = "fax@localhost"
     #: "opportunistic" (STARTTLS when offered), "required" or "none"
     starttls: str = "opportunistic"
-    #: CA bundle for verifying the server; empty = system store
+    #: CA bundle for verifying the server (SMTP, token endpoint, Graph); empty = system store
     ca_file: str = ""
     verify_tls: bool = True
+    #: smtp authentication: "" (password when username is set, else none), "password",
+    #: "oauth2" (XOAUTH2 with a client-credentials token) or "none"
+    auth: str = ""
     username: str = ""
     password: str = ""
+    #: Entra ID (Azure AD) app registration, for auth = "oauth2" and the graph backend
+    tenant: str = ""
+    client_id: str = ""
+    client_secret: str = ""
+    #: PEM file with the app's certificate and private key (instead of client_secret)
+    client_certificate: str = ""
+    #: token scope; empty = https://outlook.office365.com/.default (smtp) or
+    #: https://graph.microsoft.com/.default (graph)
+    oauth_scope: str = ""
+    authority: str = "https://login.microsoftonline.com"
+    graph_url: str = "https://graph.microsoft.com/v1.0"
+    #: PEM certificate (and key) presented to the server: a certificate-matched relay connector
+    tls_client_cert: str = ""
+    tls_client_key: str = ""
+    #: direct backend: the MX port (25 on the internet) and resolvers (empty = the system's)
+    direct_port: int = 25
+    dns_servers: list[str] = field(default_factory=list)
+    dns_port: int = 53
+    #: a Maildir that also gets a copy of every fax, beside the backend; empty = none
+    archive: str = ""
     timeout: int = 60
     #: first retry after this many seconds, doubling each time (with jitter)
     retry_initial: float = 30.0
@@ -275,15 +300,71 @@ class DeliveryConfig:
     #: a rendered message larger than this is dead at once (Exchange Online's default: 35 MB)
     max_message_bytes: int = 35 * 1024 * 1024
 
+    BACKENDS = ("smtp", "direct", "graph", "maildir")
+    #: Graph's own ceiling for a message with attachments (upload sessions)
+    GRAPH_MAX_BYTES = 150 * 1024 * 1024
+
+    @property
+    def auth_mode(self) -> str:
+        """The effective smtp authentication: password, oauth2 or none."""
+        return self.auth or ("password" if self.username else "none")
+
+    @property
+    def scope(self) -> str:
+        if self.oauth_scope:
+            return self.oauth_scope
+        if self.backend == "graph":
+            return "https://graph.microsoft.com/.default"
+        return "https://outlook.office365.com/.default"
+
+    @property
+    def uses_oauth(self) -> bool:
+        return self.backend == "graph" or (self.backend == "smtp" and self.auth_mode == "oauth2")
+
     def validate(self, errors: list[str]) -> None:
-        if self.backend not in ("smtp", "maildir"):
-            errors.append("delivery.backend: must be 'smtp' or 'maildir'")
+        if self.backend not in self.BACKENDS:
+            errors.append("delivery.backend: must be one of " + ", ".join(self.BACKENDS))
         elif self.backend == "smtp" and not self.url.startswith(("smtp://", "smtps://")):
             errors.append("delivery.url: must start with smtp:// or smtps:// for the smtp backend")
         if self.starttls not in ("opportunistic", "required", "none"):
             errors.append("delivery.starttls: must be opportunistic, required or none")
         if "@" not in self.from_ or any(c in self.from_ for c in "\r\n<>, "):
             errors.append("delivery.from: must be a plain mail address")
+        if self.auth not in ("", "password", "oauth2", "none"):
+            errors.append("delivery.auth: must be password, oauth2 or none")
+        if self.backend == "smtp" and self.auth_mode == "password" and not self.username:
+            errors.append("delivery.username: needed for auth = \"password\"")
+        if self.backend == "smtp" and self.auth_mode == "oauth2" and not self.username:
+            errors.append("delivery.username: needed for auth = \"oauth2\" (the mailbox the token may send as)")
+        if self.uses_oauth:
+            why = "the graph backend" if self.backend == "graph" else "auth = \"oauth2\""
+            if not self.tenant:
+                errors.append(f"delivery.tenant: needed for {why} (the directory (tenant) ID or domain)")
+            if not self.client_id:
+                errors.append(f"delivery.client_id: needed for {why} (the app registration's application ID)")
+            if bool(self.client_secret) == bool(self.client_certificate):
+                errors.append(f"delivery.client_secret: {why} needs exactly one of client_secret "
+                              "(in secrets.toml) or client_certificate")
+            if not self.authority.startswith("https://"):
+                errors.append("delivery.authority: must be an https:// URL")
+            if any(c in self.tenant for c in "/?#@ "):
+                errors.append("delivery.tenant: must be a tenant ID or domain, not a URL")
+        if self.backend == "graph":
+            if not self.graph_url.startswith("https://"):
+                errors.append("delivery.graph_url: must be an https:// URL")
+            if self.max_message_bytes > self.GRAPH_MAX_BYTES:
+                errors.append(f"delivery.max_message_bytes: Graph accepts at most {self.GRAPH_MAX_BYTES} bytes")
+        if bool(self.tls_client_key) and not self.tls_client_cert:
+            errors.append("delivery.tls_client_key: given without delivery.tls_client_cert")
+        if not 1 <= self.direct_port <= 65535:
+            errors.append("delivery.direct_port: must be a port number")
+        if not 1 <= self.dns_port <= 65535:
+            errors.append("delivery.dns_port: must be a port number")
+        for server in self.dns_servers:
+            try:
+                ipaddress.ip_address(server)
+            except ValueError:
+                errors.append(f"delivery.dns_servers: {server!r} is not an IP address")
         if not 0.1 <= self.retry_initial <= self.retry_max:
             errors.append("delivery.retry_initial: must be >= 0.1 and <= delivery.retry_max")
         if not 5 <= self.timeout <= 600:
@@ -292,6 +373,15 @@ class DeliveryConfig:
             errors.append("delivery.admin: must be a plain mail address")
         if self.max_message_bytes < 64 * 1024:
             errors.append("delivery.max_message_bytes: must be at least 65536")
+
+    def secrets(self) -> list[str]:
+        """Values that must never appear in a log, a record or a reply shown to anyone."""
+        return [s for s in (self.password, self.client_secret) if s]
+
+    def scrub(self, text: str) -> str:
+        for secret in self.secrets():
+            text = text.replace(secret, "********")
+        return text
 
 
 # -- routing rules ([[routing.rules]], see appliance/routing/router.py) -------------------------

@@ -47,6 +47,12 @@ def send_via_backend(cfg: DeliveryConfig, msg: EmailMessage, recipient: str,
         return send_smtp(cfg, msg, recipient)
     if cfg.backend == "maildir":
         return "maildir " + deliver_maildir(resolve_path(cfg.url), msg)
+    if cfg.backend == "direct":
+        from appliance.delivery.direct import send_direct
+        return send_direct(cfg, msg, recipient)
+    if cfg.backend == "graph":
+        from appliance.delivery.graph import send_graph
+        return send_graph(cfg, msg, recipient)
     raise PermanentDeliveryError(f"unknown delivery backend {cfg.backend!r}")
 
 

@@ -134,10 +134,8 @@ def _text(text: bytes | str) -> str:
 
 
 def _scrub(text: str, cfg: DeliveryConfig) -> str:
-    """Remove the password from anything a server or library echoed back."""
-    if cfg.password:
-        text = text.replace(cfg.password, "********")
-    return text
+    """Remove the secrets from anything a server or library echoed back."""
+    return cfg.scrub(text)
 
 
 def _from_reply(code: int, text: bytes | str, where: str, cfg: DeliveryConfig) -> DeliveryError:

@@ -61,8 +61,7 @@ def cmd_test_delivery(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def _hide(cfg: Config, text: str) -> str:
-    secret = cfg.delivery.password
-    return text.replace(secret, "********") if secret else text
+    return cfg.delivery.scrub(text)
 
 
 def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]",
