@@ -62,9 +62,19 @@ def is_loopback(host: str) -> bool:
 def send_smtp(cfg: DeliveryConfig, msg: EmailMessage, recipient: str) -> str:
     """Deliver ``msg`` to one recipient; return the server's reply to the end of DATA."""
     scheme, host, port = parse_url(cfg.url)
-    where = f"{scheme}://{host}:{port}"
+    return run_session(cfg, scheme, host, port, msg, recipient)
+
+
+def run_session(cfg: DeliveryConfig, scheme: str, host: str, port: int, msg: EmailMessage,
+                recipient: str, *, address: str | None = None) -> str:
+    """One SMTP session with errors sorted into temporary/permanent; shared with direct.py.
+
+    ``address`` connects there instead of resolving ``host`` (the direct backend resolves MX
+    hosts itself, with its own DNS servers) while TLS still verifies the name ``host``.
+    """
+    where = f"{scheme}://{host}:{port}" + (f" [{address}]" if address else "")
     try:
-        return _send(cfg, scheme, host, port, msg, recipient)
+        return _send(cfg, scheme, host, port, msg, recipient, address)
     except DeliveryError:
         raise
     except smtplib.SMTPRecipientsRefused as e:
@@ -89,11 +99,21 @@ def send_smtp(cfg: DeliveryConfig, msg: EmailMessage, recipient: str) -> str:
 
 
 def _send(cfg: DeliveryConfig, scheme: str, host: str, port: int, msg: EmailMessage,
-          recipient: str) -> str:
+          recipient: str, address: str | None = None) -> str:
     ctx = tls_context(cfg)
     client: smtplib.SMTP
     if scheme == "smtps":
         client = smtplib.SMTP_SSL(host, port, timeout=cfg.timeout, context=ctx)
+    elif address:
+        client = smtplib.SMTP(timeout=cfg.timeout)
+        client._host = host  # type: ignore[attr-defined]  # the name STARTTLS verifies
+        try:
+            code, text = client.connect(address, port)
+            if code != 220:  # as SMTP(host, port) does
+                raise smtplib.SMTPConnectError(code, text)
+        except BaseException:
+            client.close()
+            raise
     else:
         client = smtplib.SMTP(host, port, timeout=cfg.timeout)
     with client:
