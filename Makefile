@@ -7,8 +7,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := libspandsp-dev libtiff-tools gcc libffi-dev pkg-config python3-dev python3-venv dpkg-dev
 # what the tests run against: a real registrar (its own service stays off: tests start their own)
 # SIPp, which replays a recorded gateway call, and efax and HylaFAX as the far ends of the virtual
-# modem line (hylafax-server pulls in exim4, local-only; neither daemon is left running)
-TEST_APT_PACKAGES := kamailio sip-tester efax hylafax-server
+# modem line (hylafax-server pulls in exim4, local-only; neither daemon is left running), and
+# Postfix, a real MTA the delivery tests run privately on loopback (it replaces exim4 as the
+# mail-transport-agent; preseeded "No configuration", its system service is left off)
+TEST_APT_PACKAGES := kamailio sip-tester efax hylafax-server postfix
 STAMP := $(VENV)/.installed
 
 .PHONY: all venv apt run test test-fast hwtest bench clean selftest
@@ -21,9 +23,12 @@ apt:
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing Debian packages:$$missing"; \
-	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
+	  case " $$missing " in *" postfix "*) echo "postfix postfix/main_mailer_type select No configuration" \
+	    | $(SUDO) debconf-set-selections;; esac; \
+	  $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
 	  case "$$missing" in *kamailio*) $(SUDO) systemctl disable --now kamailio >/dev/null 2>&1 || true;; esac; \
 	  case "$$missing" in *hylafax*) $(SUDO) systemctl disable --now hylafax exim4 >/dev/null 2>&1 || true;; esac; \
+	  case " $$missing " in *" postfix "*) $(SUDO) systemctl disable --now postfix >/dev/null 2>&1 || true;; esac; \
 	fi
 
 $(STAMP): pyproject.toml setup.py appliance/spandsp/_build.py
