@@ -6,7 +6,7 @@ import time
 
 import pytest
 import trustme
-from oauth_harness import GRAPH_SCOPE, SMTP_SCOPE, oauth_cfg, token_server  # noqa: F401
+from oauth_harness import GRAPH_SCOPE, SMTP_SCOPE, oauth_cfg
 
 from appliance.delivery import oauth
 from appliance.delivery.advice import advise_text
