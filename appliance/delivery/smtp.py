@@ -47,6 +47,12 @@ def tls_context(cfg: DeliveryConfig) -> ssl.SSLContext:
     if not cfg.verify_tls:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
+    if cfg.tls_client_cert:  # a certificate-matched relay or partner connector knows us by it
+        try:
+            ctx.load_cert_chain(cfg.tls_client_cert, cfg.tls_client_key or None)
+        except (OSError, ssl.SSLError) as e:
+            raise TemporaryDeliveryError(f"delivery.tls_client_cert {cfg.tls_client_cert}: cannot load "
+                                         f"the certificate/key: {getattr(e, 'strerror', None) or e}") from None
     return ctx
 
 
@@ -127,11 +133,15 @@ def _send(cfg: DeliveryConfig, scheme: str, host: str, port: int, msg: EmailMess
             elif cfg.starttls == "required":
                 # possibly a downgrade on the path: wait rather than send in clear
                 raise TemporaryDeliveryError(f"{scheme}://{host}:{port}: STARTTLS required but not offered")
-        if cfg.username:
+        mode = cfg.auth_mode
+        if mode != "none":
             if not secure and not is_loopback(host):
                 raise TemporaryDeliveryError(
                     f"{scheme}://{host}:{port}: not sending credentials without TLS")
-            client.login(cfg.username, cfg.password)
+            if mode == "oauth2":
+                _xoauth2(client, cfg)
+            else:
+                client.login(cfg.username, cfg.password)
         data = msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
         code, text = client.mail(cfg.from_)
         if code != 250:
@@ -147,6 +157,34 @@ def _send(cfg: DeliveryConfig, scheme: str, host: str, port: int, msg: EmailMess
         except (smtplib.SMTPException, OSError):
             pass  # the message is accepted; a rude goodbye changes nothing
         return f"{code} {_text(text)}"
+
+
+def xoauth2_string(user: str, token: str) -> str:
+    """The SASL XOAUTH2 initial response (before base64): user and bearer token, ^A separated."""
+    return f"user={user}\x01auth=Bearer {token}\x01\x01"
+
+
+def _xoauth2(client: smtplib.SMTP, cfg: DeliveryConfig) -> None:
+    """AUTH XOAUTH2 with a client-credentials token; one retry with a fresh token, because
+    Exchange answers an expired or revoked token with the same 535 as a wrong mailbox."""
+    from appliance.delivery import oauth  # oauth imports this module's error classes
+
+    if "xoauth2" not in client.esmtp_features.get("auth", "").lower().split():
+        raise PermanentDeliveryError(
+            f"{cfg.url}: the server does not offer AUTH XOAUTH2 (offers: "
+            f"{client.esmtp_features.get('auth', 'none').strip() or 'none'}); OAuth2 needs "
+            "smtp.office365.com:587, or set delivery.auth to password or none")
+    for attempt in (1, 2):
+        response = xoauth2_string(cfg.username, oauth.get_token(cfg))
+        try:
+            # on failure Exchange may send a 334 challenge first; answering it empty ends the exchange
+            client.auth("XOAUTH2", lambda challenge=None: response if challenge is None else "",
+                        initial_response_ok=True)
+            return
+        except smtplib.SMTPAuthenticationError:
+            if attempt == 2:
+                raise
+            oauth.forget_token(cfg)
 
 
 def _text(text: bytes | str) -> str:
