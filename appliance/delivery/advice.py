@@ -112,6 +112,17 @@ def advise_text(reply: str) -> Advice:
     if "certificate" in low and ("not trusted" in low or "verify" in low):
         return Advice("the server's TLS certificate is not trusted: set delivery.ca_file to the "
                       "CA that signed it, or fix the name in delivery.url to match the certificate", True)
+    # the direct backend's own findings (DNS, the MX hosts), worded in direct.py
+    if "null mx" in low or "no mx and no a" in low or ("domain" in low and "does not exist" in low):
+        return Advice("the recipient's domain takes no mail (it does not exist, or says so in DNS): "
+                      "fix the recipient address in the routing table", True)
+    if low.startswith("dns lookup") or "no dns servers" in low:
+        return Advice("DNS did not answer: check delivery.dns_servers (or the system's resolvers) and "
+                      "the path to them; delivery will retry", False)
+    if "no mx host of" in low:
+        return Advice("no MX host of the recipient's domain answers on delivery.direct_port: outbound "
+                      "port 25 is often blocked by the ISP or firewall (then use the smtp backend with "
+                      "a submission server or relay connector); delivery will retry", False)
     if "refused" in low or "cannot connect" in low or "unreachable" in low:
         return Advice("nothing answers at delivery.url: check the host and port, the firewall, and "
                       "that the mail server runs; delivery will retry", False)

@@ -47,7 +47,13 @@ def cmd_test_delivery(args: argparse.Namespace, cfg: Config) -> int:
     fax, image = trial_fax()
     msg = render_message(fax, to, from_addr=cfg.delivery.from_, image=image,
                          message_id=f"<{fax.uid}@faxbridge.test-delivery>")
-    print(f"sending a test fax message to {to} through {cfg.delivery.backend} ({cfg.delivery.url}) ...")
+    where = cfg.delivery.url  # what the backend sends to; direct and graph have no url
+    if cfg.delivery.backend == "direct":
+        from .direct import mx_description
+        where = mx_description(cfg.delivery, to)
+    elif cfg.delivery.backend == "graph":
+        where = cfg.delivery.graph_url
+    print(f"sending a test fax message to {to} through {cfg.delivery.backend} ({where}) ...")
     try:
         accepted = send_via_backend(cfg.delivery, msg, to, cfg.path)
     except DeliveryError as e:

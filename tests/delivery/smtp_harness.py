@@ -95,9 +95,9 @@ def ca_file(ca: trustme.CA, tmp_path_factory) -> str:
     return str(path)
 
 
-def server_context(ca: trustme.CA) -> ssl.SSLContext:
+def server_context(ca: trustme.CA, names: tuple[str, ...] = ("127.0.0.1",)) -> ssl.SSLContext:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(ctx)
+    ca.issue_cert(*names).configure_cert(ctx)
     return ctx
 
 
@@ -113,16 +113,17 @@ class Server:
 
 @pytest.fixture
 def smtp_server(ca: trustme.CA) -> Iterator[Callable[..., Server]]:
-    """Factory: ``smtp_server(starttls=True, implicit_tls=False, auth=False, port=None, ca=None)``."""
+    """Factory: ``smtp_server(starttls=True, implicit_tls=False, auth=False, port=None, ca=None)``;
+    ``names``: the names in the server's certificate (an MX host name for the direct backend)."""
     started: list[Controller] = []
 
     def start(*, starttls: bool = False, implicit_tls: bool = False, auth: bool = False,
               auth_require_tls: bool = True, port: int | None = None, handler: Capture | None = None,
-              signer: trustme.CA | None = None) -> Server:
+              signer: trustme.CA | None = None, names: tuple[str, ...] = ("127.0.0.1",)) -> Server:
         handler = handler or Capture()
         port = port or free_port()
         kwargs: dict[str, Any] = {}
-        ctx = server_context(signer or ca)
+        ctx = server_context(signer or ca, names)
         if starttls:
             kwargs["tls_context"] = ctx
         if implicit_tls:
