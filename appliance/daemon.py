@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config
+from .delivery.message import is_um_notice
 from .delivery.queue import DeliveryWorker
 from .inbound import InboundSipCall
 from .media.channel import MediaChannel, PortAllocator
@@ -262,6 +263,8 @@ class Appliance:
         if rec.state == "no_fax":
             self.stats["no_fax"] += 1
             log.info("fax %s: no pages received (%s)", rec.id, rec.result_text)
+            if is_um_notice(rec):  # Exchange UM shows the recipient a missed call
+                self._route(rec, notice=True)
             return
         self.stats["faxes"] += 1
         if not rec.complete:
@@ -270,7 +273,7 @@ class Appliance:
                  "" if rec.complete else " (incomplete)", rec.remote_ident, rec.result_text)
         self._route(rec)
 
-    def _route(self, rec: FaxRecord) -> None:
+    def _route(self, rec: FaxRecord, *, notice: bool = False) -> None:
         um = (rec.extra.get("exchange_um") or {}).get("recipient", "")
         decision = route(self.cfg.routing, called_number=rec.called_number, caller_number=rec.caller_number,
                          remote_ident=rec.remote_ident, line=rec.line, um_recipient=um)
@@ -279,8 +282,8 @@ class Appliance:
         route_extra = decision.as_extra()
         self.spool.update_facts(rec.id, extra={"route": route_extra})
         rec.extra["route"] = route_extra
-        self.spool.add_jobs(rec.id, decision.recipients, time.time())
-        log.info("fax %s routed to %s (%s)", rec.id, ", ".join(decision.recipients), decision.rule)
+        self.spool.add_jobs(rec.id, decision.recipients, time.time(), notice=notice)
+        log.info("%s %s routed to %s (%s)", "missed-call notice for fax" if notice else "fax", rec.id, ", ".join(decision.recipients), decision.rule)
         self._loop.call_soon_threadsafe(self.delivery.wake)  # we may be on an executor thread
 
     async def run_forever(self) -> None:

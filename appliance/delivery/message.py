@@ -22,6 +22,8 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 
 from appliance.delivery import tiff_profiles
+from appliance.spandsp.t30 import CALL_DROPPED as T30_CALL_DROPPED
+from appliance.spandsp.t30 import OK as T30_OK
 from appliance.spool.store import FaxRecord
 
 log = logging.getLogger(__name__)
@@ -94,13 +96,22 @@ def exchange_um(fax: FaxRecord) -> dict | None:
 
 
 def um_status(fax: FaxRecord) -> str:
-    """X-MS-Exchange-UM-PartnerStatus: 2.0 complete, 2.6 incomplete, 2.4 no page (cancelled), 5.0 error."""
-    if fax.pages <= 0:
-        return "2.4" if fax.state in ("no_fax", "received", "receiving") else "5.0"
-    return "2.0" if fax.complete else "2.6"
+    """X-MS-Exchange-UM-PartnerStatus: 2.0 complete, 2.6 incomplete; for a call without a page,
+    2.4 (cancelled: the caller hung up or never sent a fax) or 5.0 (the fax session failed).
+    Exchange turns both of the last two into a missed-call notice in the mailbox."""
+    if fax.pages > 0:
+        return "2.0" if fax.complete else "2.6"
+    return "2.4" if fax.result_code in (T30_OK, T30_CALL_DROPPED) else "5.0"
+
+
+def is_um_notice(fax: FaxRecord) -> bool:
+    """A call Exchange UM referred that brought no page: the mailbox gets a missed-call notice."""
+    return fax.pages <= 0 and not fax.image and exchange_um(fax) is not None
 
 
 def _default_subject(fax: FaxRecord) -> str:
+    if fax.pages <= 0:
+        return f"Missed fax call from {caller_label(fax)}"
     n = f"{fax.pages} page" if fax.pages == 1 else f"{fax.pages} pages"
     if fax.complete:
         return f"Fax from {caller_label(fax)} ({n})"
@@ -200,6 +211,8 @@ def _facts(fax: FaxRecord) -> list[tuple[str, str]]:
 
 
 def _warning(fax: FaxRecord) -> str:
+    if fax.pages <= 0:
+        return "MISSED FAX CALL: the caller did not send a page."
     if fax.complete:
         return ""
     return (f"INCOMPLETE FAX: the call ended before the fax was finished. "
@@ -207,13 +220,15 @@ def _warning(fax: FaxRecord) -> str:
 
 
 def _attached(kinds: list[str]) -> str:
+    if not kinds:
+        return "No page was received, so nothing is attached."
     names = {"tiff": "a TIFF image", "pdf": "a PDF document"}
     return "The fax is attached as " + " and as ".join(names[k] for k in kinds) + "."
 
 
 def _plain(fax: FaxRecord, kinds: list[str]) -> str:
     width = max(len(k) for k, _ in _facts(fax))
-    lines = [_warning(fax), ""] if not fax.complete else []
+    lines = [_warning(fax), ""] if _warning(fax) else []
     lines.append(f"{subject(fax)}. {_attached(kinds)}")
     lines.append("")
     lines += [f"{k + ':':<{width + 1}} {v}" for k, v in _facts(fax)]
@@ -224,7 +239,7 @@ def _html(fax: FaxRecord, kinds: list[str]) -> str:
     e = html.escape
     rows = "\n".join(f"<tr><th align=\"left\">{e(k)}</th><td>{e(v)}</td></tr>" for k, v in _facts(fax))
     warning = ""
-    if not fax.complete:
+    if _warning(fax):
         warning = (f"<p style=\"color:#b00020;font-weight:bold;border:2px solid #b00020;padding:8px\">"
                    f"{e(_warning(fax))}</p>\n")
     return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{e(subject(fax))}</title></head>"
@@ -238,13 +253,16 @@ def render_message(fax: FaxRecord, recipient: str, *, from_addr: str, image: byt
 
     Attachments follow the route (TIFF-F, Profile S, PDF or both); UM mode gets exactly one
     image/tiff.  Raises ValueError for an empty image: a "fax received" mail without the fax
-    would be worse than a delivery that waits.
+    would be worse than a delivery that waits.  The one exception is a UM-referred call with no
+    page (``is_um_notice``): Exchange wants a partner message without attachment (status 2.4 or
+    5.0) to show the recipient a missed call.
     """
-    if not image:
+    notice = is_um_notice(fax)
+    if not image and not notice:
         raise ValueError(f"fax {fax.uid}: refusing to render a message without the image")
     um = exchange_um(fax)
     r = route(fax)
-    parts = attachments(fax, image, um=um is not None)
+    parts = [] if notice else attachments(fax, image, um=um is not None)
     kinds = [k for k, _ in parts]
     when = fax.created or (now if now is not None else time.time())
     msg = EmailMessage(policy=POLICY if um is None else UM_POLICY)

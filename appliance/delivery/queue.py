@@ -30,7 +30,7 @@ from appliance.config import DeliveryConfig
 from appliance.delivery.advice import advise_exception, advise_text, with_advice
 from appliance.delivery.alert import render_alert
 from appliance.delivery.maildir import deliver_maildir
-from appliance.delivery.message import render_message
+from appliance.delivery.message import is_um_notice, render_message
 from appliance.delivery.smtp import PermanentDeliveryError, TemporaryDeliveryError, send_smtp
 from appliance.spool.store import Job, Spool
 
@@ -156,7 +156,9 @@ class DeliveryWorker:
             image, missing = b"", e.strerror
         else:
             missing = "empty file" if path else "no image recorded"
-        if not image:
+        if not image and is_um_notice(fax):
+            pass  # a UM missed-call notice: the one message that has no image
+        elif not image:
             log.error("fax %s: image %s unusable (%s): job %s to %s is dead", fax.uid, path, missing,
                       job.id, job.recipient)
             await self._dead(job, f"fax image missing: {fax.image or '-'} ({missing})")
@@ -178,7 +180,7 @@ class DeliveryWorker:
         except PermanentDeliveryError as e:
             await self._dead(job, with_advice(str(e), advise_text(str(e))))
         except TemporaryDeliveryError as e:
-            await self._retry(job, with_advice(str(e), advise_text(str(e))))
+            await self._retry(job, with_advice(str(e), advise_text(str(e))), getattr(e, "retry_after", None))
         except OSError as e:  # maildir: disk full, permissions; may clear up
             await self._retry(job, with_advice(f"{type(e).__name__}: {e}", advise_exception(e)))
         else:
@@ -188,9 +190,13 @@ class DeliveryWorker:
     def _send(self, msg: EmailMessage, recipient: str) -> str:
         return send_via_backend(self.cfg, msg, recipient, self.resolve_path)
 
-    async def _retry(self, job: Job, error: str) -> None:
+    async def _retry(self, job: Job, error: str, retry_after: float | None = None) -> None:
+        """Schedule the next attempt: our backoff, but never sooner than the server asked
+        (a Graph 429's Retry-After): coming back earlier only earns another refusal."""
         now = self.clock()
         delay = backoff(self.cfg, job.attempts + 1, self.rng)
+        if retry_after is not None and retry_after > delay:
+            delay = retry_after
         log.warning("job %s to %s failed (attempt %d), retrying in %.0f s: %s", job.id, job.recipient,
                     job.attempts + 1, delay, error)
         await self._record(self.spool.job_retry, job.id, now, error, now + delay)

@@ -347,14 +347,18 @@ class Spool:
 
     # -- jobs ---------------------------------------------------------------------------------
 
-    def add_jobs(self, fax_id: int, recipients: list[str], now: float) -> list[Job]:
-        """One job per recipient, all in one transaction; calling again adds nothing twice."""
+    def add_jobs(self, fax_id: int, recipients: list[str], now: float, *,
+                 notice: bool = False) -> list[Job]:
+        """One job per recipient, all in one transaction; calling again adds nothing twice.
+
+        ``notice``: the fax has no page but its recipients are owed a message anyway (an Exchange
+        UM missed-call notice); the record stays ``no_fax``."""
         with self._tx() as db:
             row = db.execute("SELECT uid, state FROM faxes WHERE id=?", (fax_id,)).fetchone()
             if row is None:
                 raise KeyError(f"no fax {fax_id}")
             uid, state = row
-            if state in ("receiving", "no_fax"):
+            if state == "receiving" or (state == "no_fax" and not notice):
                 raise ValueError(f"fax {uid} is {state}: nothing to deliver")
             n = db.execute("SELECT count(*) FROM jobs WHERE fax_id=?", (fax_id,)).fetchone()[0]
             for rcpt in dict.fromkeys(recipients):
@@ -523,7 +527,8 @@ class Spool:
     def _refresh_fax_state(db: sqlite3.Connection, fax_id: int) -> None:
         """Derive the fax's state from its jobs (worst job wins, delivered only when all are)."""
         states = [r[0] for r in db.execute("SELECT state FROM jobs WHERE fax_id=?", (fax_id,))]
-        if not states:
+        current = db.execute("SELECT state FROM faxes WHERE id=?", (fax_id,)).fetchone()
+        if not states or (current and current[0] == "no_fax"):  # a notice's jobs leave it no_fax
             return
         if all(s == "delivered" for s in states):
             new = "delivered"

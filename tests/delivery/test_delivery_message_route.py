@@ -11,7 +11,9 @@ import json
 import pytest
 from PIL import Image, ImageSequence
 
-from appliance.delivery.message import render_message, um_status
+from appliance.delivery.message import is_um_notice, render_message, um_status
+from appliance.spandsp.t30 import CALL_DROPPED as T30_CALL_DROPPED
+from appliance.spandsp.t30 import OK as T30_OK
 from appliance.delivery.tiff_check import check_profile_s
 from smtp_harness import make_tiff
 from test_delivery_message import fax
@@ -130,8 +132,38 @@ def test_exchange_um_partner_message(complete, pages, status):
 def test_um_status_values():
     assert um_status(fax(pages=3, complete=True)) == "2.0"
     assert um_status(fax(pages=3, complete=False)) == "2.6"
-    assert um_status(fax(pages=0, complete=False, state="no_fax")) == "2.4"
-    assert um_status(fax(pages=0, complete=False, state="failed")) == "5.0"
+    # no page: the caller hung up (or the call ended cleanly without a fax) -> cancelled
+    assert um_status(fax(pages=0, complete=False, state="no_fax", result_code=T30_CALL_DROPPED)) == "2.4"
+    assert um_status(fax(pages=0, complete=False, state="no_fax", result_code=T30_OK)) == "2.4"
+    # no page because the fax session failed (training, timeouts, ...) -> error
+    assert um_status(fax(pages=0, complete=False, state="no_fax", result_code=T30_CALL_DROPPED + 5)) == "5.0"
+
+
+@pytest.mark.parametrize("code, status", [(T30_CALL_DROPPED, "2.4"), (T30_CALL_DROPPED - 1, "5.0")])
+def test_um_call_without_a_page_is_a_missed_call_notice_without_attachment(code, status):
+    f = fax(state="no_fax", pages=0, complete=False, image=None, result_code=code,
+            extra={"exchange_um": UM})
+    assert is_um_notice(f)
+    wire, m = render(f, b"")
+    assert m["Content-Class"] == "MS-Exchange-UM-Partner"
+    assert m["X-MS-Exchange-UM-PartnerStatus"] == status
+    assert m["X-FaxNumberOfPages"] == "0"
+    assert m["X-MS-Exchange-UM-PartnerContext"] == CONTEXT
+    assert list(m.iter_attachments()) == []
+    assert m["Subject"].startswith("Missed fax call from")
+    assert "MISSED FAX CALL" in m.get_body(("plain",)).get_content()
+
+
+def test_no_page_without_um_is_never_a_message():
+    f = fax(state="no_fax", pages=0, complete=False, image=None)
+    assert not is_um_notice(f)
+    with pytest.raises(ValueError, match="without the image"):
+        render(f, b"")
+
+
+def test_um_fax_with_pages_but_no_image_is_still_refused():
+    with pytest.raises(ValueError, match="without the image"):
+        render(fax(extra={"exchange_um": UM}), b"")
 
 
 @pytest.mark.parametrize("raw", ["", "not base64!", "abc\r\nBcc: x@y", "@@@@"])

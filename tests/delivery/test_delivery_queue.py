@@ -215,3 +215,31 @@ def test_stop_before_run_returns_at_once(spool):
     worker.stop()
     run(asyncio.wait_for(worker.run(), 2))  # would wait MAX_IDLE if stop() were lost
 
+
+
+def test_um_missed_call_notice_is_delivered_and_the_record_stays_no_fax(spool, smtp_server):
+    """A UM-referred call with no page: one partner message without attachment (status 2.4)."""
+    from appliance.spandsp.t30 import CALL_DROPPED
+    from test_delivery_message_route import UM
+
+    server = smtp_server()
+    fax = spool.begin_fax(T0, caller_number="5550100", called_number="5551000",
+                          extra={"exchange_um": UM})
+    fax = spool.finish_fax(fax.id, T0 + 20, complete=False, result_code=CALL_DROPPED,
+                           result_text="call dropped")
+    assert fax.state == "no_fax"
+    try:
+        spool.add_jobs(fax.id, ["user@example.com"], T0 + 20)
+    except ValueError as e:
+        assert "nothing to deliver" in str(e)
+    else:
+        raise AssertionError("a fax without pages must not get jobs unless it is a notice")
+    (job,) = spool.add_jobs(fax.id, ["user@example.com"], T0 + 20, notice=True)
+    worker = DeliveryWorker(spool, smtp_cfg(server.port), clock=Clock())
+    assert run(worker.run_once()) == 1
+    assert spool.get_job(job.id).state == "delivered"
+    assert spool.get_fax(fax.id).state == "no_fax"
+    (got,) = server.handler.messages
+    m = email.message_from_bytes(got["data"], policy=email.policy.default)
+    assert m["X-MS-Exchange-UM-PartnerStatus"] == "2.4" and m["X-FaxNumberOfPages"] == "0"
+    assert list(m.iter_attachments()) == []
