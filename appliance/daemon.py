@@ -21,7 +21,7 @@ from typing import Any
 
 from .config import Config
 from .delivery.message import is_um_notice
-from .delivery.queue import DeliveryWorker
+from .delivery.queue import ARCHIVE, DeliveryWorker
 from .inbound import InboundSipCall
 from .media.channel import MediaChannel, PortAllocator
 from .media.clock import MediaClock
@@ -282,7 +282,9 @@ class Appliance:
         route_extra = decision.as_extra()
         self.spool.update_facts(rec.id, extra={"route": route_extra})
         rec.extra["route"] = route_extra
-        self.spool.add_jobs(rec.id, decision.recipients, time.time(), notice=notice)
+        # the archive keeps faxes, not missed-call notices
+        archive = [ARCHIVE] if self.cfg.delivery.archive and not notice else []
+        self.spool.add_jobs(rec.id, decision.recipients + archive, time.time(), notice=notice)
         log.info("%s %s routed to %s (%s)", "missed-call notice for fax" if notice else "fax", rec.id, ", ".join(decision.recipients), decision.rule)
         self._loop.call_soon_threadsafe(self.delivery.wake)  # we may be on an executor thread
 

@@ -39,6 +39,9 @@ log = logging.getLogger("faxbridge.delivery")
 #: longest sleep between looks at the queue, so a changed wall clock is noticed
 MAX_IDLE = 60.0
 
+#: the job that copies a fax into ``delivery.archive`` (never a mail address: no "@")
+ARCHIVE = "maildir:archive"
+
 
 def send_via_backend(cfg: DeliveryConfig, msg: EmailMessage, recipient: str,
                      resolve_path: Callable[[str], Path]) -> str:
@@ -163,11 +166,19 @@ class DeliveryWorker:
                       job.id, job.recipient)
             await self._dead(job, f"fax image missing: {fax.image or '-'} ({missing})")
             return
+        archive = job.recipient == ARCHIVE
+        if archive and not self.cfg.archive:
+            await self._record(self.spool.job_delivered, job.id, self.clock(), "archive switched off: not kept")
+            return
+        to = job.recipient
+        if archive:  # the archived copy reads as the mail the recipients got
+            others = [j.recipient for j in await self._io(self.spool.jobs_for, fax.id) if j.recipient != ARCHIVE]
+            to = ", ".join(others) or self.cfg.from_
         # rendering (base64, header folding) is pure Python: off the loop, where RTP runs
-        msg = await self._io(functools.partial(render_message, fax, job.recipient, from_addr=self.cfg.from_,
+        msg = await self._io(functools.partial(render_message, fax, to, from_addr=self.cfg.from_,
                                                image=image, message_id=job.message_id, now=now))
         size = await self._io(lambda: len(msg.as_bytes()))
-        if size > self.cfg.max_message_bytes:
+        if size > self.cfg.max_message_bytes and not archive:  # a limit of the mail servers, not ours
             await self._dead(job, with_advice(
                 f"message is {size} bytes, over delivery.max_message_bytes ({self.cfg.max_message_bytes})",
                 advise_text("552 5.3.4 message size exceeds fixed maximum message size")))
@@ -176,7 +187,10 @@ class DeliveryWorker:
         # to change.  A 4xx the advice calls permanent (e.g. 4.7.66) keeps retrying until max_age,
         # so fixing the setting is enough: nothing has to be resent by hand.
         try:
-            reply = await self._io(self._send, msg, job.recipient)
+            if archive:
+                reply = "archive " + await self._io(deliver_maildir, self.resolve_path(self.cfg.archive), msg)
+            else:
+                reply = await self._io(self._send, msg, job.recipient)
         except PermanentDeliveryError as e:
             await self._dead(job, with_advice(str(e), advise_text(str(e))))
         except TemporaryDeliveryError as e:

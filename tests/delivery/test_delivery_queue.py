@@ -243,3 +243,34 @@ def test_um_missed_call_notice_is_delivered_and_the_record_stays_no_fax(spool, s
     m = email.message_from_bytes(got["data"], policy=email.policy.default)
     assert m["X-MS-Exchange-UM-PartnerStatus"] == "2.4" and m["X-FaxNumberOfPages"] == "0"
     assert list(m.iter_attachments()) == []
+
+
+def test_archive_keeps_a_copy_beside_the_backend(spool, smtp_server, tiff_bytes, tmp_path):
+    """delivery.archive: every fax also lands in a local Maildir, as the mail the recipients got."""
+    import mailbox
+
+    from appliance.delivery.queue import ARCHIVE
+
+    server = smtp_server()
+    fax, jobs = received_fax(spool, tiff_bytes, recipients=("sales@example.com", "boss@example.com", ARCHIVE))
+    cfg = smtp_cfg(server.port, archive=str(tmp_path / "archive"))
+    worker = DeliveryWorker(spool, cfg, clock=Clock())
+    assert run(worker.run_once()) == 3
+    assert [spool.get_job(j.id).state for j in jobs] == ["delivered"] * 3
+    assert len(server.handler.messages) == 2  # the archive is not a mail recipient
+    (kept,) = list(mailbox.Maildir(str(tmp_path / "archive"), create=False))
+    assert kept["To"] == "sales@example.com, boss@example.com"
+    (tif,) = [p for p in kept.walk() if p.get_content_type() == "image/tiff"]
+    assert tif.get_payload(decode=True) == tiff_bytes
+    assert spool.get_fax(fax.id).state == "delivered"
+
+
+def test_archive_switched_off_later_settles_the_job(spool, smtp_server, tiff_bytes):
+    from appliance.delivery.queue import ARCHIVE
+
+    server = smtp_server()
+    _, jobs = received_fax(spool, tiff_bytes, recipients=("sales@example.com", ARCHIVE))
+    run(DeliveryWorker(spool, smtp_cfg(server.port), clock=Clock()).run_once())
+    job = spool.get_job(jobs[1].id)
+    assert job.state == "delivered"
+    assert "archive switched off" in spool.attempts(job.id)[-1]["reply"]

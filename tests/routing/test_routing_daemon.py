@@ -9,6 +9,7 @@ from PIL import Image
 
 from appliance.config import Config
 from appliance.daemon import Appliance
+from appliance.delivery.queue import ARCHIVE
 
 
 class _Loop:
@@ -68,5 +69,38 @@ def test_um_referral_keeps_other_extra(tmp_path: Path):
         assert stored.extra["route"] == {"to": ["bob@x.test"], "cc": [], "format": "tiff", "tiff": "profile-s",
                                          "subject": "", "rule": "Exchange UM msExchUMFaxRecipient"}
         assert [j.recipient for j in app.spool.jobs_for(rec.id)] == ["bob@x.test"]
+    finally:
+        app.spool.close()
+
+
+def test_archive_adds_one_job_beside_the_recipients(tmp_path: Path):
+    cfg = Config.from_dict({"spool": {"dir": str(tmp_path / "spool")}, "routing": {"default": "faxes@x.test"},
+                            "delivery": {"archive": "var/archive"}}, base_dir=tmp_path)
+    app = Appliance(cfg)
+    app._loop = _Loop()  # type: ignore[assignment]
+    try:
+        rec = _received(app, called_number="5551000")
+        app._route(rec)
+        assert [j.recipient for j in app.spool.jobs_for(rec.id)] == ["faxes@x.test", ARCHIVE]
+    finally:
+        app.spool.close()
+
+
+def test_um_call_without_a_page_gets_a_notice_job_and_stays_no_fax(tmp_path: Path):
+    from base64 import b64encode
+
+    from appliance.spandsp.t30 import CALL_DROPPED
+
+    app = _appliance(tmp_path, {"default": "faxes@x.test"})
+    try:
+        um = {"recipient": "bob@x.test", "context_raw": b64encode(b'{"CallId":"c1"}').decode()}
+        fax = app.spool.begin_fax(1_700_000_000.0, called_number="5551000", extra={"exchange_um": um})
+        app._finish(fax, False, {"result_code": CALL_DROPPED, "result_text": "call dropped"})
+        assert [j.recipient for j in app.spool.jobs_for(fax.id)] == ["bob@x.test"]
+        assert app.spool.get_fax(fax.id).state == "no_fax"
+        # without a UM referral, a call without pages owes nobody a message
+        plain = app.spool.begin_fax(1_700_000_100.0, called_number="5551000")
+        app._finish(plain, False, {"result_code": CALL_DROPPED, "result_text": "call dropped"})
+        assert app.spool.jobs_for(plain.id) == []
     finally:
         app.spool.close()
