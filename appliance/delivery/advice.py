@@ -62,6 +62,38 @@ _TABLE: list[tuple[int | None, str | None, str | None, str, bool]] = [
      "spread faxes over more mailboxes or lower the sending rate", False),
     (None, "5.1.1", None,
      "the recipient address does not exist: fix the routing table entry for it", True),
+    # Microsoft Graph (graph backend): "403 ErrorAccessDenied: ... (graph POST /users/...)"
+    (401, None, "invalidauthenticationtoken",
+     "Graph refused a freshly fetched token: check that delivery.tenant is the mailbox's tenant, "
+     "that the token's scope is https://graph.microsoft.com/.default (leave delivery.oauth_scope "
+     "empty) and that the appliance's clock is right", True),
+    (403, None, "erroraccessdenied",
+     "the app may not send as this mailbox: grant the app registration the Microsoft Graph "
+     "application permission Mail.Send (and Mail.ReadWrite for faxes over 3 MB, sent as drafts) "
+     "with admin consent; if an ApplicationAccessPolicy limits the app, add delivery.from's "
+     "mailbox to its group", True),
+    (None, None, "errorsendasdenied",
+     "the app may not send as delivery.from: set delivery.from to a mailbox the app may send as", True),
+    (404, None, "errorinvaliduser",
+     "the mailbox in delivery.from does not exist in this tenant: set delivery.from to a licensed "
+     "Exchange Online mailbox (or check delivery.tenant)", True),
+    (404, None, "mailboxnotenabledforrestapi",
+     "delivery.from's mailbox is not an Exchange Online mailbox (inactive, unlicensed or "
+     "on-premises): use a licensed cloud mailbox, or the smtp backend", True),
+    (400, None, "errorinvalidrecipients",
+     "Graph refused the recipient address: fix the routing table entry for it", True),
+    (413, None, None,
+     "the message is bigger than Graph accepts (150 MB, and the mailbox's MaxSendSize, 35 MB by "
+     "default): raise MaxSendSize or lower delivery.max_message_bytes; this fax cannot go this way",
+     True),
+    (429, None, None,
+     "Microsoft Graph is throttling this app or mailbox: delivery will retry after the time it "
+     "named; if it persists, spread faxes over more mailboxes", False),
+    *[(code, None, "(graph",
+       "Graph refused the request: its error code and message say which setting to fix; then use "
+       "'faxbridge resend'", True) for code in (400, 403, 404)],
+    *[(code, None, "(graph",
+       "Microsoft Graph had a server error: delivery will retry", False) for code in (500, 502, 503, 504)],
 ]
 
 _AADSTS: list[tuple[str, str]] = [
