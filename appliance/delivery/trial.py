@@ -52,7 +52,7 @@ def cmd_test_delivery(args: argparse.Namespace, cfg: Config) -> int:
         from .direct import mx_description
         where = mx_description(cfg.delivery, to)
     elif cfg.delivery.backend == "graph":
-        where = cfg.delivery.graph_url
+        where = f"{cfg.delivery.graph_url} as {cfg.delivery.from_}"
     print(f"sending a test fax message to {to} through {cfg.delivery.backend} ({where}) ...")
     try:
         accepted = send_via_backend(cfg.delivery, msg, to, cfg.path)
