@@ -7,9 +7,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := libspandsp-dev libtiff-tools gcc libffi-dev pkg-config python3-dev python3-venv dpkg-dev
 # what the tests run against: a real registrar (its own service stays off: tests start their own)
 # SIPp, which replays a recorded gateway call, and efax and HylaFAX as the far ends of the virtual
-# modem line (hylafax-server pulls in exim4, local-only; neither daemon is left running), and
-# Postfix, a real MTA the delivery tests run privately on loopback (it replaces exim4 as the
-# mail-transport-agent; preseeded "No configuration", its system service is left off)
+# modem line (hylafax-server wants an MTA; neither daemon is left running), and Postfix, a real
+# MTA the delivery tests run privately on loopback: it is also hylafax-server's MTA (where exim4
+# came with HylaFAX before, apt replaces it); preseeded "No configuration", its service stays off
 TEST_APT_PACKAGES := kamailio sip-tester efax hylafax-server postfix
 STAMP := $(VENV)/.installed
 
