@@ -31,12 +31,14 @@ import email.utils
 import logging
 import ssl
 import time
+import warnings
 from datetime import datetime, timezone
 from email.message import EmailMessage
 from typing import Any, Callable
 from urllib.parse import quote, urlsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from appliance.config import DeliveryConfig
@@ -163,8 +165,11 @@ class _Client:
                  **kw: Any) -> requests.Response:
         host = urlsplit(url).netloc
         try:
-            return self.session.request(method, url, headers=headers, timeout=self.cfg.timeout,
-                                        verify=self.verify, allow_redirects=False, **kw)
+            with warnings.catch_warnings():
+                if self.verify is False:  # the admin's choice (delivery.verify_tls): not a warning per fax
+                    warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+                return self.session.request(method, url, headers=headers, timeout=self.cfg.timeout,
+                                            verify=self.verify, allow_redirects=False, **kw)
         except requests.exceptions.SSLError as e:
             if isinstance(_root(e), ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(e):
                 raise PermanentDeliveryError(f"https://{host}: TLS certificate not trusted ({where})") from None
@@ -275,6 +280,8 @@ def draft_json(msg: EmailMessage) -> dict[str, Any]:
     if msg.get("Message-ID"):
         draft["internetMessageId"] = str(msg["Message-ID"])
     headers = [{"name": k, "value": str(v)} for k, v in msg.items() if k.lower().startswith("x-")]
+    # Exchange UM partner headers first: without them the message is not a fax to Exchange
+    headers.sort(key=lambda h: not h["name"].lower().startswith("x-ms-exchange-um-"))
     if len(headers) > MAX_CUSTOM_HEADERS:
         log.warning("graph: only %d custom headers allowed, left out: %s", MAX_CUSTOM_HEADERS,
                     ", ".join(h["name"] for h in headers[MAX_CUSTOM_HEADERS:]))

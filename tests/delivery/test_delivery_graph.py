@@ -137,6 +137,27 @@ def test_a_failed_upload_deletes_the_draft(token_server, graph_server, monkeypat
     assert not st.sent and not st.drafts and len(st.deleted) == 1
 
 
+def test_draft_keeps_the_um_partner_headers_within_graphs_five(caplog):
+    msg = fax_message(b"II*\x00 not really a tiff")
+    msg["X-MS-Exchange-UM-PartnerContent"] = "fax"
+    msg["X-MS-Exchange-UM-PartnerStatus"] = "2.0"
+    msg["X-MS-Exchange-UM-PartnerContext"] = "QUJD"
+    names = [h["name"] for h in graph.draft_json(msg)["internetMessageHeaders"]]
+    assert names == ["X-MS-Exchange-UM-PartnerContent", "X-MS-Exchange-UM-PartnerStatus",
+                     "X-MS-Exchange-UM-PartnerContext", "X-FaxNumberOfPages", "X-CallingTelephoneNumber"]
+    assert "X-CallID" in caplog.text
+
+
+def test_verify_tls_off_accepts_an_unknown_ca(token_server, graph_server, tiff_bytes, tmp_path, monkeypatch):
+    import trustme
+    other = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other))
+    token = graph.oauth.get_token(graph_cfg(token_server, graph_server))
+    monkeypatch.setattr(graph.oauth, "get_token", lambda cfg: token)
+    cfg = graph_cfg(token_server, graph_server, ca_file=str(other), verify_tls=False)
+    assert send_graph(cfg, fax_message(tiff_bytes), "sales@contoso.com").startswith("202 Accepted")
+
+
 def test_over_graphs_limit_is_permanent_and_nothing_is_sent(token_server, graph_server, tiff_bytes):
     cfg = graph_cfg(token_server, graph_server)
     cfg.GRAPH_MAX_BYTES = 2_000  # type: ignore[misc]  (150 MB in life; the check is the same)
