@@ -238,10 +238,16 @@ class _Client:
         pos, total, stalls = 0, len(data), 0
         while True:
             end = min(pos + CHUNK, total) - 1
-            # the upload URL is pre-authorised: an Authorization header would be refused
-            r = self.call("PUT", url, auth=False, expect=(200, 201), where=where, data=data[pos:end + 1],
-                          headers={"Content-Type": "application/octet-stream",
-                                   "Content-Range": f"bytes {pos}-{end}/{total}"})
+            try:
+                # the upload URL is pre-authorised: an Authorization header would be refused
+                r = self.call("PUT", url, auth=False, expect=(200, 201), where=where, data=data[pos:end + 1],
+                              headers={"Content-Type": "application/octet-stream",
+                                       "Content-Range": f"bytes {pos}-{end}/{total}"})
+            except PermanentDeliveryError as e:
+                if str(e).startswith("413 "):
+                    raise
+                # an expired session or a lost range (416): the next attempt starts a new draft
+                raise TemporaryDeliveryError(str(e)) from None
             if r.status_code == 201:
                 if end + 1 < total:
                     raise TemporaryDeliveryError(f"graph {where}: finished at byte {end + 1} of {total}")

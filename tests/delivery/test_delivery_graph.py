@@ -158,6 +158,17 @@ def test_verify_tls_off_accepts_an_unknown_ca(token_server, graph_server, tiff_b
     assert send_graph(cfg, fax_message(tiff_bytes), "sales@contoso.com").startswith("202 Accepted")
 
 
+def test_a_wrong_range_is_refused_416_and_retried_later_from_scratch(token_server, graph_server, monkeypatch):
+    monkeypatch.setattr(graph, "_next_expected", lambda r: 1)  # as if the server lost a chunk
+    st = graph_server.state
+    with pytest.raises(TemporaryDeliveryError) as e:
+        send_graph(graph_cfg(token_server, graph_server), fax_message(os.urandom(5 * 1024 * 1024)), "x@contoso.com")
+    assert str(e.value).startswith("416 InvalidRange:") and "(graph upload of fax-" in str(e.value)
+    assert "authtoken" not in str(e.value) and "/upload/" not in str(e.value)
+    assert [s for *_, p, _, s in st.log if p.startswith("/upload/")] == [200, 416]
+    assert not st.sent and not st.drafts and len(st.deleted) == 1
+
+
 def test_over_graphs_limit_is_permanent_and_nothing_is_sent(token_server, graph_server, tiff_bytes):
     cfg = graph_cfg(token_server, graph_server)
     cfg.GRAPH_MAX_BYTES = 2_000  # type: ignore[misc]  (150 MB in life; the check is the same)
