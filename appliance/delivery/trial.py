@@ -20,6 +20,7 @@ from ..config import Config
 from ..fax.pages import STANDARD, write_fax_tiff
 from ..fax.testpages import demo_pages
 from ..spool.store import FaxRecord
+from . import oauth
 from .advice import advise_exception, advise_text
 from .message import render_message
 from .queue import send_via_backend
@@ -53,6 +54,15 @@ def cmd_test_delivery(args: argparse.Namespace, cfg: Config) -> int:
         where = mx_description(cfg.delivery, to)
     elif cfg.delivery.backend == "graph":
         where = f"{cfg.delivery.graph_url} as {cfg.delivery.from_}"
+    if cfg.delivery.uses_oauth:  # the sign-in is the step installers get wrong most: check it alone first
+        print(f"getting a token for {cfg.delivery.scope} from {cfg.delivery.authority}/{cfg.delivery.tenant} "
+              f"as app {cfg.delivery.client_id} ...")
+        try:
+            oauth.get_token(cfg.delivery)
+        except DeliveryError as e:
+            print(f"FAILED: {_hide(cfg, str(e))}\n  what to change: {advise_text(str(e)).text}")
+            return 1
+        print("token: ok")
     print(f"sending a test fax message to {to} through {cfg.delivery.backend} ({where}) ...")
     try:
         accepted = send_via_backend(cfg.delivery, msg, to, cfg.path)

@@ -170,3 +170,44 @@ def test_unreadable_client_certificate_names_the_key(ca_file, tmp_path, msg):
     with pytest.raises(Exception, match="delivery.tls_client_cert"):
         send_smtp(cfg, msg, "boss@contoso.com")
 
+
+
+# -- faxbridge test-delivery with OAuth2 -------------------------------------------------------
+
+def _oauth_config(tmp_path, token_server, port: int, secret: str):
+    cfg = tmp_path / "faxbridge.toml"
+    cfg.write_text(f'[spool]\ndir = "spool"\n[delivery]\nbackend = "smtp"\nurl = "smtp://127.0.0.1:{port}"\n'
+                   f'from = "{MAILBOX}"\nstarttls = "required"\nauth = "oauth2"\nusername = "{MAILBOX}"\n'
+                   f'tenant = "{token_server.tenant}"\nclient_id = "{token_server.client_id}"\n'
+                   f'authority = "{token_server.authority}"\nca_file = "{token_server.ca_file}"\n')
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text(f'[delivery]\nclient_secret = "{secret}"\n')
+    secrets.chmod(0o600)
+    return cfg
+
+
+def test_test_delivery_checks_the_token_then_sends(tmp_path, smtp_server, token_server):
+    from test_queue_cli import faxbridge
+
+    handler = OAuthCapture(token_server)
+    server = start(smtp_server, handler)
+    cfg = _oauth_config(tmp_path, token_server, server.port, token_server.client_secret)
+    out = faxbridge("test-delivery", "--config", str(cfg), "--to", "boss@contoso.com")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "token: ok" in out.stdout and "accepted: 250" in out.stdout
+    assert handler.auth_log == [(MAILBOX, None)] and len(handler.messages) == 1
+    assert token_server.client_secret not in out.stdout + out.stderr
+
+
+def test_test_delivery_with_a_wrong_secret_stops_at_the_token_with_the_fix(tmp_path, smtp_server, token_server):
+    from test_queue_cli import faxbridge
+
+    handler = OAuthCapture(token_server)
+    server = start(smtp_server, handler)
+    wrong = "not-the-secret-" + token_server.client_secret
+    cfg = _oauth_config(tmp_path, token_server, server.port, wrong)
+    out = faxbridge("test-delivery", "--config", str(cfg), "--to", "boss@contoso.com")
+    assert out.returncode == 1
+    assert "AADSTS7000215" in out.stdout and "Value (not its ID)" in out.stdout
+    assert wrong not in out.stdout + out.stderr
+    assert handler.auth_log == [] and not handler.messages  # never got as far as the server
