@@ -11,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import tomllib
+import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, get_args, get_origin, get_type_hints
@@ -572,12 +574,54 @@ class ModemConfig:
 class WebConfig:
     listen: str = "127.0.0.1:8080"
     enabled: bool = True
+    #: the web process's own state: admin password hash, session key, generated certificate
+    state_dir: str = "var/web"
+    #: serve HTTPS (a certificate is generated on first start unless cert_file/key_file are set)
+    https: bool = True
+    cert_file: str = ""
+    key_file: str = ""
+    #: a login lasts this long without use
+    session_hours: int = 12
 
     def validate(self, errors: list[str]) -> None:
         try:
             parse_hostport(self.listen, 8080)
         except ValueError:
             errors.append(f"web.listen: {self.listen!r} is not host:port")
+        if not self.state_dir:
+            errors.append("web.state_dir: must not be empty")
+        if bool(self.cert_file) != bool(self.key_file):
+            errors.append("web.cert_file: give both cert_file and key_file, or neither")
+        if not 1 <= self.session_hours <= 24 * 30:
+            errors.append("web.session_hours: must be between 1 and 720")
+
+
+@dataclass
+class SystemConfig:
+    """The box itself: set by the first-start wizard and the settings page."""
+
+    hostname: str = ""
+    #: an IANA zone such as "Europe/Berlin"; empty = the system's
+    timezone: str = ""
+    #: the daemon's control socket (status, reload, wake delivery) for the web process
+    control_socket: str = "var/faxbridge.sock"
+    #: faxes older than this many days are purged with their images; 0 = keep forever
+    retention_days: int = 0
+
+    def validate(self, errors: list[str]) -> None:
+        if self.hostname and not re.fullmatch(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)", self.hostname):
+            errors.append("system.hostname: letters, digits and '-' only, at most 63, not starting or "
+                          "ending with '-'")
+        if self.timezone:
+            try:
+                zoneinfo.ZoneInfo(self.timezone)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                errors.append(f"system.timezone: {self.timezone!r} is not a known time zone "
+                              "(e.g. Europe/Berlin)")
+        if not self.control_socket:
+            errors.append("system.control_socket: must not be empty")
+        if not 0 <= self.retention_days <= 36500:
+            errors.append("system.retention_days: must be between 0 (keep forever) and 36500")
 
 
 @dataclass
@@ -589,6 +633,7 @@ class Config:
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     web: WebConfig = field(default_factory=WebConfig)
     modem: ModemConfig = field(default_factory=ModemConfig)
+    system: SystemConfig = field(default_factory=SystemConfig)
     #: directory the relative paths are resolved against (the config file's directory)
     base_dir: Path = field(default=Path("."), repr=False)
 
