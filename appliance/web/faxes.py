@@ -8,7 +8,7 @@ import re
 import time
 from pathlib import Path
 
-from flask import Blueprint, Response, abort, render_template, request, send_file
+from flask import Blueprint, Response, abort, redirect, render_template, request, send_file, url_for
 from PIL import Image
 
 from appliance.spool.store import FaxRecord, Spool
@@ -28,6 +28,14 @@ RENDER_ERRORS = (OSError, ValueError, EOFError, SyntaxError, Image.Decompression
 
 
 @bp.get("/")
+def root() -> Response:
+    """Until the dashboard owns `/`, the start page is the fax list (old bookmarks keep their query)."""
+    target = url_for("faxes.index")
+    qs = request.query_string.decode("ascii", "replace")
+    return redirect(f"{target}?{qs}" if qs else target)
+
+
+@bp.get("/faxes")
 def index() -> str:
     """Received faxes, newest first, 50 a page, with optional search and state filter."""
     page = int_param(request.args, "page", 1, 1, 10**6)

@@ -29,7 +29,7 @@ def text(client: FlaskClient, url: str, status: int = 200) -> str:
 
 
 def test_list_shows_call_facts_thumbnail_and_recipients(client: FlaskClient, full_fax: FaxRecord) -> None:
-    body = text(client, "/")
+    body = text(client, "/faxes")
     assert listed_ids(body) == [full_fax.id]
     for value in ("+4930123456", "ACME Sales", "+4930999100", "+49 30 123456", "sales@example.com",
                   "ops@example.com", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(T0))):
@@ -43,7 +43,7 @@ def test_list_marks_incomplete_and_omits_thumbnail_without_image(client: FlaskCl
     partial = add_fax(spool, T0, dpis=[FINE], complete=False, caller_number="111")
     nofax = add_fax(spool, T0 + 60, caller_number="222")
     assert (partial.state, nofax.state) == ("received", "no_fax")
-    body = text(client, "/")
+    body = text(client, "/faxes")
     assert listed_ids(body) == [nofax.id, partial.id]
     assert body.count(">incomplete</span>") == 1
     assert f"/faxes/{partial.id}/pages/1.png" in body
@@ -54,13 +54,13 @@ def test_list_marks_incomplete_and_omits_thumbnail_without_image(client: FlaskCl
 def test_list_pages_fifty_newest_first(client: FlaskClient, spool: Spool) -> None:
     faxes = [add_fax(spool, T0 + 60 * i, caller_number=f"+1555{i:04d}") for i in range(55)]
     newest_first = [f.id for f in reversed(faxes)]
-    page1 = text(client, "/")
+    page1 = text(client, "/faxes")
     assert listed_ids(page1) == newest_first[:50]
-    assert "Page 1 of 2" in page1 and 'href="/?page=2"' in page1
-    page2 = text(client, "/?page=2")
+    assert "Page 1 of 2" in page1 and 'href="/faxes?page=2"' in page1
+    page2 = text(client, "/faxes?page=2")
     assert listed_ids(page2) == newest_first[50:]
-    assert 'href="/?page=1"' in page2 and "?page=3" not in page2
-    page3 = text(client, "/?page=3")
+    assert 'href="/faxes?page=1"' in page2 and "?page=3" not in page2
+    page3 = text(client, "/faxes?page=3")
     assert listed_ids(page3) == [] and "no faxes on this page" in page3
 
 
@@ -73,14 +73,14 @@ def test_list_search_and_state_filter(client: FlaskClient, spool: Spool) -> None
     (job,) = spool.jobs_for(b.id)
     spool.claim_due_jobs(T0 + 200)  # claims a's job too: a is now delivering
     spool.job_delivered(job.id, T0 + 201, "250 OK")
-    assert listed_ids(text(client, "/?q=4930")) == [c.id, a.id]
-    assert listed_ids(text(client, "/?q=hotel")) == [b.id]           # TSI, any case
-    assert listed_ids(text(client, "/?q=MÜLLER")) == [a.id]
-    assert listed_ids(text(client, "/?q=front@")) == [b.id]          # recipient
-    assert listed_ids(text(client, "/?state=delivered")) == [b.id]
-    assert listed_ids(text(client, "/?state=no_fax")) == [c.id]
-    assert listed_ids(text(client, "/?q=4930&state=delivering")) == [a.id]
-    body = text(client, "/?q=nothing-like-this")
+    assert listed_ids(text(client, "/faxes?q=4930")) == [c.id, a.id]
+    assert listed_ids(text(client, "/faxes?q=hotel")) == [b.id]           # TSI, any case
+    assert listed_ids(text(client, "/faxes?q=MÜLLER")) == [a.id]
+    assert listed_ids(text(client, "/faxes?q=front@")) == [b.id]          # recipient
+    assert listed_ids(text(client, "/faxes?state=delivered")) == [b.id]
+    assert listed_ids(text(client, "/faxes?state=no_fax")) == [c.id]
+    assert listed_ids(text(client, "/faxes?q=4930&state=delivering")) == [a.id]
+    body = text(client, "/faxes?q=nothing-like-this")
     assert listed_ids(body) == [] and "No faxes match" in body
     assert 'value="nothing-like-this"' in body  # the search box keeps the query
 
@@ -88,13 +88,13 @@ def test_list_search_and_state_filter(client: FlaskClient, spool: Spool) -> None
 def test_pager_links_keep_search_and_filter(client: FlaskClient, spool: Spool) -> None:
     for i in range(51):
         add_fax(spool, T0 + i, caller_number=f"+49{i:03d}")
-    body = text(client, "/?q=%2B49&state=no_fax")
-    assert 'href="/?page=2&amp;q=%2B49&amp;state=no_fax"' in body
+    body = text(client, "/faxes?q=%2B49&state=no_fax")
+    assert 'href="/faxes?page=2&amp;q=%2B49&amp;state=no_fax"' in body
 
 
 def test_list_rejects_bad_parameters(client: FlaskClient) -> None:
-    for url, name in (("/?page=0", "page"), ("/?page=x", "page"), ("/?state=bogus", "state"),
-                      ("/?q=" + "x" * 201, "q")):
+    for url, name in (("/faxes?page=0", "page"), ("/faxes?page=x", "page"), ("/faxes?state=bogus", "state"),
+                      ("/faxes?q=" + "x" * 201, "q")):
         body = text(client, url, 400)
         assert f"Parameter &#39;{name}&#39;" in body
 
@@ -139,7 +139,7 @@ def test_untrusted_values_are_escaped_in_html(client: FlaskClient, spool: Spool)
     spool.claim_due_jobs(T0 + 40)
     spool.job_retry(job.id, T0 + 41, XSS, T0 + 100)
     escaped = html.escape(XSS)
-    for url in ("/", f"/faxes/{fax.id}", f"/?q={XSS}"):
+    for url in ("/faxes", f"/faxes/{fax.id}", f"/faxes?q={XSS}"):
         body = text(client, url)
         assert "<script" not in body, url
         assert escaped in body, url
@@ -149,7 +149,7 @@ def test_untrusted_values_are_escaped_in_html(client: FlaskClient, spool: Spool)
 
 def test_empty_spool_without_directory(client: FlaskClient, config: Config) -> None:
     assert not config.path(config.spool.dir).exists()
-    assert "No faxes have been received yet." in text(client, "/")
+    assert "No faxes have been received yet." in text(client, "/faxes")
     text(client, "/faxes/1", 404)
     text(client, "/faxes/1/pages/1.png", 404)
 
@@ -158,16 +158,16 @@ def test_empty_spool_directory_without_database(config: Config) -> None:
     root = config.path(config.spool.dir)
     (root / "cache").mkdir(parents=True)
     client = create_app(config).test_client()
-    assert "No faxes have been received yet." in text(client, "/")
+    assert "No faxes have been received yet." in text(client, "/faxes")
     assert not (root / "spool.db").exists()  # the web UI never creates the daemon's database
 
 
 def test_database_created_after_web_start_is_picked_up(config: Config) -> None:
     client = create_app(config).test_client()
-    assert listed_ids(text(client, "/")) == []
+    assert listed_ids(text(client, "/faxes")) == []
     with Spool(config.path(config.spool.dir)) as writer:
         fax = add_fax(writer, T0, caller_number="+1")
-    assert listed_ids(text(client, "/")) == [fax.id]
+    assert listed_ids(text(client, "/faxes")) == [fax.id]
 
 
 def test_web_never_writes_the_database(client: FlaskClient, full_fax: FaxRecord, spool: Spool,
@@ -181,7 +181,7 @@ def test_web_never_writes_the_database(client: FlaskClient, full_fax: FaxRecord,
         return files, spool.get_fax(full_fax.id), spool.jobs_for(full_fax.id)
 
     before = state()
-    for url in ("/", f"/faxes/{full_fax.id}", "/api/faxes", f"/faxes/{full_fax.id}/pages/1.png"):
+    for url in ("/faxes", f"/faxes/{full_fax.id}", "/api/faxes", f"/faxes/{full_fax.id}/pages/1.png"):
         assert client.get(url).status_code == 200, url
     assert state() == before
 
@@ -192,3 +192,9 @@ def test_templates_never_disable_escaping() -> None:
     assert len(sources) >= 4
     for name, src in sources.items():
         assert not re.search(r"\|\s*safe\b|autoescape\s+false|Markup", src), name
+
+
+def test_root_redirects_to_the_list_keeping_the_query(client: FlaskClient) -> None:
+    r = client.get("/?q=abc&page=2")
+    assert r.status_code == 302 and r.headers["Location"] == "/faxes?q=abc&page=2"
+    assert client.get("/").headers["Location"] == "/faxes"

@@ -17,7 +17,7 @@ EXPECTED = {
 
 
 @pytest.mark.parametrize("url,status", [
-    ("/", 200), ("/?page=x", 400), ("/faxes/1", 200), ("/faxes/99", 404),
+    ("/faxes", 200), ("/", 302), ("/faxes?page=x", 400), ("/faxes/1", 200), ("/faxes/99", 404),
     ("/faxes/1/pages/1.png?size=thumb", 200), ("/faxes/1/pages/9.png", 404), ("/faxes/1.tif", 200),
     ("/api/faxes", 200), ("/api/faxes?limit=x", 400), ("/api/faxes/99", 404),
     ("/healthz", 200), ("/static/style.css", 200), ("/no/such/page", 404),
@@ -35,7 +35,7 @@ def test_expected_headers_are_the_ones_sent() -> None:
 
 
 def test_html_pages_are_not_stored_by_caches(client: FlaskClient, full_fax: FaxRecord) -> None:
-    for url in ("/", f"/faxes/{full_fax.id}", "/api/faxes"):
+    for url in ("/faxes", f"/faxes/{full_fax.id}", "/api/faxes"):
         assert client.get(url).headers["Cache-Control"] == "no-store", url
 
 
@@ -61,7 +61,7 @@ def test_healthz(client: FlaskClient) -> None:
 
 
 def test_no_external_resources_in_pages(client: FlaskClient, full_fax: FaxRecord) -> None:
-    for url in ("/", f"/faxes/{full_fax.id}"):
+    for url in ("/faxes", f"/faxes/{full_fax.id}"):
         body = client.get(url).get_data(as_text=True)
         assert "http://" not in body and "https://" not in body and "//" not in body.replace("://", "")
         assert "<script" not in body and "style=" not in body  # CSP forbids inline script and style
