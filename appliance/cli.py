@@ -11,12 +11,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .config import Config, ConfigError
+from .config import DEFAULT_FILE, Config, ConfigError
 
 
 def _load(path: str | None) -> Config:
-    """The named file, or the embedded defaults (loopback, Maildir under ./var) when none is given."""
-    return Config.load(path) if path else Config.from_dict({}, base_dir=Path.cwd())
+    """The named file; else var/faxbridge.toml when the web UI has written one; else the embedded
+    defaults (loopback, Maildir under ./var)."""
+    if path:
+        return Config.load(path)
+    if (Path.cwd() / DEFAULT_FILE).is_file():
+        return Config.load(Path.cwd() / DEFAULT_FILE)
+    return Config.from_dict({}, base_dir=Path.cwd())
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -31,7 +36,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     web: subprocess.Popen[bytes] | None = None
     if cfg.web.enabled and not args.no_web:
         # its own process: a crash in the web UI never touches a call in progress
-        cmd = [sys.executable, "-m", "appliance", "web"] + (["--config", args.config] if args.config else [])
+        # the same file the daemon loaded: the web UI edits it and asks the daemon to reload it
+        cmd = [sys.executable, "-m", "appliance", "web"] + (["--config", str(cfg.source)] if cfg.source else [])
         web = subprocess.Popen(cmd)
 
     async def main() -> None:

@@ -582,6 +582,8 @@ class WebConfig:
     key_file: str = ""
     #: a login lasts this long without use
     session_hours: int = 12
+    #: the first-start wizard has been completed (set by its last step)
+    setup_done: bool = False
 
     def validate(self, errors: list[str]) -> None:
         try:
@@ -636,6 +638,8 @@ class Config:
     system: SystemConfig = field(default_factory=SystemConfig)
     #: directory the relative paths are resolved against (the config file's directory)
     base_dir: Path = field(default=Path("."), repr=False)
+    #: the file this configuration was loaded from (None: embedded defaults); what the web edits
+    source: Path | None = field(default=None, repr=False, compare=False)
 
     def path(self, p: str) -> Path:
         """Resolve a configured path relative to the config file."""
@@ -648,7 +652,7 @@ class Config:
         sections: dict[str, Any] = {}
         hints = get_type_hints(cls)
         for key, value in data.items():
-            if key not in hints or key == "base_dir":
+            if key not in hints or key in ("base_dir", "source"):
                 errors.append(f"{key}: unknown section")
                 continue
             if not isinstance(value, dict):
@@ -688,7 +692,19 @@ class Config:
                     _merge_secrets(data.setdefault(section, {}), values, section, errors)
             if errors:
                 raise ConfigError([f"{secrets}: {e}" for e in errors])
-        return cls.from_dict(data, base_dir=p.resolve().parent)
+        cfg = cls.from_dict(data, base_dir=p.resolve().parent)
+        cfg.source = p.resolve()
+        return cfg
+
+
+#: the file the appliance uses when started without --config, once the web UI has written it
+#: (relative to the working directory, which is where the embedded defaults put var/)
+DEFAULT_FILE = "var/faxbridge.toml"
+
+
+def config_file(cfg: Config) -> Path:
+    """The file to edit and reload: the one ``cfg`` came from, else ``var/faxbridge.toml``."""
+    return cfg.source if cfg.source is not None else (cfg.base_dir / DEFAULT_FILE).resolve()
 
 
 def _check_secret_mode(path: Path) -> None:
