@@ -36,7 +36,12 @@ FAX_STATES = ("receiving", "received", "no_fax", "routed", "delivering", "delive
               "failed_retrying", "dead")
 JOB_STATES = ("queued", "delivering", "delivered", "failed_retrying", "dead")
 
-SCHEMA_VERSION = 1
+#: user_version of the database; each step in ``_MIGRATIONS`` brings an older one up to date
+SCHEMA_VERSION = 2
+#: jobs in these states are still owed an attempt: their fax is neither deleted nor purged
+OPEN_JOB_STATES = ("queued", "delivering", "failed_retrying")
+#: how many faxes one purge transaction deletes, so the daemon's writes never wait long
+PURGE_BATCH = 200
 
 
 @dataclass
@@ -112,8 +117,8 @@ CREATE TABLE IF NOT EXISTS faxes (
     image         TEXT,
     extra         TEXT NOT NULL DEFAULT '{}'
 );
-CREATE INDEX IF NOT EXISTS faxes_created ON faxes(created);
-CREATE INDEX IF NOT EXISTS faxes_state_created ON faxes(state, created);
+CREATE INDEX IF NOT EXISTS faxes_created_id ON faxes(created, id);
+CREATE INDEX IF NOT EXISTS faxes_state_created_id ON faxes(state, created, id);
 CREATE INDEX IF NOT EXISTS faxes_caller ON faxes(caller_number);
 CREATE INDEX IF NOT EXISTS faxes_called ON faxes(called_number);
 CREATE INDEX IF NOT EXISTS faxes_ident ON faxes(remote_ident);
@@ -156,6 +161,37 @@ CREATE TABLE IF NOT EXISTS alerts (
 CREATE INDEX IF NOT EXISTS alerts_due ON alerts(state, next_attempt);
 """
 
+#: version -> statements that bring a database of the version before it up to it.  The list
+#: pages walk (created, id) newest first, with or without a state; version 1 indexed created
+#: alone, which leaves SQLite a temporary B-tree sort for the id tie-break on every page.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: ("CREATE INDEX IF NOT EXISTS faxes_created_id ON faxes(created, id)",
+        "CREATE INDEX IF NOT EXISTS faxes_state_created_id ON faxes(state, created, id)",
+        "DROP INDEX IF EXISTS faxes_created",
+        "DROP INDEX IF EXISTS faxes_state_created"),
+}
+
+
+@dataclass(frozen=True)
+class FaxQuery:
+    """What the fax list is narrowed to; every text is a case-insensitive substring.
+
+    ``since``/``until`` bound ``created`` (since inclusive, until exclusive); ``search`` looks in
+    caller number and name, called number, TSI and the jobs' recipients all at once.
+    """
+
+    state: str | None = None
+    search: str | None = None
+    since: float | None = None
+    until: float | None = None
+    caller: str | None = None
+    called: str | None = None
+    tsi: str | None = None
+    recipient: str | None = None
+
+    def active(self) -> bool:
+        return any(v is not None and v != "" for v in dataclasses.astuple(self))
+
 
 class Spool:
     """Faxes and delivery jobs on disk; thread-safe, one SQLite connection per object."""
@@ -184,10 +220,23 @@ class Spool:
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.create_function("fb_fold", 1, _fold, deterministic=True)
         with self._tx() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            fresh = db.execute("SELECT count(*) FROM sqlite_master WHERE name='faxes'").fetchone()[0] == 0
             for stmt in _SCHEMA.split(";"):
                 if stmt.strip():
                     db.execute(stmt)
-            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            if not fresh:
+                for step in sorted(_MIGRATIONS):
+                    if version < step:
+                        log.info("spool database: migrating to version %d", step)
+                        for stmt in _MIGRATIONS[step]:
+                            db.execute(stmt)
+            if version > SCHEMA_VERSION:
+                # a newer firmware's database after a downgrade: keep its number, it knows more
+                log.warning("spool database is version %d, newer than this firmware's %d",
+                            version, SCHEMA_VERSION)
+            else:
+                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         fsync_dir(self.root)
 
     def close(self) -> None:
@@ -334,16 +383,48 @@ class Spool:
         return self.root / fax.image if fax.image else None
 
     def list_faxes(self, *, limit: int = 50, offset: int = 0, state: str | None = None,
-                   search: str | None = None) -> list[FaxRecord]:
-        """Newest first; ``search`` is a case-insensitive substring of numbers, names, TSI or recipient."""
-        where, params = _filters(state, search)
-        rows = self._query(f"SELECT * FROM faxes {where} ORDER BY created DESC, id DESC LIMIT ? OFFSET ?",
-                           (*params, int(limit), int(offset)))
-        return [_fax_from_row(r) for r in rows]
+                   search: str | None = None, query: FaxQuery | None = None,
+                   before: tuple[float, int] | None = None,
+                   after: tuple[float, int] | None = None) -> list[FaxRecord]:
+        """Newest first; ``search`` is a case-insensitive substring of numbers, names, TSI or recipient.
 
-    def count_faxes(self, *, state: str | None = None, search: str | None = None) -> int:
-        where, params = _filters(state, search)
-        return int(self._query(f"SELECT count(*) FROM faxes {where}", params)[0][0])
+        ``before``/``after`` are keyset cursors, a (created, id) pair of a listed fax: the page
+        of faxes just older (or just newer) than it.  Unlike a deep OFFSET they cost the same
+        on the thousandth page as on the first, because the (created, id) index is entered
+        at the cursor instead of being walked from the newest fax.
+        """
+        where, params = _filters(query or FaxQuery(state=state, search=search))
+        order = "DESC"
+        if before is not None:
+            where = _and(where, "(created < ? OR (created = ? AND id < ?))")
+            params += [float(before[0]), float(before[0]), int(before[1])]
+        elif after is not None:
+            where = _and(where, "(created > ? OR (created = ? AND id > ?))")
+            params += [float(after[0]), float(after[0]), int(after[1])]
+            order = "ASC"
+        rows = self._query(f"SELECT * FROM faxes {where} ORDER BY created {order}, id {order}"
+                           " LIMIT ? OFFSET ?", (*params, int(limit), int(offset)))
+        faxes = [_fax_from_row(r) for r in rows]
+        return faxes[::-1] if order == "ASC" else faxes
+
+    def count_faxes(self, *, state: str | None = None, search: str | None = None,
+                    query: FaxQuery | None = None, cap: int | None = None) -> int:
+        """How many faxes match; with ``cap``, counting stops at cap + 1 ("more than cap")."""
+        where, params = _filters(query or FaxQuery(state=state, search=search))
+        if cap is None:
+            return int(self._query(f"SELECT count(*) FROM faxes {where}", params)[0][0])
+        return int(self._query(f"SELECT count(*) FROM (SELECT 1 FROM faxes {where} LIMIT ?)",
+                               (*params, int(cap) + 1))[0][0])
+
+    def jobs_for_faxes(self, fax_ids: list[int]) -> dict[int, list[Job]]:
+        """The jobs of many faxes in one query (a list page), by fax id, each in creation order."""
+        out: dict[int, list[Job]] = {i: [] for i in fax_ids}
+        if not fax_ids:
+            return out
+        marks = ",".join("?" for _ in fax_ids)
+        for r in self._query(f"SELECT * FROM jobs WHERE fax_id IN ({marks}) ORDER BY id", fax_ids):
+            out[r["fax_id"]].append(_job_from_row(r))
+        return out
 
     # -- jobs ---------------------------------------------------------------------------------
 
@@ -523,6 +604,93 @@ class Spool:
         return [{"job_id": r["job_id"], "time": r["time"], "ok": bool(r["ok"]), "reply": r["reply"]}
                 for r in rows]
 
+    # -- deleting -----------------------------------------------------------------------------
+
+    def delete_fax(self, fax_id: int) -> FaxRecord:
+        """Remove a fax for good: its rows (jobs, attempts, alerts) in one commit, then its files.
+
+        Refused (ValueError) while the call is still being received or a delivery is in flight:
+        the fax engine or the delivery worker holds the file then.  Queued or retrying jobs are
+        cancelled with it (the worker claims jobs in a transaction, so it sees them either whole
+        or gone).  Rows first: a crash after the commit leaves only files no row points at, which
+        ``recover`` removes; the other order could leave a row whose image is gone.
+        """
+        with self._tx() as db:
+            row = db.execute("SELECT * FROM faxes WHERE id=?", (fax_id,))
+            row.row_factory = sqlite3.Row
+            found = row.fetchone()
+            if found is None:
+                raise KeyError(f"no fax {fax_id}")
+            fax = _fax_from_row(found)
+            if fax.state == "receiving":
+                raise ValueError(f"fax {fax.uid} is still being received")
+            busy = db.execute("SELECT count(*) FROM jobs WHERE fax_id=? AND state='delivering'",
+                              (fax_id,)).fetchone()[0]
+            if busy:
+                raise ValueError(f"fax {fax.uid} is being delivered right now; try again in a minute")
+            self._delete_rows(db, [fax_id])
+        crash_point("delete.committed")
+        self._delete_files([fax])
+        log.info("fax %s deleted", fax.uid)
+        return fax
+
+    def purge_older_than(self, cutoff: float) -> int:
+        """Delete faxes received before ``cutoff`` (retention); returns how many went.
+
+        A fax still owed a delivery (a job queued, delivering or retrying) or still being
+        received is kept whatever its age: retention must never eat a fax nobody has had yet.
+        Works in batches of ``PURGE_BATCH`` so the daemon's own writes wait at most one batch.
+        """
+        total = 0
+        open_marks = ",".join("?" for _ in OPEN_JOB_STATES)
+        while True:
+            with self._tx() as db:
+                cur = db.execute(
+                    "SELECT * FROM faxes WHERE created < ? AND state != 'receiving' AND NOT EXISTS"
+                    f" (SELECT 1 FROM jobs WHERE jobs.fax_id=faxes.id AND jobs.state IN ({open_marks}))"
+                    " ORDER BY created, id LIMIT ?", (float(cutoff), *OPEN_JOB_STATES, PURGE_BATCH))
+                cur.row_factory = sqlite3.Row
+                faxes = [_fax_from_row(r) for r in cur.fetchall()]
+                if faxes:
+                    self._delete_rows(db, [f.id for f in faxes])
+            if not faxes:
+                break
+            self._delete_files(faxes)
+            total += len(faxes)
+            if len(faxes) < PURGE_BATCH:
+                break
+        if total:
+            log.info("retention: %d fax(es) received before %s purged", total, cutoff)
+        return total
+
+    @staticmethod
+    def _delete_rows(db: sqlite3.Connection, fax_ids: list[int]) -> None:
+        marks = ",".join("?" for _ in fax_ids)
+        jobs = f"SELECT id FROM jobs WHERE fax_id IN ({marks})"
+        db.execute(f"DELETE FROM attempts WHERE job_id IN ({jobs})", fax_ids)
+        db.execute(f"DELETE FROM alerts WHERE job_id IN ({jobs})", fax_ids)
+        db.execute(f"DELETE FROM jobs WHERE fax_id IN ({marks})", fax_ids)
+        db.execute(f"DELETE FROM faxes WHERE id IN ({marks})", fax_ids)
+
+    def _delete_files(self, faxes: list[FaxRecord]) -> None:
+        """The image, the incoming leftover and the web's rendered pages (``cache/<uid>-*``)."""
+        cache = self.root / "cache"
+        dirs: set[Path] = set()
+        for fax in faxes:
+            paths = [self.incoming_path(fax), self.final_path(fax)]
+            if fax.image:
+                paths.append(self.root / fax.image)
+            if cache.is_dir() and fax.uid.isalnum():  # uids are hex: no glob metacharacters
+                paths += cache.glob(f"{fax.uid}-*")
+            for p in paths:
+                try:
+                    p.unlink()
+                    dirs.add(p.parent)
+                except FileNotFoundError:
+                    pass
+        for d in dirs:
+            fsync_dir(d)
+
     @staticmethod
     def _refresh_fax_state(db: sqlite3.Connection, fax_id: int) -> None:
         """Derive the fax's state from its jobs (worst job wins, delivered only when all are)."""
@@ -597,20 +765,39 @@ def _fact_columns(facts: dict[str, Any]) -> dict[str, Any]:
     return cols
 
 
-def _filters(state: str | None, search: str | None) -> tuple[str, list[Any]]:
+def _filters(q: FaxQuery) -> tuple[str, list[Any]]:
     clauses: list[str] = []
     params: list[Any] = []
-    if state:
+    if q.state:
         clauses.append("state=?")
-        params.append(state)
-    if search:
-        # SQLite's lower() folds ASCII only; fb_fold is str.casefold, so "ärzte" finds "Ärzte".
+        params.append(q.state)
+    if q.since is not None:
+        clauses.append("created >= ?")
+        params.append(float(q.since))
+    if q.until is not None:
+        clauses.append("created < ?")
+        params.append(float(q.until))
+    # SQLite's lower() folds ASCII only; fb_fold is str.casefold, so "ärzte" finds "Ärzte".
+    for text, expr in ((q.caller, "caller_number || ' ' || caller_name"),
+                       (q.called, "called_number"), (q.tsi, "remote_ident")):
+        if text:
+            clauses.append(f"instr(fb_fold({expr}), ?)")
+            params.append(text.casefold())
+    if q.recipient:
+        clauses.append("EXISTS (SELECT 1 FROM jobs WHERE jobs.fax_id=faxes.id"
+                       " AND instr(fb_fold(jobs.recipient), ?))")
+        params.append(q.recipient.casefold())
+    if q.search:
         clauses.append(
             "(instr(fb_fold(caller_number || ' ' || caller_name || ' ' || called_number || ' ' ||"
             " remote_ident), ?) OR EXISTS (SELECT 1 FROM jobs WHERE jobs.fax_id=faxes.id"
             " AND instr(fb_fold(jobs.recipient), ?)))")
-        params.extend([search.casefold()] * 2)
+        params.extend([q.search.casefold()] * 2)
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def _and(where: str, clause: str) -> str:
+    return f"{where} AND {clause}" if where else f"WHERE {clause}"
 
 
 def _fold(text: str | None) -> str:
