@@ -8,6 +8,7 @@ call's RTP late.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import logging
 import os
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config
+from .control import ApplianceControl, ControlServer
 from .delivery.message import is_um_notice
 from .delivery.queue import ARCHIVE, DeliveryWorker
 from .inbound import InboundSipCall
@@ -62,6 +64,11 @@ class Appliance:
         self._modem_faxes: dict[int, FaxRecord] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.stats = {"calls": 0, "faxes": 0, "rejected": 0, "no_fax": 0, "incomplete": 0}
+        #: the web process's way in (appliance/control.py); set by the control socket's "restart",
+        #: which `faxbridge run` waits for beside SIGTERM
+        self.control: ControlServer | None = None
+        self._control_cmds: ApplianceControl | None = None
+        self.restart_requested = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -96,10 +103,21 @@ class Appliance:
             # each line fails alone (absent device: "down", broken modem: "error") and retries
             self.modems = ModemManager.from_config(self.cfg, self._modem_begin, self._modem_finish)
             await self.modems.start()
+        self._control_cmds = ApplianceControl(self)
+        self.control = ControlServer(self.cfg.path(self.cfg.system.control_socket), self._control_cmds.handlers())
+        try:
+            await self.control.start()
+        except OSError as e:  # the web page then says "daemon not running"; calls are what matters
+            log.error("control socket not available: %s", e)
+            self.control = None
         log.info("who may call: %s", self.peers.describe())
         log.info("SIP listening on %s", ", ".join(f"{l.transport}:{l.host}:{l.port}" for l in self.sip.locals))
 
     async def stop(self) -> None:
+        if self.control is not None:
+            await self.control.close()
+        if self._control_cmds is not None:
+            await self._control_cmds.close()
         for call in list(self.calls.values()):
             call.end_reason = call.end_reason or "appliance shutting down"
             self.sip.hangup(call.call_id)
@@ -287,6 +305,126 @@ class Appliance:
         self.spool.add_jobs(rec.id, decision.recipients + archive, time.time(), notice=notice)
         log.info("%s %s routed to %s (%s)", "missed-call notice for fax" if notice else "fax", rec.id, ", ".join(decision.recipients), decision.rule)
         self._loop.call_soon_threadsafe(self.delivery.wake)  # we may be on an executor thread
+
+    # -- configuration reload (the web UI saved the file; the control socket's "reload") -------
+    async def reload_config(self) -> dict[str, Any]:
+        """Re-read the configuration file and apply what can change without dropping a call.
+
+        Calls in progress keep the Config they were answered with (an InboundSipCall holds its own
+        reference, a modem call got its settings when it began); new calls, routing decisions and
+        delivery attempts use the new one.  What needs new sockets or processes (listeners, RTP
+        ports, TLS files, registrations, the spool, the web process, the control socket) is not
+        applied but named in ``restart``.  Returns {"ok", "applied", "restart"} or
+        {"ok": false, "error", "errors"} when the file is wrong (the old settings stay)."""
+        from .config import ConfigError, config_file
+        from .delivery import oauth
+
+        loop = asyncio.get_running_loop()
+        path = config_file(self.cfg)
+        try:
+            if path.is_file():
+                new = await loop.run_in_executor(None, Config.load, path)
+            else:
+                new = Config.from_dict({}, base_dir=self.cfg.base_dir)
+        except ConfigError as e:
+            log.error("reload: %s: %s; keeping the running configuration", path, "; ".join(e.errors))
+            return {"ok": False, "error": "; ".join(e.errors), "errors": e.errors}
+        old = self.cfg
+        applied: list[str] = []
+        restart: list[str] = []
+        if new.delivery != old.delivery or new.base_dir != old.base_dir:
+            self.delivery.cfg = new.delivery
+            self.delivery.resolve_path = new.path
+            oauth.reset()  # tokens of the old app registration must not be reused
+            applied.append("delivery")
+        for name in ("routing", "fax", "system"):
+            if getattr(new, name) != getattr(old, name):
+                applied.append(name)  # read from self.cfg per call / per fax
+        applied += self._reload_sip(old, new, restart)
+        if old.path(old.spool.dir).resolve() != new.path(new.spool.dir).resolve():
+            restart.append("spool.dir")
+        if old.path(old.system.control_socket).resolve() != new.path(new.system.control_socket).resolve():
+            restart.append("system.control_socket")
+        web_old = dataclasses.replace(old.web, setup_done=False)
+        if web_old != dataclasses.replace(new.web, setup_done=False):
+            restart.append("web")
+        self.cfg = new
+        applied += await self._reload_modems(old, new, restart)
+        self.delivery.wake()
+        log.info("configuration reloaded from %s: applied %s%s", path, ", ".join(applied) or "nothing new",
+                 f"; needs a restart: {', '.join(restart)}" if restart else "")
+        return {"ok": True, "applied": applied, "restart": restart}
+
+    def _reload_sip(self, old: Config, new: Config, restart: list[str]) -> list[str]:
+        """Who may call, flood limits and the digest realm apply to the next INVITE."""
+        from .sip.digest import DigestServer
+        from .sip.policy import PeerTable, RateLimiter
+
+        applied = []
+        o, n = old.sip, new.sip
+        gate = getattr(self.sip, "gate", None)
+        if (o.peers, o.allow_unknown) != (n.peers, n.allow_unknown):
+            self.peers = PeerTable(n.peers, n.allow_unknown)
+            if gate is not None:
+                gate.peers = self.peers
+            applied.append("sip.peers")
+        if gate is not None and (o.rate_limit, o.rate_burst) != (n.rate_limit, n.rate_burst):
+            gate.limiter = RateLimiter(n.rate_limit, n.rate_burst)
+            applied.append("sip.rate_limit")
+        if gate is not None and o.auth_realm != n.auth_realm:
+            gate.digest = DigestServer(n.auth_realm)
+            applied.append("sip.auth_realm")
+        if (o.public_address, o.playout_delay_ms) != (n.public_address, n.playout_delay_ms):
+            applied.append("sip.media")  # read from self.cfg when a call is answered
+        for key in ("listen", "rtp_ports", "tls_cert", "tls_key", "tls_ca", "tls_verify_client",
+                    "registrations", "user_agent"):
+            if getattr(o, key) != getattr(n, key):
+                restart.append(f"sip.{key}")
+        return applied
+
+    async def _reload_modems(self, old: Config, new: Config, restart: list[str]) -> list[str]:
+        """New settings for every line; idle lines restart now to apply init/class/serial
+        changes, busy ones when their call has ended; added devices start, removed idle ones stop."""
+        from .modem.line import LineSettings
+
+        settings = LineSettings.from_config(new.modem, new.fax)
+        if self.modems is None:
+            if new.modem.devices or new.modem.auto_adopt:
+                self.modems = ModemManager.from_config(new, self._modem_begin, self._modem_finish)
+                await self.modems.start()
+                return ["modem"]
+            return []
+        m = self.modems
+        if m.settings == settings and old.modem.devices == new.modem.devices and m.auto_adopt == new.modem.auto_adopt:
+            return []
+        only_rings = dataclasses.replace(m.settings, rings=settings.rings,
+                                         max_call_duration=settings.max_call_duration) == settings
+        m.settings, m.auto_adopt = settings, new.modem.auto_adopt
+        for device in [d for d in old.modem.devices if d not in new.modem.devices]:
+            line = m.lines.get(device)
+            if line is None:
+                continue
+            if line.state in ("ringing", "receiving"):
+                restart.append(f"modem.devices: {device} is in a call")
+                continue
+            await line.stop()
+            m.lines.pop(device, None)
+        for device, line in list(m.lines.items()):
+            line.settings = settings  # read again at the next ring and call
+            if not only_rings:
+                self._spawn(self._restart_line_when_idle(line))
+        for device in new.modem.devices:
+            if device not in m.lines:
+                line = m._line(device)  # the manager's own constructor for a line
+                if m._started:
+                    line.start()
+        return ["modem"]
+
+    async def _restart_line_when_idle(self, line: Any) -> None:
+        while line.state in ("ringing", "receiving"):
+            await asyncio.sleep(1.0)
+        await line.stop()
+        line.start()
 
     async def run_forever(self) -> None:
         await self.start()
