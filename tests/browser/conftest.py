@@ -63,7 +63,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 class Appliance:
     """`faxbridge run --config <tmp>/faxbridge.toml` in its own process group, with its log kept."""
 
-    def __init__(self, workdir: Path, *, extra: str = "") -> None:
+    def __init__(self, workdir: Path, *, extra: str = "", configured: bool = False) -> None:
         self.workdir = workdir
         self.sip_port = free_port()
         self.web_port = free_port("tcp")
@@ -97,6 +97,7 @@ default = "faxes@example.test"
 [web]
 listen = "127.0.0.1:{self.web_port}"
 state_dir = "web"
+{"setup_done = true" if configured else ""}
 
 [system]
 control_socket = "fb.sock"
@@ -190,9 +191,9 @@ def appliance_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Call
     """Start fresh appliances (an empty box each: no password, no faxes); all stopped afterwards."""
     started: list[Appliance] = []
 
-    def make(extra: str = "") -> Appliance:
+    def make(extra: str = "", configured: bool = False) -> Appliance:
         # a short path: the control socket's path must stay under the 108-byte sun_path limit
-        app = Appliance(tmp_path_factory.mktemp("box"), extra=extra)
+        app = Appliance(tmp_path_factory.mktemp("box"), extra=extra, configured=configured)
         started.append(app)
         app.start()
         return app
@@ -206,8 +207,14 @@ def appliance_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Call
 
 @pytest.fixture
 def appliance(appliance_factory: Callable[..., Appliance]) -> Appliance:
-    """One empty box, running."""
+    """One empty box, running: no password, no faxes, the wizard not yet done."""
     return appliance_factory()
+
+
+@pytest.fixture
+def configured_box(appliance_factory: Callable[..., Appliance]) -> Appliance:
+    """A box past the wizard (web.setup_done), still without a password: tests set one."""
+    return appliance_factory(configured=True)
 
 
 @pytest.fixture(scope="session")
