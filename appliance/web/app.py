@@ -13,7 +13,7 @@ from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from appliance.config import Config
-from appliance.web import api, faxes
+from appliance.web import api, auth, csrf, faxes
 from appliance.web.params import BadParam
 from appliance.web.spoolview import close_spool
 
@@ -36,8 +36,12 @@ def create_app(config: Config) -> Flask:
     app = Flask(__name__)
     app.config["FAXBRIDGE"] = config
     app.jinja_env.autoescape = True  # every template, whatever its file name
+    app.jinja_env.globals["has_endpoint"] = lambda name: name in app.view_functions
     app.jinja_env.filters.update(when=fmt_time, duration=fmt_duration, state_label=state_label,
                                  state_class=state_class, dash=dash)
+    auth.init_app(app, config.path(config.web.state_dir), https=config.web.https,
+                  session_hours=config.web.session_hours)
+    csrf.init_app(app)
     app.register_blueprint(faxes.bp)
     app.register_blueprint(api.bp, url_prefix="/api")
     app.add_url_rule("/healthz", "healthz", healthz)

@@ -1,7 +1,8 @@
-"""Run the web UI in its own process under waitress (a production WSGI server, pure Python).
+"""Run the web UI in its own process under cheroot (a production WSGI server with TLS).
 
-There is no login yet, so the default listen address is loopback; a non-loopback address is
-allowed only because the owner configured it, and is logged loudly.
+HTTPS is on by default with a certificate generated on first start (``tls.py``); the owner's
+own certificate wins when configured. Plain HTTP is possible (``web.https = false``), e.g. behind
+a reverse proxy; a listen address beyond loopback is logged.
 """
 
 from __future__ import annotations
@@ -9,16 +10,19 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import ssl
 
-import waitress
+from cheroot import wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from appliance.config import Config, parse_hostport
 from appliance.web.app import create_app
+from appliance.web.tls import ensure_certificate
 
 log = logging.getLogger("faxbridge.web")
 
-#: a few threads: page renders may block one for a moment, the box has 4 cores at most
-THREADS = 4
+#: page renders and a few live-status streams (each open dashboard holds one thread)
+THREADS = 12
 
 
 def is_loopback(host: str) -> bool:
@@ -31,16 +35,37 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def build_server(config: Config) -> tuple[wsgi.Server, str]:
+    """The configured server and its base URL (not started)."""
+    host, port = parse_hostport(config.web.listen, 8080)
+    app = create_app(config)
+    server = wsgi.Server((host, port), app, numthreads=THREADS, server_name="Faxbridge",
+                         shutdown_timeout=2)
+    scheme = "http"
+    if config.web.https:
+        if config.web.cert_file:
+            cert, key = config.path(config.web.cert_file), config.path(config.web.key_file)
+        else:
+            cert, key = ensure_certificate(config.path(config.web.state_dir), host, config.system.hostname)
+        adapter = BuiltinSSLAdapter(str(cert), str(key))
+        adapter.context.minimum_version = ssl.TLSVersion.TLSv1_2
+        server.ssl_adapter = adapter
+        scheme = "https"
+    shown = f"[{host}]" if ":" in host else host
+    return server, f"{scheme}://{shown}:{port}/"
+
+
 def serve(config: Config) -> None:
     """Serve the UI on ``config.web.listen`` until the process is stopped."""
-    host, port = parse_hostport(config.web.listen, 8080)
+    host, _ = parse_hostport(config.web.listen, 8080)
+    server, url = build_server(config)
     if not is_loopback(host):
-        log.warning("web UI listening on %s:%d, reachable from the network, and has no login yet",
-                    host, port)
-    app = create_app(config)
-    log.info("web UI on http://%s:%d/", f"[{host}]" if ":" in host else host, port)
-    waitress.serve(app, host=host, port=port, threads=THREADS, ident="Faxbridge",
-                   clear_untrusted_proxy_headers=True)
+        log.info("web UI reachable from the network at %s (login required)", url)
+    log.info("web UI on %s", url)
+    try:
+        server.safe_start()
+    finally:
+        server.stop()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 # (importlib mode, or __init__.py files added to tests/ later, would not put this folder on the path).
 sys.path.insert(0, str(Path(__file__).parent))
 from webfax import STANDARD, T0, add_fax  # noqa: E402
+from webauth import login  # noqa: E402
 
 from appliance.config import Config, SpoolConfig
 from appliance.spool.store import FaxRecord, Spool
@@ -36,8 +37,21 @@ def spool(config: Config) -> Iterator[Spool]:
 
 
 @pytest.fixture
-def client(config: Config) -> FlaskClient:
+def anon_client(config: Config) -> FlaskClient:
+    """A browser that has not logged in."""
     return create_app(config).test_client()
+
+
+@pytest.fixture
+def client(anon_client: FlaskClient) -> FlaskClient:
+    """A browser logged in as the administrator (the password set through the real store)."""
+    login(anon_client)
+    return anon_client
+
+
+@pytest.fixture
+def admin_client(client: FlaskClient) -> FlaskClient:
+    return client
 
 
 @pytest.fixture

@@ -14,6 +14,8 @@ from webfax import FAX_WIDTH, FINE, HEIGHT, STANDARD, T0, XSS, add_fax, black_bo
 
 from appliance.config import Config
 from appliance.spool.store import FaxRecord, Spool
+from webauth import authed
+
 from appliance.web import create_app, render
 
 
@@ -103,9 +105,9 @@ def test_pages_are_rendered_once_and_cached_on_disk(config: Config, full_fax: Fa
 
     monkeypatch.setattr(render, "render_page", counting)
     url = f"/faxes/{full_fax.id}/pages/2.png?size=thumb"
-    first = create_app(config).test_client().get(url)
-    again = create_app(config).test_client().get(url)  # a restarted web process, too
-    full = create_app(config).test_client().get(url.replace("thumb", "full"))
+    first = authed(create_app(config)).get(url)
+    again = authed(create_app(config)).get(url)  # a restarted web process, too
+    full = authed(create_app(config)).get(url.replace("thumb", "full"))
     assert first.status_code == again.status_code == full.status_code == 200
     assert first.data == again.data and first.data != full.data
     assert calls == [(2, "thumb"), (2, "full")]
@@ -133,7 +135,7 @@ def test_concurrent_requests_render_a_page_once(config: Config, full_fax: FaxRec
     statuses: list[int] = []
 
     def fetch() -> None:
-        statuses.append(app.test_client().get(f"/faxes/{full_fax.id}/pages/3.png?size=full").status_code)
+        statuses.append(authed(app).get(f"/faxes/{full_fax.id}/pages/3.png?size=full").status_code)
 
     threads = [threading.Thread(target=fetch) for _ in range(4)]
     for t in threads:

@@ -11,6 +11,8 @@ from flask.testing import FlaskClient
 
 from appliance.config import Config
 from appliance.spool.store import FaxRecord, Spool
+from webauth import authed
+
 from appliance.web import create_app
 from webfax import FINE, STANDARD, T0, XSS, add_fax
 
@@ -157,13 +159,13 @@ def test_empty_spool_without_directory(client: FlaskClient, config: Config) -> N
 def test_empty_spool_directory_without_database(config: Config) -> None:
     root = config.path(config.spool.dir)
     (root / "cache").mkdir(parents=True)
-    client = create_app(config).test_client()
+    client = authed(create_app(config))
     assert "No faxes have been received yet." in text(client, "/faxes")
     assert not (root / "spool.db").exists()  # the web UI never creates the daemon's database
 
 
 def test_database_created_after_web_start_is_picked_up(config: Config) -> None:
-    client = create_app(config).test_client()
+    client = authed(create_app(config))
     assert listed_ids(text(client, "/faxes")) == []
     with Spool(config.path(config.spool.dir)) as writer:
         fax = add_fax(writer, T0, caller_number="+1")

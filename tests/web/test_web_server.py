@@ -1,8 +1,13 @@
-"""serve() for real: waitress on a loopback port in a child process, fetched over HTTP."""
+"""serve() for real: cheroot on a loopback port in a child process, over HTTPS with the generated
+certificate, through the first-start password page."""
 
 from __future__ import annotations
 
+import http.cookiejar
+import re
 import socket
+import ssl
+import urllib.parse
 import subprocess
 import sys
 import time
@@ -25,20 +30,26 @@ def free_loopback_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+def wait_for(url: str, proc: subprocess.Popen[bytes], ctx: ssl.SSLContext | None = None,
+             timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"server exited with {proc.returncode}: {proc.stderr.read().decode()}")
         try:
-            with urllib.request.urlopen(url, timeout=2):
+            with urllib.request.urlopen(url, timeout=2, context=ctx):
                 return
-        except (urllib.error.URLError, ConnectionError):
+        except (urllib.error.URLError, ConnectionError, ssl.SSLError):
             time.sleep(0.1)
     raise AssertionError(f"{url} did not answer within {timeout} s")
 
 
-def test_serve_answers_over_http(tmp_path: Path) -> None:
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return None
+
+
+def test_serve_answers_over_https_with_its_generated_certificate_and_login(tmp_path: Path) -> None:
     port = free_loopback_port()
     (tmp_path / "faxbridge.toml").write_text(f'[web]\nlisten = "127.0.0.1:{port}"\n'
                                              '[spool]\ndir = "spool"\n')
@@ -48,17 +59,54 @@ def test_serve_answers_over_http(tmp_path: Path) -> None:
             "serve(Config.load(sys.argv[1]))")
     proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "faxbridge.toml")],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
+    base = f"https://127.0.0.1:{port}"
+    cert = tmp_path / "var" / "web" / "tls" / "cert.pem"
     try:
-        wait_for(base + "/healthz", proc)
-        with urllib.request.urlopen(base + "/healthz", timeout=5) as r:
+        deadline = time.monotonic() + 20
+        while not cert.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        # the generated certificate itself is the trust anchor: it names 127.0.0.1
+        ctx = ssl.create_default_context(cafile=str(cert))
+        wait_for(base + "/healthz", proc, ctx)
+        assert oct(cert.with_name("key.pem").stat().st_mode & 0o777) == "0o600"
+        jar = http.cookiejar.CookieJar()
+        https = urllib.request.HTTPSHandler(context=ctx)
+        browser = urllib.request.build_opener(https, urllib.request.HTTPCookieProcessor(jar))
+        plain = urllib.request.build_opener(https, _NoRedirect)
+        with urllib.request.urlopen(base + "/healthz", timeout=5, context=ctx) as r:
             assert (r.status, r.read()) == (200, b"ok")
-        with urllib.request.urlopen(base + "/", timeout=5) as r:
+        # a new box: every page leads to setting the password
+        try:
+            plain.open(base + "/faxes", timeout=5)
+        except urllib.error.HTTPError as e:
+            assert e.code == 302 and e.headers["Location"].endswith("/setup")
+        else:
+            raise AssertionError("an empty box must redirect to /setup")
+        with browser.open(base + "/setup", timeout=5) as r:
+            token = re.search(r'name="csrf-token" content="([^"]+)"', r.read().decode()).group(1)
+        form = urllib.parse.urlencode({"password": "s3cure-enough-pw", "confirm": "s3cure-enough-pw",
+                                       "csrf_token": token}).encode()
+        with browser.open(base + "/setup", data=form, timeout=10) as r:
+            assert r.status == 200
+        (cookie,) = [c for c in jar if c.name == "faxbridge_session"]
+        assert cookie.secure and cookie.has_nonstandard_attr("HttpOnly")
+        with browser.open(base + "/faxes", timeout=5) as r:
             body = r.read().decode()
             assert r.status == 200 and r.headers["X-Frame-Options"] == "DENY"
             assert "+4930555" in body and f"/faxes/{fax.id}/pages/1.png?size=thumb" in body
-        with urllib.request.urlopen(f"{base}/faxes/{fax.id}/pages/2.png?size=thumb", timeout=10) as r:
+        with browser.open(f"{base}/faxes/{fax.id}/pages/2.png?size=thumb", timeout=10) as r:
             assert r.headers["Content-Type"] == "image/png" and r.read(8) == b"\x89PNG\r\n\x1a\n"
+        # TLS 1.1 is refused
+        old = ssl.create_default_context(cafile=str(cert))
+        old.maximum_version = ssl.TLSVersion.TLSv1_1
+        try:
+            old.minimum_version = ssl.TLSVersion.TLSv1_1
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+                old.wrap_socket(raw, server_hostname="127.0.0.1")
+        except (ssl.SSLError, OSError, ValueError):
+            pass
+        else:
+            raise AssertionError("TLS 1.1 must be refused")
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -1,0 +1,81 @@
+"""The web UI's HTTPS certificate: the owner's, or one generated on first start.
+
+A box on a local network has no public name a CA would certify, so the first start makes a
+self-signed certificate for the host name, ``localhost`` and the listen address (the browser
+asks once to trust it). The owner may install their own (``web.cert_file``/``key_file``, or an
+upload into the state directory), which then wins.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import socket
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from appliance.web.auth import write_private
+
+#: browsers cap certificate lifetimes; a box regenerates before this runs out
+LIFETIME_DAYS = 397
+
+
+def generated_paths(state_dir: Path) -> tuple[Path, Path]:
+    return Path(state_dir) / "tls" / "cert.pem", Path(state_dir) / "tls" / "key.pem"
+
+
+def ensure_certificate(state_dir: Path, listen_host: str, hostname: str = "") -> tuple[Path, Path]:
+    """The generated certificate's paths, making (or renewing) it when missing or near expiry."""
+    cert_path, key_path = generated_paths(state_dir)
+    if cert_path.exists() and key_path.exists():
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        if cert.not_valid_after_utc - datetime.timedelta(days=30) > datetime.datetime.now(datetime.timezone.utc):
+            return cert_path, key_path
+    names = [hostname or socket.gethostname(), "localhost"]
+    ips = {"127.0.0.1", "::1"}
+    try:
+        if not ipaddress.ip_address(listen_host).is_unspecified:
+            ips.add(listen_host)
+    except ValueError:
+        names.append(listen_host)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0][:64] or "faxbridge"),
+                         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Faxbridge appliance")])
+    san = [x509.DNSName(n) for n in dict.fromkeys(n for n in names if n)]
+    san += [x509.IPAddress(ipaddress.ip_address(i)) for i in sorted(ips)]
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=LIFETIME_DAYS))
+            .add_extension(x509.SubjectAlternativeName(san), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(key, hashes.SHA256()))
+    write_private(key_path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                              serialization.NoEncryption()))
+    write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+    return cert_path, key_path
+
+
+def check_pair(cert_pem: bytes, key_pem: bytes) -> str | None:
+    """Why an uploaded certificate and key cannot be used, or None."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError:
+        return "the certificate is not a PEM certificate"
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError):
+        return "the key is not an unencrypted PEM private key"
+    pub = serialization.PublicFormat.SubjectPublicKeyInfo
+    if (cert.public_key().public_bytes(serialization.Encoding.PEM, pub)
+            != key.public_key().public_bytes(serialization.Encoding.PEM, pub)):
+        return "the key does not belong to the certificate"
+    if cert.not_valid_after_utc <= datetime.datetime.now(datetime.timezone.utc):
+        return "the certificate has expired"
+    return None
