@@ -33,6 +33,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .daemon import Appliance
 
     cfg = _load(args.config)
+    from .logfile import add_file_logging
+    add_file_logging(cfg)
+    restart = False
     web: subprocess.Popen[bytes] | None = None
     if cfg.web.enabled and not args.no_web:
         # its own process: a crash in the web UI never touches a call in progress
@@ -41,6 +44,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         web = subprocess.Popen(cmd)
 
     async def main() -> None:
+        nonlocal restart
         app = Appliance(cfg)
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
@@ -49,7 +53,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         await app.start()
         print(_banner(cfg, app), file=sys.stderr, flush=True)
         try:
-            await stop.wait()
+            # SIGTERM/SIGINT, or "restart" on the control socket (the web page's restart button)
+            waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(app.restart_requested.wait())]
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for w in waits:
+                w.cancel()
+            restart = app.restart_requested.is_set() and not stop.is_set()
         finally:
             await app.stop()
 
@@ -62,6 +71,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                 web.wait(5)
             except subprocess.TimeoutExpired:
                 web.kill()
+    if restart:
+        # the same command line again, in the same process (systemd keeps tracking the PID)
+        logging.getLogger("faxbridge").warning("restarting: %s", " ".join(sys.orig_argv))
+        logging.shutdown()
+        sys.stderr.flush()
+        os.execv(sys.executable, sys.orig_argv)
     return 0
 
 

@@ -1,0 +1,56 @@
+"""The daemon's log file: rotating, under var/log, so the system page can show the recent log.
+
+`faxbridge run` logs to stderr (systemd's journal) and to this file; the web process only reads it.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+from collections import deque
+from pathlib import Path
+
+from .config import Config
+
+#: relative to the configuration's directory, like every configured path
+LOG_FILE = "var/log/faxbridge.log"
+MAX_BYTES = 1024 * 1024
+BACKUPS = 3
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def log_path(cfg: Config) -> Path:
+    return cfg.path(LOG_FILE)
+
+
+def add_file_logging(cfg: Config) -> logging.Handler | None:
+    """Attach a rotating file handler to the root logger; a read-only disk only costs the file."""
+    path = log_path(cfg)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(path, maxBytes=MAX_BYTES, backupCount=BACKUPS,
+                                                       encoding="utf-8")
+        os.chmod(path, 0o640)  # the log names callers: not for every user on the box
+    except OSError as e:
+        logging.getLogger("faxbridge").warning("no log file at %s: %s", path, e)
+        return None
+    handler.setFormatter(logging.Formatter(FORMAT))
+    logging.getLogger().addHandler(handler)
+    return handler
+
+
+def tail(path: Path, lines: int = 200, max_bytes: int = 256 * 1024) -> list[str]:
+    """The last ``lines`` lines of ``path`` (reading at most ``max_bytes`` from its end)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            data = f.read()
+    except OSError:
+        return []
+    text = data.decode("utf-8", "replace").splitlines()
+    if size > max_bytes and text:
+        text = text[1:]  # the first line was cut in the middle
+    return list(deque(text, maxlen=lines))

@@ -1,0 +1,135 @@
+"""Real control sockets for tests: a ControlServer on its own event loop thread, or the whole daemon
+(`python -m appliance run --no-web`) as a process, answering on a socket under a short temp path."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Mapping
+
+from appliance.control import ControlClient, ControlServer, DaemonUnavailable
+from tests.conftest import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def short_dir() -> Path:
+    """A directory for sockets: sun_path allows 107 bytes, pytest's tmp_path can be longer."""
+    return Path(tempfile.mkdtemp(prefix="fbctl-", dir="/tmp"))
+
+
+class ServerThread:
+    """A real ControlServer on an event loop in a background thread."""
+
+    def __init__(self, path: Path, handlers: Mapping[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]]
+                 | Callable[[], Mapping[str, Any]]) -> None:
+        self.path = path
+        self._handlers = handlers
+        self.loop = asyncio.new_event_loop()
+        self.server: ControlServer | None = None
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> "ServerThread":
+        self._thread.start()
+        handlers = self._handlers() if callable(self._handlers) else self._handlers
+        self.server = ControlServer(self.path, handlers)  # type: ignore[arg-type]
+        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(5)
+        return self
+
+    def call(self, coro: Awaitable[Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)  # type: ignore[arg-type]
+
+    def __exit__(self, *exc: object) -> None:
+        if self.server is not None:
+            self.call(self.server.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+        self.loop.close()
+
+
+class DaemonProcess:
+    """The appliance daemon as `faxbridge run --no-web`, SIP on loopback, control socket in a short dir."""
+
+    def __init__(self, workdir: Path, *, extra: str = "") -> None:
+        self.workdir = workdir
+        self.sockdir = short_dir()
+        self.socket = self.sockdir / "fb.sock"
+        self.sip_port = free_port()
+        rtp = 30000 + (os.getpid() % 300) * 100
+        self.config = workdir / "faxbridge.toml"
+        self.config.write_text(f"""
+[sip]
+listen = ["udp:127.0.0.1:{self.sip_port}"]
+rtp_ports = [{rtp}, {rtp + 99}]
+playout_delay_ms = 250
+
+[fax]
+no_signal_timeout = 10
+post_phase_e_timeout = 3
+
+[spool]
+dir = "spool"
+
+[delivery]
+backend = "maildir"
+url = "Maildir"
+
+[routing]
+default = "faxes@example.test"
+
+[web]
+enabled = false
+
+[system]
+control_socket = "{self.socket}"
+{extra}
+""")
+        self.log = workdir / "daemon.out"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def client(self, timeout: float = 5.0) -> ControlClient:
+        return ControlClient(self.socket, timeout)
+
+    def start(self) -> "DaemonProcess":
+        with open(self.log, "ab") as logf:
+            self.proc = subprocess.Popen([sys.executable, "-m", "appliance", "run", "--no-web", "--config",
+                                          str(self.config)], cwd=self.workdir, stdout=logf, stderr=subprocess.STDOUT)
+        self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 20.0, not_started: float | None = None) -> dict[str, Any]:
+        """Until `status` answers (and, with ``not_started``, comes from a later start)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited with {self.proc.returncode}:\n{self.log_text()}")
+            try:
+                st = self.client(2).request({"cmd": "status"})
+                if not_started is None or st.get("started", 0) > not_started:
+                    return st
+            except DaemonUnavailable:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"daemon did not answer on {self.socket}:\n{self.log_text()[-3000:]}")
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.sockdir, ignore_errors=True)
