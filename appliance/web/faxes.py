@@ -1,30 +1,45 @@
-"""HTML pages for received faxes: the list, one fax, its page images and its TIFF."""
+"""HTML pages for received faxes: the list, one fax, its page images, TIFF and PDF, resend, delete.
+
+The list stays fast with 100,000 faxes: keyset pages (`before`/`after` cursors entering the
+spool's (created, id) index), one query for a page's jobs, and a count capped at COUNT_CAP.
+Pages only read; resend and delete open a writable spool for that one request (decision 0009:
+the web process writes only through the spool's own methods).
+"""
 
 from __future__ import annotations
 
+import io
 import logging
-import math
 import re
 import time
 from pathlib import Path
+from typing import Any
 
-from flask import Blueprint, Response, abort, redirect, render_template, request, send_file, url_for
+from flask import (Blueprint, Response, abort, current_app, redirect, render_template, request,
+                   send_file, url_for)
 from PIL import Image
 
-from appliance.spool.store import FaxRecord, Spool
+from appliance.spool.store import FaxQuery, FaxRecord, Job, Spool
 from appliance.web import render
-from appliance.web.params import STATES, BadParam, int_param, search_param, state_param
-from appliance.web.spoolview import get_spool, spool_root
+from appliance.web.params import (STATES, BadParam, cursor_param, date_range, email_param,
+                                  format_cursor, int_param, search_param, state_param, text_param)
+from appliance.web.spoolview import get_spool, spool_root, writable_spool
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("faxes", __name__)
 
 PER_PAGE = 50
+#: counting stops here: beyond it the list says "more than 10,000" instead of scanning on
+COUNT_CAP = 10_000
 #: rendered pages never change once the fax is finished; an hour keeps list scrolling cheap
 IMAGE_MAX_AGE = 3600
 #: what Pillow raises on a broken or hostile TIFF
 RENDER_ERRORS = (OSError, ValueError, EOFError, SyntaxError, Image.DecompressionBombError)
+#: the filter fields of the list's form, in the order the links carry them
+FILTERS = ("q", "state", "from", "to", "caller", "called", "tsi", "recipient")
+#: extra keys shown elsewhere on the detail page, or too bulky for the facts list
+HIDDEN_EXTRA = ("trace", "page_stats")
 
 
 @bp.get("/")
@@ -35,26 +50,53 @@ def root() -> Response:
     return redirect(f"{target}?{qs}" if qs else target)
 
 
+def list_query() -> tuple[FaxQuery, dict[str, str]]:
+    """The list's filters from the URL, validated, and the same as link parameters."""
+    args = request.args
+    since, until = date_range(args)
+    query = FaxQuery(state=state_param(args), search=search_param(args), since=since, until=until,
+                     caller=text_param(args, "caller"), called=text_param(args, "called"),
+                     tsi=text_param(args, "tsi"), recipient=text_param(args, "recipient"))
+    link = {k: args[k].strip() for k in FILTERS if (args.get(k) or "").strip()}
+    return query, link
+
+
 @bp.get("/faxes")
 def index() -> str:
-    """Received faxes, newest first, 50 a page, with optional search and state filter."""
-    page = int_param(request.args, "page", 1, 1, 10**6)
-    q = search_param(request.args)
-    state = state_param(request.args)
+    """Received faxes, newest first, PER_PAGE a page, narrowed by the filters in the URL."""
+    query, link = list_query()
+    before, after = cursor_param(request.args, "before"), cursor_param(request.args, "after")
+    if before and after:
+        raise BadParam("after", "cannot be used together with 'before'")
+    deleted = int_param(request.args, "deleted", 0, 0)
     spool = get_spool()
-    rows, total = [], 0
+    rows: list[tuple[FaxRecord, list[Job]]] = []
+    total, newer, older = 0, None, None
     if spool is not None:
-        total = spool.count_faxes(state=state, search=q)
-        faxes = spool.list_faxes(limit=PER_PAGE, offset=(page - 1) * PER_PAGE, state=state, search=q)
-        rows = [(fax, spool.jobs_for(fax.id)) for fax in faxes]
-    return render_template("faxes_list.html", rows=rows, total=total, page=page,
-                           pages=max(1, math.ceil(total / PER_PAGE)), q=q or "", state=state or "",
-                           states=STATES)
+        faxes = spool.list_faxes(query=query, before=before, after=after, limit=PER_PAGE + 1)
+        if after is not None:
+            if len(faxes) <= PER_PAGE:  # back at the top: show the real first page
+                after = None
+                faxes = spool.list_faxes(query=query, limit=PER_PAGE + 1)
+            else:
+                faxes = faxes[1:]
+        more_older = len(faxes) > PER_PAGE if after is None else True
+        faxes = faxes[:PER_PAGE]
+        if faxes and (before is not None or after is not None):
+            newer = format_cursor(faxes[0].created, faxes[0].id)
+        if faxes and more_older:
+            older = format_cursor(faxes[-1].created, faxes[-1].id)
+        jobs = spool.jobs_for_faxes([f.id for f in faxes])
+        rows = [(fax, jobs[fax.id]) for fax in faxes]
+        total = spool.count_faxes(query=query, cap=COUNT_CAP)
+    return render_template("faxes_list.html", rows=rows, total=total, cap=COUNT_CAP,
+                           filtered=query.active(), link=link, newer=newer, older=older,
+                           paged=before is not None or after is not None, deleted=deleted,
+                           f={k: request.args.get(k, "") for k in FILTERS}, states=STATES,
+                           advanced=any(k in link for k in FILTERS[2:]))
 
 
-@bp.get("/faxes/<int:fax_id>")
-def detail(fax_id: int) -> str:
-    """Everything known about one fax: call facts, delivery and every page."""
+def _detail(fax_id: int, status: int = 200, **extra: Any) -> tuple[str, int]:
     spool, fax = _fax_or_404(fax_id)
     jobs = spool.jobs_for(fax.id)
     attempts = {job.id: spool.attempts(job.id) for job in jobs}
@@ -66,8 +108,23 @@ def detail(fax_id: int) -> str:
         except RENDER_ERRORS as e:
             log.warning("fax %s: cannot read %s: %s", fax.id, tiff, e)
             unreadable = True
+    trace = fax.extra.get("trace")
+    trace_lines = [str(line) for line in trace] if isinstance(trace, list) else []
+    facts = {k: v for k, v in fax.extra.items() if k not in HIDDEN_EXTRA}
+    extra.setdefault("address", "")
     return render_template("fax_detail.html", fax=fax, jobs=jobs, attempts=attempts,
-                           has_tiff=tiff is not None, npages=npages, unreadable=unreadable)
+                           has_tiff=tiff is not None, npages=npages, unreadable=unreadable,
+                           trace=trace_lines, facts=facts, can_delete=_delete_refusal(fax, jobs) is None,
+                           resendable=[j.recipient for j in jobs if _is_mail(j.recipient)],
+                           **extra), status
+
+
+@bp.get("/faxes/<int:fax_id>")
+def detail(fax_id: int) -> tuple[str, int]:
+    """Everything known about one fax: call facts, T.30 trace, delivery and every page."""
+    resent = request.args.get("resent", "")
+    return _detail(fax_id, resent=resent if resent in ("1", "0") else "",
+                   skipped=int_param(request.args, "skipped", 0, 0, 1000))
 
 
 @bp.get("/faxes/<int:fax_id>/pages/<int:page>.png")
@@ -107,11 +164,122 @@ def tiff_download(fax_id: int) -> Response:
     return resp
 
 
-def download_name(fax: FaxRecord) -> str:
+@bp.get("/faxes/<int:fax_id>.pdf")
+def pdf_download(fax_id: int) -> Response:
+    """The fax as a PDF, one page per fax page, converted losslessly as delivery does it."""
+    from appliance.delivery.tiff_profiles import to_pdf  # img2pdf only for this route
+
+    spool, fax = _fax_or_404(fax_id)
+    tiff = _tiff(spool, fax)
+    if tiff is None:
+        abort(404, "This fax has no image.")
+    try:
+        data = to_pdf(tiff.read_bytes())
+    except RENDER_ERRORS as e:
+        log.warning("fax %s: cannot convert %s to PDF: %s", fax.id, tiff, e)
+        abort(500, "The fax image cannot be converted to PDF.")
+    resp = send_file(io.BytesIO(data), mimetype="application/pdf", as_attachment=True,
+                     download_name=download_name(fax, "pdf"))
+    resp.headers["Cache-Control"] = "private, no-cache"
+    return resp
+
+
+@bp.post("/faxes/<int:fax_id>/resend")
+def resend(fax_id: int) -> Response | tuple[str, int]:
+    """Queue the fax again, as new messages: to its own recipients or to one address typed in."""
+    to = request.form.get("to", "")
+    if to not in ("same", "other"):
+        raise BadParam("to", "must be same or other")
+    _, fax = _fax_or_404(fax_id)
+    address = (request.form.get("address") or "").strip()
+    if to == "other":
+        try:
+            recipients = [email_param(request.form, "address")]
+        except BadParam as e:
+            return _detail(fax_id, 400, resend_error=f"Not sent: the address {e.message}.",
+                           address=address[:254])
+    if fax.state in ("receiving", "no_fax"):
+        return _detail(fax_id, 409, resend_error="Not sent: this call brought no fax to send.")
+    done, skipped = 0, 0
+    with writable_spool() as spool:
+        if to == "same":
+            recipients = [j.recipient for j in spool.jobs_for(fax_id) if _is_mail(j.recipient)]
+            if not recipients:
+                return _detail(fax_id, 409, resend_error="Not sent: this fax has no recipients yet;"
+                                                         " enter an address instead.")
+        for rcpt in recipients:
+            try:
+                spool.resend(fax_id, rcpt, time.time())
+                done += 1
+            except ValueError as e:  # still on its way: it will be delivered anyway
+                log.info("resend of fax %s to %s skipped: %s", fax.uid, rcpt, e)
+                skipped += 1
+    if done:
+        log.info("fax %s resent to %d recipient(s) from the web page", fax.uid, done)
+        wake_daemon()
+    return redirect(url_for("faxes.detail", fax_id=fax_id, resent=1 if done else 0,
+                            skipped=skipped or None) + "#delivery")
+
+
+@bp.get("/faxes/<int:fax_id>/delete")
+def delete_confirm(fax_id: int) -> tuple[str, int]:
+    """The confirmation step: what will be deleted, and one button that really does it."""
+    spool, fax = _fax_or_404(fax_id)
+    refusal = _delete_refusal(fax, spool.jobs_for(fax_id))
+    return render_template("fax_delete.html", fax=fax, refusal=refusal), 200
+
+
+@bp.post("/faxes/<int:fax_id>/delete")
+def delete(fax_id: int) -> Response | tuple[str, int]:
+    """Delete the fax's image, rendered pages, jobs and history; refused while it is busy."""
+    _, fax = _fax_or_404(fax_id)
+    with writable_spool() as spool:
+        try:
+            spool.delete_fax(fax_id)
+        except KeyError:
+            abort(404, f"There is no fax {fax_id}.")
+        except ValueError as e:
+            log.info("delete of fax %s refused: %s", fax.uid, e)
+            fresh = spool.get_fax(fax_id) or fax
+            return render_template("fax_delete.html", fax=fresh,
+                                   refusal=_delete_refusal(fresh, spool.jobs_for(fax_id))
+                                   or "It is busy right now; try again in a minute."), 409
+    log.info("fax %s deleted from the web page", fax.uid)
+    return redirect(url_for("faxes.index", deleted=fax_id))
+
+
+def wake_daemon() -> None:
+    """Ask the daemon to look at the queue now; without it the worker still looks within a minute."""
+    try:
+        from appliance.control import ControlClient
+    except ImportError:
+        return
+    config = current_app.config["FAXBRIDGE"]
+    try:
+        ControlClient(config.path(config.system.control_socket), timeout=2.0).request({"cmd": "wake"})
+    except Exception as e:  # daemon down or busy: the queue is durable, nothing is lost
+        log.info("could not wake the daemon (it will find the job itself): %s", e)
+
+
+def _delete_refusal(fax: FaxRecord, jobs: list[Job]) -> str | None:
+    """Why this fax cannot be deleted now, or None (mirrors Spool.delete_fax's checks)."""
+    if fax.state == "receiving":
+        return "The call is still coming in."
+    if any(j.state == "delivering" for j in jobs):
+        return "It is being delivered right now; try again in a minute."
+    return None
+
+
+def _is_mail(recipient: str) -> bool:
+    """A mailbox, not the local archive (``maildir:archive``), which keeps its copy already."""
+    return "@" in recipient and not recipient.startswith("maildir:")
+
+
+def download_name(fax: FaxRecord, ext: str = "tif") -> str:
     """'fax-20260105-140312-<uid>.tif' from the uid and date only (no TSI or caller name)."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(fax.created))
     uid = re.sub(r"[^A-Za-z0-9_-]", "", fax.uid)[:40] or str(fax.id)
-    return f"fax-{stamp}-{uid}.tif"
+    return f"fax-{stamp}-{uid}.{ext}"
 
 
 def _fax_or_404(fax_id: int) -> tuple[Spool, FaxRecord]:

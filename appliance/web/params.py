@@ -5,6 +5,9 @@ Bad values raise `BadParam` naming the parameter, so callers answer 400 instead 
 
 from __future__ import annotations
 
+import datetime
+import re
+import time
 from collections.abc import Mapping
 
 from appliance.spool.store import FAX_STATES
@@ -56,4 +59,81 @@ def search_param(args: Mapping[str, str]) -> str | None:
         return None
     if len(raw) > MAX_SEARCH or any(ord(c) < 32 for c in raw):
         raise BadParam("q", f"must be at most {MAX_SEARCH} printable characters")
+    return raw
+
+
+MAX_FIELD = 100
+#: a plain addr-spec: dot-atom local part, a host name with at least one dot; no display name,
+#: comment, quoted string or IP literal (the recipient goes straight into RCPT TO and To:)
+_ADDRESS_RE = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+")
+
+
+def text_param(args: Mapping[str, str], name: str, limit: int = MAX_FIELD) -> str | None:
+    """A short printable filter text, or None when empty."""
+    raw = (args.get(name) or "").strip()
+    if not raw:
+        return None
+    if len(raw) > limit or any(ord(c) < 32 or ord(c) == 127 for c in raw):
+        raise BadParam(name, f"must be at most {limit} printable characters")
+    return raw
+
+
+def date_param(args: Mapping[str, str], name: str) -> datetime.date | None:
+    """A calendar day written YYYY-MM-DD (what <input type=date> sends), or None."""
+    raw = (args.get(name) or "").strip()
+    if not raw:
+        return None
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
+        raise BadParam(name, "must be a date written YYYY-MM-DD")
+    try:
+        day = datetime.date.fromisoformat(raw)
+    except ValueError:
+        raise BadParam(name, "is not a real calendar day") from None
+    if day.year < 1971:
+        raise BadParam(name, "must be after 1970")
+    return day
+
+
+def day_start(day: datetime.date) -> float:
+    """Midnight at the start of `day` in the appliance's local time zone, as a Unix time."""
+    return time.mktime((day.year, day.month, day.day, 0, 0, 0, 0, 0, -1))
+
+
+def date_range(args: Mapping[str, str]) -> tuple[float | None, float | None]:
+    """`from` and `to` (both days inclusive, local time) as [since, until) Unix times."""
+    first, last = date_param(args, "from"), date_param(args, "to")
+    if first and last and last < first:
+        raise BadParam("to", "must not be before 'from'")
+    since = day_start(first) if first else None
+    until = day_start(last + datetime.timedelta(days=1)) if last else None
+    return since, until
+
+
+def cursor_param(args: Mapping[str, str], name: str) -> tuple[float, int] | None:
+    """A keyset cursor `<created>_<id>` the list's own links carry, or None."""
+    raw = (args.get(name) or "").strip()
+    if not raw:
+        return None
+    m = re.fullmatch(r"(\d{1,12}(?:\.\d{1,9})?)_(\d{1,12})", raw)
+    if not m:
+        raise BadParam(name, "is not a position in the list (use the list's own links)")
+    return float(m.group(1)), int(m.group(2))
+
+
+def format_cursor(created: float, fax_id: int) -> str:
+    """The inverse of `cursor_param`: repr keeps the float exact, so no fax is skipped or repeated."""
+    text = repr(float(created))
+    return f"{text.removesuffix('.0')}_{fax_id}" if "e" not in text else f"{int(created)}_{fax_id}"
+
+
+def email_param(form: Mapping[str, str], name: str) -> str:
+    """One plain mail address, strictly checked, or BadParam saying what is wrong."""
+    raw = (form.get(name) or "").strip()
+    if not raw:
+        raise BadParam(name, "is empty: enter a mail address such as fax@example.com")
+    if len(raw) > 254 or not _ADDRESS_RE.fullmatch(raw) or len(raw.rpartition("@")[0]) > 64:
+        raise BadParam(name, "must be one plain mail address such as fax@example.com"
+                             " (no name, brackets, commas or spaces)")
     return raw

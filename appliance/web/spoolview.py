@@ -1,4 +1,4 @@
-"""Read-only access to the spool for one request, and the JSON shape of a fax.
+"""Spool access for one request (read-only; writable only for resend and delete), and the JSON shape of a fax.
 
 The spool is opened per request (SQLite connections are per thread, and the database may
 appear after the web process started, when the daemon first runs).  A missing database means
@@ -11,9 +11,11 @@ import dataclasses
 import logging
 import sqlite3
 from pathlib import Path
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from flask import current_app, g
+from flask import abort, current_app, g
 
 from appliance.spool.store import FaxRecord, Job, Spool
 
@@ -31,6 +33,24 @@ def get_spool() -> Spool | None:
     if "spool" not in g:
         g.spool = _open(spool_root())
     return g.spool
+
+
+@contextmanager
+def writable_spool() -> Iterator[Spool]:
+    """A writable spool for one state-changing request (resend, delete), closed right after.
+
+    Pages keep the read-only one; only these few requests write, through the spool's own
+    methods, beside the daemon (SQLite WAL, ``busy_timeout`` 5 s in Spool: a daemon commit in
+    progress is waited out, not an error).  404 while the daemon has never made a spool.
+    """
+    root = spool_root()
+    if not (root / "spool.db").exists():
+        abort(404, "There are no faxes yet.")
+    spool = Spool(root)
+    try:
+        yield spool
+    finally:
+        spool.close()
 
 
 def close_spool(_exc: BaseException | None = None) -> None:
