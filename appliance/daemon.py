@@ -40,6 +40,8 @@ from .spool.store import FACT_FIELDS, FaxRecord, Spool
 log = logging.getLogger("faxbridge")
 #: a full collection at least this often (seconds), earlier when the appliance is idle
 FULL_GC_INTERVAL = 60.0
+#: how often faxes older than system.retention_days are purged (the first run is at start-up)
+RETENTION_INTERVAL = 3600.0
 
 
 def _background_priority() -> None:
@@ -99,6 +101,7 @@ class Appliance:
         self._spawn(self._collect_garbage())
         self._spawn(self._sip_events())
         self._spawn(self.delivery.run())
+        self._spawn(self._purge_old_faxes())
         if self.cfg.modem.devices or self.cfg.modem.auto_adopt:
             # each line fails alone (absent device: "down", broken modem: "error") and retries
             self.modems = ModemManager.from_config(self.cfg, self._modem_begin, self._modem_finish)
@@ -149,6 +152,23 @@ class Appliance:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("task failed", exc_info=task.exception())
+
+    async def _purge_old_faxes(self) -> None:
+        """Retention: every hour, delete faxes older than system.retention_days (0 keeps all).
+
+        Reads self.cfg each time, so a reloaded setting applies at the next run; the spool
+        never purges a fax whose delivery is still open.  Errors are logged, never fatal.
+        """
+        loop = asyncio.get_running_loop()
+        while True:
+            days = self.cfg.system.retention_days
+            if days > 0:
+                try:
+                    await loop.run_in_executor(None, self.spool.purge_older_than,
+                                               time.time() - days * 86400.0)
+                except (OSError, sqlite3.Error):
+                    log.exception("retention purge failed; trying again in an hour")
+            await asyncio.sleep(RETENTION_INTERVAL)
 
     async def _collect_garbage(self) -> None:
         """Young objects every second (cheap); the whole heap only when no call is in progress."""
