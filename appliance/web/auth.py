@@ -316,3 +316,39 @@ def change_password() -> Response | str | tuple[str, int]:
                 flash("Password changed. Other sessions have been logged out.")
                 return redirect("/")
     return render_template("change_password.html", error=error, minimum=MIN_PASSWORD), 400 if error else 200
+
+
+@bp.route("/account/certificate", methods=["GET", "POST"])
+def certificate() -> Response | str | tuple[str, int]:
+    """The HTTPS certificate: see the one in use, upload the owner's own (PEM certificate + key)."""
+    from appliance.web import tls
+
+    config = current_app.config["FAXBRIDGE"]
+    state = config.path(config.web.state_dir)
+    error = ""
+    if request.method == "POST":
+        cert_pem = request.files.get("cert")
+        key_pem = request.files.get("key")
+        data = [f.read(256 * 1024) if f else b"" for f in (cert_pem, key_pem)]
+        problem = tls.check_pair(*data) if all(data) else "choose both the certificate and its key"
+        if problem:
+            error = f"Not installed: {problem}."
+        else:
+            cert_path, key_path = tls.uploaded_paths(state)
+            write_private(key_path, data[1])
+            write_private(cert_path, data[0])
+            reload = current_app.extensions.get("faxbridge_tls_reload")
+            if reload is not None:
+                reload(str(cert_path), str(key_path))
+            flash("Certificate installed. Browsers see it on their next connection.")
+            return redirect(url_for("auth.certificate"))
+    if config.web.cert_file:
+        in_use = config.path(config.web.cert_file)
+        source = "web.cert_file in the configuration"
+    else:
+        owner, _ = tls.uploaded_paths(state)
+        generated, _ = tls.generated_paths(state)
+        in_use, source = (owner, "uploaded") if owner.exists() else (generated, "generated on first start")
+    info = tls.describe(in_use) if in_use.exists() else None
+    return render_template("certificate.html", info=info, source=source, https=config.web.https,
+                           error=error), 400 if error else 200

@@ -17,7 +17,7 @@ from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from appliance.config import Config, parse_hostport
 from appliance.web.app import create_app
-from appliance.web.tls import ensure_certificate
+from appliance.web.tls import active_paths
 
 log = logging.getLogger("faxbridge.web")
 
@@ -46,10 +46,12 @@ def build_server(config: Config) -> tuple[wsgi.Server, str]:
         if config.web.cert_file:
             cert, key = config.path(config.web.cert_file), config.path(config.web.key_file)
         else:
-            cert, key = ensure_certificate(config.path(config.web.state_dir), host, config.system.hostname)
+            cert, key = active_paths(config.path(config.web.state_dir), host, config.system.hostname)
         adapter = BuiltinSSLAdapter(str(cert), str(key))
         adapter.context.minimum_version = ssl.TLSVersion.TLSv1_2
         server.ssl_adapter = adapter
+        # an uploaded certificate takes effect for the next connection, without a restart
+        app.extensions["faxbridge_tls_reload"] = adapter.context.load_cert_chain
         scheme = "https"
     shown = f"[{host}]" if ":" in host else host
     return server, f"{scheme}://{shown}:{port}/"

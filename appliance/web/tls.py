@@ -28,6 +28,31 @@ def generated_paths(state_dir: Path) -> tuple[Path, Path]:
     return Path(state_dir) / "tls" / "cert.pem", Path(state_dir) / "tls" / "key.pem"
 
 
+def uploaded_paths(state_dir: Path) -> tuple[Path, Path]:
+    """Where the owner's own certificate goes when uploaded through the page (it wins)."""
+    return Path(state_dir) / "tls" / "owner-cert.pem", Path(state_dir) / "tls" / "owner-key.pem"
+
+
+def active_paths(state_dir: Path, listen_host: str, hostname: str = "") -> tuple[Path, Path]:
+    """The uploaded certificate when there is one, else the generated one (made if needed)."""
+    cert, key = uploaded_paths(state_dir)
+    if cert.exists() and key.exists():
+        return cert, key
+    return ensure_certificate(state_dir, listen_host, hostname)
+
+
+def describe(cert_path: Path) -> dict[str, str]:
+    """Subject, names and expiry of a certificate file, for the page."""
+    cert = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
+    try:
+        names = [str(n) for n in cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value]
+    except x509.ExtensionNotFound:
+        names = []
+    return {"subject": cert.subject.rfc4514_string(), "names": ", ".join(names),
+            "expires": cert.not_valid_after_utc.strftime("%Y-%m-%d"),
+            "self_signed": "yes" if cert.issuer == cert.subject else "no"}
+
+
 def ensure_certificate(state_dir: Path, listen_host: str, hostname: str = "") -> tuple[Path, Path]:
     """The generated certificate's paths, making (or renewing) it when missing or near expiry."""
     cert_path, key_path = generated_paths(state_dir)

@@ -165,3 +165,31 @@ def test_http_mode_cookie_is_not_secure(tmp_path: Path) -> None:
     store_for(c).set_password(PASSWORD)
     r = c.post("/login", data={"password": PASSWORD, "csrf_token": csrf(c)})
     assert "Secure" not in r.headers["Set-Cookie"] and "HttpOnly" in r.headers["Set-Cookie"]
+
+
+def test_uploading_an_own_certificate_checks_the_pair_and_installs_it(client: FlaskClient, config: Config) -> None:
+    import io
+
+    import trustme
+
+    ca = trustme.CA()
+    leaf = ca.issue_cert("fax.example.test")
+    other = ca.issue_cert("other.example.test")
+    page = client.get("/account/certificate")
+    assert page.status_code == 200 and "No certificate yet" in page.get_data(as_text=True)
+
+    def upload(cert: bytes, key: bytes):  # type: ignore[no-untyped-def]
+        return client.post("/account/certificate", content_type="multipart/form-data",
+                           data={"csrf_token": csrf(client), "cert": (io.BytesIO(cert), "c.pem"),
+                                 "key": (io.BytesIO(key), "k.pem")})
+
+    r = upload(leaf.cert_chain_pems[0].bytes(), other.private_key_pem.bytes())
+    assert r.status_code == 400 and "does not belong" in r.get_data(as_text=True)
+    r = upload(b"garbage", leaf.private_key_pem.bytes())
+    assert r.status_code == 400 and "not a PEM certificate" in r.get_data(as_text=True)
+    r = upload(leaf.cert_chain_pems[0].bytes(), leaf.private_key_pem.bytes())
+    assert r.status_code == 302
+    key = config.path(config.web.state_dir) / "tls" / "owner-key.pem"
+    assert key.stat().st_mode & 0o777 == 0o600
+    page = client.get("/account/certificate").get_data(as_text=True)
+    assert "uploaded" in page and "fax.example.test" in page
