@@ -66,6 +66,7 @@ hwtest: venv
 bench: venv
 	$(VENV)/bin/python -m tests.bench.bench_calls
 	$(VENV)/bin/python -m tests.bench.bench_class1
+	$(VENV)/bin/python -m tests.bench.bench_faxlist
 	$(VENV)/bin/python -m tests.bench.bench_delivery
 
 clean:

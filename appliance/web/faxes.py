@@ -88,7 +88,10 @@ def index() -> str:
             older = format_cursor(faxes[-1].created, faxes[-1].id)
         jobs = spool.jobs_for_faxes([f.id for f in faxes])
         rows = [(fax, jobs[fax.id]) for fax in faxes]
-        total = spool.count_faxes(query=query, cap=COUNT_CAP)
+        if before is None and after is None and not more_older:
+            total = len(rows)  # the first page holds them all: no second scan to count them
+        else:
+            total = spool.count_faxes(query=query, cap=COUNT_CAP)
     return render_template("faxes_list.html", rows=rows, total=total, cap=COUNT_CAP,
                            filtered=query.active(), link=link, newer=newer, older=older,
                            paged=before is not None or after is not None, deleted=deleted,
