@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 
 from appliance.config import Config
 from appliance.web import api, auth, csrf, faxes
+from appliance.web import openapi
 from appliance.web.params import BadParam
 from appliance.web.spoolview import close_spool
 
@@ -44,6 +45,7 @@ def create_app(config: Config) -> Flask:
     csrf.init_app(app)
     app.register_blueprint(faxes.bp)
     app.register_blueprint(api.bp, url_prefix="/api")
+    app.register_blueprint(openapi.bp, url_prefix="/api")  # /api/openapi.json, /api/docs
     app.add_url_rule("/healthz", "healthz", healthz)
     app.after_request(add_security_headers)
     app.teardown_appcontext(close_spool)

@@ -1,0 +1,251 @@
+"""The JSON API's OpenAPI 3.1 document, served at /api/openapi.json, and a page listing it at /api/docs.
+
+Written by hand (the API is small and its words matter to whoever scripts against the box), and
+kept honest by tests/web/test_openapi.py: every Flask route under /api/ must appear here with
+the same methods, and nothing here may describe a route that does not exist.  Whoever adds an
+API route adds its operation to `PATHS` below.
+
+Authentication is the web UI's own: the session cookie from the login form, and for every
+state-changing call the session's CSRF token in the X-CSRF-Token header (decision 0009).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, render_template
+
+bp = Blueprint("openapi", __name__)
+
+#: JSON types shared by the operations
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "description": "Every refusal: 400 (bad parameter, CSRF), 401 (no session), 404, 5xx.",
+        "required": ["error"],
+        "properties": {
+            "error": {"type": "string", "description": "What went wrong, in words."},
+            "parameter": {"type": "string", "description": "The query parameter at fault (400 only)."},
+        },
+    },
+    "Job": {
+        "type": "object",
+        "description": "One delivery of a fax to one recipient.",
+        "required": ["recipient", "state", "attempts", "last_error"],
+        "properties": {
+            "recipient": {"type": "string", "format": "email"},
+            "state": {"type": "string", "enum": ["queued", "delivering", "delivered", "failed_retrying", "dead"]},
+            "attempts": {"type": "integer", "minimum": 0},
+            "last_error": {"type": "string", "description": "The mail server's last reply or the error; empty when none."},
+        },
+    },
+    "Fax": {
+        "type": "object",
+        "description": "A received fax (or a call that brought none) with its delivery jobs. Every text "
+                       "field that came from the caller (names, numbers, TSI) is untrusted: escape it.",
+        "required": ["id", "uid", "state", "created", "pages", "jobs"],
+        "properties": {
+            "id": {"type": "integer"},
+            "uid": {"type": "string", "description": "Stable unique id (also in the delivered mail)."},
+            "state": {"type": "string", "enum": ["receiving", "received", "no_fax", "routed", "delivering",
+                                                 "delivered", "failed_retrying", "dead"]},
+            "created": {"type": "number", "description": "Call start, Unix time."},
+            "finished": {"type": ["number", "null"], "description": "Call end, Unix time."},
+            "complete": {"type": "boolean", "description": "Every page the sender announced arrived."},
+            "line": {"type": "string", "description": '"sip:<peer>" or "modem:<device>".'},
+            "call_id": {"type": "string"},
+            "caller_number": {"type": "string"},
+            "caller_name": {"type": "string"},
+            "called_number": {"type": "string"},
+            "remote_ident": {"type": "string", "description": "The sender's TSI (fax ident)."},
+            "pages": {"type": "integer", "minimum": 0},
+            "bad_rows": {"type": "integer", "minimum": 0},
+            "bit_rate": {"type": "integer", "description": "Bit/s of the last page, 0 when unknown."},
+            "ecm": {"type": "boolean"},
+            "resolution": {"type": "string", "examples": ["204x98", "204x196"]},
+            "duration": {"type": "number", "description": "Call length in seconds."},
+            "result_code": {"type": "integer", "description": "spandsp's T.30 completion code, 0 = OK."},
+            "result_text": {"type": "string"},
+            "image": {"type": ["string", "null"], "description": "The TIFF's path in the spool, null without pages."},
+            "extra": {"type": "object", "description": "Further call facts (T.38, SIP headers...).",
+                      "additionalProperties": True},
+            "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}},
+        },
+    },
+    "FaxList": {
+        "type": "object",
+        "required": ["total", "faxes"],
+        "properties": {
+            "total": {"type": "integer", "description": "Faxes matching the filters, all pages together."},
+            "faxes": {"type": "array", "items": {"$ref": "#/components/schemas/Fax"}},
+        },
+    },
+}
+
+_ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+RESPONSES: dict[str, Any] = {
+    "BadRequest": {"description": "A parameter or the body cannot be used (the error names it), or "
+                                  "the CSRF token is missing or wrong.", **_ERROR},
+    "Unauthorized": {"description": "No valid session: log in first (or no administrator password "
+                                    "is set yet).", **_ERROR},
+    "NotFound": {"description": "No such object.", **_ERROR},
+}
+
+PARAMETERS: dict[str, Any] = {
+    "FaxId": {"name": "fax_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}},
+}
+
+
+def _json(schema_ref: str, description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}}}}
+
+
+def _ref(kind: str, name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+#: the operations, keyed by OpenAPI path (Flask's <int:x> written {x}) and lower-case method
+PATHS: dict[str, dict[str, Any]] = {
+    "/api/faxes": {
+        "get": {
+            "operationId": "listFaxes",
+            "tags": ["Faxes"],
+            "summary": "List received faxes, newest first",
+            "description": "Pagination by `limit` and `offset`; `q` searches numbers, names, TSI and "
+                           "recipients; `state` filters by state.",
+            "parameters": [
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 500,
+                                                             "default": 50}},
+                {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}},
+                {"name": "q", "in": "query", "schema": {"type": "string", "maxLength": 200},
+                 "description": "Free text: number, name, TSI or recipient."},
+                {"name": "state", "in": "query", "schema": SCHEMAS["Fax"]["properties"]["state"]},
+            ],
+            "responses": {"200": _json("FaxList", "The page of faxes and the total."),
+                          "400": _ref("responses", "BadRequest"),
+                          "401": _ref("responses", "Unauthorized")},
+        },
+    },
+    "/api/faxes/{fax_id}": {
+        "get": {
+            "operationId": "getFax",
+            "tags": ["Faxes"],
+            "summary": "One fax with its delivery jobs",
+            "parameters": [_ref("parameters", "FaxId")],
+            "responses": {"200": _json("Fax", "The fax."),
+                          "401": _ref("responses", "Unauthorized"),
+                          "404": _ref("responses", "NotFound")},
+        },
+    },
+    "/api/openapi.json": {
+        "get": {
+            "operationId": "getOpenApi",
+            "tags": ["Documentation"],
+            "summary": "This document",
+            "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}},
+                          "401": _ref("responses", "Unauthorized")},
+        },
+    },
+    "/api/docs": {
+        "get": {
+            "operationId": "getApiDocs",
+            "tags": ["Documentation"],
+            "summary": "This document as a web page",
+            "responses": {"200": {"description": "HTML", "content": {"text/html": {}}},
+                          "401": _ref("responses", "Unauthorized")},
+        },
+    },
+}
+
+DESCRIPTION = """\
+The JSON API behind the appliance's web pages: the same data, the same login.
+
+**Authentication.** Log in as the web page does: `GET /login` (it sets the session cookie
+`faxbridge_session` and its form carries a hidden `csrf_token`), then `POST /login` with the
+form fields `password` and `csrf_token`. Keep the cookie. A call without a valid session gets
+401 with a JSON error.
+
+**CSRF.** Every POST, PUT, PATCH and DELETE must carry the session's token in the header
+`X-CSRF-Token`; it is in every page's `<meta name="csrf-token">` (the login starts a new session,
+so read it from a page fetched after logging in). Without it the call is refused with 400.
+
+Every text that came from a fax or a caller (names, numbers, TSI, the mail server's replies) is
+untrusted input: escape it wherever it is shown."""
+
+SAFE_METHODS = {"get", "head", "options"}
+
+
+def document() -> dict[str, Any]:
+    """The whole OpenAPI document (a fresh copy: callers may not change the module's tables)."""
+    from appliance.control import version
+
+    paths = copy.deepcopy(PATHS)
+    for ops in paths.values():
+        for method, op in ops.items():
+            unsafe = method not in SAFE_METHODS
+            op.setdefault("security", [{"session": [], "csrf": []}] if unsafe else [{"session": []}])
+            if unsafe:
+                op["responses"].setdefault("400", _ref("responses", "BadRequest"))
+            op["responses"].setdefault("401", _ref("responses", "Unauthorized"))
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Faxbridge JSON API", "version": version(), "description": DESCRIPTION},
+        "servers": [{"url": "/"}],
+        "tags": [{"name": "Faxes", "description": "Received faxes and their delivery."},
+                 {"name": "Documentation", "description": "This API's description."}],
+        "paths": paths,
+        "components": {
+            "schemas": copy.deepcopy(SCHEMAS),
+            "responses": copy.deepcopy(RESPONSES),
+            "parameters": copy.deepcopy(PARAMETERS),
+            "securitySchemes": {
+                "session": {"type": "apiKey", "in": "cookie", "name": "faxbridge_session",
+                            "description": "The web UI's session cookie, from POST /login."},
+                "csrf": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token",
+                         "description": "The session's CSRF token (<meta name=\"csrf-token\"> of any page); "
+                                        "required on POST, PUT, PATCH and DELETE."},
+            },
+        },
+        "security": [{"session": []}],
+    }
+
+
+def operations(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The operations in document order, flattened for the docs page."""
+    out = []
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            params = [_resolve(doc, p) for p in op.get("parameters", [])]
+            body = op.get("requestBody", {}).get("content", {})
+            out.append({"method": method.upper(), "path": path, "summary": op.get("summary", ""),
+                        "description": op.get("description", ""), "id": op.get("operationId", ""),
+                        "csrf": any("csrf" in s for s in op.get("security", [])),
+                        "parameters": params, "body": ", ".join(body),
+                        "responses": [(code, _resolve(doc, r).get("description", ""))
+                                      for code, r in op.get("responses", {}).items()]})
+    return out
+
+
+def _resolve(doc: dict[str, Any], obj: dict[str, Any]) -> dict[str, Any]:
+    ref = obj.get("$ref")
+    if not ref:
+        return obj
+    node: Any = doc
+    for part in ref.lstrip("#/").split("/"):
+        node = node[part]
+    return node
+
+
+@bp.get("/openapi.json")
+def openapi_json() -> Response:
+    """The document; behind the login like the API it describes."""
+    return jsonify(document())
+
+
+@bp.get("/docs")
+def docs() -> str:
+    """The operations as a plain page (no CDN, no script): method, path, parameters, answers."""
+    doc = document()
+    return render_template("api_docs.html", doc=doc, ops=operations(doc))
