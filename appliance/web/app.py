@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 from appliance.config import Config
 from appliance.web import api, auth, csrf, faxes
 from appliance.web import openapi
+from appliance.web import settings, wizard
 from appliance.web.params import BadParam
 from appliance.web.spoolview import close_spool
 
@@ -46,6 +47,8 @@ def create_app(config: Config) -> Flask:
     app.register_blueprint(faxes.bp)
     app.register_blueprint(api.bp, url_prefix="/api")
     app.register_blueprint(openapi.bp, url_prefix="/api")  # /api/openapi.json, /api/docs
+    app.register_blueprint(settings.bp)  # /settings/...
+    app.register_blueprint(wizard.bp)  # /setup/... after the password (auth.setup is /setup)
     app.add_url_rule("/healthz", "healthz", healthz)
     app.after_request(add_security_headers)
     app.teardown_appcontext(close_spool)
