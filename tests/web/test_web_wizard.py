@@ -1,0 +1,169 @@
+"""The first-start wizard: from an empty box (no configuration file, no password) to a valid
+configuration file, step by step through the real forms; its test buttons."""
+
+from __future__ import annotations
+
+import stat
+import sys
+from pathlib import Path
+
+from flask.testing import FlaskClient
+from webauth import PASSWORD, csrf
+
+from appliance.config import Config, config_file
+from appliance.web import create_app
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "delivery"))
+from smtp_harness import ca, smtp_server  # noqa: E402,F401  (pytest fixtures)
+
+SECRET = "wizard-Secret-123"
+
+
+def _post(client: FlaskClient, url: str, data: dict) -> object:
+    return client.post(url, data={"csrf_token": csrf(client), **data})
+
+
+def _where(r: object) -> str:
+    return r.headers["Location"]  # type: ignore[attr-defined]
+
+
+def test_wizard_from_an_empty_box_to_a_valid_configuration(anon_client: FlaskClient, config: Config) -> None:
+    client = anon_client
+    path = config_file(config)
+    assert not path.exists()
+    # the lead's first step: the password, then on to the wizard
+    r = _post(client, "/setup", {"password": PASSWORD, "confirm": PASSWORD})
+    assert r.status_code == 302 and _where(r).endswith("/setup/system")
+
+    page = client.get("/setup/system").get_data(as_text=True)
+    assert "Name and time zone" in page and 'aria-current="step"' in page
+    r = _post(client, "/setup/system", {"system.hostname": "bad name!", "system.timezone": "Mars/Olympus"})
+    assert r.status_code == 400
+    html = r.get_data(as_text=True)
+    assert "system.hostname: letters, digits" in html and "system.timezone: &#39;Mars/Olympus&#39;" in html
+    assert not path.exists()  # nothing written
+    r = _post(client, "/setup/system", {"system.hostname": "faxdesk", "system.timezone": "Europe/Berlin"})
+    assert r.status_code == 302 and _where(r).endswith("/setup/lines")
+
+    r = _post(client, "/setup/lines", {"modem.devices": "", "fax.ident": "+49 30 1234567", "peers-count": "1",
+                                       "peers-0-_origin": "", "peers-0-name": "pbx", "peers-0-match": "10.0.0.5",
+                                       "peers-0-transport": "", "peers-0-t38": "request", "peers-0-username": "",
+                                       "peers-0-t38_max_datagram": "0"})
+    assert r.status_code == 302 and _where(r).endswith("/setup/delivery"), r.get_data(as_text=True)
+
+    page = client.get("/setup/delivery").get_data(as_text=True)
+    for title in ("Exchange Online (Microsoft 365), signed in as an app", "Exchange Online through a connector",
+                  "Exchange Server in the building", "Another mail server (SMTP)"):
+        assert title in page
+    r = _post(client, "/setup/delivery", {"kind": "smtp", "action": "save",
+                                          "delivery.url": "smtp://mail.example.com:587",
+                                          "delivery.from": "fax@example.com", "delivery.username": "fax",
+                                          "delivery.password": SECRET, "test_to": ""})
+    assert r.status_code == 302 and _where(r).endswith("/setup/mailbox"), r.get_data(as_text=True)
+
+    r = _post(client, "/setup/mailbox", {"routing.default": "not-an-address", "delivery.admin": ""})
+    assert r.status_code == 400 and "routing.default: &#39;not-an-address&#39; is not a mail address" in r.get_data(as_text=True)
+    r = _post(client, "/setup/mailbox", {"routing.default": "faxes@example.com", "delivery.admin": "it@example.com"})
+    assert r.status_code == 302 and _where(r).endswith("/setup/done")
+
+    page = client.get("/setup/done").get_data(as_text=True)
+    assert "faxdesk" in page and "faxes@example.com" in page and SECRET not in page
+    r = _post(client, "/setup/done", {})
+    assert r.status_code == 302
+
+    cfg = Config.load(path)
+    assert (cfg.system.hostname, cfg.system.timezone) == ("faxdesk", "Europe/Berlin")
+    assert cfg.fax.ident == "+49 30 1234567"
+    assert [(p.name, p.match, p.t38) for p in cfg.sip.peers] == [("pbx", "10.0.0.5", "request")]
+    assert (cfg.delivery.backend, cfg.delivery.url, cfg.delivery.from_) == ("smtp", "smtp://mail.example.com:587",
+                                                                            "fax@example.com")
+    assert cfg.delivery.password == SECRET and SECRET not in path.read_text()
+    assert stat.S_IMODE(path.with_name("secrets.toml").stat().st_mode) == 0o600
+    assert cfg.routing.default == "faxes@example.com" and cfg.delivery.admin == "it@example.com"
+    assert cfg.web.setup_done is True
+    # the new file keeps the running box's spool where it was (paths restated relative to var/)
+    assert cfg.path(cfg.spool.dir).resolve() == config.path(config.spool.dir).resolve()
+
+
+def test_wizard_pages_need_a_login_once_the_password_is_set(anon_client: FlaskClient) -> None:
+    from webauth import store_for
+
+    store_for(anon_client).set_password(PASSWORD)
+    for url in ("/setup/system", "/setup/lines", "/setup/delivery", "/setup/mailbox", "/setup/done"):
+        r = anon_client.get(url)
+        assert r.status_code == 302 and "/login" in _where(r), url
+
+
+def test_exchange_online_oauth_choice_fills_delivery_as_the_readme_says(admin_client: FlaskClient,
+                                                                         config: Config) -> None:
+    r = _post(admin_client, "/setup/delivery", {
+        "kind": "o365-oauth", "action": "save", "via": "smtp", "delivery.from": "fax@contoso.com",
+        "delivery.tenant": "contoso.onmicrosoft.com", "delivery.client_id": "00000000-0000-0000-0000-000000000001",
+        "delivery.client_secret": SECRET, "test_to": ""})
+    assert r.status_code == 302, r.get_data(as_text=True)
+    d = Config.load(config_file(config)).delivery
+    assert (d.backend, d.url, d.starttls, d.auth, d.username, d.from_) == (
+        "smtp", "smtp://smtp.office365.com:587", "required", "oauth2", "fax@contoso.com", "fax@contoso.com")
+    assert d.client_secret == SECRET and d.tenant == "contoso.onmicrosoft.com"
+    # the page opens that choice again next time, the secret shown only as "set"
+    page = admin_client.get("/setup/delivery").get_data(as_text=True)
+    assert '<details class="choice" open id="kind-o365-oauth">' in page and SECRET not in page
+
+    # a missing client ID is named; nothing changes
+    before = config_file(config).read_text()
+    r = _post(admin_client, "/setup/delivery", {
+        "kind": "o365-oauth", "action": "save", "via": "graph", "delivery.from": "fax@contoso.com",
+        "delivery.tenant": "contoso.onmicrosoft.com", "delivery.client_id": "", "test_to": ""})
+    assert r.status_code == 400 and "delivery.client_id: needed for the graph backend" in r.get_data(as_text=True)
+    assert config_file(config).read_text() == before
+
+
+def test_wizard_test_message_button_sends_with_the_unsaved_settings(admin_client: FlaskClient, config: Config,
+                                                                      smtp_server) -> None:
+    server = smtp_server()
+    r = _post(admin_client, "/setup/delivery", {
+        "kind": "smtp", "action": "test", "delivery.url": f"smtp://127.0.0.1:{server.port}",
+        "delivery.from": "fax@example.com", "delivery.username": "", "test_to": "me@example.com"})
+    assert r.status_code == 200, r.get_data(as_text=True)
+    assert "It works" in r.get_data(as_text=True)
+    assert [m["to"] for m in server.handler.messages] == [["me@example.com"]]
+    assert not config_file(config).exists()  # a test saves nothing
+
+
+def test_test_fax_and_probe_say_plainly_that_the_daemon_is_down(admin_client: FlaskClient) -> None:
+    r = _post(admin_client, "/setup/test-fax", {})
+    assert r.status_code == 302
+    page = admin_client.get(_where(r)).get_data(as_text=True)
+    assert "The test fax could not be started: The appliance&#39;s daemon is not running" in page
+    r = _post(admin_client, "/settings/modem/probe", {"device": "/dev/ttyUSB7", "back": "/setup/lines"})
+    assert r.status_code == 302 and _where(r).endswith("/setup/lines")
+    page = admin_client.get("/setup/lines").get_data(as_text=True)
+    assert "Probe of /dev/ttyUSB7: The appliance&#39;s daemon is not running" in page
+
+
+def test_the_wizard_answers_with_the_real_daemon(tmp_path: Path) -> None:
+    """probe-modem and test-fax-status through a real control socket and the real commands."""
+    import shutil
+
+    from tests.control.harness import serve_appliance, short_dir
+    from webauth import login
+
+    from appliance.daemon import Appliance
+
+    sock_dir = short_dir()
+    box = tmp_path / "faxbridge.toml"
+    box.write_text(f'[spool]\ndir = "spool"\n[system]\ncontrol_socket = "{sock_dir}/ctl.sock"\n')
+    appliance = Appliance(Config.load(box))
+    try:
+        with serve_appliance(sock_dir / "ctl.sock", appliance):
+            client = create_app(Config.load(box)).test_client()
+            login(client)
+            missing = "/dev/ttyUSB93"  # no such modem here
+            _post(client, "/settings/modem/probe", {"device": missing, "back": "/settings/modem"})
+            page = client.get("/settings/modem").get_data(as_text=True)
+            assert f"Probe of {missing}: There is no device" in page
+            page = client.get("/setup/test-fax/t999").get_data(as_text=True)
+            assert "no test fax with this id" in page
+    finally:
+        appliance.spool.close()
+        shutil.rmtree(sock_dir, ignore_errors=True)
