@@ -19,7 +19,11 @@ from appliance.config import Config
 from appliance.web import create_app
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "delivery"))
-from smtp_harness import Capture, ca, smtp_server  # noqa: E402,F401  (pytest fixtures)
+import smtp_harness  # noqa: E402
+
+# the real SMTP server fixtures of the delivery tests
+ca = smtp_harness.ca
+smtp_server = smtp_harness.smtp_server
 
 ORIGINAL = """# Faxbridge at the front desk
 # (hand-written; the web UI must keep this)

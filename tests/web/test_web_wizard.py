@@ -14,7 +14,11 @@ from appliance.config import Config, config_file
 from appliance.web import create_app
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "delivery"))
-from smtp_harness import ca, smtp_server  # noqa: E402,F401  (pytest fixtures)
+import smtp_harness  # noqa: E402
+
+# the real SMTP server fixtures of the delivery tests
+ca = smtp_harness.ca
+smtp_server = smtp_harness.smtp_server
 
 SECRET = "wizard-Secret-123"
 
