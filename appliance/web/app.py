@@ -16,6 +16,7 @@ from appliance.config import Config
 from appliance.web import api, auth, csrf, faxes
 from appliance.web import openapi
 from appliance.web import settings, wizard
+from appliance.web import dashboard, metrics, system
 from appliance.web.params import BadParam
 from appliance.web.spoolview import close_spool
 
@@ -44,6 +45,9 @@ def create_app(config: Config) -> Flask:
     auth.init_app(app, config.path(config.web.state_dir), https=config.web.https,
                   session_hours=config.web.session_hours)
     csrf.init_app(app)
+    app.register_blueprint(dashboard.bp)  # "/" and /events
+    app.register_blueprint(metrics.bp)  # /metrics
+    app.register_blueprint(system.bp)  # /system
     app.register_blueprint(faxes.bp)
     app.register_blueprint(api.bp, url_prefix="/api")
     app.register_blueprint(openapi.bp, url_prefix="/api")  # /api/openapi.json, /api/docs

@@ -133,3 +133,75 @@ control_socket = "{self.socket}"
                 self.proc.kill()
                 self.proc.wait()
         shutil.rmtree(self.sockdir, ignore_errors=True)
+
+
+class SpoolAppliance:
+    """The parts of an Appliance that ApplianceControl reads, made of real objects: a real Spool,
+    real SIP listener addresses and registration states, a real (unstarted) ModemManager, and calls
+    with real spandsp T.38 terminals in a real ReceiveSession.  For web tests that need a daemon's
+    status without a daemon's sockets and event-loop settings."""
+
+    def __init__(self, cfg: Any, *, registrations: list[Any] | None = None) -> None:
+        from appliance.modem.manager import ModemManager
+        from appliance.sip.events import Local
+        from appliance.spool.store import Spool
+
+        self.cfg = cfg
+        self.spool = Spool(cfg.path(cfg.spool.dir))
+        self.calls: dict[str, Any] = {}
+        self.stats = {"calls": 0, "faxes": 0, "rejected": 0, "no_fax": 0, "incomplete": 0}
+        self.modems = (ModemManager.from_config(cfg, self._never, self._never) if cfg.modem.devices else None)
+        regs = list(registrations or [])
+        locals_ = [Local(l.transport, l.host, l.port) for l in cfg.sip.listeners()]
+
+        class _Sip:
+            locals = locals_
+
+            @staticmethod
+            def registration_status() -> list[Any]:
+                return regs
+
+        self.sip = _Sip()
+        self.woken = 0
+        self.restart_requested = asyncio.Event()
+
+        class _Delivery:
+            @staticmethod
+            def wake() -> None:
+                self.woken += 1
+
+        self.delivery = _Delivery()
+
+    async def _never(self, *a: Any) -> Any:
+        raise RuntimeError("no modem calls in this test")
+
+    def add_call(self, call_id: str, *, mode: str = "t38", pages: int = 0, **facts: Any) -> Any:
+        """A call in progress: its spool record (receiving) and a live session on a real terminal."""
+        from appliance.fax.session import ReceiveSession
+        from appliance.spandsp.t38 import T38FaxTerminal
+
+        fax = self.spool.begin_fax(time.time(), call_id=call_id, **facts)
+        terminal = T38FaxTerminal(calling=False, ident="1", ecm=True, rx_file=self.spool.incoming_path(fax))
+        session = ReceiveSession(terminal, time.monotonic(), self.cfg.fax)
+        session.signal_at = time.monotonic()
+        session.pages = [terminal.stats() for _ in range(pages)]
+
+        class _Call:
+            pass
+
+        call = _Call()
+        call.mode, call.codec, call.session = mode, "" if mode == "t38" else "PCMA", session  # type: ignore[attr-defined]
+        self.calls[call_id] = call
+        return fax
+
+    def close(self) -> None:
+        for call in self.calls.values():
+            call.session.terminal.close()
+        self.spool.close()
+
+
+def serve_appliance(path: Path, app: Any) -> ServerThread:
+    """A real ControlServer with the real appliance commands bound to ``app``."""
+    from appliance.control import ApplianceControl
+
+    return ServerThread(path, lambda: ApplianceControl(app).handlers())

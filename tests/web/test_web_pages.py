@@ -197,4 +197,4 @@ def test_templates_never_disable_escaping() -> None:
 def test_root_redirects_to_the_list_keeping_the_query(client: FlaskClient) -> None:
     r = client.get("/?q=abc&page=2")
     assert r.status_code == 302 and r.headers["Location"] == "/faxes?q=abc&page=2"
-    assert client.get("/").headers["Location"] == "/faxes"
+    assert client.get("/").status_code == 200  # without the list's query, "/" is the dashboard

@@ -1,0 +1,105 @@
+"""Prometheus metrics at /metrics (text exposition format 0.0.4, written by hand: no dependency).
+
+Counters come from the spool, so they survive restarts of either process; the daemon's reachability
+and the disk are gauges.  The scrape needs the same login as every page (a session cookie).
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app
+
+from appliance.config import Config
+from appliance.spool import stats as spool_stats
+from appliance.spool.store import JOB_STATES
+from appliance.web import daemonlink, health
+from appliance.web.spoolview import get_spool
+
+bp = Blueprint("metrics", __name__)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+QUANTILES = (0.5, 0.9, 0.99)
+
+
+def escape_label(value: str) -> str:
+    """A label value as the format wants it: backslash, double quote and newline escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class Exposition:
+    def __init__(self) -> None:
+        self.out: list[str] = []
+
+    def metric(self, name: str, kind: str, help_text: str) -> None:
+        self.out.append(f"# HELP {name} {help_text}")
+        self.out.append(f"# TYPE {name} {kind}")
+
+    def sample(self, name: str, value: float, **labels: str) -> None:
+        lab = ",".join(f'{k}="{escape_label(str(v))}"' for k, v in labels.items())
+        self.out.append(f"{name}{{{lab}}} {_num(value)}" if lab else f"{name} {_num(value)}")
+
+    def text(self) -> str:
+        return "\n".join(self.out) + "\n"
+
+
+def _num(v: float) -> str:
+    if isinstance(v, bool):
+        return "1" if v else "0"
+    f = float(v)
+    if f != f:
+        return "NaN"
+    if f in (float("inf"), float("-inf")):
+        return "+Inf" if f > 0 else "-Inf"
+    if isinstance(v, int) or f.is_integer():
+        return str(int(v))
+    return repr(float(v))
+
+
+def quantile(values: list[float], q: float) -> float:
+    """Nearest-rank quantile of sorted ``values``."""
+    if not values:
+        return float("nan")
+    idx = min(len(values) - 1, max(0, int(round(q * (len(values) - 1)))))
+    return values[idx]
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    cfg: Config = current_app.config["FAXBRIDGE"]
+    spool = get_spool()
+    e = Exposition()
+    total = spool_stats.totals(spool) if spool is not None else spool_stats.Day()
+    causes = spool_stats.failure_causes(spool) if spool is not None else {}
+    queue = spool_stats.queue_counts(spool) if spool is not None else {s: 0 for s in JOB_STATES}
+    latencies = sorted(spool_stats.recent_latencies(spool)) if spool is not None else []
+    status, _ = daemonlink.status()
+
+    e.metric("faxbridge_up", "gauge", "1 when the daemon answers on its control socket")
+    e.sample("faxbridge_up", 1 if status is not None else 0)
+    e.metric("faxbridge_calls_total", "counter", "Calls answered and recorded in the spool (SIP and modem)")
+    e.sample("faxbridge_calls_total", total.calls)
+    e.metric("faxbridge_faxes_total", "counter", "Calls that brought at least one page")
+    e.sample("faxbridge_faxes_total", total.faxes)
+    e.metric("faxbridge_pages_total", "counter", "Pages received")
+    e.sample("faxbridge_pages_total", total.pages)
+    e.metric("faxbridge_call_failures_total", "counter",
+             "Calls without a complete fax, by the T.30 result")
+    for cause, n in sorted(causes.items()):
+        e.sample("faxbridge_call_failures_total", n, cause=cause)
+    e.metric("faxbridge_delivery_queue_jobs", "gauge", "Delivery jobs by state")
+    for state in JOB_STATES:
+        e.sample("faxbridge_delivery_queue_jobs", queue.get(state, 0), state=state)
+    e.metric("faxbridge_delivery_latency_seconds", "summary",
+             f"Seconds from a fax's routing to its delivery, over the last {spool_stats.LATENCY_WINDOW} deliveries")
+    for q in QUANTILES:
+        e.sample("faxbridge_delivery_latency_seconds", quantile(latencies, q), quantile=str(q))
+    e.sample("faxbridge_delivery_latency_seconds_sum", round(sum(latencies), 3))
+    e.sample("faxbridge_delivery_latency_seconds_count", len(latencies))
+    disk = health.disk_usage(cfg.path(cfg.spool.dir))
+    e.metric("faxbridge_disk_free_bytes", "gauge", "Free bytes on the spool's filesystem")
+    e.sample("faxbridge_disk_free_bytes", disk.free if disk else 0)
+    if status is not None:
+        e.metric("faxbridge_calls_in_progress", "gauge", "Calls being received now")
+        e.sample("faxbridge_calls_in_progress", len(status.get("calls", [])))
+        e.metric("faxbridge_daemon_uptime_seconds", "gauge", "Seconds since the daemon started")
+        e.sample("faxbridge_daemon_uptime_seconds", float(status.get("uptime", 0)))
+    return Response(e.text(), content_type=CONTENT_TYPE)

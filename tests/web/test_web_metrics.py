@@ -1,0 +1,103 @@
+"""/metrics: Prometheus text format 0.0.4 from a real spool and a real control socket."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+from webfax import STANDARD, add_fax
+
+from appliance.config import Config, SpoolConfig, SystemConfig
+from appliance.spool.store import Spool
+from appliance.web.metrics import escape_label, quantile
+from tests.control.harness import SpoolAppliance, serve_appliance, short_dir
+
+SAMPLE = re.compile(r'^([a-z_]+)(\{([a-z_]+="(?:[^"\\]|\\.)*")(,[a-z_]+="(?:[^"\\]|\\.)*")*\})? (\S+)$')
+
+
+@pytest.fixture
+def sockdir() -> Iterator[Path]:
+    d = short_dir()
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def config(tmp_path: Path, sockdir: Path) -> Config:
+    return Config(spool=SpoolConfig(dir="spool"), system=SystemConfig(control_socket=str(sockdir / "fb.sock")),
+                  base_dir=tmp_path)
+
+
+def parse(text: str) -> dict[str, float]:
+    """Every sample line, checked against the format, keyed by name{labels}."""
+    out: dict[str, float] = {}
+    types: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ")
+            assert kind in ("counter", "gauge", "summary", "histogram"), line
+            types[name] = kind
+            continue
+        if line.startswith("# HELP ") or not line:
+            continue
+        m = SAMPLE.match(line)
+        assert m, f"not a sample line: {line!r}"
+        base = re.sub(r"_(sum|count)$", "", m.group(1))
+        assert m.group(1) in types or base in types, f"sample before its TYPE: {line!r}"
+        out[line.rsplit(" ", 1)[0]] = float(m.group(5))
+    return out
+
+
+def fill(spool: Spool) -> None:
+    now = time.time()
+    ok = add_fax(spool, now - 300, dpis=[STANDARD] * 3, recipients=["a@example.com", "b@example.com"],
+                 result_code=0, result_text="OK")
+    add_fax(spool, now - 200, complete=False, result_code=-1)           # no page at all
+    add_fax(spool, now - 100, dpis=[STANDARD], complete=False, result_code=-1)  # one page, then hung up
+    a, b = spool.jobs_for(ok.id)
+    spool.claim_due_jobs(now)
+    spool.job_delivered(a.id, a.created + 10, "250 ok")
+    spool.job_delivered(b.id, b.created + 30, "250 ok")
+
+
+def test_metrics_from_the_spool_with_the_daemon_up(client: FlaskClient, config: Config) -> None:
+    app = SpoolAppliance(config)
+    try:
+        fill(app.spool)
+        with serve_appliance(config.path(config.system.control_socket), app):
+            r = client.get("/metrics")
+    finally:
+        app.close()
+    assert r.status_code == 200 and r.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    m = parse(r.get_data(as_text=True))
+    assert m["faxbridge_up"] == 1
+    assert m["faxbridge_calls_total"] == 3 and m["faxbridge_faxes_total"] == 2 and m["faxbridge_pages_total"] == 4
+    assert m['faxbridge_call_failures_total{cause="call ended before the fax completed"}'] == 2
+    assert m['faxbridge_delivery_queue_jobs{state="delivered"}'] == 2
+    assert m['faxbridge_delivery_queue_jobs{state="dead"}'] == 0
+    assert m["faxbridge_delivery_latency_seconds_count"] == 2
+    assert m["faxbridge_delivery_latency_seconds_sum"] == pytest.approx(40)
+    assert m['faxbridge_delivery_latency_seconds{quantile="0.99"}'] == pytest.approx(30)
+    assert m["faxbridge_disk_free_bytes"] > 0
+    assert m["faxbridge_calls_in_progress"] == 0
+
+
+def test_metrics_with_the_daemon_down_and_no_spool(client: FlaskClient) -> None:
+    m = parse(client.get("/metrics").get_data(as_text=True))
+    assert m["faxbridge_up"] == 0 and m["faxbridge_calls_total"] == 0
+    assert "faxbridge_calls_in_progress" not in m
+
+
+def test_metrics_need_the_login(anon_client: FlaskClient) -> None:
+    r = anon_client.get("/metrics")
+    assert r.status_code in (302, 401) and b"faxbridge_up" not in r.data
+
+
+def test_label_escaping_and_quantiles() -> None:
+    assert escape_label('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
+    assert quantile([1.0, 2.0, 3.0, 4.0], 0.5) in (2.0, 3.0) and quantile([5.0], 0.99) == 5.0
