@@ -84,7 +84,9 @@ def cause_name(code: int) -> str:
 
 def recent_latencies(spool: Spool, limit: int = LATENCY_WINDOW) -> list[float]:
     """Seconds from job creation to delivery, for the last ``limit`` delivered jobs."""
-    rows = spool._query("SELECT delivered_at - created FROM jobs WHERE state = 'delivered'"
+    # "+state": not through the state index, which would sort every delivered job; newest ids first
+    # instead, stopping after `limit` rows
+    rows = spool._query("SELECT delivered_at - created FROM jobs WHERE +state = 'delivered'"
                         " AND delivered_at IS NOT NULL ORDER BY id DESC LIMIT ?", (int(limit),))
     return [max(0.0, float(r[0])) for r in rows]
 
