@@ -17,7 +17,7 @@ EXPECTED = {
 
 
 @pytest.mark.parametrize("url,status", [
-    ("/faxes", 200), ("/", 200), ("/?q=x", 302), ("/faxes?page=x", 400), ("/faxes/1", 200), ("/faxes/99", 404),
+    ("/faxes", 200), ("/", 200), ("/?q=x", 302), ("/faxes?before=x", 400), ("/faxes/1", 200), ("/faxes/99", 404),
     ("/faxes/1/pages/1.png?size=thumb", 200), ("/faxes/1/pages/9.png", 404), ("/faxes/1.tif", 200),
     ("/api/faxes", 200), ("/api/faxes?limit=x", 400), ("/api/faxes/99", 404),
     ("/healthz", 200), ("/static/style.css", 200), ("/no/such/page", 404),
