@@ -1,8 +1,9 @@
-"""A real fax through the appliance's own SIP listener, seen in the browser; then resent from its page.
+"""A settings change applied without a restart, then a real fax through the appliance's own SIP
+listener: live on the dashboard, in the list and on its page with previews; then resent.
 
 `faxbridge send-test-fax` (spandsp as the calling fax machine) calls the running appliance over
-SIP/RTP on loopback; the daemon receives and delivers it into the Maildir, and the web process
-shows it with its page previews rendered from the received TIFF.
+SIP/RTP on loopback; the daemon receives it and delivers it into the Maildir, to the mailbox the
+settings page named a moment before (the same daemon process, reloaded over its control socket).
 """
 
 from __future__ import annotations
@@ -25,23 +26,50 @@ def assert_image_loaded(page: Page, img: Locator) -> None:
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=handle)
 
 
-def test_test_fax_appears_with_preview_and_resends(configured_box: Appliance, page: Page, shot) -> None:
+CALLER_NAME = "<img src=x onerror=alert('live')>"
+
+
+def test_settings_then_test_fax_live_listed_previewed_resent(configured_box: Appliance, page: Page, shot) -> None:
     box = configured_box
+    assert box.proc is not None
+    daemon_pid = box.proc.pid
     logged_in_box(box, page)
+
+    # the default mailbox changed on the settings page: saved and applied by the running daemon
+    page.goto(box.base_url + "/settings/routing")
+    page.get_by_label("Default mailbox").fill("new-default@example.test")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("p.flash")).to_contain_text("Saved and applied")
+    expect(page.get_by_label("Default mailbox")).to_have_value("new-default@example.test")
+    shot(page, "settings")
+    assert box.proc.poll() is None and box.proc.pid == daemon_pid
+
+    # the call, watched live on the dashboard (server-sent events; the caller's name as text)
+    page.goto(box.base_url + "/")
+    expect(page.locator("#calls-none")).to_be_visible()
     sent: dict[str, object] = {}
     call = threading.Thread(target=lambda: sent.update(out=box.send_test_fax(
-        "--caller", "5550123", "--caller-name", "ACME <b>Sales</b>", "--ident", "+1 555 0123")))
+        "--caller", "5550123", "--caller-name", CALLER_NAME, "--ident", "+1 555 0123")))
     call.start()
-    call.join(120)
+    try:
+        live = page.locator("#calls-body tr")
+        expect(live).to_contain_text(CALLER_NAME, timeout=15_000)
+        expect(live).to_contain_text("5550123")
+        shot(page, "dashboard-call")
+        expect(page.locator("main img[src='x']")).to_have_count(0)
+    finally:
+        call.join(120)
     assert "OK" in str(sent.get("out")), sent
+    expect(page.locator("#calls-none")).to_be_visible(timeout=15_000)  # the call ended, live too
     mail = box.wait_mails(1)[0]
-    assert mail["To"] == "faxes@example.test"
+    assert mail["To"] == "new-default@example.test"  # the new setting, no restart in between
+    assert box.proc.poll() is None and box.proc.pid == daemon_pid
 
     page.goto(box.base_url + "/faxes")
     row = page.locator("table.faxes tbody tr")
     expect(row).to_have_count(1)
     expect(row).to_contain_text("5550123")
-    expect(row).to_contain_text("ACME <b>Sales</b>")  # the caller's name, as text
+    expect(row).to_contain_text(CALLER_NAME)  # the caller's name, as text
     expect(row).to_contain_text("+1 555 0123")
     expect(row.locator(".badge")).to_have_text("Delivered")
     assert_image_loaded(page, row.locator("img.thumb"))
@@ -52,7 +80,7 @@ def test_test_fax_appears_with_preview_and_resends(configured_box: Appliance, pa
     previews = page.locator("ul.pages img")
     expect(previews).to_have_count(1)
     assert_image_loaded(page, previews.first)
-    expect(page.locator("#delivery")).to_contain_text("faxes@example.test")
+    expect(page.locator("#delivery")).to_contain_text("new-default@example.test")
     shot(page, "detail")
 
     # resend to another address from the fax page: a new message lands in the Maildir
