@@ -42,22 +42,6 @@ FILTERS = ("q", "state", "from", "to", "caller", "called", "tsi", "recipient")
 HIDDEN_EXTRA = ("trace", "page_stats")
 
 
-@bp.get("/")
-def root() -> Any:
-    """The start page: the dashboard once it exists, until then the fax list.
-
-    Blueprints registered earlier win a shared rule, so this hands over to a registered
-    ``dashboard.index`` itself, whatever the order in app.py (delete this route once the
-    dashboard is in for good).  Old bookmarks of the list keep their query.
-    """
-    dashboard = current_app.view_functions.get("dashboard.index")
-    if dashboard is not None:
-        return dashboard()
-    target = url_for("faxes.index")
-    qs = request.query_string.decode("ascii", "replace")
-    return redirect(f"{target}?{qs}" if qs else target)
-
-
 def list_query() -> tuple[FaxQuery, dict[str, str]]:
     """The list's filters from the URL, validated, and the same as link parameters."""
     args = request.args
