@@ -22,7 +22,9 @@ import socket
 import stat
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping
@@ -258,6 +260,10 @@ class ApplianceControl:
         self.test_faxes: dict[str, TestFax] = {}
         self._ids = itertools.count(1)
         self._children: set[asyncio.Task[Any]] = set()
+        # its own thread for spool reads: the default executor's two threads may both sit in a slow
+        # SMTP delivery, and the dashboard must not then take the daemon for dead
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="faxbridge-control",
+                                          initializer=_low_priority)
 
     def handlers(self) -> dict[str, Handler]:
         return {"status": self.status, "wake": self.wake, "reload": self.reload, "probe-modem": self.probe_modem,
@@ -267,6 +273,7 @@ class ApplianceControl:
         for task in list(self._children):
             task.cancel()
         await asyncio.gather(*self._children, return_exceptions=True)
+        self._reader.shutdown(wait=False)
 
     # -- status --------------------------------------------------------------------------------
     async def status(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -274,7 +281,7 @@ class ApplianceControl:
         app = self.app
         loop = asyncio.get_running_loop()
         spool = app.spool
-        receiving, queue, oldest = await loop.run_in_executor(None, lambda: (
+        receiving, queue, oldest = await loop.run_in_executor(self._reader, lambda: (
             spool.list_faxes(state="receiving", limit=100), queue_counts(spool), oldest_waiting(spool)))
         by_call = {f.call_id: f for f in receiving if f.call_id}
         by_line = {f.line: f for f in reversed(receiving)}  # the newest receiving record per line
@@ -474,6 +481,14 @@ class ApplianceControl:
             log.info("test fax %s to %s: %s: %s", tf.id, tf.target, tf.state, tf.message)
 
 
+def _low_priority() -> None:
+    """Calls' media first: this thread only reads the spool for the status page."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except OSError:
+        pass
+
+
 def _test_fax_verdict(returncode: int | None, lines: list[str]) -> tuple[str, str]:
     """Plain words from send-test-fax's last line ('OK: ...' or 'FAILED: ...')."""
     result = next((l for l in reversed(lines) if l.startswith(("OK:", "FAILED:"))), "")
@@ -481,7 +496,13 @@ def _test_fax_verdict(returncode: int | None, lines: list[str]) -> tuple[str, st
         return "ok", ("The test fax went through: the appliance received it and will deliver it like any fax. "
                       f"({result[3:].strip()})")
     detail = result.split(":", 1)[1].strip() if result else (lines[-1] if lines else "no output")
-    return "failed", f"The test fax did not go through: {detail}"
+    hint = ""
+    if "403" in detail:
+        hint = (" The appliance refused a call from itself: add a [[sip.peers]] entry that matches "
+                "127.0.0.1 (or the listener's address).")
+    elif "timeout" in detail.lower() or "no answer" in detail.lower():
+        hint = " Nothing answered on the appliance's own SIP listener."
+    return "failed", f"The test fax did not go through: {detail}.{hint}"
 
 
 def _sip_call_progress(call: Any) -> dict[str, Any]:

@@ -256,3 +256,20 @@ def test_test_fax_shows_as_a_call_then_goes_through_and_restart(daemon: DaemonPr
     assert again["pid"] == pid and again["stats"]["faxes"] == 0 and again["uptime"] < 10
     assert "restarting:" in daemon.log_text()
     assert (daemon.workdir / "var" / "log" / "faxbridge.log").read_text().count("control socket on") == 2
+
+
+def test_test_fax_refused_by_our_own_peer_list_is_explained(tmp_path: Path) -> None:
+    """A box whose [[sip.peers]] leave out loopback refuses its own test fax (403): said in words."""
+    d = DaemonProcess(tmp_path, extra='[[sip.peers]]\nname = "gw"\nmatch = "192.0.2.10"\n')
+    d.start()
+    try:
+        c = d.client()
+        fax_id = c.request({"cmd": "test-fax"})["id"]
+        deadline = time.monotonic() + 60
+        while (st := c.request({"cmd": "test-fax-status", "id": fax_id}))["state"] == "running":
+            assert time.monotonic() < deadline, st
+            time.sleep(0.2)
+        assert st["state"] == "failed" and "403" in st["message"] and "[[sip.peers]]" in st["message"], st
+        assert c.request({"cmd": "status"})["stats"]["faxes"] == 0
+    finally:
+        d.stop()
