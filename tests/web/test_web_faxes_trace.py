@@ -1,0 +1,44 @@
+"""A real T.30 session's trace reaches the fax page: spandsp back to back in memory, the session's
+facts stored through the spool as the daemon stores them, the page read as the owner reads it."""
+
+from __future__ import annotations
+
+from flask.testing import FlaskClient
+from markupsafe import escape
+
+from appliance.config import FaxConfig
+from appliance.fax.pages import STANDARD, write_fax_tiff
+from appliance.fax.session import ReceiveSession
+from appliance.fax.testpages import demo_pages
+from appliance.spandsp.audio import AudioFaxTerminal
+from appliance.spool.store import Spool
+
+#: a TSI is 20 printable ASCII characters: enough for markup
+HOSTILE_TSI = "<b onclick='x'>7</b>"
+
+
+def test_trace_of_a_real_call_is_on_the_fax_page(admin_client: FlaskClient, spool: Spool, tmp_path) -> None:
+    write_fax_tiff(demo_pages(1, STANDARD), tmp_path / "tx.tif", STANDARD)
+    fax = spool.begin_fax(1000.0, caller_number="+4930123")
+    tx = AudioFaxTerminal(calling=True, tx_file=tmp_path / "tx.tif", ident=HOSTILE_TSI)
+    rx = AudioFaxTerminal(calling=False, rx_file=spool.incoming_path(fax), ident="5551000")
+    session = ReceiveSession(rx, 0.0, FaxConfig())
+    blocks = 0
+    while (tx.finished is None or rx.finished is None) and blocks < 200 * 50:
+        a, b = tx.transmit_g711(160), rx.transmit_g711(160)
+        rx.receive_g711(a)
+        tx.receive_g711(b)
+        blocks += 1
+    session.poll(blocks * 0.02)
+    rx.close(), tx.close()
+    facts = session.facts(blocks * 0.02)
+    facts.pop("pages")
+    done = spool.finish_fax(fax.id, 1100.0, complete=session.complete, **facts)
+    assert done.state == "received" and done.remote_ident == HOSTILE_TSI
+
+    body = admin_client.get(f"/faxes/{fax.id}").get_data(as_text=True)
+    trace = body[body.index('id="trace"'):body.index("</pre>", body.index('id="trace"'))]
+    for frame in ("DIS", "DCS", "CFR", "MCF"):  # the T.30 handshake, as spandsp logged it
+        assert frame in trace, frame
+    assert HOSTILE_TSI not in body and str(escape(HOSTILE_TSI)) in body
+    assert len(done.extra["trace"]) <= 400
