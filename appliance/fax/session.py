@@ -12,6 +12,23 @@ from ..config import FaxConfig
 from ..spandsp.t30 import FaxStats, PageDone, PhaseB, PhaseE, T30Terminal
 
 
+#: what the spool keeps of a call's T.30 trace: its last lines, within a size the fax page shows
+TRACE_LINES = 400
+TRACE_BYTES = 64 * 1024
+
+
+def bounded_trace(lines: list[str]) -> list[str]:
+    """The newest lines of the trace, at most TRACE_LINES and about TRACE_BYTES of text."""
+    out: list[str] = []
+    size = 0
+    for line in reversed(lines[-TRACE_LINES:]):
+        size += len(line) + 1
+        if size > TRACE_BYTES:
+            break
+        out.append(line)
+    return out[::-1]
+
+
 @dataclass
 class ReceiveSession:
     terminal: T30Terminal
@@ -88,6 +105,6 @@ class ReceiveSession:
                 "remote_vendor": stats.remote_vendor,
                 "remote_model": stats.remote_model,
                 "hangup_reason": self.hangup_reason,
-                "trace": (self.earlier_trace + list(self.terminal.trace))[-400:],
+                "trace": bounded_trace(self.earlier_trace + list(self.terminal.trace)),
             },
         }

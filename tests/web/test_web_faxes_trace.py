@@ -8,7 +8,7 @@ from markupsafe import escape
 
 from appliance.config import FaxConfig
 from appliance.fax.pages import STANDARD, write_fax_tiff
-from appliance.fax.session import ReceiveSession
+from appliance.fax.session import TRACE_BYTES, TRACE_LINES, ReceiveSession, bounded_trace
 from appliance.fax.testpages import demo_pages
 from appliance.spandsp.audio import AudioFaxTerminal
 from appliance.spool.store import Spool
@@ -42,3 +42,12 @@ def test_trace_of_a_real_call_is_on_the_fax_page(admin_client: FlaskClient, spoo
         assert frame in trace, frame
     assert HOSTILE_TSI not in body and str(escape(HOSTILE_TSI)) in body
     assert len(done.extra["trace"]) <= 400
+
+
+def test_stored_trace_is_bounded() -> None:
+    lines = [f"line {i} " + "x" * 300 for i in range(1000)]
+    kept = bounded_trace(lines)
+    assert kept == lines[-len(kept):] and kept[-1] == lines[-1]
+    assert sum(len(x) + 1 for x in kept) <= TRACE_BYTES and len(kept) > 150
+    assert bounded_trace(["a", "b"]) == ["a", "b"]
+    assert len(bounded_trace(["x"] * 1000)) == TRACE_LINES
