@@ -167,6 +167,11 @@ class ConfigDoc:
             return
         if value == defaults(section).get(key):
             return
+        if isinstance(value, dict):  # a sub-table ([routing.called]) with a blank line after it
+            sub = tomlkit.table()
+            sub.update(value)
+            sub.add(tomlkit.nl())
+            value = sub
         self.table(section, create=True)[key] = value  # type: ignore[index]
 
     # -- secrets --------------------------------------------------------------------------------
@@ -254,24 +259,35 @@ class ConfigDoc:
         keys the form does not show.  Secret keys are never touched here."""
         old = list(_entries(self.main, section, table))
         origins = origins if origins is not None else [i if i < len(old) else None for i in range(len(values))]
+        origins = [o if o is not None and o < len(old) else None for o in origins]
         hidden = SECRET_ENTRY_KEYS.get((section, table), ())
-        same_order = origins == list(range(len(old)))
         built = []
         for value, origin in zip(values, origins):
-            t = old[origin] if origin is not None and origin < len(old) else tomlkit.table()
+            t = old[origin] if origin is not None else tomlkit.table()
             for k in [k for k in t if k not in value and k not in hidden]:
                 del t[k]
             for k, v in value.items():
                 if k not in t or _plain(t[k]) != v:
                     t[k] = v
+            if origin is None:
+                t.add(tomlkit.nl())  # a blank line before whatever follows, as people write it
             built.append(t)
-        if same_order:
-            return  # edited in place: layout untouched
         sect = self.table(section, create=True)
         assert sect is not None
+        kept = [o for o in origins if o is not None]
+        appended_only = kept == sorted(set(kept)) and origins[:len(kept)] == kept
         if not built:
             if table in sect:
                 del sect[table]
+            return
+        if appended_only and isinstance(sect.get(table), AoT):
+            # deletions and additions at the end: edit the array in place, so every other entry,
+            # comment and blank line stays exactly where it was
+            aot = sect[table]
+            for index in sorted(set(range(len(old))) - set(kept), reverse=True):
+                del aot[index]
+            for t in built[len(kept):]:
+                aot.append(t)
             return
         aot = tomlkit.aot()
         for t in built:

@@ -1,0 +1,120 @@
+"""tomledit: edits keep the owner's file as written, secrets follow their entries, writes are
+atomic and validated first."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from appliance.config import Config, ConfigError
+from appliance.web.tomledit import ConfigDoc, TomlEditError
+
+FILE = """# front desk
+[sip]
+listen = ["udp:127.0.0.1:5060"]  # loopback only
+
+[[sip.peers]]
+name = "gw1"   # the old gateway
+match = "192.0.2.1"
+
+[[sip.peers]]
+name = "gw2"
+match = "192.0.2.2"
+username = "gw2"
+
+[[sip.peers]]
+name = "gw3"
+match = "192.0.2.3"
+
+[routing]
+default = "faxes@example.com"
+"""
+SECRETS = '[[sip.peers]]\nname = "gw2"\npassword = "gw2-secret"\n'
+
+
+@pytest.fixture
+def box(tmp_path: Path) -> Path:
+    (tmp_path / "faxbridge.toml").write_text(FILE)
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text(SECRETS)
+    secrets.chmod(0o600)
+    return tmp_path / "faxbridge.toml"
+
+
+def test_adding_and_deleting_entries_leaves_the_rest_of_the_text_alone(box: Path) -> None:
+    doc = ConfigDoc.load(box)
+    peers = doc.entries("sip", "peers")
+    assert peers[1] == {"name": "gw2", "match": "192.0.2.2", "username": "gw2"}  # no password here
+    # drop gw3, add gw4 at the end
+    doc.set_entries("sip", "peers", [peers[0], peers[1], {"name": "gw4", "match": "192.0.2.4"}], [0, 1, None])
+    doc.save()
+    want = FILE.replace('[[sip.peers]]\nname = "gw3"\nmatch = "192.0.2.3"\n',
+                        '[[sip.peers]]\nname = "gw4"\nmatch = "192.0.2.4"\n')
+    assert box.read_text() == want
+    assert Config.load(box).sip.peers[1].password == "gw2-secret"
+
+
+def test_secrets_follow_a_renamed_entry_and_leave_with_a_deleted_one(box: Path) -> None:
+    doc = ConfigDoc.load(box)
+    peers = doc.entries("sip", "peers")
+    doc.set_entries("sip", "peers", [peers[0], {**peers[1], "name": "pbx"}, peers[2]])
+    doc.rename_secret_entry("sip", "peers", "gw2", "pbx")
+    doc.save()
+    assert Config.load(box).sip.peers[1].password == "gw2-secret"
+    assert 'name = "pbx"' in (box.parent / "secrets.toml").read_text()
+
+    doc = ConfigDoc.load(box)
+    peers = doc.entries("sip", "peers")
+    doc.set_entries("sip", "peers", [peers[0], peers[2]], [0, 2])
+    doc.save()  # the secret of the deleted entry goes too: else the file would not load
+    assert "gw2-secret" not in (box.parent / "secrets.toml").read_text()
+    assert [p.name for p in Config.load(box).sip.peers] == ["gw1", "gw3"]
+
+
+def test_an_invalid_result_raises_and_writes_nothing(box: Path) -> None:
+    before = {p.name: p.read_bytes() for p in box.parent.iterdir()}
+    doc = ConfigDoc.load(box)
+    doc.set("routing", "default", "nobody")
+    doc.set_secret("delivery", "password", "never-written")
+    with pytest.raises(ConfigError) as e:
+        doc.save()
+    assert "routing.default: 'nobody' is not a mail address" in e.value.errors
+    assert {p.name: p.read_bytes() for p in box.parent.iterdir()} == before  # no temp file left either
+
+
+def test_writes_are_atomic_files_with_the_right_modes(box: Path) -> None:
+    box.chmod(0o640)
+    doc = ConfigDoc.load(box)
+    doc.set_secret("delivery", "password", "pw")
+    doc.set("delivery", "backend", "smtp")
+    doc.set("delivery", "url", "smtp://127.0.0.1:25")
+    doc.set("delivery", "username", "fax")
+    doc.save()
+    assert stat.S_IMODE(box.stat().st_mode) == 0o640  # the owner's mode kept
+    assert stat.S_IMODE((box.parent / "secrets.toml").stat().st_mode) == 0o600
+    assert sorted(os.listdir(box.parent)) == ["faxbridge.toml", "secrets.toml"]
+    assert Config.load(box).delivery.password == "pw"
+
+
+def test_a_file_that_is_not_toml_is_named(box: Path) -> None:
+    box.write_text("[sip\n")
+    with pytest.raises(TomlEditError, match="not valid TOML"):
+        ConfigDoc.load(box)
+
+
+def test_a_new_file_restates_the_running_paths_relative_to_itself(tmp_path: Path) -> None:
+    running = Config.from_dict({}, base_dir=tmp_path)  # embedded defaults, relative to the working dir
+    doc = ConfigDoc.for_config(running)
+    assert doc.path == tmp_path / "var" / "faxbridge.toml" and not doc.exists
+    doc.set("routing", "default", "x@example.com")
+    cfg = doc.save()
+    loaded = Config.load(doc.path)
+    for c in (cfg, loaded):
+        assert c.path(c.spool.dir).resolve() == running.path(running.spool.dir).resolve()
+        assert c.path(c.delivery.url).resolve() == running.path(running.delivery.url).resolve()
+        assert c.path(c.web.state_dir).resolve() == running.path(running.web.state_dir).resolve()
+        assert c.path(c.system.control_socket).resolve() == running.path(running.system.control_socket).resolve()
+    assert loaded.source == doc.path.resolve()
