@@ -119,6 +119,12 @@ def parse_value(f: Field, form: MultiDict[str, str], name: str) -> Any:
     return raw.strip()
 
 
+def present(f: Field, form: MultiDict[str, str], name: str) -> bool:
+    """Whether the form showed this field at all (an unchecked checkbox sends nothing, so
+    checkboxes come with a hidden "<name>-shown"); a field a form did not show is left alone."""
+    return (name + "-shown") in form if f.kind == "bool" else name in form
+
+
 def show_value(f: Field, value: Any) -> Any:
     """A configuration value as the form shows it (the inverse of parse_value)."""
     if f.kind == "bool":
@@ -157,6 +163,8 @@ def apply_fields(doc: ConfigDoc, fields: list[Field], form: MultiDict[str, str],
             elif value:
                 doc.set_secret(f.section, f.name, value)
             continue
+        if not present(f, form, f.key):
+            continue
         try:
             value = parse_value(f, form, f.key)
         except ValueError as e:
@@ -184,6 +192,8 @@ class EntrySpec:
     label: Callable[[int, dict[str, Any]], str] = field(default=lambda i, v: "")
     #: fields that must be given for a new row to count (an all-empty row is the blank one)
     key_fields: tuple[str, ...] = ("name",)
+    #: the order matters (routing rules): each row gets a position field
+    ordered: bool = False
 
     def default(self, name: str) -> Any:
         return getattr(self.defaults(), name, None)
@@ -206,9 +216,8 @@ def entry_rows(doc: ConfigDoc, spec: EntrySpec) -> list[dict[str, Any]]:
 def submitted_rows(spec: EntrySpec, form: MultiDict[str, str], doc: ConfigDoc) -> list[dict[str, Any]]:
     """The rows as submitted, to show again beside errors."""
     rows = []
-    count = _count(form, spec)
     final = 0
-    for i in range(count):
+    for i in _ordered(spec, form):
         p = f"{spec.prefix}-{i}-"
         values = {f.name: (p + f.name in form if f.kind == "bool" else "" if f.kind == "secret"
                            else form.get(p + f.name, "")) for f in spec.fields}
@@ -234,6 +243,18 @@ def _count(form: MultiDict[str, str], spec: EntrySpec) -> int:
         return 0
 
 
+def _ordered(spec: EntrySpec, form: MultiDict[str, str]) -> list[int]:
+    """Row indexes in the order asked for by their "position" fields (rules: first match wins);
+    rows without a usable position keep their place."""
+    def key(i: int) -> tuple[float, int]:
+        try:
+            return float(form.get(f"{spec.prefix}-{i}-_position", "")), i
+        except ValueError:
+            return float(i + 1), i
+    rows = list(range(_count(form, spec)))
+    return sorted(rows, key=key) if spec.ordered else rows
+
+
 def _row_given(spec: EntrySpec, values: dict[str, Any], form: MultiDict[str, str], p: str) -> bool:
     return any(str(values.get(k, "")).strip() for k in spec.key_fields) or any(
         form.get(p + f.name) for f in spec.fields if f.kind == "secret")
@@ -245,7 +266,7 @@ def apply_entries(doc: ConfigDoc, spec: EntrySpec, form: MultiDict[str, str], er
     values: list[dict[str, Any]] = []
     origins: list[int | None] = []
     secret_ops: list[tuple[str, str, bool, str, str]] = []
-    for i in range(_count(form, spec)):
+    for i in _ordered(spec, form):
         p = f"{spec.prefix}-{i}-"
         if form.get(p + "_delete"):
             continue
@@ -259,6 +280,10 @@ def apply_entries(doc: ConfigDoc, spec: EntrySpec, form: MultiDict[str, str], er
         label = spec.label(len(values), {"name": shown.get("name", "")})
         for f in spec.fields:
             if f.kind == "secret":
+                continue
+            if not present(f, form, p + f.name):
+                if f.name in base:
+                    entry[f.name] = base[f.name]
                 continue
             try:
                 v = parse_value(f, form, p + f.name)
@@ -374,7 +399,7 @@ RULES = EntrySpec(
      Field("tiff", "TIFF flavour", "choice", choices=("",) + ROUTE_TIFF, help="empty = tiff-f"),
      Field("subject", "Subject", help="e.g. Fax from {caller} ({pages} pages)")),
     RouteRuleConfig, label=lambda i, v: RouteRuleConfig.label(i, v),
-    key_fields=("name", "to", "called", "called_prefix", "caller", "line", "tsi"))
+    key_fields=("name", "to", "called", "called_prefix", "caller", "line", "tsi"), ordered=True)
 
 DELIVERY_BACKENDS = ("smtp", "direct", "graph", "maildir")
 DELIVERY_FIELDS = [
@@ -397,6 +422,10 @@ DELIVERY_FIELDS = [
     Field("delivery.tls_client_cert", "TLS client certificate", help="For a certificate-matched relay connector."),
     Field("delivery.tls_client_key", "TLS client key"),
     Field("delivery.archive", "Archive Maildir", help="A local copy of every fax; empty = none."),
+    Field("delivery.max_message_bytes", "Largest message (bytes)", "int",
+          help="The server's or mailbox's limit (Exchange Online 35 MB, Exchange Server 10 MB by default)."),
+    Field("delivery.dns_servers", "DNS servers (direct backend)", "list", help="Empty = the system's."),
+    Field("delivery.graph_url", "Microsoft Graph URL", help="Only for national clouds."),
 ]
 
 SECTIONS = [("system", "System"), ("sip", "SIP"), ("modem", "Modems"), ("routing", "Routing"),
@@ -751,7 +780,14 @@ def backup_download_secrets() -> Any:
     """With passwords and client secrets: only after the administrator's password again."""
     from appliance.web import auth
 
+    addr = request.remote_addr or "?"
+    wait = auth.limiter().wait(addr)  # the login's limiter: this is a password guess as well
+    if wait > 0:
+        page, _ = _page("settings_backup.html", "backup", title="Backup and restore",
+                        errors=[f"password: too many wrong passwords; try again in {int(wait) + 1} s"])
+        return page, 429
     if not auth.store().verify(request.form.get("password", "")):
+        auth.limiter().failed(addr)
         page, _ = _page("settings_backup.html", "backup", title="Backup and restore",
                         errors=["password: that is not the administrator password"])
         return page, 403

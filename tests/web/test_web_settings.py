@@ -318,3 +318,34 @@ def test_a_save_is_applied_by_the_running_daemon(live) -> None:
            "sip.tls_cert": "", "sip.tls_key": "", "sip.tls_ca": "", "peers-count": "0", "regs-count": "0"}
     r = _post(client, "/settings/sip", sip, follow_redirects=True)
     assert "need a restart" in r.get_data(as_text=True) and "sip.listen" in r.get_data(as_text=True)
+
+
+def test_rules_can_be_reordered_by_position(web: FlaskClient, box: Path) -> None:
+    form = _rules_form()
+    del form["action"]
+    form.update({"rules-0-_position": "2", "rules-1-_position": "1"})  # the new rule goes first
+    r = _post(web, "/settings/routing", form)
+    assert r.status_code == 302, r.get_data(as_text=True)
+    assert [rule.name for rule in Config.load(box).routing.rules] == ["bank", "sales"]
+    assert "# the sales line" in box.read_text()  # the moved rule keeps its comment
+    page = web.get("/settings/routing").get_data(as_text=True)
+    assert page.index('value="bank"') < page.index('value="sales"')
+
+
+def test_wrong_backup_passwords_are_rate_limited(web: FlaskClient) -> None:
+    from appliance.web.auth import MAX_FAILURES
+
+    for _ in range(MAX_FAILURES):
+        assert _post(web, "/settings/backup/config-with-secrets.toml", {"password": "guess"}).status_code == 403
+    r = _post(web, "/settings/backup/config-with-secrets.toml", {"password": PASSWORD})
+    assert r.status_code == 429 and "too many wrong passwords" in r.get_data(as_text=True)
+
+
+def test_an_unchecked_box_is_saved_as_false_and_an_absent_field_is_left_alone(web: FlaskClient, box: Path) -> None:
+    page = web.get("/settings/delivery").get_data(as_text=True)
+    assert 'name="delivery.verify_tls-shown"' in page and 'name="delivery.verify_tls" value="1" checked' in page
+    r = _post(web, "/settings/delivery", {"delivery.verify_tls-shown": "1", "delivery.archive": "archive"})
+    assert r.status_code == 302, r.get_data(as_text=True)
+    cfg = Config.load(box)
+    assert cfg.delivery.verify_tls is False and cfg.delivery.archive == "archive"
+    assert cfg.delivery.url == "Maildir"  # not in that form: untouched
