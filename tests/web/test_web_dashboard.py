@@ -221,3 +221,15 @@ def test_real_daemon_answers_status_and_its_live_call_reaches_the_page(tmp_path:
         assert found["mode"].startswith("G.711") and found["called"] == "test"
     finally:
         d.stop()
+
+
+def test_disk_below_ten_percent_is_an_alert(tmp_path: Path, config: Config) -> None:
+    from appliance.web.health import Disk, disk_usage, summary
+
+    real = disk_usage(tmp_path / "not" / "yet" / "there")  # the nearest existing parent's filesystem
+    assert real is not None and real.total > 0 and 0 <= real.free <= real.total
+    assert not Disk("/x", 1000, 100).low and Disk("/x", 1000, 99).low
+    s = summary(config, None, None, "the daemon is not running")
+    low = [a for a in s.alerts if "of the spool's disk is free" in a.text]
+    assert bool(low) == (s.disk is not None and s.disk.low)
+    assert [a.kind for a in s.alerts].count("daemon") == 1
