@@ -55,6 +55,17 @@
     });
   }
 
+  function showQueue(q) {
+    if (!q) { return; }
+    var set = function (id, n) {
+      var el = document.getElementById(id);
+      if (el && typeof n === "number") { el.textContent = String(n); }
+    };
+    set("queue-queued", (q.queued || 0) + (q.delivering || 0));
+    set("queue-retrying", q.failed_retrying);
+    set("queue-dead", q.dead);
+  }
+
   var es = new EventSource(root.getAttribute("data-events"));
   es.addEventListener("status", function (ev) {
     var data;
@@ -63,6 +74,7 @@
     if (down) { down.hidden = !!data.daemon; }
     showCalls(data.calls || []);
     showLines(data.lines || []);
+    showQueue(data.queue);
     var stamp = document.getElementById("live-stamp");
     if (stamp) { stamp.textContent = "live"; }
   });
