@@ -110,7 +110,8 @@ def _detail(fax_id: int, status: int = 200, **extra: Any) -> tuple[str, int]:
     return render_template("fax_detail.html", fax=fax, jobs=jobs, attempts=attempts,
                            has_tiff=tiff is not None, npages=npages, unreadable=unreadable,
                            trace=trace_lines, facts=facts, can_delete=_delete_refusal(fax, jobs) is None,
-                           resendable=[j.recipient for j in jobs if _is_mail(j.recipient)],
+                           resendable=[j.recipient for j in jobs if _is_mail(j.recipient)
+                                       and j.state in ("delivered", "dead")],
                            **extra), status
 
 
