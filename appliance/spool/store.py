@@ -638,8 +638,9 @@ class Spool:
     def purge_older_than(self, cutoff: float) -> int:
         """Delete faxes received before ``cutoff`` (retention); returns how many went.
 
-        A fax still owed a delivery (a job queued, delivering or retrying) or still being
-        received is kept whatever its age: retention must never eat a fax nobody has had yet.
+        A fax still owed a delivery (a job queued, delivering or retrying), still being received,
+        or received but not routed yet (start-up routes it) is kept whatever its age: retention
+        must never eat a fax nobody has had yet.
         Works in batches of ``PURGE_BATCH`` so the daemon's own writes wait at most one batch.
         """
         total = 0
@@ -647,7 +648,8 @@ class Spool:
         while True:
             with self._tx() as db:
                 cur = db.execute(
-                    "SELECT * FROM faxes WHERE created < ? AND state != 'receiving' AND NOT EXISTS"
+                    "SELECT * FROM faxes WHERE created < ? AND state NOT IN ('receiving', 'received')"
+                    " AND NOT EXISTS"
                     f" (SELECT 1 FROM jobs WHERE jobs.fax_id=faxes.id AND jobs.state IN ({open_marks}))"
                     " ORDER BY created, id LIMIT ?", (float(cutoff), *OPEN_JOB_STATES, PURGE_BATCH))
                 cur.row_factory = sqlite3.Row

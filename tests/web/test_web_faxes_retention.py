@@ -41,14 +41,14 @@ def aged_mix(spool: Spool) -> dict[str, int]:
 def test_purge_deletes_only_old_final_faxes(spool: Spool) -> None:
     ids = aged_mix(spool)
     images = {k: spool.image_path(spool.get_fax(v)) for k, v in ids.items()}  # type: ignore[arg-type]
-    assert spool.purge_older_than(T0 + 30 * DAY) == 4
+    assert spool.purge_older_than(T0 + 30 * DAY) == 3
     gone = {k for k, v in ids.items() if spool.get_fax(v) is None}
-    assert gone == {"delivered", "dead", "no_fax", "unrouted"}
-    for name in ("queued", "delivering", "retrying", "receiving", "new"):
+    assert gone == {"delivered", "dead", "no_fax"}
+    for name in ("queued", "delivering", "retrying", "receiving", "unrouted", "new"):
         assert spool.get_fax(ids[name]) is not None, name
-    for name in ("delivered", "dead", "unrouted"):
+    for name in ("delivered", "dead"):
         assert not images[name].exists(), name  # type: ignore[union-attr]
-    for name in ("queued", "delivering", "retrying", "new"):
+    for name in ("queued", "delivering", "retrying", "unrouted", "new"):
         assert images[name].is_file(), name  # type: ignore[union-attr]
     assert spool.purge_older_than(T0 + 30 * DAY) == 0  # nothing more, and idempotent
     left = {r[0] for r in spool._query("SELECT fax_id FROM jobs")}
@@ -59,7 +59,9 @@ def test_purge_deletes_only_old_final_faxes(spool: Spool) -> None:
 
 def test_purge_works_in_batches(spool: Spool, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(store, "PURGE_BATCH", 2)
-    made = [add_fax(spool, T0 + i, dpis=[STANDARD]) for i in range(5)]
+    made = [add_fax(spool, T0 + i, dpis=[STANDARD], recipients=["a@example.com"]) for i in range(5)]
+    for job, _ in spool.list_jobs():
+        spool.job_dead(job.id, T0 + 10, "550 no")
     assert spool.purge_older_than(T0 + 3) == 3
     assert [f.id for f in spool.list_faxes()] == [made[4].id, made[3].id]
 
@@ -69,8 +71,8 @@ def test_daemon_purges_with_the_configured_retention(tmp_path: Path) -> None:
     config = Config(spool=SpoolConfig(dir="spool"), system=SystemConfig(retention_days=30), base_dir=tmp_path)
     spool = Spool(config.path(config.spool.dir))
     now = time.time()
-    old = add_fax(spool, now - 31 * DAY, dpis=[STANDARD])
-    young = add_fax(spool, now - 29 * DAY, dpis=[STANDARD])
+    old = add_fax(spool, now - 31 * DAY, caller_number="+1")  # no fax: final
+    young = add_fax(spool, now - 29 * DAY, caller_number="+2")
     box = types.SimpleNamespace(cfg=config, spool=spool)
 
     async def run() -> None:
@@ -90,7 +92,7 @@ def test_retention_zero_keeps_everything(tmp_path: Path) -> None:
     config = Config(spool=SpoolConfig(dir="spool"), base_dir=tmp_path)
     assert config.system.retention_days == 0
     spool = Spool(config.path(config.spool.dir))
-    old = add_fax(spool, 1_000_000.0, dpis=[STANDARD])
+    old = add_fax(spool, 1_000_000.0, caller_number="+1")
     box = types.SimpleNamespace(cfg=config, spool=spool)
 
     async def run() -> None:
