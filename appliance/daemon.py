@@ -336,6 +336,11 @@ class Appliance:
         ports, TLS files, registrations, the spool, the web process, the control socket) is not
         applied but named in ``restart``.  Returns {"ok", "applied", "restart"} or
         {"ok": false, "error", "errors"} when the file is wrong (the old settings stay)."""
+        lock = self.__dict__.setdefault("_reload_lock", asyncio.Lock())
+        async with lock:  # two saves in quick succession: one reload after the other
+            return await self._reload_config()
+
+    async def _reload_config(self) -> dict[str, Any]:
         from .config import ConfigError, config_file
         from .delivery import oauth
 

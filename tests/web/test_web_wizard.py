@@ -171,3 +171,17 @@ def test_the_wizard_answers_with_the_real_daemon(tmp_path: Path) -> None:
     finally:
         appliance.spool.close()
         shutil.rmtree(sock_dir, ignore_errors=True)
+
+
+def test_changing_the_choice_leaves_no_oauth_sign_in_behind(admin_client: FlaskClient, config: Config) -> None:
+    _post(admin_client, "/setup/delivery", {
+        "kind": "o365-oauth", "action": "save", "via": "smtp", "delivery.from": "fax@contoso.com",
+        "delivery.tenant": "contoso.onmicrosoft.com", "delivery.client_id": "00000000-0000-0000-0000-000000000001",
+        "delivery.client_secret": SECRET, "test_to": ""})
+    r = _post(admin_client, "/setup/delivery", {
+        "kind": "smtp", "action": "save", "delivery.url": "smtp://relay.example.com:25",
+        "delivery.from": "fax@example.com", "delivery.username": "", "test_to": ""})
+    assert r.status_code == 302, r.get_data(as_text=True)
+    d = Config.load(config_file(config)).delivery
+    assert (d.backend, d.url, d.auth_mode, d.starttls) == ("smtp", "smtp://relay.example.com:25", "none",
+                                                           "opportunistic")
