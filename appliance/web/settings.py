@@ -498,7 +498,7 @@ def _simple(section: str, fields: list[Field], template: str = "settings_form.ht
     try:
         doc = load_doc()
     except TomlEditError as e:
-        return _page("settings_broken.html", section, problem=str(e), title=title)
+        return _page("settings_broken.html", section, problem=str(e), title=title, errors=[str(e)])
     errors: list[str] = []
     values = field_values(doc, fields)
     rows = {spec.prefix: entry_rows(doc, spec) for spec in entries}

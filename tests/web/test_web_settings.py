@@ -349,3 +349,11 @@ def test_an_unchecked_box_is_saved_as_false_and_an_absent_field_is_left_alone(we
     cfg = Config.load(box)
     assert cfg.delivery.verify_tls is False and cfg.delivery.archive == "archive"
     assert cfg.delivery.url == "Maildir"  # not in that form: untouched
+
+
+def test_a_file_that_is_not_toml_is_reported_not_overwritten(web: FlaskClient, box: Path) -> None:
+    box.write_text("[routing\n")
+    r = web.get("/settings/routing")
+    assert r.status_code == 400 and "not valid TOML" in r.get_data(as_text=True)
+    r = _post(web, "/settings/routing", {"routing.default": "x@example.com"})
+    assert r.status_code == 400 and box.read_text() == "[routing\n"

@@ -118,3 +118,18 @@ def test_reload_starts_a_modem_line_for_a_new_device(tmp_path: Path) -> None:
         asyncio.run(go())
     finally:
         app.spool.close()
+
+
+def test_run_and_web_without_config_load_the_file_the_web_ui_wrote(tmp_path: Path, monkeypatch) -> None:
+    from appliance.cli import _load
+
+    monkeypatch.chdir(tmp_path)
+    assert _load(None).source is None  # nothing written yet: the embedded defaults
+    running = _load(None)
+    doc = ConfigDoc.for_config(running)
+    doc.set("routing", "default", "desk@example.com")
+    doc.save()
+    cfg = _load(None)
+    assert cfg.source == (tmp_path / "var" / "faxbridge.toml").resolve()
+    assert cfg.routing.default == "desk@example.com"
+    assert cfg.path(cfg.spool.dir).resolve() == running.path(running.spool.dir).resolve()
