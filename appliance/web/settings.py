@@ -466,7 +466,8 @@ def reload_daemon(cfg: Config) -> str:
         return f"Saved, but the daemon did not apply it: {reply.get('error', 'unknown error')}"
     restart = reply.get("restart") or []
     if restart:
-        return ("Saved and applied. These changes need a restart of the appliance to take effect: "
+        where = " (System page, Restart)" if "system.index" in current_app.view_functions else ""
+        return ("Saved and applied, except what needs a restart of the appliance" + where + ": "
                 + ", ".join(str(r) for r in restart) + ".")
     return "Saved and applied; calls in progress were not disturbed."
 

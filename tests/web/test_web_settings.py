@@ -317,7 +317,7 @@ def test_a_save_is_applied_by_the_running_daemon(live) -> None:
     sip = {"sip.listen": "udp:127.0.0.1:5090", "sip.public_address": "", "sip.rtp_ports": "40000-40999",
            "sip.tls_cert": "", "sip.tls_key": "", "sip.tls_ca": "", "peers-count": "0", "regs-count": "0"}
     r = _post(client, "/settings/sip", sip, follow_redirects=True)
-    assert "need a restart" in r.get_data(as_text=True) and "sip.listen" in r.get_data(as_text=True)
+    assert "needs a restart" in r.get_data(as_text=True) and "sip.listen" in r.get_data(as_text=True)
 
 
 def test_rules_can_be_reordered_by_position(web: FlaskClient, box: Path) -> None:
