@@ -225,9 +225,11 @@ def configured_box(appliance_factory: Callable[..., Appliance]) -> Appliance:
     return appliance_factory(configured=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser() -> Iterator["Browser"]:
-    """Debian's chromium, headless; one per session (per xdist worker)."""
+    """Debian's chromium, headless; one per test. Playwright's sync API keeps an asyncio loop
+    marked as running while it lives, so a browser kept past its test would break every later
+    test in the same worker that calls asyncio.run(); a launch costs well under a second."""
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
