@@ -149,6 +149,22 @@ def lines() -> Any:
                         spec=s.PEERS)
 
 
+@bp.post("/lines/use")
+def use_modem() -> Any:
+    """"Use it" beside a detected modem: add it to modem.devices (only a device that was detected)."""
+    device = request.form.get("device", "")
+    if device not in {d["path"] for d in s.detected_modems()}:
+        flash(f"{device or 'That device'} is not plugged in (any more).")
+        return redirect(url_for("wizard.lines"))
+    doc = _doc()
+    devices = list(doc.get("modem", "devices") or [])
+    if device not in devices:
+        doc.set("modem", "devices", devices + [device])
+        errors, message = s.save_and_reload(doc)
+        flash("; ".join(errors) if errors else f"{device} will answer calls. {message}")
+    return redirect(url_for("wizard.lines"))
+
+
 # -- where faxes go -------------------------------------------------------------------------------
 def current_kind(doc: ConfigDoc) -> str:
     """Which of the four choices the file's [delivery] looks like (to open that one)."""

@@ -185,3 +185,23 @@ def test_changing_the_choice_leaves_no_oauth_sign_in_behind(admin_client: FlaskC
     d = Config.load(config_file(config)).delivery
     assert (d.backend, d.url, d.auth_mode, d.starttls) == ("smtp", "smtp://relay.example.com:25", "none",
                                                            "opportunistic")
+
+
+def test_use_it_adds_a_detected_modem_and_nothing_else(admin_client: FlaskClient, config: Config, tmp_path: Path,
+                                                         monkeypatch) -> None:
+    import appliance.web.settings as settings
+
+    dev = tmp_path / "dev"
+    (dev / "serial" / "by-id").mkdir(parents=True)
+    (dev / "ttyUSB0").touch()
+    (dev / "serial" / "by-id" / "usb-Zoom_3095-if00").symlink_to("../../ttyUSB0")
+    monkeypatch.setattr(settings, "DEV", dev)
+    link = str(dev / "serial" / "by-id" / "usb-Zoom_3095-if00")
+    page = admin_client.get("/setup/lines").get_data(as_text=True)
+    assert link in page and ">Use it</button>" in page
+    r = _post(admin_client, "/setup/lines/use", {"device": link})
+    assert r.status_code == 302
+    assert Config.load(config_file(config)).modem.devices == [link]
+    assert "in use</span>" in admin_client.get("/setup/lines").get_data(as_text=True)
+    _post(admin_client, "/setup/lines/use", {"device": "/etc/passwd"})
+    assert Config.load(config_file(config)).modem.devices == [link]
