@@ -54,6 +54,8 @@ class Field:
     help: str = ""
     choices: tuple[str, ...] = ()
     placeholder: str = ""
+    #: a heading shown above the first field of a group (delivery: which backend uses these)
+    group: str = ""
 
     @property
     def section(self) -> str:
@@ -402,30 +404,38 @@ RULES = EntrySpec(
     key_fields=("name", "to", "called", "called_prefix", "caller", "line", "tsi"), ordered=True)
 
 DELIVERY_BACKENDS = ("smtp", "direct", "graph", "maildir")
+G_MAIN = "Where faxes go"
+G_SERVER = "Mail server (smtp and direct)"
+G_OAUTH = "Microsoft 365 sign-in (graph, or smtp with sign-in oauth2)"
+G_MORE = "More"
 DELIVERY_FIELDS = [
-    Field("delivery.backend", "Backend", "choice", choices=DELIVERY_BACKENDS,
+    Field("delivery.backend", "Backend", "choice", choices=DELIVERY_BACKENDS, group=G_MAIN,
           help="smtp: a mail server or relay connector; direct: the recipient domain's MX; "
                "graph: Microsoft Graph; maildir: a local folder."),
-    Field("delivery.url", "Server or folder", help="smtp://host:port or smtps://host:port; for maildir a path."),
-    Field("delivery.from", "Sender address (From)"),
-    Field("delivery.starttls", "STARTTLS", "choice", choices=("opportunistic", "required", "none")),
-    Field("delivery.auth", "Sign-in", "choice", choices=("", "password", "oauth2", "none"),
+    Field("delivery.url", "Server or folder", group=G_MAIN,
+          help="smtp: smtp://host:port or smtps://host:port; maildir: a folder; not used by direct and graph."),
+    Field("delivery.from", "Sender address (From)", group=G_MAIN),
+    Field("delivery.starttls", "STARTTLS", "choice", choices=("opportunistic", "required", "none"), group=G_SERVER),
+    Field("delivery.auth", "Sign-in", "choice", choices=("", "password", "oauth2", "none"), group=G_SERVER,
           help="empty = password when a user name is set"),
-    Field("delivery.username", "User name"),
-    Field("delivery.password", "Password", "secret"),
-    Field("delivery.tenant", "Tenant (directory) ID or domain"),
-    Field("delivery.client_id", "Application (client) ID"),
-    Field("delivery.client_secret", "Client secret", "secret", help="The secret's Value, not its ID."),
-    Field("delivery.client_certificate", "Client certificate (PEM with key)", help="Instead of a client secret."),
-    Field("delivery.ca_file", "CA bundle", help="To trust a private mail server's certificate; empty = system."),
-    Field("delivery.verify_tls", "Verify the server's certificate", "bool"),
-    Field("delivery.tls_client_cert", "TLS client certificate", help="For a certificate-matched relay connector."),
-    Field("delivery.tls_client_key", "TLS client key"),
-    Field("delivery.archive", "Archive Maildir", help="A local copy of every fax; empty = none."),
-    Field("delivery.max_message_bytes", "Largest message (bytes)", "int",
+    Field("delivery.username", "User name", group=G_SERVER),
+    Field("delivery.password", "Password", "secret", group=G_SERVER),
+    Field("delivery.ca_file", "CA bundle", group=G_SERVER,
+          help="To trust a private mail server's certificate; empty = system."),
+    Field("delivery.verify_tls", "Verify the server's certificate", "bool", group=G_SERVER),
+    Field("delivery.tls_client_cert", "TLS client certificate", group=G_SERVER,
+          help="For a certificate-matched relay connector."),
+    Field("delivery.tls_client_key", "TLS client key", group=G_SERVER),
+    Field("delivery.dns_servers", "DNS servers (direct)", "list", group=G_SERVER, help="Empty = the system's."),
+    Field("delivery.tenant", "Tenant (directory) ID or domain", group=G_OAUTH),
+    Field("delivery.client_id", "Application (client) ID", group=G_OAUTH),
+    Field("delivery.client_secret", "Client secret", "secret", group=G_OAUTH, help="The secret's Value, not its ID."),
+    Field("delivery.client_certificate", "Client certificate (PEM with key)", group=G_OAUTH,
+          help="Instead of a client secret."),
+    Field("delivery.graph_url", "Microsoft Graph URL", group=G_OAUTH, help="Only for national clouds."),
+    Field("delivery.archive", "Archive Maildir", group=G_MORE, help="A local copy of every fax; empty = none."),
+    Field("delivery.max_message_bytes", "Largest message (bytes)", "int", group=G_MORE,
           help="The server's or mailbox's limit (Exchange Online 35 MB, Exchange Server 10 MB by default)."),
-    Field("delivery.dns_servers", "DNS servers (direct backend)", "list", help="Empty = the system's."),
-    Field("delivery.graph_url", "Microsoft Graph URL", help="Only for national clouds."),
 ]
 
 SECTIONS = [("system", "System"), ("sip", "SIP"), ("modem", "Modems"), ("routing", "Routing"),
