@@ -14,7 +14,7 @@ APT_PACKAGES := libspandsp-dev libtiff-tools gcc libffi-dev pkg-config python3-d
 TEST_APT_PACKAGES := kamailio sip-tester efax hylafax-server postfix chromium
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv apt run test test-fast hwtest bench clean selftest
+.PHONY: all venv apt run test test-fast hwtest bench clean selftest screenshots
 
 all: venv
 
@@ -68,6 +68,11 @@ bench: venv
 	$(VENV)/bin/python -m tests.bench.bench_class1
 	$(VENV)/bin/python -m tests.bench.bench_faxlist
 	$(VENV)/bin/python -m tests.bench.bench_delivery
+
+# The README's screenshots of the web UI (docs/screenshots/), from a real appliance in chromium.
+screenshots: venv
+	$(MAKE) --no-print-directory apt APT_EXTRA="chromium"
+	$(VENV)/bin/python -m tests.browser.screenshots docs/screenshots
 
 clean:
 	rm -rf $(VENV) build *.egg-info appliance/spandsp/_spandsp.*

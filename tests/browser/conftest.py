@@ -150,13 +150,13 @@ control_socket = "fb.sock"
     def sip_uri(self, user: str = "fax") -> str:
         return f"sip:{user}@127.0.0.1:{self.sip_port}"
 
-    def send_test_fax(self, *args: str, user: str = "fax", timeout: float = 120) -> str:
+    def send_test_fax(self, *args: str, user: str = "fax", timeout: float = 120, tiff: Path | None = None) -> str:
         """A real fax call into our own SIP listener: `faxbridge send-test-fax` with the top half of
         one demo page at standard resolution (under 20 s of real time; the three-page --demo takes 48)."""
         from appliance.fax.pages import STANDARD, write_fax_tiff
         from appliance.fax.testpages import demo_pages
 
-        tiff = self.workdir / "one-page.tif"
+        tiff = tiff or self.workdir / "one-page.tif"
         if not tiff.exists():
             page = demo_pages(1, STANDARD)[0]
             write_fax_tiff([page.crop((0, 0, page.width, page.height // 2))], tiff, STANDARD)
