@@ -39,6 +39,14 @@ try:
     from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 except ImportError:  # pragma: no cover - the test extra installs it
     sync_playwright = None  # type: ignore[assignment]
+    # the test modules import playwright themselves: without it they are not collected at all,
+    # and the report header says why
+    collect_ignore_glob = ["test_*.py"]
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    reason = _skip_reason()
+    return f"browser tests: not run: {reason}" if reason else None
 
 
 def _skip_reason() -> str | None:

@@ -128,6 +128,12 @@ def test_empty_box_to_configured_box(appliance: Appliance, smtp: SmtpServer, pag
     expect(page).to_have_url(base + "/faxes")  # back where the login interrupted
     expect(page.get_by_role("heading", name="Received faxes")).to_be_visible()
     assert page.request.get(base + "/api/faxes").json() == {"total": 0, "faxes": []}
+
+    # the API's description, as JSON and as a page that renders under the CSP without a CDN
+    assert page.request.get(base + "/api/openapi.json").json()["openapi"].startswith("3.1")
+    page.goto(base + "/api/docs")
+    expect(page.get_by_role("heading", name="Faxbridge JSON API")).to_be_visible()
+    expect(page.locator("#listFaxes")).to_contain_text("/api/faxes")
     assert not page.problems.csp_violations(), page.problems.console_errors  # type: ignore[attr-defined]
     assert not page.problems.page_errors  # type: ignore[attr-defined]
     shot(page, "logged-in")
