@@ -274,6 +274,8 @@ def apply_entries(doc: ConfigDoc, spec: EntrySpec, form: MultiDict[str, str], er
             continue
         o = form.get(p + "_origin", "")
         origin = int(o) if o.isdigit() and int(o) < len(old) else None
+        if origin in origins:
+            origin = None  # a form naming one entry twice: the second is a new one
         shown = {f.name: form.get(p + f.name, "") for f in spec.fields if f.kind not in ("bool", "secret")}
         if origin is None and not _row_given(spec, shown, form, p):
             continue  # the blank row for a new entry, left blank
