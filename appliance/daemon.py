@@ -366,6 +366,12 @@ class Appliance:
             if getattr(new, name) != getattr(old, name):
                 applied.append(name)  # read from self.cfg per call / per fax
         applied += self._reload_sip(old, new, restart)
+        if old.sip.registrations != new.sip.registrations:
+            if getattr(self.sip, "_loop", None) is not None and "sip.listen" not in restart:
+                await self._reload_registrations(new)
+                applied.append("sip.registrations")
+            else:
+                restart.append("sip.registrations")
         if old.path(old.spool.dir).resolve() != new.path(new.spool.dir).resolve():
             restart.append("spool.dir")
         if old.path(old.system.control_socket).resolve() != new.path(new.system.control_socket).resolve():
@@ -401,11 +407,32 @@ class Appliance:
             applied.append("sip.auth_realm")
         if (o.public_address, o.playout_delay_ms) != (n.public_address, n.playout_delay_ms):
             applied.append("sip.media")  # read from self.cfg when a call is answered
-        for key in ("listen", "rtp_ports", "tls_cert", "tls_key", "tls_ca", "tls_verify_client",
-                    "registrations", "user_agent"):
+        for key in ("listen", "rtp_ports", "tls_cert", "tls_key", "tls_ca", "tls_verify_client", "user_agent"):
             if getattr(o, key) != getattr(n, key):
                 restart.append(f"sip.{key}")
         return applied
+
+    async def _reload_registrations(self, new: Config) -> None:
+        """Accounts removed or changed are unregistered (Expires: 0, answers awaited briefly),
+        new or changed ones start registering; unchanged ones keep their binding."""
+        from .sip.setup import ChallengeAnswerer, start_registrations
+
+        loop = asyncio.get_running_loop()
+        wanted = list(new.sip.registrations)
+        gone = [r for r in self.sip.registrations if r.cfg not in wanted]
+        now = loop.time()
+        for reg in gone:
+            reg.stop(now)
+        self.sip.flush()
+        deadline = now + 3.0
+        while not all(r.done for r in gone) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        self.sip.registrations[:] = [r for r in self.sip.registrations if r not in gone]
+        self.sip.ua.challenge_hook = ChallengeAnswerer(self.sip.ua, wanted) if wanted else None
+        kept = [r.cfg for r in self.sip.registrations]
+        fresh = dataclasses.replace(new, sip=dataclasses.replace(
+            new.sip, registrations=[c for c in wanted if c not in kept]))
+        await start_registrations(self.sip, fresh)
 
     async def _reload_modems(self, old: Config, new: Config, restart: list[str]) -> list[str]:
         """New settings for every line; idle lines restart now to apply init/class/serial

@@ -133,3 +133,46 @@ def test_run_and_web_without_config_load_the_file_the_web_ui_wrote(tmp_path: Pat
     assert cfg.source == (tmp_path / "var" / "faxbridge.toml").resolve()
     assert cfg.routing.default == "desk@example.com"
     assert cfg.path(cfg.spool.dir).resolve() == running.path(running.spool.dir).resolve()
+
+
+def test_reload_registers_a_new_account_and_unregisters_a_removed_one(tmp_path: Path) -> None:
+    """Against a real registrar on loopback UDP (the SIP tests' digest-checking one)."""
+    from tests.sip.test_registration import Registrar
+
+    app = _appliance(tmp_path)
+
+    async def go() -> None:
+        loop = asyncio.get_running_loop()
+        transport, registrar = await loop.create_datagram_endpoint(Registrar, local_addr=("127.0.0.1", 0))
+        port = transport.get_extra_info("sockname")[1]
+        await app.sip.start([("udp", "127.0.0.1", 0)])
+        try:
+            doc = ConfigDoc.load(tmp_path / "faxbridge.toml")
+            doc.set_entries("sip", "registrations", [{"name": "pbx", "registrar": f"sip:127.0.0.1:{port}",
+                                                      "user": "5551000", "auth_user": "fax", "expires": 120}])
+            doc.set_secret("sip", "password", "s3cret", ("registrations", "pbx"))
+            doc.save()
+            reply = await app.reload_config()
+            assert "sip.registrations" in reply["applied"] and reply["restart"] == []
+            for _ in range(200):
+                if registrar.bindings:
+                    break
+                await asyncio.sleep(0.02)
+            assert list(registrar.bindings) == ["<sip:5551000@127.0.0.1>"]
+            assert [r.name for r in app.sip.registrations] == ["pbx"]
+
+            doc = ConfigDoc.load(tmp_path / "faxbridge.toml")
+            doc.set_entries("sip", "registrations", [])
+            doc.save()
+            reply = await app.reload_config()
+            assert "sip.registrations" in reply["applied"]
+            assert registrar.bindings == {} and app.sip.registrations == []
+            assert "s3cret" not in (tmp_path / "secrets.toml").read_text()  # its secret left with it
+        finally:
+            await app.sip.close()
+            transport.close()
+
+    try:
+        asyncio.run(go())
+    finally:
+        app.spool.close()
