@@ -541,8 +541,8 @@ def system() -> Any:
 @bp.route("/sip", methods=["GET", "POST"])
 def sip() -> Any:
     return _simple("sip", SIP_FIELDS, "settings_sip.html", (PEERS, REGISTRATIONS), title="SIP",
-                   intro="How gateways and PBXs reach the appliance. Peers and limits apply to the next "
-                         "call; listeners, TLS files and registrations after a restart.")
+                   intro="How gateways and PBXs reach the appliance. Peers, limits and registrations apply "
+                         "at once (to the next call); listeners and TLS files after a restart.")
 
 
 @bp.route("/modem", methods=["GET", "POST"])
