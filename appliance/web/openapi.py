@@ -33,6 +33,7 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "description": "One delivery of a fax to one recipient.",
         "required": ["recipient", "state", "attempts", "last_error"],
+        "additionalProperties": False,
         "properties": {
             "recipient": {"type": "string", "format": "email"},
             "state": {"type": "string", "enum": ["queued", "delivering", "delivered", "failed_retrying", "dead"]},
@@ -45,6 +46,7 @@ SCHEMAS: dict[str, Any] = {
         "description": "A received fax (or a call that brought none) with its delivery jobs. Every text "
                        "field that came from the caller (names, numbers, TSI) is untrusted: escape it.",
         "required": ["id", "uid", "state", "created", "pages", "jobs"],
+        "additionalProperties": False,
         "properties": {
             "id": {"type": "integer"},
             "uid": {"type": "string", "description": "Stable unique id (also in the delivered mail)."},
@@ -76,6 +78,7 @@ SCHEMAS: dict[str, Any] = {
     "FaxList": {
         "type": "object",
         "required": ["total", "faxes"],
+        "additionalProperties": False,
         "properties": {
             "total": {"type": "integer", "description": "Faxes matching the filters, all pages together."},
             "faxes": {"type": "array", "items": {"$ref": "#/components/schemas/Fax"}},
@@ -117,8 +120,10 @@ PATHS: dict[str, dict[str, Any]] = {
                            "recipients; `state` filters by state.",
             "parameters": [
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 500,
-                                                             "default": 50}},
-                {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}},
+                                                             "default": 50},
+                 "description": "Faxes per answer; 0 gives only the total."},
+                {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0},
+                 "description": "Faxes to skip (newest first)."},
                 {"name": "q", "in": "query", "schema": {"type": "string", "maxLength": 200},
                  "description": "Free text: number, name, TSI or recipient."},
                 {"name": "state", "in": "query", "schema": SCHEMAS["Fax"]["properties"]["state"]},

@@ -89,3 +89,29 @@ def test_docs_page_lists_every_operation(admin_client: FlaskClient) -> None:
         assert f'<span class="method method-{method}">{method.upper()}</span> <code class="wrap">{path}</code>' in html
     assert "<script" not in html and "https://" not in html.split("</head>")[0]  # no CDN
     assert "X-CSRF-Token" in html
+
+
+def validate_against(doc: dict, schema: str, instance: object) -> None:
+    """Check a real answer against a component schema (its $refs resolved within the document)."""
+    from jsonschema import Draft202012Validator
+
+    root = {**doc, "$ref": f"#/components/schemas/{schema}"}
+    errors = sorted(Draft202012Validator(root).iter_errors(instance), key=str)
+    assert not errors, f"{schema}: " + "; ".join(f"{list(e.path)}: {e.message}" for e in errors)
+
+
+def test_real_answers_match_their_schemas(admin_client: FlaskClient, full_fax) -> None:
+    """The schemas describe what the API really sends (a field added or retyped fails here)."""
+    doc = document()
+    listing = admin_client.get("/api/faxes").get_json()
+    assert listing["total"] == 1 and listing["faxes"][0]["jobs"]
+    validate_against(doc, "FaxList", listing)
+    validate_against(doc, "Fax", admin_client.get(f"/api/faxes/{full_fax.id}").get_json())
+    validate_against(doc, "Error", admin_client.get("/api/faxes/999999").get_json())
+    validate_against(doc, "Error", admin_client.get("/api/faxes?limit=x").get_json())
+    try:
+        validate_against(doc, "Fax", {**listing["faxes"][0], "surprise": 1})
+    except AssertionError:
+        pass
+    else:
+        raise AssertionError("an undocumented field must fail the check")
