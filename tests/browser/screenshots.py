@@ -103,7 +103,9 @@ def main(out: Path) -> int:
                 "--caller", "+15550131", "--caller-name", "Litware Inc.", "--ident", "+1 555 0131", tiff=letter)))
             page.goto(app.base_url + "/")
             call.start()
-            time.sleep(8)  # into page 1
+            deadline = time.monotonic() + 25
+            while "page 1" not in page.locator("#calls-body").inner_text() and time.monotonic() < deadline:
+                time.sleep(0.5)  # until the live row shows the page coming in
             save(page, out / "dashboard.png")
             call.join(120)
             assert "OK" in sent.get("out", ""), sent
