@@ -37,7 +37,8 @@ def index() -> Response | str:
     cfg: Config = current_app.config["FAXBRIDGE"]
     status, why = daemonlink.status()
     s = health.summary(cfg, get_spool(), status, why)
-    return render_template("dashboard.html", s=s, human_bytes=health.human_bytes, now=time.time())
+    return render_template("dashboard.html", s=s, human_bytes=health.human_bytes, now=time.time(),
+                           setup_done=_setup_done())
 
 
 @bp.get("/events")
@@ -73,3 +74,18 @@ def events() -> Response:
     resp.headers["Cache-Control"] = "no-store"
     resp.headers["X-Accel-Buffering"] = "no"
     return resp
+
+
+def _setup_done() -> bool:
+    """web.setup_done as the configuration file says now (the wizard writes it after start)."""
+    import tomllib
+
+    from appliance.config import config_file
+
+    cfg = current_app.config["FAXBRIDGE"]
+    try:
+        data = tomllib.loads(config_file(cfg).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return cfg.web.setup_done
+    web = data.get("web", {})
+    return bool(web.get("setup_done", False)) if isinstance(web, dict) else False

@@ -814,6 +814,26 @@ def _attachment(text: str, name: str) -> Response:
     return resp
 
 
+def _moves_web_state(text: str) -> str | None:
+    """A restore may not move web.state_dir: the administrator password lives there, so moving
+    it would reopen the first-start page to anyone after the next restart."""
+    import tomllib
+
+    try:
+        web = tomllib.loads(text).get("web", {})
+    except tomllib.TOMLDecodeError:
+        return None  # the restore itself reports the syntax error
+    wanted = web.get("state_dir") if isinstance(web, dict) else None
+    if wanted is None:
+        return None
+    cfg = running()
+    base = config_file(cfg).parent
+    if (base / str(wanted)).resolve() != cfg.path(cfg.web.state_dir).resolve():
+        return ("web.state_dir differs from this box's; a restore may not move the web state "
+                "(it holds the administrator password). Remove the key from the file or change it on the box.")
+    return None
+
+
 @bp.post("/restore")
 def restore() -> Any:
     """Replace the configuration with an uploaded backup, validated first: nothing is written
@@ -830,6 +850,9 @@ def restore() -> Any:
         else:
             try:
                 text = data.decode("utf-8")
+                moved = _moves_web_state(text)
+                if moved:
+                    raise TomlEditError(moved)
                 doc = load_doc()
                 cfg = doc.restore(text)
             except UnicodeDecodeError:

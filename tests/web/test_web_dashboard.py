@@ -233,3 +233,13 @@ def test_disk_below_ten_percent_is_an_alert(tmp_path: Path, config: Config) -> N
     low = [a for a in s.alerts if "of the spool's disk is free" in a.text]
     assert bool(low) == (s.disk is not None and s.disk.low)
     assert [a.kind for a in s.alerts].count("daemon") == 1
+
+
+def test_dashboard_points_to_the_unfinished_setup_until_the_wizard_is_done(client: FlaskClient, config: Config,
+                                                                        spool: Spool) -> None:
+    html = client.get("/").get_data(as_text=True)
+    assert "The setup is not finished" in html and "/setup/system" in html
+    path = config.path("var/faxbridge.toml")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("[web]\nsetup_done = true\n")
+    assert "The setup is not finished" not in client.get("/").get_data(as_text=True)

@@ -194,6 +194,7 @@ def test_backup_with_secrets_needs_the_password_and_restores_them(web: FlaskClie
     (b'[routing]\ndefault = "nobody"\n', "routing.default"),
     (b'[delivery]\nbackend = "carrier-pigeon"\n', "delivery.backend"),
     (b"\xff\xfe\x00binary", "not a text file"),
+    (b'[web]\nstate_dir = "/tmp/elsewhere"\n', "may not move the web state"),
 ])
 def test_restore_of_a_bad_file_is_refused_and_writes_nothing(web: FlaskClient, box: Path, content: bytes,
                                                               named: str) -> None:
