@@ -86,9 +86,16 @@ def _banner(cfg: Config, app: object) -> str:
     _, host, port = udp.split(":")
     where = (f"Maildir {cfg.path(cfg.delivery.url).resolve()}" if cfg.delivery.backend == "maildir"
              else f"SMTP {cfg.delivery.url}")
+    web_note = ""
+    if cfg.web.https and not cfg.web.cert_file:
+        web_note = " (certificate generated on first start: accept it once)"
+    if not (cfg.path(cfg.web.state_dir) / "admin.json").exists():
+        web_note += "\n             first visit: choose the administrator password (there is no default)"
+    if not cfg.web.enabled:
+        web_note = " (web UI switched off)"
     return (f"Faxbridge is running.\n"
             f"  SIP:       {', '.join(sip)}\n"
-            f"  Web:       http://{cfg.web.listen}/\n"
+            f"  Web:       {'https' if cfg.web.https else 'http'}://{cfg.web.listen}/{web_note}\n"
             f"  Spool:     {cfg.path(cfg.spool.dir).resolve()}\n"
             f"  Delivery:  {where} (default recipient {cfg.routing.default})\n"
             f"Send it a test fax from another shell:\n"
