@@ -103,6 +103,28 @@ def _banner(cfg: Config, app: object) -> str:
             f"Stop with Ctrl-C.")
 
 
+def cmd_reset_password(args: argparse.Namespace) -> int:
+    """A forgotten password: whoever has a shell on the box owns it, so they may start over.
+    Every session ends with it (the session key goes too)."""
+    cfg = _load(args.config)
+    state = cfg.path(cfg.web.state_dir)
+    files = [state / "admin.json", state / "session.key"]
+    if not files[0].exists():
+        print(f"no administrator password is set ({files[0]} does not exist)")
+        return 0
+    if not args.yes:
+        answer = input(f"Forget the administrator password in {state}? Until a new one is set, anyone "
+                       "who can open the web page can set it. [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing changed")
+            return 1
+    for f in files:
+        f.unlink(missing_ok=True)
+    print("The password is forgotten. Restart the web UI (or the appliance), then open the web page "
+          "to choose a new one.")
+    return 0
+
+
 def cmd_web(args: argparse.Namespace) -> int:
     from .web.server import serve
 
@@ -299,6 +321,12 @@ def main(argv: list[str] | None = None) -> int:
     w = sub.add_parser("web", help="serve only the web UI")
     w.add_argument("--config")
     w.set_defaults(func=cmd_web)
+
+    rp = sub.add_parser("reset-password", help="forget the web UI's administrator password (on the box "
+                                               "itself): the next visit asks for a new one")
+    rp.add_argument("--config")
+    rp.add_argument("--yes", action="store_true", help="do it without asking")
+    rp.set_defaults(func=cmd_reset_password)
 
     c = sub.add_parser("check-config", help="validate a configuration file, naming every wrong key")
     c.add_argument("file")

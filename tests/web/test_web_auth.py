@@ -193,3 +193,21 @@ def test_uploading_an_own_certificate_checks_the_pair_and_installs_it(client: Fl
     assert key.stat().st_mode & 0o777 == 0o600
     page = client.get("/account/certificate").get_data(as_text=True)
     assert "uploaded" in page and "fax.example.test" in page
+
+
+def test_reset_password_on_the_box_reopens_setup(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    cfg_file = tmp_path / "faxbridge.toml"
+    cfg_file.write_text('[spool]\ndir = "spool"\n')
+    cfg = Config.load(cfg_file)
+    c = create_app(cfg).test_client()
+    login(c)
+    run = [sys.executable, "-m", "appliance", "reset-password", "--config", str(cfg_file)]
+    out = subprocess.run(run, input="n\n", capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and store_for(c).has_password()
+    out = subprocess.run(run + ["--yes"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "forgotten" in out.stdout
+    fresh = create_app(Config.load(cfg_file)).test_client()  # the restarted web process
+    assert fresh.get("/faxes").headers["Location"].endswith("/setup")
