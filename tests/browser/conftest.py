@@ -284,6 +284,8 @@ def page(context: "BrowserContext") -> Iterator["Page"]:
     pg.on("pageerror", lambda e: problems.page_errors.append(str(e)))
     pg.problems = problems  # type: ignore[attr-defined]
     yield pg
+    # every page a test visited kept to the CSP (no inline script or style, nothing from elsewhere)
+    assert not problems.csp_violations(), f"CSP violations: {problems.csp_violations()}"
 
 
 @pytest.fixture
