@@ -1,11 +1,27 @@
-"""JSON API for received faxes: the same data as the pages, for scripts and monitoring."""
+"""JSON API behind the pages: the same data and actions, for scripts and monitoring.
+
+Same login as the pages (the session cookie); state-changing calls carry the session's CSRF
+token in ``X-CSRF-Token``. Every route is described in ``openapi.py`` (a test keeps the two in
+step). Values that came from a caller (TSI, names, numbers) are returned as they arrived: a
+client that shows them must escape them.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, jsonify, request
+import dataclasses
+import logging
+import time
+from typing import Any
 
-from appliance.web.params import int_param, search_param, state_param
-from appliance.web.spoolview import fax_dict, get_spool
+from flask import Blueprint, Response, abort, current_app, jsonify, request
+
+from appliance.routing.router import route
+from appliance.web import daemonlink, health
+from appliance.web.faxes import COUNT_CAP, list_query, wake_daemon
+from appliance.web.params import BadParam, email_param, int_param, text_param
+from appliance.web.spoolview import fax_dict, get_spool, writable_spool
+
+log = logging.getLogger("faxbridge.web.api")
 
 bp = Blueprint("api", __name__)
 
@@ -14,17 +30,19 @@ MAX_LIMIT = 500
 
 @bp.get("/faxes")
 def list_faxes() -> Response:
-    """`{"total": N, "faxes": [...]}`, newest first; `limit` (<= 500), `offset`, `q`, `state`."""
+    """`{"total": N, "total_capped": bool, "faxes": [...]}`, newest first; the list page's filters
+    (`q`, `state`, `from`, `to`, `caller`, `called`, `tsi`, `recipient`), `limit` (<= 500), `offset`."""
     limit = int_param(request.args, "limit", 50, 0, MAX_LIMIT)
     offset = int_param(request.args, "offset", 0, 0)
-    q = search_param(request.args)
-    state = state_param(request.args)
+    query, _ = list_query()
     spool = get_spool()
     if spool is None:
-        return jsonify(total=0, faxes=[])
-    total = spool.count_faxes(state=state, search=q)
-    faxes = spool.list_faxes(limit=limit, offset=offset, state=state, search=q) if limit else []
-    return jsonify(total=total, faxes=[fax_dict(f, spool.jobs_for(f.id)) for f in faxes])
+        return jsonify(total=0, total_capped=False, faxes=[])
+    total = spool.count_faxes(query=query, cap=COUNT_CAP)
+    faxes = spool.list_faxes(query=query, limit=limit, offset=offset) if limit else []
+    jobs = spool.jobs_for_faxes([f.id for f in faxes]) if faxes else {}
+    return jsonify(total=total, total_capped=total >= COUNT_CAP,
+                   faxes=[fax_dict(f, jobs.get(f.id, [])) for f in faxes])
 
 
 @bp.get("/faxes/<int:fax_id>")
@@ -35,3 +53,89 @@ def get_fax(fax_id: int) -> Response:
     if fax is None:
         abort(404, f"no fax {fax_id}")
     return jsonify(fax_dict(fax, spool.jobs_for(fax.id)))
+
+
+@bp.post("/faxes/<int:fax_id>/resend")
+def resend_fax(fax_id: int) -> tuple[Response, int]:
+    """Queue the fax again as new messages: `{"to": "addr"}` for one address, or `{}` for its own
+    mail recipients. 202 with the jobs queued; 409 when there is nothing to send."""
+    body = request.get_json(silent=True)
+    if body is not None and not isinstance(body, dict):
+        raise BadParam("body", "must be a JSON object")
+    body = body or {}
+    spool = get_spool()
+    fax = spool.get_fax(fax_id) if spool is not None else None
+    if fax is None:
+        abort(404, f"no fax {fax_id}")
+    if fax.state in ("receiving", "no_fax"):
+        return jsonify(error="this call brought no fax to send"), 409
+    with writable_spool() as w:
+        if body.get("to") is not None:
+            recipients = [email_param({"to": str(body["to"])}, "to")]
+        else:
+            recipients = [j.recipient for j in w.jobs_for(fax_id) if "@" in j.recipient
+                          and not j.recipient.startswith("maildir:")]
+        if not recipients:
+            return jsonify(error="this fax has no recipients yet: give one as \"to\""), 409
+        queued, skipped = [], []
+        for rcpt in recipients:
+            try:
+                job = w.resend(fax_id, rcpt, time.time())
+                queued.append({"recipient": job.recipient, "message_id": job.message_id})
+            except ValueError as e:
+                skipped.append({"recipient": rcpt, "reason": str(e)})
+    if queued:
+        log.info("fax %s resent to %d recipient(s) through the API", fax.uid, len(queued))
+        wake_daemon()
+    return jsonify(queued=queued, skipped=skipped), 202 if queued else 409
+
+
+@bp.delete("/faxes/<int:fax_id>")
+def delete_fax(fax_id: int) -> tuple[Response, int]:
+    """Delete the fax (image, rendered pages, jobs, history); 409 while it is received or delivered."""
+    spool = get_spool()
+    if spool is None or spool.get_fax(fax_id) is None:
+        abort(404, f"no fax {fax_id}")
+    with writable_spool() as w:
+        try:
+            w.delete_fax(fax_id)
+        except KeyError:
+            abort(404, f"no fax {fax_id}")
+        except ValueError as e:
+            return jsonify(error=str(e)), 409
+    log.info("fax %s deleted through the API", fax_id)
+    return jsonify(deleted=fax_id), 200
+
+
+@bp.get("/status")
+def status() -> Response:
+    """What the dashboard shows: daemon, lines, calls in progress, today's faxes, queue, disk, alerts."""
+    cfg = current_app.config["FAXBRIDGE"]
+    live, why = daemonlink.status()
+    s = health.summary(cfg, get_spool(), live, why)
+    return jsonify(daemon_up=s.daemon_up, daemon_error=s.daemon_error, lines=s.lines, calls=s.calls,
+                   today=_plain(s.today), queue=s.queue, oldest_waiting=s.oldest_waiting,
+                   disk=_plain(s.disk), alerts=[_plain(a) for a in s.alerts])
+
+
+@bp.get("/route")
+def which_route() -> Response:
+    """Which routing rule a call would reach (`called`, `caller`, `tsi`, `line`, `um`), by the
+    configuration file as it is now (what the daemon applies after a reload)."""
+    from appliance.config import Config, ConfigError, config_file
+
+    running = current_app.config["FAXBRIDGE"]
+    path = config_file(running)
+    try:
+        cfg = Config.load(path) if path.is_file() else running
+    except ConfigError as e:
+        return jsonify(error="the configuration file is not valid", errors=e.errors), 409
+    args = request.args
+    decision = route(cfg.routing, called_number=text_param(args, "called") or "",
+                     caller_number=text_param(args, "caller") or "", remote_ident=text_param(args, "tsi") or "",
+                     line=text_param(args, "line") or "", um_recipient=text_param(args, "um") or "")
+    return jsonify(recipients=decision.recipients, **decision.as_extra())
+
+
+def _plain(value: Any) -> Any:
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value

@@ -80,7 +80,9 @@ SCHEMAS: dict[str, Any] = {
         "required": ["total", "faxes"],
         "additionalProperties": False,
         "properties": {
-            "total": {"type": "integer", "description": "Faxes matching the filters, all pages together."},
+            "total": {"type": "integer", "description": "Faxes matching the filters, all pages together "
+                                                          "(counting stops at 10,000)."},
+            "total_capped": {"type": "boolean", "description": "True when the count stopped at 10,000."},
             "faxes": {"type": "array", "items": {"$ref": "#/components/schemas/Fax"}},
         },
     },
@@ -127,6 +129,18 @@ PATHS: dict[str, dict[str, Any]] = {
                 {"name": "q", "in": "query", "schema": {"type": "string", "maxLength": 200},
                  "description": "Free text: number, name, TSI or recipient."},
                 {"name": "state", "in": "query", "schema": SCHEMAS["Fax"]["properties"]["state"]},
+                {"name": "from", "in": "query", "schema": {"type": "string", "format": "date"},
+                 "description": "Received on or after this local day (YYYY-MM-DD)."},
+                {"name": "to", "in": "query", "schema": {"type": "string", "format": "date"},
+                 "description": "Received on or before this local day (YYYY-MM-DD)."},
+                {"name": "caller", "in": "query", "schema": {"type": "string", "maxLength": 200},
+                 "description": "Caller number or name contains this."},
+                {"name": "called", "in": "query", "schema": {"type": "string", "maxLength": 200},
+                 "description": "Called number contains this."},
+                {"name": "tsi", "in": "query", "schema": {"type": "string", "maxLength": 200},
+                 "description": "The sender's TSI contains this."},
+                {"name": "recipient", "in": "query", "schema": {"type": "string", "maxLength": 200},
+                 "description": "A delivery recipient contains this."},
             ],
             "responses": {"200": _json("FaxList", "The page of faxes and the total."),
                           "400": _ref("responses", "BadRequest"),
@@ -142,6 +156,78 @@ PATHS: dict[str, dict[str, Any]] = {
             "responses": {"200": _json("Fax", "The fax."),
                           "401": _ref("responses", "Unauthorized"),
                           "404": _ref("responses", "NotFound")},
+        },
+        "delete": {
+            "operationId": "deleteFax",
+            "tags": ["Faxes"],
+            "summary": "Delete a fax: image, rendered pages, jobs and history",
+            "parameters": [_ref("parameters", "FaxId")],
+            "responses": {"200": {"description": "Deleted.", "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"deleted": {"type": "integer"}}}}}},
+                          "404": _ref("responses", "NotFound"),
+                          "409": {"description": "Still being received or delivered.", **_ERROR}},
+        },
+    },
+    "/api/faxes/{fax_id}/resend": {
+        "post": {
+            "operationId": "resendFax",
+            "tags": ["Faxes"],
+            "summary": "Send a fax again, as new messages (new Message-IDs)",
+            "parameters": [_ref("parameters", "FaxId")],
+            "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                "type": "object", "additionalProperties": False,
+                "properties": {"to": {"type": "string", "format": "email",
+                                      "description": "One address; without it, the fax's own mail recipients."}}}}}},
+            "responses": {"202": {"description": "Queued.", "content": {"application/json": {"schema": {
+                "type": "object", "required": ["queued", "skipped"], "properties": {
+                    "queued": {"type": "array", "items": {"type": "object", "properties": {
+                        "recipient": {"type": "string"}, "message_id": {"type": "string"}}}},
+                    "skipped": {"type": "array", "items": {"type": "object", "properties": {
+                        "recipient": {"type": "string"}, "reason": {"type": "string"}}}}}}}}},
+                          "404": _ref("responses", "NotFound"),
+                          "409": {"description": "Nothing to send (no pages, no recipients, or every "
+                                                 "delivery still under way).", **_ERROR}},
+        },
+    },
+    "/api/status": {
+        "get": {
+            "operationId": "getStatus",
+            "tags": ["System"],
+            "summary": "What the dashboard shows",
+            "description": "Daemon reachability, lines with their state, calls in progress, today's "
+                           "faxes, the delivery queue by state, disk space of the spool, alerts.",
+            "responses": {"200": {"description": "The status.", "content": {"application/json": {"schema": {
+                "type": "object",
+                "required": ["daemon_up", "lines", "calls", "today", "queue", "alerts"],
+                "properties": {
+                    "daemon_up": {"type": "boolean"}, "daemon_error": {"type": "string"},
+                    "lines": {"type": "array", "items": {"type": "object"}},
+                    "calls": {"type": "array", "items": {"type": "object"}},
+                    "today": {"type": "object"}, "queue": {"type": "object",
+                                                          "additionalProperties": {"type": "integer"}},
+                    "oldest_waiting": {"type": ["number", "null"]},
+                    "disk": {"type": ["object", "null"]},
+                    "alerts": {"type": "array", "items": {"type": "object"}}}}}}}},
+        },
+    },
+    "/api/route": {
+        "get": {
+            "operationId": "whichRoute",
+            "tags": ["System"],
+            "summary": "Which routing rule a call would reach, and where its fax would go",
+            "parameters": [
+                {"name": n, "in": "query", "schema": {"type": "string", "maxLength": 200}, "description": d}
+                for n, d in (("called", "Called number (DID)."), ("caller", "Caller number."),
+                             ("tsi", "The sender's TSI."), ("line", '"sip:<peer>" or "modem:<device>".'),
+                             ("um", "Exchange UM recipient address."))],
+            "responses": {"200": {"description": "The decision.", "content": {"application/json": {"schema": {
+                "type": "object", "required": ["rule", "recipients"],
+                "properties": {"rule": {"type": "string"}, "recipients": {"type": "array", "items": {"type": "string"}},
+                               "to": {"type": "array", "items": {"type": "string"}},
+                               "cc": {"type": "array", "items": {"type": "string"}},
+                               "format": {"type": "string"}, "tiff": {"type": "string"},
+                               "subject": {"type": "string"}}}}}},
+                          "409": {"description": "The configuration file is not valid.", **_ERROR}},
         },
     },
     "/api/openapi.json": {
@@ -199,6 +285,7 @@ def document() -> dict[str, Any]:
         "info": {"title": "Faxbridge JSON API", "version": version(), "description": DESCRIPTION},
         "servers": [{"url": "/"}],
         "tags": [{"name": "Faxes", "description": "Received faxes and their delivery."},
+                 {"name": "System", "description": "The appliance's state and routing."},
                  {"name": "Documentation", "description": "This API's description."}],
         "paths": paths,
         "components": {

@@ -48,8 +48,8 @@ def test_paging_search_and_filter(client: FlaskClient, spool: Spool) -> None:
     assert ids("/api/faxes?offset=12") == []
     berlin = client.get("/api/faxes?q=4930").get_json()
     assert berlin["total"] == 6 and [f["caller_number"][:5] for f in berlin["faxes"]] == ["+4930"] * 6
-    assert client.get("/api/faxes?limit=0").get_json() == {"total": 12, "faxes": []}
-    assert client.get("/api/faxes?state=routed").get_json() == {"total": 0, "faxes": []}
+    assert client.get("/api/faxes?limit=0").get_json() == {"total": 12, "total_capped": False, "faxes": []}
+    assert client.get("/api/faxes?state=routed").get_json() == {"total": 0, "total_capped": False, "faxes": []}
     assert client.get("/api/faxes?state=no_fax&limit=500").get_json()["total"] == 12
 
 
@@ -73,5 +73,62 @@ def test_values_are_raw_in_json(client: FlaskClient, spool: Spool) -> None:
 
 
 def test_empty_spool(client: FlaskClient) -> None:
-    assert client.get("/api/faxes").get_json() == {"total": 0, "faxes": []}
+    assert client.get("/api/faxes").get_json() == {"total": 0, "total_capped": False, "faxes": []}
     assert client.get("/api/faxes/1").status_code == 404
+
+
+# -- actions and status through the API (session + X-CSRF-Token) -------------------------------
+
+def test_api_filters_like_the_list_page(client: FlaskClient, spool: Spool) -> None:
+    from webfax import add_fax as add
+
+    add(spool, T0, dpis=[STANDARD], caller_number="+4930111", remote_ident="ALPHA", recipients=["a@example.com"])
+    add(spool, T0 + 86400 * 3, dpis=[STANDARD], caller_number="+4930222", remote_ident="BETA",
+        recipients=["b@example.com"])
+    got = client.get("/api/faxes?tsi=beta").get_json()
+    assert [f["remote_ident"] for f in got["faxes"]] == ["BETA"]
+    got = client.get("/api/faxes?recipient=a@example.com").get_json()
+    assert [f["caller_number"] for f in got["faxes"]] == ["+4930111"]
+    assert client.get("/api/faxes?from=not-a-date").status_code == 400
+
+
+def test_api_resend_and_delete_need_the_csrf_header(client: FlaskClient, spool: Spool) -> None:
+    from webauth import csrf
+    from webfax import add_fax as add
+
+    fax = add(spool, T0, dpis=[STANDARD], recipients=["sales@example.com"])
+    (job,) = spool.jobs_for(fax.id)
+    spool.claim_due_jobs(T0 + 40)
+    spool.job_delivered(job.id, T0 + 41, "250 ok")
+    assert client.post(f"/api/faxes/{fax.id}/resend", json={}).status_code == 400  # no token
+    headers = {"X-CSRF-Token": csrf(client)}
+    r = client.post(f"/api/faxes/{fax.id}/resend", json={"to": "boss@example.com"}, headers=headers)
+    assert r.status_code == 202
+    (queued,) = r.get_json()["queued"]
+    assert queued["recipient"] == "boss@example.com" and queued["message_id"] != job.message_id
+    r = client.post(f"/api/faxes/{fax.id}/resend", json={"to": "boss@example.com\r\nBcc: x@y"}, headers=headers)
+    assert r.status_code == 400
+    r = client.post(f"/api/faxes/{fax.id}/resend", headers=headers)  # its own recipients again
+    assert r.status_code == 202 and [q["recipient"] for q in r.get_json()["queued"]] == ["sales@example.com"]
+    assert client.delete(f"/api/faxes/{fax.id}").status_code == 400  # no token
+    # the two new jobs are queued, not delivering: the fax may go
+    r = client.delete(f"/api/faxes/{fax.id}", headers=headers)
+    assert r.status_code == 200 and spool.get_fax(fax.id) is None
+    assert client.delete(f"/api/faxes/{fax.id}", headers=headers).status_code == 404
+
+
+def test_api_status_without_a_daemon_and_route(client: FlaskClient, config: Config) -> None:
+    s = client.get("/api/status").get_json()
+    assert s["daemon_up"] is False and "queue" in s and isinstance(s["alerts"], list)
+    r = client.get("/api/route?called=5551000").get_json()
+    assert r["rule"] == "default" and r["recipients"] == [config.routing.default]
+
+
+def test_api_actions_refuse_without_login(anon_client: FlaskClient, spool: Spool) -> None:
+    from webauth import PASSWORD, csrf, store_for
+
+    store_for(anon_client).set_password(PASSWORD)
+    headers = {"X-CSRF-Token": csrf(anon_client)}
+    assert anon_client.post("/api/faxes/1/resend", json={}, headers=headers).status_code == 401
+    assert anon_client.delete("/api/faxes/1", headers=headers).status_code == 401
+    assert anon_client.get("/api/status").status_code == 401
