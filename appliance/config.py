@@ -9,6 +9,7 @@ are merged over the main file's.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import ipaddress
 import os
 import re
@@ -277,6 +278,8 @@ class DeliveryConfig:
     client_secret: str = ""
     #: PEM file with the app's certificate and private key (instead of client_secret)
     client_certificate: str = ""
+    #: the client secret's expiry as Entra ID shows it (YYYY-MM-DD): the dashboard warns before it
+    client_secret_expires: str = ""
     #: token scope; empty = https://outlook.office365.com/.default (smtp) or
     #: https://graph.microsoft.com/.default (graph)
     oauth_scope: str = ""
@@ -356,6 +359,12 @@ class DeliveryConfig:
                 errors.append("delivery.graph_url: must be an https:// URL")
             if self.max_message_bytes > self.GRAPH_MAX_BYTES:
                 errors.append(f"delivery.max_message_bytes: Graph accepts at most {self.GRAPH_MAX_BYTES} bytes")
+        if self.client_secret_expires:
+            try:
+                datetime.date.fromisoformat(self.client_secret_expires)
+            except ValueError:
+                errors.append("delivery.client_secret_expires: must be a date, YYYY-MM-DD (the secret's "
+                              "Expires column in Entra ID)")
         if bool(self.tls_client_key) and not self.tls_client_cert:
             errors.append("delivery.tls_client_key: given without delivery.tls_client_cert")
         if not 1 <= self.direct_port <= 65535:

@@ -185,8 +185,11 @@ def certificates(cfg: Config) -> list[tuple[str, Path]]:
     if cfg.web.cert_file:
         out.append(("web HTTPS certificate", cfg.path(cfg.web.cert_file)))
     else:
+        uploaded = cfg.path(cfg.web.state_dir) / "tls" / "owner-cert.pem"
         generated = cfg.path(cfg.web.state_dir) / "tls" / "cert.pem"
-        if generated.exists():
+        if uploaded.exists():
+            out.append(("web HTTPS certificate (uploaded)", uploaded))
+        elif generated.exists():
             out.append(("web HTTPS certificate", generated))
     if cfg.sip.tls_cert:
         out.append(("SIP TLS certificate (sip.tls_cert)", cfg.path(cfg.sip.tls_cert)))
@@ -211,6 +214,25 @@ def certificate_alerts(cfg: Config, now: datetime.datetime | None = None) -> lis
         elif days <= CERT_WARN_DAYS:
             alerts.append(Alert("warn", f"The {label} expires on {until:%Y-%m-%d} (in {int(days)} days)."))
     return alerts
+
+
+def secret_alerts(cfg: Config, today: datetime.date | None = None) -> list[Alert]:
+    """The app registration's client secret: its expiry cannot be read from the secret itself, so
+    the owner records the date Entra ID shows (delivery.client_secret_expires)."""
+    if not (cfg.delivery.client_secret_expires and cfg.delivery.uses_oauth and not cfg.delivery.client_certificate):
+        return []
+    try:
+        until = datetime.date.fromisoformat(cfg.delivery.client_secret_expires)
+    except ValueError:
+        return []
+    days = (until - (today or datetime.date.today())).days
+    fix = "create a new secret in the app registration and enter it on the delivery settings page"
+    if days < 0:
+        return [Alert("bad", f"The delivery client secret expired on {until:%Y-%m-%d}: {fix}.", "/settings/delivery")]
+    if days <= CERT_WARN_DAYS:
+        return [Alert("warn", f"The delivery client secret expires on {until:%Y-%m-%d} (in {days} days): {fix}.",
+                      "/settings/delivery")]
+    return []
 
 
 def summary(cfg: Config, spool: Spool | None, status: dict[str, Any] | None, daemon_error: str) -> Summary:
@@ -245,6 +267,7 @@ def summary(cfg: Config, spool: Spool | None, status: dict[str, Any] | None, dae
         s.alerts.append(Alert("warn", f"Only {disk.fraction_free:.0%} of the spool's disk is free "
                                       f"({human_bytes(disk.free)} of {human_bytes(disk.total)})."))
     s.alerts += certificate_alerts(cfg)
+    s.alerts += secret_alerts(cfg)
     return s
 
 

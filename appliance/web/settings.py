@@ -432,6 +432,8 @@ DELIVERY_FIELDS = [
     Field("delivery.tenant", "Tenant (directory) ID or domain", group=G_OAUTH),
     Field("delivery.client_id", "Application (client) ID", group=G_OAUTH),
     Field("delivery.client_secret", "Client secret", "secret", group=G_OAUTH, help="The secret's Value, not its ID."),
+    Field("delivery.client_secret_expires", "Client secret expires", group=G_OAUTH, placeholder="YYYY-MM-DD",
+          help="The date in the secret's Expires column: the dashboard warns 30 days before."),
     Field("delivery.client_certificate", "Client certificate (PEM with key)", group=G_OAUTH,
           help="Instead of a client secret."),
     Field("delivery.graph_url", "Microsoft Graph URL", group=G_OAUTH, help="Only for national clouds."),

@@ -14,7 +14,7 @@ import pytest
 from flask.testing import FlaskClient
 from webfax import STANDARD, XSS, add_fax
 
-from appliance.config import Config, ModemConfig, SipConfig, SpoolConfig, SystemConfig
+from appliance.config import Config, ConfigError, ModemConfig, SipConfig, SpoolConfig, SystemConfig
 from appliance.sip.registration import RegistrationStatus
 from appliance.spool.store import Spool
 from appliance.web import create_app
@@ -243,3 +243,19 @@ def test_dashboard_points_to_the_unfinished_setup_until_the_wizard_is_done(clien
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("[web]\nsetup_done = true\n")
     assert "The setup is not finished" not in client.get("/").get_data(as_text=True)
+
+
+def test_client_secret_expiry_entered_by_the_owner_is_warned_about() -> None:
+    from appliance.web.health import secret_alerts
+
+    app = {"backend": "graph", "tenant": "t.onmicrosoft.com", "client_id": "c", "client_secret": "s"}
+    today = datetime.date(2027, 3, 1)
+    soon = Config.from_dict({"delivery": {**app, "client_secret_expires": "2027-03-20"}})
+    (alert,) = secret_alerts(soon, today)
+    assert alert.level == "warn" and "2027-03-20" in alert.text and "in 19 days" in alert.text
+    gone = Config.from_dict({"delivery": {**app, "client_secret_expires": "2027-02-01"}})
+    assert secret_alerts(gone, today)[0].level == "bad"
+    later = Config.from_dict({"delivery": {**app, "client_secret_expires": "2028-01-01"}})
+    assert secret_alerts(later, today) == []
+    with pytest.raises(ConfigError, match="client_secret_expires"):
+        Config.from_dict({"delivery": {**app, "client_secret_expires": "next spring"}})
