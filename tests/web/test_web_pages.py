@@ -198,3 +198,9 @@ def test_root_redirects_to_the_list_keeping_the_query(client: FlaskClient) -> No
     r = client.get("/?q=abc&page=2")
     assert r.status_code == 302 and r.headers["Location"] == "/faxes?q=abc&page=2"
     assert client.get("/").status_code == 200  # without the list's query, "/" is the dashboard
+
+
+def test_detail_page_title_is_just_the_fax(client: FlaskClient, full_fax: FaxRecord) -> None:
+    html = client.get(f"/faxes/{full_fax.id}").get_data(as_text=True)
+    title = html[html.index("<title>"):html.index("</title>")]
+    assert title == f"<title>Fax {full_fax.id} · Faxbridge" and html.count('id="trace"') == 1
