@@ -5,6 +5,7 @@ The app under test opens the same directory read-only, as the web process does o
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,16 @@ def spool(config: Config) -> Iterator[Spool]:
     s = Spool(config.path(config.spool.dir))
     yield s
     s.close()
+
+
+@pytest.fixture
+def sockdir() -> Iterator[Path]:
+    """A short directory for a control socket (a Unix socket path has at most 107 bytes)."""
+    from tests.control.harness import short_dir
+
+    d = short_dir()
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import dataclasses
 from flask.testing import FlaskClient
 from webfax import STANDARD, T0, XSS, add_fax
 
+from appliance.config import Config
 from appliance.spool.store import FaxRecord, Spool
 
 FAX_FIELDS = {f.name for f in dataclasses.fields(FaxRecord)}

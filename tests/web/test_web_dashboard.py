@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,15 +18,8 @@ from appliance.sip.registration import RegistrationStatus
 from appliance.spool.store import Spool
 from appliance.web import create_app
 from appliance.web.health import certificate_alerts
-from tests.control.harness import DaemonProcess, SpoolAppliance, serve_appliance, short_dir
+from tests.control.harness import DaemonProcess, SpoolAppliance, serve_appliance
 from webauth import login
-
-
-@pytest.fixture
-def sockdir() -> Iterator[Path]:
-    d = short_dir()
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture

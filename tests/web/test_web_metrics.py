@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import re
-import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,16 +13,9 @@ from webfax import STANDARD, add_fax
 from appliance.config import Config, SpoolConfig, SystemConfig
 from appliance.spool.store import Spool
 from appliance.web.metrics import escape_label, quantile
-from tests.control.harness import SpoolAppliance, serve_appliance, short_dir
+from tests.control.harness import SpoolAppliance, serve_appliance
 
 SAMPLE = re.compile(r'^([a-z_]+)(\{([a-z_]+="(?:[^"\\]|\\.)*")(,[a-z_]+="(?:[^"\\]|\\.)*")*\})? (\S+)$')
-
-
-@pytest.fixture
-def sockdir() -> Iterator[Path]:
-    d = short_dir()
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture

@@ -6,10 +6,8 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import tarfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,15 +17,8 @@ from webfax import STANDARD, XSS, add_fax
 from appliance.config import Config, SpoolConfig, SystemConfig
 from appliance.logfile import log_path
 from appliance.web import create_app
-from tests.control.harness import DaemonProcess, SpoolAppliance, serve_appliance, short_dir
+from tests.control.harness import DaemonProcess, SpoolAppliance, serve_appliance
 from webauth import csrf, login
-
-
-@pytest.fixture
-def sockdir() -> Iterator[Path]:
-    d = short_dir()
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture
