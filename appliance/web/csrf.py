@@ -41,9 +41,10 @@ def init_app(app: Flask) -> None:
 
 def _origin_ok() -> bool:
     origin = request.headers.get("Origin")
-    # not every browser sends one on a same-origin form post; and under our Referrer-Policy
-    # no-referrer, Chromium sends "Origin: null" on every form POST (Fetch spec): the token decides
-    if not origin or origin == "null":
+    # not every browser sends one on a same-origin form post. Our Referrer-Policy is same-origin
+    # (no-referrer would make Chromium send "Origin: null" on every form post, per the Fetch
+    # spec), so "null" here means a sandboxed or opaque origin: refused.
+    if not origin:
         return True
     parts = urlsplit(origin)
     return parts.netloc == request.host

@@ -128,6 +128,8 @@ def test_a_post_without_or_with_a_wrong_csrf_token_is_refused(client: FlaskClien
     assert client.get("/faxes").status_code == 200  # still logged in
     r = client.post("/logout", data={"csrf_token": csrf(client)}, headers={"Origin": "https://evil.example"})
     assert r.status_code == 400 and "another site" in r.get_data(as_text=True)
+    r = client.post("/logout", data={"csrf_token": csrf(client)}, headers={"Origin": "null"})  # sandboxed frame
+    assert r.status_code == 400
     assert client.post("/logout", headers={"X-CSRF-Token": csrf(client)}).status_code == 302
 
 

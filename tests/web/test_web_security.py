@@ -12,7 +12,7 @@ EXPECTED = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
 }
 
 
