@@ -33,8 +33,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .daemon import Appliance
 
     cfg = _load(args.config)
-    from .logfile import add_file_logging
+    from .logfile import add_file_logging, off_the_loop
     add_file_logging(cfg)
+    logs = off_the_loop()
     restart = False
     web: subprocess.Popen[bytes] | None = None
     if cfg.web.enabled and not args.no_web:
@@ -71,9 +72,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                 web.wait(5)
             except subprocess.TimeoutExpired:
                 web.kill()
+    if not restart:
+        logs.stop()  # every queued record written before the process ends
     if restart:
         # the same command line again, in the same process (systemd keeps tracking the PID)
         logging.getLogger("faxbridge").warning("restarting: %s", " ".join(sys.orig_argv))
+        logs.stop()
         logging.shutdown()
         sys.stderr.flush()
         os.execv(sys.executable, sys.orig_argv)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import os
+import queue
 from collections import deque
 from pathlib import Path
 
@@ -38,6 +39,24 @@ def add_file_logging(cfg: Config) -> logging.Handler | None:
     handler.setFormatter(logging.Formatter(FORMAT))
     logging.getLogger().addHandler(handler)
     return handler
+
+
+def off_the_loop() -> logging.handlers.QueueListener:
+    """Move every root handler (stderr, the file) behind a queue served by a thread of its own.
+
+    A log record is then an append to a queue on the event loop's thread; the writes, flushes
+    and the file's rotation checks happen elsewhere, so a burst of call logs (dozens of calls
+    starting together) never holds up the 20 ms RTP schedule. Stop the listener at exit so the
+    last records are written."""
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    q: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    listener = logging.handlers.QueueListener(q, *handlers, respect_handler_level=True)
+    for h in handlers:
+        root.removeHandler(h)
+    root.addHandler(logging.handlers.QueueHandler(q))
+    listener.start()
+    return listener
 
 
 def tail(path: Path, lines: int = 200, max_bytes: int = 256 * 1024) -> list[str]:
