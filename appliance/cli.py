@@ -62,6 +62,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             restart = app.restart_requested.is_set() and not stop.is_set()
         finally:
             await app.stop()
+            logging.getLogger("faxbridge").info("stopped%s", " for a restart" if restart else "")
 
     try:
         asyncio.run(main())
