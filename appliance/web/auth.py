@@ -12,7 +12,6 @@ cannot keep the box's CPU busy with argon2.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import threading
 import time
@@ -27,6 +26,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import (Blueprint, Flask, Response, current_app, flash, jsonify, redirect, render_template,
                    request, session, url_for)
+
+from appliance.fsutil import write_atomic
 
 bp = Blueprint("auth", __name__)
 
@@ -43,19 +44,10 @@ _hasher = PasswordHasher()  # argon2id with the library's current defaults
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """Write a secret file atomically with mode 0600 (never readable by others, even briefly)."""
+    """Write a secret file atomically with mode 0600 (never readable by others, even briefly),
+    in a directory only the service user can enter."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(path, data, 0o600)
 
 
 class AdminStore:

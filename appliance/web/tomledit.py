@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from tomlkit.items import AoT, Table
 from tomlkit.toml_document import TOMLDocument
 
 from appliance.config import Config, ConfigError, _merge_secrets, config_file
+from appliance.fsutil import write_atomic
 
 #: section -> keys that belong in secrets.toml
 SECRET_KEYS: dict[str, tuple[str, ...]] = {"delivery": ("password", "client_secret")}
@@ -61,23 +61,7 @@ def error_key(error: str) -> str:
 
 def atomic_write(path: Path, text: str, mode: int) -> None:
     """Replace ``path`` with ``text`` so that a crash leaves the old or the new file, whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)  # before any byte is written: a secret is never readable by others
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dfd)  # the rename itself survives a power cut
-    finally:
-        os.close(dfd)
+    write_atomic(path, text, mode)
 
 
 def _parse(path: Path) -> TOMLDocument | None:
