@@ -248,8 +248,13 @@ def test_test_fax_shows_as_a_call_then_goes_through_and_restart(daemon: DaemonPr
     call = paged[-1]
     assert (call["caller_number"], call["caller_name"], call["called_number"]) == ("test", "Faxbridge self-test", "test")
     assert call["mode"] == "g711" and call["bit_rate"] == 14400 and call["ecm"] is True and call["fax_id"] == 1
+    # the sender is done when its call ends; the daemon finishes its side (commit, count) a moment later
+    deadline = time.monotonic() + 15
     st = c.request({"cmd": "status"})
-    assert st["stats"]["faxes"] == 1 and st["calls"] == []
+    while (st["stats"]["faxes"] != 1 or st["calls"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        st = c.request({"cmd": "status"})
+    assert st["stats"]["faxes"] == 1 and st["calls"] == [], st
     pid = st["pid"]
     assert c.request({"cmd": "restart"})["ok"] is True
     again = daemon.wait_ready(not_started=st["started"])
