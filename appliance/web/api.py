@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 
 from appliance.routing.router import route
-from appliance.web import daemonlink, health
-from appliance.web.faxes import COUNT_CAP, list_query, wake_daemon
+from appliance.web import daemonlink, faxes, health
+from appliance.web.faxes import COUNT_CAP, list_query
 from appliance.web.params import BadParam, email_param, int_param, text_param
 from appliance.web.spoolview import fax_dict, get_spool, writable_spool
 
@@ -39,10 +38,10 @@ def list_faxes() -> Response:
     if spool is None:
         return jsonify(total=0, total_capped=False, faxes=[])
     total = spool.count_faxes(query=query, cap=COUNT_CAP)
-    faxes = spool.list_faxes(query=query, limit=limit, offset=offset) if limit else []
-    jobs = spool.jobs_for_faxes([f.id for f in faxes]) if faxes else {}
+    found = spool.list_faxes(query=query, limit=limit, offset=offset) if limit else []
+    jobs = spool.jobs_for_faxes([f.id for f in found]) if found else {}
     return jsonify(total=total, total_capped=total >= COUNT_CAP,
-                   faxes=[fax_dict(f, jobs.get(f.id, [])) for f in faxes])
+                   faxes=[fax_dict(f, jobs.get(f.id, [])) for f in found])
 
 
 @bp.get("/faxes/<int:fax_id>")
@@ -69,24 +68,12 @@ def resend_fax(fax_id: int) -> tuple[Response, int]:
         abort(404, f"no fax {fax_id}")
     if fax.state in ("receiving", "no_fax"):
         return jsonify(error="this call brought no fax to send"), 409
-    with writable_spool() as w:
-        if body.get("to") is not None:
-            recipients = [email_param({"to": str(body["to"])}, "to")]
-        else:
-            recipients = [j.recipient for j in w.jobs_for(fax_id) if "@" in j.recipient
-                          and not j.recipient.startswith("maildir:")]
-        if not recipients:
-            return jsonify(error="this fax has no recipients yet: give one as \"to\""), 409
-        queued, skipped = [], []
-        for rcpt in recipients:
-            try:
-                job = w.resend(fax_id, rcpt, time.time())
-                queued.append({"recipient": job.recipient, "message_id": job.message_id})
-            except ValueError as e:
-                skipped.append({"recipient": rcpt, "reason": str(e)})
-    if queued:
-        log.info("fax %s resent to %d recipient(s) through the API", fax.uid, len(queued))
-        wake_daemon()
+    recipients = [email_param({"to": str(body["to"])}, "to")] if body.get("to") is not None else None
+    jobs, left = faxes.resend_fax(fax, recipients)
+    if not jobs and not left:
+        return jsonify(error="this fax has no recipients yet: give one as \"to\""), 409
+    queued = [{"recipient": j.recipient, "message_id": j.message_id} for j in jobs]
+    skipped = [{"recipient": r, "reason": why} for r, why in left]
     return jsonify(queued=queued, skipped=skipped), 202 if queued else 409
 
 

@@ -196,25 +196,32 @@ def resend(fax_id: int) -> Response | tuple[str, int]:
                            address=address[:254])
     if fax.state in ("receiving", "no_fax"):
         return _detail(fax_id, 409, resend_error="Not sent: this call brought no fax to send.")
-    done, skipped = 0, 0
+    queued, skipped = resend_fax(fax, recipients if to == "other" else None)
+    if not queued and not skipped:
+        return _detail(fax_id, 409, resend_error="Not sent: this fax has no recipients yet;"
+                                                 " enter an address instead.")
+    return redirect(url_for("faxes.detail", fax_id=fax_id, resent=1 if queued else 0,
+                            skipped=len(skipped) or None) + "#delivery")
+
+
+def resend_fax(fax: FaxRecord, recipients: list[str] | None) -> tuple[list[Job], list[tuple[str, str]]]:
+    """Queue ``fax`` again as new messages to ``recipients`` (None: its own mail recipients) and
+    wake the daemon; returns the new jobs and (recipient, why) for those still on their way."""
+    queued: list[Job] = []
+    skipped: list[tuple[str, str]] = []
     with writable_spool() as spool:
-        if to == "same":
-            recipients = [j.recipient for j in spool.jobs_for(fax_id) if _is_mail(j.recipient)]
-            if not recipients:
-                return _detail(fax_id, 409, resend_error="Not sent: this fax has no recipients yet;"
-                                                         " enter an address instead.")
+        if recipients is None:
+            recipients = [j.recipient for j in spool.jobs_for(fax.id) if _is_mail(j.recipient)]
         for rcpt in recipients:
             try:
-                spool.resend(fax_id, rcpt, time.time())
-                done += 1
+                queued.append(spool.resend(fax.id, rcpt, time.time()))
             except ValueError as e:  # still on its way: it will be delivered anyway
                 log.info("resend of fax %s to %s skipped: %s", fax.uid, rcpt, e)
-                skipped += 1
-    if done:
-        log.info("fax %s resent to %d recipient(s) from the web page", fax.uid, done)
+                skipped.append((rcpt, str(e)))
+    if queued:
+        log.info("fax %s resent to %d recipient(s)", fax.uid, len(queued))
         wake_daemon()
-    return redirect(url_for("faxes.detail", fax_id=fax_id, resent=1 if done else 0,
-                            skipped=skipped or None) + "#delivery")
+    return queued, skipped
 
 
 @bp.get("/faxes/<int:fax_id>/delete")
