@@ -44,6 +44,8 @@ def parse_hostport(value: str, default_port: int) -> tuple[str, int]:
 
 
 T38_MODES = ("off", "accept", "request")
+#: the most calls a configuration may allow at once (one event loop carries them all)
+MAX_CALLS_LIMIT = 1000
 SIP_TRANSPORTS = ("udp", "tcp", "tls")
 
 
@@ -63,6 +65,8 @@ class PeerConfig:
     password: str = field(default="", repr=False)
     #: 0 = use the peer's T38FaxMaxDatagram; else override it (gateways that state the IFP size)
     t38_max_datagram: int = 0
+    #: calls in progress from this peer at most (0 = only sip.max_calls); more get 503 Retry-After
+    max_calls: int = 0
 
     def validate(self, prefix: str, errors: list[str]) -> None:
         if not self.name:
@@ -77,6 +81,8 @@ class PeerConfig:
             errors.append(f"{prefix}.t38: must be off, accept or request")
         if bool(self.username) != bool(self.password):
             errors.append(f"{prefix}.password: username and password go together")
+        if not 0 <= self.max_calls <= MAX_CALLS_LIMIT:
+            errors.append(f"{prefix}.max_calls: must be between 0 (no limit of its own) and {MAX_CALLS_LIMIT}")
         if self.t38_max_datagram and not 100 <= self.t38_max_datagram <= 1500:
             errors.append(f"{prefix}.t38_max_datagram: must be 0 (no override) or between 100 and 1500")
 
@@ -160,6 +166,14 @@ class SipConfig:
     rate_burst: int = 40
     #: realm of the digest challenges we send to peers that must authenticate
     auth_realm: str = "faxbridge"
+    #: incoming calls in progress at most; more get 503 with Retry-After. 24 fits a Raspberry Pi 4's
+    #: one event-loop core with room to spare (make bench: 96 calls on a core 3-4 times faster)
+    max_calls: int = 24
+    #: accepted TCP/TLS connections, in all and per source address; more are closed at once
+    max_connections: int = 128
+    max_connections_per_address: int = 16
+    #: seconds an accepted connection may stay silent (no complete message) while no call uses it
+    connection_idle_timeout: float = 120.0
     peers: list[PeerConfig] = field(default_factory=list)
     registrations: list[RegistrationConfig] = field(default_factory=list)
 
@@ -197,6 +211,19 @@ class SipConfig:
             errors.append("sip.rate_limit: must be between 0.1 and 10000 requests per second")
         if not 1 <= self.rate_burst <= 100000:
             errors.append("sip.rate_burst: must be between 1 and 100000")
+        if not 1 <= self.max_calls <= MAX_CALLS_LIMIT:
+            errors.append(f"sip.max_calls: must be between 1 and {MAX_CALLS_LIMIT}")
+        elif len(self.rtp_ports) == 2 and self.rtp_ports[0] <= self.rtp_ports[1]:
+            ports = (self.rtp_ports[1] - (self.rtp_ports[0] + (self.rtp_ports[0] & 1))) // 2 + 1
+            if self.max_calls > ports:
+                errors.append(f"sip.max_calls: {self.max_calls} calls need {self.max_calls} RTP ports (one even "
+                              f"port each); sip.rtp_ports {self.rtp_ports} has {ports}")
+        if not 1 <= self.max_connections <= 10000:
+            errors.append("sip.max_connections: must be between 1 and 10000")
+        if not 1 <= self.max_connections_per_address <= self.max_connections:
+            errors.append("sip.max_connections_per_address: must be between 1 and sip.max_connections")
+        if not 10 <= self.connection_idle_timeout <= 86400:
+            errors.append("sip.connection_idle_timeout: must be between 10 and 86400 seconds")
         if not self.auth_realm or any(c in self.auth_realm for c in '"\\\r\n'):
             errors.append("sip.auth_realm: must be a non-empty plain string")
         names: set[str] = set()

@@ -306,7 +306,9 @@ class ApplianceControl:
             "sip": {"listeners": [{"transport": l.transport, "host": l.host, "port": l.port} for l in sip.locals],
                     "registrations": registrations,
                     "peers": [{"name": p.name, "match": p.match, "transport": p.transport, "t38": p.t38}
-                              for p in app.cfg.sip.peers]},
+                              for p in app.cfg.sip.peers],
+                    "refused": sip.security_stats(), "connections": sip.connection_count(),
+                    "max_calls": app.cfg.sip.max_calls},
             "modems": modems,
             "calls": calls,
             "queue": queue, "oldest_waiting": oldest,

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .config import Config
+from .config import Config, PeerConfig
 from .control import ApplianceControl, ControlServer
 from .delivery.message import is_um_notice
 from .delivery.queue import ARCHIVE, DeliveryWorker
@@ -32,6 +32,7 @@ from .modem.line import CallerInfo
 from .modem.manager import ModemManager
 from .routing.router import route
 from .sip import events as sipev
+from .sip.policy import RETRY_AFTER
 from .sip.setup import build_endpoint, start_registrations
 from .sip.sdp import NoUsableCodec
 from .sip.useragent import UserAgent
@@ -42,6 +43,26 @@ log = logging.getLogger("faxbridge")
 FULL_GC_INTERVAL = 60.0
 #: how often faxes older than system.retention_days are purged (the first run is at start-up)
 RETENTION_INTERVAL = 3600.0
+
+
+def admission_refusal(ev: sipev.IncomingCall, peer: PeerConfig | None, calls: int,
+                      max_calls: int) -> tuple[int, str, str] | None:
+    """(status, reason phrase, log text) when a new call must not get a media port, else None.
+
+    The call gate admitted it; this repeats the gate's checks against the daemon's own view: a
+    peer by address, the same peer the gate named, its authentication, and capacity."""
+    adm = ev.admission
+    if peer is None:
+        return 403, "Forbidden", f"{ev.remote[0]} is not a configured peer"
+    if adm is None:
+        return 403, "Forbidden", "no call gate admitted this call"
+    if adm.peer != peer.name:
+        return 403, "Forbidden", f"admitted for peer {adm.peer!r} but {ev.remote[0]} is peer {peer.name!r}"
+    if peer.username and adm.authenticated != peer.username:
+        return 403, "Forbidden", f"peer {peer.name!r} must authenticate and did not"
+    if calls >= max_calls:
+        return 503, "Service Unavailable", f"sip.max_calls ({max_calls}) calls in progress"
+    return None
 
 
 def _background_priority() -> None:
@@ -207,16 +228,19 @@ class Appliance:
         if not os.access(self.spool.root / "incoming", os.W_OK):
             self._refuse(ev, 503, "Service Unavailable (spool not writable)", f"spool {self.spool.root} not writable")
             return
+        # the call gate decided this already; never trust one gate: check again before a port opens
+        peer = self.peers.match(ev.remote[0], ev.local.transport)
+        refusal = admission_refusal(ev, peer, len(self.calls), self.cfg.sip.max_calls)
+        if refusal is not None:
+            status, reason, why = refusal
+            self._refuse(ev, status, reason, why)
+            return
+        assert peer is not None
         try:
             channel = await MediaChannel.open(self.ports, ev.local.host, payload_type=0, remote=None,
                                               delay=self.cfg.sip.playout_delay_ms / 1000.0)
         except OSError as e:
             self._refuse(ev, 503, "Service Unavailable (no media port)", str(e))
-            return
-        peer = self.peers.match(ev.remote[0], ev.local.transport)
-        if peer is None:  # the call gate refuses these before the UA sees them; never trust one gate
-            channel.close()
-            self._refuse(ev, 403, "Forbidden", f"{ev.remote[0]} is not a configured peer")
             return
         line = f"sip:{peer.name}" if peer.name else f"sip:{ev.local.transport}:{ev.local.host}:{ev.local.port}"
         extra: dict[str, Any] = {"remote": f"{ev.remote[0]}:{ev.remote[1]}", "diversion": list(ev.diversion),
@@ -290,8 +314,9 @@ class Appliance:
         await asyncio.get_running_loop().run_in_executor(None, self._finish, fax, result.complete, facts)
 
     def _refuse(self, ev: sipev.IncomingCall, status: int, reason: str, why: str) -> None:
-        log.warning("call %s from %s refused with %d: %s", ev.call_id, ev.caller_number, status, why)
-        self.sip.reject_call(ev.call_id, status, reason)
+        log.warning("call %s from %r refused with %d: %s", ev.call_id, ev.caller_number, status, why)
+        extra = [("Retry-After", str(RETRY_AFTER))] if status == 503 else []
+        self.sip.reject_call(ev.call_id, status, reason, extra)
         self.stats["rejected"] += 1
 
     def _finish(self, fax: FaxRecord, complete: bool, facts: dict[str, Any]) -> None:
@@ -405,6 +430,15 @@ class Appliance:
         if gate is not None and o.auth_realm != n.auth_realm:
             gate.digest = DigestServer(n.auth_realm)
             applied.append("sip.auth_realm")
+        if gate is not None and o.max_calls != n.max_calls:
+            gate.max_calls = n.max_calls
+            applied.append("sip.max_calls")
+        limits = ("max_connections", "max_connections_per_address", "connection_idle_timeout")
+        if any(getattr(o, k) != getattr(n, k) for k in limits):
+            self.sip.conn_limiter.total = n.max_connections
+            self.sip.conn_limiter.per_address = n.max_connections_per_address
+            self.sip.idle_timeout = n.connection_idle_timeout
+            applied.append("sip.connections")
         if (o.public_address, o.playout_delay_ms) != (n.public_address, n.playout_delay_ms):
             applied.append("sip.media")  # read from self.cfg when a call is answered
         for key in ("listen", "rtp_ports", "tls_cert", "tls_key", "tls_ca", "tls_verify_client", "user_agent"):
@@ -415,7 +449,7 @@ class Appliance:
     async def _reload_registrations(self, new: Config) -> None:
         """Accounts removed or changed are unregistered (Expires: 0, answers awaited briefly),
         new or changed ones start registering; unchanged ones keep their binding."""
-        from .sip.setup import ChallengeAnswerer, start_registrations
+        from .sip.setup import start_registrations
 
         loop = asyncio.get_running_loop()
         wanted = list(new.sip.registrations)
@@ -428,7 +462,6 @@ class Appliance:
         while not all(r.done for r in gone) and loop.time() < deadline:
             await asyncio.sleep(0.05)
         self.sip.registrations[:] = [r for r in self.sip.registrations if r not in gone]
-        self.sip.ua.challenge_hook = ChallengeAnswerer(self.sip.ua, wanted) if wanted else None
         kept = [r.cfg for r in self.sip.registrations]
         fresh = dataclasses.replace(new, sip=dataclasses.replace(
             new.sip, registrations=[c for c in wanted if c not in kept]))

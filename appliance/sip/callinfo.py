@@ -8,7 +8,7 @@ from typing import Iterable
 from urllib.parse import unquote, unquote_plus
 
 from .errors import SipParseError
-from .events import Addr, ExchangeUmReferral, IncomingCall, Local
+from .events import Addr, Admission, ExchangeUmReferral, IncomingCall, Local
 from .message import SipRequest, SipResponse
 from .sdp import SessionDescription
 from .uri import SipUri, Via, host_address, parse_name_addr
@@ -88,7 +88,8 @@ def _user_and_name(value: str) -> tuple[str, str]:
         return "", ""
 
 
-def incoming_call(req: SipRequest, offer: SessionDescription | None, remote: Addr, local: Local) -> IncomingCall:
+def incoming_call(req: SipRequest, offer: SessionDescription | None, remote: Addr, local: Local,
+                  admission: Admission | None = None) -> IncomingCall:
     caller, name = "", ""
     for value in req.headers.get_list("P-Asserted-Identity"):
         caller, name = _user_and_name(value)
@@ -104,7 +105,7 @@ def incoming_call(req: SipRequest, offer: SessionDescription | None, remote: Add
     diversion = [u for u in (_user_and_name(v)[0] for v in req.headers.get_list("Diversion")) if u]
     referred_by = req.headers.get("Referred-By") or ""
     return IncomingCall(req.call_id, req, offer, caller, name, called, remote, local, diversion,
-                        referred_by, parse_exchange_referral(referred_by))
+                        referred_by, parse_exchange_referral(referred_by), admission)
 
 
 # --- Exchange UM fax referral (exchange.md §1.4) ---------------------------------------------------

@@ -27,6 +27,7 @@ ALGORITHMS: dict[str, Callable[..., "hashlib._Hash"]] = {
 }
 #: preference when a 401/407 offers several challenges (RFC 8760 §2.4: the strongest we support)
 PREFERENCE = ("SHA-256", "SHA-256-SESS", "MD5", "MD5-SESS")
+_NC_RE = re.compile(r"[0-9a-fA-F]{8}|0")
 _PARAM_RE = re.compile(r'^\s*([A-Za-z0-9_\-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s,]*)\s*$', re.S)
 
 
@@ -145,10 +146,14 @@ class DigestClient:
     cnonce: Callable[[], str] = field(default=lambda: base64.b64encode(os.urandom(18)).decode(), repr=False)
     _nc: dict[str, int] = field(default_factory=dict, repr=False)
 
-    def authorize(self, response: object, method: str, uri: str) -> list[tuple[str, str]]:
+    def authorize(self, response: object, method: str, uri: str,
+                  realms: set[str] | None = None) -> list[tuple[str, str]]:
+        """`realms`: answer only challenges of these realms (None: any)."""
         out: list[tuple[str, str]] = []
         seen: set[tuple[bool, str]] = set()
         for ch in parse_challenges(response.headers):  # type: ignore[attr-defined]
+            if realms is not None and ch.realm not in realms:
+                continue
             if (ch.proxy, ch.realm) in seen:
                 continue  # one answer per realm, with its best algorithm
             seen.add((ch.proxy, ch.realm))
@@ -265,14 +270,15 @@ class DigestServer:
             return VerifyResult.FAILED
         expected = response_digest(algorithm, username, self.realm, password, method, p.get("uri", ""),
                                    nonce, p.get("nc", ""), p.get("cnonce", ""), qop)
-        if not hmac.compare_digest(expected, p.get("response", "").lower()):
+        # bytes, not str: compare_digest raises TypeError on a non-ASCII str from the peer
+        if not hmac.compare_digest(expected.encode("ascii"), p.get("response", "").lower().encode("utf-8", "replace")):
             return VerifyResult.FAILED
         if age > self.lifetime:
             return VerifyResult.STALE  # right password, old nonce: re-challenge with stale=true
-        try:
-            nc = int(p.get("nc", "0"), 16)
-        except ValueError:
+        nc_text = p.get("nc", "0" if not qop else "")
+        if not _NC_RE.fullmatch(nc_text):  # RFC 7616: exactly 8 hex digits (int(x, 16) takes '+1', ' 1', '1_0')
             return VerifyResult.FAILED
+        nc = int(nc_text, 16)
         last = self._nc.get(nonce)
         if last is not None and nc <= last:
             return VerifyResult.FAILED  # replayed (or reordered) credentials

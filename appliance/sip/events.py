@@ -40,6 +40,16 @@ class ExchangeUmReferral:
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Admission:
+    """The call gate's verdict on a new INVITE: the [[sip.peers]] entry it matched and, when that
+    peer must authenticate, the user whose digest credentials were verified ("" otherwise).
+    The daemon checks both again before it opens a media port."""
+
+    peer: str
+    authenticated: str = ""
+
+
 @dataclass
 class IncomingCall(Event):
     """A new INVITE; 100 Trying has been sent. Answer, reject or send 180/183 next.
@@ -60,6 +70,8 @@ class IncomingCall(Event):
     diversion: list[str] = field(default_factory=list)
     referred_by: str = ""
     exchange_um: ExchangeUmReferral | None = None
+    #: the call gate's verdict; None when no gate stood in front (then the daemon refuses the call)
+    admission: Admission | None = None
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Iterable, Iterator, Union
 
+from ..strictnum import ascii_digits, is_uint
 from .errors import SipParseError
 from .framing import KeepAlive, StreamFramer
 from .uri import (
@@ -23,12 +24,21 @@ from .uri import (
 __all__ = [
     "Headers", "SipRequest", "SipResponse", "SipMessage", "SipParseError", "parse_message",
     "SipUri", "Via", "parse_name_addr", "format_name_addr", "StreamFramer", "KeepAlive",
-    "canonical_name", "MAX_MESSAGE_SIZE", "MAX_HEADERS", "MAX_LINE_LENGTH",
+    "canonical_name", "MAX_MESSAGE_SIZE", "MAX_DATAGRAM", "MAX_HEADERS", "MAX_VALUES", "MAX_LINE_LENGTH",
+    "CALL_ID_RE",
 ]
 
-MAX_MESSAGE_SIZE = 65536
-MAX_HEADERS = 200
+#: the largest message on a stream (TCP/TLS); real fax INVITEs, Exchange UM's included, are 1-4 KB
+MAX_MESSAGE_SIZE = 16384
+#: the largest UDP datagram looked at (RFC 3261 §18.1.1 wants anything near the MTU on TCP anyway)
+MAX_DATAGRAM = 8192
+#: header fields per message, and values of one comma-separated header (Via, Route, Contact...):
+#: a gateway sends ~20 fields and a Via per proxy; 1300 Via values were once a 11 ms parse
+MAX_HEADERS = 100
+MAX_VALUES = 32
 MAX_LINE_LENGTH = 8192
+#: RFC 3261 §25.1 callid = word ["@" word]: printable ASCII, no white space; 256 is plenty
+CALL_ID_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]{1,256}(?:@[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]{1,256})?")
 
 COMPACT_FORMS = {
     "i": "Call-ID", "f": "From", "t": "To", "v": "Via", "m": "Contact", "l": "Content-Length",
@@ -243,12 +253,17 @@ def _parse_header_lines(lines: list[bytes], msg: SipMessage) -> str | None:
             error = error or "Too many headers"
             break
         fields.append([name.strip(), value.strip()])
+    counts: dict[str, int] = {}
     for name, value in fields:
         cname = canonical_name(name)
         if cname in _MULTI_VALUE:
             for part in split_quoted(value, ","):
-                if part.strip():
-                    msg.headers.add(cname, part.strip())
+                if not part.strip():
+                    continue
+                counts[cname] = counts.get(cname, 0) + 1
+                if counts[cname] > MAX_VALUES:
+                    return error or f"Too many {cname} values"
+                msg.headers.add(cname, part.strip())
         else:
             msg.headers.add(cname, value)
     return error
@@ -272,8 +287,11 @@ def _check_required(msg: SipMessage) -> None:
             parse_name_addr(value)
         except SipParseError:
             raise SipParseError(f"Bad {name}", msg) from None
-    if not h.get("Call-ID"):
+    call_id = h.get("Call-ID")
+    if not call_id:
         raise SipParseError("Missing Call-ID", msg)
+    if not CALL_ID_RE.fullmatch(call_id):
+        raise SipParseError("Bad Call-ID", msg)
     cseq = h.get("CSeq")
     if cseq is None:
         raise SipParseError("Missing CSeq", msg)
@@ -283,7 +301,7 @@ def _check_required(msg: SipMessage) -> None:
     if isinstance(msg, SipRequest) and m.group(2) != msg.method:
         raise SipParseError("CSeq method mismatch", msg)
     max_forwards = h.get("Max-Forwards")
-    if max_forwards is not None and not (max_forwards.isdigit() and int(max_forwards) <= 255):
+    if max_forwards is not None and not is_uint(max_forwards, 255):
         raise SipParseError("Bad Max-Forwards", msg)
 
 
@@ -307,7 +325,7 @@ def parse_message(data: bytes) -> SipMessage:
     _check_required(msg)
     length_text = msg.headers.get("Content-Length")
     if length_text is not None:
-        if not length_text.isdigit():
+        if not ascii_digits(length_text, 9):
             raise SipParseError("Bad Content-Length", msg)
         length = int(length_text)
         if length > len(body):

@@ -1,24 +1,36 @@
-"""Who may call, and how fast: the peer table, a per-IP token bucket, and the gate that applies
-both to out-of-dialog requests before the user agent builds any state for them.
+"""Who may call, and how fast: the peer table, token buckets, connection limits, and the call gate
+that every message passes before the user agent builds any state for it.
 
-Why before the UA: a scanner or a flood must cost us neither a transaction nor a log line per
-datagram. Requests inside a dialog we hold (BYE, re-INVITE, ACK, INFO of a call in progress) are
-never limited, so a flood from a gateway's address cannot break its own calls.
+Theory of operation. The gate sees each datagram or stream frame as bytes and decides with the
+one SIP parser (message.parse_message); nothing here reads SIP with a regex. Before that full
+parse, only two cheap things happen: a size cap, and a bounded scan for the Call-ID
+(`prescan_call_id`) that tells traffic of our own calls and transactions (never limited, so a
+flood from a gateway's address cannot break its own calls) from everything else, which pays a
+token from its source's bucket and from a global one first. The scan grants nothing by itself:
+a message let through on its Call-ID must carry exactly that Call-ID once parsed, and every
+decision after that (in dialog or new, which peer, authenticated, capacity) is made on the
+parsed message. What cannot be parsed or classified is dropped (or, from a peer, answered 400).
+
+Verdicts: a new INVITE needs a peer (else 403), valid digest credentials when that peer has a
+username (else 401/403), and room under sip.max_calls and the peer's max_calls (else 503 with
+Retry-After); it is handed on with an `Admission` that the daemon checks again. Requests from
+sources that are no peer are dropped silently (scanners learn nothing), in-dialog requests too
+unless they come from a peer or from the address the dialog was set up with.
 """
 from __future__ import annotations
 
 import ipaddress
 import re
 from collections import Counter
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from ..config import PeerConfig
 from .callinfo import answerable, make_response, reply_target, stamp_via
 from .digest import DigestServer, VerifyResult
 from .errors import SipParseError
-from .events import Addr, Local
-from .message import SipRequest, parse_message
+from .events import Addr, Admission, Local
+from .message import CALL_ID_RE, MAX_DATAGRAM, SipMessage, SipRequest, SipResponse, parse_message
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -108,103 +120,210 @@ class RateLimiter:
             self._buckets.pop(next(iter(self._buckets)))
 
 
-_START_RE = re.compile(rb"^([A-Za-z]+) [^ \r\n]+ SIP/2\.0\r?\n")
-_CALL_ID_RE = re.compile(rb"\n(?:call-id|i)[ \t]*:[ \t]*([^\r\n]*)", re.I)
-_TO_TAG_RE = re.compile(rb"\n(?:to|t)[ \t]*:[^\r\n]*;[ \t]*tag[ \t]*=", re.I)
-
 Reply = tuple[bytes, Addr]
+
+#: seconds a caller that found sip.max_calls (or its peer's) full is asked to wait
+RETRY_AFTER = 10
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+_LINE_SPLIT = re.compile(rb"\r?\n")
+_CALL_ID_NAMES = (b"call-id", b"i")
+
+
+def prescan_call_id(data: bytes) -> str | None:
+    """The Call-ID exactly as parse_message will read it, or None when in any doubt.
+
+    Cheap (one bounded pass over the header), and safe to be wrong only one way: a None makes the
+    message pay its source's token, a value is checked against the parsed message."""
+    m = _HEAD_END.search(data)
+    head = data[: m.start()] if m else data
+    lines = _LINE_SPLIT.split(head.lstrip(b"\r\n"))
+    for i in range(1, len(lines)):
+        name, colon, value = lines[i].partition(b":")
+        if not colon or name.strip(b" \t").lower() not in _CALL_ID_NAMES or name[:1] in (b" ", b"\t"):
+            continue
+        if i + 1 < len(lines) and lines[i + 1][:1] in (b" ", b"\t"):
+            return None  # folded onto the next line
+        try:
+            text = value.strip(b" \t").decode("ascii")
+        except UnicodeDecodeError:
+            return None
+        return text if CALL_ID_RE.fullmatch(text) else None
+    return None
+
+
+class CallState(Protocol):
+    """What the gate asks the user agent (UserAgent implements it)."""
+
+    def knows_call_id(self, call_id: str) -> bool: ...
+    def dialog_remote(self, req: SipRequest) -> Addr | None: ...
+    def matches_transaction(self, req: SipRequest) -> bool: ...
+    def incoming_calls(self, peer: str | None = None) -> int: ...
+
+
+class _NoCalls:
+    def knows_call_id(self, call_id: str) -> bool:
+        return False
+
+    def dialog_remote(self, req: SipRequest) -> Addr | None:
+        return None
+
+    def matches_transaction(self, req: SipRequest) -> bool:
+        return False
+
+    def incoming_calls(self, peer: str | None = None) -> int:
+        return 0
 
 
 @dataclass
-class Peek:
-    """What the gate reads of a request without parsing it."""
+class Verdict:
+    """The gate's decision on one message: pass `message` to the UA (with `admission` for a new
+    INVITE), or send `replies` instead (none: dropped). `reason` names a refusal for the stats."""
 
-    method: str
-    call_id: str
-    has_to_tag: bool
+    message: SipMessage | None = None
+    admission: Admission | None = None
+    replies: list[Reply] = field(default_factory=list)
+    reason: str = ""
 
-
-def peek(data: bytes) -> Peek | None:
-    """Start line, Call-ID and whether To carries a tag; None for responses and junk (the UA copes)."""
-    m = _START_RE.match(data.lstrip(b"\r\n")[:2048])
-    if not m:
-        return None
-    head = data.split(b"\r\n\r\n", 1)[0][:16384]
-    cid = _CALL_ID_RE.search(head)
-    return Peek(m.group(1).decode("ascii").upper(), cid.group(1).strip().decode("utf-8", "replace") if cid else "",
-                bool(_TO_TAG_RE.search(head)))
+    @property
+    def passed(self) -> bool:
+        return self.message is not None
 
 
 class CallGate:
-    """Applied by SipEndpoint to every message before the UA sees it.
+    """Applied by SipEndpoint to every message before the UA sees it (see the module docstring).
 
-    `check` returns None to pass the message on, or the replies to send instead ([] = drop
-    silently). Order: in-dialog requests pass; ACK passes (it never starts a transaction); then the
-    source's token bucket (excess dropped, counted); then an out-of-dialog INVITE needs a peer
-    (else 403) and, when that peer has a username, valid digest credentials (else 401).
-    Other out-of-dialog requests (OPTIONS, REGISTER...) from unknown sources are dropped: scanners
-    learn nothing.
-    """
+    `stats` counts every refusal by reason; they reach the status page and /metrics."""
 
     def __init__(self, peers: PeerTable, limiter: RateLimiter | None = None, digest: DigestServer | None = None,
-                 in_dialog: Callable[[str], bool] = lambda call_id: False, server: str = "") -> None:
+                 *, state: CallState | None = None, server: str = "", max_calls: int = 0,
+                 global_limiter: RateLimiter | None = None) -> None:
         self.peers = peers
         self.limiter = limiter or RateLimiter()
+        #: every source together: a flood from spoofed addresses still meets a ceiling
+        self.global_limiter = global_limiter or RateLimiter(rate=self.limiter.rate * 10,
+                                                            burst=int(self.limiter.burst * 10))
         self.digest = digest or DigestServer("faxbridge")
-        self.in_dialog = in_dialog
+        self.state: CallState = state or _NoCalls()
         self.server = server
+        self.max_calls = max_calls
         self.stats: Counter[str] = Counter()
 
-    def check(self, data: bytes, remote: Addr, local: Local, now: float) -> list[Reply] | None:
-        p = peek(data)
-        if p is None:
-            return None  # a response (matched to our own transactions) or junk the UA drops
-        if p.has_to_tag and p.call_id and self.in_dialog(p.call_id):
-            return None
-        if p.method == "ACK" or (p.method == "CANCEL" and p.call_id and self.in_dialog(p.call_id)):
-            return None  # ACKs start no transaction; a CANCEL ends a call we already hold
-        if not self.limiter.allow(remote[0], now):
-            self.stats["rate_limited"] += 1
-            return []
-        peer = self.peers.match(remote[0], local.transport)
-        if peer is None:
-            if p.method != "INVITE":
-                self.stats["unknown_dropped"] += 1
-                return []
-            self.stats["unknown_refused"] += 1
-            return self._reply(data, remote, local, 403, "Forbidden")
-        if p.method == "INVITE" and not p.has_to_tag and peer.username:
-            return self._authenticate(data, remote, local, peer)
-        return None
-
-    def _authenticate(self, data: bytes, remote: Addr, local: Local, peer: PeerConfig) -> list[Reply] | None:
+    def check(self, data: bytes, remote: Addr, local: Local, now: float) -> Verdict:
+        """Never raises: a bug here drops the message and is counted as internal_error."""
         try:
-            req = parse_message(data)
-        except SipParseError:
-            return None  # the UA answers 400 (or drops) as usual
-        if not isinstance(req, SipRequest):
-            return None
-        result = self.digest.verify(req.headers.get("Authorization"), req.method, peer.username, peer.password)
-        if result == VerifyResult.OK:
-            return None
-        self.stats[f"auth_{result}"] += 1
-        if result == VerifyResult.FAILED:
-            return self._reply(data, remote, local, 403, "Forbidden", req)
-        headers = [("WWW-Authenticate", c) for c in self.digest.challenges(stale=result == VerifyResult.STALE)]
-        return self._reply(data, remote, local, 401, "Unauthorized", req, headers)
+            verdict = self._check(data, remote, local, now)
+        except Exception:  # noqa: BLE001 - the listener must outlive any one message
+            verdict = Verdict(reason="internal_error")
+        if verdict.reason:
+            self.stats[verdict.reason] += 1
+        return verdict
 
-    def _reply(self, data: bytes, remote: Addr, local: Local, status: int, reason: str,
-               req: SipRequest | None = None, headers: list[tuple[str, str]] = ()) -> list[Reply]:  # type: ignore[assignment]
-        """A stateless final response; the ACK to it is absorbed by the UA (no transaction)."""
-        if req is None:
-            try:
-                msg = parse_message(data)
-            except SipParseError as exc:
-                msg = exc.partial  # type: ignore[assignment]
-            if not isinstance(msg, SipRequest) or not answerable(msg):
-                return []
-            req = msg
+    def _check(self, data: bytes, remote: Addr, local: Local, now: float) -> Verdict:
+        if local.transport == "udp" and len(data) > MAX_DATAGRAM:
+            return Verdict(reason="oversize")
+        call_id = prescan_call_id(data)
+        ours = call_id is not None and self.state.knows_call_id(call_id)
+        if not ours:
+            if not self.limiter.allow(remote[0], now):
+                return Verdict(reason="rate_limited")
+            if not self.global_limiter.allow("*", now):
+                return Verdict(reason="rate_limited_global")
+        peer = self.peers.match(remote[0], local.transport)
+        try:
+            msg = parse_message(data)
+        except SipParseError as exc:
+            return self._malformed(exc, remote, local, peer)
+        if ours and msg.call_id != call_id:
+            return Verdict(reason="unclassified")  # cannot happen unless prescan and parser disagree
+        if isinstance(msg, SipResponse):
+            return Verdict(msg) if ours else Verdict(reason="stray_response")
+        return self._request(msg, remote, local, now, peer)
+
+    def _request(self, req: SipRequest, remote: Addr, local: Local, now: float, peer: PeerConfig | None) -> Verdict:
+        if req.method == "ACK":
+            if self.state.matches_transaction(req) or self.state.dialog_remote(req) is not None:
+                return Verdict(req)
+            return Verdict(reason="stray_ack")  # e.g. for a stateless 401/403 of ours
+        if req.to_tag:
+            dialog = self.state.dialog_remote(req)
+            if dialog is not None and (peer is not None or dialog[0] == remote[0]):
+                return Verdict(req)
+            if peer is None:
+                return Verdict(reason="unknown_dropped")
+            return Verdict(req)  # the UA answers 481 (or 405...)
+        if self.state.matches_transaction(req):
+            return Verdict(req)  # a retransmission, or a CANCEL for an INVITE we hold
+        if peer is None:
+            if req.method != "INVITE":
+                return Verdict(reason="unknown_dropped")
+            return self._reply(req, remote, local, 403, "Forbidden", reason="unknown_refused", to_source=True)
+        if req.method != "INVITE":
+            return Verdict(req)
+        authenticated = ""
+        if peer.username:
+            result = self.digest.verify(req.headers.get("Authorization"), req.method, peer.username, peer.password)
+            if result == VerifyResult.FAILED:
+                return self._reply(req, remote, local, 403, "Forbidden", reason="auth_failed")
+            if result != VerifyResult.OK:
+                headers = [("WWW-Authenticate", c) for c in self.digest.challenges(stale=result == VerifyResult.STALE)]
+                return self._reply(req, remote, local, 401, "Unauthorized", headers, reason=f"auth_{result}")
+            authenticated = peer.username
+        if self.max_calls and self.state.incoming_calls() >= self.max_calls:
+            return self._busy(req, remote, local, "max_calls")
+        if peer.max_calls and self.state.incoming_calls(peer.name) >= peer.max_calls:
+            return self._busy(req, remote, local, "peer_max_calls")
+        return Verdict(req, Admission(peer.name, authenticated))
+
+    def _busy(self, req: SipRequest, remote: Addr, local: Local, reason: str) -> Verdict:
+        return self._reply(req, remote, local, 503, "Service Unavailable", [("Retry-After", str(RETRY_AFTER))],
+                           reason=reason)
+
+    def _malformed(self, exc: SipParseError, remote: Addr, local: Local, peer: PeerConfig | None) -> Verdict:
+        """A peer's broken request that names enough to be answered gets 400 (or 505, 513);
+        anything else is dropped: an unknown source learns nothing."""
+        partial = exc.partial
+        if peer is None or not isinstance(partial, SipRequest) or partial.method == "ACK" or not answerable(partial):
+            return Verdict(reason="malformed")
+        return self._reply(partial, remote, local, exc.status, exc.reason, reason="malformed_answered")
+
+    def _reply(self, req: SipRequest, remote: Addr, local: Local, status: int, reason_phrase: str,
+               headers: list[tuple[str, str]] | None = None, *, reason: str, to_source: bool = False) -> Verdict:
+        """A stateless final response; the ACK to it is dropped as a stray ACK. An unknown source
+        is answered only at its own address (never at a Via it wrote: no reflection)."""
         stamp_via(req, remote)
         tag = f"{abs(hash((req.call_id, req.from_tag))) & 0xFFFFFFFFFFFF:012x}"
-        resp = make_response(req, status, reason, tag, headers, b"", self.server)
-        return [(bytes(resp), reply_target(req, remote, local))]
+        resp = make_response(req, status, reason_phrase, tag, headers or [], b"", self.server)
+        dest = remote if to_source else reply_target(req, remote, local)
+        return Verdict(replies=[(bytes(resp), dest)], reason=reason)
+
+
+class ConnectionLimiter:
+    """Accepted TCP/TLS connections: at most `total`, and `per_address` from one IP.
+
+    Sans-I/O bookkeeping; the transport asks `admit` when a connection arrives (before any TLS
+    handshake) and calls `release` when it goes."""
+
+    def __init__(self, total: int = 128, per_address: int = 16) -> None:
+        self.total, self.per_address = total, per_address
+        self._by_ip: Counter[str] = Counter()
+        self.stats: Counter[str] = Counter()
+
+    @property
+    def open(self) -> int:
+        return sum(self._by_ip.values())
+
+    def admit(self, ip: str) -> bool:
+        if self.open >= self.total:
+            self.stats["connections_refused_total"] += 1
+            return False
+        if self._by_ip[ip] >= self.per_address:
+            self.stats["connections_refused_address"] += 1
+            return False
+        self._by_ip[ip] += 1
+        return True
+
+    def release(self, ip: str) -> None:
+        if self._by_ip[ip] <= 1:
+            self._by_ip.pop(ip, None)
+        else:
+            self._by_ip[ip] -= 1

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..config import RegistrationConfig
+from ..strictnum import is_uint
 from .digest import DigestClient, parse_challenges
 from .errors import SipParseError
 from .events import Local
@@ -94,6 +95,11 @@ class Registration:
         self._timers: dict[str, float] = {}
         self._current: SipRequest | None = None
         self._auth_sent = False
+        #: realms this registrar challenged our REGISTER with: the only ones our credentials answer
+        #: for requests in calls (sip.setup.ChallengeAnswerer)
+        self.realms: set[str] = set()
+        #: the resolved next hop (ip, port), set by the driver
+        self.remote: tuple[str, int] | None = None
 
     # --- driver interface ---------------------------------------------------------------------
 
@@ -174,13 +180,15 @@ class Registration:
         if self._auth_sent and not stale:
             return self._fail(now, f"{resp.status}: credentials refused")
         assert self._current is not None
+        if len(self.realms) < 4:  # a registrar has one realm (two with a proxy): never grow unbounded
+            self.realms.update(c.realm for c in challenges[:4])
         headers = self.digest.authorize(resp, "REGISTER", self.request_uri)
         self._send(now, expires=0 if self.state == "unregistering" else self.expires, auth=headers)
 
     def _too_brief(self, resp: SipResponse, now: float) -> None:
         text = (resp.headers.get("Min-Expires") or "").strip()
-        if not text.isdigit() or int(text) <= self.expires or int(text) > 604800 or self.state == "unregistering":
-            return self._fail(now, f"423 with unusable Min-Expires {text!r}")
+        if not is_uint(text, 604800, min_value=self.expires + 1) or self.state == "unregistering":
+            return self._fail(now, f"423 with unusable Min-Expires {text[:20]!r}")
         self.expires = int(text)
         self._send(now, expires=self.expires)
 
@@ -196,7 +204,7 @@ class Registration:
     def _granted(self, resp: SipResponse) -> int:
         """Our binding's expires (Contact param, else Expires header, else what we asked)."""
         header = (resp.headers.get("Expires") or "").strip()
-        default = int(header) if header.isdigit() else self.expires
+        default = int(header) if is_uint(header, 2**31) else self.expires
         ours = self._contact_key(self._contact_uri())
         for value in resp.headers.get_all("Contact"):
             try:
@@ -205,7 +213,7 @@ class Registration:
                 continue
             if self._contact_key(uri) == ours:
                 text = (params.get("expires") or "").strip()
-                return int(text) if text.isdigit() else default
+                return int(text) if is_uint(text, 2**31) else default
         return default if not resp.headers.get_all("Contact") else 0
 
     @staticmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from ..strictnum import ascii_digits, is_uint
 from .errors import RemoteProtocolError
 
 G711 = {"PCMU": 0, "PCMA": 8}
@@ -63,7 +64,7 @@ class MediaDescription:
             pt, _, spec = value.partition(" ")
             name, _, rest = spec.strip().partition("/")
             rate = rest.partition("/")[0]
-            if pt and name and rate.isdigit():
+            if is_uint(pt, 127) and name and is_uint(rate, 10**6):
                 result[pt] = (name.upper(), int(rate))
         return result
 
@@ -121,7 +122,7 @@ class SessionDescription:
             elif kind == "m":
                 parts = value.split()
                 port = parts[1].partition("/")[0] if len(parts) >= 3 else ""
-                if len(parts) < 3 or not port.isdigit() or int(port) > 65535:
+                if len(parts) < 3 or not is_uint(port, 65535):
                     raise SdpParseError("Bad m= line")
                 current = MediaDescription(parts[0].lower(), int(port), parts[2], parts[3:])
                 sd.media.append(current)
@@ -217,7 +218,7 @@ def _telephone_event(m: MediaDescription) -> str | None:
 
 def _ptime(m: MediaDescription) -> int:
     value = (m.attr("ptime") or "").strip()
-    return int(value) if value.isdigit() and 0 < int(value) <= 200 else 20
+    return int(value) if is_uint(value, 200, min_value=1) else 20
 
 
 def _usable_audio(m: MediaDescription) -> bool:
@@ -324,7 +325,7 @@ class T38Answer:
 def _int_attr(m: MediaDescription, *names: str) -> int | None:
     for name in names:
         value = (m.attr(name) or "").strip()
-        if value.isdigit() and len(value) <= 9:
+        if ascii_digits(value, 9):
             return int(value)
     return None
 

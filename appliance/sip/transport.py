@@ -8,12 +8,14 @@ import asyncio
 import logging
 import ssl
 import time
-from typing import Iterable
+from collections import Counter
+from typing import Any, Coroutine, Iterable
 
 from .errors import LocalProtocolError, SipParseError
 from .events import Addr, Event, Local
 from .framing import KeepAlive, StreamFramer
-from .policy import CallGate
+from .message import MAX_MESSAGE_SIZE
+from .policy import CallGate, ConnectionLimiter
 from .registration import Registration, RegistrationStatus, resolve_local
 from .tls import TlsSettings
 from .useragent import UserAgent
@@ -22,6 +24,12 @@ from ..netutil import is_unspecified, route_source
 
 #: a TLS peer that has not finished its handshake by then is dropped (slow-loris guard)
 TLS_HANDSHAKE_TIMEOUT = 10.0
+#: a message begun on a stream must be complete within this many seconds (slow-loris guard)
+PARTIAL_MESSAGE_TIMEOUT = 30.0
+#: bytes we may have queued for a peer that does not read; beyond that the connection is dropped
+MAX_WRITE_BUFFER = 256 * 1024
+#: how often accepted connections are checked for idleness and stalled messages
+SWEEP_INTERVAL = 5.0
 
 log = logging.getLogger("appliance.sip.transport")
 
@@ -36,7 +44,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:
-        if self.local is None or not data.strip(b"\r\n"):
+        if self.local is None or len(data) <= 4 and not data.strip(b"\r\n"):
             return  # not started yet, or a CRLF keep-alive (no pong on datagrams)
         self.endpoint._received(data, (addr[0], addr[1]), self.local)
 
@@ -44,16 +52,24 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 class _TcpProtocol(asyncio.Protocol):
     """One TCP or TLS connection, accepted or opened by us; frames the stream and answers pings.
 
-    For TLS asyncio's SSL layer sits below: this sees plaintext after a completed handshake, so
-    framing, pongs and the "any framing doubt closes the connection" rule are the same as TCP's.
+    An accepted connection is first admitted (a peer's address, under the connection limits);
+    only then does a TLS listener start its handshake, so strangers cost us no TLS work. After
+    that this sees plaintext, so framing, pongs and the "any framing doubt closes the connection"
+    rule are the same as TCP's.
     """
 
-    def __init__(self, endpoint: "SipEndpoint", local: Local) -> None:
+    def __init__(self, endpoint: "SipEndpoint", local: Local, *, accepted: bool = False,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.endpoint = endpoint
         self.local = local
-        self.framer = StreamFramer()
+        self.accepted = accepted
+        self.tls = tls
+        self.framer = StreamFramer(MAX_MESSAGE_SIZE)
         self.transport: asyncio.Transport | None = None
         self.remote: Addr = ("", 0)
+        self.admitted = False
+        self.last_message = 0.0          # loop time of the last complete message (or of the accept)
+        self.partial_since: float | None = None  # when the unfinished message in the framer began
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -61,6 +77,33 @@ class _TcpProtocol(asyncio.Protocol):
         self.remote = (peer[0], peer[1])
         if is_unspecified(self.local.host):  # a wildcard listener: this connection's own address
             self.local = Local(self.local.transport, transport.get_extra_info("sockname")[0], self.local.port)
+        self.last_message = self.endpoint._loop.time()
+        if self.accepted:
+            refusal = self.endpoint._admit(self.remote, self.local)
+            if refusal:
+                self.endpoint.stats[refusal] += 1
+                transport.abort()
+                return
+            self.admitted = True
+            if self.tls is not None:
+                self.transport.pause_reading()  # type: ignore[union-attr]
+                self.endpoint._spawn(self._start_tls())
+                return
+        self.endpoint._connections[self.remote] = self
+
+    async def _start_tls(self) -> None:
+        raw = self.transport
+        assert raw is not None and self.tls is not None
+        try:
+            self.transport = await self.endpoint._loop.start_tls(
+                raw, self, self.tls, server_side=True, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
+        except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError) as exc:
+            self.endpoint.stats["tls_handshake_failed"] += 1
+            log.info("SIP: TLS handshake with %s failed: %s", self.remote, exc)
+            raw.abort()
+            self._release()
+            return
+        self.last_message = self.endpoint._loop.time()
         self.endpoint._connections[self.remote] = self
 
     def data_received(self, data: bytes) -> None:
@@ -69,35 +112,75 @@ class _TcpProtocol(asyncio.Protocol):
         try:
             for item in self.framer:
                 if isinstance(item, KeepAlive):
-                    self.transport.write(b"\r\n")
+                    self._write(b"\r\n")
                 else:
+                    self.last_message = self.endpoint._loop.time()
                     self.endpoint._received(item, self.remote, self.local)
         except SipParseError as exc:
             log.info("SIP: closing %s connection from %s: %s", self.local.transport.upper(), self.remote, exc.reason)
             self.endpoint.ua.stats["closed_streams"] += 1
-            self.transport.close()
+            self.endpoint.stats["closed_streams"] += 1
+            self.transport.abort()
+            return
+        if self.framer.buffered:
+            if self.partial_since is None:
+                self.partial_since = self.endpoint._loop.time()
+        else:
+            self.partial_since = None
+
+    def _write(self, data: bytes) -> None:
+        """Queue bytes; a peer that stops reading while we queue more than MAX_WRITE_BUFFER is cut."""
+        assert self.transport is not None
+        if self.transport.get_write_buffer_size() + len(data) > MAX_WRITE_BUFFER:
+            self.endpoint.stats["write_buffer_full"] += 1
+            log.info("SIP: %s does not read what we send: connection dropped", self.remote)
+            self.transport.abort()
+            return
+        self.transport.write(data)
+
+    def expired(self, now: float) -> str:
+        """Why the sweep should close this accepted connection now ("" = keep it)."""
+        if self.partial_since is not None and now - self.partial_since > PARTIAL_MESSAGE_TIMEOUT:
+            return "stalled_message"
+        if now - self.last_message > self.endpoint.idle_timeout and not self.endpoint.ua_calls_via(self.remote):
+            return "idle_connection"
+        return ""
+
+    def _release(self) -> None:
+        if self.admitted:
+            self.admitted = False
+            self.endpoint.conn_limiter.release(self.remote[0])
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.endpoint._connections.get(self.remote) is self:
             del self.endpoint._connections[self.remote]
+        self._release()
 
 
 class SipEndpoint:
     """Owns a UserAgent, its listeners and connections, and feeds its events to `events`.
 
     `tls` (certificate, key, CA) enables "tls" listeners and outgoing TLS; `gate` (policy.CallGate)
-    sees every message before the UA and may answer or drop it (who may call, floods).
+    sees every message before the UA and may answer or drop it (who may call, floods);
+    `connections` limits accepted TCP/TLS connections, which close after `idle_timeout` seconds
+    without a message while no call uses them.
     """
 
     def __init__(self, ua: UserAgent | None = None, *, tls: TlsSettings | None = None,
-                 gate: CallGate | None = None) -> None:
+                 gate: CallGate | None = None, connections: ConnectionLimiter | None = None,
+                 idle_timeout: float = 120.0) -> None:
         self.ua = ua or UserAgent()
         self.tls = tls
         self._server_ssl: ssl.SSLContext | None = None
         self._client_ssl: ssl.SSLContext | None = None
         self.gate = gate
         if gate is not None:
-            gate.in_dialog = self.ua.has_call
+            gate.state = self.ua
+        self.conn_limiter = connections or ConnectionLimiter()
+        self.idle_timeout = idle_timeout
+        #: what the transport refused or cut (connections, streams); the gate counts messages
+        self.stats: Counter[str] = Counter()
+        self._sweep: asyncio.TimerHandle | None = None
         self.registrations: list[Registration] = []
         self._reg_timer: asyncio.TimerHandle | None = None
         #: TLS server names to verify, by address (set when a name was resolved for a registrar)
@@ -126,14 +209,14 @@ class SipEndpoint:
                 self._udp_by_port[local.port] = transport
             elif kind in ("tcp", "tls"):
                 holder: list[Local] = []
-                extra = {}
-                if kind == "tls":
-                    extra = {"ssl": self._tls_server(), "ssl_handshake_timeout": TLS_HANDSHAKE_TIMEOUT}
-                server = await self._loop.create_server(lambda: _TcpProtocol(self, holder[0]), host, port,
-                                                        **extra)  # type: ignore[arg-type]
+                ctx = self._tls_server() if kind == "tls" else None  # the handshake starts once admitted
+                server = await self._loop.create_server(
+                    lambda: _TcpProtocol(self, holder[0], accepted=True, tls=ctx), host, port)
                 local = Local(kind, host, server.sockets[0].getsockname()[1])
                 holder.append(local)
                 self._servers.append(server)
+                if self._sweep is None:
+                    self._sweep = self._loop.call_later(SWEEP_INTERVAL, self._sweep_connections)
             elif kind == "tls-client":
                 # outgoing TLS only (a test-fax sender has no certificate of its own): no listener;
                 # everything in the call, its BYE included, travels on the connection we open, so the
@@ -156,6 +239,9 @@ class SipEndpoint:
         return self._client_ssl
 
     async def close(self) -> None:
+        if self._sweep:
+            self._sweep.cancel()
+            self._sweep = None
         if self._timer:
             self._timer.cancel()
         if self._reg_timer:
@@ -180,14 +266,61 @@ class SipEndpoint:
             # a wildcard UDP listener: Contact and SDP need the address the peer reaches us on
             local = Local(local.transport, route_source(remote[0]), local.port)
         now = self._loop.time()
-        if self.gate is not None:
-            replies = self.gate.check(data, remote, local, now)
-            if replies is not None:  # answered or dropped before the UA saw it
-                for reply, dest in replies:
-                    self._send(reply, dest, local)
+        if self.gate is None:
+            self.ua.receive(data, remote, local, now)
+        else:
+            verdict = self.gate.check(data, remote, local, now)
+            for reply, dest in verdict.replies:  # answered or dropped before the UA saw it
+                self._send(reply, dest, local)
+            if verdict.message is None:
                 return
-        self.ua.receive(data, remote, local, now)
+            self.ua.receive_message(verdict.message, remote, local, now, verdict.admission)
         self.flush()
+
+    def _admit(self, remote: Addr, local: Local) -> str:
+        """Why an accepted connection is refused at once ("" = admitted): a source that is no
+        peer (it could not place a call anyway), or the connection limits."""
+        if self.gate is not None and self.gate.peers.match(remote[0], local.transport) is None:
+            return "connections_unknown"
+        if not self.conn_limiter.admit(remote[0]):
+            return "connections_over_limit"
+        return ""
+
+    def ua_calls_via(self, remote: Addr) -> bool:
+        calls_via = getattr(self.ua, "calls_via", None)
+        return bool(calls_via(remote)) if calls_via is not None else False
+
+    def _sweep_connections(self) -> None:
+        """Close accepted connections that stalled in a message or stayed idle without a call."""
+        now = self._loop.time()
+        for conn in list(self._connections.values()):
+            why = conn.expired(now) if conn.accepted else ""
+            if why and conn.transport is not None:
+                self.stats[why] += 1
+                log.info("SIP: closing %s connection from %s: %s", conn.local.transport.upper(), conn.remote,
+                         why.replace("_", " "))
+                conn.transport.abort()
+        self._sweep = self._loop.call_later(SWEEP_INTERVAL, self._sweep_connections)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def security_stats(self) -> dict[str, int]:
+        """Every refusal so far, by reason: the gate's, the transport's and the UA's."""
+        out: Counter[str] = Counter(self.stats)
+        out.update(self.conn_limiter.stats)
+        if self.gate is not None:
+            out.update(self.gate.stats)
+        for key in ("internal_errors", "dropped_malformed", "answered_malformed", "ignored_acks",
+                    "dropped_responses"):
+            if self.ua.stats.get(key):
+                out[key] = self.ua.stats[key]
+        return dict(out)
+
+    def connection_count(self) -> int:
+        return len(self._connections)
 
     def _send(self, data: bytes, dest: Addr, local: Local) -> None:
         if local.transport == "udp":
@@ -195,14 +328,12 @@ class SipEndpoint:
             if transport is not None:
                 transport.sendto(data, dest)
         elif dest in self._connections and self._connections[dest].transport is not None:
-            self._connections[dest].transport.write(data)  # type: ignore[union-attr]
+            self._connections[dest]._write(data)
         else:
             first = dest not in self._pending
             self._pending.setdefault(dest, []).append(data)
             if first:
-                task = self._loop.create_task(self._connect(dest, local))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._spawn(self._connect(dest, local))
 
     def flush(self) -> None:
         """Send what the core produced, hand over its events and re-arm the timer."""
@@ -304,7 +435,7 @@ class SipEndpoint:
         ip = infos[0][4][0]
         local = resolve_local(self.locals, probe.transport, route_source, ip)
         reg = Registration(reg_cfg, local, user_agent=self.ua.user_agent, **kwargs)  # type: ignore[arg-type]
-        reg.remote = (ip, port)  # type: ignore[attr-defined]
+        reg.remote = (ip, port)
         if ip != host:
             self.tls_names[(ip, port)] = host
         self.registrations.append(reg)
@@ -339,7 +470,7 @@ class SipEndpoint:
         now = self._loop.time()
         for reg in self.registrations:
             for req in reg.take_requests():
-                self.ua.send_request(req, reg.local, reg.remote, now,  # type: ignore[attr-defined]
+                self.ua.send_request(req, reg.local, reg.remote, now,  # type: ignore[arg-type]
                                      tx_class=reg.transaction_factory)  # type: ignore[arg-type]
         if self._reg_timer:
             self._reg_timer.cancel()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -21,10 +22,10 @@ from .callinfo import answerable, contact_uri, incoming_call, make_response, rep
 from .dialog import Dialog
 from .errors import LocalProtocolError, SipParseError
 from .events import (
-    Addr, CallAnswered, CallConfirmed, CallEnded, CallFailed, CallProgress, Event, Local, ReinviteAnswered,
-    ReinviteConfirmed, ReinviteFailed, ReinviteReceived, ReinviteRetrying,
+    Addr, Admission, CallAnswered, CallConfirmed, CallEnded, CallFailed, CallProgress, Event, Local, ReinviteAnswered,
+    IncomingCall, ReinviteConfirmed, ReinviteFailed, ReinviteReceived, ReinviteRetrying,
 )
-from .message import SipRequest, SipResponse, parse_message
+from .message import SipMessage, SipRequest, SipResponse, parse_message
 from .sdp import SdpParseError, SessionDescription
 from .transaction import (
     ACCEPTED, PROCEEDING, ClientTransaction, InviteClientTransaction, InviteServerTransaction,
@@ -42,8 +43,12 @@ UNSUPPORTED_KNOWN = {"REGISTER", "SUBSCRIBE", "PUBLISH", "MESSAGE", "NOTIFY", "R
 IMPLEMENTED = {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "UPDATE"}
 MAX_GLARE_RETRIES = 3   # 491s in a row before our re-INVITE is given up (ReinviteFailed 491)
 
-# (call_id, our request, the 401/407, now) -> True when it resent the request (see resend_request)
-ChallengeHook = Callable[[str, SipRequest, SipResponse, float], bool]
+#: an internal error is logged with its traceback at most this often (the rest are counted)
+ERROR_LOG_INTERVAL = 60.0
+
+# (call_id, our request, where it went, the 401/407, where that came from, now) -> True when it
+# resent the request (see resend_request)
+ChallengeHook = Callable[[str, SipRequest, Addr, SipResponse, Addr, float], bool]
 
 
 @dataclass
@@ -99,6 +104,7 @@ class Call:
     reinvite_sdp: str | None = None     # its offer (kept for a 491 retry or a queued re-INVITE)
     reinvite_queued: bool = False       # reinvite() while our 2xx awaited its ACK: sent on ACK
     glare_retries: int = 0
+    admission: Admission | None = None  # why the call gate let an incoming call in
 
 
 class UserAgent:
@@ -117,6 +123,9 @@ class UserAgent:
         self._calls: dict[str, Call] = {}
         self._server_txs: dict[tuple, ServerTransaction] = {}
         self._client_txs: dict[tuple, ClientTransaction] = {}
+        self._client_dest: dict[tuple, Addr] = {}   # where each client transaction's request goes
+        self._client_call_ids: Counter[str] = Counter()  # Call-IDs of live client transactions
+        self._last_error_log = -ERROR_LOG_INTERVAL
         # Called for a 401/407 to any request of ours in a call (INVITE, re-INVITE, BYE) before the
         # UA treats it as a failure; return True after resending it with resend_request.
         self.challenge_hook: ChallengeHook | None = None
@@ -124,12 +133,63 @@ class UserAgent:
     # --- driver interface --------------------------------------------------------------------
 
     def receive(self, data: bytes, remote: Addr, local: Local, now: float) -> None:
-        """Handle one datagram or stream frame. Never raises: bad input is answered or dropped."""
+        """Handle one datagram or stream frame. Never raises: bad input is answered or dropped.
+
+        For a UA without a call gate in front (our own test-fax sender); with one, the gate parses
+        and hands over the message with `receive_message`."""
+        if not data:
+            self.stats["dropped_malformed"] += 1
+            return
+        if not data.strip(b"\r\n"):
+            self.stats["keepalives"] += 1
+            return
         try:
-            self._receive(data, remote, local, now)
+            msg = parse_message(data)
+        except SipParseError as exc:
+            self._malformed(exc, remote, local)
+            return
+        except Exception:  # a parser bug must not take the listener down
+            self._internal_error(None, remote, 0.0)
+            return
+        self.receive_message(msg, remote, local, now)
+
+    def receive_message(self, msg: SipMessage, remote: Addr, local: Local, now: float,
+                        admission: Admission | None = None) -> None:
+        """Handle one parsed message; `admission` is the call gate's verdict on a new INVITE.
+
+        Never raises. An internal error on a request answers 500 and frees what the request
+        created (its transaction, its call), so no bug of ours holds state for ever."""
+        try:
+            if isinstance(msg, SipResponse):
+                self._handle_response(msg, remote, now)
+            else:
+                self._handle_request(msg, remote, local, now, admission)
         except Exception:  # a bug of ours must not take the listener down
-            self.stats["internal_errors"] += 1
-            log.exception("SIP: internal error handling a message from %s", remote)
+            self._internal_error(msg, remote, now)
+
+    def _internal_error(self, msg: SipMessage | None, remote: Addr, now: float) -> None:
+        self.stats["internal_errors"] += 1
+        if time.monotonic() - self._last_error_log >= ERROR_LOG_INTERVAL:  # not a traceback per packet
+            self._last_error_log = time.monotonic()
+            log.exception("SIP: internal error handling a message from %s (further ones for %.0f s only counted)",
+                          remote, ERROR_LOG_INTERVAL)
+        if not isinstance(msg, SipRequest) or msg.method == "ACK":
+            return
+        try:
+            key = server_key(msg)
+        except Exception:  # noqa: BLE001 - not even a key: nothing was created for it
+            return
+        tx = self._server_txs.get(key)
+        if tx is not None and tx.last_status < 200:
+            try:  # a final answer: the transaction then ends on its own timers
+                tx.respond(self._reply(msg, 500, "Server Internal Error", self._tag()), now)
+            except Exception:  # noqa: BLE001 - could not even answer: just forget it
+                self._server_txs.pop(key, None)
+        call = self._calls.get(msg.call_id)
+        if call is not None and call.invite is msg:  # the call this very INVITE created
+            del self._calls[msg.call_id]
+            self._events = deque(e for e in self._events
+                                 if not (isinstance(e, IncomingCall) and e.call_id == msg.call_id))
 
     def datagrams_to_send(self) -> list[tuple[bytes, Addr, Local]]:
         out, self._out = self._out, []
@@ -152,7 +212,10 @@ class UserAgent:
                     del call.timers[name]
                     getattr(self, f"_call_timer_{name}")(call, now)
         self._server_txs = {k: t for k, t in self._server_txs.items() if not t.terminated}
-        self._client_txs = {k: t for k, t in self._client_txs.items() if not t.terminated}
+        if any(t.terminated for t in self._client_txs.values()):
+            self._client_txs = {k: t for k, t in self._client_txs.items() if not t.terminated}
+            self._client_dest = {k: d for k, d in self._client_dest.items() if k in self._client_txs}
+            self._client_call_ids = Counter(getattr(t, "call_id", "") for t in self._client_txs.values())
 
     def next_event(self) -> Event | None:
         return self._events.popleft() if self._events else None
@@ -296,7 +359,7 @@ class UserAgent:
                 call.invite, call.invite_tx = new, tx
         else:
             tx = NonInviteClientTransaction(new, self._sender(dest, call.local), reliable, now, self.timers)
-        self._start_client(tx, call_id, now)
+        self._start_client(tx, call_id, now, dest)
         return new
 
     # --- application actions: our own calls ---------------------------------------------------
@@ -319,7 +382,7 @@ class UserAgent:
         tx = InviteClientTransaction(req, self._sender(remote, local), local.transport != "udp", now, self.timers)
         call = Call(call_id, "uac", "calling", req, tx, tag, local, remote, local_sdp=sdp)
         self._calls[call_id] = call
-        self._start_client(tx, call_id, now)
+        self._start_client(tx, call_id, now, remote)
         return call_id
 
     def cancel(self, call_id: str, now: float) -> None:
@@ -340,27 +403,10 @@ class UserAgent:
         req.headers.add("CSeq", f"{inv.cseq[0]} CANCEL")
         tx = NonInviteClientTransaction(req, self._sender(call.remote, call.local),
                                         call.local.transport != "udp", now, self.timers)
-        self._start_client(tx, call_id, now)
+        self._start_client(tx, call_id, now, call.remote)
         call.timers["cancel"] = now + 64 * self.timers.t1
 
     # --- receiving ----------------------------------------------------------------------------
-
-    def _receive(self, data: bytes, remote: Addr, local: Local, now: float) -> None:
-        if not data:
-            self.stats["dropped_malformed"] += 1
-            return
-        if not data.strip(b"\r\n"):
-            self.stats["keepalives"] += 1
-            return
-        try:
-            msg = parse_message(data)
-        except SipParseError as exc:
-            self._malformed(exc, remote, local)
-            return
-        if isinstance(msg, SipResponse):
-            self._handle_response(msg, now)
-        else:
-            self._handle_request(msg, remote, local, now)
 
     def _malformed(self, exc: SipParseError, remote: Addr, local: Local) -> None:
         partial = exc.partial
@@ -373,7 +419,8 @@ class UserAgent:
             self.stats["dropped_malformed"] += 1
             log.info("SIP: dropped malformed message from %s: %s", remote, exc.reason)
 
-    def _handle_request(self, req: SipRequest, remote: Addr, local: Local, now: float) -> None:
+    def _handle_request(self, req: SipRequest, remote: Addr, local: Local, now: float,
+                        admission: Admission | None = None) -> None:
         stamp_via(req, remote)
         key = server_key(req)
         tx = self._server_txs.get(key)
@@ -398,7 +445,7 @@ class UserAgent:
             tx.respond(self._reply(req, *refusal[:2], self._tag(), refusal[2]), now)
             return
         if req.method == "INVITE":
-            self._on_invite(req, tx, remote, local, reply_to, now)  # type: ignore[arg-type]
+            self._on_invite(req, tx, remote, local, reply_to, now, admission)  # type: ignore[arg-type]
         else:
             getattr(self, f"_on_{req.method.lower()}")(req, tx, now)
 
@@ -423,7 +470,7 @@ class UserAgent:
         return None
 
     def _on_invite(self, req: SipRequest, tx: InviteServerTransaction, remote: Addr, local: Local,
-                   reply_to: Addr, now: float) -> None:
+                   reply_to: Addr, now: float, admission: Admission | None = None) -> None:
         if req.to_tag:
             self._reinvite(req, tx, reply_to, now)
             return
@@ -442,11 +489,12 @@ class UserAgent:
         if req.call_id in self._calls:
             tx.respond(self._reply(req, 482, "Loop Detected", self._tag()), now)
             return
-        call = Call(req.call_id, "uas", "early", req, tx, self._tag(), local, remote, reply_to)
+        call = Call(req.call_id, "uas", "early", req, tx, self._tag(), local, remote, reply_to,
+                    admission=admission)
         call.remote_origin = _origin(offer) if offer is not None else None
         self._calls[req.call_id] = call
         tx.call_id = req.call_id  # type: ignore[attr-defined]
-        self._events.append(incoming_call(req, offer, remote, local))
+        self._events.append(incoming_call(req, offer, remote, local, admission))
 
     def _reinvite(self, req: SipRequest, tx: InviteServerTransaction, reply_to: Addr, now: float) -> None:
         call = self._dialog_call(req)
@@ -559,7 +607,7 @@ class UserAgent:
             assert call.reinvite_sdp is not None
             self._send_reinvite(call, call.reinvite_sdp, now)
 
-    def _handle_response(self, resp: SipResponse, now: float) -> None:
+    def _handle_response(self, resp: SipResponse, source: Addr, now: float) -> None:
         tx = self._client_txs.get(client_key(resp))
         if tx is None:
             call = self._calls.get(resp.call_id)
@@ -577,7 +625,8 @@ class UserAgent:
         if resp.status in (401, 407) and self.challenge_hook is not None and call.state != "ended":
             if tx is call.reinvite_tx:
                 call.reinvite_tx = None  # resend_request puts the new one in its place
-            if self.challenge_hook(call.call_id, tx.request, resp, now):
+            dest = self._client_dest.get(client_key(tx.request), call.remote)
+            if self.challenge_hook(call.call_id, tx.request, dest, resp, source, now):
                 return
             if getattr(tx, "reinvite", False) and call.reinvite_tx is None:
                 call.reinvite_tx = tx  # type: ignore[assignment]  # not taken: fail it below
@@ -634,11 +683,12 @@ class UserAgent:
                             ("Content-Type", "application/sdp")]:
             req.headers.add(name, value)
         req.body = sdp.encode("utf-8")
-        tx = InviteClientTransaction(req, self._sender(self._dialog_hop(call), call.local),
-                                     call.local.transport != "udp", now, self.timers)
+        hop = self._dialog_hop(call)
+        tx = InviteClientTransaction(req, self._sender(hop, call.local), call.local.transport != "udp", now,
+                                     self.timers)
         tx.reinvite = True  # type: ignore[attr-defined]
         call.reinvite_tx, call.reinvite_sdp = tx, sdp
-        self._start_client(tx, call.call_id, now)
+        self._start_client(tx, call.call_id, now, hop)
 
     def _reinvite_response(self, call: Call, tx: InviteClientTransaction, resp: SipResponse, now: float) -> None:
         if resp.status < 200:
@@ -795,13 +845,17 @@ class UserAgent:
         if call.state == "confirmed" or call.state == "answered":
             call.state = "ending"
         bye = call.dialog.create_request("BYE", self._via(call.local))
-        tx = NonInviteClientTransaction(bye, self._sender(self._dialog_hop(call), call.local),
-                                        call.local.transport != "udp", now, self.timers)
-        self._start_client(tx, call.call_id, now)
+        hop = self._dialog_hop(call)
+        tx = NonInviteClientTransaction(bye, self._sender(hop, call.local), call.local.transport != "udp", now,
+                                        self.timers)
+        self._start_client(tx, call.call_id, now, hop)
 
-    def _start_client(self, tx: ClientTransaction, call_id: str, now: float) -> None:
+    def _start_client(self, tx: ClientTransaction, call_id: str, now: float, dest: Addr) -> None:
         tx.call_id = call_id  # type: ignore[attr-defined]
-        self._client_txs[client_key(tx.request)] = tx
+        key = client_key(tx.request)
+        self._client_txs[key] = tx
+        self._client_dest[key] = dest
+        self._client_call_ids[tx.request.call_id] += 1
         tx.start(now)
 
     def _await_ack(self, call: Call, response: SipResponse, sdp: str, now: float) -> None:
@@ -857,9 +911,38 @@ class UserAgent:
         registration.ReportingTransaction); the UA only matches responses and runs the timers.
         """
         tx = tx_class(request, self._sender(remote, local), local.transport != "udp", now, self.timers)
-        self._start_client(tx, "", now)
+        self._start_client(tx, "", now, remote)
         return tx
 
     def has_call(self, call_id: str) -> bool:
         """True while the UA keeps state for this Call-ID (until 64*T1 after it ended)."""
         return call_id in self._calls
+
+    # --- what the call gate asks (policy.CallState) -------------------------------------------
+
+    def knows_call_id(self, call_id: str) -> bool:
+        """A call, or a request of ours (REGISTER...), uses this Call-ID: its traffic is expected."""
+        return call_id in self._calls or self._client_call_ids.get(call_id, 0) > 0
+
+    def dialog_remote(self, req: SipRequest) -> Addr | None:
+        """Where the live dialog `req` belongs to (Call-ID and both tags) was set up with, or None."""
+        call = self._dialog_call(req)
+        return call.remote if call is not None else None
+
+    def matches_transaction(self, req: SipRequest) -> bool:
+        """`req` belongs to a server transaction we hold: a retransmission, an ACK or a CANCEL."""
+        try:
+            keys = [server_key(req)] + ([server_key(req, "INVITE")] if req.method == "CANCEL" else [])
+        except (SipParseError, IndexError):
+            return False
+        return any(k in self._server_txs for k in keys)
+
+    def incoming_calls(self, peer: str | None = None) -> int:
+        """Incoming calls in progress (answered or not), all or those admitted for one peer."""
+        return sum(1 for c in self._calls.values()
+                   if c.role == "uas" and c.state != "ended"
+                   and (peer is None or (c.admission is not None and c.admission.peer == peer)))
+
+    def calls_via(self, remote: Addr) -> bool:
+        """A call in progress uses this remote address (a stream connection must stay open)."""
+        return any(c.remote == remote and c.state != "ended" for c in self._calls.values())

@@ -25,7 +25,7 @@ CORPUS: list[tuple[str, bytes, str | None]] = [
     ("Content-Length longer than body", raw("INVITE", body="v=0\r\n").replace(b"Content-Length: 5", b"Content-Length: 500"),
      "400 Content-Length mismatch"),
     ("Content-Length huge", raw().replace(b"Content-Length: 0", b"Content-Length: 99999999999999999999"),
-     "400 Content-Length mismatch"),
+     "400 Bad Content-Length"),
     ("Content-Length not a number", raw().replace(b"Content-Length: 0", b"Content-Length: zero"), "400 Bad Content-Length"),
     ("bad From", raw(replace={"From": '"unterminated <sip:a@h>;tag=1'}), None),  # a response could not carry it
     ("bad To", raw(to="<sip:100@192.0.2.1"), None),

@@ -8,9 +8,10 @@ import pytest
 
 from appliance.config import Config, PeerConfig, RegistrationConfig
 from appliance.sip.digest import DigestServer, build_authorization, parse_challenge
-from appliance.sip.events import Local
+from appliance.sip.events import Admission, Local
 from appliance.sip.message import SipRequest, SipResponse, parse_message
-from appliance.sip.policy import CallGate, PeerTable, RateLimiter, peek
+from appliance.sip.policy import CallGate, ConnectionLimiter, PeerTable, RateLimiter, prescan_call_id
+from appliance.sip.registration import Registration
 from appliance.sip.setup import ChallengeAnswerer, build_endpoint
 from appliance.sip.transport import SipEndpoint
 from appliance.sip.useragent import UserAgent
@@ -18,6 +19,7 @@ from appliance.sip.useragent import UserAgent
 from sip_helpers import raw
 
 UDP = Local("udp", "192.0.2.1", 5060)
+PEER_ADDR = ("192.0.2.50", 5099)
 
 
 def table(*peers: PeerConfig, allow_unknown: bool = False) -> PeerTable:
@@ -68,42 +70,123 @@ def test_token_bucket_burst_refill_and_bounded_memory() -> None:
     assert len(lim._buckets) <= 100
 
 
-def test_peek_reads_requests_only() -> None:
-    p = peek(raw("BYE", to="<sip:100@192.0.2.1>;tag=abc", call_id="c-9"))
-    assert p is not None and p.method == "BYE" and p.call_id == "c-9" and p.has_to_tag
-    assert not peek(raw("INVITE")).has_to_tag
-    assert peek(b"SIP/2.0 200 OK\r\n\r\n") is None and peek(b"\x00\xff") is None
+def test_prescan_reads_the_call_id_exactly_as_the_parser_or_not_at_all() -> None:
+    assert prescan_call_id(raw("BYE", call_id="c-9@h")) == "c-9@h"
+    assert prescan_call_id(raw(replace={"Call-ID": None}, extra=["i: short@h"])) == "short@h"
+    assert prescan_call_id(raw(replace={"Call-ID": "  spaced@h \t"})) == "spaced@h"
+    folded = raw(replace={"Call-ID": "a@h\r\n b"})
+    assert prescan_call_id(folded) is None
+    assert prescan_call_id(raw(replace={"Call-ID": "caf\u00e9@h"})) is None
+    assert prescan_call_id(b"SIP/2.0 200 OK\r\nCall-ID: r@h\r\n\r\n") == "r@h"
+    assert prescan_call_id(b"\x00\xff") is None
+    # the body is not the header
+    assert prescan_call_id(raw(replace={"Call-ID": None}, body="Call-ID: body@h\r\n")) is None
 
 
-PEER_ADDR = ("192.0.2.50", 5099)
+class Calls:
+    """A CallState with fixed answers (the UA's side of the gate, as a table)."""
+
+    def __init__(self, call_ids: set[str] = frozenset(), dialogs: dict[str, tuple[str, int]] | None = None,
+                 transactions: set[str] = frozenset(), incoming: dict[str | None, int] | None = None) -> None:
+        self.call_ids, self.dialogs, self.transactions = set(call_ids), dict(dialogs or {}), set(transactions)
+        self.incoming = incoming or {}
+
+    def knows_call_id(self, call_id: str) -> bool:
+        return call_id in self.call_ids or call_id in self.dialogs
+
+    def dialog_remote(self, req: SipRequest) -> tuple[str, int] | None:
+        return self.dialogs.get(req.call_id) if req.to_tag else None
+
+    def matches_transaction(self, req: SipRequest) -> bool:
+        return req.via.branch in self.transactions
+
+    def incoming_calls(self, peer: str | None = None) -> int:
+        return self.incoming.get(peer, 0)
 
 
 def test_gate_floods_are_dropped_but_dialogs_never() -> None:
-    calls = {"live@peer"}
-    gate = CallGate(table(PeerConfig(name="gw", match="192.0.2.50")), RateLimiter(rate=1, burst=2),
-                    in_dialog=calls.__contains__)
+    state = Calls(dialogs={"live@peer": PEER_ADDR}, transactions={"z9hG4bKinv"})
+    gate = CallGate(table(PeerConfig(name="gw", match="192.0.2.50")), RateLimiter(rate=1, burst=2), state=state)
     results = [gate.check(raw("OPTIONS", branch=f"z9hG4bK{i}"), PEER_ADDR, UDP, 0.0) for i in range(10)]
-    assert results[:2] == [None, None] and all(r == [] for r in results[2:])
-    assert gate.stats["rate_limited"] == 8
+    assert [r.passed for r in results] == [True, True] + [False] * 8
+    assert all(r.replies == [] for r in results[2:]) and gate.stats["rate_limited"] == 8
     bye = raw("BYE", call_id="live@peer", to="<sip:100@192.0.2.1>;tag=x")
-    assert gate.check(bye, PEER_ADDR, UDP, 0.0) is None  # in-dialog: never limited
-    assert gate.check(raw("ACK", call_id="other", to="<sip:1@x>;tag=y"), PEER_ADDR, UDP, 0.0) is None
-    assert gate.check(raw("CANCEL", call_id="live@peer"), PEER_ADDR, UDP, 0.0) is None
-    # a made-up To tag on an unknown Call-ID does not escape the bucket
-    assert gate.check(raw("BYE", call_id="forged", to="<sip:1@x>;tag=y"), PEER_ADDR, UDP, 0.0) == []
-    assert gate.check(b"SIP/2.0 200 OK\r\n\r\n", PEER_ADDR, UDP, 0.0) is None
+    assert gate.check(bye, PEER_ADDR, UDP, 0.0).passed  # in-dialog: never limited
+    ack = raw("ACK", call_id="live@peer", to="<sip:1@x>;tag=y", cseq="1 ACK")
+    assert gate.check(ack, PEER_ADDR, UDP, 0.0).passed
+    # a made-up To tag, an ACK or a CANCEL on an unknown Call-ID does not escape the bucket
+    assert gate.check(raw("BYE", call_id="forged", to="<sip:1@x>;tag=y"), PEER_ADDR, UDP, 0.0).reason == "rate_limited"
+    assert gate.check(raw("ACK", call_id="other", cseq="1 ACK"), PEER_ADDR, UDP, 0.0).reason == "rate_limited"
+    # responses: ours (a known Call-ID) pass, strangers' are dropped
+    assert gate.check(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=1\r\n"
+                      b"To: <sip:a@b>\r\nCall-ID: live@peer\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
+                      PEER_ADDR, UDP, 0.0).passed
+
+
+def test_in_dialog_requests_from_a_stranger_are_dropped_unless_from_the_dialogs_own_address() -> None:
+    state = Calls(dialogs={"live@peer": PEER_ADDR})
+    gate = CallGate(table(PeerConfig(name="gw", match="192.0.2.50")), state=state)
+    bye = raw("BYE", call_id="live@peer", to="<sip:100@192.0.2.1>;tag=x")
+    assert not gate.check(bye, ("203.0.113.9", 5060), UDP, 0.0).passed
+    assert gate.stats["unknown_dropped"] == 1
+    state.dialogs["live@peer"] = ("203.0.113.9", 5060)  # e.g. our own call to a far end that is no peer
+    assert gate.check(bye, ("203.0.113.9", 5060), UDP, 0.0).passed
 
 
 def test_gate_refuses_unknown_invite_with_403_and_drops_unknown_options() -> None:
     gate = CallGate(table(), server="fb")
     out = gate.check(raw("INVITE"), ("203.0.113.7", 5060), UDP, 0.0)
-    assert out is not None and len(out) == 1
-    resp = parse_message(out[0][0])
+    assert not out.passed and len(out.replies) == 1
+    resp = parse_message(out.replies[0][0])
     assert isinstance(resp, SipResponse) and resp.status == 403 and resp.to_tag
-    assert out[0][1] == ("203.0.113.7", 5060)  # rport: back where it came from
-    assert gate.check(raw("OPTIONS"), ("203.0.113.7", 5060), UDP, 0.0) == []
-    assert gate.check(raw("INVITE"), ("10.0.0.8", 5060), UDP, 0.0) is None  # private default
-    assert gate.stats == {"unknown_refused": 1, "unknown_dropped": 1}
+    assert out.replies[0][1] == ("203.0.113.7", 5060)  # rport: back where it came from
+    no_rport = raw("INVITE", via="SIP/2.0/UDP 198.51.100.99:5060;branch=z9hG4bKrefl")
+    out = gate.check(no_rport, ("203.0.113.7", 5062), UDP, 0.0)
+    assert out.replies[0][1] == ("203.0.113.7", 5062)  # never reflected to the address a stranger wrote
+    assert not gate.check(raw("OPTIONS"), ("203.0.113.7", 5060), UDP, 0.0).replies
+    verdict = gate.check(raw("INVITE"), ("10.0.0.8", 5060), UDP, 0.0)  # private default
+    assert verdict.passed and verdict.admission == Admission("private-network", "")
+    assert gate.stats == {"unknown_refused": 2, "unknown_dropped": 1}
+
+
+def test_what_cannot_be_parsed_is_dropped_or_from_a_peer_answered_400() -> None:
+    gate = CallGate(table(PeerConfig(name="gw", match="192.0.2.50")))
+    broken = raw("INVITE", replace={"CSeq": "1 INVITE", "Max-Forwards": "seventy"})
+    out = gate.check(broken, PEER_ADDR, UDP, 0.0)
+    assert parse_message(out.replies[0][0]).status == 400
+    assert gate.check(broken, ("203.0.113.7", 5060), UDP, 0.0).replies == []
+    assert gate.check(b"\x16\x03\x01 not sip at all", PEER_ADDR, UDP, 0.0).replies == []
+    assert gate.stats == {"malformed_answered": 1, "malformed": 2}
+
+
+def test_oversized_datagrams_are_dropped_before_any_parse() -> None:
+    gate = CallGate(table())
+    big = raw("OPTIONS", extra=["X-Pad: " + "a" * 9000])
+    assert gate.check(big, PEER_ADDR, UDP, 0.0).reason == "oversize"
+    assert gate.check(big, PEER_ADDR, Local("tcp", "192.0.2.1", 5060), 0.0).reason != "oversize"
+
+
+def test_capacity_503_for_the_box_and_for_one_peer() -> None:
+    gw = PeerConfig(name="gw", match="192.0.2.50", max_calls=2)
+    state = Calls(incoming={None: 3, "gw": 2})
+    gate = CallGate(table(gw, PeerConfig(name="pbx", match="192.0.2.60")), state=state, max_calls=4)
+    out = gate.check(raw("INVITE"), PEER_ADDR, UDP, 0.0)
+    resp = parse_message(out.replies[0][0])
+    assert (resp.status, resp.headers.get("Retry-After"), out.reason) == (503, "10", "peer_max_calls")
+    assert gate.check(raw("INVITE"), ("192.0.2.60", 5060), UDP, 0.0).admission == Admission("pbx")
+    state.incoming[None] = 4
+    assert gate.check(raw("INVITE"), ("192.0.2.60", 5060), UDP, 0.0).reason == "max_calls"
+    state.transactions.add("z9hG4bKraw1")  # a retransmission of an INVITE we hold is no new call
+    assert gate.check(raw("INVITE"), ("192.0.2.60", 5060), UDP, 0.0).passed
+
+
+def test_connection_limiter_total_and_per_address() -> None:
+    lim = ConnectionLimiter(total=3, per_address=2)
+    assert [lim.admit("a"), lim.admit("a"), lim.admit("a")] == [True, True, False]
+    assert lim.admit("b") and not lim.admit("c")
+    lim.release("a")
+    assert lim.admit("c") and lim.open == 3
+    assert lim.stats == {"connections_refused_address": 1, "connections_refused_total": 1}
 
 
 class Clock:
@@ -118,7 +201,7 @@ def test_gate_challenges_a_peer_with_credentials() -> None:
     peer = PeerConfig(name="gw", match="192.0.2.50", username="gw", password="pw")
     gate = CallGate(table(peer), digest=DigestServer("faxbridge", clock=clock))
     out = gate.check(raw("INVITE"), PEER_ADDR, UDP, 0.0)
-    resp = parse_message(out[0][0])
+    resp = parse_message(out.replies[0][0])
     assert resp.status == 401
     challenges = [parse_challenge(v) for v in resp.headers.get_all("WWW-Authenticate")]
     assert [c.algorithm for c in challenges] == ["SHA-256", "MD5"]
@@ -127,13 +210,15 @@ def test_gate_challenges_a_peer_with_credentials() -> None:
         value = build_authorization(challenges[0], "gw", password, "INVITE", "sip:100@192.0.2.1", nc, "cn")
         return raw("INVITE", branch=branch, cseq="2 INVITE", extra=[f"Authorization: {value}"])
 
-    assert gate.check(invite_with("pw", "z9hG4bKa"), PEER_ADDR, UDP, 1.0) is None
-    assert parse_message(gate.check(invite_with("bad", "z9hG4bKb", 2), PEER_ADDR, UDP, 1.0)[0][0]).status == 403
+    assert gate.check(invite_with("pw", "z9hG4bKa"), PEER_ADDR, UDP, 1.0).admission == Admission("gw", "gw")
+    assert parse_message(gate.check(invite_with("bad", "z9hG4bKb", 2), PEER_ADDR, UDP, 1.0).replies[0][0]).status == 403
     clock.t += 3600
-    stale = parse_message(gate.check(invite_with("pw", "z9hG4bKc", 3), PEER_ADDR, UDP, 2.0)[0][0])
+    stale = parse_message(gate.check(invite_with("pw", "z9hG4bKc", 3), PEER_ADDR, UDP, 2.0).replies[0][0])
     assert stale.status == 401 and "stale=true" in stale.headers.get("WWW-Authenticate")
-    # re-INVITEs inside the call are not challenged again
-    assert gate.check(raw("INVITE", to="<sip:100@192.0.2.1>;tag=t"), PEER_ADDR, UDP, 3.0) is None
+    # re-INVITEs inside a call we hold are not challenged again; with a made-up tag they go to the UA (481)
+    gate.state = Calls(dialogs={"raw-1@peer": PEER_ADDR})
+    reinvite = gate.check(raw("INVITE", to="<sip:100@192.0.2.1>;tag=t"), PEER_ADDR, UDP, 3.0)
+    assert reinvite.passed and reinvite.admission is None
 
 
 # --- the gate in SipEndpoint, and the daemon's wiring ---------------------------------------------
@@ -159,6 +244,7 @@ async def _gate_on_udp() -> None:
             await asyncio.wait_for(loop.sock_recvfrom(sock, 65535), 0.3)
         assert gate.stats["rate_limited"] == 8 and gate.stats["unknown_dropped"] == 2
         assert ep.ua.stats["internal_errors"] == 0 and not ep.ua._server_txs
+        assert ep.security_stats() == {"unknown_refused": 1, "unknown_dropped": 2, "rate_limited": 8}
     finally:
         sock.close()
         await ep.close()
@@ -176,27 +262,35 @@ def test_build_endpoint_from_config() -> None:
     ep, peers = build_endpoint(cfg, ua)
     assert ep.gate is not None and ep.gate.peers is peers and ep.tls is None
     assert peers.match("192.0.2.7", "udp").t38 == "request"
-    assert ep.gate.in_dialog("nope") is False
+    assert ep.gate.state is ua and ep.gate.max_calls == 24 and ep.conn_limiter.total == 128
+    assert isinstance(ua.challenge_hook, ChallengeAnswerer)
 
 
-class FakeUA:
+class Resends:
     def __init__(self) -> None:
         self.resent: list[tuple[str, list[tuple[str, str]]]] = []
 
-    def resend_request(self, call_id: str, request: SipRequest, extra: list, now: float) -> None:
+    def __call__(self, call_id: str, request: SipRequest, extra: list, now: float) -> None:
         self.resent.append((call_id, extra))
 
 
-def test_challenge_answerer_resends_once_with_the_account_of_that_host() -> None:
-    ua = FakeUA()
-    hook = ChallengeAnswerer(ua, [RegistrationConfig(registrar="sip:127.0.0.1:5080", user="u", password="pw"),
-                                  RegistrationConfig(registrar="sip:pbx.example", user="v", password="x")])
+def test_challenge_answerer_answers_only_its_registrars_own_realm() -> None:
+    reg = Registration(RegistrationConfig(registrar="sip:pbx.example", user="v", password="x"),
+                       Local("udp", "192.0.2.1", 5060))
+    reg.remote = ("192.0.2.70", 5060)
+    resend = Resends()
+    hook = ChallengeAnswerer(lambda: [reg], resend)
     bye = SipRequest("BYE", "sip:5551000@pbx.example", [("CSeq", "2 BYE")])
     challenge = SipResponse(407, "Proxy Auth", [("Proxy-Authenticate", 'Digest realm="r", nonce="n", qop="auth"')])
-    assert hook("c1", bye, challenge, 0.0)
-    [(call_id, extra)] = ua.resent
+    pbx = ("192.0.2.70", 5060)
+    assert not hook("c1", bye, pbx, challenge, pbx, 0.0)  # the registrar never challenged us: no realm known
+    reg.realms.add("r")
+    assert not hook("c1", bye, ("198.51.100.1", 5060), challenge, ("198.51.100.1", 5060), 0.0)  # elsewhere
+    assert not hook("c1", bye, pbx, challenge, ("198.51.100.1", 5060), 0.0)  # the 407 came from someone else
+    other_realm = SipResponse(407, "Proxy Auth", [("Proxy-Authenticate", 'Digest realm="evil", nonce="n"')])
+    assert not hook("c1", bye, pbx, other_realm, pbx, 0.0)
+    assert hook("c1", bye, pbx, challenge, pbx, 0.0)
+    [(call_id, extra)] = resend.resent
     assert call_id == "c1" and extra[0][0] == "Proxy-Authorization" and 'username="v"' in extra[0][1]
     bye.headers.add("Proxy-Authorization", extra[0][1])
-    assert not hook("c1", bye, challenge, 0.0)  # refused credentials are final
-    unknown = SipRequest("INVITE", "sip:1@198.51.100.1", [("CSeq", "1 INVITE")])
-    assert not hook("c2", unknown, challenge, 0.0)  # two accounts, neither for this host
+    assert not hook("c1", bye, pbx, challenge, pbx, 0.0)  # refused credentials are final

@@ -518,7 +518,7 @@ def test_challenge_hook_resends_reinvite_with_credentials() -> None:
     agent, call_id, to = setup_raw()
     seen: list[tuple[str, int]] = []
 
-    def hook(cid: str, request: SipRequest, response: SipResponse, now: float) -> bool:
+    def hook(cid: str, request: SipRequest, dest: tuple, response: SipResponse, source: tuple, now: float) -> bool:
         seen.append((request.method, response.status))
         agent.resend_request(cid, request, [("Authorization", 'Digest username="fax", response="x"')], now)
         return True
