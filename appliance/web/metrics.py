@@ -123,4 +123,12 @@ def metrics() -> Response:
         e.sample("faxbridge_calls_in_progress", len(status.get("calls", [])))
         e.metric("faxbridge_daemon_uptime_seconds", "gauge", "Seconds since the daemon started")
         e.sample("faxbridge_daemon_uptime_seconds", float(status.get("uptime", 0)))
+        sip = status.get("sip") or {}
+        e.metric("faxbridge_sip_refused_total", "counter",
+                 "SIP messages and connections refused or dropped before the user agent, by reason "
+                 "(rate_limited, unknown_refused, max_calls, oversize, malformed, connections_unknown, ...)")
+        for reason, n in sorted((sip.get("refused") or {}).items()):
+            e.sample("faxbridge_sip_refused_total", n, reason=reason)
+        e.metric("faxbridge_sip_connections", "gauge", "Open SIP TCP/TLS connections")
+        e.sample("faxbridge_sip_connections", int(sip.get("connections", 0)))
     return Response(e.text(), content_type=CONTENT_TYPE)

@@ -154,12 +154,24 @@ class SpoolAppliance:
         regs = list(registrations or [])
         locals_ = [Local(l.transport, l.host, l.port) for l in cfg.sip.listeners()]
 
+        refused: dict[str, int] = {}
+
         class _Sip:
             locals = locals_
+            #: what the gate and transport would have refused (tests fill it in)
+            refused_counts = refused
 
             @staticmethod
             def registration_status() -> list[Any]:
                 return regs
+
+            @staticmethod
+            def security_stats() -> dict[str, int]:
+                return dict(refused)
+
+            @staticmethod
+            def connection_count() -> int:
+                return 0
 
         self.sip = _Sip()
         self.woken = 0

@@ -439,3 +439,22 @@ def test_non_ascii_payload_types_in_an_offer_are_not_a_crash(offer: str) -> None
     except NoUsableCodec:
         return
     assert answer.payload_type in (0, 8) and answer.ptime == 20 and answer.telephone_event_pt in (None, 101)
+
+
+def test_the_daemon_checks_peer_authentication_and_capacity_again_before_opening_media() -> None:
+    from appliance.config import PeerConfig
+    from appliance.daemon import admission_refusal
+    from appliance.sip.events import Admission, Local
+
+    def call(admission: Admission | None, remote: str = GW) -> IncomingCall:
+        req = parse_message(raw("INVITE"))
+        return IncomingCall("c@x", req, None, "555", "", "100", (remote, 5060), Local("udp", "127.0.0.1", 5060),
+                            admission=admission)
+
+    gw = PeerConfig(name="gw", match=GW, username="gw", password="pw")
+    assert admission_refusal(call(Admission("gw", "gw")), gw, 0, 4) is None
+    assert admission_refusal(call(Admission("gw", "gw")), None, 0, 4)[0] == 403          # no peer by address
+    assert admission_refusal(call(None), gw, 0, 4)[0] == 403                              # no gate's word
+    assert admission_refusal(call(Admission("pbx", "gw")), gw, 0, 4)[0] == 403           # another peer's
+    assert admission_refusal(call(Admission("gw", "")), gw, 0, 4)[0] == 403              # not authenticated
+    assert admission_refusal(call(Admission("gw", "gw")), gw, 4, 4)[:2] == (503, "Service Unavailable")

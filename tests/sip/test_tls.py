@@ -177,3 +177,37 @@ def test_tls_settings_enforce_tls12(pki: dict[str, str]) -> None:
     assert s.server_context().verify_mode == ssl.CERT_REQUIRED
     assert s.client_context().minimum_version == ssl.TLSVersion.TLSv1_2
     assert s.client_context().check_hostname
+
+
+async def _stranger_gets_no_handshake(pki: dict[str, str]) -> None:
+    from appliance.config import PeerConfig
+    from appliance.sip.policy import CallGate, PeerTable
+
+    ep = SipEndpoint(tls=settings(pki, "b"), gate=CallGate(PeerTable([PeerConfig(name="gw", match="127.0.0.2")])))
+    await ep.start([("tls", "127.0.0.1", 0)])
+    port = ep.locals[0].port
+    try:
+        # a stranger's ClientHello is never answered: the connection closes before any TLS work
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.0.3", 0))
+        writer.write(b"\x16\x03\x01\x00\x05hello")
+        assert await asyncio.wait_for(reader.read(), TIMEOUT) == b""
+        writer.close()
+        with pytest.raises((ssl.SSLError, ConnectionResetError, asyncio.IncompleteReadError, OSError)):
+            await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port, ssl=_client_ctx(pki, None),
+                                                           server_hostname="127.0.0.1",
+                                                           local_addr=("127.0.0.3", 0)), TIMEOUT)
+        assert ep.security_stats()["connections_unknown"] == 2 and ep.security_stats().get("tls_handshake_failed", 0) == 0
+        # the peer's own address: handshake, then an answered OPTIONS
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection("127.0.0.1", port, ssl=_client_ctx(pki, None), server_hostname="127.0.0.1",
+                                    local_addr=("127.0.0.2", 0)), TIMEOUT)
+        writer.write(raw("OPTIONS", via="SIP/2.0/TLS 127.0.0.2:5999;branch=z9hG4bKpeer"))
+        resp = parse_message(await asyncio.wait_for(reader.read(4096), TIMEOUT))
+        assert isinstance(resp, SipResponse) and resp.status == 200
+        writer.close()
+    finally:
+        await ep.close()
+
+
+def test_a_stranger_gets_no_tls_handshake_a_peer_does(pki: dict[str, str]) -> None:
+    asyncio.run(_stranger_gets_no_handshake(pki))

@@ -58,6 +58,7 @@ def fill(spool: Spool) -> None:
 
 def test_metrics_from_the_spool_with_the_daemon_up(client: FlaskClient, config: Config) -> None:
     app = SpoolAppliance(config)
+    app.sip.refused_counts.update({"rate_limited": 7, "max_calls": 2})
     try:
         fill(app.spool)
         with serve_appliance(config.path(config.system.control_socket), app):
@@ -76,6 +77,8 @@ def test_metrics_from_the_spool_with_the_daemon_up(client: FlaskClient, config: 
     assert m['faxbridge_delivery_latency_seconds{quantile="0.99"}'] == pytest.approx(30)
     assert m["faxbridge_disk_free_bytes"] > 0
     assert m["faxbridge_calls_in_progress"] == 0
+    assert m['faxbridge_sip_refused_total{reason="rate_limited"}'] == 7
+    assert m['faxbridge_sip_refused_total{reason="max_calls"}'] == 2 and m["faxbridge_sip_connections"] == 0
 
 
 def test_metrics_with_the_daemon_down_and_no_spool(client: FlaskClient) -> None:
