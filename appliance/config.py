@@ -645,6 +645,9 @@ class SystemConfig:
     control_socket: str = "var/faxbridge.sock"
     #: faxes older than this many days are purged with their images; 0 = keep forever
     retention_days: int = 0
+    #: SCHED_RR priority of the daemon's event loop, which carries every call's media (1-50;
+    #: 0 = normal scheduling). Needs root or the unit's LimitRTPRIO; see appliance/rtsched.py
+    realtime_priority: int = 10
 
     def validate(self, errors: list[str]) -> None:
         if self.hostname and not re.fullmatch(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)", self.hostname):
@@ -660,6 +663,8 @@ class SystemConfig:
             errors.append("system.control_socket: must not be empty")
         if not 0 <= self.retention_days <= 36500:
             errors.append("system.retention_days: must be between 0 (keep forever) and 36500")
+        if not 0 <= self.realtime_priority <= 50:
+            errors.append("system.realtime_priority: must be between 0 (normal scheduling) and 50")
 
 
 @dataclass

@@ -22,13 +22,13 @@ import socket
 import stat
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping
 
+from .rtsched import normal_this_thread
 from .spool.stats import oldest_waiting, queue_counts
 
 log = logging.getLogger("faxbridge.control")
@@ -484,11 +484,9 @@ class ApplianceControl:
 
 
 def _low_priority() -> None:
-    """Calls' media first: this thread only reads the spool for the status page."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-    except OSError:
-        pass
+    """Calls' media first: this thread only reads the spool for the status page (and must not
+    inherit the loop's real-time scheduling)."""
+    normal_this_thread(10)
 
 
 def _test_fax_verdict(returncode: int | None, lines: list[str]) -> tuple[str, str]:

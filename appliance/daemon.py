@@ -14,7 +14,6 @@ import logging
 import os
 import sqlite3
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,6 +30,7 @@ from .modem.driver import ModemCallResult
 from .modem.line import CallerInfo
 from .modem.manager import ModemManager
 from .routing.router import route
+from .rtsched import normal_this_thread, promote_this_thread
 from .sip import events as sipev
 from .sip.policy import RETRY_AFTER
 from .sip.setup import build_endpoint, start_registrations
@@ -65,11 +65,12 @@ def admission_refusal(ev: sipev.IncomingCall, peer: PeerConfig | None, calls: in
     return None
 
 
-def _background_priority() -> None:
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-    except OSError:  # not permitted in some sandboxes: only the latency guarantee suffers
-        pass
+def _worker_thread() -> None:
+    """Executor threads run at normal priority, not the loop's real-time one they would inherit.
+
+    Not lower than normal: a worker holding the GIL that the loop waits for must get the CPU
+    promptly (at nice 19 under load it could keep the loop waiting tens of milliseconds)."""
+    normal_this_thread(0)
 
 
 class Appliance:
@@ -102,10 +103,13 @@ class Appliance:
         # Executor threads (fsync, TIFF, MIME) hold the GIL for up to the switch interval: 5 ms by
         # default, which is exactly the RTP lateness budget.  Make them yield every 0.5 ms.
         sys.setswitchinterval(0.0005)
-        # Only two of them, at the lowest CPU priority: on a busy core the kernel then runs the loop
-        # (every call's media) first, and the background work in the gaps.
+        # The loop (every call's media) runs real-time when permitted, so the kernel runs it before
+        # anything else on a busy machine; the two workers at normal priority (rtsched.py).
+        why_not = promote_this_thread(self.cfg.system.realtime_priority)
+        log.info("event loop: %s", f"SCHED_RR priority {self.cfg.system.realtime_priority}" if not why_not
+                 else f"normal scheduling: {why_not}")
         loop.set_default_executor(ThreadPoolExecutor(max_workers=2, thread_name_prefix="faxbridge-io",
-                                                     initializer=_background_priority))
+                                                     initializer=_worker_thread))
         recovered = await loop.run_in_executor(None, self.spool.recover, time.time())
         for fax in recovered.get("unrouted", []):
             await loop.run_in_executor(None, self._route, fax)

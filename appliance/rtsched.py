@@ -1,0 +1,43 @@
+"""Real-time scheduling for the event loop that carries every call's media.
+
+Why: one thread sends every call's RTP every 20 ms, and a fax modem at the far end fails on a
+packet that comes tens of milliseconds late. Under CPU contention (the web process rendering a
+preview, a backup, an attacker keeping us busy) a normal-priority thread waits its turn for
+10-60 ms; a SCHED_RR thread does not (Asterisk's `-p` and FreeSWITCH's `-rp` exist for the same
+reason). Only the loop thread is raised: worker threads (fsync, TIFF, SMTP) are put back to
+normal scheduling, since threads inherit their creator's policy. The kernel still keeps 5 % of
+each second for everyone else (sched_rt_runtime_us), so a runaway loop cannot lock the box.
+
+On the appliance the unit sets `LimitRTPRIO=`, which lets the unprivileged service raise itself;
+elsewhere it works as root and is skipped (with one log line) when not permitted.
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+__all__ = ["promote_this_thread", "normal_this_thread"]
+
+
+def promote_this_thread(priority: int) -> str:
+    """SCHED_RR at `priority` for the calling thread; "" when done, else why not (for the log)."""
+    if priority <= 0:
+        return "real-time scheduling is off (system.realtime_priority = 0)"
+    if not hasattr(os, "sched_setscheduler"):
+        return "this system has no sched_setscheduler"
+    try:
+        os.sched_setscheduler(threading.get_native_id(), os.SCHED_RR, os.sched_param(priority))
+    except (OSError, ValueError) as e:
+        return f"not permitted ({e.strerror or e}); the systemd unit allows it with LimitRTPRIO"
+    return ""
+
+
+def normal_this_thread(nice: int = 0) -> None:
+    """Back to SCHED_OTHER at `nice` for a worker thread (a thread inherits its creator's policy)."""
+    tid = threading.get_native_id()
+    try:
+        if hasattr(os, "sched_setscheduler") and os.sched_getscheduler(tid) != os.SCHED_OTHER:
+            os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+        os.setpriority(os.PRIO_PROCESS, tid, nice)
+    except OSError:  # a sandbox may refuse: the thread keeps what it inherited
+        pass
