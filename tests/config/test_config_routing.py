@@ -10,7 +10,7 @@ from appliance.config import Config, ConfigError
 def errors_for(rule: dict, *, before: int = 0) -> list[str]:
     rules = [{"to": ["ok@x.test"]}] * before + [rule]
     with pytest.raises(ConfigError) as e:
-        Config.from_dict({"routing": {"rules": rules}})
+        Config.from_dict({"routing": {"default": "faxes@x.test", "rules": rules}})
     return e.value.errors
 
 
@@ -47,7 +47,8 @@ def test_unnamed_rule_is_named_by_position():
 
 def test_duplicate_name():
     with pytest.raises(ConfigError) as e:
-        Config.from_dict({"routing": {"rules": [{"name": "a", "to": ["a@x.test"]}, {"name": "a", "to": ["b@x.test"]}]}})
+        Config.from_dict({"routing": {"default": "faxes@x.test",
+                                      "rules": [{"name": "a", "to": ["a@x.test"]}, {"name": "a", "to": ["b@x.test"]}]}})
     assert e.value.errors == ["routing rule 'a': the name is used twice"]
 
 

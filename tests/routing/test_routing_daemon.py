@@ -40,7 +40,7 @@ def _received(app: Appliance, **facts):
 
 
 def test_route_stores_the_decision(tmp_path: Path):
-    app = _appliance(tmp_path, {"rules": [
+    app = _appliance(tmp_path, {"default": "faxes@x.test", "rules": [
         {"name": "sales", "line": "modem:*", "called": "5551000", "to": ["sales@x.test"],
          "cc": ["boss@x.test"], "format": "pdf", "tiff": "profile-s", "subject": "Fax from {tsi}"}]})
     try:

@@ -52,7 +52,8 @@ def test_number_digits():
 def test_exchange_um_recipient_wins_over_called_number():
     from appliance.config import RoutingConfig
     from appliance.routing.router import route
-    cfg = RoutingConfig(default="d@example.test", called={"5551000": "sales@example.test"})
+    cfg = RoutingConfig(default="d@example.test", accepted_domains=["example.test", "contoso.test"],
+                        called={"5551000": "sales@example.test"})
     d = route(cfg, called_number="5551000", um_recipient="bob@contoso.test")
     assert d.recipients == ["bob@contoso.test"] and "Exchange UM" in d.rule
     assert route(cfg, called_number="5551000").recipients == ["sales@example.test"]
