@@ -116,6 +116,10 @@ class Appliance:
             log.error("control socket not available: %s", e)
             self.control = None
         log.info("who may call: %s", self.peers.describe())
+        um_peers = [p.name for p in self.cfg.sip.peers if p.exchange_um]
+        log.info("Exchange UM referrals (Referred-By recipient) trusted from: %s; faxes go only to %s",
+                 ", ".join(um_peers) or "no peer (every referral is ignored)",
+                 ", ".join(self.cfg.routing.domains()) or "no domain")
         log.info("SIP listening on %s", ", ".join(f"{l.transport}:{l.host}:{l.port}" for l in self.sip.locals))
 
     async def stop(self) -> None:

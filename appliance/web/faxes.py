@@ -108,12 +108,28 @@ def _detail(fax_id: int, status: int = 200, **extra: Any) -> tuple[str, int]:
     trace_lines = [str(line) for line in trace] if isinstance(trace, list) else []
     facts = {k: v for k, v in fax.extra.items() if k not in HIDDEN_EXTRA}
     extra.setdefault("address", "")
-    return render_template("fax_detail.html", fax=fax, jobs=jobs, attempts=attempts,
+    return render_template("fax_detail.html", fax=fax, jobs=jobs, attempts=attempts, trust_notes=trust_notes(fax),
                            has_tiff=tiff is not None, npages=npages, unreadable=unreadable,
                            trace=trace_lines, facts=facts, can_delete=_delete_refusal(fax, jobs) is None,
                            resendable=[j.recipient for j in jobs if _is_mail(j.recipient)
                                        and j.state in ("delivered", "dead")],
                            **extra), status
+
+
+def trust_notes(fax: FaxRecord) -> list[str]:
+    """What the daemon refused to do for this call's sake, in words: a recipient outside
+    routing.accepted_domains, an Exchange UM referral from a peer that may not name one."""
+    notes: list[str] = []
+    r = fax.extra.get("route")
+    if isinstance(r, dict) and isinstance(r.get("refused"), list):
+        notes += [f"Not sent to {why}." for why in r["refused"] if isinstance(why, str)]
+    ignored = fax.extra.get("um_referral_ignored")
+    if isinstance(ignored, dict):
+        named = f" (it named {ignored['recipient']})" if isinstance(ignored.get("recipient"), str) \
+            and ignored.get("recipient") else ""
+        notes.append(f"Exchange UM referral ignored: {ignored.get('why', 'not from an exchange_um peer')}"
+                     f"{named}; the fax was routed by the rules.")
+    return notes
 
 
 @bp.get("/faxes/<int:fax_id>")

@@ -234,7 +234,12 @@ PATHS: dict[str, dict[str, Any]] = {
                                "to": {"type": "array", "items": {"type": "string"}},
                                "cc": {"type": "array", "items": {"type": "string"}},
                                "format": {"type": "string"}, "tiff": {"type": "string"},
-                               "subject": {"type": "string"}}}}}},
+                               "subject": {"type": "string"},
+                               "refused": {"type": "array", "items": {"type": "string"}, "description":
+                                           "Only when an address was refused (outside "
+                                           "routing.accepted_domains), one message each."},
+                               "um_refused": {"type": "string", "description": "The `um` address, "
+                                              "when it was refused: the fax would go as ordinary mail."}}}}}},
                           "409": {"description": "The configuration file is not valid.", **_ERROR}},
         },
     },

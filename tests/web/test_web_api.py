@@ -161,3 +161,12 @@ def test_api_actions_refuse_without_login(anon_client: FlaskClient, spool: Spool
     assert anon_client.post("/api/faxes/1/resend", json={}, headers=headers).status_code == 401
     assert anon_client.delete("/api/faxes/1", headers=headers).status_code == 401
     assert anon_client.get("/api/status").status_code == 401
+
+
+def test_api_route_shows_a_refused_um_recipient(client: FlaskClient, config: Config) -> None:
+    config.routing.default = "faxes@example.com"
+    r = client.get("/api/route?called=5551000&um=bob@evil.example").get_json()
+    assert r["recipients"] == ["faxes@example.com"] and r["um_refused"] == "bob@evil.example"
+    assert r["refused"] == ["'bob@evil.example' is outside routing.accepted_domains (not set, so only the "
+                            "domain of routing.default: example.com)"]
+    assert "refused" not in client.get("/api/route?um=bob@example.com").get_json()

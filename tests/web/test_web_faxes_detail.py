@@ -300,3 +300,22 @@ def test_images_of_a_fax_render_after_a_page_was_cached(admin_client: FlaskClien
         assert r.status_code == 200 and r.mimetype == "image/png"
         with Image.open(io.BytesIO(r.data)) as im:
             assert im.size[0] == 1728
+
+
+def test_the_page_says_what_was_refused_for_this_call(admin_client: FlaskClient, spool: Spool) -> None:
+    """A recipient refused at routing, or a referral from a peer that may not name one, is shown in
+    the delivery section in plain words (caller-influenced text escaped)."""
+    fax = add_fax(spool, T0, dpis=[STANDARD], recipients=["faxes@example.com"], extra={
+        "route": {"to": ["faxes@example.com"], "refused": [f"'{XSS}@evil.example' is outside "
+                                                           "routing.accepted_domains (example.com)"]},
+        "um_referral_ignored": {"why": "peer 'private-network' is not an exchange_um peer",
+                                "recipient": "eve@evil.example"}})
+    body = get(admin_client, f"/faxes/{fax.id}")
+    section = body[body.index('id="delivery"'):]
+    assert (f"Not sent to &#39;{html.escape(XSS)}@evil.example&#39; is outside routing.accepted_domains "
+            "(example.com).") in section
+    assert ("Exchange UM referral ignored: peer &#39;private-network&#39; is not an exchange_um peer "
+            "(it named eve@evil.example); the fax was routed by the rules.") in section
+    assert XSS not in body
+    plain = add_fax(spool, T0 + 60, dpis=[STANDARD], recipients=["faxes@example.com"])
+    assert "notice bad" not in get(admin_client, f"/faxes/{plain.id}").split('id="delivery"')[1].split("</section>")[0]
