@@ -298,6 +298,8 @@ def cmd_route(args: argparse.Namespace) -> int:
     print(f"format:     {d.format}")
     print(f"tiff:       {d.tiff}")
     print(f"subject:    {d.subject or '(delivery default)'}")
+    for why in d.refused:
+        print(f"refused:    {why}")
     return 0
 
 

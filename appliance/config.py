@@ -67,6 +67,10 @@ class PeerConfig:
     t38_max_datagram: int = 0
     #: calls in progress from this peer at most (0 = only sip.max_calls); more get 503 Retry-After
     max_calls: int = 0
+    #: this peer's Referred-By may name the fax's recipient (Exchange UM's msExchUMFaxRecipient and
+    #: context): only the gateway/PBX that Exchange UM refers fax calls through; from any other
+    #: source those fields are ignored, logged and counted
+    exchange_um: bool = False
 
     def validate(self, prefix: str, errors: list[str]) -> None:
         if not self.name:
@@ -527,18 +531,59 @@ class RouteRuleConfig:
 # -- end routing rules ------------------------------------------------------------------------
 
 
+_DOMAIN_RE = re.compile(r"(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*")
+
+
+def mail_domain(addr: str) -> str:
+    """The domain of a mail address as accepted_domains compares it: lower case, no final dot."""
+    return addr.rpartition("@")[2].strip().rstrip(".").lower()
+
+
 @dataclass
 class RoutingConfig:
-    """Ordered rules, then called number -> recipient, else the default."""
+    """Ordered rules, then called number -> recipient, else the default.
+
+    Every address a fax can go to must be in ``accepted_domains``: a rule, the called table or the
+    default outside them is a load-time error, and a recipient named at call time (Exchange UM's)
+    or by a resend outside them is refused.  Matching is exact and case-insensitive: a subdomain
+    is accepted only when it is listed itself (Exchange's own accepted domains work the same way).
+    """
 
     default: str = "faxes@localhost"
+    #: the only mail domains faxes may be sent to, e.g. ["contoso.com"]; empty = the domain of `default`
+    accepted_domains: list[str] = field(default_factory=list)
     called: dict[str, str] = field(default_factory=dict)
     rules: list[RouteRuleConfig] = field(default_factory=list)
 
+    def domains(self) -> list[str]:
+        """The accepted domains in force (lower case): the list, else the default's domain."""
+        if self.accepted_domains:
+            return [d.strip().rstrip(".").lower() for d in self.accepted_domains]
+        return [mail_domain(self.default)] if "@" in self.default else []
+
+    def refusal(self, addr: str) -> str | None:
+        """Why a fax may not be sent to ``addr`` (naming the address and the setting), or None."""
+        if "@" in addr and mail_domain(addr) in self.domains():
+            return None
+        where = (", ".join(self.domains()) if self.accepted_domains
+                 else f"not set, so only the domain of routing.default: {', '.join(self.domains()) or 'none'}")
+        return f"{addr!r} is outside routing.accepted_domains ({where})"
+
     def validate(self, errors: list[str]) -> None:
-        for key, addr in [("default", self.default)] + [(f"called.{k}", v) for k, v in self.called.items()]:
+        for i, domain in enumerate(self.accepted_domains):
+            d = domain.strip().rstrip(".").lower()
+            if "@" in d:
+                errors.append(f"routing.accepted_domains[{i}]: {domain!r}: write the domain alone, "
+                              "e.g. contoso.com")
+            elif not _DOMAIN_RE.fullmatch(d):
+                errors.append(f"routing.accepted_domains[{i}]: {domain!r} is not a domain name (no "
+                              "wildcards: list each subdomain itself; IDNs in their xn-- form)")
+        addresses = [("default", self.default)] + [(f"called.{k}", v) for k, v in self.called.items()]
+        for key, addr in addresses:
             if not isinstance(addr, str) or "@" not in addr or any(c in addr for c in "\r\n<>, "):
                 errors.append(f"routing.{key}: {addr!r} is not a mail address")
+            elif why := self.refusal(addr):
+                errors.append(f"routing.{key}: {why}")
         seen: set[str] = set()
         for i, rule in enumerate(self.rules):
             label = RouteRuleConfig.label(i, {"name": rule.name})
@@ -546,6 +591,10 @@ class RoutingConfig:
                 errors.append(f"{label}: the name is used twice")
             seen.add(rule.name)
             rule.validate(label, errors)
+            for key in ("to", "cc"):
+                for addr in getattr(rule, key):
+                    if not _not_address(addr) and (why := self.refusal(addr)):
+                        errors.append(f"{label}.{key}: {why}")
 
 
 MODEM_CLASSES = ("1", "1.0", "2", "2.0")

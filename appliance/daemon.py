@@ -81,13 +81,15 @@ class Appliance:
         self.sip, self.peers = build_endpoint(cfg, UserAgent(user_agent=cfg.sip.user_agent))
         self.ports = PortAllocator(*cfg.sip.rtp_ports)
         self.media_clock = MediaClock()
-        self.delivery = DeliveryWorker(self.spool, cfg.delivery, resolve_path=cfg.path)
+        self.delivery = DeliveryWorker(self.spool, cfg.delivery, resolve_path=cfg.path,
+                                       refusal=lambda addr: self.cfg.routing.refusal(addr))
         self.calls: dict[str, InboundSipCall] = {}
         #: serial modem lines ([modem]); None when no device is configured and nothing is adopted
         self.modems: ModemManager | None = None
         self._modem_faxes: dict[int, FaxRecord] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.stats = {"calls": 0, "faxes": 0, "rejected": 0, "no_fax": 0, "incomplete": 0}
+        self.stats = {"calls": 0, "faxes": 0, "rejected": 0, "no_fax": 0, "incomplete": 0,
+                      "um_referrals_ignored": 0, "recipients_refused": 0}
         #: the web process's way in (appliance/control.py); set by the control socket's "restart",
         #: which `faxbridge run` waits for beside SIGTERM
         self.control: ControlServer | None = None
@@ -139,6 +141,10 @@ class Appliance:
             log.error("control socket not available: %s", e)
             self.control = None
         log.info("who may call: %s", self.peers.describe())
+        um_peers = [p.name for p in self.cfg.sip.peers if p.exchange_um]
+        log.info("Exchange UM referrals (Referred-By recipient) trusted from: %s; faxes go only to %s",
+                 ", ".join(um_peers) or "no peer (every referral is ignored)",
+                 ", ".join(self.cfg.routing.domains()) or "no domain")
         log.info("SIP listening on %s", ", ".join(f"{l.transport}:{l.host}:{l.port}" for l in self.sip.locals))
 
     async def stop(self) -> None:
@@ -249,9 +255,7 @@ class Appliance:
         line = f"sip:{peer.name}" if peer.name else f"sip:{ev.local.transport}:{ev.local.host}:{ev.local.port}"
         extra: dict[str, Any] = {"remote": f"{ev.remote[0]}:{ev.remote[1]}", "diversion": list(ev.diversion),
                                  "peer": peer.name}
-        if ev.exchange_um is not None:
-            extra["exchange_um"] = {"recipient": ev.exchange_um.recipient, "context": ev.exchange_um.context,
-                                    "context_raw": ev.exchange_um.context_raw, "notes": ev.exchange_um.notes}
+        extra.update(self._referral_facts(ev, peer))
         try:
             fax = await loop.run_in_executor(None, lambda: self.spool.begin_fax(
                 time.time(), line=line, call_id=ev.call_id, caller_number=ev.caller_number,
@@ -317,6 +321,23 @@ class Appliance:
         facts["extra"] = {**fax.extra, **odd, **(result.facts.get("extra") or {})}
         await asyncio.get_running_loop().run_in_executor(None, self._finish, fax, result.complete, facts)
 
+    def _referral_facts(self, ev: sipev.IncomingCall, peer: PeerConfig) -> dict[str, Any]:
+        """Exchange UM's fax fields (recipient, context) for the fax record: trusted only from a
+        configured peer with ``exchange_um = true``.  From anyone else, a caller-chosen recipient
+        could make the box mail any address: ignored, logged once and counted, and kept only as
+        an untrusted note (the recipient passed the strict address parser) for diagnosis."""
+        um = ev.exchange_um
+        if um is None:
+            return {}
+        if peer.exchange_um and peer in self.cfg.sip.peers:  # never the implicit private/unknown peer
+            return {"exchange_um": {"recipient": um.recipient, "context": um.context,
+                                    "context_raw": um.context_raw, "notes": um.notes}}
+        self.stats["um_referrals_ignored"] += 1
+        why = f"peer {peer.name!r} is not an exchange_um peer"
+        log.warning("call %s from %s: Exchange UM referral ignored (%s): recipient %r not used", ev.call_id,
+                    ev.remote[0], why, um.recipient)
+        return {"um_referral_ignored": {"why": why, "recipient": um.recipient}}
+
     def _refuse(self, ev: sipev.IncomingCall, status: int, reason: str, why: str) -> None:
         log.warning("call %s from %r refused with %d: %s", ev.call_id, ev.caller_number, status, why)
         extra = [("Retry-After", str(RETRY_AFTER))] if status == 503 else []
@@ -349,6 +370,11 @@ class Appliance:
         route_extra = decision.as_extra()
         self.spool.update_facts(rec.id, extra={"route": route_extra})
         rec.extra["route"] = route_extra
+        for why in decision.refused:
+            self.stats["recipients_refused"] += 1
+            log.warning("fax %s: not sent to %s", rec.id, why)
+        if notice and decision.um_refused:
+            return  # a missed-call notice is for the UM mailbox alone, which was refused
         # the archive keeps faxes, not missed-call notices
         archive = [ARCHIVE] if self.cfg.delivery.archive and not notice else []
         self.spool.add_jobs(rec.id, decision.recipients + archive, time.time(), notice=notice)

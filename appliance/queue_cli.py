@@ -49,7 +49,8 @@ def cmd_queue(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def cmd_resend(args: argparse.Namespace, cfg: Config) -> int:
-    """Queue the fax again, to --to or to every recipient it had (see ``Spool.resend``)."""
+    """Queue the fax again, to --to or to every recipient it had (see ``Spool.resend``); an
+    address outside routing.accepted_domains is refused (exit 1) and nothing queued for it."""
     with Spool(cfg.path(cfg.spool.dir)) as spool:
         fax = spool.get_fax_by_uid(args.fax)
         if fax is None and args.fax.isdigit():
@@ -63,6 +64,11 @@ def cmd_resend(args: argparse.Namespace, cfg: Config) -> int:
             return 1
         status = 0
         for rcpt in recipients:
+            why = cfg.routing.refusal(rcpt)
+            if why:  # the daemon would refuse it too; say so now and queue nothing
+                print(f"error: not sent: {why}", file=sys.stderr)
+                status = 1
+                continue
             try:
                 job = spool.resend(fax.id, rcpt, time.time())
             except ValueError as e:

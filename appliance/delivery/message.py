@@ -79,9 +79,16 @@ def _addresses(value: object) -> list[str]:
 
 
 def exchange_um(fax: FaxRecord) -> dict | None:
-    """The Exchange UM referral, when it carries a usable base64 context; else None (generic mail)."""
+    """The Exchange UM referral, when it carries a usable base64 context; else None (generic mail).
+
+    None too when routing refused the UM recipient (outside routing.accepted_domains): the fax
+    then goes to the routing result as ordinary mail, and a call without pages owes no notice.
+    """
     um = fax.extra.get("exchange_um") if isinstance(fax.extra, dict) else None
     if not isinstance(um, dict):
+        return None
+    r = fax.extra.get("route")
+    if isinstance(r, dict) and r.get("um_refused"):
         return None
     raw = str(um.get("context_raw") or "").strip()
     if not raw or not re.fullmatch(r"[A-Za-z0-9+/]+={0,2}", raw) or len(raw) > _UM_CONTEXT_MAX:

@@ -68,8 +68,12 @@ def backoff(cfg: DeliveryConfig, attempts: int, rng: random.Random) -> float:
 class DeliveryWorker:
     def __init__(self, spool: Spool, cfg: DeliveryConfig, *, clock: Callable[[], float] = time.time,
                  resolve_path: Callable[[str], Path] = lambda p: Path(p),
-                 rng: random.Random = random.Random()):
+                 rng: random.Random = random.Random(),
+                 refusal: Callable[[str], str | None] = lambda addr: None):
         self.spool = spool
+        #: why an address may not get a fax (routing.accepted_domains), checked again before each
+        #: send: a job queued by an older version or a stale resend never leaves the box
+        self.refusal = refusal
         self.cfg = cfg
         self.clock = clock
         self.resolve_path = resolve_path
@@ -169,6 +173,10 @@ class DeliveryWorker:
         archive = job.recipient == ARCHIVE
         if archive and not self.cfg.archive:
             await self._record(self.spool.job_delivered, job.id, self.clock(), "archive switched off: not kept")
+            return
+        refused = None if archive else self.refusal(job.recipient)
+        if refused:
+            await self._dead(job, f"not sent: {refused}")
             return
         to = job.recipient
         if archive:  # the archived copy reads as the mail the recipients got

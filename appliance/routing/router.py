@@ -4,6 +4,8 @@ Order: an Exchange UM referral claimed by a rule that matches ``um_recipient``; 
 recipient itself (the UM mailbox policy is the owner's own routing); else the first
 ``[[routing.rules]]`` entry whose match fields all match; else the called number (DID/DNIS)
 looked up in ``routing.called``; else ``routing.default``.
+A UM recipient outside ``routing.accepted_domains`` is refused: the fax is routed as if the
+referral named no one, and the refusal is part of the decision (the fax record keeps it).
 Numbers arrive in many spellings ("+1 555-1000", "tel:5551000", "sip:5551000@gw;user=phone"),
 so keys and the called number are compared by their digits; a key spelled exactly as the
 called number still wins, so an owner can pin one spelling when two keys share their digits.
@@ -11,6 +13,7 @@ called number still wins, so an owner can pin one spelling when two keys share t
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import re
 from dataclasses import dataclass, field
@@ -35,6 +38,10 @@ class RouteDecision:
     tiff: str = "tiff-f"
     #: "" = delivery's own subject, else a template (render_subject)
     subject: str = ""
+    #: why an address was not used (outside routing.accepted_domains), one message each
+    refused: tuple[str, ...] = ()
+    #: the Exchange UM recipient that was refused ("" = none): the fax is not a UM partner message
+    um_refused: str = ""
 
     def __post_init__(self) -> None:
         # RouteDecision(["a@x"], "default"): recipients given alone are all "to"
@@ -43,8 +50,13 @@ class RouteDecision:
 
     def as_extra(self) -> dict[str, Any]:
         """The ``fax.extra["route"]`` record delivery reads (JSON-safe)."""
-        return {"to": list(self.to), "cc": list(self.cc), "format": self.format, "tiff": self.tiff,
-                "subject": self.subject, "rule": self.rule}
+        out: dict[str, Any] = {"to": list(self.to), "cc": list(self.cc), "format": self.format,
+                               "tiff": self.tiff, "subject": self.subject, "rule": self.rule}
+        if self.refused:
+            out["refused"] = list(self.refused)
+        if self.um_refused:
+            out["um_refused"] = self.um_refused
+        return out
 
 
 def render_subject(template: str, **facts: object) -> str:
@@ -115,9 +127,25 @@ def route(cfg: RoutingConfig, *, called_number: str = "", caller_number: str = "
 
     A fax that Exchange UM referred to us names its mailbox (msExchUMFaxRecipient): that wins
     over every rule that does not itself match ``um_recipient``, as the UM mailbox policy is the
-    owner's own routing.  Pure: the same facts always give the same decision.
+    owner's own routing.  A UM recipient outside ``cfg.accepted_domains`` is refused and the fax
+    routed as if there were none; any other address outside them (possible only in a hand-built,
+    unvalidated config) is left out.  Pure: the same facts always give the same decision.
     """
     um = um_recipient.strip()
+    refused = cfg.refusal(um) if um else None
+    decision = _route(cfg, called_number, caller_number, remote_ident, line, "" if refused else um)
+    left_out = [why for why in (cfg.refusal(a) for a in decision.recipients) if why]
+    if not refused and not left_out:
+        return decision
+    keep = [a for a in decision.recipients if cfg.refusal(a) is None]
+    return dataclasses.replace(
+        decision, recipients=keep, to=[a for a in decision.to if a in keep],
+        cc=[a for a in decision.cc if a in keep],
+        refused=tuple(([refused] if refused else []) + left_out), um_refused=um if refused else "")
+
+
+def _route(cfg: RoutingConfig, called_number: str, caller_number: str, remote_ident: str, line: str,
+           um: str) -> RouteDecision:
     for i, r in enumerate(cfg.rules):
         if um and r.um_recipient is None:
             continue  # UM's recipient wins over rules that do not mention UM

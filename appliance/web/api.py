@@ -69,12 +69,18 @@ def resend_fax(fax_id: int) -> tuple[Response, int]:
     if fax.state in ("receiving", "no_fax"):
         return jsonify(error="this call brought no fax to send"), 409
     recipients = [email_param({"to": str(body["to"])}, "to")] if body.get("to") is not None else None
-    jobs, left = faxes.resend_fax(fax, recipients)
-    if not jobs and not left:
+    jobs, left, refused_ = faxes.resend_fax(fax, recipients)
+    refused = [{"recipient": r, "reason": why} for r, why in refused_]
+    if refused and recipients is not None:
+        return jsonify(error="not sent: " + "; ".join(why for _, why in refused_), refused=refused), 400
+    if not jobs and not left and not refused:
         return jsonify(error="this fax has no recipients yet: give one as \"to\""), 409
     queued = [{"recipient": j.recipient, "message_id": j.message_id} for j in jobs]
     skipped = [{"recipient": r, "reason": why} for r, why in left]
-    return jsonify(queued=queued, skipped=skipped), 202 if queued else 409
+    if not queued:  # the Error shape too, so a client that only reads "error" learns why
+        why = [w for _, w in refused_] + [f"{r}: {w}" for r, w in left]
+        return jsonify(error="nothing queued: " + "; ".join(why), queued=[], skipped=skipped, refused=refused), 409
+    return jsonify(queued=queued, skipped=skipped, refused=refused), 202
 
 
 @bp.delete("/faxes/<int:fax_id>")

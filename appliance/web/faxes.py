@@ -15,10 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flask import (Blueprint, Response, abort, current_app, redirect, render_template, request,
+from flask import (Blueprint, Response, abort, current_app, flash, redirect, render_template, request,
                    send_file, url_for)
 from PIL import Image
 
+from appliance.config import Config, ConfigError, RoutingConfig, config_file
 from appliance.spool.store import FaxQuery, FaxRecord, Job, Spool
 from appliance.web import render
 from appliance.web.params import (STATES, BadParam, cursor_param, date_range, email_param,
@@ -107,12 +108,28 @@ def _detail(fax_id: int, status: int = 200, **extra: Any) -> tuple[str, int]:
     trace_lines = [str(line) for line in trace] if isinstance(trace, list) else []
     facts = {k: v for k, v in fax.extra.items() if k not in HIDDEN_EXTRA}
     extra.setdefault("address", "")
-    return render_template("fax_detail.html", fax=fax, jobs=jobs, attempts=attempts,
+    return render_template("fax_detail.html", fax=fax, jobs=jobs, attempts=attempts, trust_notes=trust_notes(fax),
                            has_tiff=tiff is not None, npages=npages, unreadable=unreadable,
                            trace=trace_lines, facts=facts, can_delete=_delete_refusal(fax, jobs) is None,
                            resendable=[j.recipient for j in jobs if _is_mail(j.recipient)
                                        and j.state in ("delivered", "dead")],
                            **extra), status
+
+
+def trust_notes(fax: FaxRecord) -> list[str]:
+    """What the daemon refused to do for this call's sake, in words: a recipient outside
+    routing.accepted_domains, an Exchange UM referral from a peer that may not name one."""
+    notes: list[str] = []
+    r = fax.extra.get("route")
+    if isinstance(r, dict) and isinstance(r.get("refused"), list):
+        notes += [f"Not sent to {why}." for why in r["refused"] if isinstance(why, str)]
+    ignored = fax.extra.get("um_referral_ignored")
+    if isinstance(ignored, dict):
+        named = f" (it named {ignored['recipient']})" if isinstance(ignored.get("recipient"), str) \
+            and ignored.get("recipient") else ""
+        notes.append(f"Exchange UM referral ignored: {ignored.get('why', 'not from an exchange_um peer')}"
+                     f"{named}; the fax was routed by the rules.")
+    return notes
 
 
 @bp.get("/faxes/<int:fax_id>")
@@ -196,23 +213,48 @@ def resend(fax_id: int) -> Response | tuple[str, int]:
                            address=address[:254])
     if fax.state in ("receiving", "no_fax"):
         return _detail(fax_id, 409, resend_error="Not sent: this call brought no fax to send.")
-    queued, skipped = resend_fax(fax, recipients if to == "other" else None)
+    queued, skipped, refused = resend_fax(fax, recipients if to == "other" else None)
+    if refused and not queued:
+        return _detail(fax_id, 400, resend_error="Not sent: " + "; ".join(why for _, why in refused) + ".",
+                       address=address[:254])
     if not queued and not skipped:
         return _detail(fax_id, 409, resend_error="Not sent: this fax has no recipients yet;"
                                                  " enter an address instead.")
+    for _, why in refused:
+        flash(f"Not sent: {why}.")
     return redirect(url_for("faxes.detail", fax_id=fax_id, resent=1 if queued else 0,
                             skipped=len(skipped) or None) + "#delivery")
 
 
-def resend_fax(fax: FaxRecord, recipients: list[str] | None) -> tuple[list[Job], list[tuple[str, str]]]:
+def current_routing() -> RoutingConfig:
+    """[routing] as the configuration file says now (what the daemon applies after each save);
+    the running one when the file is missing or not valid."""
+    running: Config = current_app.config["FAXBRIDGE"]
+    path = config_file(running)
+    try:
+        return (Config.load(path) if path.is_file() else running).routing
+    except ConfigError:
+        return running.routing
+
+
+def resend_fax(fax: FaxRecord, recipients: list[str] | None
+               ) -> tuple[list[Job], list[tuple[str, str]], list[tuple[str, str]]]:
     """Queue ``fax`` again as new messages to ``recipients`` (None: its own mail recipients) and
-    wake the daemon; returns the new jobs and (recipient, why) for those still on their way."""
+    wake the daemon; returns the new jobs, (recipient, why) for those still on their way, and
+    (recipient, why) for those refused: outside routing.accepted_domains, nothing is queued."""
     queued: list[Job] = []
     skipped: list[tuple[str, str]] = []
+    refused: list[tuple[str, str]] = []
+    routing = current_routing()
     with writable_spool() as spool:
         if recipients is None:
             recipients = [j.recipient for j in spool.jobs_for(fax.id) if _is_mail(j.recipient)]
         for rcpt in recipients:
+            why = routing.refusal(rcpt)
+            if why:
+                log.warning("resend of fax %s refused: %s", fax.uid, why)
+                refused.append((rcpt, why))
+                continue
             try:
                 queued.append(spool.resend(fax.id, rcpt, time.time()))
             except ValueError as e:  # still on its way: it will be delivered anyway
@@ -221,7 +263,7 @@ def resend_fax(fax: FaxRecord, recipients: list[str] | None) -> tuple[list[Job],
     if queued:
         log.info("fax %s resent to %d recipient(s)", fax.uid, len(queued))
         wake_daemon()
-    return queued, skipped
+    return queued, skipped, refused
 
 
 @bp.get("/faxes/<int:fax_id>/delete")

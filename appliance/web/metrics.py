@@ -131,4 +131,11 @@ def metrics() -> Response:
             e.sample("faxbridge_sip_refused_total", n, reason=reason)
         e.metric("faxbridge_sip_connections", "gauge", "Open SIP TCP/TLS connections")
         e.sample("faxbridge_sip_connections", int(sip.get("connections", 0)))
+        stats = status.get("stats") if isinstance(status.get("stats"), dict) else {}
+        e.metric("faxbridge_um_referrals_ignored_total", "counter",
+                 "Exchange UM referrals ignored: the calling peer is not exchange_um (since the daemon started)")
+        e.sample("faxbridge_um_referrals_ignored_total", int(stats.get("um_referrals_ignored", 0) or 0))
+        e.metric("faxbridge_recipients_refused_total", "counter",
+                 "Recipients refused: outside routing.accepted_domains (since the daemon started)")
+        e.sample("faxbridge_recipients_refused_total", int(stats.get("recipients_refused", 0) or 0))
     return Response(e.text(), content_type=CONTENT_TYPE)

@@ -183,10 +183,18 @@ PATHS: dict[str, dict[str, Any]] = {
                     "queued": {"type": "array", "items": {"type": "object", "properties": {
                         "recipient": {"type": "string"}, "message_id": {"type": "string"}}}},
                     "skipped": {"type": "array", "items": {"type": "object", "properties": {
-                        "recipient": {"type": "string"}, "reason": {"type": "string"}}}}}}}}},
+                        "recipient": {"type": "string"}, "reason": {"type": "string"}}}},
+                    "refused": {"type": "array", "description": "Recipients outside "
+                                "routing.accepted_domains: nothing was queued for them.",
+                                "items": {"type": "object", "properties": {
+                                    "recipient": {"type": "string"}, "reason": {"type": "string"}}}}}}}}},
+                          "400": {"description": "`to` is not a mail address or is outside "
+                                                 "routing.accepted_domains (nothing queued), or the "
+                                                 "CSRF token is missing or wrong.", **_ERROR},
                           "404": _ref("responses", "NotFound"),
-                          "409": {"description": "Nothing to send (no pages, no recipients, or every "
-                                                 "delivery still under way).", **_ERROR}},
+                          "409": {"description": "Nothing to send (no pages, no recipients, every "
+                                                 "delivery still under way, or every recipient outside "
+                                                 "routing.accepted_domains).", **_ERROR}},
         },
     },
     "/api/status": {
@@ -226,7 +234,12 @@ PATHS: dict[str, dict[str, Any]] = {
                                "to": {"type": "array", "items": {"type": "string"}},
                                "cc": {"type": "array", "items": {"type": "string"}},
                                "format": {"type": "string"}, "tiff": {"type": "string"},
-                               "subject": {"type": "string"}}}}}},
+                               "subject": {"type": "string"},
+                               "refused": {"type": "array", "items": {"type": "string"}, "description":
+                                           "Only when an address was refused (outside "
+                                           "routing.accepted_domains), one message each."},
+                               "um_refused": {"type": "string", "description": "The `um` address, "
+                                              "when it was refused: the fax would go as ordinary mail."}}}}}},
                           "409": {"description": "The configuration file is not valid.", **_ERROR}},
         },
     },

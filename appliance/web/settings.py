@@ -356,7 +356,10 @@ PEERS = EntrySpec(
            help="off: audio only; accept: answer the gateway's T.38 switch; request: ask for T.38"),
      Field("username", "Digest user", help="When set, this peer must authenticate."),
      Field("password", "Digest password", "secret"),
-     Field("t38_max_datagram", "T.38 max datagram", "int", help="0 = believe the gateway")),
+     Field("t38_max_datagram", "T.38 max datagram", "int", help="0 = believe the gateway"),
+     Field("exchange_um", "Exchange UM gateway (may name the recipient)", "bool",
+           help="Only for the gateway or PBX that Exchange UM refers fax calls through: its Referred-By "
+                "then chooses the mailbox. From any other peer that header is ignored.")),
     PeerConfig, label=lambda i, v: f"sip.peers[{i}]")
 
 REGISTRATIONS = EntrySpec(
@@ -386,6 +389,10 @@ MODEM_FIELDS = [
 
 ROUTING_FIELDS = [
     Field("routing.default", "Default mailbox", help="Faxes no rule or number claims go here."),
+    Field("routing.accepted_domains", "Accepted domains", "list", placeholder="contoso.com",
+          help="Faxes go only to addresses in these mail domains (exact match: list a subdomain "
+               "too if it is used); a rule, number or resend to any other domain is refused. "
+               "Empty = the default mailbox's domain."),
     Field("routing.called", "By called number", "pairs",
           help="One 'number = address' a line, e.g. 5551000 = sales@example.com."),
 ]

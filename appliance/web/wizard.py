@@ -9,11 +9,11 @@ that can be tried has a button that tries it now and says what happened in plain
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 
-from appliance.config import ConfigError
+from appliance.config import ConfigError, mail_domain
 from appliance.web import settings as s
 from appliance.web.settings import Field
 from appliance.web.tomledit import ConfigDoc, TomlEditError
@@ -112,8 +112,9 @@ def _next(step: str) -> Response:
 
 
 def _simple_step(step: str, fields: list[Field], template: str, entries: tuple[s.EntrySpec, ...] = (),
-                 **extra: Any) -> Any:
-    """GET shows the file's values; POST validates, writes, reloads and goes on (or shows errors)."""
+                 prepare: Callable[[ConfigDoc], None] | None = None, **extra: Any) -> Any:
+    """GET shows the file's values; POST validates, writes, reloads and goes on (or shows errors).
+    ``prepare`` derives further keys from the submitted ones before the whole is validated."""
     try:
         doc = _doc()
     except TomlEditError as e:
@@ -125,6 +126,8 @@ def _simple_step(step: str, fields: list[Field], template: str, entries: tuple[s
         s.apply_fields(doc, fields, request.form, errors)
         for spec in entries:
             s.apply_entries(doc, spec, request.form, errors)
+        if not errors and prepare is not None:
+            prepare(doc)
         if not errors:
             errors, message = s.save_and_reload(doc)
             if not errors:
@@ -254,8 +257,22 @@ def delivery() -> Any:
 
 @bp.route("/mailbox", methods=["GET", "POST"])
 def mailbox() -> Any:
-    """Step 4: the default mailbox (routing.default)."""
-    return _simple_step("mailbox", MAILBOX_FIELDS, "wizard_mailbox.html")
+    """Step 4: the default mailbox (routing.default), whose domain becomes an accepted domain."""
+    return _simple_step("mailbox", MAILBOX_FIELDS, "wizard_mailbox.html", prepare=accept_default_domain)
+
+
+def accept_default_domain(doc: ConfigDoc) -> None:
+    """The owner just named the mailbox faxes go to, so its domain is one faxes may go to:
+    added to routing.accepted_domains, which is written out even when it was left to its default
+    (the default's domain), so the file says which domains are in force and a later change of
+    the default mailbox cannot widen them unnoticed."""
+    default = str(doc.get("routing", "default") or "")
+    if "@" not in default:
+        return  # not an address: validation names the problem
+    domain = mail_domain(default)
+    current = [str(d) for d in (doc.get("routing", "accepted_domains") or [])]
+    if domain not in [d.strip().rstrip(".").lower() for d in current]:
+        doc.set("routing", "accepted_domains", current + [domain])
 
 
 @bp.route("/done", methods=["GET", "POST"])
@@ -273,7 +290,8 @@ def done() -> Any:
         cfg = doc.validate()
         summary = {"hostname": cfg.system.hostname, "timezone": cfg.system.timezone,
                    "modems": cfg.modem.devices, "peers": [p.name for p in cfg.sip.peers],
-                   "backend": cfg.delivery.backend, "from": cfg.delivery.from_, "default": cfg.routing.default}
+                   "backend": cfg.delivery.backend, "from": cfg.delivery.from_, "default": cfg.routing.default,
+                   "domains": cfg.routing.domains()}
     except ConfigError as e:
         errors, summary = errors or e.errors, {}
     return _render("done", "wizard_done.html", summary=summary, errors=errors)

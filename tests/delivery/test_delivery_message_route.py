@@ -7,6 +7,8 @@ import email
 import email.policy
 import io
 import json
+import re
+import unicodedata
 
 import pytest
 from PIL import Image, ImageSequence
@@ -188,3 +190,56 @@ def test_hostile_call_id_and_caller_name_stay_in_one_header():
     assert b"\r\nBcc:" not in wire
     (att,) = m.iter_attachments()
     assert "evil" not in att.get_filename()
+
+
+#: what a caller controls and may try to smuggle into the Subject: CR/LF and other breaks, an
+#: encoded-word that would decode to a header, bidi controls, non-ASCII, and sheer length
+SUBJECT_HOSTILE = ["x\r\nBcc: evil@x.com", "x\nSubject: second", "x\r\n\r\nbody", "a\u2028Bcc: evil@x.com",
+                   "\x00\x1b[2J\x7f", "=?utf-8?q?Bcc=3A_evil=40x.com?=", "Ärzte \u202eGmbH 東京 " * 3,
+                   "東" * 500, "A" * 5000, "x\tBcc: evil@x.com"]
+TEMPLATE = "Fax {caller} to {called} [{tsi}] on {line}, {pages}p {date}"
+
+
+@pytest.mark.parametrize("evil", SUBJECT_HOSTILE)
+@pytest.mark.parametrize("kind", ["template", "default", "um-fax", "um-notice"])
+def test_caller_chosen_text_never_breaks_out_of_the_subject(evil: str, kind: str):
+    """Caller number and name, TSI, called number, line and the UM context all come from the far
+    end; in every kind of message they stay inside one Subject (or their own header), on lines
+    of at most 998 ASCII characters, never as a header of their own."""
+    context = base64.b64encode(f"CallId=c1&CallerIdDisplayName={evil}".encode()).decode()
+    um = {**UM, "context": {"CallId": "c1", "CallerIdDisplayName": evil}, "context_raw": context[:800]}
+    facts = dict(caller_number=evil, caller_name=evil, remote_ident=evil, called_number=evil, line=evil)
+    route = {"subject": TEMPLATE} if kind == "template" else {}
+    if kind == "um-notice":
+        f = fax(state="no_fax", pages=0, complete=False, image=None, result_code=T30_CALL_DROPPED,
+                extra={"exchange_um": um, "route": route}, **facts)
+        wire, m = render(f, b"")
+    else:
+        wire, m = render(fax(extra={"route": route, **({"exchange_um": um} if kind == "um-fax" else {})},
+                             **facts))
+    head = wire.split(b"\r\n\r\n", 1)[0]
+    assert not re.search(rb"^(bcc|subject: second)", head, re.I | re.M) and m["Bcc"] is None
+    assert len(m.get_all("Subject")) == 1
+    for line in head.split(b"\r\n"):
+        assert line.isascii() and len(line) <= 998, line[:80]
+        assert not any(c < 32 or c == 127 for c in line.replace(b"\t", b" "))
+    subject = m["Subject"]
+    assert not any(unicodedata.category(c)[0] == "C" for c in subject)  # no controls, no bidi overrides
+    assert len(subject) <= 200
+    assert subject.startswith({"template": "Fax ", "default": "Fax from ", "um-fax": "Fax from ",
+                               "um-notice": "Missed fax call from "}[kind])
+
+
+def test_a_refused_um_recipient_makes_ordinary_mail_and_no_notice():
+    """Routing refused the UM recipient (outside routing.accepted_domains): what goes to the routing
+    result is a plain fax mail, and a call without pages owes nobody a message."""
+    refused = {"to": ["faxes@example.com"], "um_refused": "bob@evil.example",
+               "refused": ["'bob@evil.example' is outside routing.accepted_domains (example.com)"]}
+    _, m = render(fax(extra={"exchange_um": UM, "route": refused}))
+    assert m["Content-Class"] == "fax-ca" and m["X-MS-Exchange-UM-PartnerContext"] is None
+    assert m["To"] == "faxes@example.com"
+    f = fax(state="no_fax", pages=0, complete=False, image=None, result_code=T30_CALL_DROPPED,
+            extra={"exchange_um": UM, "route": refused})
+    assert not is_um_notice(f)
+    with pytest.raises(ValueError, match="without the image"):
+        render(f, b"")

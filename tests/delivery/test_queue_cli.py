@@ -30,7 +30,7 @@ def write_config(tmp_path: Path, port: int, password: str) -> Path:
     cfg = tmp_path / "faxbridge.toml"
     cfg.write_text(f'[spool]\ndir = "spool"\n[delivery]\nbackend = "smtp"\n'
                    f'url = "smtp://127.0.0.1:{port}"\nfrom = "fax@example.com"\nstarttls = "none"\n'
-                   f'admin = "admin@example.com"\n')
+                   f'admin = "admin@example.com"\n[routing]\ndefault = "faxes@example.com"\n')
     secrets = tmp_path / "secrets.toml"
     secrets.write_text(f'[delivery]\nusername = "{USER}"\npassword = "{password}"\n')
     secrets.chmod(0o600)
@@ -77,6 +77,38 @@ def test_queue_lists_advice_without_the_password_and_resend_makes_a_new_message(
     assert missing.returncode == 1 and "no fax 'nosuchfax'" in missing.stderr
 
 
+def test_resend_outside_accepted_domains_is_refused(tmp_path, tiff_bytes):
+    """`resend --to` and a resend to the fax's own recipients are held to routing.accepted_domains."""
+    cfg_path = tmp_path / "faxbridge.toml"
+    cfg_path.write_text('[spool]\ndir = "spool"\n[routing]\ndefault = "faxes@example.com"\n'
+                        'accepted_domains = ["example.com", "Example.ORG"]\n')
+    cfg = Config.load(cfg_path)
+    with Spool(cfg.path(cfg.spool.dir)) as spool:
+        fax = spool.begin_fax(T0, caller_number="5550100")
+        spool.incoming_path(fax).write_bytes(tiff_bytes)
+        fax = spool.finish_fax(fax.id, T0 + 60, complete=True)
+        (job,) = spool.add_jobs(fax.id, ["sales@example.com"], T0 + 60)
+        spool.claim_due_jobs(T0 + 61)
+        spool.job_delivered(job.id, T0 + 62, "250 ok")
+    out = faxbridge("resend", fax.uid, "--to", "eve@evil.example", "--config", str(cfg_path))
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert ("error: not sent: 'eve@evil.example' is outside routing.accepted_domains "
+            "(example.com, example.org)") in out.stderr
+    sub = faxbridge("resend", fax.uid, "--to", "bob@sub.example.com", "--config", str(cfg_path))
+    assert sub.returncode == 1 and "'bob@sub.example.com' is outside" in sub.stderr  # exact domains
+    with Spool(cfg.path(cfg.spool.dir), readonly=True) as spool:
+        assert [(j.recipient, j.state) for j in spool.jobs_for(fax.id)] == [("sales@example.com", "delivered")]
+    # its own recipient, after the owner narrowed the accepted domains
+    cfg_path.write_text('[spool]\ndir = "spool"\n[routing]\ndefault = "faxes@example.org"\n')
+    same = faxbridge("resend", fax.uid, "--config", str(cfg_path))
+    assert same.returncode == 1 and "'sales@example.com' is outside routing.accepted_domains" in same.stderr
+    ok = faxbridge("resend", fax.uid, "--to", "Desk@EXAMPLE.org", "--config", str(cfg_path))
+    assert ok.returncode == 0 and "queued fax" in ok.stdout, ok.stderr
+    with Spool(cfg.path(cfg.spool.dir), readonly=True) as spool:
+        assert {j.recipient: j.state for j in spool.jobs_for(fax.id)} == {
+            "sales@example.com": "delivered", "Desk@EXAMPLE.org": "queued"}
+
+
 def test_queue_without_a_spool_says_so(tmp_path):
     cfg = tmp_path / "faxbridge.toml"
     cfg.write_text('[spool]\ndir = "nothing-here"\n')
@@ -89,7 +121,8 @@ def test_resent_job_is_delivered_by_a_running_worker(tmp_path, smtp_server, tiff
     server = smtp_server()
     cfg_path = tmp_path / "faxbridge.toml"
     cfg_path.write_text(f'[spool]\ndir = "spool"\n[delivery]\nbackend = "smtp"\n'
-                        f'url = "smtp://127.0.0.1:{server.port}"\nstarttls = "none"\nfrom = "fax@example.com"\n')
+                        f'url = "smtp://127.0.0.1:{server.port}"\nstarttls = "none"\nfrom = "fax@example.com"\n'
+                        '[routing]\ndefault = "faxes@example.com"\n')
     cfg = Config.load(cfg_path)
     with Spool(cfg.path(cfg.spool.dir)) as spool:
         fax = spool.begin_fax(T0, caller_number="5550100")

@@ -203,3 +203,36 @@ def test_daemon_killed_mid_call_keeps_the_pages_it_had_and_delivers_them_incompl
     assert msg["To"] == "billing@example.test"
     assert "Incomplete" in msg["Subject"], msg["Subject"]
     assert_pages_equal(tiff_attachment(msg), pages[:2])
+
+
+@pytest.mark.xdist_group("calls-b")
+def test_referral_from_a_peer_that_is_not_exchange_um_is_ignored(tmp_path, smtp, appliance_factory):
+    """No [[sip.peers]]: the implicit private-network peer lets 127.0.0.1 call, but it is never an
+    exchange_um peer.  Its Referred-By naming an outside mailbox is ignored: the fax goes where the
+    called number routes it, as a plain fax mail, and the daemon counts the attempt."""
+    import base64
+    import urllib.parse
+
+    from appliance.control import ControlClient
+    from tests.control.harness import short_dir
+
+    sock = short_dir() / "fb.sock"
+    app = appliance_factory(smtp.port, extra=f'[system]\ncontrol_socket = "{sock}"\n')
+    app.start()
+    ctx = urllib.parse.quote(base64.b64encode(b"CallId=c1&CallerIdDisplayName=Eve").decode(), safe="")
+    referral = f"Referred-By: <sip:um.evil.example;msExchUMFaxRecipient=smtp:eve@evil.example;msExchUMContext={ctx}>"
+    pages, path = _pages(tmp_path, "doc", STANDARD, count=1)
+    rc, out = finish(send_fax(app.uri("5551000"), path, "--header", referral))
+    assert rc == 0, out
+    (msg,) = smtp.wait_for(1, timeout=60)
+    assert msg["To"] == "sales@example.test" and msg["Content-Class"] == "fax-ca"
+    assert msg["X-MS-Exchange-UM-PartnerContext"] is None
+    assert_pages_equal(tiff_attachment(msg), pages)
+    time.sleep(2)
+    assert [rcpts for _, rcpts, _ in smtp.handler.messages] == [["sales@example.test"]]
+    status = ControlClient(sock, 5).request({"cmd": "status"})
+    assert status["stats"]["um_referrals_ignored"] == 1
+    assert "Exchange UM referral ignored (peer 'private-network' is not an exchange_um peer): " \
+           "recipient 'eve@evil.example' not used" in app.log_text()
+    sock.unlink(missing_ok=True)
+    sock.parent.rmdir()

@@ -26,6 +26,7 @@ PEERS = """
 name = "gw-accept"
 match = "127.0.0.1"
 t38 = "accept"
+exchange_um = true            # Exchange UM refers fax calls through this gateway: its Referred-By counts
 
 [[sip.peers]]
 name = "gw-request"
@@ -89,8 +90,8 @@ def test_every_negotiation_pattern_delivers_pixel_equal_pages(tmp_path, smtp, ap
          ["--t38", "refuse", "--bind", "127.0.0.2"], STANDARD, False),
         ("T.38 with 5% packet loss", "5551004", "hr@example.test",
          ["--t38", "reinvite", "--loss", "0.05"], STANDARD, True),
-        ("Exchange UM referral", "4242", "bob@contoso.test",
-         ["--t38", "reinvite", "--header", um_referred_by("bob@contoso.test")], STANDARD, True),
+        ("Exchange UM referral", "4242", "bob@example.test",
+         ["--t38", "reinvite", "--header", um_referred_by("bob@example.test")], STANDARD, True),
     ]
     sent, procs = {}, []
     for i, (name, called, rcpt, opts, dpi, _) in enumerate(cases):
@@ -116,7 +117,7 @@ def test_every_negotiation_pattern_delivers_pixel_equal_pages(tmp_path, smtp, ap
         assert (mode == "T.38") is t38, f"{name}: mode {mode}"
     extra = {r[0]: json.loads(r[1]) for r in db.execute("SELECT called_number, extra FROM faxes")}
     um = extra["4242"]["exchange_um"]
-    assert um["recipient"] == "bob@contoso.test" and um["context"]["CallId"] == "0b9c1d2e"
+    assert um["recipient"] == "bob@example.test" and um["context"]["CallId"] == "0b9c1d2e"
     lossy = extra["5551004"]
     assert lossy["udptl"].get("recovered_redundancy", 0) > 0, lossy["udptl"]
 

@@ -56,3 +56,13 @@ def test_config_error_exits_2(tmp_path: Path):
     assert p.returncode == 2
     assert "error: routing rule 'modem-sales'.subject: unknown placeholder {sender}" in p.stderr
     assert p.stdout == ""
+
+
+def test_a_refused_um_recipient_is_shown(tmp_path: Path):
+    cfg = tmp_path / "f.toml"
+    cfg.write_text(CONFIG)
+    p = run("--config", str(cfg), "--called", "5552000", "--um", "bob@evil.example")
+    assert p.returncode == 0, p.stderr
+    assert "rule:       called 5552000\n" in p.stdout and "recipients: legacy@example.com\n" in p.stdout
+    assert ("refused:    'bob@evil.example' is outside routing.accepted_domains (not set, so only the domain "
+            "of routing.default: example.com)\n") in p.stdout

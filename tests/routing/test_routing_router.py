@@ -52,7 +52,47 @@ def test_number_digits():
 def test_exchange_um_recipient_wins_over_called_number():
     from appliance.config import RoutingConfig
     from appliance.routing.router import route
-    cfg = RoutingConfig(default="d@example.test", called={"5551000": "sales@example.test"})
+    cfg = RoutingConfig(default="d@example.test", accepted_domains=["example.test", "contoso.test"],
+                        called={"5551000": "sales@example.test"})
     d = route(cfg, called_number="5551000", um_recipient="bob@contoso.test")
     assert d.recipients == ["bob@contoso.test"] and "Exchange UM" in d.rule
     assert route(cfg, called_number="5551000").recipients == ["sales@example.test"]
+
+
+def test_um_recipient_outside_accepted_domains_is_refused_and_routing_applies():
+    cfg = RoutingConfig(default="faxes@example.test", accepted_domains=["example.test"],
+                        called={"5551000": "sales@example.test"})
+    d = route(cfg, called_number="5551000", um_recipient="bob@evil.example")
+    assert d.recipients == ["sales@example.test"] and d.rule == "called 5551000"
+    assert d.tiff == "tiff-f"  # not a UM partner message any more
+    assert d.refused == ("'bob@evil.example' is outside routing.accepted_domains (example.test)",)
+    assert d.um_refused == "bob@evil.example"
+    assert d.as_extra()["refused"] == list(d.refused) and d.as_extra()["um_refused"] == "bob@evil.example"
+    assert "refused" not in route(cfg, called_number="5551000").as_extra()  # the usual record is unchanged
+
+
+@pytest.mark.parametrize("um,accepted", [
+    ("bob@example.test", True), ("Bob@EXAMPLE.Test", True),  # case-insensitive
+    ("bob@sub.example.test", False),  # exact: a subdomain is accepted only when listed itself
+    ("bob@example.test.evil.example", False), ("bob@badexample.test", False),
+])
+def test_accepted_domains_match_exactly_and_ignore_case(um: str, accepted: bool):
+    cfg = RoutingConfig(default="faxes@Example.Test")  # accepted_domains unset: the default's domain
+    d = route(cfg, um_recipient=um)
+    assert (d.recipients == [um]) is accepted and bool(d.refused) is not accepted
+    if not accepted:
+        assert d.recipients == ["faxes@Example.Test"]
+        assert d.refused == (f"{um!r} is outside routing.accepted_domains (not set, so only the domain of "
+                             "routing.default: example.test)",)
+
+
+def test_unvalidated_config_never_yields_an_address_outside_accepted_domains():
+    """Config.load refuses such a rule; a hand-built config still cannot send outside."""
+    from appliance.config import RouteRuleConfig
+
+    cfg = RoutingConfig(default="faxes@example.test", accepted_domains=["example.test"],
+                        rules=[RouteRuleConfig(name="r", called="1", to=["in@example.test", "out@other.test"],
+                                               cc=["cc@other.test"])])
+    d = route(cfg, called_number="1")
+    assert (d.recipients, d.to, d.cc) == (["in@example.test"], ["in@example.test"], [])
+    assert len(d.refused) == 2 and d.um_refused == ""

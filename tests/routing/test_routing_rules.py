@@ -72,7 +72,7 @@ def test_table_and_default_deliver_plain_tiff_to_one_address():
 
 
 def test_duplicates_are_dropped_in_order():
-    cfg = Config.from_dict({"routing": {"rules": [
+    cfg = Config.from_dict({"routing": {"default": "faxes@x.test", "rules": [
         {"to": ["a@x.test", "b@x.test", "a@x.test"], "cc": ["b@x.test", "c@x.test", "c@x.test"]}]}}).routing
     d = route(cfg)
     assert d.recipients == ["a@x.test", "b@x.test", "c@x.test"]
@@ -83,13 +83,13 @@ def test_um_referral_defaults_to_profile_s_unless_the_rule_says():
     """Delivery honours extra["route"]["tiff"] even for UM, so UM's Profile S default is set here."""
     assert route(CFG, called_number="5551000", um_recipient="bob@example.com").tiff == "profile-s"
     assert route(CFG, um_recipient="ceo@example.com").tiff == "profile-s"  # rule "ceo-um", no tiff
-    cfg = Config.from_dict({"routing": {"rules": [
+    cfg = Config.from_dict({"routing": {"default": "faxes@x.test", "rules": [
         {"um_recipient": True, "use_um_recipient": True, "tiff": "tiff-f"}]}}).routing
     assert route(cfg, um_recipient="amy@x.test").tiff == "tiff-f"
 
 
 def test_um_true_and_um_false():
-    cfg = Config.from_dict({"routing": {"rules": [
+    cfg = Config.from_dict({"routing": {"default": "faxes@x.test", "rules": [
         {"name": "um", "um_recipient": True, "to": ["um-copy@x.test"], "use_um_recipient": True},
         {"name": "not-um", "um_recipient": False, "to": ["direct@x.test"]}]}}).routing
     assert route(cfg, um_recipient="amy@x.test").recipients == ["amy@x.test", "um-copy@x.test"]

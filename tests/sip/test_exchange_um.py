@@ -1,4 +1,9 @@
-"""Exchange UM fax referral: msExchUMFaxRecipient / msExchUMContext in Referred-By (exchange.md §1.4)."""
+"""Exchange UM fax referral: msExchUMFaxRecipient / msExchUMContext in Referred-By (exchange.md §1.4).
+
+These are the parser's and the user agent's tests: they read every referral.  Whether the daemon
+honours one depends on the peer it came from (``exchange_um = true``) and on
+routing.accepted_domains: tests/routing/test_um_trust.py and tests/e2e.
+"""
 from __future__ import annotations
 
 import base64

@@ -93,10 +93,11 @@ def test_api_filters_like_the_list_page(client: FlaskClient, spool: Spool) -> No
     assert client.get("/api/faxes?from=not-a-date").status_code == 400
 
 
-def test_api_resend_and_delete_need_the_csrf_header(client: FlaskClient, spool: Spool) -> None:
+def test_api_resend_and_delete_need_the_csrf_header(client: FlaskClient, spool: Spool, config: Config) -> None:
     from webauth import csrf
     from webfax import add_fax as add
 
+    config.routing.default = "faxes@example.com"
     fax = add(spool, T0, dpis=[STANDARD], recipients=["sales@example.com"])
     (job,) = spool.jobs_for(fax.id)
     spool.claim_due_jobs(T0 + 40)
@@ -118,6 +119,33 @@ def test_api_resend_and_delete_need_the_csrf_header(client: FlaskClient, spool: 
     assert client.delete(f"/api/faxes/{fax.id}", headers=headers).status_code == 404
 
 
+def test_api_resend_outside_accepted_domains_is_refused(client: FlaskClient, spool: Spool, config: Config) -> None:
+    from webauth import csrf
+    from webfax import add_fax as add
+
+    config.routing.default = "faxes@example.com"
+    config.routing.accepted_domains = ["example.com", "example.org"]
+    fax = add(spool, T0, dpis=[STANDARD], recipients=["sales@example.com"])
+    (job,) = spool.jobs_for(fax.id)
+    spool.claim_due_jobs(T0 + 40)
+    spool.job_delivered(job.id, T0 + 41, "250 ok")
+    headers = {"X-CSRF-Token": csrf(client)}
+    r = client.post(f"/api/faxes/{fax.id}/resend", json={"to": "eve@evil.example"}, headers=headers)
+    assert r.status_code == 400
+    why = "'eve@evil.example' is outside routing.accepted_domains (example.com, example.org)"
+    assert r.get_json() == {"error": f"not sent: {why}",
+                            "refused": [{"recipient": "eve@evil.example", "reason": why}]}
+    assert spool.jobs_for(fax.id) == [spool.get_job(job.id)]  # nothing queued
+    # its own recipients, after the owner dropped their domain: refused, said so, 409
+    config.routing.accepted_domains = ["example.org"]
+    r = client.post(f"/api/faxes/{fax.id}/resend", headers=headers)
+    assert r.status_code == 409 and r.get_json()["queued"] == []
+    assert r.get_json()["error"] == "nothing queued: 'sales@example.com' is outside routing.accepted_domains (example.org)"
+    assert r.get_json()["refused"] == [{"recipient": "sales@example.com", "reason":
+                                        "'sales@example.com' is outside routing.accepted_domains (example.org)"}]
+    assert len(spool.jobs_for(fax.id)) == 1 and spool.jobs_for(fax.id)[0].state == "delivered"
+
+
 def test_api_status_without_a_daemon_and_route(client: FlaskClient, config: Config) -> None:
     s = client.get("/api/status").get_json()
     assert s["daemon_up"] is False and "queue" in s and isinstance(s["alerts"], list)
@@ -133,3 +161,12 @@ def test_api_actions_refuse_without_login(anon_client: FlaskClient, spool: Spool
     assert anon_client.post("/api/faxes/1/resend", json={}, headers=headers).status_code == 401
     assert anon_client.delete("/api/faxes/1", headers=headers).status_code == 401
     assert anon_client.get("/api/status").status_code == 401
+
+
+def test_api_route_shows_a_refused_um_recipient(client: FlaskClient, config: Config) -> None:
+    config.routing.default = "faxes@example.com"
+    r = client.get("/api/route?called=5551000&um=bob@evil.example").get_json()
+    assert r["recipients"] == ["faxes@example.com"] and r["um_refused"] == "bob@evil.example"
+    assert r["refused"] == ["'bob@evil.example' is outside routing.accepted_domains (not set, so only the "
+                            "domain of routing.default: example.com)"]
+    assert "refused" not in client.get("/api/route?um=bob@example.com").get_json()

@@ -15,7 +15,7 @@ import pytest
 from flask.testing import FlaskClient
 from PIL import Image
 
-from appliance.config import Config, SpoolConfig, SystemConfig
+from appliance.config import Config, RoutingConfig, SpoolConfig, SystemConfig
 from appliance.spool.store import FaxRecord, Spool
 from appliance.web import create_app
 from webauth import csrf, login
@@ -103,7 +103,7 @@ def control_config(tmp_path: Path) -> Iterator[tuple[Config, Path]]:
     short = Path(tempfile.mkdtemp(prefix="fbctl", dir="/tmp"))  # Unix socket paths are short
     sock = short / "control.sock"
     yield Config(spool=SpoolConfig(dir="spool"), system=SystemConfig(control_socket=str(sock)),
-                 base_dir=tmp_path), sock
+                 routing=RoutingConfig(default="faxes@example.com"), base_dir=tmp_path), sock
     sock.unlink(missing_ok=True)
     short.rmdir()
 
@@ -151,8 +151,9 @@ def test_resend_to_the_same_recipients_new_message_ids_and_wakes_the_daemon(
         daemon.close()
 
 
-def test_resend_to_another_address(admin_client: FlaskClient, spool: Spool) -> None:
+def test_resend_to_another_address(admin_client: FlaskClient, spool: Spool, config: Config) -> None:
     """Daemon down (no socket): the job is queued all the same; the worker finds it itself."""
+    config.routing.accepted_domains = ["example.com", "example.co.uk"]
     fax = delivered_and_dead(spool)
     where = post(admin_client, f"/faxes/{fax.id}/resend", {"to": "other", "address": " new.desk@example.co.uk "}, 302)
     assert "resent=1" in where
@@ -160,6 +161,46 @@ def test_resend_to_another_address(admin_client: FlaskClient, spool: Spool) -> N
     assert jobs["new.desk@example.co.uk"].state == "queued"
     ids = [j.message_id for j in jobs.values()]
     assert len(set(ids)) == len(ids) == 4
+
+
+def test_resend_outside_accepted_domains_is_refused_naming_address_and_setting(
+        admin_client: FlaskClient, spool: Spool, config: Config) -> None:
+    """The owner's resend is held to routing.accepted_domains as routing is: nothing is queued."""
+    config.routing.default = "faxes@example.com"  # accepted_domains not set: example.com only
+    fax = delivered_and_dead(spool)
+    before = spool.jobs_for(fax.id)
+    body = post(admin_client, f"/faxes/{fax.id}/resend", {"to": "other", "address": "eve@evil.example"}, 400)
+    assert ("Not sent: &#39;eve@evil.example&#39; is outside routing.accepted_domains (not set, so only "
+            "the domain of routing.default: example.com).") in body
+    assert 'role="alert"' in body and spool.jobs_for(fax.id) == before
+    # a subdomain is not the domain: listed domains match exactly
+    config.routing.accepted_domains = ["example.com"]
+    body = post(admin_client, f"/faxes/{fax.id}/resend", {"to": "other", "address": "bob@mail.example.com"}, 400)
+    assert "&#39;bob@mail.example.com&#39; is outside routing.accepted_domains (example.com)" in body
+    assert spool.jobs_for(fax.id) == before
+    # the same recipients after the owner narrowed the domains: refused too, and said so
+    config.routing.accepted_domains = ["example.org"]
+    body = post(admin_client, f"/faxes/{fax.id}/resend", {"to": "same"}, 400)
+    assert "&#39;a@example.com&#39; is outside routing.accepted_domains (example.org)" in body
+    assert "&#39;b@example.com&#39; is outside" in body and spool.jobs_for(fax.id) == before
+    # case does not matter; the accepted one is queued
+    config.routing.accepted_domains = ["EXAMPLE.com"]
+    assert "resent=1" in post(admin_client, f"/faxes/{fax.id}/resend", {"to": "other", "address": "Bob@Example.COM"}, 302)
+
+
+def test_resend_refusal_follows_the_saved_file_not_a_stale_process(admin_client: FlaskClient, spool: Spool,
+                                                                  config: Config) -> None:
+    """The settings page writes the file and the daemon reloads it; the web process's own Config
+    is from its start.  A resend is judged by the file, as the daemon will judge it."""
+    config.routing.default = "faxes@example.com"
+    (config.base_dir / "var").mkdir(exist_ok=True)
+    (config.base_dir / "var" / "faxbridge.toml").write_text(
+        '[spool]\ndir = "../spool"\n[routing]\ndefault = "faxes@example.com"\n'
+        'accepted_domains = ["example.com", "partner.example"]\n')
+    fax = delivered_and_dead(spool)
+    assert "resent=1" in post(admin_client, f"/faxes/{fax.id}/resend",
+                              {"to": "other", "address": "desk@partner.example"}, 302)
+    assert "desk@partner.example" in {j.recipient for j in spool.jobs_for(fax.id)}
 
 
 @pytest.mark.parametrize("address", [
@@ -259,3 +300,22 @@ def test_images_of_a_fax_render_after_a_page_was_cached(admin_client: FlaskClien
         assert r.status_code == 200 and r.mimetype == "image/png"
         with Image.open(io.BytesIO(r.data)) as im:
             assert im.size[0] == 1728
+
+
+def test_the_page_says_what_was_refused_for_this_call(admin_client: FlaskClient, spool: Spool) -> None:
+    """A recipient refused at routing, or a referral from a peer that may not name one, is shown in
+    the delivery section in plain words (caller-influenced text escaped)."""
+    fax = add_fax(spool, T0, dpis=[STANDARD], recipients=["faxes@example.com"], extra={
+        "route": {"to": ["faxes@example.com"], "refused": [f"'{XSS}@evil.example' is outside "
+                                                           "routing.accepted_domains (example.com)"]},
+        "um_referral_ignored": {"why": "peer 'private-network' is not an exchange_um peer",
+                                "recipient": "eve@evil.example"}})
+    body = get(admin_client, f"/faxes/{fax.id}")
+    section = body[body.index('id="delivery"'):]
+    assert (f"Not sent to &#39;{html.escape(XSS)}@evil.example&#39; is outside routing.accepted_domains "
+            "(example.com).") in section
+    assert ("Exchange UM referral ignored: peer &#39;private-network&#39; is not an exchange_um peer "
+            "(it named eve@evil.example); the fax was routed by the rules.") in section
+    assert XSS not in body
+    plain = add_fax(spool, T0 + 60, dpis=[STANDARD], recipients=["faxes@example.com"])
+    assert "notice bad" not in get(admin_client, f"/faxes/{plain.id}").split('id="delivery"')[1].split("</section>")[0]

@@ -95,3 +95,18 @@ def test_metrics_need_the_login(anon_client: FlaskClient) -> None:
 def test_label_escaping_and_quantiles() -> None:
     assert escape_label('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
     assert quantile([1.0, 2.0, 3.0, 4.0], 0.5) in (2.0, 3.0) and quantile([5.0], 0.99) == 5.0
+
+
+def test_ignored_referrals_and_refused_recipients_reach_metrics(client: FlaskClient, config: Config) -> None:
+    """The daemon's counters (its status' stats) as Prometheus counters: a LAN host trying to pick
+    recipients shows up on the owner's dashboards."""
+    app = SpoolAppliance(config)
+    app.stats.update(um_referrals_ignored=3, recipients_refused=1)
+    try:
+        with serve_appliance(config.path(config.system.control_socket), app):
+            text = client.get("/metrics").get_data(as_text=True)
+    finally:
+        app.close()
+    m = parse(text)
+    assert m["faxbridge_um_referrals_ignored_total"] == 3 and m["faxbridge_recipients_refused_total"] == 1
+    assert "# TYPE faxbridge_um_referrals_ignored_total counter" in text
