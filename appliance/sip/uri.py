@@ -25,6 +25,8 @@ def is_token(text: str) -> bool:
 
 def split_quoted(text: str, sep: str) -> list[str]:
     """Split on `sep` outside double quotes and <...>, so commas in display names survive."""
+    if '"' not in text and "<" not in text:  # the common case, without a Python loop per character
+        return text.split(sep)
     parts: list[str] = []
     buf: list[str] = []
     in_quote = escaped = False
