@@ -20,6 +20,7 @@ unless they come from a peer or from the address the dialog was set up with.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -124,6 +125,9 @@ Reply = tuple[bytes, Addr]
 
 #: seconds a caller that found sip.max_calls (or its peer's) full is asked to wait
 RETRY_AFTER = 10
+#: an internal error is logged with its traceback at most this often (the rest are counted)
+ERROR_LOG_INTERVAL = 60.0
+log = logging.getLogger("appliance.sip.policy")
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _LINE_SPLIT = re.compile(rb"\r?\n")
 _CALL_ID_NAMES = (b"call-id", b"i")
@@ -207,6 +211,7 @@ class CallGate:
         self.server = server
         self.max_calls = max_calls
         self.stats: Counter[str] = Counter()
+        self._last_error_log = float("-inf")
 
     def check(self, data: bytes, remote: Addr, local: Local, now: float) -> Verdict:
         """Never raises: a bug here drops the message and is counted as internal_error."""
@@ -214,6 +219,10 @@ class CallGate:
             verdict = self._check(data, remote, local, now)
         except Exception:  # noqa: BLE001 - the listener must outlive any one message
             verdict = Verdict(reason="internal_error")
+            if now - self._last_error_log >= ERROR_LOG_INTERVAL:  # a traceback a minute, not a packet
+                self._last_error_log = now
+                log.exception("SIP gate: internal error on a message from %s (dropped; further ones "
+                              "for %.0f s only counted)", remote, ERROR_LOG_INTERVAL)
         if verdict.reason:
             self.stats[verdict.reason] += 1
         return verdict

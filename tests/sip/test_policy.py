@@ -294,3 +294,15 @@ def test_challenge_answerer_answers_only_its_registrars_own_realm() -> None:
     assert call_id == "c1" and extra[0][0] == "Proxy-Authorization" and 'username="v"' in extra[0][1]
     bye.headers.add("Proxy-Authorization", extra[0][1])
     assert not hook("c1", bye, pbx, challenge, pbx, 0.0)  # refused credentials are final
+
+
+def test_a_bug_in_the_gate_drops_the_message_counts_it_and_logs_once_a_minute(caplog: pytest.LogCaptureFixture) -> None:
+    class Broken(Calls):
+        def matches_transaction(self, req: SipRequest) -> bool:
+            raise RuntimeError("a bug of ours")
+
+    gate = CallGate(table(PeerConfig(name="gw", match="192.0.2.50")), state=Broken())
+    with caplog.at_level("ERROR", logger="appliance.sip.policy"):
+        verdicts = [gate.check(raw("OPTIONS", branch=f"z9hG4bK{i}"), PEER_ADDR, UDP, float(i)) for i in range(30)]
+    assert not any(v.passed or v.replies for v in verdicts)
+    assert gate.stats["internal_error"] == 30 and len(caplog.records) == 1
