@@ -313,7 +313,15 @@ def _add_route(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
 # -- end route --------------------------------------------------------------------------------
 
 
+def private_files() -> None:
+    """Files this process creates are its user's alone (umask 077): faxes, the spool database,
+    logs and rendered pages name callers and carry their documents. systemd's UMask=0077 says
+    the same for the units; this covers `make run`, a shell and the web process it starts."""
+    os.umask(0o077)
+
+
 def main(argv: list[str] | None = None) -> int:
+    private_files()
     p = argparse.ArgumentParser(prog="faxbridge", description="Fax to Exchange mailbox appliance")
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="cmd", required=True)

@@ -15,6 +15,7 @@ import ssl
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
+from appliance.cli import private_files
 from appliance.config import Config, parse_hostport
 from appliance.web.app import create_app
 from appliance.web.tls import active_paths
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m appliance.web", description=__doc__)
     parser.add_argument("-c", "--config", help="configuration file (default: built-in defaults)")
     args = parser.parse_args(argv)
+    private_files()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = Config.load(args.config) if args.config else Config()
     serve(config)
