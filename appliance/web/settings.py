@@ -27,6 +27,7 @@ from werkzeug.datastructures import MultiDict
 
 from appliance.config import (ROUTE_FORMATS, ROUTE_TIFF, T38_MODES, Config, ConfigError, PeerConfig,
                               RegistrationConfig, RouteRuleConfig, config_file)
+from appliance.config import WebConfig
 from appliance.web.tomledit import ConfigDoc, TomlEditError, error_key
 
 log = logging.getLogger(__name__)
@@ -818,21 +819,28 @@ def _attachment(text: str, name: str) -> Response:
 
 def _moves_web_state(text: str) -> str | None:
     """A restore may not move web.state_dir: the administrator password lives there, so moving
-    it would reopen the first-start page to anyone after the next restart."""
+    it would reopen the first-start page to anyone after the next restart.  Compared as resolved
+    paths, the way the restored file will be read: a backup without the key means the default,
+    relative to the configuration file's directory, which need not be where the box keeps it."""
     import tomllib
 
     try:
         web = tomllib.loads(text).get("web", {})
     except tomllib.TOMLDecodeError:
         return None  # the restore itself reports the syntax error
-    wanted = web.get("state_dir") if isinstance(web, dict) else None
-    if wanted is None:
+    if not isinstance(web, dict):
+        return None  # so does validation
+    wanted = web.get("state_dir", WebConfig().state_dir)
+    if not isinstance(wanted, str) or not wanted:
         return None
     cfg = running()
-    base = config_file(cfg).parent
-    if (base / str(wanted)).resolve() != cfg.path(cfg.web.state_dir).resolve():
-        return ("web.state_dir differs from this box's; a restore may not move the web state "
-                "(it holds the administrator password). Remove the key from the file or change it on the box.")
+    here = cfg.path(cfg.web.state_dir).resolve()
+    there = (config_file(cfg).parent / wanted).resolve()
+    if there != here:
+        said = f"web.state_dir = {wanted!r}" if "state_dir" in web else "no web.state_dir (the default)"
+        return (f"the backup has {said}, which is {there}; this box keeps its web state in {here}. A restore "
+                "may not move the web state (it holds the administrator password): put "
+                f"state_dir = \"{here}\" in the file's [web] section, or change it on the box.")
     return None
 
 
