@@ -18,12 +18,15 @@ from cheroot.ssl.builtin import BuiltinSSLAdapter
 from appliance.cli import private_files
 from appliance.config import Config, parse_hostport
 from appliance.web.app import create_app
+from appliance.web.auth import LOGGED_IN_MAX_BYTES
 from appliance.web.tls import active_paths
 
 log = logging.getLogger("faxbridge.web")
 
 #: page renders and a few live-status streams (each open dashboard holds one thread)
 THREADS = 12
+#: request line and headers together (a browser sends 1-2 KiB); beyond, cheroot answers 413
+MAX_HEADER_BYTES = 16 * 1024
 
 
 def is_loopback(host: str) -> bool:
@@ -42,6 +45,9 @@ def build_server(config: Config) -> tuple[wsgi.Server, str]:
     app = create_app(config)
     server = wsgi.Server((host, port), app, numthreads=THREADS, server_name="Faxbridge",
                          shutdown_timeout=2)
+    # bounded before the app sees anything; the app then holds a body to 16 KiB until login
+    server.max_request_header_size = MAX_HEADER_BYTES
+    server.max_request_body_size = LOGGED_IN_MAX_BYTES
     scheme = "http"
     if config.web.https:
         if config.web.cert_file:

@@ -802,7 +802,12 @@ def backup_download_secrets() -> Any:
         page, _ = _page("settings_backup.html", "backup", title="Backup and restore",
                         errors=[f"password: too many wrong passwords; try again in {int(wait) + 1} s"])
         return page, 429
-    if not auth.store().verify(request.form.get("password", "")):
+    try:
+        right = auth.store().verify(request.form.get("password", ""))
+    except auth.Busy as e:
+        page, _ = _page("settings_backup.html", "backup", title="Backup and restore", errors=[f"password: {e}"])
+        return page, 503
+    if not right:
         auth.limiter().failed(addr)
         page, _ = _page("settings_backup.html", "backup", title="Backup and restore",
                         errors=["password: that is not the administrator password"])
