@@ -16,6 +16,7 @@ from email.message import EmailMessage
 from urllib.parse import urlsplit
 
 from appliance.config import DeliveryConfig
+from appliance.tlskeys import EncryptedKey, refuse_passphrase
 
 DEFAULT_PORTS = {"smtp": 25, "smtps": 465}
 
@@ -49,7 +50,10 @@ def tls_context(cfg: DeliveryConfig) -> ssl.SSLContext:
         ctx.verify_mode = ssl.CERT_NONE
     if cfg.tls_client_cert:  # a certificate-matched relay or partner connector knows us by it
         try:
-            ctx.load_cert_chain(cfg.tls_client_cert, cfg.tls_client_key or None)
+            ctx.load_cert_chain(cfg.tls_client_cert, cfg.tls_client_key or None, password=refuse_passphrase)
+        except EncryptedKey as e:
+            raise TemporaryDeliveryError(f"delivery.tls_client_key {cfg.tls_client_key or cfg.tls_client_cert}: "
+                                         f"{e}") from None
         except (OSError, ssl.SSLError) as e:
             raise TemporaryDeliveryError(f"delivery.tls_client_cert {cfg.tls_client_cert}: cannot load "
                                          f"the certificate/key: {getattr(e, 'strerror', None) or e}") from None

@@ -28,6 +28,7 @@ from werkzeug.datastructures import MultiDict
 from appliance.config import (ROUTE_FORMATS, ROUTE_TIFF, T38_MODES, Config, ConfigError, PeerConfig,
                               RegistrationConfig, RouteRuleConfig, config_file)
 from appliance.config import WebConfig
+from appliance.tlskeys import UPLOAD_ADVICE, EncryptedKey, refuse_passphrase
 from appliance.web.tomledit import ConfigDoc, TomlEditError, error_key
 
 log = logging.getLogger(__name__)
@@ -771,7 +772,9 @@ def check_cert_pair(cert: bytes, key: bytes) -> str | None:
         c.write_bytes(cert)
         k.write_bytes(key)
         try:
-            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(c, k)
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(c, k, password=refuse_passphrase)
+        except EncryptedKey:
+            return UPLOAD_ADVICE
         except ssl.SSLError as e:
             return f"the certificate and key do not load together ({e.reason or e})"
     return None

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.parse
+import uuid
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -138,6 +139,18 @@ class ServedUI:
     def post_form(self, path: str, fields: dict[str, Any], **kw: Any) -> Reply:
         body = urllib.parse.urlencode(fields).encode()
         return self.request("POST", path, body, {"Content-Type": "application/x-www-form-urlencoded"}, **kw)
+
+    def post_files(self, path: str, fields: dict[str, str], files: dict[str, tuple[str, bytes]],
+                   **kw: Any) -> Reply:
+        """A multipart/form-data post, as a browser's file upload sends it."""
+        boundary = uuid.uuid4().hex
+        parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+                 for k, v in fields.items()]
+        parts += [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"; filename="{name}"\r\n'
+                  f'Content-Type: application/octet-stream\r\n\r\n'.encode() + data + b"\r\n"
+                  for k, (name, data) in files.items()]
+        body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+        return self.request("POST", path, body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}, **kw)
 
     def login(self, password: str = PASSWORD) -> Reply:
         r = self.post_form("/login", {"password": password, "csrf_token": self.csrf("/login")})

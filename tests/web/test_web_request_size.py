@@ -3,7 +3,6 @@ login a body may be 16 KiB, headers 16 KiB; after login the uploads still fit.""
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -51,15 +50,11 @@ def test_a_logged_in_restore_of_a_large_backup_still_fits(ui: ServedUI) -> None:
     token = ui.csrf("/settings/backup")
     comment = ("# " + "padding " * 12 + "\n") * 2000  # ~200 KiB of comments: a well-kept file
     text = f'{comment}[spool]\ndir = "spool"\n[routing]\ndefault = "restored@example.com"\n'
-    boundary = uuid.uuid4().hex
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\n{token}\r\n"
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"backup.toml\"\r\n"
-            f"Content-Type: application/toml\r\n\r\n{text}\r\n--{boundary}--\r\n").encode()
-    assert ANONYMOUS_MAX_BYTES < len(body) < LOGGED_IN_MAX_BYTES
-    r = ui.request("POST", "/settings/restore", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert ANONYMOUS_MAX_BYTES < len(text) < LOGGED_IN_MAX_BYTES
+    r = ui.post_files("/settings/restore", {"csrf_token": token}, {"file": ("backup.toml", text.encode())})
     assert r.status == 302, r.text[-2000:]
     assert "restored@example.com" in ui.config.read_text()
     # beyond the logged-in limit the server answers from the headers alone, reading nothing
-    r = ui.request("POST", "/settings/restore", None, {"Content-Type": f"multipart/form-data; boundary={boundary}",
+    r = ui.request("POST", "/settings/restore", None, {"Content-Type": "multipart/form-data; boundary=x",
                                                        "Content-Length": str(LOGGED_IN_MAX_BYTES + 1)})
     assert r.status == 413
