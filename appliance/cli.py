@@ -139,12 +139,14 @@ def cmd_web(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     try:
-        Config.load(args.file)
+        cfg = Config.load(args.file)
     except ConfigError as e:
         for err in e.errors:
             print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"{args.file}: OK")
+    if cfg.delivery.backend in ("smtp", "direct"):  # its default depends on the server
+        print(f"delivery.starttls: {cfg.delivery.starttls_in_effect()}")
     return 0
 
 

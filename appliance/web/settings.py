@@ -27,7 +27,7 @@ from werkzeug.datastructures import MultiDict
 
 from appliance.config import (ROUTE_FORMATS, ROUTE_TIFF, T38_MODES, Config, ConfigError, PeerConfig,
                               RegistrationConfig, RouteRuleConfig, config_file)
-from appliance.config import WebConfig
+from appliance.config import STARTTLS_MODES, WebConfig
 from appliance.tlskeys import UPLOAD_ADVICE, EncryptedKey, refuse_passphrase
 from appliance.web.tomledit import ConfigDoc, TomlEditError, error_key
 
@@ -419,7 +419,9 @@ DELIVERY_FIELDS = [
     Field("delivery.url", "Server or folder", group=G_MAIN,
           help="smtp: smtp://host:port or smtps://host:port; maildir: a folder; not used by direct and graph."),
     Field("delivery.from", "Sender address (From)", group=G_MAIN),
-    Field("delivery.starttls", "STARTTLS", "choice", choices=("opportunistic", "required", "none"), group=G_SERVER),
+    Field("delivery.starttls", "STARTTLS", "choice", choices=STARTTLS_MODES, group=G_SERVER,
+          help="(default) = required, except for a server on this box (localhost), where it is used when "
+               "offered. opportunistic sends in clear when the server offers no STARTTLS."),
     Field("delivery.auth", "Sign-in", "choice", choices=("", "password", "oauth2", "none"), group=G_SERVER,
           help="empty = password when a user name is set"),
     Field("delivery.username", "User name", group=G_SERVER),
@@ -560,9 +562,17 @@ def modem() -> Any:
 @bp.route("/delivery", methods=["GET", "POST"])
 def delivery() -> Any:
     return _simple("delivery", DELIVERY_FIELDS, "settings_delivery.html", title="Delivery",
-                   extra=lambda doc: {"test_to": _default_test_to(doc)},
+                   extra=lambda doc: {"test_to": _default_test_to(doc), "starttls": _starttls_in_effect(doc)},
                    intro="Where received faxes go. Passwords and client secrets are kept in secrets.toml "
                          "and never shown again; leave a secret field empty to keep it.")
+
+
+def _starttls_in_effect(doc: ConfigDoc) -> str:
+    """What delivery.starttls means for the file as it is (its default depends on the server)."""
+    try:
+        return doc.validate().delivery.starttls_in_effect()
+    except ConfigError:
+        return ""
 
 
 def _default_test_to(doc: ConfigDoc) -> str:
