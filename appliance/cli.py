@@ -139,12 +139,14 @@ def cmd_web(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     try:
-        Config.load(args.file)
+        cfg = Config.load(args.file)
     except ConfigError as e:
         for err in e.errors:
             print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"{args.file}: OK")
+    if cfg.delivery.backend in ("smtp", "direct"):  # its default depends on the server
+        print(f"delivery.starttls: {cfg.delivery.starttls_in_effect()}")
     return 0
 
 
@@ -315,7 +317,15 @@ def _add_route(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
 # -- end route --------------------------------------------------------------------------------
 
 
+def private_files() -> None:
+    """Files this process creates are its user's alone (umask 077): faxes, the spool database,
+    logs and rendered pages name callers and carry their documents. systemd's UMask=0077 says
+    the same for the units; this covers `make run`, a shell and the web process it starts."""
+    os.umask(0o077)
+
+
 def main(argv: list[str] | None = None) -> int:
+    private_files()
     p = argparse.ArgumentParser(prog="faxbridge", description="Fax to Exchange mailbox appliance")
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="cmd", required=True)

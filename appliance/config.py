@@ -283,6 +283,29 @@ class SpoolConfig:
             errors.append("spool.dir: must not be empty")
 
 
+#: delivery.starttls: "" is "required", except for a server on loopback
+STARTTLS_MODES = ("", "required", "opportunistic", "none")
+
+
+def _is_loopback_host(host: str) -> bool:
+    """localhost, 127.0.0.0/8 or ::1 (a name that merely resolves there does not count)."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _url_host(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:
+        return ""
+
+
 @dataclass
 class DeliveryConfig:
     """Where received faxes go, and how the appliance proves who it is to Exchange."""
@@ -293,8 +316,9 @@ class DeliveryConfig:
     #: smtp://host:port or smtps://host:port; for maildir, the Maildir path; unused for direct/graph
     url: str = "var/Maildir"
     from_: str = "fax@localhost"
-    #: "opportunistic" (STARTTLS when offered), "required" or "none"
-    starttls: str = "opportunistic"
+    #: "" (the default: "required", but "opportunistic" for a server on this box's loopback),
+    #: "required", "opportunistic" (STARTTLS when offered, else in clear) or "none"
+    starttls: str = ""
     #: CA bundle for verifying the server (SMTP, token endpoint, Graph); empty = system store
     ca_file: str = ""
     verify_tls: bool = True
@@ -340,6 +364,28 @@ class DeliveryConfig:
     #: Graph's own ceiling for a message with attachments (upload sessions)
     GRAPH_MAX_BYTES = 150 * 1024 * 1024
 
+    def starttls_for(self, host: str, address: str | None = None) -> str:
+        """The STARTTLS policy for one server: the setting, else "required" unless the server's
+        name and the address connected to (when known) are both loopback, where nothing leaves
+        the box and a local relay without TLS is fine."""
+        if self.starttls:
+            return self.starttls
+        local = _is_loopback_host(host) and (address is None or _is_loopback_host(address))
+        return "opportunistic" if local else "required"
+
+    def starttls_in_effect(self) -> str:
+        """The policy with its reason, as check-config and the settings page show it."""
+        if self.backend not in ("smtp", "direct"):
+            return f"not used by the {self.backend} backend"
+        if self.starttls:
+            return f"{self.starttls} (set in delivery.starttls)"
+        if self.backend == "direct":
+            return "required (the default: the recipients' MX hosts are not on this box)"
+        host = _url_host(self.url)
+        policy = self.starttls_for(host)
+        where = "is on this box (loopback)" if policy == "opportunistic" else "is not on this box"
+        return f"{policy} (the default: {host or self.url} {where})"
+
     @property
     def auth_mode(self) -> str:
         """The effective smtp authentication: password, oauth2 or none."""
@@ -362,8 +408,9 @@ class DeliveryConfig:
             errors.append("delivery.backend: must be one of " + ", ".join(self.BACKENDS))
         elif self.backend == "smtp" and not self.url.startswith(("smtp://", "smtps://")):
             errors.append("delivery.url: must start with smtp:// or smtps:// for the smtp backend")
-        if self.starttls not in ("opportunistic", "required", "none"):
-            errors.append("delivery.starttls: must be opportunistic, required or none")
+        if self.starttls not in STARTTLS_MODES:
+            errors.append('delivery.starttls: must be "" (required, except on loopback), required, '
+                          'opportunistic or none')
         if "@" not in self.from_ or any(c in self.from_ for c in "\r\n<>, "):
             errors.append("delivery.from: must be a plain mail address")
         if self.auth not in ("", "password", "oauth2", "none"):

@@ -11,6 +11,7 @@ import os
 import queue
 from collections import deque
 from pathlib import Path
+from typing import Any
 
 from .config import Config
 
@@ -25,14 +26,22 @@ def log_path(cfg: Config) -> Path:
     return cfg.path(LOG_FILE)
 
 
+class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """Creates every log file, the first and each one after a rotation, with mode 0600 whatever
+    the process umask: the log names callers and recipients."""
+
+    def _open(self) -> Any:
+        return open(self.baseFilename, self.mode, encoding=self.encoding, errors=self.errors,
+                    opener=lambda path, flags: os.open(path, flags, 0o600))
+
+
 def add_file_logging(cfg: Config) -> logging.Handler | None:
     """Attach a rotating file handler to the root logger; a read-only disk only costs the file."""
     path = log_path(cfg)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.handlers.RotatingFileHandler(path, maxBytes=MAX_BYTES, backupCount=BACKUPS,
-                                                       encoding="utf-8")
-        os.chmod(path, 0o640)  # the log names callers: not for every user on the box
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        handler = PrivateRotatingFileHandler(path, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8")
+        os.chmod(path, 0o600)  # a log written by an older version, or before the umask was set
     except OSError as e:
         logging.getLogger("faxbridge").warning("no log file at %s: %s", path, e)
         return None

@@ -1,8 +1,10 @@
-"""Shared test helpers: free loopback ports."""
+"""Shared test helpers: free loopback ports; skips that fail under CI (tests/provided.py)."""
 
 from __future__ import annotations
 
 import socket
+
+from tests.provided import pytest_configure, pytest_runtest_setup  # noqa: F401 (pytest hooks)
 
 
 def free_port(kind: str = "both") -> int:

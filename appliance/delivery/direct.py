@@ -15,7 +15,8 @@ the resolvers (else the system's):
 * DNS timeouts and SERVFAIL: temporary (the queue retries).
 
 Each MX address gets one SMTP session (smtp.run_session: EHLO, STARTTLS per delivery.starttls,
-TLS 1.2+, the client certificate if configured, never AUTH).  A temporary failure moves on to
+which unless set is "required": an MX host is not on this box; TLS 1.2+, the client certificate
+if configured, never AUTH).  A temporary failure moves on to
 the next address; a permanent reply (5xx, an untrusted certificate) ends the attempt at once,
 since every MX of a domain speaks for the same mailboxes.
 """

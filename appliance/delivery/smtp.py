@@ -16,6 +16,7 @@ from email.message import EmailMessage
 from urllib.parse import urlsplit
 
 from appliance.config import DeliveryConfig
+from appliance.tlskeys import EncryptedKey, refuse_passphrase
 
 DEFAULT_PORTS = {"smtp": 25, "smtps": 465}
 
@@ -49,7 +50,10 @@ def tls_context(cfg: DeliveryConfig) -> ssl.SSLContext:
         ctx.verify_mode = ssl.CERT_NONE
     if cfg.tls_client_cert:  # a certificate-matched relay or partner connector knows us by it
         try:
-            ctx.load_cert_chain(cfg.tls_client_cert, cfg.tls_client_key or None)
+            ctx.load_cert_chain(cfg.tls_client_cert, cfg.tls_client_key or None, password=refuse_passphrase)
+        except EncryptedKey as e:
+            raise TemporaryDeliveryError(f"delivery.tls_client_key {cfg.tls_client_key or cfg.tls_client_cert}: "
+                                         f"{e}") from None
         except (OSError, ssl.SSLError) as e:
             raise TemporaryDeliveryError(f"delivery.tls_client_cert {cfg.tls_client_cert}: cannot load "
                                          f"the certificate/key: {getattr(e, 'strerror', None) or e}") from None
@@ -125,14 +129,15 @@ def _send(cfg: DeliveryConfig, scheme: str, host: str, port: int, msg: EmailMess
     with client:
         client.ehlo()
         secure = scheme == "smtps"
-        if not secure and cfg.starttls != "none":
+        policy = cfg.starttls_for(host, _peer(client))
+        if not secure and policy != "none":
             if client.has_extn("starttls"):
                 client.starttls(context=ctx)
                 client.ehlo()
                 secure = True
-            elif cfg.starttls == "required":
+            elif policy == "required":
                 # possibly a downgrade on the path: wait rather than send in clear
-                raise TemporaryDeliveryError(f"{scheme}://{host}:{port}: STARTTLS required but not offered")
+                raise TemporaryDeliveryError(_not_offered(cfg, f"{scheme}://{host}:{port}"))
         mode = cfg.auth_mode
         if mode != "none":
             if not secure and not is_loopback(host):
@@ -157,6 +162,22 @@ def _send(cfg: DeliveryConfig, scheme: str, host: str, port: int, msg: EmailMess
         except (smtplib.SMTPException, OSError):
             pass  # the message is accepted; a rude goodbye changes nothing
         return f"{code} {_text(text)}"
+
+
+def _peer(client: smtplib.SMTP) -> str | None:
+    """The address the session is connected to (what decides whether mail leaves the box)."""
+    try:
+        return str(client.sock.getpeername()[0]) if client.sock else None
+    except OSError:
+        return None
+
+
+def _not_offered(cfg: DeliveryConfig, where: str) -> str:
+    why = ('delivery.starttls is "required"' if cfg.starttls else
+           'delivery.starttls is not set, which means "required" for a server that is not on this box')
+    return (f"{where}: STARTTLS required but not offered: {why}, so the fax is not sent in clear (the "
+            "server may lack TLS, or something on the way removed its offer). Enable STARTTLS on the "
+            'server; only if the network to it is trusted, set delivery.starttls = "opportunistic"')
 
 
 def xoauth2_string(user: str, token: str) -> str:

@@ -1,12 +1,15 @@
 """One administrator: the password (argon2id), the session, the login page and its rate limit.
 
 There is no default password anywhere: until one is set, every page leads to ``/setup``. The
-hash lives in ``web.state_dir/admin.json`` (0600); a password change bumps a stamp kept in the
-file and in each session, so every other session ends with it. Sessions are Flask's signed
-cookies with a key generated on first start (``session.key``, 0600).
+hash lives in ``web.state_dir/admin.json`` (0600). Sessions are Flask's signed cookies with a key
+generated on first start (``session.key``, 0600), and each names a session id that admin.json
+lists while it lasts: logging out takes it off the list, a password change empties the list, so
+a copied cookie dies with the session it was copied from.
 
-Failed logins are limited per client address and in total, so guessing is slow and a flood
-cannot keep the box's CPU busy with argon2.
+Failed logins back off per client address, doubling the wait after a few, and only a few
+argon2 checks run at once, so guessing is slow and a flood cannot keep the box's CPU and memory
+busy. There is no limit for all addresses together: anyone could use it to lock the owner out.
+Before login a request body may be small (the forms are a few hundred bytes).
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ import json
 import secrets
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -24,8 +29,9 @@ from urllib.parse import urlsplit
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from flask import (Blueprint, Flask, Response, current_app, flash, jsonify, redirect, render_template,
-                   request, session, url_for)
+from flask import (Blueprint, Flask, Request, Response, current_app, flash, jsonify, redirect,
+                   render_template, request, session, url_for)
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from appliance.fsutil import write_atomic
 
@@ -34,11 +40,27 @@ bp = Blueprint("auth", __name__)
 #: endpoints anyone may reach (the login itself, static files, liveness)
 PUBLIC_ENDPOINTS = {"auth.login", "static", "healthz"}
 MIN_PASSWORD = 10
-#: per client address: this many failures within WINDOW seconds, then wait
-MAX_FAILURES = 5
-WINDOW = 300.0
-#: for all clients together, so a distributed guesser cannot make argon2 hog the CPU
-MAX_FAILURES_TOTAL = 30
+#: per client address: this many failed logins cost nothing (typos); each further one doubles
+#: the wait before the next attempt, from FIRST_DELAY up to MAX_DELAY seconds
+FREE_FAILURES = 5
+FIRST_DELAY = 1.0
+MAX_DELAY = 15 * 60.0
+#: an address is forgotten this long after its last failed login
+FORGET_AFTER = 24 * 3600.0
+#: addresses remembered at most; beyond, the one that failed least recently goes
+MAX_ADDRESSES = 4096
+#: argon2 checks at once (each takes 64 MiB and a core for ~0.1 s); one more waits BUSY_WAIT
+#: seconds for a turn, then is answered 503
+MAX_CHECKS = 2
+BUSY_WAIT = 3.0
+#: a session's last use is written to admin.json at most this often
+SESSION_TOUCH = 600.0
+#: sessions listed at most; beyond, the one used least recently ends
+MAX_SESSIONS = 64
+#: request bodies before login (the login and first-password forms are a few hundred bytes) and
+#: after it (the largest upload: a configuration backup of 1 MiB, in a multipart form)
+ANONYMOUS_MAX_BYTES = 16 * 1024
+LOGGED_IN_MAX_BYTES = 2 * 1024 * 1024
 
 _hasher = PasswordHasher()  # argon2id with the library's current defaults
 
@@ -50,12 +72,24 @@ def write_private(path: Path, data: bytes) -> None:
     write_atomic(path, data, 0o600)
 
 
-class AdminStore:
-    """The administrator's password hash and the session key, in the web state directory."""
+class Busy(Exception):
+    """Every argon2 slot stayed taken for BUSY_WAIT seconds: the request may try again shortly."""
 
-    def __init__(self, state_dir: Path):
+    def __str__(self) -> str:
+        return "The box is busy checking other passwords. Try again in a few seconds."
+
+
+class AdminStore:
+    """The administrator's password hash, the live sessions and the session key, in the web
+    state directory."""
+
+    def __init__(self, state_dir: Path, *, session_lifetime: float = 12 * 3600.0):
         self.dir = Path(state_dir)
         self.file = self.dir / "admin.json"
+        self.session_lifetime = session_lifetime
+        self.busy_wait = BUSY_WAIT
+        self._checks = threading.BoundedSemaphore(MAX_CHECKS)
+        self._lock = threading.RLock()  # read-modify-write of admin.json
 
     def _read(self) -> dict[str, Any]:
         try:
@@ -67,6 +101,19 @@ class AdminStore:
                                "password") from None
         return data if isinstance(data, dict) else {}
 
+    def _write(self, record: dict[str, Any]) -> None:
+        write_private(self.file, json.dumps(record).encode())
+
+    @contextmanager
+    def check_slot(self) -> Iterator[None]:
+        """One of the MAX_CHECKS argon2 turns; Busy when none frees up within ``busy_wait``."""
+        if not self._checks.acquire(timeout=self.busy_wait):
+            raise Busy()
+        try:
+            yield
+        finally:
+            self._checks.release()
+
     def has_password(self) -> bool:
         return bool(self._read().get("hash"))
 
@@ -74,28 +121,78 @@ class AdminStore:
         return str(self._read().get("stamp", ""))
 
     def set_password(self, password: str) -> str:
-        """Hash and store a new password; returns the new stamp (other sessions end)."""
+        """Hash and store a new password; returns the new stamp. Every session ends with it."""
         problem = password_problem(password)
         if problem:
             raise ValueError(problem)
+        with self.check_slot():
+            hashed = _hasher.hash(password)
         stamp = secrets.token_hex(8)
-        record = {"hash": _hasher.hash(password), "stamp": stamp, "changed": time.time()}
-        write_private(self.file, json.dumps(record).encode())
+        with self._lock:
+            self._write({"hash": hashed, "stamp": stamp, "changed": time.time(), "sessions": {}})
         return stamp
 
     def verify(self, password: str) -> bool:
-        record = self._read()
-        stored = record.get("hash")
+        """True for the administrator's password; Busy when the box is checking too many already."""
+        stored = self._read().get("hash")
         if not stored:
             return False
-        try:
-            _hasher.verify(stored, password)
-        except (VerificationError, InvalidHashError):
-            return False
-        if _hasher.check_needs_rehash(stored):  # argon2 parameters raised by a library update
-            record["hash"] = _hasher.hash(password)
-            write_private(self.file, json.dumps(record).encode())
+        with self.check_slot():
+            try:
+                _hasher.verify(stored, password)
+            except (VerificationError, InvalidHashError):
+                return False
+            rehashed = _hasher.hash(password) if _hasher.check_needs_rehash(stored) else None
+        if rehashed:  # argon2 parameters raised by a library update
+            with self._lock:
+                record = self._read()
+                if record.get("hash") == stored:
+                    record["hash"] = rehashed
+                    self._write(record)
         return True
+
+    # -- sessions -------------------------------------------------------------------------------
+    def open_session(self, now: float | None = None) -> str:
+        """A new session id, listed as live (the dead and the least recently used beyond
+        MAX_SESSIONS leave the list)."""
+        now = time.time() if now is None else now
+        sid = secrets.token_urlsafe(24)
+        with self._lock:
+            record = self._read()
+            live = _sessions(record)
+            live = {k: t for k, t in live.items() if t > now - self.session_lifetime - SESSION_TOUCH}
+            live[sid] = now
+            record["sessions"] = dict(sorted(live.items(), key=lambda kv: kv[1])[-MAX_SESSIONS:])
+            self._write(record)
+        return sid
+
+    def session_alive(self, sid: object, stamp: object, now: float | None = None) -> bool:
+        """Whether a cookie's session id is still listed (under the current password), noting its
+        use every SESSION_TOUCH seconds so that a session in use is never pruned."""
+        if not isinstance(sid, str) or not sid:
+            return False
+        record = self._read()
+        seen = _sessions(record).get(sid)
+        if seen is None or stamp != str(record.get("stamp", "")):
+            return False
+        now = time.time() if now is None else now
+        if now - seen > SESSION_TOUCH:
+            with self._lock:
+                record = self._read()
+                if sid in _sessions(record):
+                    record["sessions"][sid] = now
+                    self._write(record)
+        return True
+
+    def close_session(self, sid: object) -> None:
+        """The session ends here: its cookie, wherever a copy of it is, is refused from now on."""
+        if not isinstance(sid, str):
+            return
+        with self._lock:
+            record = self._read()
+            if sid in _sessions(record):
+                del record["sessions"][sid]
+                self._write(record)
 
     def session_key(self) -> bytes:
         """The cookie-signing key, created on first use."""
@@ -111,6 +208,13 @@ class AdminStore:
         return key
 
 
+def _sessions(record: dict[str, Any]) -> dict[str, float]:
+    live = record.get("sessions")
+    if not isinstance(live, dict):
+        live = record["sessions"] = {}
+    return live
+
+
 def password_problem(password: str) -> str | None:
     """Why a new password is not acceptable, or None."""
     if len(password) < MIN_PASSWORD:
@@ -123,42 +227,57 @@ def password_problem(password: str) -> str | None:
 
 
 @dataclass
+class _Failures:
+    count: int
+    last: float
+
+
 class LoginLimiter:
-    """Failed logins per address within a sliding window (in memory: a restart forgets)."""
+    """Failed logins per client address with an exponential back-off, in bounded memory (a
+    restart forgets). ``now`` is time.monotonic() unless given."""
 
-    failures: dict[str, deque[float]] = field(default_factory=dict)
-    total: deque[float] = field(default_factory=deque)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    def __init__(self, max_addresses: int = MAX_ADDRESSES) -> None:
+        self.max_addresses = max_addresses
+        #: least recently failed first
+        self._table: OrderedDict[str, _Failures] = OrderedDict()
+        self._lock = threading.Lock()
 
-    def _trim(self, q: deque[float], now: float) -> None:
-        while q and q[0] <= now - WINDOW:
-            q.popleft()
+    @staticmethod
+    def delay(failures: int) -> float:
+        """The wait after ``failures`` failed logins in a row."""
+        if failures < FREE_FAILURES:
+            return 0.0
+        return min(MAX_DELAY, FIRST_DELAY * 2.0 ** min(failures - FREE_FAILURES, 64))
 
     def wait(self, addr: str, now: float | None = None) -> float:
         """Seconds this address must wait before the next attempt (0 = go ahead)."""
         now = time.monotonic() if now is None else now
-        with self.lock:
-            q = self.failures.get(addr, deque())
-            self._trim(q, now)
-            self._trim(self.total, now)
-            waits = [0.0]
-            if len(q) >= MAX_FAILURES:
-                waits.append(q[0] + WINDOW - now)
-            if len(self.total) >= MAX_FAILURES_TOTAL:
-                waits.append(self.total[0] + WINDOW - now)
-            return max(waits)
+        with self._lock:
+            rec = self._table.get(addr)
+            if rec is None:
+                return 0.0
+            return max(0.0, rec.last + self.delay(rec.count) - now)
 
     def failed(self, addr: str, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
-        with self.lock:
-            self.failures.setdefault(addr, deque()).append(now)
-            self.total.append(now)
-            if len(self.failures) > 10000:  # bounded memory under a spray of addresses
-                self.failures.pop(next(iter(self.failures)))
+        with self._lock:
+            while self._table:  # forget addresses quiet for a day (the oldest are at the front)
+                first = next(iter(self._table.values()))
+                if first.last > now - FORGET_AFTER:
+                    break
+                self._table.popitem(last=False)
+            rec = self._table.pop(addr, None) or _Failures(0, now)
+            rec.count, rec.last = rec.count + 1, now
+            self._table[addr] = rec
+            while len(self._table) > self.max_addresses:
+                self._table.popitem(last=False)
 
     def succeeded(self, addr: str) -> None:
-        with self.lock:
-            self.failures.pop(addr, None)
+        with self._lock:
+            self._table.pop(addr, None)
+
+    def __len__(self) -> int:
+        return len(self._table)
 
 
 def store() -> AdminStore:
@@ -171,10 +290,12 @@ def limiter() -> LoginLimiter:
 
 def init_app(app: Flask, state_dir: Path, *, https: bool, session_hours: int) -> None:
     """Sessions, the login requirement on every request, and the auth pages."""
-    admin = AdminStore(state_dir)
+    admin = AdminStore(state_dir, session_lifetime=session_hours * 3600.0)
     app.extensions["faxbridge_admin"] = admin
     app.extensions["faxbridge_login_limiter"] = LoginLimiter()
     app.secret_key = admin.session_key()
+    app.request_class = BoundedRequest
+    app.register_error_handler(RequestEntityTooLarge, too_large)
     app.config.update(SESSION_COOKIE_NAME="faxbridge_session", SESSION_COOKIE_HTTPONLY=True,
                       SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_SECURE=https,
                       PERMANENT_SESSION_LIFETIME=timedelta(hours=session_hours),
@@ -184,7 +305,31 @@ def init_app(app: Flask, state_dir: Path, *, https: bool, session_hours: int) ->
 
 
 def logged_in() -> bool:
-    return session.get("user") == "admin" and session.get("stamp") == store().stamp()
+    return session.get("user") == "admin" and store().session_alive(session.get("sid"), session.get("stamp"))
+
+
+class BoundedRequest(Request):
+    """A request whose body may be ANONYMOUS_MAX_BYTES before login and LOGGED_IN_MAX_BYTES
+    after, decided when the body is first read (the CSRF check reads the form before any view),
+    so that nobody without the password can make the box buffer a large upload."""
+
+    _limit: int | None = None
+
+    @property  # type: ignore[override]
+    def max_content_length(self) -> int:
+        if self._limit is None:
+            self._limit = LOGGED_IN_MAX_BYTES if logged_in() else ANONYMOUS_MAX_BYTES
+        return self._limit
+
+
+def too_large(e: RequestEntityTooLarge) -> tuple[Response | str, int]:
+    """413 saying what the limit is, JSON for the API, a page for people."""
+    limit = LOGGED_IN_MAX_BYTES if logged_in() else ANONYMOUS_MAX_BYTES
+    message = (f"The request is larger than {limit // 1024} KiB, the most this box accepts"
+               + ("." if limit == LOGGED_IN_MAX_BYTES else " before login."))
+    if _is_api():
+        return jsonify(error=message), 413
+    return render_template("error.html", code=413, title="Request too large", message=message), 413
 
 
 def _is_api() -> bool:
@@ -228,11 +373,18 @@ def _safe_next(target: str | None) -> str:
 
 
 def _start_session(stamp: str) -> None:
+    """A fresh session (a new id: nothing of a cookie from before the login carries over)."""
     session.clear()
     session.permanent = True
     session["user"] = "admin"
+    session["sid"] = store().open_session()
     session["stamp"] = stamp
     session["since"] = time.time()
+
+
+def _busy(template: str, **ctx: Any) -> Response:
+    """Every argon2 turn is taken: 503, saying so and when to come back."""
+    return Response(render_template(template, error=str(Busy()), **ctx), 503, headers={"Retry-After": "5"})
 
 
 @bp.route("/setup", methods=["GET", "POST"])
@@ -246,6 +398,8 @@ def setup() -> Response | str:
         else:
             try:
                 stamp = store().set_password(password)
+            except Busy:
+                return _busy("setup_password.html", minimum=MIN_PASSWORD)
             except ValueError as e:
                 error = str(e)
             else:
@@ -270,7 +424,11 @@ def login() -> Response | str | tuple[str, int]:
         body = render_template("login.html", next=nxt,
                                error=f"Too many failed attempts. Try again in {int(wait) + 1} seconds.")
         return Response(body, 429, headers={"Retry-After": str(int(wait) + 1)})
-    if store().verify(request.form.get("password", "")):
+    try:
+        right = store().verify(request.form.get("password", ""))
+    except Busy:
+        return _busy("login.html", next=nxt)
+    if right:
         limiter().succeeded(addr)
         _start_session(store().stamp())
         return redirect(nxt)
@@ -280,6 +438,7 @@ def login() -> Response | str | tuple[str, int]:
 
 @bp.post("/logout")
 def logout() -> Response:
+    store().close_session(session.get("sid"))
     session.clear()
     flash("You are logged out.")
     return redirect(url_for("auth.login"))
@@ -290,24 +449,32 @@ def change_password() -> Response | str | tuple[str, int]:
     """A new password needs the current one; every other session ends."""
     error = ""
     if request.method == "POST":
-        addr = request.remote_addr or "?"
-        if limiter().wait(addr) > 0:
-            error = "Too many failed attempts. Try again later."
-        elif not store().verify(request.form.get("current", "")):
-            limiter().failed(addr)
-            error = "The current password is wrong."
-        elif request.form.get("password", "") != request.form.get("confirm", ""):
-            error = "The two new passwords differ."
-        else:
-            try:
-                stamp = store().set_password(request.form.get("password", ""))
-            except ValueError as e:
-                error = str(e)
-            else:
-                _start_session(stamp)
-                flash("Password changed. Other sessions have been logged out.")
-                return redirect("/")
+        try:
+            error = _change_password(request.remote_addr or "?")
+        except Busy:
+            return _busy("change_password.html", minimum=MIN_PASSWORD)
+        if not error:
+            flash("Password changed. Other sessions have been logged out.")
+            return redirect("/")
     return render_template("change_password.html", error=error, minimum=MIN_PASSWORD), 400 if error else 200
+
+
+def _change_password(addr: str) -> str:
+    """What is wrong with the submitted form, or "" once the new password is set (this browser
+    gets a new session; every other one has ended)."""
+    if limiter().wait(addr) > 0:
+        return "Too many failed attempts. Try again later."
+    if not store().verify(request.form.get("current", "")):
+        limiter().failed(addr)
+        return "The current password is wrong."
+    if request.form.get("password", "") != request.form.get("confirm", ""):
+        return "The two new passwords differ."
+    try:
+        stamp = store().set_password(request.form.get("password", ""))
+    except ValueError as e:
+        return str(e)
+    _start_session(stamp)
+    return ""
 
 
 @bp.route("/account/certificate", methods=["GET", "POST"])

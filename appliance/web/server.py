@@ -11,18 +11,24 @@ import argparse
 import ipaddress
 import logging
 import ssl
+import sys
 
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
-from appliance.config import Config, parse_hostport
+from appliance.cli import private_files
+from appliance.config import Config, ConfigError, parse_hostport
+from appliance.tlskeys import EncryptedKey, refuse_passphrase
 from appliance.web.app import create_app
+from appliance.web.auth import LOGGED_IN_MAX_BYTES
 from appliance.web.tls import active_paths
 
 log = logging.getLogger("faxbridge.web")
 
 #: page renders and a few live-status streams (each open dashboard holds one thread)
 THREADS = 12
+#: request line and headers together (a browser sends 1-2 KiB); beyond, cheroot answers 413
+MAX_HEADER_BYTES = 16 * 1024
 
 
 def is_loopback(host: str) -> bool:
@@ -41,17 +47,28 @@ def build_server(config: Config) -> tuple[wsgi.Server, str]:
     app = create_app(config)
     server = wsgi.Server((host, port), app, numthreads=THREADS, server_name="Faxbridge",
                          shutdown_timeout=2)
+    # bounded before the app sees anything; the app then holds a body to 16 KiB until login
+    server.max_request_header_size = MAX_HEADER_BYTES
+    server.max_request_body_size = LOGGED_IN_MAX_BYTES
     scheme = "http"
     if config.web.https:
         if config.web.cert_file:
             cert, key = config.path(config.web.cert_file), config.path(config.web.key_file)
         else:
             cert, key = active_paths(config.path(config.web.state_dir), host, config.system.hostname)
-        adapter = BuiltinSSLAdapter(str(cert), str(key))
+        try:
+            adapter = BuiltinSSLAdapter(str(cert), str(key), private_key_password=refuse_passphrase)
+        except EncryptedKey as e:
+            setting = "web.key_file" if config.web.cert_file else "the HTTPS key"
+            raise ConfigError([f"{setting} {key}: {e}"]) from None
         adapter.context.minimum_version = ssl.TLSVersion.TLSv1_2
         server.ssl_adapter = adapter
-        # an uploaded certificate takes effect for the next connection, without a restart
-        app.extensions["faxbridge_tls_reload"] = adapter.context.load_cert_chain
+
+        def reload(cert_file: str, key_file: str) -> None:
+            """An uploaded certificate takes effect for the next connection, without a restart."""
+            adapter.context.load_cert_chain(cert_file, key_file, password=refuse_passphrase)
+
+        app.extensions["faxbridge_tls_reload"] = reload
         scheme = "https"
     shown = f"[{host}]" if ":" in host else host
     return server, f"{scheme}://{shown}:{port}/"
@@ -75,9 +92,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m appliance.web", description=__doc__)
     parser.add_argument("-c", "--config", help="configuration file (default: built-in defaults)")
     args = parser.parse_args(argv)
+    private_files()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = Config.load(args.config) if args.config else Config()
-    serve(config)
+    try:
+        serve(Config.load(args.config) if args.config else Config())
+    except ConfigError as e:
+        for err in e.errors:
+            print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ from werkzeug.datastructures import MultiDict
 
 from appliance.config import (ROUTE_FORMATS, ROUTE_TIFF, T38_MODES, Config, ConfigError, PeerConfig,
                               RegistrationConfig, RouteRuleConfig, config_file)
+from appliance.config import STARTTLS_MODES, WebConfig
+from appliance.tlskeys import UPLOAD_ADVICE, EncryptedKey, refuse_passphrase
 from appliance.web.tomledit import ConfigDoc, TomlEditError, error_key
 
 log = logging.getLogger(__name__)
@@ -424,7 +426,9 @@ DELIVERY_FIELDS = [
     Field("delivery.url", "Server or folder", group=G_MAIN,
           help="smtp: smtp://host:port or smtps://host:port; maildir: a folder; not used by direct and graph."),
     Field("delivery.from", "Sender address (From)", group=G_MAIN),
-    Field("delivery.starttls", "STARTTLS", "choice", choices=("opportunistic", "required", "none"), group=G_SERVER),
+    Field("delivery.starttls", "STARTTLS", "choice", choices=STARTTLS_MODES, group=G_SERVER,
+          help="(default) = required, except for a server on this box (localhost), where it is used when "
+               "offered. opportunistic sends in clear when the server offers no STARTTLS."),
     Field("delivery.auth", "Sign-in", "choice", choices=("", "password", "oauth2", "none"), group=G_SERVER,
           help="empty = password when a user name is set"),
     Field("delivery.username", "User name", group=G_SERVER),
@@ -565,9 +569,17 @@ def modem() -> Any:
 @bp.route("/delivery", methods=["GET", "POST"])
 def delivery() -> Any:
     return _simple("delivery", DELIVERY_FIELDS, "settings_delivery.html", title="Delivery",
-                   extra=lambda doc: {"test_to": _default_test_to(doc)},
+                   extra=lambda doc: {"test_to": _default_test_to(doc), "starttls": _starttls_in_effect(doc)},
                    intro="Where received faxes go. Passwords and client secrets are kept in secrets.toml "
                          "and never shown again; leave a secret field empty to keep it.")
+
+
+def _starttls_in_effect(doc: ConfigDoc) -> str:
+    """What delivery.starttls means for the file as it is (its default depends on the server)."""
+    try:
+        return doc.validate().delivery.starttls_in_effect()
+    except ConfigError:
+        return ""
 
 
 def _default_test_to(doc: ConfigDoc) -> str:
@@ -777,7 +789,9 @@ def check_cert_pair(cert: bytes, key: bytes) -> str | None:
         c.write_bytes(cert)
         k.write_bytes(key)
         try:
-            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(c, k)
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(c, k, password=refuse_passphrase)
+        except EncryptedKey:
+            return UPLOAD_ADVICE
         except ssl.SSLError as e:
             return f"the certificate and key do not load together ({e.reason or e})"
     return None
@@ -808,7 +822,12 @@ def backup_download_secrets() -> Any:
         page, _ = _page("settings_backup.html", "backup", title="Backup and restore",
                         errors=[f"password: too many wrong passwords; try again in {int(wait) + 1} s"])
         return page, 429
-    if not auth.store().verify(request.form.get("password", "")):
+    try:
+        right = auth.store().verify(request.form.get("password", ""))
+    except auth.Busy as e:
+        page, _ = _page("settings_backup.html", "backup", title="Backup and restore", errors=[f"password: {e}"])
+        return page, 503
+    if not right:
         auth.limiter().failed(addr)
         page, _ = _page("settings_backup.html", "backup", title="Backup and restore",
                         errors=["password: that is not the administrator password"])
@@ -825,21 +844,28 @@ def _attachment(text: str, name: str) -> Response:
 
 def _moves_web_state(text: str) -> str | None:
     """A restore may not move web.state_dir: the administrator password lives there, so moving
-    it would reopen the first-start page to anyone after the next restart."""
+    it would reopen the first-start page to anyone after the next restart.  Compared as resolved
+    paths, the way the restored file will be read: a backup without the key means the default,
+    relative to the configuration file's directory, which need not be where the box keeps it."""
     import tomllib
 
     try:
         web = tomllib.loads(text).get("web", {})
     except tomllib.TOMLDecodeError:
         return None  # the restore itself reports the syntax error
-    wanted = web.get("state_dir") if isinstance(web, dict) else None
-    if wanted is None:
+    if not isinstance(web, dict):
+        return None  # so does validation
+    wanted = web.get("state_dir", WebConfig().state_dir)
+    if not isinstance(wanted, str) or not wanted:
         return None
     cfg = running()
-    base = config_file(cfg).parent
-    if (base / str(wanted)).resolve() != cfg.path(cfg.web.state_dir).resolve():
-        return ("web.state_dir differs from this box's; a restore may not move the web state "
-                "(it holds the administrator password). Remove the key from the file or change it on the box.")
+    here = cfg.path(cfg.web.state_dir).resolve()
+    there = (config_file(cfg).parent / wanted).resolve()
+    if there != here:
+        said = f"web.state_dir = {wanted!r}" if "state_dir" in web else "no web.state_dir (the default)"
+        return (f"the backup has {said}, which is {there}; this box keeps its web state in {here}. A restore "
+                "may not move the web state (it holds the administrator password): put "
+                f"state_dir = \"{here}\" in the file's [web] section, or change it on the box.")
     return None
 
 

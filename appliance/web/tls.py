@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from appliance.tlskeys import UPLOAD_ADVICE
 from appliance.web.auth import write_private
 
 #: browsers cap certificate lifetimes; a box regenerates before this runs out
@@ -95,8 +96,10 @@ def check_pair(cert_pem: bytes, key_pem: bytes) -> str | None:
         return "the certificate is not a PEM certificate"
     try:
         key = serialization.load_pem_private_key(key_pem, password=None)
-    except (ValueError, TypeError):
-        return "the key is not an unencrypted PEM private key"
+    except TypeError:  # cryptography: "Password was not given but private key is encrypted"
+        return UPLOAD_ADVICE
+    except ValueError:
+        return "the key is not a PEM private key"
     pub = serialization.PublicFormat.SubjectPublicKeyInfo
     if (cert.public_key().public_bytes(serialization.Encoding.PEM, pub)
             != key.public_key().public_bytes(serialization.Encoding.PEM, pub)):

@@ -91,7 +91,7 @@ KINDS: dict[str, dict[str, Any]] = {
             Field("delivery.username", "User name (if the server wants one)"),
             Field("delivery.password", "Password", "secret"),
         ],
-        "fixed": {"backend": "smtp", "starttls": "opportunistic", "auth": ""},
+        "fixed": {"backend": "smtp", "starttls": "", "auth": ""},
     },
 }
 

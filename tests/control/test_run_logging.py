@@ -45,4 +45,4 @@ def test_run_logs_to_stderr_and_the_file_until_it_stops(tmp_path: Path) -> None:
     # the records of the start and of the stop are in both places
     for needle in ("listening", "stopped"):
         assert needle in text.lower() and needle in err.lower(), (needle, text[-2000:])
-    assert oct(logfile.stat().st_mode & 0o777) == "0o640"
+    assert oct(logfile.stat().st_mode & 0o777) == "0o600"

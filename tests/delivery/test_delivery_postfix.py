@@ -32,6 +32,7 @@ from appliance.delivery.advice import advise_text
 from appliance.delivery.smtp import PermanentDeliveryError, send_smtp
 from appliance.spool.store import FaxRecord
 from smtp_harness import free_port, smtp_cfg
+from tests.provided import provided
 
 POSTFIX = "/usr/sbin/postfix"
 DOMAIN = "fax.test"
@@ -40,9 +41,8 @@ MAILBOX = f"sales@{DOMAIN}"
 NOBODY_UID = NOBODY_GID = 65534
 
 pytestmark = [
-    pytest.mark.skipif(not os.path.exists(POSTFIX),
-                       reason=f"{POSTFIX} missing: install Postfix (make test adds it via TEST_APT_PACKAGES)"),
-    pytest.mark.skipif(os.geteuid() != 0, reason="Postfix's master process needs root"),
+    provided(os.path.exists(POSTFIX), f"{POSTFIX} missing: install Postfix (make test adds it via TEST_APT_PACKAGES)"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="Postfix's master process needs root"),  # make test does not run as root
 ]
 
 MASTER_CF = """\

@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw, ImageSequence
 
 from appliance.delivery import tiff_profiles as tp
 from appliance.delivery.tiff_check import check_profile_s
+from tests.provided import provided, require, require_import
 
 STANDARD, FINE = (204, 98), (204, 196)
 
@@ -35,8 +36,7 @@ def spool_tiff(pages: list[Image.Image], dpi: tuple[int, int], tmp_path: Path) -
     """As spandsp stores it: G4, several strips per page, FillOrder 2 (rewritten by libtiff's tiffcp)."""
     plain = tmp_path / "plain.tif"
     pages[0].save(plain, save_all=True, append_images=pages[1:], compression="group4", dpi=dpi)
-    if not shutil.which("tiffcp"):
-        return plain.read_bytes()
+    require(shutil.which("tiffcp"), "libtiff-tools (tiffcp) missing: make installs it")
     out = tmp_path / "spool.tif"
     subprocess.run(["tiffcp", "-c", "g4", "-f", "lsb2msb", "-r", "64", str(plain), str(out)], check=True)
     return out.read_bytes()
@@ -65,7 +65,7 @@ def tiffdump(data: bytes, tmp_path: Path) -> list[dict[int, list[int]]]:
     return dirs
 
 
-needs_libtiff_tools = pytest.mark.skipif(not shutil.which("tiffdump"), reason="libtiff-tools missing")
+needs_libtiff_tools = provided(shutil.which("tiffdump"), "libtiff-tools (tiffdump) missing: make installs it")
 
 
 @pytest.mark.parametrize("dpi", [STANDARD, FINE], ids=["standard", "fine"])
@@ -169,7 +169,7 @@ def test_checker_finds_what_is_not_profile_s(tmp_path):
 
 
 def _pdf_pages(data: bytes) -> list[tuple[Image.Image, float, float]]:
-    pikepdf = pytest.importorskip("pikepdf")
+    pikepdf = require_import("pikepdf", "pikepdf, of the test extra")
     pdf = pikepdf.open(io.BytesIO(data))
     out = []
     for p in pdf.pages:

@@ -35,6 +35,7 @@ from PIL import Image, ImageChops
 
 from appliance.fax.pages import read_pages
 from tests.conftest import free_port
+from tests.provided import require
 
 from .conftest import tiff_attachment
 
@@ -247,8 +248,7 @@ SCENARIO = r"""<?xml version="1.0" encoding="UTF-8"?>
 
 @pytest.mark.xdist_group("sipp")
 def test_sipp_replays_the_ht801_t38_call_and_the_page_is_mailed(tmp_path, smtp, appliance_factory):
-    if not SIPP.exists():
-        pytest.skip(f"SIPp not installed ({SIPP}; Debian package sip-tester)")
+    require(SIPP.exists(), f"SIPp not installed ({SIPP}; Debian package sip-tester, which make test installs)")
     try:
         socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP).close()
     except PermissionError:

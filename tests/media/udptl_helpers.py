@@ -6,7 +6,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
+from tests.provided import require
 
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
 HT801_PCAP = FIXTURES / "pcaps" / "grandstream-ht801-t38-ecm.pcap"
@@ -71,6 +71,5 @@ def read_pcap_udp(path: Path) -> list[UdpDatagram]:
 
 def ht801_udptl() -> list[UdpDatagram]:
     """The HT801's UDPTL stream (5004 -> 4545), or skip when the fixture is not checked out."""
-    if not HT801_PCAP.exists():
-        pytest.skip(f"recorded call not available: {HT801_PCAP}")
+    require(HT801_PCAP.exists(), f"recorded call not available: {HT801_PCAP} (../shared beside the checkout)")
     return [d for d in read_pcap_udp(HT801_PCAP) if d.src[1] == 5004 and d.dst[1] == 4545]

@@ -22,12 +22,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from tests.provided import provided
+
 from .hylafax import JOB_DONE, SEND_DONE, hylafax_send, hylafax_sendfax, missing_tools, write_tiff_f
 from .lines import fax_to_the_daemon, mailed_tiff
 from .test_daemon_modem import appliance_side_effects  # noqa: F401 (fixture)
 
 _missing = missing_tools()
-needs_hylafax = pytest.mark.skipif(bool(_missing), reason="needs Debian's " + ", ".join(_missing))
+needs_hylafax = provided(not _missing, "needs Debian's " + ", ".join(_missing) + " (make test installs them)")
 
 
 def _rows(path: Path) -> list[bytes]:

@@ -21,14 +21,15 @@ from appliance.fax.testpages import demo_pages
 from appliance.modem.class1 import Class1Sender
 from appliance.modem.serial_port import ModemPort
 from appliance.modem.virtual import LineOptions, VirtualLine
+from tests.provided import provided
 
 from .lines import fax_to_the_daemon, mailed_tiff, until
 from .test_daemon_modem import appliance_side_effects, config  # noqa: F401 (fixture)
 from .test_virtual_line import BODY_FROM, EFAX_HEADER_ROWS, _efax_pages, _rows
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("modem-line"),
-              pytest.mark.skipif(shutil.which("efax") is None or shutil.which("tiffcp") is None,
-                                 reason="needs Debian's efax and libtiff-tools")]
+              provided(shutil.which("efax") and shutil.which("tiffcp"),
+                       "needs Debian's efax and libtiff-tools (make test installs them)")]
 
 
 def _efax(tmp_path: Path, pages: list[Path]):  # type: ignore[no-untyped-def]

@@ -19,6 +19,7 @@ import pytest
 
 from appliance.modem.virtual import LineOptions, VirtualLine
 from appliance.spandsp.t31 import CallEvent, Control, ModemLine, T31Modem, noise_amplitude
+from tests.provided import provided
 
 # -- a tiny DTE -------------------------------------------------------------------------------
 
@@ -411,8 +412,8 @@ def _assert_body_equal(sent: Path, got: Path) -> None:
     assert not bad, f"{got.name}: {len(bad)} rows differ, first {bad[:5]}"
 
 
-needs_efax = pytest.mark.skipif(EFAX is None or shutil.which("tiffcp") is None,
-                                reason="needs Debian's efax and libtiff-tools")
+needs_efax = provided(EFAX is not None and shutil.which("tiffcp") is not None,
+                      "needs Debian's efax and libtiff-tools (make test installs them)")
 
 
 @pytest.mark.slow

@@ -20,12 +20,12 @@ import pytest
 from appliance.config import RegistrationConfig
 from appliance.sip.message import SipResponse, parse_message
 from appliance.sip.transport import SipEndpoint
+from tests.provided import provided
 
 from sip_helpers import raw
 
 KAMAILIO = "/usr/sbin/kamailio"
-pytestmark = pytest.mark.skipif(not os.path.exists(KAMAILIO),
-                                reason="kamailio not installed (Debian package 'kamailio'; the Makefile installs it)")
+pytestmark = provided(os.path.exists(KAMAILIO), "kamailio not installed (Debian package 'kamailio'; make test installs it)")
 
 CFG = """#!KAMAILIO
 debug=2

@@ -13,7 +13,7 @@ from webauth import PASSWORD, csrf, login, store_for
 
 from appliance.config import Config
 from appliance.web import create_app
-from appliance.web.auth import MAX_FAILURES, PUBLIC_ENDPOINTS
+from appliance.web.auth import FREE_FAILURES, PUBLIC_ENDPOINTS
 
 ARGS = {"int": 1, "path": "x", "string": "x", "default": "x"}
 
@@ -109,7 +109,7 @@ def test_login_never_redirects_off_site(anon_client: FlaskClient, target: str) -
 def test_failed_logins_are_rate_limited_per_address(anon_client: FlaskClient) -> None:
     store_for(anon_client).set_password(PASSWORD)
     token = csrf(anon_client)
-    for _ in range(MAX_FAILURES):
+    for _ in range(FREE_FAILURES):
         r = anon_client.post("/login", data={"password": "wrong password!", "csrf_token": token})
         assert r.status_code == 401 and "Wrong password" in r.get_data(as_text=True)
     r = anon_client.post("/login", data={"password": PASSWORD, "csrf_token": token})

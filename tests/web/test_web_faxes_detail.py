@@ -18,6 +18,7 @@ from PIL import Image
 from appliance.config import Config, RoutingConfig, SpoolConfig, SystemConfig
 from appliance.spool.store import FaxRecord, Spool
 from appliance.web import create_app
+from tests.provided import require_import
 from webauth import csrf, login
 from webfax import FINE, STANDARD, T0, XSS, add_fax, black_box
 
@@ -54,7 +55,7 @@ def test_no_trace_says_so(admin_client: FlaskClient, spool: Spool) -> None:
 
 
 def test_pdf_download_has_every_page(admin_client: FlaskClient, spool: Spool) -> None:
-    pikepdf = pytest.importorskip("pikepdf")
+    pikepdf = require_import("pikepdf", "pikepdf, of the test extra")
     fax = add_fax(spool, T0, dpis=[STANDARD, FINE, STANDARD])
     body = get(admin_client, f"/faxes/{fax.id}")
     assert f'href="/faxes/{fax.id}.pdf"' in body

@@ -10,16 +10,19 @@ import ssl
 import urllib.parse
 import subprocess
 import sys
+import threading
 import time
+import warnings
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
 from webfax import STANDARD, T0, add_fax
 
 from appliance.config import Config, parse_hostport
 from appliance.spool.store import Spool
-from appliance.web.server import is_loopback
+from appliance.web.server import build_server, is_loopback
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -96,21 +99,74 @@ def test_serve_answers_over_https_with_its_generated_certificate_and_login(tmp_p
             assert "+4930555" in body and f"/faxes/{fax.id}/pages/1.png?size=thumb" in body
         with browser.open(f"{base}/faxes/{fax.id}/pages/2.png?size=thumb", timeout=10) as r:
             assert r.headers["Content-Type"] == "image/png" and r.read(8) == b"\x89PNG\r\n\x1a\n"
-        # TLS 1.1 is refused
-        old = ssl.create_default_context(cafile=str(cert))
-        old.maximum_version = ssl.TLSVersion.TLSv1_1
-        try:
-            old.minimum_version = ssl.TLSVersion.TLSv1_1
-            with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-                old.wrap_socket(raw, server_hostname="127.0.0.1")
-        except (ssl.SSLError, OSError, ValueError):
-            pass
-        else:
-            raise AssertionError("TLS 1.1 must be refused")
+        # TLS 1.1 is refused by the server itself, not only by Debian's client defaults
+        assert_refuses_tls_1_1(port, cert)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
         proc.stderr.close()
+
+
+def tls_1_1_client(cafile: Path) -> ssl.SSLContext:
+    """A client that speaks TLS 1.1 only, at OpenSSL security level 0: Debian's defaults
+    (MinProtocol and CipherString @SECLEVEL=2 in /etc/ssl/openssl.cnf) would refuse it on the
+    client side and hide what the server allows."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TLSVersion.TLSv1_1 is, on purpose
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(cafile)
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+        ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+    return ctx
+
+
+def tls_1_1_server(cert: Path, key: Path) -> tuple[socket.socket, threading.Thread]:
+    """A throwaway server that allows TLS 1.1 (one connection), to prove the client can speak it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_1
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        conn.settimeout(10)
+        try:
+            with ctx.wrap_socket(conn, server_side=True) as tls:
+                tls.recv(1)
+        except (OSError, ssl.SSLError):
+            pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener, thread
+
+
+def assert_refuses_tls_1_1(port: int, cert: Path) -> None:
+    client = tls_1_1_client(cert)
+    listener, thread = tls_1_1_server(cert, cert.with_name("key.pem"))
+    try:
+        with socket.create_connection(listener.getsockname(), timeout=10) as raw:
+            with client.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                assert tls.version() == "TLSv1.1"  # this client can, where a server allows it
+    finally:
+        thread.join(10)
+        listener.close()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with pytest.raises(ssl.SSLError) as refused:
+            client.wrap_socket(raw, server_hostname="127.0.0.1")
+    # the server said no to the version (an alert), not some other failure
+    assert refused.value.reason in ("TLSV1_ALERT_PROTOCOL_VERSION", "UNSUPPORTED_PROTOCOL"), refused.value
+
+
+def test_the_server_context_allows_tls_1_2_and_newer_only(tmp_path: Path) -> None:
+    cfg = Config.from_dict({"web": {"listen": f"127.0.0.1:{free_loopback_port()}"}, "spool": {"dir": "spool"}},
+                           base_dir=tmp_path)
+    server, url = build_server(cfg)
+    assert url.startswith("https://")
+    assert server.ssl_adapter.context.minimum_version == ssl.TLSVersion.TLSv1_2
 
 
 def test_default_listen_address_is_loopback() -> None:

@@ -183,8 +183,8 @@ def test_changing_the_choice_leaves_no_oauth_sign_in_behind(admin_client: FlaskC
         "delivery.from": "fax@example.com", "delivery.username": "", "test_to": ""})
     assert r.status_code == 302, r.get_data(as_text=True)
     d = Config.load(config_file(config)).delivery
-    assert (d.backend, d.url, d.auth_mode, d.starttls) == ("smtp", "smtp://relay.example.com:25", "none",
-                                                           "opportunistic")
+    assert (d.backend, d.url, d.auth_mode, d.starttls) == ("smtp", "smtp://relay.example.com:25", "none", "")
+    assert d.starttls_for("relay.example.com") == "required"  # the default: not on this box
 
 
 def test_use_it_adds_a_detected_modem_and_nothing_else(admin_client: FlaskClient, config: Config, tmp_path: Path,
