@@ -17,7 +17,8 @@ from appliance.fax import pagelimits as pl
 from appliance.fax.pages import read_pages
 from appliance.fax.session import ReceiveSession
 from appliance.spandsp.audio import AudioFaxTerminal
-from appliance.spandsp.t4 import FEED_SLICE, T6, T4Error, T4Receiver, Y_RES_FINE
+from appliance.spandsp import t4
+from appliance.spandsp.t4 import T6, T4Error, T4Receiver, Y_RES_FINE
 from tests.fax.test_audio_terminal import run_pair
 from tests.poisonfax import POISON_ROWS, fax_tiff, good_page, poison_page, white_rows_g4
 
@@ -84,7 +85,7 @@ def test_t4_receiver_stops_decoding_an_over_long_page_and_does_not_write_it(tmp_
         rx.put(white_rows_g4(POISON_ROWS))
         assert rx.refused is not None and "80,000" not in rx.refused
         decoded = rx.rows
-        assert limit < decoded <= limit + 8 * FEED_SLICE, "decoding stopped just past the limit"
+        assert limit < decoded <= limit + 8 * t4.FEED_SLICE, "decoding stopped just past the limit"
         with pytest.raises(T4Error, match=r"page refused, not kept: page 1 is [\d,]+ rows long"):
             rx.end_page()
         # the next page arrives as usual
