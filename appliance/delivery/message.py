@@ -256,6 +256,8 @@ def _warning(fax: FaxRecord) -> str:
 def _attached(fax: FaxRecord, kinds: list[str]) -> str:
     if not kinds and refused_pages(fax):
         return "No page could be delivered, so nothing is attached."
+    if not kinds and fax.pages > 0:
+        return "The fax image could not be converted, so nothing is attached; it is kept on the fax appliance."
     if not kinds:
         return "No page was received, so nothing is attached."
     names = {"tiff": "a TIFF image", "pdf": "a PDF document"}
