@@ -91,12 +91,14 @@ def fax_tiff(pages: list[CodedPage]) -> bytes:
 def peak_rss(code: str, *args: str) -> tuple[int, str]:
     """Run ``code`` in a fresh interpreter; return (its peak RSS in bytes, what it printed).
 
-    ``ru_maxrss`` of the child itself (RUSAGE_SELF, read by the child at its end), so one test
-    can compare several runs without the maximum of earlier children leaking in.
+    The peak is the child's own VmHWM, read by the child at its end.  Not ``ru_maxrss``: Linux
+    carries that over fork and exec, so a child's would start at the size of the test process
+    that started it, and RUSAGE_CHILDREN is the maximum over every child so far.
     """
     prog = textwrap.dedent(code) + textwrap.dedent("""
-        import json as _json, resource as _resource
-        print("PEAK " + _json.dumps(_resource.getrusage(_resource.RUSAGE_SELF).ru_maxrss * 1024))
+        import json as _json, re as _re
+        _hwm = _re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)
+        print("PEAK " + _json.dumps(int(_hwm) * 1024))
     """)
     out = subprocess.run([sys.executable, "-c", prog, *args], cwd=REPO, capture_output=True, text=True,
                          timeout=120)
