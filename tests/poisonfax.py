@@ -18,7 +18,7 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageOps
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,7 +35,6 @@ class CodedPage:
     rows: int
     dpi: tuple[int, int]
     strip: bytes
-    photometric: int = 0  # WhiteIsZero, as spandsp writes; Pillow's coder writes BlackIsZero
 
 
 def white_rows_g4(rows: int) -> bytes:
@@ -50,18 +49,22 @@ def poison_page(rows: int = POISON_ROWS, width: int = 1728, dpi: tuple[int, int]
 
 
 def good_page(n: int, dpi: tuple[int, int] = FINE, rows: int = 2287) -> tuple[Image.Image, CodedPage]:
-    """A 1728-wide page with a numbered box, and the same page coded by Pillow's libtiff G4 coder."""
+    """A 1728-wide page with a numbered box, and the same page coded by libtiff's G4 coder.
+
+    Coded with black as the 1-bits (the page inverted first), which is what WhiteIsZero, the
+    photometric spandsp writes and ``fax_tiff`` declares, means.
+    """
     im = Image.new("1", (1728, rows), 1)
     draw = ImageDraw.Draw(im)
     draw.rectangle((100 + 60 * n, 100, 900, 500), fill=0)
     draw.text((200, 700), f"page {n}", fill=0)
+    inverted = ImageOps.invert(im.convert("L")).convert("1", dither=Image.Dither.NONE)
     buf = io.BytesIO()
-    im.save(buf, format="TIFF", compression="group4", strip_size=1 << 30)
+    inverted.save(buf, format="TIFF", compression="group4", strip_size=1 << 30)
     with Image.open(io.BytesIO(buf.getvalue())) as coded:
         (offset,), (count,) = coded.tag_v2[273], coded.tag_v2[279]
         assert coded.tag_v2.get(266, 1) == 1
-        photometric = coded.tag_v2[262]
-    return im, CodedPage(1728, rows, dpi, buf.getvalue()[offset:offset + count], photometric)
+    return im, CodedPage(1728, rows, dpi, buf.getvalue()[offset:offset + count])
 
 
 def fax_tiff(pages: list[CodedPage]) -> bytes:
@@ -69,7 +72,7 @@ def fax_tiff(pages: list[CodedPage]) -> bytes:
     out = bytearray(b"II*\x00" + struct.pack("<I", 8))
     for n, page in enumerate(pages):
         tags = [(254, 4, 2), (256, 4, page.width), (257, 4, page.rows), (258, 3, 1), (259, 3, 4),
-                (262, 3, page.photometric), (266, 3, 1), (273, 4, 0), (277, 3, 1), (278, 4, page.rows),
+                (262, 3, 0), (266, 3, 1), (273, 4, 0), (277, 3, 1), (278, 4, page.rows),
                 (279, 4, len(page.strip)), (282, 5, 0), (283, 5, 0), (293, 4, 0), (296, 3, 2)]
         start = len(out)
         rationals = start + 2 + 12 * len(tags) + 4
