@@ -22,6 +22,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 
 from appliance.delivery import tiff_profiles
+from appliance.fax.session import PAGE_TOO_LARGE
 from appliance.spandsp.t30 import CALL_DROPPED as T30_CALL_DROPPED
 from appliance.spandsp.t30 import OK as T30_OK
 from appliance.spool.store import FaxRecord
@@ -249,6 +250,10 @@ def _warning(fax: FaxRecord) -> str:
         return "MISSED FAX CALL: the caller did not send a page."
     if fax.complete:
         return ""
+    hangup = fax.extra.get("hangup_reason") if isinstance(fax.extra, dict) else None
+    if isinstance(hangup, str) and hangup.startswith(PAGE_TOO_LARGE):
+        return (f"INCOMPLETE FAX: the fax appliance ended the call: {clean_text(hangup, 300)}. "
+                f"Only {fax.pages} page(s) before it were received.")
     return (f"INCOMPLETE FAX: the call ended before the fax was finished. "
             f"Only {fax.pages} page(s) were received.")
 

@@ -17,6 +17,9 @@ from ..spandsp.t30 import FaxStats, PageDone, PhaseB, PhaseE, T30Terminal
 from .pagelimits import page_problem
 
 
+#: how the hang-up reason for a page that grew past the size limits begins
+PAGE_TOO_LARGE = "page too large, hung up"
+
 #: what the spool keeps of a call's T.30 trace: its last lines, within a size the fax page shows
 TRACE_LINES = 400
 TRACE_BYTES = 64 * 1024
@@ -59,7 +62,7 @@ class ReceiveSession:
         if self.hangup_reason:
             return None
         if self.phase_e_at is None and (oversized := self._page_growing_too_large()):
-            self.hangup_reason = f"page too large, hung up: {oversized}"
+            self.hangup_reason = f"{PAGE_TOO_LARGE}: {oversized}"
         elif self.phase_e_at is not None:
             if now - self.phase_e_at >= self.cfg.post_phase_e_timeout:
                 self.hangup_reason = "far end did not hang up after the fax ended"

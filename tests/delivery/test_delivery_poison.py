@@ -156,3 +156,14 @@ def test_the_stored_file_is_never_the_fallback_while_it_holds_a_refused_page():
     m = render(fax(extra={}), normal)
     (att,) = m.iter_attachments()
     assert att.get_content() == normal, "without a refused page the fallback is unchanged"
+
+
+def test_a_call_ended_for_a_page_growing_too_large_says_so(mixed):
+    """Without ECM the daemon hangs up on the page while it grows: the mail says why the fax ends early."""
+    from appliance.fax.session import PAGE_TOO_LARGE
+
+    why = f"{PAGE_TOO_LARGE}: " + REASON.replace("80,000", "11,719").replace("10.37", "1.52")
+    m = render(fax(pages=1, extra={"hangup_reason": why}), fax_tiff([good_page(1)[1]]))
+    plain = m.get_body(("plain",)).get_content()
+    assert plain.startswith(f"INCOMPLETE FAX: the fax appliance ended the call: {why}."), plain[:300]
+    assert m["Subject"] == "Incomplete fax from +1 555 0100 (1 page received)"
