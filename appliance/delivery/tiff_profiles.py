@@ -21,7 +21,7 @@ from typing import Iterator
 
 from PIL import Image, ImageOps
 
-from appliance.fax.pagelimits import frame_dpi, frame_problem, guarded_decoding, open_tiff
+from appliance.fax.pagelimits import frame_dpi, frame_problem, open_tiff
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def oversized_pages(data: bytes) -> list[str]:
     """Why each page over the size limits is refused, read from the directories alone."""
     problems: list[str] = []
     try:
-        with guarded_decoding(), open_tiff(io.BytesIO(data)) as im:
+        with open_tiff(io.BytesIO(data)) as im:
             for index in itertools.count():
                 try:
                     im.seek(index)
@@ -84,7 +84,7 @@ def iter_pages(data: bytes) -> Iterator[Page]:
 def _decode_page(data: bytes, index: int) -> Page | None:
     """Page ``index`` (0-based) decoded, None when it is over the limits; EOFError past the last."""
     try:
-        with guarded_decoding(), open_tiff(io.BytesIO(data)) as im:
+        with open_tiff(io.BytesIO(data)) as im:
             im.seek(index)  # EOFError past the last page: the caller's end
             problem = frame_problem(im, index + 1)
             if problem is not None:
@@ -228,7 +228,7 @@ def is_tiff_f(data: bytes) -> bool:
     """True when every page is already G4, bilevel, with an inch resolution, within the size limits,
     and decodes: kept as is.  Pages are decoded one at a time, and none over the limits."""
     try:
-        with guarded_decoding(), open_tiff(io.BytesIO(data)) as im:
+        with open_tiff(io.BytesIO(data)) as im:
             for index in itertools.count():
                 try:
                     im.seek(index)

@@ -8,7 +8,8 @@ single row is decoded: the fax engine while a page arrives, the spool when it co
 delivery and the web pages when they render one.
 
 Importing this module also sets Pillow's decompression-bomb guard (``Image.MAX_IMAGE_PIXELS``)
-to the same budget, as the backstop for any decoder that forgets to ask.
+to the same budget, its warning made an error, as the backstop for any decoder that forgets to
+ask.
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from contextlib import contextmanager
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 from PIL import Image, TiffImagePlugin
 
@@ -76,19 +76,15 @@ PAGE_MEMORY_BUDGET = A4_WIDTH * max_rows(FINEST_LPI) * BYTES_PER_PIXEL
 #: The same budget in pixels: what one page may decode to.
 MAX_PAGE_PIXELS = PAGE_MEMORY_BUDGET // BYTES_PER_PIXEL
 
-# Restore Pillow's guard with a limit that fits the largest legitimate page.  Pillow warns above
-# it and refuses above twice it; inside ``guarded_decoding`` the warning is an error too.
+# Restore Pillow's guard with a limit that fits the largest legitimate page, and make its warning
+# an error: above the budget Pillow refuses instead of warning and allocating.  Set once, at import
+# (every decoder imports this module), because per-call warning filters are not thread-safe and
+# the daemon and the web process render on several threads.
 Image.MAX_IMAGE_PIXELS = MAX_PAGE_PIXELS
-
-
-@contextmanager
-def guarded_decoding() -> Iterator[None]:
-    """Pillow's warnings about damaged files silenced (a partial fax is everyday input), except
-    its decompression-bomb warning, which becomes an error instead of an allocation."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        yield
+warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+# Pillow's complaints about damaged TIFF metadata ("Corrupt EXIF data"): a partial fax is everyday
+# input, and what matters (a page that does not decode) is an exception, not a warning.
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.TiffImagePlugin")
 
 
 class PageTooLarge(ValueError):

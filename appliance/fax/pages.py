@@ -12,7 +12,7 @@ from typing import IO
 
 from PIL import Image, ImageSequence
 
-from .pagelimits import check_frame, guarded_decoding, open_tiff
+from .pagelimits import check_frame, open_tiff
 
 FAX_WIDTH = 1728
 FINE = (204, 196)
@@ -53,7 +53,7 @@ def read_pages(path: str | Path | IO[bytes]) -> list[Image.Image]:
     A page over the size limits raises PageTooLarge before it is decoded.
     """
     pages = []
-    with guarded_decoding(), open_tiff(path) as im:
+    with open_tiff(path) as im:
         for n, frame in enumerate(ImageSequence.Iterator(im), 1):
             check_frame(frame, n)
             pages.append(frame.convert("L"))
@@ -61,5 +61,5 @@ def read_pages(path: str | Path | IO[bytes]) -> list[Image.Image]:
 
 
 def count_pages(path: str | Path) -> int:
-    with guarded_decoding(), open_tiff(path) as im:
+    with open_tiff(path) as im:
         return int(getattr(im, "n_frames", 1))

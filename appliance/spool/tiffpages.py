@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from appliance.fax.pagelimits import frame_dpi, frame_problem, guarded_decoding, open_tiff
+from appliance.fax.pagelimits import frame_dpi, frame_problem, open_tiff
 from appliance.spool.crashpoint import crash_point
 
 _DECODE_ERRORS = (OSError, ValueError, EOFError, SyntaxError, IndexError, KeyError,
@@ -55,19 +55,14 @@ class PageScan:
         return self.readable - len(self.refused)
 
 
-def scan_pages(path: Path) -> PageScan:
-    """Check every page of ``path``; only pages within the limits are decoded, one at a time."""
-    with guarded_decoding():
-        return _scan_pages(path)
-
-
 def readable_pages(path: Path) -> tuple[int, int]:
     """Return (whole pages, pages the IFD chain claims); (0, 0) for a missing/garbage file."""
     scan = scan_pages(path)
     return scan.readable, scan.claimed
 
 
-def _scan_pages(path: Path) -> PageScan:
+def scan_pages(path: Path) -> PageScan:
+    """Check every page of ``path``; only pages within the limits are decoded, one at a time."""
     good = 0
     claimed = 0
     refused: list[RefusedPage] = []

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from appliance.fax.pagelimits import PageTooLarge, check_frame, guarded_decoding, open_tiff
+from appliance.fax.pagelimits import PageTooLarge, check_frame, open_tiff
 
 SIZES = ("thumb", "full")
 #: thumbnail width in pixels; a 1728-dot page becomes about 1/7 of its width
@@ -37,7 +37,7 @@ class PageNotFound(LookupError):
 
 def page_count(tiff: Path) -> int:
     """Number of pages in the TIFF (walks the directory chain only, decodes nothing)."""
-    with guarded_decoding(), open_tiff(tiff) as im:
+    with open_tiff(tiff) as im:
         return int(getattr(im, "n_frames", 1))
 
 
@@ -56,7 +56,7 @@ def aspect_ratio(info: dict) -> float:
 def render_page(tiff: Path, page: int, size: str) -> Image.Image:
     """Page `page` (1-based) of `tiff` scaled for display; raises PageNotFound, or PageTooLarge
     (before decoding anything) for a page over the size limits."""
-    with guarded_decoding(), open_tiff(tiff) as im:
+    with open_tiff(tiff) as im:
         if not 1 <= page <= getattr(im, "n_frames", 1):
             raise PageNotFound(page)
         im.seek(page - 1)

@@ -147,3 +147,32 @@ def test_a_whole_over_long_page_in_ecm_is_left_to_the_spool_and_the_call_goes_on
         assert im.n_frames == 3
         im.seek(1)
         assert pl.frame_problem(im, 2) is not None  # what the spool will refuse
+
+
+GUARD = """
+import io, sys
+sys.path.insert(0, ".")
+from PIL import Image
+import appliance.fax.pagelimits  # what every decoder of the appliance imports
+from tests.poisonfax import fax_tiff, poison_page
+for rows in (20_000, 30_000, 80_000):  # 35, 52 and 138 million pixels; the budget is 40.8 million
+    try:
+        with Image.open(io.BytesIO(fax_tiff([poison_page(rows)]))) as im:
+            im.load()
+        print(rows, "decoded")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        print(rows, "refused", type(e).__name__)
+"""
+
+
+def test_pillows_guard_is_restored_for_a_decoder_that_forgets_to_ask() -> None:
+    """Pillow alone, in a process as the daemon runs it: refused above the budget, not warned about."""
+    import subprocess
+    import sys
+
+    from tests.poisonfax import REPO
+
+    out = subprocess.run([sys.executable, "-c", GUARD], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:3] == ["20000 decoded", "30000 refused DecompressionBombWarning",
+                                          "80000 refused DecompressionBombError"], out.stdout + out.stderr
