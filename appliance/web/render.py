@@ -67,7 +67,9 @@ def render_page(tiff: Path, page: int, size: str) -> Image.Image:
         height = max(1, round(height * ratio))
         if size == "full":
             # Nearest keeps a 1-bit page crisp and small: standard resolution just repeats rows.
-            return im.convert("1").resize((width, height), Image.Resampling.NEAREST)
+            # (a fax page already is "1": converting it first would only copy the decoded page)
+            page_1 = im if im.mode == "1" else im.convert("1")
+            return page_1.resize((width, height), Image.Resampling.NEAREST)
         tw = min(THUMB_WIDTH, width)
         th = max(1, round(height * tw / width))
         return im.convert("L").resize((tw, th), Image.Resampling.BOX)
