@@ -22,6 +22,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 
 from appliance.delivery import tiff_profiles
+from appliance.fax.session import PAGE_TOO_LARGE
 from appliance.spandsp.t30 import CALL_DROPPED as T30_CALL_DROPPED
 from appliance.spandsp.t30 import OK as T30_OK
 from appliance.spool.store import FaxRecord
@@ -116,10 +117,24 @@ def is_um_notice(fax: FaxRecord) -> bool:
     return fax.pages <= 0 and not fax.image and exchange_um(fax) is not None
 
 
+def refused_pages(fax: FaxRecord) -> list[str]:
+    """Why each page the spool refused for its size was left out (``extra["refused_pages"]``)."""
+    listed = fax.extra.get("refused_pages") if isinstance(fax.extra, dict) else None
+    if not isinstance(listed, list):
+        return []
+    return [clean_text(r.get("reason") or f"page {r.get('page')} is larger than a fax page can be", 300)
+            for r in listed if isinstance(r, dict)]
+
+
 def _default_subject(fax: FaxRecord) -> str:
+    refused = len(refused_pages(fax))
+    if refused and fax.pages <= 0:
+        return f"Refused fax from {caller_label(fax)} ({refused} page{'s' if refused > 1 else ''} too large)"
     if fax.pages <= 0:
         return f"Missed fax call from {caller_label(fax)}"
     n = f"{fax.pages} page" if fax.pages == 1 else f"{fax.pages} pages"
+    if refused:
+        return f"Incomplete fax from {caller_label(fax)} ({n}, {refused} refused as too large)"
     if fax.complete:
         return f"Fax from {caller_label(fax)} ({n})"
     return f"Incomplete fax from {caller_label(fax)} ({n} received)"
@@ -165,10 +180,12 @@ def attachment_name(fax: FaxRecord, ext: str = "tif") -> str:
 
 
 def attachments(fax: FaxRecord, image: bytes, *, um: bool) -> list[tuple[str, bytes]]:
-    """[(kind, bytes)] per the route; kind is "tiff" or "pdf".  Never empty for a non-empty image.
+    """[(kind, bytes)] per the route; kind is "tiff" or "pdf".
 
     Exchange UM partner mode takes exactly one image/tiff, so the route's PDF is ignored there
-    and Profile S is the default.  A conversion that fails falls back to the stored TIFF.
+    and Profile S is the default.  A conversion that fails falls back to the stored TIFF, unless
+    that holds a page refused for its size: such a page never reaches a mailbox, so a fax whose
+    every page was refused has no attachment (the mail says why).
     """
     r = route(fax)
     raw_flavour = (fax.extra.get("route") or {}).get("tiff") if isinstance(fax.extra, dict) else None
@@ -176,26 +193,38 @@ def attachments(fax: FaxRecord, image: bytes, *, um: bool) -> list[tuple[str, by
     fmt = "tiff" if um else r["format"]
     out: list[tuple[str, bytes]] = []
     if fmt in ("tiff", "both"):
-        out.append(("tiff", _convert(fax, image, flavour)))
+        tiff = _convert(fax, image, flavour)
+        if tiff is not None:
+            out.append(("tiff", tiff))
     if fmt in ("pdf", "both"):
         try:
             out.append(("pdf", tiff_profiles.to_pdf(image)))
         except (ValueError, OSError) as e:
             log.warning("fax %s: no PDF (%s): the TIFF goes instead", fax.uid, e)
-            if fmt == "pdf":
+            if fmt == "pdf" and _raw_is_safe(fax, image):
                 out.append(("tiff", image))
     return out
 
 
-def _convert(fax: FaxRecord, image: bytes, flavour: str) -> bytes:
+def _convert(fax: FaxRecord, image: bytes, flavour: str) -> bytes | None:
+    """The TIFF in the route's flavour; the stored file if that fails and is safe to pass on; else None."""
     try:
         if flavour == "profile-s":
             return tiff_profiles.to_profile_s(image)
         return tiff_profiles.to_tiff_f(image)
     except (ValueError, OSError, RuntimeError) as e:
+        if not _raw_is_safe(fax, image):
+            log.warning("fax %s: %s conversion failed (%s): no TIFF, the file holds a refused page",
+                        fax.uid, flavour, e)
+            return None
         log.warning("fax %s: %s conversion failed (%s): the stored TIFF goes as received",
                     fax.uid, flavour, e)
         return image
+
+
+def _raw_is_safe(fax: FaxRecord, image: bytes) -> bool:
+    """The stored TIFF may go as received: it holds no page refused for its size."""
+    return not refused_pages(fax) and not tiff_profiles.oversized_pages(image)
 
 
 def _facts(fax: FaxRecord) -> list[tuple[str, str]]:
@@ -218,15 +247,29 @@ def _facts(fax: FaxRecord) -> list[tuple[str, str]]:
 
 
 def _warning(fax: FaxRecord) -> str:
+    refused = refused_pages(fax)
+    if refused:
+        what = "NO PAGE DELIVERED" if fax.pages <= 0 else "PAGE REFUSED" if len(refused) == 1 else "PAGES REFUSED"
+        return (f"{what}: {'; '.join(refused[:3])}{'; ...' if len(refused) > 3 else ''}. "
+                f"{'It is' if len(refused) == 1 else 'They are'} not attached; the fax as received is "
+                f"kept on the fax appliance.")
     if fax.pages <= 0:
         return "MISSED FAX CALL: the caller did not send a page."
     if fax.complete:
         return ""
+    hangup = fax.extra.get("hangup_reason") if isinstance(fax.extra, dict) else None
+    if isinstance(hangup, str) and hangup.startswith(PAGE_TOO_LARGE):
+        return (f"INCOMPLETE FAX: the fax appliance ended the call: {clean_text(hangup, 300)}. "
+                f"Only {fax.pages} page(s) before it were received.")
     return (f"INCOMPLETE FAX: the call ended before the fax was finished. "
             f"Only {fax.pages} page(s) were received.")
 
 
-def _attached(kinds: list[str]) -> str:
+def _attached(fax: FaxRecord, kinds: list[str]) -> str:
+    if not kinds and refused_pages(fax):
+        return "No page could be delivered, so nothing is attached."
+    if not kinds and fax.pages > 0:
+        return "The fax image could not be converted, so nothing is attached; it is kept on the fax appliance."
     if not kinds:
         return "No page was received, so nothing is attached."
     names = {"tiff": "a TIFF image", "pdf": "a PDF document"}
@@ -236,7 +279,7 @@ def _attached(kinds: list[str]) -> str:
 def _plain(fax: FaxRecord, kinds: list[str]) -> str:
     width = max(len(k) for k, _ in _facts(fax))
     lines = [_warning(fax), ""] if _warning(fax) else []
-    lines.append(f"{subject(fax)}. {_attached(kinds)}")
+    lines.append(f"{subject(fax)}. {_attached(fax, kinds)}")
     lines.append("")
     lines += [f"{k + ':':<{width + 1}} {v}" for k, v in _facts(fax)]
     return "\n".join(lines) + "\n"
@@ -250,7 +293,7 @@ def _html(fax: FaxRecord, kinds: list[str]) -> str:
         warning = (f"<p style=\"color:#b00020;font-weight:bold;border:2px solid #b00020;padding:8px\">"
                    f"{e(_warning(fax))}</p>\n")
     return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{e(subject(fax))}</title></head>"
-            f"<body>\n{warning}<p>{e(subject(fax))}. {e(_attached(kinds))}</p>\n"
+            f"<body>\n{warning}<p>{e(subject(fax))}. {e(_attached(fax, kinds))}</p>\n"
             f"<table>\n{rows}\n</table>\n</body></html>\n")
 
 

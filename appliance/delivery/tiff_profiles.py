@@ -1,7 +1,10 @@
 """The received fax in the forms a mailbox wants: TIFF-F (G4), TIFF Profile S (MH) and PDF.
 
 The spool keeps what spandsp wrote (G4, possibly several strips, any bit order).  Mail readers and
-Exchange are pickier, so each page is decoded once and re-encoded here.  The CCITT coding itself
+Exchange are pickier, so each page is decoded once and re-encoded here, one page at a time: only
+the page being converted is ever decoded, and a page over the limits of
+``appliance.fax.pagelimits`` is left out without being decoded at all (the spool has already
+recorded it as refused).  The CCITT coding itself
 comes from libtiff through Pillow (one strip per page); the TIFF structure around it is written by
 our own small writer, because RFC 3949 Profile S fixes the tag set, the IFD-before-data layout and
 FillOrder=2, none of which Pillow lets us control.
@@ -10,11 +13,17 @@ FillOrder=2, none of which Pillow lets us control.
 from __future__ import annotations
 
 import io
+import itertools
+import logging
 import struct
-import warnings
 from dataclasses import dataclass
+from typing import Iterator
 
-from PIL import Image, ImageOps, ImageSequence
+from PIL import Image, ImageOps
+
+from appliance.fax.pagelimits import frame_dpi, frame_problem, open_tiff
+
+log = logging.getLogger(__name__)
 
 FAX_WIDTH = 1728
 #: bit-reversal of every byte: libtiff codes MSB-first (FillOrder 1), Profile S wants LSB-first
@@ -29,21 +38,69 @@ class Page:
     ydpi: float
 
 
-def decode_pages(data: bytes) -> list[Page]:
-    """Every page of a TIFF as 1-bit images; raises ValueError when nothing decodes."""
-    pages: list[Page] = []
+#: what Pillow raises on a TIFF that does not decode (the bomb guard's warning is an error here)
+_DECODE_ERRORS = (OSError, ValueError, EOFError, SyntaxError, struct.error, Image.DecompressionBombError,
+                  Image.DecompressionBombWarning)
+
+
+def oversized_pages(data: bytes) -> list[str]:
+    """Why each page over the size limits is refused, read from the directories alone."""
+    problems: list[str] = []
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(data)) as im:
-                for frame in ImageSequence.Iterator(im):
-                    dpi = frame.info.get("dpi") or (204, 196)
-                    pages.append(Page(frame.convert("1"), float(dpi[0]), float(dpi[1])))
-    except (OSError, ValueError, EOFError, SyntaxError) as e:
+        with open_tiff(io.BytesIO(data)) as im:
+            for index in itertools.count():
+                try:
+                    im.seek(index)
+                except EOFError:
+                    break
+                problem = frame_problem(im, index + 1)
+                if problem is not None:
+                    problems.append(problem)
+    except _DECODE_ERRORS:
+        pass  # what cannot be walked is refused by the decoders themselves
+    return problems
+
+
+def iter_pages(data: bytes) -> Iterator[Page]:
+    """The pages of a TIFF as 1-bit images, decoded one at a time; pages over the limits are left out.
+
+    Raises ValueError when a page does not decode or when no page is left to deliver.
+    """
+    delivered = 0
+    for index in itertools.count():
+        try:
+            page = _decode_page(data, index)
+        except EOFError:
+            break
+        if page is None:
+            continue
+        delivered += 1
+        yield page
+        del page  # only the page being converted stays decoded
+    if not delivered:
+        raise ValueError("fax image has no page to deliver")
+
+
+def _decode_page(data: bytes, index: int) -> Page | None:
+    """Page ``index`` (0-based) decoded, None when it is over the limits; EOFError past the last."""
+    try:
+        with open_tiff(io.BytesIO(data)) as im:
+            im.seek(index)  # EOFError past the last page: the caller's end
+            problem = frame_problem(im, index + 1)
+            if problem is not None:
+                log.warning("%s: left out", problem)
+                return None
+            dpi = frame_dpi(im) or (204.0, 196.0)
+            return Page(im.convert("1"), dpi[0], dpi[1])
+    except EOFError:
+        raise
+    except _DECODE_ERRORS as e:
         raise ValueError(f"fax image does not decode: {e}") from e
-    if not pages:
-        raise ValueError("fax image has no pages")
-    return pages
+
+
+def decode_pages(data: bytes) -> list[Page]:
+    """Every deliverable page at once (tests and small callers); renderers use ``iter_pages``."""
+    return list(iter_pages(data))
 
 
 def _ccitt_strip(page: Image.Image, compression: str) -> bytes:
@@ -150,58 +207,67 @@ def _scale(im: Image.Image, w: int, h: int) -> Image.Image:
 
 def to_profile_s(data: bytes) -> bytes:
     """RFC 3949 Profile S: MH (Compression 3, T4Options 0), FillOrder 2, 1728 wide, IFD first."""
-    pages = decode_pages(data)
-    ifds = []
-    for i, page in enumerate(pages):
+    coded = []
+    for page in iter_pages(data):  # one page decoded at a time; only its coded strip is kept
         im, yres = profile_s_page(page)
-        strip = _ccitt_strip(im, "group3").translate(_REVERSE)
+        coded.append((_ccitt_strip(im, "group3").translate(_REVERSE), im.width, im.height, yres))
+        del page, im  # before the next page is decoded
+    ifds = []
+    for i, (strip, width, height, yres) in enumerate(coded):
         tags = {
-            254: (LONG, (2,)), 256: (SHORT, (im.width,)), 257: (LONG, (im.height,)),
+            254: (LONG, (2,)), 256: (SHORT, (width,)), 257: (LONG, (height,)),
             258: (SHORT, (1,)), 259: (SHORT, (3,)), 262: (SHORT, (0,)), 266: (SHORT, (2,)),
-            277: (SHORT, (1,)), 278: (LONG, (im.height,)), 292: (LONG, (0,)), 296: (SHORT, (2,)),
-            297: (SHORT, (i, len(pages))),
+            277: (SHORT, (1,)), 278: (LONG, (height,)), 292: (LONG, (0,)), 296: (SHORT, (2,)),
+            297: (SHORT, (i, len(coded))),
         }
         ifds.append(_Ifd(tags, strip, 204, yres))
     return _write_tiff(ifds)
 
 
 def is_tiff_f(data: bytes) -> bool:
-    """True when every page is already G4, bilevel and carries an inch resolution: kept as is."""
+    """True when every page is already G4, bilevel, with an inch resolution, within the size limits,
+    and decodes: kept as is.  Pages are decoded one at a time, and none over the limits."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(data)) as im:
-                for frame in ImageSequence.Iterator(im):
-                    tags = frame.tag_v2
-                    if (frame.info.get("compression") != "group4" or frame.mode != "1"
-                            or tags.get(296) != 2 or 282 not in tags or 283 not in tags):
-                        return False
-                    frame.load()
-                return True
-    except (OSError, ValueError, EOFError, SyntaxError):
+        with open_tiff(io.BytesIO(data)) as im:
+            for index in itertools.count():
+                try:
+                    im.seek(index)
+                except EOFError:
+                    return index > 0
+                tags = im.tag_v2
+                if (im.info.get("compression") != "group4" or im.mode != "1"
+                        or tags.get(296) != 2 or 282 not in tags or 283 not in tags
+                        or frame_problem(im) is not None):
+                    return False
+                im.load()
+    except _DECODE_ERRORS:
         return False
+    return False
 
 
 def to_tiff_f(data: bytes) -> bytes:
     """TIFF-F (RFC 2306): G4 (T6Options 0), FillOrder 1, one strip per page, sizes as received.
 
     A file that already is G4 with resolution tags (what spandsp writes) is returned unchanged:
-    re-encoding it would only risk the received pixels.
+    re-encoding it would only risk the received pixels.  One with a page over the size limits is
+    re-encoded without that page (G4 is lossless, so the other pages keep every pixel).
     """
     if is_tiff_f(data):
         return data
-    pages = decode_pages(data)
+    coded = []
+    for page in iter_pages(data):
+        coded.append((_ccitt_strip(page.image, "group4"), page.image.width, page.image.height,
+                      round(page.xdpi) or 204, round(page.ydpi) or 196))
+        del page  # before the next page is decoded
     ifds = []
-    for i, page in enumerate(pages):
-        im = page.image
-        strip = _ccitt_strip(im, "group4")
+    for i, (strip, width, height, xres, yres) in enumerate(coded):
         tags = {
-            254: (LONG, (2,)), 256: (LONG, (im.width,)), 257: (LONG, (im.height,)),
+            254: (LONG, (2,)), 256: (LONG, (width,)), 257: (LONG, (height,)),
             258: (SHORT, (1,)), 259: (SHORT, (4,)), 262: (SHORT, (0,)), 266: (SHORT, (1,)),
-            277: (SHORT, (1,)), 278: (LONG, (im.height,)), 293: (LONG, (0,)), 296: (SHORT, (2,)),
-            297: (SHORT, (i, len(pages))),
+            277: (SHORT, (1,)), 278: (LONG, (height,)), 293: (LONG, (0,)), 296: (SHORT, (2,)),
+            297: (SHORT, (i, len(coded))),
         }
-        ifds.append(_Ifd(tags, strip, round(page.xdpi) or 204, round(page.ydpi) or 196))
+        ifds.append(_Ifd(tags, strip, xres, yres))
     return _write_tiff(ifds)
 
 
@@ -217,12 +283,16 @@ def _pdf_layout(w_px: float, h_px: float, ndpi: tuple[float, float]) -> tuple[fl
 
 
 def to_pdf(data: bytes) -> bytes:
-    """Lossless PDF (img2pdf embeds the 1-bit pixels Flate-coded, never resampled), page per page."""
+    """Lossless PDF (img2pdf embeds the 1-bit pixels Flate-coded, never resampled), page per page.
+
+    Each page is decoded, made a PNG and let go before the next; pages over the limits are left out.
+    """
     import img2pdf  # imported late: only routes asking for PDF need it
 
     pngs = []
-    for page in decode_pages(data):
+    for page in iter_pages(data):
         buf = io.BytesIO()
         page.image.save(buf, format="PNG", dpi=(page.xdpi or 204, page.ydpi or 196))
         pngs.append(buf.getvalue())
+        del page  # before the next page is decoded
     return img2pdf.convert(pngs, layout_fun=_pdf_layout)

@@ -8,8 +8,11 @@ G4-compressed TIFF at a fax resolution.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import IO
 
 from PIL import Image, ImageSequence
+
+from .pagelimits import check_frame, open_tiff
 
 FAX_WIDTH = 1728
 FINE = (204, 196)
@@ -44,12 +47,19 @@ def prepare_for_sending(src: str | Path, dst: str | Path, dpi: tuple[int, int] =
     return len(pages)
 
 
-def read_pages(path: str | Path) -> list[Image.Image]:
-    """Every page as an 8-bit greyscale image (0 black, 255 white), whatever the TIFF's encoding."""
-    with Image.open(path) as im:
-        return [frame.convert("L") for frame in ImageSequence.Iterator(im)]
+def read_pages(path: str | Path | IO[bytes]) -> list[Image.Image]:
+    """Every page as an 8-bit greyscale image (0 black, 255 white), whatever the TIFF's encoding.
+
+    A page over the size limits raises PageTooLarge before it is decoded.
+    """
+    pages = []
+    with open_tiff(path) as im:
+        for n, frame in enumerate(ImageSequence.Iterator(im), 1):
+            check_frame(frame, n)
+            pages.append(frame.convert("L"))
+    return pages
 
 
 def count_pages(path: str | Path) -> int:
-    with Image.open(path) as im:
-        return getattr(im, "n_frames", 1)
+    with open_tiff(path) as im:
+        return int(getattr(im, "n_frames", 1))

@@ -1,7 +1,11 @@
 """One received fax call's life, sans-I/O: T.30 events in, call facts and "hang up now" out.
 
 The timeouts are what other fax servers lack (calls that never hang up after phase E, calls that
-carry no fax at all): the session decides, the driver only asks ``poll(now)`` and acts.
+carry no fax at all): the session decides, the driver only asks ``poll(now)`` and acts.  So is the
+page that will not end: spandsp 0.0.6 keeps a page's rows in memory until the page ends, with no
+limit, so a page that grows past the longest a fax page can be (``fax.pagelimits``) ends the call
+and is not kept.  A page that arrived whole is left to the spool, which refuses it on storage
+while the call goes on with the next page.
 """
 
 from __future__ import annotations
@@ -10,7 +14,11 @@ from dataclasses import dataclass, field
 
 from ..config import FaxConfig
 from ..spandsp.t30 import FaxStats, PageDone, PhaseB, PhaseE, T30Terminal
+from .pagelimits import page_problem
 
+
+#: how the hang-up reason for a page that grew past the size limits begins
+PAGE_TOO_LARGE = "page too large, hung up"
 
 #: what the spool keeps of a call's T.30 trace: its last lines, within a size the fax page shows
 TRACE_LINES = 400
@@ -53,7 +61,9 @@ class ReceiveSession:
                 self.phase_e, self.phase_e_at = ev, now
         if self.hangup_reason:
             return None
-        if self.phase_e_at is not None:
+        if self.phase_e_at is None and (oversized := self._page_growing_too_large()):
+            self.hangup_reason = f"{PAGE_TOO_LARGE}: {oversized}"
+        elif self.phase_e_at is not None:
             if now - self.phase_e_at >= self.cfg.post_phase_e_timeout:
                 self.hangup_reason = "far end did not hang up after the fax ended"
         elif self.signal_at is None and now - (self.signal_window_from or self.started) >= self.cfg.no_signal_timeout:
@@ -61,6 +71,18 @@ class ReceiveSession:
         elif now - self.started >= self.cfg.max_call_duration:
             self.hangup_reason = "call exceeded the maximum duration"
         return self.hangup_reason or None
+
+    def _page_growing_too_large(self) -> str | None:
+        """Why the page arriving now is over the size limits, or None (also for a page that ended)."""
+        if not self.terminal.alive:
+            return None
+        live = self.terminal.stats()
+        if live.length <= 0 or live.width <= 0:
+            return None
+        last = self.pages[-1] if self.pages else None
+        if last is not None and (last.pages_rx, last.length) == (live.pages_rx, live.length):
+            return None  # the last page ended whole: the spool refuses it, the call goes on
+        return page_problem(live.width, live.length, live.y_dpi or None, live.pages_rx + 1)
 
     def restart(self, terminal: T30Terminal, now: float) -> None:
         """The call switched media (G.711 <-> T.38) before any page: T.30 starts over on ``terminal``.

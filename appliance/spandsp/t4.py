@@ -8,6 +8,11 @@ byte, which is what Class 2 ``+FBO=0`` delivers; :func:`reverse_bits` turns the 
 
 C lifetime follows ``t30.py``: ``close()`` frees the state and is safe twice, statistics after it
 come from the last reading, and a file spandsp cannot open is an ``OSError`` at construction.
+
+spandsp 0.0.6 holds a page's decoded rows in memory until the page ends, and a byte of T.6 can
+code eight white rows, so the receiver feeds it in small slices and stops decoding a page as soon
+as it grows past the longest a fax page can be (``appliance.fax.pagelimits``); that page is then
+refused, not written.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from ..fax.pagelimits import page_problem
 from ._spandsp import ffi, lib
 
 T4_1D = lib.T4_COMPRESSION_ITU_T4_1D
@@ -29,6 +35,9 @@ Y_RES_FINE = 7700      # 7.7 lines/mm, "196 dpi"
 Y_RES_SUPERFINE = 15400
 
 _REVERSE = bytes(int(f"{b:08b}"[::-1], 2) for b in range(256))
+
+#: coded bytes handed to spandsp per call: a page over the limits overshoots by at most 8x this rows
+FEED_SLICE = 256
 
 
 def reverse_bits(data: bytes) -> bytes:
@@ -105,6 +114,8 @@ class T4Receiver(_CState):
         self.path = os.fspath(path)
         self.pages: list[PageStats] = []
         self.in_page = False
+        #: why the page in progress is refused (over the size limits), once it is
+        self.refused: str | None = None
         self._ended_by_rtc = False
         self._s = lib.t4_rx_init(ffi.NULL, os.fsencode(self.path), output_encoding)
         if self._s == ffi.NULL:
@@ -131,27 +142,56 @@ class T4Receiver(_CState):
         if lib.t4_rx_start_page(self._s) != 0:
             raise T4Error("t4_rx_start_page failed")
         self.in_page = True
+        self.refused = None
         self._ended_by_rtc = False
 
     def put(self, data: bytes) -> bool:
-        """Feed coded bytes (transmission order); True once the page's RTC has been seen."""
+        """Feed coded bytes (transmission order); True once the page's RTC has been seen.
+
+        Once the page is over the size limits (``refused``), further data is dropped undecoded.
+        """
         self._check()
         if not self.in_page:
             raise T4Error("page data outside a page")
-        if data and not self._ended_by_rtc:
-            self._ended_by_rtc = bool(lib.t4_rx_put_chunk(self._s, data, len(data)))
+        for at in range(0, len(data), FEED_SLICE):
+            if self._ended_by_rtc or self.refused is not None:
+                break
+            chunk = data[at:at + FEED_SLICE]
+            self._ended_by_rtc = bool(lib.t4_rx_put_chunk(self._s, chunk, len(chunk)))
+            self.refused = self._oversized()
         return self._ended_by_rtc
+
+    @property
+    def rows(self) -> int:
+        """Rows decoded so far of the page in progress (of the last page, between pages)."""
+        self._check()
+        st = ffi.new("t4_stats_t *")
+        lib.t4_rx_get_transfer_statistics(self._s, st)
+        return int(st.length)
+
+    def _oversized(self) -> str | None:
+        st = ffi.new("t4_stats_t *")
+        lib.t4_rx_get_transfer_statistics(self._s, st)
+        if st.length <= 0:
+            return None
+        return page_problem(st.width, st.length, ppm_to_dpi(st.y_resolution), len(self.pages) + 1)
 
     @property
     def saw_rtc(self) -> bool:
         return self._ended_by_rtc
 
     def end_page(self) -> PageStats:
-        """Write the page to the TIFF (whatever arrived of it) and return its statistics."""
+        """Write the page to the TIFF (whatever arrived of it) and return its statistics.
+
+        A page over the size limits is not written: its rows are dropped and T4Error says why.
+        """
         self._check()
         if not self.in_page:
             raise T4Error("end_page outside a page")
         self.in_page = False
+        if self.refused is not None:
+            lib.t4_rx_start_page(self._s)  # empties spandsp's row buffer: the page is not written
+            raise T4Error(f"page refused, not kept: {self.refused}")
         if lib.t4_rx_end_page(self._s) != 0:
             raise T4Error("t4_rx_end_page failed (no rows decoded?)")
         st = ffi.new("t4_stats_t *")

@@ -4,8 +4,9 @@ Order of writes, so a crash at any instant loses nothing:
 
 1. ``begin_fax`` commits a row in state ``receiving`` before the first page arrives; the fax
    engine writes ``incoming/<uid>.tif``.
-2. ``finish_fax`` counts the pages the file really holds, fsyncs it, renames it to
-   ``faxes/<uid>.tif``, fsyncs the directory, and only then commits ``received``.
+2. ``finish_fax`` counts the pages the file really holds (refusing, undecoded, any page longer
+   or larger than a fax page can be), fsyncs it, renames it to ``faxes/<uid>.tif``, fsyncs the
+   directory, and only then commits ``received``.
 3. ``add_jobs`` commits one job per recipient in one transaction, each with a Message-ID fixed
    at creation, so a resend after a crash is the same message.
 
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from appliance.spool.crashpoint import crash_point
-from appliance.spool.tiffpages import fsync_dir, fsync_file, keep_first_pages, readable_pages
+from appliance.spool.tiffpages import PageScan, fsync_dir, fsync_file, keep_first_pages, scan_pages
 
 log = logging.getLogger("faxbridge.spool")
 
@@ -316,6 +317,12 @@ class Spool:
     def finish_fax(self, fax_id: int, now: float, *, complete: bool, **facts: Any) -> FaxRecord:
         """Make the received file durable, then commit ``received`` (or ``no_fax``).
 
+        A page larger than a fax page can be (``appliance.fax.pagelimits``) is never decoded: the
+        file keeps it as it came, ``pages`` counts only the pages that can be delivered, and the
+        result text and ``extra["refused_pages"]`` say which were refused and why; such a fax is
+        incomplete.  One whose every page is refused is still ``received`` (its image kept, no
+        page to deliver), never ``no_fax``: it came, and the owner must be able to see why it failed.
+
         Idempotent: a fax that is no longer ``receiving`` is returned unchanged.
         """
         fax = self.get_fax(fax_id)
@@ -328,19 +335,19 @@ class Spool:
         incoming, final = self.incoming_path(fax), self.final_path(fax)
         # After a crash between rename and commit, the file is already in faxes/.
         src = incoming if incoming.exists() or not final.exists() else final
-        good, claimed = readable_pages(src)
+        scan = scan_pages(src)
         crash_point("finish.counted")
-        if good == 0:
+        if scan.readable == 0:
             return self._commit_no_fax(fax, now, complete=complete)
-        if good < claimed:
-            log.warning("fax %s: %d of %d pages decode; keeping the first %d", fax.uid, good,
-                        claimed, good)
+        if scan.readable < scan.claimed:
+            log.warning("fax %s: %d of %d pages decode; keeping the first %d", fax.uid, scan.readable,
+                        scan.claimed, scan.readable)
             try:
-                keep_first_pages(src, good)
-                good, _ = readable_pages(src)
+                keep_first_pages(src, scan.readable)
+                scan = scan_pages(src)
             except Exception:  # a damaged tail must not cost the good pages
                 log.exception("fax %s: could not rewrite without the damaged page", fax.uid)
-            if good == 0:
+            if scan.readable == 0:
                 return self._commit_no_fax(fax, now, complete=complete)
         fsync_file(src)
         crash_point("finish.fsynced")
@@ -351,10 +358,23 @@ class Spool:
             fsync_dir(self.incoming_dir)
         crash_point("finish.dirsynced")
         image = str(final.relative_to(self.root))
+        good = scan.deliverable
         with self._tx() as db:
+            if scan.refused:
+                # The file stays as it came (the owner can see what was sent); the record says which
+                # pages are not delivered and why, and the fax counts as incomplete.
+                complete = False
+                row = db.execute("SELECT result_text, extra FROM faxes WHERE id=?", (fax_id,)).fetchone()
+                extra = json.loads(row[1] or "{}")
+                extra["refused_pages"] = [r.as_dict() for r in scan.refused]
+                text = refusal_text(scan) + (f" ({row[0]})" if row[0] else "")
+                db.execute("UPDATE faxes SET result_text=?, extra=? WHERE id=? AND state='receiving'",
+                           (text, json.dumps(extra), fax_id))
             db.execute("UPDATE faxes SET state='received', pages=?, complete=?, finished=?, image=?"
                        " WHERE id=? AND state='receiving'", (good, int(complete), now, image, fax_id))
         crash_point("finish.committed")
+        if scan.refused:
+            log.warning("fax %s: %s", fax.uid, refusal_text(scan))
         log.info("fax %s received: %d page(s)%s", fax.uid, good, "" if complete else ", incomplete")
         done = self.get_fax(fax_id)
         assert done is not None
@@ -751,6 +771,22 @@ class Spool:
                 p.unlink(missing_ok=True)
                 removed += 1
         return removed
+
+
+#: how many refused pages the result text names one by one; the record lists them all
+_REFUSALS_NAMED = 3
+
+
+def refusal_text(scan: PageScan) -> str:
+    """What the record's result says about pages refused for their size (empty when none were)."""
+    if not scan.refused:
+        return ""
+    named = "; ".join(r.reason for r in scan.refused[:_REFUSALS_NAMED])
+    more = len(scan.refused) - _REFUSALS_NAMED
+    tail = f"; and {more} more" if more > 0 else ""
+    if scan.readable == 1:
+        return f"refused, not delivered: {named}"
+    return f"{len(scan.refused)} of {scan.readable} pages refused, not delivered: {named}{tail}"
 
 
 def _fact_columns(facts: dict[str, Any]) -> dict[str, Any]:

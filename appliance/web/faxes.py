@@ -35,12 +35,15 @@ PER_PAGE = 50
 COUNT_CAP = 10_000
 #: rendered pages never change once the fax is finished; an hour keeps list scrolling cheap
 IMAGE_MAX_AGE = 3600
-#: what Pillow raises on a broken or hostile TIFF
-RENDER_ERRORS = (OSError, ValueError, EOFError, SyntaxError, Image.DecompressionBombError)
+#: what Pillow raises on a broken or hostile TIFF (a page over the size limits is a ValueError,
+#: and the decompression-bomb warning is raised as an error while decoding)
+RENDER_ERRORS = (OSError, ValueError, EOFError, SyntaxError, Image.DecompressionBombError,
+                 Image.DecompressionBombWarning)
 #: the filter fields of the list's form, in the order the links carry them
 FILTERS = ("q", "state", "from", "to", "caller", "called", "tsi", "recipient")
-#: extra keys shown elsewhere on the detail page, or too bulky for the facts list
-HIDDEN_EXTRA = ("trace", "page_stats")
+#: extra keys shown elsewhere on the detail page, or too bulky for the facts list (the pages
+#: refused for their size are named in the result text)
+HIDDEN_EXTRA = ("trace", "page_stats", "refused_pages")
 
 
 def list_query() -> tuple[FaxQuery, dict[str, str]]:
@@ -187,9 +190,12 @@ def pdf_download(fax_id: int) -> Response:
     if tiff is None:
         abort(404, "This fax has no image.")
     try:
-        data = to_pdf(tiff.read_bytes())
+        data = to_pdf(tiff.read_bytes())  # one page decoded at a time; refused pages left out
     except RENDER_ERRORS as e:
         log.warning("fax %s: cannot convert %s to PDF: %s", fax.id, tiff, e)
+        if fax.extra.get("refused_pages") and fax.pages <= 0:
+            abort(422, "No page of this fax can be shown: every page was refused as larger than a"
+                       " fax page can be (see its result).")
         abort(500, "The fax image cannot be converted to PDF.")
     resp = send_file(io.BytesIO(data), mimetype="application/pdf", as_attachment=True,
                      download_name=download_name(fax, "pdf"))

@@ -4,6 +4,10 @@ Fax TIFFs are 1-bit G3/G4 with non-square pixels (204x98 or 204x196 dpi), so the
 scaled by the x/y dpi ratio for display; otherwise a standard-resolution page looks squashed
 to half its height.  Decoding a G4 page costs real CPU on a small board, so each (fax, page,
 size) is rendered once and kept under ``<spool>/cache/``; the web process is the only writer.
+
+Only the one page asked for is decoded, and only when it is within the limits of
+``appliance.fax.pagelimits``: a page refused for its size (the spool has recorded why) is shown
+as a small card saying so, drawn without decoding a row of it.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ import tempfile
 import threading
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageDraw
+
+from appliance.fax.pagelimits import PageTooLarge, check_frame, open_tiff
 
 SIZES = ("thumb", "full")
 #: thumbnail width in pixels; a 1728-dot page becomes about 1/7 of its width
@@ -31,8 +37,8 @@ class PageNotFound(LookupError):
 
 def page_count(tiff: Path) -> int:
     """Number of pages in the TIFF (walks the directory chain only, decodes nothing)."""
-    with Image.open(tiff) as im:
-        return getattr(im, "n_frames", 1)
+    with open_tiff(tiff) as im:
+        return int(getattr(im, "n_frames", 1))
 
 
 def aspect_ratio(info: dict) -> float:
@@ -48,21 +54,48 @@ def aspect_ratio(info: dict) -> float:
 
 
 def render_page(tiff: Path, page: int, size: str) -> Image.Image:
-    """Page `page` (1-based) of `tiff` scaled for display; raises PageNotFound."""
-    with Image.open(tiff) as im:
+    """Page `page` (1-based) of `tiff` scaled for display; raises PageNotFound, or PageTooLarge
+    (before decoding anything) for a page over the size limits."""
+    with open_tiff(tiff) as im:
         if not 1 <= page <= getattr(im, "n_frames", 1):
             raise PageNotFound(page)
         im.seek(page - 1)
+        check_frame(im, page)
         ratio = aspect_ratio(im.info)
         im.load()
         width, height = im.size
         height = max(1, round(height * ratio))
         if size == "full":
             # Nearest keeps a 1-bit page crisp and small: standard resolution just repeats rows.
-            return im.convert("1").resize((width, height), Image.Resampling.NEAREST)
+            # (a fax page already is "1": converting it first would only copy the decoded page)
+            page_1 = im if im.mode == "1" else im.convert("1")
+            return page_1.resize((width, height), Image.Resampling.NEAREST)
         tw = min(THUMB_WIDTH, width)
         th = max(1, round(height * tw / width))
         return im.convert("L").resize((tw, th), Image.Resampling.BOX)
+
+
+#: the card shown instead of a refused page: letter-shaped, as wide as the thumbnail or a half page
+CARD_WIDTH = {"thumb": THUMB_WIDTH, "full": 864}
+
+
+def refused_card(reason: str, size: str) -> Image.Image:
+    """A small grey card saying why the page is not shown (it is never decoded)."""
+    width = CARD_WIDTH.get(size, THUMB_WIDTH)
+    card = Image.new("L", (width, width * 11 // 8), 235)
+    draw = ImageDraw.Draw(card)
+    chars = max(12, width // 7)  # the default bitmap font is about 6 pixels a character
+    words, lines, line = f"Not shown: {reason}".split(), [], ""
+    for word in words:
+        if line and len(line) + 1 + len(word) > chars:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    lines.append(line)
+    for n, text in enumerate(lines[: card.height // 14 - 1]):
+        draw.text((8, 8 + 14 * n), text, fill=0)
+    return card
 
 
 def cache_name(uid: str, page: int, size: str) -> str:
@@ -86,7 +119,10 @@ def cached_page(cache_dir: Path, uid: str, tiff: Path, page: int, size: str) -> 
     with _lock_for(str(target)):
         if target.exists():
             return target
-        image = render_page(tiff, page, size)
+        try:
+            image = render_page(tiff, page, size)
+        except PageTooLarge as e:
+            image = refused_card(str(e), size)
         cache_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".tmp-", suffix=".png")
         try:
