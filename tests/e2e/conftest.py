@@ -87,7 +87,8 @@ class ApplianceProcess:
     """The daemon in its own process, with its stderr collected for assertions and failures."""
 
     def __init__(self, workdir: Path, smtp_port: int, *, extra: str = "", retry_initial: float = 1.0,
-                 tls: tuple[Path, Path] | None = None, no_signal_timeout: int = 8) -> None:
+                 tls: tuple[Path, Path] | None = None, no_signal_timeout: int = 8,
+                 playout_delay_ms: int = 250) -> None:
         self.workdir = workdir
         self.sip_port = free_port()
         self.tls_port = free_port("tcp") if tls else 0
@@ -102,7 +103,7 @@ class ApplianceProcess:
 rtp_ports = [{self.rtp_first}, {self.rtp_first + 99}]
 # CI runs four workers of real-time calls on two cores: a process can wait 100+ ms for a CPU.
 # The default (60 ms) suits a box that does nothing else; here the buffer absorbs the stalls.
-playout_delay_ms = 250
+playout_delay_ms = {playout_delay_ms}
 
 [fax]
 ident = "+1 555 1000"
