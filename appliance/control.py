@@ -313,6 +313,7 @@ class ApplianceControl:
             "calls": calls,
             "queue": queue, "oldest_waiting": oldest,
             "stats": dict(app.stats),
+            "media": _media_totals(app),
         }
 
     # -- wake / reload / restart ----------------------------------------------------------------
@@ -522,6 +523,15 @@ def _sip_call_progress(call: Any) -> dict[str, Any]:
         return out
     out.update(bit_rate=st.bit_rate, ecm=bool(st.ecm), remote_ident=st.remote_ident)
     return out
+
+
+def _media_totals(app: Any) -> dict[str, Any] | None:
+    """The media counters of every call since start, the calls in progress included."""
+    totals = getattr(app, "media_totals", None)
+    if totals is None:
+        return None
+    live = [c.channel for c in list(app.calls.values()) if getattr(c, "channel", None) is not None]
+    return totals.snapshot(live, app.media_clock)  # type: ignore[no-any-return]
 
 
 def _record_facts(fax: Any) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from .delivery.queue import ARCHIVE, DeliveryWorker
 from .inbound import InboundSipCall
 from .media.channel import MediaChannel, PortAllocator
 from .media.clock import MediaClock
+from .media.totals import MediaTotals
 from .modem.driver import ModemCallResult
 from .modem.line import CallerInfo
 from .modem.manager import ModemManager
@@ -81,6 +82,7 @@ class Appliance:
         self.sip, self.peers = build_endpoint(cfg, UserAgent(user_agent=cfg.sip.user_agent))
         self.ports = PortAllocator(*cfg.sip.rtp_ports)
         self.media_clock = MediaClock()
+        self.media_totals = MediaTotals()  # /metrics: every call's media counters
         self.delivery = DeliveryWorker(self.spool, cfg.delivery, resolve_path=cfg.path,
                                        refusal=lambda addr: self.cfg.routing.refusal(addr))
         self.calls: dict[str, InboundSipCall] = {}
@@ -291,6 +293,7 @@ class Appliance:
                 complete = call.session.complete
                 facts["extra"] = {**fax.extra, **facts.get("extra", {}), "end_reason": call.end_reason,
                                   **call.media_facts()}
+            self.media_totals.add(call.channel)  # as it leaves the live calls: counted once
             self.calls.pop(ev.call_id, None)
             await loop.run_in_executor(None, self._finish, fax, complete, facts)
 

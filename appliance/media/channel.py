@@ -102,7 +102,9 @@ class MediaChannel(asyncio.DatagramProtocol):
         self._prepared: collections.deque[bytes] = collections.deque()
         self._start = 0.0
         self.late_ticks: list[tuple[float, float]] = []
-        self.stats = {"sent": 0, "bad": 0, "max_late_ms": 0.0, "late_5ms": 0, "from_stranger": 0,
+        #: late_5ms counts packets sent more than 5 ms late and those never sent (not_sent: the
+        #: clock skipped their ticks after a stall)
+        self.stats = {"sent": 0, "bad": 0, "max_late_ms": 0.0, "late_5ms": 0, "not_sent": 0, "from_stranger": 0,
                       "rtp_in_t38": 0, "dropped_on_purpose": 0}
 
     @classmethod
@@ -192,13 +194,7 @@ class MediaChannel(asyncio.DatagramProtocol):
 
     def send_prepared(self, due: float, now: float) -> None:
         """Send what was prepared for this tick; the clock calls this at (or near) ``due``."""
-        late = (now - due) * 1000.0
-        if late > self.stats["max_late_ms"]:
-            self.stats["max_late_ms"] = late
-        if late > 5.0:
-            self.stats["late_5ms"] += 1
-            if len(self.late_ticks) < 20:  # when in the call it happened: diagnostics for the trace
-                self.late_ticks.append((round(now - self._start, 3), round(late, 1)))
+        self._count_late((now - due) * 1000.0, 1, now)
         if self.mode == "t38":
             datagrams, self._t38_out = self._t38_out, []
             for data in datagrams:
@@ -212,8 +208,20 @@ class MediaChannel(asyncio.DatagramProtocol):
             return
         self._send(self.stream.packet(payload))
 
-    def skip(self, ticks: int) -> None:
-        """The clock skipped ``ticks`` periods: leave that gap in the RTP timestamps."""
+    def _count_late(self, late_ms: float, packets: int, now: float) -> None:
+        if late_ms > self.stats["max_late_ms"]:
+            self.stats["max_late_ms"] = late_ms
+        if late_ms > 5.0:
+            self.stats["late_5ms"] += packets
+            if len(self.late_ticks) < 20:  # when in the call it happened: diagnostics for the trace
+                self.late_ticks.append((round(now - self._start, 3), round(late_ms, 1)))
+
+    def skip(self, ticks: int, late: float) -> None:
+        """The clock skipped ``ticks`` periods, the first ``late`` seconds overdue: their packets
+        are never sent, so they count as late and not sent; the RTP timestamps show the gap."""
+        if self.mode == "audio":  # T.38 sends what it queued at the next tick: late, not lost
+            self.stats["not_sent"] += ticks
+        self._count_late(late * 1000.0, ticks, asyncio.get_running_loop().time())
         self.stream.skip(ticks * SAMPLES)
 
     def _send(self, data: bytes) -> None:

@@ -19,13 +19,14 @@ PTIME = 0.020
 #: packets each channel keeps ready: the send can run ahead of the DSP work by this many ticks
 LOOKAHEAD = 2
 #: a loop blocked for longer than this many periods skips ahead instead of bursting packets
-#: (the far end's jitter buffer absorbs a burst up to its delay; beyond that, send a gap)
+#: (the far end's jitter buffer absorbs a burst up to its delay; beyond that, send a gap).
+#: Each channel counts the skipped packets as late and not sent: a stall must show.
 MAX_CATCH_UP = 10
 
 
 class ClockedChannel(Protocol):
     def send_prepared(self, due: float, now: float) -> None: ...
-    def skip(self, ticks: int) -> None: ...
+    def skip(self, ticks: int, late: float) -> None: ...
     def process(self, now: float) -> None: ...
 
 
@@ -67,10 +68,11 @@ class MediaClock:
         now = loop.time()
         behind = int((now - self._due()) / PTIME)
         if behind >= MAX_CATCH_UP:  # hopelessly behind (the machine stalled): resynchronise
+            late = now - self._due()  # the first skipped packet's lateness; it is never sent
             self.stats["skipped"] += behind
             self._ticks += behind
             for ch in self.channels:  # the RTP timeline keeps to the wall clock: a gap, not a slip
-                ch.skip(behind)
+                ch.skip(behind, late)
         channels = list(self.channels)
         while self._due() <= now:
             self._send_round(channels, loop.time)

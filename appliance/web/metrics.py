@@ -26,6 +26,22 @@ QUANTILES = (0.5, 0.9, 0.99)
 #: scrapes closer together than this share one scan
 TOTALS_TTL = 10.0
 _cache: dict[str, tuple[float, Any]] = {}
+#: the daemon's media counters (appliance/media/totals.py) since it started, calls in progress
+#: included: (metric, key in the status's "media", help)
+MEDIA_COUNTERS = (
+    ("faxbridge_rtp_sent_packets_total", "sent", "RTP packets sent to callers"),
+    ("faxbridge_rtp_late_packets_total", "late_5ms",
+     "RTP packets sent more than 5 ms late, or never (the media clock skipped them after a stall)"),
+    ("faxbridge_rtp_unsent_packets_total", "not_sent",
+     "RTP packets never sent: the media clock skipped their ticks after a stall of 200 ms or more"),
+    ("faxbridge_media_clock_skipped_ticks_total", "clock_skipped", "20 ms ticks the media clock skipped after stalls"),
+    ("faxbridge_rtp_received_packets_total", "rx_received", "RTP packets received in time to be played"),
+    ("faxbridge_rtp_received_late_packets_total", "rx_late", "RTP packets received too late to be played"),
+    ("faxbridge_rtp_overflow_packets_total", "rx_overflow", "RTP packets dropped: the playout buffer was full"),
+    ("faxbridge_rtp_fillin_samples_total", "rx_fillin", "Samples of received audio missing at playout (fill-in)"),
+    ("faxbridge_rtp_playout_slips_total", "rx_slips",
+     "Late audio played after all, the playout delay growing (decision 0012)"),
+)
 _cache_lock = threading.Lock()
 
 
@@ -138,4 +154,9 @@ def metrics() -> Response:
         e.metric("faxbridge_recipients_refused_total", "counter",
                  "Recipients refused: outside routing.accepted_domains (since the daemon started)")
         e.sample("faxbridge_recipients_refused_total", int(stats.get("recipients_refused", 0) or 0))
+        media = status.get("media")
+        if isinstance(media, dict):
+            for name, key, help_text in MEDIA_COUNTERS:
+                e.metric(name, "counter", help_text)
+                e.sample(name, media.get(key, 0))
     return Response(e.text(), content_type=CONTENT_TYPE)

@@ -87,7 +87,8 @@ class ApplianceProcess:
     """The daemon in its own process, with its stderr collected for assertions and failures."""
 
     def __init__(self, workdir: Path, smtp_port: int, *, extra: str = "", retry_initial: float = 1.0,
-                 tls: tuple[Path, Path] | None = None, no_signal_timeout: int = 8, sip_extra: str = "") -> None:
+                 tls: tuple[Path, Path] | None = None, no_signal_timeout: int = 8, sip_extra: str = "",
+                 playout_delay_ms: int = 250) -> None:
         self.workdir = workdir
         self.sip_port = free_port()
         self.tls_port = free_port("tcp") if tls else 0

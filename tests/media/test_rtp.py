@@ -206,3 +206,97 @@ def test_a_backlog_after_our_own_stall_does_not_re_anchor():
     for i in range(25, 40):  # then the stream goes on in time
         buf.put(pkt(i, i * 160), i * 0.02)
     assert buf.stats["late"] > 0 and buf.stats["resync"] == 0
+
+
+def run_ticks(buf: PlayoutBuffer, arrivals: list[tuple[float, RtpPacket]], until: float) -> list:
+    """Put each packet at its arrival time and pull on a 20 ms clock, as the media clock does."""
+    out: list = []
+    arrivals = sorted(arrivals, key=lambda a: a[0])
+    i, tick = 0, 0
+    while (now := tick * 0.02) <= until:
+        while i < len(arrivals) and arrivals[i][0] <= now:
+            buf.put(arrivals[i][1], arrivals[i][0])
+            i += 1
+        out += buf.pull(now)
+        tick += 1
+    return out
+
+
+@pytest.mark.parametrize("burst_order", ["in order", "reordered"])
+def test_a_delay_spike_is_played_late_instead_of_dropped_and_the_delay_grows_once(burst_order):
+    """Packets held up 150 ms on the path and then delivered in one burst (the carrier capture
+    has one inside its TCF): their slots were filled in, but their audio is played after all,
+    so a modem loses no symbol.  The delay grows once, by whole 10 ms, and stays."""
+    buf = PlayoutBuffer(0, delay=0.06)
+    packets = [pkt(i, i * 160, bytes([i]) * 160) for i in range(100)]
+    burst = packets[40:48] if burst_order == "in order" else packets[41:48] + packets[40:41]
+    arrivals = [(i * 0.02 + 0.003, p) for i, p in enumerate(packets) if not 40 <= i < 48]
+    arrivals += [(0.953, p) for p in burst]  # packet 40 was due at 0.863
+    out = run_ticks(buf, arrivals, 3.0)
+    played = [x for x in out if isinstance(x, bytes)]
+    assert b"".join(played) == b"".join(p.payload for p in packets)  # all of it, in order
+    assert buf.stats["late"] == 0 and buf.stats["resync"] == 0
+    assert buf.stats["slips"] == (1 if burst_order == "in order" else 2)
+    assert buf.stats["slipped"] == 640  # 616 samples of fill-in played, rounded up to 10 ms
+    assert buf.extra_delay == 0.08
+    first, last = out.index(bytes([40]) * 160), out.index(bytes([99]) * 160)
+    inserted = [x for x in out[out.index(bytes([39]) * 160):first] if isinstance(x, int)]
+    assert sum(inserted) == 640  # the fill-in before the late audio: the slip
+    assert not any(isinstance(x, int) for x in out[first:last])  # and none after it
+
+
+def test_slips_are_bounded_per_gap_and_per_call():
+    """A gap longer than MAX_SLIP is lost as before; slips stop adding delay at MAX_EXTRA_DELAY."""
+    packets = [pkt(i, i * 160, bytes([i % 256]) * 160) for i in range(700)]
+
+    def arrivals(spikes: tuple[tuple[int, int], ...]) -> list[tuple[float, RtpPacket]]:
+        """Packets ``start`` to ``start + size`` held up and delivered together after the last."""
+        out = []
+        for i, p in enumerate(packets):
+            when = i * 0.02 + 0.003
+            for start, size in spikes:
+                if start <= i < start + size:
+                    when = (start + size) * 0.02 + 0.003
+            out.append((when, p))
+        return out
+
+    one_long = PlayoutBuffer(0, delay=0.06)
+    out = run_ticks(one_long, arrivals(((100, 15),)), 15.0)  # 240 ms of fill-in: more than MAX_SLIP
+    # the two packets furthest behind stay lost; the rest of the burst is played
+    assert (one_long.stats["late"], one_long.stats["slips"], one_long.extra_delay) == (2, 1, 0.2)
+    played = b"".join(x for x in out if isinstance(x, bytes))
+    assert played == b"".join(p.payload for i, p in enumerate(packets) if i not in (100, 101))
+
+    growing = PlayoutBuffer(0, delay=0.06)
+    run_ticks(growing, arrivals(((100, 8), (200, 14), (300, 20), (400, 26), (500, 8))), 15.0)
+    # +100 ms, +120 ms, then the last 80 ms the bound allows (the third spike's head is lost)
+    assert (growing.stats["slips"], growing.stats["slipped"]) == (3, PlayoutBuffer.MAX_EXTRA_DELAY)
+    assert growing.extra_delay == 0.3
+    assert growing.stats["late"] > 0  # from the fourth spike on, late audio is lost as before
+
+
+def test_a_flood_of_tiny_packets_is_bounded_and_dropped_not_scanned():
+    """8000 one-byte packets, one every other sample, in the 2 s window: the buffer keeps at most
+    MAX_PACKETS, counts the rest, and each tick plays or fills only what is due."""
+    buf = PlayoutBuffer(0, delay=0.06)
+    buf.put(pkt(0, 0, b"\x01"), 0.0)
+    for i in range(1, 8000):
+        buf.put(pkt(i, 2 * i, b"\x02"), 0.001)
+    assert buf.held == PlayoutBuffer.MAX_PACKETS
+    assert buf.stats["overflow"] == 8000 - PlayoutBuffer.MAX_PACKETS and buf.stats["received"] == buf.held
+    played = 0
+    for tick in range(1, 60):
+        out = buf.pull(0.06 + tick * 0.02)
+        assert len(out) <= 161  # one tick's worth: at most a chunk and a gap per packet due
+        played += sum(x if isinstance(x, int) else len(x) for x in out)
+        assert buf.held <= PlayoutBuffer.MAX_PACKETS
+    assert played == round(59 * 0.02 * 8000)  # the timeline is kept: nothing invented or lost
+    assert buf.held == 0
+
+
+def test_held_bytes_are_bounded_too():
+    buf = PlayoutBuffer(0, delay=0.06)
+    for i in range(200):  # overlapping 1400-byte packets, 80 samples apart
+        buf.put(pkt(i, i * 80, b"\x03" * 1400), 0.0)
+    assert buf.stats["overflow"] > 0
+    assert buf.held_bytes == sum(len(p) for p in buf._packets.values()) <= PlayoutBuffer.MAX_BYTES

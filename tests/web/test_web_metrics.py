@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
@@ -110,3 +111,60 @@ def test_ignored_referrals_and_refused_recipients_reach_metrics(client: FlaskCli
     m = parse(text)
     assert m["faxbridge_um_referrals_ignored_total"] == 3 and m["faxbridge_recipients_refused_total"] == 1
     assert "# TYPE faxbridge_um_referrals_ignored_total counter" in text
+
+
+def stalled_channel() -> tuple[Any, Any]:
+    """A real media channel on a real clock whose event loop was blocked for 300 ms mid-call."""
+    import asyncio
+    import socket
+
+    from appliance.media.channel import MediaChannel
+    from appliance.media.clock import PTIME, MediaClock
+
+    class Silence:
+        def receive_g711(self, payload: bytes) -> None: ...
+        def receive_fillin(self, samples: int) -> None: ...
+        def transmit_g711(self, samples: int = 160) -> bytes:
+            return b"\xff" * samples
+
+    clock = MediaClock()
+
+    async def main() -> MediaChannel:
+        peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        peer.bind(("127.0.0.1", 0))
+        ch = await MediaChannel.open_ephemeral("127.0.0.1")
+        ch.use_audio(Silence(), 0, peer.getsockname())
+        ch.start_clock(clock)
+        await asyncio.sleep(5 * PTIME)
+        time.sleep(15 * PTIME)  # the stall
+        await asyncio.sleep(5 * PTIME)
+        ch.close()
+        peer.close()
+        return ch
+
+    return asyncio.run(main()), clock
+
+
+def test_a_media_stall_shows_in_metrics_while_the_call_runs_and_after(client: FlaskClient, config: Config) -> None:
+    """Finding 9 of issue 10: a stall the media clock skipped is counted, live and once."""
+    from appliance.media.totals import MediaTotals
+
+    channel, clock = stalled_channel()
+    app = SpoolAppliance(config)
+    app.media_totals, app.media_clock = MediaTotals(), clock  # type: ignore[attr-defined]
+    try:
+        app.add_call("stalled@test", mode="g711")
+        app.calls["stalled@test"].channel = channel
+        with serve_appliance(config.path(config.system.control_socket), app):
+            live = parse(client.get("/metrics").get_data(as_text=True))
+            app.media_totals.add(channel)  # the call ends, as the daemon does it
+            del app.calls["stalled@test"]
+            ended = parse(client.get("/metrics").get_data(as_text=True))
+    finally:
+        app.close()
+    for m in (live, ended):
+        assert m["faxbridge_media_clock_skipped_ticks_total"] >= 10
+        assert m["faxbridge_rtp_unsent_packets_total"] == channel.stats["not_sent"] >= 10
+        assert m["faxbridge_rtp_late_packets_total"] == channel.stats["late_5ms"] >= 10
+        assert m["faxbridge_rtp_sent_packets_total"] == channel.stats["sent"] > 0
+    assert live["faxbridge_calls_in_progress"] == 1 and ended["faxbridge_calls_in_progress"] == 0
