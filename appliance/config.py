@@ -682,19 +682,11 @@ class Config:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "Config":
         p = Path(path)
-        try:
-            data = tomllib.loads(p.read_text(encoding="utf-8"))
-        except OSError as e:
-            raise ConfigError([f"{p}: cannot read: {e.strerror}"]) from None
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError([f"{p}: not valid TOML: {e}"]) from None
+        data = _read_toml(p)
         secrets = p.with_name("secrets.toml")
         if secrets.exists():
             _check_secret_mode(secrets)
-            try:
-                extra = tomllib.loads(secrets.read_text(encoding="utf-8"))
-            except tomllib.TOMLDecodeError as e:
-                raise ConfigError([f"{secrets}: not valid TOML: {e}"]) from None
+            extra = _read_toml(secrets)
             errors: list[str] = []
             for section, values in extra.items():
                 if isinstance(values, dict) and isinstance(data.get(section, {}), dict):
@@ -709,6 +701,18 @@ class Config:
 #: the file the appliance uses when started without --config, once the web UI has written it
 #: (relative to the working directory, which is where the embedded defaults put var/)
 DEFAULT_FILE = "var/faxbridge.toml"
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file's tables, or ConfigError naming the file and what is wrong with it."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError([f"{path}: cannot read: {e.strerror}"]) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError([f"{path}: not UTF-8 text (byte {e.start})"]) from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError([f"{path}: not valid TOML: {e}"]) from None
 
 
 def config_file(cfg: Config) -> Path:

@@ -71,6 +71,8 @@ def _parse(path: Path) -> TOMLDocument | None:
         return None
     except OSError as e:
         raise TomlEditError(f"{path}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise TomlEditError(f"{path}: not UTF-8 text (byte {e.start})") from None
     try:
         return tomlkit.parse(text)
     except TOMLKitError as e:

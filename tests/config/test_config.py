@@ -79,6 +79,21 @@ def test_bad_toml_and_missing_file(tmp_path):
         Config.load(tmp_path / "missing.toml")
 
 
+def test_a_file_that_is_not_utf8_is_a_config_error(tmp_path):
+    # found by the fuzz target config_load: UnicodeDecodeError escaped Config.load (the daemon
+    # would stop with a traceback instead of naming the file)
+    main = tmp_path / "faxbridge.toml"
+    main.write_bytes(b'[delivery]\nfrom = "fax@con\x8foso.com"\n')
+    with pytest.raises(ConfigError, match=r"faxbridge.toml: not UTF-8 text \(byte 26\)"):
+        Config.load(main)
+    main.write_text('[delivery]\nbackend = "smtp"\nurl = "smtp://127.0.0.1:25"\n')
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_bytes(b'[delivery]\npassword = "s\xfdcret"\n')
+    secrets.chmod(0o600)
+    with pytest.raises(ConfigError, match="secrets.toml: not UTF-8 text"):
+        Config.load(main)
+
+
 def test_secrets_file_overrides(tmp_path):
     (tmp_path / "faxbridge.toml").write_text('[delivery]\nbackend="smtp"\nurl="smtp://127.0.0.1:25"\n')
     (tmp_path / "secrets.toml").write_text('[delivery]\nusername="u"\npassword="p"\n')

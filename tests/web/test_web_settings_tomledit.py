@@ -105,6 +105,12 @@ def test_a_file_that_is_not_toml_is_named(box: Path) -> None:
         ConfigDoc.load(box)
 
 
+def test_a_file_that_is_not_utf8_is_named(box: Path) -> None:
+    box.write_bytes(b'[routing]\ndefault = "fax\xba@example.com"\n')
+    with pytest.raises(TomlEditError, match="faxbridge.toml: not UTF-8 text"):
+        ConfigDoc.load(box)
+
+
 def test_a_new_file_restates_the_running_paths_relative_to_itself(tmp_path: Path) -> None:
     running = Config.from_dict({}, base_dir=tmp_path)  # embedded defaults, relative to the working dir
     doc = ConfigDoc.for_config(running)
