@@ -154,7 +154,7 @@ class DialogueModem:
         os.close(self.master)
 
 
-def _play(tmp_path: Path, name: str, data: list[bytes], quirks: frozenset[str] = frozenset()):
+def _play(tmp_path: Path, name: str, data: list[bytes], quirks: frozenset[str] = frozenset(), limit: float = 60):
     variant, turns = load(DIALOGUES / name, data)
     call = ModemCall(device="pty", line="modem:test", tiff_path=tmp_path / "rx.tif", ident=IDENT, ecm=False,
                      quirks=quirks, max_call_duration=60)
@@ -163,7 +163,7 @@ def _play(tmp_path: Path, name: str, data: list[bytes], quirks: frozenset[str] =
         modem = DialogueModem(turns)
         port = await ModemPort.open(modem.path, flow="none")
         try:
-            result = await asyncio.wait_for(Class2Receiver(variant).receive(port, call), 60)
+            result = await asyncio.wait_for(Class2Receiver(variant).receive(port, call), limit)
         finally:
             port.close()
             modem.close()
@@ -214,6 +214,24 @@ def test_class2_hangup_mid_page_keeps_the_pages(tmp_path: Path, coded) -> None:
     assert [s["partial"] for s in stats] == [False, True] and stats[1]["copy_quality"] == "RTN"
     assert "AT+FPTS=1" in f["extra"]["modem_history"]
     _assert_pages(tmp_path / "rx.tif", pages, 2, half_last=True)
+
+
+def test_connect_to_a_quality_command_does_not_stall_the_call(tmp_path: Path, coded) -> None:
+    pages, data = coded
+    result, modem = _play(tmp_path, "connect_to_quality_command.txt", data, limit=20)
+    assert not modem.mismatch and not modem.turns, modem.mismatch
+    assert result.complete and result.facts["pages"] == 2, result.facts["result_text"]
+    assert "! CONNECT to a command that starts no page: data phase abandoned" in result.facts["extra"]["trace"]
+    _assert_pages(tmp_path / "rx.tif", pages, 2)
+
+
+def test_connect_as_a_page_result_still_hangs_up(tmp_path: Path, coded) -> None:
+    pages, data = coded
+    result, modem = _play(tmp_path, "connect_as_page_result.txt", data, limit=20)
+    assert not modem.mismatch and not modem.turns, modem.mismatch
+    assert modem.sent[-1] == "ATH"
+    assert not result.complete and result.facts["pages"] == 1
+    assert "CONNECT and no hang-up report" in result.facts["result_text"]
 
 
 def test_reversed_bit_order_dle_sub_and_malformed_lines(tmp_path: Path, coded) -> None:

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import json
 
-from appliance.modem.at import (AtChannel, CommandDone, CommandTimedOut, DataEnd, DataReceived, DataResult,
-                                DeviceGone, DleCommand, Event, Garbage, Unsolicited)
+from appliance.modem.at import AtChannel, CommandDone, CommandTimedOut, DeviceGone, Event, Garbage, Unsolicited
 from appliance.modem.class2 import Class2Receiver, Class2Session
 from appliance.modem.class2_codes import ALL_RESULTS, CAN, DC2
 from appliance.modem.driver import ModemCall
@@ -106,8 +105,13 @@ def TestOneInput(data: bytes) -> None:
                 session.command_done(cmd, ev.result, list(ev.lines))
                 if session.in_data:
                     _page(modem, session)
+                elif session.unwanted_data_phase(ev.result):
+                    modem.ch.end_data_phase(modem.now)
     finally:
         session.close()
+    if session.off_hook and not session.device_lost:
+        modem.ch.end_data_phase(modem.now)
+        _command(modem, session, "ATH", 5.0)  # the receiver's hang-up must go out too
     facts = session.facts(modem.now)
     json.dumps(facts)
     assert isinstance(facts["result_code"], int) and isinstance(facts["result_text"], str)
