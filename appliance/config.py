@@ -216,7 +216,11 @@ class SipConfig:
         """TLS files must exist when the config is loaded, not at the first TLS connection."""
         for key in ("tls_cert", "tls_key", "tls_ca"):
             value = getattr(self, key)
-            if value and not resolve(value).is_file():
+            try:
+                found = not value or resolve(value).is_file()
+            except OSError:  # a name too long for the file system, or a loop of links
+                found = False
+            if not found:
                 errors.append(f"sip.{key}: {value!r} is not a readable file")
 
 
@@ -479,7 +483,7 @@ class RouteRuleConfig:
             if pattern:
                 try:
                     re.compile(pattern, flags)
-                except re.error as e:
+                except (re.error, OverflowError, RecursionError) as e:  # a{99999999999}, ((((...
                     errors.append(f"{label}.{key}: bad regex {pattern!r}: {e}")
         if self.use_um_recipient and self.um_recipient in (None, False):
             errors.append(f"{label}.use_um_recipient: needs um_recipient = true or a pattern")
@@ -735,9 +739,10 @@ def _merge_secrets(section: dict[str, Any], secret: dict[str, Any], prefix: str,
         current = section.get(key)
         if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
             entries = current if isinstance(current, list) else []
-            by_name = {e.get("name"): e for e in entries if isinstance(e, dict) and e.get("name")}
+            by_name = {e["name"]: e for e in entries if isinstance(e, dict) and isinstance(e.get("name"), str)}
             for i, item in enumerate(value):
-                target = by_name.get(item.get("name"))
+                name = item.get("name")
+                target = by_name.get(name) if isinstance(name, str) and name else None
                 if target is None:
                     errors.append(f"{prefix}.{key}[{i}].name: no entry named {item.get('name')!r} in the main file")
                 else:

@@ -111,6 +111,25 @@ def test_a_file_that_is_not_utf8_is_named(box: Path) -> None:
         ConfigDoc.load(box)
 
 
+@pytest.mark.parametrize("text", [
+    '[[sip.peers]]\nname = ["gw1"]\nmatch = "192.0.2.1"\nusername = "u"\npassword = "p"\n',
+    '[sip]\npeers = [1, 2]\n',
+])
+def test_a_backup_with_odd_entries_is_refused_not_a_crash(box: Path, text: str) -> None:
+    # found by fuzzing: prune_secret_entries put each entry's name in a set (a list is
+    # unhashable) and called .get on whatever the array held
+    before = box.read_text()
+    with pytest.raises(ConfigError):
+        ConfigDoc.load(box).restore(text)
+    assert box.read_text() == before
+
+
+def test_a_backup_with_secrets_survives_a_secrets_file_holding_odd_names(box: Path) -> None:
+    secrets = box.with_name("secrets.toml")
+    secrets.write_text(SECRETS + '\n[[sip.peers]]\nname = ["gw9"]\npassword = "x"\n')
+    assert "gw2-secret" in ConfigDoc.load(box).with_secrets()
+
+
 def test_a_new_file_restates_the_running_paths_relative_to_itself(tmp_path: Path) -> None:
     running = Config.from_dict({}, base_dir=tmp_path)  # embedded defaults, relative to the working dir
     doc = ConfigDoc.for_config(running)
