@@ -93,6 +93,8 @@ def date_param(args: Mapping[str, str], name: str) -> datetime.date | None:
         raise BadParam(name, "is not a real calendar day") from None
     if day.year < 1971:
         raise BadParam(name, "must be after 1970")
+    if day == datetime.date.max:  # the day after it, where a range ends, does not exist
+        raise BadParam(name, "must be before 9999-12-31")
     return day
 
 
