@@ -33,6 +33,7 @@ ROOT = HERE.parents[1]
 CORPUS = HERE / "corpus"
 CRASHES = HERE / "crashes"
 REGRESSIONS = HERE / "regressions"
+DICTS = HERE / "dicts"
 #: the corpus as committed should stay small: the runner warns beyond this many bytes in total
 CORPUS_BUDGET = 2 * 1024 * 1024
 
@@ -74,6 +75,18 @@ def _env() -> dict[str, str]:
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("PYTHONHASHSEED", "0")
     return env
+
+
+def dictionary(target: str, folder: Path) -> list[str]:
+    """``-dict=`` for the target: its DICTS files (tests/fuzz/dicts/*.dict) joined in `folder`."""
+    from tests.fuzz.targets import load
+
+    names = getattr(load(target), "DICTS", ())
+    if not names:
+        return []
+    path = folder / f"{target}.dict"
+    path.write_text("".join((DICTS / f"{n}.dict").read_text() for n in names))
+    return [f"-dict={path}"]
 
 
 def _corpus_stats(folder: Path) -> tuple[int, int]:
@@ -127,7 +140,7 @@ def fuzz_target(target: str, *, seconds: int | None, runs: int | None, rss_mb: i
                 if left is not None and left < 1:
                     break
                 flags = [f"-rss_limit_mb={rss_mb}", f"-timeout={timeout}", f"-max_len={max_len}",
-                         f"-artifact_prefix={crashes}/", "-print_final_stats=1"]
+                         f"-artifact_prefix={crashes}/", "-print_final_stats=1", *dictionary(target, log_dir)]
                 flags += [f"-max_total_time={left}"] if left is not None else []
                 flags += [f"-runs={max(runs - result.executions, 0)}"] if runs is not None else []
                 before = len(result.crashes) + len(result.hangs) + len(result.ooms)

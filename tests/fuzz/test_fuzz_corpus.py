@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fuzz.run import CORPUS, REGRESSIONS, ROOT, _env
+from tests.fuzz.run import CORPUS, REGRESSIONS, ROOT, _env, dictionary
 from tests.fuzz.targets import TARGETS, load
 
 SECONDS = int(os.environ.get("FUZZ_TEST_SECONDS", "3"))
@@ -61,8 +61,9 @@ def test_short_fuzz_run(target: str, tmp_path: Path) -> None:
         pytest.skip("atheris is not installed (pip install atheris, or make venv)")
     work = tmp_path / "new"
     work.mkdir()
+    (tmp_path / "dict").mkdir()
     flags = [f"-max_total_time={SECONDS}", "-rss_limit_mb=1024", "-timeout=10", f"-max_len={load(target).MAX_LEN}",
-             f"-artifact_prefix={tmp_path}/", str(work), str(CORPUS / target)]
+             f"-artifact_prefix={tmp_path}/", *dictionary(target, work.parent / "dict"), str(work), str(CORPUS / target)]
     proc = subprocess.run(["nice", "-n", "15", sys.executable, "-m", "tests.fuzz.atheris_main", target, *flags],
                           cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           errors="replace", timeout=SECONDS + 120)

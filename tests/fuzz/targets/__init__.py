@@ -3,7 +3,7 @@
 Each module has ``TestOneInput(data: bytes) -> None``, which feeds ``data`` to the product code
 and asserts its contract (what it may return, which one error it may raise, what must round-trip);
 any other exception is a finding.  ``MAX_LEN`` caps the inputs libFuzzer makes (and so the corpus
-files).  Nothing here imports the product code: ``atheris_main`` imports a target inside
+files); ``DICTS`` names the tests/fuzz/dicts/*.dict files of tokens the mutator may insert.  Nothing here imports the product code: ``atheris_main`` imports a target inside
 ``atheris.instrument_imports`` so the product modules it pulls in are instrumented for coverage.
 """
 from __future__ import annotations

@@ -15,6 +15,7 @@ from appliance.modem.at import (MAX_LINE, AtChannel, CommandDone, CommandTimedOu
                                 DataResult, DeviceGone, DleCommand, Garbage, Unsolicited)
 
 MAX_LEN = 4096
+DICTS = ("modem", "_text")
 COMMANDS = (
     "ATZ", "ATE0V1Q0", "ATE0V0Q0", "ATV1", "ATI", "ATI3", "AT+FCLASS=?", "AT+FCLASS=1", "AT+FCLASS=1.0",
     "AT+FCLASS=2", "AT+FCLASS=2.0", "AT+FTM=?", "AT+FRM=?", "AT+FTH=?", "AT+FRH=?", "AT+FTH=3", "AT+FRH=3",

@@ -18,6 +18,7 @@ from appliance.modem.driver import ModemCall
 from tests.fuzz.targets import scratch
 
 MAX_LEN = 4096
+DICTS = ("modem",)
 _DIR = scratch("fuzz-class2-")
 
 

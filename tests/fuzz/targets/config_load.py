@@ -14,6 +14,7 @@ from appliance.web.tomledit import ConfigDoc, TomlEditError
 from tests.fuzz.targets import scratch
 
 MAX_LEN = 8192
+DICTS = ("config", "_text")
 SEPARATOR = b"\n#--secrets.toml--\n"
 _DIR = scratch("fuzz-config-")
 MAIN, SECRETS = _DIR / "faxbridge.toml", _DIR / "secrets.toml"

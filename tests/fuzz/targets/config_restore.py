@@ -18,6 +18,7 @@ from appliance.web.tomledit import ConfigDoc, TomlEditError
 from tests.fuzz.targets import scratch
 
 MAX_LEN = 8192
+DICTS = ("config", "_text")
 _DIR = scratch("fuzz-restore-")
 MAIN, SECRETS = _DIR / "faxbridge.toml", _DIR / "secrets.toml"
 BEFORE_MAIN = """\

@@ -12,6 +12,7 @@ from appliance.sip.digest import (PREFERENCE, DigestClient, parse_auth_params, p
 from appliance.sip.message import SipParseError, SipRequest, SipResponse, parse_message
 
 MAX_LEN = 2048
+DICTS = ("digest", "_text")
 _REQUEST = (b"REGISTER sip:pbx.example SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1\r\n"
             b"From: <sip:fax@pbx.example>;tag=1\r\nTo: <sip:fax@pbx.example>\r\nCall-ID: c1\r\n"
             b"CSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n")

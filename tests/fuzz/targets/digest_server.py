@@ -11,6 +11,7 @@ from appliance.sip.digest import ALGORITHMS, DigestServer, VerifyResult, parse_a
 from appliance.sip.errors import SipParseError
 
 MAX_LEN = 1024
+DICTS = ("digest", "_text")
 _RESULTS = {VerifyResult.OK, VerifyResult.MISSING, VerifyResult.STALE, VerifyResult.FAILED}
 _KEY = b"k" * 32
 

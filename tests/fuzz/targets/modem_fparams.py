@@ -13,6 +13,7 @@ from appliance.modem.class2_codes import SessionParams, hangup_key, hangup_text,
 from appliance.modem.fparams import parse_fclass, parse_fparams, parse_range_list
 
 MAX_LEN = 512
+DICTS = ("modem", "_text")
 _HEX = set("0123456789abcdefABCDEF")
 
 

@@ -16,6 +16,7 @@ from appliance.sip.events import Local
 from appliance.sip.message import SipParseError, SipRequest, parse_message
 
 MAX_LEN = 2048
+DICTS = ("referred_by", "sip", "_text")
 _PLAIN = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+")
 _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

@@ -13,6 +13,7 @@ from appliance.sip.sdp import (EC_FEC, EC_NONE, EC_REDUNDANCY, MAX_UDPTL_DATAGRA
                                has_audio, has_t38, parse_answer, parse_t38_answer, t38_params)
 
 MAX_LEN = 2048
+DICTS = ("sdp", "_text")
 _STRENGTH = {EC_NONE: 0, EC_REDUNDANCY: 1, EC_FEC: 2}
 
 

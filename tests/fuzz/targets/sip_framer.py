@@ -14,6 +14,7 @@ from appliance.sip.framing import KeepAlive, StreamFramer
 from appliance.sip.message import SipParseError
 
 MAX_LEN = 4096
+DICTS = ("sip", "_text")
 LIMIT = 1024  # small, so that the fuzzer reaches it with small inputs
 
 

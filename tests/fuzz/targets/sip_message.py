@@ -10,6 +10,7 @@ from __future__ import annotations
 from appliance.sip.message import SipParseError, SipRequest, SipResponse, parse_message
 
 MAX_LEN = 4096
+DICTS = ("sip", "_text")
 
 
 def _essence(msg: SipRequest | SipResponse) -> tuple:

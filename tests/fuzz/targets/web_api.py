@@ -19,6 +19,7 @@ from webauth import login  # noqa: E402
 from webfax import STANDARD, T0, add_fax  # noqa: E402
 
 MAX_LEN = 1024
+DICTS = ("web", "_text")
 PATHS = ("/api/faxes", "/faxes", "/api/route")
 _CONFIG = Config(spool=SpoolConfig(dir="spool"), base_dir=scratch("fuzz-webapi-"))
 _spool = Spool(_CONFIG.path(_CONFIG.spool.dir))

@@ -16,6 +16,7 @@ from appliance.web.params import (MAX_FIELD, MAX_SEARCH, STATES, BadParam, curso
                                   text_param)
 
 MAX_LEN = 1024
+DICTS = ("web", "_text")
 
 
 def _args(data: bytes):  # type: ignore[no-untyped-def]

@@ -24,6 +24,7 @@ from tests.fuzz.targets import scratch
 from tests.fuzz.targets.config_restore import BEFORE_MAIN, BEFORE_SECRETS
 
 MAX_LEN = 4096
+DICTS = ("web", "_text")
 _DIR = scratch("fuzz-settings-")
 MAIN, SECRETS = _DIR / "faxbridge.toml", _DIR / "secrets.toml"
 FIELDS = SYSTEM_FIELDS + SIP_FIELDS + MODEM_FIELDS + ROUTING_FIELDS + DELIVERY_FIELDS
