@@ -382,12 +382,16 @@ class ConfigDoc:
         for section, keys in SECRET_KEYS.items():
             t = new.get(section)
             for k in keys:
-                if isinstance(t, dict) and isinstance(t.get(k), str) and t.get(k):
+                if isinstance(t, dict) and t.get(k) == "":
+                    del t[k]  # an empty secret in a backup means "not given": the current one is kept
+                elif isinstance(t, dict) and isinstance(t.get(k), str) and t.get(k):
                     restored.set_secret(section, k, _plain(t[k]))
         for (section, table), keys in SECRET_ENTRY_KEYS.items():
             for e in list(_entries(new, section, table)):
                 for k in keys:
-                    if isinstance(e.get(k), str) and e.get(k) and isinstance(e.get("name"), str):
+                    if e.get(k) == "":
+                        del e[k]
+                    elif isinstance(e.get(k), str) and e.get(k) and isinstance(e.get("name"), str):
                         restored.set_secret(section, k, _plain(e[k]), (table, _plain(e["name"])))
         cfg = restored.save()
         self.main, self.secrets = restored.main, restored.secrets

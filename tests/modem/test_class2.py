@@ -347,8 +347,10 @@ def test_codes_and_params() -> None:
     assert hangup_key("0", False) == "00" and hangup_key("100", False) == "A0" and hangup_key("a2", True) == "A2"
     assert hangup_key("73", False) == "73" and hangup_text("99").startswith("hang-up code 99 (receive phase C")
     assert hangup_text("F5").startswith("unknown")
-    with pytest.raises(ValueError):
-        hangup_key("x", True)
+    for text, hex_reports in (("x", True), ("-8A", True), ("0x8A", True), ("8_A", True), ("-1", False),
+                              ("١٠", False), ("256", False)):
+        with pytest.raises(ValueError):  # "-8A" and "0x8A" were taken as codes (found by fuzzing)
+            hangup_key(text, hex_reports)
     p = parse_dcs("1,5,0,2,3,1,0,0", True)
     assert (p.bit_rate, p.width, p.resolution[2], p.ec) == (14400, 1728, "204x196", 1)
     with pytest.raises(ValueError):

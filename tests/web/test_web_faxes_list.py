@@ -194,3 +194,11 @@ def test_list_queries_walk_an_index_not_a_sort(spool: Spool) -> None:
         plan = " | ".join(r[3] for r in spool._query(
             f"EXPLAIN QUERY PLAN SELECT * FROM faxes {where} ORDER BY created DESC, id DESC LIMIT 51"))
         assert "TEMP B-TREE" not in plan and "USING INDEX faxes_" in plan, (where, plan)
+
+
+def test_a_doubled_sign_is_refused_not_a_crash(admin_client: FlaskClient) -> None:
+    # found by fuzzing (web_params): '--1' passed the digit check and int() raised a 500
+    body = get(admin_client, "/faxes?deleted=--0", 400)
+    assert "Parameter &#39;deleted&#39;" in body and "must be an integer" in body, body[-400:]
+    r = admin_client.get("/api/faxes?offset=--1")
+    assert r.status_code == 400 and "offset" in r.get_data(as_text=True), r.get_data(as_text=True)

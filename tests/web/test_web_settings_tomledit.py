@@ -143,3 +143,11 @@ def test_a_new_file_restates_the_running_paths_relative_to_itself(tmp_path: Path
         assert c.path(c.web.state_dir).resolve() == running.path(running.web.state_dir).resolve()
         assert c.path(c.system.control_socket).resolve() == running.path(running.system.control_socket).resolve()
     assert loaded.source == doc.path.resolve()
+
+
+def test_an_empty_password_in_a_backup_keeps_the_current_secret(box: Path) -> None:
+    # found by fuzzing (config_restore): 'password = ""' stayed in the main file and hid the secret
+    backup = FILE.replace('username = "gw2"\n', 'username = "gw2"\npassword = ""\n')
+    cfg = ConfigDoc.load(box).restore(backup)
+    assert "password" not in box.read_text()
+    assert [p.password for p in cfg.sip.peers if p.name == "gw2"] == ["gw2-secret"]
