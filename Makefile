@@ -14,7 +14,7 @@ APT_PACKAGES := libspandsp-dev libtiff-tools gcc libffi-dev pkg-config python3-d
 TEST_APT_PACKAGES := kamailio sip-tester efax hylafax-server postfix chromium
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv apt run test test-fast hwtest bench clean selftest screenshots
+.PHONY: all venv apt run test test-fast hwtest bench clean selftest screenshots fuzz fuzz-seeds
 
 all: venv
 
@@ -53,9 +53,24 @@ test: venv
 	$(MAKE) --no-print-directory apt APT_EXTRA="$(TEST_APT_PACKAGES)"
 	$(VENV)/bin/python -m pytest -n $${PYTEST_WORKERS:-4} --dist loadgroup
 
-# Everything but the real-time calls: the protocol libraries, in seconds.
+# Everything but the real-time calls and the short fuzz runs: the protocol libraries, in seconds.
 test-fast: venv
-	$(VENV)/bin/python -m pytest -m "not slow"
+	$(VENV)/bin/python -m pytest -m "not slow and not fuzz"
+
+# Coverage-guided fuzzing (atheris) of every parser that takes outside input, tests/fuzz/run.py:
+# FUZZ_TIME seconds per target (or FUZZ_RUNS executions), FUZZ_TARGETS=sip_message,sdp to choose,
+# FUZZ_JOBS targets at a time. Keeps a minimised corpus in tests/fuzz/corpus/ (commit it) and
+# saves crash, hang and out-of-memory inputs in tests/fuzz/crashes/ (not committed).
+FUZZ_TIME ?= 60
+FUZZ_JOBS ?= 1
+fuzz: venv
+	$(VENV)/bin/python -m tests.fuzz.run $(if $(FUZZ_RUNS),--runs $(FUZZ_RUNS),--time $(FUZZ_TIME)) \
+	  --jobs $(FUZZ_JOBS) $(if $(FUZZ_TARGETS),--targets $(FUZZ_TARGETS))
+
+# Add seed inputs made from the tests, the captures, the modem dialogues and README's examples
+# to the corpus (the next `make fuzz` keeps those that add coverage).
+fuzz-seeds: venv
+	$(VENV)/bin/python -m tests.fuzz.seeds
 
 # Real hardware (a modem on a serial port): opt-in, described by FAXBRIDGE_HW_* variables;
 # every test says why it skips.  See hwtests/README.md for the bench.

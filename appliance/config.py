@@ -247,7 +247,11 @@ class SipConfig:
         """TLS files must exist when the config is loaded, not at the first TLS connection."""
         for key in ("tls_cert", "tls_key", "tls_ca"):
             value = getattr(self, key)
-            if value and not resolve(value).is_file():
+            try:
+                found = not value or resolve(value).is_file()
+            except OSError:  # a name too long for the file system, or a loop of links
+                found = False
+            if not found:
                 errors.append(f"sip.{key}: {value!r} is not a readable file")
 
 
@@ -557,7 +561,7 @@ class RouteRuleConfig:
             if pattern:
                 try:
                     re.compile(pattern, flags)
-                except re.error as e:
+                except (re.error, OverflowError, RecursionError) as e:  # a{99999999999}, ((((...
                     errors.append(f"{label}.{key}: bad regex {pattern!r}: {e}")
         if self.use_um_recipient and self.um_recipient in (None, False):
             errors.append(f"{label}.use_um_recipient: needs um_recipient = true or a pattern")
@@ -810,19 +814,11 @@ class Config:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "Config":
         p = Path(path)
-        try:
-            data = tomllib.loads(p.read_text(encoding="utf-8"))
-        except OSError as e:
-            raise ConfigError([f"{p}: cannot read: {e.strerror}"]) from None
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError([f"{p}: not valid TOML: {e}"]) from None
+        data = _read_toml(p)
         secrets = p.with_name("secrets.toml")
         if secrets.exists():
             _check_secret_mode(secrets)
-            try:
-                extra = tomllib.loads(secrets.read_text(encoding="utf-8"))
-            except tomllib.TOMLDecodeError as e:
-                raise ConfigError([f"{secrets}: not valid TOML: {e}"]) from None
+            extra = _read_toml(secrets)
             errors: list[str] = []
             for section, values in extra.items():
                 if isinstance(values, dict) and isinstance(data.get(section, {}), dict):
@@ -837,6 +833,18 @@ class Config:
 #: the file the appliance uses when started without --config, once the web UI has written it
 #: (relative to the working directory, which is where the embedded defaults put var/)
 DEFAULT_FILE = "var/faxbridge.toml"
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file's tables, or ConfigError naming the file and what is wrong with it."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError([f"{path}: cannot read: {e.strerror}"]) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError([f"{path}: not UTF-8 text (byte {e.start})"]) from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError([f"{path}: not valid TOML: {e}"]) from None
 
 
 def config_file(cfg: Config) -> Path:
@@ -859,9 +867,10 @@ def _merge_secrets(section: dict[str, Any], secret: dict[str, Any], prefix: str,
         current = section.get(key)
         if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
             entries = current if isinstance(current, list) else []
-            by_name = {e.get("name"): e for e in entries if isinstance(e, dict) and e.get("name")}
+            by_name = {e["name"]: e for e in entries if isinstance(e, dict) and isinstance(e.get("name"), str)}
             for i, item in enumerate(value):
-                target = by_name.get(item.get("name"))
+                name = item.get("name")
+                target = by_name.get(name) if isinstance(name, str) and name else None
                 if target is None:
                     errors.append(f"{prefix}.{key}[{i}].name: no entry named {item.get('name')!r} in the main file")
                 else:

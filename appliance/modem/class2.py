@@ -144,6 +144,15 @@ class Class2Session:
             else:  # OK without a page or a hang-up: ask again (some modems report +FCS first)
                 self._queue.append(Command("AT+FDR", 60.0, kind="fdr"))
 
+    def unwanted_data_phase(self, result: str) -> bool:
+        """True for a CONNECT that starts no page (an answer to a setup or quality command): the
+        channel has opened a data phase for it, and the next command would wait for that phase's
+        end for ever, so the driver abandons it (found by fuzzing: a stalled line)."""
+        if result != "CONNECT" or self.in_data:
+            return False
+        self.trace.append("! CONNECT to a command that starts no page: data phase abandoned")
+        return True
+
     def command_failed(self, cmd: Command, why: str) -> None:
         self.trace.append(f"> {cmd.text}")
         self.trace.append(f"! {why}")
@@ -441,9 +450,12 @@ class Class2Receiver:
                 session.command_done(cmd, done.result, list(done.lines))
                 if session.in_data:
                     await self._page(port, session, deadline)
+                elif session.unwanted_data_phase(done.result):
+                    port.channel.end_data_phase()
         finally:
             session.close()
         if session.off_hook and not session.device_lost and port.is_open:
+            port.channel.end_data_phase()  # one the modem left open (a CONNECT as a page's result) would hold ATH
             try:  # make sure the line is released; the modem may be on hook already
                 await port.command("ATH", 5.0, expect=ALL_RESULTS)
             except ModemError:

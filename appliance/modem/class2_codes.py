@@ -8,7 +8,10 @@ from enum import Enum
 from typing import Any
 
 from ..spandsp.t4 import (T4_1D, T4_2D, T6, X_RES_R8, Y_RES_FINE, Y_RES_STANDARD, Y_RES_SUPERFINE, PageStats)
+from ..strictnum import parse_uint
 from .fparams import parse_fparams
+
+_HEX_DIGITS = frozenset("0123456789ABCDEFabcdef")
 
 DC2 = b"\x12"  # the DTE is ready for page data (sent after +FDR's CONNECT)
 CAN = b"\x18"  # abort a receive in progress
@@ -96,10 +99,11 @@ _GROUP_TEXT = {"0": "call placement or termination", "1": "phase A (call set-up)
 def hangup_key(text: str, hex_reports: bool) -> str:
     """The T.32 key ("00", "73", "A0") of a reported hang-up code; ValueError if it is none."""
     text = text.strip().strip('"')
-    if hex_reports:
-        n = int(text, 16)
-        return f"{n:02X}"
-    n = int(text, 10)
+    if hex_reports:  # int(text, 16) also took "-8A", "0x8A" and "8_A"
+        if not 0 < len(text) <= 2 or not set(text) <= _HEX_DIGITS:
+            raise ValueError(f"hang-up code {text[:20]!r} is not two hex digits")
+        return f"{int(text, 16):02X}"
+    n = parse_uint(text, 255, name="hang-up code")
     if n >= 100:  # SP-2388 numbers receive phase D errors 100-103
         return f"A{n - 100:X}"
     return f"{n:02d}"

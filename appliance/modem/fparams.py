@@ -1,14 +1,27 @@
 """Parsers for the values in +F responses (T.31 / T.32 syntax).
 
 Modems disagree on spacing, quoting and parentheses, so these are lenient about the shape and
-strict about the numbers: anything that is not a number, a range or a quoted string raises
-``ValueError`` naming the text, which a probe turns into "quirk unknown" rather than a crash.
+strict about the numbers: ASCII digits only (``int()`` would also take a sign, "1_0" or other
+scripts' digits), at most MAX_DIGITS of them, and a range spans at most MAX_RANGE values (so
+"(0-99999999)" cannot take the memory).  Anything else raises ``ValueError`` naming the text,
+which a probe turns into "quirk unknown" rather than a crash.
 """
 from __future__ import annotations
 
 import re
 
-_RANGE = re.compile(r"^\s*([0-9A-Fa-f]+)\s*-\s*([0-9A-Fa-f]+)\s*$")
+_RANGE = re.compile(r"^\s*([0-9]+)\s*-\s*([0-9]+)\s*$")
+_DIGITS = {10: frozenset("0123456789"), 16: frozenset("0123456789abcdefABCDEF")}
+MAX_DIGITS = 9
+#: the widest range a test-command answer may give (T.31/T.32 ranges are a few dozen values)
+MAX_RANGE = 256
+
+
+def _number(text: str, base: int = 10) -> int:
+    """An unsigned number of ASCII digits in `base`; ValueError for anything else."""
+    if not 0 < len(text) <= MAX_DIGITS or any(c not in _DIGITS[base] for c in text):
+        raise ValueError(f"not a number: {text[:20]!r}")
+    return int(text, base)
 
 
 def _split_top(text: str) -> list[str]:
@@ -50,7 +63,7 @@ def parse_fparams(text: str, base: int = 10) -> list[int | str]:
             out.append("")
         else:
             try:
-                out.append(int(item, base))
+                out.append(_number(item, base))
             except ValueError:
                 raise ValueError(f"not a +F parameter value: {item!r} in {text!r}") from None
     return out
@@ -67,14 +80,14 @@ def _parse_set(item: str) -> set[int]:
         m = _RANGE.match(part)
         try:
             if m:
-                lo, hi = int(m.group(1)), int(m.group(2))
-                if hi < lo:
+                lo, hi = _number(m.group(1)), _number(m.group(2))
+                if not lo <= hi < lo + MAX_RANGE:
                     raise ValueError
                 values.update(range(lo, hi + 1))
             else:
-                values.add(int(part))
+                values.add(_number(part.strip()))
         except ValueError:
-            raise ValueError(f"not a value range: {part!r}") from None
+            raise ValueError(f"not a value range: {part[:40]!r}") from None
     return values
 
 
@@ -101,7 +114,7 @@ def parse_fclass(text: str) -> list[str]:
         item = item.strip()
         if not item:
             continue
-        if not re.fullmatch(r"\d+(\.\d+)?", item):
+        if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", item):
             raise ValueError(f"not a service class: {item!r} in {text!r}")
         out.append(item)
     return out

@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping
 
 from appliance.spool.store import FAX_STATES
+from appliance.strictnum import ascii_digits
 
 #: every fax state the spool uses, in the order a fax moves through them
 STATES: tuple[str, ...] = FAX_STATES
@@ -33,7 +34,8 @@ def int_param(args: Mapping[str, str], name: str, default: int, lo: int, hi: int
     if raw is None or raw == "":
         return default
     raw = raw.strip()
-    if not raw.isascii() or not raw.lstrip("-").isdigit() or len(raw) > 12:
+    digits = raw[1:] if raw.startswith("-") else raw
+    if not ascii_digits(digits, 11):
         raise BadParam(name, "must be an integer")
     value = int(raw)
     if value < lo or (hi is not None and value > hi):
@@ -93,6 +95,8 @@ def date_param(args: Mapping[str, str], name: str) -> datetime.date | None:
         raise BadParam(name, "is not a real calendar day") from None
     if day.year < 1971:
         raise BadParam(name, "must be after 1970")
+    if day == datetime.date.max:  # the day after it, where a range ends, does not exist
+        raise BadParam(name, "must be before 9999-12-31")
     return day
 
 

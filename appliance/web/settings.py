@@ -29,6 +29,7 @@ from appliance.config import (ROUTE_FORMATS, ROUTE_TIFF, T38_MODES, Config, Conf
                               RegistrationConfig, RouteRuleConfig, config_file)
 from appliance.config import STARTTLS_MODES, WebConfig
 from appliance.tlskeys import UPLOAD_ADVICE, EncryptedKey, refuse_passphrase
+from appliance.strictnum import ascii_digits
 from appliance.web.tomledit import ConfigDoc, TomlEditError, error_key
 
 log = logging.getLogger(__name__)
@@ -275,7 +276,7 @@ def apply_entries(doc: ConfigDoc, spec: EntrySpec, form: MultiDict[str, str], er
         if form.get(p + "_delete"):
             continue
         o = form.get(p + "_origin", "")
-        origin = int(o) if o.isdigit() and int(o) < len(old) else None
+        origin = int(o) if ascii_digits(o, 6) and int(o) < len(old) else None
         if origin in origins:
             origin = None  # a form naming one entry twice: the second is a new one
         shown = {f.name: form.get(p + f.name, "") for f in spec.fields if f.kind not in ("bool", "secret")}

@@ -71,6 +71,8 @@ def _parse(path: Path) -> TOMLDocument | None:
         return None
     except OSError as e:
         raise TomlEditError(f"{path}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise TomlEditError(f"{path}: not UTF-8 text (byte {e.start})") from None
     try:
         return tomlkit.parse(text)
     except TOMLKitError as e:
@@ -284,8 +286,10 @@ class ConfigDoc:
             sect = self.secrets.get(section)
             if sect is None or table not in sect:
                 continue
-            names = {e.get("name") for e in _entries(self.main, section, table)}
-            keep = [e for e in sect[table] if e.get("name") in names]
+            if not isinstance(sect[table], (AoT, list)):
+                continue  # not an array of tables: validation names it
+            names = {_name(e) for e in _entries(self.main, section, table)}
+            keep = [e for e in sect[table] if not isinstance(e, dict) or _name(e) in names]
             if len(keep) != len(sect[table]):
                 if keep:
                     aot = tomlkit.aot()
@@ -358,9 +362,9 @@ class ConfigDoc:
                         sect = doc[section]
                     sect[k] = _plain(t[k])
         for (section, table), keys in SECRET_ENTRY_KEYS.items():
-            by_name = {e.get("name"): e for e in _entries(self.secrets, section, table)}
+            by_name = {_name(e): e for e in _entries(self.secrets, section, table)}
             for e in _entries(doc, section, table):
-                s = by_name.get(e.get("name"))
+                s = by_name.get(_name(e)) if _name(e) is not None else None
                 for k in keys:
                     if s is not None and s.get(k):
                         e[k] = _plain(s[k])
@@ -378,16 +382,26 @@ class ConfigDoc:
         for section, keys in SECRET_KEYS.items():
             t = new.get(section)
             for k in keys:
-                if isinstance(t, dict) and isinstance(t.get(k), str) and t.get(k):
+                if isinstance(t, dict) and t.get(k) == "":
+                    del t[k]  # an empty secret in a backup means "not given": the current one is kept
+                elif isinstance(t, dict) and isinstance(t.get(k), str) and t.get(k):
                     restored.set_secret(section, k, _plain(t[k]))
         for (section, table), keys in SECRET_ENTRY_KEYS.items():
             for e in list(_entries(new, section, table)):
                 for k in keys:
-                    if isinstance(e.get(k), str) and e.get(k) and isinstance(e.get("name"), str):
+                    if e.get(k) == "":
+                        del e[k]
+                    elif isinstance(e.get(k), str) and e.get(k) and isinstance(e.get("name"), str):
                         restored.set_secret(section, k, _plain(e[k]), (table, _plain(e["name"])))
         cfg = restored.save()
         self.main, self.secrets = restored.main, restored.secrets
         return cfg
+
+
+def _name(entry: Any) -> str | None:
+    """An entry's name when it is a string (a hand-written file may hold anything there)."""
+    name = entry.get("name")
+    return str(name) if isinstance(name, str) else None
 
 
 def _entries(doc: Any, section: str, table: str) -> list[Any]:

@@ -79,6 +79,46 @@ def test_bad_toml_and_missing_file(tmp_path):
         Config.load(tmp_path / "missing.toml")
 
 
+def test_a_file_that_is_not_utf8_is_a_config_error(tmp_path):
+    # found by the fuzz target config_load: UnicodeDecodeError escaped Config.load (the daemon
+    # would stop with a traceback instead of naming the file)
+    main = tmp_path / "faxbridge.toml"
+    main.write_bytes(b'[delivery]\nfrom = "fax@con\x8foso.com"\n')
+    with pytest.raises(ConfigError, match=r"faxbridge.toml: not UTF-8 text \(byte 26\)"):
+        Config.load(main)
+    main.write_text('[delivery]\nbackend = "smtp"\nurl = "smtp://127.0.0.1:25"\n')
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_bytes(b'[delivery]\npassword = "s\xfdcret"\n')
+    secrets.chmod(0o600)
+    with pytest.raises(ConfigError, match="secrets.toml: not UTF-8 text"):
+        Config.load(main)
+
+
+# Found by fuzzing (config_load): each of these escaped from_dict/load as a traceback.
+@pytest.mark.parametrize("data,expected", [
+    ({"sip": {"tls_cert": "a" * 300}}, "sip.tls_cert: "),  # OSError: file name too long
+    ({"routing": {"rules": [{"to": ["a@example.com"], "tsi": "a{99999999999}"}]}}, "tsi: bad regex"),  # OverflowError
+    ({"routing": {"rules": [{"to": ["a@example.com"], "called_pattern": "(" * 1000 + ")" * 1000}]}},
+     "called_pattern: bad regex"),  # RecursionError
+])
+def test_values_that_crashed_validation_are_config_errors(data, expected):
+    with pytest.raises(ConfigError) as e:
+        Config.from_dict(data)
+    assert any(expected in err for err in e.value.errors), e.value.errors
+
+
+@pytest.mark.parametrize("main,secret", [
+    ('[[sip.registrations]]\nname = ["pbx"]\n', '[[sip.registrations]]\nname = "pbx"\npassword = "p"\n'),
+    ('[[sip.registrations]]\nname = "pbx"\n', '[[sip.registrations]]\nname = ["pbx"]\npassword = "p"\n'),
+])
+def test_secrets_merged_by_a_name_that_is_not_a_string_is_a_config_error(tmp_path, main, secret):
+    (tmp_path / "faxbridge.toml").write_text(main)
+    (tmp_path / "secrets.toml").write_text(secret)
+    (tmp_path / "secrets.toml").chmod(0o600)
+    with pytest.raises(ConfigError):  # was TypeError: unhashable type: 'list'
+        Config.load(tmp_path / "faxbridge.toml")
+
+
 def test_secrets_file_overrides(tmp_path):
     (tmp_path / "faxbridge.toml").write_text('[delivery]\nbackend="smtp"\nurl="smtp://127.0.0.1:25"\n')
     (tmp_path / "secrets.toml").write_text('[delivery]\nusername="u"\npassword="p"\n')

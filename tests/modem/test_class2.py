@@ -154,7 +154,7 @@ class DialogueModem:
         os.close(self.master)
 
 
-def _play(tmp_path: Path, name: str, data: list[bytes], quirks: frozenset[str] = frozenset()):
+def _play(tmp_path: Path, name: str, data: list[bytes], quirks: frozenset[str] = frozenset(), limit: float = 60):
     variant, turns = load(DIALOGUES / name, data)
     call = ModemCall(device="pty", line="modem:test", tiff_path=tmp_path / "rx.tif", ident=IDENT, ecm=False,
                      quirks=quirks, max_call_duration=60)
@@ -163,7 +163,7 @@ def _play(tmp_path: Path, name: str, data: list[bytes], quirks: frozenset[str] =
         modem = DialogueModem(turns)
         port = await ModemPort.open(modem.path, flow="none")
         try:
-            result = await asyncio.wait_for(Class2Receiver(variant).receive(port, call), 60)
+            result = await asyncio.wait_for(Class2Receiver(variant).receive(port, call), limit)
         finally:
             port.close()
             modem.close()
@@ -214,6 +214,24 @@ def test_class2_hangup_mid_page_keeps_the_pages(tmp_path: Path, coded) -> None:
     assert [s["partial"] for s in stats] == [False, True] and stats[1]["copy_quality"] == "RTN"
     assert "AT+FPTS=1" in f["extra"]["modem_history"]
     _assert_pages(tmp_path / "rx.tif", pages, 2, half_last=True)
+
+
+def test_connect_to_a_quality_command_does_not_stall_the_call(tmp_path: Path, coded) -> None:
+    pages, data = coded
+    result, modem = _play(tmp_path, "connect_to_quality_command.txt", data, limit=20)
+    assert not modem.mismatch and not modem.turns, modem.mismatch
+    assert result.complete and result.facts["pages"] == 2, result.facts["result_text"]
+    assert "! CONNECT to a command that starts no page: data phase abandoned" in result.facts["extra"]["trace"]
+    _assert_pages(tmp_path / "rx.tif", pages, 2)
+
+
+def test_connect_as_a_page_result_still_hangs_up(tmp_path: Path, coded) -> None:
+    pages, data = coded
+    result, modem = _play(tmp_path, "connect_as_page_result.txt", data, limit=20)
+    assert not modem.mismatch and not modem.turns, modem.mismatch
+    assert modem.sent[-1] == "ATH"
+    assert not result.complete and result.facts["pages"] == 1
+    assert "CONNECT and no hang-up report" in result.facts["result_text"]
 
 
 def test_reversed_bit_order_dle_sub_and_malformed_lines(tmp_path: Path, coded) -> None:
@@ -329,8 +347,10 @@ def test_codes_and_params() -> None:
     assert hangup_key("0", False) == "00" and hangup_key("100", False) == "A0" and hangup_key("a2", True) == "A2"
     assert hangup_key("73", False) == "73" and hangup_text("99").startswith("hang-up code 99 (receive phase C")
     assert hangup_text("F5").startswith("unknown")
-    with pytest.raises(ValueError):
-        hangup_key("x", True)
+    for text, hex_reports in (("x", True), ("-8A", True), ("0x8A", True), ("8_A", True), ("-1", False),
+                              ("١٠", False), ("256", False)):
+        with pytest.raises(ValueError):  # "-8A" and "0x8A" were taken as codes (found by fuzzing)
+            hangup_key(text, hex_reports)
     p = parse_dcs("1,5,0,2,3,1,0,0", True)
     assert (p.bit_rate, p.width, p.resolution[2], p.ec) == (14400, 1728, "204x196", 1)
     with pytest.raises(ValueError):

@@ -68,3 +68,28 @@ def test_dle_stuff_and_unstuff():
             stuffed = dle_stuff(data, sub=sub)
             assert dle_unstuff(stuffed) == data
             assert b"\x10\x03" not in stuffed.replace(b"\x10\x10", b"")  # no false end of block
+
+
+# Found by the fuzz target modem_fparams: int() took signs, "1_0" and other scripts' digits, and a
+# range was expanded whatever its width ("(0-99999999)" from a modem would take gigabytes).
+@pytest.mark.parametrize("text,base", [
+    ("+FCS:1,-5,0", 10), (",-80,,A", 16), ("+FPS:+1", 10), ("1_0", 10), ("\u0663", 10), ("+FPS:1,86C,0,0,0", 10),
+])
+def test_parse_fparams_takes_unsigned_ascii_digits_only(text, base):
+    with pytest.raises(ValueError, match="not a"):
+        parse_fparams(text, base)
+
+
+@pytest.mark.parametrize("text", ["(0-100000)", "(0-256)", "0-300", "(000111,,1111,,1,,-5),(0,0,1)", "(\u0661-3)"])
+def test_parse_range_list_refuses_negative_foreign_or_too_wide_ranges(text):
+    with pytest.raises(ValueError, match="not a value range"):
+        parse_range_list(text)
+
+
+def test_parse_range_list_keeps_ranges_up_to_256_values():
+    assert parse_range_list("(0-255)") == [set(range(256))]
+
+
+def test_parse_fclass_takes_ascii_digits_only():
+    with pytest.raises(ValueError, match="not a service class"):
+        parse_fclass("0,1,\u0663")

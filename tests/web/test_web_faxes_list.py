@@ -122,6 +122,13 @@ def test_bad_filters_are_refused_naming_the_parameter(admin_client: FlaskClient)
         assert f"Parameter &#39;{name}&#39;" in body and words in body, (url, body[-400:])
 
 
+def test_the_last_calendar_day_is_refused_not_a_crash(admin_client: FlaskClient) -> None:
+    # found by fuzzing (web_params): the range ends the day after 'to', which 9999-12-31 has not
+    body = get(admin_client, "/faxes?to=9999-12-31", 400)
+    assert "Parameter &#39;to&#39;" in body and "before 9999-12-31" in body
+    assert admin_client.get("/api/faxes?to=9999-12-31").status_code == 400
+
+
 def test_keyset_pages_walk_every_fax_once_even_with_equal_times(admin_client: FlaskClient, spool: Spool) -> None:
     # 130 faxes, 60 of them in the same second: the id breaks the tie, nothing skipped or repeated
     made = [add_fax(spool, T0 + (i if i < 70 else 70), caller_number=f"+1{i:04d}") for i in range(130)]
@@ -187,3 +194,11 @@ def test_list_queries_walk_an_index_not_a_sort(spool: Spool) -> None:
         plan = " | ".join(r[3] for r in spool._query(
             f"EXPLAIN QUERY PLAN SELECT * FROM faxes {where} ORDER BY created DESC, id DESC LIMIT 51"))
         assert "TEMP B-TREE" not in plan and "USING INDEX faxes_" in plan, (where, plan)
+
+
+def test_a_doubled_sign_is_refused_not_a_crash(admin_client: FlaskClient) -> None:
+    # found by fuzzing (web_params): '--1' passed the digit check and int() raised a 500
+    body = get(admin_client, "/faxes?deleted=--0", 400)
+    assert "Parameter &#39;deleted&#39;" in body and "must be an integer" in body, body[-400:]
+    r = admin_client.get("/api/faxes?offset=--1")
+    assert r.status_code == 400 and "offset" in r.get_data(as_text=True), r.get_data(as_text=True)

@@ -112,6 +112,16 @@ def test_rules_editor_keeps_the_rule_and_its_comment(web: FlaskClient, box: Path
                                                'to = ["sales@example.com", "boss@example.com"]')
 
 
+def test_a_row_origin_in_other_digits_is_a_new_row_not_a_crash(web: FlaskClient, box: Path) -> None:
+    # found by fuzzing (web_settings_form): "\u00b2".isdigit() is true, then int() raised: a 500
+    form = {"routing.default": "faxes@example.com", "routing.called": "", "rules-count": "1",
+            "rules-0-_origin": "\u00b2", "rules-0-name": "sales", "rules-0-called": "5551000",
+            "rules-0-to": "sales@example.com", "rules-0-format": "tiff", "rules-0-tiff": ""}
+    r = _post(web, "/settings/routing", form)
+    assert r.status_code == 302, r.get_data(as_text=True)
+    assert 'name = "sales"' in box.read_text() and 'called = "5551000"' in box.read_text()
+
+
 def test_invalid_input_is_named_beside_its_field_and_nothing_is_written(web: FlaskClient, box: Path) -> None:
     r = _post(web, "/settings/delivery", _delivery(**{"delivery.backend": "smtp", "delivery.url": "mail.example.com",
                                                       "delivery.password": SECRET}))

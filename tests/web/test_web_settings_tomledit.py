@@ -105,6 +105,31 @@ def test_a_file_that_is_not_toml_is_named(box: Path) -> None:
         ConfigDoc.load(box)
 
 
+def test_a_file_that_is_not_utf8_is_named(box: Path) -> None:
+    box.write_bytes(b'[routing]\ndefault = "fax\xba@example.com"\n')
+    with pytest.raises(TomlEditError, match="faxbridge.toml: not UTF-8 text"):
+        ConfigDoc.load(box)
+
+
+@pytest.mark.parametrize("text", [
+    '[[sip.peers]]\nname = ["gw1"]\nmatch = "192.0.2.1"\nusername = "u"\npassword = "p"\n',
+    '[sip]\npeers = [1, 2]\n',
+])
+def test_a_backup_with_odd_entries_is_refused_not_a_crash(box: Path, text: str) -> None:
+    # found by fuzzing: prune_secret_entries put each entry's name in a set (a list is
+    # unhashable) and called .get on whatever the array held
+    before = box.read_text()
+    with pytest.raises(ConfigError):
+        ConfigDoc.load(box).restore(text)
+    assert box.read_text() == before
+
+
+def test_a_backup_with_secrets_survives_a_secrets_file_holding_odd_names(box: Path) -> None:
+    secrets = box.with_name("secrets.toml")
+    secrets.write_text(SECRETS + '\n[[sip.peers]]\nname = ["gw9"]\npassword = "x"\n')
+    assert "gw2-secret" in ConfigDoc.load(box).with_secrets()
+
+
 def test_a_new_file_restates_the_running_paths_relative_to_itself(tmp_path: Path) -> None:
     running = Config.from_dict({}, base_dir=tmp_path)  # embedded defaults, relative to the working dir
     doc = ConfigDoc.for_config(running)
@@ -118,3 +143,11 @@ def test_a_new_file_restates_the_running_paths_relative_to_itself(tmp_path: Path
         assert c.path(c.web.state_dir).resolve() == running.path(running.web.state_dir).resolve()
         assert c.path(c.system.control_socket).resolve() == running.path(running.system.control_socket).resolve()
     assert loaded.source == doc.path.resolve()
+
+
+def test_an_empty_password_in_a_backup_keeps_the_current_secret(box: Path) -> None:
+    # found by fuzzing (config_restore): 'password = ""' stayed in the main file and hid the secret
+    backup = FILE.replace('username = "gw2"\n', 'username = "gw2"\npassword = ""\n')
+    cfg = ConfigDoc.load(box).restore(backup)
+    assert "password" not in box.read_text()
+    assert [p.password for p in cfg.sip.peers if p.name == "gw2"] == ["gw2-secret"]
