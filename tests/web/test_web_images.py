@@ -133,11 +133,12 @@ def test_concurrent_requests_render_a_page_once(config: Config, full_fax: FaxRec
     monkeypatch.setattr(render, "render_page", slow)
     app = create_app(config)
     statuses: list[int] = []
+    clients = [authed(app) for _ in range(4)]  # logged in first: at most 2 password checks run at once
 
-    def fetch() -> None:
-        statuses.append(authed(app).get(f"/faxes/{full_fax.id}/pages/3.png?size=full").status_code)
+    def fetch(client: FlaskClient) -> None:
+        statuses.append(client.get(f"/faxes/{full_fax.id}/pages/3.png?size=full").status_code)
 
-    threads = [threading.Thread(target=fetch) for _ in range(4)]
+    threads = [threading.Thread(target=fetch, args=(c,)) for c in clients]
     for t in threads:
         t.start()
     for t in threads:
