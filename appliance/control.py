@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping
 
-from .rtsched import normal_this_thread
+from .rtsched import worker_this_thread
 from .spool.stats import oldest_waiting, queue_counts
 
 log = logging.getLogger("faxbridge.control")
@@ -485,9 +485,9 @@ class ApplianceControl:
 
 
 def _low_priority() -> None:
-    """Calls' media first: this thread only reads the spool for the status page (and must not
-    inherit the loop's real-time scheduling)."""
-    normal_this_thread(10)
+    """Below the loop, like every thread that shares its GIL (decision 0011): this one only reads
+    the spool for the status page."""
+    worker_this_thread()
 
 
 def _test_fax_verdict(returncode: int | None, lines: list[str]) -> tuple[str, str]:

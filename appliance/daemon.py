@@ -31,7 +31,7 @@ from .modem.driver import ModemCallResult
 from .modem.line import CallerInfo
 from .modem.manager import ModemManager
 from .routing.router import route
-from .rtsched import normal_this_thread, promote_this_thread
+from .rtsched import promote_this_thread, worker_this_thread
 from .sip import events as sipev
 from .sip.policy import RETRY_AFTER
 from .sip.setup import build_endpoint, start_registrations
@@ -67,11 +67,9 @@ def admission_refusal(ev: sipev.IncomingCall, peer: PeerConfig | None, calls: in
 
 
 def _worker_thread() -> None:
-    """Executor threads run at normal priority, not the loop's real-time one they would inherit.
-
-    Not lower than normal: a worker holding the GIL that the loop waits for must get the CPU
-    promptly (at nice 19 under load it could keep the loop waiting tens of milliseconds)."""
-    normal_this_thread(0)
+    """Executor threads run just below the loop: a worker holding the GIL that the loop waits
+    for must get the CPU ahead of every other process (decision 0011)."""
+    worker_this_thread()
 
 
 class Appliance:

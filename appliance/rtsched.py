@@ -4,9 +4,11 @@ Why: one thread sends every call's RTP every 20 ms, and a fax modem at the far e
 packet that comes tens of milliseconds late. Under CPU contention (the web process rendering a
 preview, a backup, an attacker keeping us busy) a normal-priority thread waits its turn for
 10-60 ms; a SCHED_RR thread does not (Asterisk's `-p` and FreeSWITCH's `-rp` exist for the same
-reason). Only the loop thread is raised: worker threads (fsync, TIFF, SMTP) are put back to
-normal scheduling, since threads inherit their creator's policy. The kernel still keeps 5 % of
-each second for everyone else (sched_rt_runtime_us), so a runaway loop cannot lock the box.
+reason). The daemon's other threads (fsync, TIFF, SMTP, the control socket's reader) run at
+SCHED_RR priority 1, below the loop: they share its GIL, and a normal-priority worker holding the
+GIL that the kernel puts off for a busy process kept the loop waiting 8-12 ms (decision 0011).
+The kernel still keeps 5 % of each second for everyone else (sched_rt_runtime_us), so a runaway
+thread cannot lock the box.
 
 On the appliance the unit sets `LimitRTPRIO=`, which lets the unprivileged service raise itself;
 elsewhere it works as root and is skipped (with one log line) when not permitted.
@@ -16,7 +18,10 @@ from __future__ import annotations
 import os
 import threading
 
-__all__ = ["promote_this_thread", "normal_this_thread"]
+__all__ = ["promote_this_thread", "normal_this_thread", "worker_this_thread", "WORKER_PRIORITY"]
+
+#: a worker thread's SCHED_RR priority when the loop runs real-time: above every normal task, below the loop
+WORKER_PRIORITY = 1
 
 
 def promote_this_thread(priority: int) -> str:
@@ -41,3 +46,18 @@ def normal_this_thread(nice: int = 0) -> None:
         os.setpriority(os.PRIO_PROCESS, tid, nice)
     except OSError:  # a sandbox may refuse: the thread keeps what it inherited
         pass
+
+
+def worker_this_thread() -> str:
+    """For a thread that shares the loop's GIL: SCHED_RR at WORKER_PRIORITY when it inherited the
+    loop's real-time policy, else left as it is. Returns the policy it ends with, for the log."""
+    tid = threading.get_native_id()
+    if not hasattr(os, "sched_getscheduler"):
+        return "normal"
+    try:
+        if os.sched_getscheduler(tid) in (os.SCHED_RR, os.SCHED_FIFO):
+            os.sched_setscheduler(tid, os.SCHED_RR, os.sched_param(WORKER_PRIORITY))
+            return f"SCHED_RR {WORKER_PRIORITY}"
+    except OSError:  # a sandbox may refuse: the thread keeps what it inherited
+        pass
+    return "normal"
