@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import socket
+from collections.abc import Iterator
+
+import pytest
 
 from tests.provided import pytest_configure, pytest_runtest_setup  # noqa: F401 (pytest hooks)
 
@@ -22,3 +26,12 @@ def free_port(kind: str = "both") -> int:
                     continue
                 return port
     raise RuntimeError("no free port")
+
+
+@pytest.fixture(autouse=True)
+def _normal_scheduling_after_each_test() -> Iterator[None]:
+    """A test that runs the daemon in-process raises the pytest worker's thread to SCHED_RR (the
+    daemon's loop does that): put it back, so no later test runs real-time by accident."""
+    yield
+    if hasattr(os, "sched_getscheduler") and os.sched_getscheduler(0) != os.SCHED_OTHER:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))

@@ -30,6 +30,7 @@ from PIL import Image, ImageChops
 from appliance.fax.pages import read_pages
 from appliance.media.rtp import RtpPacket
 from tests.conftest import free_port
+from tests.provided import missing
 
 from .conftest import tiff_attachment
 
@@ -152,7 +153,7 @@ SCENARIO = r"""<?xml version="1.0" encoding="UTF-8"?>
 def test_sipp_replays_the_carrier_g711_fax_and_most_answer_timings_bring_the_page(tmp_path, smtp,
                                                                                    appliance_factory):
     if not SIPP.exists():
-        pytest.skip(f"SIPp not installed ({SIPP}; Debian package sip-tester)")
+        missing(f"SIPp not installed ({SIPP}; Debian package sip-tester)")
     try:
         socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP).close()
     except PermissionError:

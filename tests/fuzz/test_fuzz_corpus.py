@@ -17,6 +17,7 @@ import pytest
 
 from tests.fuzz.run import CORPUS, REGRESSIONS, ROOT, _env, dictionary
 from tests.fuzz.targets import TARGETS, load
+from tests.provided import missing
 
 SECONDS = int(os.environ.get("FUZZ_TEST_SECONDS", "3"))
 
@@ -58,7 +59,7 @@ def _atheris_available() -> bool:
 @pytest.mark.parametrize("target", TARGETS)
 def test_short_fuzz_run(target: str, tmp_path: Path) -> None:
     if not _atheris_available():
-        pytest.skip("atheris is not installed (pip install atheris, or make venv)")
+        missing("atheris is not installed (pip install atheris, or make venv)")
     work = tmp_path / "new"
     work.mkdir()
     (tmp_path / "dict").mkdir()

@@ -15,6 +15,7 @@ from appliance.media.channel import MediaChannel
 from appliance.media.clock import PTIME
 from appliance.media.rtp import PT_PCMA, RtpPacket
 from appliance.spandsp.audio import AudioFaxTerminal
+from tests.provided import require
 
 CARRIER_PCAP = FIXTURES / "pcaps" / "carrier-g711-alaw-sender.pcap"
 
@@ -22,8 +23,7 @@ CARRIER_PCAP = FIXTURES / "pcaps" / "carrier-g711-alaw-sender.pcap"
 def carrier_rtp() -> list[tuple[float, RtpPacket]]:
     """The carrier's A-law RTP (shared/fixtures/pcaps/README.md) as (seconds since its first
     packet, packet) in arrival order, or skip when the fixture is not checked out."""
-    if not CARRIER_PCAP.exists():
-        pytest.skip(f"recorded call not available: {CARRIER_PCAP}")
+    require(CARRIER_PCAP.exists(), f"recorded call not available: {CARRIER_PCAP} (../shared beside the checkout)")
     datagrams = read_pcap_udp(CARRIER_PCAP)
     return [(d.time - datagrams[0].time, RtpPacket.parse(d.payload)) for d in datagrams]
 
