@@ -5,7 +5,7 @@ packet that comes tens of milliseconds late. Under CPU contention (the web proce
 preview, a backup, an attacker keeping us busy) a normal-priority thread waits its turn for
 10-60 ms; a SCHED_RR thread does not (Asterisk's `-p` and FreeSWITCH's `-rp` exist for the same
 reason). The daemon's other threads (fsync, TIFF, SMTP, the control socket's reader) run at
-SCHED_RR priority 1, below the loop: they share its GIL, and a normal-priority worker holding the
+SCHED_RR one step below the loop: they share its GIL, and a normal-priority worker holding the
 GIL that the kernel puts off for a busy process kept the loop waiting 8-12 ms (decision 0011).
 The kernel still keeps 5 % of each second for everyone else (sched_rt_runtime_us), so a runaway
 thread cannot lock the box.
@@ -18,10 +18,7 @@ from __future__ import annotations
 import os
 import threading
 
-__all__ = ["promote_this_thread", "normal_this_thread", "worker_this_thread", "WORKER_PRIORITY"]
-
-#: a worker thread's SCHED_RR priority when the loop runs real-time: above every normal task, below the loop
-WORKER_PRIORITY = 1
+__all__ = ["promote_this_thread", "normal_this_thread", "worker_this_thread"]
 
 
 def promote_this_thread(priority: int) -> str:
@@ -49,15 +46,17 @@ def normal_this_thread(nice: int = 0) -> None:
 
 
 def worker_this_thread() -> str:
-    """For a thread that shares the loop's GIL: SCHED_RR at WORKER_PRIORITY when it inherited the
-    loop's real-time policy, else left as it is. Returns the policy it ends with, for the log."""
+    """For a thread that shares the loop's GIL: SCHED_RR one below the loop's priority when it
+    inherited the loop's real-time policy (above every normal task and every lower real-time one,
+    below the loop), else left as it is. Returns the policy it ends with, for the log."""
     tid = threading.get_native_id()
     if not hasattr(os, "sched_getscheduler"):
         return "normal"
     try:
         if os.sched_getscheduler(tid) in (os.SCHED_RR, os.SCHED_FIFO):
-            os.sched_setscheduler(tid, os.SCHED_RR, os.sched_param(WORKER_PRIORITY))
-            return f"SCHED_RR {WORKER_PRIORITY}"
+            priority = max(1, os.sched_getparam(tid).sched_priority - 1)
+            os.sched_setscheduler(tid, os.SCHED_RR, os.sched_param(priority))
+            return f"SCHED_RR {priority}"
     except OSError:  # a sandbox may refuse: the thread keeps what it inherited
         pass
     return "normal"

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from appliance.rtsched import WORKER_PRIORITY, promote_this_thread, worker_this_thread
+from appliance.rtsched import promote_this_thread, worker_this_thread
 
 
 def policy_of_new_thread(promote: int) -> tuple[str, str, int, int]:
@@ -35,8 +35,8 @@ def test_a_worker_started_by_the_real_time_loop_runs_just_below_it() -> None:
     promoted, answer, policy, priority = policy_of_new_thread(10)
     if promoted and os.geteuid() != 0:
         pytest.skip(f"real-time scheduling not permitted here: {promoted}")
-    assert promoted == "" and answer == f"SCHED_RR {WORKER_PRIORITY}"
-    assert (policy, priority) == (os.SCHED_RR, WORKER_PRIORITY)
+    assert promoted == "" and answer == "SCHED_RR 9"
+    assert (policy, priority) == (os.SCHED_RR, 9)
 
 
 def test_a_worker_of_a_normal_loop_stays_normal() -> None:
