@@ -21,7 +21,7 @@ from typing import Iterator
 
 from PIL import Image, ImageOps
 
-from appliance.fax.pagelimits import frame_dpi, frame_problem, open_tiff
+from appliance.fax.pagelimits import DECODE_ERRORS, frame_dpi, frame_problem, open_tiff
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,7 @@ class Page:
 
 
 #: what Pillow raises on a TIFF that does not decode (the bomb guard's warning is an error here)
-_DECODE_ERRORS = (OSError, ValueError, EOFError, SyntaxError, struct.error, Image.DecompressionBombError,
-                  Image.DecompressionBombWarning)
+_DECODE_ERRORS = DECODE_ERRORS
 
 
 def oversized_pages(data: bytes) -> list[str]:

@@ -15,7 +15,7 @@ from webfax import T0
 
 from appliance.spool.store import FaxRecord, Spool
 from appliance.web import render
-from tests.poisonfax import REFUSED_PAGE_SLACK, fax_tiff, good_page, peak_rss, poison_page
+from tests.poisonfax import REFUSED_PAGE_SLACK, fax_tiff, good_page, peak_rss, poison_page, without_width
 
 
 def receive(spool: Spool, data: bytes) -> FaxRecord:
@@ -60,6 +60,21 @@ def test_the_card_says_why(spool: Spool, tmp_path: Path):
     assert card.getbbox() is not None
     text_rows = [y for y in range(card.height) if card.crop((0, y, card.width, y + 1)).getextrema()[0] < 128]
     assert len(text_rows) > 10, "the reason is written on the card"
+
+
+def test_a_stored_file_with_a_damaged_directory_is_shown_unreadable_not_a_server_error(client: FlaskClient,
+                                                                                        spool: Spool):
+    """Found by the tiff_pages fuzz target: Pillow's TypeError for a directory without ImageWidth
+    was not among the errors the pages catch."""
+    page = good_page(1, rows=200)[1]
+    fax = receive(spool, fax_tiff([page, page]))
+    spool.image_path(fax).write_bytes(without_width(fax_tiff([page, page]), 2))
+    r = client.get(f"/faxes/{fax.id}")
+    assert r.status_code == 200 and "The fax image cannot be read." in r.get_data(as_text=True)
+    preview = client.get(f"/faxes/{fax.id}/pages/1.png?size=thumb")
+    assert preview.status_code == 500 and "The page image cannot be rendered." in preview.get_data(as_text=True)
+    pdf = client.get(f"/faxes/{fax.id}.pdf")
+    assert pdf.status_code == 500 and "cannot be converted to PDF" in pdf.get_data(as_text=True)
 
 
 def test_the_pdf_download_carries_the_other_pages(client: FlaskClient, spool: Spool):
