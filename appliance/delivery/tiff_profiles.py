@@ -270,15 +270,23 @@ def to_tiff_f(data: bytes) -> bytes:
     return _write_tiff(ifds)
 
 
+#: the sizes a PDF page may have, in points (pikepdf, after ISO 32000's implementation limits)
+PDF_MIN_POINTS, PDF_MAX_POINTS = 3.0, 14400.0
+
+
 def _pdf_layout(w_px: float, h_px: float, ndpi: tuple[float, float]) -> tuple[float, float, float, float]:
     """img2pdf layout: page size from each page's own dpi (204x98 stays A4-tall, not squashed).
 
-    PNG stores dots per metre, so 204 dpi comes back as 203.99: round to whole dpi.
+    PNG stores dots per metre, so 204 dpi comes back as 203.99: round to whole dpi.  A page outside
+    the sizes a PDF page may have would cost the whole PDF: the stub of a page cut off after a few
+    rows sits on the smallest page, one with a made-up resolution is scaled down to the largest.
     """
     xdpi, ydpi = (round(d) or 204 for d in ndpi)
     w = w_px * 72.0 / xdpi
     h = h_px * 72.0 / ydpi
-    return w, h, w, h
+    scale = min(1.0, PDF_MAX_POINTS / w, PDF_MAX_POINTS / h)
+    w, h = w * scale, h * scale
+    return max(w, PDF_MIN_POINTS), max(h, PDF_MIN_POINTS), w, h
 
 
 def to_pdf(data: bytes) -> bytes:

@@ -191,3 +191,16 @@ def test_pdf_pages_pixel_equal_and_a4_sized(dpi, tmp_path):
         assert w_pt == pytest.approx(1728 / 204 * 72, abs=0.5)  # 8.47 in: A4/Letter width
         assert h_pt == pytest.approx(h / dpi[1] * 72, abs=0.5)
         assert 820 < h_pt < 850  # ~11.66 in, A4 tall, not squashed to half
+
+
+def test_a_page_of_a_few_rows_still_makes_a_pdf(tmp_path):
+    """Found by the tiff_pages fuzz target: a page under 3 points tall (4 rows at standard
+    resolution, the stub of a call cut off just after a page began) made img2pdf refuse the
+    whole PDF, so the mail went out without the PDF its route asked for."""
+    pages = [page(h=1143, seed=0), page(h=4, seed=1)]
+    got = _pdf_pages(tp.to_pdf(spool_tiff(pages, STANDARD, tmp_path)))
+    assert len(got) == 2
+    for (img, w_pt, h_pt), ref in zip(got, pages):
+        assert img.convert("1").tobytes() == ref.tobytes()  # every pixel, the stub's too
+        assert w_pt == pytest.approx(1728 / 204 * 72, abs=0.5)
+    assert got[1][2] == pytest.approx(3.0)  # the smallest page a PDF may have
