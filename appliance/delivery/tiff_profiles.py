@@ -21,7 +21,7 @@ from typing import Iterator
 
 from PIL import Image, ImageOps
 
-from appliance.fax.pagelimits import DECODE_ERRORS, frame_dpi, frame_problem, open_tiff
+from appliance.fax.pagelimits import DECODE_ERRORS, check_page, frame_dpi, frame_problem, open_tiff
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +180,7 @@ def profile_s_page(page: Page) -> tuple[Image.Image, int]:
     Wider pages (B4 2048, A3 2432, or 408-dpi pages) are scaled down to 1728 in both directions,
     keeping the aspect ratio, as a T.4 receiver reduces B4/A3 to A4; narrower pages are padded
     with white on the right.  Resolutions above 196 lpi (superfine) are scaled vertically to 196.
+    Raises PageTooLarge, before scaling, for a page its resolution would stretch past a fax page.
     """
     im = page.image
     ydpi = page.ydpi
@@ -190,7 +191,9 @@ def profile_s_page(page: Page) -> tuple[Image.Image, int]:
         ydpi = ydpi * 204 / page.xdpi if page.xdpi else ydpi
     target = 98 if ydpi < 147 else 196
     if abs(ydpi - target) > 5 and ydpi > 0:
-        im = _scale(im, im.width, max(1, round(im.height * target / ydpi)))
+        rows = max(1, round(im.height * target / ydpi))
+        check_page(FAX_WIDTH, rows, target)  # a made-up resolution (x far above y) would make it metres long
+        im = _scale(im, im.width, rows)
     if im.width < FAX_WIDTH:
         padded = Image.new("1", (FAX_WIDTH, im.height), 1)
         padded.paste(im, (0, 0))

@@ -180,3 +180,12 @@ def test_a_damaged_page_directory_is_a_value_error_not_a_crash_of_delivery():
     for convert in (tp.to_profile_s, tp.to_tiff_f, tp.to_pdf):
         with pytest.raises(ValueError, match="does not decode"):
             convert(data)
+
+
+def test_a_resolution_that_would_stretch_a_page_to_kilometres_is_refused_before_scaling():
+    """Found by the tiff_pages fuzz target's contract (the input made by hand): Profile S scales a
+    page wider than 1728 dots by its x resolution, so 1729 x 1000 dots at 1,000,000 x 196 dpi
+    became 2.4 million rows, gigabytes allocated in the daemon."""
+    data = fax_tiff([poison_page(rows=1000, width=1729, dpi=(1_000_000, 196))])
+    with pytest.raises(ValueError, match="at most 1.5 m"):
+        tp.to_profile_s(data)
