@@ -247,6 +247,12 @@ def is_tiff_f(data: bytes) -> bool:
     return False
 
 
+def _whole_dpi(dpi: float, default: int) -> int:
+    """A resolution as our IFD writes it (a whole number, 32 bits); one it cannot hold is made up."""
+    whole = round(dpi)
+    return whole if 1 <= whole < 2**32 else default
+
+
 def to_tiff_f(data: bytes) -> bytes:
     """TIFF-F (RFC 2306): G4 (T6Options 0), FillOrder 1, one strip per page, sizes as received.
 
@@ -259,7 +265,7 @@ def to_tiff_f(data: bytes) -> bytes:
     coded = []
     for page in iter_pages(data):
         coded.append((_ccitt_strip(page.image, "group4"), page.image.width, page.image.height,
-                      round(page.xdpi) or 204, round(page.ydpi) or 196))
+                      _whole_dpi(page.xdpi, 204), _whole_dpi(page.ydpi, 196)))
         del page  # before the next page is decoded
     ifds = []
     for i, (strip, width, height, xres, yres) in enumerate(coded):
@@ -275,6 +281,9 @@ def to_tiff_f(data: bytes) -> bytes:
 
 #: the sizes a PDF page may have, in points (pikepdf, after ISO 32000's implementation limits)
 PDF_MIN_POINTS, PDF_MAX_POINTS = 3.0, 14400.0
+#: the resolutions handed to the PNG of a page, in dpi: a PNG states pixels per metre in 32 bits,
+#: and fax resolutions are 100 to 1200; anything further out is made up, and only lays out the page
+PNG_DPI_RANGE = (1.0, 100_000.0)
 
 
 def _pdf_layout(w_px: float, h_px: float, ndpi: tuple[float, float]) -> tuple[float, float, float, float]:
@@ -302,7 +311,8 @@ def to_pdf(data: bytes) -> bytes:
     pngs = []
     for page in iter_pages(data):
         buf = io.BytesIO()
-        page.image.save(buf, format="PNG", dpi=(page.xdpi or 204, page.ydpi or 196))
+        dpi = tuple(min(max(d, PNG_DPI_RANGE[0]), PNG_DPI_RANGE[1]) for d in (page.xdpi or 204, page.ydpi or 196))
+        page.image.save(buf, format="PNG", dpi=dpi)
         pngs.append(buf.getvalue())
         del page  # before the next page is decoded
     return img2pdf.convert(pngs, layout_fun=_pdf_layout)

@@ -204,3 +204,35 @@ def test_a_page_of_a_few_rows_still_makes_a_pdf(tmp_path):
         assert img.convert("1").tobytes() == ref.tobytes()  # every pixel, the stub's too
         assert w_pt == pytest.approx(1728 / 204 * 72, abs=0.5)
     assert got[1][2] == pytest.approx(3.0)  # the smallest page a PDF may have
+
+
+def test_a_resolution_no_png_can_state_still_makes_a_pdf():
+    """Found by the tiff_pages fuzz target: a page at 204 x 4,000,000,000 dpi made Pillow's PNG
+    writer raise OverflowError (pixels per metre past 32 bits), which is no ValueError: it went
+    past delivery's except clause and failed the whole delivery pass."""
+    from tests.poisonfax import fax_tiff, good_page
+
+    im, coded = good_page(1, dpi=(204, 4_000_000_000), rows=100)
+    got = _pdf_pages(tp.to_pdf(fax_tiff([coded])))
+    assert len(got) == 1 and got[0][0].convert("1").tobytes() == im.tobytes()
+
+
+def test_a_resolution_no_tiff_rational_can_hold_still_makes_a_tiff_f():
+    """The TIFF-F sibling of the PNG case above (found while fixing it, now a tiff_pages regression
+    input): an XResolution written as a double (1e300 per cm) made our IFD writer raise
+    struct.error, which went past delivery's except clause."""
+    from tests.poisonfax import fax_tiff, good_page
+
+    im, coded = good_page(1, rows=100)
+    data = bytearray(fax_tiff([coded]))
+    (ifd,) = struct.unpack_from("<I", data, 4)
+    for entry in range(ifd + 2, ifd + 2 + 12 * struct.unpack_from("<H", data, ifd)[0], 12):
+        tag = struct.unpack_from("<H", data, entry)[0]
+        if tag == 282:  # XResolution: a DOUBLE at the end of the file
+            struct.pack_into("<HHII", data, entry, 282, 12, 1, len(data))
+        elif tag == 296:  # ResolutionUnit: centimetre
+            struct.pack_into("<HHIHH", data, entry, 296, 3, 1, 3, 0)
+    data += struct.pack("<d", 1e300)
+    got = list(ImageSequence.Iterator(Image.open(io.BytesIO(tp.to_tiff_f(bytes(data))))))
+    assert len(got) == 1 and got[0].convert("1").tobytes() == im.tobytes()
+    assert got[0].info["dpi"][0] == pytest.approx(204)  # the made-up one replaced
