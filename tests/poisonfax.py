@@ -91,6 +91,21 @@ def fax_tiff(pages: list[CodedPage]) -> bytes:
     return bytes(out)
 
 
+def without_width(data: bytes, page: int) -> bytes:
+    """A little-endian TIFF whose page ``page`` (1-based) has lost its ImageWidth entry (renamed to
+    a private tag), as a damaged directory does: Pillow raises TypeError ("Missing dimensions")."""
+    out = bytearray(data)
+    (offset,) = struct.unpack_from("<I", out, 4)
+    for _ in range(page - 1):
+        (count,) = struct.unpack_from("<H", out, offset)
+        (offset,) = struct.unpack_from("<I", out, offset + 2 + 12 * count)
+    (count,) = struct.unpack_from("<H", out, offset)
+    for entry in range(offset + 2, offset + 2 + 12 * count, 12):
+        if struct.unpack_from("<H", out, entry)[0] == 256:
+            struct.pack_into("<H", out, entry, 65000)
+    return bytes(out)
+
+
 def peak_rss(code: str, *args: str) -> tuple[int, str]:
     """Run ``code`` in a fresh interpreter; return (its peak RSS in bytes, what it printed).
 

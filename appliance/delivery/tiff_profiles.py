@@ -21,7 +21,7 @@ from typing import Iterator
 
 from PIL import Image, ImageOps
 
-from appliance.fax.pagelimits import frame_dpi, frame_problem, open_tiff
+from appliance.fax.pagelimits import DECODE_ERRORS, check_page, frame_dpi, frame_problem, open_tiff
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,7 @@ class Page:
 
 
 #: what Pillow raises on a TIFF that does not decode (the bomb guard's warning is an error here)
-_DECODE_ERRORS = (OSError, ValueError, EOFError, SyntaxError, struct.error, Image.DecompressionBombError,
-                  Image.DecompressionBombWarning)
+_DECODE_ERRORS = DECODE_ERRORS
 
 
 def oversized_pages(data: bytes) -> list[str]:
@@ -181,6 +180,7 @@ def profile_s_page(page: Page) -> tuple[Image.Image, int]:
     Wider pages (B4 2048, A3 2432, or 408-dpi pages) are scaled down to 1728 in both directions,
     keeping the aspect ratio, as a T.4 receiver reduces B4/A3 to A4; narrower pages are padded
     with white on the right.  Resolutions above 196 lpi (superfine) are scaled vertically to 196.
+    Raises PageTooLarge, before scaling, for a page its resolution would stretch past a fax page.
     """
     im = page.image
     ydpi = page.ydpi
@@ -191,7 +191,9 @@ def profile_s_page(page: Page) -> tuple[Image.Image, int]:
         ydpi = ydpi * 204 / page.xdpi if page.xdpi else ydpi
     target = 98 if ydpi < 147 else 196
     if abs(ydpi - target) > 5 and ydpi > 0:
-        im = _scale(im, im.width, max(1, round(im.height * target / ydpi)))
+        rows = max(1, round(im.height * target / ydpi))
+        check_page(FAX_WIDTH, rows, target)  # a made-up resolution (x far above y) would make it metres long
+        im = _scale(im, im.width, rows)
     if im.width < FAX_WIDTH:
         padded = Image.new("1", (FAX_WIDTH, im.height), 1)
         padded.paste(im, (0, 0))
@@ -245,6 +247,12 @@ def is_tiff_f(data: bytes) -> bool:
     return False
 
 
+def _whole_dpi(dpi: float, default: int) -> int:
+    """A resolution as our IFD writes it (a whole number, 32 bits); one it cannot hold is made up."""
+    whole = round(dpi)
+    return whole if 1 <= whole < 2**32 else default
+
+
 def to_tiff_f(data: bytes) -> bytes:
     """TIFF-F (RFC 2306): G4 (T6Options 0), FillOrder 1, one strip per page, sizes as received.
 
@@ -257,7 +265,7 @@ def to_tiff_f(data: bytes) -> bytes:
     coded = []
     for page in iter_pages(data):
         coded.append((_ccitt_strip(page.image, "group4"), page.image.width, page.image.height,
-                      round(page.xdpi) or 204, round(page.ydpi) or 196))
+                      _whole_dpi(page.xdpi, 204), _whole_dpi(page.ydpi, 196)))
         del page  # before the next page is decoded
     ifds = []
     for i, (strip, width, height, xres, yres) in enumerate(coded):
@@ -271,15 +279,26 @@ def to_tiff_f(data: bytes) -> bytes:
     return _write_tiff(ifds)
 
 
+#: the sizes a PDF page may have, in points (pikepdf, after ISO 32000's implementation limits)
+PDF_MIN_POINTS, PDF_MAX_POINTS = 3.0, 14400.0
+#: the resolutions handed to the PNG of a page, in dpi: a PNG states pixels per metre in 32 bits,
+#: and fax resolutions are 100 to 1200; anything further out is made up, and only lays out the page
+PNG_DPI_RANGE = (1.0, 100_000.0)
+
+
 def _pdf_layout(w_px: float, h_px: float, ndpi: tuple[float, float]) -> tuple[float, float, float, float]:
     """img2pdf layout: page size from each page's own dpi (204x98 stays A4-tall, not squashed).
 
-    PNG stores dots per metre, so 204 dpi comes back as 203.99: round to whole dpi.
+    PNG stores dots per metre, so 204 dpi comes back as 203.99: round to whole dpi.  A page outside
+    the sizes a PDF page may have would cost the whole PDF: the stub of a page cut off after a few
+    rows sits on the smallest page, one with a made-up resolution is scaled down to the largest.
     """
     xdpi, ydpi = (round(d) or 204 for d in ndpi)
     w = w_px * 72.0 / xdpi
     h = h_px * 72.0 / ydpi
-    return w, h, w, h
+    scale = min(1.0, PDF_MAX_POINTS / w, PDF_MAX_POINTS / h)
+    w, h = w * scale, h * scale
+    return max(w, PDF_MIN_POINTS), max(h, PDF_MIN_POINTS), w, h
 
 
 def to_pdf(data: bytes) -> bytes:
@@ -292,7 +311,8 @@ def to_pdf(data: bytes) -> bytes:
     pngs = []
     for page in iter_pages(data):
         buf = io.BytesIO()
-        page.image.save(buf, format="PNG", dpi=(page.xdpi or 204, page.ydpi or 196))
+        dpi = tuple(min(max(d, PNG_DPI_RANGE[0]), PNG_DPI_RANGE[1]) for d in (page.xdpi or 204, page.ydpi or 196))
+        page.image.save(buf, format="PNG", dpi=dpi)
         pngs.append(buf.getvalue())
         del page  # before the next page is decoded
     return img2pdf.convert(pngs, layout_fun=_pdf_layout)

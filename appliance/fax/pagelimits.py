@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 import warnings
 from typing import IO, Any
 
@@ -85,6 +86,14 @@ warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 # Pillow's complaints about damaged TIFF metadata ("Corrupt EXIF data"): a partial fax is everyday
 # input, and what matters (a page that does not decode) is an exception, not a warning.
 warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.TiffImagePlugin")
+
+
+#: What Pillow raises on a TIFF that does not decode, for every reader of received pages: a damaged
+#: directory surfaces as any of these (one without ImageWidth is a TypeError, a short tag value a
+#: struct.error), besides the bomb guard's error and warning (an error here) as the backstop.
+DECODE_ERRORS: tuple[type[Exception], ...] = (
+    OSError, ValueError, EOFError, SyntaxError, IndexError, KeyError, TypeError, ZeroDivisionError,
+    struct.error, Image.DecompressionBombError, Image.DecompressionBombWarning)
 
 
 class PageTooLarge(ValueError):

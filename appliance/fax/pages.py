@@ -12,7 +12,7 @@ from typing import IO
 
 from PIL import Image, ImageSequence
 
-from .pagelimits import check_frame, open_tiff
+from .pagelimits import MAX_PAGE_PIXELS, PageTooLarge, check_frame, check_page, frame_dpi, open_tiff
 
 FAX_WIDTH = 1728
 FINE = (204, 196)
@@ -31,20 +31,42 @@ def write_fax_tiff(pages: list[Image.Image], path: str | Path, dpi: tuple[int, i
 
 
 def prepare_for_sending(src: str | Path, dst: str | Path, dpi: tuple[int, int] = FINE) -> int:
-    """Convert any image file Pillow reads (every page of it) into a fax TIFF; returns the page count."""
+    """Convert any image file Pillow reads (every page of it) into a fax TIFF; returns the page count.
+
+    Raises PageTooLarge, before decoding or scaling it, for a page that would decode past the
+    per-page memory budget or would become longer than a fax page can be (a narrow strip scaled
+    to 1728 dots grows as much in length); Pillow's own errors for a file that does not decode.
+    """
     pages = []
-    with Image.open(src) as im:
-        for frame in ImageSequence.Iterator(im):
-            page = frame.convert("L")
-            src_dpi = frame.info.get("dpi", dpi)
-            if page.width != FAX_WIDTH or tuple(round(d) for d in src_dpi) != dpi:
-                # keep the physical aspect ratio: scale width to 1728, height by the dpi ratio
-                sx = FAX_WIDTH / page.width
-                sy = sx * (dpi[1] / dpi[0]) / (float(src_dpi[1]) / float(src_dpi[0]))
-                page = page.resize((FAX_WIDTH, max(1, round(page.height * sy))), Image.LANCZOS)
-            pages.append(page.point(lambda v: 255 if v >= 128 else 0).convert("1"))
+    try:
+        with Image.open(src) as im:
+            for n, frame in enumerate(ImageSequence.Iterator(im), 1):
+                pages.append(_fax_page(frame, n, dpi))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise PageTooLarge(f"the document's first page is too large to send: {e}") from e
     write_fax_tiff(pages, dst, dpi)
     return len(pages)
+
+
+def _fax_page(frame: Image.Image, n: int, dpi: tuple[int, int]) -> Image.Image:
+    """One page of a document as a 1728-wide bilevel fax page at `dpi`, its size checked first."""
+    width, height = frame.size
+    if width <= 0 or height <= 0 or width * height > MAX_PAGE_PIXELS:
+        raise PageTooLarge(f"page {n} is {width:,} x {height:,} pixels; one page may decode to at most "
+                           f"{MAX_PAGE_PIXELS / 1e6:.1f} million")
+    src_dpi = frame_dpi(frame) or dpi
+    rows = height
+    if width != FAX_WIDTH or tuple(round(d) for d in src_dpi) != dpi:
+        # keep the physical aspect ratio: scale width to 1728, height by the dpi ratio
+        sx = FAX_WIDTH / width
+        sy = sx * (dpi[1] / dpi[0]) / (src_dpi[1] / src_dpi[0])
+        scaled = height * sy  # any size, for a made-up resolution: check_page refuses it
+        rows = max(1, round(scaled)) if scaled < 2**31 else 2**31
+    check_page(FAX_WIDTH, rows, dpi[1], n)
+    page = frame.convert("L")
+    if rows != height or width != FAX_WIDTH:
+        page = page.resize((FAX_WIDTH, rows), Image.LANCZOS)
+    return page.point(lambda v: 255 if v >= 128 else 0).convert("1")
 
 
 def read_pages(path: str | Path | IO[bytes]) -> list[Image.Image]:

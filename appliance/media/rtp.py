@@ -138,6 +138,7 @@ class PlayoutBuffer:
         self._late_since: float | None = None
         self._gap_from: int | None = None  # where the fill-in now being played started
         self._extra = 0  # samples the slips added to the delay
+        self._played_to: int | None = None  # audio up to here was played before the last slip
         self.stats = {"received": 0, "late": 0, "duplicate": 0, "ignored_pt": 0, "fillin": 0, "resync": 0,
                       "overflow": 0, "slips": 0, "slipped": 0}
 
@@ -174,6 +175,7 @@ class PlayoutBuffer:
         self._anchor_time, self._anchor_ts, self._cursor = now, ts, ts
         self._gap_from = None
         self._extra = 0
+        self._played_to = None
 
     def put(self, packet: RtpPacket, now: float) -> None:
         if packet.payload_type != self.payload_type:
@@ -232,7 +234,9 @@ class PlayoutBuffer:
         if (self._gap_from is None or ts < self._gap_from or shift > self.MAX_SLIP
                 or self._extra + shift > self.MAX_EXTRA_DELAY):
             return False
-        # the rounding is played as more fill-in just before the packet (the cursor lands in a gap)
+        # the rounding is played as more fill-in just before the packet: the cursor may land before
+        # the gap, in audio already played, which ``pull`` fills in rather than plays a second time
+        self._played_to = self._gap_from
         self._anchor_ts -= shift
         self._cursor -= shift
         self._extra += shift  # the gap stays open: a packet of it arriving next may slip it further
@@ -251,8 +255,13 @@ class PlayoutBuffer:
                 ts = heapq.heappop(heap)
                 payload = packets.pop(ts)
                 self._bytes -= len(payload)
-                if ts + len(payload) <= self._cursor:
+                played_to = self._cursor if self._played_to is None else max(self._cursor, self._played_to)
+                if ts + len(payload) <= played_to:
                     continue  # wholly overlapped by audio already played
+                if self._cursor < played_to:  # behind a slip: fill in what was played, play the rest
+                    out.append(played_to - self._cursor)
+                    self.stats["fillin"] += played_to - self._cursor
+                    self._cursor = played_to
                 if ts < self._cursor:  # a packet straddling the cursor: play its tail
                     payload = payload[self._cursor - ts:]
                 out.append(payload)

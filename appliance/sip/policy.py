@@ -249,13 +249,17 @@ class CallGate:
         return self._request(msg, remote, local, now, peer)
 
     def _request(self, req: SipRequest, remote: Addr, local: Local, now: float, peer: PeerConfig | None) -> Verdict:
+        dialog = self.state.dialog_remote(req) if req.to_tag else None
+        # a dialog's requests come from a peer or from the address the dialog was set up with
+        ours = dialog is not None and (peer is not None or dialog[0] == remote[0])
         if req.method == "ACK":
-            if self.state.matches_transaction(req) or self.state.dialog_remote(req) is not None:
+            if ours or self.state.matches_transaction(req):
                 return Verdict(req)
+            if dialog is not None:
+                return Verdict(reason="unknown_dropped")  # a stranger's ACK for someone else's dialog
             return Verdict(reason="stray_ack")  # e.g. for a stateless 401/403 of ours
         if req.to_tag:
-            dialog = self.state.dialog_remote(req)
-            if dialog is not None and (peer is not None or dialog[0] == remote[0]):
+            if ours:
                 return Verdict(req)
             if peer is None:
                 return Verdict(reason="unknown_dropped")

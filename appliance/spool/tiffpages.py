@@ -14,12 +14,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from appliance.fax.pagelimits import frame_dpi, frame_problem, open_tiff
+from appliance.fax.pagelimits import DECODE_ERRORS, frame_dpi, frame_problem, open_tiff
 from appliance.spool.crashpoint import crash_point
 
-_DECODE_ERRORS = (OSError, ValueError, EOFError, SyntaxError, IndexError, KeyError,
-                  TypeError, ZeroDivisionError, struct.error, Image.DecompressionBombError,
-                  Image.DecompressionBombWarning)
+_DECODE_ERRORS = DECODE_ERRORS
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ from typing import Any
 
 from flask import (Blueprint, Response, abort, current_app, flash, redirect, render_template, request,
                    send_file, url_for)
-from PIL import Image
 
 from appliance.config import Config, ConfigError, RoutingConfig, config_file
+from appliance.fax.pagelimits import DECODE_ERRORS
 from appliance.spool.store import FaxQuery, FaxRecord, Job, Spool
 from appliance.web import render
 from appliance.web.params import (STATES, BadParam, cursor_param, date_range, email_param,
@@ -36,9 +36,8 @@ COUNT_CAP = 10_000
 #: rendered pages never change once the fax is finished; an hour keeps list scrolling cheap
 IMAGE_MAX_AGE = 3600
 #: what Pillow raises on a broken or hostile TIFF (a page over the size limits is a ValueError,
-#: and the decompression-bomb warning is raised as an error while decoding)
-RENDER_ERRORS = (OSError, ValueError, EOFError, SyntaxError, Image.DecompressionBombError,
-                 Image.DecompressionBombWarning)
+#: and the decompression-bomb warning is raised as an error while decoding): the spool's list
+RENDER_ERRORS = DECODE_ERRORS
 #: the filter fields of the list's form, in the order the links carry them
 FILTERS = ("q", "state", "from", "to", "caller", "called", "tsi", "recipient")
 #: extra keys shown elsewhere on the detail page, or too bulky for the facts list (the pages

@@ -13,6 +13,7 @@ as a small card saying so, drawn without decoding a row of it.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import tempfile
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from appliance.fax.pagelimits import PageTooLarge, check_frame, open_tiff
+from appliance.fax.pagelimits import MAX_PAGE_PIXELS, PageTooLarge, check_frame, open_tiff
 
 SIZES = ("thumb", "full")
 #: thumbnail width in pixels; a 1728-dot page becomes about 1/7 of its width
@@ -65,6 +66,11 @@ def render_page(tiff: Path, page: int, size: str) -> Image.Image:
         im.load()
         width, height = im.size
         height = max(1, round(height * ratio))
+        if width * height > MAX_PAGE_PIXELS:
+            # a resolution far from square stretches a page within the budget past it (up to 4x):
+            # shown smaller, in proportion, rather than larger than a page may decode to
+            scale = math.sqrt(MAX_PAGE_PIXELS / (width * height))
+            width, height = max(1, int(width * scale)), max(1, int(height * scale))
         if size == "full":
             # Nearest keeps a 1-bit page crisp and small: standard resolution just repeats rows.
             # (a fax page already is "1": converting it first would only copy the decoded page)

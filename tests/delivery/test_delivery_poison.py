@@ -19,7 +19,7 @@ from appliance.delivery import tiff_profiles as tp
 from appliance.delivery.message import render_message
 from appliance.delivery.tiff_check import check_profile_s
 from appliance.spool.store import FaxRecord
-from tests.poisonfax import REFUSED_PAGE_SLACK, fax_tiff, good_page, peak_rss, poison_page
+from tests.poisonfax import REFUSED_PAGE_SLACK, fax_tiff, good_page, peak_rss, poison_page, without_width
 
 
 def pages_of(data: bytes) -> list:
@@ -167,3 +167,25 @@ def test_a_call_ended_for_a_page_growing_too_large_says_so(mixed):
     plain = m.get_body(("plain",)).get_content()
     assert plain.startswith(f"INCOMPLETE FAX: the fax appliance ended the call: {why}."), plain[:300]
     assert m["Subject"] == "Incomplete fax from +1 555 0100 (1 page received)"
+
+
+def test_a_damaged_page_directory_is_a_value_error_not_a_crash_of_delivery():
+    """Found by the tiff_pages fuzz target (a fax cut off in its second page): Pillow reports a
+    directory without ImageWidth as TypeError, which the converters let through, past delivery's
+    except clauses; the walk that names refused pages raised it too."""
+    _, page = good_page(1, rows=200)
+    data = without_width(fax_tiff([page, page]), 2)
+    assert tp.oversized_pages(data) == []
+    assert tp.is_tiff_f(data) is False
+    for convert in (tp.to_profile_s, tp.to_tiff_f, tp.to_pdf):
+        with pytest.raises(ValueError, match="does not decode"):
+            convert(data)
+
+
+def test_a_resolution_that_would_stretch_a_page_to_kilometres_is_refused_before_scaling():
+    """Found by the tiff_pages fuzz target's contract (the input made by hand): Profile S scales a
+    page wider than 1728 dots by its x resolution, so 1729 x 1000 dots at 1,000,000 x 196 dpi
+    became 2.4 million rows, gigabytes allocated in the daemon."""
+    data = fax_tiff([poison_page(rows=1000, width=1729, dpi=(1_000_000, 196))])
+    with pytest.raises(ValueError, match="at most 1.5 m"):
+        tp.to_profile_s(data)

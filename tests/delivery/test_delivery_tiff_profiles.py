@@ -191,3 +191,48 @@ def test_pdf_pages_pixel_equal_and_a4_sized(dpi, tmp_path):
         assert w_pt == pytest.approx(1728 / 204 * 72, abs=0.5)  # 8.47 in: A4/Letter width
         assert h_pt == pytest.approx(h / dpi[1] * 72, abs=0.5)
         assert 820 < h_pt < 850  # ~11.66 in, A4 tall, not squashed to half
+
+
+def test_a_page_of_a_few_rows_still_makes_a_pdf(tmp_path):
+    """Found by the tiff_pages fuzz target: a page under 3 points tall (4 rows at standard
+    resolution, the stub of a call cut off just after a page began) made img2pdf refuse the
+    whole PDF, so the mail went out without the PDF its route asked for."""
+    pages = [page(h=1143, seed=0), page(h=4, seed=1)]
+    got = _pdf_pages(tp.to_pdf(spool_tiff(pages, STANDARD, tmp_path)))
+    assert len(got) == 2
+    for (img, w_pt, h_pt), ref in zip(got, pages):
+        assert img.convert("1").tobytes() == ref.tobytes()  # every pixel, the stub's too
+        assert w_pt == pytest.approx(1728 / 204 * 72, abs=0.5)
+    assert got[1][2] == pytest.approx(3.0)  # the smallest page a PDF may have
+
+
+def test_a_resolution_no_png_can_state_still_makes_a_pdf():
+    """Found by the tiff_pages fuzz target: a page at 204 x 4,000,000,000 dpi made Pillow's PNG
+    writer raise OverflowError (pixels per metre past 32 bits), which is no ValueError: it went
+    past delivery's except clause and failed the whole delivery pass."""
+    from tests.poisonfax import fax_tiff, good_page
+
+    im, coded = good_page(1, dpi=(204, 4_000_000_000), rows=100)
+    got = _pdf_pages(tp.to_pdf(fax_tiff([coded])))
+    assert len(got) == 1 and got[0][0].convert("1").tobytes() == im.tobytes()
+
+
+def test_a_resolution_no_tiff_rational_can_hold_still_makes_a_tiff_f():
+    """The TIFF-F sibling of the PNG case above (found while fixing it, now a tiff_pages regression
+    input): an XResolution written as a double (1e300 per cm) made our IFD writer raise
+    struct.error, which went past delivery's except clause."""
+    from tests.poisonfax import fax_tiff, good_page
+
+    im, coded = good_page(1, rows=100)
+    data = bytearray(fax_tiff([coded]))
+    (ifd,) = struct.unpack_from("<I", data, 4)
+    for entry in range(ifd + 2, ifd + 2 + 12 * struct.unpack_from("<H", data, ifd)[0], 12):
+        tag = struct.unpack_from("<H", data, entry)[0]
+        if tag == 282:  # XResolution: a DOUBLE at the end of the file
+            struct.pack_into("<HHII", data, entry, 282, 12, 1, len(data))
+        elif tag == 296:  # ResolutionUnit: centimetre
+            struct.pack_into("<HHIHH", data, entry, 296, 3, 1, 3, 0)
+    data += struct.pack("<d", 1e300)
+    got = list(ImageSequence.Iterator(Image.open(io.BytesIO(tp.to_tiff_f(bytes(data))))))
+    assert len(got) == 1 and got[0].convert("1").tobytes() == im.tobytes()
+    assert got[0].info["dpi"][0] == pytest.approx(204)  # the made-up one replaced

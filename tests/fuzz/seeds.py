@@ -9,7 +9,9 @@ corpus with libFuzzer's merge, which keeps the seeds that add coverage).  Source
   sonus-asterisk-t38-nonecm.pcap only: carrier-g711-alaw-sender.pcap's licence forbids copying
   any of it): their SIP, SDP, RTP and UDPTL payloads;
 - the modem dialogues in tests/modem/dialogues/ (commands, responses, Class 2 calls);
-- the configuration examples in README.md.
+- the configuration examples in README.md;
+- the gate's calls and attacks after tests/sip/test_hostile.py, the playout streams of
+  tests/media/test_rtp.py, and fax TIFFs made by the code and by tests/poisonfax.py.
 """
 from __future__ import annotations
 
@@ -352,6 +354,125 @@ def api_requests() -> list[bytes]:
         b"/api/route?called=%2B4930999100&caller=%2B49301&tsi=ACME&line=sip%3Agw1&um=a%40example.com"]
 
 
+def _gate_record(msg: bytes, source: int = 0, control: int = 0, ms: int = 20) -> bytes:
+    return bytes([control, source]) + struct.pack(">HH", ms, len(msg)) + msg
+
+
+def gate_inputs(msgs: list[bytes]) -> list[bytes]:
+    """The gate's input (tests/fuzz/targets/sip_gate.py): each real message alone from a peer, and
+    the calls and attacks of tests/sip/test_hostile.py as sequences from peers and strangers."""
+    sys.path.insert(0, str(ROOT / "tests" / "sip"))
+    from sip_helpers import raw
+
+    from tests.fuzz.targets.sip_gate import MAX_LEN
+
+    found = [b"\x00\x11\x03" + _gate_record(m) for m in msgs if len(m) + 9 <= MAX_LEN]
+    found += [b"\x04\x11\x03" + _gate_record(m, source=3, control=1) for m in msgs[:20]]  # private networks
+    invite = raw("INVITE", call_id="call-1@gw", branch="z9hG4bKinv1")
+    ack = raw("ACK", call_id="call-1@gw", branch="z9hG4bKack1", to="<sip:100@192.0.2.1>;tag=ours", cseq="1 ACK")
+    bye = raw("BYE", call_id="call-1@gw", branch="z9hG4bKbye1", to="<sip:100@192.0.2.1>;tag=ours", cseq="2 BYE")
+    cancel = raw("CANCEL", call_id="call-1@gw", branch="z9hG4bKinv1", cseq="1 CANCEL")
+    reply = (b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=1\r\n"
+             b"To: <sip:a@b>;tag=2\r\nCall-ID: call-1@gw\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n")
+    call = [_gate_record(invite), _gate_record(invite), _gate_record(cancel), _gate_record(ack),
+            _gate_record(reply), _gate_record(bye)]
+    found.append(b"\x08\x11\x03" + b"".join(call))
+    found.append(b"\x48\x11\x03" + b"".join(call[:1]) + _gate_record(raw("INVITE", call_id="call-2@gw")))
+    # in-dialog requests and an ACK from a stranger, for a call a peer set up
+    found.append(b"\x00\x11\x03" + _gate_record(invite) + _gate_record(bye, source=2) + _gate_record(ack, source=2)
+                 + _gate_record(ack, source=4) + _gate_record(bye, source=4))
+    # the tag inside the To URI or name, from a peer that must authenticate; then with credentials
+    for to in ("<sip:fax@192.0.2.1;tag=x>", '"a;tag=b" <sip:fax@192.0.2.1>'):
+        found.append(b"\x01\x11\x03" + _gate_record(raw("INVITE", call_id="tag-trick@gw", to=to)))
+    authorization = ('Digest username="gw", realm="faxbridge", nonce="@NONCE@", uri="sip:100@192.0.2.1", '
+                     'response="@RESPONSE@", algorithm={}, qop=auth, nc=00000001, cnonce="0a4f113b"')
+    for algorithm in ("SHA-256", "MD5"):
+        authed = raw("INVITE", call_id="auth@gw", extra=[f"Authorization: {authorization.format(algorithm)}"])
+        found.append(b"\x09\x11\x03" + _gate_record(raw("INVITE", call_id="auth@gw")) + _gate_record(authed)
+                     + _gate_record(authed))
+    found.append(b"\x01\x11\x03" + _gate_record(raw("INVITE", call_id="bad@gw", extra=[
+        'Authorization: Digest username="gw", realm="faxbridge", nonce="@NONCE@", uri="sip:1@h", '
+        'response="\u00e9' + "0" * 63 + '", algorithm=SHA-256, qop=auth, nc=0000000\u00b2, cnonce="c"'])))
+    # a long request line from a stranger; an oversized ACK; a flood of strangers
+    found.append(b"\x00\x11\x03" + _gate_record(raw("INVITE", uri="sip:fax@192.0.2.1;x=" + "a" * 3000), source=2))
+    vias = ",".join(f"SIP/2.0/UDP 10.0.0.{i}:5060;branch=z9hG4bK{i}" for i in range(100))
+    found.append(b"\x00\x11\x03" + _gate_record(raw("ACK", via=vias, call_id="nothing@x", cseq="1 ACK"))
+                 + _gate_record(raw("ACK", call_id="nothing@x", cseq="1 ACK"), control=2))
+    found.append(b"\x00\x00\x01" + b"".join(_gate_record(raw("OPTIONS", branch=f"z9hG4bK{i}"), source=6 + i, ms=1)
+                                            for i in range(12)))
+    # numbers that are not ASCII digits, from a peer (answered 400) and a stranger (dropped)
+    for source in (0, 2):
+        found.append(b"\x00\x11\x03" + _gate_record(raw("INVITE", replace={"Max-Forwards": "7\u00b2"}), source)
+                     + _gate_record(raw("INVITE").replace(b"Content-Length: ", b"Content-Length: \xc2\xb2"), source))
+    # capacity: three calls against max_calls 2 and the peer's own 1
+    found.append(b"\x50\x11\x03" + b"".join(_gate_record(raw("INVITE", call_id=f"cap{i}@gw", branch=f"z9hG4bKc{i}"),
+                                                         source=i % 2) for i in range(3)))
+    return found
+
+
+def _put(step: int = 0, length: int = 40, flags: int = 0) -> bytes:
+    return b"\x00" + struct.pack(">hBB", step, length, flags)
+
+
+def _tick(ms: int = 20) -> bytes:
+    return bytes([1 | (ms // 5 - 1) << 2])
+
+
+def playout_scripts() -> list[bytes]:
+    """Streams for the playout buffer (tests/fuzz/targets/playout.py), after tests/media/test_rtp.py:
+    in time, lost and reordered, across the timestamp wrap, a delay spike, a sender that slipped,
+    a new SSRC, a far jump, duplicates, other payload types, a flood of tiny packets."""
+    steady = _put() + _tick() + _put() + _tick()
+    found = [b"\x02" + struct.pack(">I", 1000) + steady * 25,
+             b"\x06" + struct.pack(">I", 0xFFFFFFFF - 800) + steady * 20,
+             b"\x00" + struct.pack(">I", 0) + (_put(length=20) + _tick(10)) * 30 + (_put(length=60) + _tick(30)) * 10]
+    lossy = _put() + _tick() + _put(160) + _tick() + _put(-320) + _put(160) + _tick() + _put(length=40, flags=4)
+    found.append(b"\x02" + struct.pack(">I", 5) + lossy * 8 + _tick(100) * 3)
+    spike = steady * 20 + _tick() * 8 + _put() * 8 + (_put() + _tick()) * 20
+    found.append(b"\x02" + struct.pack(">I", 77) + spike)
+    found.append(b"\x02" + struct.pack(">I", 77) + steady * 10 + _tick() * 15 + (_put() + _tick()) * 25)
+    found.append(b"\x01" + struct.pack(">I", 9) + steady * 5 + (_put(0x1234, flags=17) + _tick()) * 10)
+    found.append(b"\x02" + struct.pack(">I", 9) + steady * 3 + _put(20000) + _tick() + _put(-30000) + _tick() * 3)
+    found.append(b"\x02" + struct.pack(">I", 9) + (_put() + _put(length=1, flags=2) + _tick()) * 10)
+    found.append(b"\x02" + struct.pack(">I", 0) + _put(length=1, flags=8) + _put(1, 1, 8) * 600 + _tick(100) * 20)
+    found.append(b"\x02" + struct.pack(">I", 0) + (_put(-240, 255) + _tick(50)) * 20 + b"\x0a\x03")
+    return found
+
+
+def tiff_files() -> list[bytes]:
+    """Fax files for tests/fuzz/targets/tiff_pages.py, made by the code and by tests/poisonfax.py:
+    small G4 pages (write_fax_tiff), Profile S and TIFF-F conversions, a damaged tail, poison
+    pages over the size limits, a PNG to send; each for every reader, and round trips."""
+    import io
+    import tempfile
+
+    from PIL import Image
+
+    from appliance.delivery.tiff_profiles import to_profile_s
+    from appliance.fax.pages import FINE, STANDARD, write_fax_tiff
+    from appliance.fax.testpages import demo_pages
+    from tests.fuzz.targets.tiff_pages import MAX_LEN
+    from tests.poisonfax import fax_tiff, good_page, poison_page
+
+    files = []
+    with tempfile.TemporaryDirectory() as d:
+        for dpi, count in ((FINE, 1), (STANDARD, 2)):
+            pages = [p.crop((0, 0, p.width, 160)) for p in demo_pages(count, dpi)]
+            path = Path(d) / "demo.tif"
+            write_fax_tiff(pages, path, dpi)
+            files.append(path.read_bytes())
+        files.append(to_profile_s(files[-1]))
+    files.append(files[-2][: len(files[-2]) * 3 // 4])  # a damaged tail: the call dropped mid-page
+    _, good = good_page(1, rows=120)
+    files.append(fax_tiff([good, poison_page(rows=30_000)]))
+    files.append(fax_tiff([poison_page(rows=12_000, width=4864, dpi=(408, 391)), good]))
+    png = io.BytesIO()
+    Image.new("L", (300, 200), 255).save(png, format="PNG", dpi=(100, 100))
+    seeds = [bytes([kind]) + f for f in files + [png.getvalue()] for kind in range(7)]
+    seeds += [bytes([7, options]) + bytes(range(256)) * (3 + options) for options in range(6)]
+    return [s for s in seeds if len(s) <= MAX_LEN]
+
+
 def all_seeds() -> dict[str, list[bytes]]:
     msgs = sip_messages()
     datagrams = _pcap_udp()
@@ -359,6 +480,7 @@ def all_seeds() -> dict[str, list[bytes]]:
     framed = [m for m in msgs if re.search(rb"^(Content-Length|l)\s*:", m, re.I | re.M)]
     seeds: dict[str, list[bytes]] = {
         "sip_message": msgs,
+        "sip_gate": gate_inputs(msgs),
         "sip_framer": [b"\x00\x00\x00\x01" + b"\r\n\r\n".join(framed[i:i + 3]) for i in range(0, len(framed), 3)]
         + [b"\x00\x00\x00\x02\r\n\r\n" + framed[0] + b"\r\n" if framed else b""],
         "sdp": sdp_bodies(msgs),
@@ -366,6 +488,7 @@ def all_seeds() -> dict[str, list[bytes]]:
         "digest_client": digest_challenges(msgs),
         "digest_server": digest_authorizations(msgs),
         "rtp_packet": rtp_packets(datagrams),
+        "playout": playout_scripts(),
         "udptl_decode": udptl_single,
         "udptl_stream": [_records_stream(s[:30]) for s in streams] + [_records_stream(s[100:140]) for s in streams]
         + [_round_trip([decode_primary(p) for p in s[:40]], flags)
@@ -373,6 +496,7 @@ def all_seeds() -> dict[str, list[bytes]]:
         "at_channel": at_scripts(),
         "modem_fparams": fparam_lines(),
         "class2_session": class2_calls(),
+        "tiff_pages": tiff_files(),
         "config_load": config_files(readme_configs()),
         "config_restore": readme_configs(),
         "web_params": query_strings(),

@@ -245,6 +245,24 @@ def test_a_delay_spike_is_played_late_instead_of_dropped_and_the_delay_grows_onc
     assert not any(isinstance(x, int) for x in out[first:last])  # and none after it
 
 
+def test_audio_already_played_is_never_played_again_behind_a_slip():
+    """Found by the playout fuzz target: the slip rounds the playout point back to whole 10 ms, into
+    audio already played (24 samples of packet 39 here).  A duplicate of packet 39 arriving after
+    the slip straddled the new playout point, and its tail was played a second time where the
+    slip means fill-in."""
+    buf = PlayoutBuffer(0, delay=0.06)
+    packets = [pkt(i, i * 160, bytes([i]) * 160) for i in range(100)]
+    arrivals = [(i * 0.02 + 0.003, p) for i, p in enumerate(packets) if not 40 <= i < 48]
+    arrivals += [(0.953, p) for p in packets[40:48] + [packets[39]]]  # the burst, then a duplicate
+    out = run_ticks(buf, arrivals, 3.0)
+    played = [x for x in out if isinstance(x, bytes)]
+    assert b"".join(played) == b"".join(p.payload for p in packets)  # each packet once, in order
+    assert buf.stats["slipped"] == 640
+    first = out.index(bytes([40]) * 160)
+    inserted = out[out.index(bytes([39]) * 160) + 1:first]
+    assert all(isinstance(x, int) for x in inserted) and sum(inserted) == 640  # the slip is fill-in
+
+
 def test_slips_are_bounded_per_gap_and_per_call():
     """A gap longer than MAX_SLIP is lost as before; slips stop adding delay at MAX_EXTRA_DELAY."""
     packets = [pkt(i, i * 160, bytes([i % 256]) * 160) for i in range(700)]

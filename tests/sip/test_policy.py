@@ -133,6 +133,18 @@ def test_in_dialog_requests_from_a_stranger_are_dropped_unless_from_the_dialogs_
     assert gate.check(bye, ("203.0.113.9", 5060), UDP, 0.0).passed
 
 
+def test_an_ack_from_a_stranger_for_a_peers_dialog_is_dropped_too() -> None:
+    """Found by the sip_gate fuzz target: the ACK skipped the rule for in-dialog requests above."""
+    state = Calls(dialogs={"live@peer": PEER_ADDR})
+    gate = CallGate(table(PeerConfig(name="gw", match="192.0.2.50")), state=state)
+    ack = raw("ACK", call_id="live@peer", branch="z9hG4bKack", to="<sip:100@192.0.2.1>;tag=x", cseq="1 ACK")
+    assert not gate.check(ack, ("203.0.113.9", 5060), UDP, 0.0).passed
+    assert gate.stats["unknown_dropped"] == 1
+    assert gate.check(ack, PEER_ADDR, UDP, 0.0).passed
+    state.dialogs["live@peer"] = ("203.0.113.9", 5060)  # a dialog set up with that address
+    assert gate.check(ack, ("203.0.113.9", 5060), UDP, 0.0).passed
+
+
 def test_gate_refuses_unknown_invite_with_403_and_drops_unknown_options() -> None:
     gate = CallGate(table(), server="fb")
     out = gate.check(raw("INVITE"), ("203.0.113.7", 5060), UDP, 0.0)

@@ -9,13 +9,15 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pytest
 from flask.testing import FlaskClient
 from PIL import Image, ImageChops
 from webfax import T0
 
+from appliance.fax import pagelimits as pl
 from appliance.spool.store import FaxRecord, Spool
 from appliance.web import render
-from tests.poisonfax import REFUSED_PAGE_SLACK, fax_tiff, good_page, peak_rss, poison_page
+from tests.poisonfax import REFUSED_PAGE_SLACK, fax_tiff, good_page, peak_rss, poison_page, without_width
 
 
 def receive(spool: Spool, data: bytes) -> FaxRecord:
@@ -60,6 +62,33 @@ def test_the_card_says_why(spool: Spool, tmp_path: Path):
     assert card.getbbox() is not None
     text_rows = [y for y in range(card.height) if card.crop((0, y, card.width, y + 1)).getextrema()[0] < 128]
     assert len(text_rows) > 10, "the reason is written on the card"
+
+
+def test_a_stored_file_with_a_damaged_directory_is_shown_unreadable_not_a_server_error(client: FlaskClient,
+                                                                                        spool: Spool):
+    """Found by the tiff_pages fuzz target: Pillow's TypeError for a directory without ImageWidth
+    was not among the errors the pages catch."""
+    page = good_page(1, rows=200)[1]
+    fax = receive(spool, fax_tiff([page, page]))
+    spool.image_path(fax).write_bytes(without_width(fax_tiff([page, page]), 2))
+    r = client.get(f"/faxes/{fax.id}")
+    assert r.status_code == 200 and "The fax image cannot be read." in r.get_data(as_text=True)
+    preview = client.get(f"/faxes/{fax.id}/pages/1.png?size=thumb")
+    assert preview.status_code == 500 and "The page image cannot be rendered." in preview.get_data(as_text=True)
+    pdf = client.get(f"/faxes/{fax.id}.pdf")
+    assert pdf.status_code == 500 and "cannot be converted to PDF" in pdf.get_data(as_text=True)
+
+
+def test_a_page_stretched_by_its_resolution_is_shown_within_the_page_budget(tmp_path: Path):
+    """Found by the tiff_pages fuzz target's contract: a page within the limits (1728 x 23,622 at
+    1600 x 400 dpi) is shown 4 times as tall, 163 million pixels, four times the budget."""
+    path = tmp_path / "stretched.tif"
+    path.write_bytes(fax_tiff([poison_page(rows=23_622, dpi=(1600, 400))]))
+    full = render.render_page(path, 1, "full")
+    assert full.width * full.height <= pl.MAX_PAGE_PIXELS
+    assert full.height / full.width == pytest.approx(4 * 23_622 / 1728, rel=0.01)  # in proportion
+    thumb = render.render_page(path, 1, "thumb")
+    assert thumb.width == render.THUMB_WIDTH and thumb.height == pytest.approx(4 * 23_622 / 1728 * 240, rel=0.01)
 
 
 def test_the_pdf_download_carries_the_other_pages(client: FlaskClient, spool: Spool):
