@@ -137,7 +137,11 @@ class DeliveryWorker:
                 if self._stopping:
                     await self._io(self.spool.release_jobs, [j.id for j in jobs[i:]])
                     break
-                await self.deliver(job)
+                try:
+                    await self.deliver(job)
+                except Exception as e:  # a bug must not strand this job and the rest in 'delivering'
+                    log.exception("job %s to %s: delivery failed unexpectedly", job.id, job.recipient)
+                    await self._retry(job, f"internal error ({type(e).__name__}: {str(e)[:200]}); see the log")
                 done += 1
         await self.send_alerts()
         return done

@@ -274,3 +274,25 @@ def test_archive_switched_off_later_settles_the_job(spool, smtp_server, tiff_byt
     job = spool.get_job(jobs[1].id)
     assert job.state == "delivered"
     assert "archive switched off" in spool.attempts(job.id)[-1]["reply"]
+
+
+def test_an_unexpected_error_retries_the_job_and_the_batch_goes_on(spool, smtp_server, tiff_bytes, caplog):
+    """A bug in one delivery (here injected into the send) must not leave the job, or the jobs
+    claimed with it, in 'delivering' until a restart."""
+    server = smtp_server()
+    fax, (bad, good) = received_fax(spool, tiff_bytes, recipients=("bug@example.com", "sales@example.com"))
+    worker = DeliveryWorker(spool, smtp_cfg(server.port), clock=Clock(T0 + 60))
+    real = worker._send
+
+    def send(msg, recipient):
+        if recipient == "bug@example.com":
+            raise KeyError("a bug")
+        return real(msg, recipient)
+
+    worker._send = send
+    with caplog.at_level(logging.ERROR, logger="faxbridge.delivery"):
+        assert run(worker.run_once()) == 2
+    j = spool.get_job(bad.id)
+    assert j.state == "failed_retrying" and "internal error (KeyError" in j.last_error, j
+    assert spool.get_job(good.id).state == "delivered" and len(server.handler.messages) == 1
+    assert "delivery failed unexpectedly" in caplog.text and "KeyError" in caplog.text
