@@ -16,7 +16,9 @@ channel switches to raw mode: bytes come out as ``DataReceived`` with DLE escape
 ``<DLE><ETX>`` (``DataEnd``).  Towards the modem (``+FTH``, ``+FTM``, ``+FDT``, Class 1 ``ATA``)
 the driver writes stuffed data with ``send_data``.  Either way the phase stays open until the
 modem's next final result (``DataResult``; a ``CONNECT`` there keeps it open), and queued
-commands wait for that, because writing a command mid-phase would abort the carrier.
+commands wait for that, because writing a command mid-phase would abort the carrier.  That wait
+is timed too: the first queued command gets its own timeout to see the phase end, else it times
+out unsent, so a modem that never ends a phase cannot hold a command (and the line) for ever.
 
 Numeric results (ATV0) are told from one-digit information text by their terminator: V.250
 ends a numeric code with CR alone and text with CR LF.  While a query (``?``, ``ATI``) runs, a
@@ -169,6 +171,7 @@ class AtChannel:
         self._dle = False  # the last raw byte was a DLE
         self._phase: Direction | None = None
         self._phase_lines: list[str] = []
+        self._phase_wait: float | None = None  # when the first queued command gives up on the phase
         self._last_cmd = ""
         self._now = 0.0
         self.closed = False
@@ -220,8 +223,14 @@ class AtChannel:
         return self._raw
 
     def _start_next(self) -> None:
-        if self._active is not None or self._phase is not None or not self._queue:
+        if self._active is not None or not self._queue:
+            self._phase_wait = None
             return
+        if self._phase is not None:  # the head waits for the phase's end, within its timeout
+            if self._phase_wait is None:
+                self._phase_wait = self._now + self._queue[0].timeout
+            return
+        self._phase_wait = None
         cmd = self._queue.popleft()
         cmd.deadline = self._now + cmd.timeout
         self._active = cmd
@@ -243,7 +252,7 @@ class AtChannel:
     # -- timers --------------------------------------------------------------------------------
 
     def get_timer(self) -> float | None:
-        times = [t for t in (self._active.deadline if self._active else None,
+        times = [t for t in (self._active.deadline if self._active else None, self._phase_wait,
                              self._held[1] if self._held else None) if t is not None]
         return min(times) if times else None
 
@@ -255,6 +264,12 @@ class AtChannel:
             cmd, self._active = self._active, None
             self.history.add(now, "!", f"timeout after {cmd.timeout:g} s: {cmd.cmd}")
             self._events.append(CommandTimedOut(cmd.cmd, cmd.lines))
+            self._start_next()
+        if self._phase_wait is not None and now >= self._phase_wait:
+            cmd = self._queue.popleft()
+            self._phase_wait = None
+            self.history.add(now, "!", f"timeout after {cmd.timeout:g} s: {cmd.cmd} (not sent: the data phase never ended)")
+            self._events.append(CommandTimedOut(cmd.cmd, []))
             self._start_next()
 
     # -- the device ----------------------------------------------------------------------------
@@ -268,6 +283,7 @@ class AtChannel:
         pending = ([self._active.cmd] if self._active else []) + [c.cmd for c in self._queue]
         self._active = None
         self._queue.clear()
+        self._phase_wait = None
         self._phase, self._raw = None, False
         self.closed = True
         self.history.add(self._now, "!", f"device gone: {reason}")

@@ -452,6 +452,7 @@ class Class2Receiver:
                     await self._page(port, session, deadline)
                 elif session.unwanted_data_phase(done.result):
                     port.channel.end_data_phase()
+                    self._drop_abandoned_phase(port, session)
         finally:
             session.close()
         if session.off_hook and not session.device_lost and port.is_open:
@@ -512,6 +513,24 @@ class Class2Receiver:
             session.device_gone(ev.reason)
             return True
         return False
+
+    @staticmethod
+    def abandoned(ev: Event, session: Class2Session) -> None:
+        """One event already queued from a data phase the driver abandoned: its data and final
+        result belong to no page, and left queued the next page took them for its own, ended at
+        once and left the real page's phase open (found by fuzzing: a stalled line)."""
+        if isinstance(ev, DataReceived):
+            session.trace.append(f"! {len(ev.data)} bytes of an abandoned data phase dropped")
+        elif isinstance(ev, DataResult):
+            session.trace.append(f"! {ev.result} ended an abandoned data phase")
+            for line in ev.lines:  # a hang-up report in there still counts
+                session.unsolicited(line)
+        elif not isinstance(ev, (DataEnd, DleCommand)):
+            Class2Receiver._dispatch(ev, session)
+
+    def _drop_abandoned_phase(self, port: ModemPort, session: Class2Session) -> None:
+        while not port.events.empty():
+            self.abandoned(port.events.get_nowait(), session)
 
     def _drain(self, port: ModemPort, session: Class2Session) -> None:
         while not port.events.empty():

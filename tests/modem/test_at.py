@@ -247,6 +247,37 @@ def test_end_data_phase_releases_the_queue():
     assert c.data_to_send() == b"AT\r" and not c.in_data_mode and c.get_timer() == 8
 
 
+def test_a_command_queued_behind_a_phase_that_never_ends_times_out():
+    """Found by fuzzing (class2_session): after CONNECT the modem goes quiet mid-page; the next
+    command waited for the phase's end with no timer at all, so the line hung for ever."""
+    c = AtChannel()
+    c.send("AT+FDR", 60, expect=("CONNECT",), now=0)
+    c.data_to_send()
+    c.receive(b"\r\nCONNECT\r\n\x00\x01", 1.0)
+    c.send("AT+FDR", 60, expect=("CONNECT",), now=2.0)
+    assert c.data_to_send() == b"" and c.get_timer() == 62.0
+    c.handle_timer(61.999)
+    assert [e for e in drain(c) if not isinstance(e, (CommandDone, DataReceived))] == []
+    c.handle_timer(62.0)
+    assert drain(c) == [CommandTimedOut("AT+FDR", [])]
+    assert c.data_to_send() == b"" and c.get_timer() is None  # never written: it would abort the carrier
+    assert "not sent: the data phase never ended" in c.history_text()
+
+
+def test_the_phase_wait_passes_to_the_next_queued_command_and_ends_with_the_phase():
+    c = AtChannel()
+    c.send("AT+FRM=96", 3, expect=("CONNECT",), now=0)
+    c.data_to_send()
+    c.receive(b"\r\nCONNECT\r\n", 0)
+    c.send("AT", 1, now=0.5)  # waits until 1.5
+    c.send("ATH", 5, now=0.6)
+    assert c.get_timer() == 1.5
+    c.handle_timer(1.5)
+    assert drain(c)[-1] == CommandTimedOut("AT", []) and c.get_timer() == 6.5
+    c.receive(b"\x10\x03\r\nOK\r\n", 2.0)  # the phase ends in time: ATH goes out with its own timeout
+    assert c.data_to_send() == b"ATH\r" and c.get_timer() == 7.0
+
+
 # -- junk --------------------------------------------------------------------------------------
 
 def test_garbage_and_overlong_lines_are_reported_not_raised():

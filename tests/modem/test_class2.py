@@ -76,6 +76,8 @@ def load(path: Path, data: list[bytes]) -> tuple[str, list[Turn]]:
             if "reversed" in words:
                 page = reverse_bits(page)
             turns[-1].out += dle_stuff(page, sub="sub" in words) + b"\x10\x03"
+        elif line.startswith("<block "):  # a few stray data bytes, then <DLE><ETX>
+            turns[-1].out += line[7:].encode() + b"\x10\x03"
         elif line.startswith("< "):
             turns[-1].out += b"\r\n" + line[2:].encode() + b"\r\n"
         else:
@@ -222,6 +224,15 @@ def test_connect_to_a_quality_command_does_not_stall_the_call(tmp_path: Path, co
     assert not modem.mismatch and not modem.turns, modem.mismatch
     assert result.complete and result.facts["pages"] == 2, result.facts["result_text"]
     assert "! CONNECT to a command that starts no page: data phase abandoned" in result.facts["extra"]["trace"]
+    _assert_pages(tmp_path / "rx.tif", pages, 2)
+
+
+def test_data_of_an_abandoned_phase_is_not_taken_for_the_next_page(tmp_path: Path, coded) -> None:
+    pages, data = coded
+    result, modem = _play(tmp_path, "stray_block_after_quality_command.txt", data, limit=20)
+    assert not modem.mismatch and not modem.turns, modem.mismatch
+    assert result.complete and result.facts["pages"] == 2, result.facts["result_text"]
+    assert "! 5 bytes of an abandoned data phase dropped" in result.facts["extra"]["trace"]
     _assert_pages(tmp_path / "rx.tif", pages, 2)
 
 

@@ -108,6 +108,8 @@ def TestOneInput(data: bytes) -> None:
                     _page(modem, session)
                 elif session.unwanted_data_phase(ev.result):
                     modem.ch.end_data_phase(modem.now)
+                    while modem.pending:
+                        Class2Receiver.abandoned(modem.pending.pop(0), session)
     finally:
         session.close()
     if session.off_hook and not session.device_lost:
