@@ -11,6 +11,7 @@ slower machine (an emulated ARM board, valgrind).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from typing import Callable, TypeVar
@@ -35,3 +36,15 @@ def wait_until(check: Callable[[], T], what: str, budget: float = LOADED, every:
         if time.monotonic() >= deadline:
             raise AssertionError(f"not within {budget:.0f} s: {what}")
         time.sleep(every)
+
+
+async def async_wait_until(check: Callable[[], T], what: str, budget: float = LOADED, every: float = 0.01) -> T:
+    """`wait_until` inside an event loop: the loop keeps running (and serving) between checks."""
+    deadline = time.monotonic() + budget
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not within {budget:.0f} s: {what}")
+        await asyncio.sleep(every)
