@@ -289,7 +289,8 @@ def hylafax_sendfax(device: str, number: str, tiff: Path, tmp: Path, timeout: fl
         listening_by = time.monotonic() + LOADED  # hfaxd may not listen yet
         while True:
             r = subprocess.run(args, capture_output=True, text=True, timeout=60)
-            if r.returncode == 0 or "Connection refused" not in r.stdout + r.stderr or time.monotonic() > listening_by:
+            refused = "Connection refused" in r.stdout + r.stderr
+            if r.returncode == 0 or not refused or time.monotonic() > listening_by:
                 break
             time.sleep(0.5)
         logs.append(f"sendfax rc {r.returncode}: {r.stdout}{r.stderr}")
