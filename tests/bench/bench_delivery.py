@@ -78,7 +78,9 @@ def bench_queue(image: bytes, tmp: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    controller = Controller(sink, hostname="127.0.0.1", port=port, tls_context=ctx, require_starttls=True)
+    # a fixed greeting name: otherwise aiosmtpd resolves this machine's name (DNS) for every session
+    controller = Controller(sink, hostname="127.0.0.1", port=port, tls_context=ctx, require_starttls=True,
+                            server_hostname="mx.faxbridge.test")
     controller.start()
     try:
         spool = Spool(tmp / "spool")

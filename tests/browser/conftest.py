@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.budgets import LOADED
 from tests.conftest import free_port
 from tests.provided import in_ci, missing, provided
 
@@ -37,7 +38,7 @@ CHROMIUM = Path(os.environ.get("FAXBRIDGE_CHROMIUM", "/usr/bin/chromium"))
 PASSWORD = "correct horse battery staple 42"
 
 try:
-    from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+    from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 except ImportError:  # pragma: no cover - the test extra installs it
     sync_playwright = None  # type: ignore[assignment]
     # the test modules import playwright themselves: without it they are not collected at all,
@@ -117,7 +118,7 @@ control_socket = "fb.sock"
         self.proc: subprocess.Popen[bytes] | None = None
         self.base_url = ""
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = LOADED) -> None:
         """Start and wait until the web process answers /healthz over HTTPS or HTTP."""
         faxbridge = Path(sys.executable).with_name("faxbridge")
         cmd = [str(faxbridge)] if faxbridge.exists() else [sys.executable, "-m", "appliance"]
@@ -148,7 +149,7 @@ control_socket = "fb.sock"
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(15)
+                self.proc.wait(LOADED)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
@@ -183,7 +184,7 @@ control_socket = "fb.sock"
         return [email.message_from_bytes(box.get_bytes(k), policy=email.policy.default)  # type: ignore[misc]
                 for k in box.keys()]
 
-    def wait_mails(self, count: int, timeout: float = 30) -> list[email.message.EmailMessage]:
+    def wait_mails(self, count: int, timeout: float = LOADED) -> list[email.message.EmailMessage]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             got = self.mails()
@@ -198,7 +199,7 @@ def _answers(url: str) -> bool:
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE  # the box's own certificate is self-signed by design
     try:
-        with urllib.request.urlopen(url, timeout=1, context=ctx) as r:
+        with urllib.request.urlopen(url, timeout=LOADED, context=ctx) as r:
             return r.status == 200
     except (urllib.error.URLError, OSError, ssl.SSLError):
         return False
@@ -254,7 +255,10 @@ def browser() -> Iterator["Browser"]:
 def context(browser: "Browser") -> Iterator["BrowserContext"]:
     """A fresh profile per test: no cookie or session leaks from one test into the next."""
     ctx = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 800})
-    ctx.set_default_timeout(10_000)
+    # budgets for every action and every expect() (Playwright's own default for those is 5 s):
+    # chromium, the web process and the calls share two cores in CI
+    ctx.set_default_timeout(LOADED * 1000)
+    expect.set_options(timeout=LOADED * 1000)
     yield ctx
     ctx.close()
 

@@ -15,6 +15,7 @@ from playwright.sync_api import Locator, Page, expect
 
 from tests.browser.conftest import Appliance
 from tests.browser.helpers import logged_in_box
+from tests.budgets import LOADED
 
 pytestmark = pytest.mark.slow  # one real-time fax call (about 20 s)
 
@@ -53,14 +54,14 @@ def test_settings_then_test_fax_live_listed_previewed_resent(configured_box: App
     call.start()
     try:
         live = page.locator("#calls-body tr")
-        expect(live).to_contain_text(CALLER_NAME, timeout=15_000)
+        expect(live).to_contain_text(CALLER_NAME)
         expect(live).to_contain_text("5550123")
         shot(page, "dashboard-call")
         expect(page.locator("main img[src='x']")).to_have_count(0)
     finally:
-        call.join(120)
+        call.join(4 * LOADED)
     assert "OK" in str(sent.get("out")), sent
-    expect(page.locator("#calls-none")).to_be_visible(timeout=15_000)  # the call ended, live too
+    expect(page.locator("#calls-none")).to_be_visible()  # the call ended, live too
     mail = box.wait_mails(1)[0]
     assert mail["To"] == "new-default@example.test"  # the new setting, no restart in between
     assert box.proc.poll() is None and box.proc.pid == daemon_pid

@@ -12,6 +12,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import PASSWORD, Appliance
+from tests.budgets import LOADED
 from tests.conftest import free_port
 from tests.e2e.conftest import SmtpServer
 
@@ -49,7 +50,7 @@ def wizard(page: Page, app: Appliance, smtp: SmtpServer, shot) -> None:
     choice.get_by_role("button", name="Send a test message").click()
     outcome = page.locator("#kind-smtp #test-outcome")
     expect(outcome).to_have_class(re.compile(r"\bok\b"))
-    test_message = smtp.wait_for(1, timeout=10)[0]
+    test_message = smtp.wait_for(1, timeout=LOADED)[0]
     assert test_message["To"] == "owner@example.test" and test_message["From"] == "fax@example.test"
     shot(page, "wizard-delivery")
     page.locator("#kind-smtp").get_by_role("button", name="Save and continue").click()

@@ -17,6 +17,7 @@ from typing import Any, Awaitable, Callable, Mapping
 
 from appliance.control import ControlClient, ControlServer, DaemonUnavailable
 from tests.conftest import free_port
+from tests.budgets import LOADED
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -41,17 +42,17 @@ class ServerThread:
         self._thread.start()
         handlers = self._handlers() if callable(self._handlers) else self._handlers
         self.server = ControlServer(self.path, handlers)  # type: ignore[arg-type]
-        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(5)
+        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(LOADED)
         return self
 
     def call(self, coro: Awaitable[Any]) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)  # type: ignore[arg-type]
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(LOADED)  # type: ignore[arg-type]
 
     def __exit__(self, *exc: object) -> None:
         if self.server is not None:
             self.call(self.server.close())
         self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(5)
+        self._thread.join(LOADED)
         self.loop.close()
 
 
@@ -95,7 +96,7 @@ control_socket = "{self.socket}"
         self.log = workdir / "daemon.out"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def client(self, timeout: float = 5.0) -> ControlClient:
+    def client(self, timeout: float = LOADED) -> ControlClient:
         return ControlClient(self.socket, timeout)
 
     def start(self) -> "DaemonProcess":
@@ -105,7 +106,7 @@ control_socket = "{self.socket}"
         self.wait_ready()
         return self
 
-    def wait_ready(self, timeout: float = 20.0, not_started: float | None = None) -> dict[str, Any]:
+    def wait_ready(self, timeout: float = LOADED, not_started: float | None = None) -> dict[str, Any]:
         """Until `status` answers (and, with ``not_started``, comes from a later start)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -113,7 +114,7 @@ control_socket = "{self.socket}"
             if self.proc.poll() is not None:
                 raise AssertionError(f"daemon exited with {self.proc.returncode}:\n{self.log_text()}")
             try:
-                st = self.client(2).request({"cmd": "status"})
+                st = self.client().request({"cmd": "status"})
                 if not_started is None or st.get("started", 0) > not_started:
                     return st
             except DaemonUnavailable:
@@ -128,7 +129,7 @@ control_socket = "{self.socket}"
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(15)
+                self.proc.wait(LOADED)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()

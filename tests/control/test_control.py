@@ -16,6 +16,7 @@ import pytest
 
 from appliance.control import MAX_REQUEST, ControlClient, ControlError, ControlServer, DaemonUnavailable
 from tests.control.harness import DaemonProcess, ServerThread, short_dir
+from tests.budgets import LOADED
 
 
 @pytest.fixture
@@ -43,7 +44,7 @@ HANDLERS = {"status": _status, "broken": _broken, "refuses": _refuses}
 def raw(path: Path, payload: bytes, *, replies: int = 1) -> list[dict[str, Any]]:
     """Send bytes as they are and read ``replies`` reply lines."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(5)
+        s.settimeout(LOADED)
         s.connect(str(path))
         s.sendall(payload)
         buf = b""
@@ -59,9 +60,9 @@ def test_request_and_reply(sockdir: Path) -> None:
     path = sockdir / "fb.sock"
     with ServerThread(path, HANDLERS):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
-        reply = ControlClient(path).request({"cmd": "status", "x": "<b>hi</b>"})
+        reply = ControlClient(path, LOADED).request({"cmd": "status", "x": "<b>hi</b>"})
         assert reply == {"ok": True, "echo": "<b>hi</b>", "lines": []}
-        assert ControlClient(path).request({"cmd": "refuses"}) == {"ok": False, "error": "not now"}
+        assert ControlClient(path, LOADED).request({"cmd": "refuses"}) == {"ok": False, "error": "not now"}
     assert not path.exists()  # removed at close
 
 
@@ -79,7 +80,7 @@ def test_malformed_requests_get_errors_and_the_server_goes_on(sockdir: Path, pay
     with ServerThread(path, HANDLERS):
         (reply,) = raw(path, payload)
         assert reply["ok"] is False and error in reply["error"], reply
-        assert ControlClient(path).request({"cmd": "status"})["ok"] is True
+        assert ControlClient(path, LOADED).request({"cmd": "status"})["ok"] is True
 
 
 def test_several_requests_on_one_connection_and_blank_lines(sockdir: Path) -> None:
@@ -95,7 +96,7 @@ def test_oversized_request_is_refused_and_the_connection_closed(sockdir: Path) -
     with ServerThread(path, HANDLERS):
         huge = b'{"cmd": "status", "x": "' + b"a" * (MAX_REQUEST * 2) + b'"}\n'
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(5)
+            s.settimeout(LOADED)
             s.connect(str(path))
             try:
                 s.sendall(huge)
@@ -112,10 +113,10 @@ def test_oversized_request_is_refused_and_the_connection_closed(sockdir: Path) -
                 data += chunk
         reply = json.loads(data.splitlines()[0])
         assert reply["ok"] is False and "longer than" in reply["error"]
-        assert ControlClient(path).request({"cmd": "status"})["ok"] is True
+        assert ControlClient(path, LOADED).request({"cmd": "status"})["ok"] is True
         # the client refuses to send one in the first place
         with pytest.raises(ControlError, match="longer than"):
-            ControlClient(path).request({"cmd": "status", "x": "a" * MAX_REQUEST})
+            ControlClient(path, LOADED).request({"cmd": "status", "x": "a" * MAX_REQUEST})
 
 
 def test_a_client_that_hangs_up_mid_request_does_not_hurt(sockdir: Path) -> None:
@@ -125,7 +126,7 @@ def test_a_client_that_hangs_up_mid_request_does_not_hurt(sockdir: Path) -> None
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
                 s.connect(str(path))
                 s.sendall(b'{"cmd": "sta')
-        assert ControlClient(path).request({"cmd": "status"})["ok"] is True
+        assert ControlClient(path, LOADED).request({"cmd": "status"})["ok"] is True
 
 
 def test_stale_socket_file_is_replaced(sockdir: Path) -> None:
@@ -134,9 +135,9 @@ def test_stale_socket_file_is_replaced(sockdir: Path) -> None:
     stale.bind(str(path))
     stale.close()  # the file stays, nobody listens: what a crash leaves
     with pytest.raises(DaemonUnavailable, match="not running"):
-        ControlClient(path).request({"cmd": "status"})
+        ControlClient(path, LOADED).request({"cmd": "status"})
     with ServerThread(path, HANDLERS):
-        assert ControlClient(path).request({"cmd": "status"})["ok"] is True
+        assert ControlClient(path, LOADED).request({"cmd": "status"})["ok"] is True
 
 
 def test_parent_directory_is_created_and_a_live_socket_or_a_file_is_not_replaced(sockdir: Path) -> None:
@@ -147,7 +148,7 @@ def test_parent_directory_is_created_and_a_live_socket_or_a_file_is_not_replaced
             second.__enter__()
         second.server = None
         second.__exit__(None, None, None)
-        assert ControlClient(path).request({"cmd": "status"})["ok"] is True
+        assert ControlClient(path, LOADED).request({"cmd": "status"})["ok"] is True
         assert first.server is not None
     regular = sockdir / "file"
     regular.write_text("keep me")
@@ -220,7 +221,7 @@ def test_daemon_probes_a_virtual_modem(daemon: DaemonProcess, tmp_path: Path) ->
     from appliance.modem.virtual import VirtualLine
 
     with VirtualLine(str(tmp_path / "ttyA"), str(tmp_path / "ttyB")):
-        r = daemon.client(timeout=30).request({"cmd": "probe-modem", "device": str(tmp_path / "ttyB")})
+        r = daemon.client().request({"cmd": "probe-modem", "device": str(tmp_path / "ttyB")})
     assert r["ok"] is True and r["found"] is True and r["usable"] is True, r
     assert "spandsp" in r["message"] and r["class"] == "1.0"
 
@@ -249,7 +250,7 @@ def test_test_fax_shows_as_a_call_then_goes_through_and_restart(daemon: DaemonPr
     assert (call["caller_number"], call["caller_name"], call["called_number"]) == ("test", "Faxbridge self-test", "test")
     assert call["mode"] == "g711" and call["bit_rate"] == 14400 and call["ecm"] is True and call["fax_id"] == 1
     # the sender is done when its call ends; the daemon finishes its side (commit, count) a moment later
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + LOADED
     st = c.request({"cmd": "status"})
     while (st["stats"]["faxes"] != 1 or st["calls"]) and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -18,6 +18,7 @@ import pytest
 from appliance.logfile import LOG_FILE, MAX_BYTES
 from tests.conftest import free_port
 from tests.control.harness import DaemonProcess
+from tests.budgets import LOADED
 
 REPO = Path(__file__).resolve().parents[2]
 UNITS = sorted((REPO / "systemd").glob("*.service"))
@@ -68,7 +69,7 @@ def _own_files(d: DaemonProcess) -> set[Path]:
 def test_the_daemon_creates_the_spool_the_database_and_its_logs_private(daemon: DaemonProcess) -> None:
     root = daemon.workdir
     log = root / LOG_FILE
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + LOADED
     while not log.with_name(log.name + ".1").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     rotated = log.with_name(log.name + ".1")
@@ -93,7 +94,7 @@ def test_a_received_fax_and_its_mail_are_private(daemon: DaemonProcess) -> None:
         time.sleep(0.5)
     assert st["state"] == "ok", st
     root = daemon.workdir
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + LOADED
     while not list((root / "Maildir" / "new").glob("*")) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert list((root / "spool" / "faxes").glob("*.tif")) and list((root / "Maildir" / "new").glob("*"))
@@ -128,7 +129,7 @@ def test_every_entry_point_sets_the_umask(tmp_path: Path) -> None:
                                     stderr=subprocess.PIPE) for name, args in commands.items()}
     try:
         seen: dict[str, int] = {}
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + LOADED
         # until all four are up and past their imports (a loaded machine takes seconds to start Python)
         while time.monotonic() < deadline and (len(seen) < 4 or set(seen.values()) != {0o77}):
             for name, proc in procs.items():
@@ -145,7 +146,7 @@ def test_every_entry_point_sets_the_umask(tmp_path: Path) -> None:
             proc.terminate()
         for proc in procs.values():
             try:
-                proc.wait(15)
+                proc.wait(LOADED)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()

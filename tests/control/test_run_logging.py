@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from tests.budgets import LOADED
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -28,14 +30,14 @@ def test_run_logs_to_stderr_and_the_file_until_it_stops(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "appliance", "run", "--config", str(cfg)], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + LOADED
         logfile = tmp_path / "var" / "log" / "faxbridge.log"
         while time.monotonic() < deadline and proc.poll() is None:
             if logfile.exists() and "listening" in logfile.read_text():
                 break
             time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=LOADED)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -28,6 +28,7 @@ from cryptography import x509
 
 from appliance.config import DeliveryConfig
 from appliance.delivery import oauth
+from tests.budgets import LOADED
 
 SMTP_SCOPE = "https://outlook.office365.com/.default"
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
@@ -252,6 +253,6 @@ def oauth_cfg(server: TokenServer, **overrides: Any) -> DeliveryConfig:
                                 from_="fax@contoso.com", username="fax@contoso.com",
                                 tenant=server.tenant, client_id=server.client_id,
                                 client_secret=server.client_secret, authority=server.authority,
-                                ca_file=server.ca_file, timeout=5, starttls="none")
+                                ca_file=server.ca_file, timeout=LOADED, starttls="none")
     base.update(overrides)
     return DeliveryConfig(**base)

@@ -34,6 +34,7 @@ from appliance.delivery.smtp import PermanentDeliveryError, TemporaryDeliveryErr
 from appliance.spool.store import FaxRecord
 from smtp_harness import Capture, free_port
 from test_queue_cli import faxbridge
+from tests.budgets import LOADED
 
 LOCAL = "127.0.0.1"
 
@@ -165,7 +166,7 @@ def msg(tiff_bytes: bytes):
 
 def direct_cfg(dns: DnsServer, port: int, **kw: Any) -> DeliveryConfig:
     base: dict[str, Any] = dict(backend="direct", from_="fax@example.com", starttls="opportunistic",
-                                direct_port=port, dns_servers=[LOCAL], dns_port=dns.port, timeout=3)
+                                direct_port=port, dns_servers=[LOCAL], dns_port=dns.port, timeout=LOADED)
     base.update(kw)
     return DeliveryConfig(**base)
 

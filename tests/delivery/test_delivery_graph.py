@@ -203,10 +203,12 @@ def test_429_with_a_long_retry_after_goes_back_to_the_queue(token_server, graph_
 
 
 def test_retry_after_beyond_the_timeout_is_not_waited_out(token_server, graph_server, tiff_bytes):
-    graph_server.state.throttle("8", status=503)
+    # under MAX_INLINE_WAIT but over delivery.timeout, which stays a generous budget for the requests
+    timeout = int(graph.MAX_INLINE_WAIT) - 10
+    graph_server.state.throttle(str(timeout + 5), status=503)
     with pytest.raises(ThrottledError) as e:
-        send_graph(graph_cfg(token_server, graph_server, timeout=5), fax_message(tiff_bytes), "x@contoso.com")
-    assert e.value.retry_after == 8 and str(e.value).startswith("503 ServiceUnavailable")
+        send_graph(graph_cfg(token_server, graph_server, timeout=timeout), fax_message(tiff_bytes), "x@contoso.com")
+    assert e.value.retry_after == timeout + 5 and str(e.value).startswith("503 ServiceUnavailable")
 
 
 def test_503_without_retry_after_is_temporary(token_server, graph_server, tiff_bytes):

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from smtp_harness import Capture, Clock, smtp_cfg
+from tests.budgets import LOADED
 from test_delivery_queue import received_fax
 
 from appliance.delivery.queue import DeliveryWorker
@@ -64,12 +65,12 @@ def test_worker_killed_mid_data_then_restarted_delivers_each_fax_under_its_messa
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(root), str(server.port)],
                              cwd=Path(__file__).resolve().parents[2], env={**os.environ, "PYTHONPATH": "."})
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + LOADED
         while not handler.attempted and time.monotonic() < deadline and child.poll() is None:
             time.sleep(0.05)
         assert handler.attempted, f"the child never reached DATA (exit {child.poll()})"
         child.send_signal(signal.SIGKILL)
-        assert child.wait(10) == -signal.SIGKILL
+        assert child.wait(LOADED) == -signal.SIGKILL
     finally:
         if child.poll() is None:
             child.kill()

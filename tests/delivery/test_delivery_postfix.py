@@ -33,6 +33,7 @@ from appliance.delivery.smtp import PermanentDeliveryError, send_smtp
 from appliance.spool.store import FaxRecord
 from smtp_harness import free_port, smtp_cfg
 from tests.provided import provided
+from tests.budgets import LOADED
 
 POSTFIX = "/usr/sbin/postfix"
 DOMAIN = "fax.test"
@@ -180,7 +181,7 @@ def postfix(instance_dir: Path, tmp_path: Path, ca: trustme.CA) -> Iterator[Post
         assert pf.postfix("status").returncode != 0, "postfix still running after stop"
 
 
-def _wait_listening(port: int, pf: Postfix, timeout: float = 15.0) -> None:
+def _wait_listening(port: int, pf: Postfix, timeout: float = LOADED) -> None:
     """master binds the port before its children run, but give a slow CI machine time."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -192,7 +193,7 @@ def _wait_listening(port: int, pf: Postfix, timeout: float = 15.0) -> None:
     raise AssertionError(f"postfix not listening on 127.0.0.1:{port}\n{pf.log_text()}")
 
 
-def _wait_delivered(maildir: Path, pf: Postfix, timeout: float = 30.0) -> Path:
+def _wait_delivered(maildir: Path, pf: Postfix, timeout: float = LOADED) -> Path:
     """Poll the Maildir's new/ until one message arrives; on timeout, show Postfix's log."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -210,7 +211,7 @@ def test_postfix_accepts_over_starttls_and_delivers_the_tiff_intact(postfix, ca_
                     pages=2)
     msg = render_message(fax, MAILBOX, from_addr="fax@example.com", image=tiff_bytes,
                          message_id="<feedfacecafe0007.1@faxbridge>")
-    cfg = smtp_cfg(postfix.port, starttls="required", ca_file=ca_file, timeout=30)
+    cfg = smtp_cfg(postfix.port, starttls="required", ca_file=ca_file)
     reply = send_smtp(cfg, msg, MAILBOX)
     assert reply.startswith("250 2.0.0 Ok: queued as "), reply
 
@@ -243,6 +244,6 @@ def test_postfix_refuses_an_unknown_mailbox_for_good_with_advice(postfix, ca_fil
     msg = render_message(fax, stranger, from_addr="fax@example.com", image=tiff_bytes,
                          message_id="<feedfacecafe0008.1@faxbridge>")
     with pytest.raises(PermanentDeliveryError, match=r"^550 5\.1\.1 .*User unknown in virtual mailbox table") as e:
-        send_smtp(smtp_cfg(postfix.port, starttls="required", ca_file=ca_file, timeout=30), msg, stranger)
+        send_smtp(smtp_cfg(postfix.port, starttls="required", ca_file=ca_file), msg, stranger)
     assert "routing table" in advise_text(str(e.value)).text
     assert not (postfix.maildir / "new").exists() or not any((postfix.maildir / "new").iterdir())

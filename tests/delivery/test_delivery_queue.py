@@ -11,9 +11,11 @@ import time
 
 
 from appliance.config import DeliveryConfig
+from appliance.delivery import queue
 from appliance.delivery.queue import DeliveryWorker, backoff
 from appliance.spool.store import Spool
 from smtp_harness import T0, Capture, Clock, free_port, smtp_cfg
+from tests.budgets import LOADED
 
 
 
@@ -167,10 +169,13 @@ def test_crash_mid_send_resends_the_same_message(tmp_path, smtp_server, tiff_byt
         spool.close()
 
 
-def test_run_wakes_for_new_jobs_and_stops(spool, smtp_server, tiff_bytes):
+def test_run_wakes_for_new_jobs_and_stops(spool, smtp_server, tiff_bytes, monkeypatch):
     server = smtp_server()
+    # idle, the worker would look again only after MAX_IDLE: far beyond the budget, so only wake()
+    # and stop() can end each wait below, however slow the machine
+    monkeypatch.setattr(queue, "MAX_IDLE", 100 * LOADED)
 
-    async def scenario() -> float:
+    async def scenario() -> None:
         worker = DeliveryWorker(spool, smtp_cfg(server.port))
         task = asyncio.create_task(worker.run())
         await asyncio.sleep(0.2)  # idle: nothing queued, sleeping up to MAX_IDLE
@@ -178,42 +183,44 @@ def test_run_wakes_for_new_jobs_and_stops(spool, smtp_server, tiff_bytes):
         _, (job,) = received_fax(spool, tiff_bytes, created=time.time() - 60)
         worker.wake()
         while spool.get_job(job.id).state != "delivered":
-            assert time.monotonic() - start < 10, "wake() did not start a delivery"
+            assert time.monotonic() - start < LOADED, "wake() did not start a delivery"
             await asyncio.sleep(0.02)
-        took = time.monotonic() - start
         worker.stop()
-        await asyncio.wait_for(task, 5)
-        return took
+        await asyncio.wait_for(task, LOADED)
 
-    assert run(scenario()) < 5
+    run(scenario())
     assert len(server.handler.messages) == 1
 
 
-def test_run_sleeps_until_the_retry_is_due(spool, smtp_server, tiff_bytes):
+def test_run_sleeps_until_the_retry_is_due(spool, smtp_server, tiff_bytes, monkeypatch):
     port = free_port()
+    monkeypatch.setattr(queue, "MAX_IDLE", 100 * LOADED)  # only the retry's due time can wake it
 
     async def scenario() -> None:
         cfg = smtp_cfg(port, retry_initial=0.3, retry_max=0.3)
         worker = DeliveryWorker(spool, cfg, rng=random.Random(3))
         _, (job,) = received_fax(spool, tiff_bytes, created=time.time() - 60)
         task = asyncio.create_task(worker.run())
+        deadline = time.monotonic() + LOADED
         while spool.get_job(job.id).attempts < 1:
+            assert time.monotonic() < deadline, "the first attempt never ran"
             await asyncio.sleep(0.02)
         smtp_server(port=port)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + LOADED
         while spool.get_job(job.id).state != "delivered":
             assert time.monotonic() < deadline, "the retry never ran"
             await asyncio.sleep(0.02)
         worker.stop()
-        await asyncio.wait_for(task, 5)
+        await asyncio.wait_for(task, LOADED)
 
     run(scenario())
 
 
-def test_stop_before_run_returns_at_once(spool):
+def test_stop_before_run_returns_at_once(spool, monkeypatch):
+    monkeypatch.setattr(queue, "MAX_IDLE", 100 * LOADED)
     worker = DeliveryWorker(spool, DeliveryConfig())
     worker.stop()
-    run(asyncio.wait_for(worker.run(), 2))  # would wait MAX_IDLE if stop() were lost
+    run(asyncio.wait_for(worker.run(), LOADED))  # would wait MAX_IDLE if stop() were lost
 
 
 

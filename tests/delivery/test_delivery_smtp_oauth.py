@@ -16,13 +16,14 @@ import trustme
 from aiosmtpd.smtp import AuthResult
 from oauth_harness import SMTP_SCOPE, oauth_cfg
 from aiosmtpd.controller import Controller
-from smtp_harness import Capture, free_port, server_context
+from smtp_harness import SERVER_NAME, Capture, free_port, server_context
 
 from appliance.config import DeliveryConfig
 from appliance.delivery.advice import advise_text
 from appliance.delivery.message import render_message
 from appliance.delivery.smtp import PermanentDeliveryError, TemporaryDeliveryError, send_smtp
 from appliance.delivery.trial import trial_fax
+from tests.budgets import LOADED
 
 MAILBOX = "fax@contoso.com"
 
@@ -146,11 +147,12 @@ def test_client_certificate_is_presented_to_a_relay_connector(smtp_server, ca, c
     client_ca.configure_trust(ctx)
     handler = PeerCertCapture()
     port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port, tls_context=ctx, require_starttls=True)
+    controller = Controller(handler, hostname="127.0.0.1", port=port, tls_context=ctx, require_starttls=True,
+                            server_hostname=SERVER_NAME, ready_timeout=LOADED)
     controller.start()
     try:
         base = dict(backend="smtp", url=f"smtp://127.0.0.1:{port}", from_=MAILBOX, starttls="required",
-                    ca_file=ca_file, timeout=5)
+                    ca_file=ca_file, timeout=LOADED)
         reply = send_smtp(DeliveryConfig(**base, tls_client_cert=str(pem)), msg, "boss@contoso.com")
         assert reply.startswith("250")
         assert handler.peer_names == [(("DNS", "fax.contoso.com"),)]
@@ -166,7 +168,7 @@ def test_unreadable_client_certificate_names_the_key(ca_file, tmp_path, msg):
     bad = tmp_path / "bad.pem"
     bad.write_text("not a certificate")
     cfg = DeliveryConfig(backend="smtp", url="smtp://127.0.0.1:9", from_=MAILBOX, starttls="required",
-                         ca_file=ca_file, timeout=5, tls_client_cert=str(bad))
+                         ca_file=ca_file, timeout=LOADED, tls_client_cert=str(bad))
     with pytest.raises(Exception, match="delivery.tls_client_cert"):
         send_smtp(cfg, msg, "boss@contoso.com")
 

@@ -12,10 +12,11 @@ import trustme
 from cryptography.hazmat.primitives import serialization
 
 from tests.conftest import free_port
+from tests.budgets import LOADED
 
 REPO = Path(__file__).resolve().parents[2]
 #: a real hang shows as this timeout; the answer comes in a second or two
-PATIENCE = 30.0
+PATIENCE = LOADED
 
 
 def test_an_encrypted_client_key_is_refused_not_prompted_for(tmp_path: Path) -> None:

@@ -7,11 +7,13 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from appliance.config import Config, ConfigError
+from tests.budgets import LOADED
 from appliance.delivery.queue import DeliveryWorker
 from appliance.spool.store import Spool
 from smtp_harness import PASSWORD, USER
@@ -138,9 +140,8 @@ def test_resent_job_is_delivered_by_a_running_worker(tmp_path, smtp_server, tiff
                 out = await asyncio.to_thread(faxbridge, "resend", fax.uid, "--to", "x@example.com",
                                               "--config", str(cfg_path))
                 assert out.returncode == 0, out.stderr
-                for _ in range(100):
-                    if server.handler.messages:
-                        break
+                deadline = time.monotonic() + LOADED
+                while not server.handler.messages and time.monotonic() < deadline:
                     await asyncio.sleep(0.1)
             finally:
                 worker.stop()

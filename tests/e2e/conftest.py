@@ -12,10 +12,12 @@ import email.policy
 import io
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -25,6 +27,8 @@ from aiosmtpd.controller import Controller
 from PIL import Image, ImageChops
 
 from appliance.fax.pages import read_pages
+from appliance.spool.store import OPEN_JOB_STATES
+from tests.budgets import LOADED, wait_until
 from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,7 +61,10 @@ class SmtpServer:
     controller: Controller | None = None
 
     def start(self) -> None:
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        # a fixed greeting name: without one aiosmtpd resolves this machine's name for every
+        # connection, in its loop, and a lost DNS packet holds a session 5 s
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port,
+                                     server_hostname="mx.faxbridge.test", ready_timeout=LOADED)
         self.controller.start()
 
     def stop(self) -> None:
@@ -142,7 +149,7 @@ enabled = false
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "appliance", "run", "--config", str(self.config)],
                                      cwd=self.workdir, stdout=logf, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + LOADED
         while time.monotonic() < deadline:
             if "Faxbridge is running" in self.log_text():
                 return
@@ -165,16 +172,37 @@ enabled = false
     def kill(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
+        self.proc.wait(LOADED)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(15)
+                self.proc.wait(LOADED)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def wait_settled(self) -> None:
+        """Until every fax is routed and no delivery job is open: only then may a test say that
+        something was not mailed (waiting a while and looking passes when load delays the mail)."""
+        db = self.workdir / "spool" / "spool.db"
+        unrouted = "SELECT count(*) FROM faxes WHERE state IN ('receiving', 'received')"
+        open_jobs = f"SELECT count(*) FROM jobs WHERE state IN ({','.join('?' for _ in OPEN_JOB_STATES)})"
+
+        def settled() -> bool:
+            try:
+                with closing(sqlite3.connect(db)) as c:
+                    (busy,) = c.execute(unrouted).fetchone()
+                    (jobs,) = c.execute(open_jobs, OPEN_JOB_STATES).fetchone()
+                    return busy == 0 and jobs == 0
+            except sqlite3.OperationalError:  # busy: the daemon is writing
+                return False
+
+        try:
+            wait_until(settled, "every fax routed, no delivery job open")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{self.log_text()[-3000:]}") from None
 
     def uri(self, user: str, transport: str = "udp") -> str:
         if transport == "tls":

@@ -7,13 +7,13 @@ Each test places real fax calls with spandsp on both ends over loopback SIP/RTP,
 from __future__ import annotations
 
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
 
 from appliance.fax.pages import FINE, STANDARD, write_fax_tiff
 from appliance.fax.testpages import demo_pages
+from tests.budgets import LOADED
 
 from .conftest import assert_pages_equal, finish, send_fax, tiff_attachment
 
@@ -89,12 +89,10 @@ def test_smtp_down_when_fax_arrives_then_delivered_when_back(tmp_path, smtp, app
     rc, out = finish(send_fax(app.uri("5551000"), path, "--codec", "PCMA"))
     assert rc == 0, out
     app.wait_log("retrying in", timeout=30)  # the delivery failed temporarily at least once
-    time.sleep(2)
-    assert smtp.handler.messages == []
     smtp.start()
     (msg,) = smtp.wait_for(1, timeout=30)
     assert_pages_equal(tiff_attachment(msg), pages)
-    time.sleep(3)
+    app.wait_settled()  # nothing left to send: a second copy would have come by now
     assert len(smtp.handler.messages) == 1, "delivered more than once"
 
 
@@ -113,7 +111,7 @@ def test_sigkill_after_receive_before_delivery_delivers_exactly_once(tmp_path, s
     (msg,) = smtp.wait_for(1, timeout=40)
     assert msg["To"] == "support@example.test"
     assert_pages_equal(tiff_attachment(msg), pages)
-    time.sleep(4)
+    app.wait_settled()
     assert len(smtp.handler.messages) == 1, "delivered more than once after the restart"
 
 
@@ -177,11 +175,11 @@ def test_call_without_fax_signal_is_ended_and_nothing_mailed_daemon_survives_gar
     reason, took = asyncio.run(call())
     assert reason == "remote BYE", reason  # the appliance hung up, not us
     assert 7 <= took <= 20, took  # no_signal_timeout = 8 s in the test config
-    app.wait_log("no pages received", timeout=10)
+    app.wait_log("no pages received", timeout=LOADED)
     db = sqlite3.connect(app.workdir / "spool" / "spool.db")
     (state, text), = db.execute("SELECT state, result_text FROM faxes").fetchall()
     assert state == "no_fax" and "no fax signal" in text
-    time.sleep(1)
+    app.wait_settled()
     assert smtp.handler.messages == []  # never a "fax received" mail without a fax
     assert app.proc is not None and app.proc.poll() is None
 
@@ -228,9 +226,9 @@ def test_referral_from_a_peer_that_is_not_exchange_um_is_ignored(tmp_path, smtp,
     assert msg["To"] == "sales@example.test" and msg["Content-Class"] == "fax-ca"
     assert msg["X-MS-Exchange-UM-PartnerContext"] is None
     assert_pages_equal(tiff_attachment(msg), pages)
-    time.sleep(2)
+    app.wait_settled()
     assert [rcpts for _, rcpts, _ in smtp.handler.messages] == [["sales@example.test"]]
-    status = ControlClient(sock, 5).request({"cmd": "status"})
+    status = ControlClient(sock, LOADED).request({"cmd": "status"})
     assert status["stats"]["um_referrals_ignored"] == 1
     assert "Exchange UM referral ignored (peer 'private-network' is not an exchange_um peer): " \
            "recipient 'eve@evil.example' not used" in app.log_text()

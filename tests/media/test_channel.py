@@ -9,6 +9,7 @@ from appliance.media.channel import MediaChannel
 from appliance.media.clock import MediaClock
 from appliance.media.rtp import RtpPacket
 from appliance.media.udptl import UdptlPacket, encode
+from tests.budgets import async_wait_until
 
 
 class AudioSink:
@@ -57,7 +58,10 @@ def test_rtp_and_udptl_on_one_port_then_switch_to_t38():
         peer.sendto(RtpPacket(100, 98, 0, 7, b"\x00" * 4).build(), dest)
         peer.sendto(encode(UdptlPacket(0, b"\x00")), dest)  # UDPTL before the switch is kept
         peer.sendto(b"\x80\x00", dest)  # neither: counted, ignored
-        await asyncio.sleep(0.2)
+        # the channel reads a datagram a loop turn and plays out on clock ticks: wait for the
+        # outcome rather than a fixed time a stall can eat
+        await async_wait_until(lambda: len(b"".join(audio.audio)) >= 5 * 160 and ch.stats["sent"] >= 5
+                               and ch.playout.stats["ignored_pt"] == 2, "five frames played out, five sent")
         assert b"".join(audio.audio).startswith(b"".join(bytes([i]) * 160 for i in range(5)))
         assert ch.playout.stats["ignored_pt"] == 2
         got_rtp = 0
@@ -70,17 +74,22 @@ def test_rtp_and_udptl_on_one_port_then_switch_to_t38():
         ch.use_t38(t38, peer.getsockname(), far_max_datagram=400)
         peer.sendto(encode(UdptlPacket(2, b"\x06\x00", (b"\x01",))), dest)  # seq 1 recovered
         peer.sendto(RtpPacket(0, 6, 960, 7, b"\x07" * 160).build(), dest)  # late RTP: ignored now
-        await asyncio.sleep(0.1)
+        datagrams: list[bytes] = []
+
+        def t38_done() -> bool:
+            try:
+                while True:
+                    d = peer.recv(2048)
+                    if d[0] >> 6 != 2:
+                        datagrams.append(d)
+            except BlockingIOError:
+                pass
+            return len(t38.ifps) >= 3 and ch.stats["rtp_in_t38"] >= 1 and len(datagrams) >= 3
+
+        await async_wait_until(t38_done, "three IFPs in, the indicator out")
+        await asyncio.sleep(0.1)  # a fourth copy would follow at once
+        t38_done()
         assert t38.ifps == [(0, b"\x00"), (1, b"\x01"), (2, b"\x06\x00")]
-        assert ch.stats["rtp_in_t38"] >= 1
-        datagrams = []
-        try:
-            while True:
-                d = peer.recv(2048)
-                if d[0] >> 6 != 2:
-                    datagrams.append(d)
-        except BlockingIOError:
-            pass
         assert len(datagrams) == 3 and len(set(datagrams)) == 1  # the repeats: one seq, three copies
         ch.close()
         peer.close()

@@ -11,6 +11,7 @@ from appliance.modem.at import DeviceGone
 from appliance.modem.driver import ModemCall, ModemCallResult
 from appliance.modem.line import CallerInfo
 from appliance.modem.serial_port import ModemPort
+from tests.budgets import LOADED
 
 MODEM = {
     "ATZ": ["OK"], "ATE0V1Q0": ["OK"], "ATI": ["spandsp", "OK"], "AT+FCLASS=?": ["0,1,1.0", "OK"],
@@ -63,7 +64,7 @@ class AnsweringDriver:
     async def receive(self, port: ModemPort, call: ModemCall) -> ModemCallResult:
         self.answered = self.answered or asyncio.Event()
         self.calls.append(call)
-        await port.command("ATA", timeout=15, expect=("CONNECT",))
+        await port.command("ATA", timeout=LOADED, expect=("CONNECT",))
         self.answered.set()
         if self.fail:
             raise RuntimeError("driver bug")
@@ -90,7 +91,7 @@ class PageDriver:
     async def receive(self, port: ModemPort, call: ModemCall) -> ModemCallResult:
         from appliance.fax.testpages import demo_pages
 
-        await port.command("ATA", timeout=15, expect=("CONNECT",))
+        await port.command("ATA", timeout=LOADED, expect=("CONNECT",))
         page = demo_pages(1)[0]
         call.tiff_path.parent.mkdir(parents=True, exist_ok=True)
         page.save(call.tiff_path, format="TIFF", compression="group4", dpi=(204, 196))
@@ -125,10 +126,10 @@ def fax_to_the_daemon(tmp_path: Path, send: Callable[[str], Any], *, modem: dict
         try:
             assert app.modems is not None
             line = app.modems.lines[links[1]]
-            await until(lambda: line.state == "idle", 15, "idle")
+            await until(lambda: line.state == "idle", LOADED, "idle")
             sent = await send(links[0])
             await until(lambda: app.stats["faxes"] >= 1, 60, "fax recorded")
-            await until(lambda: any(j.state == "delivered" for j in app.spool.jobs_for(1)), 20, "delivered")
+            await until(lambda: any(j.state == "delivered" for j in app.spool.jobs_for(1)), LOADED, "delivered")
             return sent, app.spool.get_fax(1), list((tmp_path / "Maildir" / "new").iterdir())
         finally:
             await app.stop()

@@ -21,6 +21,7 @@ from appliance.modem.serial_port import ModemPort
 
 from .record_class1 import ECM_PAGES, SETUP, TX_IDENT, answer
 from .replay import ReplayModem, load
+from tests.budgets import LOADED
 
 DIALOGUES = Path(__file__).parent / "dialogues"
 
@@ -87,9 +88,9 @@ def test_fcerror_instead_of_the_image_carrier_fetches_the_v21_frame(tmp_path: Pa
     try:
         async def main() -> None:
             task = asyncio.create_task(_receive(str(tmp_path / "modem"), tmp_path / "rx.tif"))
-            for _ in range(100):
-                if modem.finished or modem.error:
-                    break
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + LOADED
+            while not (modem.finished or modem.error) and loop.time() < deadline:
                 await asyncio.sleep(0.05)
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)

@@ -19,6 +19,7 @@ from appliance.spandsp.t31 import CallEvent, Control, ModemLine, T31Modem
 from appliance.spandsp.t4 import T4Receiver, reverse_bits
 
 from .test_virtual_line import Dte
+from tests.budgets import LOADED
 
 
 def _cmd(m: Class2Modem, line: str) -> bytes:
@@ -160,7 +161,7 @@ def test_fclass_switch_on_a_virtual_port(tmp_path: Path) -> None:
     with VirtualLine(str(tmp_path / "A"), str(tmp_path / "B")) as ln:
         d = Dte(tmp_path / "B")
         try:
-            assert ln.wait_for(lambda l: l.b.present, 2)
+            assert ln.wait_for(lambda l: l.b.present, LOADED)
             assert d.command("ATE0").endswith(b"OK\r\n")
             assert b"0,1,1.0,2,2.0" in d.command("AT+FCLASS=?")
             assert d.command("AT+FCLASS=2.0") == b"\r\nOK\r\n"

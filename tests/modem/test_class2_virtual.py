@@ -19,6 +19,7 @@ from appliance.modem.serial_port import ModemPort
 from appliance.modem.virtual import LineOptions, VirtualLine
 
 from .test_virtual_line import EFAX, EFAX_HEADER_ROWS, _efax_pages, _rows, needs_efax
+from tests.budgets import LOADED
 
 #: efax's header line sits in the rows it adds; compare sent rows from here on
 BODY_FROM = 40
@@ -40,8 +41,8 @@ async def _answer_with_class2(path: Path, call: ModemCall, dial) -> tuple:
     port = await ModemPort.open(str(path), flow="none")
     try:
         for cmd in ("ATZ", "ATE0", "AT+FCLASS=2.0"):
-            await port.command(cmd, 3.0)
-        fclass = await port.command("AT+FCLASS=?", 3.0)
+            await port.command(cmd, LOADED)
+        fclass = await port.command("AT+FCLASS=?", LOADED)
         assert fclass.lines == ["0,1,1.0,2,2.0"]
         dial()  # the modem is ready: now the fax may come in (ATZ would hang up a ringing call)
         while True:  # the line manager's job: wait for RING, then hand over to the driver
@@ -107,7 +108,7 @@ def test_efax_as_class20_dte_receives_through_the_emulator(tmp_path: Path) -> No
         with open(tmp_path / "rx.log", "w") as rxlog, open(tmp_path / "tx.log", "w") as txlog:
             rx = subprocess.Popen([EFAX, "-d", str(tmp_path / "ttyB"), "-o0", "-r", str(tmp_path / "rx")],
                                   stdout=rxlog, stderr=subprocess.STDOUT)
-            assert ln.wait_for(lambda l: l.b.present, 5)
+            assert ln.wait_for(lambda l: l.b.present, LOADED)
             time.sleep(2.0)  # efax sets Class 2.0 up, then ATA (answered when the ring comes)
             tx = subprocess.Popen([EFAX, "-d", str(tmp_path / "ttyA"), "-o1", "-t", "5551000", *map(str, pages)],
                                   stdout=txlog, stderr=subprocess.STDOUT)

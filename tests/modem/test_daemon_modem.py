@@ -17,6 +17,7 @@ from tests.conftest import free_port
 
 from .lines import MODEM, run, until
 from .scripted import ScriptedModem
+from tests.budgets import LOADED
 
 
 def config(tmp_path: Path, devices: list[str]) -> Config:
@@ -55,11 +56,11 @@ def test_modem_fax_is_spooled_routed_by_ndid_and_delivered(tmp_path: Path, monke
         try:
             assert app.modems is not None
             line = app.modems.lines[str(link)]
-            await until(lambda: line.state == "idle", 5, "idle")
+            await until(lambda: line.state == "idle", LOADED, "idle")
             modem.unsolicited("RING", "NMBR=5550100", "NAME=ACME", "NDID=5551000", "RING")
-            await until(lambda: app.stats["faxes"] == 1, 10, "fax received")
+            await until(lambda: app.stats["faxes"] == 1, LOADED, "fax received")
             fax = app.spool.get_fax(1)
-            await until(lambda: any(j.state == "delivered" for j in app.spool.jobs_for(1)), 10, "delivered")
+            await until(lambda: any(j.state == "delivered" for j in app.spool.jobs_for(1)), LOADED, "delivered")
             jobs = app.spool.jobs_for(1)
             status = app.modems.status()
         finally:
@@ -86,7 +87,7 @@ def test_a_device_that_cannot_be_opened_is_down_and_the_daemon_runs(tmp_path: Pa
         try:
             assert app.modems is not None
             line = app.modems.lines[str(tmp_path / "absent")]
-            await until(lambda: line.reason.startswith("device not present"), 3)
+            await until(lambda: line.reason.startswith("device not present"), LOADED)
             await asyncio.sleep(0.1)
             return app.modems.status()
         finally:

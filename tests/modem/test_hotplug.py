@@ -18,11 +18,12 @@ from appliance.modem.virtual import VirtualLine
 
 from .scripted import ScriptedModem
 from .lines import MODEM, AnsweringDriver, Spool, dial, run, until
+from tests.budgets import LOADED
 
 
 def manager(tmp_path: Path, devices: list[str], driver: Any = None, **kw: Any) -> tuple[ModemManager, Spool]:
     spool = Spool(tmp_path)
-    settings = LineSettings(flow_control=kw.pop("flow_control", "none"), command_timeout=3.0, rings=1)
+    settings = LineSettings(flow_control=kw.pop("flow_control", "none"), command_timeout=LOADED, rings=1)
     d = driver or AnsweringDriver()
     return ModemManager(settings, devices, spool.begin, spool.finish, drivers=lambda cls: d, **kw), spool
 
@@ -88,14 +89,14 @@ def test_configured_by_id_link_goes_down_on_remove_and_back_on_add(tmp_path: Pat
         mgr, _ = manager(tmp_path, [str(link)])
         await mgr.start(hotplug=False)
         line = mgr.lines[str(link)]
-        await until(lambda: line.state == "idle", 5, "idle")
+        await until(lambda: line.state == "idle", LOADED, "idle")
         assert line.node == modem.path
         # udev removes the links first: the removal names only the node
         mgr.handle(HotplugEvent("remove", modem.path))
-        await until(lambda: line.state == "down", 2, "down")
+        await until(lambda: line.state == "down", LOADED, "down")
         assert "unplugged" in line.reason
         mgr.handle(HotplugEvent("add", modem.path, (str(link),)))
-        await until(lambda: line.state == "idle", 5, "idle again")
+        await until(lambda: line.state == "idle", LOADED, "idle again")
         assert mgr.status()["lines"][0]["state"] == "idle" and mgr.status()["hotplug"] == "off"
         await mgr.stop()
         modem.close()
@@ -117,7 +118,7 @@ def test_auto_adopt_takes_new_usb_modems_only_when_asked(tmp_path: Path, auto_ad
         mgr.handle(HotplugEvent("add", "/dev/ttyUSB7", (str(link), "/dev/serial/by-id/x")))
         if auto_adopt:
             line = mgr.lines[str(link)]
-            await until(lambda: line.state == "idle", 5, "adopted line idle")
+            await until(lambda: line.state == "idle", LOADED, "adopted line idle")
         status = mgr.status()
         await mgr.stop()
         modem.close()
@@ -137,7 +138,7 @@ def test_an_unopenable_device_is_a_line_down_with_the_reason_not_a_crash(tmp_pat
         mgr, _ = manager(tmp_path, [str(bogus), str(tmp_path / "absent")])
         await mgr.start(hotplug=False)
         await until(lambda: all(l.state in ("down", "error") and l.reason != "not started"
-                                for l in mgr.lines.values()), 5)
+                                for l in mgr.lines.values()), LOADED)
         status = mgr.status()
         await mgr.stop()
         return status
@@ -158,15 +159,15 @@ def test_udev_remove_mid_call_ends_the_call_with_its_pages(tmp_path: Path) -> No
         mgr, spool = manager(tmp_path, [links[1]], driver=driver, flow_control="rtscts")
         await mgr.start(hotplug=False)
         line = mgr.lines[links[1]]
-        await until(lambda: line.state == "idle", 10, "idle")
+        await until(lambda: line.state == "idle", LOADED, "idle")
         a, dialling = await dial(tmp_path / "ttyA")
-        await until(lambda: driver.answered is not None and driver.answered.is_set(), 15, "answered")
+        await until(lambda: driver.answered is not None and driver.answered.is_set(), LOADED, "answered")
         assert line.state == "receiving"
         mgr.handle(HotplugEvent("remove", vl.b.slave_path))
-        await until(lambda: bool(spool.finished), 5, "finish")
-        await until(lambda: line.state == "down", 5, "down")
+        await until(lambda: bool(spool.finished), LOADED, "finish")
+        await until(lambda: line.state == "down", LOADED, "down")
         mgr.handle(HotplugEvent("add", vl.b.slave_path, (links[1],)))
-        await until(lambda: line.state == "idle", 15, "back in service")
+        await until(lambda: line.state == "idle", LOADED, "back in service")
         a.close()
         dialling.cancel()
         await mgr.stop()

@@ -26,10 +26,11 @@ from appliance.modem.virtual import LineOptions, VirtualLine
 
 from .lines import MODEM, AnsweringDriver, Spool, dial, run, until
 from .scripted import ScriptedModem
+from tests.budgets import LOADED
 
 
 def make_line(path: str, spool: Spool, driver: Any, **settings: Any) -> ModemLine:
-    s = LineSettings(**{"flow_control": "none", "command_timeout": 1.0, **settings})
+    s = LineSettings(**{"flow_control": "none", "command_timeout": LOADED, **settings})
     drivers = driver if callable(driver) and not hasattr(driver, "receive") else (lambda cls: driver)
     return ModemLine(path, s, spool.begin, spool.finish, drivers=drivers)
 
@@ -44,18 +45,18 @@ def test_counts_rings_collects_caller_id_answers_and_reinitialises(tmp_path: Pat
         modem = ScriptedModem(MODEM)
         line = make_line(modem.path, spool, driver, rings=3, ident="+1 555 0199")
         line.start()
-        await until(lambda: line.state == "idle", 5, "idle")
+        await until(lambda: line.state == "idle", LOADED, "idle")
         assert line.fax_class == "1.0" and line.quirks is not None and line.quirks.name == "spandsp"
         assert "AT+VCID=1" in modem.commands and modem.commands[-1] == "AT+FCLASS=1.0"
         modem.unsolicited("RING")
         modem.unsolicited("DATE = 1127", "TIME = 1646", "NMBR = 5550100", 'NAME = "ACME \';rm -rf /"',
                           "NDID=5551000", "RING")
-        await until(lambda: line.rings == 2, 2, "two rings")
+        await until(lambda: line.rings == 2, LOADED, "two rings")
         assert line.state == "ringing" and not driver.calls
         n_before = modem.commands.count("ATZ")
         modem.unsolicited("RING")
-        await until(lambda: spool.finished, 5, "finish")
-        await until(lambda: line.state == "idle" and modem.commands.count("ATZ") > n_before, 5, "re-init")
+        await until(lambda: spool.finished, LOADED, "finish")
+        await until(lambda: line.state == "idle" and modem.commands.count("ATZ") > n_before, LOADED, "re-init")
         await line.stop()
         modem.close()
         assert line.state == "down" and line.port is None
@@ -78,11 +79,12 @@ def test_caller_giving_up_resets_the_ring_count(tmp_path: Path, monkeypatch: pyt
         modem = ScriptedModem(MODEM)
         line = make_line(modem.path, spool, driver, rings=2)
         line.start()
-        await until(lambda: line.state == "idle", 5)
+        await until(lambda: line.state == "idle", LOADED)
         modem.unsolicited("NMBR=5550100", "RING")
-        await until(lambda: line.state == "ringing", 2)
-        await until(lambda: line.state == "idle" and line.rings == 0, 2, "caller gave up")
+        await until(lambda: line.state == "ringing", LOADED)
+        await until(lambda: line.state == "idle" and line.rings == 0, LOADED, "caller gave up")
         modem.unsolicited("RING")  # a new call: one ring is not enough
+        await until(lambda: line.rings == 1, LOADED, "the new call's ring counted")
         await asyncio.sleep(0.1)
         assert line.rings == 1 and not driver.calls
         await line.stop()
@@ -102,9 +104,9 @@ def test_driver_that_cannot_be_loaded_leaves_the_call_unanswered(tmp_path: Path)
         modem = ScriptedModem(MODEM)
         line = make_line(modem.path, spool, no_driver, rings=1)
         line.start()
-        await until(lambda: line.state == "idle", 5)
+        await until(lambda: line.state == "idle", LOADED)
         modem.unsolicited("RING")
-        await until(lambda: line.state == "error", 2)
+        await until(lambda: line.state == "error", LOADED)
         status = line.status()
         await line.stop()
         modem.close()
@@ -122,9 +124,9 @@ def test_spool_that_cannot_record_refuses_by_not_answering(tmp_path: Path) -> No
         modem = ScriptedModem(MODEM)
         line = make_line(modem.path, spool, driver, rings=1)
         line.start()
-        await until(lambda: line.state == "idle", 5)
+        await until(lambda: line.state == "idle", LOADED)
         modem.unsolicited("RING")
-        await until(lambda: line.state == "error", 2)
+        await until(lambda: line.state == "error", LOADED)
         reason = line.reason
         await line.stop()
         modem.close()
@@ -142,10 +144,10 @@ def test_a_driver_that_raises_still_reaches_finish_with_the_history(tmp_path: Pa
         modem = ScriptedModem(MODEM)
         line = make_line(modem.path, spool, driver, rings=1)
         line.start()
-        await until(lambda: line.state == "idle", 5)
+        await until(lambda: line.state == "idle", LOADED)
         modem.unsolicited("RING")
-        await until(lambda: spool.finished, 5)
-        await until(lambda: line.state == "idle", 5, "back to idle after the failed call")
+        await until(lambda: spool.finished, LOADED)
+        await until(lambda: line.state == "idle", LOADED, "back to idle after the failed call")
         await line.stop()
         modem.close()
 
@@ -165,7 +167,7 @@ def test_modem_errors_are_states_with_a_reason(tmp_path: Path, answers: dict, st
         modem = ScriptedModem(answers)
         line = make_line(modem.path, Spool(tmp_path), AnsweringDriver(), init=("ATM0",))
         line.start()
-        await until(lambda: line.state == state, 5, state)
+        await until(lambda: line.state == state, LOADED, state)
         status = line.status()
         await line.stop()
         modem.close()
@@ -181,18 +183,18 @@ def test_a_missing_device_is_down_until_it_appears(tmp_path: Path) -> None:
     async def main() -> None:
         line = make_line(str(link), Spool(tmp_path), AnsweringDriver())
         line.start()
-        await until(lambda: line.reason.startswith("device not present"), 2)
+        await until(lambda: line.reason.startswith("device not present"), LOADED)
         assert line.state == "down" and line.reason == f"device not present: {link}"
         assert line.line == "modem:ttyModem"
         modem = ScriptedModem(MODEM)
         os.symlink(modem.path, link)
         line.device_added()
-        await until(lambda: line.state == "idle", 5, "idle once the device is there")
+        await until(lambda: line.state == "idle", LOADED, "idle once the device is there")
         line.device_removed("unplugged (udev remove)")
-        await until(lambda: line.state == "down", 2)
+        await until(lambda: line.state == "down", LOADED)
         assert "unplugged" in line.reason and line.port is None
         line.device_added()
-        await until(lambda: line.state == "idle", 5, "idle again")
+        await until(lambda: line.state == "idle", LOADED, "idle again")
         await line.stop()
         modem.close()
 
@@ -225,18 +227,17 @@ def test_virtual_line_rings_twice_with_caller_id_then_answers(tmp_path: Path) ->
     spool, driver = Spool(tmp_path), AnsweringDriver()
 
     async def main() -> tuple[float, list[str]]:
-        line = make_line(str(tmp_path / "ttyB"), spool, driver, rings=2, flow_control="rtscts",
-                         command_timeout=3.0)
+        line = make_line(str(tmp_path / "ttyB"), spool, driver, rings=2, flow_control="rtscts")
         line.start()
-        await until(lambda: line.state == "idle", 10, "idle")
+        await until(lambda: line.state == "idle", LOADED, "idle")
         a, dialling = await dial(tmp_path / "ttyA")
         t0 = time.monotonic()
-        await until(lambda: line.state == "ringing", 5, "first ring")
-        await until(lambda: bool(spool.finished), 20, "answered and finished")
+        await until(lambda: line.state == "ringing", LOADED, "first ring")
+        await until(lambda: bool(spool.finished), LOADED, "answered and finished")
         answered_after = time.monotonic() - t0
-        connect = await asyncio.wait_for(dialling, 10)
+        connect = await asyncio.wait_for(dialling, LOADED)
         assert connect.result == "CONNECT"
-        await until(lambda: line.state == "idle", 10, "idle after the call")
+        await until(lambda: line.state == "idle", LOADED, "idle after the call")
         states = [line.state]
         a.close()
         await line.stop()
@@ -261,21 +262,21 @@ def test_device_gone_mid_call_finishes_with_the_pages_and_line_comes_back(tmp_pa
 
     async def main() -> None:
         vl = VirtualLine(*links, options=LineOptions(hangup_linger=0.5)).start_thread()
-        line = make_line(links[1], spool, driver, rings=1, flow_control="rtscts", command_timeout=3.0)
+        line = make_line(links[1], spool, driver, rings=1, flow_control="rtscts")
         line.start()
-        await until(lambda: line.state == "idle", 10, "idle")
+        await until(lambda: line.state == "idle", LOADED, "idle")
         a, dialling = await dial(tmp_path / "ttyA")
-        await until(lambda: line.state == "receiving", 10, "receiving")
-        await until(lambda: driver.answered is not None and driver.answered.is_set(), 10, "ATA CONNECT")
+        await until(lambda: line.state == "receiving", LOADED, "receiving")
+        await until(lambda: driver.answered is not None and driver.answered.is_set(), LOADED, "ATA CONNECT")
         await asyncio.to_thread(vl.close)  # the USB modem is pulled: EIO on our side
-        await until(lambda: bool(spool.finished), 10, "finish after the device went")
-        await until(lambda: line.state == "down", 5, "down")
+        await until(lambda: bool(spool.finished), LOADED, "finish after the device went")
+        await until(lambda: line.state == "down", LOADED, "down")
         a.close()
         dialling.cancel()
         assert not os.path.exists(links[1])
         vl2 = VirtualLine(*links).start_thread()  # plugged in again
         try:
-            await until(lambda: line.state == "idle", 15, "idle on the returned device")
+            await until(lambda: line.state == "idle", LOADED, "idle on the returned device")
         finally:
             await line.stop()
             await asyncio.to_thread(vl2.close)
@@ -293,9 +294,9 @@ def test_stop_mid_call_ends_it_through_device_gone_and_keeps_the_pages(tmp_path:
         modem = ScriptedModem(MODEM)
         line = make_line(modem.path, spool, driver, rings=1)
         line.start()
-        await until(lambda: line.state == "idle", 5)
+        await until(lambda: line.state == "idle", LOADED)
         modem.unsolicited("RING")
-        await until(lambda: driver.answered is not None and driver.answered.is_set(), 5, "answered")
+        await until(lambda: driver.answered is not None and driver.answered.is_set(), LOADED, "answered")
         await line.stop()
         modem.close()
         assert line.state == "down" and line.reason == "stopped"
@@ -311,15 +312,16 @@ def test_an_idle_modem_that_goes_silent_is_found_and_reinitialised(tmp_path: Pat
 
     async def main() -> None:
         modem = ScriptedModem(MODEM)
-        line = make_line(modem.path, Spool(tmp_path), AnsweringDriver())
+        # the AT timeout is what this test is about: short, and only a silent modem reaches it
+        line = make_line(modem.path, Spool(tmp_path), AnsweringDriver(), command_timeout=1.0)
         line.start()
-        await until(lambda: line.state == "idle", 5)
-        await until(lambda: "AT" in modem.commands, 2, "health check")
+        await until(lambda: line.state == "idle", LOADED)
+        await until(lambda: "AT" in modem.commands, LOADED, "health check")
         modem.answers["AT"] = []  # the modem stops answering
-        await until(lambda: line.state == "error", 5, "error")
+        await until(lambda: line.state == "error", LOADED, "error")
         assert "AT: timeout" in line.reason
         modem.answers["AT"] = ["OK"]
-        await until(lambda: line.state == "idle", 5, "re-initialised")
+        await until(lambda: line.state == "idle", LOADED, "re-initialised")
         await line.stop()
         modem.close()
 
@@ -337,13 +339,13 @@ def test_a_failing_modem_is_retried_with_growing_backoff(tmp_path: Path, monkeyp
 
     async def main() -> None:
         modem = ScriptedModem({**MODEM, "AT+FCLASS=1.0": ["ERROR"]})  # init fails every time
-        line = ModemLine(modem.path, LineSettings(flow_control="none", command_timeout=1.0),
+        line = ModemLine(modem.path, LineSettings(flow_control="none", command_timeout=LOADED),
                          Spool(tmp_path).begin, Spool(tmp_path).finish, opener=opener)
         line.start()
-        await until(lambda: len(opened) >= 5, 5, "five attempts")
+        await until(lambda: len(opened) >= 5, LOADED, "five attempts")
         assert line.state in ("error", "probing") and line.status()["class"] == "1.0"
         modem.answers["AT+FCLASS=1.0"] = ["OK"]  # fixed (a firmware hiccup)
-        await until(lambda: line.state == "idle", 5, "idle once it works")
+        await until(lambda: line.state == "idle", LOADED, "idle once it works")
         await line.stop()
         modem.close()
 

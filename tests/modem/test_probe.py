@@ -12,9 +12,10 @@ from appliance.modem.virtual import VirtualLine
 
 from .dialogue import DIALOGUES
 from .scripted import ScriptedModem, answers_from
+from tests.budgets import LOADED
 
 
-def run(coro, timeout: float = 20.0):
+def run(coro, timeout: float = LOADED):
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
@@ -23,7 +24,7 @@ def probe_script(answers: dict[str, list[str]], echo: bool = True) -> tuple[Mode
         modem = ScriptedModem(answers, echo=echo)
         port = await ModemPort.open(modem.path, flow="none")
         try:
-            return await probe(port, timeout=1.0), modem.commands
+            return await probe(port, timeout=LOADED), modem.commands
         finally:
             port.close()
             modem.close()
@@ -91,7 +92,7 @@ def test_spandsp_t31_on_the_virtual_line(tmp_path: Path) -> None:
     async def main() -> ModemInfo:
         port = await ModemPort.open(str(tmp_path / "ttyB"), flow="rtscts")
         try:
-            return await probe(port, timeout=2.0)
+            return await probe(port, timeout=LOADED)
         finally:
             port.close()
 

@@ -10,6 +10,7 @@ import pytest
 
 from appliance.modem.at import DataEnd, DataReceived, DataResult, DeviceGone, Unsolicited, dle_stuff
 from appliance.modem.serial_port import ModemError, ModemPort
+from tests.budgets import LOADED
 
 
 class FakeModem:
@@ -52,11 +53,11 @@ class FakeModem:
         os.close(self.master)
 
 
-def run(coro, timeout: float = 10.0):
+def run(coro, timeout: float = LOADED):
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
-async def next_event(port: ModemPort, timeout: float = 2.0):
+async def next_event(port: ModemPort, timeout: float = LOADED):
     return await asyncio.wait_for(port.events.get(), timeout)
 
 
@@ -64,7 +65,7 @@ def test_command_answer_over_a_pty():
     async def main():
         modem = FakeModem({"AT+FCLASS=?": b"AT+FCLASS=?\r\r\n0,1,1.0\r\n\r\nOK\r\n"})
         port = await ModemPort.open(modem.path, flow="none")
-        done = await port.command("AT+FCLASS=?", timeout=2)
+        done = await port.command("AT+FCLASS=?", timeout=LOADED)
         assert (done.result, done.lines) == ("OK", ["0,1,1.0"])
         assert "> AT+FCLASS=?" in port.history() and "< 0,1,1.0" in port.history()
         port.close()
@@ -135,9 +136,8 @@ def test_write_data_reaches_the_modem_in_order():
         await asyncio.gather(*(port.write_data(c) for c in chunks))
         frame = dle_stuff(b"".join(chunks)) + b"\x10\x03"
         await port.write_data(frame[-2:])
-        for _ in range(100):
-            if modem.received.endswith(b"\x10\x03"):
-                break
+        deadline = asyncio.get_running_loop().time() + LOADED
+        while not modem.received.endswith(b"\x10\x03") and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.01)
         assert modem.received == b"AT+FTH=3\r" + b"".join(chunks) + b"\x10\x03"
         port.close()
@@ -149,7 +149,7 @@ def test_device_disappearing_is_an_event_not_an_exception():
     async def main():
         modem = FakeModem({})
         port = await ModemPort.open(modem.path, flow="none")
-        pending = asyncio.ensure_future(port.command("AT+FRH=3", timeout=5, expect=("CONNECT",)))
+        pending = asyncio.ensure_future(port.command("AT+FRH=3", timeout=LOADED, expect=("CONNECT",)))
         await asyncio.sleep(0.05)
         modem.hang_up()
         event = await next_event(port)

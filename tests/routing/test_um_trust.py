@@ -31,6 +31,7 @@ from appliance.sip.sdp import offer_audio
 from appliance.sip.transport import SipEndpoint
 from appliance.spool.store import FaxRecord, Job
 from tests.conftest import free_port
+from tests.budgets import LOADED
 from tests.control.harness import short_dir
 
 CONTEXT = "CallId=0b9c1d2e&CallerId=tel:+15550123&Extension=4242&PhoneContext=dp.example.test"
@@ -81,7 +82,7 @@ async def referred_call(app: Appliance, source: str, recipient: str) -> str:
                             sdp=offer_audio(source, ch.port, 1, 1), remote=("127.0.0.1", port),
                             headers=[("Referred-By", referred_by(recipient))])
         while True:
-            ev = await asyncio.wait_for(ep.events.get(), 10)
+            ev = await asyncio.wait_for(ep.events.get(), LOADED)
             if isinstance(ev, sipev.CallAnswered) and ev.call_id == call_id:
                 ep.hangup(call_id)
             elif isinstance(ev, (sipev.CallEnded, sipev.CallFailed)) and ev.call_id == call_id:
@@ -108,11 +109,11 @@ async def one_call(cfg: Config, source: str, recipient: str) -> tuple[FaxRecord,
         background = len(app._tasks)  # the daemon's own loops; a call adds one task until it is routed
         reason = await referred_call(app, source, recipient)
         assert reason == "local hangup", reason
-        await until(lambda: app.stats["no_fax"] == 1 and len(app._tasks) == background, 10, "call routed")
+        await until(lambda: app.stats["no_fax"] == 1 and len(app._tasks) == background, LOADED, "call routed")
         (fax,) = app.spool.list_faxes(limit=10)
-        await until(lambda: all(j.state == "delivered" for j in app.spool.jobs_for(fax.id)), 10, "delivery")
+        await until(lambda: all(j.state == "delivered" for j in app.spool.jobs_for(fax.id)), LOADED, "delivery")
         status = await asyncio.to_thread(
-            lambda: ControlClient(cfg.path(cfg.system.control_socket), 5).request({"cmd": "status"}))
+            lambda: ControlClient(cfg.path(cfg.system.control_socket), LOADED).request({"cmd": "status"}))
         return app.spool.get_fax(fax.id) or fax, app.spool.jobs_for(fax.id), status
     finally:
         await app.stop()
@@ -134,7 +135,7 @@ def test_referral_from_a_peer_that_is_not_exchange_um_is_ignored_logged_and_coun
     cfg = config(tmp_path, sockdir, peers, {"default": "faxes@example.test"})
     evil = "eve@evil.example"  # a plain address: the parser passes it, only trust can stop it
     with caplog.at_level(logging.WARNING, logger="faxbridge"):
-        fax, jobs, status = asyncio.run(asyncio.wait_for(one_call(cfg, "127.0.0.1", evil), 30))
+        fax, jobs, status = asyncio.run(asyncio.wait_for(one_call(cfg, "127.0.0.1", evil), 4 * LOADED))
     assert fax.state == "no_fax" and jobs == []  # no notice, to anyone
     assert maildir(tmp_path) == []
     assert "exchange_um" not in fax.extra  # nothing stored as trusted
@@ -150,7 +151,7 @@ def test_referral_from_a_peer_that_is_not_exchange_um_is_ignored_logged_and_coun
 def test_referral_from_an_exchange_um_peer_gets_its_missed_call_notice(tmp_path: Path, sockdir: Path) -> None:
     peers = [{"name": "gw", "match": "127.0.0.1"}, {"name": "um-gw", "match": "127.0.0.2", "exchange_um": True}]
     cfg = config(tmp_path, sockdir, peers, {"default": "faxes@example.test"})
-    fax, jobs, status = asyncio.run(asyncio.wait_for(one_call(cfg, "127.0.0.2", "bob@example.test"), 30))
+    fax, jobs, status = asyncio.run(asyncio.wait_for(one_call(cfg, "127.0.0.2", "bob@example.test"), 4 * LOADED))
     assert fax.extra["exchange_um"]["recipient"] == "bob@example.test"
     assert fax.extra["exchange_um"]["context"]["CallId"] == "0b9c1d2e"
     assert [(j.recipient, j.state) for j in jobs] == [("bob@example.test", "delivered")]
@@ -166,7 +167,8 @@ def test_exchange_um_recipient_outside_accepted_domains_gets_no_notice(tmp_path:
     peers = [{"name": "um-gw", "match": "127.0.0.2", "exchange_um": True}]
     cfg = config(tmp_path, sockdir, peers, {"default": "faxes@example.test", "accepted_domains": ["example.test"]})
     with caplog.at_level(logging.WARNING, logger="faxbridge"):
-        fax, jobs, status = asyncio.run(asyncio.wait_for(one_call(cfg, "127.0.0.2", "bob@sub.example.test"), 30))
+        fax, jobs, status = asyncio.run(asyncio.wait_for(one_call(cfg, "127.0.0.2", "bob@sub.example.test"),
+                                                         4 * LOADED))
     why = "'bob@sub.example.test' is outside routing.accepted_domains (example.test)"
     assert jobs == [] and maildir(tmp_path) == [] and fax.state == "no_fax"
     assert fax.extra["route"]["refused"] == [why] and fax.extra["route"]["um_refused"] == "bob@sub.example.test"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 import pytest
 
@@ -16,7 +16,7 @@ from appliance.config import Config
 from appliance.sip import transport as sip_transport
 from appliance.sip import useragent as sip_useragent
 from appliance.sip.digest import DigestServer, build_authorization, parse_challenge
-from appliance.sip.events import IncomingCall
+from appliance.sip.events import CallEnded, CallFailed, IncomingCall
 from appliance.sip.message import SipRequest, SipResponse, parse_message
 from appliance.sip.sdp import offer_audio
 from appliance.sip.setup import build_endpoint
@@ -25,8 +25,9 @@ from appliance.sip.useragent import UserAgent
 
 from sip_helpers import raw
 from tests.conftest import free_port
+from tests.budgets import LOADED, async_wait_until
 
-TIMEOUT = 5.0
+TIMEOUT = LOADED
 GW, STRANGER, REGISTRAR = "127.0.0.2", "127.0.0.3", "127.0.0.4"
 OFFER = offer_audio("127.0.0.2", 40000, 1, 1)
 
@@ -72,6 +73,14 @@ class Udp:
             if not (isinstance(msg, SipResponse) and msg.status == 100):
                 return msg
 
+    def waiting(self) -> bool:
+        """Whether a datagram has come (without taking it)."""
+        try:
+            self.sock.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            return False
+        return True
+
     def close(self) -> None:
         self.sock.close()
 
@@ -85,6 +94,22 @@ async def incoming(ep: SipEndpoint, wait: float = 0.3) -> list[IncomingCall]:
         if isinstance(ev, IncomingCall):
             out.append(ev)
     return out
+
+
+async def ended(ep: SipEndpoint, kind: type, call_id: str,
+                unless: Callable[[], bool]) -> CallEnded | CallFailed | None:
+    """The endpoint's CallEnded/CallFailed for `call_id` (other events are dropped): proof that it
+    has handled the final answer, before a test looks for what it must not have sent. None as soon
+    as `unless()` holds (it sent that instead), so a failure shows what was sent."""
+    async def wait() -> CallEnded | CallFailed | None:
+        while not unless():
+            while not ep.events.empty():
+                ev = ep.events.get_nowait()
+                if isinstance(ev, kind) and ev.call_id == call_id:
+                    return ev
+            await asyncio.sleep(0.01)
+        return None
+    return await asyncio.wait_for(wait(), TIMEOUT)
 
 
 def invite(client: Udp, branch: str, call_id: str, **kw: object) -> bytes:
@@ -176,11 +201,7 @@ def test_a_caller_that_challenges_our_bye_gets_no_digest_of_the_pbx_password() -
                                   "password": "secret"}]}
         async with box(sip) as ep:
             await ep.add_registration(Config.from_dict({"sip": sip}).sip.registrations[0])
-            for _ in range(100):
-                if ep.registrations[0].registered:
-                    break
-                await asyncio.sleep(0.05)
-            assert ep.registrations[0].registered
+            await async_wait_until(lambda: ep.registrations[0].registered, "registered at the PBX")
             gw = Udp(GW)
             try:
                 await gw.send(invite(gw, "z9hG4bKc1", "caller@gw"), ep)
@@ -198,21 +219,22 @@ def test_a_caller_that_challenges_our_bye_gets_no_digest_of_the_pbx_password() -
                 challenge = _response(bye, 401, "Unauthorized", "peer1",
                                       [("WWW-Authenticate", 'Digest realm="pbx", nonce="evil", qop="auth"')])
                 await gw.send(bytes(challenge), ep)
-                again = await gw.recv(1.0)
+                bye_ended = await ended(ep, CallEnded, "caller@gw", unless=gw.waiting)
+                again = await gw.recv(0.1)
                 assert again is None or "Authorization" not in again.headers, again  # nothing to crack
+                assert bye_ended is not None and bye_ended.status == 401  # the BYE ends there
                 # what a registrar's own challenge gets: an answer, for its own realm only
                 ep.invite(f"sip:5551000@{REGISTRAR}:{registrar.port}", from_uri="sip:fax@127.0.0.1",
                           sdp=OFFER, remote=(REGISTRAR, registrar.port))
-                for _ in range(100):
-                    if len(registrar.invites) >= 2:
-                        break
-                    await asyncio.sleep(0.02)
+                await async_wait_until(lambda: len(registrar.invites) >= 2, "the INVITE answered the challenge")
                 assert len(registrar.invites) == 2 and "Proxy-Authorization" in registrar.invites[1].headers
                 registrar.invite_realm = "elsewhere"
-                ep.invite(f"sip:5551001@{REGISTRAR}:{registrar.port}", from_uri="sip:fax@127.0.0.1",
-                          sdp=OFFER, remote=(REGISTRAR, registrar.port))
-                await asyncio.sleep(0.5)
+                refused = ep.invite(f"sip:5551001@{REGISTRAR}:{registrar.port}", from_uri="sip:fax@127.0.0.1",
+                                    sdp=OFFER, remote=(REGISTRAR, registrar.port))
+                call_failed = await ended(ep, CallFailed, refused, unless=lambda: len(registrar.invites) > 3)
+                await asyncio.sleep(0.1)  # the registrar's task reads what was sent before the call failed
                 assert len(registrar.invites) == 3  # challenged with a realm it never used: no answer
+                assert call_failed is not None and call_failed.status == 407
             finally:
                 gw.close()
                 registrar.task.cancel()
@@ -233,10 +255,13 @@ def test_a_huge_ack_is_dropped_unparsed_and_unmatched_acks_pay_the_bucket() -> N
                 await gw.send(huge, ep)
                 for i in range(20):  # ACKs that match no dialog
                     await gw.send(raw("ACK", via=gw.via(f"z9hG4bKa{i}"), call_id=f"none{i}@x", cseq="1 ACK"), ep)
-                await asyncio.sleep(0.2)
+                # all 21 judged (however slow the machine) before looking at what they did
+                await async_wait_until(lambda: sum(ep.security_stats().values()) >= 21, "the 21 datagrams judged")
                 assert ep.ua.stats["ignored_acks"] == 0  # none of them reached the user agent
                 await gw.send(raw("OPTIONS", via=gw.via("z9hG4bKo")), ep)
-                assert await gw.recv(0.5) is None  # the source's bucket is empty
+                await async_wait_until(lambda: sum(ep.security_stats().values()) >= 22 or gw.waiting(),
+                                       "the OPTIONS judged")
+                assert await gw.recv(0.1) is None  # the source's bucket is empty
             finally:
                 gw.close()
     asyncio.run(run())
@@ -267,8 +292,8 @@ def test_stream_connections_are_limited_per_address_and_strangers_are_cut() -> N
             extra = await loop.run_in_executor(None, _connect, port, GW)
             stranger = await loop.run_in_executor(None, _connect, port, STRANGER)
             try:
-                extra.settimeout(2.0)
-                stranger.settimeout(2.0)
+                extra.settimeout(TIMEOUT)
+                stranger.settimeout(TIMEOUT)
                 assert await loop.run_in_executor(None, _closed, extra)
                 assert await loop.run_in_executor(None, _closed, stranger)
                 held[0].settimeout(0.3)
@@ -294,9 +319,9 @@ def test_idle_and_half_sent_connections_are_closed(monkeypatch: pytest.MonkeyPat
             slow = await loop.run_in_executor(None, _connect, port, GW)
             try:
                 slow.sendall(b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP ")  # and never the rest
-                slow.settimeout(3.0)
+                slow.settimeout(TIMEOUT)
                 assert await loop.run_in_executor(None, _closed, slow)
-                idle.settimeout(3.0)
+                idle.settimeout(TIMEOUT)
                 assert await loop.run_in_executor(None, _closed, idle)
                 stats = ep.security_stats()
                 assert stats["stalled_message"] == 1 and stats["idle_connection"] == 1

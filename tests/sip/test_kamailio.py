@@ -21,6 +21,7 @@ from appliance.config import RegistrationConfig
 from appliance.sip.message import SipResponse, parse_message
 from appliance.sip.transport import SipEndpoint
 from tests.provided import provided
+from tests.budgets import LOADED
 
 from sip_helpers import raw
 
@@ -83,7 +84,7 @@ def kamailio(tmp_path: Path):  # type: ignore[no-untyped-def]
     finally:
         proc.terminate()
         try:
-            proc.wait(10)
+            proc.wait(LOADED)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -103,7 +104,7 @@ async def _options_via(port: int, aor_user: str) -> SipResponse:
                                          via=f"SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bK{random.getrandbits(40):x};rport"),
                                ("127.0.0.1", port))
         while True:
-            data, _ = await asyncio.wait_for(loop.sock_recvfrom(sock, 65535), 5)
+            data, _ = await asyncio.wait_for(loop.sock_recvfrom(sock, 65535), LOADED)
             resp = parse_message(data)
             if isinstance(resp, SipResponse) and resp.status >= 200:
                 return resp
@@ -115,23 +116,24 @@ async def _scenario(port: int, log_path: Path) -> None:
     ep = SipEndpoint()
     await ep.start([("udp", "127.0.0.1", 0)])
     try:
-        # wait until kamailio answers at all (it needs a moment to fork its workers)
-        for _ in range(50):
+        # wait until kamailio answers at all (it needs a moment to fork its workers): each OPTIONS
+        # gets 2 s, the whole start the loaded-machine budget
+        deadline = time.monotonic() + LOADED
+        while True:
             try:
-                first = await asyncio.wait_for(_options_via(port, "5551000"), 0.5)
+                first = await asyncio.wait_for(_options_via(port, "5551000"), 2)
                 break
             except (asyncio.TimeoutError, OSError):
+                if time.monotonic() > deadline:
+                    pytest.fail("kamailio did not start: " + log_path.read_text()[-2000:])
                 await asyncio.sleep(0.1)
-        else:
-            pytest.fail("kamailio did not start: " + log_path.read_text()[-2000:])
         assert first.status == 404  # nobody registered yet
 
         cfg = RegistrationConfig(name="kam", registrar=f"sip:127.0.0.1:{port}", user="5551000",
                                  password="s3cret", expires=300)
         reg = await ep.add_registration(cfg)
-        for _ in range(100):
-            if reg.registered or reg.status().state == "failed":
-                break
+        deadline = time.monotonic() + LOADED
+        while not (reg.registered or reg.status().state == "failed") and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         st = reg.status()
         assert st.registered and st.state == "registered", (st, log_path.read_text()[-2000:])
@@ -140,7 +142,7 @@ async def _scenario(port: int, log_path: Path) -> None:
         relayed = await _options_via(port, "5551000")
         assert relayed.status == 200 and relayed.headers.get("Server") == ep.ua.user_agent
 
-        await ep.unregister_all(timeout=3)
+        await ep.unregister_all(timeout=LOADED)
         assert reg.done and not reg.registered
         assert (await _options_via(port, "5551000")).status == 404
     finally:

@@ -12,6 +12,7 @@ from appliance.sip.message import SipRequest, SipResponse, parse_message
 from appliance.sip.callinfo import make_response
 from appliance.sip.registration import Registration
 from appliance.sip.transport import SipEndpoint
+from tests.budgets import LOADED, async_wait_until
 
 LOCAL = Local("udp", "127.0.0.1", 5070)
 CFG = RegistrationConfig(name="pbx", registrar="sip:pbx.example:5080", user="5551000", auth_user="fax",
@@ -174,16 +175,13 @@ async def _register_over_udp() -> None:
         cfg = RegistrationConfig(name="t", registrar=f"sip:127.0.0.1:{port}", user="5551000", auth_user="fax",
                                  password="s3cret", expires=120)
         r = await ep.add_registration(cfg, rng=random.Random(3))
-        for _ in range(100):
-            if r.registered:
-                break
-            await asyncio.sleep(0.02)
+        await async_wait_until(lambda: r.registered, "registered")
         [status] = ep.registration_status()
         assert status.registered and status.state == "registered"
         assert abs(status.expires_at - (time.time() + 120)) < 5  # wall clock for the status page
         assert registrar.bindings == {"<sip:5551000@127.0.0.1>": f"<sip:5551000@127.0.0.1:{ep.locals[0].port}>"}
         assert [m.headers.get("Authorization") is not None for m in registrar.seen] == [False, True]
-        await ep.unregister_all(timeout=2)
+        await ep.unregister_all(timeout=LOADED)
         assert r.done and registrar.bindings == {}
     finally:
         await ep.close()

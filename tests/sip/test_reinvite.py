@@ -13,6 +13,7 @@ from appliance.sip.events import (
     ReinviteReceived, ReinviteRetrying,
 )
 from appliance.sip.message import SipRequest, SipResponse, parse_message
+from tests.budgets import LOADED
 from appliance.sip.sdp import (
     SessionDescription, answer_audio, answer_t38, has_audio, has_t38, offer_audio, offer_t38, parse_answer,
     parse_t38_answer,
@@ -562,7 +563,7 @@ def test_endpoint_wrappers_over_loopback_udp() -> None:
 
     async def next_event(endpoint: SipEndpoint, kind: type) -> object:
         while True:
-            event = await asyncio.wait_for(endpoint.events.get(), 5.0)
+            event = await asyncio.wait_for(endpoint.events.get(), LOADED)
             if isinstance(event, kind):
                 return event
 

@@ -8,10 +8,11 @@ from appliance.sip.events import CallAnswered, CallConfirmed, CallEnded, Incomin
 from appliance.sip.message import SipResponse, parse_message
 from appliance.sip.sdp import answer_audio
 from appliance.sip.transport import SipEndpoint
+from tests.budgets import LOADED
 
 from sip_helpers import OFFER, raw
 
-TIMEOUT = 5.0
+TIMEOUT = LOADED
 
 
 async def next_event(endpoint: SipEndpoint, kind: type) -> object:

@@ -19,6 +19,7 @@ from typing import Any
 
 from appliance.web.auth import AdminStore
 from tests.conftest import free_port
+from tests.budgets import LOADED
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "correct horse battery staple"
@@ -54,7 +55,7 @@ class ServedUI:
         return self.workdir / "var" / "web"
 
     def start(self, *, password: str | None = PASSWORD, stdin: int | None = subprocess.DEVNULL,
-              timeout: float = 30.0) -> "ServedUI":
+              timeout: float = LOADED) -> "ServedUI":
         """Start the process (with the administrator password already set unless None) and wait
         until it answers."""
         self.config.write_text(f'[spool]\ndir = "spool"\n[web]\nlisten = "127.0.0.1:{self.port}"\n'
@@ -70,7 +71,7 @@ class ServedUI:
             if self.proc.poll() is not None:
                 raise AssertionError(f"web process exited with {self.proc.returncode}:\n{self.log_text()}")
             try:
-                if self.request("GET", "/healthz", timeout=2).status == 200:
+                if self.request("GET", "/healthz").status == 200:
                     return self
             except (OSError, http.client.HTTPException):
                 pass
@@ -85,7 +86,7 @@ class ServedUI:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(15)
+                self.proc.wait(LOADED)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
@@ -103,7 +104,7 @@ class ServedUI:
         """Trusts the certificate the box generated on its first start."""
         return ssl.create_default_context(cafile=str(self.state_dir / "tls" / "cert.pem"))
 
-    def connection(self, timeout: float = 30.0) -> http.client.HTTPConnection:
+    def connection(self, timeout: float = LOADED) -> http.client.HTTPConnection:
         if self.https:
             return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout, context=self.tls_context())
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
@@ -112,7 +113,7 @@ class ServedUI:
         return "; ".join(f"{k}={v}" for k, v in self.cookies.items())
 
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
-                *, timeout: float = 30.0, cookies: bool = True) -> Reply:
+                *, timeout: float = LOADED, cookies: bool = True) -> Reply:
         sent = dict(headers or {})
         if cookies and self.cookies:
             sent["Cookie"] = self.cookie_header()

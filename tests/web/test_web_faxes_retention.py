@@ -16,6 +16,8 @@ from appliance.spool import store
 from appliance.spool.store import SCHEMA_VERSION, Spool
 from webfax import STANDARD, T0, add_fax
 
+from tests.budgets import async_wait_until
+
 DAY = 86400.0
 
 
@@ -77,11 +79,10 @@ def test_daemon_purges_with_the_configured_retention(tmp_path: Path) -> None:
 
     async def run() -> None:
         task = asyncio.create_task(Appliance._purge_old_faxes(box))  # type: ignore[arg-type]
-        for _ in range(200):
-            await asyncio.sleep(0.01)
-            if spool.get_fax(old.id) is None:
-                break
-        task.cancel()
+        try:
+            await async_wait_until(lambda: spool.get_fax(old.id) is None, "the old fax purged")
+        finally:
+            task.cancel()
 
     asyncio.run(run())
     assert spool.get_fax(old.id) is None and spool.get_fax(young.id) is not None

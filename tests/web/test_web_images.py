@@ -17,6 +17,7 @@ from appliance.spool.store import FaxRecord, Spool
 from webauth import authed
 
 from appliance.web import create_app, render
+from tests.budgets import LOADED
 
 
 def png(client: FlaskClient, url: str) -> Image.Image:
@@ -135,7 +136,10 @@ def test_concurrent_requests_render_a_page_once(config: Config, full_fax: FaxRec
     statuses: list[int] = []
     clients = [authed(app) for _ in range(4)]  # logged in first: at most 2 password checks run at once
 
+    together = threading.Barrier(len(clients))  # all four ask at once, however late a thread starts
+
     def fetch(client: FlaskClient) -> None:
+        together.wait(LOADED)
         statuses.append(client.get(f"/faxes/{full_fax.id}/pages/3.png?size=full").status_code)
 
     threads = [threading.Thread(target=fetch, args=(c,)) for c in clients]

@@ -23,6 +23,7 @@ from webfax import STANDARD, T0, add_fax
 from appliance.config import Config, parse_hostport
 from appliance.spool.store import Spool
 from appliance.web.server import build_server, is_loopback
+from tests.budgets import LOADED
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -34,13 +35,13 @@ def free_loopback_port() -> int:
 
 
 def wait_for(url: str, proc: subprocess.Popen[bytes], ctx: ssl.SSLContext | None = None,
-             timeout: float = 20.0) -> None:
+             timeout: float = LOADED) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"server exited with {proc.returncode}: {proc.stderr.read().decode()}")
         try:
-            with urllib.request.urlopen(url, timeout=2, context=ctx):
+            with urllib.request.urlopen(url, timeout=LOADED, context=ctx):
                 return
         except (urllib.error.URLError, ConnectionError, ssl.SSLError):
             time.sleep(0.1)
@@ -65,7 +66,7 @@ def test_serve_answers_over_https_with_its_generated_certificate_and_login(tmp_p
     base = f"https://127.0.0.1:{port}"
     cert = tmp_path / "var" / "web" / "tls" / "cert.pem"
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + LOADED
         while not cert.exists() and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
         # the generated certificate itself is the trust anchor: it names 127.0.0.1
@@ -76,34 +77,34 @@ def test_serve_answers_over_https_with_its_generated_certificate_and_login(tmp_p
         https = urllib.request.HTTPSHandler(context=ctx)
         browser = urllib.request.build_opener(https, urllib.request.HTTPCookieProcessor(jar))
         plain = urllib.request.build_opener(https, _NoRedirect)
-        with urllib.request.urlopen(base + "/healthz", timeout=5, context=ctx) as r:
+        with urllib.request.urlopen(base + "/healthz", timeout=LOADED, context=ctx) as r:
             assert (r.status, r.read()) == (200, b"ok")
         # a new box: every page leads to setting the password
         try:
-            plain.open(base + "/faxes", timeout=5)
+            plain.open(base + "/faxes", timeout=LOADED)
         except urllib.error.HTTPError as e:
             assert e.code == 302 and e.headers["Location"].endswith("/setup")
         else:
             raise AssertionError("an empty box must redirect to /setup")
-        with browser.open(base + "/setup", timeout=5) as r:
+        with browser.open(base + "/setup", timeout=LOADED) as r:
             token = re.search(r'name="csrf-token" content="([^"]+)"', r.read().decode()).group(1)
         form = urllib.parse.urlencode({"password": "s3cure-enough-pw", "confirm": "s3cure-enough-pw",
                                        "csrf_token": token}).encode()
-        with browser.open(base + "/setup", data=form, timeout=10) as r:
+        with browser.open(base + "/setup", data=form, timeout=LOADED) as r:
             assert r.status == 200
         (cookie,) = [c for c in jar if c.name == "faxbridge_session"]
         assert cookie.secure and cookie.has_nonstandard_attr("HttpOnly")
-        with browser.open(base + "/faxes", timeout=5) as r:
+        with browser.open(base + "/faxes", timeout=LOADED) as r:
             body = r.read().decode()
             assert r.status == 200 and r.headers["X-Frame-Options"] == "DENY"
             assert "+4930555" in body and f"/faxes/{fax.id}/pages/1.png?size=thumb" in body
-        with browser.open(f"{base}/faxes/{fax.id}/pages/2.png?size=thumb", timeout=10) as r:
+        with browser.open(f"{base}/faxes/{fax.id}/pages/2.png?size=thumb", timeout=LOADED) as r:
             assert r.headers["Content-Type"] == "image/png" and r.read(8) == b"\x89PNG\r\n\x1a\n"
         # TLS 1.1 is refused by the server itself, not only by Debian's client defaults
         assert_refuses_tls_1_1(port, cert)
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        proc.wait(timeout=LOADED)
         proc.stderr.close()
 
 
@@ -132,7 +133,7 @@ def tls_1_1_server(cert: Path, key: Path) -> tuple[socket.socket, threading.Thre
 
     def serve() -> None:
         conn, _ = listener.accept()
-        conn.settimeout(10)
+        conn.settimeout(LOADED)
         try:
             with ctx.wrap_socket(conn, server_side=True) as tls:
                 tls.recv(1)
@@ -148,13 +149,13 @@ def assert_refuses_tls_1_1(port: int, cert: Path) -> None:
     client = tls_1_1_client(cert)
     listener, thread = tls_1_1_server(cert, cert.with_name("key.pem"))
     try:
-        with socket.create_connection(listener.getsockname(), timeout=10) as raw:
+        with socket.create_connection(listener.getsockname(), timeout=LOADED) as raw:
             with client.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
                 assert tls.version() == "TLSv1.1"  # this client can, where a server allows it
     finally:
-        thread.join(10)
+        thread.join(LOADED)
         listener.close()
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+    with socket.create_connection(("127.0.0.1", port), timeout=LOADED) as raw:
         with pytest.raises(ssl.SSLError) as refused:
             client.wrap_socket(raw, server_hostname="127.0.0.1")
     # the server said no to the version (an alert), not some other failure

@@ -14,6 +14,7 @@ from appliance.daemon import Appliance
 from appliance.inbound import InboundSipCall
 from appliance.media.channel import MediaChannel
 from appliance.web.tomledit import ConfigDoc
+from tests.budgets import async_wait_until
 
 FILE = """# the box
 [spool]
@@ -110,8 +111,7 @@ def test_reload_starts_a_modem_line_for_a_new_device(tmp_path: Path) -> None:
         assert "modem" in reply["applied"]
         assert app.modems is not None and device in app.modems.lines
         assert app.modems.lines[device].settings.rings == 4
-        await asyncio.sleep(0.05)
-        assert app.modems.lines[device].state == "down"
+        await async_wait_until(lambda: app.modems.lines[device].state == "down", "the new line is down")
         await app.modems.stop()
 
     try:
@@ -154,10 +154,7 @@ def test_reload_registers_a_new_account_and_unregisters_a_removed_one(tmp_path: 
             doc.save()
             reply = await app.reload_config()
             assert "sip.registrations" in reply["applied"] and reply["restart"] == []
-            for _ in range(200):
-                if registrar.bindings:
-                    break
-                await asyncio.sleep(0.02)
+            await async_wait_until(lambda: registrar.bindings, "registered")
             assert list(registrar.bindings) == ["<sip:5551000@127.0.0.1>"]
             assert [r.name for r in app.sip.registrations] == ["pbx"]
 

@@ -17,6 +17,7 @@ from webfax import STANDARD, XSS, add_fax
 from appliance.config import Config, SpoolConfig, SystemConfig
 from appliance.logfile import log_path
 from appliance.web import create_app
+from tests.budgets import LOADED
 from tests.control.harness import DaemonProcess, SpoolAppliance, serve_appliance
 from webauth import csrf, login
 
@@ -60,7 +61,7 @@ def test_restart_needs_csrf_and_reaches_the_daemon(client: FlaskClient, config: 
             assert not app.restart_requested.is_set()
             r = client.post("/system/restart", data={"csrf_token": csrf(client)})
             assert r.status_code == 302 and r.headers["Location"] == "/system"
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + LOADED
             while not server.call(_is_set(app)) and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert app.restart_requested.is_set()
