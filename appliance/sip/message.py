@@ -220,6 +220,11 @@ def _parse_start_line(raw: bytes) -> tuple[SipMessage, bool]:
     return SipRequest(m.group(1), m.group(2)), m.group(3) == "SIP/2.0"
 
 
+#: the white space SIP folds and trims (RFC 3261 LWS); str.strip() would also eat \x1c-\x1f, \x85
+#: and U+2028, which bytes(msg) then writes back differently
+_LWS = " \t"
+
+
 def _parse_header_lines(lines: list[bytes], msg: SipMessage) -> str | None:
     """Fill msg.headers from raw lines (folding undone); return the first problem found, if any.
 
@@ -243,27 +248,27 @@ def _parse_header_lines(lines: list[bytes], msg: SipMessage) -> str | None:
             if not fields:
                 error = error or "Malformed header line"
             else:
-                fields[-1][1] += " " + line.strip()
+                fields[-1][1] = (fields[-1][1] + " " + line.strip(_LWS)).strip(_LWS)
             continue
         name, colon, value = line.partition(":")
-        if not colon or not is_token(name.strip()):
+        if not colon or not is_token(name.strip(_LWS)):
             error = error or "Malformed header line"
             continue
         if len(fields) >= MAX_HEADERS:
             error = error or "Too many headers"
             break
-        fields.append([name.strip(), value.strip()])
+        fields.append([name.strip(_LWS), value.strip(_LWS)])
     counts: dict[str, int] = {}
     for name, value in fields:
         cname = canonical_name(name)
         if cname in _MULTI_VALUE:
             for part in split_quoted(value, ","):
-                if not part.strip():
+                if not part.strip(_LWS):
                     continue
                 counts[cname] = counts.get(cname, 0) + 1
                 if counts[cname] > MAX_VALUES:
                     return error or f"Too many {cname} values"
-                msg.headers.add(cname, part.strip())
+                msg.headers.add(cname, part.strip(_LWS))
         else:
             msg.headers.add(cname, value)
     return error
