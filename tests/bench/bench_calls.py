@@ -70,6 +70,7 @@ def start_daemon(tmp: Path, core: int) -> tuple[subprocess.Popen[bytes], int, Pa
 [sip]
 listen = ["udp:127.0.0.1:{port}"]
 rtp_ports = [30000, 31999]
+max_calls = 1000  # the capacity is what is measured here, not the shipped cap (24)
 [spool]
 dir = "spool"
 [delivery]
