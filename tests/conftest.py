@@ -28,6 +28,24 @@ def free_port(kind: str = "both") -> int:
     raise RuntimeError("no free port")
 
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
+@pytest.fixture(autouse=True)
+def _umask_restored_after_each_test() -> Iterator[None]:
+    """An entry point run in-process sets umask 077 (as the appliance does); put the worker's back,
+    or a later test's directories come out 0700 (Postfix's postsuper then cannot read its queue)."""
+    yield
+    if _current_umask() != _UMASK:
+        os.umask(_UMASK)
+
+
 @pytest.fixture(autouse=True)
 def _normal_scheduling_after_each_test() -> Iterator[None]:
     """A test that runs the daemon in-process raises the pytest worker's thread to SCHED_RR (the
