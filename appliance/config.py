@@ -17,6 +17,7 @@ import tomllib
 import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
+import functools
 from typing import Any, Callable, get_args, get_origin, get_type_hints
 
 
@@ -791,7 +792,7 @@ class Config:
     def from_dict(cls, data: dict[str, Any], base_dir: Path = Path(".")) -> "Config":
         errors: list[str] = []
         sections: dict[str, Any] = {}
-        hints = get_type_hints(cls)
+        hints = _hints(cls)
         for key, value in data.items():
             if key not in hints or key in ("base_dir", "source"):
                 errors.append(f"{key}: unknown section")
@@ -888,8 +889,14 @@ def _dataclass_item(hint: Any) -> type | None:
     return None
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """The resolved field types of a config dataclass; resolving them is most of a load's cost."""
+    return get_type_hints(cls)
+
+
 def _build_section(cls: type, values: dict[str, Any], prefix: str, errors: list[str]) -> Any:
-    hints = get_type_hints(cls)
+    hints = _hints(cls)
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
         attr = "from_" if key == "from" else key
