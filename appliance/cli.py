@@ -58,10 +58,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .daemon import Appliance
 
     cfg = load_args(args)
-    from .logfile import add_file_logging, off_the_loop
+    from .logfile import add_file_logging, log_path, off_the_loop, stray_log
     add_file_logging(cfg)
     for warning in cfg.path_warnings():
         logging.getLogger("faxbridge").warning("configuration: %s", warning)
+    if (old := stray_log(cfg)) is not None:
+        logging.getLogger("faxbridge").warning("an older log is at %s (written there before the log's place was "
+                                               "fixed to the state directory); the log is %s", old, log_path(cfg))
     logs = off_the_loop()
     restart = False
     web: subprocess.Popen[bytes] | None = None

@@ -27,6 +27,15 @@ def log_path(cfg: Config) -> Path:
     return cfg.path(LOG_FILE)
 
 
+def stray_log(cfg: Config) -> Path | None:
+    """The log an older version wrote beside the configuration file (var/log/ under the file's
+    directory: var/var/log/ once the web UI had written var/faxbridge.toml), when it is there."""
+    if cfg.source is None:
+        return None
+    old = cfg.source.parent / "var" / "log" / "faxbridge.log"
+    return old if old.is_file() and old.resolve() != log_path(cfg).resolve() else None
+
+
 class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
     """Creates every log file, the first and each one after a rotation, with mode 0600 whatever
     the process umask: the log names callers and recipients."""

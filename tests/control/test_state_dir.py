@@ -166,3 +166,15 @@ def test_without_a_state_directory_named_it_is_var_of_the_working_directory(tmp_
     assert f"State:     {tmp_path / 'var'}" in err
     assert (tmp_path / "var" / "log" / "faxbridge.log").exists() and (tmp_path / "var" / "spool").is_dir()
     assert not (config.parent / "var").exists()
+
+
+def test_a_log_left_under_var_var_by_the_old_rule_is_pointed_to(tmp_path: Path) -> None:
+    var = tmp_path / "var"
+    _box_config(var)  # var/faxbridge.toml, as the web UI writes it
+    stray = var / "var" / "log" / "faxbridge.log"  # where the old rule put the log after that
+    stray.parent.mkdir(parents=True)
+    stray.write_text("2026-01-01 00:00:00,000 INFO faxbridge: an old line\n")
+    _run(tmp_path)
+    log = (var / "log" / "faxbridge.log").read_text()
+    assert f"an older log is at {stray}" in log and f"the log is {var / 'log' / 'faxbridge.log'}" in log
+    assert stray.read_text().count("\n") == 1  # left alone
