@@ -11,17 +11,42 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .config import DEFAULT_FILE, Config, ConfigError
+from .config import CONFIG_NAME, STATE_DIR_ENV, Config, ConfigError, default_state_dir
+
+CONFIG_HELP = (f"TOML configuration file (default: {CONFIG_NAME} in the state directory, which the web UI "
+               "writes, when it exists; else the embedded defaults)")
+STATE_DIR_HELP = (f"the state directory: spool, web state, log, control socket and {CONFIG_NAME}; every "
+                  f"relative path in the configuration is relative to it (default: ${STATE_DIR_ENV}, "
+                  "else ./var)")
 
 
-def _load(path: str | None) -> Config:
-    """The named file; else var/faxbridge.toml when the web UI has written one; else the embedded
-    defaults (loopback, Maildir under ./var)."""
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """--config and --state-dir, worded the same for every command that reads the configuration."""
+    parser.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+    parser.add_argument("--state-dir", metavar="DIR", help=STATE_DIR_HELP)
+
+
+def state_dir_of(args: argparse.Namespace) -> Path:
+    """--state-dir, else $FAXBRIDGE_STATE_DIR, else ./var: absolute, as every process must agree."""
+    given = getattr(args, "state_dir", None)
+    return Path(given).absolute() if given else default_state_dir()
+
+
+def _load(path: str | None, state_dir: Path | None = None) -> Config:
+    """The named file; else faxbridge.toml in the state directory when the web UI has written one;
+    else the embedded defaults (loopback, Maildir in the state directory).  Relative paths are
+    relative to the state directory in every case."""
+    state = state_dir if state_dir is not None else default_state_dir()
     if path:
-        return Config.load(path)
-    if (Path.cwd() / DEFAULT_FILE).is_file():
-        return Config.load(Path.cwd() / DEFAULT_FILE)
-    return Config.from_dict({}, base_dir=Path.cwd())
+        return Config.load(path, state_dir=state)
+    if (state / CONFIG_NAME).is_file():
+        return Config.load(state / CONFIG_NAME, state_dir=state)
+    return Config.from_dict({}, base_dir=state)
+
+
+def load_args(args: argparse.Namespace) -> Config:
+    """The configuration a command's --config and --state-dir name."""
+    return _load(getattr(args, "config", None), state_dir_of(args))
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -32,16 +57,23 @@ def _setup_logging(verbose: bool) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from .daemon import Appliance
 
-    cfg = _load(args.config)
-    from .logfile import add_file_logging, off_the_loop
+    cfg = load_args(args)
+    from .logfile import add_file_logging, log_path, off_the_loop, stray_log
     add_file_logging(cfg)
+    for warning in cfg.path_warnings():
+        logging.getLogger("faxbridge").warning("configuration: %s", warning)
+    if (old := stray_log(cfg)) is not None:
+        logging.getLogger("faxbridge").warning("an older log is at %s (written there before the log's place was "
+                                               "fixed to the state directory); the log is %s", old, log_path(cfg))
     logs = off_the_loop()
     restart = False
     web: subprocess.Popen[bytes] | None = None
     if cfg.web.enabled and not args.no_web:
         # its own process: a crash in the web UI never touches a call in progress
-        # the same file the daemon loaded: the web UI edits it and asks the daemon to reload it
-        cmd = [sys.executable, "-m", "appliance", "web"] + (["--config", str(cfg.source)] if cfg.source else [])
+        # the same file and state directory as the daemon: the web UI edits that file, asks the
+        # daemon to reload it, and finds the spool, the log and the control socket where it put them
+        cmd = [sys.executable, "-m", "appliance", "web", "--state-dir", str(cfg.base_dir)] + (
+            ["--config", str(cfg.source)] if cfg.source else [])
         web = subprocess.Popen(cmd)
 
     async def main() -> None:
@@ -98,10 +130,16 @@ def _banner(cfg: Config, app: object) -> str:
         web_note += "\n             first visit: choose the administrator password (there is no default)"
     if not cfg.web.enabled:
         web_note = " (web UI switched off)"
+    from .logfile import log_path
+
+    config = str(cfg.source) if cfg.source else f"embedded defaults (the web UI saves to {cfg.base_dir / CONFIG_NAME})"
     return (f"Faxbridge is running.\n"
             f"  SIP:       {', '.join(sip)}\n"
             f"  Web:       {'https' if cfg.web.https else 'http'}://{cfg.web.listen}/{web_note}\n"
+            f"  Config:    {config}\n"
+            f"  State:     {cfg.base_dir} (relative paths start here)\n"
             f"  Spool:     {cfg.path(cfg.spool.dir).resolve()}\n"
+            f"  Log:       {log_path(cfg)}\n"
             f"  Delivery:  {where} (default recipient {cfg.routing.default})\n"
             f"Send it a test fax from another shell:\n"
             f"  .venv/bin/faxbridge send-test-fax --to sip:fax@{host}:{port} --demo\n"
@@ -111,7 +149,7 @@ def _banner(cfg: Config, app: object) -> str:
 def cmd_reset_password(args: argparse.Namespace) -> int:
     """A forgotten password: whoever has a shell on the box owns it, so they may start over.
     Every session ends with it (the session key goes too)."""
-    cfg = _load(args.config)
+    cfg = load_args(args)
     state = cfg.path(cfg.web.state_dir)
     files = [state / "admin.json", state / "session.key"]
     if not files[0].exists():
@@ -133,18 +171,31 @@ def cmd_reset_password(args: argparse.Namespace) -> int:
 def cmd_web(args: argparse.Namespace) -> int:
     from .web.server import serve
 
-    serve(_load(args.config))
+    serve(load_args(args))
     return 0
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    """Every problem of the file at once (with hints), then warnings about paths; 1 on an error."""
+    state = state_dir_of(args)
+    path = Path(args.file) if args.file else state / CONFIG_NAME
     try:
-        cfg = Config.load(args.file)
+        if args.file or path.is_file():
+            cfg = Config.load(path, state_dir=state)
+            name = str(path)
+        else:
+            cfg = Config.from_dict({}, base_dir=state)
+            name = f"no {path}: the embedded defaults"
     except ConfigError as e:
         for err in e.errors:
             print(f"error: {err}", file=sys.stderr)
+        print(f"{len(e.errors)} problem(s) in {path}; relative paths are relative to the state directory "
+              f"{state}", file=sys.stderr)
         return 1
-    print(f"{args.file}: OK")
+    for warning in cfg.path_warnings():
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"{name}: OK")
+    print(f"state directory: {state} (relative paths in the file are relative to it)")
     if cfg.delivery.backend in ("smtp", "direct"):  # its default depends on the server
         print(f"delivery.starttls: {cfg.delivery.starttls_in_effect()}")
     return 0
@@ -197,7 +248,7 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     from . import daemon  # noqa: F401
     from .web import app  # noqa: F401
 
-    _load(args.config)
+    load_args(args)
     assert result_text(0) == "OK"
     print("selftest OK")
     return 0
@@ -286,7 +337,7 @@ def cmd_route(args: argparse.Namespace) -> int:
     from .routing.router import route
 
     try:
-        cfg = _load(args.config)
+        cfg = load_args(args)
     except ConfigError as e:
         for err in e.errors:
             print(f"error: {err}", file=sys.stderr)
@@ -307,7 +358,7 @@ def cmd_route(args: argparse.Namespace) -> int:
 
 def _add_route(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     r = sub.add_parser("route", help="show where a fax with these call facts would go, and which rule says so")
-    r.add_argument("--config", help="TOML configuration (default: embedded defaults)")
+    add_config_arguments(r)
     r.add_argument("--called", default="", metavar="N", help="called number (DID/DNIS)")
     r.add_argument("--caller", default="", metavar="N", help="calling number")
     r.add_argument("--tsi", default="", metavar="S", help="the sender's TSI (fax ident)")
@@ -331,22 +382,23 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
 
     r = sub.add_parser("run", help="run the appliance (daemon and web UI) in the foreground")
-    r.add_argument("--config", help="TOML configuration (default: embedded defaults)")
+    add_config_arguments(r)
     r.add_argument("--no-web", action="store_true", help="do not start the web UI process")
     r.set_defaults(func=cmd_run)
 
     w = sub.add_parser("web", help="serve only the web UI")
-    w.add_argument("--config")
+    add_config_arguments(w)
     w.set_defaults(func=cmd_web)
 
     rp = sub.add_parser("reset-password", help="forget the web UI's administrator password (on the box "
                                                "itself): the next visit asks for a new one")
-    rp.add_argument("--config")
+    add_config_arguments(rp)
     rp.add_argument("--yes", action="store_true", help="do it without asking")
     rp.set_defaults(func=cmd_reset_password)
 
-    c = sub.add_parser("check-config", help="validate a configuration file, naming every wrong key")
-    c.add_argument("file")
+    c = sub.add_parser("check-config", help="validate a configuration file: every problem at once, with hints")
+    c.add_argument("file", nargs="?", help=f"the file to check (default: {CONFIG_NAME} in the state directory)")
+    c.add_argument("--state-dir", metavar="DIR", help=STATE_DIR_HELP)
     c.set_defaults(func=cmd_check_config)
 
     s = sub.add_parser("send-test-fax", help="place a real fax call over SIP (spandsp as the caller)")
@@ -377,16 +429,16 @@ def main(argv: list[str] | None = None) -> int:
     s.set_defaults(func=cmd_send_test_fax)
 
     t = sub.add_parser("selftest", help="check the installation (imports, spandsp binding, config)")
-    t.add_argument("--config")
+    add_config_arguments(t)
     t.set_defaults(func=cmd_selftest)
 
     _add_virtual_modem(sub)
     _add_modem_probe(sub)
 
     from .queue_cli import add_parsers as _add_queue_parsers
-    _add_queue_parsers(sub, _load)
+    _add_queue_parsers(sub, load_args, add_config_arguments)
     from .delivery.trial import add_parser as _add_test_delivery
-    _add_test_delivery(sub, _load)
+    _add_test_delivery(sub, load_args, add_config_arguments)
     _add_route(sub)
 
     args = p.parse_args(argv)

@@ -1,15 +1,23 @@
 """Typed, validated configuration.
 
 One TOML file, one dataclass per section.  Unknown keys and wrong types are errors that name the
-key (``delivery.url``), so a typo never silently falls back to a default.  Secrets (SMTP
+key (``delivery.url``), so a typo never silently falls back to a default; every problem of a file
+is reported at once, with "did you mean ..." for a misspelt key or value.  Secrets (SMTP
 password) may live in a separate ``secrets.toml`` beside the main file, mode 0600; its values
 are merged over the main file's.
+
+Every relative path (spool, web state, log, control socket, certificates, a Maildir) is relative
+to one base, the state directory: ``--state-dir``, else ``$FAXBRIDGE_STATE_DIR``, else ``./var``
+(decision 0013).  Never the configuration file's own directory, so the file can move (the web UI
+writes ``<state dir>/faxbridge.toml``; the appliance keeps it on its data partition) without
+moving the faxes or the log.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import difflib
 import ipaddress
 import os
 import re
@@ -21,6 +29,19 @@ import functools
 from typing import Any, Callable, get_args, get_origin, get_type_hints
 
 
+#: the environment variable that names the state directory (the CLI's --state-dir wins over it)
+STATE_DIR_ENV = "FAXBRIDGE_STATE_DIR"
+#: the state directory when nothing names one: ./var of the working directory (a checkout's make run)
+DEFAULT_STATE_DIR = "var"
+#: the configuration file the web UI writes, and the one used without --config: in the state directory
+CONFIG_NAME = "faxbridge.toml"
+
+
+def default_state_dir() -> Path:
+    """$FAXBRIDGE_STATE_DIR, else ./var; absolute, so a process started elsewhere agrees."""
+    return Path(os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR).absolute()
+
+
 class ConfigError(ValueError):
     """A configuration problem; ``errors`` lists every one found, each naming its key."""
 
@@ -30,18 +51,89 @@ class ConfigError(ValueError):
 
 
 def parse_hostport(value: str, default_port: int) -> tuple[str, int]:
-    """'127.0.0.1:5060', '[::1]:5060' or 'host' -> (host, port)."""
+    """'127.0.0.1:5060', '[::1]:5060' or 'host' -> (host, port); ValueError saying what is wrong."""
+    port_text: str | None
     if value.startswith("["):
         host, _, rest = value[1:].partition("]")
-        port = int(rest[1:]) if rest.startswith(":") else default_port
+        port_text = rest[1:] if rest.startswith(":") else None
     elif value.count(":") == 1:
-        host, port_s = value.split(":")
-        port = int(port_s)
+        host, port_text = value.split(":")
     else:
-        host, port = value, default_port
-    if not host or not 0 < port < 65536:
-        raise ValueError(f"bad host:port {value!r}")
+        host, port_text = value, None
+    if not host:
+        raise ValueError("no address before the port")
+    if port_text is None:
+        return host, default_port
+    if not re.fullmatch(r"[0-9]{1,10}", port_text):
+        raise ValueError(f"port {port_text!r} is not a number")
+    port = int(port_text)
+    if not 0 < port < 65536:
+        raise ValueError(f"port {port} is out of range (1-65535)")
     return host, port
+
+
+def did_you_mean(value: object, choices: "list[str] | tuple[str, ...] | set[str]") -> str:
+    """" (did you mean 'x'?)" for the nearest choice to a misspelt value, else ""."""
+    if not isinstance(value, str) or not value:
+        return ""
+    near = difflib.get_close_matches(value, sorted(choices), n=1, cutoff=0.6)
+    if not near:  # a matter of case only ("SMTP") is close too
+        near = [c for c in sorted(choices) if c.lower() == value.lower()][:1]
+    return f" (did you mean {near[0]!r}?)" if near else ""
+
+
+def one_of(value: object, choices: "list[str] | tuple[str, ...]", said: str = "") -> str:
+    """The words for a value outside an enumeration: the choices, the value, a hint."""
+    said = said or "must be one of " + ", ".join(choices)
+    return f"{said}, not {value!r}{did_you_mean(value, list(choices))}"
+
+
+def _email_validator() -> Any:
+    """email-validator, set up for a box on a LAN: no DNS, and the domains of internal mail systems
+    (`localhost`, `.local`, `.test`) are addresses like any other.  Those special-use names are
+    refused by the library unless removed from its list, which its documentation says to do."""
+    import email_validator
+
+    for name in ("local", "localhost", "test"):
+        if name in email_validator.SPECIAL_USE_DOMAIN_NAMES:
+            email_validator.SPECIAL_USE_DOMAIN_NAMES.remove(name)
+    return email_validator
+
+
+def address_problem(addr: object) -> str | None:
+    """What is wrong with one plain mail address (no display name, list or header break), or None.
+
+    The one check for every address the configuration holds, the web UI's forms and the CLI's
+    ``--to``: email-validator's syntax rules (RFC 5321/5322, IDNA), without DNS look-ups.
+    """
+    if not isinstance(addr, str):
+        return "not a string"
+    return _address_problem(addr)
+
+
+@functools.lru_cache(maxsize=4096)
+def _address_problem(addr: str) -> str | None:
+    """address_problem for a string; cached: every settings form re-validates every address
+    (email-validator's IDNA checks take ~90 us an address, 10 ms for a box with 50 rules)."""
+    if not addr.strip():
+        return "empty"
+    ev = _email_validator()
+    try:
+        # ASCII only: the SMTP client does not speak SMTPUTF8; an IDN domain is fine (xn-- on the wire)
+        ev.validate_email(addr, check_deliverability=False, globally_deliverable=False,
+                          allow_smtputf8=False, allow_display_name=False, allow_quoted_local=False,
+                          allow_domain_literal=False)
+    except ev.EmailNotValidError as e:
+        text = str(e).rstrip(".")
+        return text[:1].lower() + text[1:]
+    return None
+
+
+def domain_problem(domain: str) -> str | None:
+    """What is wrong with a mail domain (as accepted_domains lists them), or None."""
+    why = address_problem(f"postmaster@{domain}")
+    return None if why is None else why.replace("the part after the @-sign", "the domain").replace(
+        "after the @-sign", "in the domain")
 
 
 T38_MODES = ("off", "accept", "request")
@@ -81,9 +173,10 @@ class PeerConfig:
         except ValueError:
             errors.append(f"{prefix}.match: {self.match!r} is not an IP address or network")
         if self.transport and self.transport not in SIP_TRANSPORTS:
-            errors.append(f"{prefix}.transport: must be udp, tcp or tls (or absent)")
+            errors.append(f"{prefix}.transport: " + one_of(self.transport, SIP_TRANSPORTS,
+                                                           "must be udp, tcp or tls (or absent)"))
         if self.t38 not in T38_MODES:
-            errors.append(f"{prefix}.t38: must be off, accept or request")
+            errors.append(f"{prefix}.t38: " + one_of(self.t38, T38_MODES, "must be off, accept or request"))
         if bool(self.username) != bool(self.password):
             errors.append(f"{prefix}.password: username and password go together")
         if not 0 <= self.max_calls <= MAX_CALLS_LIMIT:
@@ -144,6 +237,20 @@ class SipListen:
     port: int
 
 
+def _port_range_problem(ports: list[int]) -> str | None:
+    """What is wrong with an RTP port range, said of the first and last port, not of a syntax:
+    the file writes [40000, 40999], the settings page 40000-40999."""
+    if len(ports) != 2:
+        return f"needs two ports, the first and the last (got {len(ports)})"
+    first, last = ports
+    for what, port in (("first", first), ("last", last)):
+        if not 1024 <= port <= 65535:
+            return f"the {what} port, {port}, is out of range (1024-65535)"
+    if first > last:
+        return f"the first port, {first}, is above the last, {last}"
+    return None
+
+
 @dataclass
 class SipConfig:
     """SIP listeners, TLS, media ports, registrations and who may call."""
@@ -194,18 +301,26 @@ class SipConfig:
     def validate(self, errors: list[str]) -> None:
         transports: set[str] = set()
         for item in self.listen:
-            transport, _, rest = item.partition(":")
+            transport, sep, rest = item.partition(":")
+            if not sep:
+                errors.append(f"sip.listen: {item!r} is not transport:address:port (e.g. udp:0.0.0.0:5060)")
+                continue
             if transport.lower() not in SIP_TRANSPORTS:
-                errors.append(f"sip.listen: {item!r}: transport must be udp, tcp or tls")
+                errors.append(f"sip.listen: {item!r}: transport must be udp, tcp or tls"
+                              + did_you_mean(transport.lower(), SIP_TRANSPORTS))
                 continue
             transports.add(transport.lower())
             try:
                 host, _ = parse_hostport(rest, 5060)
-                ipaddress.ip_address(host)
+            except ValueError as e:
+                errors.append(f"sip.listen: {item!r}: {e}")
+                continue
+            try:
+                ipaddress.ip_address(host.strip("[]"))
             except ValueError:
-                errors.append(f"sip.listen: {item!r} is not transport:ip:port")
-        if (len(self.rtp_ports) != 2 or not 1024 <= self.rtp_ports[0] <= self.rtp_ports[1] <= 65535):
-            errors.append("sip.rtp_ports: must be [first, last] with 1024 <= first <= last <= 65535")
+                errors.append(f"sip.listen: {item!r}: {host!r} is not an IP address (e.g. 0.0.0.0 for all)")
+        if why := _port_range_problem(self.rtp_ports):
+            errors.append(f"sip.rtp_ports: {why}")
         if not 20 <= self.playout_delay_ms <= 500:
             errors.append("sip.playout_delay_ms: must be between 20 and 500")
         if "tls" in transports and not (self.tls_cert and self.tls_key):
@@ -218,11 +333,12 @@ class SipConfig:
             errors.append("sip.rate_burst: must be between 1 and 100000")
         if not 1 <= self.max_calls <= MAX_CALLS_LIMIT:
             errors.append(f"sip.max_calls: must be between 1 and {MAX_CALLS_LIMIT}")
-        elif len(self.rtp_ports) == 2 and self.rtp_ports[0] <= self.rtp_ports[1]:
-            ports = (self.rtp_ports[1] - (self.rtp_ports[0] + (self.rtp_ports[0] & 1))) // 2 + 1
+        elif _port_range_problem(self.rtp_ports) is None:
+            first, last = self.rtp_ports
+            ports = (last - (first + (first & 1))) // 2 + 1
             if self.max_calls > ports:
                 errors.append(f"sip.max_calls: {self.max_calls} calls need {self.max_calls} RTP ports (one even "
-                              f"port each); sip.rtp_ports {self.rtp_ports} has {ports}")
+                              f"port each); the RTP ports from {first} to {last} hold {ports}")
         if not 1 <= self.max_connections <= 10000:
             errors.append("sip.max_connections: must be between 1 and 10000")
         if not 1 <= self.max_connections_per_address <= self.max_connections:
@@ -281,7 +397,8 @@ class FaxConfig:
 
 @dataclass
 class SpoolConfig:
-    dir: str = "var/spool"
+    #: received faxes and the spool database (relative: in the state directory)
+    dir: str = "spool"
 
     def validate(self, errors: list[str]) -> None:
         if not self.dir:
@@ -319,7 +436,7 @@ class DeliveryConfig:
     #: graph (Microsoft Graph sendMail) or maildir (a local Maildir)
     backend: str = "maildir"
     #: smtp://host:port or smtps://host:port; for maildir, the Maildir path; unused for direct/graph
-    url: str = "var/Maildir"
+    url: str = "Maildir"
     from_: str = "fax@localhost"
     #: "" (the default: "required", but "opportunistic" for a server on this box's loopback),
     #: "required", "opportunistic" (STARTTLS when offered, else in clear) or "none"
@@ -410,16 +527,17 @@ class DeliveryConfig:
 
     def validate(self, errors: list[str]) -> None:
         if self.backend not in self.BACKENDS:
-            errors.append("delivery.backend: must be one of " + ", ".join(self.BACKENDS))
+            errors.append("delivery.backend: " + one_of(self.backend, self.BACKENDS))
         elif self.backend == "smtp" and not self.url.startswith(("smtp://", "smtps://")):
             errors.append("delivery.url: must start with smtp:// or smtps:// for the smtp backend")
         if self.starttls not in STARTTLS_MODES:
-            errors.append('delivery.starttls: must be "" (required, except on loopback), required, '
-                          'opportunistic or none')
-        if "@" not in self.from_ or any(c in self.from_ for c in "\r\n<>, "):
-            errors.append("delivery.from: must be a plain mail address")
+            errors.append("delivery.starttls: " + one_of(self.starttls, STARTTLS_MODES, 'must be "" (required, '
+                                                         'except on loopback), required, opportunistic or none'))
+        if why := address_problem(self.from_):
+            errors.append(f"delivery.from: {self.from_!r} is not a mail address: {why}")
         if self.auth not in ("", "password", "oauth2", "none"):
-            errors.append("delivery.auth: must be password, oauth2 or none")
+            errors.append("delivery.auth: " + one_of(self.auth, ("password", "oauth2", "none"),
+                                                     "must be password, oauth2 or none"))
         if self.backend == "smtp" and self.auth_mode == "password" and not self.username:
             errors.append("delivery.username: needed for auth = \"password\"")
         if self.backend == "smtp" and self.auth_mode == "oauth2" and not self.username:
@@ -463,8 +581,8 @@ class DeliveryConfig:
             errors.append("delivery.retry_initial: must be >= 0.1 and <= delivery.retry_max")
         if not 5 <= self.timeout <= 600:
             errors.append("delivery.timeout: must be between 5 and 600")
-        if self.admin and ("@" not in self.admin or any(c in self.admin for c in "\r\n<>,; ")):
-            errors.append("delivery.admin: must be a plain mail address")
+        if self.admin and (why := address_problem(self.admin)):
+            errors.append(f"delivery.admin: {self.admin!r} is not a mail address: {why}")
         if self.max_message_bytes < 64 * 1024:
             errors.append("delivery.max_message_bytes: must be at least 65536")
 
@@ -485,11 +603,6 @@ ROUTE_TIFF = ("tiff-f", "profile-s")
 SUBJECT_FIELDS = ("caller", "called", "tsi", "pages", "line", "date")
 
 
-def _not_address(addr: object) -> bool:
-    """True unless ``addr`` is one plain mail address (no display name, list or header break)."""
-    return not isinstance(addr, str) or "@" not in addr or any(c in addr for c in "\r\n<>,; ")
-
-
 def subject_fields(template: str) -> list[str]:
     """The placeholders a subject template names; ValueError for a malformed one, so the owner
     learns of it at load time, not when a fax arrives."""
@@ -500,8 +613,9 @@ def subject_fields(template: str) -> list[str]:
         if fname is None:
             continue
         if fname not in SUBJECT_FIELDS:
+            hint = did_you_mean(fname, SUBJECT_FIELDS).replace("'", "")
             raise ValueError(f"unknown placeholder {{{fname}}} (known: "
-                             + ", ".join(f"{{{f}}}" for f in SUBJECT_FIELDS) + ")")
+                             + ", ".join(f"{{{f}}}" for f in SUBJECT_FIELDS) + ")" + hint)
         if spec or conv:
             raise ValueError(f"placeholder {{{fname}}}: no format spec or conversion allowed")
         names.append(fname)
@@ -570,12 +684,14 @@ class RouteRuleConfig:
             errors.append(f"{label}.to: missing (a list of addresses, or use_um_recipient = true)")
         for key in ("to", "cc"):
             for addr in getattr(self, key):
-                if _not_address(addr):
-                    errors.append(f"{label}.{key}: {addr!r} is not a mail address")
+                if why := address_problem(addr):
+                    errors.append(f"{label}.{key}: {addr!r} is not a mail address: {why}")
         if self.format not in ROUTE_FORMATS:
-            errors.append(f"{label}.format: {self.format!r}: must be one of " + ", ".join(ROUTE_FORMATS))
+            errors.append(f"{label}.format: {self.format!r}: must be one of " + ", ".join(ROUTE_FORMATS)
+                          + did_you_mean(self.format, ROUTE_FORMATS))
         if self.tiff and self.tiff not in ROUTE_TIFF:
-            errors.append(f"{label}.tiff: {self.tiff!r}: must be one of " + ", ".join(ROUTE_TIFF))
+            errors.append(f"{label}.tiff: {self.tiff!r}: must be one of " + ", ".join(ROUTE_TIFF)
+                          + did_you_mean(self.tiff, ROUTE_TIFF))
         try:
             subject_fields(self.subject)
         except ValueError as e:
@@ -630,10 +746,12 @@ class RoutingConfig:
             elif not _DOMAIN_RE.fullmatch(d):
                 errors.append(f"routing.accepted_domains[{i}]: {domain!r} is not a domain name (no "
                               "wildcards: list each subdomain itself; IDNs in their xn-- form)")
+            elif why := domain_problem(d):
+                errors.append(f"routing.accepted_domains[{i}]: {domain!r} is not a domain name: {why}")
         addresses = [("default", self.default)] + [(f"called.{k}", v) for k, v in self.called.items()]
         for key, addr in addresses:
-            if not isinstance(addr, str) or "@" not in addr or any(c in addr for c in "\r\n<>, "):
-                errors.append(f"routing.{key}: {addr!r} is not a mail address")
+            if why := address_problem(addr):
+                errors.append(f"routing.{key}: {addr!r} is not a mail address: {why}")
             elif why := self.refusal(addr):
                 errors.append(f"routing.{key}: {why}")
         seen: set[str] = set()
@@ -645,7 +763,7 @@ class RoutingConfig:
             rule.validate(label, errors)
             for key in ("to", "cc"):
                 for addr in getattr(rule, key):
-                    if not _not_address(addr) and (why := self.refusal(addr)):
+                    if address_problem(addr) is None and (why := self.refusal(addr)):
                         errors.append(f"{label}.{key}: {why}")
 
 
@@ -689,7 +807,8 @@ class ModemConfig:
         bad = [c for c in self.class_preference if c not in MODEM_CLASSES]
         if bad or not self.class_preference:
             errors.append(f"modem.class_preference: each entry one of {', '.join(MODEM_CLASSES)}"
-                          + (f", not {', '.join(map(repr, bad))}" if bad else " (at least one)"))
+                          + (f", not {', '.join(map(repr, bad))}" + did_you_mean(bad[0], MODEM_CLASSES)
+                             if bad else " (at least one)"))
         elif len(set(self.class_preference)) != len(self.class_preference):
             errors.append("modem.class_preference: a class is listed twice")
         if not 1 <= self.rings <= 10:
@@ -704,7 +823,8 @@ class ModemConfig:
         if self.speed not in MODEM_SPEEDS:
             errors.append(f"modem.speed: must be one of {', '.join(map(str, MODEM_SPEEDS))}")
         if self.flow_control not in MODEM_FLOW:
-            errors.append("modem.flow_control: must be rtscts, xonxoff or none")
+            errors.append("modem.flow_control: " + one_of(self.flow_control, MODEM_FLOW,
+                                                          "must be rtscts, xonxoff or none"))
 
 
 @dataclass
@@ -712,7 +832,7 @@ class WebConfig:
     listen: str = "127.0.0.1:8080"
     enabled: bool = True
     #: the web process's own state: admin password hash, session key, generated certificate
-    state_dir: str = "var/web"
+    state_dir: str = "web"
     #: serve HTTPS (a certificate is generated on first start unless cert_file/key_file are set)
     https: bool = True
     cert_file: str = ""
@@ -725,8 +845,8 @@ class WebConfig:
     def validate(self, errors: list[str]) -> None:
         try:
             parse_hostport(self.listen, 8080)
-        except ValueError:
-            errors.append(f"web.listen: {self.listen!r} is not host:port")
+        except ValueError as e:
+            errors.append(f"web.listen: {self.listen!r}: {e}")
         if not self.state_dir:
             errors.append("web.state_dir: must not be empty")
         if bool(self.cert_file) != bool(self.key_file):
@@ -743,7 +863,7 @@ class SystemConfig:
     #: an IANA zone such as "Europe/Berlin"; empty = the system's
     timezone: str = ""
     #: the daemon's control socket (status, reload, wake delivery) for the web process
-    control_socket: str = "var/faxbridge.sock"
+    control_socket: str = "faxbridge.sock"
     #: faxes older than this many days are purged with their images; 0 = keep forever
     retention_days: int = 0
     #: SCHED_RR priority of the daemon's event loop, which carries every call's media (1-50;
@@ -758,8 +878,9 @@ class SystemConfig:
             try:
                 zoneinfo.ZoneInfo(self.timezone)
             except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-                errors.append(f"system.timezone: {self.timezone!r} is not a known time zone "
-                              "(e.g. Europe/Berlin)")
+                hint = did_you_mean(self.timezone, zoneinfo.available_timezones())
+                errors.append(f"system.timezone: {self.timezone!r} is not a known time zone"
+                              + (hint or " (e.g. Europe/Berlin)"))
         if not self.control_socket:
             errors.append("system.control_socket: must not be empty")
         if not 0 <= self.retention_days <= 36500:
@@ -778,42 +899,53 @@ class Config:
     web: WebConfig = field(default_factory=WebConfig)
     modem: ModemConfig = field(default_factory=ModemConfig)
     system: SystemConfig = field(default_factory=SystemConfig)
-    #: directory the relative paths are resolved against (the config file's directory)
-    base_dir: Path = field(default=Path("."), repr=False)
+    #: the state directory: every relative path is resolved against it (never the file's directory)
+    base_dir: Path = field(default_factory=default_state_dir, repr=False)
     #: the file this configuration was loaded from (None: embedded defaults); what the web edits
     source: Path | None = field(default=None, repr=False, compare=False)
 
     def path(self, p: str) -> Path:
-        """Resolve a configured path relative to the config file."""
+        """Resolve a configured path: absolute as it is, relative in the state directory."""
         q = Path(p)
         return q if q.is_absolute() else (self.base_dir / q)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], base_dir: Path = Path(".")) -> "Config":
+    def from_dict(cls, data: dict[str, Any], base_dir: Path | None = None) -> "Config":
+        """Build and check a configuration; ConfigError lists every problem at once.
+
+        A value of the wrong type is reported and its default stands in, so the checks of every
+        other value (ranges, choices, addresses) still run; checks that would only repeat a
+        reported key are left out."""
         errors: list[str] = []
         sections: dict[str, Any] = {}
         hints = _hints(cls)
+        names = [k for k in hints if k not in ("base_dir", "source")]
         for key, value in data.items():
-            if key not in hints or key in ("base_dir", "source"):
-                errors.append(f"{key}: unknown section")
+            if key not in names:
+                errors.append(f"{key}: unknown section{did_you_mean(key, names)}")
                 continue
             if not isinstance(value, dict):
                 errors.append(f"{key}: must be a table")
                 continue
             sections[key] = _build_section(hints[key], value, key, errors)
-        cfg = cls(**{k: v for k, v in sections.items() if v is not None}, base_dir=base_dir)
-        if not errors:
-            for f in dataclasses.fields(cfg):
-                section = getattr(cfg, f.name)
-                if hasattr(section, "validate"):
-                    section.validate(errors)
-            cfg.sip.check_files(cfg.path, errors)
+        cfg = cls(**{k: v for k, v in sections.items() if v is not None},
+                  base_dir=base_dir if base_dir is not None else default_state_dir())
+        reported = {_error_key(e) for e in errors}
+        checks: list[str] = []
+        for f in dataclasses.fields(cfg):
+            section = getattr(cfg, f.name)
+            if hasattr(section, "validate"):
+                section.validate(checks)
+        cfg.sip.check_files(cfg.path, checks)
+        errors += [e for e in checks if _error_key(e) not in reported]
         if errors:
             raise ConfigError(errors)
         return cfg
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "Config":
+    def load(cls, path: str | os.PathLike[str], state_dir: Path | None = None) -> "Config":
+        """The file at ``path`` (with secrets.toml beside it); relative paths in it resolve in
+        ``state_dir`` (default: $FAXBRIDGE_STATE_DIR, else ./var), wherever the file is."""
         p = Path(path)
         data = _read_toml(p)
         secrets = p.with_name("secrets.toml")
@@ -826,14 +958,48 @@ class Config:
                     _merge_secrets(data.setdefault(section, {}), values, section, errors)
             if errors:
                 raise ConfigError([f"{secrets}: {e}" for e in errors])
-        cfg = cls.from_dict(data, base_dir=p.resolve().parent)
+        cfg = cls.from_dict(data, base_dir=(state_dir if state_dir is not None else default_state_dir()).absolute())
         cfg.source = p.resolve()
         return cfg
 
+    def relative_paths(self) -> list[tuple[str, str]]:
+        """(key, value) of every configured path that is relative, so resolved in the state directory."""
+        keys = ["spool.dir", "web.state_dir", "system.control_socket", "delivery.archive", "delivery.ca_file",
+                "delivery.client_certificate", "delivery.tls_client_cert", "delivery.tls_client_key",
+                "sip.tls_cert", "sip.tls_key", "sip.tls_ca", "web.cert_file", "web.key_file"]
+        if self.delivery.backend == "maildir":
+            keys.append("delivery.url")
+        out = []
+        for key in keys:
+            section, name = key.split(".")
+            value = getattr(getattr(self, section), name)
+            if value and not Path(value).is_absolute():
+                out.append((key, value))
+        return out
 
-#: the file the appliance uses when started without --config, once the web UI has written it
-#: (relative to the working directory, which is where the embedded defaults put var/)
-DEFAULT_FILE = "var/faxbridge.toml"
+    def path_warnings(self) -> list[str]:
+        """Relative paths that look written for the old rule (relative to the configuration file,
+        before decision 0013): said at start-up and by check-config, never an error, so a box keeps
+        receiving while its owner fixes the file."""
+        out = []
+        old_base = self.source.parent if self.source is not None else None
+        for key, value in self.relative_paths():
+            here = self.path(value)
+            first = Path(value).parts[0]
+            if first == self.base_dir.name:
+                out.append(f"{key}: {value!r} means {here} (relative paths are relative to the state "
+                           f"directory {self.base_dir}); drop the leading '{first}/' if that is not meant")
+            elif (old_base is not None and old_base != self.base_dir and not here.exists()
+                    and (old_base / value).exists()):
+                out.append(f"{key}: {value!r} means {here}, which does not exist (relative paths are relative "
+                           f"to the state directory {self.base_dir}, not to the configuration file); "
+                           f"{old_base / value} exists: give its absolute path or move it")
+        return out
+
+
+def _error_key(error: str) -> str:
+    """'sip.rtp_ports: must ...' -> 'sip.rtp_ports' (the key a message is about)."""
+    return error.split(": ", 1)[0]
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -849,8 +1015,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def config_file(cfg: Config) -> Path:
-    """The file to edit and reload: the one ``cfg`` came from, else ``var/faxbridge.toml``."""
-    return cfg.source if cfg.source is not None else (cfg.base_dir / DEFAULT_FILE).resolve()
+    """The file to edit and reload: the one ``cfg`` came from, else faxbridge.toml in the state
+    directory (where the web UI writes it and where ``faxbridge`` looks without --config)."""
+    return cfg.source if cfg.source is not None else (cfg.base_dir / CONFIG_NAME).resolve()
 
 
 def _check_secret_mode(path: Path) -> None:
@@ -901,7 +1068,7 @@ def _build_section(cls: type, values: dict[str, Any], prefix: str, errors: list[
     for key, value in values.items():
         attr = "from_" if key == "from" else key
         if attr not in hints:
-            errors.append(f"{prefix}.{key}: unknown key")
+            errors.append(f"{prefix}.{key}: unknown key{_key_hint(hints, key, prefix)}")
             continue
         item_cls = _dataclass_item(hints[attr])
         if item_cls is not None:
@@ -923,6 +1090,18 @@ def _build_section(cls: type, values: dict[str, Any], prefix: str, errors: list[
     except TypeError as e:  # pragma: no cover - guarded by the checks above
         errors.append(f"{prefix}: {e}")
         return None
+
+
+def _key_hint(hints: dict[str, Any], key: str, prefix: str) -> str:
+    """" (did you mean 'listen'?)" for a misspelt key; for a key of another section (ident under
+    [sip]), where it belongs."""
+    known = ["from" if k == "from_" else k for k in hints]
+    hint = did_you_mean(key, known)
+    if hint or "." in prefix or "[" in prefix or " " in prefix:
+        return hint
+    homes = [name for name, cls in _hints(Config).items()
+             if dataclasses.is_dataclass(cls) and ("from_" if key == "from" else key) in _hints(cls)]
+    return f" (it belongs in {' or '.join(f'[{h}]' for h in homes)})" if homes else ""
 
 
 def _type_ok(hint: Any, value: Any) -> bool:

@@ -404,7 +404,7 @@ class Appliance:
         path = config_file(self.cfg)
         try:
             if path.is_file():
-                new = await loop.run_in_executor(None, Config.load, path)
+                new = await loop.run_in_executor(None, Config.load, path, self.cfg.base_dir)
             else:
                 new = Config.from_dict({}, base_dir=self.cfg.base_dir)
         except ConfigError as e:

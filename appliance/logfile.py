@@ -1,4 +1,5 @@
-"""The daemon's log file: rotating, under var/log, so the system page can show the recent log.
+"""The daemon's log file: rotating, in log/ of the state directory, so the system page can show
+the recent log; the web process finds it there too, whichever configuration file either loaded.
 
 `faxbridge run` logs to stderr (systemd's journal) and to this file; the web process only reads it.
 """
@@ -15,8 +16,8 @@ from typing import Any
 
 from .config import Config
 
-#: relative to the configuration's directory, like every configured path
-LOG_FILE = "var/log/faxbridge.log"
+#: relative to the state directory, like every configured path (./var/log/faxbridge.log for make run)
+LOG_FILE = "log/faxbridge.log"
 MAX_BYTES = 1024 * 1024
 BACKUPS = 3
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -24,6 +25,15 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 def log_path(cfg: Config) -> Path:
     return cfg.path(LOG_FILE)
+
+
+def stray_log(cfg: Config) -> Path | None:
+    """The log an older version wrote beside the configuration file (var/log/ under the file's
+    directory: var/var/log/ once the web UI had written var/faxbridge.toml), when it is there."""
+    if cfg.source is None:
+        return None
+    old = cfg.source.parent / "var" / "log" / "faxbridge.log"
+    return old if old.is_file() and old.resolve() != log_path(cfg).resolve() else None
 
 
 class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):

@@ -13,7 +13,7 @@ import time
 from datetime import datetime, timezone
 from typing import Callable
 
-from .config import Config
+from .config import Config, address_problem
 from .spool.store import JOB_STATES, Spool
 
 
@@ -64,7 +64,8 @@ def cmd_resend(args: argparse.Namespace, cfg: Config) -> int:
             return 1
         status = 0
         for rcpt in recipients:
-            why = cfg.routing.refusal(rcpt)
+            why = (f"{rcpt!r} is not a mail address: {bad}" if (bad := address_problem(rcpt))
+                   else cfg.routing.refusal(rcpt))
             if why:  # the daemon would refuse it too; say so now and queue nothing
                 print(f"error: not sent: {why}", file=sys.stderr)
                 status = 1
@@ -80,13 +81,14 @@ def cmd_resend(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def add_parsers(sub: "argparse._SubParsersAction[argparse.ArgumentParser]",
-                load: Callable[[str | None], Config]) -> None:
+                load: Callable[[argparse.Namespace], Config],
+                config_arguments: Callable[[argparse.ArgumentParser], None]) -> None:
     q = sub.add_parser("queue", help="list delivery jobs: state, attempts, next try, last error and advice")
-    q.add_argument("--config")
+    config_arguments(q)
     q.add_argument("--state", choices=JOB_STATES)
-    q.set_defaults(func=lambda a: cmd_queue(a, load(a.config)))
+    q.set_defaults(func=lambda a: cmd_queue(a, load(a)))
     r = sub.add_parser("resend", help="queue a fax again (a new message, works while the daemon runs)")
     r.add_argument("fax", help="fax id as shown by 'faxbridge queue'")
     r.add_argument("--to", help="recipient (default: every recipient the fax had)")
-    r.add_argument("--config")
-    r.set_defaults(func=lambda a: cmd_resend(a, load(a.config)))
+    config_arguments(r)
+    r.set_defaults(func=lambda a: cmd_resend(a, load(a)))

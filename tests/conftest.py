@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+from appliance.config import STATE_DIR_ENV
 
 from tests.provided import pytest_configure, pytest_runtest_setup  # noqa: F401 (pytest hooks)
 
@@ -35,6 +38,15 @@ def _current_umask() -> int:
 
 
 _UMASK = _current_umask()
+
+
+@pytest.fixture(autouse=True)
+def _state_dir_is_the_tests_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test is a box of its own: its tmp_path is the state directory, where the relative
+    paths of a configuration resolve (decision 0013), unless the test names another.  Without
+    it, a test that loads <tmp_path>/faxbridge.toml would keep its spool in the checkout's ./var.
+    Harnesses that start the appliance in a directory of their own pass --state-dir."""
+    monkeypatch.setenv(STATE_DIR_ENV, str(tmp_path))
 
 
 @pytest.fixture(autouse=True)

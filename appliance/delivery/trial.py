@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
-from ..config import Config
+from ..config import Config, address_problem
 from ..fax.pages import STANDARD, write_fax_tiff
 from ..fax.testpages import demo_pages
 from ..spool.store import FaxRecord
@@ -44,6 +44,9 @@ def cmd_test_delivery(args: argparse.Namespace, cfg: Config) -> int:
     to = args.to or cfg.delivery.admin or cfg.routing.default
     if not to:
         print("error: no recipient: give --to ADDRESS (or set delivery.admin)", file=sys.stderr)
+        return 2
+    if why := address_problem(to):
+        print(f"error: --to {to!r} is not a mail address: {why}", file=sys.stderr)
         return 2
     fax, image = trial_fax()
     msg = render_message(fax, to, from_addr=cfg.delivery.from_, image=image,
@@ -81,9 +84,10 @@ def _hide(cfg: Config, text: str) -> str:
 
 
 def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]",
-               load: Callable[[str | None], Config]) -> None:
+               load: Callable[[argparse.Namespace], Config],
+               config_arguments: Callable[[argparse.ArgumentParser], None]) -> None:
     t = sub.add_parser("test-delivery", help="send one test fax message through the configured delivery now")
     t.add_argument("--to", help="recipient (default: delivery.admin, else routing.default)")
-    t.add_argument("--config")
-    t.set_defaults(func=lambda a: cmd_test_delivery(a, load(a.config)))
+    config_arguments(t)
+    t.set_defaults(func=lambda a: cmd_test_delivery(a, load(a)))
 

@@ -120,7 +120,7 @@ def which_route() -> Response:
     running = current_app.config["FAXBRIDGE"]
     path = config_file(running)
     try:
-        cfg = Config.load(path) if path.is_file() else running
+        cfg = Config.load(path, state_dir=running.base_dir) if path.is_file() else running
     except ConfigError as e:
         return jsonify(error="the configuration file is not valid", errors=e.errors), 409
     args = request.args

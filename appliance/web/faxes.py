@@ -237,7 +237,7 @@ def current_routing() -> RoutingConfig:
     running: Config = current_app.config["FAXBRIDGE"]
     path = config_file(running)
     try:
-        return (Config.load(path) if path.is_file() else running).routing
+        return (Config.load(path, state_dir=running.base_dir) if path.is_file() else running).routing
     except ConfigError:
         return running.routing
 

@@ -89,13 +89,16 @@ def serve(config: Config) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m appliance.web [-c faxbridge.toml]``"""
+    from appliance.cli import CONFIG_HELP, STATE_DIR_HELP, load_args
+
     parser = argparse.ArgumentParser(prog="python -m appliance.web", description=__doc__)
-    parser.add_argument("-c", "--config", help="configuration file (default: built-in defaults)")
+    parser.add_argument("-c", "--config", help=CONFIG_HELP)
+    parser.add_argument("--state-dir", metavar="DIR", help=STATE_DIR_HELP)
     args = parser.parse_args(argv)
     private_files()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        serve(Config.load(args.config) if args.config else Config())
+        serve(load_args(args))
     except ConfigError as e:
         for err in e.errors:
             print(f"error: {err}", file=sys.stderr)

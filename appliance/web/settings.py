@@ -847,7 +847,7 @@ def _moves_web_state(text: str) -> str | None:
     """A restore may not move web.state_dir: the administrator password lives there, so moving
     it would reopen the first-start page to anyone after the next restart.  Compared as resolved
     paths, the way the restored file will be read: a backup without the key means the default,
-    relative to the configuration file's directory, which need not be where the box keeps it."""
+    relative to the state directory like every relative path."""
     import tomllib
 
     try:
@@ -861,7 +861,7 @@ def _moves_web_state(text: str) -> str | None:
         return None
     cfg = running()
     here = cfg.path(cfg.web.state_dir).resolve()
-    there = (config_file(cfg).parent / wanted).resolve()
+    there = cfg.path(wanted).resolve()
     if there != here:
         said = f"web.state_dir = {wanted!r}" if "state_dir" in web else "no web.state_dir (the default)"
         return (f"the backup has {said}, which is {there}; this box keeps its web state in {here}. A restore "

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from tomlkit.exceptions import TOMLKitError
 from tomlkit.items import AoT, Table
 from tomlkit.toml_document import TOMLDocument
 
-from appliance.config import Config, ConfigError, _merge_secrets, config_file
+from appliance.config import Config, ConfigError, _merge_secrets, config_file, default_state_dir
 from appliance.fsutil import write_atomic
 
 #: section -> keys that belong in secrets.toml
@@ -35,13 +34,9 @@ SECRET_ENTRY_KEYS: dict[tuple[str, str], tuple[str, ...]] = {
     ("sip", "registrations"): ("password",),
     ("sip", "peers"): ("password",),
 }
-#: keys holding paths relative to the file's directory; a new file restates the running defaults
-#: so that they keep pointing where they pointed (the defaults are relative to the working dir)
-PATH_KEYS = (("spool", "dir"), ("web", "state_dir"), ("system", "control_socket"))
-
 HEADER = ("Faxbridge configuration, written by the web UI. Comments and order are kept when it is\n"
           "saved again; passwords and client secrets live in secrets.toml beside it (mode 0600).\n"
-          "Relative paths are relative to this file's directory.")
+          "Relative paths are relative to the state directory (--state-dir), wherever this file is.")
 
 
 class TomlEditError(ValueError):
@@ -86,8 +81,11 @@ def _plain(value: Any) -> Any:
 class ConfigDoc:
     """The main file and secrets.toml as tomlkit documents, edited in memory until ``save``."""
 
-    def __init__(self, path: Path, main: TOMLDocument, secrets: TOMLDocument, *, exists: bool) -> None:
+    def __init__(self, path: Path, main: TOMLDocument, secrets: TOMLDocument, *, exists: bool,
+                 state_dir: Path | None = None) -> None:
         self.path = path
+        #: where the relative paths of the result resolve: the running configuration's
+        self.state_dir = state_dir if state_dir is not None else default_state_dir()
         self.secrets_path = path.with_name("secrets.toml")
         self.main = main
         self.secrets = secrets
@@ -96,35 +94,23 @@ class ConfigDoc:
     # -- loading ------------------------------------------------------------------------------
     @classmethod
     def load(cls, path: Path, running: Config | None = None) -> "ConfigDoc":
-        """The file at ``path``; when there is none yet, a new document that restates the running
-        configuration's paths relative to ``path``'s directory (see PATH_KEYS)."""
+        """The file at ``path``, or a new document with only a header when there is none yet: its
+        relative paths resolve in the running configuration's state directory, like the defaults."""
         path = Path(path)
         main = _parse(path)
         secrets = _parse(path.with_name("secrets.toml")) or tomlkit.document()
+        state_dir = running.base_dir if running is not None else None
         if main is not None:
-            return cls(path, main, secrets, exists=True)
-        doc = cls(path, tomlkit.document(), secrets, exists=False)
+            return cls(path, main, secrets, exists=True, state_dir=state_dir)
+        doc = cls(path, tomlkit.document(), secrets, exists=False, state_dir=state_dir)
         for line in HEADER.splitlines():
             doc.main.add(tomlkit.comment(line))
         doc.main.add(tomlkit.nl())
-        if running is not None:
-            doc.seed_paths(running)
         return doc
 
     @classmethod
     def for_config(cls, running: Config) -> "ConfigDoc":
         return cls.load(config_file(running), running)
-
-    def seed_paths(self, running: Config) -> None:
-        base = self.path.parent.resolve()
-        items = list(PATH_KEYS)
-        if running.delivery.backend == "maildir":
-            items.append(("delivery", "url"))
-        for section, key in items:
-            value = getattr(getattr(running, section), key)
-            rel = os.path.relpath(running.path(value).resolve(), base)
-            if rel != value:
-                self.set(section, key, rel)
 
     # -- plain keys -----------------------------------------------------------------------------
     def table(self, section: str, create: bool = False) -> Table | None:
@@ -314,7 +300,7 @@ class ConfigDoc:
     def validate(self) -> Config:
         """The configuration these documents make; ConfigError naming every wrong key."""
         self.prune_secret_entries()
-        cfg = Config.from_dict(self.merged(), base_dir=self.path.parent.resolve())
+        cfg = Config.from_dict(self.merged(), base_dir=self.state_dir)
         cfg.source = self.path.resolve()
         return cfg
 
@@ -378,7 +364,8 @@ class ConfigDoc:
             new = tomlkit.parse(text)
         except TOMLKitError as e:
             raise TomlEditError(f"the uploaded file is not valid TOML: {e}") from None
-        restored = ConfigDoc(self.path, new, tomlkit.parse(tomlkit.dumps(self.secrets)), exists=self.exists)
+        restored = ConfigDoc(self.path, new, tomlkit.parse(tomlkit.dumps(self.secrets)), exists=self.exists,
+                             state_dir=self.state_dir)
         for section, keys in SECRET_KEYS.items():
             t = new.get(section)
             for k in keys:

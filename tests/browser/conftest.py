@@ -123,7 +123,8 @@ control_socket = "fb.sock"
         faxbridge = Path(sys.executable).with_name("faxbridge")
         cmd = [str(faxbridge)] if faxbridge.exists() else [sys.executable, "-m", "appliance"]
         with open(self.log, "ab") as logf:
-            self.proc = subprocess.Popen(cmd + ["run", "--config", str(self.config)], cwd=self.workdir,
+            self.proc = subprocess.Popen(cmd + ["run", "--config", str(self.config), "--state-dir", str(self.workdir)],
+                                         cwd=self.workdir,
                                          stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -121,3 +121,34 @@ def test_passwords_never_in_error_messages():
     errors = _errors({"sip": {"peers": [{**PEER, "password": "hunter2", "match": "bad"}],
                               "registrations": [{**REG, "password": "hunter3", "expires": 1}]}})
     assert errors and not any("hunter" in e for e in errors)
+
+
+@pytest.mark.parametrize("listen,expected", [
+    ("udp:127.0.0.1:70000", "sip.listen: 'udp:127.0.0.1:70000': port 70000 is out of range (1-65535)"),
+    ("tcp:0.0.0.0:0", "sip.listen: 'tcp:0.0.0.0:0': port 0 is out of range (1-65535)"),
+    ("udp:127.0.0.1:50x0", "sip.listen: 'udp:127.0.0.1:50x0': port '50x0' is not a number"),
+    ("udp:pbx.example:5060", "sip.listen: 'udp:pbx.example:5060': 'pbx.example' is not an IP address (e.g. 0.0.0.0 "
+                             "for all)"),
+    ("upd:127.0.0.1:5060", "sip.listen: 'upd:127.0.0.1:5060': transport must be udp, tcp or tls (did you mean 'udp'?)"),
+    ("5060", "sip.listen: '5060' is not transport:address:port (e.g. udp:0.0.0.0:5060)"),
+])
+def test_a_listen_address_error_says_what_is_wrong_with_it(listen: str, expected: str) -> None:
+    assert expected in _errors({"sip": {"listen": [listen]}})
+
+
+@pytest.mark.parametrize("ports,expected", [
+    ([50000, 40000], "sip.rtp_ports: the first port, 50000, is above the last, 40000"),
+    ([40000, 70000], "sip.rtp_ports: the last port, 70000, is out of range (1024-65535)"),
+    ([80, 40999], "sip.rtp_ports: the first port, 80, is out of range (1024-65535)"),
+    ([40000], "sip.rtp_ports: needs two ports, the first and the last (got 1)"),
+])
+def test_an_rtp_range_error_speaks_of_the_first_and_last_port_not_of_a_syntax(ports: list, expected: str) -> None:
+    errors = _errors({"sip": {"rtp_ports": ports}})
+    assert expected in errors, errors
+    assert not any("[first, last]" in e for e in errors)  # the settings page writes it 40000-40999
+
+
+def test_too_few_rtp_ports_for_max_calls_are_named_as_a_range() -> None:
+    errors = _errors({"sip": {"rtp_ports": [40000, 40009], "max_calls": 24}})
+    assert ("sip.max_calls: 24 calls need 24 RTP ports (one even port each); the RTP ports from 40000 to 40009 "
+            "hold 5") in errors, errors

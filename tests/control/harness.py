@@ -102,7 +102,8 @@ control_socket = "{self.socket}"
     def start(self) -> "DaemonProcess":
         with open(self.log, "ab") as logf:
             self.proc = subprocess.Popen([sys.executable, "-m", "appliance", "run", "--no-web", "--config",
-                                          str(self.config)], cwd=self.workdir, stdout=logf, stderr=subprocess.STDOUT)
+                                          str(self.config), "--state-dir", str(self.workdir)], cwd=self.workdir,
+                                         stdout=logf, stderr=subprocess.STDOUT)
         self.wait_ready()
         return self
 

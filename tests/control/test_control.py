@@ -261,7 +261,7 @@ def test_test_fax_shows_as_a_call_then_goes_through_and_restart(daemon: DaemonPr
     again = daemon.wait_ready(not_started=st["started"])
     assert again["pid"] == pid and again["stats"]["faxes"] == 0 and again["uptime"] < 10
     assert "restarting:" in daemon.log_text()
-    assert (daemon.workdir / "var" / "log" / "faxbridge.log").read_text().count("control socket on") == 2
+    assert (daemon.workdir / "log" / "faxbridge.log").read_text().count("control socket on") == 2
 
 
 def test_test_fax_refused_by_our_own_peer_list_is_explained(tmp_path: Path) -> None:

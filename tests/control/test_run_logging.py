@@ -1,5 +1,5 @@
-"""`faxbridge run` logs to stderr and to var/log/faxbridge.log through a queue thread: every record
-reaches both, also the last ones before a clean stop."""
+"""`faxbridge run` logs to stderr and to log/faxbridge.log in the state directory through a queue
+thread: every record reaches both, also the last ones before a clean stop."""
 
 from __future__ import annotations
 
@@ -27,11 +27,12 @@ def test_run_logs_to_stderr_and_the_file_until_it_stops(tmp_path: Path) -> None:
     cfg.write_text(f'[sip]\nlisten = ["udp:127.0.0.1:{port}"]\nrtp_ports = [47000, 47099]\n'
                    '[spool]\ndir = "spool"\n[web]\nenabled = false\n'
                    '[system]\ncontrol_socket = "/tmp/fb-logtest-%d.sock"\n' % port)
-    proc = subprocess.Popen([sys.executable, "-m", "appliance", "run", "--config", str(cfg)], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "appliance", "run", "--config", str(cfg),
+                             "--state-dir", str(tmp_path)], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + LOADED
-        logfile = tmp_path / "var" / "log" / "faxbridge.log"
+        logfile = tmp_path / "log" / "faxbridge.log"
         while time.monotonic() < deadline and proc.poll() is None:
             if logfile.exists() and "listening" in logfile.read_text():
                 break

@@ -171,7 +171,7 @@ def test_readable_secrets_file_is_refused_with_the_fix(tmp_path, mode):
 
 
 def test_admin_and_size_keys_are_validated(tmp_path):
-    with pytest.raises(ConfigError, match="delivery.admin: must be a plain mail address"):
+    with pytest.raises(ConfigError, match="delivery.admin: 'root' is not a mail address: an email address must have an @-sign"):
         Config.from_dict({"delivery": {"admin": "root"}})
     with pytest.raises(ConfigError, match="delivery.max_message_bytes"):
         Config.from_dict({"delivery": {"max_message_bytes": 10}})

@@ -147,8 +147,8 @@ enabled = false
 
     def start(self) -> None:
         logf = open(self.log, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "appliance", "run", "--config", str(self.config)],
-                                     cwd=self.workdir, stdout=logf, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([sys.executable, "-m", "appliance", "run", "--config", str(self.config),
+                                      "--state-dir", str(self.workdir)], cwd=self.workdir, stdout=logf, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + LOADED
         while time.monotonic() < deadline:
             if "Faxbridge is running" in self.log_text():

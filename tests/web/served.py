@@ -52,7 +52,7 @@ class ServedUI:
 
     @property
     def state_dir(self) -> Path:
-        return self.workdir / "var" / "web"
+        return self.workdir / "web"
 
     def start(self, *, password: str | None = PASSWORD, stdin: int | None = subprocess.DEVNULL,
               timeout: float = LOADED) -> "ServedUI":
@@ -63,7 +63,8 @@ class ServedUI:
         if password:
             AdminStore(self.state_dir).set_password(password)
         self.log = (self.workdir / "web.out").open("wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "appliance", "web", "--config", str(self.config)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "appliance", "web", "--config", str(self.config),
+                                      "--state-dir", str(self.workdir)],
                                      cwd=REPO, stdin=stdin, stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         deadline = time.monotonic() + timeout

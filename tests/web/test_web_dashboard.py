@@ -13,7 +13,8 @@ import pytest
 from flask.testing import FlaskClient
 from webfax import STANDARD, XSS, add_fax
 
-from appliance.config import Config, ConfigError, ModemConfig, SipConfig, SpoolConfig, SystemConfig
+from appliance.config import (Config, ConfigError, ModemConfig, SipConfig, SpoolConfig, SystemConfig,
+                             config_file)
 from appliance.sip.registration import RegistrationStatus
 from appliance.spool.store import Spool
 from appliance.web import create_app
@@ -231,7 +232,7 @@ def test_dashboard_points_to_the_unfinished_setup_until_the_wizard_is_done(clien
                                                                         spool: Spool) -> None:
     html = client.get("/").get_data(as_text=True)
     assert "The setup is not finished" in html and "/setup/system" in html
-    path = config.path("var/faxbridge.toml")
+    path = config_file(config)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("[web]\nsetup_done = true\n")
     assert "The setup is not finished" not in client.get("/").get_data(as_text=True)

@@ -15,7 +15,7 @@ import pytest
 from flask.testing import FlaskClient
 from PIL import Image
 
-from appliance.config import Config, RoutingConfig, SpoolConfig, SystemConfig
+from appliance.config import Config, RoutingConfig, SpoolConfig, SystemConfig, config_file
 from appliance.spool.store import FaxRecord, Spool
 from appliance.web import create_app
 from tests.provided import require_import
@@ -194,9 +194,8 @@ def test_resend_refusal_follows_the_saved_file_not_a_stale_process(admin_client:
     """The settings page writes the file and the daemon reloads it; the web process's own Config
     is from its start.  A resend is judged by the file, as the daemon will judge it."""
     config.routing.default = "faxes@example.com"
-    (config.base_dir / "var").mkdir(exist_ok=True)
-    (config.base_dir / "var" / "faxbridge.toml").write_text(
-        '[spool]\ndir = "../spool"\n[routing]\ndefault = "faxes@example.com"\n'
+    config_file(config).write_text(
+        '[spool]\ndir = "spool"\n[routing]\ndefault = "faxes@example.com"\n'
         'accepted_domains = ["example.com", "partner.example"]\n')
     fax = delivered_and_dead(spool)
     assert "resent=1" in post(admin_client, f"/faxes/{fax.id}/resend",

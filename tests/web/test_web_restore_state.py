@@ -17,7 +17,7 @@ BOX = """[spool]
 dir = "spool"
 
 [web]
-state_dir = "private/web"   # not the default var/web
+state_dir = "private/web"   # not the default, web
 
 [routing]
 default = "faxes@example.com"

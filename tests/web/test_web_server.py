@@ -64,7 +64,7 @@ def test_serve_answers_over_https_with_its_generated_certificate_and_login(tmp_p
     proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "faxbridge.toml")],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"https://127.0.0.1:{port}"
-    cert = tmp_path / "var" / "web" / "tls" / "cert.pem"
+    cert = tmp_path / "web" / "tls" / "cert.pem"  # web.state_dir in the state directory ($FAXBRIDGE_STATE_DIR)
     try:
         deadline = time.monotonic() + LOADED
         while not cert.exists() and time.monotonic() < deadline and proc.poll() is None:

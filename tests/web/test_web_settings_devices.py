@@ -64,6 +64,6 @@ def test_certificate_upload_is_checked_stored_privately_and_configured(tmp_path:
     key_file = Path(cfg.sip.tls_key)
     assert key_file.read_bytes() == key and stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert Path(cfg.sip.tls_cert).read_bytes() == cert
-    assert key_file.parent == (tmp_path / "var" / "web" / "tls").resolve()  # web.state_dir
+    assert key_file.parent == (tmp_path / "web" / "tls").resolve()  # web.state_dir, in the state directory
     assert box.read_text().startswith("# mine\n")
     assert key.decode() not in client.get("/settings/sip").get_data(as_text=True)

@@ -124,6 +124,7 @@ def test_run_and_web_without_config_load_the_file_the_web_ui_wrote(tmp_path: Pat
     from appliance.cli import _load
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FAXBRIDGE_STATE_DIR")  # the default state directory: ./var
     assert _load(None).source is None  # nothing written yet: the embedded defaults
     running = _load(None)
     doc = ConfigDoc.for_config(running)

@@ -81,7 +81,7 @@ def test_an_invalid_result_raises_and_writes_nothing(box: Path) -> None:
     doc.set_secret("delivery", "password", "never-written")
     with pytest.raises(ConfigError) as e:
         doc.save()
-    assert "routing.default: 'nobody' is not a mail address" in e.value.errors
+    assert "routing.default: 'nobody' is not a mail address: an email address must have an @-sign" in e.value.errors
     assert {p.name: p.read_bytes() for p in box.parent.iterdir()} == before  # no temp file left either
 
 
@@ -130,13 +130,15 @@ def test_a_backup_with_secrets_survives_a_secrets_file_holding_odd_names(box: Pa
     assert "gw2-secret" in ConfigDoc.load(box).with_secrets()
 
 
-def test_a_new_file_restates_the_running_paths_relative_to_itself(tmp_path: Path) -> None:
-    running = Config.from_dict({}, base_dir=tmp_path)  # embedded defaults, relative to the working dir
+def test_a_new_file_in_the_state_directory_keeps_every_path_where_the_defaults_put_it(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    running = Config.from_dict({}, base_dir=state)  # embedded defaults, relative to the state directory
     doc = ConfigDoc.for_config(running)
-    assert doc.path == tmp_path / "var" / "faxbridge.toml" and not doc.exists
+    assert doc.path == state / "faxbridge.toml" and not doc.exists
     doc.set("routing", "default", "x@example.com")
     cfg = doc.save()
-    loaded = Config.load(doc.path)
+    assert "spool" not in doc.main_text() and "state_dir" not in doc.main_text()  # nothing to restate
+    loaded = Config.load(doc.path, state_dir=state)
     for c in (cfg, loaded):
         assert c.path(c.spool.dir).resolve() == running.path(running.spool.dir).resolve()
         assert c.path(c.delivery.url).resolve() == running.path(running.delivery.url).resolve()

@@ -85,7 +85,7 @@ def test_wizard_from_an_empty_box_to_a_valid_configuration(anon_client: FlaskCli
     assert stat.S_IMODE(path.with_name("secrets.toml").stat().st_mode) == 0o600
     assert cfg.routing.default == "faxes@example.com" and cfg.delivery.admin == "it@example.com"
     assert cfg.web.setup_done is True
-    # the new file keeps the running box's spool where it was (paths restated relative to var/)
+    # the new file keeps the running box's spool where it was (both relative to the state directory)
     assert cfg.path(cfg.spool.dir).resolve() == config.path(config.spool.dir).resolve()
 
 
