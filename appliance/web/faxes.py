@@ -25,6 +25,7 @@ from appliance.web import render
 from appliance.web.params import (STATES, BadParam, cursor_param, date_range, email_param,
                                   format_cursor, int_param, search_param, state_param, text_param)
 from appliance.web.spoolview import get_spool, spool_root, writable_spool
+from appliance.web.zone import current_zone
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ HIDDEN_EXTRA = ("trace", "page_stats", "refused_pages")
 def list_query() -> tuple[FaxQuery, dict[str, str]]:
     """The list's filters from the URL, validated, and the same as link parameters."""
     args = request.args
-    since, until = date_range(args)
+    since, until = date_range(args, current_zone())
     query = FaxQuery(state=state_param(args), search=search_param(args), since=since, until=until,
                      caller=text_param(args, "caller"), called=text_param(args, "called"),
                      tsi=text_param(args, "tsi"), recipient=text_param(args, "recipient"))
