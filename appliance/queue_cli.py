@@ -4,7 +4,7 @@ Both work while the daemon runs: the spool is SQLite in WAL mode, so this proces
 for resend, writes one short transaction) beside the daemon.  The daemon's worker looks at the
 queue at least every ``MAX_IDLE`` seconds (60), so a resent job goes out within a minute.
 A fax is named by its number, as on the web pages and in the mails; ``resend`` also takes the
-hex id that older versions printed (decision 0013).  Times are in ``system.timezone``.
+hex id that older versions printed (decision 0014).  Times are in ``system.timezone``.
 """
 
 from __future__ import annotations

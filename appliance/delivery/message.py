@@ -245,7 +245,7 @@ def _facts(fax: FaxRecord, tz: localtime.Zone) -> list[tuple[str, str]]:
         ("Duration", f"{fax.duration:.0f} s" if fax.duration else ""),
         ("Result", fax.result_text),
         ("Received", localtime.format_time(received, tz)),
-        # the number the web UI, the CLI and the log use for this fax (decision 0013)
+        # the number the web UI, the CLI and the log use for this fax (decision 0014)
         ("Fax", f"number {int(fax.id)} on the fax appliance" if fax.id > 0 else "a test message"),
     ]
     return [(k, clean_text(v, 200) or "-") for k, v in rows]

@@ -48,7 +48,7 @@ PURGE_BATCH = 200
 
 @dataclass
 class FaxRecord:
-    #: the fax's number: what the web UI, the CLI, the mails and the log call it (decision 0013);
+    #: the fax's number: what the web UI, the CLI, the mails and the log call it (decision 0014);
     #: AUTOINCREMENT, so a deleted fax's number is never given to another
     id: int
     #: internal key, unique beyond this box: file names and Message-IDs, never shown as the fax's name

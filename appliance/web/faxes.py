@@ -39,7 +39,7 @@ IMAGE_MAX_AGE = 3600
 #: what Pillow raises on a broken or hostile TIFF (a page over the size limits is a ValueError,
 #: and the decompression-bomb warning is raised as an error while decoding): the spool's list
 RENDER_ERRORS = DECODE_ERRORS
-#: the internal id older versions showed as the fax's name (decision 0013)
+#: the internal id older versions showed as the fax's name (decision 0014)
 HEX_ID = re.compile(r"[0-9a-fA-F]{16}")
 #: the filter fields of the list's form, in the order the links carry them
 FILTERS = ("q", "state", "from", "to", "caller", "called", "tsi", "recipient")
@@ -153,7 +153,7 @@ def detail(fax_id: int) -> tuple[str, int] | Response:
 @bp.get("/faxes/<string(length=16):old_id>")
 def old_link(old_id: str) -> Response:
     """A fax named by the hex id older versions showed (CLI, alerts, logs): to its numbered page.
-    The number is the fax's one name now (decision 0013)."""
+    The number is the fax's one name now (decision 0014)."""
     spool = get_spool()
     fax = spool.get_fax_by_uid(old_id.lower()) if spool is not None and HEX_ID.fullmatch(old_id) else None
     if fax is None:
