@@ -55,10 +55,10 @@ def cmd_queue(args: argparse.Namespace, cfg: Config) -> int:
     with spool:
         rows = spool.list_jobs(state=args.state)
     tz = localtime.zone(cfg.system.timezone)
-    print(f"{'FAX':>6} {'RECIPIENT':<32} {'STATE':<15} {'TRIES':>5} {'NEXT TRY':<22} LAST ERROR / ADVICE")
+    print(f"{'FAX':<6} {'RECIPIENT':<32} {'STATE':<15} {'TRIES':>5} {'NEXT TRY':<22} LAST ERROR / ADVICE")
     for job in rows:
         waiting = job.state in ("queued", "failed_retrying")
-        print(f"{job.fax_id:>6} {job.recipient:<32} {job.state:<15} {job.attempts:>5} "
+        print(f"{job.fax_id:<6} {job.recipient:<32} {job.state:<15} {job.attempts:>5} "
               f"{_when(job.next_attempt if waiting else None, tz):<22} {hide(job.last_error) or '-'}")
     return 0
 
