@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from . import localtime
 from .config import Config, PeerConfig
 from .control import ApplianceControl, ControlServer
 from .delivery.message import is_um_notice
@@ -82,7 +83,8 @@ class Appliance:
         self.media_clock = MediaClock()
         self.media_totals = MediaTotals()  # /metrics: every call's media counters
         self.delivery = DeliveryWorker(self.spool, cfg.delivery, resolve_path=cfg.path,
-                                       refusal=lambda addr: self.cfg.routing.refusal(addr))
+                                       refusal=lambda addr: self.cfg.routing.refusal(addr),
+                                       zone=lambda: localtime.zone(self.cfg.system.timezone))
         self.calls: dict[str, InboundSipCall] = {}
         #: serial modem lines ([modem]); None when no device is configured and nothing is adopted
         self.modems: ModemManager | None = None

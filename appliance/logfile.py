@@ -6,14 +6,18 @@ the recent log; the web process finds it there too, whichever configuration file
 
 from __future__ import annotations
 
+import calendar
 import logging
 import logging.handlers
 import os
 import queue
+import re
+import time
 from collections import deque
 from pathlib import Path
 from typing import Any
 
+from . import localtime
 from .config import Config
 
 #: relative to the state directory, like every configured path (./var/log/faxbridge.log for make run)
@@ -21,6 +25,18 @@ LOG_FILE = "log/faxbridge.log"
 MAX_BYTES = 1024 * 1024
 BACKUPS = 3
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: the file's time stamps: UTC, marked Z ("2026-12-07T14:04:05.123Z"); the System page shows
+#: them in the owner's zone (``in_zone``)
+STAMP = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\.(\d{3})Z(?= )")
+
+
+class UtcFormatter(logging.Formatter):
+    """Log times in UTC with the zone marked: the file is storage, read on other machines and
+    after the owner changes the zone; a time in it must mean one instant."""
+
+    converter = time.gmtime
+    default_time_format = "%Y-%m-%dT%H:%M:%S"
+    default_msec_format = "%s.%03dZ"
 
 
 def log_path(cfg: Config) -> Path:
@@ -55,7 +71,7 @@ def add_file_logging(cfg: Config) -> logging.Handler | None:
     except OSError as e:
         logging.getLogger("faxbridge").warning("no log file at %s: %s", path, e)
         return None
-    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.setFormatter(UtcFormatter(FORMAT))
     logging.getLogger().addHandler(handler)
     return handler
 
@@ -76,6 +92,18 @@ def off_the_loop() -> logging.handlers.QueueListener:
     root.addHandler(logging.handlers.QueueHandler(q))
     listener.start()
     return listener
+
+
+def in_zone(line: str, tz: localtime.Zone) -> str:
+    """A log line with its UTC stamp shown in ``tz``, zone named; other lines as they are."""
+    m = STAMP.match(line)
+    if m is None:
+        return line
+    try:
+        when = calendar.timegm(time.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:  # digits in the right places that are no date
+        return line
+    return localtime.format_time(when, tz, f"{localtime.FULL}.{m.group(2)}") + line[m.end():]
 
 
 def tail(path: Path, lines: int = 200, max_bytes: int = 256 * 1024) -> list[str]:

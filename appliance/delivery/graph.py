@@ -215,10 +215,10 @@ class _Client:
                 if len(data) < UPLOAD_SESSION_MIN:
                     self.call("POST", f"{base}/attachments", expect=(201,), where=f"POST {short}/attachments", json={
                         "@odata.type": "#microsoft.graph.fileAttachment", "name": name,
-                        "contentType": part.get_content_type(),
+                        "contentType": attachment_type(part),
                         "contentBytes": base64.b64encode(data).decode()})
                 else:
-                    self.upload(base, short, name, part.get_content_type(), data)
+                    self.upload(base, short, name, attachment_type(part), data)
             r = self.call("POST", f"{base}/send", expect=(202,), where=f"POST {short}/send")
         except DeliveryError:
             self._discard(base)
@@ -268,6 +268,17 @@ class _Client:
                                  headers={"Authorization": "Bearer " + oauth.get_token(self.cfg)})
         except (DeliveryError, requests.RequestException) as e:
             log.warning("graph: could not delete a draft after a failed send: %s", type(e).__name__)
+
+
+def attachment_type(part: EmailMessage) -> str:
+    """The attachment's contentType for Graph, which builds the MIME of a draft itself: the
+    type with the fax hint ``application=faxbw`` the TIFF part carries (reference/exchange.md
+    section 4); the name goes in Graph's own ``name``."""
+    kind = part.get_content_type()
+    hint = part.get_param("application")
+    if isinstance(hint, str) and hint in ("faxbw", "faxcolor"):
+        return f"{kind}; application={hint}"
+    return kind
 
 
 def draft_json(msg: EmailMessage) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 Everything the far end or the network sent us (TSI, caller name and number, called number) is
 untrusted: control characters never reach a header, the HTML body escapes it, and the attachment
-name is built from our own clock and uid only.  Headers are encoded per RFC 2047 by the email
-package (policy ``utf8=False``), so the message is 7-bit clean for any SMTP server.
+name is built from our own clock and the fax's number only.  Headers are encoded per RFC 2047 by
+the email package (policy ``utf8=False``), so the message is 7-bit clean for any SMTP server.
+Times are in the owner's zone, named (``appliance.localtime``).
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ import re
 import string
 import time
 import unicodedata
-from datetime import datetime
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime
 
+from appliance import localtime
 from appliance.delivery import tiff_profiles
 from appliance.fax.session import PAGE_TOO_LARGE
 from appliance.spandsp.t30 import CALL_DROPPED as T30_CALL_DROPPED
@@ -93,12 +94,12 @@ def exchange_um(fax: FaxRecord) -> dict | None:
         return None
     raw = str(um.get("context_raw") or "").strip()
     if not raw or not re.fullmatch(r"[A-Za-z0-9+/]+={0,2}", raw) or len(raw) > _UM_CONTEXT_MAX:
-        log.warning("fax %s: Exchange UM context missing or not base64: sent as plain mail", fax.uid)
+        log.warning("fax %s: Exchange UM context missing or not base64: sent as plain mail", fax.id)
         return None
     try:
         base64.b64decode(raw, validate=True)
     except (binascii.Error, ValueError):
-        log.warning("fax %s: Exchange UM context does not decode: sent as plain mail", fax.uid)
+        log.warning("fax %s: Exchange UM context does not decode: sent as plain mail", fax.id)
         return None
     return {**um, "context_raw": raw}
 
@@ -143,7 +144,7 @@ def _default_subject(fax: FaxRecord) -> str:
 _PLACEHOLDERS = ("caller", "called", "tsi", "pages", "line", "date")
 
 
-def _fill(template: str, fax: FaxRecord) -> str | None:
+def _fill(template: str, fax: FaxRecord, tz: localtime.Zone) -> str | None:
     """The route's subject template with cleaned values; None if it uses anything but plain names."""
     try:
         fields = list(string.Formatter().parse(template))
@@ -156,27 +157,29 @@ def _fill(template: str, fax: FaxRecord) -> str | None:
         "caller": caller_label(fax), "called": clean_text(fax.called_number, 60),
         "tsi": clean_text(fax.remote_ident, 60), "pages": str(int(fax.pages)),
         "line": clean_text(fax.line, 60),
-        "date": time.strftime("%Y-%m-%d %H:%M", time.localtime(fax.finished or fax.created)),
+        "date": localtime.format_time(fax.finished or fax.created, tz, localtime.MINUTES),
     }
     return "".join(lit + (values[name] if name is not None else "") for lit, name, _, _ in fields)
 
 
-def subject(fax: FaxRecord) -> str:
-    """From the route's template when it has one, else the built-in; incomplete faxes say so."""
+def subject(fax: FaxRecord, tz: localtime.Zone = None) -> str:
+    """From the route's template when it has one, else the built-in; incomplete faxes say so.
+    A ``{date}`` in the template is in ``tz``, the owner's zone, named."""
     template = route(fax)["subject"]
-    filled = _fill(template, fax) if template else None
+    filled = _fill(template, fax, tz) if template else None
     if template and filled is None:
-        log.warning("fax %s: subject template %r unusable: default subject", fax.uid, template)
+        log.warning("fax %s: subject template %r unusable: default subject", fax.id, template)
     text = clean_text(filled, 200) if filled else ""
     if not text:
         return _default_subject(fax)
     return text if fax.complete else clean_text(f"Incomplete fax ({fax.pages} received): {text}", 200)
 
 
-def attachment_name(fax: FaxRecord, ext: str = "tif") -> str:
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(fax.created))
-    uid = re.sub(r"[^0-9a-f]", "", fax.uid.lower())[:32] or "fax"
-    return f"fax-{stamp}-{uid}.{ext}"
+def attachment_name(fax: FaxRecord, ext: str = "tif", tz: localtime.Zone = None) -> str:
+    """'fax-20261207-150405-12.tif': the time received in the owner's zone and the fax's number
+    (built from our own clock and counter only: nothing the caller sent reaches a file name)."""
+    number = str(int(fax.id)) if fax.id > 0 else "test"
+    return f"fax-{localtime.stamp(fax.created, tz)}-{number}.{ext}"
 
 
 def attachments(fax: FaxRecord, image: bytes, *, um: bool) -> list[tuple[str, bytes]]:
@@ -200,7 +203,7 @@ def attachments(fax: FaxRecord, image: bytes, *, um: bool) -> list[tuple[str, by
         try:
             out.append(("pdf", tiff_profiles.to_pdf(image)))
         except (ValueError, OSError) as e:
-            log.warning("fax %s: no PDF (%s): the TIFF goes instead", fax.uid, e)
+            log.warning("fax %s: no PDF (%s): the TIFF goes instead", fax.id, e)
             if fmt == "pdf" and _raw_is_safe(fax, image):
                 out.append(("tiff", image))
     return out
@@ -215,10 +218,10 @@ def _convert(fax: FaxRecord, image: bytes, flavour: str) -> bytes | None:
     except (ValueError, OSError, RuntimeError) as e:
         if not _raw_is_safe(fax, image):
             log.warning("fax %s: %s conversion failed (%s): no TIFF, the file holds a refused page",
-                        fax.uid, flavour, e)
+                        fax.id, flavour, e)
             return None
         log.warning("fax %s: %s conversion failed (%s): the stored TIFF goes as received",
-                    fax.uid, flavour, e)
+                    fax.id, flavour, e)
         return image
 
 
@@ -227,7 +230,7 @@ def _raw_is_safe(fax: FaxRecord, image: bytes) -> bool:
     return not refused_pages(fax) and not tiff_profiles.oversized_pages(image)
 
 
-def _facts(fax: FaxRecord) -> list[tuple[str, str]]:
+def _facts(fax: FaxRecord, tz: localtime.Zone) -> list[tuple[str, str]]:
     received = fax.finished or fax.created
     rows = [
         ("Caller number", fax.caller_number),
@@ -241,7 +244,9 @@ def _facts(fax: FaxRecord) -> list[tuple[str, str]]:
         ("Resolution", fax.resolution),
         ("Duration", f"{fax.duration:.0f} s" if fax.duration else ""),
         ("Result", fax.result_text),
-        ("Received", time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(received))),
+        ("Received", localtime.format_time(received, tz)),
+        # the number the web UI, the CLI and the log use for this fax (decision 0014)
+        ("Fax", f"number {int(fax.id)} on the fax appliance" if fax.id > 0 else "a test message"),
     ]
     return [(k, clean_text(v, 200) or "-") for k, v in rows]
 
@@ -276,40 +281,68 @@ def _attached(fax: FaxRecord, kinds: list[str]) -> str:
     return "The fax is attached as " + " and as ".join(names[k] for k in kinds) + "."
 
 
-def _plain(fax: FaxRecord, kinds: list[str]) -> str:
-    width = max(len(k) for k, _ in _facts(fax))
+def _plain(fax: FaxRecord, kinds: list[str], tz: localtime.Zone) -> str:
+    facts = _facts(fax, tz)
+    width = max(len(k) for k, _ in facts)
     lines = [_warning(fax), ""] if _warning(fax) else []
-    lines.append(f"{subject(fax)}. {_attached(fax, kinds)}")
+    lines.append(f"{subject(fax, tz)}. {_attached(fax, kinds)}")
     lines.append("")
-    lines += [f"{k + ':':<{width + 1}} {v}" for k, v in _facts(fax)]
+    lines += [f"{k + ':':<{width + 1}} {v}" for k, v in facts]
     return "\n".join(lines) + "\n"
 
 
-def _html(fax: FaxRecord, kinds: list[str]) -> str:
+def _html(fax: FaxRecord, kinds: list[str], tz: localtime.Zone) -> str:
     e = html.escape
-    rows = "\n".join(f"<tr><th align=\"left\">{e(k)}</th><td>{e(v)}</td></tr>" for k, v in _facts(fax))
+    title = subject(fax, tz)
+    rows = "\n".join(f"<tr><th align=\"left\">{e(k)}</th><td>{e(v)}</td></tr>" for k, v in _facts(fax, tz))
     warning = ""
     if _warning(fax):
         warning = (f"<p style=\"color:#b00020;font-weight:bold;border:2px solid #b00020;padding:8px\">"
                    f"{e(_warning(fax))}</p>\n")
-    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{e(subject(fax))}</title></head>"
-            f"<body>\n{warning}<p>{e(subject(fax))}. {e(_attached(fax, kinds))}</p>\n"
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{e(title)}</title></head>"
+            f"<body>\n{warning}<p>{e(title)}. {e(_attached(fax, kinds))}</p>\n"
             f"<table>\n{rows}\n</table>\n</body></html>\n")
 
 
+def addressees(r: dict, recipient: str) -> tuple[list[str], list[str]]:
+    """The message's (To, Cc): the route's when this copy goes to the route's own addresses, so
+    every copy of one delivery reads the same; else (a resend to another address) that address
+    alone, so the mail is addressed to whoever it was sent to and names no one else."""
+    targets = [clean_text(a, 254) for a in recipient.split(",") if clean_text(a, 254)]
+    routed = {a.lower() for a in r["to"] + r["cc"]}
+    if r["to"] and targets and all(t.lower() in routed for t in targets):
+        return r["to"], r["cc"]
+    return targets, []
+
+
+def _fax_content_type(part: EmailMessage, name: str) -> None:
+    """``image/tiff; application=faxbw; name="..."``, as on-ramps and fax partners write it
+    (RFC 2301 9.1; reference/exchange.md section 4), with the hint as a bare token: the email
+    package would quote it, and some receivers compare the text.  Set raw, folded by hand before
+    ``name``, so no refolding rewrites it; ``name`` is our own digits and letters only."""
+    others = [(k, v) for k, v in part.items() if k.lower() != "content-type"]
+    for k in {k for k, _ in part.items()}:
+        del part[k]
+    part.set_raw("Content-Type", f'image/tiff; application=faxbw;\n name="{name}"')
+    for k, v in others:
+        part[k] = v
+
+
 def render_message(fax: FaxRecord, recipient: str, *, from_addr: str, image: bytes, message_id: str,
-                   now: float | None = None) -> EmailMessage:
+                   now: float | None = None, tz: localtime.Zone = None) -> EmailMessage:
     """The fax as an RFC 3965-style mail, or an Exchange UM partner message when UM referred the call.
 
-    Attachments follow the route (TIFF-F, Profile S, PDF or both); UM mode gets exactly one
-    image/tiff.  Raises ValueError for an empty image: a "fax received" mail without the fax
+    ``recipient`` is whom this copy goes to (the job's address; the archive's copy names them
+    all); ``tz`` is the owner's zone (``system.timezone``), for every time the mail shows and its
+    Date header.  Attachments follow the route (TIFF-F, Profile S, PDF or both); UM mode gets
+    exactly one image/tiff.  Raises ValueError for an empty image: a "fax received" mail without the fax
     would be worse than a delivery that waits.  The one exception is a UM-referred call with no
     page (``is_um_notice``): Exchange wants a partner message without attachment (status 2.4 or
     5.0) to show the recipient a missed call.
     """
     notice = is_um_notice(fax)
     if not image and not notice:
-        raise ValueError(f"fax {fax.uid}: refusing to render a message without the image")
+        raise ValueError(f"fax {fax.id}: refusing to render a message without the image")
     um = exchange_um(fax)
     r = route(fax)
     parts = [] if notice else attachments(fax, image, um=um is not None)
@@ -317,12 +350,13 @@ def render_message(fax: FaxRecord, recipient: str, *, from_addr: str, image: byt
     when = fax.created or (now if now is not None else time.time())
     msg = EmailMessage(policy=POLICY if um is None else UM_POLICY)
     msg["From"] = clean_text(from_addr, 254)
-    msg["To"] = ", ".join(r["to"]) if r["to"] else clean_text(recipient, 254)
-    if r["cc"]:
-        msg["Cc"] = ", ".join(r["cc"])
-    msg["Date"] = format_datetime(datetime.fromtimestamp(when).astimezone())
+    to, cc = addressees(r, recipient)
+    msg["To"] = ", ".join(to)
+    if cc:
+        msg["Cc"] = ", ".join(cc)
+    msg["Date"] = format_datetime(localtime.at(when, tz))
     msg["Message-ID"] = clean_text(message_id, 254)
-    msg["Subject"] = subject(fax)
+    msg["Subject"] = subject(fax, tz)
     msg["X-FaxNumberOfPages"] = str(int(fax.pages))
     if clean_text(fax.caller_number):
         msg["X-CallingTelephoneNumber"] = clean_text(fax.caller_number, 60)
@@ -332,15 +366,16 @@ def render_message(fax: FaxRecord, recipient: str, *, from_addr: str, image: byt
         msg["X-MS-Exchange-UM-PartnerContent"] = "fax"
         msg["X-MS-Exchange-UM-PartnerStatus"] = um_status(fax)
         msg["X-MS-Exchange-UM-PartnerContext"] = um["context_raw"]
-    msg.set_content(_plain(fax, kinds), cte="quoted-printable")
-    msg.add_alternative(_html(fax, kinds), subtype="html", cte="quoted-printable")
+    msg.set_content(_plain(fax, kinds, tz), cte="quoted-printable")
+    msg.add_alternative(_html(fax, kinds, tz), subtype="html", cte="quoted-printable")
     for kind, data in parts:
         if kind == "pdf":
             msg.add_attachment(data, maintype="application", subtype="pdf",
-                               filename=attachment_name(fax, "pdf"))
+                               filename=attachment_name(fax, "pdf", tz))
         else:
-            msg.add_attachment(data, maintype="image", subtype="tiff", filename=attachment_name(fax),
-                               params={"application": "faxbw"})
+            name = attachment_name(fax, "tif", tz)
+            msg.add_attachment(data, maintype="image", subtype="tiff", filename=name)
+            _fax_content_type(msg.get_payload()[-1], name)
     for part in msg.walk():
         if part is not msg:
             del part["MIME-Version"]

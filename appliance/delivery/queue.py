@@ -26,6 +26,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Callable
 
+from appliance import localtime
 from appliance.config import DeliveryConfig
 from appliance.delivery.advice import advise_exception, advise_text, with_advice
 from appliance.delivery.alert import render_alert
@@ -69,8 +70,12 @@ class DeliveryWorker:
     def __init__(self, spool: Spool, cfg: DeliveryConfig, *, clock: Callable[[], float] = time.time,
                  resolve_path: Callable[[str], Path] = lambda p: Path(p),
                  rng: random.Random = random.Random(),
-                 refusal: Callable[[str], str | None] = lambda addr: None):
+                 refusal: Callable[[str], str | None] = lambda addr: None,
+                 zone: Callable[[], localtime.Zone] = lambda: None):
         self.spool = spool
+        #: the owner's time zone (system.timezone) for the times a mail shows, asked per message
+        #: so a reload applies at the next one
+        self.zone = zone
         #: why an address may not get a fax (routing.accepted_domains), checked again before each
         #: send: a job queued by an older version or a stale resend never leaves the box
         self.refusal = refusal
@@ -170,7 +175,7 @@ class DeliveryWorker:
         if not image and is_um_notice(fax):
             pass  # a UM missed-call notice: the one message that has no image
         elif not image:
-            log.error("fax %s: image %s unusable (%s): job %s to %s is dead", fax.uid, path, missing,
+            log.error("fax %s: image %s unusable (%s): job %s to %s is dead", fax.id, path, missing,
                       job.id, job.recipient)
             await self._dead(job, f"fax image missing: {fax.image or '-'} ({missing})")
             return
@@ -188,7 +193,8 @@ class DeliveryWorker:
             to = ", ".join(others) or self.cfg.from_
         # rendering (base64, header folding) is pure Python: off the loop, where RTP runs
         msg = await self._io(functools.partial(render_message, fax, to, from_addr=self.cfg.from_,
-                                               image=image, message_id=job.message_id, now=now))
+                                               image=image, message_id=job.message_id, now=now,
+                                               tz=self.zone()))
         size = await self._io(lambda: len(msg.as_bytes()))
         if size > self.cfg.max_message_bytes and not archive:  # a limit of the mail servers, not ours
             await self._dead(job, with_advice(
@@ -210,7 +216,7 @@ class DeliveryWorker:
         except OSError as e:  # maildir: disk full, permissions; may clear up
             await self._retry(job, with_advice(f"{type(e).__name__}: {e}", advise_exception(e)))
         else:
-            log.info("fax %s delivered to %s as %s: %s", fax.uid, job.recipient, job.message_id, reply)
+            log.info("fax %s delivered to %s as %s: %s", fax.id, job.recipient, job.message_id, reply)
             await self._record(self.spool.job_delivered, job.id, self.clock(), reply)
 
     def _send(self, msg: EmailMessage, recipient: str) -> str:
@@ -265,7 +271,7 @@ class DeliveryWorker:
                                "job or fax gone", self.clock())
                 continue
             msg = render_alert(fax, job, job.last_error, admin=alert["admin"], from_addr=self.cfg.from_,
-                               now=self.clock())
+                               now=self.clock(), tz=self.zone())
             try:
                 await self._io(self._send, msg, alert["admin"])
             except (TemporaryDeliveryError, PermanentDeliveryError, OSError) as e:
@@ -277,7 +283,7 @@ class DeliveryWorker:
                 await self._io(functools.partial(self.spool.alert_retry, give_up=give_up), job.id, str(e),
                                now + backoff(self.cfg, alert["attempts"] + 1, self.rng))
             else:
-                log.info("alerted %s: fax %s to %s is dead", alert["admin"], fax.uid, job.recipient)
+                log.info("alerted %s: fax %s to %s is dead", alert["admin"], fax.id, job.recipient)
                 await self._io(self.spool.alert_sent, job.id, self.clock())
                 sent += 1
         return sent

@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
+from .. import localtime
 from ..config import Config, address_problem
 from ..fax.pages import STANDARD, write_fax_tiff
 from ..fax.testpages import demo_pages
@@ -50,7 +51,8 @@ def cmd_test_delivery(args: argparse.Namespace, cfg: Config) -> int:
         return 2
     fax, image = trial_fax()
     msg = render_message(fax, to, from_addr=cfg.delivery.from_, image=image,
-                         message_id=f"<{fax.uid}@faxbridge.test-delivery>")
+                         message_id=f"<{fax.uid}@faxbridge.test-delivery>",
+                         tz=localtime.zone(cfg.system.timezone))
     where = cfg.delivery.url  # what the backend sends to; direct and graph have no url
     if cfg.delivery.backend == "direct":
         from .direct import mx_description

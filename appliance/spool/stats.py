@@ -6,7 +6,6 @@ Every query here is bounded: it runs on an index or over a fixed number of rows,
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,12 +29,6 @@ def oldest_waiting(spool: Spool) -> float | None:
     """When the oldest job still waiting for delivery (queued or retrying) was created."""
     row = spool._query("SELECT min(created) FROM jobs WHERE state IN ('queued', 'failed_retrying')")
     return row[0][0]
-
-
-def start_of_today(now: float | None = None) -> float:
-    """Local midnight: "today" is the appliance's day, as the owner reads the clock."""
-    t = time.localtime(now if now is not None else time.time())
-    return time.mktime((t.tm_year, t.tm_mon, t.tm_mday, 0, 0, 0, 0, 0, -1))
 
 
 @dataclass

@@ -48,7 +48,10 @@ PURGE_BATCH = 200
 
 @dataclass
 class FaxRecord:
+    #: the fax's number: what the web UI, the CLI, the mails and the log call it (decision 0014);
+    #: AUTOINCREMENT, so a deleted fax's number is never given to another
     id: int
+    #: internal key, unique beyond this box: file names and Message-IDs, never shown as the fax's name
     uid: str
     state: str
     created: float
@@ -340,13 +343,13 @@ class Spool:
         if scan.readable == 0:
             return self._commit_no_fax(fax, now, complete=complete)
         if scan.readable < scan.claimed:
-            log.warning("fax %s: %d of %d pages decode; keeping the first %d", fax.uid, scan.readable,
+            log.warning("fax %s: %d of %d pages decode; keeping the first %d", fax.id, scan.readable,
                         scan.claimed, scan.readable)
             try:
                 keep_first_pages(src, scan.readable)
                 scan = scan_pages(src)
             except Exception:  # a damaged tail must not cost the good pages
-                log.exception("fax %s: could not rewrite without the damaged page", fax.uid)
+                log.exception("fax %s: could not rewrite without the damaged page", fax.id)
             if scan.readable == 0:
                 return self._commit_no_fax(fax, now, complete=complete)
         fsync_file(src)
@@ -374,8 +377,8 @@ class Spool:
                        " WHERE id=? AND state='receiving'", (good, int(complete), now, image, fax_id))
         crash_point("finish.committed")
         if scan.refused:
-            log.warning("fax %s: %s", fax.uid, refusal_text(scan))
-        log.info("fax %s received: %d page(s)%s", fax.uid, good, "" if complete else ", incomplete")
+            log.warning("fax %s: %s", fax.id, refusal_text(scan))
+        log.info("fax %s received: %d page(s)%s", fax.id, good, "" if complete else ", incomplete")
         done = self.get_fax(fax_id)
         assert done is not None
         return done
@@ -387,7 +390,7 @@ class Spool:
         crash_point("finish.nofax_committed")
         for p in (self.incoming_path(fax), self.final_path(fax)):
             p.unlink(missing_ok=True)
-        log.info("call %s ended without a readable page", fax.uid)
+        log.info("fax %s: the call ended without a readable page", fax.id)
         done = self.get_fax(fax.id)
         assert done is not None
         return done
@@ -461,7 +464,7 @@ class Spool:
                 raise KeyError(f"no fax {fax_id}")
             uid, state = row
             if state == "receiving" or (state == "no_fax" and not notice):
-                raise ValueError(f"fax {uid} is {state}: nothing to deliver")
+                raise ValueError(f"fax {fax_id} is {state}: nothing to deliver")
             n = db.execute("SELECT count(*) FROM jobs WHERE fax_id=?", (fax_id,)).fetchone()[0]
             for rcpt in dict.fromkeys(recipients):
                 exists = db.execute("SELECT 1 FROM jobs WHERE fax_id=? AND recipient=?",
@@ -576,12 +579,11 @@ class Spool:
 
     # -- listing and resending ------------------------------------------------------------------
 
-    def list_jobs(self, *, state: str | None = None, limit: int = 200) -> list[tuple[Job, str]]:
-        """Jobs newest first, each with its fax's uid (what admins quote)."""
-        where, params = ("WHERE jobs.state=?", [state]) if state else ("", [])
-        rows = self._query(f"SELECT jobs.*, faxes.uid AS fax_uid FROM jobs JOIN faxes ON faxes.id=jobs.fax_id"
-                           f" {where} ORDER BY jobs.id DESC LIMIT ?", (*params, int(limit)))
-        return [(_job_from_row(r), r["fax_uid"]) for r in rows]
+    def list_jobs(self, *, state: str | None = None, limit: int = 200) -> list[Job]:
+        """Jobs newest first; each names its fax by ``fax_id``, the number admins quote."""
+        where, params = ("WHERE state=?", [state]) if state else ("", [])
+        rows = self._query(f"SELECT * FROM jobs {where} ORDER BY id DESC LIMIT ?", (*params, int(limit)))
+        return [_job_from_row(r) for r in rows]
 
     def resend(self, fax_id: int, recipient: str, now: float) -> Job:
         """Queue a fax again for ``recipient``, as a new message with its own Message-ID.
@@ -601,7 +603,7 @@ class Spool:
                 raise KeyError(f"no fax {fax_id}")
             uid, fax_state = row
             if fax_state in ("receiving", "no_fax"):
-                raise ValueError(f"fax {uid} is {fax_state}: nothing to deliver")
+                raise ValueError(f"fax {fax_id} is {fax_state}: nothing to deliver")
             job = db.execute("SELECT id, state FROM jobs WHERE fax_id=? AND recipient=?",
                              (fax_id, recipient)).fetchone()
             message_id = f"<{uid}.{secrets.token_hex(6)}@faxbridge>"
@@ -614,7 +616,7 @@ class Spool:
                            (message_id, now, now, job[0]))
                 db.execute("DELETE FROM alerts WHERE job_id=?", (job[0],))
             else:
-                raise ValueError(f"fax {uid} to {recipient} is still {job[1]}: it will be delivered")
+                raise ValueError(f"fax {fax_id} to {recipient} is still {job[1]}: it will be delivered")
             self._refresh_fax_state(db, fax_id)
         found = [j for j in self.jobs_for(fax_id) if j.recipient == recipient]
         return found[0]
@@ -644,15 +646,15 @@ class Spool:
                 raise KeyError(f"no fax {fax_id}")
             fax = _fax_from_row(found)
             if fax.state == "receiving":
-                raise ValueError(f"fax {fax.uid} is still being received")
+                raise ValueError(f"fax {fax.id} is still being received")
             busy = db.execute("SELECT count(*) FROM jobs WHERE fax_id=? AND state='delivering'",
                               (fax_id,)).fetchone()[0]
             if busy:
-                raise ValueError(f"fax {fax.uid} is being delivered right now; try again in a minute")
+                raise ValueError(f"fax {fax.id} is being delivered right now; try again in a minute")
             self._delete_rows(db, [fax_id])
         crash_point("delete.committed")
         self._delete_files([fax])
-        log.info("fax %s deleted", fax.uid)
+        log.info("fax %s deleted", fax.id)
         return fax
 
     def purge_older_than(self, cutoff: float) -> int:

@@ -19,6 +19,7 @@ from appliance.web import daemonlink, faxes, health
 from appliance.web.faxes import COUNT_CAP, list_query
 from appliance.web.params import BadParam, email_param, int_param, text_param
 from appliance.web.spoolview import fax_dict, get_spool, writable_spool
+from appliance.web.zone import current_zone
 
 log = logging.getLogger("faxbridge.web.api")
 
@@ -105,7 +106,7 @@ def status() -> Response:
     """What the dashboard shows: daemon, lines, calls in progress, today's faxes, queue, disk, alerts."""
     cfg = current_app.config["FAXBRIDGE"]
     live, why = daemonlink.status()
-    s = health.summary(cfg, get_spool(), live, why)
+    s = health.summary(cfg, get_spool(), live, why, current_zone())
     return jsonify(daemon_up=s.daemon_up, daemon_error=s.daemon_error, lines=s.lines, calls=s.calls,
                    today=_plain(s.today), queue=s.queue, oldest_waiting=s.oldest_waiting,
                    disk=_plain(s.disk), alerts=[_plain(a) for a in s.alerts])

@@ -7,7 +7,6 @@ below forbid inline script, framing and content sniffing as a second line of def
 
 from __future__ import annotations
 
-import time
 
 from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
@@ -19,6 +18,7 @@ from appliance.web import settings, wizard
 from appliance.web import dashboard, metrics, system
 from appliance.web.params import BadParam
 from appliance.web.spoolview import close_spool
+from appliance.web.zone import format_time
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'",
@@ -40,7 +40,8 @@ def create_app(config: Config) -> Flask:
     app.config["FAXBRIDGE"] = config
     app.jinja_env.autoescape = True  # every template, whatever its file name
     app.jinja_env.globals["has_endpoint"] = lambda name: name in app.view_functions
-    app.jinja_env.filters.update(when=fmt_time, duration=fmt_duration, state_label=state_label,
+    # every time a page shows goes through ``when``: the owner's zone, named (appliance/localtime.py)
+    app.jinja_env.filters.update(when=format_time, duration=fmt_duration, state_label=state_label,
                                  state_class=state_class, dash=dash)
     auth.init_app(app, config.path(config.web.state_dir), https=config.web.https,
                   session_hours=config.web.session_hours)
@@ -93,13 +94,6 @@ def http_error(e: HTTPException) -> tuple[Response | str, int]:
     if _wants_json():
         return jsonify(error=e.description or e.name), code
     return render_template("error.html", code=code, title=e.name, message=e.description), code
-
-
-def fmt_time(ts: float | None) -> str:
-    """Local time of the appliance, to the second; empty for a missing time."""
-    if ts is None:
-        return ""
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
 def fmt_duration(seconds: float | None) -> str:

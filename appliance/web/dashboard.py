@@ -15,6 +15,7 @@ from appliance.control import ControlClient, ControlError
 from appliance.web import daemonlink, health
 from appliance.web.faxes import FILTERS
 from appliance.web.spoolview import get_spool
+from appliance.web.zone import current_zone
 
 bp = Blueprint("dashboard", __name__)
 
@@ -36,7 +37,7 @@ def index() -> Response | str:
         return redirect(f"{url_for('faxes.index')}?{qs}")
     cfg: Config = current_app.config["FAXBRIDGE"]
     status, why = daemonlink.status()
-    s = health.summary(cfg, get_spool(), status, why)
+    s = health.summary(cfg, get_spool(), status, why, current_zone())
     return render_template("dashboard.html", s=s, human_bytes=health.human_bytes, now=time.time(),
                            setup_done=_setup_done())
 
@@ -52,6 +53,7 @@ def events() -> Response:
     seconds = float(current_app.config.get("FAXBRIDGE_STREAM_SECONDS", STREAM_SECONDS))
     interval = float(current_app.config.get("FAXBRIDGE_STREAM_INTERVAL", INTERVAL))
     client = ControlClient(daemonlink.socket_path(cfg), daemonlink.STATUS_TIMEOUT)
+    tz = current_zone()  # the stream runs outside the request: one zone for its five minutes
 
     def stream() -> Iterator[str]:
         try:
@@ -63,7 +65,7 @@ def events() -> Response:
                     status, why = (reply, "") if reply.get("ok") else (None, str(reply.get("error")))
                 except ControlError as e:
                     status, why = None, str(e)
-                yield f"event: status\ndata: {json.dumps(health.live(cfg, status, why))}\n\n"
+                yield f"event: status\ndata: {json.dumps(health.live(cfg, status, why, tz))}\n\n"
                 if time.monotonic() + interval > end:
                     return
                 time.sleep(interval)

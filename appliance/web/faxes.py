@@ -25,6 +25,7 @@ from appliance.web import render
 from appliance.web.params import (STATES, BadParam, cursor_param, date_range, email_param,
                                   format_cursor, int_param, search_param, state_param, text_param)
 from appliance.web.spoolview import get_spool, spool_root, writable_spool
+from appliance.web.zone import current_zone
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ IMAGE_MAX_AGE = 3600
 #: what Pillow raises on a broken or hostile TIFF (a page over the size limits is a ValueError,
 #: and the decompression-bomb warning is raised as an error while decoding): the spool's list
 RENDER_ERRORS = DECODE_ERRORS
+#: the internal id older versions showed as the fax's name (decision 0014)
+HEX_ID = re.compile(r"[0-9a-fA-F]{16}")
 #: the filter fields of the list's form, in the order the links carry them
 FILTERS = ("q", "state", "from", "to", "caller", "called", "tsi", "recipient")
 #: extra keys shown elsewhere on the detail page, or too bulky for the facts list (the pages
@@ -48,7 +51,7 @@ HIDDEN_EXTRA = ("trace", "page_stats", "refused_pages")
 def list_query() -> tuple[FaxQuery, dict[str, str]]:
     """The list's filters from the URL, validated, and the same as link parameters."""
     args = request.args
-    since, until = date_range(args)
+    since, until = date_range(args, current_zone())
     query = FaxQuery(state=state_param(args), search=search_param(args), since=since, until=until,
                      caller=text_param(args, "caller"), called=text_param(args, "called"),
                      tsi=text_param(args, "tsi"), recipient=text_param(args, "recipient"))
@@ -135,11 +138,27 @@ def trust_notes(fax: FaxRecord) -> list[str]:
 
 
 @bp.get("/faxes/<int:fax_id>")
-def detail(fax_id: int) -> tuple[str, int]:
+def detail(fax_id: int) -> tuple[str, int] | Response:
     """Everything known about one fax: call facts, T.30 trace, delivery and every page."""
+    segment = request.path.rstrip("/").rsplit("/", 1)[-1]
+    if len(segment) == 16:  # an old hex id made of digits only lands here, not in old_link
+        found = get_spool()
+        if found is not None and found.get_fax(fax_id) is None and found.get_fax_by_uid(segment):
+            return old_link(segment)
     resent = request.args.get("resent", "")
     return _detail(fax_id, resent=resent if resent in ("1", "0") else "",
                    skipped=int_param(request.args, "skipped", 0, 0, 1000))
+
+
+@bp.get("/faxes/<string(length=16):old_id>")
+def old_link(old_id: str) -> Response:
+    """A fax named by the hex id older versions showed (CLI, alerts, logs): to its numbered page.
+    The number is the fax's one name now (decision 0014)."""
+    spool = get_spool()
+    fax = spool.get_fax_by_uid(old_id.lower()) if spool is not None and HEX_ID.fullmatch(old_id) else None
+    if fax is None:
+        abort(404, f"There is no fax {old_id}.")
+    return redirect(url_for("faxes.detail", fax_id=fax.id), 301)
 
 
 @bp.get("/faxes/<int:fax_id>/pages/<int:page>.png")
@@ -257,16 +276,16 @@ def resend_fax(fax: FaxRecord, recipients: list[str] | None
         for rcpt in recipients:
             why = routing.refusal(rcpt)
             if why:
-                log.warning("resend of fax %s refused: %s", fax.uid, why)
+                log.warning("resend of fax %s refused: %s", fax.id, why)
                 refused.append((rcpt, why))
                 continue
             try:
                 queued.append(spool.resend(fax.id, rcpt, time.time()))
             except ValueError as e:  # still on its way: it will be delivered anyway
-                log.info("resend of fax %s to %s skipped: %s", fax.uid, rcpt, e)
+                log.info("resend of fax %s to %s skipped: %s", fax.id, rcpt, e)
                 skipped.append((rcpt, str(e)))
     if queued:
-        log.info("fax %s resent to %d recipient(s)", fax.uid, len(queued))
+        log.info("fax %s resent to %d recipient(s)", fax.id, len(queued))
         wake_daemon()
     return queued, skipped, refused
 
@@ -289,12 +308,12 @@ def delete(fax_id: int) -> Response | tuple[str, int]:
         except KeyError:
             abort(404, f"There is no fax {fax_id}.")
         except ValueError as e:
-            log.info("delete of fax %s refused: %s", fax.uid, e)
+            log.info("delete of fax %s refused: %s", fax.id, e)
             fresh = spool.get_fax(fax_id) or fax
             return render_template("fax_delete.html", fax=fresh,
                                    refusal=_delete_refusal(fresh, spool.jobs_for(fax_id))
                                    or "It is busy right now; try again in a minute."), 409
-    log.info("fax %s deleted from the web page", fax.uid)
+    log.info("fax %s deleted from the web page", fax.id)
     return redirect(url_for("faxes.index", deleted=fax_id))
 
 
@@ -326,10 +345,11 @@ def _is_mail(recipient: str) -> bool:
 
 
 def download_name(fax: FaxRecord, ext: str = "tif") -> str:
-    """'fax-20260105-140312-<uid>.tif' from the uid and date only (no TSI or caller name)."""
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(fax.created))
-    uid = re.sub(r"[^A-Za-z0-9_-]", "", fax.uid)[:40] or str(fax.id)
-    return f"fax-{stamp}-{uid}.{ext}"
+    """The mail attachment's name, 'fax-20260105-140312-12.tif': time received (owner's zone) and
+    the fax's number only (no TSI or caller name)."""
+    from appliance.delivery.message import attachment_name  # not at import: it loads the spandsp binding
+
+    return attachment_name(fax, ext, current_zone())
 
 
 def _fax_or_404(fax_id: int) -> tuple[Spool, FaxRecord]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from appliance import localtime
 from appliance.config import Config
 from appliance.spool import stats as spool_stats
 from appliance.spool.store import Spool
@@ -78,7 +79,7 @@ def disk_usage(path: Path) -> Disk | None:
     return Disk(str(path), du.total, du.free)
 
 
-def lines(cfg: Config, status: dict[str, Any] | None) -> list[dict[str, str]]:
+def lines(cfg: Config, status: dict[str, Any] | None, tz: localtime.Zone = None) -> list[dict[str, str]]:
     """Every line: SIP listeners, peers, registrations, modems, each with a state and a detail.
 
     Without the daemon the configured ones are listed with the state "unknown"."""
@@ -90,7 +91,7 @@ def lines(cfg: Config, status: dict[str, Any] | None) -> list[dict[str, str]]:
                              f"{l['transport']}:{l['host']}:{l['port']}", "listening", ""))
         for r in sip.get("registrations", []):
             until = r.get("expires_at")
-            detail = r.get("last_error") or (f"until {_hm(until)}" if until else "")
+            detail = r.get("last_error") or (f"until {_hm(until, tz)}" if until else "")
             out.append(_line(f"sip-reg-{r['name']}", "Registration", f"{r['name']} ({r['aor']})", r["state"], detail))
         for p in sip.get("peers", []):
             out.append(_line(f"sip-peer-{p['name']}", "SIP peer", f"{p['name']} ({p['match']})", "configured",
@@ -119,7 +120,8 @@ def _line(key: str, kind: str, name: str, state: str, detail: str) -> dict[str, 
             "tone": "ok" if state in GOOD_STATES else ("unknown" if state == "unknown" else "bad")}
 
 
-def calls(status: dict[str, Any] | None, now: float | None = None) -> list[dict[str, str]]:
+def calls(status: dict[str, Any] | None, now: float | None = None,
+          tz: localtime.Zone = None) -> list[dict[str, str]]:
     """Calls in progress as display strings (the same for the page and the live updates)."""
     now = time.time() if now is None else now
     out = []
@@ -140,7 +142,7 @@ def calls(status: dict[str, Any] | None, now: float | None = None) -> list[dict[
             "ecm": "\u2014" if ecm is None else ("yes" if ecm else "no"),
             "page": (f"page {page}" if page else "connecting") + (f" ({c['pages']} done)" if c.get("pages") else ""),
             "tsi": c.get("remote_ident") or "",
-            "since": (f"{_hm(started)} ({_ago(now - started)})" if started else ""),
+            "since": (f"{_hm(started, tz)} ({_ago(now - started)})" if started else ""),
         })
     return out
 
@@ -156,8 +158,8 @@ def human_duration(seconds: float) -> str:
     return f"{m} min {s % 60:02d} s" if m else f"{s} s"
 
 
-def _hm(ts: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(ts))
+def _hm(ts: float, tz: localtime.Zone) -> str:
+    return localtime.format_time(ts, tz, localtime.CLOCK)
 
 
 def _ago(seconds: float) -> str:
@@ -235,21 +237,23 @@ def secret_alerts(cfg: Config, today: datetime.date | None = None) -> list[Alert
     return []
 
 
-def summary(cfg: Config, spool: Spool | None, status: dict[str, Any] | None, daemon_error: str) -> Summary:
-    """Everything the dashboard shows, from one status reply and a few bounded spool queries."""
+def summary(cfg: Config, spool: Spool | None, status: dict[str, Any] | None, daemon_error: str,
+            tz: localtime.Zone = None) -> Summary:
+    """Everything the dashboard shows, from one status reply and a few bounded spool queries;
+    times and "today" in ``tz`` (the owner's zone)."""
     today = spool_stats.Day()
     queue = {s: 0 for s in ("queued", "delivering", "delivered", "failed_retrying", "dead")}
     oldest: float | None = None
     dead: list[dict[str, Any]] = []
     if spool is not None:
-        today = spool_stats.faxes_since(spool, spool_stats.start_of_today())
+        today = spool_stats.faxes_since(spool, localtime.start_of_today(time.time(), tz))
         queue = spool_stats.queue_counts(spool)
         oldest = spool_stats.oldest_waiting(spool)
         if queue.get("dead"):
             dead = spool_stats.dead_jobs(spool, limit=5)
     disk = disk_usage(cfg.path(cfg.spool.dir))
-    s = Summary(daemon_up=status is not None, daemon_error=daemon_error, status=status, lines=lines(cfg, status),
-                calls=calls(status), today=today, queue=queue, oldest_waiting=oldest, disk=disk)
+    s = Summary(daemon_up=status is not None, daemon_error=daemon_error, status=status, lines=lines(cfg, status, tz),
+                calls=calls(status, tz=tz), today=today, queue=queue, oldest_waiting=oldest, disk=disk)
     if status is None:
         s.alerts.append(Alert("bad", "The daemon is not running: no calls are answered and nothing is "
                                      f"delivered. ({daemon_error})", kind="daemon"))
@@ -279,8 +283,9 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} TB"
 
 
-def live(cfg: Config, status: dict[str, Any] | None, daemon_error: str) -> dict[str, Any]:
+def live(cfg: Config, status: dict[str, Any] | None, daemon_error: str,
+         tz: localtime.Zone = None) -> dict[str, Any]:
     """The payload of one `status` server-sent event: only display strings (live.js shows them as text)."""
     return {"daemon": status is not None, "error": "" if status is not None else daemon_error,
-            "lines": lines(cfg, status), "calls": calls(status),
+            "lines": lines(cfg, status, tz), "calls": calls(status, tz=tz),
             "queue": (status or {}).get("queue"), "uptime": (status or {}).get("uptime")}

@@ -48,8 +48,11 @@ SCHEMAS: dict[str, Any] = {
         "required": ["id", "uid", "state", "created", "pages", "jobs"],
         "additionalProperties": False,
         "properties": {
-            "id": {"type": "integer"},
-            "uid": {"type": "string", "description": "Stable unique id (also in the delivered mail)."},
+            "id": {"type": "integer", "description": "The fax's number: its one name on the web pages, in the "
+                                                     "CLI (faxbridge queue, resend), the mails and the log."},
+            "uid": {"type": "string", "deprecated": True,
+                    "description": "Internal key (file names, the mail's Message-ID), kept for clients of "
+                                   "older versions: name a fax by its id."},
             "state": {"type": "string", "enum": ["receiving", "received", "no_fax", "routed", "delivering",
                                                  "delivered", "failed_retrying", "dead"]},
             "created": {"type": "number", "description": "Call start, Unix time."},
@@ -98,7 +101,8 @@ RESPONSES: dict[str, Any] = {
 }
 
 PARAMETERS: dict[str, Any] = {
-    "FaxId": {"name": "fax_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}},
+    "FaxId": {"name": "fax_id", "in": "path", "required": True, "description": "The fax's number.",
+              "schema": {"type": "integer", "minimum": 0}},
 }
 
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import datetime
 import re
-import time
 from collections.abc import Mapping
 
+from appliance import localtime
 from appliance.spool.store import FAX_STATES
 from appliance.strictnum import ascii_digits
 
@@ -100,18 +100,14 @@ def date_param(args: Mapping[str, str], name: str) -> datetime.date | None:
     return day
 
 
-def day_start(day: datetime.date) -> float:
-    """Midnight at the start of `day` in the appliance's local time zone, as a Unix time."""
-    return time.mktime((day.year, day.month, day.day, 0, 0, 0, 0, 0, -1))
-
-
-def date_range(args: Mapping[str, str]) -> tuple[float | None, float | None]:
-    """`from` and `to` (both days inclusive, local time) as [since, until) Unix times."""
+def date_range(args: Mapping[str, str], tz: localtime.Zone = None) -> tuple[float | None, float | None]:
+    """`from` and `to` (both days inclusive, in the owner's zone ``tz``, the one the list shows
+    times in) as [since, until) Unix times."""
     first, last = date_param(args, "from"), date_param(args, "to")
     if first and last and last < first:
         raise BadParam("to", "must not be before 'from'")
-    since = day_start(first) if first else None
-    until = day_start(last + datetime.timedelta(days=1)) if last else None
+    since = localtime.day_start(first, tz) if first else None
+    until = localtime.day_start(last + datetime.timedelta(days=1), tz) if last else None
     return since, until
 
 

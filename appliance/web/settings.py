@@ -637,6 +637,7 @@ def send_test_message(cfg: Config, to: str, timeout: float = TEST_MESSAGE_TIMEOU
     """One demo fax message through ``cfg``'s delivery (saved or not), as ``faxbridge
     test-delivery`` sends it, in a worker thread so a silent server costs the page at most
     ``timeout`` seconds.  The outcome in plain words, secrets scrubbed."""
+    from appliance import localtime
     from appliance.delivery import oauth
     from appliance.delivery.advice import advise_exception, advise_text
     from appliance.delivery.message import render_message
@@ -646,7 +647,8 @@ def send_test_message(cfg: Config, to: str, timeout: float = TEST_MESSAGE_TIMEOU
 
     fax, image = trial_fax()
     msg = render_message(fax, to, from_addr=cfg.delivery.from_, image=image,
-                         message_id=f"<{fax.uid}@faxbridge.test-delivery>")
+                         message_id=f"<{fax.uid}@faxbridge.test-delivery>",
+                         tz=localtime.zone(cfg.system.timezone))
 
     def work() -> str:
         if cfg.delivery.uses_oauth:

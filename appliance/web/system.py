@@ -19,12 +19,14 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, flash, redirect, render_template, url_for
 
+from appliance import localtime
 from appliance.config import Config
 from appliance.control import version
-from appliance.logfile import log_path, tail
+from appliance.logfile import in_zone, log_path, tail
 from appliance.web import daemonlink
 from appliance.web.health import human_duration
 from appliance.web.spoolview import get_spool, job_summary
+from appliance.web.zone import current_zone
 
 bp = Blueprint("system", __name__)
 
@@ -42,9 +44,11 @@ SECRET_SUFFIXES = ("password", "secret", "token")
 def index() -> str:
     cfg: Config = current_app.config["FAXBRIDGE"]
     status, why = daemonlink.status()
+    tz = current_zone()
     return render_template("system.html", version=version(), status=status, daemon_error=why,
-                           web_uptime=time.time() - WEB_STARTED, log_lines=tail(log_path(cfg), LOG_LINES),
-                           log_file=str(log_path(cfg)), uptime=human_duration)
+                           web_uptime=time.time() - WEB_STARTED,
+                           log_lines=[in_zone(line, tz) for line in tail(log_path(cfg), LOG_LINES)],
+                           log_file=str(log_path(cfg)), uptime=human_duration, zone=localtime.zone_name(tz))
 
 
 @bp.post("/system/restart")

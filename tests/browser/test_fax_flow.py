@@ -95,6 +95,7 @@ def test_settings_then_test_fax_live_listed_previewed_resent(configured_box: App
     message_id = job.locator("dt:text-is('Message-ID') + dd").inner_text().strip()
     assert message_id in [m["Message-ID"] for m in mails] and message_id != mail["Message-ID"]
     resent = next(m for m in mails if m["Message-ID"] == message_id)
+    assert resent["To"] == "again@example.test" and resent["Cc"] is None  # not the first recipient's
     assert any(p.get_content_type() == "image/tiff" for p in resent.iter_attachments())
     shot(page, "resent")
     assert not page.problems.dialogs and not page.problems.page_errors  # type: ignore[attr-defined]

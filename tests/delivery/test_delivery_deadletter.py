@@ -52,11 +52,13 @@ def test_5xx_is_dead_with_advice_and_one_alert_even_after_restart(tmp_path, smtp
     assert dead.last_error.startswith("550 5.7.60 SMTP; Client does not have permissions")
     assert "advice: the mailbox may not send as delivery.from" in dead.last_error
     (alert,) = alerts(server)
-    assert alert["Subject"] == (f'Fax {fax.uid} from +49305550100 "Dr. Who" could not be delivered'
-                                " to sales@example.com")
+    # strip(): a subject of exactly 78 characters is folded whole onto the next line, and Python's
+    # parser keeps the fold's space that RFC 5322 readers drop
+    assert alert["Subject"].strip() == (f'Fax {fax.id} from +49305550100 "Dr. Who" could not be delivered'
+                                        " to sales@example.com")
     body = alert.get_content()
-    for words in (fax.uid, "Pages:      2", "2023-11-14 22:14:20 UTC", "sales@example.com",
-                  "5.7.60", "delivery.from", f"faxbridge resend {fax.uid}"):
+    for words in (f"Fax:        {fax.id}\r\n", "Pages:      2", "2023-11-14 22:14:20 UTC", "sales@example.com",
+                  "5.7.60", "delivery.from", f"faxbridge resend {fax.id} --to"):
         assert words in body
     assert not list(alert.iter_attachments())  # no image, nothing secret
     assert spool.get_alert(job.id)["state"] == "sent"

@@ -73,7 +73,8 @@ def test_small_fax_goes_as_mime_with_headers_and_tiff(token_server, graph_server
 def test_each_job_addresses_only_its_own_recipient(token_server, graph_server, tiff_bytes):
     """Graph sends to every To/Cc address: a route to a, b and Cc c makes three jobs, so each
     job's message must name only its own recipient, or a would get three copies."""
-    msg = fax_message(tiff_bytes, route={"to": ["a@contoso.com", "b@contoso.com"], "cc": ["c@contoso.com"]})
+    msg = fax_message(tiff_bytes, to="a@contoso.com",
+                      route={"to": ["a@contoso.com", "b@contoso.com"], "cc": ["c@contoso.com"]})
     cfg = graph_cfg(token_server, graph_server)
     for r in ("a@contoso.com", "c@contoso.com"):
         send_graph(cfg, msg, r)
@@ -100,7 +101,7 @@ def test_big_attachment_goes_through_an_upload_session_in_chunks(token_server, g
     headers = {h["name"]: h["value"] for h in d["internetMessageHeaders"]}
     assert headers["X-FaxNumberOfPages"] == "2" and headers["X-CallID"] == "call-1"
     ((name, ctype, data),) = sent.attachments
-    assert data == image and ctype == "image/tiff" and name.endswith(".tif")
+    assert data == image and ctype == "image/tiff; application=faxbw" and name.endswith(".tif")
     # chunks: multiples of 320 KiB, under 4 MB, contiguous, and no Authorization on the upload URL
     sizes = [n for _, n in st.puts]
     assert len(sizes) == 3 and all(n % (320 * 1024) == 0 and n < 4_000_000 for n in sizes[:-1])

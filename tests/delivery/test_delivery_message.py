@@ -67,7 +67,7 @@ def test_exactly_one_attachment_decodes_to_the_bytes():
     assert att.get_param("application") == "faxbw"
     assert att["Content-Transfer-Encoding"] == "base64"
     assert att.get_content_disposition() == "attachment"
-    assert att.get_filename() == "fax-" + _stamp() + "-0123456789abcdef.tif"
+    assert att.get_filename() == "fax-" + _stamp() + "-7.tif"  # the fax's number, as everywhere
     assert att.get_content() == IMAGE
 
 
@@ -164,3 +164,20 @@ def test_any_ident_or_name_yields_the_same_shape(ident: str, name: str, image: b
     (att,) = m.iter_attachments()
     assert att.get_content() == image
     assert base64.b64decode(att.get_payload()) == image
+
+
+def test_every_time_in_the_mail_is_in_the_owners_zone():
+    """The subject's {date}, the body's "Received", the attachment's name and the Date header's
+    offset all follow system.timezone; the Date header is still the same instant."""
+    from appliance import localtime
+
+    f = fax(extra={"route": {"to": ["sales@example.com"], "subject": "Fax of {date}"}})
+    msg = render_message(f, "sales@example.com", from_addr="fax@example.com", image=IMAGE,
+                         message_id="<0123456789abcdef.1@faxbridge>", tz=localtime.zone("Asia/Tokyo"))
+    m = email.message_from_bytes(msg.as_bytes(), policy=email.policy.default)
+    assert m["Subject"] == "Fax of 2023-11-15 07:14 JST"
+    plain, html_body = bodies(m)
+    assert re.search(r"^Received: +2023-11-15 07:14:20 JST\r?$", plain, re.M) and "2023-11-15 07:14:20 JST" in html_body
+    assert str(m["Date"]).endswith("+0900") and m["Date"].datetime.timestamp() == 1_700_000_000.0
+    (att,) = m.iter_attachments()
+    assert att.get_filename() == "fax-20231115-071320-7.tif"

@@ -24,9 +24,9 @@ CONTEXT = base64.b64encode(json.dumps({"CallId": "abc-123", "CallerId": "+155501
 UM = {"recipient": "user@example.com", "context": {"CallId": "abc-123"}, "context_raw": CONTEXT, "notes": ""}
 
 
-def render(f, image: bytes | None = None):
+def render(f, image: bytes | None = None, recipient: str = "sales@example.com"):
     image = image if image is not None else make_tiff(2)
-    msg = render_message(f, "sales@example.com", from_addr="fax@example.com", image=image,
+    msg = render_message(f, recipient, from_addr="fax@example.com", image=image,
                          message_id="<0123456789abcdef.1@faxbridge>")
     wire = msg.as_bytes()
     return wire, email.message_from_bytes(wire, policy=email.policy.default)
@@ -78,10 +78,21 @@ def test_pdf_route_with_undecodable_image_still_carries_the_image():
     assert att.get_content_type() == "image/tiff" and att.get_content() == junk
 
 
-def test_route_to_and_cc_replace_the_recipient_header():
-    _, m = render(fax(extra={"route": {"to": ["a@example.com", "b@example.com"], "cc": ["c@example.com"]}}))
-    assert m["To"] == "a@example.com, b@example.com"
-    assert m["Cc"] == "c@example.com"
+def test_route_to_and_cc_are_the_headers_of_every_routed_copy():
+    f = fax(extra={"route": {"to": ["a@example.com", "b@example.com"], "cc": ["c@example.com"]}})
+    for job_recipient in ("a@example.com", "B@Example.com", "c@example.com"):
+        _, m = render(f, recipient=job_recipient)
+        assert m["To"] == "a@example.com, b@example.com"
+        assert m["Cc"] == "c@example.com"
+
+
+def test_a_copy_for_another_address_is_addressed_to_it_alone():
+    """A resend to an address the route never named ("Send to this address"): To is that address,
+    and the route's addressees appear nowhere (it was not sent to them)."""
+    f = fax(extra={"route": {"to": ["a@example.com", "b@example.com"], "cc": ["c@example.com"]}})
+    wire, m = render(f, recipient="other@example.org")
+    assert m["To"] == "other@example.org" and m["Cc"] is None
+    assert b"a@example.com" not in wire and b"c@example.com" not in wire
 
 
 def test_route_addresses_cannot_inject():
@@ -235,7 +246,7 @@ def test_a_refused_um_recipient_makes_ordinary_mail_and_no_notice():
     result is a plain fax mail, and a call without pages owes nobody a message."""
     refused = {"to": ["faxes@example.com"], "um_refused": "bob@evil.example",
                "refused": ["'bob@evil.example' is outside routing.accepted_domains (example.com)"]}
-    _, m = render(fax(extra={"exchange_um": UM, "route": refused}))
+    _, m = render(fax(extra={"exchange_um": UM, "route": refused}), recipient="faxes@example.com")
     assert m["Content-Class"] == "fax-ca" and m["X-MS-Exchange-UM-PartnerContext"] is None
     assert m["To"] == "faxes@example.com"
     f = fax(state="no_fax", pages=0, complete=False, image=None, result_code=T30_CALL_DROPPED,

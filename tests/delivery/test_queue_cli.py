@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import time
@@ -30,7 +31,7 @@ def faxbridge(*args: str) -> subprocess.CompletedProcess[str]:
 
 def write_config(tmp_path: Path, port: int, password: str) -> Path:
     cfg = tmp_path / "faxbridge.toml"
-    cfg.write_text(f'[spool]\ndir = "spool"\n[delivery]\nbackend = "smtp"\n'
+    cfg.write_text(f'[system]\ntimezone = "Asia/Kolkata"\n[spool]\ndir = "spool"\n[delivery]\nbackend = "smtp"\n'
                    f'url = "smtp://127.0.0.1:{port}"\nfrom = "fax@example.com"\nstarttls = "none"\n'
                    f'admin = "admin@example.com"\n[routing]\ndefault = "faxes@example.com"\n')
     secrets = tmp_path / "secrets.toml"
@@ -55,16 +56,18 @@ def test_queue_lists_advice_without_the_password_and_resend_makes_a_new_message(
 
     out = faxbridge("queue", "--config", str(cfg_path))
     assert out.returncode == 0, out.stderr
-    line = next(l for l in out.stdout.splitlines() if fax.uid in l)
+    # the fax by its number, as the web page and the mails name it; never the internal hex id
+    (line,) = [l for l in out.stdout.splitlines() if l.split()[0] == str(fax.id)]
     assert "sales@example.com" in line and " dead " in line and "535 5.7.8" in line and "secrets.toml" in line
-    assert wrong not in out.stdout + out.stderr
+    assert wrong not in out.stdout + out.stderr and fax.uid not in out.stdout
 
-    out = faxbridge("resend", fax.uid, "--to", "sales@example.com", "--config", str(cfg_path))
+    out = faxbridge("resend", str(fax.id), "--to", "sales@example.com", "--config", str(cfg_path))
     assert out.returncode == 0, out.stderr
-    assert f"queued fax {fax.uid} to sales@example.com as <{fax.uid}." in out.stdout
-    out = faxbridge("resend", fax.uid, "--to", "other@example.com", "--config", str(cfg_path))
+    assert f"queued fax {fax.id} to sales@example.com as <{fax.uid}." in out.stdout
+    out = faxbridge("resend", fax.uid, "--to", "other@example.com", "--config", str(cfg_path))  # an old id
     assert out.returncode == 0, out.stderr
-    again = faxbridge("resend", fax.uid, "--to", "other@example.com", "--config", str(cfg_path))
+    assert f"queued fax {fax.id} to other@example.com" in out.stdout
+    again = faxbridge("resend", f"#{fax.id}", "--to", "other@example.com", "--config", str(cfg_path))
     assert again.returncode == 1 and "still queued" in again.stderr
 
     with Spool(cfg.path(cfg.spool.dir), readonly=True) as spool:
@@ -74,7 +77,9 @@ def test_queue_lists_advice_without_the_password_and_resend_makes_a_new_message(
     assert jobs["other@example.com"].message_id not in (job.message_id, jobs["sales@example.com"].message_id)
 
     queued = faxbridge("queue", "--config", str(cfg_path), "--state", "queued")
-    assert queued.returncode == 0 and queued.stdout.count(fax.uid) == 2 and " dead " not in queued.stdout
+    rows = [l for l in queued.stdout.splitlines()[1:] if l.split()[0] == str(fax.id)]
+    assert queued.returncode == 0 and len(rows) == 2 and " dead " not in queued.stdout
+    assert all(re.search(r" \d{4}-\d\d-\d\d \d\d:\d\d IST ", r) for r in rows)  # next try, system.timezone
     missing = faxbridge("resend", "nosuchfax", "--config", str(cfg_path))
     assert missing.returncode == 1 and "no fax 'nosuchfax'" in missing.stderr
 
@@ -92,19 +97,19 @@ def test_resend_outside_accepted_domains_is_refused(tmp_path, tiff_bytes):
         (job,) = spool.add_jobs(fax.id, ["sales@example.com"], T0 + 60)
         spool.claim_due_jobs(T0 + 61)
         spool.job_delivered(job.id, T0 + 62, "250 ok")
-    out = faxbridge("resend", fax.uid, "--to", "eve@evil.example", "--config", str(cfg_path))
+    out = faxbridge("resend", str(fax.id), "--to", "eve@evil.example", "--config", str(cfg_path))
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert ("error: not sent: 'eve@evil.example' is outside routing.accepted_domains "
             "(example.com, example.org)") in out.stderr
-    sub = faxbridge("resend", fax.uid, "--to", "bob@sub.example.com", "--config", str(cfg_path))
+    sub = faxbridge("resend", str(fax.id), "--to", "bob@sub.example.com", "--config", str(cfg_path))
     assert sub.returncode == 1 and "'bob@sub.example.com' is outside" in sub.stderr  # exact domains
     with Spool(cfg.path(cfg.spool.dir), readonly=True) as spool:
         assert [(j.recipient, j.state) for j in spool.jobs_for(fax.id)] == [("sales@example.com", "delivered")]
     # its own recipient, after the owner narrowed the accepted domains
     cfg_path.write_text('[spool]\ndir = "spool"\n[routing]\ndefault = "faxes@example.org"\n')
-    same = faxbridge("resend", fax.uid, "--config", str(cfg_path))
+    same = faxbridge("resend", str(fax.id), "--config", str(cfg_path))
     assert same.returncode == 1 and "'sales@example.com' is outside routing.accepted_domains" in same.stderr
-    ok = faxbridge("resend", fax.uid, "--to", "Desk@EXAMPLE.org", "--config", str(cfg_path))
+    ok = faxbridge("resend", str(fax.id), "--to", "Desk@EXAMPLE.org", "--config", str(cfg_path))
     assert ok.returncode == 0 and "queued fax" in ok.stdout, ok.stderr
     with Spool(cfg.path(cfg.spool.dir), readonly=True) as spool:
         assert {j.recipient: j.state for j in spool.jobs_for(fax.id)} == {
@@ -137,7 +142,7 @@ def test_resent_job_is_delivered_by_a_running_worker(tmp_path, smtp_server, tiff
             worker = DeliveryWorker(spool, cfg.delivery)
             task = asyncio.create_task(worker.run())
             try:
-                out = await asyncio.to_thread(faxbridge, "resend", fax.uid, "--to", "x@example.com",
+                out = await asyncio.to_thread(faxbridge, "resend", str(fax.id), "--to", "x@example.com",
                                               "--config", str(cfg_path))
                 assert out.returncode == 0, out.stderr
                 deadline = time.monotonic() + LOADED

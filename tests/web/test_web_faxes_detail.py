@@ -62,7 +62,7 @@ def test_pdf_download_has_every_page(admin_client: FlaskClient, spool: Spool) ->
     r = admin_client.get(f"/faxes/{fax.id}.pdf")
     assert r.status_code == 200 and r.mimetype == "application/pdf" and r.data[:5] == b"%PDF-"
     assert r.headers["Content-Disposition"].startswith("attachment; filename=fax-")
-    assert r.headers["Content-Disposition"].endswith(f"-{fax.uid}.pdf")
+    assert r.headers["Content-Disposition"].endswith(f"-{fax.id}.pdf")
     pdf = pikepdf.open(io.BytesIO(r.data))
     assert len(pdf.pages) == 3
     for n, page in enumerate(pdf.pages, start=1):

@@ -62,7 +62,7 @@ def test_purge_deletes_only_old_final_faxes(spool: Spool) -> None:
 def test_purge_works_in_batches(spool: Spool, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(store, "PURGE_BATCH", 2)
     made = [add_fax(spool, T0 + i, dpis=[STANDARD], recipients=["a@example.com"]) for i in range(5)]
-    for job, _ in spool.list_jobs():
+    for job in spool.list_jobs():
         spool.job_dead(job.id, T0 + 10, "550 no")
     assert spool.purge_older_than(T0 + 3) == 3
     assert [f.id for f in spool.list_faxes()] == [made[4].id, made[3].id]

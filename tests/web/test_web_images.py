@@ -173,7 +173,7 @@ def test_tiff_download_is_the_file_with_a_safe_name(client: FlaskClient, spool: 
     path = spool.image_path(fax)
     assert path is not None and r.data == path.read_bytes()
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(T0))
-    assert r.headers["Content-Disposition"] == f"attachment; filename=fax-{stamp}-{fax.uid}.tif"
+    assert r.headers["Content-Disposition"] == f"attachment; filename=fax-{stamp}-{fax.id}.tif"
     assert r.headers["Cache-Control"] == "private, no-cache"
     with Image.open(io.BytesIO(r.data)) as im:
         assert im.n_frames == 2

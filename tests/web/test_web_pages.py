@@ -102,7 +102,7 @@ def test_list_rejects_bad_parameters(client: FlaskClient) -> None:
 def test_detail_shows_call_facts_jobs_attempts_and_pages(client: FlaskClient, full_fax: FaxRecord) -> None:
     body = text(client, f"/faxes/{full_fax.id}")
     for value in ("+4930123456", "ACME Sales", "+4930999100", "+49 30 123456", "14400 bit/s",
-                  "204x98", "1 min 05 s", "sip:gw1", "a84b4c76e66710@gw1.example", full_fax.uid,
+                  "204x98", "1 min 05 s", "sip:gw1", "a84b4c76e66710@gw1.example",
                   "sales@example.com", "ops@example.com",
                   "451 4.3.0 Mailbox temporarily unavailable",
                   html.escape("250 2.6.0 <x@faxbridge> Queued mail for delivery")):
