@@ -176,6 +176,10 @@ def cmd_send_test_fax(args: argparse.Namespace) -> int:
             print(f"error: --header {h!r} is not 'Name: value'", file=sys.stderr)
             return 2
         headers.append((name.strip(), value.strip()))
+    from .sip.policy import SELF_TEST_ENV, SELF_TEST_HEADER
+    own_pass = os.environ.get(SELF_TEST_ENV, "")
+    if own_pass:  # the daemon's own test call (control.py): its one-time pass past the peer table
+        headers.append((SELF_TEST_HEADER, own_pass))
     result = asyncio.run(send_fax(args.to, tiff, caller=args.caller, caller_name=args.caller_name,
                                   ident=args.ident, codec=args.codec, ecm=not args.no_ecm,
                                   hangup_after_pages=args.hangup_after, timeout=args.timeout,
@@ -183,9 +187,11 @@ def cmd_send_test_fax(args: argparse.Namespace) -> int:
                                   refresh=args.refresh, audio_after=args.audio_after, ca_file=args.ca))
     extras = (f"; {result.refreshes} refresh(es)" if result.refreshes else "") + (
         "; back to audio after the fax" if result.back_to_audio else "")
-    print(f"{'OK' if result.ok else 'FAILED'}: {result.status}; {result.mode}; {result.pages_sent} page(s) sent"
-          f"{f' at {result.bit_rate} bit/s' if result.bit_rate else ''}{', ECM' if result.ecm else ''}"
-          f"; far end {result.remote_ident!r}; {result.duration} s{extras}")
+    parts = [result.status, result.mode,
+             f"{result.pages_sent} page(s) sent" + (f" at {result.bit_rate} bit/s" if result.bit_rate else "")
+             + (", ECM" if result.ecm else ""),
+             f"far end {result.remote_ident!r}" if result.remote_ident else "", f"{result.duration} s"]
+    print(f"{'OK' if result.ok else 'FAILED'}: {'; '.join(p for p in parts if p)}{extras}")
     if args.demo:
         os.unlink(tiff)
     return 0 if result.ok else 1

@@ -33,7 +33,7 @@ from .modem.manager import ModemManager
 from .routing.router import route
 from .rtsched import promote_this_thread, worker_this_thread
 from .sip import events as sipev
-from .sip.policy import RETRY_AFTER
+from .sip.policy import RETRY_AFTER, SELF_TEST_PEER, SelfTestPass
 from .sip.setup import build_endpoint, start_registrations
 from .sip.sdp import NoUsableCodec
 from .sip.useragent import UserAgent
@@ -47,12 +47,19 @@ RETENTION_INTERVAL = 3600.0
 
 
 def admission_refusal(ev: sipev.IncomingCall, peer: PeerConfig | None, calls: int,
-                      max_calls: int) -> tuple[int, str, str] | None:
+                      max_calls: int, self_test: SelfTestPass | None = None) -> tuple[int, str, str] | None:
     """(status, reason phrase, log text) when a new call must not get a media port, else None.
 
     The call gate admitted it; this repeats the gate's checks against the daemon's own view: a
-    peer by address, the same peer the gate named, its authentication, and capacity."""
+    peer by address, the same peer the gate named, its authentication, and capacity.  The
+    appliance's own test call has no peer: its pass must have admitted exactly this Call-ID
+    (``peer`` is then SELF_TEST_PEER)."""
     adm = ev.admission
+    if adm is not None and adm.self_test:
+        if self_test is None or not self_test.admitted(ev.call_id) or peer is not SELF_TEST_PEER:
+            return 403, "Forbidden", "admitted as the appliance's own test call, but no test pass names it"
+        return (503, "Service Unavailable", f"sip.max_calls ({max_calls}) calls in progress") \
+            if calls >= max_calls else None
     if peer is None:
         return 403, "Forbidden", f"{ev.remote[0]} is not a configured peer"
     if adm is None:
@@ -239,8 +246,12 @@ class Appliance:
             self._refuse(ev, 503, "Service Unavailable (spool not writable)", f"spool {self.spool.root} not writable")
             return
         # the call gate decided this already; never trust one gate: check again before a port opens
-        peer = self.peers.match(ev.remote[0], ev.local.transport)
-        refusal = admission_refusal(ev, peer, len(self.calls), self.cfg.sip.max_calls)
+        self_test = self.self_test_pass()
+        if ev.admission is not None and ev.admission.self_test:
+            peer: PeerConfig | None = SELF_TEST_PEER
+        else:
+            peer = self.peers.match(ev.remote[0], ev.local.transport)
+        refusal = admission_refusal(ev, peer, len(self.calls), self.cfg.sip.max_calls, self_test)
         if refusal is not None:
             status, reason, why = refusal
             self._refuse(ev, status, reason, why)
@@ -294,6 +305,11 @@ class Appliance:
             self.media_totals.add(call.channel)  # as it leaves the live calls: counted once
             self.calls.pop(ev.call_id, None)
             await loop.run_in_executor(None, self._finish, fax, complete, facts)
+
+    def self_test_pass(self) -> SelfTestPass | None:
+        """The call gate's pass for the appliance's own test call (None without a gate)."""
+        gate = getattr(self.sip, "gate", None)
+        return gate.self_test if gate is not None else None
 
     # -- modem calls ---------------------------------------------------------------------------
     async def _modem_begin(self, caller: CallerInfo) -> tuple[int, Path]:

@@ -298,17 +298,40 @@ def done() -> Any:
 
 
 # -- test fax to ourselves --------------------------------------------------------------------------
+#: where a failed test fax is fixed: the daemon's "fix" -> (endpoint, the link's words)
+FIXES = {"sip": ("settings.sip", "Open the SIP settings"), "system": ("system.index", "Open the System page and its log")}
+
+
+def _fix_link(reply: dict[str, Any]) -> tuple[str, str] | None:
+    endpoint, words = FIXES.get(str(reply.get("fix", "")), ("", ""))
+    return (url_for(endpoint), words) if endpoint else None
+
+
 @bp.post("/test-fax")
 def test_fax() -> Any:
     """Ask the daemon to send a one-page fax to its own SIP listener."""
     reply = s.control_request({"cmd": "test-fax"}, timeout=10.0)
-    if not reply.get("ok"):
-        flash(f"The test fax could not be started: {reply.get('error', 'unknown error')}")
-        return redirect(url_for("wizard.done"))
-    return redirect(url_for("wizard.test_fax_status", fax_id=str(reply.get("id", ""))))
+    if reply.get("ok"):
+        return redirect(url_for("wizard.test_fax_status", fax_id=str(reply.get("id", ""))))
+    if reply.get("id"):  # one is already on its way: show that one
+        flash(str(reply.get("error", "")))
+        return redirect(url_for("wizard.test_fax_status", fax_id=str(reply["id"])[:64]))
+    if reply.get("down"):
+        reply = {"ok": False, "fix": "system",
+                 "error": "The appliance's fax service is not running, so it cannot send a test fax now. "
+                          "The System page shows its state and can restart it."}
+    page, _ = _render("done", "wizard_testfax.html", reply=reply, fax_id="", fix=_fix_link(reply))
+    return page, 503 if reply.get("fix") == "system" else 409
 
 
 @bp.get("/test-fax/<fax_id>")
 def test_fax_status(fax_id: str) -> Any:
     reply = s.control_request({"cmd": "test-fax-status", "id": fax_id[:64]})
-    return _render("done", "wizard_testfax.html", reply=reply, fax_id=fax_id[:64])
+    if not reply.get("ok") and reply.get("down"):
+        reply = {"ok": False, "fix": "system",
+                 "error": "The appliance's fax service is not running (any more), so this test fax cannot be "
+                          "followed. The System page shows its state and can restart it."}
+    elif not reply.get("ok"):
+        reply = {"ok": False, "error": "This test fax is no longer known (the appliance keeps the last 20 "
+                                       "since it started). Send a new one."}
+    return _render("done", "wizard_testfax.html", reply=reply, fax_id=fax_id[:64], fix=_fix_link(reply))

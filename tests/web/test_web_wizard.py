@@ -136,9 +136,11 @@ def test_wizard_test_message_button_sends_with_the_unsaved_settings(admin_client
 
 def test_test_fax_and_probe_say_plainly_that_the_daemon_is_down(admin_client: FlaskClient) -> None:
     r = _post(admin_client, "/setup/test-fax", {})
-    assert r.status_code == 302
-    page = admin_client.get(_where(r)).get_data(as_text=True)
-    assert "The test fax could not be started: The appliance&#39;s daemon is not running" in page
+    assert r.status_code == 503
+    page = r.get_data(as_text=True)
+    assert "fax service is not running, so it cannot send a test fax now" in page
+    assert 'id="test-fax-fix"' in page and 'href="/system"' in page  # where to fix it, one click away
+    assert "/tmp/" not in page and "No such file" not in page  # no socket paths or errno words
     r = _post(admin_client, "/settings/modem/probe", {"device": "/dev/ttyUSB7", "back": "/setup/lines"})
     assert r.status_code == 302 and _where(r).endswith("/setup/lines")
     page = admin_client.get("/setup/lines").get_data(as_text=True)
@@ -167,7 +169,7 @@ def test_the_wizard_answers_with_the_real_daemon(tmp_path: Path) -> None:
             page = client.get("/settings/modem").get_data(as_text=True)
             assert f"Probe of {missing}: There is no device" in page
             page = client.get("/setup/test-fax/t999").get_data(as_text=True)
-            assert "no test fax with this id" in page
+            assert "This test fax is no longer known" in page and "Send it again" in page
     finally:
         appliance.spool.close()
         shutil.rmtree(sock_dir, ignore_errors=True)
