@@ -9,9 +9,13 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from .config import DEFAULT_FILE, Config, ConfigError
+
+#: set in the web process's environment by `faxbridge run`, which restarts it with itself
+WEB_PARENT_ENV = "FAXBRIDGE_WEB_PARENT"
 
 
 def _load(path: str | None) -> Config:
@@ -38,11 +42,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     logs = off_the_loop()
     restart = False
     web: subprocess.Popen[bytes] | None = None
+    # its own process: a crash in the web UI never touches a call in progress
+    # the same file the daemon loaded: the web UI edits it and asks the daemon to reload it
+    web_cmd = [sys.executable, "-m", "appliance", "web"] + (["--config", str(cfg.source)] if cfg.source else [])
+    # tells the web process that a restart of this one restarts it too (web/pending.py)
+    web_env = {**os.environ, WEB_PARENT_ENV: str(os.getpid())}
     if cfg.web.enabled and not args.no_web:
-        # its own process: a crash in the web UI never touches a call in progress
-        # the same file the daemon loaded: the web UI edits it and asks the daemon to reload it
-        cmd = [sys.executable, "-m", "appliance", "web"] + (["--config", str(cfg.source)] if cfg.source else [])
-        web = subprocess.Popen(cmd)
+        web = subprocess.Popen(web_cmd, env=web_env)
+
+    async def keep_web() -> None:
+        """Start the web process again when it ends (its own restart for new web settings, or a
+        crash), as systemd does on the box; one that keeps failing at once waits longer each time."""
+        nonlocal web
+        wait, started = 1.0, time.monotonic()
+        while web is not None:
+            await asyncio.sleep(1.0)
+            if web.poll() is None:
+                continue
+            wait = 1.0 if time.monotonic() - started > 30 else min(wait * 2, 60.0)
+            logging.getLogger("faxbridge").info("web UI ended (exit %s); starting it again in %.0f s",
+                                                web.returncode, wait)
+            await asyncio.sleep(wait)
+            web, started = subprocess.Popen(web_cmd, env=web_env), time.monotonic()
 
     async def main() -> None:
         nonlocal restart
@@ -53,6 +74,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         await app.start()
         print(_banner(cfg, app), file=sys.stderr, flush=True)
+        keeper = asyncio.ensure_future(keep_web())
         try:
             # SIGTERM/SIGINT, or "restart" on the control socket (the web page's restart button)
             waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(app.restart_requested.wait())]
@@ -61,6 +83,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 w.cancel()
             restart = app.restart_requested.is_set() and not stop.is_set()
         finally:
+            keeper.cancel()
             await app.stop()
             logging.getLogger("faxbridge").info("stopped%s", " for a restart" if restart else "")
 

@@ -2,7 +2,7 @@
 
 The web process runs apart from the daemon (decision 0003) and asks it for live state and actions
 through this Unix socket: ``status``, ``wake``, ``reload``, ``probe-modem``, ``test-fax``,
-``test-fax-status`` and ``restart``.  Every reply is ``{"ok": true, ...}`` or
+``test-fax-status``, ``restart-needed`` and ``restart``.  Every reply is ``{"ok": true, ...}`` or
 ``{"ok": false, "error": "..."}``; a malformed or oversized request gets such an error and never
 disturbs the server (or a call: nothing here blocks the event loop; spool reads go to the executor).
 
@@ -272,7 +272,8 @@ class ApplianceControl:
 
     def handlers(self) -> dict[str, Handler]:
         return {"status": self.status, "wake": self.wake, "reload": self.reload, "probe-modem": self.probe_modem,
-                "test-fax": self.test_fax, "test-fax-status": self.test_fax_status, "restart": self.restart}
+                "test-fax": self.test_fax, "test-fax-status": self.test_fax_status, "restart": self.restart,
+                "restart-needed": self.restart_needed}
 
     async def close(self) -> None:
         for task in list(self._children):
@@ -305,8 +306,10 @@ class ApplianceControl:
         registrations = [{"name": r.name, "aor": r.aor, "state": r.state, "registered": r.registered,
                           "expires_at": r.expires_at, "last_error": r.last_error}
                          for r in sip.registration_status()]
+        needed = getattr(app, "restart_needed", None)
         return {
             "version": version(), "pid": os.getpid(), "started": self.started,
+            "restart_needed": needed() if needed is not None else [],
             "uptime": round(time.time() - self.started, 1),
             "sip": {"listeners": [{"transport": l.transport, "host": l.host, "port": l.port} for l in sip.locals],
                     "registrations": registrations,
@@ -332,6 +335,11 @@ class ApplianceControl:
             return {"ok": False, "error": "reload not available"}
         result = await reload_config()
         return result if isinstance(result, dict) else {"message": "configuration reloaded"}
+
+    async def restart_needed(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Saved settings that wait for a restart of the daemon (cheap: every web page asks)."""
+        needed = getattr(self.app, "restart_needed", None)
+        return {"restart": needed() if needed is not None else [], "started": self.started}
 
     async def restart(self, req: dict[str, Any]) -> dict[str, Any]:
         """Ask ``faxbridge run`` to stop the appliance cleanly and start it again (os.execv)."""

@@ -30,6 +30,7 @@ from .media.totals import MediaTotals
 from .modem.driver import ModemCallResult
 from .modem.line import CallerInfo
 from .modem.manager import ModemManager
+from .restarts import daemon_changes
 from .routing.router import route
 from .rtsched import promote_this_thread, worker_this_thread
 from .sip import events as sipev
@@ -82,6 +83,9 @@ def _worker_thread() -> None:
 class Appliance:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
+        #: what this process started with: a reload replaces ``cfg``, never this (restarts.py
+        #: compares the two to say which saved settings wait for a restart)
+        self.loaded = cfg
         self.spool = Spool(cfg.path(cfg.spool.dir))
         # TLS, the call gate (who may call, flood limits, digest for peers) and our own credentials
         self.sip, self.peers = build_endpoint(cfg, UserAgent(user_agent=cfg.sip.user_agent))
@@ -405,8 +409,9 @@ class Appliance:
         Calls in progress keep the Config they were answered with (an InboundSipCall holds its own
         reference, a modem call got its settings when it began); new calls, routing decisions and
         delivery attempts use the new one.  What needs new sockets or processes (listeners, RTP
-        ports, TLS files, registrations, the spool, the web process, the control socket) is not
-        applied but named in ``restart``.  Returns {"ok", "applied", "restart"} or
+        ports, TLS files, registrations, the spool, the control socket) is not applied but named
+        in ``restart``, compared with what this process started with (restarts.py; the web
+        process judges its own settings).  Returns {"ok", "applied", "restart"} or
         {"ok": false, "error", "errors"} when the file is wrong (the old settings stay)."""
         lock = self.__dict__.setdefault("_reload_lock", asyncio.Lock())
         async with lock:  # two saves in quick succession: one reload after the other
@@ -437,20 +442,16 @@ class Appliance:
         for name in ("routing", "fax", "system"):
             if getattr(new, name) != getattr(old, name):
                 applied.append(name)  # read from self.cfg per call / per fax
-        applied += self._reload_sip(old, new, restart)
+        applied += self._reload_sip(old, new)
+        # what only a start reads, against what this process started with (resolved paths); the
+        # web process says for itself what it waits for
+        restart += daemon_changes(self.loaded, new)
         if old.sip.registrations != new.sip.registrations:
             if getattr(self.sip, "_loop", None) is not None and "sip.listen" not in restart:
                 await self._reload_registrations(new)
                 applied.append("sip.registrations")
             else:
                 restart.append("sip.registrations")
-        if old.path(old.spool.dir).resolve() != new.path(new.spool.dir).resolve():
-            restart.append("spool.dir")
-        if old.path(old.system.control_socket).resolve() != new.path(new.system.control_socket).resolve():
-            restart.append("system.control_socket")
-        web_old = dataclasses.replace(old.web, setup_done=False)
-        if web_old != dataclasses.replace(new.web, setup_done=False):
-            restart.append("web")
         self.cfg = new
         applied += await self._reload_modems(old, new, restart)
         self.delivery.wake()
@@ -458,7 +459,7 @@ class Appliance:
                  f"; needs a restart: {', '.join(restart)}" if restart else "")
         return {"ok": True, "applied": applied, "restart": restart}
 
-    def _reload_sip(self, old: Config, new: Config, restart: list[str]) -> list[str]:
+    def _reload_sip(self, old: Config, new: Config) -> list[str]:
         """Who may call, flood limits and the digest realm apply to the next INVITE."""
         from .sip.digest import DigestServer
         from .sip.policy import PeerTable, RateLimiter
@@ -488,10 +489,11 @@ class Appliance:
             applied.append("sip.connections")
         if (o.public_address, o.playout_delay_ms) != (n.public_address, n.playout_delay_ms):
             applied.append("sip.media")  # read from self.cfg when a call is answered
-        for key in ("listen", "rtp_ports", "tls_cert", "tls_key", "tls_ca", "tls_verify_client", "user_agent"):
-            if getattr(o, key) != getattr(n, key):
-                restart.append(f"sip.{key}")
         return applied
+
+    def restart_needed(self) -> list[str]:
+        """Saved (and reloaded) settings that only a restart puts into effect."""
+        return daemon_changes(self.loaded, self.cfg)
 
     async def _reload_registrations(self, new: Config) -> None:
         """Accounts removed or changed are unregistered (Expires: 0, answers awaited briefly),

@@ -16,7 +16,7 @@ from appliance.config import Config
 from appliance.web import api, auth, csrf, faxes
 from appliance.web import openapi
 from appliance.web import settings, wizard
-from appliance.web import dashboard, metrics, system
+from appliance.web import dashboard, metrics, pending, system
 from appliance.web.params import BadParam
 from appliance.web.spoolview import close_spool
 
@@ -40,6 +40,7 @@ def create_app(config: Config) -> Flask:
     app.config["FAXBRIDGE"] = config
     app.jinja_env.autoescape = True  # every template, whatever its file name
     app.jinja_env.globals["has_endpoint"] = lambda name: name in app.view_functions
+    app.jinja_env.globals["restart_pending"] = pending.summary  # base.html's banner, when logged in
     app.jinja_env.filters.update(when=fmt_time, duration=fmt_duration, state_label=state_label,
                                  state_class=state_class, dash=dash)
     auth.init_app(app, config.path(config.web.state_dir), https=config.web.https,

@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import ssl
 import sys
+import threading
 
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
@@ -29,6 +30,8 @@ log = logging.getLogger("faxbridge.web")
 THREADS = 12
 #: request line and headers together (a browser sends 1-2 KiB); beyond, cheroot answers 413
 MAX_HEADER_BYTES = 16 * 1024
+#: a restart of the web process waits this long for its reply to leave, seconds
+RESTART_DELAY = 0.5
 
 
 def is_loopback(host: str) -> bool:
@@ -70,6 +73,12 @@ def build_server(config: Config) -> tuple[wsgi.Server, str]:
 
         app.extensions["faxbridge_tls_reload"] = reload
         scheme = "https"
+    def restart_soon() -> None:
+        """New web settings: stop serving once this reply has left; the process then ends and its
+        supervisor (systemd's Restart=always, or `faxbridge run`) starts it with the saved file."""
+        threading.Timer(RESTART_DELAY, server.stop).start()
+
+    app.extensions["faxbridge_restart_web"] = restart_soon
     shown = f"[{host}]" if ":" in host else host
     return server, f"{scheme}://{shown}:{port}/"
 

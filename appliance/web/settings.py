@@ -483,18 +483,25 @@ def reload_daemon(cfg: Config) -> str:
     """Ask the daemon to reload; the outcome in words (a daemon that is down is not an error)."""
     from appliance.control import ControlClient, ControlError
 
+    from appliance.restarts import words
+    from appliance.web import pending
+
     sock = running().path(running().system.control_socket)
+    web = pending.web_items()  # what this web process started with against the file just saved
+    later = f" Waiting for a restart: {words(web)} (the Restart button is at the top of every page)." if web else ""
     try:
         reply = ControlClient(sock, timeout=10.0).request({"cmd": "reload"})
     except ControlError:
-        return "Saved. The daemon is not running; it will use these settings when it starts."
+        pending.note_daemon([])
+        return "Saved. The fax service is not running; it will use these settings when it starts." + later
+    pending.note_daemon(None)  # the banner asks the daemon afresh on the next page
     if not reply.get("ok"):
-        return f"Saved, but the daemon did not apply it: {reply.get('error', 'unknown error')}"
-    restart = reply.get("restart") or []
-    if restart:
-        where = " (System page, Restart)" if "system.index" in current_app.view_functions else ""
-        return ("Saved and applied, except what needs a restart of the appliance" + where + ": "
-                + ", ".join(str(r) for r in restart) + ".")
+        return f"Saved, but the fax service did not apply it: {reply.get('error', 'unknown error')}"
+    restart = [str(r) for r in reply.get("restart") or []]
+    waiting = restart + [w for w in web if w not in restart]
+    if waiting:
+        return (f"Saved and applied, except {words(waiting)}, which only a restart puts into effect "
+                "(the Restart button is at the top of every page).")
     return "Saved and applied; calls in progress were not disturbed."
 
 
