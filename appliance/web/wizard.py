@@ -14,6 +14,7 @@ from typing import Any, Callable
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 
 from appliance.config import ConfigError, mail_domain
+from appliance.web import formerrors
 from appliance.web import settings as s
 from appliance.web.settings import Field
 from appliance.web.tomledit import ConfigDoc, TomlEditError
@@ -34,7 +35,7 @@ SYSTEM_FIELDS = [
 
 LINE_FIELDS = [
     Field("modem.devices", "Modems to use", "lines",
-          help="One device a line; pick from the detected devices below (copy the path)."),
+          help="One device a line; \"Use it\" beside a modem found above fills it in."),
     Field("fax.ident", "This fax machine's number (ident)", help="Shown on the sender's machine, e.g. +49 30 1234567."),
 ]
 
@@ -98,8 +99,12 @@ KINDS: dict[str, dict[str, Any]] = {
 
 def _render(step: str, template: str, **ctx: Any) -> tuple[str, int]:
     errors = ctx.pop("errors", [])
-    return render_template(template, step=step, steps=STEPS, errors=errors,
-                           field_errors=s.errors_by_key(errors), **ctx), 400 if errors else 200
+    shown: dict[str, Any] = {"fields": ctx.get("fields"), "entries": (ctx["spec"],) if ctx.get("spec") else (),
+                             "rows": ctx.get("rows")}
+    if ctx.get("kinds") and ctx.get("kind") in ctx["kinds"]:  # only the open choice shows its errors
+        shown["fields"] = ctx["kinds"][ctx["kind"]]["fields"]
+    return render_template(template, step=step, steps=STEPS, **s.placed_errors(errors, shown, ("test_to",)),
+                           **ctx), 400 if errors else 200
 
 
 def _doc() -> ConfigDoc:
@@ -164,7 +169,7 @@ def use_modem() -> Any:
     if device not in devices:
         doc.set("modem", "devices", devices + [device])
         errors, message = s.save_and_reload(doc)
-        flash("; ".join(errors) if errors else f"{device} will answer calls. {message}")
+        flash(f"Not saved: {formerrors.as_text(errors)}" if errors else f"{device} will answer calls. {message}")
     return redirect(url_for("wizard.lines"))
 
 
@@ -183,10 +188,21 @@ def current_kind(doc: ConfigDoc) -> str:
 
 
 def kind_values(doc: ConfigDoc, kind: str) -> dict[str, Any]:
-    values = s.field_values(doc, [f for f in KINDS[kind]["fields"] if "." in f.key])
+    """What one choice's fields show: what the file says, never a built-in default (the embedded
+    "var/Maildir" is no mail server, "fax@localhost" no sender: an empty field shows its example),
+    and a server only when the file names a mail server."""
+    fields = [f for f in KINDS[kind]["fields"] if "." in f.key]
+    values = s.field_values(doc, fields)
+    table = doc.table("delivery")
+    for f in fields:
+        if f.section == "delivery" and (table is None or f.name not in table):
+            values[f.key] = ""
+    url = str(doc.get("delivery", "url") or "")
+    is_server = url.startswith(("smtp://", "smtps://"))
+    if not is_server:
+        values["delivery.url"] = ""
     values["via"] = "graph" if doc.get("delivery", "backend") == "graph" else "smtp"
-    url = str(doc.get("delivery", "url"))
-    values["host"] = url.split("://", 1)[-1].rsplit(":", 1)[0] if url.startswith("smtp") else ""
+    values["host"] = url.split("://", 1)[-1].rsplit(":", 1)[0] if is_server else ""
     return values
 
 
@@ -229,7 +245,7 @@ def delivery() -> Any:
     test_to = s._default_test_to(doc)
     if request.method == "POST":
         if kind not in KINDS:
-            errors.append("kind: choose one of the four ways")
+            errors.append("Choose one of the four ways.")
         else:
             apply_kind(doc, kind, request.form, errors)
             values[kind] = {f.key: (request.form.get(f.key, "") if f.kind != "secret" else "")
