@@ -44,7 +44,7 @@ def _value(cfg: Config, key: str) -> Any:
     value = getattr(getattr(cfg, section), name)
     if key in PATH_KEYS:
         return cfg.path(value).resolve() if value else Path()
-    return value
+    return list(value) if isinstance(value, tuple) else value
 
 
 def changed(loaded: Config, saved: Config, keys: tuple[str, ...]) -> list[str]:
