@@ -154,7 +154,7 @@ def test_test_fax_and_probe_say_plainly_that_the_daemon_is_down(admin_client: Fl
     r = _post(admin_client, "/settings/modem/probe", {"device": "/dev/ttyUSB7", "back": "/setup/lines"})
     assert r.status_code == 302 and _where(r).endswith("/setup/lines")
     page = admin_client.get("/setup/lines").get_data(as_text=True)
-    assert "Probe of /dev/ttyUSB7: The appliance&#39;s daemon is not running" in page
+    assert "Probe of /dev/ttyUSB7: The fax service is not running, so it cannot do this now" in page
 
 
 def test_the_wizard_answers_with_the_real_daemon(tmp_path: Path) -> None:
