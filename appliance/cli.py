@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from .config import CONFIG_NAME, STATE_DIR_ENV, Config, ConfigError, default_state_dir
@@ -18,6 +19,9 @@ CONFIG_HELP = (f"TOML configuration file (default: {CONFIG_NAME} in the state di
 STATE_DIR_HELP = (f"the state directory: spool, web state, log, control socket and {CONFIG_NAME}; every "
                   f"relative path in the configuration is relative to it (default: ${STATE_DIR_ENV}, "
                   "else ./var)")
+
+#: set in the web process's environment by `faxbridge run`, which restarts it with itself
+WEB_PARENT_ENV = "FAXBRIDGE_WEB_PARENT"
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,13 +72,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     logs = off_the_loop()
     restart = False
     web: subprocess.Popen[bytes] | None = None
+    # its own process: a crash in the web UI never touches a call in progress
+    # the same file and state directory as the daemon: the web UI edits that file, asks the
+    # daemon to reload it, and finds the spool, the log and the control socket where it put them
+    web_cmd = [sys.executable, "-m", "appliance", "web", "--state-dir", str(cfg.base_dir)] + (
+        ["--config", str(cfg.source)] if cfg.source else [])
+    # tells the web process that a restart of this one restarts it too (web/pending.py)
+    web_env = {**os.environ, WEB_PARENT_ENV: str(os.getpid())}
     if cfg.web.enabled and not args.no_web:
-        # its own process: a crash in the web UI never touches a call in progress
-        # the same file and state directory as the daemon: the web UI edits that file, asks the
-        # daemon to reload it, and finds the spool, the log and the control socket where it put them
-        cmd = [sys.executable, "-m", "appliance", "web", "--state-dir", str(cfg.base_dir)] + (
-            ["--config", str(cfg.source)] if cfg.source else [])
-        web = subprocess.Popen(cmd)
+        web = subprocess.Popen(web_cmd, env=web_env)
+
+    async def keep_web() -> None:
+        """Start the web process again when it ends (its own restart for new web settings, or a
+        crash), as systemd does on the box; one that keeps failing at once waits longer each time."""
+        nonlocal web
+        wait, started = 1.0, time.monotonic()
+        while web is not None:
+            await asyncio.sleep(1.0)
+            if web.poll() is None:
+                continue
+            wait = 1.0 if time.monotonic() - started > 30 else min(wait * 2, 60.0)
+            logging.getLogger("faxbridge").info("web UI ended (exit %s); starting it again in %.0f s",
+                                                web.returncode, wait)
+            await asyncio.sleep(wait)
+            web, started = subprocess.Popen(web_cmd, env=web_env), time.monotonic()
 
     async def main() -> None:
         nonlocal restart
@@ -85,6 +106,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         await app.start()
         print(_banner(cfg, app), file=sys.stderr, flush=True)
+        keeper = asyncio.ensure_future(keep_web())
         try:
             # SIGTERM/SIGINT, or "restart" on the control socket (the web page's restart button)
             waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(app.restart_requested.wait())]
@@ -93,6 +115,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 w.cancel()
             restart = app.restart_requested.is_set() and not stop.is_set()
         finally:
+            keeper.cancel()
             await app.stop()
             logging.getLogger("faxbridge").info("stopped%s", " for a restart" if restart else "")
 
@@ -227,6 +250,10 @@ def cmd_send_test_fax(args: argparse.Namespace) -> int:
             print(f"error: --header {h!r} is not 'Name: value'", file=sys.stderr)
             return 2
         headers.append((name.strip(), value.strip()))
+    from .sip.policy import SELF_TEST_ENV, SELF_TEST_HEADER
+    own_pass = os.environ.get(SELF_TEST_ENV, "")
+    if own_pass:  # the daemon's own test call (control.py): its one-time pass past the peer table
+        headers.append((SELF_TEST_HEADER, own_pass))
     result = asyncio.run(send_fax(args.to, tiff, caller=args.caller, caller_name=args.caller_name,
                                   ident=args.ident, codec=args.codec, ecm=not args.no_ecm,
                                   hangup_after_pages=args.hangup_after, timeout=args.timeout,
@@ -234,9 +261,11 @@ def cmd_send_test_fax(args: argparse.Namespace) -> int:
                                   refresh=args.refresh, audio_after=args.audio_after, ca_file=args.ca))
     extras = (f"; {result.refreshes} refresh(es)" if result.refreshes else "") + (
         "; back to audio after the fax" if result.back_to_audio else "")
-    print(f"{'OK' if result.ok else 'FAILED'}: {result.status}; {result.mode}; {result.pages_sent} page(s) sent"
-          f"{f' at {result.bit_rate} bit/s' if result.bit_rate else ''}{', ECM' if result.ecm else ''}"
-          f"; far end {result.remote_ident!r}; {result.duration} s{extras}")
+    parts = [result.status, result.mode,
+             f"{result.pages_sent} page(s) sent" + (f" at {result.bit_rate} bit/s" if result.bit_rate else "")
+             + (", ECM" if result.ecm else ""),
+             f"far end {result.remote_ident!r}" if result.remote_ident else "", f"{result.duration} s"]
+    print(f"{'OK' if result.ok else 'FAILED'}: {'; '.join(p for p in parts if p)}{extras}")
     if args.demo:
         os.unlink(tiff)
     return 0 if result.ok else 1

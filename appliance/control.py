@@ -2,7 +2,7 @@
 
 The web process runs apart from the daemon (decision 0003) and asks it for live state and actions
 through this Unix socket: ``status``, ``wake``, ``reload``, ``probe-modem``, ``test-fax``,
-``test-fax-status`` and ``restart``.  Every reply is ``{"ok": true, ...}`` or
+``test-fax-status``, ``restart-needed`` and ``restart``.  Every reply is ``{"ok": true, ...}`` or
 ``{"ok": false, "error": "..."}``; a malformed or oversized request gets such an error and never
 disturbs the server (or a call: nothing here blocks the event loop; spool reads go to the executor).
 
@@ -18,6 +18,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import socket
 import stat
 import sys
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping
 
 from .rtsched import worker_this_thread
+from .sip.policy import SELF_TEST_ENV
 from .spool.stats import oldest_waiting, queue_counts
 
 log = logging.getLogger("faxbridge.control")
@@ -245,10 +247,13 @@ class TestFax:
     finished: float | None = None
     message: str = "calling the appliance's own SIP listener"
     output: list[str] = field(default_factory=list)
+    #: where the owner fixes a failure: "sip" (the SIP settings) or "system" (the log); "" = nowhere
+    fix: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "target": self.target, "state": self.state, "started": self.started,
-                "finished": self.finished, "message": self.message, "output": self.output[-20:]}
+                "finished": self.finished, "message": self.message, "output": self.output[-20:],
+                "fix": self.fix}
 
 
 class ApplianceControl:
@@ -267,7 +272,8 @@ class ApplianceControl:
 
     def handlers(self) -> dict[str, Handler]:
         return {"status": self.status, "wake": self.wake, "reload": self.reload, "probe-modem": self.probe_modem,
-                "test-fax": self.test_fax, "test-fax-status": self.test_fax_status, "restart": self.restart}
+                "test-fax": self.test_fax, "test-fax-status": self.test_fax_status, "restart": self.restart,
+                "restart-needed": self.restart_needed}
 
     async def close(self) -> None:
         for task in list(self._children):
@@ -300,8 +306,10 @@ class ApplianceControl:
         registrations = [{"name": r.name, "aor": r.aor, "state": r.state, "registered": r.registered,
                           "expires_at": r.expires_at, "last_error": r.last_error}
                          for r in sip.registration_status()]
+        needed = getattr(app, "restart_needed", None)
         return {
             "version": version(), "pid": os.getpid(), "started": self.started,
+            "restart_needed": needed() if needed is not None else [],
             "uptime": round(time.time() - self.started, 1),
             "sip": {"listeners": [{"transport": l.transport, "host": l.host, "port": l.port} for l in sip.locals],
                     "registrations": registrations,
@@ -327,6 +335,11 @@ class ApplianceControl:
             return {"ok": False, "error": "reload not available"}
         result = await reload_config()
         return result if isinstance(result, dict) else {"message": "configuration reloaded"}
+
+    async def restart_needed(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Saved settings that wait for a restart of the daemon (cheap: every web page asks)."""
+        needed = getattr(self.app, "restart_needed", None)
+        return {"restart": needed() if needed is not None else [], "started": self.started}
 
     async def restart(self, req: dict[str, Any]) -> dict[str, Any]:
         """Ask ``faxbridge run`` to stop the appliance cleanly and start it again (os.execv)."""
@@ -421,9 +434,14 @@ class ApplianceControl:
         if not isinstance(called, str) or not called or len(called) > 32 \
                 or any(not (c.isalnum() or c in "+-._") for c in called):
             raise BadRequest("\"called\" must be a number or SIP user (letters, digits, + - . _)")
-        if any(t.state == "running" for t in self.test_faxes.values()):
-            raise BadRequest("a test fax is already being sent; wait for it to finish")
-        target = self.own_target(called)
+        running = next((t for t in self.test_faxes.values() if t.state == "running"), None)
+        if running is not None:
+            return {"ok": False, "error": "A test fax is already being sent; wait for it to finish.",
+                    "id": running.id}
+        try:
+            target = self.own_target(called)
+        except BadRequest as e:
+            return {"ok": False, "error": f"The test fax cannot be sent: {e}.", "fix": "sip"}
         tf = TestFax(id=f"t{next(self._ids)}-{int(time.time())}", target=target, started=time.time())
         self.test_faxes[tf.id] = tf
         while len(self.test_faxes) > TEST_FAX_KEEP:
@@ -451,26 +469,33 @@ class ApplianceControl:
         tmp = Path(tempfile.mkdtemp(prefix="faxbridge-testfax-"))
         tiff = tmp / "test.tif"
         proc: asyncio.subprocess.Process | None = None
+        # our own call is let in by a one-time pass, whatever [[sip.peers]] says (policy.SelfTestPass);
+        # the secret goes to the child in its environment, which other users cannot read
+        gate_pass = self.app.self_test_pass() if hasattr(self.app, "self_test_pass") else None
+        env = dict(os.environ)
+        if gate_pass is not None:
+            env[SELF_TEST_ENV] = gate_pass.issue(loop.time(), TEST_FAX_TIMEOUT + 30)
         try:
             await loop.run_in_executor(None, lambda: write_fax_tiff(demo_pages(1), tiff))
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "appliance", "send-test-fax", "--to", tf.target, "--caller", "test",
                 "--caller-name", "Faxbridge self-test", "--ident", self.app.cfg.fax.ident or "Faxbridge",
-                "--timeout", str(int(TEST_FAX_TIMEOUT)), str(tiff),
+                "--timeout", str(int(TEST_FAX_TIMEOUT)), str(tiff), env=env,
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
             tf.message = "the call is in progress"
             out, _ = await asyncio.wait_for(proc.communicate(), TEST_FAX_TIMEOUT + 30)
             lines = out.decode("utf-8", "replace").splitlines()
             tf.output = [l[:300] for l in lines[-40:]]
-            tf.state, tf.message = _test_fax_verdict(proc.returncode, lines)
+            tf.state, tf.message, tf.fix = _test_fax_verdict(proc.returncode, lines)
         except asyncio.TimeoutError:
-            tf.state, tf.message = "failed", "The test fax did not finish in time; the sender was stopped."
+            tf.state, tf.message, tf.fix = ("failed", "The test fax did not finish in time; the sender was "
+                                            "stopped.", "system")
         except asyncio.CancelledError:
             tf.state, tf.message = "failed", "The appliance stopped before the test fax finished."
             raise
         except Exception as e:
             log.exception("test fax %s", tf.id)
-            tf.state, tf.message = "failed", f"The test fax could not be started: {e}"
+            tf.state, tf.message, tf.fix = "failed", f"The test fax could not be started: {e}", "system"
         finally:
             if proc is not None and proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -478,6 +503,8 @@ class ApplianceControl:
                 with contextlib.suppress(Exception):
                     await proc.wait()
             tf.finished = time.time()
+            if gate_pass is not None:
+                gate_pass.revoke()
             with contextlib.suppress(OSError):
                 tiff.unlink(missing_ok=True)
                 tmp.rmdir()
@@ -490,20 +517,30 @@ def _low_priority() -> None:
     worker_this_thread()
 
 
-def _test_fax_verdict(returncode: int | None, lines: list[str]) -> tuple[str, str]:
-    """Plain words from send-test-fax's last line ('OK: ...' or 'FAILED: ...')."""
+def _test_fax_verdict(returncode: int | None, lines: list[str]) -> tuple[str, str, str]:
+    """(state, plain words, where to fix it) from send-test-fax's last line ("OK: ..." or
+    "FAILED: <what happened>; <mode>; ..."): only what happened is shown, in the page's words."""
     result = next((l for l in reversed(lines) if l.startswith(("OK:", "FAILED:"))), "")
     if returncode == 0 and result.startswith("OK:"):
-        return "ok", ("The test fax went through: the appliance received it and will deliver it like any fax. "
-                      f"({result[3:].strip()})")
-    detail = result.split(":", 1)[1].strip() if result else (lines[-1] if lines else "no output")
-    hint = ""
-    if "403" in detail:
-        hint = (" The appliance refused a call from itself: add a [[sip.peers]] entry that matches "
-                "127.0.0.1 (or the listener's address).")
-    elif "timeout" in detail.lower() or "no answer" in detail.lower():
-        hint = " Nothing answered on the appliance's own SIP listener."
-    return "failed", f"The test fax did not go through: {detail}.{hint}"
+        return "ok", "The test fax went through: the appliance received it and will deliver it like any fax.", ""
+    what = result.split(":", 1)[1].split(";", 1)[0].strip() if result else ""
+    code = re.search(r"\bcall failed: (\d{3})\b", what)
+    status = int(code.group(1)) if code else 0
+    if status in (401, 403, 407):
+        return "failed", ("The appliance refused the call from itself (SIP answered "
+                          f"{what.removeprefix('call failed: ')}). Check who may call in the SIP settings, "
+                          "or look in the log on the System page for why."), "sip"
+    if status == 503 or status == 486:
+        return "failed", ("The appliance is busy: as many calls as it takes at once are in progress. "
+                          "Try again when they have ended."), ""
+    if status and status != 408:
+        return "failed", (f"The appliance answered the call with an error (SIP "
+                          f"{what.removeprefix('call failed: ')}). The log on the System page says why."), "system"
+    if status == 408 or "timed out" in what or not what:
+        return "failed", ("Nothing answered on the appliance's own SIP listener. Check the listeners in "
+                          "the SIP settings."), "sip"
+    return "failed", (f"The call was answered but the fax did not go through ({what}). The log on the "
+                      "System page has the details."), "system"
 
 
 def _sip_call_progress(call: Any) -> dict[str, Any]:

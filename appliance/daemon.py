@@ -31,10 +31,11 @@ from .media.totals import MediaTotals
 from .modem.driver import ModemCallResult
 from .modem.line import CallerInfo
 from .modem.manager import ModemManager
+from .restarts import daemon_changes
 from .routing.router import route
 from .rtsched import promote_this_thread, worker_this_thread
 from .sip import events as sipev
-from .sip.policy import RETRY_AFTER
+from .sip.policy import RETRY_AFTER, SELF_TEST_PEER, SelfTestPass
 from .sip.setup import build_endpoint, start_registrations
 from .sip.sdp import NoUsableCodec
 from .sip.useragent import UserAgent
@@ -48,12 +49,19 @@ RETENTION_INTERVAL = 3600.0
 
 
 def admission_refusal(ev: sipev.IncomingCall, peer: PeerConfig | None, calls: int,
-                      max_calls: int) -> tuple[int, str, str] | None:
+                      max_calls: int, self_test: SelfTestPass | None = None) -> tuple[int, str, str] | None:
     """(status, reason phrase, log text) when a new call must not get a media port, else None.
 
     The call gate admitted it; this repeats the gate's checks against the daemon's own view: a
-    peer by address, the same peer the gate named, its authentication, and capacity."""
+    peer by address, the same peer the gate named, its authentication, and capacity.  The
+    appliance's own test call has no peer: its pass must have admitted exactly this Call-ID
+    (``peer`` is then SELF_TEST_PEER)."""
     adm = ev.admission
+    if adm is not None and adm.self_test:
+        if self_test is None or not self_test.admitted(ev.call_id) or peer is not SELF_TEST_PEER:
+            return 403, "Forbidden", "admitted as the appliance's own test call, but no test pass names it"
+        return (503, "Service Unavailable", f"sip.max_calls ({max_calls}) calls in progress") \
+            if calls >= max_calls else None
     if peer is None:
         return 403, "Forbidden", f"{ev.remote[0]} is not a configured peer"
     if adm is None:
@@ -76,6 +84,9 @@ def _worker_thread() -> None:
 class Appliance:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
+        #: what this process started with: a reload replaces ``cfg``, never this (restarts.py
+        #: compares the two to say which saved settings wait for a restart)
+        self.loaded = cfg
         self.spool = Spool(cfg.path(cfg.spool.dir))
         # TLS, the call gate (who may call, flood limits, digest for peers) and our own credentials
         self.sip, self.peers = build_endpoint(cfg, UserAgent(user_agent=cfg.sip.user_agent))
@@ -241,8 +252,12 @@ class Appliance:
             self._refuse(ev, 503, "Service Unavailable (spool not writable)", f"spool {self.spool.root} not writable")
             return
         # the call gate decided this already; never trust one gate: check again before a port opens
-        peer = self.peers.match(ev.remote[0], ev.local.transport)
-        refusal = admission_refusal(ev, peer, len(self.calls), self.cfg.sip.max_calls)
+        self_test = self.self_test_pass()
+        if ev.admission is not None and ev.admission.self_test:
+            peer: PeerConfig | None = SELF_TEST_PEER
+        else:
+            peer = self.peers.match(ev.remote[0], ev.local.transport)
+        refusal = admission_refusal(ev, peer, len(self.calls), self.cfg.sip.max_calls, self_test)
         if refusal is not None:
             status, reason, why = refusal
             self._refuse(ev, status, reason, why)
@@ -296,6 +311,11 @@ class Appliance:
             self.media_totals.add(call.channel)  # as it leaves the live calls: counted once
             self.calls.pop(ev.call_id, None)
             await loop.run_in_executor(None, self._finish, fax, complete, facts)
+
+    def self_test_pass(self) -> SelfTestPass | None:
+        """The call gate's pass for the appliance's own test call (None without a gate)."""
+        gate = getattr(self.sip, "gate", None)
+        return gate.self_test if gate is not None else None
 
     # -- modem calls ---------------------------------------------------------------------------
     async def _modem_begin(self, caller: CallerInfo) -> tuple[int, Path]:
@@ -391,8 +411,9 @@ class Appliance:
         Calls in progress keep the Config they were answered with (an InboundSipCall holds its own
         reference, a modem call got its settings when it began); new calls, routing decisions and
         delivery attempts use the new one.  What needs new sockets or processes (listeners, RTP
-        ports, TLS files, registrations, the spool, the web process, the control socket) is not
-        applied but named in ``restart``.  Returns {"ok", "applied", "restart"} or
+        ports, TLS files, registrations, the spool, the control socket) is not applied but named
+        in ``restart``, compared with what this process started with (restarts.py; the web
+        process judges its own settings).  Returns {"ok", "applied", "restart"} or
         {"ok": false, "error", "errors"} when the file is wrong (the old settings stay)."""
         lock = self.__dict__.setdefault("_reload_lock", asyncio.Lock())
         async with lock:  # two saves in quick succession: one reload after the other
@@ -423,20 +444,16 @@ class Appliance:
         for name in ("routing", "fax", "system"):
             if getattr(new, name) != getattr(old, name):
                 applied.append(name)  # read from self.cfg per call / per fax
-        applied += self._reload_sip(old, new, restart)
+        applied += self._reload_sip(old, new)
+        # what only a start reads, against what this process started with (resolved paths); the
+        # web process says for itself what it waits for
+        restart += daemon_changes(self.loaded, new)
         if old.sip.registrations != new.sip.registrations:
             if getattr(self.sip, "_loop", None) is not None and "sip.listen" not in restart:
                 await self._reload_registrations(new)
                 applied.append("sip.registrations")
             else:
                 restart.append("sip.registrations")
-        if old.path(old.spool.dir).resolve() != new.path(new.spool.dir).resolve():
-            restart.append("spool.dir")
-        if old.path(old.system.control_socket).resolve() != new.path(new.system.control_socket).resolve():
-            restart.append("system.control_socket")
-        web_old = dataclasses.replace(old.web, setup_done=False)
-        if web_old != dataclasses.replace(new.web, setup_done=False):
-            restart.append("web")
         self.cfg = new
         applied += await self._reload_modems(old, new, restart)
         self.delivery.wake()
@@ -444,7 +461,7 @@ class Appliance:
                  f"; needs a restart: {', '.join(restart)}" if restart else "")
         return {"ok": True, "applied": applied, "restart": restart}
 
-    def _reload_sip(self, old: Config, new: Config, restart: list[str]) -> list[str]:
+    def _reload_sip(self, old: Config, new: Config) -> list[str]:
         """Who may call, flood limits and the digest realm apply to the next INVITE."""
         from .sip.digest import DigestServer
         from .sip.policy import PeerTable, RateLimiter
@@ -474,10 +491,11 @@ class Appliance:
             applied.append("sip.connections")
         if (o.public_address, o.playout_delay_ms) != (n.public_address, n.playout_delay_ms):
             applied.append("sip.media")  # read from self.cfg when a call is answered
-        for key in ("listen", "rtp_ports", "tls_cert", "tls_key", "tls_ca", "tls_verify_client", "user_agent"):
-            if getattr(o, key) != getattr(n, key):
-                restart.append(f"sip.{key}")
         return applied
+
+    def restart_needed(self) -> list[str]:
+        """Saved (and reloaded) settings that only a restart puts into effect."""
+        return daemon_changes(self.loaded, self.cfg)
 
     async def _reload_registrations(self, new: Config) -> None:
         """Accounts removed or changed are unregistered (Expires: 0, answers awaited briefly),

@@ -48,6 +48,9 @@ class Admission:
 
     peer: str
     authenticated: str = ""
+    #: the appliance's own test call (the control socket's test-fax), admitted by its one-time
+    #: pass rather than by a peer: the daemon checks the pass again (policy.SelfTestPass)
+    self_test: bool = False
 
 
 @dataclass

@@ -13,15 +13,20 @@ parsed message. What cannot be parsed or classified is dropped (or, from a peer,
 
 Verdicts: a new INVITE needs a peer (else 403), valid digest credentials when that peer has a
 username (else 401/403), and room under sip.max_calls and the peer's max_calls (else 503 with
-Retry-After); it is handed on with an `Admission` that the daemon checks again. Requests from
+Retry-After); it is handed on with an `Admission` that the daemon checks again.  The one
+exception to "needs a peer" is the appliance's own test call (`SelfTestPass`): a one-time secret
+the daemon hands to the test-fax sender it starts, accepted once, from this machine only, for a
+few minutes, whatever the peer table says.  Requests from
 sources that are no peer are dropped silently (scanners learn nothing), in-dialog requests too
 unless they come from a peer or from the address the dialog was set up with.
 """
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import logging
 import re
+import secrets
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -155,6 +160,77 @@ def prescan_call_id(data: bytes) -> str | None:
     return None
 
 
+#: the INVITE header that carries a SelfTestPass's secret
+SELF_TEST_HEADER = "X-Faxbridge-Self-Test"
+#: the environment variable that hands the secret to the test-fax sender the daemon starts
+SELF_TEST_ENV = "FAXBRIDGE_SELF_TEST"
+#: the peer name a self-test call is recorded under (its line is "sip:self-test")
+SELF_TEST_PEER = PeerConfig(name="self-test", match="127.0.0.1/32", t38="accept")
+
+
+def is_own_address(ip: str, local: Local) -> bool:
+    """Loopback, or the very address the message arrived on: a sender on this machine."""
+    try:
+        addr = ipaddress.ip_address(ip.strip("[]").split("%")[0])
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
+        addr = addr.ipv4_mapped
+    if addr.is_loopback:
+        return True
+    try:
+        return addr == ipaddress.ip_address(local.host.strip("[]").split("%")[0])
+    except ValueError:
+        return False
+
+
+class SelfTestPass:
+    """Admits exactly one call: the test fax the appliance sends itself (the wizard's and the
+    control socket's ``test-fax``), even when [[sip.peers]] leaves this machine out.
+
+    ``issue`` makes a random secret that only the daemon and the sender it starts know (handed
+    over in the child's environment, never on a command line); the gate admits the first INVITE
+    that carries it in ``X-Faxbridge-Self-Test``, from loopback or the listener's own address,
+    before the pass expires, and then forgets the secret.  The daemon asks ``admitted`` for the
+    call's Call-ID before it opens a media port (the gate's word is checked again)."""
+
+    def __init__(self) -> None:
+        self._secret: str | None = None
+        self._until = 0.0
+        self._admitted: str | None = None
+
+    def issue(self, now: float, lifetime: float) -> str:
+        """A new secret for the next test call (a previous, unused one stops working)."""
+        self._secret = secrets.token_urlsafe(24)
+        self._until = now + lifetime
+        self._admitted = None
+        return self._secret
+
+    def revoke(self) -> None:
+        """The test is over: no call may use the secret any more."""
+        self._secret = None
+        self._admitted = None
+
+    def pending(self, ip: str, local: Local, now: float) -> bool:
+        """A secret is out and ``ip`` could be its sender (lets its TCP connection in)."""
+        return self._secret is not None and now <= self._until and is_own_address(ip, local)
+
+    def admit(self, req: SipRequest, remote: Addr, local: Local, now: float) -> bool:
+        """True (once) for the INVITE that carries the secret from this machine."""
+        offered = req.headers.get(SELF_TEST_HEADER)
+        if not offered or self._secret is None or not self.pending(remote[0], local, now):
+            return False
+        if not hmac.compare_digest(offered.encode("utf-8", "replace"), self._secret.encode()):
+            return False
+        self._secret = None  # one call per pass
+        self._admitted = req.call_id
+        return True
+
+    def admitted(self, call_id: str) -> bool:
+        """Whether this Call-ID is the one call the current pass let in."""
+        return self._admitted is not None and hmac.compare_digest(self._admitted, call_id)
+
+
 class CallState(Protocol):
     """What the gate asks the user agent (UserAgent implements it)."""
 
@@ -212,6 +288,8 @@ class CallGate:
         self.max_calls = max_calls
         self.stats: Counter[str] = Counter()
         self._last_error_log = float("-inf")
+        #: the appliance's own test call, let in whatever the peer table says
+        self.self_test = SelfTestPass()
 
     def check(self, data: bytes, remote: Addr, local: Local, now: float) -> Verdict:
         """Never raises: a bug here drops the message and is counted as internal_error."""
@@ -266,6 +344,10 @@ class CallGate:
             return Verdict(req)  # the UA answers 481 (or 405...)
         if self.state.matches_transaction(req):
             return Verdict(req)  # a retransmission, or a CANCEL for an INVITE we hold
+        if req.method == "INVITE" and self.self_test.admit(req, remote, local, now):
+            if self.max_calls and self.state.incoming_calls() >= self.max_calls:
+                return self._busy(req, remote, local, "max_calls")
+            return Verdict(req, Admission(SELF_TEST_PEER.name, "", self_test=True))
         if peer is None:
             if req.method != "INVITE":
                 return Verdict(reason="unknown_dropped")

@@ -280,7 +280,8 @@ class SipEndpoint:
     def _admit(self, remote: Addr, local: Local) -> str:
         """Why an accepted connection is refused at once ("" = admitted): a source that is no
         peer (it could not place a call anyway), or the connection limits."""
-        if self.gate is not None and self.gate.peers.match(remote[0], local.transport) is None:
+        if self.gate is not None and self.gate.peers.match(remote[0], local.transport) is None \
+                and not self.gate.self_test.pending(remote[0], local, self._loop.time()):
             return "connections_unknown"
         if not self.conn_limiter.admit(remote[0]):
             return "connections_over_limit"

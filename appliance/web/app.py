@@ -15,7 +15,7 @@ from appliance.config import Config
 from appliance.web import api, auth, csrf, faxes
 from appliance.web import openapi
 from appliance.web import settings, wizard
-from appliance.web import dashboard, metrics, system
+from appliance.web import dashboard, metrics, pending, system
 from appliance.web.params import BadParam
 from appliance.web.spoolview import close_spool
 from appliance.web.zone import format_time
@@ -40,6 +40,7 @@ def create_app(config: Config) -> Flask:
     app.config["FAXBRIDGE"] = config
     app.jinja_env.autoescape = True  # every template, whatever its file name
     app.jinja_env.globals["has_endpoint"] = lambda name: name in app.view_functions
+    app.jinja_env.globals["restart_pending"] = pending.summary  # base.html's banner, when logged in
     # every time a page shows goes through ``when``: the owner's zone, named (appliance/localtime.py)
     app.jinja_env.filters.update(when=format_time, duration=fmt_duration, state_label=state_label,
                                  state_class=state_class, dash=dash)

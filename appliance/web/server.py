@@ -8,10 +8,12 @@ a reverse proxy; a listen address beyond loopback is logged.
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
 import logging
 import ssl
 import sys
+import threading
 
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
@@ -29,6 +31,39 @@ log = logging.getLogger("faxbridge.web")
 THREADS = 12
 #: request line and headers together (a browser sends 1-2 KiB); beyond, cheroot answers 413
 MAX_HEADER_BYTES = 16 * 1024
+#: a restart of the web process waits this long for its reply to leave, seconds
+RESTART_DELAY = 0.5
+
+
+#: errnos of a peer that went away: a closed tab, a browser that gave up on a handshake
+GONE_ERRNOS = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ENOTCONN, errno.ESHUTDOWN,
+                         ssl.SSL_ERROR_EOF, ssl.SSL_ERROR_ZERO_RETURN})
+#: cheroot's own words for a peer that went away
+GONE_MESSAGES = ("peer dropped the TLS connection suddenly, during handshake",
+                 "Got a connection error while handling a connection")
+
+
+def peer_went_away(msg: str, exc: BaseException | None) -> bool:
+    """Whether cheroot reports what browsers do every day rather than a fault: a TLS handshake
+    abandoned (the self-signed certificate is not trusted yet: SSLV3_ALERT_CERTIFICATE_UNKNOWN),
+    or a connection closed mid-reply (a dashboard tab's live stream when the tab closes)."""
+    if any(m in msg for m in GONE_MESSAGES):
+        return True
+    if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionError)):
+        return True
+    return isinstance(exc, OSError) and exc.errno in GONE_ERRNOS
+
+
+class Server(wsgi.Server):  # type: ignore[misc]
+    """cheroot's server, logging through ``logging`` (not bare stderr): a peer that went away is
+    one debug line; every other error keeps its level and its traceback."""
+
+    def error_log(self, msg: str = "", level: int = logging.INFO, traceback: bool = False) -> None:
+        exc = sys.exc_info()[1]
+        if peer_went_away(str(msg), exc):
+            log.debug("client went away: %s", msg or repr(exc))
+            return
+        log.log(level, "%s", msg, exc_info=exc if traceback and exc is not None else None)
 
 
 def is_loopback(host: str) -> bool:
@@ -45,8 +80,7 @@ def build_server(config: Config) -> tuple[wsgi.Server, str]:
     """The configured server and its base URL (not started)."""
     host, port = parse_hostport(config.web.listen, 8080)
     app = create_app(config)
-    server = wsgi.Server((host, port), app, numthreads=THREADS, server_name="Faxbridge",
-                         shutdown_timeout=2)
+    server = Server((host, port), app, numthreads=THREADS, server_name="Faxbridge", shutdown_timeout=2)
     # bounded before the app sees anything; the app then holds a body to 16 KiB until login
     server.max_request_header_size = MAX_HEADER_BYTES
     server.max_request_body_size = LOGGED_IN_MAX_BYTES
@@ -70,6 +104,12 @@ def build_server(config: Config) -> tuple[wsgi.Server, str]:
 
         app.extensions["faxbridge_tls_reload"] = reload
         scheme = "https"
+    def restart_soon() -> None:
+        """New web settings: stop serving once this reply has left; the process then ends and its
+        supervisor (systemd's Restart=always, or `faxbridge run`) starts it with the saved file."""
+        threading.Timer(RESTART_DELAY, server.stop).start()
+
+    app.extensions["faxbridge_restart_web"] = restart_soon
     shown = f"[{host}]" if ":" in host else host
     return server, f"{scheme}://{shown}:{port}/"
 

@@ -2,9 +2,8 @@
 
 Every page edits the configuration file the daemon loaded (``tomledit.ConfigDoc``): the form's
 values go into the tomlkit document, the whole result is validated, and only a valid result is
-written; then the daemon is asked to ``reload`` over the control socket.  Errors come back in
-the configuration's own words ("delivery.url: must start with smtp://...") beside the field they
-name.  Secrets are write-only: a page says "set" or "not set" and an empty field keeps the value.
+written; then the daemon is asked to ``reload`` over the control socket.  Errors are shown once,
+beside the field they name, in the page's words (formerrors.py).  Secrets are write-only: a page says "set" or "not set" and an empty field keeps the value.
 The wizard (wizard.py) reuses the same fields and helpers.
 """
 
@@ -30,7 +29,8 @@ from appliance.config import (ROUTE_FORMATS, ROUTE_TIFF, T38_MODES, Config, Conf
 from appliance.config import STARTTLS_MODES, WebConfig
 from appliance.tlskeys import UPLOAD_ADVICE, EncryptedKey, refuse_passphrase
 from appliance.strictnum import ascii_digits
-from appliance.web.tomledit import ConfigDoc, TomlEditError, error_key
+from appliance.web import formerrors
+from appliance.web.tomledit import ConfigDoc, TomlEditError
 
 log = logging.getLogger(__name__)
 
@@ -332,6 +332,8 @@ SYSTEM_FIELDS = [
           placeholder="faxbridge"),
     Field("system.timezone", "Time zone", help="An IANA zone such as Europe/Berlin; empty = the system's.",
           placeholder="Europe/Berlin"),
+    Field("fax.ident", "This fax machine's number (ident)",
+          help="Shown on the sender's machine on every line, SIP and modem, e.g. +49 30 1234567."),
     Field("system.retention_days", "Keep faxes for (days)", "int",
           help="Older faxes are deleted with their images; 0 keeps them forever."),
     Field("delivery.admin", "Administrator mail address",
@@ -381,8 +383,8 @@ MODEM_FIELDS = [
           help="The first class the modem offers wins: 1.0, 1, 2.0, 2."),
     Field("modem.rings", "Rings before answering", "int"),
     Field("modem.caller_id", "Ask the modem for caller ID", "bool"),
-    Field("modem.ident", "Fax ident on modem calls", help="Digits, spaces and '+'; empty = the fax ident below."),
-    Field("fax.ident", "Fax ident (CSI)", help="Our own number as the sender's machine shows it."),
+    Field("modem.ident", "Fax ident on modem calls",
+          help="Digits, spaces and '+'; empty = this fax machine's number on the System page."),
     Field("modem.speed", "Serial speed (baud)", "int", help="115200 for almost every USB modem."),
     Field("modem.flow_control", "Flow control", "choice", choices=("rtscts", "xonxoff", "none")),
     Field("modem.init", "Extra AT commands", "lines", help="Sent after the modem's own init, one per line."),
@@ -424,7 +426,7 @@ DELIVERY_FIELDS = [
     Field("delivery.backend", "Backend", "choice", choices=DELIVERY_BACKENDS, group=G_MAIN,
           help="smtp: a mail server or relay connector; direct: the recipient domain's MX; "
                "graph: Microsoft Graph; maildir: a local folder."),
-    Field("delivery.url", "Server or folder", group=G_MAIN,
+    Field("delivery.url", "Server or folder", group=G_MAIN, placeholder="smtp://mail.example.com:587",
           help="smtp: smtp://host:port or smtps://host:port; maildir: a folder; not used by direct and graph."),
     Field("delivery.from", "Sender address (From)", group=G_MAIN),
     Field("delivery.starttls", "STARTTLS", "choice", choices=STARTTLS_MODES, group=G_SERVER,
@@ -456,6 +458,14 @@ DELIVERY_FIELDS = [
 
 SECTIONS = [("system", "System"), ("sip", "SIP"), ("modem", "Modems"), ("routing", "Routing"),
             ("delivery", "Delivery"), ("backup", "Backup")]
+#: (endpoint, title, fields, entry editors) of every settings page: where a key is set, in words
+PAGE_FIELDS: list[tuple[str, str, list[Field], tuple[EntrySpec, ...]]] = [
+    ("settings.system", "System", SYSTEM_FIELDS, ()),
+    ("settings.sip", "SIP", SIP_FIELDS, (PEERS, REGISTRATIONS)),
+    ("settings.modem", "Modems", MODEM_FIELDS, ()),
+    ("settings.routing", "Routing", ROUTING_FIELDS, (RULES,)),
+    ("settings.delivery", "Delivery", DELIVERY_FIELDS, ()),
+]
 
 
 # -- shared plumbing ------------------------------------------------------------------------------
@@ -483,33 +493,41 @@ def reload_daemon(cfg: Config) -> str:
     """Ask the daemon to reload; the outcome in words (a daemon that is down is not an error)."""
     from appliance.control import ControlClient, ControlError
 
+    from appliance.restarts import words
+    from appliance.web import pending
+
     sock = running().path(running().system.control_socket)
+    web = pending.web_items()  # what this web process started with against the file just saved
+    later = f" Waiting for a restart: {words(web)} (the Restart button is at the top of every page)." if web else ""
     try:
         reply = ControlClient(sock, timeout=10.0).request({"cmd": "reload"})
     except ControlError:
-        return "Saved. The daemon is not running; it will use these settings when it starts."
+        pending.note_daemon([])
+        return "Saved. The fax service is not running; it will use these settings when it starts." + later
+    pending.note_daemon(None)  # the banner asks the daemon afresh on the next page
     if not reply.get("ok"):
-        return f"Saved, but the daemon did not apply it: {reply.get('error', 'unknown error')}"
-    restart = reply.get("restart") or []
-    if restart:
-        where = " (System page, Restart)" if "system.index" in current_app.view_functions else ""
-        return ("Saved and applied, except what needs a restart of the appliance" + where + ": "
-                + ", ".join(str(r) for r in restart) + ".")
+        return f"Saved, but the fax service did not apply it: {reply.get('error', 'unknown error')}"
+    restart = [str(r) for r in reply.get("restart") or []]
+    waiting = restart + [w for w in web if w not in restart]
+    if waiting:
+        return (f"Saved and applied, except {words(waiting)}, which only a restart puts into effect "
+                "(the Restart button is at the top of every page).")
     return "Saved and applied; calls in progress were not disturbed."
 
 
-def errors_by_key(errors: list[str]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for e in errors:
-        out.setdefault(error_key(e), []).append(e.split(": ", 1)[-1])
-    return out
+def placed_errors(errors: list[str], ctx: dict[str, Any], extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The template's error context: each message once, beside the field the page shows for it
+    (``field_errors``), the rest for the top (``page_errors``), all in the page's words."""
+    shown = formerrors.shown_keys(ctx.get("fields") or (), ctx.get("entries") or (), ctx.get("rows"), extra)
+    placed = formerrors.place(errors, shown)
+    return {"errors": errors, "field_errors": placed.fields, "page_errors": placed.page}
 
 
 def _page(template: str, section: str, **ctx: Any) -> tuple[str, int]:
     errors = ctx.pop("errors", [])
     ctx.setdefault("doc_path", str(config_file(running())))
-    return render_template(template, section=section, sections=SECTIONS, errors=errors,
-                           field_errors=errors_by_key(errors), **ctx), 400 if errors else 200
+    return render_template(template, section=section, sections=SECTIONS,
+                           **placed_errors(errors, ctx, ("test_to",)), **ctx), 400 if errors else 200
 
 
 # -- pages ----------------------------------------------------------------------------------------
@@ -728,8 +746,9 @@ def control_request(cmd: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]
     try:
         return ControlClient(sock, timeout=timeout).request(cmd)
     except DaemonUnavailable as e:
-        return {"ok": False, "down": True, "error": f"The appliance's daemon is not running, so it cannot do "
-                                                    f"this now ({e})."}
+        log.info("control request %s: %s", cmd.get("cmd"), e)
+        return {"ok": False, "down": True, "error": "The fax service is not running, so it cannot do this now "
+                                                    "(the System page shows its state and log)."}
     except ControlError as e:
         return {"ok": False, "error": str(e)}
 
@@ -775,7 +794,7 @@ def sip_certificate() -> Any:
     doc.set("sip", "tls_cert", str((tls_dir / "sip-cert.pem").resolve()))
     doc.set("sip", "tls_key", str((tls_dir / "sip-key.pem").resolve()))
     errors, message = save_and_reload(doc)
-    flash("; ".join(errors) if errors else "Certificate stored. " + message)
+    flash(f"Not stored: {formerrors.as_text(errors)}" if errors else "Certificate stored. " + message)
     return redirect(url_for("settings.sip"))
 
 
@@ -913,5 +932,5 @@ def restore() -> Any:
 
 @bp.app_template_global("field_errors_for")
 def field_errors_for(field_errors: dict[str, list[str]], key: str) -> list[str]:
-    """The errors a field shows beside itself, each as the configuration words it: 'key: what'."""
-    return [f"{key}: {m}" for m in (field_errors or {}).get(key, [])]
+    """The messages a field shows beside itself (already in the page's words, without the key)."""
+    return list((field_errors or {}).get(key, []))

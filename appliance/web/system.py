@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -23,7 +24,8 @@ from appliance import localtime
 from appliance.config import Config
 from appliance.control import version
 from appliance.logfile import in_zone, log_path, tail
-from appliance.web import daemonlink
+from appliance.cli import WEB_PARENT_ENV
+from appliance.web import daemonlink, pending
 from appliance.web.health import human_duration
 from appliance.web.spoolview import get_spool, job_summary
 from appliance.web.zone import current_zone
@@ -53,14 +55,27 @@ def index() -> str:
 
 @bp.post("/system/restart")
 def restart() -> Response:
-    """Ask the daemon to restart (faxbridge run re-executes itself, web process included)."""
-    reply, why = daemonlink.ask({"cmd": "restart"})
-    if reply is None:
-        flash(f"The restart could not be requested: {why}")
-    elif not reply.get("ok"):
-        flash(f"The daemon refused to restart: {reply.get('error')}")
-    else:
-        flash("The appliance is restarting. This page will answer again in a few seconds.")
+    """Restart what waits for it: the daemon (``faxbridge run`` re-executes itself, and its web
+    child with it) unless only this web process waits; this web process when its own settings
+    changed and no daemon restart brings it back (systemd runs the two apart)."""
+    web_waits = bool(pending.web_items())
+    daemon_asked = False
+    if pending.daemon_items() or not web_waits:
+        reply, why = daemonlink.ask({"cmd": "restart"})
+        pending.note_daemon(None)
+        if reply is None:
+            flash(f"The fax service could not be restarted: it is not running or does not answer ({why}). "
+                  "The log on the System page may say why.")
+        elif not reply.get("ok"):
+            flash(f"The fax service refused to restart: {reply.get('error')}")
+        else:
+            daemon_asked = True
+            flash("The appliance is restarting. This page will answer again in a few seconds.")
+    restart_web = current_app.extensions.get("faxbridge_restart_web")
+    if web_waits and restart_web is not None and not (daemon_asked and os.environ.get(WEB_PARENT_ENV)):
+        restart_web()
+        if not daemon_asked:
+            flash("The web page restarts with its new settings. It will answer again in a few seconds.")
     return redirect(url_for("system.index"))
 
 

@@ -14,6 +14,7 @@ from typing import Any, Callable
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 
 from appliance.config import ConfigError, mail_domain
+from appliance.web import formerrors
 from appliance.web import settings as s
 from appliance.web.settings import Field
 from appliance.web.tomledit import ConfigDoc, TomlEditError
@@ -34,7 +35,7 @@ SYSTEM_FIELDS = [
 
 LINE_FIELDS = [
     Field("modem.devices", "Modems to use", "lines",
-          help="One device a line; pick from the detected devices below (copy the path)."),
+          help="One device a line; \"Use it\" beside a modem found above fills it in."),
     Field("fax.ident", "This fax machine's number (ident)", help="Shown on the sender's machine, e.g. +49 30 1234567."),
 ]
 
@@ -98,8 +99,12 @@ KINDS: dict[str, dict[str, Any]] = {
 
 def _render(step: str, template: str, **ctx: Any) -> tuple[str, int]:
     errors = ctx.pop("errors", [])
-    return render_template(template, step=step, steps=STEPS, errors=errors,
-                           field_errors=s.errors_by_key(errors), **ctx), 400 if errors else 200
+    shown: dict[str, Any] = {"fields": ctx.get("fields"), "entries": (ctx["spec"],) if ctx.get("spec") else (),
+                             "rows": ctx.get("rows")}
+    if ctx.get("kinds") and ctx.get("kind") in ctx["kinds"]:  # only the open choice shows its errors
+        shown["fields"] = ctx["kinds"][ctx["kind"]]["fields"]
+    return render_template(template, step=step, steps=STEPS, **s.placed_errors(errors, shown, ("test_to",)),
+                           **ctx), 400 if errors else 200
 
 
 def _doc() -> ConfigDoc:
@@ -164,7 +169,7 @@ def use_modem() -> Any:
     if device not in devices:
         doc.set("modem", "devices", devices + [device])
         errors, message = s.save_and_reload(doc)
-        flash("; ".join(errors) if errors else f"{device} will answer calls. {message}")
+        flash(f"Not saved: {formerrors.as_text(errors)}" if errors else f"{device} will answer calls. {message}")
     return redirect(url_for("wizard.lines"))
 
 
@@ -183,10 +188,21 @@ def current_kind(doc: ConfigDoc) -> str:
 
 
 def kind_values(doc: ConfigDoc, kind: str) -> dict[str, Any]:
-    values = s.field_values(doc, [f for f in KINDS[kind]["fields"] if "." in f.key])
+    """What one choice's fields show: what the file says, never a built-in default (the embedded
+    "var/Maildir" is no mail server, "fax@localhost" no sender: an empty field shows its example),
+    and a server only when the file names a mail server."""
+    fields = [f for f in KINDS[kind]["fields"] if "." in f.key]
+    values = s.field_values(doc, fields)
+    table = doc.table("delivery")
+    for f in fields:
+        if f.section == "delivery" and (table is None or f.name not in table):
+            values[f.key] = ""
+    url = str(doc.get("delivery", "url") or "")
+    is_server = url.startswith(("smtp://", "smtps://"))
+    if not is_server:
+        values["delivery.url"] = ""
     values["via"] = "graph" if doc.get("delivery", "backend") == "graph" else "smtp"
-    url = str(doc.get("delivery", "url"))
-    values["host"] = url.split("://", 1)[-1].rsplit(":", 1)[0] if url.startswith("smtp") else ""
+    values["host"] = url.split("://", 1)[-1].rsplit(":", 1)[0] if is_server else ""
     return values
 
 
@@ -229,7 +245,7 @@ def delivery() -> Any:
     test_to = s._default_test_to(doc)
     if request.method == "POST":
         if kind not in KINDS:
-            errors.append("kind: choose one of the four ways")
+            errors.append("Choose one of the four ways.")
         else:
             apply_kind(doc, kind, request.form, errors)
             values[kind] = {f.key: (request.form.get(f.key, "") if f.kind != "secret" else "")
@@ -298,17 +314,40 @@ def done() -> Any:
 
 
 # -- test fax to ourselves --------------------------------------------------------------------------
+#: where a failed test fax is fixed: the daemon's "fix" -> (endpoint, the link's words)
+FIXES = {"sip": ("settings.sip", "Open the SIP settings"), "system": ("system.index", "Open the System page and its log")}
+
+
+def _fix_link(reply: dict[str, Any]) -> tuple[str, str] | None:
+    endpoint, words = FIXES.get(str(reply.get("fix", "")), ("", ""))
+    return (url_for(endpoint), words) if endpoint else None
+
+
 @bp.post("/test-fax")
 def test_fax() -> Any:
     """Ask the daemon to send a one-page fax to its own SIP listener."""
     reply = s.control_request({"cmd": "test-fax"}, timeout=10.0)
-    if not reply.get("ok"):
-        flash(f"The test fax could not be started: {reply.get('error', 'unknown error')}")
-        return redirect(url_for("wizard.done"))
-    return redirect(url_for("wizard.test_fax_status", fax_id=str(reply.get("id", ""))))
+    if reply.get("ok"):
+        return redirect(url_for("wizard.test_fax_status", fax_id=str(reply.get("id", ""))))
+    if reply.get("id"):  # one is already on its way: show that one
+        flash(str(reply.get("error", "")))
+        return redirect(url_for("wizard.test_fax_status", fax_id=str(reply["id"])[:64]))
+    if reply.get("down"):
+        reply = {"ok": False, "fix": "system",
+                 "error": "The appliance's fax service is not running, so it cannot send a test fax now. "
+                          "The System page shows its state and can restart it."}
+    page, _ = _render("done", "wizard_testfax.html", reply=reply, fax_id="", fix=_fix_link(reply))
+    return page, 503 if reply.get("fix") == "system" else 409
 
 
 @bp.get("/test-fax/<fax_id>")
 def test_fax_status(fax_id: str) -> Any:
     reply = s.control_request({"cmd": "test-fax-status", "id": fax_id[:64]})
-    return _render("done", "wizard_testfax.html", reply=reply, fax_id=fax_id[:64])
+    if not reply.get("ok") and reply.get("down"):
+        reply = {"ok": False, "fix": "system",
+                 "error": "The appliance's fax service is not running (any more), so this test fax cannot be "
+                          "followed. The System page shows its state and can restart it."}
+    elif not reply.get("ok"):
+        reply = {"ok": False, "error": "This test fax is no longer known (the appliance keeps the last 20 "
+                                       "since it started). Send a new one."}
+    return _render("done", "wizard_testfax.html", reply=reply, fax_id=fax_id[:64], fix=_fix_link(reply))

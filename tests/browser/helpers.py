@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from appliance.web.auth import AdminStore
 from tests.browser.conftest import PASSWORD, Appliance
@@ -21,7 +21,18 @@ def login(page: Page, app: Appliance, password: str = PASSWORD, *, path: str = "
     expect(page).to_have_url(re.compile(r".*/login\b.*"))
     page.get_by_label("Administrator password").fill(password)
     page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("button", name="Log out")).to_be_visible()
+    expect(account_menu(page)).to_be_visible()
+
+
+def account_menu(page: Page) -> Locator:
+    """The account menu's handle in the top bar (the user's name); its items show when it is open."""
+    return page.locator("header details.account > summary")
+
+
+def log_out(page: Page) -> None:
+    """Through the account menu, as the owner does."""
+    account_menu(page).click()
+    page.get_by_role("button", name="Log out").click()
 
 
 def logged_in_box(app: Appliance, page: Page) -> None:

@@ -264,18 +264,54 @@ def test_test_fax_shows_as_a_call_then_goes_through_and_restart(daemon: DaemonPr
     assert (daemon.workdir / "log" / "faxbridge.log").read_text().count("control socket on") == 2
 
 
-def test_test_fax_refused_by_our_own_peer_list_is_explained(tmp_path: Path) -> None:
-    """A box whose [[sip.peers]] leave out loopback refuses its own test fax (403): said in words."""
+@pytest.mark.slow
+def test_test_fax_goes_through_when_peers_leave_this_machine_out_and_strangers_stay_out(tmp_path: Path) -> None:
+    """The wizard's advice (add the gateway as a peer) must not break its own test fax: a box whose
+    [[sip.peers]] leave out loopback still receives the test fax it sends itself, while any other
+    call from loopback is refused as before (403): the pass admits that one call, not the address."""
+    import subprocess
+    import sys
+
     d = DaemonProcess(tmp_path, extra='[[sip.peers]]\nname = "gw"\nmatch = "192.0.2.10"\n')
     d.start()
     try:
         c = d.client()
         fax_id = c.request({"cmd": "test-fax"})["id"]
-        deadline = time.monotonic() + 60
+        stranger = subprocess.run([sys.executable, "-m", "appliance", "send-test-fax", "--to",
+                                   f"sip:fax@127.0.0.1:{d.sip_port}", "--demo", "--timeout", "20"],
+                                  capture_output=True, text=True, timeout=60)
+        assert stranger.returncode == 1 and "403" in stranger.stdout, stranger.stdout + stranger.stderr
+        assert "; ;" not in stranger.stdout and "''" not in stranger.stdout  # empty facts are left out
+        deadline = time.monotonic() + 120
         while (st := c.request({"cmd": "test-fax-status", "id": fax_id}))["state"] == "running":
             assert time.monotonic() < deadline, st
+            time.sleep(0.5)
+        assert st["state"] == "ok" and "went through" in st["message"], (st, d.log_text()[-3000:])
+        deadline = time.monotonic() + LOADED
+        while c.request({"cmd": "status"})["stats"]["faxes"] != 1:
+            assert time.monotonic() < deadline, d.log_text()[-3000:]
             time.sleep(0.2)
-        assert st["state"] == "failed" and "403" in st["message"] and "[[sip.peers]]" in st["message"], st
-        assert c.request({"cmd": "status"})["stats"]["faxes"] == 0
+        assert c.request({"cmd": "status"})["sip"]["refused"].get("unknown_refused") == 1
     finally:
         d.stop()
+
+
+@pytest.mark.parametrize("returncode, last, words, fix", [
+    (1, "FAILED: call failed: 403 Forbidden; 0 page(s) sent; 0.1 s", "refused the call from itself", "sip"),
+    (1, "FAILED: call failed: 403 Forbidden; ; 0 page(s) sent; far end ''; 0.1 s", "refused the call", "sip"),
+    (1, "FAILED: call failed: 503 Service Unavailable; 0 page(s) sent; 0.0 s", "busy", ""),
+    (1, "FAILED: call failed: 408 Request Timeout; 0 page(s) sent; 32.0 s", "Nothing answered", "sip"),
+    (1, "FAILED: timed out; g711; 0 page(s) sent; 180.0 s", "Nothing answered", "sip"),
+    (1, "FAILED: Disconnected after permitted retries; g711; 0 page(s) sent; 40.2 s",
+     "did not go through (Disconnected after permitted retries)", "system"),
+    (0, "OK: answered; g711; 1 page(s) sent at 14400 bit/s, ECM; far end '+1 555'; 20.0 s", "went through", ""),
+])
+def test_test_fax_outcome_is_said_in_plain_words_with_where_to_fix_it(returncode: int, last: str, words: str,
+                                                                       fix: str) -> None:
+    from appliance.control import _test_fax_verdict
+
+    state, message, where = _test_fax_verdict(returncode, ["some output", last])
+    assert words in message and where == fix
+    assert state == ("ok" if returncode == 0 else "failed")
+    for internal in ("; ;", "''", "[[", "sip.peers", "FAILED", "page(s)"):
+        assert internal not in message, message

@@ -323,3 +323,58 @@ def test_a_bug_in_the_gate_drops_the_message_counts_it_and_logs_once_a_minute(ca
         verdicts = [gate.check(raw("OPTIONS", branch=f"z9hG4bK{i}"), PEER_ADDR, UDP, float(i)) for i in range(30)]
     assert not any(v.passed or v.replies for v in verdicts)
     assert gate.stats["internal_error"] == 30 and len(caplog.records) == 1
+
+
+def test_the_appliances_own_test_call_gets_in_once_by_its_pass_and_nothing_else_does() -> None:
+    """[[sip.peers]] that leave out this machine still let the box's own test fax in: the INVITE
+    carrying the one-time secret, from loopback or the listener's own address, once, in time."""
+    from appliance.sip.policy import SELF_TEST_HEADER
+
+    gate = CallGate(table(PeerConfig(name="gw", match="192.0.2.50")), server="fb")
+    lo, here = ("127.0.0.1", 40000), Local("udp", "127.0.0.1", 5060)
+
+    def invite(secret: str | None, call_id: str) -> bytes:
+        return raw("INVITE", call_id=call_id, extra=[f"{SELF_TEST_HEADER}: {secret}"] if secret else [])
+
+    assert gate.check(invite(None, "a@lo"), lo, here, 0.0).reason == "unknown_refused"  # no pass out
+    secret = gate.self_test.issue(0.0, 60.0)
+    assert gate.check(invite(None, "b@lo"), lo, here, 1.0).reason == "unknown_refused"  # loopback alone: no
+    assert gate.check(invite("x" + secret[1:], "c@lo"), lo, here, 1.0).reason == "unknown_refused"
+    far = gate.check(invite(secret, "d@far"), ("203.0.113.7", 5060), UDP, 1.0)  # the secret from elsewhere
+    assert far.reason == "unknown_refused"
+    ok = gate.check(invite(secret, "e@lo"), lo, here, 2.0)
+    assert ok.passed and ok.admission == Admission("self-test", "", self_test=True)
+    assert gate.self_test.admitted("e@lo") and not gate.self_test.admitted("d@far")
+    assert gate.check(invite(secret, "f@lo"), lo, here, 3.0).reason == "unknown_refused"  # once only
+    # on the listener's own (non-loopback) address, before the pass expires
+    lan = Local("udp", "192.0.2.1", 5060)
+    secret = gate.self_test.issue(10.0, 60.0)
+    assert gate.check(invite(secret, "g@lan"), ("192.0.2.1", 40000), lan, 71.0).reason == "unknown_refused"
+    secret = gate.self_test.issue(100.0, 60.0)
+    assert gate.check(invite(secret, "h@lan"), ("192.0.2.1", 40000), lan, 101.0).admission.self_test
+    secret = gate.self_test.issue(200.0, 60.0)
+    gate.self_test.revoke()
+    assert gate.check(invite(secret, "i@lo"), lo, here, 201.0).reason == "unknown_refused"
+    assert not gate.self_test.admitted("h@lan")  # revoked: the daemon no longer vouches for it
+
+
+def test_a_self_test_admission_is_checked_again_by_the_daemon() -> None:
+    """The daemon opens media for a self-test call only when the pass admitted exactly that call."""
+    from appliance.daemon import admission_refusal
+    from appliance.sip.events import IncomingCall
+    from appliance.sip.policy import SELF_TEST_HEADER, SELF_TEST_PEER, SelfTestPass
+
+    own = SelfTestPass()
+
+    def call(call_id: str) -> IncomingCall:
+        req = parse_message(raw("INVITE", call_id=call_id, extra=[f"{SELF_TEST_HEADER}: {secret}"]))
+        return IncomingCall(call_id, req, None, "test", "", "test", ("127.0.0.1", 40000),
+                            Local("udp", "127.0.0.1", 5060), admission=Admission("self-test", "", self_test=True))
+
+    secret = own.issue(0.0, 60.0)
+    assert admission_refusal(call("c@lo"), SELF_TEST_PEER, 0, 4, own)[0] == 403  # the pass let nothing in
+    assert own.admit(call("c@lo").request, ("127.0.0.1", 40000), Local("udp", "127.0.0.1", 5060), 1.0)
+    assert admission_refusal(call("c@lo"), SELF_TEST_PEER, 0, 4, own) is None
+    assert admission_refusal(call("other@lo"), SELF_TEST_PEER, 0, 4, own)[0] == 403
+    assert admission_refusal(call("c@lo"), SELF_TEST_PEER, 0, 4, None)[0] == 403  # no gate: no pass
+    assert admission_refusal(call("c@lo"), SELF_TEST_PEER, 4, 4, own)[0] == 503

@@ -76,7 +76,7 @@ async def _is_set(app: SpoolAppliance) -> bool:
 
 def test_restart_without_daemon_says_why(client: FlaskClient) -> None:
     r = client.post("/system/restart", data={"csrf_token": csrf(client)}, follow_redirects=True)
-    assert "could not be requested" in r.get_data(as_text=True)
+    assert "The fax service could not be restarted: it is not running" in r.get_data(as_text=True)
 
 
 def test_diagnostics_bundle_has_no_secrets(tmp_path: Path, sockdir: Path) -> None:

@@ -44,7 +44,12 @@ def test_wizard_from_an_empty_box_to_a_valid_configuration(anon_client: FlaskCli
     r = _post(client, "/setup/system", {"system.hostname": "bad name!", "system.timezone": "Mars/Olympus"})
     assert r.status_code == 400
     html = r.get_data(as_text=True)
-    assert "system.hostname: letters, digits" in html and "system.timezone: &#39;Mars/Olympus&#39;" in html
+    hostname = html[html.index('name="system.hostname"'):html.index('name="system.timezone"')]
+    timezone = html[html.index('name="system.timezone"'):html.index("Save and continue")]
+    assert "letters, digits and &#39;-&#39; only" in hostname  # beside its field, once, without the key
+    assert "&#39;Mars/Olympus&#39; is not a known time zone" in timezone
+    assert html.count("is not a known time zone") == 1 and "system.timezone:" not in html
+    assert "Please correct the 2 fields marked below." in html
     assert not path.exists()  # nothing written
     r = _post(client, "/setup/system", {"system.hostname": "faxdesk", "system.timezone": "Europe/Berlin"})
     assert r.status_code == 302 and _where(r).endswith("/setup/lines")
@@ -66,7 +71,10 @@ def test_wizard_from_an_empty_box_to_a_valid_configuration(anon_client: FlaskCli
     assert r.status_code == 302 and _where(r).endswith("/setup/mailbox"), r.get_data(as_text=True)
 
     r = _post(client, "/setup/mailbox", {"routing.default": "not-an-address", "delivery.admin": ""})
-    assert r.status_code == 400 and "routing.default: &#39;not-an-address&#39; is not a mail address" in r.get_data(as_text=True)
+    html = r.get_data(as_text=True)
+    block = html[html.index('name="routing.default"'):html.index('name="delivery.admin"')]
+    assert r.status_code == 400 and "&#39;not-an-address&#39;" in block  # beside its field
+    assert html.count("&#39;not-an-address&#39;") == 1 and "routing.default:" not in html  # once
     r = _post(client, "/setup/mailbox", {"routing.default": "faxes@example.com", "delivery.admin": "it@example.com"})
     assert r.status_code == 302 and _where(r).endswith("/setup/done")
 
@@ -118,7 +126,9 @@ def test_exchange_online_oauth_choice_fills_delivery_as_the_readme_says(admin_cl
     r = _post(admin_client, "/setup/delivery", {
         "kind": "o365-oauth", "action": "save", "via": "graph", "delivery.from": "fax@contoso.com",
         "delivery.tenant": "contoso.onmicrosoft.com", "delivery.client_id": "", "test_to": ""})
-    assert r.status_code == 400 and "delivery.client_id: needed for the graph backend" in r.get_data(as_text=True)
+    html = r.get_data(as_text=True)
+    assert r.status_code == 400 and html.count("needed for the graph backend") == 1
+    assert "delivery.client_id:" not in html
     assert config_file(config).read_text() == before
 
 
@@ -136,13 +146,15 @@ def test_wizard_test_message_button_sends_with_the_unsaved_settings(admin_client
 
 def test_test_fax_and_probe_say_plainly_that_the_daemon_is_down(admin_client: FlaskClient) -> None:
     r = _post(admin_client, "/setup/test-fax", {})
-    assert r.status_code == 302
-    page = admin_client.get(_where(r)).get_data(as_text=True)
-    assert "The test fax could not be started: The appliance&#39;s daemon is not running" in page
+    assert r.status_code == 503
+    page = r.get_data(as_text=True)
+    assert "fax service is not running, so it cannot send a test fax now" in page
+    assert 'id="test-fax-fix"' in page and 'href="/system"' in page  # where to fix it, one click away
+    assert "/tmp/" not in page and "No such file" not in page  # no socket paths or errno words
     r = _post(admin_client, "/settings/modem/probe", {"device": "/dev/ttyUSB7", "back": "/setup/lines"})
     assert r.status_code == 302 and _where(r).endswith("/setup/lines")
     page = admin_client.get("/setup/lines").get_data(as_text=True)
-    assert "Probe of /dev/ttyUSB7: The appliance&#39;s daemon is not running" in page
+    assert "Probe of /dev/ttyUSB7: The fax service is not running, so it cannot do this now" in page
 
 
 def test_the_wizard_answers_with_the_real_daemon(tmp_path: Path) -> None:
@@ -167,7 +179,7 @@ def test_the_wizard_answers_with_the_real_daemon(tmp_path: Path) -> None:
             page = client.get("/settings/modem").get_data(as_text=True)
             assert f"Probe of {missing}: There is no device" in page
             page = client.get("/setup/test-fax/t999").get_data(as_text=True)
-            assert "no test fax with this id" in page
+            assert "This test fax is no longer known" in page and "Send it again" in page
     finally:
         appliance.spool.close()
         shutil.rmtree(sock_dir, ignore_errors=True)
@@ -205,3 +217,75 @@ def test_use_it_adds_a_detected_modem_and_nothing_else(admin_client: FlaskClient
     assert "in use</span>" in admin_client.get("/setup/lines").get_data(as_text=True)
     _post(admin_client, "/setup/lines/use", {"device": "/etc/passwd"})
     assert Config.load(config_file(config)).modem.devices == [link]
+
+
+def _field(html: str, name: str) -> str:
+    """The one <input> named ``name`` inside the open choice's form (or the page)."""
+    import re
+
+    m = re.search(r'<input[^>]*name="%s"[^>]*>' % re.escape(name), html)
+    assert m, name
+    return m.group(0)
+
+
+def test_where_faxes_go_shows_examples_not_the_built_in_maildir(admin_client: FlaskClient, config: Config) -> None:
+    """A fresh box delivers into the embedded Maildir; the mail server field of "Another mail
+    server" must not say "var/Maildir" (nor the sender "fax@localhost"): empty, with an example."""
+    page = admin_client.get("/setup/delivery").get_data(as_text=True)
+    smtp = page[page.index('id="kind-smtp"'):]
+    server = _field(smtp, "delivery.url")
+    assert 'value=""' in server and 'placeholder="smtp://mail.example.com:587"' in server
+    assert "Maildir" not in smtp and "fax@localhost" not in page
+    assert 'value=""' in _field(smtp, "delivery.from")
+    # a file that names its Maildir explicitly shows no server either; a mail server it names is shown
+    config_file(config).write_text('[delivery]\nbackend = "maildir"\nurl = "Maildir"\n')
+    smtp = admin_client.get("/setup/delivery").get_data(as_text=True).split('id="kind-smtp"')[1]
+    assert 'value=""' in _field(smtp, "delivery.url") and "Maildir" not in smtp
+    config_file(config).write_text('[delivery]\nbackend = "smtp"\nurl = "smtp://relay.example.com:587"\n'
+                                   'from = "fax@example.com"\n')
+    smtp = admin_client.get("/setup/delivery").get_data(as_text=True).split('id="kind-smtp"')[1]
+    assert 'value="smtp://relay.example.com:587"' in _field(smtp, "delivery.url")
+    assert 'value="fax@example.com"' in _field(smtp, "delivery.from")
+
+
+def test_lines_step_points_at_the_modems_found_where_they_are(admin_client: FlaskClient, tmp_path: Path,
+                                                              monkeypatch) -> None:
+    from appliance.web import settings
+
+    dev = tmp_path / "dev"
+    (dev / "serial" / "by-id").mkdir(parents=True)
+    (dev / "ttyUSB0").touch()
+    (dev / "serial" / "by-id" / "usb-USRobotics_5637-if00").symlink_to(dev / "ttyUSB0")
+    monkeypatch.setattr(settings, "DEV", dev)
+    page = admin_client.get("/setup/lines").get_data(as_text=True)
+    found, field = page.index("Fax modems found"), page.index('name="modem.devices"')
+    assert found < field and "usb-USRobotics_5637-if00" in page[found:field]  # the list is above the field
+    help_text = page[field:page.index("</div>", field)]
+    assert "found above" in help_text and "below" not in help_text
+
+
+def test_the_fax_ident_is_on_the_system_page_for_every_box(admin_client: FlaskClient, config: Config) -> None:
+    """A SIP-only box sets its fax ident on Settings, System (not only under Modems)."""
+    page = admin_client.get("/settings/system").get_data(as_text=True)
+    assert 'name="fax.ident"' in page and "This fax machine&#39;s number (ident)" in page
+    r = _post(admin_client, "/settings/system", {"system.hostname": "", "system.timezone": "",
+                                                 "fax.ident": "+49 30 1234567", "system.retention_days": "0",
+                                                 "delivery.admin": ""})
+    assert r.status_code == 302, r.get_data(as_text=True)
+    assert Config.load(config_file(config)).fax.ident == "+49 30 1234567"
+    modems = admin_client.get("/settings/modem").get_data(as_text=True)
+    assert 'name="fax.ident"' not in modems and "System page" in modems  # modem.ident's help points there
+
+
+def test_an_error_about_another_page_is_named_in_words_with_a_link_there(admin_client: FlaskClient,
+                                                                         config: Config) -> None:
+    """A hand-edited file with a bad default mailbox: saving the System page names it at the top,
+    by its label, with a link to the Routing page (where the field is), not as 'routing.default'."""
+    config_file(config).write_text('[routing]\ndefault = "nobody"\n')
+    r = _post(admin_client, "/settings/system", {"system.hostname": "desk", "system.timezone": "",
+                                                 "fax.ident": "", "system.retention_days": "0", "delivery.admin": ""})
+    assert r.status_code == 400
+    html = r.get_data(as_text=True)
+    top = html[html.index('id="form-errors"'):html.index("</div>", html.index('id="form-errors"'))]
+    assert "Default mailbox:" in top and 'href="/settings/routing"' in top and "Settings, Routing" in top
+    assert "routing.default" not in html and html.count("&#39;nobody&#39;") == 1
