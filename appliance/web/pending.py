@@ -65,7 +65,7 @@ def saved_config(running: Config) -> Config | None:
     cfg: Config | None = None
     if sig[0] is not None:
         try:
-            cfg = Config.load(path)
+            cfg = Config.load(path, state_dir=running.base_dir)
         except ConfigError:
             cfg = None
     with state.lock:

@@ -43,15 +43,18 @@ def embedded_box(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     working directory (a short one: the control socket's path must fit in sun_path)."""
     from tests.control.harness import short_dir
 
+    from appliance.config import STATE_DIR_ENV
+
     d = short_dir()
     monkeypatch.chdir(d)
+    monkeypatch.delenv(STATE_DIR_ENV, raising=False)  # the state directory is ./var, as on a clone
     yield d
     shutil.rmtree(d, ignore_errors=True)
 
 
 def test_the_first_wizard_save_claims_no_restart(embedded_box: Path) -> None:
-    """The embedded defaults say state_dir = "var/web" (from the working directory); the file the
-    wizard writes says "web" (beside var/faxbridge.toml): one folder, so nothing waits."""
+    """The embedded defaults and the file the wizard writes (var/faxbridge.toml) name the same
+    folders, however spelled: nothing waits for a restart."""
     from appliance.cli import _load
     from appliance.daemon import Appliance
     from tests.control.harness import serve_appliance
@@ -130,13 +133,15 @@ def test_a_daemon_setting_waits_until_the_daemon_restarts(tmp_path: Path) -> Non
 def test_restart_needed_compares_resolved_paths_not_spellings(tmp_path: Path) -> None:
     from appliance.restarts import daemon_changes, web_changes
 
-    (tmp_path / "var").mkdir()
-    embedded = Config.from_dict({}, base_dir=tmp_path)
-    written = Config.from_dict({"web": {"state_dir": "web"}, "spool": {"dir": str(tmp_path / "var" / "spool")},
-                                "system": {"control_socket": "faxbridge.sock"}}, base_dir=tmp_path / "var")
+    state = tmp_path / "var"
+    state.mkdir()
+    embedded = Config.from_dict({}, base_dir=state)
+    written = Config.from_dict({"web": {"state_dir": "./web"}, "spool": {"dir": str(state / "spool")},
+                                "system": {"control_socket": "./faxbridge.sock"}}, base_dir=state)
     assert embedded.web.state_dir != written.web.state_dir  # spelled differently ...
+    assert embedded.spool.dir != written.spool.dir
     assert web_changes(embedded, written) == [] and daemon_changes(embedded, written) == []  # ... the same
-    moved = Config.from_dict({"web": {"state_dir": "web"}}, base_dir=tmp_path)
+    moved = Config.from_dict({"web": {"state_dir": "web2"}}, base_dir=state)
     assert web_changes(embedded, moved) == ["web.state_dir"]
 
 
@@ -182,7 +187,8 @@ def test_faxbridge_run_starts_its_web_process_again_after_the_web_restart(embedd
         '[system]\ncontrol_socket = "fb.sock"\n')
     AdminStore(embedded_box / "web").set_password(PASSWORD)
     log = (embedded_box / "run.out").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "appliance", "run", "--config", "faxbridge.toml"],
+    proc = subprocess.Popen([sys.executable, "-m", "appliance", "run", "--config", "faxbridge.toml",
+                             "--state-dir", str(embedded_box)],
                             cwd=embedded_box, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def page(path: str) -> str:
