@@ -24,7 +24,9 @@ CAPTURE_MAX_BYTES = 8 * 1024 * 1024
 
 _GLOBAL_HEADER = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)  # LINKTYPE_ETHERNET
 _RECORD = struct.Struct("<IIII")
-_OURS, _THEIRS = bytes.fromhex("020000000001"), bytes.fromhex("020000000002")
+#: the made-up Ethernet addresses of the appliance and of the peer (locally administered)
+OUR_MAC, PEER_MAC = bytes.fromhex("020000000001"), bytes.fromhex("020000000002")
+_OURS, _THEIRS = OUR_MAC, PEER_MAC
 _IPV4, _IPV6 = b"\x08\x00", b"\x86\xdd"
 
 
