@@ -221,12 +221,14 @@ def capabilities(fcf_name: str, fif: bytes) -> Capabilities:
     dcs = fcf_name == "DCS"
     inch = _bit(fif, 44)
     rate_bits = _field(fif, 11, 14)
-    if dcs:
-        modem, rate = _DCS_MODEMS.get(rate_bits or 0, (f"reserved modem code {rate_bits}", 0))
+    if rate_bits is None:
+        modem, rate = "not stated", 0
+    elif dcs:
+        modem, rate = _DCS_MODEMS.get(rate_bits, (f"reserved modem code {rate_bits}", 0))
         if _bit(fif, 123):
             modem, rate = "set by T.38 (internet-aware fax)", 0
     else:
-        modem, rate = _DIS_MODEMS.get(rate_bits or 0, f"reserved modem code {rate_bits}"), 0
+        modem, rate = _DIS_MODEMS.get(rate_bits, f"reserved modem code {rate_bits}"), 0
         if _bit(fif, 6):
             modem += "; V.34 by V.8"
     high = [name for bit, name in _RESOLUTIONS.items() if _bit(fif, bit)]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import collections
 import datetime
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .events import Local
@@ -124,12 +123,3 @@ def messages_text(record: CallMessages) -> str:
                      f"{TAIL} of a call are kept)\n")
     parts += [_one(m) for m in record.tail]
     return "\n".join(parts)
-
-
-def count(record: CallMessages) -> int:
-    return len(record.head) + record.left_out + len(record.tail)
-
-
-def all_messages(record: CallMessages) -> Iterable[LoggedMessage]:
-    yield from record.head
-    yield from record.tail

@@ -208,6 +208,7 @@ def test_dcs_fields() -> None:
     # a short DCS (two octets) reads as what it says, the rest "not stated"
     short = capabilities("DCS", b"\x00\x46")
     assert short.modem_and_rate == "V.29, 9,600 bit/s" and short.width == "not stated"
+    assert capabilities("DCS", b"\x00").modem_and_rate == "not stated"
 
 
 def test_other_frames_in_words() -> None:

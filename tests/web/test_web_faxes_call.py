@@ -33,7 +33,7 @@ from appliance.fax.testpages import demo_pages
 from appliance.inbound import InboundSipCall
 from appliance.media.capture import MediaCapture
 from appliance.media.channel import MediaChannel
-from appliance.media.rtp import PT_PCMU, PlayoutBuffer, RtpPacket, RtpStream
+from appliance.media.rtp import PT_PCMU, RtpPacket, RtpStream
 from appliance.routing.router import route
 from appliance.sip.events import Local
 from appliance.sip.message import SipRequest, SipResponse
