@@ -419,10 +419,12 @@ def record_frame(trace: deque[str], received: bool, frame: bytes) -> None:
 
 
 #: spandsp's log lines the trace does without: its hex dump of each frame (the frame handler has
-#: recorded the frame already, image frames only counted) and the three lines it logs for every
-#: ECM image frame (hundreds a page)
+#: recorded the frame already, image frames only counted), the three lines it logs for every ECM
+#: image frame (hundreds a page) and its bit-by-bit reading of each DIS/DTC/DCS (sixty lines
+#: each, which the decoder here spells out from the frame itself)
 _LOG_DROPPED = re.compile(r"^\S+ fb\d+ (?:[RT]x: +[0-9a-f]{2}(?: [0-9a-f]{2})*"
-                          r"|[RT]x: +(?:FCD|RCP) |Storing ECM frame |Stop none \(0 remaining\)$)")
+                          r"|[RT]x: +(?:FCD|RCP) |Storing ECM frame |Stop none \(0 remaining\)$"
+                          r"|(?:DIS|DTC|DCS):$| +[.01]{4} [.01]{4}= )")
 
 
 def log_line_kept(line: str) -> bool:
