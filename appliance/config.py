@@ -164,6 +164,9 @@ class PeerConfig:
     #: context): only the gateway/PBX that Exchange UM refers fax calls through; from any other
     #: source those fields are ignored, logged and counted
     exchange_um: bool = False
+    #: keep a pcap of each call's RTP/UDPTL from this peer (8 MB at most a call) in the call's
+    #: diagnostics on its fax page, for a support engineer; off, the media path never looks at it
+    capture: bool = False
 
     def validate(self, prefix: str, errors: list[str]) -> None:
         if not self.name:

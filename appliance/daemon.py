@@ -38,6 +38,7 @@ from .sip import events as sipev
 from .sip.policy import RETRY_AFTER, SELF_TEST_PEER, SelfTestPass
 from .sip.setup import build_endpoint, start_registrations
 from .sip.sdp import NoUsableCodec
+from .sip.messagelog import messages_text
 from .sip.useragent import UserAgent
 from .spool.store import FACT_FIELDS, FaxRecord, Spool
 
@@ -269,6 +270,8 @@ class Appliance:
         except OSError as e:
             self._refuse(ev, 503, "Service Unavailable (no media port)", str(e))
             return
+        if peer.capture:  # the owner asked for this peer's media, for a support engineer
+            channel.start_capture()
         line = f"sip:{peer.name}" if peer.name else f"sip:{ev.local.transport}:{ev.local.host}:{ev.local.port}"
         extra: dict[str, Any] = {"remote": f"{ev.remote[0]}:{ev.remote[1]}", "diversion": list(ev.diversion),
                                  "peer": peer.name}
@@ -289,7 +292,7 @@ class Appliance:
             try:
                 sdp = call.answer(ev.offer)
             except NoUsableCodec as e:
-                self._refuse(ev, 488, "Not Acceptable Here", str(e))
+                self._refuse(ev, 488, "Not Acceptable Here", str(e), recorded=True)
             else:
                 self.sip.answer_call(ev.call_id, sdp)
                 log.info("call %s answered: %s -> %s (%s), fax %s", ev.call_id, ev.caller_number,
@@ -307,10 +310,27 @@ class Appliance:
                 facts = call.session.facts(loop.time())
                 complete = call.session.complete
                 facts["extra"] = {**fax.extra, **facts.get("extra", {}), "end_reason": call.end_reason,
-                                  **call.media_facts()}
+                                  **call.media_facts(), **self._capture_facts(call.channel)}
             self.media_totals.add(call.channel)  # as it leaves the live calls: counted once
             self.calls.pop(ev.call_id, None)
-            await loop.run_in_executor(None, self._finish, fax, complete, facts)
+            files = self._call_diagnostics(ev.call_id, call.channel)
+            await loop.run_in_executor(None, self._finish, fax, complete, facts, files)
+
+    def _call_diagnostics(self, call_id: str, channel: MediaChannel) -> dict[str, bytes | bytearray]:
+        """The call's SIP messages and (capture on) its media as a pcap, for the fax's diagnostics.
+        The pcap's buffer is handed over, not copied: up to 8 MB on the loop would delay media."""
+        files: dict[str, bytes | bytearray] = {}
+        record = self.sip.messages.take(call_id)
+        if record is not None:
+            files["sip.txt"] = messages_text(record).encode()
+        if channel.capture is not None:
+            files["pcap"] = channel.capture.take()
+        return files
+
+    @staticmethod
+    def _capture_facts(channel: MediaChannel) -> dict[str, Any]:
+        cap = channel.capture
+        return {"capture": {"packets": cap.packets, "bytes": cap.size, "left_out": cap.dropped}} if cap else {}
 
     def self_test_pass(self) -> SelfTestPass | None:
         """The call gate's pass for the appliance's own test call (None without a gate)."""
@@ -361,14 +381,26 @@ class Appliance:
                     ev.remote[0], why, um.recipient)
         return {"um_referral_ignored": {"why": why, "recipient": um.recipient}}
 
-    def _refuse(self, ev: sipev.IncomingCall, status: int, reason: str, why: str) -> None:
+    def _refuse(self, ev: sipev.IncomingCall, status: int, reason: str, why: str, *, recorded: bool = False) -> None:
+        """Answer a call we will not take; its SIP messages are dropped unless the spool recorded
+        the call (``recorded``), whose diagnostics keep them."""
         log.warning("call %s from %r refused with %d: %s", ev.call_id, ev.caller_number, status, why)
+        if not recorded:
+            self.sip.messages.forget(ev.call_id)
         extra = [("Retry-After", str(RETRY_AFTER))] if status == 503 else []
         self.sip.reject_call(ev.call_id, status, reason, extra)
         self.stats["rejected"] += 1
 
-    def _finish(self, fax: FaxRecord, complete: bool, facts: dict[str, Any]) -> None:
-        """Commit the received file durably, then route it; runs in the executor."""
+    def _finish(self, fax: FaxRecord, complete: bool, facts: dict[str, Any],
+                files: dict[str, bytes | bytearray] | None = None) -> None:
+        """Commit the received file durably, then route it; runs in the executor.  The call's
+        diagnostics are kept first, so the fax page has them once the fax is there (a failure to
+        keep them costs only them)."""
+        if files:
+            try:
+                self.spool.save_diagnostics(fax, files)
+            except OSError as e:
+                log.warning("fax %s: call diagnostics not kept: %s", fax.id, e)
         facts.pop("pages", None)  # the spool counts pages from the file itself
         rec = self.spool.finish_fax(fax.id, time.time(), complete=complete, **facts)
         if rec.state == "no_fax":

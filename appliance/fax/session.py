@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from ..config import FaxConfig
 from ..spandsp.t30 import FaxStats, PageDone, PhaseB, PhaseE, T30Terminal
 from .pagelimits import page_problem
+from .t30decode import is_log_line
 
 
 #: how the hang-up reason for a page that grew past the size limits begins
@@ -25,16 +26,54 @@ TRACE_LINES = 400
 TRACE_BYTES = 64 * 1024
 
 
-def bounded_trace(lines: list[str]) -> list[str]:
-    """The newest lines of the trace, at most TRACE_LINES and about TRACE_BYTES of text."""
-    out: list[str] = []
-    size = 0
-    for line in reversed(lines[-TRACE_LINES:]):
-        size += len(line) + 1
-        if size > TRACE_BYTES:
+def _newest(indexes: list[int], lines: list[str], count: int, size: int) -> list[int]:
+    """The newest of ``indexes`` whose lines fit in ``count`` lines and ``size`` bytes of text."""
+    out: list[int] = []
+    for i in reversed(indexes[-count:] if count > 0 else []):
+        size -= len(lines[i]) + 1
+        if size < 0:
             break
-        out.append(line)
+        out.append(i)
     return out[::-1]
+
+
+def bounded_trace(lines: list[str]) -> list[str]:
+    """At most TRACE_LINES lines and about TRACE_BYTES of the trace.
+
+    A long call's trace would otherwise lose its start (the handshake: DIS, DCS, the training) to
+    spandsp's chatter: the frames and problems are kept first (the newest, when even they do not
+    fit), then as much of spandsp's FLOW log as fits, taken from its start and its end alike, with
+    a note where lines were left out."""
+    if len(lines) <= TRACE_LINES and sum(len(x) + 1 for x in lines) <= TRACE_BYTES:
+        return list(lines)
+    essential = [i for i, x in enumerate(lines) if not is_log_line(x)]
+    kept = _newest(essential, lines, TRACE_LINES, TRACE_BYTES)
+    if len(kept) < len(essential):
+        return [lines[i] for i in kept]
+    room_lines = TRACE_LINES - len(kept) - 1  # one for the note
+    room_bytes = TRACE_BYTES - sum(len(lines[i]) + 1 for i in kept) - 80
+    logs = [i for i, x in enumerate(lines) if is_log_line(x)]
+    chosen = set(kept)
+    lo, hi, from_start = 0, len(logs), True
+    while lo < hi and room_lines > 0:
+        i = logs[lo] if from_start else logs[hi - 1]
+        room_bytes -= len(lines[i]) + 1
+        if room_bytes < 0:
+            break
+        room_lines -= 1
+        chosen.add(i)
+        lo, hi = (lo + 1, hi) if from_start else (lo, hi - 1)
+        from_start = not from_start
+    gap = logs[lo:hi]
+    out: list[str] = []
+    for i in sorted(chosen):
+        if gap and i > gap[0]:
+            out.append(f"FLOW fb0 ({len(gap)} lines of spandsp's log left out here)")
+            gap = []
+        out.append(lines[i])
+    if gap:
+        out.append(f"FLOW fb0 ({len(gap)} lines of spandsp's log left out here)")
+    return out
 
 
 @dataclass

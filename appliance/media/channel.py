@@ -15,8 +15,10 @@ import collections
 import random
 import logging
 import socket
+import time
 from typing import Protocol
 
+from .capture import MediaCapture
 from .clock import LOOKAHEAD, MediaClock
 from .rtp import PlayoutBuffer, RtpError, RtpPacket, RtpStream, looks_like_rtp
 from .udptl import UdptlReceiver, UdptlSender
@@ -106,6 +108,8 @@ class MediaChannel(asyncio.DatagramProtocol):
         #: clock skipped their ticks after a stall)
         self.stats = {"sent": 0, "bad": 0, "max_late_ms": 0.0, "late_5ms": 0, "not_sent": 0, "from_stranger": 0,
                       "rtp_in_t38": 0, "dropped_on_purpose": 0}
+        #: the call's datagrams as a pcap, when the owner switched capture on for its peer
+        self.capture: MediaCapture | None = None
 
     @classmethod
     async def open(cls, allocator: PortAllocator, host: str, **kwargs: object) -> "MediaChannel":
@@ -138,6 +142,8 @@ class MediaChannel(asyncio.DatagramProtocol):
         elif addr[:2] != self.remote:
             self.stats["from_stranger"] += 1
             return
+        if self.capture is not None:
+            self.capture.received(data, self.remote, time.time())
         if looks_like_rtp(data):
             if self.mode != "audio":
                 self.stats["rtp_in_t38"] += 1  # the peer's audio still trickling after the switch
@@ -180,6 +186,11 @@ class MediaChannel(asyncio.DatagramProtocol):
         self._retarget(remote)
         self._prepared.clear()
         self._prepared.extend(terminal.transmit_g711(SAMPLES) for _ in range(LOOKAHEAD))
+
+    def start_capture(self, max_bytes: int | None = None) -> MediaCapture:
+        """Keep this call's datagrams from now on (the peer's capture setting is on)."""
+        self.capture = MediaCapture((self.local_host, self.port), *([max_bytes] if max_bytes else []))
+        return self.capture
 
     def use_t38(self, terminal: T38Terminal, remote: tuple[str, int], far_max_datagram: int) -> None:
         """Switch to T.38: from the next tick IFPs go to ``terminal`` and its packets go out as UDPTL."""
@@ -231,6 +242,8 @@ class MediaChannel(asyncio.DatagramProtocol):
         if self.remote is not None and self.transport is not None:
             self.transport.sendto(data, self.remote)
             self.stats["sent"] += 1
+            if self.capture is not None:
+                self.capture.sent(data, self.remote, time.time())
 
     def process(self, now: float) -> None:
         """The DSP work of one tick."""

@@ -239,7 +239,7 @@ class Class2Session:
             self._ended_by_modem("")
 
     def garbage(self, data: bytes, reason: str) -> None:
-        self.trace.append(f"! garbage from the modem ({reason}): {data[:32]!r}")
+        self.trace.append(f"! garbage from the modem ({reason}): {data[:32].hex(' ')}")  # the fax page shows it
 
     def data_timeout(self, seconds: float) -> None:
         """No page data for ``seconds``: keep what arrived and give up on the call."""
@@ -318,7 +318,8 @@ class Class2Session:
         m = re.match(r"^\s*(\+F[A-Z]+)\s*(?::\s*(.*))?$", line, re.IGNORECASE)
         if not m:
             if line.strip():
-                self.trace.append(f"! unexpected line from the modem: {line!r}")
+                shown = "".join(c if c.isprintable() else "?" for c in line.strip())
+                self.trace.append(f'! unexpected line from the modem: "{shown}"')
             return
         name, value = m.group(1).upper(), (m.group(2) or "").strip()
         sp = self.sp

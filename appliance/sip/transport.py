@@ -14,7 +14,8 @@ from typing import Any, Coroutine, Iterable
 from .errors import LocalProtocolError, SipParseError
 from .events import Addr, Event, Local
 from .framing import KeepAlive, StreamFramer
-from .message import MAX_MESSAGE_SIZE
+from .message import MAX_MESSAGE_SIZE, SipRequest
+from .messagelog import MessageLog
 from .policy import CallGate, ConnectionLimiter
 from .registration import Registration, RegistrationStatus, resolve_local
 from .tls import TlsSettings
@@ -195,6 +196,8 @@ class SipEndpoint:
         self._pending: dict[Addr, list[bytes]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task] = set()
+        #: each admitted call's messages, for its diagnostics (taken by the daemon when it ends)
+        self.messages = MessageLog()
 
     async def start(self, listeners: Iterable[tuple[str, str, int]]) -> None:
         """Bind ("udp"|"tcp", host, port) listeners; port 0 picks a free port (see `locals`)."""
@@ -274,7 +277,11 @@ class SipEndpoint:
                 self._send(reply, dest, local)
             if verdict.message is None:
                 return
-            self.ua.receive_message(verdict.message, remote, local, now, verdict.admission)
+            msg = verdict.message
+            if verdict.admission is not None and isinstance(msg, SipRequest) and msg.method == "INVITE":
+                self.messages.follow(msg.call_id)
+            self.messages.received(msg.call_id, data, remote, local, time.time())
+            self.ua.receive_message(msg, remote, local, now, verdict.admission)
         self.flush()
 
     def _admit(self, remote: Addr, local: Local) -> str:
@@ -324,6 +331,8 @@ class SipEndpoint:
         return len(self._connections)
 
     def _send(self, data: bytes, dest: Addr, local: Local) -> None:
+        if self.messages.following:
+            self.messages.sent(data, dest, local, time.time())
         if local.transport == "udp":
             transport = self._udp.get(local) or self._udp_by_port.get(local.port)
             if transport is not None:

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 from typing import Deque
 
+from ..fax.t30decode import log_line_kept, record_frame
 from ._spandsp import ffi, lib
 
 #: T.30 result codes that mean "the far end went away": the pages so far are kept as incomplete.
@@ -134,11 +135,17 @@ class T30Terminal:
         lib.t30_set_phase_e_handler(t30, lib._fb_phase_e, self._handle)
         if trace:
             self._tag = f"fb{next(_tags)}"
+            # span_log_set_tag keeps the pointer, not a copy: the string must live as long as the C state
+            self._tag_c = ffi.new("char[]", self._tag.encode())
             _sessions[self._tag] = self
             lib.t30_set_real_time_frame_handler(t30, lib._fb_frame, self._handle)
-            for log in [lib.t30_get_logging_state(t30), *logs]:
-                lib.span_log_set_tag(log, self._tag.encode())
-                lib.span_log_set_level(log, lib.SPAN_LOG_SHOW_TAG | lib.SPAN_LOG_SHOW_SEVERITY | lib.SPAN_LOG_FLOW)
+            # T.30's own log at FLOW; the layers below (the T.38 core logs every IFP in hex at FLOW,
+            # the page again) only their protocol warnings and errors
+            levels = [(lib.t30_get_logging_state(t30), lib.SPAN_LOG_FLOW)]
+            levels += [(log, lib.SPAN_LOG_PROTOCOL_WARNING) for log in logs]
+            for log, level in levels:
+                lib.span_log_set_tag(log, self._tag_c)
+                lib.span_log_set_level(log, lib.SPAN_LOG_SHOW_TAG | lib.SPAN_LOG_SHOW_SEVERITY | level)
                 lib.span_log_set_message_handler(log, lib._fb_log)
 
     def next_event(self) -> Event | None:
@@ -212,10 +219,8 @@ def _fb_phase_e(t30: "ffi.CData", user_data: "ffi.CData", code: int) -> None:
 
 @ffi.def_extern()
 def _fb_frame(t30: "ffi.CData", user_data: "ffi.CData", direction: int, msg: "ffi.CData", length: int) -> None:
-    term = _self(user_data)
-    if length >= 3:
-        name = _str(lib.t30_frametype(msg[2]))
-        term.trace.append(f"{'<' if direction else '>'} {name} {bytes(ffi.buffer(msg, length)).hex(' ')}")
+    if length >= 3:  # image frames are counted, not kept: a page's data would crowd out the handshake
+        record_frame(_self(user_data).trace, bool(direction), bytes(ffi.buffer(msg, length)))
 
 
 @ffi.def_extern()
@@ -225,5 +230,6 @@ def _fb_log(level: int, text: "ffi.CData") -> None:
     for word in line.split()[:3]:
         term = _sessions.get(word)
         if term is not None:
-            term.trace.append(line)
+            if log_line_kept(line):
+                term.trace.append(line)
             return

@@ -10,6 +10,9 @@ Order of writes, so a crash at any instant loses nothing:
 3. ``add_jobs`` commits one job per recipient in one transaction, each with a Message-ID fixed
    at creation, so a resend after a crash is the same message.
 
+A call's diagnostics (its SIP messages; a pcap of its media when capture is on for its peer) are
+kept in ``calls/<uid>.*`` beside the fax and go with it.
+
 ``recover`` at start-up finishes whatever a crash interrupted: a ``receiving`` row is finished
 from whichever file exists (incoming or already renamed), ``delivering`` jobs are queued again.
 """
@@ -44,6 +47,9 @@ SCHEMA_VERSION = 2
 OPEN_JOB_STATES = ("queued", "delivering", "failed_retrying")
 #: how many faxes one purge transaction deletes, so the daemon's writes never wait long
 PURGE_BATCH = 200
+#: what a call may leave for its diagnostics in ``calls/<uid>.<kind>``: its SIP messages as text,
+#: and the pcap of its media when the owner switched capture on for its peer
+DIAGNOSTIC_FILES = ("sip.txt", "pcap")
 
 
 @dataclass
@@ -206,6 +212,7 @@ class Spool:
         self.readonly = readonly
         self.incoming_dir = self.root / "incoming"
         self.faxes_dir = self.root / "faxes"
+        self.calls_dir = self.root / "calls"
         self.db_path = self.root / "spool.db"
         self._lock = threading.RLock()
         if readonly:
@@ -216,7 +223,7 @@ class Spool:
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.create_function("fb_fold", 1, _fold, deterministic=True)
             return
-        for d in (self.root, self.incoming_dir, self.faxes_dir):
+        for d in (self.root, self.incoming_dir, self.faxes_dir, self.calls_dir):
             d.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA busy_timeout=5000")
@@ -298,6 +305,21 @@ class Spool:
 
     def final_path(self, fax: FaxRecord) -> Path:
         return self.faxes_dir / f"{fax.uid}.tif"
+
+    def diagnostics_path(self, fax: FaxRecord, kind: str) -> Path:
+        """Where the call's diagnostics file of ``kind`` (one of DIAGNOSTIC_FILES) is kept."""
+        if kind not in DIAGNOSTIC_FILES:
+            raise ValueError(f"no diagnostics file {kind!r}")
+        return self.calls_dir / f"{fax.uid}.{kind}"
+
+    def save_diagnostics(self, fax: FaxRecord, files: dict[str, bytes | bytearray]) -> None:
+        """Keep the call's diagnostics beside its fax (written to a temporary name, then renamed: a
+        reader sees a whole file or none).  Not fsync'ed: unlike the fax, losing it costs nothing."""
+        for kind, data in files.items():
+            path = self.diagnostics_path(fax, kind)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
 
     def update_facts(self, fax_id: int, **facts: Any) -> None:
         """Store call facts as they become known; ``extra`` is merged key by key."""
@@ -703,6 +725,7 @@ class Spool:
         dirs: set[Path] = set()
         for fax in faxes:
             paths = [self.incoming_path(fax), self.final_path(fax)]
+            paths += [self.diagnostics_path(fax, kind) for kind in DIAGNOSTIC_FILES]
             if fax.image:
                 paths.append(self.root / fax.image)
             if cache.is_dir() and fax.uid.isalnum():  # uids are hex: no glob metacharacters
@@ -772,6 +795,12 @@ class Spool:
                 log.warning("removing %s: no fax record points at it", p)
                 p.unlink(missing_ok=True)
                 removed += 1
+        if self.calls_dir.is_dir():
+            uids = {r[0] for r in self._query("SELECT uid FROM faxes")}
+            for p in self.calls_dir.iterdir():
+                if p.name.split(".", 1)[0] not in uids or p.name.endswith(".tmp"):
+                    p.unlink(missing_ok=True)
+                    removed += 1
         return removed
 
 

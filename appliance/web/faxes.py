@@ -22,6 +22,8 @@ from appliance.config import Config, ConfigError, RoutingConfig, config_file
 from appliance.fax.pagelimits import DECODE_ERRORS
 from appliance.spool.store import FaxQuery, FaxRecord, Job, Spool
 from appliance.web import render
+from appliance.web.callview import call_view
+from appliance.web.diagnostics import diagnostics_zip
 from appliance.web.params import (STATES, BadParam, cursor_param, date_range, email_param,
                                   format_cursor, int_param, search_param, state_param, text_param)
 from appliance.web.spoolview import get_spool, spool_root, writable_spool
@@ -43,9 +45,6 @@ RENDER_ERRORS = DECODE_ERRORS
 HEX_ID = re.compile(r"[0-9a-fA-F]{16}")
 #: the filter fields of the list's form, in the order the links carry them
 FILTERS = ("q", "state", "from", "to", "caller", "called", "tsi", "recipient")
-#: extra keys shown elsewhere on the detail page, or too bulky for the facts list (the pages
-#: refused for their size are named in the result text)
-HIDDEN_EXTRA = ("trace", "page_stats", "refused_pages")
 
 
 def list_query() -> tuple[FaxQuery, dict[str, str]]:
@@ -109,13 +108,11 @@ def _detail(fax_id: int, status: int = 200, **extra: Any) -> tuple[str, int]:
         except RENDER_ERRORS as e:
             log.warning("fax %s: cannot read %s: %s", fax.id, tiff, e)
             unreadable = True
-    trace = fax.extra.get("trace")
-    trace_lines = [str(line) for line in trace] if isinstance(trace, list) else []
-    facts = {k: v for k, v in fax.extra.items() if k not in HIDDEN_EXTRA}
     extra.setdefault("address", "")
     return render_template("fax_detail.html", fax=fax, jobs=jobs, attempts=attempts, trust_notes=trust_notes(fax),
                            has_tiff=tiff is not None, npages=npages, unreadable=unreadable,
-                           trace=trace_lines, facts=facts, can_delete=_delete_refusal(fax, jobs) is None,
+                           call=call_view(fax, jobs), sip_call=is_sip_call(fax),
+                           can_delete=_delete_refusal(fax, jobs) is None,
                            resendable=[j.recipient for j in jobs if _is_mail(j.recipient)
                                        and j.state in ("delivered", "dead")],
                            **extra), status
@@ -159,6 +156,31 @@ def old_link(old_id: str) -> Response:
     if fax is None:
         abort(404, f"There is no fax {old_id}.")
     return redirect(url_for("faxes.detail", fax_id=fax.id), 301)
+
+
+@bp.get("/faxes/<int:fax_id>/diagnostics.zip")
+def diagnostics(fax_id: int) -> Response:
+    """One file for a support engineer: the call in words, its SIP messages, the decoded T.30 trace
+    and the trace as recorded, the media counters, the record as JSON and, when the owner had
+    capture on for the call's peer, a pcap of its media.  Named after the fax, never its caller."""
+    spool, fax = _fax_or_404(fax_id)
+    jobs = spool.jobs_for(fax.id)
+    env = current_app.jinja_env.filters
+    data = diagnostics_zip(spool, fax, jobs, {j.id: spool.attempts(j.id) for j in jobs},
+                           when=env["when"], duration=env["duration"], stem=diagnostics_stem(fax))
+    resp = send_file(io.BytesIO(data), mimetype="application/zip", as_attachment=True,
+                     download_name=diagnostics_stem(fax) + ".zip")
+    resp.headers["Cache-Control"] = "private, no-cache"
+    return resp
+
+
+def diagnostics_stem(fax: FaxRecord) -> str:
+    """'fax-20260105-140312-<uid>-call-diagnostics': the download's name and its folder inside."""
+    return download_name(fax, "zip").removesuffix(".zip") + "-call-diagnostics"
+
+
+def is_sip_call(fax: FaxRecord) -> bool:
+    return fax.line.startswith("sip:") or "peer" in fax.extra
 
 
 @bp.get("/faxes/<int:fax_id>/pages/<int:page>.png")

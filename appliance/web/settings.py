@@ -364,7 +364,11 @@ PEERS = EntrySpec(
      Field("t38_max_datagram", "T.38 max datagram", "int", help="0 = believe the gateway"),
      Field("exchange_um", "Exchange UM gateway (may name the recipient)", "bool",
            help="Only for the gateway or PBX that Exchange UM refers fax calls through: its Referred-By "
-                "then chooses the mailbox. From any other peer that header is ignored.")),
+                "then chooses the mailbox. From any other peer that header is ignored."),
+     Field("capture", "Record call media", "bool",
+           help="Keeps a packet capture of each call's audio or T.38 from this peer (up to 8 MB a call) in "
+                "its \"Download call diagnostics\" file on the fax page, for a support engineer. It holds "
+                "the fax itself: switch it on only while you need it.")),
     PeerConfig, label=lambda i, v: f"sip.peers[{i}]")
 
 REGISTRATIONS = EntrySpec(

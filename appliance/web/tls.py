@@ -42,11 +42,30 @@ def active_paths(state_dir: Path, listen_host: str, hostname: str = "") -> tuple
     return ensure_certificate(state_dir, listen_host, hostname)
 
 
+def name_text(name: x509.GeneralName) -> str:
+    """One subject alternative name as the page shows it: "DNS: vm", "IP: 127.0.0.1"."""
+    if isinstance(name, x509.DNSName):
+        return f"DNS: {name.value}"
+    if isinstance(name, x509.IPAddress):
+        return f"IP: {name.value}"
+    if isinstance(name, x509.RFC822Name):
+        return f"email: {name.value}"
+    if isinstance(name, x509.UniformResourceIdentifier):
+        return f"URI: {name.value}"
+    if isinstance(name, x509.DirectoryName):
+        return f"directory name: {name.value.rfc4514_string()}"
+    if isinstance(name, x509.RegisteredID):
+        return f"registered ID: {name.value.dotted_string}"
+    if isinstance(name, x509.OtherName):
+        return f"other name of type {name.type_id.dotted_string}"
+    return "a name of an unknown kind"
+
+
 def describe(cert_path: Path) -> dict[str, str]:
     """Subject, names and expiry of a certificate file, for the page."""
     cert = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
     try:
-        names = [str(n) for n in cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value]
+        names = [name_text(n) for n in cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value]
     except x509.ExtensionNotFound:
         names = []
     return {"subject": cert.subject.rfc4514_string(), "names": ", ".join(names),

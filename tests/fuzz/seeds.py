@@ -496,6 +496,7 @@ def all_seeds() -> dict[str, list[bytes]]:
         "at_channel": at_scripts(),
         "modem_fparams": fparam_lines(),
         "class2_session": class2_calls(),
+        "t30_frames": t30_frames(),
         "tiff_pages": tiff_files(),
         "config_load": config_files(readme_configs()),
         "config_restore": readme_configs(),
@@ -504,6 +505,17 @@ def all_seeds() -> dict[str, list[bytes]]:
         "web_api": api_requests(),
     }
     return seeds
+
+
+def t30_frames() -> list[bytes]:
+    """Direction byte + frame: our DIS, the recorded calls' DCS and TSI, ECM's PPS, PPR, FCD, RCP,
+    CTC, an NSF, EOR, DCN, MCF, a DTC and a short one."""
+    frames = ["0 ff 13 80 00 ee fa c4 80 95 80 80 80 18", "1 ff 13 83 00 62 f8 44",
+              "1 ff 13 83 00 46 f8 84 80 80 80 80 00",
+              "1 ff 03 43 34 33 32 31 20 30 33 20 39 34 2b 20 20 20 20 20 20 20 20 20", "1 ff 13 bf 4f 00 00 34",
+              "0 ff 13 bd 06" + " 00" * 31, "1 ff 03 06 17" + " aa" * 64, "1 ff 03 86", "1 ff 13 12 00 0c",
+              "0 ff 03 20 ad 00 31 32", "1 ff 13 cf 2f", "1 ff 13 fb", "0 ff 13 8c", "1 ff 13 81 00 ee fa c4", "1 ff"]
+    return [bytes([int(f[0])]) + bytes.fromhex(f[2:].replace(" ", "")) for f in frames]
 
 
 def decode_primary(datagram: bytes) -> bytes:

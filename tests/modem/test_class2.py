@@ -374,3 +374,16 @@ def test_codes_and_params() -> None:
     assert copy_quality(PageStats(1728, 2000, 30, 25, 204, 196, 1, 0), True) == 2
     with pytest.raises(ValueError):
         Class2Receiver("1.0")
+
+
+def test_odd_modem_output_reads_as_text_on_the_fax_page(tmp_path: Path) -> None:
+    """The trace is shown on the fax page: a modem's garbage as hex, an unknown line in quotes,
+    never Python reprs (b'...', '\\x07')."""
+    s = _session(tmp_path)
+    s.garbage(b"\x00\x07<b>\xff", "no line end")
+    s.unsolicited("+FXYZ\x07: 1")  # not a +F report it knows
+    s.unsolicited("WHAT\x1b")
+    lines = [x for x in s.trace if x.startswith("!")]
+    assert "! garbage from the modem (no line end): 00 07 3c 62 3e ff" in lines
+    assert '! unexpected line from the modem: "WHAT?"' in lines
+    assert not any("b'" in x or "\\x" in x for x in s.trace)

@@ -250,3 +250,29 @@ def test_list_queries_stay_fast_at_100k_rows(spool: Spool):
     assert spool.count_faxes(state="dead") == 12_500
     assert [f.uid for f in spool.list_faxes(search="tsi 99999")] == [f"{99_999:016x}"]
     assert _time.perf_counter() - start < 2.0
+
+
+def test_call_diagnostics_live_and_go_with_the_fax(spool: Spool, tmp_path: Path):
+    """A call's SIP messages and media capture sit beside its fax; deleting the fax, purging it or
+    losing its row (strays at start-up) takes them too; another fax's stay."""
+    fax = spool.begin_fax(T0, caller_number="+1")
+    keep = spool.begin_fax(T0, caller_number="+2")
+    spool.save_diagnostics(fax, {"sip.txt": b"INVITE ...", "pcap": bytearray(b"\xd4\xc3\xb2\xa1")})
+    spool.save_diagnostics(keep, {"sip.txt": b"kept"})
+    assert spool.diagnostics_path(fax, "pcap").read_bytes() == b"\xd4\xc3\xb2\xa1"
+    assert spool.diagnostics_path(fax, "sip.txt").parent == spool.root / "calls"
+    assert not list((spool.root / "calls").glob("*.tmp"))
+    with pytest.raises(ValueError):
+        spool.diagnostics_path(fax, "../spool.db")
+    done = spool.finish_fax(fax.id, T0 + 30, complete=False)  # no pages: no_fax, diagnostics kept
+    assert done.state == "no_fax" and spool.diagnostics_path(fax, "sip.txt").is_file()
+    spool.delete_fax(fax.id)
+    assert not spool.diagnostics_path(fax, "sip.txt").exists() and not spool.diagnostics_path(fax, "pcap").exists()
+    assert spool.diagnostics_path(keep, "sip.txt").read_bytes() == b"kept"
+    # a file no row points at (a crash between delete's commit and its unlink), and a half-written one
+    (spool.root / "calls" / "0123456789abcdef.pcap").write_bytes(b"x")
+    (spool.root / "calls" / f"{keep.uid}.pcap.tmp").write_bytes(b"x")
+    spool.recover(T0 + 100)
+    assert sorted(p.name for p in (spool.root / "calls").iterdir()) == [f"{keep.uid}.sip.txt"]
+    spool.finish_fax(keep.id, T0 + 30, complete=False)
+    assert spool.purge_older_than(T0 + 1) == 1 and not list((spool.root / "calls").iterdir())

@@ -37,9 +37,9 @@ def test_trace_of_a_real_call_is_on_the_fax_page(admin_client: FlaskClient, spoo
     assert done.state == "received" and done.remote_ident == HOSTILE_TSI
 
     body = admin_client.get(f"/faxes/{fax.id}").get_data(as_text=True)
-    trace = body[body.index('id="trace"'):body.index("</pre>", body.index('id="trace"'))]
-    for frame in ("DIS", "DCS", "CFR", "MCF"):  # the T.30 handshake, as spandsp logged it
-        assert frame in trace, frame
+    trace = body[body.index('id="trace"'):body.index("</table>", body.index('id="trace"'))]
+    for frame in ("DIS", "DCS", "CFR", "MCF"):  # the T.30 handshake, decoded
+        assert f'<td class="frame">{frame}</td>' in trace, frame
     assert HOSTILE_TSI not in body and str(escape(HOSTILE_TSI)) in body
     assert len(done.extra["trace"]) <= 400
 

@@ -101,15 +101,15 @@ def test_list_rejects_bad_parameters(client: FlaskClient) -> None:
 
 def test_detail_shows_call_facts_jobs_attempts_and_pages(client: FlaskClient, full_fax: FaxRecord) -> None:
     body = text(client, f"/faxes/{full_fax.id}")
-    for value in ("+4930123456", "ACME Sales", "+4930999100", "+49 30 123456", "14400 bit/s",
-                  "204x98", "1 min 05 s", "sip:gw1", "a84b4c76e66710@gw1.example",
+    for value in ("+4930123456", "ACME Sales", "+4930999100", "+49 30 123456", "14,400 bit/s",
+                  "standard (204x98 dpi)", "1 min 05 s", "SIP, gw1", "a84b4c76e66710@gw1.example",
                   "sales@example.com", "ops@example.com",
                   "451 4.3.0 Mailbox temporarily unavailable",
                   html.escape("250 2.6.0 <x@faxbridge> Queued mail for delivery")):
         assert value in body, value
-    assert re.search(r"<dt>ECM</dt><dd>yes</dd>", body)
-    assert re.search(r"<dt>Bad rows</dt><dd>3</dd>", body)
-    assert re.search(r"<dt>Result</dt><dd>OK", body)
+    assert re.search(r"<dt>Error correction \(ECM\)</dt><dd>yes", body)
+    assert re.search(r"<dt>Damaged rows</dt><dd>3", body)
+    assert re.search(r"<dt>Result</dt><dd>The fax was received completely.", body)
     assert body.count('<span class="badge state-dead">failed</span>') == 1
     assert body.count('<span class="badge state-delivered">accepted</span>') == 1
     for n in (1, 2, 3):
@@ -123,7 +123,7 @@ def test_detail_of_a_call_without_fax(client: FlaskClient, spool: Spool) -> None
     fax = add_fax(spool, T0, caller_number="+1999", result_text="No fax signal")
     body = text(client, f"/faxes/{fax.id}")
     assert "No fax signal" in body and "No pages." in body and ".tif" not in body
-    assert '<dt>Sender ID (TSI)</dt><dd class="number">—</dd>' in body  # unreported, not blank
+    assert "<dt>Sending fax&#39;s ID (TSI)</dt><dd>not sent</dd>" in body  # unreported, not blank
 
 
 def test_unknown_fax_is_404(client: FlaskClient, full_fax: FaxRecord) -> None:

@@ -30,6 +30,7 @@ TARGETS: tuple[str, ...] = (
     "at_channel",
     "modem_fparams",
     "class2_session",
+    "t30_frames",
     "tiff_pages",
     "config_load",
     "config_restore",
