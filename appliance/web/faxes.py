@@ -175,7 +175,7 @@ def diagnostics(fax_id: int) -> Response:
 
 
 def diagnostics_stem(fax: FaxRecord) -> str:
-    """'fax-20260105-140312-<uid>-call-diagnostics': the download's name and its folder inside."""
+    """'fax-20260105-140312-<number>-call-diagnostics': the download's name and its folder inside."""
     return download_name(fax, "zip").removesuffix(".zip") + "-call-diagnostics"
 
 
