@@ -414,7 +414,8 @@ def record_frame(trace: deque[str], received: bool, frame: bytes) -> None:
         else:
             trace.append(_image_line(_add_image(None, received, frame)))  # type: ignore[arg-type]
         return
-    name = frame_name(frame[2])[0] if len(frame) >= 3 else "short"
+    # one word for the name ("FCF-0x3b"): parse_trace reads the line as "<dir> <name> <hex>..."
+    name = frame_name(frame[2])[0].replace(" ", "-") if len(frame) >= 3 else "short"
     trace.append(f"{'<' if received else '>'} {name} {frame.hex(' ')}")
 
 

@@ -350,3 +350,13 @@ def test_bounded_trace_keeps_the_handshake_of_a_long_call() -> None:
     # even the frames do not fit: the newest of them
     many = [f"> MCF ff 13 8c {n % 256:02x}" for n in range(1000)]
     assert bounded_trace(many) == many[-400:]
+
+
+@pytest.mark.parametrize("frame", [bytes.fromhex("f6133b"), bytes.fromhex("ff000162f800"), bytes.fromhex("ff13ff") + bytes(20)])
+def test_a_frame_of_unknown_kind_reads_back_from_the_trace_as_a_frame(frame: bytes) -> None:
+    """Found by fuzzing (t30_frames): an unknown FCF was written as "FCF 0x3b", two words, and the
+    stored line no longer read back as a frame (the fax page showed it as text, undecoded)."""
+    trace: collections.deque[str] = collections.deque(maxlen=4)
+    record_frame(trace, True, frame)
+    (back,) = parse_trace(trace)
+    assert isinstance(back, Frame) and back.raw == frame and back.name == decode_frame(frame, True).name
