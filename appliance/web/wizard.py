@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 
-from appliance.config import ConfigError, mail_domain
+from appliance.config import ConfigError, address_problem, mail_domain
 from appliance.web import formerrors
 from appliance.web import settings as s
 from appliance.web.settings import Field
@@ -283,8 +283,8 @@ def accept_default_domain(doc: ConfigDoc) -> None:
     (the default's domain), so the file says which domains are in force and a later change of
     the default mailbox cannot widen them unnoticed."""
     default = str(doc.get("routing", "default") or "")
-    if "@" not in default:
-        return  # not an address: validation names the problem
+    if address_problem(default) is not None:
+        return  # not an address: validation names the problem, beside the field
     domain = mail_domain(default)
     current = [str(d) for d in (doc.get("routing", "accepted_domains") or [])]
     if domain not in [d.strip().rstrip(".").lower() for d in current]:

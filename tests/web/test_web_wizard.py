@@ -75,6 +75,11 @@ def test_wizard_from_an_empty_box_to_a_valid_configuration(anon_client: FlaskCli
     block = html[html.index('name="routing.default"'):html.index('name="delivery.admin"')]
     assert r.status_code == 400 and "&#39;not-an-address&#39;" in block  # beside its field
     assert html.count("&#39;not-an-address&#39;") == 1 and "routing.default:" not in html  # once
+    # a half-written address: its own error only, not one about a domain made from it
+    r = _post(client, "/setup/mailbox", {"routing.default": "sales@", "delivery.admin": ""})
+    html = r.get_data(as_text=True)
+    assert r.status_code == 400 and html.count('class="field-error"') == 1, html
+    assert "domain" not in html[html.index('id="form-errors"'):html.index("</div>", html.index('id="form-errors"'))]
     r = _post(client, "/setup/mailbox", {"routing.default": "faxes@example.com", "delivery.admin": "it@example.com"})
     assert r.status_code == 302 and _where(r).endswith("/setup/done")
 
