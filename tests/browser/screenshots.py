@@ -4,7 +4,8 @@
 
 A configured box (the same `faxbridge run` the browser tests start) gets a few faxes recorded
 through the real Spool with demo pages as their images, plus one real fax call over SIP that the
-dashboard shows live; then each page is captured at 1280x800 (one at phone size) and the PNGs
+dashboard shows live; then each page is captured at 1280x800 (the fax page whole, one at phone
+size) and the PNGs
 are reduced to a small palette so they stay small in the repository.
 """
 
@@ -65,9 +66,10 @@ def populate(app: Appliance) -> None:
     ControlClient(app.workdir / "fb.sock").request({"cmd": "wake"})
 
 
-def save(page: Page, path: Path) -> None:
-    """The visible viewport (what a visitor first sees), reduced to a 64-colour palette."""
-    page.screenshot(path=str(path))
+def save(page: Page, path: Path, *, full_page: bool = False) -> None:
+    """The visible viewport (what a visitor first sees), or the whole page, reduced to a 64-colour
+    palette."""
+    page.screenshot(path=str(path), full_page=full_page)
     with Image.open(path) as im:
         small = im.convert("RGB").quantize(colors=64, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     small.save(path, optimize=True)
@@ -79,7 +81,7 @@ def main(out: Path) -> int:
     called = "\n".join(f'"{n}" = "{m}@example.com"' for n, m in
                         [("5551000", "sales"), ("5551001", "support"), ("5551002", "billing"), ("5551003", "legal")])
     app = Appliance(Path(tempfile.mkdtemp(prefix="fbshots-")), configured=True,
-                    extra=f"[routing.called]\n{called}\n")
+                    extra=f'timezone = "America/New_York"\n[routing.called]\n{called}\n')  # under [system]
     app.config.write_text(app.config.read_text().replace('default = "faxes@example.test"',
                                                           'default = "faxes@example.com"'))
     app.start()
@@ -115,10 +117,12 @@ def main(out: Path) -> int:
             page.wait_for_function("() => [...document.querySelectorAll('img.thumb')].every(i => i.complete)")
             save(page, out / "faxes.png")
 
+            # the fax that just came in over SIP, whole: the call in words, delivery, pages, T.30, media
             page.locator("table.faxes tbody tr").first.get_by_role("link").nth(1).click()
+            expect(page.locator("#call")).to_contain_text("Litware Inc.")
+            page.locator("ul.pages img").first.scroll_into_view_if_needed()  # the previews load lazily
             page.wait_for_function("() => [...document.querySelectorAll('ul.pages img')].every(i => i.complete)")
-            page.locator("#delivery").evaluate("e => e.scrollIntoView()")  # delivery and the previews
-            save(page, out / "fax.png")
+            save(page, out / "fax.png", full_page=True)
 
             page.goto(app.base_url + "/settings/routing")
             save(page, out / "settings.png")
