@@ -80,3 +80,19 @@ def full_fax(spool: Spool) -> FaxRecord:
     fresh = spool.get_fax(fax.id)
     assert fresh is not None and fresh.state == "failed_retrying"
     return fresh
+
+
+@pytest.fixture
+def box(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    """The test module's BOX_TOML written as the box's faxbridge.toml (the settings pages edit it)."""
+    path = tmp_path / "faxbridge.toml"
+    path.write_text(request.module.BOX_TOML)
+    return path
+
+
+@pytest.fixture
+def web(box: Path) -> FlaskClient:
+    """A logged-in client of the web app loaded from `box`, as `faxbridge web` loads it."""
+    client = create_app(Config.load(box)).test_client()
+    login(client)
+    return client

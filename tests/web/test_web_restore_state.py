@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
-from webauth import csrf, login
+from webauth import csrf
 
 from appliance.config import Config
 from appliance.web import create_app
 
-BOX = """[spool]
+BOX_TOML = """[spool]
 dir = "spool"
 
 [web]
@@ -22,20 +22,6 @@ state_dir = "private/web"   # not the default, web
 [routing]
 default = "faxes@example.com"
 """
-
-
-@pytest.fixture
-def box(tmp_path: Path) -> Path:
-    path = tmp_path / "faxbridge.toml"
-    path.write_text(BOX)
-    return path
-
-
-@pytest.fixture
-def web(box: Path) -> FlaskClient:
-    client = create_app(Config.load(box)).test_client()
-    login(client)
-    return client
 
 
 def _restore(client: FlaskClient, text: str):  # type: ignore[no-untyped-def]
@@ -49,7 +35,7 @@ def test_a_backup_without_state_dir_would_move_it_and_is_refused(web: FlaskClien
     assert r.status_code == 400 and "Nothing was changed" in html
     assert "may not move the web state" in html and "no web.state_dir (the default)" in html
     assert str((box.parent / "private" / "web").resolve()) in html  # what to put in the file
-    assert box.read_text() == BOX
+    assert box.read_text() == BOX_TOML
     # the box still knows its password after a restart: no first-start page for anyone
     fresh = create_app(Config.load(box)).test_client()
     assert fresh.get("/faxes").headers["Location"].startswith("/login")

@@ -25,7 +25,7 @@ import smtp_harness  # noqa: E402
 ca = smtp_harness.ca
 smtp_server = smtp_harness.smtp_server
 
-ORIGINAL = """# Faxbridge at the front desk
+BOX_TOML = """# Faxbridge at the front desk
 # (hand-written; the web UI must keep this)
 
 [spool]
@@ -54,20 +54,6 @@ retention_days = 30
 SECRET = "Zz9-very-secret-pw"
 
 
-@pytest.fixture
-def box(tmp_path: Path) -> Path:
-    path = tmp_path / "faxbridge.toml"
-    path.write_text(ORIGINAL)
-    return path
-
-
-@pytest.fixture
-def web(box: Path) -> FlaskClient:
-    client = create_app(Config.load(box)).test_client()
-    login(client)
-    return client
-
-
 def _post(client: FlaskClient, url: str, data: dict, **kw) -> object:
     return client.post(url, data={"csrf_token": csrf(client), **data}, **kw)
 
@@ -92,7 +78,7 @@ def _delivery(**over: str) -> dict:
 def test_save_changes_only_the_edited_line_keeping_comments_and_order(web: FlaskClient, box: Path) -> None:
     r = _post(web, "/settings/system", _system(**{"system.retention_days": "90", "system.hostname": "faxdesk"}))
     assert r.status_code == 302, r.get_data(as_text=True)
-    want = ORIGINAL.replace("retention_days = 30", 'retention_days = 90\nhostname = "faxdesk"')
+    want = BOX_TOML.replace("retention_days = 30", 'retention_days = 90\nhostname = "faxdesk"')
     assert box.read_text() == want
     page = web.get("/settings/system").get_data(as_text=True)
     assert "The fax service is not running" in page  # saved all the same; used when it starts
@@ -108,7 +94,7 @@ def test_rules_editor_keeps_the_rule_and_its_comment(web: FlaskClient, box: Path
             "rules-1-_origin": "", "rules-1-format": "tiff", "rules-1-tiff": ""}
     r = _post(web, "/settings/routing", form)
     assert r.status_code == 302, r.get_data(as_text=True)
-    assert box.read_text() == ORIGINAL.replace('to = ["sales@example.com"]',
+    assert box.read_text() == BOX_TOML.replace('to = ["sales@example.com"]',
                                                'to = ["sales@example.com", "boss@example.com"]')
 
 
@@ -134,14 +120,14 @@ def test_invalid_input_is_named_beside_its_field_and_nothing_is_written(web: Fla
     assert html.count("must start with smtp:// or smtps://") == 1 and "delivery.url:" not in html
     assert "Not saved.</strong> Please correct the field marked below." in html
     assert SECRET not in html
-    assert box.read_text() == ORIGINAL
+    assert box.read_text() == BOX_TOML
     assert not (box.parent / "secrets.toml").exists()
     r = _post(web, "/settings/system", _system(**{"system.retention_days": "many"}))
     html = r.get_data(as_text=True)
     assert r.status_code == 400 and "must be a whole number" in html[html.index('name="system.retention_days"'):]
     assert "system.retention_days" not in html.replace('name="system.retention_days"', "").replace(
         'id="f-system.retention_days"', "").replace('for="f-system.retention_days"', "")
-    assert box.read_text() == ORIGINAL
+    assert box.read_text() == BOX_TOML
 
 
 def test_secrets_go_to_secrets_toml_and_never_into_a_page(web: FlaskClient, box: Path) -> None:
@@ -221,7 +207,7 @@ def test_restore_of_a_bad_file_is_refused_and_writes_nothing(web: FlaskClient, b
     assert r.status_code == 400
     html = r.get_data(as_text=True)
     assert "Nothing was changed" in html and named in html
-    assert box.read_text() == ORIGINAL
+    assert box.read_text() == BOX_TOML
     assert not (box.parent / "secrets.toml").exists()
 
 
@@ -250,7 +236,7 @@ def test_which_rule_box_tries_the_edited_rules_without_saving(web: FlaskClient, 
     assert "match bank and go to acct@example.com" in decision(tsi="bank of x", called="5559999")
     assert "match called 5552000 and go to billing@example.com" in decision(called="5552000")
     assert "match default and go to faxes@example.com" in decision(called="5550000")
-    assert box.read_text() == ORIGINAL  # nothing saved
+    assert box.read_text() == BOX_TOML  # nothing saved
     # a broken rule is named instead of a decision
     bad = _rules_form(called="5551000")
     bad["rules-1-tsi"] = "(unclosed"
@@ -272,7 +258,7 @@ def test_test_message_reaches_a_real_smtp_server(web: FlaskClient, box: Path, sm
     assert "It works: the test message to owner@example.com was accepted" in html
     assert len(server.handler.messages) == 1 and server.handler.messages[0]["to"] == ["owner@example.com"]
     assert b"FAXBRIDGE TEST" in server.handler.messages[0]["data"] or b"Faxbridge test" in server.handler.messages[0]["data"]
-    assert box.read_text() == ORIGINAL  # tried, not saved
+    assert box.read_text() == BOX_TOML  # tried, not saved
 
     server.handler.rcpt_replies["nobody@example.com"] = "550 5.1.1 User unknown"
     r = _post(web, "/settings/delivery/test", {**form, "test_to": "nobody@example.com"})
@@ -301,7 +287,7 @@ def test_every_settings_form_carries_a_csrf_token_and_refuses_without(web: Flask
         assert html.count("<form") == html.count('name="csrf_token"'), url
     r = web.post("/settings/system", data=_system(**{"system.retention_days": "1"}))
     assert r.status_code == 400
-    assert box.read_text() == ORIGINAL
+    assert box.read_text() == BOX_TOML
 
 
 @pytest.fixture
@@ -313,7 +299,7 @@ def live(tmp_path: Path) -> Iterator[tuple[FlaskClient, object, Path]]:
 
     sock_dir = short_dir()
     box = tmp_path / "faxbridge.toml"
-    box.write_text(ORIGINAL + f'control_socket = "{sock_dir}/ctl.sock"\n')
+    box.write_text(BOX_TOML + f'control_socket = "{sock_dir}/ctl.sock"\n')
     appliance = Appliance(Config.load(box))
     try:
         with serve_appliance(sock_dir / "ctl.sock", appliance):

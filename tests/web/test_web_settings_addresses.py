@@ -8,31 +8,15 @@ from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
-from webauth import csrf, login
+from webauth import csrf
 
-from appliance.config import Config
-from appliance.web import create_app
 
-BOX = """[spool]
+BOX_TOML = """[spool]
 dir = "spool"
 
 [routing]
 default = "faxes@example.com"
 """
-
-
-@pytest.fixture
-def box(tmp_path: Path) -> Path:
-    path = tmp_path / "faxbridge.toml"
-    path.write_text(BOX)
-    return path
-
-
-@pytest.fixture
-def web(box: Path) -> FlaskClient:
-    client = create_app(Config.load(box)).test_client()
-    login(client)
-    return client
 
 
 @pytest.mark.parametrize("url,form,value", [
@@ -46,4 +30,4 @@ def test_half_an_address_is_refused_with_the_reason(web: FlaskClient, box: Path,
     page = html.unescape(r.get_data(as_text=True))
     assert r.status_code == 400
     assert f"'{value}' is not a mail address: there must be something after the @-sign" in page
-    assert box.read_text() == BOX
+    assert box.read_text() == BOX_TOML

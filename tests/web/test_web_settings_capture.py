@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
-from webauth import csrf, login
+from webauth import csrf
 
 from appliance.config import Config, ConfigError
-from appliance.web import create_app
 
-ORIGINAL = """[spool]
+BOX_TOML = """[spool]
 dir = "spool"
 
 [routing]
@@ -22,20 +21,6 @@ default = "faxes@contoso.com"
 name = "ht802"
 match = "192.0.2.20"
 """
-
-
-@pytest.fixture
-def box(tmp_path: Path) -> Path:
-    path = tmp_path / "faxbridge.toml"
-    path.write_text(ORIGINAL)
-    return path
-
-
-@pytest.fixture
-def web(box: Path) -> FlaskClient:
-    client = create_app(Config.load(box)).test_client()
-    login(client)
-    return client
 
 
 def _sip(**over: str) -> dict[str, str]:
@@ -73,7 +58,7 @@ def test_capture_is_off_by_default_and_switched_per_peer(web: FlaskClient, box: 
 
 def test_capture_in_the_file_must_be_a_boolean(tmp_path: Path) -> None:
     path = tmp_path / "faxbridge.toml"
-    path.write_text(ORIGINAL + 'capture = "yes"\n')
+    path.write_text(BOX_TOML + 'capture = "yes"\n')
     with pytest.raises(ConfigError) as e:
         Config.load(path)
     assert any("capture" in err for err in e.value.errors)

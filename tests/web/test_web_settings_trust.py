@@ -7,14 +7,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
 from flask.testing import FlaskClient
-from webauth import csrf, login
+from webauth import csrf
 
 from appliance.config import Config, config_file
-from appliance.web import create_app
 
-ORIGINAL = """# front desk
+BOX_TOML = """# front desk
 [spool]
 dir = "spool"
 
@@ -34,20 +32,6 @@ to = ["sales@contoso.com"]
 name = "ht802"
 match = "192.0.2.20"
 """
-
-
-@pytest.fixture
-def box(tmp_path: Path) -> Path:
-    path = tmp_path / "faxbridge.toml"
-    path.write_text(ORIGINAL)
-    return path
-
-
-@pytest.fixture
-def web(box: Path) -> FlaskClient:
-    client = create_app(Config.load(box)).test_client()
-    login(client)
-    return client
 
 
 def _post(client: FlaskClient, url: str, data: dict) -> object:
@@ -90,7 +74,7 @@ def test_a_rule_outside_accepted_domains_is_refused_beside_its_field(web: FlaskC
     assert words in _block(html, "rules-0-to", "rules-0-cc")  # beside the rule's To field, in the page's words
     assert html.count("is outside") == 1  # once: the summary at the top only points at the field
     assert "Not saved.</strong> Please correct the field marked below." in html
-    assert box.read_text() == ORIGINAL
+    assert box.read_text() == BOX_TOML
 
 
 def test_a_default_or_number_outside_accepted_domains_is_refused(web: FlaskClient, box: Path) -> None:
@@ -108,7 +92,7 @@ def test_a_default_or_number_outside_accepted_domains_is_refused(web: FlaskClien
     assert r.status_code == 400
     assert ("&#39;*.contoso.com&#39; is not a domain name"
             in _block(r.get_data(as_text=True), "routing.accepted_domains", "routing.called"))
-    assert box.read_text() == ORIGINAL
+    assert box.read_text() == BOX_TOML
 
 
 def test_which_rule_box_shows_a_refused_um_recipient(web: FlaskClient, box: Path) -> None:
@@ -121,7 +105,7 @@ def test_which_rule_box_shows_a_refused_um_recipient(web: FlaskClient, box: Path
     assert "match default and go to faxes@contoso.com" in text
     assert ("Refused: &#39;ceo@gmail.com&#39; is outside routing.accepted_domains (not set, so only the domain "
             "of routing.default: contoso.com)") in text
-    assert box.read_text() == ORIGINAL
+    assert box.read_text() == BOX_TOML
 
 
 def _sip(**over: str) -> dict[str, str]:
