@@ -73,6 +73,9 @@ def label_of(key: str) -> _Where | None:
     fields, entries = _registry()
     if key in fields:
         return fields[key]
+    part = _PART_OF_FIELD.match(key)  # one item of a list or table field: named by the field
+    if part is not None and part.group("key") in fields:
+        return fields[part.group("key")]
     m = _ENTRY_KEY.match(key)
     rule = _RULE_KEY.match(key)
     if m and m.group("table") in entries:

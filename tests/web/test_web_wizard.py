@@ -294,3 +294,15 @@ def test_an_error_about_another_page_is_named_in_words_with_a_link_there(admin_c
     top = html[html.index('id="form-errors"'):html.index("</div>", html.index('id="form-errors"'))]
     assert "Default mailbox:" in top and 'href="/settings/routing"' in top and "Settings, Routing" in top
     assert "routing.default" not in html and html.count("&#39;nobody&#39;") == 1
+
+
+def test_an_item_of_a_list_field_on_another_page_is_named_by_the_field(admin_client: FlaskClient) -> None:
+    """'routing.accepted_domains[0]: ...' on a page without that field: the field's label and a
+    link to its page, not the file's index (it read “Accepted domains”[0])."""
+    from appliance.web import formerrors
+
+    with admin_client.application.test_request_context():
+        placed = formerrors.place(["routing.accepted_domains[0]: 'x_y' is not a domain name"], shown=set())
+    (error,) = placed.page
+    assert error.text == "Accepted domains: 'x_y' is not a domain name", error
+    assert error.where == "Settings, Routing" and error.url == "/settings/routing"
