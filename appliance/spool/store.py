@@ -204,6 +204,12 @@ class FaxQuery:
         return any(v is not None and v != "" for v in dataclasses.astuple(self))
 
 
+#: the start-up recovery's counts in words, for the log line a newcomer reads in the terminal
+_RECOVERED = {"finished": "fax(es) cut off by the last stop, kept", "no_fax": "call(s) cut off before a page",
+              "requeued": "delivery job(s) queued again", "cleaned": "stray file(s) removed",
+              "unrouted": "fax(es) routed now"}
+
+
 class Spool:
     """Faxes and delivery jobs on disk; thread-safe, one SQLite connection per object."""
 
@@ -777,7 +783,8 @@ class Spool:
         counts["unrouted"] = [_fax_from_row(r) for r in self._query(
             "SELECT * FROM faxes WHERE state='received' AND NOT EXISTS"
             " (SELECT 1 FROM jobs WHERE jobs.fax_id=faxes.id) ORDER BY id")]
-        log.info("spool recovered: %s", {k: (len(v) if isinstance(v, list) else v) for k, v in counts.items()})
+        sizes = {k: (len(v) if isinstance(v, list) else v) for k, v in counts.items()}
+        log.info("spool checked: %s", ", ".join(f"{n} {_RECOVERED[k]}" for k, n in sizes.items() if n) or "all in order")
         return counts
 
     def _remove_strays(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 from pathlib import Path
@@ -138,7 +139,7 @@ def test_dead_job_makes_fax_dead(spool: Spool):
     assert spool.get_job(b.id).last_error == "550 5.1.1 no such user"
 
 
-def test_recover_requeues_and_returns_unrouted(spool: Spool):
+def test_recover_requeues_and_returns_unrouted(spool: Spool, caplog: pytest.LogCaptureFixture):
     routed = receive(spool, make_tiff(1))
     (job,) = spool.add_jobs(routed.id, ["a@x"], T0)
     spool.claim_due_jobs(T0)
@@ -148,6 +149,7 @@ def test_recover_requeues_and_returns_unrouted(spool: Spool):
     empty = spool.begin_fax(T0)
     (spool.incoming_dir / "leftover.tif.trim").write_bytes(b"x")
 
+    caplog.set_level(logging.INFO, logger="faxbridge.spool")
     counts = spool.recover(T0 + 100)
     assert counts["finished"] == 1 and counts["no_fax"] == 1 and counts["requeued"] == 1
     assert [f.id for f in counts["unrouted"]] == [unrouted.id, partial.id]
@@ -158,6 +160,10 @@ def test_recover_requeues_and_returns_unrouted(spool: Spool):
     assert p.state == "received" and p.pages == 2 and not p.complete
     assert spool.get_fax(empty.id).state == "no_fax"
     assert list(spool.incoming_dir.iterdir()) == []
+    # the terminal's line says it in words (it was a Python dict)
+    (said,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("spool checked:")]
+    assert said == ("spool checked: 1 fax(es) cut off by the last stop, kept, 1 call(s) cut off before a page, "
+                    "1 delivery job(s) queued again, 1 stray file(s) removed, 2 fax(es) routed now"), said
 
 
 def test_recover_after_rename_before_commit(spool: Spool):
