@@ -202,6 +202,12 @@ def the_hour_after_the_wizard(page: Page, app: Appliance, smtp: SmtpServer, shot
     tiff = next(p for p in fax_mail.iter_attachments() if p.get_content_type() == "image/tiff")
     assert tiff.get_param("application") == "faxbw"
 
+    # the System page: the zone named, the log's lines (this start's) in it
+    page.goto(base + "/system")
+    expect(page.locator("main")).to_contain_text("Europe/Berlin")
+    expect(page.locator("#log")).to_contain_text("SIP listening on")
+    shot(page, "system")
+
     # a setting changed: a peer for this desk whose calls' media is recorded; saved and applied,
     # and no restart is claimed (none is needed), on this page or the next
     page.goto(base + "/settings/sip")
