@@ -25,26 +25,34 @@ SCALE = float(os.environ.get("FAXBRIDGE_TEST_BUDGET_SCALE") or 1.0)
 LOADED = max(1, round(30 * SCALE))
 
 
-def wait_until(check: Callable[[], T], what: str, budget: float = LOADED, every: float = 0.05) -> T:
-    """Poll `check` until it returns something true and return that; fail naming `what` when it
-    has not within `budget` seconds (a fixed sleep and then an assertion fails under load)."""
-    deadline = time.monotonic() + budget
-    while True:
+class _Deadline:
+    """One wait's budget: `poll` runs the check, returns what it found or None, and fails naming
+    `what` once the budget is spent; the two waits below differ only in how they sleep."""
+
+    def __init__(self, what: str, budget: float) -> None:
+        self.what, self.budget, self.at = what, budget, time.monotonic() + budget
+
+    def poll(self, check: Callable[[], T]) -> T | None:
         result = check()
         if result:
             return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"not within {budget:.0f} s: {what}")
+        if time.monotonic() >= self.at:
+            raise AssertionError(f"not within {self.budget:.0f} s: {self.what}")
+        return None
+
+
+def wait_until(check: Callable[[], T], what: str, budget: float = LOADED, every: float = 0.05) -> T:
+    """Poll `check` until it returns something true and return that; fail naming `what` when it
+    has not within `budget` seconds (a fixed sleep and then an assertion fails under load)."""
+    deadline = _Deadline(what, budget)
+    while (result := deadline.poll(check)) is None:
         time.sleep(every)
+    return result
 
 
 async def async_wait_until(check: Callable[[], T], what: str, budget: float = LOADED, every: float = 0.01) -> T:
     """`wait_until` inside an event loop: the loop keeps running (and serving) between checks."""
-    deadline = time.monotonic() + budget
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"not within {budget:.0f} s: {what}")
+    deadline = _Deadline(what, budget)
+    while (result := deadline.poll(check)) is None:
         await asyncio.sleep(every)
+    return result
