@@ -206,8 +206,7 @@ def cmd_reset_password(args: argparse.Namespace) -> int:
 def cmd_web(args: argparse.Namespace) -> int:
     from .web.server import serve
 
-    serve(load_args(args))
-    return 0
+    return serve(load_args(args))
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
