@@ -148,6 +148,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         logs.stop()
         logging.shutdown()
         sys.stderr.flush()
+        notifier.notify(WATCHDOG=1)  # the new process has a whole WatchdogSec to start and ping
         os.execv(sys.executable, sys.orig_argv)
     return 0
 
