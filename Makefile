@@ -44,8 +44,12 @@ $(STAMP): pyproject.toml setup.py appliance/spandsp/_build.py
 
 venv: $(STAMP)
 
+# The daemon and the web UI as two supervisor programs (systemd/supervisord.conf.in, filled in
+# with this state directory and venv), in the foreground: a crashed one is restarted alone, as
+# systemd does on the box; Ctrl-C stops both.  STATE_DIR=DIR and CONFIG=FILE choose others.
 run: venv
-	$(VENV)/bin/faxbridge run
+	@conf=$$($(VENV)/bin/python -m appliance.supervisorconf $(if $(STATE_DIR),--state-dir $(STATE_DIR)) \
+	  $(if $(CONFIG),--config $(CONFIG))) && exec supervisord -n -c "$$conf"
 
 selftest: venv
 	$(VENV)/bin/python -m appliance selftest
