@@ -4,14 +4,16 @@
 PYTHON ?= python3
 VENV := .venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := libspandsp-dev libtiff-tools gcc libffi-dev pkg-config python3-dev python3-venv dpkg-dev
+# supervisor runs the daemon and the web UI for `make run` (systemd does on the box)
+APT_PACKAGES := libspandsp-dev libtiff-tools gcc libffi-dev pkg-config python3-dev python3-venv dpkg-dev supervisor
 # what the tests run against: a real registrar (its own service stays off: tests start their own)
 # SIPp, which replays a recorded gateway call, and efax and HylaFAX as the far ends of the virtual
 # modem line (hylafax-server wants an MTA; neither daemon is left running), and Postfix, a real
 # MTA the delivery tests run privately on loopback: it is also hylafax-server's MTA (where exim4
 # came with HylaFAX before, apt replaces it); preseeded "No configuration", its service stays off;
-# Debian's chromium, which the browser tests drive with Playwright (no browser download)
-TEST_APT_PACKAGES := kamailio sip-tester efax hylafax-server postfix chromium
+# Debian's chromium, which the browser tests drive with Playwright (no browser download);
+# systemd for systemd-analyze (verify, security) on the units (installed, not run as PID 1)
+TEST_APT_PACKAGES := kamailio sip-tester efax hylafax-server postfix chromium systemd
 STAMP := $(VENV)/.installed
 
 .PHONY: all venv apt run test test-fast hwtest bench clean selftest screenshots fuzz fuzz-seeds
@@ -42,8 +44,12 @@ $(STAMP): pyproject.toml setup.py appliance/spandsp/_build.py
 
 venv: $(STAMP)
 
+# The daemon and the web UI as two supervisor programs (systemd/supervisord.conf.in, filled in
+# with this state directory and venv), in the foreground: a crashed one is restarted alone, as
+# systemd does on the box; Ctrl-C stops both.  STATE_DIR=DIR and CONFIG=FILE choose others.
 run: venv
-	$(VENV)/bin/faxbridge run
+	@conf=$$($(VENV)/bin/python -m appliance.supervisorconf $(if $(STATE_DIR),--state-dir $(STATE_DIR)) \
+	  $(if $(CONFIG),--config $(CONFIG))) && exec supervisord -n -c "$$conf"
 
 selftest: venv
 	$(VENV)/bin/python -m appliance selftest

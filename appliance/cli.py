@@ -60,6 +60,7 @@ def _setup_logging(verbose: bool) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .daemon import Appliance
+    from .sdnotify import Notifier, keep_alive, watchdog_interval
 
     cfg = load_args(args)
     from .logfile import add_file_logging, log_path, off_the_loop, stray_log
@@ -70,6 +71,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         logging.getLogger("faxbridge").warning("an older log is at %s (written there before the log's place was "
                                                "fixed to the state directory); the log is %s", old, log_path(cfg))
     logs = off_the_loop()
+    notifier = Notifier()
     restart = False
     web: subprocess.Popen[bytes] | None = None
     # its own process: a crash in the web UI never touches a call in progress
@@ -106,6 +108,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         await app.start()
         print(_banner(cfg, app), file=sys.stderr, flush=True)
+        # systemd (Type=notify): ready once SIP and the control socket listen; the watchdog fed
+        # from this loop, so a stalled loop is restarted like a dead process (sdnotify.py)
+        notifier.notify(READY=1, STATUS=app.status_line())
+        interval = watchdog_interval()
+        pinger = asyncio.ensure_future(keep_alive(notifier, interval, app.status_line)) if interval else None
         keeper = asyncio.ensure_future(keep_web())
         try:
             # SIGTERM/SIGINT, or "restart" on the control socket (the web page's restart button)
@@ -115,6 +122,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                 w.cancel()
             restart = app.restart_requested.is_set() and not stop.is_set()
         finally:
+            # a restart re-executes this process: to systemd that is a reload, READY=1 ends it
+            notifier.notify(**({"RELOADING": 1} if restart else {"STOPPING": 1}),
+                            STATUS="restarting" if restart else "stopping")
+            if pinger is not None:
+                pinger.cancel()
             keeper.cancel()
             await app.stop()
             logging.getLogger("faxbridge").info("stopped%s", " for a restart" if restart else "")
@@ -136,6 +148,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         logs.stop()
         logging.shutdown()
         sys.stderr.flush()
+        notifier.notify(WATCHDOG=1)  # the new process has a whole WatchdogSec to start and ping
         os.execv(sys.executable, sys.orig_argv)
     return 0
 
@@ -194,8 +207,7 @@ def cmd_reset_password(args: argparse.Namespace) -> int:
 def cmd_web(args: argparse.Namespace) -> int:
     from .web.server import serve
 
-    serve(load_args(args))
-    return 0
+    return serve(load_args(args))
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

@@ -187,6 +187,11 @@ class Appliance:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self.spool.close()
 
+    def status_line(self) -> str:
+        """One line for `systemctl status` (the unit's STATUS=): what a restart now would cut off."""
+        calls = len(self.calls) + len(self._modem_faxes)  # SIP calls and modem calls
+        return f"{calls} call(s) in progress; {self.stats['faxes']} fax(es) received since start"
+
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)
         self._tasks.add(task)

@@ -33,6 +33,10 @@ THREADS = 12
 MAX_HEADER_BYTES = 16 * 1024
 #: a restart of the web process waits this long for its reply to leave, seconds
 RESTART_DELAY = 0.5
+#: the web process's exit status when it ends to be started again with new settings: not 0, so
+#: supervisor (autorestart=unexpected) and systemd (Restart=on-failure) start it again, and named
+#: in the unit's SuccessExitStatus=/RestartForceExitStatus= so systemd does not count it a failure
+RESTART_EXIT = 75
 
 
 #: errnos of a peer that went away: a closed tab, a browser that gave up on a handshake
@@ -57,6 +61,9 @@ def peer_went_away(msg: str, exc: BaseException | None) -> bool:
 class Server(wsgi.Server):  # type: ignore[misc]
     """cheroot's server, logging through ``logging`` (not bare stderr): a peer that went away is
     one debug line; every other error keeps its level and its traceback."""
+
+    #: set when the web process stops serving to be started again (``restart_soon``)
+    restarting = False
 
     def error_log(self, msg: str = "", level: int = logging.INFO, traceback: bool = False) -> None:
         exc = sys.exc_info()[1]
@@ -106,7 +113,8 @@ def build_server(config: Config) -> tuple[wsgi.Server, str]:
         scheme = "https"
     def restart_soon() -> None:
         """New web settings: stop serving once this reply has left; the process then ends and its
-        supervisor (systemd's Restart=always, or `faxbridge run`) starts it with the saved file."""
+        supervisor (systemd, supervisor or `faxbridge run`) starts it with the saved file."""
+        server.restarting = True
         threading.Timer(RESTART_DELAY, server.stop).start()
 
     app.extensions["faxbridge_restart_web"] = restart_soon
@@ -114,8 +122,9 @@ def build_server(config: Config) -> tuple[wsgi.Server, str]:
     return server, f"{scheme}://{shown}:{port}/"
 
 
-def serve(config: Config) -> None:
-    """Serve the UI on ``config.web.listen`` until the process is stopped."""
+def serve(config: Config) -> int:
+    """Serve the UI on ``config.web.listen`` until the process is stopped; the exit status:
+    RESTART_EXIT when it stopped to be started again, else 0."""
     host, _ = parse_hostport(config.web.listen, 8080)
     server, url = build_server(config)
     if not is_loopback(host):
@@ -125,6 +134,7 @@ def serve(config: Config) -> None:
         server.safe_start()
     finally:
         server.stop()
+    return RESTART_EXIT if server.restarting else 0
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -138,11 +148,12 @@ def main(argv: list[str] | None = None) -> None:
     private_files()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        serve(load_args(args))
+        code = serve(load_args(args))
     except ConfigError as e:
         for err in e.errors:
             print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -99,12 +99,14 @@ control_socket = "{self.socket}"
     def client(self, timeout: float = LOADED) -> ControlClient:
         return ControlClient(self.socket, timeout)
 
-    def start(self) -> "DaemonProcess":
+    def start(self, env: Mapping[str, str] | None = None, wait: bool = True) -> "DaemonProcess":
+        """Start it (with ``env`` added to the environment) and, with ``wait``, until it answers."""
         with open(self.log, "ab") as logf:
             self.proc = subprocess.Popen([sys.executable, "-m", "appliance", "run", "--no-web", "--config",
                                           str(self.config), "--state-dir", str(self.workdir)], cwd=self.workdir,
-                                         stdout=logf, stderr=subprocess.STDOUT)
-        self.wait_ready()
+                                         stdout=logf, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        if wait:
+            self.wait_ready()
         return self
 
     def wait_ready(self, timeout: float = LOADED, not_started: float | None = None) -> dict[str, Any]:

@@ -146,9 +146,11 @@ def test_restart_needed_compares_resolved_paths_not_spellings(tmp_path: Path) ->
 
 
 def test_the_web_process_restarts_itself_for_its_own_settings(tmp_path: Path) -> None:
-    """Served for real: with only web settings waiting, "Restart now" ends the web process cleanly
-    after its reply (its supervisor, systemd or `faxbridge run`, starts it with the saved file)."""
+    """Served for real: with only web settings waiting, "Restart now" ends the web process after
+    its reply with RESTART_EXIT, not 0: its supervisor (systemd's Restart=on-failure, supervisor's
+    autorestart=unexpected, `faxbridge run`) starts it with the saved file."""
     from served import ServedUI
+    from appliance.web.server import RESTART_EXIT
 
     with ServedUI(tmp_path) as ui:
         ui.start()
@@ -162,7 +164,7 @@ def test_the_web_process_restarts_itself_for_its_own_settings(tmp_path: Path) ->
         token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
         r = ui.post_form("/system/restart", {"csrf_token": token})
         assert r.status == 302
-        assert ui.proc is not None and ui.proc.wait(LOADED) == 0, ui.log_text()
+        assert ui.proc is not None and ui.proc.wait(LOADED) == RESTART_EXIT != 0, ui.log_text()
         assert "Traceback" not in ui.log_text()
 
 

@@ -1,0 +1,74 @@
+"""supervisor's configuration for `make run` and hosts without systemd, made from the template
+``systemd/supervisord.conf.in`` with this machine's paths (decision 0016).
+
+Why generated: supervisor reads absolute paths (the venv's command, the state directory), and a
+file in the repository must hold no path of one machine.  ``render`` is pure; ``main`` writes the
+file into the state directory, makes the directories supervisor writes to, and says where things
+are (supervisor keeps the daemon's banner in its program log, not on the terminal).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .cli import STATE_DIR_HELP, _load, private_files
+from .config import ConfigError, default_state_dir, parse_hostport
+
+TEMPLATE = Path(__file__).resolve().parents[1] / "systemd" / "supervisord.conf.in"
+#: supervisor's place in the state directory: its socket and pid file, and its logs under log/
+RUN_DIR, LOG_DIR = "supervisor", "log/supervisor"
+
+
+def render(template: str, *, state_dir: Path, bin_dir: Path, config: Path | None = None) -> str:
+    """The template with the absolute paths filled in (``%`` doubled: supervisor expands it).
+
+    The same path stands in a command (split like a shell line) and in settings such as
+    ``logfile=`` (taken whole), so a path that would need quoting is refused, naming it."""
+    def value(path: Path) -> str:
+        text = str(path)
+        if not path.is_absolute() or any(c.isspace() or c in "\"';#\\" for c in text):
+            raise ValueError(f"{text!r}: supervisor needs an absolute path without spaces, quotes, ';' or '#'")
+        return text.replace("%", "%%")
+
+    config_arg = f" --config {value(config)}" if config is not None else ""
+    return (template.replace("@STATE_DIR@", value(state_dir)).replace("@BIN@", value(bin_dir))
+            .replace("@CONFIG_ARG@", config_arg))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m appliance.supervisorconf", description=__doc__)
+    p.add_argument("--state-dir", metavar="DIR", help=STATE_DIR_HELP)
+    p.add_argument("--config", metavar="FILE", help="the configuration file both programs read")
+    p.add_argument("--template", type=Path, default=TEMPLATE)
+    args = p.parse_args(argv)
+    private_files()
+    state = Path(args.state_dir).absolute() if args.state_dir else default_state_dir()
+    config = Path(args.config).absolute() if args.config else None
+    # the venv's bin directory as invoked (not resolved: its python is a link to the system's)
+    bin_dir = Path(sys.executable).absolute().parent
+    try:
+        text = render(args.template.read_text(), state_dir=state, bin_dir=bin_dir, config=config)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for sub in (RUN_DIR, LOG_DIR):
+        (state / sub).mkdir(parents=True, exist_ok=True)
+    out = state / RUN_DIR / "supervisord.conf"
+    out.write_text(text)
+    try:
+        cfg = _load(str(config) if config else None, state)
+        host, port = parse_hostport(cfg.web.listen, 8080)
+        web = f"{'https' if cfg.web.https else 'http'}://{f'[{host}]' if ':' in host else host}:{port}/"
+        web = web if cfg.web.enabled else "switched off"
+    except (ConfigError, ValueError) as e:  # the daemon reports it in its log, with every problem
+        web = f"unknown, the configuration has a problem ({e})"
+    print(f"Faxbridge under supervisor ({out}): the daemon and the web UI (web page: {web}).\n"
+          f"Logs: {state / 'log' / 'faxbridge.log'}, program output in {state / LOG_DIR}/. Ctrl-C stops both.",
+          file=sys.stderr)
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
