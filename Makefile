@@ -49,7 +49,7 @@ venv: $(STAMP)
 # systemd does on the box; Ctrl-C stops both.  STATE_DIR=DIR and CONFIG=FILE choose others.
 run: venv
 	@conf=$$($(VENV)/bin/python -m appliance.supervisorconf $(if $(STATE_DIR),--state-dir $(STATE_DIR)) \
-	  $(if $(CONFIG),--config $(CONFIG))) && exec supervisord -n -c "$$conf"
+	  $(if $(CONFIG),--config $(CONFIG)) --terminal) && exec supervisord -n -c "$$conf"
 
 selftest: venv
 	$(VENV)/bin/python -m appliance selftest

@@ -24,6 +24,7 @@ from appliance.web.auth import AdminStore
 from appliance.web.tomledit import ConfigDoc
 from tests.budgets import LOADED, wait_until
 from tests.conftest import free_port
+from tests.provided import require
 from tests.web.served import PASSWORD, ServedUI
 
 SUPERVISORD, SUPERVISORCTL = shutil.which("supervisord"), shutil.which("supervisorctl")
@@ -41,6 +42,21 @@ def test_render_fills_in_this_machines_paths_and_nothing_else() -> None:
     assert text.count("autorestart=unexpected") == 2 and text.count("exitcodes=0") == 2
     with pytest.raises(ValueError, match="spaces"):
         render(TEMPLATE.read_text(), state_dir=Path("/home/me/my faxes"), bin_dir=Path("/v/bin"))
+    # each program's output in its own file; supervisor's socket guarded by a password of this file
+    assert "stdout_logfile=/srv/fax%%box/log/supervisor/faxbridge-web.out\n" in text and "silent=false" in text
+    passwords = re.findall(r"^password=(\S+)$", text, flags=re.M)
+    assert len(passwords) == 2 and passwords[0] == passwords[1] and len(passwords[0]) >= 32
+    again = render(TEMPLATE.read_text(), state_dir=Path("/srv/fax%box"), bin_dir=Path("/opt/fb/venv/bin"))
+    assert re.findall(r"^password=(\S+)$", again, flags=re.M)[0] != passwords[0]
+
+
+def test_make_runs_terminal_shows_the_programs_not_supervisors_warnings() -> None:
+    """`make run` (--terminal): the daemon's banner and log lines on the terminal, supervisor's own
+    lines only in its file, and nothing it would warn about (running as root unsaid, an open socket)."""
+    text = render(TEMPLATE.read_text(), state_dir=Path("/srv/fax"), bin_dir=Path("/v/bin"), terminal=True,
+                  as_root=True)
+    assert text.count("stdout_logfile=/dev/stdout\n") == 2 and text.count("stdout_logfile_maxbytes=0\n") == 2
+    assert "silent=true\n" in text and "\nuser=root\n" in text
 
 
 def test_the_template_holds_no_machine_specific_path() -> None:
@@ -159,8 +175,8 @@ def processes_of(state: Path) -> list[int]:
 
 @pytest.fixture
 def supervised() -> Iterator[Supervised]:
-    if SUPERVISORD is None or SUPERVISORCTL is None:
-        pytest.skip("supervisor missing: `make run` and `make test` install Debian's supervisor package")
+    require(SUPERVISORD and SUPERVISORCTL,
+            "supervisor missing: `make run` and `make test` install Debian's supervisor package")
     state = Path(tempfile.mkdtemp(prefix="fbsv-", dir="/tmp"))  # supervisor's socket: sun_path is short
     s = Supervised(state)
     try:
@@ -207,3 +223,4 @@ def test_both_programs_run_restart_alone_and_stop_on_ctrl_c(supervised: Supervis
     assert processes_of(s.state) == [], s.logs()
     assert not (s.state / "supervisor" / "supervisord.pid").exists()
     assert "Traceback" not in (s.state / "log" / "supervisor" / "faxbridge.out").read_text()
+    assert "CRIT" not in s.logs(), s.logs()  # nothing alarming from supervisor itself

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.provided import provided
+
 REPO = Path(__file__).resolve().parents[2]
 UNITS = REPO / "systemd"
 DAEMON, WEB = "faxbridge.service", "faxbridge-web.service"
@@ -21,8 +23,8 @@ EXPOSURE = {DAEMON: 1.9, WEB: 1.3}
 STATE = "/var/lib/faxbridge"
 
 ANALYZE = shutil.which("systemd-analyze")
-pytestmark = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze missing: `make test` installs "
-                                                         "Debian's systemd package (not run as PID 1)")
+pytestmark = provided(ANALYZE is not None, "systemd-analyze missing: `make test` installs Debian's systemd "
+                                            "package (not run as PID 1)")
 
 
 def directives(name: str) -> dict[str, list[str]]:
