@@ -373,13 +373,21 @@ class ConfigDoc:
                     del t[k]  # an empty secret in a backup means "not given": the current one is kept
                 elif isinstance(t, dict) and isinstance(t.get(k), str) and t.get(k):
                     restored.set_secret(section, k, _plain(t[k]))
+        unnamed: list[str] = []
         for (section, table), keys in SECRET_ENTRY_KEYS.items():
-            for e in list(_entries(new, section, table)):
+            for i, e in enumerate(_entries(new, section, table)):
                 for k in keys:
                     if e.get(k) == "":
                         del e[k]
-                    elif isinstance(e.get(k), str) and e.get(k) and isinstance(e.get("name"), str):
+                    elif e.get(k) is not None and not (isinstance(e.get("name"), str) and e["name"]):
+                        # secrets.toml keeps an entry's password under its name: without one it
+                        # would stay in the main file
+                        unnamed.append(f"{section}.{table}[{i}]: an entry with a {k} needs a name "
+                                       f"(its {k} is kept in secrets.toml under it): add name = \"...\"")
+                    elif isinstance(e.get(k), str) and e.get(k):
                         restored.set_secret(section, k, _plain(e[k]), (table, _plain(e["name"])))
+        if unnamed:
+            raise ConfigError(unnamed)
         cfg = restored.save()
         self.main, self.secrets = restored.main, restored.secrets
         return cfg

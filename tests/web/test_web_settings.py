@@ -197,6 +197,9 @@ def test_backup_with_secrets_needs_the_password_and_restores_them(web: FlaskClie
     (b'[delivery]\nbackend = "carrier-pigeon"\n', "delivery.backend"),
     (b"\xff\xfe\x00binary", "not a text file"),
     (b'[web]\nstate_dir = "/tmp/elsewhere"\n', "may not move the web state"),
+    # found by fuzzing (config_restore): an entry without a name kept its password in the main file
+    (b'[[sip.registrations]]\nregistrar = "sip:pbx.example.com"\nuser = "fax"\npassword = "hunter2"\n',
+     "needs a name"),
 ])
 def test_restore_of_a_bad_file_is_refused_and_writes_nothing(web: FlaskClient, box: Path, content: bytes,
                                                               named: str) -> None:
