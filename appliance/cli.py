@@ -80,6 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # tells the web process that a restart of this one restarts it too (web/pending.py)
     web_env = {**os.environ, WEB_PARENT_ENV: str(os.getpid())}
     if cfg.web.enabled and not args.no_web:
+        _ensure_setup_code(cfg)  # before the web process starts, so both show the same code
         web = subprocess.Popen(web_cmd, env=web_env)
 
     async def keep_web() -> None:
@@ -140,6 +141,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ensure_setup_code(cfg: Config) -> str:
+    """The first-start page's one-time code (made now if there is none), as the web UI reads it;
+    "" once a password is set."""
+    from .web import setupcode
+
+    state = cfg.path(cfg.web.state_dir)
+    if (state / "admin.json").exists():
+        return ""
+    return setupcode.ensure(state)
+
+
 def _banner(cfg: Config, app: object) -> str:
     sip = [f"{l.transport}:{l.host}:{l.port}" for l in app.sip.locals]  # type: ignore[attr-defined]
     udp = next((x for x in sip if x.startswith("udp:")), sip[0] if sip else "udp:127.0.0.1:5060")
@@ -150,7 +162,9 @@ def _banner(cfg: Config, app: object) -> str:
     if cfg.web.https and not cfg.web.cert_file:
         web_note = " (certificate generated on first start: accept it once)"
     if not (cfg.path(cfg.web.state_dir) / "admin.json").exists():
-        web_note += "\n             first visit: choose the administrator password (there is no default)"
+        code = _ensure_setup_code(cfg)
+        web_note += ("\n             first visit: choose the administrator password (there is no default)"
+                     f"\n             with this setup code: {code}")
     if not cfg.web.enabled:
         web_note = " (web UI switched off)"
     from .logfile import log_path
@@ -186,8 +200,9 @@ def cmd_reset_password(args: argparse.Namespace) -> int:
             return 1
     for f in files:
         f.unlink(missing_ok=True)
+    code = _ensure_setup_code(cfg)
     print("The password is forgotten. Restart the web UI (or the appliance), then open the web page "
-          "to choose a new one.")
+          f"to choose a new one, with this setup code: {code}")
     return 0
 
 
@@ -397,6 +412,20 @@ def _add_route(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
 # -- end route --------------------------------------------------------------------------------
 
 
+def cmd_firstboot(args: argparse.Namespace) -> int:
+    """Called by the image at every boot before the appliance starts; never stops the boot."""
+    from .firstboot.run import firstboot
+
+    report = firstboot(Path(args.boot), Path(args.data), Path(args.root))
+    for line in report.done:
+        print(f"firstboot: {line}")
+    for problem in report.problems:
+        print(f"firstboot: {problem}", file=sys.stderr)
+    if report.setup_code:
+        print(f"firstboot: setup code for the first start: {report.setup_code}")
+    return 0
+
+
 def private_files() -> None:
     """Files this process creates are its user's alone (umask 077): faxes, the spool database,
     logs and rendered pages name callers and carry their documents. systemd's UMask=0077 says
@@ -460,6 +489,13 @@ def main(argv: list[str] | None = None) -> int:
     t = sub.add_parser("selftest", help="check the installation (imports, spandsp binding, config)")
     add_config_arguments(t)
     t.set_defaults(func=cmd_selftest)
+
+    fb = sub.add_parser("firstboot", help="make the box unique and apply faxbridge.txt (the image runs it at "
+                                          "every boot; safe to run again)")
+    fb.add_argument("--boot", required=True, metavar="DIR", help="the boot (FAT) partition with faxbridge.txt")
+    fb.add_argument("--data", required=True, metavar="DIR", help="the state directory on the data partition")
+    fb.add_argument("--root", default="/", metavar="DIR", help="the root file system to write into (default: /)")
+    fb.set_defaults(func=cmd_firstboot)
 
     _add_virtual_modem(sub)
     _add_modem_probe(sub)
