@@ -80,7 +80,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     # tells the web process that a restart of this one restarts it too (web/pending.py)
     web_env = {**os.environ, WEB_PARENT_ENV: str(os.getpid())}
     if cfg.web.enabled and not args.no_web:
-        _ensure_setup_code(cfg)  # before the web process starts, so both show the same code
+        # made before the web process starts, so both show the same code; printed before the
+        # page answers, so whoever opens it finds the code already in the terminal
+        if code := _ensure_setup_code(cfg):
+            print(f"First start: the web page asks for this setup code: {code}", file=sys.stderr, flush=True)
         web = subprocess.Popen(web_cmd, env=web_env)
 
     async def keep_web() -> None:

@@ -188,7 +188,7 @@ def parse(data: bytes) -> tuple[BootConfig, list[Problem]]:
         key, eq, value = line.partition("=")
         key, value = key.strip().lower(), value.strip()
         if not eq or not key:
-            problems.append(Problem(number, f"not 'key = value': {_show(line)}"))
+            problems.append(Problem(number, "not 'key = value' (a setting needs an '='): ignored"))
             continue
         conv = PARSERS.get(key)
         if conv is None:

@@ -287,5 +287,7 @@ def firstboot(boot: Path, data: Path, root: Path) -> Report:
     apply_ssh(cfg, data, root, keys, report)
     setup_code(boot, root, web_state, report)
     _console(root / ISSUE, report.setup_code, report.problems)
-    _write(web_state / "faxbridge-txt-problems.json", json.dumps([str(p) for p in report.problems]), 0o600)
+    from appliance.web.auth import BOOT_PROBLEMS
+
+    _write(web_state / BOOT_PROBLEMS, json.dumps([str(p) for p in report.problems]), 0o600)
     return report

@@ -306,7 +306,21 @@ def init_app(app: Flask, state_dir: Path, *, https: bool, session_hours: int) ->
                       PERMANENT_SESSION_LIFETIME=timedelta(hours=session_hours),
                       SESSION_REFRESH_EACH_REQUEST=True)
     app.before_request(require_login)
+    app.context_processor(lambda: {"boot_problems": boot_problems(admin.dir)})
     app.register_blueprint(bp)
+
+
+#: what the last boot's ``faxbridge firstboot`` found wrong in faxbridge.txt (firstboot/run.py)
+BOOT_PROBLEMS = "faxbridge-txt-problems.json"
+
+
+def boot_problems(state_dir: Path) -> list[str]:
+    """faxbridge.txt's problems at the last boot, shown on every page until the file is fixed."""
+    try:
+        data = json.loads((Path(state_dir) / BOOT_PROBLEMS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [str(p)[:300] for p in data[:20]] if isinstance(data, list) else []
 
 
 def logged_in() -> bool:
