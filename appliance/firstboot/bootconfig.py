@@ -21,7 +21,8 @@ SSH_KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-ni
                  "ecdsa-sha2-nistp521", "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com")
 #: keys whose values are secrets: imported to the data partition, then blanked in the file
 SECRET_KEYS = ("wifi_passphrase", "admin_password")
-IMPORTED_NOTE = "# {key}: imported to the box on first boot and erased here. Write a new one to change it."
+#: replaces an imported secret's line (one line for one, so the line numbers of problems stay true)
+IMPORTED_NOTE = "# {key}: imported to the box and erased here. To change it, write a new line: {key} = ..."
 
 _HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _COUNTRY = re.compile(r"[A-Z]{2}")
@@ -248,8 +249,8 @@ def _near(key: str) -> str | None:
 
 
 def blank_secrets(data: bytes, keys: tuple[str, ...] = SECRET_KEYS) -> bytes:
-    """The file with the values of ``keys`` erased (each line kept as ``key =``, a comment above
-    saying it was imported), everything else byte for byte, CRLF kept where the file used it."""
+    """The file with each line that gives one of ``keys`` a value replaced by a comment saying it
+    was imported; everything else byte for byte, CRLF kept where the file used it."""
     if data.startswith(b"\xef\xbb\xbf"):
         bom, body = data[:3], data[3:]
     else:
@@ -261,9 +262,7 @@ def blank_secrets(data: bytes, keys: tuple[str, ...] = SECRET_KEYS) -> bytes:
         key, eq, value = stripped.partition(b"=")
         name = key.strip().lower().decode("utf-8", "replace")
         if eq and name in keys and not key.lstrip().startswith(b"#") and value.strip() not in (b"", b'""', b"''"):
-            note = IMPORTED_NOTE.format(key=name).encode()
-            out.append(note + (ending or b"\n"))
-            out.append(key.rstrip() + b" =" + ending)
+            out.append(IMPORTED_NOTE.format(key=name).encode() + ending)
         else:
             out.append(line)
     return bom + b"".join(out)

@@ -24,10 +24,14 @@ import secrets
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from appliance.firstboot import bootconfig, network
 from appliance.firstboot.bootconfig import BootConfig, Problem
 from appliance.fsutil import write_atomic
+
+if TYPE_CHECKING:
+    from appliance.config import Config
 
 BOOT_FILE = "faxbridge.txt"
 CODE_FILE = "setup-code.txt"
@@ -255,9 +259,36 @@ def _console(path: Path, code: str, problems: list[Problem] | None = None) -> No
     _write(path, "\n".join(lines) + "\n")
 
 
+def _configuration(data: Path, report: Report | None) -> "Config":
+    """The appliance's configuration for the web state directory and listen address; its
+    defaults when the file is broken (the web UI and check-config say what is wrong)."""
+    from appliance.cli import _load
+    from appliance.config import Config, ConfigError
+
+    try:
+        return _load(None, data)
+    except ConfigError as e:
+        if report is not None:
+            report.problems.append(Problem(0, f"the configuration cannot be read ({'; '.join(e.errors)}): "
+                                              "its defaults were used for the web UI's files"))
+        return Config.from_dict({}, base_dir=data)
+
+
+def sweep(boot: Path, data: Path, root: Path) -> None:
+    """Temporary files of a run that a power cut ended (write_atomic's ``.NAME.*.tmp``, ssh-keygen's
+    ``.tmp_*``), in the directories this command writes."""
+    dirs = [boot, data, data / "firstboot", data / "firstboot" / "ssh", data / "web", data / "web" / "tls",
+            *{(root / rel).parent for rel in (*network.files(BootConfig(wifi_ssid="x")), ISSUE, SSHD_DROPIN,
+                                               "etc/hostname")}]
+    for d in dirs:
+        if d.is_dir():
+            for p in d.iterdir():
+                if p.name.startswith(".") and (p.name.endswith(".tmp") or p.name.startswith(".tmp_")):
+                    p.unlink(missing_ok=True)
+
+
 def firstboot(boot: Path, data: Path, root: Path) -> Report:
     """Everything above, in an order that a power cut at any point leaves restartable."""
-    from appliance.cli import _load
     from appliance.config import parse_hostport
 
     boot, data, root = Path(boot), Path(data), Path(root)
@@ -268,9 +299,10 @@ def firstboot(boot: Path, data: Path, root: Path) -> Report:
     cfg = BootConfig()
     if raw is not None:
         cfg, report.problems = bootconfig.parse(raw)
+    sweep(boot, data, root)
     machine_id(data, root, report)
     keys = host_keys(data, report)
-    app_cfg = _load(None, data)
+    app_cfg = _configuration(data, report)
     web_state = app_cfg.path(app_cfg.web.state_dir)
     web_state.mkdir(parents=True, exist_ok=True, mode=0o700)
     if raw is not None:
@@ -280,7 +312,7 @@ def firstboot(boot: Path, data: Path, root: Path) -> Report:
     except ValueError as e:  # ConfigError, TomlEditError: the configuration file is the problem
         report.problems.append(Problem(0, f"host name and time zone not applied: {e}"))
     _write(state_path, json.dumps(state), 0o600)
-    app_cfg = _load(None, data)
+    app_cfg = _configuration(data, None)
     web_identity(web_state, parse_hostport(app_cfg.web.listen, 8080)[0],
                  cfg.hostname or app_cfg.system.hostname, app_cfg.web.https and not app_cfg.web.cert_file, report)
     apply_network(cfg, root, state, report)
