@@ -248,21 +248,28 @@ def _near(key: str) -> str | None:
     return close[0] if close else None
 
 
+def _key_of(line: str) -> str:
+    """The setting a line sets, as ``parse`` reads it ("" for a comment or a line without '=')."""
+    line = line.strip()
+    if line.startswith("#") or "=" not in line:
+        return ""
+    return line.partition("=")[0].strip().lower()
+
+
 def blank_secrets(data: bytes, keys: tuple[str, ...] = SECRET_KEYS) -> bytes:
     """The file with each line that gives one of ``keys`` a value replaced by a comment saying it
-    was imported; everything else byte for byte, CRLF kept where the file used it."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        bom, body = data[:3], data[3:]
-    else:
-        bom, body = b"", data
+    was imported; everything else byte for byte, CRLF kept where the file used it. Lines are
+    read exactly as ``parse`` reads them, so no line it takes a secret from is left behind."""
+    bom = b"\xef\xbb\xbf" if data.startswith(b"\xef\xbb\xbf") else b""
     out = []
-    for line in body.splitlines(keepends=True):
+    for line in data[len(bom):].splitlines(keepends=True):
         stripped = line.rstrip(b"\r\n")
         ending = line[len(stripped):]
-        key, eq, value = stripped.partition(b"=")
-        name = key.strip().lower().decode("utf-8", "replace")
-        if eq and name in keys and not key.lstrip().startswith(b"#") and value.strip() not in (b"", b'""', b"''"):
-            out.append(IMPORTED_NOTE.format(key=name).encode() + ending)
+        text = stripped.decode("utf-8", errors="replace")
+        key = _key_of(text)
+        value = text.partition("=")[2].strip()
+        if key in keys and value not in ("", '""', "''"):
+            out.append(IMPORTED_NOTE.format(key=key).encode() + ending)
         else:
             out.append(line)
     return bom + b"".join(out)

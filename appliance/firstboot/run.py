@@ -157,6 +157,8 @@ def import_secrets(cfg: BootConfig, raw: bytes, boot: Path, data: Path, web_stat
         AdminStore(web_state).set_password(cfg.admin_password)
         setupcode.void(web_state)
         report.done.append("set the administrator password from faxbridge.txt")
+    if len(raw) > bootconfig.MAX_BYTES:  # read only in part: erase from the whole file
+        raw = (boot / BOOT_FILE).read_bytes()
     if bootconfig.has_secrets(raw):
         _write(boot / BOOT_FILE, bootconfig.blank_secrets(raw), 0o644)
         report.done.append("erased the imported secrets from faxbridge.txt")
