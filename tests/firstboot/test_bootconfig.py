@@ -147,3 +147,14 @@ def test_blanking_secrets_keeps_everything_else_byte_for_byte() -> None:
     assert bootconfig.blank_secrets(out) == out and not bootconfig.has_secrets(out)
     commented = b"# admin_password = not-a-setting\n"
     assert bootconfig.blank_secrets(commented) == commented
+
+
+def test_a_secret_the_parser_reads_is_always_erased() -> None:
+    """Both read a line the same way: Unicode spaces (a no-break space from a word processor) or
+    capitals around the key do not hide a secret from the erasure."""
+    for line in ("\u00a0admin_password = correct horse battery", "ADMIN_PASSWORD\u2003= correct horse battery",
+                 "  admin_password='correct horse battery'"):
+        raw = f"hostname = a\n{line}\n".encode()
+        assert parse(raw)[0].admin_password == "correct horse battery", line
+        out = bootconfig.blank_secrets(raw)
+        assert b"correct horse battery" not in out and parse(out)[0].hostname == "a", line

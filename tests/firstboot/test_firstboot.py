@@ -205,3 +205,14 @@ def test_a_power_cut_midway_leaves_a_tree_the_next_run_finishes(card: tuple[Path
         assert f"psk={network.psk('Office', WIFI_PASS)}" in (root / network.WPA).read_text()
         assert [p.message for p in report.problems] == ["unknown setting 'colour'"]
     assert not [p for p in (boot, data, root) for p in p.rglob("*.tmp")]
+
+
+def test_an_oversized_file_is_erased_whole_not_cut(card: tuple[Path, Path, Path]) -> None:
+    boot, data, root = card
+    tail = b"# " + b"x" * 70000 + b"\nadmin_password = beyond the limit 1\n# the end\n"
+    (boot / "faxbridge.txt").write_bytes(f"admin_password = {ADMIN_PASS}\n".encode() + tail)
+    report = firstboot(boot, data, root)
+    assert any("larger than 64 KiB" in str(p) for p in report.problems)
+    fat = (boot / "faxbridge.txt").read_bytes()
+    assert ADMIN_PASS.encode() not in fat and b"beyond the limit" not in fat and fat.endswith(b"# the end\n")
+    assert AdminStore(data / "web").verify(ADMIN_PASS)
