@@ -10,8 +10,9 @@ APT_PACKAGES := libspandsp-dev libtiff-tools gcc libffi-dev pkg-config python3-d
 # modem line (hylafax-server wants an MTA; neither daemon is left running), and Postfix, a real
 # MTA the delivery tests run privately on loopback: it is also hylafax-server's MTA (where exim4
 # came with HylaFAX before, apt replaces it); preseeded "No configuration", its service stays off;
-# Debian's chromium, which the browser tests drive with Playwright (no browser download)
-TEST_APT_PACKAGES := kamailio sip-tester efax hylafax-server postfix chromium
+# Debian's chromium, which the browser tests drive with Playwright (no browser download), and
+# ssh-keygen, which `faxbridge firstboot` runs to make the SSH host keys (tests/firstboot/)
+TEST_APT_PACKAGES := kamailio sip-tester efax hylafax-server postfix chromium openssh-client
 STAMP := $(VENV)/.installed
 
 .PHONY: all venv apt run test test-fast hwtest bench clean selftest screenshots fuzz fuzz-seeds
