@@ -419,7 +419,8 @@ def cmd_firstboot(args: argparse.Namespace) -> int:
     """Called by the image at every boot before the appliance starts; never stops the boot."""
     from .firstboot.run import firstboot
 
-    report = firstboot(Path(args.boot), Path(args.data), Path(args.root))
+    report = firstboot(Path(args.boot), Path(args.data), Path(args.root), args.user,
+                       Path(args.system) if args.system else None)
     for line in report.done:
         print(f"firstboot: {line}")
     for problem in report.problems:
@@ -493,11 +494,16 @@ def main(argv: list[str] | None = None) -> int:
     add_config_arguments(t)
     t.set_defaults(func=cmd_selftest)
 
-    fb = sub.add_parser("firstboot", help="make the box unique and apply faxbridge.txt (the image runs it at "
+    fb = sub.add_parser("firstboot", help="make the box unique and apply faxbridge.txt (the image runs it as root at "
                                           "every boot; safe to run again)")
     fb.add_argument("--boot", required=True, metavar="DIR", help="the boot (FAT) partition with faxbridge.txt")
     fb.add_argument("--data", required=True, metavar="DIR", help="the state directory on the data partition")
     fb.add_argument("--root", default="/", metavar="DIR", help="the root file system to write into (default: /)")
+    fb.add_argument("--user", default="", metavar="NAME",
+                    help="the appliance's service user: it gets the configuration and the web state (the image: faxbridge)")
+    fb.add_argument("--system", metavar="DIR",
+                    help="root's own directory for the SSH host keys, machine-id and imported Wi-Fi passphrase "
+                         "(default: DATA/firstboot; the image: one outside the state directory)")
     fb.set_defaults(func=cmd_firstboot)
 
     _add_virtual_modem(sub)

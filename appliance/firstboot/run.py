@@ -6,7 +6,7 @@ tests). It is safe to run at every boot and after a power cut at any moment: wha
 kept, every file is written to a temporary name, synced and renamed, and a secret is erased from
 the FAT file only after it is safely on the data partition.
 
-- Once per device (kept on the data partition): SSH host keys, machine-id, the web UI's session
+- Once per device (kept on the data partition, in root's own directory): SSH host keys, machine-id, the web UI's session
   key and certificate (the web UI's own code). Nothing secret comes from the image.
 - From faxbridge.txt: host name and time zone into the appliance's configuration (when the file's
   value changed since it was last applied, so a change in the web UI is not undone at the next
@@ -59,8 +59,8 @@ def _write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
     write_atomic(path, data, mode)
 
 
-def _secret_dir(data: Path) -> Path:
-    d = data / "firstboot"
+def _secret_dir(system: Path) -> Path:
+    d = system
     d.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(d, 0o700)
     return d
@@ -83,9 +83,9 @@ def read_boot_file(boot: Path) -> bytes | None:
         return None
 
 
-def host_keys(data: Path, report: Report) -> list[Path]:
+def host_keys(system: Path, report: Report) -> list[Path]:
     """SSH host keys, made once per device on the data partition (write-then-rename)."""
-    d = _secret_dir(data) / "ssh"
+    d = _secret_dir(system) / "ssh"
     d.mkdir(exist_ok=True, mode=0o700)
     keys = []
     for kind in HOST_KEY_TYPES:
@@ -105,9 +105,9 @@ def host_keys(data: Path, report: Report) -> list[Path]:
     return keys
 
 
-def machine_id(data: Path, root: Path, report: Report) -> None:
+def machine_id(system: Path, root: Path, report: Report) -> None:
     """A machine-id per device, kept on the data partition and put into the root at every boot."""
-    kept = _secret_dir(data) / "machine-id"
+    kept = _secret_dir(system) / "machine-id"
     try:
         mid = kept.read_text().strip()
     except FileNotFoundError:
@@ -142,7 +142,7 @@ def web_identity(state: Path, listen: str, hostname: str, https: bool, report: R
             report.done.append("made the web UI's certificate")
 
 
-def import_secrets(cfg: BootConfig, raw: bytes, boot: Path, data: Path, web_state: Path,
+def import_secrets(cfg: BootConfig, raw: bytes, boot: Path, system: Path, web_state: Path,
                    state: dict, report: Report) -> None:
     """The Wi-Fi passphrase and the admin password onto the data partition, then out of the FAT
     file (which a card reader anywhere can read)."""
@@ -151,7 +151,7 @@ def import_secrets(cfg: BootConfig, raw: bytes, boot: Path, data: Path, web_stat
 
     if cfg.wifi_passphrase:
         state["wifi"] = {"ssid": cfg.wifi_ssid, "passphrase": cfg.wifi_passphrase}
-        _write(_secret_dir(data) / "state.json", json.dumps(state), 0o600)
+        _write(_secret_dir(system) / "state.json", json.dumps(state), 0o600)
         report.done.append("imported the Wi-Fi passphrase")
     if cfg.admin_password:
         AdminStore(web_state).set_password(cfg.admin_password)
@@ -208,9 +208,9 @@ def apply_network(cfg: BootConfig, root: Path, state: dict, report: Report) -> N
             _write(path, content[0], content[1])
 
 
-def apply_ssh(cfg: BootConfig, data: Path, root: Path, keys: list[Path], report: Report) -> None:
+def apply_ssh(cfg: BootConfig, system: Path, root: Path, keys: list[Path], report: Report) -> None:
     """sshd uses the device's host keys and only the authorised key (no passwords); on or off."""
-    key_dir = _secret_dir(data) / "ssh" / "authorized_keys"
+    key_dir = _secret_dir(system) / "ssh" / "authorized_keys"
     lines = ["# Written by faxbridge firstboot: host keys on the data partition, keys only.",
              *[f"HostKey {k}" for k in keys],
              f"AuthorizedKeysFile {key_dir}/%u", "PasswordAuthentication no",
@@ -276,10 +276,10 @@ def _configuration(data: Path, report: Report | None) -> "Config":
         return Config.from_dict({}, base_dir=data)
 
 
-def sweep(boot: Path, data: Path, root: Path) -> None:
+def sweep(boot: Path, data: Path, system: Path, root: Path) -> None:
     """Temporary files of a run that a power cut ended (write_atomic's ``.NAME.*.tmp``, ssh-keygen's
     ``.tmp_*``), in the directories this command writes."""
-    dirs = [boot, data, data / "firstboot", data / "firstboot" / "ssh", data / "web", data / "web" / "tls",
+    dirs = [boot, data, system, system / "ssh", data / "web", data / "web" / "tls",
             *{(root / rel).parent for rel in (*network.files(BootConfig(wifi_ssid="x")), ISSUE, SSHD_DROPIN,
                                                "etc/hostname")}]
     for d in dirs:
@@ -289,26 +289,43 @@ def sweep(boot: Path, data: Path, root: Path) -> None:
                     p.unlink(missing_ok=True)
 
 
-def firstboot(boot: Path, data: Path, root: Path) -> Report:
-    """Everything above, in an order that a power cut at any point leaves restartable."""
+def hand_over(data: Path, web_state: Path, user: str) -> None:
+    """The files the appliance's units read and write belong to their user (firstboot runs as
+    root); the host keys and firstboot's own state stay root's (sshd insists)."""
+    import pwd
+
+    entry = pwd.getpwnam(user)
+    targets = [data, web_state, *web_state.rglob("*"),
+               *(data / n for n in ("faxbridge.toml", "secrets.toml") if (data / n).exists())]
+    for p in targets:
+        os.chown(p, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+
+
+def firstboot(boot: Path, data: Path, root: Path, user: str = "", system: Path | None = None) -> Report:
+    """Everything above, in an order that a power cut at any point leaves restartable.
+    ``user``: the appliance's service user, who gets the configuration and the web state.
+    ``system``: root's own directory for the host keys, the machine-id and the imported Wi-Fi
+    passphrase (default ``DATA/firstboot``; on the box outside the state directory, which the
+    service user owns and could otherwise rename)."""
     from appliance.config import parse_hostport
 
     boot, data, root = Path(boot), Path(data), Path(root)
+    system = Path(system) if system is not None else data / "firstboot"
     report = Report()
-    state_path = _secret_dir(data) / "state.json"
+    state_path = _secret_dir(system) / "state.json"
     state = _load_state(state_path)
     raw = read_boot_file(boot)
     cfg = BootConfig()
     if raw is not None:
         cfg, report.problems = bootconfig.parse(raw)
-    sweep(boot, data, root)
-    machine_id(data, root, report)
-    keys = host_keys(data, report)
+    sweep(boot, data, system, root)
+    machine_id(system, root, report)
+    keys = host_keys(system, report)
     app_cfg = _configuration(data, report)
     web_state = app_cfg.path(app_cfg.web.state_dir)
     web_state.mkdir(parents=True, exist_ok=True, mode=0o700)
     if raw is not None:
-        import_secrets(cfg, raw, boot, data, web_state, state, report)
+        import_secrets(cfg, raw, boot, system, web_state, state, report)
     try:
         apply_system(cfg, data, root, state, report)
     except ValueError as e:  # ConfigError, TomlEditError: the configuration file is the problem
@@ -318,10 +335,12 @@ def firstboot(boot: Path, data: Path, root: Path) -> Report:
     web_identity(web_state, parse_hostport(app_cfg.web.listen, 8080)[0],
                  cfg.hostname or app_cfg.system.hostname, app_cfg.web.https and not app_cfg.web.cert_file, report)
     apply_network(cfg, root, state, report)
-    apply_ssh(cfg, data, root, keys, report)
+    apply_ssh(cfg, system, root, keys, report)
     setup_code(boot, root, web_state, report)
     _console(root / ISSUE, report.setup_code, report.problems)
     from appliance.web.auth import BOOT_PROBLEMS
 
     _write(web_state / BOOT_PROBLEMS, json.dumps([str(p) for p in report.problems]), 0o600)
+    if user:
+        hand_over(data, web_state, user)
     return report

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import stat
 import subprocess
 import sys
@@ -216,3 +218,19 @@ def test_an_oversized_file_is_erased_whole_not_cut(card: tuple[Path, Path, Path]
     fat = (boot / "faxbridge.txt").read_bytes()
     assert ADMIN_PASS.encode() not in fat and b"beyond the limit" not in fat and fat.endswith(b"# the end\n")
     assert AdminStore(data / "web").verify(ADMIN_PASS)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="handing files to another user needs root, as on the box")
+def test_the_service_user_gets_the_web_state_and_root_keeps_the_host_keys(card: tuple[Path, Path, Path]) -> None:
+    boot, data, root = card
+    (boot / "faxbridge.txt").write_text(f"timezone = UTC\nadmin_password = {ADMIN_PASS}\n")
+    system = data.parent / "system"  # root's own, outside the state directory the service user owns
+    firstboot(boot, data, root, user="nobody", system=system)
+    nobody = pwd.getpwnam("nobody").pw_uid
+    for p in (data / "web" / "admin.json", data / "web" / "session.key", data / "web" / "tls" / "key.pem",
+              data / "faxbridge.toml", data / "web"):
+        assert p.stat().st_uid == nobody, p
+    assert not (data / "firstboot").exists()
+    key = system / "ssh" / "ssh_host_ed25519_key"
+    assert key.stat().st_uid == 0 and (system / "state.json").stat().st_uid == 0 and mode(system) == 0o700
+    assert f"HostKey {key}" in (root / SSHD_DROPIN).read_text()
