@@ -294,6 +294,7 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     from .spandsp.audio import result_text
     from . import daemon  # noqa: F401
     from .web import app  # noqa: F401
+    from .firstboot import run  # noqa: F401
 
     load_args(args)
     assert result_text(0) == "OK"
