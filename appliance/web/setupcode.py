@@ -17,6 +17,7 @@ from __future__ import annotations
 import hmac
 import json
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
 
 from appliance.fsutil import write_atomic
@@ -67,7 +68,7 @@ def copies(state_dir: Path) -> list[Path]:
         return []
 
 
-def store(state_dir: Path, code: str, copies_: list[Path] = ()) -> None:  # type: ignore[assignment]
+def store(state_dir: Path, code: str, copies_: Sequence[Path] = ()) -> None:
     """Keep ``code`` (0600, in a 0700 directory), remembering where else it was written."""
     state_dir = Path(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
