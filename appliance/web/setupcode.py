@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import hmac
 import json
+import os
 import secrets
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from appliance.fsutil import write_atomic
+from appliance.spool.tiffpages import fsync_dir
 
 #: no 0/O, 1/I/L, 2/Z, 5/S, 8/B: read off a screen or a card in a PC and typed without doubt
 ALPHABET = "ACDEFGHJKMNPQRTUVWXY34679"
@@ -76,9 +79,30 @@ def store(state_dir: Path, code: str, copies_: Sequence[Path] = ()) -> None:
 
 
 def ensure(state_dir: Path) -> str:
-    """The current code, made now when there is none."""
+    """The current code, made now when there is none. Two processes may ask at once (the daemon
+    for its banner, the web UI at start, as two supervisor programs or units): the file is
+    created exclusively (a hard link of a complete temporary file), so both get the same code."""
     code = read(state_dir)
-    if code is None:
+    if code is not None:
+        return code
+    state_dir = Path(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=f".{FILE}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps({"code": new_code(), "copies": []}))
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path(state_dir))
+        except FileExistsError:
+            pass  # another process made one first: that one counts
+    finally:
+        os.unlink(tmp)
+    fsync_dir(state_dir)
+    code = read(state_dir)
+    if code is None:  # present but unreadable (a damaged file): replace it
         code = new_code()
         store(state_dir, code)
     return code

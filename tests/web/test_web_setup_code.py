@@ -85,3 +85,23 @@ def test_codes_are_short_unambiguous_and_different() -> None:
     assert setupcode.matches(" k7fq mwxa-3trc ", "K7FQ-MWXA-3TRC")
     assert not setupcode.matches("K7FQ-MWXA-3TR", "K7FQ-MWXA-3TRC")
     assert not setupcode.matches("", "K7FQ-MWXA-3TRC")
+
+
+def test_processes_starting_at_once_agree_on_one_code(tmp_path: Path) -> None:
+    """The daemon (its banner) and the web UI (its page) each ask for the code as they start."""
+    import subprocess
+    import sys
+
+    state = tmp_path / "web"
+    script = "import sys; from appliance.web import setupcode; print(setupcode.ensure(sys.argv[1]))"
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(state)], stdout=subprocess.PIPE, text=True)
+             for _ in range(6)]
+    codes = {p.communicate()[0].strip() for p in procs}
+    assert codes == {setupcode.read(state)}
+    assert [p.name for p in state.iterdir()] == ["setup-code.json"]
+
+
+def test_a_damaged_code_file_is_replaced(tmp_path: Path) -> None:
+    setupcode.path(tmp_path).write_text("{not json")
+    code = setupcode.ensure(tmp_path)
+    assert code and setupcode.read(tmp_path) == code
