@@ -164,7 +164,8 @@ def _banner(cfg: Config, app: object) -> str:
     web_note = ""
     if cfg.web.https and not cfg.web.cert_file:
         web_note = " (certificate generated on first start: accept it once)"
-    if not (cfg.path(cfg.web.state_dir) / "admin.json").exists():
+    if cfg.web.enabled and not (cfg.path(cfg.web.state_dir) / "admin.json").exists():
+        # made here too: under supervisor or systemd the web UI is a program of its own (--no-web)
         code = _ensure_setup_code(cfg)
         web_note += ("\n             first visit: choose the administrator password (there is no default)"
                      f"\n             with this setup code: {code}")
