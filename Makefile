@@ -12,8 +12,9 @@ APT_PACKAGES := libspandsp-dev libtiff-tools gcc libffi-dev pkg-config python3-d
 # MTA the delivery tests run privately on loopback: it is also hylafax-server's MTA (where exim4
 # came with HylaFAX before, apt replaces it); preseeded "No configuration", its service stays off;
 # Debian's chromium, which the browser tests drive with Playwright (no browser download);
-# systemd for systemd-analyze (verify, security) on the units (installed, not run as PID 1)
-TEST_APT_PACKAGES := kamailio sip-tester efax hylafax-server postfix chromium systemd
+# systemd for systemd-analyze (verify, security) on the units (installed, not run as PID 1); and
+# ssh-keygen, which `faxbridge firstboot` runs to make the SSH host keys (tests/firstboot/)
+TEST_APT_PACKAGES := kamailio sip-tester efax hylafax-server postfix chromium systemd openssh-client
 STAMP := $(VENV)/.installed
 
 .PHONY: all venv apt run test test-fast hwtest bench clean selftest screenshots fuzz fuzz-seeds

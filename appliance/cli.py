@@ -82,6 +82,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     # tells the web process that a restart of this one restarts it too (web/pending.py)
     web_env = {**os.environ, WEB_PARENT_ENV: str(os.getpid())}
     if cfg.web.enabled and not args.no_web:
+        # made before the web process starts, so both show the same code; printed before the
+        # page answers, so whoever opens it finds the code already in the terminal
+        if code := _ensure_setup_code(cfg):
+            print(f"First start: the web page asks for this setup code: {code}", file=sys.stderr, flush=True)
         web = subprocess.Popen(web_cmd, env=web_env)
 
     async def keep_web() -> None:
@@ -153,6 +157,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ensure_setup_code(cfg: Config) -> str:
+    """The first-start page's one-time code (made now if there is none), as the web UI reads it;
+    "" once a password is set."""
+    from .web import setupcode
+
+    state = cfg.path(cfg.web.state_dir)
+    if (state / "admin.json").exists():
+        return ""
+    return setupcode.ensure(state)
+
+
 def _banner(cfg: Config, app: object) -> str:
     sip = [f"{l.transport}:{l.host}:{l.port}" for l in app.sip.locals]  # type: ignore[attr-defined]
     udp = next((x for x in sip if x.startswith("udp:")), sip[0] if sip else "udp:127.0.0.1:5060")
@@ -162,8 +177,11 @@ def _banner(cfg: Config, app: object) -> str:
     web_note = ""
     if cfg.web.https and not cfg.web.cert_file:
         web_note = " (certificate generated on first start: accept it once)"
-    if not (cfg.path(cfg.web.state_dir) / "admin.json").exists():
-        web_note += "\n             first visit: choose the administrator password (there is no default)"
+    if cfg.web.enabled and not (cfg.path(cfg.web.state_dir) / "admin.json").exists():
+        # made here too: under supervisor or systemd the web UI is a program of its own (--no-web)
+        code = _ensure_setup_code(cfg)
+        web_note += ("\n             first visit: choose the administrator password (there is no default)"
+                     f"\n             with this setup code: {code}")
     if not cfg.web.enabled:
         web_note = " (web UI switched off)"
     from .logfile import log_path
@@ -199,8 +217,9 @@ def cmd_reset_password(args: argparse.Namespace) -> int:
             return 1
     for f in files:
         f.unlink(missing_ok=True)
+    code = _ensure_setup_code(cfg)
     print("The password is forgotten. Restart the web UI (or the appliance), then open the web page "
-          "to choose a new one.")
+          f"to choose a new one, with this setup code: {code}")
     return 0
 
 
@@ -288,6 +307,7 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     from .spandsp.audio import result_text
     from . import daemon  # noqa: F401
     from .web import app  # noqa: F401
+    from .firstboot import run  # noqa: F401
 
     load_args(args)
     assert result_text(0) == "OK"
@@ -409,6 +429,21 @@ def _add_route(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
 # -- end route --------------------------------------------------------------------------------
 
 
+def cmd_firstboot(args: argparse.Namespace) -> int:
+    """Called by the image at every boot before the appliance starts; never stops the boot."""
+    from .firstboot.run import firstboot
+
+    report = firstboot(Path(args.boot), Path(args.data), Path(args.root), args.user,
+                       Path(args.system) if args.system else None)
+    for line in report.done:
+        print(f"firstboot: {line}")
+    for problem in report.problems:
+        print(f"firstboot: {problem}", file=sys.stderr)
+    if report.setup_code:
+        print(f"firstboot: setup code for the first start: {report.setup_code}")
+    return 0
+
+
 def private_files() -> None:
     """Files this process creates are its user's alone (umask 077): faxes, the spool database,
     logs and rendered pages name callers and carry their documents. systemd's UMask=0077 says
@@ -472,6 +507,18 @@ def main(argv: list[str] | None = None) -> int:
     t = sub.add_parser("selftest", help="check the installation (imports, spandsp binding, config)")
     add_config_arguments(t)
     t.set_defaults(func=cmd_selftest)
+
+    fb = sub.add_parser("firstboot", help="make the box unique and apply faxbridge.txt (the image runs it as root at "
+                                          "every boot; safe to run again)")
+    fb.add_argument("--boot", required=True, metavar="DIR", help="the boot (FAT) partition with faxbridge.txt")
+    fb.add_argument("--data", required=True, metavar="DIR", help="the state directory on the data partition")
+    fb.add_argument("--root", default="/", metavar="DIR", help="the root file system to write into (default: /)")
+    fb.add_argument("--user", default="", metavar="NAME",
+                    help="the appliance's service user: it gets the configuration and the web state (the image: faxbridge)")
+    fb.add_argument("--system", metavar="DIR",
+                    help="root's own directory for the SSH host keys, machine-id and imported Wi-Fi passphrase "
+                         "(default: DATA/firstboot; the image: one outside the state directory)")
+    fb.set_defaults(func=cmd_firstboot)
 
     _add_virtual_modem(sub)
     _add_modem_probe(sub)

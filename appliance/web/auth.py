@@ -1,6 +1,8 @@
 """One administrator: the password (argon2id), the session, the login page and its rate limit.
 
-There is no default password anywhere: until one is set, every page leads to ``/setup``. The
+There is no default password anywhere: until one is set, every page leads to ``/setup``, which
+also asks for the one-time setup code (web/setupcode.py: on the card's boot partition, the
+console, the ``make run`` terminal), so that nobody else on the LAN can choose it first. The
 hash lives in ``web.state_dir/admin.json`` (0600). Sessions are Flask's signed cookies with a key
 generated on first start (``session.key``, 0600), and each names a session id that admin.json
 lists while it lasts: logging out takes it off the list, a password change empties the list, so
@@ -34,6 +36,7 @@ from flask import (Blueprint, Flask, Request, Response, current_app, flash, json
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from appliance.fsutil import write_atomic
+from appliance.web import setupcode
 
 bp = Blueprint("auth", __name__)
 
@@ -293,6 +296,8 @@ def init_app(app: Flask, state_dir: Path, *, https: bool, session_hours: int) ->
     admin = AdminStore(state_dir, session_lifetime=session_hours * 3600.0)
     app.extensions["faxbridge_admin"] = admin
     app.extensions["faxbridge_login_limiter"] = LoginLimiter()
+    if not admin.has_password():
+        setupcode.ensure(admin.dir)  # never a first-start page without a code
     app.secret_key = admin.session_key()
     app.request_class = BoundedRequest
     app.register_error_handler(RequestEntityTooLarge, too_large)
@@ -301,7 +306,21 @@ def init_app(app: Flask, state_dir: Path, *, https: bool, session_hours: int) ->
                       PERMANENT_SESSION_LIFETIME=timedelta(hours=session_hours),
                       SESSION_REFRESH_EACH_REQUEST=True)
     app.before_request(require_login)
+    app.context_processor(lambda: {"boot_problems": boot_problems(admin.dir)})
     app.register_blueprint(bp)
+
+
+#: what the last boot's ``faxbridge firstboot`` found wrong in faxbridge.txt (firstboot/run.py)
+BOOT_PROBLEMS = "faxbridge-txt-problems.json"
+
+
+def boot_problems(state_dir: Path) -> list[str]:
+    """faxbridge.txt's problems at the last boot, shown on every page until the file is fixed."""
+    try:
+        data = json.loads((Path(state_dir) / BOOT_PROBLEMS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [str(p)[:300] for p in data[:20]] if isinstance(data, list) else []
 
 
 def logged_in() -> bool:
@@ -388,11 +407,25 @@ def _busy(template: str, **ctx: Any) -> Response:
 
 
 @bp.route("/setup", methods=["GET", "POST"])
-def setup() -> Response | str:
-    """First start: the administrator password. No default exists, so this is the only way in."""
+def setup() -> Response | str | tuple[str, int]:
+    """First start: the administrator password, with the setup code that proves the box is in
+    the owner's hands. No default exists, so this is the only way in."""
     error = ""
+    code = setupcode.ensure(store().dir)
     if request.method == "POST":
+        addr = request.remote_addr or "?"
+        wait = limiter().wait(addr)
         password = request.form.get("password", "")
+        if wait > 0:
+            body = render_template("setup_password.html", minimum=MIN_PASSWORD,
+                                   error=f"Too many wrong setup codes. Try again in {int(wait) + 1} seconds.")
+            return Response(body, 429, headers={"Retry-After": str(int(wait) + 1)})
+        if not setupcode.matches(request.form.get("setup_code", ""), code):
+            limiter().failed(addr)
+            return render_template("setup_password.html", minimum=MIN_PASSWORD,
+                                   error="The setup code is wrong. It is in setup-code.txt on the card's boot "
+                                         "partition, on the box's screen, or in the terminal of make run."), 403
+        limiter().succeeded(addr)
         if password != request.form.get("confirm", ""):
             error = "The two passwords differ."
         else:
@@ -403,6 +436,7 @@ def setup() -> Response | str:
             except ValueError as e:
                 error = str(e)
             else:
+                setupcode.void(store().dir)
                 _start_session(stamp)
                 nxt = "wizard.start" if "wizard.start" in current_app.view_functions else None
                 return redirect(url_for(nxt) if nxt else "/")

@@ -118,6 +118,15 @@ control_socket = "fb.sock"
         self.proc: subprocess.Popen[bytes] | None = None
         self.base_url = ""
 
+    def setup_code(self) -> str:
+        """The first-start page's one-time code, where the box keeps it (the web state directory);
+        the owner reads it in the terminal, on the card or on the console."""
+        from appliance.web import setupcode
+
+        code = setupcode.read(self.workdir / "web")
+        assert code, "a box without a password always has a setup code"
+        return code
+
     def start(self, timeout: float = LOADED) -> None:
         """Start and wait until the web process answers /healthz over HTTPS or HTTP."""
         faxbridge = Path(sys.executable).with_name("faxbridge")

@@ -126,13 +126,26 @@ def test_a_new_owners_first_hour(appliance: Appliance, smtp: SmtpServer, page: P
     expect(account_menu(page)).to_have_count(0)  # nobody is logged in yet
     shot(page, "setup")
 
+    # the one-time setup code, printed in the terminal as on the box's console: a wrong one is
+    # refused, said in words, nothing stored
+    code = appliance.setup_code()
+    assert code in appliance.log_text()
+    page.get_by_label("Setup code").fill("AAAA-AAAA-AAAA")
+    page.get_by_label("New password").fill(PASSWORD)
+    page.get_by_label("The same again").fill(PASSWORD)
+    page.get_by_role("button", name="Set the password and continue").click()
+    expect(page.get_by_role("alert")).to_contain_text("The setup code is wrong.")
+    assert not (appliance.workdir / "web" / "admin.json").exists()
+
     # two different passwords: refused, said in words, nothing stored
+    page.get_by_label("Setup code").fill(code.lower().replace("-", " "))  # as typed off a screen
     page.get_by_label("New password").fill(PASSWORD)
     page.get_by_label("The same again").fill(PASSWORD + "x")
     page.get_by_role("button", name="Set the password and continue").click()
     expect(page.get_by_role("alert")).to_have_text("The two passwords differ.")
     assert not (appliance.workdir / "web" / "admin.json").exists()
 
+    page.get_by_label("Setup code").fill(code)
     page.get_by_label("New password").fill(PASSWORD)
     page.get_by_label("The same again").fill(PASSWORD)
     page.get_by_role("button", name="Set the password and continue").click()
@@ -140,6 +153,7 @@ def test_a_new_owners_first_hour(appliance: Appliance, smtp: SmtpServer, page: P
     expect(page).to_have_url(base + "/setup/system")  # on into the wizard
     admin = appliance.workdir / "web" / "admin.json"
     assert stat.S_IMODE(admin.stat().st_mode) == 0o600
+    assert not (appliance.workdir / "web" / "setup-code.json").exists()  # the code is void
     assert PASSWORD not in admin.read_text() and "$argon2id$" in admin.read_text()
 
     wizard(page, appliance, smtp, shot)

@@ -105,7 +105,9 @@ def test_the_log_stays_where_it_is_when_the_web_ui_writes_the_configuration(monk
         assert after.startswith(before), "the first start's lines are gone"
         assert after.count("control socket on") == 2 and after.count("INFO faxbridge: stopped") == 2
         assert not (var / "var").exists(), sorted(str(p.relative_to(checkout)) for p in var.rglob("*"))
-        assert {p.name for p in var.iterdir()} - {"faxbridge.sock"} == {"faxbridge.toml", "log", "spool"}
+        # web/ holds only the first-start code the banner shows (the web UI, run on its own, asks for it)
+        assert {p.name for p in var.iterdir()} - {"faxbridge.sock"} == {"faxbridge.toml", "log", "spool", "web"}
+        assert [p.name for p in (var / "web").iterdir()] == ["setup-code.json"]
         # the banner says where things are, the same on both starts
         assert f"Log:       {log}" in first and f"Log:       {log}" in second
         assert f"Config:    {var / 'faxbridge.toml'}" in second

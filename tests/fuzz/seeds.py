@@ -500,11 +500,29 @@ def all_seeds() -> dict[str, list[bytes]]:
         "tiff_pages": tiff_files(),
         "config_load": config_files(readme_configs()),
         "config_restore": readme_configs(),
+        "boot_config": boot_configs(),
         "web_params": query_strings(),
         "web_settings_form": settings_forms(),
         "web_api": api_requests(),
     }
     return seeds
+
+
+def boot_configs() -> list[bytes]:
+    """faxbridge.txt: the shipped template, a filled-in one as Notepad saves it (BOM, CRLF), one
+    with its secrets erased, and lines of each kind of mistake."""
+    template = (ROOT / "image" / "boot" / "faxbridge.txt").read_bytes()
+    filled = (b"hostname = faxdesk\ntimezone = Europe/Berlin\nwifi_ssid = Office\nwifi_passphrase = wifi-secret-77\n"
+              b"wifi_country = de\naddress = 192.168.1.50/24\ngateway = 192.168.1.1\ndns = 192.168.1.1, 9.9.9.9\n"
+              b"ssh = on\nssh_authorized_key = ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl me\n"
+              b"admin_password = correct horse battery\n")
+    from appliance.firstboot.bootconfig import blank_secrets
+
+    bad = (b"hostname = -x\ntimezone = Mars/Olympus\nhostnme = a\nadmin_password = short\nwifi_passphrase = x\n"
+           b"address = 10.0.0.0/8\ngateway = 192.168.0.1\ndns = 1.1.1.1\nssh = maybe\nnot a setting\n"
+           b"hostname = again\nwifi_ssid = caf\xe9\n")
+    return [template, b"\xef\xbb\xbf" + filled.replace(b"\n", b"\r\n"), filled, blank_secrets(filled), bad,
+            b"address = fe80::5/64\ngateway = fe80::1\n", b"timezone = 'UTC'\rssh = \"off\"\r"]
 
 
 def t30_frames() -> list[bytes]:

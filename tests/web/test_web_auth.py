@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from webauth import PASSWORD, csrf, login, store_for
+from webauth import PASSWORD, csrf, login, setup_code, store_for
 
 from appliance.config import Config
 from appliance.web import create_app
@@ -65,7 +65,7 @@ def test_every_route_refuses_a_browser_that_has_not_logged_in(anon_client: Flask
 
 def test_the_password_is_stored_as_argon2id_in_a_private_file(anon_client: FlaskClient, config: Config) -> None:
     r = anon_client.post("/setup", data={"password": PASSWORD, "confirm": PASSWORD,
-                                         "csrf_token": csrf(anon_client)})
+                                         "setup_code": setup_code(anon_client), "csrf_token": csrf(anon_client)})
     assert r.status_code == 302
     path = config.path(config.web.state_dir) / "admin.json"
     record = json.loads(path.read_text())
@@ -83,7 +83,7 @@ def test_the_password_is_stored_as_argon2id_in_a_private_file(anon_client: Flask
 def test_a_weak_or_mistyped_password_is_refused(anon_client: FlaskClient, password: str, confirm: str,
                                                 words: str) -> None:
     r = anon_client.post("/setup", data={"password": password, "confirm": confirm,
-                                         "csrf_token": csrf(anon_client)})
+                                         "setup_code": setup_code(anon_client), "csrf_token": csrf(anon_client)})
     assert r.status_code == 400 and words in r.get_data(as_text=True)
     assert not store_for(anon_client).has_password()
 

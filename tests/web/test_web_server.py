@@ -88,8 +88,11 @@ def test_serve_answers_over_https_with_its_generated_certificate_and_login(tmp_p
             raise AssertionError("an empty box must redirect to /setup")
         with browser.open(base + "/setup", timeout=LOADED) as r:
             token = re.search(r'name="csrf-token" content="([^"]+)"', r.read().decode()).group(1)
+        from appliance.web import setupcode
+
+        code = setupcode.read(tmp_path / "web")  # the owner reads it on the card or the console
         form = urllib.parse.urlencode({"password": "s3cure-enough-pw", "confirm": "s3cure-enough-pw",
-                                       "csrf_token": token}).encode()
+                                       "setup_code": code, "csrf_token": token}).encode()
         with browser.open(base + "/setup", data=form, timeout=LOADED) as r:
             assert r.status == 200
         (cookie,) = [c for c in jar if c.name == "faxbridge_session"]

@@ -142,10 +142,10 @@ def test_sip_page_edits_exchange_um_per_peer(web: FlaskClient, box: Path) -> Non
 
 
 def test_wizard_accepts_the_default_mailboxs_domain(anon_client: FlaskClient, config: Config) -> None:
-    from webauth import PASSWORD
+    from webauth import PASSWORD, setup_code
 
     client = anon_client
-    r = _post(client, "/setup", {"password": PASSWORD, "confirm": PASSWORD})
+    r = _post(client, "/setup", {"password": PASSWORD, "confirm": PASSWORD, "setup_code": setup_code(client)})
     assert r.status_code == 302
     r = _post(client, "/setup/mailbox", {"routing.default": "Faxes@Contoso.com", "delivery.admin": ""})
     assert r.status_code == 302, r.get_data(as_text=True)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from flask.testing import FlaskClient
-from webauth import PASSWORD, csrf
+from webauth import PASSWORD, csrf, setup_code
 
 from appliance.config import Config, config_file
 from appliance.web import create_app
@@ -36,7 +36,7 @@ def test_wizard_from_an_empty_box_to_a_valid_configuration(anon_client: FlaskCli
     path = config_file(config)
     assert not path.exists()
     # the lead's first step: the password, then on to the wizard
-    r = _post(client, "/setup", {"password": PASSWORD, "confirm": PASSWORD})
+    r = _post(client, "/setup", {"password": PASSWORD, "confirm": PASSWORD, "setup_code": setup_code(client)})
     assert r.status_code == 302 and _where(r).endswith("/setup/system")
 
     page = client.get("/setup/system").get_data(as_text=True)

@@ -13,6 +13,16 @@ def store_for(client: FlaskClient) -> AdminStore:
     return client.application.extensions["faxbridge_admin"]
 
 
+def setup_code(client: FlaskClient) -> str:
+    """The one-time code the first-start page asks for, read where the owner's copy comes from
+    (the web state directory; on the box also setup-code.txt on the boot partition)."""
+    from appliance.web import setupcode
+
+    code = setupcode.read(store_for(client).dir)
+    assert code, "a box without a password always has a setup code"
+    return code
+
+
 def csrf(client: FlaskClient) -> str:
     """The session's CSRF token (made on first use, as a page render would)."""
     with client.session_transaction() as s:

@@ -34,6 +34,7 @@ TARGETS: tuple[str, ...] = (
     "tiff_pages",
     "config_load",
     "config_restore",
+    "boot_config",
     "web_params",
     "web_settings_form",
     "web_api",
