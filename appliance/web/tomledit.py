@@ -14,8 +14,8 @@ Secrets (``delivery.password``, ``delivery.client_secret``, the passwords of
 
 from __future__ import annotations
 
-import copy
 import dataclasses
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -287,10 +287,12 @@ class ConfigDoc:
 
     # -- whole documents --------------------------------------------------------------------------
     def merged(self) -> dict[str, Any]:
-        """Plain data with the secrets merged over it, as Config.load does."""
-        data = copy.deepcopy(self.main.unwrap())
+        """Plain data with the secrets merged over it, as Config.load does: read back from the
+        text these documents write, by the daemon's own TOML parser (tomlkit takes some things
+        TOML does not, such as "3600１" for a number, and would write them as they came)."""
+        data = _as_written(self.main, "the configuration")
         errors: list[str] = []
-        for section, values in self.secrets.unwrap().items():
+        for section, values in _as_written(self.secrets, "secrets.toml").items():
             if isinstance(values, dict) and isinstance(data.get(section, {}), dict):
                 _merge_secrets(data.setdefault(section, {}), values, section, errors)
         if errors:
@@ -361,8 +363,9 @@ class ConfigDoc:
         secrets it lacks are kept from the current secrets.toml.  Validated before writing;
         raises ConfigError (nothing written) or TomlEditError for a file that is not TOML."""
         try:
+            tomllib.loads(text)  # the daemon's parser first: tomlkit alone takes more than TOML
             new = tomlkit.parse(text)
-        except TOMLKitError as e:
+        except (TOMLKitError, tomllib.TOMLDecodeError) as e:
             raise TomlEditError(f"the uploaded file is not valid TOML: {e}") from None
         restored = ConfigDoc(self.path, new, tomlkit.parse(tomlkit.dumps(self.secrets)), exists=self.exists,
                              state_dir=self.state_dir)
@@ -391,6 +394,14 @@ class ConfigDoc:
         cfg = restored.save()
         self.main, self.secrets = restored.main, restored.secrets
         return cfg
+
+
+def _as_written(doc: TOMLDocument, what: str) -> dict[str, Any]:
+    """What tomllib (Config.load) reads from the text tomlkit writes for ``doc``."""
+    try:
+        return tomllib.loads(tomlkit.dumps(doc))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError([f"{what}: not valid TOML as it would be written: {e}"]) from None
 
 
 def _name(entry: Any) -> str | None:

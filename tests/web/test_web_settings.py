@@ -197,6 +197,9 @@ def test_backup_with_secrets_needs_the_password_and_restores_them(web: FlaskClie
     (b'[delivery]\nbackend = "carrier-pigeon"\n', "delivery.backend"),
     (b"\xff\xfe\x00binary", "not a text file"),
     (b'[web]\nstate_dir = "/tmp/elsewhere"\n', "may not move the web state"),
+    # found by fuzzing (config_restore): tomlkit read "3600１" (a fullwidth digit) as a number, the
+    # file was written as uploaded, and the daemon's TOML parser refused it at the next start
+    ("[fax]\nmax_call_duration = 3600\uff11\n".encode(), "not valid TOML"),
     # found by fuzzing (config_restore): an entry without a name kept its password in the main file
     (b'[[sip.registrations]]\nregistrar = "sip:pbx.example.com"\nuser = "fax"\npassword = "hunter2"\n',
      "needs a name"),
