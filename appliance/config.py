@@ -117,6 +117,8 @@ def _address_problem(addr: str) -> str | None:
     (email-validator's IDNA checks take ~90 us an address, 10 ms for a box with 50 rules)."""
     if not addr.strip():
         return "empty"
+    if len(addr.rpartition("@")[0]) > 64:
+        return "the part before the @-sign is longer than 64 characters (SMTP's limit)"
     ev = _email_validator()
     try:
         # ASCII only: the SMTP client does not speak SMTPUTF8; an IDN domain is fine (xn-- on the wire)

@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping
 
 from appliance import localtime
+from appliance.config import address_problem
 from appliance.spool.store import FAX_STATES
 from appliance.strictnum import ascii_digits
 
@@ -65,11 +66,6 @@ def search_param(args: Mapping[str, str]) -> str | None:
 
 
 MAX_FIELD = 100
-#: a plain addr-spec: dot-atom local part, a host name with at least one dot; no display name,
-#: comment, quoted string or IP literal (the recipient goes straight into RCPT TO and To:)
-_ADDRESS_RE = re.compile(
-    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+")
 
 
 def text_param(args: Mapping[str, str], name: str, limit: int = MAX_FIELD) -> str | None:
@@ -129,11 +125,13 @@ def format_cursor(created: float, fax_id: int) -> str:
 
 
 def email_param(form: Mapping[str, str], name: str) -> str:
-    """One plain mail address, strictly checked, or BadParam saying what is wrong."""
+    """One plain mail address, checked by the configuration's own rule (``address_problem``: the
+    web UI, check-config and the CLI agree), or BadParam saying what is wrong.  No display name,
+    list, quoted string or IP literal: the recipient goes straight into RCPT TO and To:."""
     raw = (form.get(name) or "").strip()
     if not raw:
         raise BadParam(name, "is empty: enter a mail address such as fax@example.com")
-    if len(raw) > 254 or not _ADDRESS_RE.fullmatch(raw) or len(raw.rpartition("@")[0]) > 64:
-        raise BadParam(name, "must be one plain mail address such as fax@example.com"
-                             " (no name, brackets, commas or spaces)")
+    why = "it is too long" if len(raw) > 254 else address_problem(raw)
+    if why:
+        raise BadParam(name, f"is not one plain mail address such as fax@example.com: {why}")
     return raw

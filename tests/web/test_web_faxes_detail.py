@@ -211,8 +211,18 @@ def test_resend_refusal_follows_the_saved_file_not_a_stale_process(admin_client:
     assert "desk@partner.example" in {j.recipient for j in spool.jobs_for(fax.id)}
 
 
+def test_resend_takes_every_address_the_configuration_takes(admin_client: FlaskClient, spool: Spool,
+                                                              config: Config) -> None:
+    """The form checks addresses by the configuration's rule: a box whose faxes go to
+    faxes@localhost (make run's defaults) may send a copy to desk@localhost (it was refused)."""
+    config_file(config).write_text('[spool]\ndir = "spool"\n[routing]\ndefault = "faxes@localhost"\n')
+    fax = delivered_and_dead(spool)
+    assert "resent=1" in post(admin_client, f"/faxes/{fax.id}/resend", {"to": "other", "address": "desk@localhost"}, 302)
+    assert "desk@localhost" in {j.recipient for j in spool.jobs_for(fax.id)}
+
+
 @pytest.mark.parametrize("address", [
-    "", "bob", "bob@localhost", "a@b", "Bob <bob@example.com>", "bob@example.com, eve@example.com",
+    "", "bob", "sales@", "Bob <bob@example.com>", "bob@example.com, eve@example.com",
     "bob@example.com\r\nBcc: eve@example.com", "bob@exa mple.com", "bob@[127.0.0.1]", ".bob@example.com",
     "bob..x@example.com", "\"bob\"@example.com", "bob@-example.com", "x" * 65 + "@example.com",
     "bob@" + "a" * 250 + ".com", XSS + "@example.com"])
