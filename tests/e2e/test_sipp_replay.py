@@ -40,7 +40,7 @@ from tests.provided import require
 from .conftest import tiff_attachment
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "media"))
-from udptl_helpers import UdpDatagram, ht801_udptl  # noqa: E402
+from udptl_helpers import UdpDatagram, ht801_udptl, play_into_terminal  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -75,23 +75,7 @@ def write_udp_pcap(datagrams: list[UdpDatagram], path: Path) -> None:
 
 def offline_decode(stream: list[UdpDatagram], rx_file: Path) -> Image.Image:
     """The recording into an answering T38FaxTerminal on the capture's clock (no network)."""
-    from appliance.media.udptl import UdptlReceiver
-    from appliance.spandsp.t38 import T38FaxTerminal
-
-    term = T38FaxTerminal(calling=False, rx_file=rx_file)
-    r = UdptlReceiver()
-    start, clock = stream[0].time, 0
-    for d in stream:
-        due = round((d.time - start) * 8000)
-        if due > clock:
-            term.advance(due - clock)
-            clock = due
-        for seq, ifp in r.receive(d.payload):
-            term.receive_ifp(seq, ifp)
-    for _ in range(500):
-        if term.finished is not None:
-            break
-        term.advance(160)
+    term = play_into_terminal(stream, rx_file)
     finished = term.finished
     term.close()
     assert finished is not None and finished.ok, finished

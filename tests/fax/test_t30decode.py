@@ -19,12 +19,11 @@ from appliance.fax.t30decode import (Frame, ImageData, Line, Note, capabilities,
                                      frame_name, frames_only, parse_trace, record_frame, result_in_words,
                                      trace_text)
 from appliance.fax.testpages import demo_pages
-from appliance.media.udptl import UdptlReceiver
 from appliance.spandsp.audio import AudioFaxTerminal
 from appliance.spandsp.t30 import result_text
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "media"))
-from udptl_helpers import FIXTURES, read_pcap_udp  # noqa: E402
+from udptl_helpers import FIXTURES, play_into_terminal, read_pcap_udp  # noqa: E402
 
 from tests.provided import require  # noqa: E402
 
@@ -48,25 +47,10 @@ def call(tmp_path: Path, *, ecm: bool, pages: int = 2, dpi: tuple[int, int] = FI
 
 def replay(tmp_path: Path, capture: str, sender_port: int) -> list[str]:
     """The trace of our T.38 terminal fed a recorded sender's UDPTL on the capture's own clock."""
-    from appliance.spandsp.t38 import T38FaxTerminal
-
     path = FIXTURES / "pcaps" / capture
     require(path.exists(), f"recorded call not available: {path} (../shared beside the checkout)")
     stream = [d for d in read_pcap_udp(path) if d.src[1] == sender_port]
-    rx = UdptlReceiver()
-    term = T38FaxTerminal(calling=False, rx_file=tmp_path / "rx.tif")
-    start, clock = stream[0].time, 0
-    for d in stream:
-        due = round((d.time - start) * 8000)
-        if due > clock:
-            term.advance(due - clock)
-            clock = due
-        for seq, ifp in rx.receive(d.payload):
-            term.receive_ifp(seq, ifp)
-    for _ in range(500):
-        if term.finished is not None:
-            break
-        term.advance(160)
+    term = play_into_terminal(stream, tmp_path / "rx.tif")
     assert term.finished is not None and term.finished.ok, term.finished
     trace = list(term.trace)
     term.close()

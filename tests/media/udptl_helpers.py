@@ -73,3 +73,27 @@ def ht801_udptl() -> list[UdpDatagram]:
     """The HT801's UDPTL stream (5004 -> 4545), or skip when the fixture is not checked out."""
     require(HT801_PCAP.exists(), f"recorded call not available: {HT801_PCAP} (../shared beside the checkout)")
     return [d for d in read_pcap_udp(HT801_PCAP) if d.src[1] == 5004 and d.dst[1] == 4545]
+
+
+def play_into_terminal(stream: list[UdpDatagram], rx_file: Path):  # type: ignore[no-untyped-def]
+    """A recorded sender's UDPTL into an answering T38FaxTerminal on the capture's own clock (no
+    network), then up to 10 s more for the end of the call; the terminal, still open: the caller
+    reads its result or trace, then closes it."""
+    from appliance.media.udptl import UdptlReceiver
+    from appliance.spandsp.t38 import T38FaxTerminal
+
+    term = T38FaxTerminal(calling=False, rx_file=rx_file)
+    receiver = UdptlReceiver()
+    start, clock = stream[0].time, 0
+    for d in stream:
+        due = round((d.time - start) * 8000)
+        if due > clock:
+            term.advance(due - clock)
+            clock = due
+        for seq, ifp in receiver.receive(d.payload):
+            term.receive_ifp(seq, ifp)
+    for _ in range(500):
+        if term.finished is not None:
+            break
+        term.advance(160)
+    return term
