@@ -26,7 +26,8 @@ def _network(match: str, cfg: BootConfig, static: bool) -> str:
         lines += [f"DNS={d}" for d in cfg.dns]
     else:
         lines.append("DHCP=yes")
-    lines += ["MulticastDNS=yes", "LinkLocalAddressing=ipv6", ""]
+    # mDNS (NAME.local, the web UI's _https._tcp service) is avahi-daemon's, not networkd's
+    lines += ["LinkLocalAddressing=ipv6", ""]
     return "\n".join(lines)
 
 

@@ -38,6 +38,8 @@ CODE_FILE = "setup-code.txt"
 #: agetty shows /etc/issue.d/*.issue above the login prompt on tty1 (the HDMI screen)
 ISSUE = "etc/issue.d/faxbridge.issue"
 SSHD_DROPIN = "etc/ssh/sshd_config.d/faxbridge.conf"
+#: where sshd finds the admin's key (root-owned, world-readable; a copy made at every boot)
+AUTHORIZED_KEYS = "etc/ssh/authorized_keys"
 SSH_WANTS = "etc/systemd/system/multi-user.target.wants/ssh.service"
 SSH_UNIT = "/lib/systemd/system/ssh.service"
 #: the Unix user an authorised key logs in as (the image creates it)
@@ -209,23 +211,31 @@ def apply_network(cfg: BootConfig, root: Path, state: dict, report: Report) -> N
 
 
 def apply_ssh(cfg: BootConfig, system: Path, root: Path, keys: list[Path], report: Report) -> None:
-    """sshd uses the device's host keys and only the authorised key (no passwords); on or off."""
-    key_dir = _secret_dir(system) / "ssh" / "authorized_keys"
+    """sshd uses the device's host keys and only the authorised key (no passwords); on or off.
+    The key is kept in root's directory on the data partition and copied into the root at every
+    boot: sshd reads a user's keys as that user, who cannot enter root's 0700 directory."""
+    kept = _secret_dir(system) / "ssh" / "authorized_keys"
     lines = ["# Written by faxbridge firstboot: host keys on the data partition, keys only.",
              *[f"HostKey {k}" for k in keys],
-             f"AuthorizedKeysFile {key_dir}/%u", "PasswordAuthentication no",
+             f"AuthorizedKeysFile /{AUTHORIZED_KEYS}/%u", "PasswordAuthentication no",
              "KbdInteractiveAuthentication no", "PermitRootLogin no", f"AllowUsers {ADMIN_USER}", ""]
     _write(root / SSHD_DROPIN, "\n".join(lines))
     if cfg.ssh_authorized_key:
-        key_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(key_dir, 0o755)
-        _write(key_dir / ADMIN_USER, cfg.ssh_authorized_key + "\n", 0o644)
+        kept.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _write(kept / ADMIN_USER, cfg.ssh_authorized_key + "\n", 0o600)
+    public = root / AUTHORIZED_KEYS / ADMIN_USER
+    if (kept / ADMIN_USER).exists():
+        public.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(public.parent, 0o755)  # made under the CLI's umask 077: sshd reads it as the user
+        _write(public, (kept / ADMIN_USER).read_bytes(), 0o644)
+    else:
+        public.unlink(missing_ok=True)
     wants = root / SSH_WANTS
     if cfg.ssh:
         if not wants.is_symlink():
             wants.parent.mkdir(parents=True, exist_ok=True)
             wants.symlink_to(SSH_UNIT)
-        if not (key_dir / ADMIN_USER).exists():
+        if not (kept / ADMIN_USER).exists():
             report.problems.append(Problem(0, "ssh = on, but no ssh_authorized_key was ever given: nobody can "
                                               "log in (SSH takes no passwords)"))
     elif wants.is_symlink():

@@ -125,7 +125,11 @@ def test_secrets_move_to_the_data_partition_and_leave_the_card(card: tuple[Path,
 def test_settings_reach_the_configuration_the_root_and_sshd(card: tuple[Path, Path, Path]) -> None:
     boot, data, root = card
     (boot / "faxbridge.txt").write_text(TXT)
-    report = firstboot(boot, data, root)
+    old = os.umask(0o077)  # as `faxbridge firstboot` runs (cli.py sets it for every command)
+    try:
+        report = firstboot(boot, data, root)
+    finally:
+        os.umask(old)
     assert [str(p) for p in report.problems] == ["faxbridge.txt line 12: unknown setting 'colour'"]
     assert "unknown setting 'colour'" in (root / ISSUE).read_text()
     assert json.loads((data / "web" / "faxbridge-txt-problems.json").read_text()) == [
@@ -141,10 +145,14 @@ def test_settings_reach_the_configuration_the_root_and_sshd(card: tuple[Path, Pa
     assert "DHCP=yes" in (root / network.WIRED).read_text()  # the static address is on Wi-Fi only
     assert "country=DE" in (root / network.WPA).read_text() and 'ssid="Office"' in (root / network.WPA).read_text()
     assert str((root / SSH_WANTS).readlink()) == "/lib/systemd/system/ssh.service"
-    keys = data / "firstboot" / "ssh" / "authorized_keys"
-    assert (keys / "admin").read_text() == KEY + "\n"
+    kept = data / "firstboot" / "ssh" / "authorized_keys" / "admin"
+    assert kept.read_text() == KEY + "\n" and stat.S_IMODE(kept.stat().st_mode) == 0o600
+    # sshd reads it as the user, who cannot enter root's directory: a readable copy in the root
+    public = root / "etc/ssh/authorized_keys/admin"
+    assert public.read_text() == KEY + "\n" and stat.S_IMODE(public.stat().st_mode) == 0o644
+    assert stat.S_IMODE(public.parent.stat().st_mode) == 0o755  # even under the CLI's umask 077
     dropin = (root / SSHD_DROPIN).read_text()
-    assert f"AuthorizedKeysFile {keys}/%u" in dropin and "PasswordAuthentication no" in dropin
+    assert "AuthorizedKeysFile /etc/ssh/authorized_keys/%u" in dropin and "PasswordAuthentication no" in dropin
 
 
 def test_the_web_uis_change_is_not_undone_and_the_owners_edit_applies(card: tuple[Path, Path, Path]) -> None:
