@@ -14,10 +14,18 @@ APT_PACKAGES := libspandsp-dev libtiff-tools gcc libffi-dev pkg-config python3-d
 # Debian's chromium, which the browser tests drive with Playwright (no browser download);
 # systemd for systemd-analyze (verify, security) on the units (installed, not run as PID 1); and
 # ssh-keygen, which `faxbridge firstboot` runs to make the SSH host keys (tests/firstboot/)
-TEST_APT_PACKAGES := kamailio sip-tester efax hylafax-server postfix chromium systemd openssh-client
+TEST_APT_PACKAGES := kamailio sip-tester efax hylafax-server postfix chromium systemd openssh-client \
+  $(IMAGE_APT_PACKAGES)
+# `make image` (and the boot test in `make test`, which builds the image and boots it under QEMU):
+# mmdebstrap under qemu-user, the arm64 cross compiler for the spandsp binding, the partitioning
+# tools that need no loop device, RAUC for the update bundle, and QEMU's arm64 machine
+IMAGE_APT_PACKAGES := mmdebstrap qemu-user-static binfmt-support qemu-system-arm mtools dosfstools e2fsprogs \
+  fdisk xz-utils bmap-tools rauc squashfs-tools gcc-aarch64-linux-gnu zstd curl iproute2
+IMAGE_OUT ?= build/image
+IMAGE_CACHE ?= build/image-cache
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv apt run test test-fast hwtest bench clean selftest screenshots fuzz fuzz-seeds
+.PHONY: all venv apt image run test test-fast hwtest bench clean selftest screenshots fuzz fuzz-seeds
 
 all: venv
 
@@ -51,6 +59,12 @@ venv: $(STAMP)
 run: venv
 	@conf=$$($(VENV)/bin/python -m appliance.supervisorconf $(if $(STATE_DIR),--state-dir $(STATE_DIR)) \
 	  $(if $(CONFIG),--config $(CONFIG)) --terminal) && exec supervisord -n -c "$$conf"
+
+# The SD-card image (image/build.sh): faxbridge-<version>-arm64.img.xz with .sha256 and .bmap, and
+# the signed update bundle .raucb, in $(IMAGE_OUT). Needs root (sudo is used when not root).
+image: venv
+	$(MAKE) --no-print-directory apt APT_EXTRA="$(IMAGE_APT_PACKAGES)"
+	$(SUDO) env PYTHON=$(abspath $(VENV))/bin/python image/build.sh $(IMAGE_OUT) $(IMAGE_CACHE)
 
 selftest: venv
 	$(VENV)/bin/python -m appliance selftest

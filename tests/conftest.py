@@ -65,3 +65,9 @@ def _normal_scheduling_after_each_test() -> Iterator[None]:
     yield
     if hasattr(os, "sched_getscheduler") and os.sched_getscheduler(0) != os.SCHED_OTHER:
         os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The image's boot test first: it is the longest chain (a cold image build, then boots), so
+    its xdist worker starts it while the other workers take everything else."""
+    items.sort(key=lambda item: 0 if "tests/image/" in str(item.fspath) else 1)
