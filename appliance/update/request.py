@@ -236,6 +236,11 @@ def copy_bundle(dirfd: int, work: Path = WORK_DIR, limit: int = MAX_BUNDLE,
     return dst
 
 
+def discard_bundle(dirfd: int) -> None:
+    """Remove the service user's bundle (a refused update)."""
+    _remove(dirfd, BUNDLE)
+
+
 def write_status(dirfd: int, status: Status) -> None:
     """status.json, whole, readable by the web UI (0644), through the directory descriptor."""
     status.updated = time.time()

@@ -101,6 +101,7 @@ def apply_request(p: Paths, cmds: Commands, reboot: bool = True) -> int:
                 raise RequestError(f"the update was written to slot {st.target_slot}, but the boot partition "
                                    "was not prepared to try it (tryboot.txt); the box keeps its system")
         except RequestError as e:
+            request.discard_bundle(dirfd)  # nothing will install it: give the space back
             st.phase, st.percent, st.error = "failed", None, str(e)
             st.message = "The update was not installed"
             request.write_status(dirfd, st)
