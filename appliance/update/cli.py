@@ -61,8 +61,17 @@ def cmd_boot_health(args: argparse.Namespace, load: Callable[[argparse.Namespace
     from appliance.update.commands import Commands
     from appliance.update.service import boot_health
 
+    from appliance.config import ConfigError
+
     p = _paths(args)
-    cfg = load(args)
+    try:
+        cfg = load(args)
+    except ConfigError as e:
+        # the checks still need the socket's, web's and spool's places: the defaults; a daemon
+        # that cannot load the file fails its check and the trial is rolled back
+        print(f"boot-health: the configuration does not load ({'; '.join(e.errors)}); checking with the "
+              "defaults", file=sys.stderr)
+        cfg = Config.from_dict({}, base_dir=p.state_dir)
     return boot_health(p, Commands(), lambda: all_checks(cfg), timeout=args.timeout, reboot=not args.no_reboot)
 
 

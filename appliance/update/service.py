@@ -260,35 +260,19 @@ def boot_health(p: Paths, cmds: Commands, checker: Callable[[], list[Check]],
             r = cmds.mark("bad", "other")  # the backend drops a stale tryboot.txt
             _say(f"boot-health: {st.result()}" + ("" if r.ok else f" (rauc mark-bad: {r.error})"))
             return 0
-        # a trial: this system checks itself
-        st.phase, st.percent, st.error = "trial", None, ""
-        st.version = st.version or _version()
-        st.target_slot = slots.booted or ""
-        st.message = (f"Trying version {st.version} in slot {slots.booted}: checking the fax service, "
-                      "the web page and the spool")
-        request.write_status(dirfd, st)
-        watch = HealthWatch(clock(), timeout)
-        said = ""
-        while (verdict := watch.observe(checker(), clock())) is None:
-            if (now := watch.waiting()) != said:
-                said = now
-                st.message = f"Trying version {st.version} in slot {slots.booted}: {now}"
-                request.write_status(dirfd, st)
-            sleep(POLL_INTERVAL)
-        reason = verdict.reason
-        if verdict.healthy:
-            r = cmds.mark("good")
-            after = p.slots()
-            if r.ok and after.committed == slots.booted:
-                st.phase, st.error = "committed", ""
-                st.message = f"Running version {st.version} from slot {slots.booted}."
-                request.write_status(dirfd, st)
-                _say(f"boot-health: {st.result()}")
-                return 0
-            reason = f"it was healthy but could not be committed ({r.error or 'config.txt was not changed'})"
+        # a trial: this system checks itself; anything unexpected here counts as unhealthy
+        try:
+            committed, reason = _trial(p, cmds, checker, timeout, clock, sleep, dirfd, st, slots)
+        except Exception as e:  # an OSError writing status.json, a bug: never leave a trial undecided
+            committed, reason = False, f"the health check itself failed ({type(e).__name__}: {e})"
+        if committed:
+            return 0
         st.phase, st.error = "rolled_back", reason
         st.message = f"Going back to the previous system (slot {slots.committed})"
-        request.write_status(dirfd, st)
+        try:
+            request.write_status(dirfd, st)
+        except OSError as e:
+            _say(f"boot-health: cannot write status.json: {e}")
         _say(f"boot-health: {st.result()}")
         r = cmds.mark("bad")
         if not r.ok:
@@ -298,6 +282,37 @@ def boot_health(p: Paths, cmds: Commands, checker: Callable[[], list[Check]],
         return 1
     finally:
         os.close(dirfd)
+
+
+def _trial(p: Paths, cmds: Commands, checker: Callable[[], list[Check]], timeout: float,
+           clock: Callable[[], float], sleep: Callable[[float], None], dirfd: int, st: Status,
+           slots: Slots) -> tuple[bool, str]:
+    """Watch the tried system until a verdict; commit it when healthy.  (committed, why not)."""
+    st.phase, st.percent, st.error = "trial", None, ""
+    st.version = st.version or _version()
+    st.target_slot = slots.booted or ""
+    st.message = (f"Trying version {st.version} in slot {slots.booted}: checking the fax service, "
+                  "the web page and the spool")
+    request.write_status(dirfd, st)
+    watch = HealthWatch(clock(), timeout)
+    said = ""
+    while (verdict := watch.observe(checker(), clock())) is None:
+        if (now := watch.waiting()) != said:
+            said = now
+            st.message = f"Trying version {st.version} in slot {slots.booted}: {now}"
+            request.write_status(dirfd, st)
+        sleep(POLL_INTERVAL)
+    if not verdict.healthy:
+        return False, verdict.reason
+    r = cmds.mark("good")
+    after = p.slots()
+    if not (r.ok and after.committed == slots.booted):
+        return False, f"it was healthy but could not be committed ({r.error or 'config.txt was not changed'})"
+    st.phase, st.error = "committed", ""
+    st.message = f"Running version {st.version} from slot {slots.booted}."
+    request.write_status(dirfd, st)
+    _say(f"boot-health: {st.result()}")
+    return True, ""
 
 
 # -- faxbridge update FILE / --status ---------------------------------------------------------

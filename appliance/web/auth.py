@@ -372,7 +372,8 @@ def largest_body() -> int:
 def too_large(e: RequestEntityTooLarge) -> tuple[Response | str, int]:
     """413 saying what the limit is, JSON for the API, a page for people."""
     limit = body_limit(request.endpoint) if logged_in() else ANONYMOUS_MAX_BYTES
-    message = (f"The request is larger than {limit // 1024} KiB, the most this box accepts"
+    size = f"{limit // (1024 * 1024)} MB" if limit >= 16 * 1024 * 1024 else f"{limit // 1024} KiB"
+    message = (f"The request is larger than {size}, the most this box accepts"
                + ("." if limit != ANONYMOUS_MAX_BYTES else " before login."))
     if _is_api():
         return jsonify(error=message), 413

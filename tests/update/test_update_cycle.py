@@ -220,3 +220,19 @@ def test_the_cli_says_when_no_installer_takes_the_request(box: Box, tmp_path: Pa
     clock = Clock()
     assert submit(box.paths, bundle, pickup_timeout=30, clock=clock, sleep=clock.sleep) == 1
     assert request.pending(box.state), "the request stays for when the path unit starts"
+
+
+def test_a_health_check_that_crashes_counts_as_unhealthy(box: Box, cmds: tuple[Commands, Path]) -> None:
+    c, log = cmds
+    hand_over(box)
+    apply_request(box.paths, c)
+    box.firmware_boot(tryboot=True)
+
+    def broken() -> list[Check]:
+        raise RuntimeError("boom")
+
+    clock = Clock()
+    assert boot_health(box.paths, c, broken, clock=clock, sleep=clock.sleep) == 1
+    assert "the health check itself failed (RuntimeError: boom)" in str(status(box)["error"])
+    assert log.read_text().splitlines()[-1] == "reboot"
+    assert box.firmware_boot(tryboot=False) == "a"
