@@ -236,3 +236,16 @@ def test_a_health_check_that_crashes_counts_as_unhealthy(box: Box, cmds: tuple[C
     assert "the health check itself failed (RuntimeError: boom)" in str(status(box)["error"])
     assert log.read_text().splitlines()[-1] == "reboot"
     assert box.firmware_boot(tryboot=False) == "a"
+
+
+def test_a_hostile_request_is_answered_in_status_json(box: Box, cmds: tuple[Commands, Path], tmp_path: Path) -> None:
+    c, log = cmds
+    (box.state / "update").mkdir()
+    (tmp_path / "elsewhere.raucb").write_bytes(b"SIGNED 6.6.6\n")
+    (box.state / "update" / "bundle.raucb").symlink_to(tmp_path / "elsewhere.raucb")
+    request.write_request(box.state, "web")
+    assert apply_request(box.paths, c) == 1
+    s = status(box)
+    assert s["phase"] == "failed" and "not a regular file" in str(s["error"])
+    assert log.read_text() == "" and not request.pending(box.state)
+    assert (tmp_path / "elsewhere.raucb").exists()
