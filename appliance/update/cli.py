@@ -13,11 +13,18 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from appliance.config import Config
 
+if TYPE_CHECKING:
+    from appliance.update.service import Paths
 
-def _paths(args: argparse.Namespace | None = None):  # type: ignore[no-untyped-def]
+
+def _paths(args: argparse.Namespace | None = None) -> "Paths":
+    """The box's places; RAUC's programs get theirs from the environment in tests only."""
+    from dataclasses import replace
+
     from appliance.update.service import Paths
 
     p = Paths()
@@ -34,8 +41,6 @@ def _paths(args: argparse.Namespace | None = None):  # type: ignore[no-untyped-d
             kw["boot"] = Path(args.boot)
         if getattr(args, "work", None):
             kw["work"] = Path(args.work)
-    from dataclasses import replace
-
     return replace(p, **kw)  # type: ignore[arg-type]
 
 
