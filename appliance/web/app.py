@@ -15,7 +15,7 @@ from appliance.config import Config
 from appliance.web import api, auth, csrf, faxes
 from appliance.web import openapi
 from appliance.web import settings, wizard
-from appliance.web import dashboard, metrics, pending, system
+from appliance.web import dashboard, metrics, pending, system, update
 from appliance.web.params import BadParam
 from appliance.web.spoolview import close_spool
 from appliance.web.zone import format_time
@@ -50,6 +50,7 @@ def create_app(config: Config) -> Flask:
     app.register_blueprint(dashboard.bp)  # "/" and /events
     app.register_blueprint(metrics.bp)  # /metrics
     app.register_blueprint(system.bp)  # /system
+    update.init_app(app)  # /system/update: the Update card's upload and status
     app.register_blueprint(faxes.bp)
     app.register_blueprint(api.bp, url_prefix="/api")
     app.register_blueprint(openapi.bp, url_prefix="/api")  # /api/openapi.json, /api/docs

@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import json
 import secrets
+import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 from argon2 import PasswordHasher
@@ -337,15 +338,43 @@ class BoundedRequest(Request):
     @property  # type: ignore[override]
     def max_content_length(self) -> int:
         if self._limit is None:
-            self._limit = LOGGED_IN_MAX_BYTES if logged_in() else ANONYMOUS_MAX_BYTES
+            self._limit = body_limit(self.endpoint) if logged_in() else ANONYMOUS_MAX_BYTES
         return self._limit
+
+    def _get_file_stream(self, total_content_length: int | None, content_type: str | None,
+                         filename: str | None = None, content_length: int | None = None) -> IO[bytes]:
+        """A file part of a large upload goes to a temporary file in its own directory on the
+        data partition, not to /tmp (RAM on the appliance)."""
+        large = LARGE_BODIES.get(self.endpoint or "")
+        if large is not None:
+            where = large[1]()
+            where.mkdir(parents=True, exist_ok=True, mode=0o700)
+            return tempfile.TemporaryFile("wb+", dir=where)
+        return super()._get_file_stream(total_content_length, content_type, filename, content_length)
+
+
+#: endpoints that take a larger body after login (an update bundle): endpoint -> (most bytes, the
+#: directory a multipart file part is spooled to); registered by the blueprint that owns them
+LARGE_BODIES: dict[str, tuple[int, Callable[[], Path]]] = {}
+
+
+def body_limit(endpoint: str | None) -> int:
+    """The most a logged-in request to ``endpoint`` may send."""
+    large = LARGE_BODIES.get(endpoint or "")
+    return large[0] if large is not None else LOGGED_IN_MAX_BYTES
+
+
+def largest_body() -> int:
+    """What the HTTP server itself lets through; the app then holds each endpoint to its own."""
+    return max([LOGGED_IN_MAX_BYTES] + [limit for limit, _ in LARGE_BODIES.values()])
 
 
 def too_large(e: RequestEntityTooLarge) -> tuple[Response | str, int]:
     """413 saying what the limit is, JSON for the API, a page for people."""
-    limit = LOGGED_IN_MAX_BYTES if logged_in() else ANONYMOUS_MAX_BYTES
-    message = (f"The request is larger than {limit // 1024} KiB, the most this box accepts"
-               + ("." if limit == LOGGED_IN_MAX_BYTES else " before login."))
+    limit = body_limit(request.endpoint) if logged_in() else ANONYMOUS_MAX_BYTES
+    size = f"{limit // (1024 * 1024)} MB" if limit >= 16 * 1024 * 1024 else f"{limit // 1024} KiB"
+    message = (f"The request is larger than {size}, the most this box accepts"
+               + ("." if limit != ANONYMOUS_MAX_BYTES else " before login."))
     if _is_api():
         return jsonify(error=message), 413
     return render_template("error.html", code=413, title="Request too large", message=message), 413

@@ -22,7 +22,7 @@ from appliance.cli import private_files
 from appliance.config import Config, ConfigError, parse_hostport
 from appliance.tlskeys import EncryptedKey, refuse_passphrase
 from appliance.web.app import create_app
-from appliance.web.auth import LOGGED_IN_MAX_BYTES
+from appliance.web.auth import largest_body
 from appliance.web.tls import active_paths
 
 log = logging.getLogger("faxbridge.web")
@@ -88,9 +88,10 @@ def build_server(config: Config) -> tuple[wsgi.Server, str]:
     host, port = parse_hostport(config.web.listen, 8080)
     app = create_app(config)
     server = Server((host, port), app, numthreads=THREADS, server_name="Faxbridge", shutdown_timeout=2)
-    # bounded before the app sees anything; the app then holds a body to 16 KiB until login
+    # bounded before the app sees anything (the largest body: an update bundle); the app then holds a
+    # body to 16 KiB until login, and each endpoint to its own limit after (auth.body_limit)
     server.max_request_header_size = MAX_HEADER_BYTES
-    server.max_request_body_size = LOGGED_IN_MAX_BYTES
+    server.max_request_body_size = largest_body()
     scheme = "http"
     if config.web.https:
         if config.web.cert_file:

@@ -44,13 +44,21 @@ SECRET_SUFFIXES = ("password", "secret", "token")
 
 @bp.get("/system")
 def index() -> str:
+    return render_index()
+
+
+def render_index(update_errors: list[str] | None = None) -> str:
+    """The page, with the Update card's errors when an upload was refused."""
+    from appliance.web import update
+
     cfg: Config = current_app.config["FAXBRIDGE"]
     status, why = daemonlink.status()
     tz = current_zone()
     return render_template("system.html", version=version(), status=status, daemon_error=why,
                            web_uptime=time.time() - WEB_STARTED,
                            log_lines=[in_zone(line, tz) for line in tail(log_path(cfg), LOG_LINES)],
-                           log_file=str(log_path(cfg)), uptime=human_duration, zone=localtime.zone_name(tz))
+                           log_file=str(log_path(cfg)), uptime=human_duration, zone=localtime.zone_name(tz),
+                           **update.card(update_errors))
 
 
 @bp.post("/system/restart")
