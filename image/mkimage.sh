@@ -30,9 +30,9 @@ mkfs.vfat -F 32 -n FAXBOOT -i "$DISK_ID" -C "$work/boot.vfat" $((BOOT_MB * 1024)
 # root slot A, and the data partition with the state directory owned by the service user
 uid=$(awk -F: '$1 == "faxbridge" {print $3}' "$root/etc/passwd")
 gid=$(awk -F: '$1 == "faxbridge" {print $3}' "$root/etc/group")
-mkdir -p "$work/data/faxbridge" "$work/data/system" "$work/data/rauc"
+mkdir -p "$work/data/faxbridge" "$work/data/system/rauc"
 install -m 0600 "$here/files/faxbridge.toml" "$work/data/faxbridge/faxbridge.toml"
-chown -R "$uid:$gid" "$work/data/faxbridge"; chmod 0700 "$work/data/faxbridge" "$work/data/system" "$work/data/rauc"
+chown -R "$uid:$gid" "$work/data/faxbridge"; chmod 0700 "$work/data/faxbridge" "$work/data/system" "$work/data/system/rauc"
 export E2FSPROGS_FAKE_TIME=${SOURCE_DATE_EPOCH:-0}
 mkfs.ext4 -q -F -L faxroot-a -U 6a8b0001-0000-4000-8000-00000000000a -E hash_seed=6a8b0001-0000-4000-8000-0000000000aa \
   -d "$root" "$work/root.ext4" "${ROOT_MB}M"

@@ -1,4 +1,4 @@
-"""`faxbridge update`, `boot-health`, `rauc-backend` and `rauc-post-install` (decision 0018).
+"""`faxbridge update`, `boot-health`, `rauc-backend` and `rauc-post-install` (decision 0019).
 
 The last two are what RAUC runs (system.conf ``[handlers]``); they take their places from the
 environment only for tests (``FAXBRIDGE_BOOT_DIR``, ``FAXBRIDGE_CMDLINE``), because RAUC passes

@@ -1,6 +1,6 @@
 """Which root slot is booted, committed or on trial, and the boot files' text that says so.
 
-Theory of operation (decision 0018).  The card's FAT holds the Raspberry Pi firmware and one
+Theory of operation (decision 0019).  The card's FAT holds the Raspberry Pi firmware and one
 directory per root slot (``a/``, ``b/``: kernel, initrd, DTBs, cmdline.txt).  ``config.txt``'s
 ``os_prefix=a/`` names the *committed* slot: the one every ordinary boot starts.  For exactly one
 boot after ``reboot "0 tryboot"`` the firmware (Pi 4, 400, CM4) reads ``tryboot.txt`` *instead of*

@@ -3,7 +3,7 @@
 ``built_image`` runs `image/build.sh` (what `make image` runs, without compressing) into
 build/image-test, with the base root file system cached in $FAXBRIDGE_IMAGE_CACHE or
 build/image-cache (a clean clone builds it: about 10 minutes). ``lan`` is a network namespace with
-a tap device that this process steps into; ``box`` is a copy of the image, 512 MiB larger (the
+a tap device that this process steps into; ``box`` is a copy of the image, 2 GiB larger (the
 data partition must grow into it), with faxbridge.txt edited as an owner would (a fixed address,
 SSH with a key), in a QEMU machine started by tests/image/pifirmware.py.
 """
@@ -42,6 +42,7 @@ class BuiltImage:
     root_ext4: Path
     version: str
     build_log: str
+    cache: Path
 
 
 def _as_root(cmd: list[str]) -> list[str]:
@@ -63,7 +64,7 @@ def built_image() -> BuiltImage:
     image = Path(run.stdout.strip().splitlines()[-1])
     name = image.name.removesuffix(".img")
     return BuiltImage(image, image.with_name(f"{name}.raucb"), image.with_name(f"{name}.root.ext4"),
-                      name.removeprefix("faxbridge-").removesuffix("-arm64"), log)
+                      name.removeprefix("faxbridge-").removesuffix("-arm64"), log, cache)
 
 
 class Mailbox:
@@ -202,7 +203,7 @@ def box(built_image: BuiltImage, lan: GuestLan, ssh_key: Path, tmp_path_factory:
     image = work / "card.img"
     subprocess.run(["cp", "--sparse=always", str(built_image.image), str(image)], check=True)
     with open(image, "r+b") as f:  # a bigger card than the image: the data partition grows into it
-        f.truncate(image.stat().st_size + 512 * 1024 * 1024)
+        f.truncate(image.stat().st_size + 2048 * 1024 * 1024)
     txt = fat_read(image, "faxbridge.txt")
     assert txt is not None, "the image has no faxbridge.txt on its boot partition"
     edits = {"hostname": "faxbridge-ci", "timezone": "Europe/Berlin", "address": f"{lan.guest_addr}/24",
