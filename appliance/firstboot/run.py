@@ -42,6 +42,8 @@ SSHD_DROPIN = "etc/ssh/sshd_config.d/faxbridge.conf"
 AUTHORIZED_KEYS = "etc/ssh/authorized_keys"
 SSH_WANTS = "etc/systemd/system/multi-user.target.wants/ssh.service"
 SSH_UNIT = "/lib/systemd/system/ssh.service"
+#: the image's host name (and so NAME.local) while neither faxbridge.txt nor the settings name one
+DEFAULT_NAME = "faxbridge"
 #: the Unix user an authorised key logs in as (the image creates it)
 ADMIN_USER = "admin"
 HOST_KEY_TYPES = ("ed25519", "ecdsa")
@@ -242,7 +244,7 @@ def apply_ssh(cfg: BootConfig, system: Path, root: Path, keys: list[Path], repor
         wants.unlink()
 
 
-def setup_code(boot: Path, root: Path, web_state: Path, report: Report) -> None:
+def setup_code(boot: Path, root: Path, web_state: Path, report: Report, hostname: str = "") -> None:
     """While there is no password: the code on the boot partition and the console. After: gone."""
     from appliance.web import setupcode
     from appliance.web.auth import AdminStore
@@ -254,7 +256,7 @@ def setup_code(boot: Path, root: Path, web_state: Path, report: Report) -> None:
         return
     code = setupcode.ensure(web_state)
     report.setup_code = code
-    text = (f"Faxbridge setup code: {code}\r\n\r\nOpen https://faxbridge.local/ (or the address on the box's "
+    text = (f"Faxbridge setup code: {code}\r\n\r\nOpen https://{hostname or DEFAULT_NAME}.local/ (or the address on the box's "
             "screen) and type this code to choose the administrator password.\r\nThe code works once; it is "
             "void when the password is set.\r\n")
     if not on_boot.exists() or code not in on_boot.read_text("utf-8", "replace"):
@@ -262,8 +264,8 @@ def setup_code(boot: Path, root: Path, web_state: Path, report: Report) -> None:
     setupcode.store(web_state, code, [on_boot])
 
 
-def _console(path: Path, code: str, problems: list[Problem] | None = None) -> None:
-    lines = ["Faxbridge: open https://\\4/ or https://faxbridge.local/ in a browser.", ""]
+def _console(path: Path, code: str, problems: list[Problem] | None = None, hostname: str = "") -> None:
+    lines = [f"Faxbridge: open https://\\4/ or https://{hostname or DEFAULT_NAME}.local/ in a browser.", ""]
     if code:
         lines[1:1] = [f"Setup code for the first start: {code}"]
     for p in problems or []:
@@ -346,8 +348,9 @@ def firstboot(boot: Path, data: Path, root: Path, user: str = "", system: Path |
                  cfg.hostname or app_cfg.system.hostname, app_cfg.web.https and not app_cfg.web.cert_file, report)
     apply_network(cfg, root, state, report)
     apply_ssh(cfg, system, root, keys, report)
-    setup_code(boot, root, web_state, report)
-    _console(root / ISSUE, report.setup_code, report.problems)
+    name = cfg.hostname or app_cfg.system.hostname
+    setup_code(boot, root, web_state, report, name)
+    _console(root / ISSUE, report.setup_code, report.problems, name)
     from appliance.web.auth import BOOT_PROBLEMS
 
     _write(web_state / BOOT_PROBLEMS, json.dumps([str(p) for p in report.problems]), 0o600)

@@ -137,6 +137,7 @@ def test_settings_reach_the_configuration_the_root_and_sshd(card: tuple[Path, Pa
     cfg = tomllib.loads((data / "faxbridge.toml").read_text())
     assert cfg["system"] == {"hostname": "faxdesk", "timezone": "Europe/Berlin"}
     assert (root / "etc/hostname").read_text() == "faxdesk\n"
+    assert "https://faxdesk.local/" in (root / ISSUE).read_text()  # the name avahi announces
     assert "127.0.1.1\tfaxdesk" in (root / "etc/hosts").read_text()
     assert str((root / "etc/localtime").readlink()) == "/usr/share/zoneinfo/Europe/Berlin"
     wifi = (root / network.WIRELESS).read_text()

@@ -112,13 +112,30 @@ def lan() -> Iterator[GuestLan]:
         net.delete()
 
 
+@dataclass
+class MailServer:
+    """The owner's Exchange server on the LAN, as the box sees it: port 25, STARTTLS with a
+    certificate from the site's own CA (``ca_pem``, which the owner gives the box)."""
+
+    mailbox: Mailbox
+    host: str
+    port: int
+    ca_pem: bytes
+
+
 @pytest.fixture(scope="module")
-def smtp(lan: GuestLan) -> Iterator[tuple[Mailbox, int]]:
+def smtp(lan: GuestLan) -> Iterator[MailServer]:
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert(lan.host_addr, "mx.faxbridge.test")
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(tls)
     handler = Mailbox()
-    controller = Controller(handler, hostname=lan.host_addr, port=2525, server_hostname="mx.faxbridge.test",
-                            ready_timeout=30)
+    controller = Controller(handler, hostname=lan.host_addr, port=25, server_hostname="mx.faxbridge.test",
+                            tls_context=tls, ready_timeout=30)
     controller.start()
-    yield handler, 2525
+    yield MailServer(handler, lan.host_addr, 25, ca.cert_pem.bytes())
     handler.hold.clear()
     controller.stop()
 
