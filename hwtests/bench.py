@@ -560,6 +560,9 @@ class Bench:
             self.record(skipped(name, "no --ssh given"))
             return
         before = self.ssh.slots()
+        if before is None:
+            self.record(failed(name, f"ssh {self.ssh.target} does not answer"))
+            return
         bad = self.out / (bundle.stem + "-bad-signature.raucb")
         corrupt_signature(bundle, bad)
         t0 = time.monotonic()
@@ -570,9 +573,9 @@ class Bench:
         said = last_line(r.stderr or r.stdout)
         if r.returncode in (0, 255):
             self.record(failed(name, f"accepted (exit {r.returncode}): {said}", time.monotonic() - t0))
-        elif after is None or before is None or (after.booted, after.primary) != (before.booted, before.primary):
-            self.record(failed(name, f"refused, but the slots changed: {before and before.describe()} -> "
-                                     f"{after and after.describe()}"))
+        elif after is None or (after.booted, after.primary) != (before.booted, before.primary):
+            self.record(failed(name, f"refused, but the box changed: {before.describe()} -> "
+                                     f"{after.describe() if after else 'no answer over ssh'}"))
         else:
             self.record(passed(name, f"refused (exit {r.returncode}): {said}", time.monotonic() - t0))
 
