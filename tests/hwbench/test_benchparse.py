@@ -112,11 +112,31 @@ def page(marks: list[tuple[int, int]] = ()) -> Image.Image:
 def test_pages_are_compared_pixel_for_pixel() -> None:
     assert bp.compare_pages([page(), page()], [page(), page()]) == []
     assert bp.compare_pages([page(), page()], [page(), page([(1000, 300)])]) == [
-        "page 2 differs in the box (1000, 300, 1001, 301)"]
+        "page 2 differs in the box (1000, 300, 1001, 301) (sent page's rows)"]
     assert bp.compare_pages([page(), page()], [page()]) == ["1 page(s) received, 2 sent"]
     assert bp.compare_pages([page()], [page().crop((0, 0, 1728, 390))]) == ["page 1: 1728x390 received, 1728x400 sent"]
     # a sending program's header line at the top is left out on request
     assert bp.compare_pages([page()], [page([(5, 10)])], skip_top=40) == []
+
+
+def efax_received(sent: Image.Image, header_rows: int = 20, short: int = 1) -> Image.Image:
+    """What efax's far end receives: a header pushed in on top, the page a row short at the end."""
+    im = Image.new("L", (sent.width, sent.height + header_rows - short), 255)
+    im.paste(sent.crop((0, 0, sent.width, sent.height - short)), (0, header_rows))
+    ImageDraw.Draw(im).text((10, 2), "efax header 12:00", fill=0)
+    return im
+
+
+def test_pages_under_a_fax_programs_header_are_compared_below_it() -> None:
+    sent = page([(900, 45)])
+    assert bp.compare_pages([sent], [efax_received(sent)], skip_top=40, shift=20) == []
+    assert bp.compare_pages([sent], [efax_received(sent)]) == [
+        "page 1: 1728x419 received, 1728x400 sent"]  # without the shift: not the same page
+    other = page([(900, 46)])
+    assert bp.compare_pages([sent], [efax_received(other)], skip_top=40, shift=20) == [
+        "page 1 differs in the box (900, 45, 901, 47) (sent page's rows)"]
+    assert bp.compare_pages([sent], [efax_received(sent, short=30)], skip_top=40, shift=20) == [
+        "page 1: 30 rows missing at the bottom (1728x390 received, 1728x400 sent, 20 added on top)"]
 
 
 def test_received_tiff_pages_read_back_as_sent(tmp_path: Path) -> None:
@@ -299,3 +319,20 @@ def test_the_signature_is_found_from_the_bundles_trailer() -> None:
         bp.signature_span(10_000, bytes(8))
     with pytest.raises(bp.BenchParseError, match="shorter"):
         bp.signature_span(4, b"abcd")
+
+
+def test_the_bench_pages_and_the_compare_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m hwtests.compare`: the pages a person sends at the bench, and the verdict on
+    what arrived (here the sent file itself, then a copy with one pixel changed)."""
+    from appliance.fax.pages import write_fax_tiff
+    from hwtests import compare
+
+    files = compare.write_pages(tmp_path, 2)
+    assert [f.name for f in files] == ["bench-pages.tif", "page1.tif", "page2.tif"]
+    assert compare.main(["check", str(files[0]), str(files[1]), str(files[2])]) == 0
+    assert "PASS" in capsys.readouterr().out
+    pages = bp.read_tiff_pages(files[0].read_bytes())
+    pages[1].putpixel((700, 800), 0 if pages[1].getpixel((700, 800)) else 255)
+    write_fax_tiff(pages, tmp_path / "changed.tif")
+    assert compare.main(["check", str(tmp_path / "changed.tif"), str(files[0])]) == 1
+    assert capsys.readouterr().out.startswith("FAIL     page 2 differs in the box (700, 800, 701, 801)")
