@@ -3,8 +3,9 @@
     python -m hwtests.compare pages DIR [--count 3]
         DIR/bench-pages.tif  the pages as one fax TIFF (send-test-fax, or print it for a fax machine)
         DIR/page1.tif ...    each page as efax 0.9a reads it (single-strip G3), for a second modem
-    python -m hwtests.compare check RECEIVED.tif SENT.tif [SENT2.tif ...] [--efax]
-        PASS when every page of RECEIVED equals the sent pages pixel for pixel; --efax compares
+    python -m hwtests.compare check RECEIVED SENT.tif [SENT2.tif ...] [--efax]
+        PASS when every page of RECEIVED (the .tif, or the mail it came in) equals the sent pages
+        pixel for pixel; --efax compares
         below the header line efax adds (20 rows pushed in on top, compared from row 40).
 
 A page from a paper fax machine went through a scanner: it cannot be pixel-equal, and BENCH.md
@@ -43,9 +44,25 @@ def write_pages(out: Path, count: int) -> list[Path]:
     return written
 
 
+def fax_image(data: bytes) -> bytes:
+    """The TIFF itself, or the one TIFF attached to a mail (a .eml, or a Maildir file as
+    ``python -m aiosmtpd -c aiosmtpd.handlers.Mailbox`` keeps them)."""
+    if data[:4] in (b"II*\0", b"MM\0*"):
+        return data
+    import email
+    import email.policy
+
+    msg = email.message_from_bytes(data, policy=email.policy.default)
+    tiffs = [part for part in msg.iter_attachments() if part.get_content_type() == "image/tiff"]  # type: ignore[attr-defined]
+    if len(tiffs) != 1:
+        raise SystemExit(f"neither a TIFF nor a mail with one TIFF attached ({len(tiffs)} found)")
+    return tiffs[0].get_content()
+
+
 def check(received: Path, sent: list[Path], skip_top: int, shift: int) -> list[str]:
     sent_pages = [p for f in sent for p in read_tiff_pages(f.read_bytes())]
-    return compare_pages(sent_pages, read_tiff_pages(received.read_bytes()), skip_top=skip_top, shift=shift)
+    got = read_tiff_pages(fax_image(received.read_bytes()))
+    return compare_pages(sent_pages, got, skip_top=skip_top, shift=shift)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -336,3 +336,21 @@ def test_the_bench_pages_and_the_compare_command(tmp_path: Path, capsys: pytest.
     write_fax_tiff(pages, tmp_path / "changed.tif")
     assert compare.main(["check", str(tmp_path / "changed.tif"), str(files[0])]) == 1
     assert capsys.readouterr().out.startswith("FAIL     page 2 differs in the box (700, 800, 701, 801)")
+
+
+def test_the_compare_command_takes_the_mail_the_fax_came_in(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from email.message import EmailMessage
+
+    from hwtests import compare
+
+    files = compare.write_pages(tmp_path, 1)
+    msg = EmailMessage()
+    msg["Subject"] = "Fax from 5550100 (1 page)"
+    msg.set_content("a fax")
+    msg.add_attachment(files[0].read_bytes(), maintype="image", subtype="tiff", filename="fax.tif")
+    (tmp_path / "mail.eml").write_bytes(bytes(msg))
+    assert compare.main(["check", str(tmp_path / "mail.eml"), str(files[1])]) == 0
+    (tmp_path / "plain.eml").write_text("Subject: no fax\n\nnothing attached\n")
+    with pytest.raises(SystemExit, match="neither a TIFF nor a mail with one TIFF"):
+        compare.main(["check", str(tmp_path / "plain.eml"), str(files[1])])
