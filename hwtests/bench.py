@@ -241,6 +241,8 @@ class Bench:
     logged_in: bool = False
     set_up: bool = True
     out: Path = Path(".")
+    #: seconds between two looks at the slots while an update goes on
+    poll_every: float = 3.0
 
     def record(self, check: Check) -> Check:
         self.report.add(check)
@@ -282,8 +284,12 @@ class Bench:
         if not shutil.which("avahi-browse"):
             self.record(skipped("mdns-service", "avahi-browse is not installed here (apt install avahi-utils)"))
             return
-        r = subprocess.run(["avahi-browse", "--parsable", "--resolve", "--terminate", "_https._tcp"],
-                           capture_output=True, text=True, timeout=30)
+        try:
+            r = subprocess.run(["avahi-browse", "--parsable", "--resolve", "--terminate", "_https._tcp"],
+                               capture_output=True, text=True, timeout=30)
+        except subprocess.TimeoutExpired:
+            self.record(failed("mdns-service", "avahi-browse did not finish within 30 s"))
+            return
         services = bp.avahi_services(r.stdout)
         host = self.args.box.lower()
         mine = [s for s in services if s.hostname.lower() == host]
@@ -608,14 +614,16 @@ class Bench:
             seen.append((time.monotonic() - t0, now))
             verdict = bp.update_verdict(expect, before, seen)
             if verdict is None:
-                time.sleep(3)
+                time.sleep(self.poll_every)
         if verdict is None:
-            self.record(failed(name, f"no outcome within {self.args.update_timeout:.0f} s: "
+            rebooted = any(s is None for _, s in seen)
+            why = "" if rebooted else f"the box did not reboot after the install (it said: {last_line(r.stdout)}); "
+            self.record(failed(name, f"no outcome within {self.args.update_timeout:.0f} s: {why}"
                                      f"{bp.timeline(before, seen)}", time.monotonic() - t0))
         else:
             self.record(Check(name, verdict[0], verdict[1], time.monotonic() - t0))
         self.ssh.run(f"sudo rm -f {shlex.quote(remote)}")
-        if self.healthz(f"{name}-healthz") and self.logged_in and self.web is not None:
+        if self.web is not None and self.healthz(f"{name}-healthz") and self.logged_in:
             try:
                 self.fact(f"version after {name}", bp.api_version(self.web.get_json("/api/openapi.json")))
             except (BenchError, bp.BenchParseError) as e:
@@ -713,8 +721,10 @@ def run(args: argparse.Namespace) -> Report:
             bench.install(args.update, "commit")
         if args.rollback:
             bench.install(args.rollback, "rollback")
-    except (BenchError, OSError, http.client.HTTPException) as e:
+    except (BenchError, bp.BenchParseError, OSError, http.client.HTTPException, subprocess.TimeoutExpired) as e:
         bench.record(failed("bench", f"stopped: {e}"))
+    except KeyboardInterrupt:
+        bench.record(failed("bench", "interrupted: the checks after this did not run"))
     return bench.report
 
 
