@@ -466,7 +466,7 @@ class Bench:
             cmd += ["--t38", self.args.t38] if self.args.t38 != "off" else []
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=self.args.fax_timeout + 60)
             ok, line = bp.sender_result(r.stdout + r.stderr)
-            if not ok and "timed out" in line.lower():
+            if not ok and ("timed out" in line or "call failed: 403" in line):
                 line += " (is this laptop's address a SIP peer on the box? BENCH.md W-5)"
             self.record((passed if ok else failed)("fax-sent", f"to {target}: {line}", time.monotonic() - t0))
             if not ok:
@@ -533,7 +533,7 @@ class Bench:
 
     def fax_mail(self, sink: MailSink | None, caller: str, sent: list[Any], t0: float) -> None:
         if sink is None:
-            self.record(skipped("fax-mail", "no --smtp-listen: check the test mailbox by hand (BENCH.md F-6)"))
+            self.record(skipped("fax-mail", "no --smtp-listen: check the test mailbox by hand (BENCH.md M-4, A-3)"))
             return
         msg = wait_for(lambda: sink.find(caller), self.args.delivery_timeout, every=1.0)
         if msg is None:

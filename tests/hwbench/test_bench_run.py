@@ -9,6 +9,9 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -120,23 +123,38 @@ def test_a_bundle_with_a_broken_signature_is_refused_by_rauc(tmp_path: Path) -> 
     assert "signature verification failed" in refused.stderr
 
 
-@pytest.mark.slow
-def test_a_dry_run_against_the_appliance_on_loopback_passes(tmp_path: Path) -> None:
-    """The whole automated bench but SSH: a real fax over SIP, found through the API, its image
-    and its mail compared with what was sent.  The command line, as `make hwbench` runs it."""
+@dataclass
+class Box:
+    """`faxbridge run` on loopback as the box: SIP, the web UI over HTTPS, delivery by SMTP."""
+
+    dir: Path
+    sip: int
+    web: int
+    smtp: int
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def log(self) -> str:
+        return (self.dir / "box.log").read_text(errors="replace")
+
+
+@contextmanager
+def running_box(tmp_path: Path, *, laptop_is_a_peer: bool) -> Iterator[Box]:
     sip, web, smtp = free_port(), free_port("tcp"), free_port("tcp")
     rtp = 42000 + (os.getpid() % 150) * 100  # beside the e2e harness's 20000-39999
     state = tmp_path / "box"
     state.mkdir()
     config = state / "faxbridge.toml"
+    # with no peer listed at all the box takes calls from private networks; with its ATA listed,
+    # from the ATA only
+    peer = ('[[sip.peers]]\nname = "ata"\nmatch = "192.0.2.10"\n'
+            + ('[[sip.peers]]\nname = "bench-laptop"\nmatch = "127.0.0.1"\n' if laptop_is_a_peer else ""))
     config.write_text(f"""
 [sip]
 listen = ["udp:127.0.0.1:{sip}", "tcp:127.0.0.1:{sip}"]
 rtp_ports = [{rtp}, {rtp + 99}]
 playout_delay_ms = 250
-[[sip.peers]]
-name = "bench-laptop"
-match = "127.0.0.1"
+{peer}
 [spool]
 dir = "spool"
 [delivery]
@@ -152,27 +170,51 @@ listen = "127.0.0.1:{web}"
 https = true
 """)
     AdminStore(state / "web").set_password(PASSWORD)
-    log = (tmp_path / "box.log").open("wb")
-    box = subprocess.Popen([sys.executable, "-m", "appliance", "run", "--config", str(config), "--state-dir",
-                            str(state)], cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_until(lambda: b"web UI on" in (tmp_path / "box.log").read_bytes() or box.poll() is not None,
-                   "the appliance's web UI is up")
-        assert box.poll() is None, (tmp_path / "box.log").read_text()
-        (tmp_path / "pw").write_text(PASSWORD)
-        r = subprocess.run([sys.executable, "-m", "hwtests.bench", "--box", "localhost", "--web-port", str(web),
-                            "--sip-port", str(sip), "--smtp-listen", f"127.0.0.1:{smtp}", "--password-file",
-                            str(tmp_path / "pw"), "--out", str(tmp_path / "out"), "--report",
-                            str(tmp_path / "report.md")], cwd=REPO, capture_output=True, text=True,
-                           timeout=600 + LOADED)
-    finally:
-        box.terminate()
-        box.wait(LOADED)
-        log.close()
+    (tmp_path / "pw").write_text(PASSWORD)
+    with (tmp_path / "box.log").open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "appliance", "run", "--config", str(config), "--state-dir",
+                                 str(state)], cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        box = Box(tmp_path, sip, web, smtp, proc)
+        try:
+            wait_until(lambda: "web UI on" in box.log or proc.poll() is not None, "the appliance's web UI is up")
+            assert proc.poll() is None, box.log
+            yield box
+        finally:
+            proc.terminate()
+            proc.wait(LOADED)
+
+
+def bench_command(box: Box, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """The command line, as `make hwbench` runs it."""
+    return subprocess.run([sys.executable, "-m", "hwtests.bench", "--box", "localhost", "--web-port", str(box.web),
+                           "--sip-port", str(box.sip), "--password-file", str(tmp_path / "pw"),
+                           "--out", str(tmp_path / "out"), *extra], cwd=REPO, capture_output=True, text=True,
+                          timeout=600 + LOADED)
+
+
+def test_a_box_that_does_not_know_the_laptop_refuses_the_fax_and_the_run_says_where_to_fix_it(
+        tmp_path: Path) -> None:
+    with running_box(tmp_path, laptop_is_a_peer=False) as box:
+        r = bench_command(box, tmp_path, "--fax-timeout", "60")
+    checks = lines_of(r.stdout)
+    assert checks["login"] == checks["daemon"] == "PASS", r.stdout
+    assert checks["fax-sent"] == "FAIL", r.stdout
+    assert "call failed: 403" in r.stdout and "SIP peer on the box? BENCH.md W-5" in r.stdout
+    assert checks["fax-received"] == checks["fax-mail"] == "SKIPPED"
+    assert r.returncode == 1
+
+
+@pytest.mark.slow
+def test_a_dry_run_against_the_appliance_on_loopback_passes(tmp_path: Path) -> None:
+    """The whole automated bench but SSH: a real fax over SIP, found through the API, its image
+    and its mail compared with what was sent."""
+    with running_box(tmp_path, laptop_is_a_peer=True) as box:
+        r = bench_command(box, tmp_path, "--smtp-listen", f"127.0.0.1:{box.smtp}", "--report",
+                          str(tmp_path / "report.md"))
     checks = lines_of(r.stdout)
     for name in ("resolve", "tls", "tls-name", "healthz", "login", "version", "daemon", "lines", "alerts",
                  "fax-sent", "fax-received", "fax-image", "fax-delivered", "fax-mail"):
-        assert checks.get(name) == "PASS", (name, r.stdout, r.stderr, (tmp_path / "box.log").read_text()[-3000:])
+        assert checks.get(name) == "PASS", (name, r.stdout, r.stderr, box.log[-3000:])
     assert checks["slots"] == checks["data-partition"] == "SKIPPED"
     assert r.returncode == 0
     assert re.search(r"^14 passed, 0 failed, 3 skipped$", r.stdout, re.M)
