@@ -160,6 +160,7 @@ def test_the_boxs_own_certificate_is_described(tmp_path: Path) -> None:
     facts = bp.cert_facts(der)
     assert facts.self_signed and "DNS:faxbridge" in facts.names and "IP:127.0.0.1" in facts.names
     assert facts.names_host("faxbridge") and facts.names_host("LOCALHOST") and facts.names_host("127.0.0.1")
+    assert facts.names_host("faxbridge.local")  # the name the box announces over mDNS
     assert not facts.names_host("other.example") and not facts.names_host("192.0.2.1")
     assert len(facts.sha256) == 64 and facts.not_after > facts.not_before
     with pytest.raises(bp.BenchParseError, match="cannot be read"):
