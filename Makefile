@@ -99,6 +99,14 @@ hwtest: venv
 	$(MAKE) --no-print-directory apt APT_EXTRA="efax libtiff-tools"
 	$(VENV)/bin/python -m pytest -v -s -rs hwtests
 
+# The automated part of the bench (hwtests/BENCH.md) from a laptop on a real box's LAN: BOX= its
+# name or address; BENCH_ARGS= more options (--ssh admin@BOX, --smtp-listen, update bundles, see
+# `python -m hwtests.bench --help`); the password from FAXBRIDGE_BENCH_PASSWORD. Exit 1 on a FAIL.
+.PHONY: hwbench
+hwbench: venv
+	@test -n "$(BOX)" || { echo "usage: make hwbench BOX=faxbridge.local [BENCH_ARGS='--ssh admin@faxbridge.local ...']" >&2; exit 2; }
+	$(VENV)/bin/python -m hwtests.bench --box "$(BOX)" $(BENCH_ARGS)
+
 bench: venv
 	$(VENV)/bin/python -m tests.bench.bench_calls
 	$(VENV)/bin/python -m tests.bench.bench_class1

@@ -1,9 +1,9 @@
 """The web UI's HTTPS certificate: the owner's, or one generated on first start.
 
 A box on a local network has no public name a CA would certify, so the first start makes a
-self-signed certificate for the host name, ``localhost`` and the listen address (the browser
-asks once to trust it). The owner may install their own (``web.cert_file``/``key_file``, or an
-upload into the state directory), which then wins.
+self-signed certificate for the host name, its mDNS name (``<host>.local``), ``localhost`` and the
+listen address (the browser asks once to trust it). The owner may install their own
+(``web.cert_file``/``key_file``, or an upload into the state directory), which then wins.
 """
 
 from __future__ import annotations
@@ -80,7 +80,9 @@ def ensure_certificate(state_dir: Path, listen_host: str, hostname: str = "") ->
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
         if cert.not_valid_after_utc - datetime.timedelta(days=30) > datetime.datetime.now(datetime.timezone.utc):
             return cert_path, key_path
-    names = [hostname or socket.gethostname(), "localhost"]
+    host = hostname or socket.gethostname()
+    # the box announces itself over mDNS as <host>.local: the name owners type (hwtests/BENCH.md B-2)
+    names = [host] + ([f"{host}.local"] if host and "." not in host else []) + ["localhost"]
     ips = {"127.0.0.1", "::1"}
     try:
         if not ipaddress.ip_address(listen_host).is_unspecified:

@@ -29,7 +29,7 @@ def _names(page: str) -> str:
 def test_the_generated_certificate_is_named_plainly(client: FlaskClient, config: Config) -> None:
     tls.ensure_certificate(config.path(config.web.state_dir), "0.0.0.0", "vm")
     page = client.get("/account/certificate").get_data(as_text=True)
-    assert _names(page) == "DNS: vm, DNS: localhost, IP: 127.0.0.1, IP: ::1"
+    assert _names(page) == "DNS: vm, DNS: vm.local, DNS: localhost, IP: 127.0.0.1, IP: ::1"
     assert "DNSName(" not in page and "IPAddress(" not in page and "&lt;" not in _names(page)
 
 
