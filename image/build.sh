@@ -35,6 +35,10 @@ if [ -x "$here/bundle.sh" ]; then
   "$here/bundle.sh" "$out/$name.root.ext4" "$out/$name.raucb" "$version" "$cache"
   step "update bundle: $out/$name.raucb"
 fi
+if [ "${BROKEN_BUNDLE:-0}" = 1 ]; then  # the bench's forced rollback (hwtests/BENCH.md)
+  "$here/broken-bundle.sh" "$out/$name.root.ext4" "$out/faxbridge-$version-broken-arm64.raucb" "$version.broken" "$cache"
+  step "broken bundle (its daemon cannot start): $out/faxbridge-$version-broken-arm64.raucb"
+fi
 if [ "${IMAGE_COMPRESS:-1}" != 0 ]; then
   bmaptool -q create -o "$out/$name.img.bmap" "$out/$name.img"
   xz -T0 -6 -f -k "$out/$name.img"
