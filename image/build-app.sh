@@ -73,11 +73,18 @@ ln -sf /lib/systemd/system/wpa_supplicant@.service \
 systemctl --root="$root" disable systemd-networkd-wait-online.service >/dev/null 2>&1 || true
 
 # one slot's boot files, from the kernel package (the FAT gets a copy per root slot)
-kver=$(ls "$root/lib/modules" | sort -V | tail -1)
+kver=$(ls "$root/lib/modules" | grep -v -- '-rpi-2712$' | sort -V | tail -1)
 bootdir="$root/usr/lib/faxbridge/boot"
 cp "$root/boot/vmlinuz-$kver" "$bootdir/vmlinuz"
 cp "$root/boot/initrd.img-$kver" "$bootdir/initrd.img"
 cp "$root"/usr/lib/linux-image-"$kver"/broadcom/bcm2*.dtb "$bootdir/"
+# RPI_ARCHIVE=1 (untested): the Pi 5's own kernel beside it, named by config.txt's [pi5] section
+k2712=$(ls "$root/lib/modules" | grep -- '-rpi-2712$' | sort -V | tail -1 || true)
+if [ -n "$k2712" ]; then
+  cp "$root/boot/vmlinuz-$k2712" "$bootdir/vmlinuz_2712"
+  cp "$root/boot/initrd.img-$k2712" "$bootdir/initrd_2712.img"
+  cp "$root"/usr/lib/linux-image-"$k2712"/broadcom/bcm2712*.dtb "$bootdir/" 2>/dev/null || true
+fi
 # the firmware (raspi-firmware's copy on /boot/firmware) goes to the FAT (ROOTFS_DIR.firmware), not into the root slot
 rm -rf "$root.firmware"; mkdir -p "$root.firmware"
 cp -a "$root/boot/firmware/." "$root.firmware/"

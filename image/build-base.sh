@@ -21,8 +21,17 @@ fi
 echo "image: Debian archive: $pinned" >&2
 comps=$(echo "$COMPONENTS" | tr , ' ')
 packages=$(grep -v '^\s*#' "$here/packages.txt" | grep -v '^\s*$' | tr '\n' ',' | sed 's/,$//')
-key=$( { cat "$here/packages.txt" "$here/mirror.conf" "$here"/hooks/*; echo "$main $security"; } \
-  | sha256sum | cut -c1-16)
+# RPI_ARCHIVE=1 (untested: that archive cannot be reached where this is built): Raspberry Pi's
+# archive for the Pi 5, whose kernel (RP1: USB, Ethernet) is not in Debian; its key is not in Debian
+# either: RPI_KEYRING= the .gpg from raspberrypi-archive-keyring, fetched by the builder
+rpi_src=""
+if [ "${RPI_ARCHIVE:-0}" = 1 ]; then
+  [ -s "${RPI_KEYRING:-}" ] || { echo "image: RPI_ARCHIVE=1 needs RPI_KEYRING=<Raspberry Pi's archive key (.gpg)>" >&2; exit 1; }
+  rpi_src="deb [signed-by=$RPI_KEYRING] ${RPI_MIRROR:-http://archive.raspberrypi.com/debian} $SUITE main"
+  packages=$(echo "$packages" | sed 's/linux-image-arm64/linux-image-rpi-v8,linux-image-rpi-2712/')
+fi
+key=$( { cat "$here/packages.txt" "$here/mirror.conf" "$here"/hooks/*; echo "$main $security $rpi_src";
+  [ -z "$rpi_src" ] || cat "$RPI_KEYRING"; } | sha256sum | cut -c1-16)
 out="$cache/base-arm64-$key.tar.zst"
 if [ -s "$out" ]; then
   echo "image: base root file system cached: $out" >&2
@@ -38,7 +47,8 @@ mmdebstrap --mode=root --arch=arm64 --variant=apt --components="$COMPONENTS" \
   --essential-hook="$here/hooks/essential.sh" --customize-hook="$here/hooks/customize.sh" \
   --format=tar \
   "$SUITE" "$out.tmp.tar" \
-  "deb $main $SUITE $comps" "deb $main $SUITE-updates $comps" "deb $security $SUITE-security $comps" >&2
+  "deb $main $SUITE $comps" "deb $main $SUITE-updates $comps" "deb $security $SUITE-security $comps" \
+  ${rpi_src:+"$rpi_src"} >&2
 zstd -q -T0 -3 --rm "$out.tmp.tar" -o "$out.tmp"
 mv "$out.tmp" "$out"
 echo "image: base root file system built in $(( $(date +%s) - start )) s: $out" >&2

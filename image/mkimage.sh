@@ -20,6 +20,9 @@ find "$root.firmware" -maxdepth 1 -type f \( -name '*.elf' -o -name '*.dat' -o -
   -exec cp {} "$work/boot/" \;
 cp "$root"/usr/lib/faxbridge/boot/* "$work/boot/a/"
 sed "s/@SLOT@/a/" "$here/boot/config.txt" > "$work/boot/config.txt"
+if [ -e "$work/boot/a/vmlinuz_2712" ]; then  # RPI_ARCHIVE=1 (untested): the Pi 5 boots its own kernel
+  printf '\n[pi5]\nkernel=vmlinuz_2712\ninitramfs initrd_2712.img followkernel\n[all]\n' >> "$work/boot/config.txt"
+fi
 sed -e "s/@PARTUUID@/$DISK_ID-02/" -e "s/@SLOT@/a/" "$here/boot/cmdline.txt" > "$work/boot/a/cmdline.txt"
 cp "$here/boot/faxbridge.txt" "$work/boot/faxbridge.txt"
 echo "$version" > "$work/boot/faxbridge-version.txt"
