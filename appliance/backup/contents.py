@@ -64,7 +64,7 @@ class Contents:
         if problem:
             raise ContentError(problem)
         meta = {k: data.get(k, "") for k in ("hostname", "created", "made_by")}
-        if not all(isinstance(v, str) and len(v) <= 200 for v in meta.values()):
+        if not all(isinstance(v, str) and len(v) <= 200 and _utf8(v) for v in meta.values()):
             raise ContentError("its description (host name, date, version) is not text")
         return cls(dict(files), **meta)
 
@@ -77,7 +77,7 @@ def _files_problem(files: dict[Any, Any]) -> str | None:
     for name, text in files.items():
         if name not in FILES:
             return f"it holds a file this Faxbridge does not restore: {str(name)[:80]!r}"
-        if not isinstance(text, str) or len(text) > MAX_TEXT:
+        if not isinstance(text, str) or len(text) > MAX_TEXT or not _utf8(text):
             return f"{name} in it is not text of at most {MAX_TEXT // 1024} KiB"
     if "faxbridge.toml" not in files:
         return "it holds no configuration (faxbridge.toml)"
@@ -85,3 +85,12 @@ def _files_problem(files: dict[Any, Any]) -> str | None:
         if (a in files) != (b in files):
             return f"it holds {a if a in files else b} without {b if a in files else a}"
     return None
+
+
+def _utf8(text: str) -> bool:
+    """JSON's "\\ud800" escapes make strings no file can hold (a lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
