@@ -153,3 +153,17 @@ def test_passphrase_rules() -> None:
     assert ff.passphrase_problem("aaaaaaaaaaaaaaaa") == "The passphrase needs more different characters."
     assert ff.passphrase_problem(PASS, PASS + "x") == "The two passphrases differ."
     assert ff.passphrase_problem(PASS, PASS) is None
+
+
+def test_the_documented_layout_opens_without_this_module(sealed: bytes) -> None:
+    """A recovery script needs only Python's hashlib and an AES-GCM: the layout in the docstring
+    and decision 18 is the whole format."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    magic, version, kdf, log2_n, r, p, salt, nonce, check, length = struct.unpack(">8sHBBBB16s12s16sI",
+                                                                                  sealed[:62])
+    assert (magic, version, kdf) == (b"FXBK\r\n\x1a\n", 1, 1)
+    out = hashlib.scrypt(PASS.encode(), salt=salt, n=1 << log2_n, r=r, p=p, dklen=48, maxmem=64 << 20)
+    assert out[32:] == check
+    assert hashlib.sha256(sealed[:-32]).digest() == sealed[-32:]
+    assert AESGCM(out[:32]).decrypt(nonce, sealed[62:62 + length], sealed[:62]) == TEXT

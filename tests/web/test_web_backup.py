@@ -152,6 +152,8 @@ def test_a_fresh_box_restores_the_backup_on_the_backup_page(backup: bytes, old_b
     client, state = fresh
     admin_before = (state / "web" / "admin.json").read_bytes()
     key_before = (state / "web" / "session.key").read_bytes()
+    reloaded: list[tuple[str, str]] = []
+    client.application.extensions["faxbridge_tls_reload"] = lambda cert, key: reloaded.append((cert, key))
     r = _restore(client, backup)
     assert r.status_code == 302, _text(r)
     page = _text(client.get("/settings/backup"))
@@ -165,6 +167,8 @@ def test_a_fresh_box_restores_the_backup_on_the_backup_page(backup: bytes, old_b
         restored = state / "web" / "tls" / name
         assert restored.read_bytes() == (old_box.parent / "web" / "tls" / name).read_bytes()
         assert stat.S_IMODE(restored.stat().st_mode) == 0o600
+    # the web process was handed the restored certificate at once (as /account/certificate does)
+    assert reloaded == [(str(state / "web" / "tls" / "owner-cert.pem"), str(state / "web" / "tls" / "owner-key.pem"))]
     # the owner's new password and this box's session key are untouched: still logged in
     assert (state / "web" / "admin.json").read_bytes() == admin_before
     assert (state / "web" / "session.key").read_bytes() == key_before
