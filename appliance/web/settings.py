@@ -26,7 +26,7 @@ from werkzeug.datastructures import MultiDict
 
 from appliance.config import (ROUTE_FORMATS, ROUTE_TIFF, T38_MODES, Config, ConfigError, PeerConfig,
                               RegistrationConfig, RouteRuleConfig, config_file)
-from appliance.config import STARTTLS_MODES, WebConfig
+from appliance.config import STARTTLS_MODES
 from appliance.tlskeys import UPLOAD_ADVICE, EncryptedKey, refuse_passphrase
 from appliance.strictnum import ascii_digits
 from appliance.web import formerrors
@@ -901,8 +901,8 @@ def restore_upload(upload: Any, passphrase: str) -> RestoreOutcome:
     """Restore an uploaded file: an encrypted backup (.fxbk, with its passphrase) or a plain
     configuration (.toml).  Checked completely first; nothing is written unless all of it is valid."""
     from appliance.backup import bundle
-    from appliance.backup.contents import ContentError
-    from appliance.backup.fileformat import BackupError, WrongPassphrase, looks_sealed
+    from appliance.backup.contents import ContentError, Contents
+    from appliance.backup.fileformat import BackupError, WrongPassphrase, looks_sealed, open_sealed, parse
     from appliance.web import auth
 
     if upload is None or not upload.filename:
@@ -910,15 +910,14 @@ def restore_upload(upload: Any, passphrase: str) -> RestoreOutcome:
     data = upload.read(MAX_RESTORE + 1)
     if len(data) > MAX_RESTORE:
         return RestoreOutcome([f"file: larger than {MAX_RESTORE // 1024} KiB; this is not a backup"], [])
-    if not looks_sealed(data):
-        if upload.filename.lower().endswith(bundle.SUFFIX):
-            return RestoreOutcome(["file: not a Faxbridge backup (.fxbk file): it does not start like one"], [])
+    if not looks_sealed(data) and not upload.filename.lower().endswith(bundle.SUFFIX):
         return _restore_plain(data)
-    if not passphrase:
-        return RestoreOutcome(["passphrase: this backup is encrypted: type the passphrase it was made with"], [])
     try:
+        sealed = parse(data)  # what needs no passphrase is said first
+        if not passphrase:
+            return RestoreOutcome(["passphrase: this backup is encrypted: type the passphrase it was made with"], [])
         with auth.store().check_slot():
-            contents = bundle.open_backup(data, passphrase)
+            contents = Contents.from_bytes(open_sealed(sealed, passphrase))
         done = bundle.restore(running(), contents)
     except auth.Busy as e:
         return RestoreOutcome([f"passphrase: {e}"], [], busy=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
-from webauth import PASSWORD, csrf, login, store_for
+from webauth import PASSWORD, csrf, login
 
 from appliance.backup import bundle, fileformat
 from appliance.backup.contents import Contents
@@ -196,11 +196,13 @@ def _bad_files(backup: bytes) -> dict[str, tuple[bytes, str, str]]:
                             "a backup in format 2; this Faxbridge reads format 1 (made by a newer Faxbridge"),
         "huge": (backup + bytes(2 * 1024 * 1024), PASSPHRASE, "larger than 1024 KiB"),
         "not a backup": (b"PK\x03\x04 a zip file, renamed", PASSPHRASE, "not a Faxbridge backup (.fxbk file)"),
+        "cut short, no passphrase": (backup[:5], "", "cut short: only 5 bytes"),
     }
 
 
 @pytest.mark.parametrize("case", ["wrong passphrase", "no passphrase", "cut short", "a bit flipped",
-                                  "changed with the checksum remade", "another version", "huge", "not a backup"])
+                                  "changed with the checksum remade", "another version", "huge", "not a backup",
+                                  "cut short, no passphrase"])
 @pytest.mark.parametrize("where", ["/settings/restore", "/setup/restore"])
 def test_a_bad_file_is_named_and_nothing_is_written(backup: bytes, fresh: tuple[FlaskClient, Path],
                                                     case: str, where: str) -> None:
@@ -296,3 +298,21 @@ def test_a_restore_that_changes_what_the_web_reads_at_start_raises_the_restart_b
     page = _text(client.get("/setup/done"))
     banner = re.search(r'<div class="restart-needed"[^>]*>(.*?)</div>', page, re.S)
     assert banner and "how long a login lasts" in banner.group(1)
+
+
+def test_a_sip_certificate_the_configuration_names_is_in_place_before_the_configuration_is_checked(
+        tmp_path: Path, fresh: tuple[FlaskClient, Path]) -> None:
+    """Loading a configuration checks that sip.tls_cert and tls_key exist: restored together,
+    the certificate files go first, or a fresh box could never take such a backup."""
+    from appliance.web import tls
+
+    client, state = fresh
+    cert, key = tls.ensure_certificate(tmp_path / "made", "127.0.0.1", "sip.example")
+    main = ('[spool]\ndir = "spool"\n[sip]\nlisten = ["udp:127.0.0.1:5060", "tls:127.0.0.1:5061"]\n'
+            'tls_cert = "web/tls/sip-cert.pem"\ntls_key = "web/tls/sip-key.pem"\n')
+    r = _restore(client, _sealed({"faxbridge.toml": main, "tls/sip-cert.pem": cert.read_text(),
+                                  "tls/sip-key.pem": key.read_text()}))
+    assert r.status_code == 302, _text(r)
+    cfg = Config.load(state / "faxbridge.toml", state_dir=state)
+    assert cfg.path(cfg.sip.tls_cert).read_bytes() == cert.read_bytes()
+    assert "the SIP TLS certificate you uploaded" in _text(client.get("/settings/backup"))
