@@ -84,3 +84,43 @@ def test_a_weak_passphrase_makes_no_file(tmp_path: Path) -> None:
     pw.write_text("short\n")
     r = _faxbridge("backup", "--state-dir", str(state), "--out", str(tmp_path / "b.fxbk"), "--passphrase-file", str(pw))
     assert r.returncode == 1 and "at least 12 characters" in r.stderr and not (tmp_path / "b.fxbk").exists()
+
+
+def test_the_passphrase_is_asked_for_on_a_terminal(tmp_path: Path) -> None:
+    """Without --passphrase-file, on a terminal (a pty here): asked twice for a backup, each
+    answer typed after its prompt (getpass flushes what was typed before it, as a terminal does)."""
+    import pty
+    import select
+
+    state = tmp_path / "s"
+    _box(state)
+    out = tmp_path / "b.fxbk"
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k != "FAXBRIDGE_STATE_DIR"}
+    proc = subprocess.Popen([sys.executable, "-m", "appliance", "backup", "--state-dir", str(state), "--out", str(out)],
+                            stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
+    os.close(slave)
+    said = b""
+    answers = [b"Passphrase: ", b"Passphrase again: "]
+    try:
+        while True:
+            readable, _, _ = select.select([master], [], [], 120)
+            assert readable, f"no prompt: {said!r}"
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the child exited and closed its end
+                break
+            if not chunk:
+                break
+            said += chunk
+            if answers and said.endswith(answers[0]):
+                answers.pop(0)
+                os.write(master, PASSPHRASE.encode() + b"\n")
+        assert proc.wait(timeout=120) == 0, said
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    assert not answers and PASSPHRASE.encode() not in said  # not echoed
+    assert bundle.open_backup(out.read_bytes(), PASSPHRASE).files["faxbridge.toml"] == MAIN
