@@ -47,6 +47,7 @@ def test_a_box_comes_back_on_a_fresh_card_from_its_backup(appliance_factory: Cal
     page.get_by_role("button", name="Restore", exact=True).click()
     expect(page.get_by_role("alert")).to_contain_text("the passphrase is wrong")
     expect(page.get_by_label("Its passphrase")).to_be_visible()  # the form stays open to try again
+    shot(page, "wrong-passphrase")
     assert new.config.read_text() == before
 
     page.get_by_label("Backup file (.fxbk)").set_input_files(backup)
