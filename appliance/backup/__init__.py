@@ -1,4 +1,4 @@
-"""Encrypted backups of the configuration and secrets (decision 18).
+"""Encrypted backups of the configuration and secrets (decision 21).
 
 ``fileformat`` is the sealed file (header, scrypt, AES-256-GCM), bytes in and bytes out;
 ``contents`` is what is inside (which files, their limits), also without I/O; ``bundle`` collects

@@ -2,7 +2,7 @@
 
 Only the files listed in ``FILES`` may be in it, each text of bounded size; reading refuses
 anything else, so even a file sealed with the right passphrase by someone else cannot make a
-restore write anywhere but those places.  Decision 18 says why these and not the others (the
+restore write anywhere but those places.  Decision 21 says why these and not the others (the
 administrator password's hash, the session key, the generated certificate stay per device).
 """
 

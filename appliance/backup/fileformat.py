@@ -71,7 +71,7 @@ class KdfParams:
         return None
 
 
-#: what new backups use: 32 MiB; measured in decision 18 (~80 ms here, well under a second on a Pi 4)
+#: what new backups use: 32 MiB; measured in decision 21 (62 ms on the development VM; well under a second on a Pi 4 by estimate)
 DEFAULT_KDF = KdfParams()
 #: the most memory a file's parameters may ask for when it is opened
 MAX_KDF_MEMORY = 128 * 1024 * 1024

@@ -157,7 +157,7 @@ def test_passphrase_rules() -> None:
 
 def test_the_documented_layout_opens_without_this_module(sealed: bytes) -> None:
     """A recovery script needs only Python's hashlib and an AES-GCM: the layout in the docstring
-    and decision 18 is the whole format."""
+    and decision 21 is the whole format."""
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     magic, version, kdf, log2_n, r, p, salt, nonce, check, length = struct.unpack(">8sHBBBB16s12s16sI",
