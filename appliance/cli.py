@@ -525,6 +525,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from .queue_cli import add_parsers as _add_queue_parsers
     _add_queue_parsers(sub, load_args, add_config_arguments)
+    from .backup.cli import add_parsers as _add_backup_parsers
+    _add_backup_parsers(sub, load_args, add_config_arguments)
     from .delivery.trial import add_parser as _add_test_delivery
     _add_test_delivery(sub, load_args, add_config_arguments)
     _add_route(sub)

@@ -26,7 +26,7 @@ from werkzeug.datastructures import MultiDict
 
 from appliance.config import (ROUTE_FORMATS, ROUTE_TIFF, T38_MODES, Config, ConfigError, PeerConfig,
                               RegistrationConfig, RouteRuleConfig, config_file)
-from appliance.config import STARTTLS_MODES, WebConfig
+from appliance.config import STARTTLS_MODES
 from appliance.tlskeys import UPLOAD_ADVICE, EncryptedKey, refuse_passphrase
 from appliance.strictnum import ascii_digits
 from appliance.web import formerrors
@@ -826,8 +826,14 @@ def check_cert_pair(cert: bytes, key: bytes) -> str | None:
 # -- backup and restore -----------------------------------------------------------------------------
 @bp.get("/backup")
 def backup() -> Any:
-    page, _ = _page("settings_backup.html", "backup", title="Backup and restore")
-    return page
+    return _backup_page()
+
+
+def _backup_page(errors: list[str] | None = None, **ctx: Any) -> tuple[str, int]:
+    from appliance.backup.fileformat import MIN_PASSPHRASE
+
+    return _page("settings_backup.html", "backup", title="Backup and restore", errors=errors or [],
+                 min_passphrase=MIN_PASSPHRASE, **ctx)
 
 
 @bp.get("/backup/config.toml")
@@ -837,28 +843,34 @@ def backup_download() -> Response:
     return _attachment(text, "faxbridge.toml")
 
 
-@bp.post("/backup/config-with-secrets.toml")
-def backup_download_secrets() -> Any:
-    """With passwords and client secrets: only after the administrator's password again."""
+@bp.post("/backup/encrypted")
+def backup_encrypted() -> Any:
+    """Everything needed to get this box back on a fresh card (configuration, secrets, the
+    owner's certificates), sealed with a passphrase the owner types twice (appliance/backup/).
+    Secrets never leave the box in any other form."""
+    from appliance.backup import bundle
+    from appliance.backup.fileformat import passphrase_problem
     from appliance.web import auth
 
-    addr = request.remote_addr or "?"
-    wait = auth.limiter().wait(addr)  # the login's limiter: this is a password guess as well
-    if wait > 0:
-        page, _ = _page("settings_backup.html", "backup", title="Backup and restore",
-                        errors=[f"password: too many wrong passwords; try again in {int(wait) + 1} s"])
-        return page, 429
+    passphrase = request.form.get("passphrase", "")
+    problem = passphrase_problem(passphrase, request.form.get("confirm", ""))
+    if problem:
+        page, _ = _backup_page([f"passphrase: {problem}"])
+        return page, 400
     try:
-        right = auth.store().verify(request.form.get("password", ""))
+        with auth.store().check_slot():  # scrypt takes 32 MiB and a core, like a password check
+            data = bundle.make(running(), passphrase)
     except auth.Busy as e:
-        page, _ = _page("settings_backup.html", "backup", title="Backup and restore", errors=[f"password: {e}"])
+        page, _ = _backup_page([f"passphrase: {e}"])
         return page, 503
-    if not right:
-        auth.limiter().failed(addr)
-        page, _ = _page("settings_backup.html", "backup", title="Backup and restore",
-                        errors=["password: that is not the administrator password"])
-        return page, 403
-    return _attachment(load_doc().with_secrets(), "faxbridge-with-secrets.toml")
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        page, _ = _backup_page([f"The backup could not be made: {e}"])
+        return page, 500
+    log.info("encrypted backup downloaded (%d bytes)", len(data))
+    resp = Response(data, mimetype="application/octet-stream")
+    resp.headers["Content-Disposition"] = f'attachment; filename="{bundle.filename(running())}"'
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
 
 
 def _attachment(text: str, name: str) -> Response:
@@ -869,68 +881,92 @@ def _attachment(text: str, name: str) -> Response:
 
 
 def _moves_web_state(text: str) -> str | None:
-    """A restore may not move web.state_dir: the administrator password lives there, so moving
-    it would reopen the first-start page to anyone after the next restart.  Compared as resolved
-    paths, the way the restored file will be read: a backup without the key means the default,
-    relative to the state directory like every relative path."""
-    import tomllib
+    """Why restoring ``text`` would move web.state_dir (which a restore may not), or None."""
+    from appliance.backup.bundle import web_state_move
 
+    return web_state_move(running(), text)
+
+
+@dataclass
+class RestoreOutcome:
+    """What a restore did: errors (nothing written) or what was restored and the reload's words."""
+
+    errors: list[str]
+    restored: list[str]
+    message: str = ""
+    busy: bool = False
+
+
+def restore_upload(upload: Any, passphrase: str) -> RestoreOutcome:
+    """Restore an uploaded file: an encrypted backup (.fxbk, with its passphrase) or a plain
+    configuration (.toml).  Checked completely first; nothing is written unless all of it is valid."""
+    from appliance.backup import bundle
+    from appliance.backup.contents import ContentError, Contents
+    from appliance.backup.fileformat import BackupError, WrongPassphrase, looks_sealed, open_sealed, parse
+    from appliance.web import auth
+
+    if upload is None or not upload.filename:
+        return RestoreOutcome(["file: choose a backup (.fxbk) or a configuration file (.toml) to restore"], [])
+    data = upload.read(MAX_RESTORE + 1)
+    if len(data) > MAX_RESTORE:
+        return RestoreOutcome([f"file: larger than {MAX_RESTORE // 1024} KiB; this is not a backup"], [])
+    if not looks_sealed(data) and not upload.filename.lower().endswith(bundle.SUFFIX):
+        return _restore_plain(data)
     try:
-        web = tomllib.loads(text).get("web", {})
-    except tomllib.TOMLDecodeError:
-        return None  # the restore itself reports the syntax error
-    if not isinstance(web, dict):
-        return None  # so does validation
-    wanted = web.get("state_dir", WebConfig().state_dir)
-    if not isinstance(wanted, str) or not wanted:
-        return None
-    cfg = running()
-    here = cfg.path(cfg.web.state_dir).resolve()
-    there = cfg.path(wanted).resolve()
-    if there != here:
-        said = f"web.state_dir = {wanted!r}" if "state_dir" in web else "no web.state_dir (the default)"
-        return (f"the backup has {said}, which is {there}; this box keeps its web state in {here}. A restore "
-                "may not move the web state (it holds the administrator password): put "
-                f"state_dir = \"{here}\" in the file's [web] section, or change it on the box.")
-    return None
+        sealed = parse(data)  # what needs no passphrase is said first
+        if not passphrase:
+            return RestoreOutcome(["passphrase: this backup is encrypted: type the passphrase it was made with"], [])
+        with auth.store().check_slot():
+            contents = Contents.from_bytes(open_sealed(sealed, passphrase))
+        done = bundle.restore(running(), contents)
+    except auth.Busy as e:
+        return RestoreOutcome([f"passphrase: {e}"], [], busy=True)
+    except BackupError as e:
+        key = "passphrase" if isinstance(e, WrongPassphrase) else "file"
+        return RestoreOutcome([f"{key}: the backup cannot be opened: {e}"], [])
+    except (ContentError, bundle.RestoreRefused, TomlEditError) as e:
+        return RestoreOutcome([f"file: {e}"], [])
+    except ConfigError as e:
+        return RestoreOutcome(e.errors, [])
+    except OSError as e:
+        return RestoreOutcome([f"{config_file(running())}: cannot write: {e.strerror or e}"], [])
+    log.info("backup restored: %s", ", ".join(done.restored))
+    if done.web_certificate:
+        reload = current_app.extensions.get("faxbridge_tls_reload")
+        if reload is not None:
+            cert = bundle.tls_dir(running())
+            reload(str(cert / "owner-cert.pem"), str(cert / "owner-key.pem"))
+    return RestoreOutcome([], done.restored, reload_daemon(done.config))
+
+
+def _restore_plain(data: bytes) -> RestoreOutcome:
+    """A plain configuration file (the download without passwords, or one written by hand)."""
+    try:
+        text = data.decode("utf-8")
+        moved = _moves_web_state(text)
+        if moved:
+            raise TomlEditError(moved)
+        cfg = load_doc().restore(text)
+    except UnicodeDecodeError:
+        return RestoreOutcome(["file: not a text file"], [])
+    except TomlEditError as e:
+        return RestoreOutcome([f"file: {e}"], [])
+    except ConfigError as e:
+        return RestoreOutcome(e.errors, [])
+    except OSError as e:
+        return RestoreOutcome([f"{config_file(running())}: cannot write: {e.strerror or e}"], [])
+    return RestoreOutcome([], ["the configuration (faxbridge.toml)"], reload_daemon(cfg))
 
 
 @bp.post("/restore")
 def restore() -> Any:
     """Replace the configuration with an uploaded backup, validated first: nothing is written
     unless the whole file is valid."""
-    upload = request.files.get("file")
-    errors: list[str] = []
-    message = ""
-    if upload is None or not upload.filename:
-        errors = ["file: choose a configuration file (.toml) to restore"]
-    else:
-        data = upload.read(MAX_RESTORE + 1)
-        if len(data) > MAX_RESTORE:
-            errors = [f"file: larger than {MAX_RESTORE // 1024} KiB; this is not a configuration backup"]
-        else:
-            try:
-                text = data.decode("utf-8")
-                moved = _moves_web_state(text)
-                if moved:
-                    raise TomlEditError(moved)
-                doc = load_doc()
-                cfg = doc.restore(text)
-            except UnicodeDecodeError:
-                errors = ["file: not a text file"]
-            except TomlEditError as e:
-                errors = [f"file: {e}"]
-            except ConfigError as e:
-                errors = e.errors
-            except OSError as e:
-                errors = [f"{config_file(running())}: cannot write: {e.strerror or e}"]
-            else:
-                message = reload_daemon(cfg)
-    if errors:
-        page, _ = _page("settings_backup.html", "backup", title="Backup and restore",
-                        errors=["Nothing was changed: the uploaded file is not a valid configuration."] + errors)
-        return page, 400
-    flash("Restored. " + message)
+    outcome = restore_upload(request.files.get("file"), request.form.get("passphrase", ""))
+    if outcome.errors:
+        page, _ = _backup_page(["Nothing was changed: the uploaded file cannot be restored."] + outcome.errors)
+        return page, 503 if outcome.busy else 400
+    flash("Restored " + ", ".join(outcome.restored) + ". " + outcome.message)
     return redirect(url_for("settings.backup"))
 
 

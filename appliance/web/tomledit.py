@@ -358,17 +358,25 @@ class ConfigDoc:
                         e[k] = _plain(s[k])
         return tomlkit.dumps(doc)
 
-    def restore(self, text: str) -> Config:
+    def restore(self, text: str, secrets_text: str | None = None) -> Config:
         """Replace the configuration with an uploaded backup; secrets in it go to secrets.toml,
-        secrets it lacks are kept from the current secrets.toml.  Validated before writing;
-        raises ConfigError (nothing written) or TomlEditError for a file that is not TOML."""
+        secrets it lacks are kept from the current secrets.toml, unless the backup brings its own
+        ``secrets_text`` (an encrypted backup), which then replaces secrets.toml.  Validated before
+        writing; raises ConfigError (nothing written) or TomlEditError for a file that is not TOML."""
         try:
             tomllib.loads(text)  # the daemon's parser first: tomlkit alone takes more than TOML
             new = tomlkit.parse(text)
         except (TOMLKitError, tomllib.TOMLDecodeError) as e:
             raise TomlEditError(f"the uploaded file is not valid TOML: {e}") from None
-        restored = ConfigDoc(self.path, new, tomlkit.parse(tomlkit.dumps(self.secrets)), exists=self.exists,
-                             state_dir=self.state_dir)
+        if secrets_text is None:
+            secrets = tomlkit.parse(tomlkit.dumps(self.secrets))
+        else:
+            try:
+                tomllib.loads(secrets_text)
+                secrets = tomlkit.parse(secrets_text)
+            except (TOMLKitError, tomllib.TOMLDecodeError) as e:
+                raise TomlEditError(f"the backup's secrets.toml is not valid TOML: {e}") from None
+        restored = ConfigDoc(self.path, new, secrets, exists=self.exists, state_dir=self.state_dir)
         for section, keys in SECRET_KEYS.items():
             t = new.get(section)
             for k in keys:

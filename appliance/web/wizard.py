@@ -150,6 +150,23 @@ def start() -> Any:
     return _simple_step("system", SYSTEM_FIELDS, "wizard_system.html")
 
 
+@bp.post("/restore")
+def restore() -> Any:
+    """Step 1's other way: "Restore a backup instead" (a fresh card, a box that was set up
+    before).  The same checks as the Backup page; then straight to the end, saying what came back."""
+    outcome = s.restore_upload(request.files.get("file"), request.form.get("passphrase", ""))
+    if outcome.errors:
+        try:
+            values = s.field_values(_doc(), SYSTEM_FIELDS)
+        except TomlEditError:
+            values = {}
+        page, _ = _render("system", "wizard_system.html", fields=SYSTEM_FIELDS, values=values, secrets={},
+                          rows={}, errors=["Nothing was restored."] + outcome.errors, restore_open=True)
+        return page, 503 if outcome.busy else 400
+    flash("Restored from the backup: " + ", ".join(outcome.restored) + ". " + outcome.message)
+    return redirect(url_for("wizard.done"))
+
+
 @bp.route("/lines", methods=["GET", "POST"])
 def lines() -> Any:
     """Step 2: modems (detected, with a probe button) and SIP peers."""

@@ -501,6 +501,7 @@ def all_seeds() -> dict[str, list[bytes]]:
         "config_load": config_files(readme_configs()),
         "config_restore": readme_configs(),
         "boot_config": boot_configs(),
+        "backup_file": backup_files(),
         "web_params": query_strings(),
         "web_settings_form": settings_forms(),
         "web_api": api_requests(),
@@ -523,6 +524,26 @@ def boot_configs() -> list[bytes]:
            b"hostname = again\nwifi_ssid = caf\xe9\n")
     return [template, b"\xef\xbb\xbf" + filled.replace(b"\n", b"\r\n"), filled, blank_secrets(filled), bad,
             b"address = fe80::5/64\ngateway = fe80::1\n", b"timezone = 'UTC'\rssh = \"off\"\r"]
+
+
+def backup_files() -> list[bytes]:
+    """Sealed backups (cheap scrypt parameters) of a configuration alone, with secrets and with
+    certificates, one cut short, and the same contents as plaintext."""
+    from appliance.backup.contents import Contents
+    from appliance.backup.fileformat import KdfParams, seal
+    from tests.fuzz.targets.backup_file import PASSPHRASE
+
+    main = '[system]\nhostname = "frontdesk"\n[routing]\ndefault = "faxes@example.com"\n'
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    key = "-----BEGIN PRIVATE KEY-----\nMIGH\n-----END PRIVATE KEY-----\n"
+    plains = [Contents({"faxbridge.toml": main}, hostname="frontdesk", created="2026-12-07T17:00:00+00:00",
+                       made_by="faxbridge 0.1.0").to_bytes(),
+              Contents({"faxbridge.toml": main, "secrets.toml": '[delivery]\npassword = "pw"\n'}).to_bytes(),
+              Contents({"faxbridge.toml": main, "tls/owner-cert.pem": pem, "tls/owner-key.pem": key,
+                        "tls/sip-cert.pem": pem, "tls/sip-key.pem": key}).to_bytes()]
+    fast = KdfParams(10, 8, 1)
+    sealed = [seal(p, PASSPHRASE, fast, salt=bytes(16), nonce=bytes(12)) for p in plains]
+    return sealed + [sealed[0][:-40], seal(plains[0], "another passphrase", fast, bytes(16), bytes(12))] + plains
 
 
 def t30_frames() -> list[bytes]:

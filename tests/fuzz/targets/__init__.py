@@ -35,6 +35,7 @@ TARGETS: tuple[str, ...] = (
     "config_load",
     "config_restore",
     "boot_config",
+    "backup_file",
     "web_params",
     "web_settings_form",
     "web_api",
