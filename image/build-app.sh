@@ -62,6 +62,7 @@ chmod 0440 "$root/etc/sudoers.d/faxbridge-admin"
 mkdir -p "$root/data" "$root/var/lib/faxbridge" "$root/usr/lib/faxbridge/boot"
 echo "FAXBRIDGE_VERSION=$version" > "$root/etc/faxbridge-release"
 systemctl --root="$root" enable faxbridge.service faxbridge-web.service faxbridge-firstboot.service faxbridge-health.service \
+  faxbridge-growdata.service \
   systemd-networkd.service systemd-resolved.service avahi-daemon.service ssh.service >&2
 for unit in "$top"/systemd/*.path; do
   [ -e "$unit" ] && systemctl --root="$root" enable "$(basename "$unit")" >&2
