@@ -45,8 +45,12 @@ def one(name: str, key: str) -> str:
 
 
 def commands(name: str) -> list[list[str]]:
+    """The Exec lines' words, ${VAR} given the unit's own Environment= default (as systemd does
+    when no EnvironmentFile= overrides it)."""
     d = directives(name)
-    return [v.split() for v in d.get("ExecStartPre", []) + d.get("ExecStart", [])]
+    env = dict(v.split("=", 1) for e in d.get("Environment", []) for v in e.split())
+    return [[env.get(w[2:-1], w) if w.startswith("${") and w.endswith("}") else w for w in v.split()]
+            for v in d.get("ExecStartPre", []) + d.get("ExecStart", [])]
 
 
 def build_root(root: Path, units: Path = UNITS) -> Path:
