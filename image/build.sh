@@ -20,6 +20,7 @@ name="faxbridge-$version-arm64"
 . "$here/mirror.conf"
 export SOURCE_DATE_EPOCH=$(date -u -d "$(echo "$SNAPSHOT" | sed 's/\(....\)\(..\)\(..\)T\(..\)\(..\)\(..\)Z/\1-\2-\3 \4:\5:\6/')" +%s)
 
+rm -f "$out"/faxbridge-*-arm64.*  # an older build's files would pass for this one's
 t0=$(date +%s); step() { echo "image: $1 ($(( $(date +%s) - t0 )) s)" >&2; }
 keyring=$("$here/keys.sh" "$cache" | tail -1)
 base=$("$here/build-base.sh" "$cache" | tail -1)

@@ -219,7 +219,7 @@ def test_a_bundle_with_a_bad_signature_is_refused(box: Box, tmp_path: Path) -> N
     out = install(box, bundle)
     assert out.returncode != 0, f"a forged bundle was accepted:\n{out.stdout}{out.stderr}"
     text = out.stdout + out.stderr
-    assert "signature" in text.lower() or "refused" in text.lower() or "could not be installed" in text, text
+    assert "signature is not valid for this box" in text, text
     assert box.machine.proc.poll() is None, "the box restarted for a forged bundle"
     assert booted_slot(box) == "a"
     status = box.ssh("sudo faxbridge update --status").stdout
