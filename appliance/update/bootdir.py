@@ -12,6 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
+from appliance.fsutil import fsync_dir
 from appliance.update.backend import CONFIG, MARKS, TRYBOOT, BootFiles
 from appliance.update.slots import check_slot
 
@@ -41,14 +42,6 @@ def read_model(paths: tuple[Path, ...] = MODEL_PATHS) -> str:
         except OSError:
             continue
     return ""
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_file(path: Path, text: str | bytes) -> None:

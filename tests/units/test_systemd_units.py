@@ -53,14 +53,14 @@ def commands(name: str) -> list[list[str]]:
             for v in d.get("ExecStartPre", []) + d.get("ExecStart", [])]
 
 
-def build_root(root: Path, units: Path = UNITS) -> Path:
+def build_root(root: Path, units: Path = UNITS, names: tuple[str, ...] = (DAEMON, WEB)) -> Path:
     """A filesystem root for `--root=`: systemd's own units, ours, and an executable at every path
     our Exec lines name (verify checks that they exist and are executable)."""
     (root / "usr/lib/systemd").mkdir(parents=True)
     shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
     (root / "lib").symlink_to("usr/lib")
     (root / "etc/systemd/system").mkdir(parents=True)
-    for unit in (DAEMON, WEB):
+    for unit in names:
         shutil.copy(units / unit, root / "etc/systemd/system" / unit)
         for argv in commands(unit):
             exe = root / argv[0].lstrip("/")

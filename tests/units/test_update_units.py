@@ -4,7 +4,6 @@ boot health ordered after the two units it checks without pulling them in."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 
 from appliance.update.request import REQUEST, UPDATE_DIR
 from tests.units.test_systemd_units import ANALYZE, DAEMON, STATE, UNITS, WEB, analyze, commands, directives, one
+from tests.units.test_systemd_units import build_root as build_all
 from tests.provided import provided
 
 PATH, UPDATE, HEALTH = "faxbridge-update.path", "faxbridge-update.service", "faxbridge-health.service"
@@ -22,18 +22,7 @@ pytestmark = provided(ANALYZE is not None, "systemd-analyze missing: `make test`
 
 
 def build_root(root: Path) -> Path:
-    (root / "usr/lib/systemd").mkdir(parents=True)
-    shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
-    (root / "lib").symlink_to("usr/lib")
-    (root / "etc/systemd/system").mkdir(parents=True)
-    for unit in ALL:
-        shutil.copy(UNITS / unit, root / "etc/systemd/system" / unit)
-        for argv in commands(unit):
-            exe = root / argv[0].lstrip("/")
-            exe.parent.mkdir(parents=True, exist_ok=True)
-            exe.write_text("#!/bin/sh\n")
-            exe.chmod(0o755)
-    return root
+    return build_all(root, names=ALL)
 
 
 def test_systemd_verifies_the_update_units(tmp_path: Path) -> None:
