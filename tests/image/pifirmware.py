@@ -23,6 +23,13 @@ FAT_OFFSET = 8192 * 512
 TRYBOOT_LINE = "Restarting system with command '0 tryboot'"
 
 
+def ahead_of_the_suite() -> None:
+    """The emulated box has real-time work (a fax's audio) and a real Pi has its cores to itself;
+    in `make test` the suite's other workers share the machine's: the guest goes first."""
+    if os.geteuid() == 0:
+        os.nice(-10)
+
+
 def _fat(image: Path) -> str:
     return f"{image}@@{FAT_OFFSET}"
 
@@ -130,7 +137,8 @@ class Machine:
              "-device", f"virtio-net-pci,netdev=n0,mac={self.mac}",
              "-device", "virtio-rng-pci",
              "-serial", f"file:{self.serial}", "-monitor", "none", "-display", "none", "-no-reboot"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(self.workdir / f"qemu.{n}.err", "wb"))
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(self.workdir / f"qemu.{n}.err", "wb"),
+            preexec_fn=ahead_of_the_suite)
         return boot
 
     def console(self) -> str:

@@ -18,6 +18,7 @@ import pytest
 
 from tests.e2e.conftest import assert_pages_equal, tiff_attachment
 from tests.image.conftest import ROOT, Box, MailServer
+from tests.image.pifirmware import ahead_of_the_suite
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("image")]
 
@@ -38,7 +39,7 @@ def one_page(tmp: Path) -> tuple[Path, list]:
 def send_fax(box: Box, tiff: Path | None, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "appliance", "send-test-fax", "--to", f"sip:fax@{box.lan.guest_addr}:5060",
            "--bind", box.lan.host_addr, *([str(tiff)] if tiff else []), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, preexec_fn=ahead_of_the_suite)
 
 
 def test_first_boot_shows_the_setup_code_and_the_wizard_completes(box: Box, smtp: MailServer,
@@ -172,7 +173,8 @@ def test_a_power_cut_loses_no_received_fax_and_delivers_each_once(box: Box, smtp
     import subprocess as sp
     caller = sp.Popen([sys.executable, "-m", "appliance", "send-test-fax", "--to",
                        f"sip:fax@{box.lan.guest_addr}:5060", "--bind", box.lan.host_addr, "--demo",
-                       "--caller", "5550122"], stdout=sp.PIPE, stderr=sp.STDOUT, text=True)
+                       "--caller", "5550122"], stdout=sp.PIPE, stderr=sp.STDOUT, text=True,
+                      preexec_fn=ahead_of_the_suite)
     time.sleep(25)
     box.machine.power_cut()
     caller.kill()
@@ -237,7 +239,7 @@ def test_an_update_is_tried_on_the_other_slot_and_committed(box: Box) -> None:
     boot = box.machine.boots[-1]
     assert (boot.config_file, boot.os_prefix) == ("tryboot.txt", "b/") and "rauc.slot=b" in boot.cmdline
     deadline = time.monotonic() + 600
-    while "os_prefix=b/" not in box.ssh("cat /boot/firmware/config.txt").stdout:
+    while "os_prefix=b/" not in box.ssh("sudo cat /boot/firmware/config.txt").stdout:
         assert time.monotonic() < deadline, box.ssh("sudo faxbridge update --status", check=False).stdout
         time.sleep(5)
     status = box.ssh("sudo faxbridge update --status").stdout
