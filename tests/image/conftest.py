@@ -209,7 +209,11 @@ class Box:
         while time.monotonic() < deadline:
             try:
                 if self.get("/healthz", timeout=5)[0] in (200, 503):
-                    return time.monotonic() - start
+                    took = time.monotonic() - start
+                    b = self.machine.boots[-1]
+                    self.notes[f"boot {len(self.machine.boots)} ({b.config_file}, slot {b.os_prefix}) to the web page"] = \
+                        f"{took:.0f} s"
+                    return took
             except OSError:
                 pass
             if self.machine.proc is not None and self.machine.proc.poll() is not None:
@@ -243,4 +247,7 @@ def box(built_image: BuiltImage, lan: GuestLan, ssh_key: Path, tmp_path_factory:
     b = Box(machine, lan, ssh_key, built_image)
     yield b
     machine.power_cut()
-    shutil.copy(machine.serial, ROOT / "test-artifacts" / "image-last-console.log") if machine.serial else None
+    if machine.serial:
+        shutil.copy(machine.serial, ROOT / "test-artifacts" / "image-last-console.log")
+    figures = "".join(f"{k}: {v}\n" for k, v in b.notes.items() if k != "host key")
+    (ROOT / "test-artifacts" / "image-figures.txt").write_text(built_image.build_log.splitlines()[-1] + "\n" + figures)
