@@ -67,7 +67,22 @@ def _normal_scheduling_after_each_test() -> Iterator[None]:
         os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The image's boot test first: it is the longest chain (a cold image build, then boots), so
-    its xdist worker starts it while the other workers take everything else."""
+    its xdist worker starts it while the other workers take everything else.
+
+    And ``xdist_group`` made to work again: pytest-xdist 3.8 marks a group by appending
+    ``@name`` to ``item._nodeid``, which pytest 9 no longer reads (a node's id is ``item._id``),
+    so every group was silently spread over all workers (found when the image's eight tests, one
+    story on one machine, each booted their own). Same suffix, set where pytest 9 reads it."""
     items.sort(key=lambda item: 0 if "tests/image/" in str(item.fspath) else 1)
+    if not getattr(config.option, "loadgroup", False):
+        return
+    from _pytest.nodeid import coerce_node_id
+
+    for item in items:
+        names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                        for m in item.iter_markers("xdist_group")})
+        if names and not item.nodeid.endswith("@" + "_".join(names)):
+            item._id = coerce_node_id(f"{item.nodeid}@{'_'.join(names)}")  # type: ignore[attr-defined]
