@@ -76,7 +76,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     ``@name`` to ``item._nodeid``, which pytest 9 no longer reads (a node's id is ``item._id``),
     so every group was silently spread over all workers (found when the image's eight tests, one
     story on one machine, each booted their own). Same suffix, set where pytest 9 reads it."""
-    items.sort(key=lambda item: 0 if "tests/image/" in str(item.fspath) else 1)
+    def first(item: pytest.Item) -> int:  # the drill before the image build on their worker (see test_drill)
+        path = str(item.fspath)
+        return 0 if path.endswith("tests/e2e/test_drill.py") else 1 if "tests/image/" in path else 2
+
+    items.sort(key=first)
     if not getattr(config.option, "loadgroup", False):
         return
     from _pytest.nodeid import coerce_node_id

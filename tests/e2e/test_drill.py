@@ -213,8 +213,8 @@ def _wait_calls(ctl: Path, n: int, timeout: float) -> None:
     raise AssertionError(f"{n} calls were not in progress within {timeout} s")
 
 
-# after the image's boot test, on its worker: the 5 ms bound needs cores that the emulated box (two
-# vCPU threads at nice -10 for its own real-time fax) would otherwise take
+# on the image's worker, before its build: the 5 ms bound failed twice while the image was built or
+# booted (qemu-user, then the emulated box's two vCPU threads at nice -10) on the same two cores
 @pytest.mark.xdist_group("image")
 def test_four_faxes_arrive_intact_through_a_flood(tmp_path: Path, smtp, appliance_factory) -> None:  # type: ignore[no-untyped-def]
     ctl_dir = short_dir()
