@@ -166,40 +166,6 @@ class DigestClient:
         return out
 
 
-def with_credentials(request: object, response: object, client: DigestClient) -> object | None:
-    """The generic "resend after 401/407" step for any request of ours (REGISTER, INVITE, BYE...).
-
-    Returns a copy of `request` with CSeq + 1, a new Via branch (it is a new transaction) and its
-    Authorization headers replaced by answers to `response`'s challenges; None when nothing could
-    be answered (then the 401/407 is final). The caller sends it in a new client transaction.
-    """
-    from .message import SipRequest  # local import: message imports nothing from here
-    from .uri import Via
-
-    assert isinstance(request, SipRequest)
-    answers = client.authorize(response, request.method, request.uri)
-    if not answers:
-        return None
-    again = SipRequest(request.method, request.uri, [], request.body)
-    number, method = request.cseq
-    first_via = True
-    for name, value in request.headers:
-        if name in ("Authorization", "Proxy-Authorization", "Content-Length"):
-            continue
-        if name == "CSeq":
-            value = f"{number + 1} {method}"
-        elif name == "Via" and first_via:
-            first_via = False
-            via = Via.parse(value)
-            via.params["branch"] = "z9hG4bK" + os.urandom(8).hex()
-            via.params.pop("received", None)
-            value = str(via)
-        again.headers.add(name, value)
-    for name, value in answers:
-        again.headers.add(name, value)
-    return again
-
-
 class VerifyResult:
     OK, MISSING, STALE, FAILED = "ok", "missing", "stale", "failed"
 

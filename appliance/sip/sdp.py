@@ -170,10 +170,6 @@ class SessionDescription:
         conn = media.connection or self.connection
         return conn.split()[2].partition("/")[0] if conn else None
 
-    def session_attr(self, name: str) -> str | None:
-        values = _find(self.attributes, name)
-        return None if not values else (values[0] or "")
-
 
 @dataclass
 class AudioAnswer:
@@ -468,23 +464,6 @@ def answer_t38(offer: SessionDescription | str | bytes, local_ip: str, udptl_por
     if t38 is None:
         raise NoUsableCodec("no T.38 (m=image udptl t38) stream in the offer")
     return t38
-
-
-def answer_audio_and_t38(offer: SessionDescription | str | bytes, local_ip: str, rtp_port: int,
-                         udptl_port: int, session_id: int, version: int, *,
-                         our_max_datagram: int = DEFAULT_MAX_DATAGRAM, t38_version: int = 0,
-                         max_ec: str = EC_REDUNDANCY, our_max_buffer: int | None = None
-                         ) -> tuple[str, AudioAnswer | None, T38Answer | None]:
-    """Answer an initial offer carrying both audio and image: accept both (on different ports) so
-    the caller can use whichever media arrives. Returns (sdp, audio, t38); a stream that is not
-    usable is None (and answered with port 0). Raises NoUsableCodec if neither is usable."""
-    if rtp_port == udptl_port:
-        raise ValueError("audio and T.38 need different ports in one answer")
-    text, audio, t38 = _answer_streams(_as_sd(offer), local_ip, session_id, version, rtp_port, udptl_port,
-                                       t38_version, max_ec, our_max_datagram, our_max_buffer)
-    if audio is None and t38 is None:
-        raise NoUsableCodec("neither PCMU/PCMA audio nor T.38 in the offer")
-    return text, audio, t38
 
 
 def offer_t38(local_ip: str, udptl_port: int, session_id: int, version: int,

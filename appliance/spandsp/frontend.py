@@ -153,10 +153,6 @@ class FrontEndTerminal(T30Terminal):
         if self.alive and samples > 0:
             lib.t30_timer_update(self._t30, samples)
 
-    @property
-    def call_active(self) -> bool:
-        return self.alive and bool(lib.t30_call_active(self._t30))
-
     def _free(self) -> None:
         if self._ecm_rx != ffi.NULL:
             lib.hdlc_rx_free(self._ecm_rx)

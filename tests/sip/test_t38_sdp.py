@@ -5,7 +5,7 @@ import pytest
 
 from appliance.sip.sdp import (
     EC_FEC, EC_NONE, EC_REDUNDANCY, NoUsableCodec, SessionDescription, T38Params, answer_audio,
-    answer_audio_and_t38, answer_t38, has_audio, has_t38, offer_t38, parse_t38_answer, t38_params,
+    answer_t38, has_audio, has_t38, offer_t38, parse_t38_answer, t38_params,
 )
 
 
@@ -166,28 +166,6 @@ def test_audio_and_image_offer_answered_with_t38_only() -> None:
     assert [line for line in ans.sdp.splitlines() if line.startswith("m=")] == [
         "m=audio 0 RTP/AVP 0 8", "m=image 30000 udptl t38", "m=video 0 RTP/AVP 31"]
     assert ans.remote == ("192.0.2.10", 5002)
-
-
-def test_audio_and_image_offer_answered_with_both() -> None:
-    text = sdp("m=audio 5000 RTP/AVP 8 0\r\na=ptime:20\r\n" + image(5002, "T38FaxMaxDatagram:612"))
-    answer, audio, t38 = answer_audio_and_t38(text, "192.0.2.1", 30000, 30002, 3, 1)
-    assert [line for line in answer.splitlines() if line.startswith("m=")] == [
-        "m=audio 30000 RTP/AVP 8", "m=image 30002 udptl t38"]
-    assert audio is not None and t38 is not None
-    assert (audio.codec, audio.remote) == ("PCMA", ("192.0.2.10", 5000))
-    assert (t38.remote, t38.far_max_datagram) == (("192.0.2.10", 5002), 612)
-    assert audio.sdp == t38.sdp == answer
-    with pytest.raises(ValueError):
-        answer_audio_and_t38(text, "192.0.2.1", 30000, 30000, 3, 1)
-
-
-def test_audio_and_image_offer_with_unusable_audio() -> None:
-    text = sdp("m=audio 5000 RTP/AVP 18\r\n" + image(5002))
-    answer, audio, t38 = answer_audio_and_t38(text, "192.0.2.1", 30000, 30002, 3, 1)
-    assert audio is None and t38 is not None
-    assert "m=audio 0 RTP/AVP 18" in answer
-    with pytest.raises(NoUsableCodec):
-        answer_audio_and_t38(sdp("m=audio 5000 RTP/AVP 18\r\n" + image(0)), "h", 1, 2, 1, 1)
 
 
 def test_audio_answer_rejects_image_still() -> None:

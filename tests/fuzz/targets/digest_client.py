@@ -7,8 +7,7 @@ algorithm of the challenge, and the resent request serialises and parses.
 """
 from __future__ import annotations
 
-from appliance.sip.digest import (PREFERENCE, DigestClient, parse_auth_params, parse_challenges,
-                                  with_credentials)
+from appliance.sip.digest import PREFERENCE, DigestClient, parse_auth_params, parse_challenges
 from appliance.sip.message import SipParseError, SipRequest, SipResponse, parse_message
 
 MAX_LEN = 2048
@@ -46,10 +45,9 @@ def TestOneInput(data: bytes) -> None:
         assert params["algorithm"] == challenge.algorithm and params.get("opaque") == challenge.opaque
         assert params["username"] == "fax" and "secret" not in value
     request = parse_message(_REQUEST)
-    again = with_credentials(request, response, DigestClient("fax", "secret", cnonce=lambda: "0a4f113b"))
-    if again is None:
-        assert not answers
-        return
-    assert isinstance(again, SipRequest)
-    reparsed = parse_message(bytes(again))
-    assert reparsed.cseq == (2, "REGISTER")
+    assert isinstance(request, SipRequest)
+    for name, value in answers:  # what UserAgent.resend_request adds to the resent request
+        request.headers.add(name, value)
+    reparsed = parse_message(bytes(request))
+    sent = reparsed.headers.get_all("Authorization") + reparsed.headers.get_all("Proxy-Authorization")
+    assert sorted(sent) == sorted(value for _, value in answers)
