@@ -5,16 +5,18 @@ challenge of a 401/407 (SHA-256 before MD5, qop=auth or none) and counts nc per 
 Server side: `DigestServer` issues stateless nonces (a timestamp HMAC-ed with a per-process key,
 so nothing is stored per challenge), checks their age and the response, and refuses a repeated or
 decreasing nc for a nonce (replay). Passwords never appear in repr() or in any log line.
+Like the rest of the SIP core, nothing here reads a clock or the OS's entropy by itself: `now`
+comes with each call, and randomness (cnonces, the nonce key) from an injected `random.Random`
+(by default `random.SystemRandom`, since both must be unguessable).
 """
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
-import os
+import random
 import re
 import struct
-import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -137,13 +139,13 @@ class DigestClient:
     """Credentials for one account plus the nonce counts of the challenges answered so far.
 
     `authorize(response, method, uri)` returns (header name, value) pairs to add to the resent
-    request, or [] when the 401/407 cannot be answered (no supported challenge). `cnonce` may be
-    injected for tests.
+    request, or [] when the 401/407 cannot be answered (no supported challenge). `rng` makes
+    the cnonces (tests inject a seeded one).
     """
 
     username: str
     password: str = field(repr=False)
-    cnonce: Callable[[], str] = field(default=lambda: base64.b64encode(os.urandom(18)).decode(), repr=False)
+    rng: random.Random = field(default_factory=random.SystemRandom, repr=False)
     _nc: dict[str, int] = field(default_factory=dict, repr=False)
 
     def authorize(self, response: object, method: str, uri: str,
@@ -162,8 +164,11 @@ class DigestClient:
             if len(self._nc) > 64:
                 self._nc.pop(next(iter(self._nc)))
             out.append((ch.header, build_authorization(ch, self.username, self.password, method, uri,
-                                                       nc, self.cnonce())))
+                                                       nc, self._cnonce())))
         return out
+
+    def _cnonce(self) -> str:
+        return base64.b64encode(self.rng.randbytes(18)).decode()
 
 
 class VerifyResult:
@@ -178,42 +183,42 @@ class DigestServer:
     """
 
     def __init__(self, realm: str, *, lifetime: float = 300.0, key: bytes | None = None,
-                 algorithm: str = "SHA-256", clock: Callable[[], float] = time.time) -> None:
+                 algorithm: str = "SHA-256", rng: random.Random | None = None) -> None:
         self.realm = realm
         self.lifetime = lifetime
         self.algorithm = algorithm
-        self._key = key or os.urandom(32)
-        self._clock = clock
+        self._key = key or (rng or random.SystemRandom()).randbytes(32)
         self._nc: dict[str, int] = {}
 
-    def nonce(self) -> str:
-        stamp = struct.pack(">d", self._clock())
+    def nonce(self, now: float) -> str:
+        """A nonce stamped with `now` (the caller's clock: the same one `verify` is given)."""
+        stamp = struct.pack(">d", now)
         return base64.b64encode(stamp + hmac.new(self._key, stamp, "sha256").digest()[:16]).decode()
 
-    def challenge(self, stale: bool = False) -> str:
+    def challenge(self, now: float, stale: bool = False) -> str:
         """A WWW-Authenticate value; RFC 8760: offer SHA-256, old peers take the MD5 one (see
         `challenges`)."""
-        return self._challenge(self.algorithm, self.nonce(), stale)
+        return self._challenge(self.algorithm, self.nonce(now), stale)
 
-    def challenges(self, stale: bool = False) -> list[str]:
+    def challenges(self, now: float, stale: bool = False) -> list[str]:
         """SHA-256 first, MD5 second (RFC 8760 §2.4), sharing one nonce."""
-        nonce = self.nonce()
+        nonce = self.nonce(now)
         return [self._challenge(a, nonce, stale) for a in dict.fromkeys((self.algorithm, "MD5"))]
 
     def _challenge(self, algorithm: str, nonce: str, stale: bool) -> str:
         value = f'Digest realm={_quote(self.realm)}, nonce={_quote(nonce)}, algorithm={algorithm}, qop="auth"'
         return value + (", stale=true" if stale else "")
 
-    def _nonce_age(self, nonce: str) -> float | None:
+    def _nonce_age(self, nonce: str, now: float) -> float | None:
         try:
             raw = base64.b64decode(nonce, validate=True)
         except ValueError:
             return None
         if len(raw) != 24 or not hmac.compare_digest(raw[8:], hmac.new(self._key, raw[:8], "sha256").digest()[:16]):
             return None
-        return self._clock() - struct.unpack(">d", raw[:8])[0]
+        return now - struct.unpack(">d", raw[:8])[0]
 
-    def verify(self, value: str | None, method: str, username: str, password: str) -> str:
+    def verify(self, value: str | None, method: str, username: str, password: str, now: float) -> str:
         """Check one Authorization value against the expected account; a VerifyResult string."""
         if not value:
             return VerifyResult.MISSING
@@ -228,7 +233,7 @@ class DigestServer:
         if algorithm not in ALGORITHMS or p.get("realm") != self.realm or p.get("username") != username:
             return VerifyResult.FAILED
         nonce = p.get("nonce", "")
-        age = self._nonce_age(nonce)
+        age = self._nonce_age(nonce, now)
         if age is None or age < -5:
             return VerifyResult.FAILED
         qop = p.get("qop", "")
@@ -250,13 +255,13 @@ class DigestServer:
             return VerifyResult.FAILED  # replayed (or reordered) credentials
         if qop == "" and last is not None:
             return VerifyResult.FAILED  # without qop there is no counter: a nonce is good once
-        self._remember(nonce, nc)
+        self._remember(nonce, nc, now)
         return VerifyResult.OK
 
-    def _remember(self, nonce: str, nc: int) -> None:
+    def _remember(self, nonce: str, nc: int, now: float) -> None:
         self._nc[nonce] = nc
         if len(self._nc) > 4096:  # forget nonces that have expired anyway
             self._nc = {n: c for n, c in self._nc.items()
-                        if (age := self._nonce_age(n)) is not None and age <= self.lifetime}
+                        if (age := self._nonce_age(n, now)) is not None and age <= self.lifetime}
             while len(self._nc) > 4096:
                 self._nc.pop(next(iter(self._nc)))

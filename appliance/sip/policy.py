@@ -356,11 +356,11 @@ class CallGate:
             return Verdict(req)
         authenticated = ""
         if peer.username:
-            result = self.digest.verify(req.headers.get("Authorization"), req.method, peer.username, peer.password)
+            result = self.digest.verify(req.headers.get("Authorization"), req.method, peer.username, peer.password, now)
             if result == VerifyResult.FAILED:
                 return self._reply(req, remote, local, 403, "Forbidden", reason="auth_failed")
             if result != VerifyResult.OK:
-                headers = [("WWW-Authenticate", c) for c in self.digest.challenges(stale=result == VerifyResult.STALE)]
+                headers = [("WWW-Authenticate", c) for c in self.digest.challenges(now, stale=result == VerifyResult.STALE)]
                 return self._reply(req, remote, local, 401, "Unauthorized", headers, reason=f"auth_{result}")
             authenticated = peer.username
         if self.max_calls and self.state.incoming_calls() >= self.max_calls:

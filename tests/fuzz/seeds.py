@@ -119,8 +119,9 @@ def digest_challenges(msgs: list[bytes]) -> list[bytes]:
 
     found = _header_values(msgs, rb"WWW-Authenticate")
     found += [b"P " + v for v in _header_values(msgs, rb"Proxy-Authenticate")]
-    server = DigestServer("faxbridge", key=b"k" * 32, clock=lambda: 1_700_000_000.0)
-    found += [v.encode() for v in server.challenges()] + [b"\n".join(v.encode() for v in server.challenges(True))]
+    server = DigestServer("faxbridge", key=b"k" * 32)
+    now = 1_700_000_000.0
+    found += [v.encode() for v in server.challenges(now)] + [b"\n".join(v.encode() for v in server.challenges(now, True))]
     found += [v for v in _literals([ROOT / "tests" / "sip" / "test_digest.py"]) if v.startswith(b"Digest ")]
     return found
 
@@ -129,10 +130,10 @@ def digest_authorizations(msgs: list[bytes]) -> list[bytes]:
     """Answers that verify, with the nonce and response as the target's placeholders."""
     from appliance.sip.digest import DigestServer, build_authorization, parse_challenge
 
-    server = DigestServer("faxbridge", key=b"k" * 32, clock=lambda: 1_700_000_000.0)
-    nonce = server.nonce()
+    server = DigestServer("faxbridge", key=b"k" * 32)
+    nonce = server.nonce(1_700_000_000.0)
     found = _header_values(msgs, rb"Authorization|Proxy-Authorization")
-    for challenge in server.challenges():
+    for challenge in server.challenges(1_700_000_000.0):
         c = parse_challenge(challenge)
         value = build_authorization(c, "fax", "secret", "INVITE", "sip:100@192.0.2.1", 1, "0a4f113b")
         digest = re.search(r'response="([0-9a-f]+)"', value).group(1)  # type: ignore[union-attr]

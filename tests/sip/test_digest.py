@@ -1,6 +1,8 @@
 """Digest authentication: RFC 7616 §3.9.1 vectors, challenge parsing, our answers, server checks."""
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from appliance.sip.digest import (
@@ -66,24 +68,23 @@ def test_challenges_best_first_unknown_skipped_stale_and_proxy() -> None:
 
 
 def test_client_counts_nc_per_nonce_and_hides_the_password() -> None:
-    client = DigestClient("u", "secret", cnonce=lambda: "cn")
+    client = DigestClient("u", "secret", rng=random.Random(1))
     challenge = SipResponse(401, "Unauthorized", [("WWW-Authenticate", 'Digest realm="r", nonce="n", qop="auth"')])
     (name, first), = client.authorize(challenge, "REGISTER", "sip:pbx.example")
     assert name == "Authorization"
     assert parse_auth_params(first.partition(" ")[2])["nc"] == "00000001"
     (_, second), = client.authorize(challenge, "REGISTER", "sip:pbx.example")
     assert parse_auth_params(second.partition(" ")[2])["nc"] == "00000002"
+    cnonces = [parse_auth_params(v.partition(" ")[2])["cnonce"] for v in (first, second)]
+    assert cnonces[0] != cnonces[1]  # a fresh cnonce each time, drawn from the injected source
+    again = DigestClient("u", "secret", rng=random.Random(1)).authorize(challenge, "REGISTER", "sip:pbx.example")
+    assert parse_auth_params(again[0][1].partition(" ")[2])["cnonce"] == cnonces[0]
     assert "secret" not in repr(client) and "secret" not in first
     assert client.authorize(SipResponse(401, "Unauthorized", [("WWW-Authenticate", 'Basic realm="x"')]),
                             "REGISTER", "sip:pbx.example") == []
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.t
+NOW = 1_700_000_000.0
 
 
 def _answer(server_value: str, method: str = "INVITE", password: str = "pw", nc: int = 1) -> str:
@@ -92,39 +93,46 @@ def _answer(server_value: str, method: str = "INVITE", password: str = "pw", nc:
 
 
 def test_server_accepts_then_refuses_replay_and_wrong_password() -> None:
-    clock = Clock()
-    server = DigestServer("faxbridge", clock=clock)
-    value = server.challenge()
+    server = DigestServer("faxbridge", rng=random.Random(1))
+    value = server.challenge(NOW)
     assert "algorithm=SHA-256" in value and 'qop="auth"' in value
     good = _answer(value)
-    assert server.verify(good, "INVITE", "gw", "pw") == VerifyResult.OK
-    assert server.verify(good, "INVITE", "gw", "pw") == VerifyResult.FAILED  # same nc again: replay
-    assert server.verify(_answer(value, nc=2), "INVITE", "gw", "pw") == VerifyResult.OK
-    assert server.verify(_answer(value, password="nope"), "INVITE", "gw", "pw") == VerifyResult.FAILED
-    assert server.verify(_answer(value), "BYE", "gw", "pw") == VerifyResult.FAILED  # method bound
-    assert server.verify(None, "INVITE", "gw", "pw") == VerifyResult.MISSING
-    assert server.verify("Basic Zm9vOmJhcg==", "INVITE", "gw", "pw") == VerifyResult.MISSING
+    assert server.verify(good, "INVITE", "gw", "pw", NOW) == VerifyResult.OK
+    assert server.verify(good, "INVITE", "gw", "pw", NOW) == VerifyResult.FAILED  # same nc again: replay
+    assert server.verify(_answer(value, nc=2), "INVITE", "gw", "pw", NOW) == VerifyResult.OK
+    assert server.verify(_answer(value, password="nope"), "INVITE", "gw", "pw", NOW) == VerifyResult.FAILED
+    assert server.verify(_answer(value), "BYE", "gw", "pw", NOW) == VerifyResult.FAILED  # method bound
+    assert server.verify(None, "INVITE", "gw", "pw", NOW) == VerifyResult.MISSING
+    assert server.verify("Basic Zm9vOmJhcg==", "INVITE", "gw", "pw", NOW) == VerifyResult.MISSING
     assert server.verify('Digest username="gw", realm="faxbridge", nonce="forged", uri="sip:x", response="0"',
-                         "INVITE", "gw", "pw") == VerifyResult.FAILED
+                         "INVITE", "gw", "pw", NOW) == VerifyResult.FAILED
 
 
 def test_server_nonce_expiry_is_stale_and_md5_fallback_works() -> None:
-    clock = Clock()
-    server = DigestServer("faxbridge", clock=clock, lifetime=60)
-    sha, md5 = server.challenges()
+    now = 1_700_000_000.0
+    server = DigestServer("faxbridge", lifetime=60, rng=random.Random(1))
+    sha, md5 = server.challenges(now)
     assert "MD5" in md5 and "SHA-256" in sha
     answer = _answer(md5)
-    clock.t += 61
-    assert server.verify(answer, "INVITE", "gw", "pw") == VerifyResult.STALE
-    assert "stale=true" in server.challenge(stale=True)
-    other = DigestServer("faxbridge", clock=clock)  # another key: our nonces are not its nonces
-    assert other.verify(_answer(other.challenge()), "INVITE", "gw", "pw") == VerifyResult.OK
-    assert server.verify(_answer(other.challenge()), "INVITE", "gw", "pw") == VerifyResult.FAILED
+    assert server.verify(answer, "INVITE", "gw", "pw", now + 59) == VerifyResult.OK
+    assert server.verify(_answer(md5, nc=2), "INVITE", "gw", "pw", now + 61) == VerifyResult.STALE
+    assert "stale=true" in server.challenge(now, stale=True)
+    other = DigestServer("faxbridge", rng=random.Random(2))  # another key: our nonces are not its nonces
+    assert other.verify(_answer(other.challenge(now)), "INVITE", "gw", "pw", now) == VerifyResult.OK
+    assert server.verify(_answer(other.challenge(now)), "INVITE", "gw", "pw", now) == VerifyResult.FAILED
+
+
+def test_server_key_comes_from_the_injected_random_source() -> None:
+    now = 1_700_000_000.0
+    same = [DigestServer("faxbridge", rng=random.Random(7)).nonce(now) for _ in range(2)]
+    assert same[0] == same[1]
+    assert DigestServer("faxbridge", rng=random.Random(8)).nonce(now) != same[0]
+    assert DigestServer("faxbridge").nonce(now) != DigestServer("faxbridge").nonce(now)  # SystemRandom
 
 
 def test_server_without_qop_allows_each_nonce_once() -> None:
-    server = DigestServer("faxbridge", clock=Clock())
-    nonce = parse_challenge(server.challenge()).nonce
+    server = DigestServer("faxbridge")
+    nonce = parse_challenge(server.challenge(NOW)).nonce
     old = build_authorization(Challenge("faxbridge", nonce), "gw", "pw", "INVITE", "sip:x")
-    assert server.verify(old, "INVITE", "gw", "pw") == VerifyResult.OK
-    assert server.verify(old, "INVITE", "gw", "pw") == VerifyResult.FAILED
+    assert server.verify(old, "INVITE", "gw", "pw", NOW) == VerifyResult.OK
+    assert server.verify(old, "INVITE", "gw", "pw", NOW) == VerifyResult.FAILED

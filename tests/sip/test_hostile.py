@@ -179,7 +179,7 @@ class Registrar:
                 if "Authorization" in req.headers:
                     resp = _response(req, 200, "OK", tag, [("Contact", req.headers.get("Contact") + ";expires=3600")])
                 else:
-                    resp = _response(req, 401, "Unauthorized", tag, [("WWW-Authenticate", server.challenge())])
+                    resp = _response(req, 401, "Unauthorized", tag, [("WWW-Authenticate", server.challenge(loop.time()))])
             else:
                 self.invites.append(req)
                 resp = _response(req, 407, "Proxy Authentication Required", tag, [(

@@ -43,13 +43,13 @@ def test_register_challenge_ok_and_refresh_jittered() -> None:
     assert first.headers.get("Contact") == "<sip:5551000@127.0.0.1:5070>"
     assert r.next_hop == ("pbx.example", 5080) and r.status().state == "registering"
     server = DigestServer("pbx")
-    r.on_response(answer(first, 401, headers=[("WWW-Authenticate", c) for c in server.challenges()]), 0.1)
+    r.on_response(answer(first, 401, headers=[("WWW-Authenticate", c) for c in server.challenges(0.1)]), 0.1)
     second = one(r)
     assert second.cseq[0] == first.cseq[0] + 1 and second.via.branch != first.via.branch
     assert second.call_id == first.call_id and second.from_tag == first.from_tag
     auth = second.headers.get("Authorization")
     assert parse_auth_params(auth.partition(" ")[2])["algorithm"] == "SHA-256"
-    assert server.verify(auth, "REGISTER", "fax", "s3cret") == VerifyResult.OK
+    assert server.verify(auth, "REGISTER", "fax", "s3cret", 0.15) == VerifyResult.OK
     r.on_response(answer(second, 200, "OK", [("Contact", "<sip:5551000@127.0.0.1:5070>;expires=300"),
                                                ("Contact", "<sip:other@192.0.2.9>;expires=3600")]), 0.2)
     st = r.status()
@@ -151,9 +151,10 @@ class Registrar(asyncio.DatagramProtocol):
         req = parse_message(data)
         assert isinstance(req, SipRequest)
         self.seen.append(req)
-        result = self.digest.verify(req.headers.get("Authorization"), "REGISTER", "fax", "s3cret")
+        now = time.monotonic()
+        result = self.digest.verify(req.headers.get("Authorization"), "REGISTER", "fax", "s3cret", now)
         if result != VerifyResult.OK:
-            resp = make_response(req, 401, "Unauthorized", "r1", [("WWW-Authenticate", self.digest.challenge())])
+            resp = make_response(req, 401, "Unauthorized", "r1", [("WWW-Authenticate", self.digest.challenge(now))])
         else:
             expires = req.headers.get("Expires")
             if expires == "0":

@@ -7,6 +7,8 @@ algorithm of the challenge, and the resent request serialises and parses.
 """
 from __future__ import annotations
 
+import random
+
 from appliance.sip.digest import PREFERENCE, DigestClient, parse_auth_params, parse_challenges
 from appliance.sip.message import SipParseError, SipRequest, SipResponse, parse_message
 
@@ -33,7 +35,7 @@ def TestOneInput(data: bytes) -> None:
     assert all(c.supported for c in found)
     ranks = [PREFERENCE.index(c.algorithm) for c in found]
     assert ranks == sorted(ranks)
-    client = DigestClient("fax", "secret", cnonce=lambda: "0a4f113b")
+    client = DigestClient("fax", "secret", rng=random.Random(0))
     answers = client.authorize(response, "REGISTER", "sip:pbx.example")
     by_realm = {(c.proxy, c.realm): c for c in reversed(found)}
     assert len(answers) == len(by_realm)

@@ -44,7 +44,6 @@ SOURCES: tuple[Addr, ...] = (GW, PBX, ("203.0.113.9", 5060), ("127.0.0.1", 5062)
                              ("2001:db8::9", 5060))
 USER, PASSWORD = "gw", "pw"
 _KEY = b"k" * 32
-_EPOCH = 1_700_000_000.0
 #: calls the fake user agent remembers at most (the real one is bounded by sip.max_calls)
 _CALLS = 64
 
@@ -93,10 +92,10 @@ def _source(index: int) -> Addr:
     return SOURCES[index] if index < len(SOURCES) else (f"198.51.100.{index}", 5060)
 
 
-def _fill_credentials(data: bytes, digest: DigestServer) -> bytes:
+def _fill_credentials(data: bytes, digest: DigestServer, now: float) -> bytes:
     """The placeholders replaced: a nonce of ours, and the response gw's password gives."""
     if b"@NONCE@" in data:
-        data = data.replace(b"@NONCE@", digest.nonce().encode())
+        data = data.replace(b"@NONCE@", digest.nonce(now).encode())
     if b"@RESPONSE@" not in data:
         return data
     try:
@@ -123,7 +122,7 @@ def _gate(config: bytes, clock: list[float], state: _Calls) -> CallGate:
     pbx = PeerConfig(name="pbx", match="192.0.2.56/29", transport="udp")
     peers = PeerTable([] if flags & 4 else [gw, pbx], allow_unknown=bool(flags & 2))
     limiter = RateLimiter(rate=1 + (bucket & 0x0F), burst=1 + (bucket >> 4), max_sources=1 + sources % 8)
-    digest = DigestServer("faxbridge", key=_KEY, clock=lambda: _EPOCH + clock[0])
+    digest = DigestServer("faxbridge", key=_KEY)
     return CallGate(peers, limiter, digest, state=state, server="fuzz", max_calls=flags >> 3 & 7,
                     global_limiter=RateLimiter(rate=5, burst=10, max_sources=4))
 
@@ -206,7 +205,7 @@ def _run(data: bytes) -> None:
         clock[0] += 86400.0 if step == 0xFFFF else step / 1000
         if control & 4:
             state.calls.clear()
-        message = _fill_credentials(message, gate.digest)
+        message = _fill_credentials(message, gate.digest, clock[0])
         if control & 2:
             message += b" " * (MAX_DATAGRAM + 1 - len(message))
         local = Local("tcp" if control & 1 else "udp", "192.0.2.1", 5060)
