@@ -24,7 +24,7 @@ from .config import Config, PeerConfig
 from .control import ApplianceControl, ControlServer
 from .delivery.message import is_um_notice
 from .delivery.queue import ARCHIVE, DeliveryWorker
-from .inbound import InboundSipCall
+from .calls.sip_call import InboundSipCall
 from .media.channel import MediaChannel, PortAllocator
 from .media.clock import MediaClock
 from .media.totals import MediaTotals

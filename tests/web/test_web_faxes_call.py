@@ -30,7 +30,7 @@ from appliance.config import Config, FaxConfig, RoutingConfig
 from appliance.fax.pages import FINE, write_fax_tiff
 from appliance.fax.session import ReceiveSession
 from appliance.fax.testpages import demo_pages
-from appliance.inbound import InboundSipCall
+from appliance.calls.sip_call import InboundSipCall
 from appliance.media.capture import MediaCapture
 from appliance.media.channel import MediaChannel
 from appliance.media.rtp import PT_PCMU, RtpPacket, RtpStream

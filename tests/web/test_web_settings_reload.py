@@ -11,7 +11,7 @@ from pathlib import Path
 
 from appliance.config import Config
 from appliance.daemon import Appliance
-from appliance.inbound import InboundSipCall
+from appliance.calls.sip_call import InboundSipCall
 from appliance.media.channel import MediaChannel
 from appliance.web.tomledit import ConfigDoc
 from tests.budgets import async_wait_until

@@ -16,18 +16,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import Config
-from .fax.session import ReceiveSession
-from .media.channel import MediaChannel
-from .media.clock import MediaClock
-from .sip import events as sipev
-from .sip.errors import LocalProtocolError
-from .sip.sdp import (AudioAnswer, NoUsableCodec, SessionDescription, T38Params, answer_audio, answer_t38,
+from ..config import Config
+from ..fax.session import ReceiveSession
+from ..media.channel import MediaChannel
+from ..media.clock import MediaClock
+from ..sip import events as sipev
+from ..sip.errors import LocalProtocolError
+from ..sip.sdp import (AudioAnswer, NoUsableCodec, SessionDescription, T38Params, answer_audio, answer_t38,
                       has_audio, has_t38, offer_audio, offer_t38, parse_t38_answer)
-from .sip.transport import SipEndpoint
-from .spandsp.audio import AudioFaxTerminal
-from .spandsp.t30 import T30Terminal
-from .spandsp.t38 import T38FaxTerminal
+from ..sip.transport import SipEndpoint
+from ..spandsp.audio import AudioFaxTerminal
+from ..spandsp.t30 import T30Terminal
+from ..spandsp.t38 import T38FaxTerminal
 
 log = logging.getLogger("faxbridge.call")
 POLL_INTERVAL = 0.25
