@@ -99,7 +99,7 @@ def receive_over_rtp(spool: Spool, tmp_path: Path, *, ecm: bool = True, capture:
     session.poll(now)
     rx.close(), tx.close()
     call = InboundSipCall(CALL_ID, Config(), None, channel, None, spool.incoming_path(fax), "127.0.0.1")  # type: ignore[arg-type]
-    call.codec = "PCMU"
+    call.switcher.codec = "PCMU"  # what answering its offer would have agreed
     facts = session.facts(now)
     facts.pop("pages")
     facts["extra"] = {**fax.extra, **facts["extra"], "end_reason": "remote BYE", **call.media_facts()}
