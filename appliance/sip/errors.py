@@ -3,13 +3,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import protocol
+
 
 class SipError(Exception):
     """Base class of every error raised by appliance.sip."""
 
 
-class LocalProtocolError(SipError):
-    """We (the application) asked for something the protocol forbids, e.g. answering a call twice."""
+class LocalProtocolError(SipError, protocol.LocalProtocolError):
+    """We (the application) asked for something the protocol forbids, e.g. answering a call twice.
+
+    Also an `appliance.protocol.LocalProtocolError`, which every sans-I/O state machine raises."""
 
 
 class RemoteProtocolError(SipError):

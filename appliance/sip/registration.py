@@ -15,18 +15,42 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Callable
 
 from ..config import RegistrationConfig
 from ..strictnum import is_uint
 from .digest import DigestClient, parse_challenges
-from .errors import SipParseError
+from ..protocol import Transitions
+from .errors import LocalProtocolError, SipParseError
 from .events import Local
 from .message import SipRequest, SipResponse
 from .transaction import NonInviteClientTransaction
 from .uri import SipUri, format_host, host_address, parse_name_addr
 
 log = logging.getLogger("appliance.sip.registration")
+
+
+class RegState(StrEnum):
+    IDLE = "idle"                    # not started
+    REGISTERING = "registering"      # REGISTER out, no binding yet
+    REGISTERED = "registered"        # a binding; refreshed before it lapses
+    REFRESHING = "refreshing"        # REGISTER out while a binding stands
+    FAILED = "failed"                # the last REGISTER failed: retried after a backoff
+    UNREGISTERING = "unregistering"  # Expires: 0 out
+    STOPPED = "stopped"              # unregistered (or never registered) and idle
+
+
+#: every change of a registration's state; another is our bug (LocalProtocolError)
+REG_STATES = Transitions("registration", {
+    RegState.IDLE: (RegState.REGISTERING, RegState.STOPPED),
+    RegState.REGISTERING: (RegState.REGISTERED, RegState.FAILED, RegState.UNREGISTERING),
+    RegState.REFRESHING: (RegState.REGISTERED, RegState.FAILED, RegState.UNREGISTERING),
+    RegState.REGISTERED: (RegState.REFRESHING, RegState.REGISTERING, RegState.UNREGISTERING, RegState.STOPPED),
+    RegState.FAILED: (RegState.REGISTERING, RegState.REFRESHING, RegState.UNREGISTERING, RegState.STOPPED),
+    RegState.UNREGISTERING: (RegState.UNREGISTERING, RegState.STOPPED),
+    RegState.STOPPED: (RegState.REGISTERING, RegState.STOPPED),
+}, error=LocalProtocolError)
 
 OnResponse = Callable[[SipResponse | None, float], None]
 
@@ -55,7 +79,7 @@ class RegistrationStatus:
 
     name: str
     aor: str
-    state: str
+    state: RegState
     registered: bool
     expires_at: float | None
     last_error: str
@@ -87,7 +111,7 @@ class Registration:
         self.from_tag = f"{self.rng.getrandbits(48):012x}"
         self.cseq = self.rng.randrange(1, 10000)
         self.expires = cfg.expires
-        self.state = "idle"
+        self.state = RegState.IDLE  # changed only by _move()
         self.expires_at: float | None = None
         self.last_error = ""
         self.failures = 0
@@ -101,24 +125,27 @@ class Registration:
         #: the resolved next hop (ip, port), set by the driver
         self.remote: tuple[str, int] | None = None
 
+    def _move(self, to: RegState) -> None:
+        self.state = REG_STATES.move(self.state, to)
+
     # --- driver interface ---------------------------------------------------------------------
 
     def start(self, now: float) -> None:
-        if self.state in ("idle", "stopped"):
+        if self.state in (RegState.IDLE, RegState.STOPPED):
             self._register(now)
 
     def stop(self, now: float) -> None:
         """Unregister (Expires: 0) if we may be registered; afterwards `done` is True."""
         self._timers.clear()
-        if self.expires_at is not None or self.state in ("registering", "refreshing"):
-            self.state = "unregistering"
+        if self.expires_at is not None or self.state in (RegState.REGISTERING, RegState.REFRESHING):
+            self._move(RegState.UNREGISTERING)
             self._send(now, expires=0)
         else:
-            self.state = "stopped"
+            self._move(RegState.STOPPED)
 
     @property
     def done(self) -> bool:
-        return self.state == "stopped"
+        return self.state == RegState.STOPPED
 
     @property
     def registered(self) -> bool:
@@ -155,7 +182,7 @@ class Registration:
 
     def on_response(self, resp: SipResponse | None, now: float) -> None:
         """The final response to our latest REGISTER, or None when its transaction timed out."""
-        unregistering = self.state == "unregistering"
+        unregistering = self.state == RegState.UNREGISTERING
         if self._current is None or (resp is not None and resp.cseq[0] != self._current.cseq[0]):
             return  # a late answer to a REGISTER we already replaced or gave up on
         if resp is None:
@@ -183,11 +210,11 @@ class Registration:
         if len(self.realms) < 4:  # a registrar has one realm (two with a proxy): never grow unbounded
             self.realms.update(c.realm for c in challenges[:4])
         headers = self.digest.authorize(resp, "REGISTER", self.request_uri)
-        self._send(now, expires=0 if self.state == "unregistering" else self.expires, auth=headers)
+        self._send(now, expires=0 if self.state == RegState.UNREGISTERING else self.expires, auth=headers)
 
     def _too_brief(self, resp: SipResponse, now: float) -> None:
         text = (resp.headers.get("Min-Expires") or "").strip()
-        if not is_uint(text, 604800, min_value=self.expires + 1) or self.state == "unregistering":
+        if not is_uint(text, 604800, min_value=self.expires + 1) or self.state == RegState.UNREGISTERING:
             return self._fail(now, f"423 with unusable Min-Expires {text[:20]!r}")
         self.expires = int(text)
         self._send(now, expires=self.expires)
@@ -196,7 +223,8 @@ class Registration:
         granted = self._granted(resp)
         if granted <= 0:
             return self._fail(now, "registrar kept no binding for our Contact")
-        self.state, self.failures, self.last_error = "registered", 0, ""
+        self._move(RegState.REGISTERED)
+        self.failures, self.last_error = 0, ""
         self.expires_at = now + granted
         self._timers = {"refresh": now + granted * self.rng.uniform(0.5, 0.9), "expire": self.expires_at}
         log.info("SIP registration %s: registered for %d s", self.name, granted)
@@ -226,20 +254,21 @@ class Registration:
 
     def _fail(self, now: float, error: str) -> None:
         self.last_error = error
-        if self.state == "unregistering":
+        if self.state == RegState.UNREGISTERING:
             return self._finish_unregister(error)
         self.failures += 1
         delay = min(self.retry_max, self.retry_initial * 2 ** (self.failures - 1)) * self.rng.uniform(0.8, 1.2)
         if self.expires_at is not None:
             delay = min(delay, max(1.0, (self.expires_at - now) / 2))  # try again before the binding lapses
-        self.state = "failed"
+        self._move(RegState.FAILED)
         self._current = None
         self._timers.pop("refresh", None)
         self._timers["retry"] = now + delay
         log.warning("SIP registration %s failed: %s; retrying in %.0f s", self.name, error, delay)
 
     def _finish_unregister(self, error: str) -> None:
-        self.state, self.expires_at, self._current = "stopped", None, None
+        self._move(RegState.STOPPED)
+        self.expires_at, self._current = None, None
         self._timers.clear()
         if error:
             log.info("SIP registration %s: unregister failed: %s", self.name, error)
@@ -247,7 +276,7 @@ class Registration:
     # --- requests -----------------------------------------------------------------------------
 
     def _register(self, now: float) -> None:
-        self.state = "refreshing" if self.expires_at is not None else "registering"
+        self._move(RegState.REFRESHING if self.expires_at is not None else RegState.REGISTERING)
         self._send(now, expires=self.expires)
 
     def _contact_uri(self) -> str:

@@ -11,6 +11,7 @@ and is ignored when it is the peer's.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Callable
 
 from .errors import LocalProtocolError
@@ -23,8 +24,20 @@ TIMER_D = 32.0
 
 MAGIC_COOKIE = "z9hG4bK"
 
-CALLING, TRYING, PROCEEDING = "Calling", "Trying", "Proceeding"
-ACCEPTED, COMPLETED, CONFIRMED, TERMINATED = "Accepted", "Completed", "Confirmed", "Terminated"
+
+
+class TxState(StrEnum):
+    CALLING = "Calling"
+    TRYING = "Trying"
+    PROCEEDING = "Proceeding"
+    ACCEPTED = "Accepted"
+    COMPLETED = "Completed"
+    CONFIRMED = "Confirmed"
+    TERMINATED = "Terminated"
+
+
+CALLING, TRYING, PROCEEDING = TxState.CALLING, TxState.TRYING, TxState.PROCEEDING
+ACCEPTED, COMPLETED, CONFIRMED, TERMINATED = TxState.ACCEPTED, TxState.COMPLETED, TxState.CONFIRMED, TxState.TERMINATED
 
 Send = Callable[[bytes], None]
 
@@ -111,7 +124,8 @@ def client_key(message: SipRequest | SipResponse) -> tuple:
 class Transaction:
     """Shared machinery: state table, deadlines, retransmission bookkeeping."""
 
-    table: dict[tuple[str, str], str] = {}
+    table: dict[tuple[TxState, str], TxState] = {}
+    state: TxState  # set by each kind's __init__, then changed only by _transition
 
     def __init__(self, request: SipRequest, send: Send, reliable: bool, now: float,
                  config: TimerConfig = TimerConfig()) -> None:
@@ -122,7 +136,8 @@ class Transaction:
         self.timers: dict[str, float] = {}
         self.interval = config.t1
         self.timed_out = False
-        self.state = ""
+        #: the Call-ID of the UA's call this transaction belongs to ("" = none, e.g. REGISTER)
+        self.call_id = ""
 
     @property
     def terminated(self) -> bool:
@@ -166,6 +181,10 @@ class ServerTransaction(Transaction):
         self._after_response(response.status, now)
 
     def _after_response(self, status: int, now: float) -> None:
+        raise NotImplementedError
+
+    def receive_request(self, request: SipRequest, now: float) -> None:
+        """A retransmission of the request (or, for INVITE, its ACK)."""
         raise NotImplementedError
 
 
@@ -229,6 +248,10 @@ class ClientTransaction(Transaction):
     def _arm(self, now: float) -> None:
         raise NotImplementedError
 
+    def receive_response(self, response: SipResponse, now: float) -> bool:
+        """Returns True when the UA should see the response."""
+        raise NotImplementedError
+
 
 class InviteClientTransaction(ClientTransaction):
     table = INVITE_CLIENT
@@ -237,6 +260,8 @@ class InviteClientTransaction(ClientTransaction):
         super().__init__(*args, **kwargs)
         self.state = CALLING
         self.ack: bytes | None = None
+        #: an INVITE inside an established dialog (a re-INVITE of ours), not the one that made it
+        self.reinvite = False
 
     def _arm(self, now: float) -> None:
         self.timers["B"] = now + 64 * self.config.t1

@@ -16,8 +16,10 @@ import random
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from enum import StrEnum
+from typing import Callable, Iterable, TypeGuard
 
+from ..protocol import Transitions
 from .callinfo import answerable, contact_uri, incoming_call, make_response, reply_target, stamp_via
 from .dialog import Dialog
 from .errors import LocalProtocolError, SipParseError
@@ -68,6 +70,36 @@ def _response_contact(resp: SipResponse) -> str:
         return ""
 
 
+class Role(StrEnum):
+    UAS = "uas"  # the peer called us
+    UAC = "uac"  # we called (our own test fax)
+
+
+class CallPhase(StrEnum):
+    CALLING = "calling"      # uac: INVITE sent, nothing heard
+    EARLY = "early"          # uas: not answered yet; uac: a provisional response came
+    ANSWERED = "answered"    # uas: our 2xx (to the INVITE or a re-INVITE) awaits its ACK
+    CONFIRMED = "confirmed"  # the dialog is up and nothing of ours awaits an ACK
+    ENDING = "ending"        # our BYE is out
+    ENDED = "ended"          # over; the UA keeps the call 64*T1 for stray retransmissions
+
+
+#: every change of a call's state; another is our bug (LocalProtocolError)
+CALL_PHASES = Transitions("call", {
+    CallPhase.CALLING: (CallPhase.EARLY, CallPhase.CONFIRMED, CallPhase.ENDED),
+    CallPhase.EARLY: (CallPhase.ANSWERED, CallPhase.CONFIRMED, CallPhase.ENDED),
+    CallPhase.ANSWERED: (CallPhase.CONFIRMED, CallPhase.ENDING, CallPhase.ENDED),
+    CallPhase.CONFIRMED: (CallPhase.ANSWERED, CallPhase.ENDING, CallPhase.ENDED),
+    CallPhase.ENDING: (CallPhase.ENDED,),
+    # a 2xx to our INVITE after we gave up on it (CANCEL, timeout): confirmed only to send the BYE
+    CallPhase.ENDED: (CallPhase.CONFIRMED,),
+}, error=LocalProtocolError)
+
+
+def _is_reinvite(tx: ClientTransaction) -> TypeGuard[InviteClientTransaction]:
+    return isinstance(tx, InviteClientTransaction) and tx.reinvite
+
+
 def _origin(sd: SessionDescription) -> tuple[str, ...]:
     """The part of o= that identifies one version of a session: user, session id, version."""
     return tuple(sd.origin.split()[:3])
@@ -78,8 +110,8 @@ class Call:
     """Per-call state of the UA: the INVITE, its transaction, the dialog once there is one."""
 
     call_id: str
-    role: str                    # "uas" (incoming) or "uac" (outgoing)
-    state: str                   # early | answered | confirmed | ending | ended  (uac: calling first)
+    role: Role
+    state: CallPhase             # changed only by move()
     invite: SipRequest
     invite_tx: InviteServerTransaction | InviteClientTransaction
     local_tag: str
@@ -105,6 +137,9 @@ class Call:
     reinvite_queued: bool = False       # reinvite() while our 2xx awaited its ACK: sent on ACK
     glare_retries: int = 0
     admission: Admission | None = None  # why the call gate let an incoming call in
+
+    def move(self, to: CallPhase) -> None:
+        self.state = CALL_PHASES.move(self.state, to)
 
 
 class UserAgent:
@@ -215,7 +250,7 @@ class UserAgent:
         if any(t.terminated for t in self._client_txs.values()):
             self._client_txs = {k: t for k, t in self._client_txs.items() if not t.terminated}
             self._client_dest = {k: d for k, d in self._client_dest.items() if k in self._client_txs}
-            self._client_call_ids = Counter(getattr(t, "call_id", "") for t in self._client_txs.values())
+            self._client_call_ids = Counter(t.call_id for t in self._client_txs.values())
 
     def next_event(self) -> Event | None:
         return self._events.popleft() if self._events else None
@@ -223,7 +258,7 @@ class UserAgent:
     # --- application actions: incoming calls -------------------------------------------------
 
     def send_provisional(self, call_id: str, status: int, now: float, sdp: str | None = None) -> None:
-        call = self._uas_call(call_id, "early")
+        call = self._uas_call(call_id, CallPhase.EARLY)
         if not 100 < status < 200:
             raise LocalProtocolError(f"{status} is not a provisional status")
         reason = {180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued"}.get(status, "Session Progress")
@@ -234,7 +269,7 @@ class UserAgent:
                                               sdp or b""), now)  # type: ignore[union-attr]
 
     def answer_call(self, call_id: str, sdp: str, now: float) -> None:
-        call = self._uas_call(call_id, "early")
+        call = self._uas_call(call_id, CallPhase.EARLY)
         response = self._ok_2xx(call, sdp)
         call.invite_tx.respond(response, now)  # type: ignore[union-attr]
         call.dialog = Dialog.as_uas(call.invite, response, self._rng.randrange(1, 2**16))
@@ -245,7 +280,7 @@ class UserAgent:
 
     def reject_call(self, call_id: str, status: int, reason: str, now: float,
                     extra_headers: Iterable[tuple[str, str]] = ()) -> None:
-        call = self._uas_call(call_id, "early")
+        call = self._uas_call(call_id, CallPhase.EARLY)
         if not 300 <= status < 700:
             raise LocalProtocolError(f"{status} is not a rejection status")
         self._reject(call, status, reason, now, list(extra_headers), "rejected")
@@ -253,13 +288,13 @@ class UserAgent:
     def hangup(self, call_id: str, now: float) -> None:
         """End a call in whatever state it is; a call that already ended is left alone."""
         call = self._calls.get(call_id)
-        if call is None or call.state in ("ended", "ending"):
+        if call is None or call.state in (CallPhase.ENDED, CallPhase.ENDING):
             return
-        if call.role == "uas" and call.state == "early":
+        if call.role == Role.UAS and call.state == CallPhase.EARLY:
             self._reject(call, 480, "Temporarily Unavailable", now, [], "local hangup")
-        elif call.role == "uac" and call.state in ("calling", "early"):
+        elif call.role == Role.UAC and call.state in (CallPhase.CALLING, CallPhase.EARLY):
             self.cancel(call_id, now)
-        elif call.state == "answered" and not call.reinvite:
+        elif call.state == CallPhase.ANSWERED and not call.reinvite:
             call.hangup_pending = True  # §15: no BYE before the ACK (or its timeout)
         else:
             self._send_bye(call, now)
@@ -306,14 +341,14 @@ class UserAgent:
         call = self._calls.get(call_id)
         if call is None or call.dialog is None:
             raise LocalProtocolError(f"no established call {call_id}")
-        if call.state in ("ending", "ended"):
+        if call.state in (CallPhase.ENDING, CallPhase.ENDED):
             return
         if call.reinvite_tx is not None or call.reinvite_queued or "reinvite_retry" in call.timers:
             raise LocalProtocolError(f"call {call_id}: a re-INVITE of ours is still pending")
         if call.offer_in is not None:
             raise LocalProtocolError(f"call {call_id}: answer the peer's offer first")
         call.glare_retries = 0
-        if call.state == "answered":
+        if call.state == CallPhase.ANSWERED:
             call.reinvite_sdp, call.reinvite_queued = sdp, True
             return
         self._send_reinvite(call, sdp, now)
@@ -327,7 +362,7 @@ class UserAgent:
         got the 401/407. The resent INVITE or re-INVITE takes the original's place in the call.
         """
         call = self._calls.get(call_id)
-        if call is None or call.state == "ended":
+        if call is None or call.state == CallPhase.ENDED:
             raise LocalProtocolError(f"no live call {call_id}")
         extra = list(extra_headers)
         replaced = {name.lower() for name, _ in extra} | {"via", "cseq"}
@@ -353,7 +388,7 @@ class UserAgent:
         if request.method == "INVITE":
             tx = InviteClientTransaction(new, self._sender(dest, call.local), reliable, now, self.timers)
             if in_dialog:
-                tx.reinvite = True  # type: ignore[attr-defined]
+                tx.reinvite = True
                 call.reinvite_tx = tx
             else:
                 call.invite, call.invite_tx = new, tx
@@ -380,16 +415,16 @@ class UserAgent:
             req.headers.add(name, value)
         req.body = sdp.encode("utf-8")
         tx = InviteClientTransaction(req, self._sender(remote, local), local.transport != "udp", now, self.timers)
-        call = Call(call_id, "uac", "calling", req, tx, tag, local, remote, local_sdp=sdp)
+        call = Call(call_id, Role.UAC, CallPhase.CALLING, req, tx, tag, local, remote, local_sdp=sdp)
         self._calls[call_id] = call
         self._start_client(tx, call_id, now, remote)
         return call_id
 
     def cancel(self, call_id: str, now: float) -> None:
         call = self._calls.get(call_id)
-        if call is None or call.role != "uac":
+        if call is None or call.role != Role.UAC:
             raise LocalProtocolError(f"no outgoing call {call_id}")
-        if call.state not in ("calling", "early"):
+        if call.state not in (CallPhase.CALLING, CallPhase.EARLY):
             return
         if call.invite_tx.state != PROCEEDING:
             call.cancel_pending = True  # §9.1: CANCEL only after a provisional response
@@ -432,7 +467,7 @@ class UserAgent:
             return
         if tx is not None:
             self.stats["retransmissions"] += 1
-            tx.receive_request(req, now)  # type: ignore[attr-defined]
+            tx.receive_request(req, now)
             return
         cls = InviteServerTransaction if req.method == "INVITE" else NonInviteServerTransaction
         reply_to = reply_target(req, remote, local)
@@ -489,11 +524,11 @@ class UserAgent:
         if req.call_id in self._calls:
             tx.respond(self._reply(req, 482, "Loop Detected", self._tag()), now)
             return
-        call = Call(req.call_id, "uas", "early", req, tx, self._tag(), local, remote, reply_to,
+        call = Call(req.call_id, Role.UAS, CallPhase.EARLY, req, tx, self._tag(), local, remote, reply_to,
                     admission=admission)
         call.remote_origin = _origin(offer) if offer is not None else None
         self._calls[req.call_id] = call
-        tx.call_id = req.call_id  # type: ignore[attr-defined]
+        tx.call_id = req.call_id
         self._events.append(incoming_call(req, offer, remote, local, admission))
 
     def _reinvite(self, req: SipRequest, tx: InviteServerTransaction, reply_to: Addr, now: float) -> None:
@@ -510,7 +545,7 @@ class UserAgent:
         dialog = call.dialog
         assert dialog is not None
         refusal: tuple[int, str, list[tuple[str, str]]] | None = None
-        if call.state == "ending":
+        if call.state == CallPhase.ENDING:
             refusal = 481, "Call/Transaction Does Not Exist", []  # we sent BYE
         elif dialog.remote_cseq is not None and req.cseq[0] <= dialog.remote_cseq:
             refusal = 500, "CSeq Out of Order", []          # §12.2.2
@@ -518,7 +553,7 @@ class UserAgent:
             refusal = 491, "Request Pending", []            # glare: our re-INVITE is pending (§14.2)
         elif call.offer_in is not None:
             refusal = 500, "Server Internal Error", [("Retry-After", str(self._rng.randint(0, 10)))]
-        elif req.method == "INVITE" and (call.state != "confirmed" or call.local_sdp is None):
+        elif req.method == "INVITE" and (call.state != CallPhase.CONFIRMED or call.local_sdp is None):
             refusal = 491, "Request Pending", []            # our own 2xx still awaits its ACK
         if refusal is None:
             ctype = (req.headers.get("Content-Type") or "application/sdp").split(";")[0].strip().lower()
@@ -546,12 +581,12 @@ class UserAgent:
 
     def _on_cancel(self, req: SipRequest, tx: NonInviteServerTransaction, now: float) -> None:
         invite_tx = self._server_txs.get(server_key(req, "INVITE"))
-        call = self._calls.get(getattr(invite_tx, "call_id", ""))
+        call = self._calls.get(invite_tx.call_id) if invite_tx is not None else None
         if invite_tx is None or call is None:
             tx.respond(self._reply(req, 481, "Call/Transaction Does Not Exist", self._tag()), now)
             return
         tx.respond(self._reply(req, 200, "OK", call.local_tag), now)
-        if invite_tx.state == PROCEEDING and call.state == "early":
+        if invite_tx.state == PROCEEDING and call.state == CallPhase.EARLY:
             self._reject(call, 487, "Request Terminated", now, [], "CANCEL")
 
     def _on_bye(self, req: SipRequest, tx: NonInviteServerTransaction, now: float) -> None:
@@ -583,12 +618,12 @@ class UserAgent:
 
     def _dialog_ack(self, req: SipRequest, now: float) -> None:
         call = self._dialog_call(req)
-        if call is None or call.state != "answered" or (call.ack_cseq and req.cseq[0] != call.ack_cseq):
+        if call is None or call.state != CallPhase.ANSWERED or (call.ack_cseq and req.cseq[0] != call.ack_cseq):
             self.stats["ignored_acks"] += 1
             return
         call.timers.pop("retransmit", None)
         call.timers.pop("ack", None)
-        call.state = "confirmed"
+        call.move(CallPhase.CONFIRMED)
         if not call.reinvite:
             self._events.append(CallConfirmed(call.call_id))
         else:
@@ -617,21 +652,21 @@ class UserAgent:
             else:
                 self.stats["dropped_responses"] += 1
             return
-        if not tx.receive_response(resp, now):  # type: ignore[attr-defined]
+        if not tx.receive_response(resp, now):
             return
-        call = self._calls.get(getattr(tx, "call_id", ""))
+        call = self._calls.get(tx.call_id)
         if call is None:
             return
-        if resp.status in (401, 407) and self.challenge_hook is not None and call.state != "ended":
+        if resp.status in (401, 407) and self.challenge_hook is not None and call.state != CallPhase.ENDED:
             if tx is call.reinvite_tx:
                 call.reinvite_tx = None  # resend_request puts the new one in its place
             dest = self._client_dest.get(client_key(tx.request), call.remote)
             if self.challenge_hook(call.call_id, tx.request, dest, resp, source, now):
                 return
-            if getattr(tx, "reinvite", False) and call.reinvite_tx is None:
-                call.reinvite_tx = tx  # type: ignore[assignment]  # not taken: fail it below
-        if getattr(tx, "reinvite", False):
-            self._reinvite_response(call, tx, resp, now)  # type: ignore[arg-type]
+            if _is_reinvite(tx) and call.reinvite_tx is None:
+                call.reinvite_tx = tx  # not taken: fail it below
+        if _is_reinvite(tx):
+            self._reinvite_response(call, tx, resp, now)
         elif isinstance(tx, InviteClientTransaction):
             self._invite_response(call, resp, now)
         elif resp.cseq[1] == "BYE" and resp.status >= 200:
@@ -639,16 +674,16 @@ class UserAgent:
 
     def _invite_response(self, call: Call, resp: SipResponse, now: float) -> None:
         if resp.status < 200:
-            if call.state == "calling":
-                call.state = "early"
+            if call.state == CallPhase.CALLING:
+                call.move(CallPhase.EARLY)
             self._events.append(CallProgress(call.call_id, resp.status, resp.reason))
             if call.cancel_pending:
                 call.cancel_pending = False
                 self.cancel(call.call_id, now)
         elif resp.status < 300:
             self._uac_2xx(call, resp, now)
-        elif call.state not in ("ended", "confirmed"):
-            call.state = "ended"
+        elif call.state not in (CallPhase.ENDED, CallPhase.CONFIRMED):
+            call.move(CallPhase.ENDED)
             call.timers = {"expire": now + 64 * self.timers.t1}
             self._events.append(CallFailed(call.call_id, resp.status, resp.reason))
 
@@ -666,13 +701,13 @@ class UserAgent:
             answer = SessionDescription.parse(resp.body) if resp.body else None
         except SdpParseError:
             answer, call.cancel_pending = None, True
-        if call.cancel_pending or call.state == "ended":
-            call.state = "confirmed"
+        if call.cancel_pending or call.state == CallPhase.ENDED:
+            call.move(CallPhase.CONFIRMED)
             self._send_bye(call, now)
             if answer is None and resp.body:
                 self._events.append(CallFailed(call.call_id, 488, "Bad SDP in answer"))
             return
-        call.state = "confirmed"
+        call.move(CallPhase.CONFIRMED)
         call.remote_origin = _origin(answer) if answer is not None else None
         self._events.append(CallAnswered(call.call_id, answer))
 
@@ -686,7 +721,7 @@ class UserAgent:
         hop = self._dialog_hop(call)
         tx = InviteClientTransaction(req, self._sender(hop, call.local), call.local.transport != "udp", now,
                                      self.timers)
-        tx.reinvite = True  # type: ignore[attr-defined]
+        tx.reinvite = True
         call.reinvite_tx, call.reinvite_sdp = tx, sdp
         self._start_client(tx, call.call_id, now, hop)
 
@@ -699,14 +734,14 @@ class UserAgent:
         if tx is not call.reinvite_tx:
             return
         call.reinvite_tx = None
-        if call.state != "confirmed":
+        if call.state != CallPhase.CONFIRMED:
             call.reinvite_sdp = None
             return  # hanging up or ended: nothing to tell
         if resp.status == 491 and call.glare_retries < MAX_GLARE_RETRIES:
             # §14.1: the owner of the Call-ID (we sent the initial INVITE) waits 2.1-4 s, the other
             # side 0-2 s, both in units of 10 ms
             call.glare_retries += 1
-            units = self._rng.randint(210, 400) if call.role == "uac" else self._rng.randint(0, 200)
+            units = self._rng.randint(210, 400) if call.role == Role.UAC else self._rng.randint(0, 200)
             call.timers["reinvite_retry"] = now + units / 100
             self._events.append(ReinviteRetrying(call.call_id, units / 100))
             return
@@ -729,7 +764,7 @@ class UserAgent:
             return
         call.reinvite_tx = None
         sdp, call.reinvite_sdp = call.reinvite_sdp, None
-        if call.state != "confirmed":
+        if call.state != CallPhase.CONFIRMED:
             return
         try:
             answer = SessionDescription.parse(resp.body) if resp.body else None
@@ -744,16 +779,16 @@ class UserAgent:
     # --- timers -------------------------------------------------------------------------------
 
     def _client_timeout(self, tx: ClientTransaction, now: float) -> None:
-        call = self._calls.get(getattr(tx, "call_id", ""))
+        call = self._calls.get(tx.call_id)
         if call is None:
             return
-        if getattr(tx, "reinvite", False):
+        if _is_reinvite(tx):
             if tx is call.reinvite_tx:
                 call.reinvite_tx, call.reinvite_sdp = None, None
-                if call.state == "confirmed":
+                if call.state == CallPhase.CONFIRMED:
                     self._events.append(ReinviteFailed(call.call_id, 408, "Request Timeout"))
-        elif isinstance(tx, InviteClientTransaction) and call.state in ("calling", "early"):
-            call.state = "ended"
+        elif isinstance(tx, InviteClientTransaction) and call.state in (CallPhase.CALLING, CallPhase.EARLY):
+            call.move(CallPhase.ENDED)
             call.timers = {"expire": now + 64 * self.timers.t1}
             self._events.append(CallFailed(call.call_id, 408, "Request Timeout"))
         elif tx.request.method == "BYE":
@@ -772,8 +807,8 @@ class UserAgent:
         self._end(call, "local hangup" if pending else "no ACK", None, now)
 
     def _call_timer_cancel(self, call: Call, now: float) -> None:
-        if call.state in ("calling", "early"):
-            call.state = "ended"
+        if call.state in (CallPhase.CALLING, CallPhase.EARLY):
+            call.move(CallPhase.ENDED)
             self._events.append(CallFailed(call.call_id, 487, "Request Terminated"))
         call.timers["expire"] = now + 64 * self.timers.t1
 
@@ -781,7 +816,7 @@ class UserAgent:
         self._calls.pop(call.call_id, None)
 
     def _call_timer_reinvite_retry(self, call: Call, now: float) -> None:
-        if call.state == "confirmed" and call.reinvite_sdp is not None and call.offer_in is None:
+        if call.state == CallPhase.CONFIRMED and call.reinvite_sdp is not None and call.offer_in is None:
             self._send_reinvite(call, call.reinvite_sdp, now)
 
     # --- helpers ------------------------------------------------------------------------------
@@ -789,9 +824,9 @@ class UserAgent:
     def _transactions(self) -> list:
         return [*self._server_txs.values(), *self._client_txs.values()]
 
-    def _uas_call(self, call_id: str, state: str) -> Call:
+    def _uas_call(self, call_id: str, state: CallPhase) -> Call:
         call = self._calls.get(call_id)
-        if call is None or call.role != "uas":
+        if call is None or call.role != Role.UAS:
             raise LocalProtocolError(f"no incoming call {call_id}")
         if call.state != state:
             raise LocalProtocolError(f"call {call_id} is {call.state}, not {state}")
@@ -802,7 +837,7 @@ class UserAgent:
         call = self._calls.get(call_id)
         if call is None:
             raise LocalProtocolError(f"no call {call_id}")
-        if call.offer_in is None and call.state not in ("ending", "ended"):
+        if call.offer_in is None and call.state not in (CallPhase.ENDING, CallPhase.ENDED):
             raise LocalProtocolError(f"call {call_id} has no re-INVITE or UPDATE to answer")
         return call, call.offer_in
 
@@ -815,7 +850,7 @@ class UserAgent:
     def _dialog_call(self, req: SipRequest) -> Call | None:
         call = self._calls.get(req.call_id)
         d = call.dialog if call else None
-        if d is None or d.local_tag != req.to_tag or d.remote_tag != req.from_tag or call.state == "ended":  # type: ignore[union-attr]
+        if d is None or d.local_tag != req.to_tag or d.remote_tag != req.from_tag or call.state == CallPhase.ENDED:  # type: ignore[union-attr]
             return None
         return call
 
@@ -826,9 +861,9 @@ class UserAgent:
         self._end(call, why, status, now)
 
     def _end(self, call: Call, reason: str, status: int | None, now: float) -> None:
-        if call.state == "ended":
+        if call.state == CallPhase.ENDED:
             return
-        call.state = "ended"
+        call.move(CallPhase.ENDED)
         call.timers = {"expire": now + 64 * self.timers.t1}
         self._drop_offer_in(call, now)
         call.reinvite_tx, call.reinvite_sdp, call.reinvite_queued = None, None, False
@@ -842,8 +877,8 @@ class UserAgent:
         call.timers.pop("reinvite_retry", None)
         call.reinvite_queued = False
         self._drop_offer_in(call, now)
-        if call.state == "confirmed" or call.state == "answered":
-            call.state = "ending"
+        if call.state == CallPhase.CONFIRMED or call.state == CallPhase.ANSWERED:
+            call.move(CallPhase.ENDING)
         bye = call.dialog.create_request("BYE", self._via(call.local))
         hop = self._dialog_hop(call)
         tx = NonInviteClientTransaction(bye, self._sender(hop, call.local), call.local.transport != "udp", now,
@@ -851,7 +886,7 @@ class UserAgent:
         self._start_client(tx, call.call_id, now, hop)
 
     def _start_client(self, tx: ClientTransaction, call_id: str, now: float, dest: Addr) -> None:
-        tx.call_id = call_id  # type: ignore[attr-defined]
+        tx.call_id = call_id
         key = client_key(tx.request)
         self._client_txs[key] = tx
         self._client_dest[key] = dest
@@ -859,7 +894,8 @@ class UserAgent:
         tx.start(now)
 
     def _await_ack(self, call: Call, response: SipResponse, sdp: str, now: float) -> None:
-        call.local_sdp, call.response_2xx, call.state = sdp, bytes(response), "answered"
+        call.local_sdp, call.response_2xx = sdp, bytes(response)
+        call.move(CallPhase.ANSWERED)
         call.timers["ack"] = now + 64 * self.timers.t1
         if call.local.transport == "udp":
             call.interval = self.timers.t1
@@ -918,7 +954,7 @@ class UserAgent:
         """True while the UA keeps state for this Call-ID (until 64*T1 after it ended)."""
         return call_id in self._calls
 
-    # --- what the call gate asks (policy.CallState) -------------------------------------------
+    # --- what the call gate asks (policy.CallPhase) -------------------------------------------
 
     def knows_call_id(self, call_id: str) -> bool:
         """A call, or a request of ours (REGISTER...), uses this Call-ID: its traffic is expected."""
@@ -940,9 +976,9 @@ class UserAgent:
     def incoming_calls(self, peer: str | None = None) -> int:
         """Incoming calls in progress (answered or not), all or those admitted for one peer."""
         return sum(1 for c in self._calls.values()
-                   if c.role == "uas" and c.state != "ended"
+                   if c.role == Role.UAS and c.state != CallPhase.ENDED
                    and (peer is None or (c.admission is not None and c.admission.peer == peer)))
 
     def calls_via(self, remote: Addr) -> bool:
         """A call in progress uses this remote address (a stream connection must stay open)."""
-        return any(c.remote == remote and c.state != "ended" for c in self._calls.values())
+        return any(c.remote == remote and c.state != CallPhase.ENDED for c in self._calls.values())
