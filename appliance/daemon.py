@@ -35,8 +35,8 @@ from .restarts import daemon_changes
 from .routing.router import route
 from .rtsched import promote_this_thread, worker_this_thread
 from .sip import events as sipev
-from .sip.policy import RETRY_AFTER, SELF_TEST_PEER, SelfTestPass
-from .sip.setup import build_endpoint, start_registrations
+from .sip.policy import RETRY_AFTER, SelfTestPass
+from .calls.sip_setup import SELF_TEST_PEER, build_endpoint, peer_table, start_registrations
 from .sip.sdp import NoUsableCodec
 from .sip.messagelog import messages_text
 from .sip.useragent import UserAgent
@@ -501,13 +501,13 @@ class Appliance:
     def _reload_sip(self, old: Config, new: Config) -> list[str]:
         """Who may call, flood limits and the digest realm apply to the next INVITE."""
         from .sip.digest import DigestServer
-        from .sip.policy import PeerTable, RateLimiter
+        from .sip.policy import RateLimiter
 
         applied = []
         o, n = old.sip, new.sip
         gate = getattr(self.sip, "gate", None)
         if (o.peers, o.allow_unknown) != (n.peers, n.allow_unknown):
-            self.peers = PeerTable(n.peers, n.allow_unknown)
+            self.peers = peer_table(n.peers, n.allow_unknown)
             if gate is not None:
                 gate.peers = self.peers
             applied.append("sip.peers")
@@ -537,8 +537,6 @@ class Appliance:
     async def _reload_registrations(self, new: Config) -> None:
         """Accounts removed or changed are unregistered (Expires: 0, answers awaited briefly),
         new or changed ones start registering; unchanged ones keep their binding."""
-        from .sip.setup import start_registrations
-
         loop = asyncio.get_running_loop()
         wanted = list(new.sip.registrations)
         gone = [r for r in self.sip.registrations if r.cfg not in wanted]

@@ -29,9 +29,8 @@ import re
 import secrets
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Callable, Generic, Protocol, Sequence, TypeVar
 
-from ..config import PeerConfig
 from .callinfo import answerable, make_response, reply_target, stamp_via
 from .digest import DigestServer, VerifyResult
 from .errors import SipParseError
@@ -47,31 +46,57 @@ PRIVATE_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
 ))
 
 
-class PeerTable:
+class PeerRule(Protocol):
+    """What the gate reads of a peer (a [[sip.peers]] entry; the application's config passes its
+    own dataclass, which carries more for the call itself)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def match(self) -> str: ...          # an IP address or network
+    @property
+    def transport(self) -> str: ...      # "" = any
+    @property
+    def t38(self) -> str: ...            # only shown in describe()
+    @property
+    def username(self) -> str: ...       # set: its INVITEs need digest credentials
+    @property
+    def password(self) -> str: ...
+    @property
+    def max_calls(self) -> int: ...      # 0 = only the gate's max_calls
+
+
+P = TypeVar("P", bound=PeerRule)
+
+
+class PeerTable(Generic[P]):
     """Maps a caller's source address (and transport) to its [[sip.peers]] entry.
 
     The most specific network wins (a host entry beats its /24); equal prefixes go by file order.
     A peer restricted to one transport does not match the others, so a less specific entry (or
-    nothing) applies there.
+    nothing) applies there. Callers that match no entry but are let in anyway (no peers
+    configured: the private networks; allow_unknown: anyone) get an implicit peer made by
+    `implicit(name, match)`, named "private-network" or "unknown".
     """
 
-    def __init__(self, peers: list[PeerConfig], allow_unknown: bool = False) -> None:
+    def __init__(self, peers: Sequence[P], allow_unknown: bool = False, *,
+                 implicit: Callable[[str, str], P]) -> None:
         self.peers = list(peers)
         self.allow_unknown = allow_unknown
-        self._nets: list[tuple[Network, int, PeerConfig]] = [
+        self._nets: list[tuple[Network, int, P]] = [
             (ipaddress.ip_network(p.match, strict=False), i, p) for i, p in enumerate(self.peers)]
         self.default_private = not self.peers
-        self._private_peer = PeerConfig(name="private-network", match="private", t38="accept")
-        self._unknown_peer = PeerConfig(name="unknown", match="any", t38="accept")
+        self._private_peer = implicit("private-network", "private")
+        self._unknown_peer = implicit("unknown", "any")
 
-    def match(self, ip: str, transport: str) -> PeerConfig | None:
+    def match(self, ip: str, transport: str) -> P | None:
         try:
             addr = ipaddress.ip_address(ip.strip("[]").split("%")[0])
         except ValueError:
             return None
         if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
             addr = addr.ipv4_mapped
-        best: tuple[int, int, PeerConfig] | None = None
+        best: tuple[int, int, P] | None = None
         for net, index, peer in self._nets:
             if addr.version != net.version or addr not in net:
                 continue
@@ -164,8 +189,8 @@ def prescan_call_id(data: bytes) -> str | None:
 SELF_TEST_HEADER = "X-Faxbridge-Self-Test"
 #: the environment variable that hands the secret to the test-fax sender the daemon starts
 SELF_TEST_ENV = "FAXBRIDGE_SELF_TEST"
-#: the peer name a self-test call is recorded under (its line is "sip:self-test")
-SELF_TEST_PEER = PeerConfig(name="self-test", match="127.0.0.1/32", t38="accept")
+#: the peer name a self-test call is admitted and recorded under (its line is "sip:self-test")
+SELF_TEST_PEER_NAME = "self-test"
 
 
 def is_own_address(ip: str, local: Local) -> bool:
@@ -274,7 +299,7 @@ class CallGate:
 
     `stats` counts every refusal by reason; they reach the status page and /metrics."""
 
-    def __init__(self, peers: PeerTable, limiter: RateLimiter | None = None, digest: DigestServer | None = None,
+    def __init__(self, peers: PeerTable[Any], limiter: RateLimiter | None = None, digest: DigestServer | None = None,
                  *, state: CallState | None = None, server: str = "", max_calls: int = 0,
                  global_limiter: RateLimiter | None = None) -> None:
         self.peers = peers
@@ -326,7 +351,7 @@ class CallGate:
             return Verdict(msg) if ours else Verdict(reason="stray_response")
         return self._request(msg, remote, local, now, peer)
 
-    def _request(self, req: SipRequest, remote: Addr, local: Local, now: float, peer: PeerConfig | None) -> Verdict:
+    def _request(self, req: SipRequest, remote: Addr, local: Local, now: float, peer: PeerRule | None) -> Verdict:
         dialog = self.state.dialog_remote(req) if req.to_tag else None
         # a dialog's requests come from a peer or from the address the dialog was set up with
         ours = dialog is not None and (peer is not None or dialog[0] == remote[0])
@@ -347,7 +372,7 @@ class CallGate:
         if req.method == "INVITE" and self.self_test.admit(req, remote, local, now):
             if self.max_calls and self.state.incoming_calls() >= self.max_calls:
                 return self._busy(req, remote, local, "max_calls")
-            return Verdict(req, Admission(SELF_TEST_PEER.name, "", self_test=True))
+            return Verdict(req, Admission(SELF_TEST_PEER_NAME, "", self_test=True))
         if peer is None:
             if req.method != "INVITE":
                 return Verdict(reason="unknown_dropped")
@@ -373,7 +398,7 @@ class CallGate:
         return self._reply(req, remote, local, 503, "Service Unavailable", [("Retry-After", str(RETRY_AFTER))],
                            reason=reason)
 
-    def _malformed(self, exc: SipParseError, remote: Addr, local: Local, peer: PeerConfig | None) -> Verdict:
+    def _malformed(self, exc: SipParseError, remote: Addr, local: Local, peer: PeerRule | None) -> Verdict:
         """A peer's broken request that names enough to be answered gets 400 (or 505, 513);
         anything else is dropped: an unknown source learns nothing."""
         partial = exc.partial

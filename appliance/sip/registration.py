@@ -16,14 +16,13 @@ import logging
 import random
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Callable
+from typing import Callable, Protocol, Sequence
 
-from ..config import RegistrationConfig
+from ..protocol import Transitions
 from ..strictnum import is_uint
 from .digest import DigestClient, parse_challenges
-from ..protocol import Transitions
 from .errors import LocalProtocolError, SipParseError
-from .events import Local
+from .events import Addr, Local
 from .message import SipRequest, SipResponse
 from .transaction import NonInviteClientTransaction
 from .uri import SipUri, format_host, host_address, parse_name_addr
@@ -53,6 +52,30 @@ REG_STATES = Transitions("registration", {
 }, error=LocalProtocolError)
 
 OnResponse = Callable[[SipResponse | None, float], None]
+
+
+class RegistrationSettings(Protocol):
+    """One account to keep registered (a [[sip.registrations]] entry: the application's config
+    passes its own dataclass)."""
+
+    @property
+    def name(self) -> str: ...            # for logs and the status page ("" = the AoR)
+    @property
+    def registrar(self) -> str: ...       # a sip: URI, e.g. "sip:pbx.example:5060;transport=tcp"
+    @property
+    def user(self) -> str: ...
+    @property
+    def auth_user(self) -> str: ...       # "" = user
+    @property
+    def password(self) -> str: ...
+    @property
+    def domain(self) -> str: ...          # the AoR's host when not the registrar's
+    @property
+    def expires(self) -> int: ...
+    @property
+    def outbound_proxy(self) -> str: ...  # "" = send to the registrar itself
+    @property
+    def contact_user(self) -> str: ...    # "" = user
 
 
 class ReportingTransaction(NonInviteClientTransaction):
@@ -89,7 +112,7 @@ class Registration:
     """One [[sip.registrations]] entry: idle -> registering -> registered (-> refreshing) ...;
     stop() -> unregistering -> stopped."""
 
-    def __init__(self, cfg: RegistrationConfig, local: Local, *, user_agent: str = "Faxbridge/0.1",
+    def __init__(self, cfg: RegistrationSettings, local: Local, *, user_agent: str = "Faxbridge/0.1",
                  rng: random.Random | None = None, retry_initial: float = 30.0, retry_max: float = 1800.0) -> None:
         self.cfg = cfg
         self.local = local
@@ -120,7 +143,7 @@ class Registration:
         self._current: SipRequest | None = None
         self._auth_sent = False
         #: realms this registrar challenged our REGISTER with: the only ones our credentials answer
-        #: for requests in calls (sip.setup.ChallengeAnswerer)
+        #: for requests in calls (ChallengeAnswerer)
         self.realms: set[str] = set()
         #: the resolved next hop (ip, port), set by the driver
         self.remote: tuple[str, int] | None = None
@@ -319,3 +342,41 @@ def resolve_local(locals_: list[Local], transport: str, route_source: Callable[[
             return local
     raise LookupError(f"no {transport} listener for the registration")
 
+
+class ChallengeAnswerer:
+    """A UserAgent.challenge_hook: answers a 401/407 to our INVITE, re-INVITE or BYE with the
+    credentials of the registration whose registrar (or outbound proxy) the request went to,
+    only for a realm that registrar itself challenged our REGISTER with, once per request (again
+    only on stale=true).
+
+    Why so narrow: anyone we send a request to can challenge it, with a realm and nonce of their
+    choosing; answering with the PBX account would hand them an MD5 digest to crack offline. A
+    caller's gateway that challenges our BYE gets no answer (the BYE then fails: the call is
+    over anyway).
+    """
+
+    def __init__(self, registrations: Callable[[], Sequence[Registration]],
+                 resend: Callable[[str, SipRequest, list[tuple[str, str]], float], object]) -> None:
+        self._registrations = registrations
+        self._resend = resend  # UserAgent.resend_request
+
+    def _registration_for(self, dest: Addr, source: Addr) -> Registration | None:
+        for reg in self._registrations():
+            remote = getattr(reg, "remote", None)
+            if remote is not None and tuple(remote) == tuple(dest) and source[0] == dest[0]:
+                return reg
+        return None
+
+    def __call__(self, call_id: str, request: SipRequest, dest: Addr, response: SipResponse, source: Addr,
+                 now: float) -> bool:
+        reg = self._registration_for(dest, source)
+        if reg is None or not reg.realms:
+            return False
+        had_credentials = "Authorization" in request.headers or "Proxy-Authorization" in request.headers
+        if had_credentials and not any(c.stale for c in parse_challenges(response.headers)):
+            return False  # our credentials were refused: let the UA fail the request
+        answers = reg.digest.authorize(response, request.method, request.uri, realms=reg.realms)
+        if not answers:
+            return False
+        self._resend(call_id, request, answers, now)
+        return True

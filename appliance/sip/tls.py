@@ -9,25 +9,17 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable
 
 
 @dataclass
 class TlsSettings:
-    """Paths from [sip]; `verify_client` requires and checks client certificates against `ca`."""
+    """PEM paths (the application's [sip] tls_* settings); `verify_client` requires and checks
+    client certificates against `ca`."""
 
     cert: str = ""
     key: str = ""
     ca: str = ""
     verify_client: bool = False
-
-    @classmethod
-    def from_config(cls, sip: Any, resolve: Callable[[str], Path] = Path) -> "TlsSettings":
-        """From a SipConfig; `resolve` is Config.path (paths relative to the config file)."""
-        def path(p: str) -> str:
-            return str(resolve(p)) if p else ""
-        return cls(path(sip.tls_cert), path(sip.tls_key), path(sip.tls_ca), sip.tls_verify_client)
 
     def server_context(self) -> ssl.SSLContext:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -17,10 +17,9 @@ from .framing import KeepAlive, StreamFramer
 from .message import MAX_MESSAGE_SIZE, SipRequest
 from .messagelog import MessageLog
 from .policy import CallGate, ConnectionLimiter
-from .registration import Registration, RegistrationStatus, resolve_local
+from .registration import Registration, RegistrationSettings, RegistrationStatus, resolve_local
 from .tls import TlsSettings
 from .useragent import UserAgent
-from ..config import RegistrationConfig
 from ..netutil import is_unspecified, route_source
 
 #: a TLS peer that has not finished its handshake by then is dropped (slow-loris guard)
@@ -435,7 +434,7 @@ class SipEndpoint:
 
     # --- registrations ------------------------------------------------------------------------
 
-    async def add_registration(self, reg_cfg: RegistrationConfig, **kwargs: object) -> Registration:
+    async def add_registration(self, reg_cfg: RegistrationSettings, **kwargs: object) -> Registration:
         """Resolve the first hop (A/AAAA only: no NAPTR/SRV), pick our listener and start REGISTERing.
 
         kwargs go to Registration (rng, retry_initial, retry_max); call after start()."""

@@ -17,7 +17,8 @@ import time
 from appliance.config import PeerConfig
 from appliance.sip.events import Local
 from appliance.sip.message import parse_message
-from appliance.sip.policy import CallGate, PeerTable, RateLimiter
+from appliance.calls.sip_setup import peer_table
+from appliance.sip.policy import CallGate, RateLimiter
 
 UDP = Local("udp", "192.0.2.1", 5060)
 PEER = ("192.0.2.50", 5060)
@@ -43,7 +44,7 @@ def per_call(fn, count: int) -> float:  # type: ignore[no-untyped-def]
 
 
 def main() -> None:
-    peers = PeerTable([PeerConfig(name="gw", match="192.0.2.50")])
+    peers = peer_table([PeerConfig(name="gw", match="192.0.2.50")])
     vias = "".join(f"Via: SIP/2.0/UDP 10.0.{i}.1:5060;branch=z9hG4bKv{i};received=10.0.{i}.1;rport=5060\r\n"
                    for i in range(31))
     pad = "".join(f"X-H{i}: {'a' * 40}\r\n" for i in range(60))

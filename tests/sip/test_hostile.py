@@ -19,7 +19,7 @@ from appliance.sip.digest import DigestServer, build_authorization, parse_challe
 from appliance.sip.events import CallEnded, CallFailed, IncomingCall
 from appliance.sip.message import SipRequest, SipResponse, parse_message
 from appliance.sip.sdp import offer_audio
-from appliance.sip.setup import build_endpoint
+from appliance.calls.sip_setup import build_endpoint
 from appliance.sip.transport import SipEndpoint
 from appliance.sip.useragent import UserAgent
 

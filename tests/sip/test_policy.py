@@ -11,8 +11,8 @@ from appliance.sip.digest import DigestServer, build_authorization, parse_challe
 from appliance.sip.events import Admission, Local
 from appliance.sip.message import SipRequest, SipResponse, parse_message
 from appliance.sip.policy import CallGate, ConnectionLimiter, PeerTable, RateLimiter, prescan_call_id
-from appliance.sip.registration import Registration
-from appliance.sip.setup import ChallengeAnswerer, build_endpoint
+from appliance.sip.registration import ChallengeAnswerer, Registration
+from appliance.calls.sip_setup import build_endpoint, peer_table
 from appliance.sip.transport import SipEndpoint
 from appliance.sip.useragent import UserAgent
 from tests.budgets import LOADED, async_wait_until
@@ -23,8 +23,8 @@ UDP = Local("udp", "192.0.2.1", 5060)
 PEER_ADDR = ("192.0.2.50", 5099)
 
 
-def table(*peers: PeerConfig, allow_unknown: bool = False) -> PeerTable:
-    return PeerTable(list(peers), allow_unknown)
+def table(*peers: PeerConfig, allow_unknown: bool = False) -> PeerTable[PeerConfig]:
+    return peer_table(list(peers), allow_unknown)
 
 
 def test_most_specific_match_wins_and_transport_restricts() -> None:
@@ -360,7 +360,8 @@ def test_a_self_test_admission_is_checked_again_by_the_daemon() -> None:
     """The daemon opens media for a self-test call only when the pass admitted exactly that call."""
     from appliance.daemon import admission_refusal
     from appliance.sip.events import IncomingCall
-    from appliance.sip.policy import SELF_TEST_HEADER, SELF_TEST_PEER, SelfTestPass
+    from appliance.calls.sip_setup import SELF_TEST_PEER
+    from appliance.sip.policy import SELF_TEST_HEADER, SelfTestPass
 
     own = SelfTestPass()
 

@@ -185,9 +185,10 @@ def test_tls_settings_enforce_tls12(pki: dict[str, str]) -> None:
 
 async def _stranger_gets_no_handshake(pki: dict[str, str]) -> None:
     from appliance.config import PeerConfig
-    from appliance.sip.policy import CallGate, PeerTable
+    from appliance.calls.sip_setup import peer_table
+    from appliance.sip.policy import CallGate
 
-    ep = SipEndpoint(tls=settings(pki, "b"), gate=CallGate(PeerTable([PeerConfig(name="gw", match="127.0.0.2")])))
+    ep = SipEndpoint(tls=settings(pki, "b"), gate=CallGate(peer_table([PeerConfig(name="gw", match="127.0.0.2")])))
     await ep.start([("tls", "127.0.0.1", 0)])
     port = ep.locals[0].port
     try:

@@ -34,7 +34,8 @@ from appliance.sip.digest import ALGORITHMS, DigestServer, parse_auth_params, re
 from appliance.sip.errors import SipParseError
 from appliance.sip.events import Addr, Local
 from appliance.sip.message import MAX_DATAGRAM, SipRequest, SipResponse, parse_message
-from appliance.sip.policy import CallGate, PeerTable, RateLimiter, prescan_call_id
+from appliance.calls.sip_setup import peer_table
+from appliance.sip.policy import CallGate, RateLimiter, prescan_call_id
 
 MAX_LEN = 8192
 DICTS = ("sip", "digest", "_text")
@@ -120,7 +121,7 @@ def _gate(config: bytes, clock: list[float], state: _Calls) -> CallGate:
     gw = PeerConfig(name="gw", match=GW[0], username=USER if flags & 1 else "",
                     password=PASSWORD if flags & 1 else "", max_calls=flags >> 6)
     pbx = PeerConfig(name="pbx", match="192.0.2.56/29", transport="udp")
-    peers = PeerTable([] if flags & 4 else [gw, pbx], allow_unknown=bool(flags & 2))
+    peers = peer_table([] if flags & 4 else [gw, pbx], allow_unknown=bool(flags & 2))
     limiter = RateLimiter(rate=1 + (bucket & 0x0F), burst=1 + (bucket >> 4), max_sources=1 + sources % 8)
     digest = DigestServer("faxbridge", key=_KEY)
     return CallGate(peers, limiter, digest, state=state, server="fuzz", max_calls=flags >> 3 & 7,
