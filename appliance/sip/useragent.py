@@ -658,7 +658,7 @@ class UserAgent:
         if call is None:
             return
         if resp.status in (401, 407) and self.challenge_hook is not None and call.state != CallPhase.ENDED:
-            if tx is call.reinvite_tx:
+            if call.reinvite_tx is not None and call.reinvite_tx is tx:
                 call.reinvite_tx = None  # resend_request puts the new one in its place
             dest = self._client_dest.get(client_key(tx.request), call.remote)
             if self.challenge_hook(call.call_id, tx.request, dest, resp, source, now):

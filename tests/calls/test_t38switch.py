@@ -123,6 +123,7 @@ def test_fall_back_deferred_while_an_offer_is_open_then_retried() -> None:
     s = on_audio("accept")
     s.receive(t38_reinvite(), 0.0)
     (first,) = s.handle_timer(T38_MEDIA_TIMEOUT)
+    assert isinstance(first, SendReinvite)
     assert s.receive(ReinviteNotSent(ReinviteKind.FALLBACK, "answer the peer's offer first"), T38_MEDIA_TIMEOUT) == [
         Note("fall-back re-INVITE deferred: answer the peer's offer first")]
     assert s.mode == Mode.T38 and s.sdp_version == 2
