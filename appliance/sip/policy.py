@@ -385,7 +385,8 @@ class CallGate:
             if result == VerifyResult.FAILED:
                 return self._reply(req, remote, local, 403, "Forbidden", reason="auth_failed")
             if result != VerifyResult.OK:
-                headers = [("WWW-Authenticate", c) for c in self.digest.challenges(now, stale=result == VerifyResult.STALE)]
+                stale = result == VerifyResult.STALE
+                headers = [("WWW-Authenticate", c) for c in self.digest.challenges(now, stale=stale)]
                 return self._reply(req, remote, local, 401, "Unauthorized", headers, reason=f"auth_{result}")
             authenticated = peer.username
         if self.max_calls and self.state.incoming_calls() >= self.max_calls:
