@@ -317,7 +317,8 @@ class Spool:
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # SQLite already rolled back after SQLITE_FULL, for one
+                    self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
 
