@@ -214,3 +214,23 @@ def check_against_records(spool: Spool, since: float) -> None:
     dead = sorted((j for j in jobs if j.state == JobState.DEAD), key=lambda j: -j.id)
     assert [(d.id, d.fax_id) for d in spool.dead_letters(1000)] == [(j.id, j.fax_id) for j in dead]
     assert not any(math.isnan(x) for x in spool.delivery_latencies(1000))
+
+
+def test_the_summaries_stay_fast_on_a_big_spool(spool: Spool):
+    """100,000 faxes and jobs: a /metrics scrape or a dashboard must not wait on the spool."""
+    import sqlite3
+    import time
+    n = 100_000
+    with sqlite3.connect(spool.db_path) as db:
+        db.executemany("INSERT INTO faxes (id, uid, state, created, complete, pages) VALUES (?, ?, ?, ?, 1, 2)",
+                       [(i + 1, f"{i:016x}", "delivered", T0 + i) for i in range(n)])
+        db.executemany("INSERT INTO jobs (fax_id, recipient, message_id, state, next_attempt, created,"
+                       " delivered_at) VALUES (?, 'a@x.example', ?, ?, ?, ?, ?)",
+                       [(i + 1, f"<{i}>", "dead" if i % 1000 == 0 else "delivered", T0 + i, T0 + i, T0 + i + 7)
+                        for i in range(n)])
+    start = time.perf_counter()
+    assert spool.job_counts()[JobState.DEAD] == 100
+    assert spool.tally_since(T0 + n - 10) == FaxTally(calls=10, faxes=10, pages=20, failures=0)
+    assert spool.delivery_latencies(1000) == [7.0] * 1000
+    assert len(spool.dead_letters(20)) == 20 and spool.oldest_waiting() is None
+    assert time.perf_counter() - start < 2.0

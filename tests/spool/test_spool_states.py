@@ -344,3 +344,18 @@ class SpoolMachine(RuleBasedStateMachine):
 TestSpoolMachine = SpoolMachine.TestCase
 TestSpoolMachine.settings = settings(max_examples=25, stateful_step_count=20, deadline=None,
                                      suppress_health_check=[HealthCheck.too_slow])
+
+
+def test_records_serialise_exactly_as_before(spool: Spool):
+    """What the API, record.json and the control socket emit: the state as the plain string."""
+    import dataclasses
+    fax, (job,) = routed(spool, ["a@example.com"])
+    fax = spool.get_fax(fax.id)
+    as_json = json.loads(json.dumps(dataclasses.asdict(fax), default=str))
+    assert as_json["state"] == "routed" and type(as_json["state"]) is str
+    assert json.dumps({"state": fax.state}) == '{"state": "routed"}'
+    assert json.dumps(dataclasses.asdict(spool.get_job(job.id))["state"]) == '"queued"'
+    assert f"{fax.state}" == "routed" and "%s" % job.state == "queued" and repr(job.state.value) == "'queued'"
+    # the stored column holds the bare string, as every older firmware wrote and reads it
+    assert stored(spool, "SELECT state, typeof(state) FROM faxes") == [("routed", "text")]
+    assert stored(spool, "SELECT state, typeof(state) FROM jobs") == [("queued", "text")]
