@@ -1,51 +1,35 @@
 """Read-only summaries of the spool for the dashboard, the control socket's status and /metrics.
 
-Every query here is bounded: it runs on an index or over a fixed number of rows, so a spool with
-100,000 faxes answers as fast as an empty one.  Nothing here writes.
+Each reads through the spool's public read API (``Spool.job_counts``, ``tally_since``, ...), whose
+queries are bounded, and puts the answer in the words and shapes its readers show.  Nothing here writes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
-from appliance.spool.store import JOB_STATES, Spool
+from appliance.spool.store import DeadLetter, FaxTally, Spool
 
 #: latency is summarised over the most recent deliveries only (bounded work per scrape)
 LATENCY_WINDOW = 1000
 #: at most this many distinct failure causes are reported (labels must stay few)
 MAX_CAUSES = 30
 
+#: a period's counts (the dashboard's "today", /metrics' totals)
+Day = FaxTally
+
 
 def queue_counts(spool: Spool) -> dict[str, int]:
-    """Jobs per state, every state present (zero when none): ``jobs_due`` covers the GROUP BY."""
-    counts = {s: 0 for s in JOB_STATES}
-    for row in spool._query("SELECT state, count(*) FROM jobs GROUP BY state"):
-        counts[row[0]] = int(row[1])
-    return counts
+    """Jobs per state, every state present (zero when none), keyed by the state's name."""
+    return {state.value: n for state, n in spool.job_counts().items()}
 
 
 def oldest_waiting(spool: Spool) -> float | None:
     """When the oldest job still waiting for delivery (queued or retrying) was created."""
-    row = spool._query("SELECT min(created) FROM jobs WHERE state IN ('queued', 'failed_retrying')")
-    return row[0][0]
-
-
-@dataclass
-class Day:
-    calls: int = 0
-    faxes: int = 0
-    pages: int = 0
-    failures: int = 0
+    return spool.oldest_waiting()
 
 
 def faxes_since(spool: Spool, since: float) -> Day:
     """Calls, faxes, pages and failures (no page, incomplete, or delivery dead) since ``since``."""
-    row = spool._query(
-        "SELECT count(*), sum(state NOT IN ('no_fax', 'receiving')), sum(pages),"
-        " sum(state IN ('no_fax', 'dead') OR (complete = 0 AND state != 'receiving'))"
-        " FROM faxes WHERE created >= ?", (since,))[0]
-    return Day(*(int(v or 0) for v in row))
+    return spool.tally_since(since)
 
 
 def totals(spool: Spool) -> Day:
@@ -55,12 +39,9 @@ def totals(spool: Spool) -> Day:
 
 def failure_causes(spool: Spool) -> dict[str, int]:
     """Calls that brought no complete fax, by T.30 result code's wording."""
-    rows = spool._query(
-        "SELECT result_code, count(*) FROM faxes WHERE state != 'receiving' AND (state = 'no_fax' OR complete = 0)"
-        " GROUP BY result_code ORDER BY count(*) DESC LIMIT ?", (MAX_CAUSES,))
     out: dict[str, int] = {}
-    for code, n in rows:
-        out[cause_name(int(code))] = out.get(cause_name(int(code)), 0) + int(n)
+    for r in spool.failures_by_result(MAX_CAUSES):
+        out[cause_name(r.result_code)] = out.get(cause_name(r.result_code), 0) + r.calls
     return out
 
 
@@ -77,17 +58,9 @@ def cause_name(code: int) -> str:
 
 def recent_latencies(spool: Spool, limit: int = LATENCY_WINDOW) -> list[float]:
     """Seconds from job creation to delivery, for the last ``limit`` delivered jobs."""
-    # "+state": not through the state index, which would sort every delivered job; newest ids first
-    # instead, stopping after `limit` rows
-    rows = spool._query("SELECT delivered_at - created FROM jobs WHERE +state = 'delivered'"
-                        " AND delivered_at IS NOT NULL ORDER BY id DESC LIMIT ?", (int(limit),))
-    return [max(0.0, float(r[0])) for r in rows]
+    return spool.delivery_latencies(limit)
 
 
-def dead_jobs(spool: Spool, limit: int = 20) -> list[dict[str, Any]]:
+def dead_jobs(spool: Spool, limit: int = 20) -> list[DeadLetter]:
     """The newest dead letters with their fax's caller, for the dashboard's alerts."""
-    rows = spool._query(
-        "SELECT jobs.id, jobs.fax_id, jobs.recipient, jobs.last_error, jobs.created, faxes.caller_number"
-        " FROM jobs JOIN faxes ON faxes.id = jobs.fax_id WHERE jobs.state = 'dead'"
-        " ORDER BY jobs.id DESC LIMIT ?", (int(limit),))
-    return [dict(r) for r in rows]
+    return spool.dead_letters(limit)

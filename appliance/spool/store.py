@@ -33,18 +33,18 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from appliance.spool.crashpoint import crash_point
+from appliance.spool.states import (ALERT_MOVES, FAX_MOVES, JOB_MOVES, OPEN_JOB_STATES, WAITING_JOB_STATES,
+                                    AlertState, FaxState, JobState, derived_fax_state, move)
 from appliance.spool.tiffpages import PageScan, fsync_dir, fsync_file, keep_first_pages, scan_pages
 
 log = logging.getLogger("faxbridge.spool")
 
-FAX_STATES = ("receiving", "received", "no_fax", "routed", "delivering", "delivered",
-              "failed_retrying", "dead")
-JOB_STATES = ("queued", "delivering", "delivered", "failed_retrying", "dead")
+#: the states as plain strings, in their order of life (the web's filter, the CLI's choices)
+FAX_STATES: tuple[str, ...] = tuple(s.value for s in FaxState)
+JOB_STATES: tuple[str, ...] = tuple(s.value for s in JobState)
 
 #: user_version of the database; each step in ``_MIGRATIONS`` brings an older one up to date
 SCHEMA_VERSION = 2
-#: jobs in these states are still owed an attempt: their fax is neither deleted nor purged
-OPEN_JOB_STATES = ("queued", "delivering", "failed_retrying")
 #: how many faxes one purge transaction deletes, so the daemon's writes never wait long
 PURGE_BATCH = 200
 #: what a call may leave for its diagnostics in ``calls/<uid>.<kind>``: its SIP messages as text,
@@ -59,7 +59,7 @@ class FaxRecord:
     id: int
     #: internal key, unique beyond this box: file names and Message-IDs, never shown as the fax's name
     uid: str
-    state: str
+    state: FaxState
     created: float
     finished: float | None = None
     complete: bool = False
@@ -80,6 +80,9 @@ class FaxRecord:
     image: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.state = FaxState(self.state)  # a plain string from a caller becomes the state it names
+
 
 @dataclass
 class Job:
@@ -87,12 +90,47 @@ class Job:
     fax_id: int
     recipient: str
     message_id: str
-    state: str
+    state: JobState
     attempts: int
     next_attempt: float
     last_error: str
     delivered_at: float | None
     created: float
+
+    def __post_init__(self) -> None:
+        self.state = JobState(self.state)
+
+
+@dataclass(frozen=True)
+class FaxTally:
+    """Counts over the calls of a period (a day for the dashboard, all time for /metrics)."""
+
+    calls: int = 0
+    #: calls that brought at least one page
+    faxes: int = 0
+    pages: int = 0
+    #: calls without a page or incomplete, and faxes whose delivery died
+    failures: int = 0
+
+
+@dataclass(frozen=True)
+class ResultCount:
+    """How many calls ended without a complete fax with one T.30 result code."""
+
+    result_code: int
+    calls: int
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A job that failed for good, with the caller of its fax."""
+
+    id: int
+    fax_id: int
+    recipient: str
+    last_error: str
+    created: float
+    caller_number: str
 
 
 #: FaxRecord fields the call may report; the rest belong to the spool.
@@ -279,11 +317,12 @@ class Spool:
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # SQLite already rolled back after SQLITE_FULL, for one
+                    self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
 
-    def _query(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[sqlite3.Row]:
+    def _query(self, sql: str, params: tuple[Any, ...] | list[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
             cur = self._db.execute(sql, params)
             cur.row_factory = sqlite3.Row
@@ -295,7 +334,7 @@ class Spool:
         """Record a call before any page arrives, so even a crash mid-page leaves a trace."""
         cols = _fact_columns(facts)
         uid = secrets.token_hex(8)
-        cols.update(uid=uid, state="receiving", created=now)
+        cols.update(uid=uid, state=FaxState.RECEIVING.value, created=now)
         names = ", ".join(cols)
         marks = ", ".join("?" for _ in cols)
         with self._tx() as db:
@@ -359,7 +398,7 @@ class Spool:
         fax = self.get_fax(fax_id)
         if fax is None:
             raise KeyError(f"no fax {fax_id}")
-        if fax.state != "receiving":
+        if fax.state != FaxState.RECEIVING:
             return fax
         if facts:
             self.update_facts(fax_id, **facts)
@@ -390,6 +429,7 @@ class Spool:
         crash_point("finish.dirsynced")
         image = str(final.relative_to(self.root))
         good = scan.deliverable
+        received = move(FAX_MOVES, fax.state, FaxState.RECEIVED, f"fax {fax.id}")
         with self._tx() as db:
             if scan.refused:
                 # The file stays as it came (the owner can see what was sent); the record says which
@@ -399,10 +439,11 @@ class Spool:
                 extra = json.loads(row[1] or "{}")
                 extra["refused_pages"] = [r.as_dict() for r in scan.refused]
                 text = refusal_text(scan) + (f" ({row[0]})" if row[0] else "")
-                db.execute("UPDATE faxes SET result_text=?, extra=? WHERE id=? AND state='receiving'",
-                           (text, json.dumps(extra), fax_id))
-            db.execute("UPDATE faxes SET state='received', pages=?, complete=?, finished=?, image=?"
-                       " WHERE id=? AND state='receiving'", (good, int(complete), now, image, fax_id))
+                db.execute("UPDATE faxes SET result_text=?, extra=? WHERE id=? AND state=?",
+                           (text, json.dumps(extra), fax_id, fax.state.value))
+            db.execute("UPDATE faxes SET state=?, pages=?, complete=?, finished=?, image=?"
+                       " WHERE id=? AND state=?",
+                       (received.value, good, int(complete), now, image, fax_id, fax.state.value))
         crash_point("finish.committed")
         if scan.refused:
             log.warning("fax %s: %s", fax.id, refusal_text(scan))
@@ -412,9 +453,10 @@ class Spool:
         return done
 
     def _commit_no_fax(self, fax: FaxRecord, now: float, *, complete: bool) -> FaxRecord:
+        no_fax = move(FAX_MOVES, fax.state, FaxState.NO_FAX, f"fax {fax.id}")
         with self._tx() as db:
-            db.execute("UPDATE faxes SET state='no_fax', pages=0, complete=?, finished=?, image=NULL"
-                       " WHERE id=? AND state='receiving'", (int(complete), now, fax.id))
+            db.execute("UPDATE faxes SET state=?, pages=0, complete=?, finished=?, image=NULL"
+                       " WHERE id=? AND state=?", (no_fax.value, int(complete), now, fax.id, fax.state.value))
         crash_point("finish.nofax_committed")
         for p in (self.incoming_path(fax), self.final_path(fax)):
             p.unlink(missing_ok=True)
@@ -491,7 +533,7 @@ class Spool:
             if row is None:
                 raise KeyError(f"no fax {fax_id}")
             uid, state = row
-            if state == "receiving" or (state == "no_fax" and not notice):
+            if state == FaxState.RECEIVING or (state == FaxState.NO_FAX and not notice):
                 raise ValueError(f"fax {fax_id} is {state}: nothing to deliver")
             n = db.execute("SELECT count(*) FROM jobs WHERE fax_id=?", (fax_id,)).fetchone()[0]
             for rcpt in dict.fromkeys(recipients):
@@ -501,8 +543,8 @@ class Spool:
                     continue
                 n += 1
                 db.execute("INSERT INTO jobs (fax_id, recipient, message_id, state, next_attempt,"
-                           " created) VALUES (?, ?, ?, 'queued', ?, ?)",
-                           (fax_id, rcpt, f"<{uid}.{n}@faxbridge>", now, now))
+                           " created) VALUES (?, ?, ?, ?, ?, ?)",
+                           (fax_id, rcpt, f"<{uid}.{n}@faxbridge>", JobState.QUEUED.value, now, now))
             crash_point("add_jobs.inserted")
             self._refresh_fax_state(db, fax_id)
         crash_point("add_jobs.committed")
@@ -520,13 +562,16 @@ class Spool:
     def claim_due_jobs(self, now: float, limit: int = 10) -> list[Job]:
         """Move due jobs to ``delivering`` and return them; each is claimed by one caller only."""
         with self._tx() as db:
-            ids = [r[0] for r in db.execute(
-                "SELECT id FROM jobs WHERE state IN ('queued', 'failed_retrying') AND next_attempt <= ?"
-                " ORDER BY next_attempt, id LIMIT ?", (now, int(limit)))]
-            if not ids:
+            due = db.execute(
+                "SELECT id, state FROM jobs WHERE state IN (?, ?) AND next_attempt <= ?"
+                " ORDER BY next_attempt, id LIMIT ?", (*WAITING_JOB_STATES, now, int(limit))).fetchall()
+            if not due:
                 return []
+            ids = [r[0] for r in due]
+            for job_id, state in due:
+                move(JOB_MOVES, JobState(state), JobState.DELIVERING, f"job {job_id}")
             marks = ",".join("?" for _ in ids)
-            db.execute(f"UPDATE jobs SET state='delivering' WHERE id IN ({marks})", ids)
+            db.execute(f"UPDATE jobs SET state=? WHERE id IN ({marks})", (JobState.DELIVERING.value, *ids))
             for (fax_id,) in db.execute(f"SELECT DISTINCT fax_id FROM jobs WHERE id IN ({marks})",
                                         ids).fetchall():
                 self._refresh_fax_state(db, fax_id)
@@ -537,53 +582,58 @@ class Spool:
         if not job_ids:
             return
         marks = ",".join("?" for _ in job_ids)
+        back = move(JOB_MOVES, JobState.DELIVERING, JobState.QUEUED, "a released job")
         with self._tx() as db:
             fax_ids = [r[0] for r in db.execute(
-                f"SELECT DISTINCT fax_id FROM jobs WHERE id IN ({marks}) AND state='delivering'", job_ids)]
-            db.execute(f"UPDATE jobs SET state='queued' WHERE id IN ({marks}) AND state='delivering'", job_ids)
+                f"SELECT DISTINCT fax_id FROM jobs WHERE id IN ({marks}) AND state=?",
+                (*job_ids, JobState.DELIVERING.value))]
+            db.execute(f"UPDATE jobs SET state=? WHERE id IN ({marks}) AND state=?",
+                       (back.value, *job_ids, JobState.DELIVERING.value))
             for fax_id in fax_ids:
                 self._refresh_fax_state(db, fax_id)
 
     def next_due(self) -> float | None:
         """When the earliest waiting job becomes due, or None when nothing waits."""
-        row = self._query("SELECT min(next_attempt) FROM jobs WHERE state IN ('queued', 'failed_retrying')")
+        row = self._query("SELECT min(next_attempt) FROM jobs WHERE state IN (?, ?)", WAITING_JOB_STATES)
         return row[0][0]
 
     def job_delivered(self, job_id: int, now: float, reply: str) -> None:
-        self._finish_attempt(job_id, now, ok=True, reply=reply,
-                             sets="state='delivered', delivered_at=?, last_error=''", params=(now,))
+        self._finish_attempt(job_id, now, JobState.DELIVERED, ok=True, reply=reply,
+                             sets="delivered_at=?, last_error=''", params=(now,))
 
     def job_retry(self, job_id: int, now: float, error: str, next_attempt: float) -> None:
-        self._finish_attempt(job_id, now, ok=False, reply=error,
-                             sets="state='failed_retrying', next_attempt=?, last_error=?",
-                             params=(next_attempt, error))
+        self._finish_attempt(job_id, now, JobState.FAILED_RETRYING, ok=False, reply=error,
+                             sets="next_attempt=?, last_error=?", params=(next_attempt, error))
 
     def job_dead(self, job_id: int, now: float, error: str, *, alert_to: str = "") -> None:
         """Mark the job dead; with ``alert_to``, owe the admin one alert, in the same commit, so
         a crash can neither lose the alert nor (once it is marked sent) repeat it."""
-        self._finish_attempt(job_id, now, ok=False, reply=error,
-                             sets="state='dead', last_error=?", params=(error,), alert_to=alert_to)
+        self._finish_attempt(job_id, now, JobState.DEAD, ok=False, reply=error,
+                             sets="last_error=?", params=(error,), alert_to=alert_to)
 
-    def _finish_attempt(self, job_id: int, now: float, *, ok: bool, reply: str, sets: str,
-                        params: tuple[Any, ...], alert_to: str = "") -> None:
+    def _finish_attempt(self, job_id: int, now: float, outcome: JobState, *, ok: bool, reply: str,
+                        sets: str, params: tuple[Any, ...], alert_to: str = "") -> None:
+        """Record one attempt's ``outcome`` of a claimed (``delivering``) job, with its reply."""
         with self._tx() as db:
-            row = db.execute("SELECT fax_id FROM jobs WHERE id=?", (job_id,)).fetchone()
+            row = db.execute("SELECT fax_id, state FROM jobs WHERE id=?", (job_id,)).fetchone()
             if row is None:
                 raise KeyError(f"no job {job_id}")
-            db.execute(f"UPDATE jobs SET {sets}, attempts=attempts+1 WHERE id=?", (*params, job_id))
+            move(JOB_MOVES, JobState(row[1]), outcome, f"job {job_id}")
+            db.execute(f"UPDATE jobs SET state=?, {sets}, attempts=attempts+1 WHERE id=?",
+                       (outcome.value, *params, job_id))
             db.execute("INSERT INTO attempts (job_id, time, ok, reply) VALUES (?, ?, ?, ?)",
                        (job_id, now, int(ok), reply))
             if alert_to:
                 db.execute("INSERT OR REPLACE INTO alerts (job_id, admin, state, next_attempt, created)"
-                           " VALUES (?, ?, 'pending', ?, ?)", (job_id, alert_to, now, now))
+                           " VALUES (?, ?, ?, ?, ?)", (job_id, alert_to, AlertState.PENDING.value, now, now))
             self._refresh_fax_state(db, row[0])
 
     # -- dead-letter alerts ---------------------------------------------------------------------
 
     def due_alerts(self, now: float) -> list[dict[str, Any]]:
         """Alerts owed to the admin and due now (one per dead job)."""
-        rows = self._query("SELECT * FROM alerts WHERE state='pending' AND next_attempt <= ?"
-                           " ORDER BY next_attempt, job_id", (now,))
+        rows = self._query("SELECT * FROM alerts WHERE state=? AND next_attempt <= ?"
+                           " ORDER BY next_attempt, job_id", (AlertState.PENDING.value, now))
         return [dict(r) for r in rows]
 
     def get_alert(self, job_id: int) -> dict[str, Any] | None:
@@ -591,19 +641,29 @@ class Spool:
         return dict(rows[0]) if rows else None
 
     def next_alert_due(self) -> float | None:
-        return self._query("SELECT min(next_attempt) FROM alerts WHERE state='pending'")[0][0]
+        return self._query("SELECT min(next_attempt) FROM alerts WHERE state=?",
+                           (AlertState.PENDING.value,))[0][0]
 
     def alert_sent(self, job_id: int, now: float) -> None:
         with self._tx() as db:
-            db.execute("UPDATE alerts SET state='sent', sent_at=?, attempts=attempts+1 WHERE job_id=?",
-                       (now, job_id))
+            sent = self._move_alert(db, job_id, AlertState.SENT)
+            db.execute("UPDATE alerts SET state=?, sent_at=?, attempts=attempts+1 WHERE job_id=?",
+                       (sent, now, job_id))
 
     def alert_retry(self, job_id: int, error: str, next_attempt: float, *, give_up: bool = False) -> None:
         """A failed alert waits for its next try, or is abandoned: never an alert about an alert."""
         with self._tx() as db:
+            to = self._move_alert(db, job_id, AlertState.ABANDONED if give_up else AlertState.PENDING)
             db.execute("UPDATE alerts SET state=?, attempts=attempts+1, last_error=?, next_attempt=?"
-                       " WHERE job_id=?", ("abandoned" if give_up else "pending", error, next_attempt,
-                                           job_id))
+                       " WHERE job_id=?", (to, error, next_attempt, job_id))
+
+    @staticmethod
+    def _move_alert(db: sqlite3.Connection, job_id: int, to: AlertState) -> str:
+        """The alert's new state as stored, checked against ALERT_MOVES (no alert: nothing moves)."""
+        row = db.execute("SELECT state FROM alerts WHERE job_id=?", (job_id,)).fetchone()
+        if row is not None:
+            move(ALERT_MOVES, AlertState(row[0]), to, f"alert of job {job_id}")
+        return to.value
 
     # -- listing and resending ------------------------------------------------------------------
 
@@ -630,18 +690,20 @@ class Spool:
             if row is None:
                 raise KeyError(f"no fax {fax_id}")
             uid, fax_state = row
-            if fax_state in ("receiving", "no_fax"):
+            if fax_state in (FaxState.RECEIVING, FaxState.NO_FAX):
                 raise ValueError(f"fax {fax_id} is {fax_state}: nothing to deliver")
             job = db.execute("SELECT id, state FROM jobs WHERE fax_id=? AND recipient=?",
                              (fax_id, recipient)).fetchone()
             message_id = f"<{uid}.{secrets.token_hex(6)}@faxbridge>"
             if job is None:
                 db.execute("INSERT INTO jobs (fax_id, recipient, message_id, state, next_attempt, created)"
-                           " VALUES (?, ?, ?, 'queued', ?, ?)", (fax_id, recipient, message_id, now, now))
-            elif job[1] in ("delivered", "dead"):
-                db.execute("UPDATE jobs SET state='queued', message_id=?, attempts=0, next_attempt=?,"
+                           " VALUES (?, ?, ?, ?, ?, ?)",
+                           (fax_id, recipient, message_id, JobState.QUEUED.value, now, now))
+            elif job[1] in (JobState.DELIVERED, JobState.DEAD):
+                queued = move(JOB_MOVES, JobState(job[1]), JobState.QUEUED, f"job {job[0]}")
+                db.execute("UPDATE jobs SET state=?, message_id=?, attempts=0, next_attempt=?,"
                            " last_error='', delivered_at=NULL, created=? WHERE id=?",
-                           (message_id, now, now, job[0]))
+                           (queued.value, message_id, now, now, job[0]))
                 db.execute("DELETE FROM alerts WHERE job_id=?", (job[0],))
             else:
                 raise ValueError(f"fax {fax_id} to {recipient} is still {job[1]}: it will be delivered")
@@ -654,6 +716,61 @@ class Spool:
                            (job_id,))
         return [{"job_id": r["job_id"], "time": r["time"], "ok": bool(r["ok"]), "reply": r["reply"]}
                 for r in rows]
+
+    # -- summaries: the read API of the dashboard, the control socket's status and /metrics ---------
+    # Every query here is bounded: it runs on an index or over a fixed number of rows, so a spool
+    # with 100,000 faxes answers as fast as an empty one.
+
+    def job_counts(self) -> dict[JobState, int]:
+        """Jobs per state, every state present (zero when none): ``jobs_due`` covers the GROUP BY."""
+        counts = {s: 0 for s in JobState}
+        for state, n in self._query("SELECT state, count(*) FROM jobs GROUP BY state"):
+            counts[JobState(state)] = int(n)
+        return counts
+
+    def oldest_waiting(self) -> float | None:
+        """When the oldest job still waiting for delivery (queued or retrying) was created."""
+        row = self._query("SELECT min(created) FROM jobs WHERE state IN (?, ?)", WAITING_JOB_STATES)
+        return row[0][0]
+
+    def tally_since(self, since: float) -> FaxTally:
+        """Calls, faxes, pages and failures (no page, incomplete, or delivery dead) since ``since``."""
+        row = self._query(
+            "SELECT count(*), sum(state NOT IN (:no_fax, :receiving)), sum(pages),"
+            " sum(state IN (:no_fax, :dead) OR (complete = 0 AND state != :receiving))"
+            " FROM faxes WHERE created >= :since",
+            {"no_fax": FaxState.NO_FAX.value, "receiving": FaxState.RECEIVING.value,
+             "dead": FaxState.DEAD.value, "since": since})[0]
+        return FaxTally(*(int(v or 0) for v in row))
+
+    def failures_by_result(self, limit: int) -> list[ResultCount]:
+        """Calls that brought no complete fax, per T.30 result code, the commonest ``limit`` first."""
+        rows = self._query(
+            "SELECT result_code, count(*) FROM faxes WHERE state != :receiving"
+            " AND (state = :no_fax OR complete = 0) GROUP BY result_code ORDER BY count(*) DESC LIMIT :limit",
+            {"receiving": FaxState.RECEIVING.value, "no_fax": FaxState.NO_FAX.value, "limit": int(limit)})
+        return [ResultCount(int(code), int(n)) for code, n in rows]
+
+    def delivery_latencies(self, limit: int) -> list[float]:
+        """Seconds from job creation to delivery, for the last ``limit`` delivered jobs, newest first."""
+        # "+state": not through the state index, which would sort every delivered job; newest ids first
+        # instead, stopping after `limit` rows
+        rows = self._query("SELECT delivered_at - created FROM jobs WHERE +state = ?"
+                           " AND delivered_at IS NOT NULL ORDER BY id DESC LIMIT ?",
+                           (JobState.DELIVERED.value, int(limit)))
+        return [max(0.0, float(r[0])) for r in rows]
+
+    def dead_letters(self, limit: int) -> list[DeadLetter]:
+        """The newest dead jobs with their fax's caller, for the dashboard's alerts."""
+        rows = self._query(
+            "SELECT jobs.id, jobs.fax_id, jobs.recipient, jobs.last_error, jobs.created, faxes.caller_number"
+            " FROM jobs JOIN faxes ON faxes.id = jobs.fax_id WHERE jobs.state = ?"
+            " ORDER BY jobs.id DESC LIMIT ?", (JobState.DEAD.value, int(limit)))
+        return [DeadLetter(*r) for r in rows]
+
+    def schema_version(self) -> int:
+        """The database's user_version (``SCHEMA_VERSION`` once this firmware opened it, or newer)."""
+        return int(self._query("PRAGMA user_version")[0][0])
 
     # -- deleting -----------------------------------------------------------------------------
 
@@ -673,10 +790,10 @@ class Spool:
             if found is None:
                 raise KeyError(f"no fax {fax_id}")
             fax = _fax_from_row(found)
-            if fax.state == "receiving":
+            if fax.state == FaxState.RECEIVING:
                 raise ValueError(f"fax {fax.id} is still being received")
-            busy = db.execute("SELECT count(*) FROM jobs WHERE fax_id=? AND state='delivering'",
-                              (fax_id,)).fetchone()[0]
+            busy = db.execute("SELECT count(*) FROM jobs WHERE fax_id=? AND state=?",
+                              (fax_id, JobState.DELIVERING.value)).fetchone()[0]
             if busy:
                 raise ValueError(f"fax {fax.id} is being delivered right now; try again in a minute")
             self._delete_rows(db, [fax_id])
@@ -698,10 +815,12 @@ class Spool:
         while True:
             with self._tx() as db:
                 cur = db.execute(
-                    "SELECT * FROM faxes WHERE created < ? AND state NOT IN ('receiving', 'received')"
+                    "SELECT * FROM faxes WHERE created < ? AND state NOT IN (?, ?)"
                     " AND NOT EXISTS"
                     f" (SELECT 1 FROM jobs WHERE jobs.fax_id=faxes.id AND jobs.state IN ({open_marks}))"
-                    " ORDER BY created, id LIMIT ?", (float(cutoff), *OPEN_JOB_STATES, PURGE_BATCH))
+                    " ORDER BY created, id LIMIT ?",
+                    (float(cutoff), FaxState.RECEIVING.value, FaxState.RECEIVED.value, *OPEN_JOB_STATES,
+                     PURGE_BATCH))
                 cur.row_factory = sqlite3.Row
                 faxes = [_fax_from_row(r) for r in cur.fetchall()]
                 if faxes:
@@ -747,49 +866,44 @@ class Spool:
 
     @staticmethod
     def _refresh_fax_state(db: sqlite3.Connection, fax_id: int) -> None:
-        """Derive the fax's state from its jobs (worst job wins, delivered only when all are)."""
-        states = [r[0] for r in db.execute("SELECT state FROM jobs WHERE fax_id=?", (fax_id,))]
+        """Derive the fax's state from its jobs (``derived_fax_state``), a move FAX_MOVES allows."""
+        states = [JobState(r[0]) for r in db.execute("SELECT state FROM jobs WHERE fax_id=?", (fax_id,))]
         current = db.execute("SELECT state FROM faxes WHERE id=?", (fax_id,)).fetchone()
-        if not states or (current and current[0] == "no_fax"):  # a notice's jobs leave it no_fax
+        if not states or current is None or current[0] == FaxState.NO_FAX:  # a notice's jobs leave it no_fax
             return
-        if all(s == "delivered" for s in states):
-            new = "delivered"
-        elif "dead" in states:
-            new = "dead"
-        elif "failed_retrying" in states:
-            new = "failed_retrying"
-        elif "delivering" in states or "delivered" in states:
-            new = "delivering"
-        else:
-            new = "routed"
-        db.execute("UPDATE faxes SET state=? WHERE id=?", (new, fax_id))
+        new = derived_fax_state(states)
+        if new != current[0]:
+            move(FAX_MOVES, FaxState(current[0]), new, f"fax {fax_id}")
+            db.execute("UPDATE faxes SET state=? WHERE id=?", (new.value, fax_id))
 
     # -- start-up -----------------------------------------------------------------------------
 
     def recover(self, now: float) -> dict[str, Any]:
         """Finish what a crash interrupted; return counts and the faxes still needing routing."""
         counts: dict[str, Any] = {"finished": 0, "no_fax": 0, "requeued": 0, "cleaned": 0}
-        for row in self._query("SELECT id FROM faxes WHERE state='receiving' ORDER BY id"):
+        for row in self._query("SELECT id FROM faxes WHERE state=? ORDER BY id", (FaxState.RECEIVING.value,)):
             fax = self.finish_fax(row[0], now, complete=False)
-            counts["no_fax" if fax.state == "no_fax" else "finished"] += 1
+            counts["no_fax" if fax.state == FaxState.NO_FAX else "finished"] += 1
+        requeued = move(JOB_MOVES, JobState.DELIVERING, JobState.QUEUED, "a job cut off by the last stop")
         with self._tx() as db:
-            fax_ids = [r[0] for r in db.execute("SELECT DISTINCT fax_id FROM jobs WHERE state='delivering'")]
+            fax_ids = [r[0] for r in db.execute("SELECT DISTINCT fax_id FROM jobs WHERE state=?",
+                                                (JobState.DELIVERING.value,))]
             counts["requeued"] = db.execute(
-                "UPDATE jobs SET state='queued', next_attempt=min(next_attempt, ?)"
-                " WHERE state='delivering'", (now,)).rowcount
+                "UPDATE jobs SET state=?, next_attempt=min(next_attempt, ?) WHERE state=?",
+                (requeued.value, now, JobState.DELIVERING.value)).rowcount
             for fax_id in fax_ids:
                 self._refresh_fax_state(db, fax_id)
         counts["cleaned"] = self._remove_strays()
         counts["unrouted"] = [_fax_from_row(r) for r in self._query(
-            "SELECT * FROM faxes WHERE state='received' AND NOT EXISTS"
-            " (SELECT 1 FROM jobs WHERE jobs.fax_id=faxes.id) ORDER BY id")]
+            "SELECT * FROM faxes WHERE state=? AND NOT EXISTS"
+            " (SELECT 1 FROM jobs WHERE jobs.fax_id=faxes.id) ORDER BY id", (FaxState.RECEIVED.value,))]
         sizes = {k: (len(v) if isinstance(v, list) else v) for k, v in counts.items()}
         log.info("spool checked: %s", ", ".join(f"{n} {_RECOVERED[k]}" for k, n in sizes.items() if n) or "all in order")
         return counts
 
     def _remove_strays(self) -> int:
         """Delete files no live row points at (trim leftovers, files of no_fax calls)."""
-        receiving = {r[0] for r in self._query("SELECT uid FROM faxes WHERE state='receiving'")}
+        receiving = {r[0] for r in self._query("SELECT uid FROM faxes WHERE state=?", (FaxState.RECEIVING.value,))}
         kept = {r[0] for r in self._query("SELECT image FROM faxes WHERE image IS NOT NULL")}
         removed = 0
         for p in self.incoming_dir.iterdir():

@@ -18,7 +18,7 @@ from typing import Any
 from appliance import localtime
 from appliance.config import Config
 from appliance.spool import stats as spool_stats
-from appliance.spool.store import Spool
+from appliance.spool.store import DeadLetter, Spool
 
 #: below this share of free space on the spool's filesystem the dashboard warns
 DISK_WARN_FRACTION = 0.10
@@ -244,7 +244,7 @@ def summary(cfg: Config, spool: Spool | None, status: dict[str, Any] | None, dae
     today = spool_stats.Day()
     queue = {s: 0 for s in ("queued", "delivering", "delivered", "failed_retrying", "dead")}
     oldest: float | None = None
-    dead: list[dict[str, Any]] = []
+    dead: list[DeadLetter] = []
     if spool is not None:
         today = spool_stats.faxes_since(spool, localtime.start_of_today(time.time(), tz))
         queue = spool_stats.queue_counts(spool)
@@ -264,7 +264,7 @@ def summary(cfg: Config, spool: Spool | None, status: dict[str, Any] | None, dae
             s.alerts.append(Alert("bad", f"SIP registration {line['name']} is {line['state']}: {line['detail']}"))
     if queue.get("dead"):
         n = queue["dead"]
-        latest = "; latest: " + ", ".join(f"{d['recipient']} ({d['last_error'][:80]})" for d in dead[:3]) if dead else ""
+        latest = "; latest: " + ", ".join(f"{d.recipient} ({d.last_error[:80]})" for d in dead[:3]) if dead else ""
         s.alerts.append(Alert("bad", f"{n} deliver{'y' if n == 1 else 'ies'} failed for good (dead letters){latest}.",
                               "/faxes?state=dead"))
     if disk is not None and disk.low:

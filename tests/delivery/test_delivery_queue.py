@@ -109,6 +109,7 @@ def test_550_is_dead_at_once_with_the_reply(spool, smtp_server, tiff_bytes, capl
 def test_too_old_fax_becomes_dead_without_sending(spool, smtp_server, tiff_bytes):
     server = smtp_server()
     fax, (job,) = received_fax(spool, tiff_bytes)
+    spool.claim_due_jobs(T0 + 60)  # an attempt is recorded only for a claimed job
     spool.job_retry(job.id, T0, "451 earlier trouble", T0)
     cfg = smtp_cfg(server.port, max_age=3600)
     run(DeliveryWorker(spool, cfg, clock=Clock(T0 + 3601)).run_once())

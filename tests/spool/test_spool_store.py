@@ -26,8 +26,11 @@ def receive(spool: Spool, data: bytes | None, *, complete: bool = True, **facts)
 def test_layout_and_pragmas(spool: Spool):
     assert (spool.root / "incoming").is_dir()
     assert (spool.root / "faxes").is_dir()
-    assert spool._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert spool._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    other = sqlite3.connect(spool.db_path)
+    assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # WAL is kept in the file
+    other.close()
+    # per connection, so only the spool's own can tell: FULL, a commit is on disk when it returns
+    assert spool._db.execute("PRAGMA synchronous").fetchone()[0] == 2
 
 
 def test_begin_fax_is_committed_at_once(spool: Spool):
@@ -240,15 +243,17 @@ def test_list_queries_stay_fast_at_100k_rows(spool: Spool):
     import time as _time
     rows = [(f"{i:016x}", FAX_STATES[i % len(FAX_STATES)], T0 + i, f"555{i:07d}", "5551000", f"TSI {i}")
             for i in range(100_000)]
-    with spool._tx() as db:
+    db = sqlite3.connect(spool.db_path)
+    with db:
         db.executemany("INSERT INTO faxes (uid, state, created, caller_number, called_number, remote_ident)"
                        " VALUES (?, ?, ?, ?, ?, ?)", rows)
-    plan = " ".join(str(r[3]) for r in spool._db.execute(
+    plan = " ".join(str(r[3]) for r in db.execute(
         "EXPLAIN QUERY PLAN SELECT * FROM faxes WHERE state=? ORDER BY created DESC, id DESC LIMIT 50",
         ("dead",)))
     assert "faxes_state_created" in plan and "TEMP B-TREE" not in plan
-    plan = " ".join(str(r[3]) for r in spool._db.execute(
+    plan = " ".join(str(r[3]) for r in db.execute(
         "EXPLAIN QUERY PLAN SELECT * FROM faxes ORDER BY created DESC, id DESC LIMIT 50"))
+    db.close()
     assert "faxes_created" in plan and "TEMP B-TREE" not in plan
     start = _time.perf_counter()
     assert len(spool.list_faxes(offset=1000)) == 50

@@ -35,7 +35,8 @@ def aged_mix(spool: Spool) -> dict[str, int]:
     spool.job_delivered(jobs["delivered"].id, T0 + 101, "250 OK")
     spool.job_dead(jobs["dead"].id, T0 + 102, "550 no")
     spool.job_retry(jobs["retrying"].id, T0 + 103, "451 later", T0 + 50 * DAY)
-    spool.job_delivered(jobs["new"].id, T0 + 40 * DAY, "250 OK")
+    spool.claim_due_jobs(T0 + 41 * DAY, limit=100)  # only "new" is due and unclaimed
+    spool.job_delivered(jobs["new"].id, T0 + 41 * DAY, "250 OK")
     spool.release_jobs([jobs["queued"].id])  # back to queued; "delivering" stays claimed
     return ids
 
@@ -62,7 +63,7 @@ def test_purge_deletes_only_old_final_faxes(spool: Spool) -> None:
 def test_purge_works_in_batches(spool: Spool, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(store, "PURGE_BATCH", 2)
     made = [add_fax(spool, T0 + i, dpis=[STANDARD], recipients=["a@example.com"]) for i in range(5)]
-    for job in spool.list_jobs():
+    for job in spool.claim_due_jobs(T0 + DAY, limit=100):
         spool.job_dead(job.id, T0 + 10, "550 no")
     assert spool.purge_older_than(T0 + 3) == 3
     assert [f.id for f in spool.list_faxes()] == [made[4].id, made[3].id]
