@@ -324,7 +324,7 @@ class ModemLine:
         """Reset and set up for answering: quirks, the configured init strings, caller ID, the class."""
         assert self.quirks is not None and self.fax_class is not None
         t = self.settings.command_timeout
-        port.channel.end_data_phase()  # a driver that left a data phase open must not block ATZ
+        port.channel.end_data_phase(asyncio.get_running_loop().time())  # a driver that left a data phase open must not block ATZ
         await port.command("ATZ", timeout=5.0)
         await port.command("ATE0V1Q0", timeout=t)
         await self._optional(port, "ATS0=0", "auto-answer off")  # we count the rings ourselves

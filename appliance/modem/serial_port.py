@@ -16,18 +16,11 @@ from typing import Iterable, Literal
 import serial
 
 from .at import AtChannel, CommandDone, CommandTimedOut, DeviceGone, Event
+from .at import ModemError as ModemError  # defined beside the channel (sans-I/O), raised here
 
 Flow = Literal["rtscts", "xonxoff", "none"]
 _GONE = (errno.EIO, errno.ENXIO, errno.ENODEV, errno.EBADF, errno.EPIPE)
 _POLL = 0.005  # seconds; only for pyserial URLs without a file descriptor (loop://)
-
-
-class ModemError(Exception):
-    """A command failed: the modem answered something unexpected, timed out, or went away."""
-
-    def __init__(self, cmd: str, result: str, lines: Iterable[str] = ()) -> None:
-        self.cmd, self.result, self.lines = cmd, result, list(lines)
-        super().__init__(f"{cmd}: {result}")
 
 
 class ModemPort:

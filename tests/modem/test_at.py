@@ -108,7 +108,7 @@ def test_atz_and_atv1_return_to_verbose():
     c = numeric_chan()
     c.send("ATZ", 3, now=0)
     assert not c.numeric
-    c.send("AT&V", 3)  # &V is "show profile", not V0
+    c.send("AT&V", 3, now=0)  # &V is "show profile", not V0
     assert not c.numeric
 
 
@@ -344,6 +344,6 @@ def test_device_gone_fails_pending_and_closes():
     c.device_gone("again", now=2)
     assert drain(c) == [DeviceGone("Input/output error", ["AT", "ATI"])]
     with pytest.raises(ChannelClosed):
-        c.send("AT", 1)
+        c.send("AT", 1, now=2)
     c.receive(b"\r\nOK\r\n", 3)  # late bytes are ignored
     assert drain(c) == []

@@ -12,7 +12,7 @@ import random
 
 import pytest
 
-from appliance.modem.class1 import modulation_code
+from appliance.modem.class1_frontend import modulation_code
 from appliance.modem.hdlc import HdlcEncoder, fcs16
 from appliance.spandsp.frontend import Modem
 

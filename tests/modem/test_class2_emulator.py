@@ -82,7 +82,7 @@ def _in_memory_call(tmp_path: Path, variant: str, fbo: int, ecm: bool):
     line: ModemLine | None = None
 
     def run(cmd: str, seconds: float = 60.0) -> list:
-        dte.send(cmd, 5.0)
+        dte.send(cmd, 5.0, now=0.0)
         m.at_rx(dte.data_to_send())
         got: list = []
         for _ in range(int(seconds / 0.02)):
@@ -101,7 +101,7 @@ def _in_memory_call(tmp_path: Path, variant: str, fbo: int, ecm: bool):
             assert run(c)[-1].result == "OK", c
         m.call_event(CallEvent.ALERTING)
         m.take_output()
-        dte.send("ATA", 60.0)
+        dte.send("ATA", 60.0, now=0.0)
         m.at_rx(dte.data_to_send())
         assert m.next_event().op is Control.ANSWER and m.fax_state is not None
         line = ModemLine(a_t31, b_t31)
