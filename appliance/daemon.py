@@ -29,7 +29,7 @@ from .media.channel import MediaChannel, PortAllocator
 from .media.clock import MediaClock
 from .media.totals import MediaTotals
 from .modem.driver import ModemCallResult
-from .modem.line import CallerInfo
+from .calls.modem_line import CallerInfo
 from .modem.manager import ModemManager
 from .restarts import daemon_changes
 from .routing.router import route
@@ -558,7 +558,7 @@ class Appliance:
     async def _reload_modems(self, old: Config, new: Config, restart: list[str]) -> list[str]:
         """New settings for every line; idle lines restart now to apply init/class/serial
         changes, busy ones when their call has ended; added devices start, removed idle ones stop."""
-        from .modem.line import LineSettings
+        from .calls.modem_line import LineSettings
 
         settings = LineSettings.from_config(new.modem, new.fax)
         if self.modems is None:

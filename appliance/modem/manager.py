@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from .driver import ReceiveDriver
 from .hotplug import HotplugEvent, HotplugMonitor
-from .line import BeginHook, FinishHook, LineSettings, ModemLine, load_driver
+from ..calls.modem_line import BeginHook, FinishHook, LineSettings, ModemLine, load_driver
 
 log = logging.getLogger(__name__)
 

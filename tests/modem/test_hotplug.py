@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from appliance.modem.hotplug import HotplugEvent, HotplugMonitor, event_from_udev
-from appliance.modem.line import LineSettings
+from appliance.calls.modem_line import LineSettings
 from appliance.modem.manager import ModemManager
 from appliance.modem.virtual import VirtualLine
 
