@@ -12,7 +12,8 @@ import pytest
 from appliance.fax.pages import read_pages, write_fax_tiff
 from appliance.fax.testpages import demo_pages
 from appliance.modem.at import AtChannel, CommandDone, DataEnd, DataReceived, DataResult
-from appliance.modem.class2_emulator import Class2Modem, dcs_coding
+from appliance.modem.class2_emulator import Class2Modem, Phase, dcs_coding
+from appliance.sip.errors import LocalProtocolError
 from appliance.modem.virtual import LineOptions, VirtualLine
 from appliance.spandsp.audio import AudioFaxTerminal
 from appliance.spandsp.t31 import CallEvent, Control, ModemLine, T31Modem
@@ -50,6 +51,22 @@ def test_at_subset_answers() -> None:
         assert m.handoff == "AT+FCLASS=1" and m.take_output() == b""
         m.call_event(CallEvent.ALERTING)
         assert m.take_output() == b"\r\nRING\r\n"
+    finally:
+        m.close()
+
+
+def test_ata_before_ring_waits_and_an_illegal_phase_move_is_our_bug() -> None:
+    m = Class2Modem()
+    try:
+        _cmd(m, "ATE0")
+        _cmd(m, "AT+FCLASS=2.0")
+        m.at_rx(b"ATA\r")
+        assert m.phase is Phase.WAITING and m.take_output() == b""  # answered when it rings
+        m.call_event(CallEvent.ALERTING)
+        assert m.phase is Phase.ANSWERING
+        with pytest.raises(LocalProtocolError, match="answering -> waiting"):
+            m._move(Phase.WAITING)
+        assert m.phase is Phase.ANSWERING
     finally:
         m.close()
 
