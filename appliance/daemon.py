@@ -580,17 +580,13 @@ class Appliance:
             if line.state in ("ringing", "receiving"):
                 restart.append(f"modem.devices: {device} is in a call")
                 continue
-            await line.stop()
-            m.lines.pop(device, None)
+            await m.remove(device)
         for device, line in list(m.lines.items()):
             line.settings = settings  # read again at the next ring and call
             if not only_rings:
                 self._spawn(self._restart_line_when_idle(line))
         for device in new.modem.devices:
-            if device not in m.lines:
-                line = m._line(device)  # the manager's own constructor for a line
-                if m._started:
-                    line.start()
+            m.add(device)
         return ["modem"]
 
     async def _restart_line_when_idle(self, line: Any) -> None:
