@@ -37,7 +37,7 @@ from typing import Any, Awaitable, Callable
 
 import serial
 
-from ..modem.at import DeviceGone, Unsolicited
+from ..modem.at import DeviceGone, Unsolicited, caller_id_item
 from ..modem.driver import ModemCall, ModemCallResult, ReceiveDriver
 from ..modem.probe import DEFAULT_CLASS_PREFERENCE, ModemInfo, ProbeError, probe
 from ..modem.quirks import Quirks, quirks_for
@@ -97,7 +97,6 @@ DRIVERS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "2.0": ("appliance.modem.class2", "Class2Receiver", {"variant": "2.0"}),
 }
 
-_CALLER_ID = re.compile(r"^\s*(NMBR|NAME|NDID|DDN_NMBR|DATE|TIME|MESG|CID)\s*=\s*(.*?)\s*$", re.IGNORECASE)
 
 
 class DriverUnavailable(Exception):
@@ -426,8 +425,8 @@ class ModemLine:
                 log.debug("%s: idle: %r", self.line, ev)
                 continue
             text = ev.line.strip()
-            if m := _CALLER_ID.match(text):
-                cid[m.group(1).upper()] = clean_caller_field(m.group(2))
+            if item := caller_id_item(text):
+                cid[item[0]] = clean_caller_field(item[1])
             elif text.upper() == "RING" or text.upper().startswith("RING "):
                 self.rings += 1
                 self._set(LineState.RINGING, f"{self.rings} of {self.settings.rings} rings")

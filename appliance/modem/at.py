@@ -39,7 +39,7 @@ from .history import TrafficHistory, describe_chunk
 
 __all__ = [
     "AtChannel", "ChannelClosed", "CommandDone", "CommandTimedOut", "DataEnd", "DataReceived",
-    "DataResult", "DeviceGone", "DleCommand", "Event", "Garbage", "ModemError", "Unsolicited",
+    "DataResult", "DeviceGone", "DleCommand", "Event", "Garbage", "ModemError", "Unsolicited", "caller_id_item",
     "dle_stuff", "dle_unstuff", "parse_fclass", "parse_fparams", "parse_range_list",
 ]
 
@@ -51,7 +51,8 @@ NUMERIC_RESULTS = {
 }
 _FINAL_EXACT = {"OK", "ERROR", "NO CARRIER", "BUSY", "NO DIALTONE", "NO ANSWER", "+FCERROR"}
 _FINAL_ALIASES = {"NO DIAL TONE": "NO DIALTONE"}
-_CALLER_ID = re.compile(r"^(DATE|TIME|NMBR|NAME|NDID|MESG|DDN_NMBR|CID)\s*=", re.IGNORECASE)
+#: a caller-ID line between the rings ("NMBR = 5551234"): unsolicited here, read by the modem line
+_CALLER_ID = re.compile(r"^\s*(NMBR|NAME|NDID|DDN_NMBR|DATE|TIME|MESG|CID)\s*=\s*(.*?)\s*$", re.IGNORECASE)
 _TX_COMMANDS = re.compile(r"\+F(TH|TM|DT)\b|^ATA$", re.IGNORECASE)
 _VERBOSE = re.compile(r"(?:^|[^&])V([01]?)")
 _DIGIT_ANSWERS = re.compile(r"\?|^ATI", re.IGNORECASE)  # commands whose text may be "3" or "0"
@@ -142,6 +143,12 @@ class _Command:
     connect: Direction
     deadline: float = 0.0
     lines: list[str] = field(default_factory=list)
+
+
+def caller_id_item(line: str) -> tuple[str, str] | None:
+    """("NMBR", "5551234") for a caller-ID line (key upper-cased, value as sent); else None."""
+    m = _CALLER_ID.match(line)
+    return (m.group(1).upper(), m.group(2)) if m else None
 
 
 def final_result(text: str) -> tuple[str, str] | None:
