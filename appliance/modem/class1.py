@@ -12,14 +12,15 @@ import asyncio
 import logging
 import os
 import time
-from typing import Any
+from collections import deque
+from typing import Any, Callable
 
 from ..config import FaxConfig
 from ..fax.session import ReceiveSession
 from ..spandsp.frontend import FrontEndTerminal
 from .at import Event as AtEvent
-from .class1_frontend import (Class1FrontEnd, Command, CommandEnded, EndDataPhase, SendCommand, TimePassed,
-                              WriteData, WriteEnded)
+from .class1_frontend import (Class1FrontEnd, Command, CommandEnded, EndDataPhase, FrontEndEvent, SendCommand,
+                              TimePassed, WriteData, WriteEnded)
 from .driver import ModemCall, ModemCallResult
 from .serial_port import ModemError, ModemPort
 
@@ -67,28 +68,35 @@ class Class1Call:
 
     async def _drive(self) -> None:
         """Feed the front-end until its step ends: port events, command and write outcomes, time."""
-        fe, loop = self.frontend, self._loop
-        pending: list[asyncio.Future[CommandEnded | WriteEnded | None]] = []
+        fe, loop, port = self.frontend, self._loop, self.port
+        inbox: deque[FrontEndEvent] = deque()  # outcomes, in the order they came
+        wake = asyncio.Event()
+
+        def deliver(event: FrontEndEvent) -> None:
+            inbox.append(event)
+            wake.set()
+
         getter: asyncio.Future[AtEvent] | None = None
         try:
             while True:
                 for command in fe.commands_to_send():
-                    pending.append(asyncio.ensure_future(self._perform(command)))
+                    self._perform(command, deliver)
                 if not fe.running:
                     break
                 if getter is None:
-                    getter = asyncio.ensure_future(self.port.events.get())
-                timer = fe.next_timer()
-                timeout = None if timer is None else max(0.0, timer - loop.time())
-                await asyncio.wait([getter, *pending], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                    getter = asyncio.ensure_future(port.events.get())
+                    getter.add_done_callback(lambda _: wake.set())
+                if not inbox and not getter.done():
+                    timer = fe.next_timer()
+                    alarm = loop.call_at(timer, wake.set) if timer is not None else None
+                    await wake.wait()
+                    if alarm is not None:
+                        alarm.cancel()
+                wake.clear()
                 now = loop.time()
-                fed = False
-                for task in [t for t in pending if t.done()]:
-                    pending.remove(task)
-                    ended = task.result()
-                    if ended is not None:
-                        fe.receive(ended, now)
-                        fed = True
+                fed = bool(inbox)
+                while inbox:
+                    fe.receive(inbox.popleft(), now)
                 if getter.done():
                     event, getter = getter.result(), None
                     fe.receive(event, now)
@@ -110,22 +118,30 @@ class Class1Call:
         for event in events + rest:
             self.port.events.put_nowait(event)
 
-    async def _perform(self, command: Command) -> CommandEnded | WriteEnded | None:
-        if isinstance(command, SendCommand):
-            try:
-                done = await self.port.command(command.cmd, timeout=command.timeout, expect=command.expect)
-            except ModemError as e:
-                return CommandEnded(command.tag, error=e)
-            return CommandEnded(command.tag, done=done)
-        if isinstance(command, WriteData):
-            try:
-                await self.port.write_data(command.data)
-            except ModemError as e:
-                return WriteEnded(command.tag, error=e)
-            return WriteEnded(command.tag)
-        assert isinstance(command, EndDataPhase)
-        self.port.channel.end_data_phase(self._loop.time())
-        return None
+    def _perform(self, command: Command, deliver: Callable[[FrontEndEvent], None]) -> None:
+        """Start ``command`` now; its outcome is delivered when the port has it."""
+        if isinstance(command, EndDataPhase):
+            self.port.channel.end_data_phase(self._loop.time())
+            return
+        try:
+            if isinstance(command, SendCommand):
+                fut: asyncio.Future[Any] = self.port.submit(command.cmd, command.timeout, command.expect)
+            else:
+                fut = self.port.submit_data(command.data)
+        except ModemError as e:  # the port is closed
+            deliver(_ended(command, None, e))
+            return
+        fut.add_done_callback(lambda f: deliver(_ended(command, None if f.exception() else f.result(),
+                                                       f.exception())))
+
+
+def _ended(command: SendCommand | WriteData, done: Any, error: BaseException | None) -> CommandEnded | WriteEnded:
+    """The port's outcome as the front-end's event (the port fails only with ModemError)."""
+    if error is not None and not isinstance(error, ModemError):
+        raise error
+    if isinstance(command, SendCommand):
+        return CommandEnded(command.tag, done=done, error=error)
+    return WriteEnded(command.tag, error=error)
 
 
 def _fax_config(call: ModemCall) -> FaxConfig:
