@@ -12,9 +12,9 @@ transmit CNG (calling)            ``ATD<number>`` (the modem plays CNG; CONNECT 
 transmit V.21 HDLC                ``AT+FTH=3``, each frame DLE-stuffed ending <DLE><ETX>;
                                   CONNECT after a non-final frame, OK after the final one
 transmit image data (non-ECM)     ``AT+FTM=<mod>``, TCF or page data, <DLE><ETX>, OK
-transmit ECM frames               ``AT+FTH=<mod>``
+transmit ECM frames               ``AT+FTM=<mod>``, the frames HDLC-framed here (``hdlc.py``)
 receive V.21 HDLC                 ``AT+FRH=3``: frame + FCS, <DLE><ETX>, OK (FCS good) or ERROR
-receive image data / ECM frames   ``AT+FRM=<mod>`` / ``AT+FRH=<mod>``
+receive image data / ECM frames   ``AT+FRM=<mod>`` (ECM deframed by spandsp's HDLC receiver)
 pause                             a local wait (the modem is silent when not transmitting)
 ================================  =========================================================
 
