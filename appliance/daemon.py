@@ -29,7 +29,7 @@ from .media.channel import MediaChannel, PortAllocator
 from .media.clock import MediaClock
 from .media.totals import MediaTotals
 from .modem.driver import ModemCallResult
-from .modem.line import CallerInfo
+from .calls.modem_line import CallerInfo
 from .modem.manager import ModemManager
 from .restarts import daemon_changes
 from .routing.router import route
@@ -556,7 +556,7 @@ class Appliance:
     async def _reload_modems(self, old: Config, new: Config, restart: list[str]) -> list[str]:
         """New settings for every line; idle lines restart now to apply init/class/serial
         changes, busy ones when their call has ended; added devices start, removed idle ones stop."""
-        from .modem.line import LineSettings
+        from .calls.modem_line import LineSettings
 
         settings = LineSettings.from_config(new.modem, new.fax)
         if self.modems is None:
@@ -578,17 +578,13 @@ class Appliance:
             if line.state in ("ringing", "receiving"):
                 restart.append(f"modem.devices: {device} is in a call")
                 continue
-            await line.stop()
-            m.lines.pop(device, None)
+            await m.remove(device)
         for device, line in list(m.lines.items()):
             line.settings = settings  # read again at the next ring and call
             if not only_rings:
                 self._spawn(self._restart_line_when_idle(line))
         for device in new.modem.devices:
-            if device not in m.lines:
-                line = m._line(device)  # the manager's own constructor for a line
-                if m._started:
-                    line.start()
+            m.add(device)
         return ["modem"]
 
     async def _restart_line_when_idle(self, line: Any) -> None:

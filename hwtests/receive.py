@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from appliance.modem.driver import ModemCallResult
-from appliance.modem.line import CallerInfo, LineSettings, ModemLine
+from appliance.calls.modem_line import CallerInfo, LineSettings, ModemLine
 
 from .conftest import Bench
 

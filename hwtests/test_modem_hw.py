@@ -14,7 +14,7 @@ from typing import Any, Awaitable, Callable
 import pytest
 from PIL import Image
 
-from appliance.modem.line import ModemLine
+from appliance.calls.modem_line import ModemLine
 from appliance.modem.probe import probe
 from appliance.modem.quirks import quirks_for
 from appliance.modem.serial_port import ModemPort

@@ -1,7 +1,7 @@
 """The AT command channel of a serial fax modem, sans-I/O (V.250 framing, T.31/T.32 data phases).
 
 Theory of operation.  Bytes from the modem go in with ``receive(data, now)``; commands go in with
-``send(cmd, timeout)``.  Out come bytes to write (``data_to_send()``), one deadline
+``send(cmd, timeout, now=now)``.  Out come bytes to write (``data_to_send()``), one deadline
 (``get_timer()``/``handle_timer(now)``) and events (``next_event()``).  Nothing here touches a
 file descriptor or a clock, so recorded dialogues replay byte by byte in tests.
 
@@ -39,7 +39,7 @@ from .history import TrafficHistory, describe_chunk
 
 __all__ = [
     "AtChannel", "ChannelClosed", "CommandDone", "CommandTimedOut", "DataEnd", "DataReceived",
-    "DataResult", "DeviceGone", "DleCommand", "Event", "Garbage", "Unsolicited",
+    "DataResult", "DeviceGone", "DleCommand", "Event", "Garbage", "ModemError", "Unsolicited", "caller_id_item",
     "dle_stuff", "dle_unstuff", "parse_fclass", "parse_fparams", "parse_range_list",
 ]
 
@@ -51,7 +51,8 @@ NUMERIC_RESULTS = {
 }
 _FINAL_EXACT = {"OK", "ERROR", "NO CARRIER", "BUSY", "NO DIALTONE", "NO ANSWER", "+FCERROR"}
 _FINAL_ALIASES = {"NO DIAL TONE": "NO DIALTONE"}
-_CALLER_ID = re.compile(r"^(DATE|TIME|NMBR|NAME|NDID|MESG|DDN_NMBR|CID)\s*=", re.IGNORECASE)
+#: a caller-ID line between the rings ("NMBR = 5551234"): unsolicited here, read by the modem line
+_CALLER_ID = re.compile(r"^\s*(NMBR|NAME|NDID|DDN_NMBR|DATE|TIME|MESG|CID)\s*=\s*(.*?)\s*$", re.IGNORECASE)
 _TX_COMMANDS = re.compile(r"\+F(TH|TM|DT)\b|^ATA$", re.IGNORECASE)
 _VERBOSE = re.compile(r"(?:^|[^&])V([01]?)")
 _DIGIT_ANSWERS = re.compile(r"\?|^ATI", re.IGNORECASE)  # commands whose text may be "3" or "0"
@@ -126,6 +127,14 @@ class ChannelClosed(RuntimeError):
     """Our bug: using a channel after DeviceGone."""
 
 
+class ModemError(Exception):
+    """A command failed: the modem answered something unexpected, timed out, or went away."""
+
+    def __init__(self, cmd: str, result: str, lines: Iterable[str] = ()) -> None:
+        self.cmd, self.result, self.lines = cmd, result, list(lines)
+        super().__init__(f"{cmd}: {result}")
+
+
 @dataclass
 class _Command:
     cmd: str
@@ -134,6 +143,12 @@ class _Command:
     connect: Direction
     deadline: float = 0.0
     lines: list[str] = field(default_factory=list)
+
+
+def caller_id_item(line: str) -> tuple[str, str] | None:
+    """("NMBR", "5551234") for a caller-ID line (key upper-cased, value as sent); else None."""
+    m = _CALLER_ID.match(line)
+    return (m.group(1).upper(), m.group(2)) if m else None
 
 
 def final_result(text: str) -> tuple[str, str] | None:
@@ -179,30 +194,27 @@ class AtChannel:
     # -- commands and data towards the modem --------------------------------------------------
 
     def send(self, cmd: str, timeout: float, expect: Iterable[str] = ("OK",),
-             connect: Direction | None = None, now: float | None = None) -> None:
-        """Queue ``cmd`` (without CR); ``expect`` lists the results that count as success."""
+             connect: Direction | None = None, *, now: float) -> None:
+        """Queue ``cmd`` (without CR) at ``now``; ``expect`` lists the results that count as success."""
         if self.closed:
             raise ChannelClosed(f"{cmd}: the device is gone")
-        if now is not None:
-            self._now = now
+        self._now = now
         if connect is None:
             connect = "tx" if _TX_COMMANDS.search(cmd.strip()) else "rx"
         self._queue.append(_Command(cmd.strip(), timeout, frozenset(e.upper() for e in expect), connect))
         self._start_next()
 
-    def send_data(self, data: bytes, now: float | None = None) -> None:
+    def send_data(self, data: bytes, now: float) -> None:
         """Raw bytes for an open data phase; the caller stuffs them (``dle_stuff``) and ends with DLE ETX."""
         if self.closed:
             raise ChannelClosed("data write: the device is gone")
-        if now is not None:
-            self._now = now
+        self._now = now
         self._out += data
         self.history.add(self._now, ">", describe_chunk(data))
 
-    def end_data_phase(self, now: float | None = None) -> None:
+    def end_data_phase(self, now: float) -> None:
         """Give up on a data phase whose final result never came, so queued commands can run."""
-        if now is not None:
-            self._now = now
+        self._now = now
         if self._phase is not None:
             self.history.add(self._now, "!", "data phase abandoned")
         self._phase, self._raw, self._dle = None, False, False
@@ -274,12 +286,11 @@ class AtChannel:
 
     # -- the device ----------------------------------------------------------------------------
 
-    def device_gone(self, reason: str, now: float | None = None) -> None:
+    def device_gone(self, reason: str, now: float) -> None:
         """The adapter saw EIO/ENXIO/EOF: fail everything pending, once."""
         if self.closed:
             return
-        if now is not None:
-            self._now = now
+        self._now = now
         pending = ([self._active.cmd] if self._active else []) + [c.cmd for c in self._queue]
         self._active = None
         self._queue.clear()

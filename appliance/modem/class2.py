@@ -452,12 +452,12 @@ class Class2Receiver:
                 if session.in_data:
                     await self._page(port, session, deadline)
                 elif session.unwanted_data_phase(done.result):
-                    port.channel.end_data_phase()
+                    port.channel.end_data_phase(asyncio.get_running_loop().time())
                     self._drop_abandoned_phase(port, session)
         finally:
             session.close()
         if session.off_hook and not session.device_lost and port.is_open:
-            port.channel.end_data_phase()  # one the modem left open (a CONNECT as a page's result) would hold ATH
+            port.channel.end_data_phase(asyncio.get_running_loop().time())  # one the modem left open (a CONNECT as a page's result) would hold ATH
             try:  # make sure the line is released; the modem may be on hook already
                 await port.command("ATH", 5.0, expect=ALL_RESULTS)
             except ModemError:
@@ -488,7 +488,7 @@ class Class2Receiver:
             if self._dispatch(ev, session):
                 return
         if not session.device_lost and port.is_open:
-            port.channel.end_data_phase()
+            port.channel.end_data_phase(loop.time())
             try:
                 await port.write_data(CAN)
             except ModemError:

@@ -32,6 +32,7 @@ with :meth:`at_rx`, output collects for :meth:`take_output`, line requests queue
 
 from __future__ import annotations
 
+import enum
 import os
 import re
 import shutil
@@ -43,6 +44,7 @@ from ..spandsp.audio import AudioFaxTerminal
 from ..spandsp.t30 import PageDone, PhaseB, PhaseE
 from ..spandsp.t31 import CallEvent, Control, ModemControl, T31Modem
 from ..spandsp.t4 import T4_1D, T4_2D, T6, T4Error, T4Transmitter, reverse_bits
+from ..sip.errors import LocalProtocolError
 from .dle import dle_stuff
 
 VERSION = "Faxbridge virtual Class 2.0 modem (spandsp 0.0.6)"
@@ -65,6 +67,23 @@ def dcs_coding(frame: bytes) -> int:
     if len(fif) >= 2 and fif[1] & 0x80:
         return 1  # bit 16: two-dimensional coding
     return 0
+
+
+class Phase(enum.Enum):
+    """Where the emulated modem is in a call."""
+    IDLE = "idle"
+    WAITING = "waiting"  # ATA before RING: answers when it rings
+    ANSWERING = "answering"
+    CONNECTED = "connected"
+    ENDED = "ended"
+
+
+#: (from, to) moves of :class:`Phase`; anything else is our bug
+PHASE_MOVES: frozenset[tuple[Phase, Phase]] = frozenset({
+    (Phase.IDLE, Phase.WAITING), (Phase.IDLE, Phase.ANSWERING), (Phase.WAITING, Phase.IDLE),
+    (Phase.ANSWERING, Phase.CONNECTED), (Phase.ANSWERING, Phase.ENDED), (Phase.CONNECTED, Phase.ENDED),
+    (Phase.ENDED, Phase.WAITING), (Phase.ENDED, Phase.ANSWERING),
+})
 
 
 class Class2Modem:
@@ -99,7 +118,7 @@ class Class2Modem:
         self.vcid = False
         self.ringing = False
         self.call_info: dict[str, str] = {}
-        self.phase = "idle"  # idle | waiting (ATA before RING) | answering | connected | ended
+        self.phase = Phase.IDLE
         self.pages_ready: deque[tuple[int, str, int]] = deque()  # (index in file, frame, rows)
         self.pages_sent = 0
         self.fdr_waiting = False
@@ -176,8 +195,8 @@ class Class2Modem:
         event = CallEvent(event)
         if event is CallEvent.ALERTING:
             self.ringing = True
-            if self.phase == "waiting":  # ATA came first (efax -r does that): answer now
-                self.phase = "idle"
+            if self.phase is Phase.WAITING:  # ATA came first (efax -r does that): answer now
+                self._move(Phase.IDLE)
                 self._answer()
                 return
             if self.vcid:
@@ -190,7 +209,7 @@ class Class2Modem:
             if self.term is not None and self.term.alive:
                 self.term.terminate()  # spandsp closes the file and reports phase E
             self._service()
-            if self.phase in ("answering", "connected"):
+            if self.phase in (Phase.ANSWERING, Phase.CONNECTED):
                 self._end_call(self.hangup_code or ("73" if self.pages_sent or self.pages_ready else "70"))
                 self._service()
 
@@ -335,11 +354,16 @@ class Class2Modem:
         return False
 
     # -- a call --------------------------------------------------------------------------------
+    def _move(self, to: Phase) -> None:
+        if (self.phase, to) not in PHASE_MOVES:
+            raise LocalProtocolError(f"class 2 emulator: {self.phase.value} -> {to.value}")
+        self.phase = to
+
     def _answer(self) -> bool | None:
-        if self.phase in ("answering", "connected", "waiting"):
+        if self.phase in (Phase.ANSWERING, Phase.CONNECTED, Phase.WAITING):
             return False
         if not self.ringing:  # off hook before the call: answer it when it rings (no timeout)
-            self.phase = "waiting"
+            self._move(Phase.WAITING)
             return None
         if self.term is not None:  # the last call's terminal: the line no longer carries it
             self._old_terms.append(self.term)
@@ -357,24 +381,24 @@ class Class2Modem:
             | (lib.T30_SUPPORT_T4_2D_COMPRESSION if df >= 1 else 0)
             | (lib.T30_SUPPORT_T6_COMPRESSION if df >= 3 and self.caps[5] else 0))
         self.term = term
-        self.phase = "answering"
+        self._move(Phase.ANSWERING)
         self.ringing = False
         self.events.append(ModemControl(Control.ANSWER))
         return None
 
     def _hangup(self) -> None:
-        if self.phase == "waiting":
-            self.phase = "idle"
-        if self.phase in ("answering", "connected"):
+        if self.phase is Phase.WAITING:
+            self._move(Phase.IDLE)
+        if self.phase in (Phase.ANSWERING, Phase.CONNECTED):
             if self.term is not None and self.term.alive:
                 self.term.terminate()
             self.events.append(ModemControl(Control.HANGUP))
-            self.phase = "ended"
+            self._move(Phase.ENDED)
             self.hangup_code = self.hangup_code or "02"
         self.fdr_waiting = False
 
     def _fdr(self) -> bool | None:
-        if self.phase not in ("connected", "ended") or self.fdr_waiting:
+        if self.phase not in (Phase.CONNECTED, Phase.ENDED) or self.fdr_waiting:
             return False
         self.fdr_waiting = True
         self._deliver()
@@ -404,7 +428,7 @@ class Class2Modem:
                        else f"{self.names['FPS']}:1,{rows},0,0,0")
             self._info(f"{self.names['FET']}:{fet}")
             self._result("OK")
-        elif self.phase == "ended":
+        elif self.phase is Phase.ENDED:
             self.fdr_waiting = False
             code = self.hangup_code or "00"
             shown = code if self.fclass == "2.0" else str(int(code, 16) - 60 if code[0] == "A" else int(code))
@@ -412,10 +436,10 @@ class Class2Modem:
             self._result("OK" if code == "00" else "ERROR")
 
     def _end_call(self, code: str) -> None:
-        if self.phase == "ended":
+        if self.phase is Phase.ENDED:
             return
-        answering = self.phase == "answering"
-        self.phase = "ended"
+        answering = self.phase is Phase.ANSWERING
+        self._move(Phase.ENDED)
         self.hangup_code = self.hangup_code or code
         self.events.append(ModemControl(Control.HANGUP))  # a Class 2 modem goes on hook by itself
         if answering:  # ATA is still waiting: the call failed before any page
@@ -428,7 +452,7 @@ class Class2Modem:
         if term is None:
             return
         while (ev := term.next_event()) is not None:
-            if isinstance(ev, PhaseB) and self.phase == "answering":
+            if isinstance(ev, PhaseB) and self.phase is Phase.ANSWERING:
                 st = term.stats()
                 dcs = next((line for line in reversed(term.trace) if line.startswith("< DCS ")), "")
                 try:
@@ -438,7 +462,7 @@ class Class2Modem:
                 self.encoding = _DF_TO_ENCODING[df]
                 vr = {98: 0, 196: 1, 391: 2}.get(st.y_dpi, 1)
                 br = max(0, st.bit_rate // 2400 - 1)
-                self.phase = "connected"
+                self._move(Phase.CONNECTED)
                 self._info(self.names["FCO"])
                 if st.remote_ident:
                     self._info(f'{self.names["FTI"]}:"{st.remote_ident}"')

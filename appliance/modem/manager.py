@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from .driver import ReceiveDriver
 from .hotplug import HotplugEvent, HotplugMonitor
-from .line import BeginHook, FinishHook, LineSettings, ModemLine, load_driver
+from ..calls.modem_line import BeginHook, FinishHook, LineSettings, ModemLine, load_driver
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,24 @@ class ModemManager:
     def _line(self, device: str) -> ModemLine:
         line = ModemLine(device, self.settings, self._begin, self._finish, drivers=self._drivers)
         self.lines[device] = line
+        return line
+
+    def add(self, device: str) -> ModemLine:
+        """The line for ``device``: the one there is, or a new one (started if the manager runs)."""
+        line = self.lines.get(device)
+        if line is None:
+            line = self._line(device)
+            if self._started:
+                line.start()
+        return line
+
+    async def remove(self, device: str) -> ModemLine | None:
+        """Stop the line for ``device`` and forget it; a call in progress ends and is still recorded."""
+        line = self.lines.get(device)
+        if line is None:
+            return None
+        await line.stop()
+        self.lines.pop(device, None)
         return line
 
     async def start(self, hotplug: bool = True) -> None:
@@ -84,9 +102,7 @@ class ModemManager:
             line.device_added()
         elif self.auto_adopt and event.looks_like_modem:
             log.info("hot-plug: adopting %s", event.stable_path)
-            line = self._line(event.stable_path)
-            if self._started:
-                line.start()
+            self.add(event.stable_path)
 
     def status(self) -> dict[str, Any]:
         return {"hotplug": self.hotplug, "lines": [line.status() for line in self.lines.values()]}

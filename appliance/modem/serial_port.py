@@ -11,23 +11,37 @@ import errno
 import io
 import os
 from collections import deque
+from dataclasses import dataclass
 from typing import Iterable, Literal
 
 import serial
 
 from .at import AtChannel, CommandDone, CommandTimedOut, DeviceGone, Event
+from .at import ModemError as ModemError  # defined beside the channel (sans-I/O), raised here
 
 Flow = Literal["rtscts", "xonxoff", "none"]
 _GONE = (errno.EIO, errno.ENXIO, errno.ENODEV, errno.EBADF, errno.EPIPE)
 _POLL = 0.005  # seconds; only for pyserial URLs without a file descriptor (loop://)
 
 
-class ModemError(Exception):
-    """A command failed: the modem answered something unexpected, timed out, or went away."""
+@dataclass
+class _Waiter:
+    """A command's future: ends with its CommandDone, or ModemError as ``command`` raises it."""
+    cmd: str
+    timeout: float
+    fut: asyncio.Future[CommandDone]
 
-    def __init__(self, cmd: str, result: str, lines: Iterable[str] = ()) -> None:
-        self.cmd, self.result, self.lines = cmd, result, list(lines)
-        super().__init__(f"{cmd}: {result}")
+    def settle(self, event: CommandDone | CommandTimedOut | DeviceGone) -> None:
+        if self.fut.done():
+            return
+        if isinstance(event, CommandTimedOut):
+            self.fut.set_exception(ModemError(self.cmd, f"timeout after {self.timeout:g} s", event.lines))
+        elif isinstance(event, DeviceGone):
+            self.fut.set_exception(ModemError(self.cmd, f"device gone ({event.reason})"))
+        elif not event.ok:
+            self.fut.set_exception(ModemError(self.cmd, event.result, event.lines))
+        else:
+            self.fut.set_result(event)
 
 
 class ModemPort:
@@ -38,7 +52,7 @@ class ModemPort:
         self.channel = channel or AtChannel()
         self.events: asyncio.Queue[Event] = asyncio.Queue()
         self._loop = asyncio.get_running_loop()
-        self._waiters: deque[asyncio.Future[Event]] = deque()
+        self._waiters: deque[_Waiter] = deque()
         self._writes: deque[tuple[asyncio.Future[None] | None, bytes]] = deque()
         self._timer: asyncio.TimerHandle | None = None
         self._poll: asyncio.TimerHandle | None = None
@@ -67,30 +81,31 @@ class ModemPort:
 
     async def command(self, cmd: str, timeout: float = 3.0, expect: Iterable[str] = ("OK",)) -> CommandDone:
         """Run one AT command after those already queued; raise ModemError unless it ends in ``expect``."""
+        return await self.submit(cmd, timeout, expect)
+
+    def submit(self, cmd: str, timeout: float = 3.0, expect: Iterable[str] = ("OK",)) -> asyncio.Future[CommandDone]:
+        """``command`` queued at once; the future ends as ``command`` would (for callback drivers)."""
         if self.ser is None:
             raise ModemError(cmd, "port closed")
-        fut: asyncio.Future[Event] = self._loop.create_future()
-        self._waiters.append(fut)
+        fut: asyncio.Future[CommandDone] = self._loop.create_future()
+        self._waiters.append(_Waiter(cmd, timeout, fut))
         self.channel.send(cmd, timeout, expect=expect, now=self._loop.time())
         self._pump()
-        event = await fut
-        if isinstance(event, CommandTimedOut):
-            raise ModemError(cmd, f"timeout after {timeout:g} s", event.lines)
-        if isinstance(event, DeviceGone):
-            raise ModemError(cmd, f"device gone ({event.reason})")
-        if not event.ok:
-            raise ModemError(cmd, event.result, event.lines)
-        return event
+        return fut
 
     async def write_data(self, data: bytes) -> None:
         """Write raw (already DLE-stuffed) data; returns when the kernel has taken all of it."""
+        await self.submit_data(data)
+
+    def submit_data(self, data: bytes) -> asyncio.Future[None]:
+        """``write_data`` started at once; the future ends when the kernel has taken the bytes."""
         if self.ser is None:
             raise ModemError("data write", "port closed")
         fut: asyncio.Future[None] = self._loop.create_future()
         self.channel.send_data(data, now=self._loop.time())
         self._writes.append((fut, self.channel.data_to_send()))
         self._flush_writes()
-        await fut
+        return fut
 
     def history(self) -> str:  # for the failure dump
         return self.channel.history_text()
@@ -114,9 +129,7 @@ class ModemPort:
             if fut is not None and not fut.done():
                 fut.set_exception(ModemError("data write", "port closed"))
         while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(DeviceGone("port closed"))
+            self._waiters.popleft().settle(DeviceGone("port closed"))
 
     def _on_readable(self) -> None:
         try:
@@ -157,9 +170,8 @@ class ModemPort:
         gone = False
         while (event := self.channel.next_event()) is not None:
             if isinstance(event, (CommandDone, CommandTimedOut)):
-                waiter = self._waiters.popleft() if self._waiters else None
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(event)
+                if self._waiters:
+                    self._waiters.popleft().settle(event)
                 continue
             gone = gone or isinstance(event, DeviceGone)
             self.events.put_nowait(event)

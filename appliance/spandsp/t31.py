@@ -131,10 +131,6 @@ class T31Modem:
             lib.t31_rx(self._t31, self._amp, k)
             done += k
 
-    def rx_fillin(self, samples: int) -> None:
-        self._check()
-        lib.t31_rx_fillin(self._t31, samples)
-
     def tx_audio(self, samples: int = 160) -> bytes:
         """The modem's next ``samples`` of audio (silence where it has nothing to send)."""
         self._check()

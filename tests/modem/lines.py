@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from appliance.modem.at import DeviceGone
 from appliance.modem.driver import ModemCall, ModemCallResult
-from appliance.modem.line import CallerInfo
+from appliance.calls.modem_line import CallerInfo
 from appliance.modem.serial_port import ModemPort
 from tests.budgets import LOADED
 
@@ -86,7 +86,7 @@ async def dial(path: Path, number: str = "5551000") -> tuple[ModemPort, asyncio.
 
 class PageDriver:
     """A driver (contract only) that answers and "receives" one real G4 page into the spool file,
-    for the daemon's wiring tests; selected through appliance.modem.line.DRIVERS."""
+    for the daemon's wiring tests; selected through appliance.calls.modem_line.DRIVERS."""
 
     async def receive(self, port: ModemPort, call: ModemCall) -> ModemCallResult:
         from appliance.fax.testpages import demo_pages

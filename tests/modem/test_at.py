@@ -7,7 +7,7 @@ import pytest
 
 from appliance.modem.at import (
     AtChannel, ChannelClosed, CommandDone, CommandTimedOut, DataEnd, DataReceived, DataResult,
-    DeviceGone, DleCommand, Garbage, Unsolicited, dle_stuff,
+    DeviceGone, DleCommand, Garbage, Unsolicited, caller_id_item, dle_stuff,
 )
 
 from .dialogue import drain
@@ -108,7 +108,7 @@ def test_atz_and_atv1_return_to_verbose():
     c = numeric_chan()
     c.send("ATZ", 3, now=0)
     assert not c.numeric
-    c.send("AT&V", 3)  # &V is "show profile", not V0
+    c.send("AT&V", 3, now=0)  # &V is "show profile", not V0
     assert not c.numeric
 
 
@@ -344,6 +344,18 @@ def test_device_gone_fails_pending_and_closes():
     c.device_gone("again", now=2)
     assert drain(c) == [DeviceGone("Input/output error", ["AT", "ATI"])]
     with pytest.raises(ChannelClosed):
-        c.send("AT", 1)
+        c.send("AT", 1, now=2)
     c.receive(b"\r\nOK\r\n", 3)  # late bytes are ignored
     assert drain(c) == []
+
+
+def test_caller_id_items_are_one_rule_for_the_channel_and_the_line() -> None:
+    assert caller_id_item("NMBR = 5550100") == ("NMBR", "5550100")
+    assert caller_id_item("  ddn_nmbr=1000  ") == ("DDN_NMBR", "1000")
+    assert caller_id_item('NAME = "ACME FAX"') == ("NAME", '"ACME FAX"')  # the line cleans quotes
+    assert caller_id_item("NMBRX = 1") is None and caller_id_item("RING") is None
+    c = AtChannel()
+    c.send("AT+VCID=1", 3, now=0)
+    c.receive(b"\r\nNDID=200\r\nNUMBER=1\r\nOK\r\n", 0)
+    # caller ID is unsolicited even while a command runs; other text is the command's
+    assert drain(c) == [Unsolicited("NDID=200"), CommandDone("AT+VCID=1", "OK", ["NUMBER=1"])]

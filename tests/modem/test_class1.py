@@ -1,7 +1,8 @@
 """The Class 1 front-end: spandsp's T.30 driving a Class 1 modem.
 
-The pure parts (modulation codes, HDLC framing for ECM) are tested like a library here.  The
-driver is replayed against recorded modem dialogues in test_class1_dialogues.py, and runs real
+The pure parts (modulation codes, HDLC framing for ECM) are tested like a library here; the
+rules (Class1FrontEnd) on a fake clock in test_class1_frontend.py.  The asyncio driver is
+replayed against recorded modem dialogues on a pty in test_class1_dialogues.py, and runs real
 calls as the daemon's line in test_line_efax.py (efax; a caller hanging up after page 2) and
 test_hylafax_line.py (HylaFAX's sendfax; HylaFAX with ECM).
 """
@@ -12,7 +13,7 @@ import random
 
 import pytest
 
-from appliance.modem.class1 import modulation_code
+from appliance.modem.class1_frontend import modulation_code
 from appliance.modem.hdlc import HdlcEncoder, fcs16
 from appliance.spandsp.frontend import Modem
 

@@ -12,7 +12,8 @@ import pytest
 from appliance.fax.pages import read_pages, write_fax_tiff
 from appliance.fax.testpages import demo_pages
 from appliance.modem.at import AtChannel, CommandDone, DataEnd, DataReceived, DataResult
-from appliance.modem.class2_emulator import Class2Modem, dcs_coding
+from appliance.modem.class2_emulator import Class2Modem, Phase, dcs_coding
+from appliance.sip.errors import LocalProtocolError
 from appliance.modem.virtual import LineOptions, VirtualLine
 from appliance.spandsp.audio import AudioFaxTerminal
 from appliance.spandsp.t31 import CallEvent, Control, ModemLine, T31Modem
@@ -54,6 +55,22 @@ def test_at_subset_answers() -> None:
         m.close()
 
 
+def test_ata_before_ring_waits_and_an_illegal_phase_move_is_our_bug() -> None:
+    m = Class2Modem()
+    try:
+        _cmd(m, "ATE0")
+        _cmd(m, "AT+FCLASS=2.0")
+        m.at_rx(b"ATA\r")
+        assert m.phase is Phase.WAITING and m.take_output() == b""  # answered when it rings
+        m.call_event(CallEvent.ALERTING)
+        assert m.phase is Phase.ANSWERING
+        with pytest.raises(LocalProtocolError, match="answering -> waiting"):
+            m._move(Phase.WAITING)
+        assert m.phase is Phase.ANSWERING
+    finally:
+        m.close()
+
+
 def test_forced_port_offers_only_class2() -> None:
     m = Class2Modem(forced=True)
     try:
@@ -82,7 +99,7 @@ def _in_memory_call(tmp_path: Path, variant: str, fbo: int, ecm: bool):
     line: ModemLine | None = None
 
     def run(cmd: str, seconds: float = 60.0) -> list:
-        dte.send(cmd, 5.0)
+        dte.send(cmd, 5.0, now=0.0)
         m.at_rx(dte.data_to_send())
         got: list = []
         for _ in range(int(seconds / 0.02)):
@@ -101,7 +118,7 @@ def _in_memory_call(tmp_path: Path, variant: str, fbo: int, ecm: bool):
             assert run(c)[-1].result == "OK", c
         m.call_event(CallEvent.ALERTING)
         m.take_output()
-        dte.send("ATA", 60.0)
+        dte.send("ATA", 60.0, now=0.0)
         m.at_rx(dte.data_to_send())
         assert m.next_event().op is Control.ANSWER and m.fax_state is not None
         line = ModemLine(a_t31, b_t31)

@@ -12,7 +12,7 @@ import pytest
 
 from appliance.config import Config
 from appliance.daemon import Appliance
-from appliance.modem import line as line_mod
+from appliance.calls import modem_line as line_mod
 from tests.conftest import free_port
 
 from .lines import MODEM, run, until

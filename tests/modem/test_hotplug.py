@@ -4,6 +4,7 @@ Events are injected through ``ModemManager.handle``, the same path the pyudev mo
 """
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from appliance.modem.hotplug import HotplugEvent, HotplugMonitor, event_from_udev
-from appliance.modem.line import LineSettings
+from appliance.calls.modem_line import LineSettings
 from appliance.modem.manager import ModemManager
 from appliance.modem.virtual import VirtualLine
 
@@ -147,6 +148,27 @@ def test_an_unopenable_device_is_a_line_down_with_the_reason_not_a_crash(tmp_pat
     assert states["absent"][0] == "down" and "not present" in states["absent"][1]
     assert states["not-a-tty"][0] == "down" and states["not-a-tty"][1].startswith(
         f"cannot open {bogus}: "), states
+
+
+def test_lines_are_added_and_removed_through_the_managers_own_methods(tmp_path: Path) -> None:
+    absent = str(tmp_path / "absent")
+
+    async def main() -> None:
+        mgr, _ = manager(tmp_path, [])
+        before = mgr.add(absent)  # not started: the line waits for start()
+        await asyncio.sleep(0.05)
+        assert mgr.lines == {absent: before} and before.reason == "not started"
+        await mgr.start(hotplug=False)
+        assert mgr.add(absent) is before  # the same line, now running
+        await until(lambda: before.reason.startswith("device not present"), LOADED)
+        later = mgr.add(str(tmp_path / "later"))  # added to a running manager: started at once
+        await until(lambda: later.reason.startswith("device not present"), LOADED)
+        assert await mgr.remove(absent) is before and absent not in mgr.lines
+        assert before.state == "down" and before.reason == "stopped"
+        assert await mgr.remove(absent) is None
+        await mgr.stop()
+
+    run(main())
 
 
 @pytest.mark.slow

@@ -17,10 +17,11 @@ from typing import Any
 
 import pytest
 
-from appliance.modem import line as line_mod
+from appliance.calls import modem_line as line_mod
 from appliance.modem.driver import ModemCallResult
-from appliance.modem.line import (DriverUnavailable, LineSettings, ModemLine,
-                                  clean_caller_field, load_driver, short_name)
+from appliance.calls.modem_line import (MOVES, DriverUnavailable, LineSettings, LineState, ModemLine,
+                                        check_move, clean_caller_field, load_driver, short_name)
+from appliance.sip.errors import LocalProtocolError
 from appliance.modem.serial_port import ModemPort
 from appliance.modem.virtual import LineOptions, VirtualLine
 
@@ -33,6 +34,30 @@ def make_line(path: str, spool: Spool, driver: Any, **settings: Any) -> ModemLin
     s = LineSettings(**{"flow_control": "none", "command_timeout": LOADED, **settings})
     drivers = driver if callable(driver) and not hasattr(driver, "receive") else (lambda cls: driver)
     return ModemLine(path, s, spool.begin, spool.finish, drivers=drivers)
+
+
+# -- the state table ----------------------------------------------------------------------------
+
+def test_line_states_move_as_the_theory_of_operation_says() -> None:
+    S = LineState
+    told = [(S.DOWN, S.PROBING), (S.PROBING, S.IDLE), (S.IDLE, S.RINGING), (S.RINGING, S.RECEIVING),
+            (S.RECEIVING, S.IDLE), (S.RINGING, S.IDLE), (S.ERROR, S.PROBING)]
+    told += [(s, S.DOWN) for s in S if s is not S.DOWN] + [(s, S.ERROR) for s in S if s not in (S.DOWN, S.ERROR)]
+    assert set(told) <= MOVES
+    for s in S:
+        check_move(s, s)  # a new reason in the same state
+    for bad in [(S.DOWN, S.IDLE), (S.IDLE, S.RECEIVING), (S.DOWN, S.RECEIVING), (S.RECEIVING, S.RINGING),
+                (S.IDLE, S.PROBING)]:
+        with pytest.raises(LocalProtocolError):
+            check_move(*bad)
+    assert str(S.RINGING) == "ringing"  # what status() and the dashboard show
+
+
+def test_a_line_refuses_to_answer_from_down(tmp_path: Path) -> None:
+    line = make_line(str(tmp_path / "none"), Spool(tmp_path), object())
+    with pytest.raises(LocalProtocolError, match="down -> receiving"):
+        line._set(LineState.RECEIVING, "a bug")
+    assert line.state is LineState.DOWN and line.status()["state"] == "down"
 
 
 # -- fast: a scripted modem on a pty ------------------------------------------------------------

@@ -8,6 +8,9 @@ Theory of operation.  :meth:`ModemLine.run` loops for the life of the daemon:
     any --(DeviceGone / EIO / udev remove)--> down --(device back)--> probing
     any --(modem error: ERROR, timeout, no class)--> error --(backoff 1, 2, 4 ... 60 s)--> probing
 
+(:class:`LineState`; ``MOVES`` is this picture as a table, and any other move is our bug:
+``LocalProtocolError``.)
+
 Between rings the modem reports caller ID (NMBR=, NAME=, NDID=/DDN_NMBR=); the line keeps them
 for the call.  Before answering it asks ``begin`` for a spool record (so even a crash mid-page
 leaves a trace, and a spool that cannot record refuses the call by not answering); the driver for
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import importlib
 import logging
 import os
@@ -29,20 +33,48 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Literal
+from typing import Any, Awaitable, Callable
 
 import serial
 
-from .at import DeviceGone, Unsolicited
-from .driver import ModemCall, ModemCallResult, ReceiveDriver
-from .probe import DEFAULT_CLASS_PREFERENCE, ModemInfo, ProbeError, probe
-from .quirks import Quirks, quirks_for
-from .serial_port import Flow, ModemError, ModemPort
+from ..modem.at import DeviceGone, Unsolicited, caller_id_item
+from ..modem.driver import ModemCall, ModemCallResult, ReceiveDriver
+from ..modem.probe import DEFAULT_CLASS_PREFERENCE, ModemInfo, ProbeError, probe
+from ..modem.quirks import Quirks, quirks_for
+from ..modem.serial_port import Flow, ModemError, ModemPort
+from ..sip.errors import LocalProtocolError
 
 log = logging.getLogger(__name__)
 
-State = Literal["probing", "idle", "ringing", "receiving", "down", "error"]
-STATES: tuple[State, ...] = ("probing", "idle", "ringing", "receiving", "down", "error")
+
+class LineState(enum.StrEnum):
+    """What a line is doing (the dashboard shows the value); moves only as MOVES allows."""
+    DOWN = "down"
+    PROBING = "probing"
+    IDLE = "idle"
+    RINGING = "ringing"
+    RECEIVING = "receiving"
+    ERROR = "error"
+
+
+_S = LineState
+#: the theory of operation above as a table: (from, to).  Staying in a state with a new reason
+#: is always allowed; anything else is our bug (LocalProtocolError).
+MOVES: frozenset[tuple[LineState, LineState]] = frozenset({
+    (_S.DOWN, _S.PROBING),
+    (_S.PROBING, _S.IDLE), (_S.PROBING, _S.DOWN), (_S.PROBING, _S.ERROR),
+    (_S.IDLE, _S.RINGING), (_S.IDLE, _S.DOWN), (_S.IDLE, _S.ERROR),
+    (_S.RINGING, _S.RECEIVING), (_S.RINGING, _S.IDLE), (_S.RINGING, _S.DOWN), (_S.RINGING, _S.ERROR),
+    (_S.RECEIVING, _S.IDLE), (_S.RECEIVING, _S.DOWN), (_S.RECEIVING, _S.ERROR),
+    # back to probing after the backoff; to idle after a call it could not record (re-init ok)
+    (_S.ERROR, _S.PROBING), (_S.ERROR, _S.IDLE), (_S.ERROR, _S.DOWN),
+})
+
+
+def check_move(current: LineState, to: LineState) -> None:
+    """Raise LocalProtocolError unless the line may go from ``current`` to ``to``."""
+    if current is not to and (current, to) not in MOVES:
+        raise LocalProtocolError(f"modem line: {current.value} -> {to.value}")
 
 #: seconds without a RING after which the caller has given up (rings come every 5-6 s)
 RING_GAP = 10.0
@@ -65,7 +97,6 @@ DRIVERS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "2.0": ("appliance.modem.class2", "Class2Receiver", {"variant": "2.0"}),
 }
 
-_CALLER_ID = re.compile(r"^\s*(NMBR|NAME|NDID|DDN_NMBR|DATE|TIME|MESG|CID)\s*=\s*(.*?)\s*$", re.IGNORECASE)
 
 
 class DriverUnavailable(Exception):
@@ -160,7 +191,7 @@ class ModemLine:
         self.settings = settings
         self._begin, self._finish = begin, finish
         self._drivers, self._opener = drivers, opener
-        self.state: State = "down"
+        self.state = LineState.DOWN
         self.reason = "not started"
         self.since = time.time()
         self.port: ModemPort | None = None
@@ -181,7 +212,7 @@ class ModemLine:
 
     # -- what the manager and the dashboard use -------------------------------------------------
     def status(self) -> dict[str, Any]:
-        return {"device": self.device, "line": self.line, "state": self.state, "reason": self.reason,
+        return {"device": self.device, "line": self.line, "state": self.state.value, "reason": self.reason,
                 "since": self.since, "modem": self.info.as_dict() if self.info else None,
                 "class": self.fax_class, "quirks": self.quirks.name if self.quirks else None,
                 "rings": self.rings, "calls": self.calls, "last_call": self.last_call}
@@ -200,7 +231,7 @@ class ModemLine:
         self._stopping = True
         self._wake.set()
         port, task = self.port, self._task
-        if self.state == "receiving" and port is not None and port.is_open and task is not None:
+        if self.state is LineState.RECEIVING and port is not None and port.is_open and task is not None:
             port.events.put_nowait(DeviceGone("appliance shutting down"))
             port.close()
             await asyncio.wait({task}, timeout=STOP_GRACE)
@@ -212,7 +243,7 @@ class ModemLine:
             with contextlib.suppress(Exception):
                 await self._finishing
         self._close()
-        self._set("down", "stopped")
+        self._set(LineState.DOWN, "stopped")
 
     def device_added(self) -> None:
         """udev: the device (or one of its links) appeared."""
@@ -229,7 +260,8 @@ class ModemLine:
         self._wake.set()
 
     # -- the loop ---------------------------------------------------------------------------------
-    def _set(self, state: State, reason: str = "") -> None:
+    def _set(self, state: LineState, reason: str = "") -> None:
+        check_move(self.state, state)
         if (state, reason) != (self.state, self.reason):
             log.info("%s: %s%s", self.line, state, f" ({reason})" if reason else "")
             self.state, self.reason, self.since = state, reason, time.time()
@@ -243,7 +275,7 @@ class ModemLine:
         backoff = BACKOFF_MIN
         while not self._stopping:
             if not os.path.exists(self.device):
-                self._set("down", f"device not present: {self.device}")
+                self._set(LineState.DOWN, f"device not present: {self.device}")
                 await self._wait_for_device(seen_missing=True)
                 continue
             try:
@@ -253,7 +285,7 @@ class ModemLine:
                 reason = str(e)
                 gone = True
             except CannotOpen as e:  # "down" for the dashboard, but retried: access may be granted
-                self._set("down", str(e))
+                self._set(LineState.DOWN, str(e))
                 log.warning("%s: %s; retrying in %g s", self.line, e, backoff)
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
@@ -268,13 +300,13 @@ class ModemLine:
             history = self.port.history() if self.port is not None else ""
             self._close()
             if gone:
-                self._set("down", reason)
+                self._set(LineState.DOWN, reason)
                 backoff = BACKOFF_MIN
                 await self._wait_for_device(seen_missing=False)
                 continue
             if self._reached_idle:  # it worked for a while: this is a new problem, retry soon
                 backoff, self._reached_idle = BACKOFF_MIN, False
-            self._set("error", reason)
+            self._set(LineState.ERROR, reason)
             log.warning("%s: %s; retrying in %g s%s", self.line, reason, backoff,
                         f"\n{history}" if history else "")
             await self._sleep(backoff)
@@ -303,7 +335,7 @@ class ModemLine:
 
     async def _session(self) -> None:
         self._removed = self._added = False
-        self._set("probing")
+        self._set(LineState.PROBING)
         try:
             self.port = port = await self._opener(self.device, self.settings.speed, self.settings.flow_control)
         except (OSError, serial.SerialException, ValueError) as e:
@@ -324,7 +356,7 @@ class ModemLine:
         """Reset and set up for answering: quirks, the configured init strings, caller ID, the class."""
         assert self.quirks is not None and self.fax_class is not None
         t = self.settings.command_timeout
-        port.channel.end_data_phase()  # a driver that left a data phase open must not block ATZ
+        port.channel.end_data_phase(asyncio.get_running_loop().time())  # a driver that left a data phase open must not block ATZ
         await port.command("ATZ", timeout=5.0)
         await port.command("ATE0V1Q0", timeout=t)
         await self._optional(port, "ATS0=0", "auto-answer off")  # we count the rings ourselves
@@ -370,7 +402,7 @@ class ModemLine:
         """Wait for a call and answer it; returns after the call (or raises LineGone)."""
         self.rings = 0
         cid: dict[str, str] = {}
-        self._set("idle")
+        self._set(LineState.IDLE)
         self._reached_idle = True
         while not self._stopping:
             if self._removed:
@@ -383,7 +415,7 @@ class ModemLine:
                 if ringing:
                     log.info("%s: caller gave up after %d ring(s)", self.line, self.rings)
                     self.rings, cid = 0, {}
-                    self._set("idle")
+                    self._set(LineState.IDLE)
                 else:  # a modem that stopped answering raises ModemError: re-init with backoff
                     await port.command("AT", timeout=self.settings.command_timeout)
                 continue
@@ -393,11 +425,11 @@ class ModemLine:
                 log.debug("%s: idle: %r", self.line, ev)
                 continue
             text = ev.line.strip()
-            if m := _CALLER_ID.match(text):
-                cid[m.group(1).upper()] = clean_caller_field(m.group(2))
+            if item := caller_id_item(text):
+                cid[item[0]] = clean_caller_field(item[1])
             elif text.upper() == "RING" or text.upper().startswith("RING "):
                 self.rings += 1
-                self._set("ringing", f"{self.rings} of {self.settings.rings} rings")
+                self._set(LineState.RINGING, f"{self.rings} of {self.settings.rings} rings")
                 if self.rings >= self.settings.rings:
                     await self._answer(port, cid)
                     return
@@ -416,7 +448,7 @@ class ModemLine:
         except Exception as e:  # the spool cannot record it: refuse by not answering
             log.error("%s: not answering %s: the call cannot be recorded: %s", self.line,
                       caller.caller_number or "a call", e)
-            self._set("error", f"call not answered: cannot record it: {e}")
+            self._set(LineState.ERROR, f"call not answered: cannot record it: {e}")
             await self._sleep(RING_GAP * 3)  # let the caller give up before the re-init
             return
         call = ModemCall(device=self.device, line=self.line, tiff_path=Path(tiff_path),
@@ -426,7 +458,7 @@ class ModemLine:
                          max_call_duration=self.settings.max_call_duration,
                          quirks=self.quirks.flags if self.quirks else frozenset(),
                          answer=self.quirks.answer_command if self.quirks else "ATA")
-        self._set("receiving", f"fax {fax_id} from {caller.caller_number or 'unknown'}")
+        self._set(LineState.RECEIVING, f"fax {fax_id} from {caller.caller_number or 'unknown'}")
         self.calls += 1
         started = time.time()
         result: ModemCallResult | None = None
