@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from appliance.update.service import Paths
 
 
-def _paths(args: argparse.Namespace | None = None) -> "Paths":
+def _paths(args: argparse.Namespace | None = None) -> Paths:
     """The box's places; RAUC's programs get theirs from the environment in tests only."""
     from dataclasses import replace
 
@@ -62,11 +62,10 @@ def cmd_update(args: argparse.Namespace) -> int:
 
 
 def cmd_boot_health(args: argparse.Namespace, load: Callable[[argparse.Namespace], Config]) -> int:
+    from appliance.config import ConfigError
     from appliance.update.checks import all_checks
     from appliance.update.commands import Commands
     from appliance.update.service import boot_health
-
-    from appliance.config import ConfigError
 
     p = _paths(args)
     try:
@@ -93,7 +92,7 @@ def rauc_post_install_main(argv: list[str] | None = None) -> int:
     return post_install(os.environ, _paths(), Commands())
 
 
-def add_parsers(sub: "argparse._SubParsersAction[argparse.ArgumentParser]",
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                 load: Callable[[argparse.Namespace], Config],
                 config_arguments: Callable[[argparse.ArgumentParser], None]) -> None:
     from appliance.update.health import DEFAULT_TIMEOUT
