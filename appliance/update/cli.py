@@ -29,19 +29,18 @@ def _paths(args: argparse.Namespace | None = None) -> Paths:
 
     p = Paths()
     env_boot, env_cmdline = os.environ.get("FAXBRIDGE_BOOT_DIR"), os.environ.get("FAXBRIDGE_CMDLINE")
-    kw: dict[str, object] = {}
     if env_boot:
-        kw["boot"] = Path(env_boot)
+        p = replace(p, boot=Path(env_boot))
     if env_cmdline:
-        kw["cmdline"] = Path(env_cmdline)
+        p = replace(p, cmdline=Path(env_cmdline))
     if args is not None:
         if getattr(args, "state_dir", None):
-            kw["state_dir"] = Path(args.state_dir).absolute()
+            p = replace(p, state_dir=Path(args.state_dir).absolute())
         if getattr(args, "boot", None):
-            kw["boot"] = Path(args.boot)
+            p = replace(p, boot=Path(args.boot))
         if getattr(args, "work", None):
-            kw["work"] = Path(args.work)
-    return replace(p, **kw)  # type: ignore[arg-type]
+            p = replace(p, work=Path(args.work))
+    return p
 
 
 def cmd_update(args: argparse.Namespace) -> int:
