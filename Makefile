@@ -25,7 +25,7 @@ IMAGE_OUT ?= build/image
 IMAGE_CACHE ?= build/image-cache
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv apt image run test test-fast hwtest bench clean selftest screenshots fuzz fuzz-seeds
+.PHONY: all venv apt image run test test-fast lint hwtest bench clean selftest screenshots fuzz fuzz-seeds
 
 all: venv
 
@@ -73,6 +73,14 @@ selftest: venv
 test: venv
 	$(MAKE) --no-print-directory apt APT_EXTRA="$(TEST_APT_PACKAGES)"
 	$(VENV)/bin/python -m pytest -n $${PYTEST_WORKERS:-4} --dist loadgroup
+
+# ruff (lint, format) and mypy over appliance/, as tests/test_lint.py runs them in `make test`
+# (decision 29); `make lint FIX=1` applies ruff's safe fixes and formats first.
+lint: venv
+	$(if $(FIX),$(VENV)/bin/ruff check --fix appliance && $(VENV)/bin/ruff format appliance)
+	$(VENV)/bin/ruff check appliance
+	$(VENV)/bin/ruff format --check appliance
+	$(VENV)/bin/mypy
 
 # Everything but the real-time calls and the short fuzz runs: the protocol libraries, in seconds.
 test-fast: venv

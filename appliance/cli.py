@@ -11,8 +11,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .config import CONFIG_NAME, STATE_DIR_ENV, Config, ConfigError, default_state_dir
+from appliance.config import CONFIG_NAME, STATE_DIR_ENV, Config, ConfigError, default_state_dir
+
+if TYPE_CHECKING:  # the daemon is imported only by the commands that run it
+    from appliance.daemon import Appliance
 
 CONFIG_HELP = (f"TOML configuration file (default: {CONFIG_NAME} in the state directory, which the web UI "
                "writes, when it exists; else the embedded defaults)")
@@ -59,11 +63,11 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .daemon import Appliance
-    from .sdnotify import Notifier, keep_alive, watchdog_interval
+    from appliance.daemon import Appliance
+    from appliance.sdnotify import Notifier, keep_alive, watchdog_interval
 
     cfg = load_args(args)
-    from .logfile import add_file_logging, log_path, off_the_loop, stray_log
+    from appliance.logfile import add_file_logging, log_path, off_the_loop, stray_log
     add_file_logging(cfg)
     for warning in cfg.path_warnings():
         logging.getLogger("faxbridge").warning("configuration: %s", warning)
@@ -101,7 +105,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             logging.getLogger("faxbridge").info("web UI ended (exit %s); starting it again in %.0f s",
                                                 web.returncode, wait)
             await asyncio.sleep(wait)
-            web, started = subprocess.Popen(web_cmd, env=web_env), time.monotonic()
+            # Popen returns once the child is exec'd (vfork): no longer than asyncio's own would
+            web, started = subprocess.Popen(web_cmd, env=web_env), time.monotonic()  # noqa: ASYNC220
 
     async def main() -> None:
         nonlocal restart
@@ -160,7 +165,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _ensure_setup_code(cfg: Config) -> str:
     """The first-start page's one-time code (made now if there is none), as the web UI reads it;
     "" once a password is set."""
-    from .web import setupcode
+    from appliance.web import setupcode
 
     state = cfg.path(cfg.web.state_dir)
     if (state / "admin.json").exists():
@@ -168,8 +173,8 @@ def _ensure_setup_code(cfg: Config) -> str:
     return setupcode.ensure(state)
 
 
-def _banner(cfg: Config, app: object) -> str:
-    sip = [f"{l.transport}:{l.host}:{l.port}" for l in app.sip.locals]  # type: ignore[attr-defined]
+def _banner(cfg: Config, app: Appliance) -> str:
+    sip = [f"{l.transport}:{l.host}:{l.port}" for l in app.sip.locals]
     udp = next((x for x in sip if x.startswith("udp:")), sip[0] if sip else "udp:127.0.0.1:5060")
     _, host, port = udp.split(":")
     where = (f"Maildir {cfg.path(cfg.delivery.url).resolve()}" if cfg.delivery.backend == "maildir"
@@ -184,7 +189,7 @@ def _banner(cfg: Config, app: object) -> str:
                      f"\n             with this setup code: {code}")
     if not cfg.web.enabled:
         web_note = " (web UI switched off)"
-    from .logfile import log_path
+    from appliance.logfile import log_path
 
     config = str(cfg.source) if cfg.source else f"embedded defaults (the web UI saves to {cfg.base_dir / CONFIG_NAME})"
     return (f"Faxbridge is running.\n"
@@ -224,7 +229,7 @@ def cmd_reset_password(args: argparse.Namespace) -> int:
 
 
 def cmd_web(args: argparse.Namespace) -> int:
-    from .web.server import serve
+    from appliance.web.server import serve
 
     return serve(load_args(args))
 
@@ -256,16 +261,18 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_send_test_fax(args: argparse.Namespace) -> int:
-    from .fax.sender import send_fax
+    from appliance.fax.sender import send_fax
 
     if args.demo:
-        from .fax.testpages import demo_pages
-        from .fax.pages import write_fax_tiff
         import tempfile
 
-        tmp = tempfile.NamedTemporaryFile(suffix=".tif", delete=False)
-        write_fax_tiff(demo_pages(), tmp.name)
-        tiff = Path(tmp.name)
+        from appliance.fax.pages import write_fax_tiff
+        from appliance.fax.testpages import demo_pages
+
+        fd, name = tempfile.mkstemp(suffix=".tif")
+        os.close(fd)
+        write_fax_tiff(demo_pages(), name)
+        tiff = Path(name)
     elif args.file:
         tiff = Path(args.file)
         if not tiff.is_file():
@@ -281,7 +288,7 @@ def cmd_send_test_fax(args: argparse.Namespace) -> int:
             print(f"error: --header {h!r} is not 'Name: value'", file=sys.stderr)
             return 2
         headers.append((name.strip(), value.strip()))
-    from .sip.policy import SELF_TEST_ENV, SELF_TEST_HEADER
+    from appliance.sip.policy import SELF_TEST_ENV, SELF_TEST_HEADER
     own_pass = os.environ.get(SELF_TEST_ENV, "")
     if own_pass:  # the daemon's own test call (control.py): its one-time pass past the peer table
         headers.append((SELF_TEST_HEADER, own_pass))
@@ -304,10 +311,10 @@ def cmd_send_test_fax(args: argparse.Namespace) -> int:
 
 def cmd_selftest(args: argparse.Namespace) -> int:
     """Imports every part and loads the binding: run at image build time and before the service starts."""
-    from .spandsp.audio import result_text
-    from . import daemon  # noqa: F401
-    from .web import app  # noqa: F401
-    from .firstboot import run  # noqa: F401
+    from appliance import daemon  # noqa: F401
+    from appliance.firstboot import run  # noqa: F401
+    from appliance.spandsp.t30 import result_text
+    from appliance.web import app  # noqa: F401
 
     load_args(args)
     assert result_text(0) == "OK"
@@ -317,7 +324,7 @@ def cmd_selftest(args: argparse.Namespace) -> int:
 
 # -- virtual-modem (tests and demos: two emulated Class 1 modems on one line) ---------------
 def cmd_virtual_modem(args: argparse.Namespace) -> int:
-    from .modem.virtual import LineOptions, serve
+    from appliance.modem.virtual import LineOptions, serve
 
     try:
         options = LineOptions(noise_db=args.noise_db, drop_audio=args.drop, hangup_after_page=args.hangup_after_page,
@@ -329,7 +336,7 @@ def cmd_virtual_modem(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_virtual_modem(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def _add_virtual_modem(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     v = sub.add_parser("virtual-modem", help="two pseudo-terminal Class 1 fax modems on one virtual line")
     v.add_argument("--link", nargs=2, required=True, metavar=("A", "B"), help="symlinks to create for the two ptys")
     v.add_argument("--noise-db", type=float, metavar="DBM0", help="white noise on the line at this level")
@@ -345,9 +352,9 @@ def _add_virtual_modem(sub: "argparse._SubParsersAction[argparse.ArgumentParser]
 def cmd_modem_probe(args: argparse.Namespace) -> int:
     import serial
 
-    from .modem.probe import DEFAULT_CLASS_PREFERENCE, ProbeError, probe
-    from .modem.quirks import quirks_for
-    from .modem.serial_port import ModemError, ModemPort
+    from appliance.modem.probe import DEFAULT_CLASS_PREFERENCE, ProbeError, probe
+    from appliance.modem.quirks import quirks_for
+    from appliance.modem.serial_port import ModemError, ModemPort
 
     async def go() -> int:
         try:
@@ -382,7 +389,7 @@ def cmd_modem_probe(args: argparse.Namespace) -> int:
     return asyncio.run(go())
 
 
-def _add_modem_probe(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def _add_modem_probe(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     m = sub.add_parser("modem-probe", help="identify a fax modem: make, model, classes, the quirks used")
     m.add_argument("device", help="e.g. /dev/serial/by-id/usb-... (stop the appliance first)")
     m.add_argument("--speed", type=int, default=115200)
@@ -395,7 +402,7 @@ def _add_modem_probe(sub: "argparse._SubParsersAction[argparse.ArgumentParser]")
 # -- route (which rule a call would reach, without a call) ------------------------------------
 def cmd_route(args: argparse.Namespace) -> int:
     """Print the routing decision for the given call facts; 2 when the config is wrong."""
-    from .routing.router import route
+    from appliance.routing.router import route
 
     try:
         cfg = load_args(args)
@@ -417,7 +424,7 @@ def cmd_route(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_route(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def _add_route(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r = sub.add_parser("route", help="show where a fax with these call facts would go, and which rule says so")
     add_config_arguments(r)
     r.add_argument("--called", default="", metavar="N", help="called number (DID/DNIS)")
@@ -431,7 +438,7 @@ def _add_route(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
 
 def cmd_firstboot(args: argparse.Namespace) -> int:
     """Called by the image at every boot before the appliance starts; never stops the boot."""
-    from .firstboot.run import firstboot
+    from appliance.firstboot.run import firstboot
 
     report = firstboot(Path(args.boot), Path(args.data), Path(args.root), args.user,
                        Path(args.system) if args.system else None)
@@ -514,7 +521,8 @@ def main(argv: list[str] | None = None) -> int:
     fb.add_argument("--data", required=True, metavar="DIR", help="the state directory on the data partition")
     fb.add_argument("--root", default="/", metavar="DIR", help="the root file system to write into (default: /)")
     fb.add_argument("--user", default="", metavar="NAME",
-                    help="the appliance's service user: it gets the configuration and the web state (the image: faxbridge)")
+                    help="the appliance's service user: it gets the configuration and the web state "
+                         "(the image: faxbridge)")
     fb.add_argument("--system", metavar="DIR",
                     help="root's own directory for the SSH host keys, machine-id and imported Wi-Fi passphrase "
                          "(default: DATA/firstboot; the image: one outside the state directory)")
@@ -523,14 +531,14 @@ def main(argv: list[str] | None = None) -> int:
     _add_virtual_modem(sub)
     _add_modem_probe(sub)
 
-    from .queue_cli import add_parsers as _add_queue_parsers
+    from appliance.queue_cli import add_parsers as _add_queue_parsers
     _add_queue_parsers(sub, load_args, add_config_arguments)
-    from .backup.cli import add_parsers as _add_backup_parsers
+    from appliance.backup.cli import add_parsers as _add_backup_parsers
     _add_backup_parsers(sub, load_args, add_config_arguments)
-    from .delivery.trial import add_parser as _add_test_delivery
+    from appliance.delivery.trial import add_parser as _add_test_delivery
     _add_test_delivery(sub, load_args, add_config_arguments)
     _add_route(sub)
-    from .update.cli import add_parsers as _add_update_parsers
+    from appliance.update.cli import add_parsers as _add_update_parsers
     _add_update_parsers(sub, load_args, add_config_arguments)
 
     args = p.parse_args(argv)

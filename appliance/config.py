@@ -18,16 +18,16 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import difflib
+import functools
 import ipaddress
 import os
 import re
 import tomllib
 import zoneinfo
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-import functools
-from typing import Any, Callable, get_args, get_origin, get_type_hints
-
+from typing import Any, get_args, get_origin, get_type_hints
 
 #: the environment variable that names the state directory (the CLI's --state-dir wins over it)
 STATE_DIR_ENV = "FAXBRIDGE_STATE_DIR"
@@ -72,7 +72,7 @@ def parse_hostport(value: str, default_port: int) -> tuple[str, int]:
     return host, port
 
 
-def did_you_mean(value: object, choices: "list[str] | tuple[str, ...] | set[str]") -> str:
+def did_you_mean(value: object, choices: list[str] | tuple[str, ...] | set[str]) -> str:
     """" (did you mean 'x'?)" for the nearest choice to a misspelt value, else ""."""
     if not isinstance(value, str) or not value:
         return ""
@@ -82,7 +82,7 @@ def did_you_mean(value: object, choices: "list[str] | tuple[str, ...] | set[str]
     return f" (did you mean {near[0]!r}?)" if near else ""
 
 
-def one_of(value: object, choices: "list[str] | tuple[str, ...]", said: str = "") -> str:
+def one_of(value: object, choices: list[str] | tuple[str, ...], said: str = "") -> str:
     """The words for a value outside an enumeration: the choices, the value, a hint."""
     said = said or "must be one of " + ", ".join(choices)
     return f"{said}, not {value!r}{did_you_mean(value, list(choices))}"
@@ -211,8 +211,8 @@ class RegistrationConfig:
     contact_user: str = ""
 
     def validate(self, prefix: str, errors: list[str], transports: set[str]) -> None:
-        from .sip.uri import SipUri  # the config module stays importable without the SIP package
-        from .sip.errors import SipParseError
+        from appliance.sip.errors import SipParseError
+        from appliance.sip.uri import SipUri  # the config module stays importable without the SIP package
 
         for key in ("registrar", "outbound_proxy"):
             value = getattr(self, key)
@@ -365,7 +365,7 @@ class SipConfig:
                 errors.append(f"sip.registrations[{i}].name: {reg.name!r} is used twice")
             names.add(reg.name)
 
-    def check_files(self, resolve: "Callable[[str], Path]", errors: list[str]) -> None:
+    def check_files(self, resolve: Callable[[str], Path], errors: list[str]) -> None:
         """TLS files must exist when the config is loaded, not at the first TLS connection."""
         for key in ("tls_cert", "tls_key", "tls_ca"):
             value = getattr(self, key)
@@ -915,7 +915,7 @@ class Config:
         return q if q.is_absolute() else (self.base_dir / q)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], base_dir: Path | None = None) -> "Config":
+    def from_dict(cls, data: dict[str, Any], base_dir: Path | None = None) -> Config:
         """Build and check a configuration; ConfigError lists every problem at once.
 
         A value of the wrong type is reported and its default stands in, so the checks of every
@@ -948,7 +948,7 @@ class Config:
         return cfg
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], state_dir: Path | None = None) -> "Config":
+    def load(cls, path: str | os.PathLike[str], state_dir: Path | None = None) -> Config:
         """The file at ``path`` (with secrets.toml beside it); relative paths in it resolve in
         ``state_dir`` (default: $FAXBRIDGE_STATE_DIR, else ./var), wherever the file is."""
         p = Path(path)
@@ -1056,15 +1056,21 @@ def _dataclass_item(hint: Any) -> type | None:
     """X for list[X] when X is a config dataclass (an array of tables)."""
     if get_origin(hint) is list:
         (item,) = get_args(hint)
-        if dataclasses.is_dataclass(item):
-            return item  # type: ignore[return-value]
+        if isinstance(item, type) and dataclasses.is_dataclass(item):
+            return item
     return None
 
 
-@functools.cache
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
 def _hints(cls: type) -> dict[str, Any]:
-    """The resolved field types of a config dataclass; resolving them is most of a load's cost."""
-    return get_type_hints(cls)
+    """The resolved field types of a config dataclass; resolving them is most of a load's cost,
+    so each class is resolved once."""
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = get_type_hints(cls)
+    return hints
 
 
 def _build_section(cls: type, values: dict[str, Any], prefix: str, errors: list[str]) -> Any:
@@ -1105,7 +1111,8 @@ def _key_hint(hints: dict[str, Any], key: str, prefix: str) -> str:
     if hint or "." in prefix or "[" in prefix or " " in prefix:
         return hint
     homes = [name for name, cls in _hints(Config).items()
-             if dataclasses.is_dataclass(cls) and ("from_" if key == "from" else key) in _hints(cls)]
+             if isinstance(cls, type) and dataclasses.is_dataclass(cls)
+             and ("from_" if key == "from" else key) in _hints(cls)]
     return f" (it belongs in {' or '.join(f'[{h}]' for h in homes)})" if homes else ""
 
 

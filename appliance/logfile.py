@@ -17,8 +17,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from . import localtime
-from .config import Config
+from appliance import localtime
+from appliance.config import Config
 
 #: relative to the state directory, like every configured path (./var/log/faxbridge.log for make run)
 LOG_FILE = "log/faxbridge.log"
@@ -34,7 +34,7 @@ class UtcFormatter(logging.Formatter):
     """Log times in UTC with the zone marked: the file is storage, read on other machines and
     after the owner changes the zone; a time in it must mean one instant."""
 
-    converter = time.gmtime
+    converter = staticmethod(time.gmtime)
     default_time_format = "%Y-%m-%dT%H:%M:%S"
     default_msec_format = "%s.%03dZ"
 

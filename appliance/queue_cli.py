@@ -13,11 +13,11 @@ import argparse
 import re
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
-from . import localtime
-from .config import Config, address_problem
-from .spool.store import JOB_STATES, FaxRecord, Spool
+from appliance import localtime
+from appliance.config import Config, address_problem
+from appliance.spool.store import JOB_STATES, FaxRecord, Spool
 
 
 def _when(t: float | None, tz: localtime.Zone) -> str:
@@ -94,7 +94,7 @@ def cmd_resend(args: argparse.Namespace, cfg: Config) -> int:
     return status
 
 
-def add_parsers(sub: "argparse._SubParsersAction[argparse.ArgumentParser]",
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                 load: Callable[[argparse.Namespace], Config],
                 config_arguments: Callable[[argparse.ArgumentParser], None]) -> None:
     q = sub.add_parser("queue", help="list delivery jobs: state, attempts, next try, last error and advice")

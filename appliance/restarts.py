@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .config import Config
+from appliance.config import Config
 
 #: read by the daemon only at start (sockets, TLS context, spool, control socket, scheduling)
 DAEMON_KEYS = ("sip.listen", "sip.rtp_ports", "sip.tls_cert", "sip.tls_key", "sip.tls_ca",

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import os
 import socket
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 __all__ = ["Notifier", "watchdog_interval", "keep_alive"]
 

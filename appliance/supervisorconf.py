@@ -14,8 +14,8 @@ import secrets
 import sys
 from pathlib import Path
 
-from .cli import STATE_DIR_HELP, _load, private_files
-from .config import ConfigError, default_state_dir, parse_hostport
+from appliance.cli import STATE_DIR_HELP, _load, private_files
+from appliance.config import ConfigError, default_state_dir, parse_hostport
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "systemd" / "supervisord.conf.in"
 #: supervisor's place in the state directory: its socket and pid file, and its logs under log/

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.backup import fileformat
-from appliance.backup.contents import FILES, Contents, ContentError
+from appliance.backup.contents import FILES, ContentError, Contents
 from appliance.config import Config, WebConfig, config_file
 from appliance.fsutil import write_atomic
 
@@ -46,7 +46,7 @@ def filename(cfg: Config, now: datetime.datetime | None = None) -> str:
     """``faxbridge-backup-<hostname>-<date>.fxbk``, the date in the box's time zone."""
     from appliance import localtime
 
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     tz = localtime.zone(cfg.system.timezone)
     day = now.astimezone(tz).strftime("%Y-%m-%d")
     name = re.sub(r"[^A-Za-z0-9-]+", "-", hostname(cfg)).strip("-")[:63] or "faxbridge"
@@ -88,7 +88,7 @@ def collect(cfg: Config) -> Contents:
     for cert, key in (("tls/owner-cert.pem", "tls/owner-key.pem"), ("tls/sip-cert.pem", "tls/sip-key.pem")):
         if (cert in files) != (key in files):  # half a pair is of no use: leave both out
             files.pop(cert, None), files.pop(key, None)
-    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     return Contents(files, hostname=hostname(cfg), created=now, made_by=_version())
 
 

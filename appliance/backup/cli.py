@@ -6,8 +6,9 @@ import argparse
 import getpass
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from appliance.config import Config, ConfigError, config_file, default_state_dir
 

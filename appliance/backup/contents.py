@@ -50,7 +50,7 @@ class Contents:
                           ensure_ascii=False, sort_keys=True, indent=1).encode("utf-8")
 
     @classmethod
-    def from_bytes(cls, plaintext: bytes) -> "Contents":
+    def from_bytes(cls, plaintext: bytes) -> Contents:
         try:
             data = json.loads(plaintext.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):

@@ -12,7 +12,7 @@ from typing import IO
 
 from PIL import Image, ImageSequence
 
-from .pagelimits import MAX_PAGE_PIXELS, PageTooLarge, check_frame, check_page, frame_dpi, open_tiff
+from appliance.fax.pagelimits import MAX_PAGE_PIXELS, PageTooLarge, check_frame, check_page, frame_dpi, open_tiff
 
 FAX_WIDTH = 1728
 FINE = (204, 196)
@@ -65,7 +65,7 @@ def _fax_page(frame: Image.Image, n: int, dpi: tuple[int, int]) -> Image.Image:
     check_page(FAX_WIDTH, rows, dpi[1], n)
     page = frame.convert("L")
     if rows != height or width != FAX_WIDTH:
-        page = page.resize((FAX_WIDTH, rows), Image.LANCZOS)
+        page = page.resize((FAX_WIDTH, rows), Image.Resampling.LANCZOS)
     return page.point(lambda v: 255 if v >= 128 else 0).convert("1")
 
 

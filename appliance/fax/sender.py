@@ -15,19 +15,18 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..media.channel import MediaChannel
-from ..netutil import route_source
-from ..media.clock import MediaClock
-from ..sip import events as sipev
-from ..sip.message import SipUri
-from ..sip.sdp import (T38Params, answer_t38, has_t38, offer_audio, offer_t38, parse_answer,
-                       parse_t38_answer)
-from ..sip.tls import TlsSettings
-from ..sip.transport import SipEndpoint
-from ..spandsp.audio import AudioFaxTerminal, PageDone, PhaseE
-from ..spandsp.t30 import T30Terminal
-from ..spandsp.t38 import T38FaxTerminal
-from .pages import FAX_WIDTH, prepare_for_sending
+from appliance.fax.pages import FAX_WIDTH, prepare_for_sending
+from appliance.media.channel import MediaChannel
+from appliance.media.clock import MediaClock
+from appliance.netutil import route_source
+from appliance.sip import events as sipev
+from appliance.sip.message import SipUri
+from appliance.sip.sdp import T38Params, answer_t38, has_t38, offer_audio, offer_t38, parse_answer, parse_t38_answer
+from appliance.sip.tls import TlsSettings
+from appliance.sip.transport import SipEndpoint
+from appliance.spandsp.audio import AudioFaxTerminal
+from appliance.spandsp.t30 import PageDone, PhaseE, T30Terminal
+from appliance.spandsp.t38 import T38FaxTerminal
 
 log = logging.getLogger("faxbridge.send")
 
@@ -76,17 +75,19 @@ async def send_fax(target: str, tiff: Path, *, caller: str = "5550100", caller_n
     the INVITE, "initial-both" audio and T.38 together; "silent" agrees to T.38 and then never
     sends UDPTL (a broken gateway: the far end must fall back to G.711).  ``refresh`` re-INVITEs
     with the unchanged SDP every that many seconds (a session timer); ``audio_after`` re-INVITEs
-    back to audio once the fax is done (Grandstream's "re-INVITE after fax").  ``loss`` drops that share of our outgoing media packets (a test of redundancy).
+    back to audio once the fax is done (Grandstream's "re-INVITE after fax").  ``loss`` drops that
+    share of our outgoing media packets (a test of redundancy).
     """
     if t38 not in T38_MODES:
         raise ValueError(f"t38 must be one of {', '.join(T38_MODES)}")
     uri = SipUri.parse(target)
-    transport = uri.params.get("transport", "udp").lower()
+    transport = (uri.params.get("transport") or "udp").lower()
     if transport not in ("udp", "tcp", "tls"):
         raise ValueError(f"transport {transport!r} is not supported (udp, tcp or tls)")
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(uri.host.strip("[]"), uri.port or 5060, type=socket.SOCK_DGRAM)
-    remote = (infos[0][4][0], infos[0][4][1])
+    sockaddr = infos[0][4]  # (host, port[, flow, scope]): an IPv4 or IPv6 address
+    remote = (str(sockaddr[0]), int(sockaddr[1]))
     local_ip = bind or route_source(remote[0])
 
     with tempfile.TemporaryDirectory(prefix="faxbridge-send-") as tmp:
@@ -121,7 +122,7 @@ async def send_fax(target: str, tiff: Path, *, caller: str = "5550100", caller_n
                                        sdp=sdp, remote=remote, transport=transport, headers=headers or ())
         try:
             await asyncio.wait_for(call.run(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             call.result.status = "timed out"
             endpoint.hangup(call.call_id)
             await asyncio.sleep(0.2)
@@ -177,7 +178,7 @@ class _OutgoingCall:
         while True:
             try:
                 ev = await asyncio.wait_for(ep.events.get(), 0.2)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 ev = None
             if ev is not None and getattr(ev, "call_id", self.call_id) != self.call_id:
                 ev = None
@@ -234,10 +235,10 @@ class _OutgoingCall:
         try:
             self.endpoint.reinvite(self.call_id, sdp)
             self.pending = True
-        except Exception as e:  # one is pending (glare retry) or the peer's offer is open: skip
+        except Exception as e:  # noqa: BLE001 - one is pending (glare retry) or the peer's offer is open: skip
             log.info("re-INVITE not sent now: %s", e)
 
-    def _on_reinvite(self, ev: "sipev.ReinviteReceived") -> None:
+    def _on_reinvite(self, ev: sipev.ReinviteReceived) -> None:
         offer = ev.offer
         if ev.same_session and offer is not None:
             self.endpoint.answer_reinvite(self.call_id, self.sdp)  # the far end's refresh

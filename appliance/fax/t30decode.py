@@ -382,18 +382,28 @@ def _run_from(line: str) -> ImageData | None:
 
 def _add_image(run: ImageData | None, received: bool, frame: bytes) -> ImageData | None:
     """``run`` with one more image frame, or None when the frame starts a new run."""
-    if run is not None and run.received != received:
+    if run is None:
+        return _start_image(received, frame)
+    if run.received != received:
         return None
-    run = run or ImageData(received, 0, 0, 0, None, None)
+    if run.rcp and frame[2] != 0x86:  # an FCD after RCPs: the next block
+        return None
+    return _with_frame(run, frame)
+
+
+def _start_image(received: bool, frame: bytes) -> ImageData:
+    """The run an image frame starts."""
+    return _with_frame(ImageData(received, 0, 0, 0, None, None), frame)
+
+
+def _with_frame(run: ImageData, frame: bytes) -> ImageData:
     if frame[2] == 0x86:  # RCP
-        return ImageData(received, run.frames, run.rcp + 1, run.octets, run.first, run.last)
-    if run.rcp:  # an FCD after RCPs: the next block
-        return None
+        return ImageData(run.received, run.frames, run.rcp + 1, run.octets, run.first, run.last)
     seq = frame[3] if len(frame) > 3 else None
     first = run.first if run.first is not None else seq
     last = seq if run.last is None or seq is None else max(run.last, seq)
     first = seq if first is None or seq is None else min(first, seq)
-    return ImageData(received, run.frames + 1, 0, run.octets + max(len(frame) - 4, 0), first, last)
+    return ImageData(run.received, run.frames + 1, 0, run.octets + max(len(frame) - 4, 0), first, last)
 
 
 def _image_line(run: ImageData) -> str:
@@ -412,7 +422,7 @@ def record_frame(trace: deque[str], received: bool, frame: bytes) -> None:
         if run is not None and last is not None and at is not None:
             trace[at] = _image_line(run)
         else:
-            trace.append(_image_line(_add_image(None, received, frame)))  # type: ignore[arg-type]
+            trace.append(_image_line(_start_image(received, frame)))
         return
     # one word for the name ("FCF-0x3b"): parse_trace reads the line as "<dir> <name> <hex>..."
     name = frame_name(frame[2])[0].replace(" ", "-") if len(frame) >= 3 else "short"
@@ -459,7 +469,7 @@ def parse_trace(lines: Iterable[str]) -> list[TraceItem]:
                 if merged is not None and prev is not None:
                     items[-1] = merged
                 else:
-                    items.append(_add_image(None, received, frame))  # type: ignore[arg-type]
+                    items.append(_start_image(received, frame))
                 continue
             items.append(decode_frame(frame, received))
             continue

@@ -9,7 +9,7 @@ import random
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .pages import FAX_WIDTH, FINE
+from appliance.fax.pages import FAX_WIDTH, FINE
 
 
 def demo_pages(count: int = 3, dpi: tuple[int, int] = FINE, seed: int = 1) -> list[Image.Image]:

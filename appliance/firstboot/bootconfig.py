@@ -65,7 +65,7 @@ def _hostname(v: str) -> str:
 
 
 def _timezone(v: str) -> str:
-    if "/" not in v and v != "UTC" or ".." in v or v.startswith("/"):
+    if ("/" not in v and v != "UTC") or ".." in v or v.startswith("/"):
         raise ValueError(f"{v!r} is not a time zone name such as Europe/Berlin or UTC")
     try:
         zoneinfo.ZoneInfo(v)
@@ -104,7 +104,7 @@ def _address(v: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface | None
         iface = ipaddress.ip_interface(v)
     except ValueError:
         raise ValueError(f"{v!r} is not an address with a prefix length (e.g. 192.168.1.50/24)") from None
-    if iface.ip == iface.network.network_address and iface.network.num_addresses > 2 or iface.ip.is_multicast:
+    if (iface.ip == iface.network.network_address and iface.network.num_addresses > 2) or iface.ip.is_multicast:
         raise ValueError(f"{v!r} is not a host address (it is the network's own address or multicast)")
     return iface
 
@@ -194,7 +194,8 @@ def parse(data: bytes) -> tuple[BootConfig, list[Problem]]:
         conv = PARSERS.get(key)
         if conv is None:
             hint = _near(key)
-            problems.append(Problem(number, f"unknown setting {_show(key)}" + (f" (did you mean {hint}?)" if hint else "")))
+            near = f" (did you mean {hint}?)" if hint else ""
+            problems.append(Problem(number, f"unknown setting {_show(key)}{near}"))
             continue
         if key in seen:
             problems.append(Problem(number, f"{key} is set again (first on line {seen[key]}): this one is ignored"))

@@ -256,9 +256,9 @@ def setup_code(boot: Path, root: Path, web_state: Path, report: Report, hostname
         return
     code = setupcode.ensure(web_state)
     report.setup_code = code
-    text = (f"Faxbridge setup code: {code}\r\n\r\nOpen https://{hostname or DEFAULT_NAME}.local/ (or the address on the box's "
-            "screen) and type this code to choose the administrator password.\r\nThe code works once; it is "
-            "void when the password is set.\r\n")
+    text = (f"Faxbridge setup code: {code}\r\n\r\nOpen https://{hostname or DEFAULT_NAME}.local/ "
+            "(or the address on the box's screen) and type this code to choose the administrator "
+            "password.\r\nThe code works once; it is void when the password is set.\r\n")
     if not on_boot.exists() or code not in on_boot.read_text("utf-8", "replace"):
         _write(on_boot, text, 0o644)
     setupcode.store(web_state, code, [on_boot])
@@ -273,7 +273,7 @@ def _console(path: Path, code: str, problems: list[Problem] | None = None, hostn
     _write(path, "\n".join(lines) + "\n")
 
 
-def _configuration(data: Path, report: Report | None) -> "Config":
+def _configuration(data: Path, report: Report | None) -> Config:
     """The appliance's configuration for the web state directory and listen address; its
     defaults when the file is broken (the web UI and check-config say what is wrong)."""
     from appliance.cli import _load

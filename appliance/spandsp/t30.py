@@ -11,16 +11,15 @@ import collections
 import itertools
 import os
 from dataclasses import dataclass
-from typing import Deque
 
-from ..fax.t30decode import log_line_kept, record_frame
-from ._spandsp import ffi, lib
+from appliance.fax.t30decode import log_line_kept, record_frame
+from appliance.spandsp._spandsp import ffi, lib
 
 #: T.30 result codes that mean "the far end went away": the pages so far are kept as incomplete.
 CALL_DROPPED = lib.T30_ERR_CALLDROPPED
 OK = lib.T30_ERR_OK
 
-_sessions: dict[str, "T30Terminal"] = {}
+_sessions: dict[str, T30Terminal] = {}
 _tags = itertools.count(1)
 
 
@@ -92,7 +91,7 @@ def _ppm_to_dpi(ppm: int) -> int:
     return dpi
 
 
-def _str(p: "ffi.CData") -> str:
+def _str(p: ffi.CData) -> str:
     return "" if p == ffi.NULL else ffi.string(p).decode("latin-1")
 
 
@@ -100,17 +99,17 @@ class T30Terminal:
     """The T.30 half of a terminal; subclasses create the front end and call ``_setup_t30``."""
 
     def __init__(self) -> None:
-        self.events: Deque[Event] = collections.deque()
-        self.trace: Deque[str] = collections.deque(maxlen=2000)
+        self.events: collections.deque[Event] = collections.deque()
+        self.trace: collections.deque[str] = collections.deque(maxlen=2000)
         self.finished: PhaseE | None = None
         self._handle = ffi.new_handle(self)
         self._t30 = ffi.NULL
         self._tag = ""
         self._last_stats = FaxStats(0, False, 0, 0, 0, 0, 0, 0, 0, 0, 0, "", "", "")
 
-    def _setup_t30(self, t30: "ffi.CData", *, calling: bool, ident: str, ecm: bool,
+    def _setup_t30(self, t30: ffi.CData, *, calling: bool, ident: str, ecm: bool,
                    rx_file: str | os.PathLike[str] | None, tx_file: str | os.PathLike[str] | None,
-                   trace: bool, logs: list["ffi.CData"]) -> None:
+                   trace: bool, logs: list[ffi.CData]) -> None:
         self._t30 = t30
         if ident:
             lib.t30_set_tx_ident(t30, ident.encode("ascii"))
@@ -192,25 +191,25 @@ class T30Terminal:
             self.close()
 
 
-def _self(user_data: "ffi.CData") -> T30Terminal:
+def _self(user_data: ffi.CData) -> T30Terminal:
     return ffi.from_handle(user_data)
 
 
 @ffi.def_extern()
-def _fb_phase_b(t30: "ffi.CData", user_data: "ffi.CData", result: int) -> int:
+def _fb_phase_b(t30: ffi.CData, user_data: ffi.CData, result: int) -> int:
     _self(user_data).events.append(PhaseB(result))
     return OK
 
 
 @ffi.def_extern()
-def _fb_phase_d(t30: "ffi.CData", user_data: "ffi.CData", result: int) -> int:
+def _fb_phase_d(t30: ffi.CData, user_data: ffi.CData, result: int) -> int:
     term = _self(user_data)
     term.events.append(PageDone(term.stats(), _str(lib.t30_frametype(result & 0xFF))))
     return OK
 
 
 @ffi.def_extern()
-def _fb_phase_e(t30: "ffi.CData", user_data: "ffi.CData", code: int) -> None:
+def _fb_phase_e(t30: ffi.CData, user_data: ffi.CData, code: int) -> None:
     term = _self(user_data)
     ev = PhaseE(code, result_text(code), term.stats())
     term.finished = ev
@@ -218,13 +217,13 @@ def _fb_phase_e(t30: "ffi.CData", user_data: "ffi.CData", code: int) -> None:
 
 
 @ffi.def_extern()
-def _fb_frame(t30: "ffi.CData", user_data: "ffi.CData", direction: int, msg: "ffi.CData", length: int) -> None:
+def _fb_frame(t30: ffi.CData, user_data: ffi.CData, direction: int, msg: ffi.CData, length: int) -> None:
     if length >= 3:  # image frames are counted, not kept: a page's data would crowd out the handshake
         record_frame(_self(user_data).trace, bool(direction), bytes(ffi.buffer(msg, length)))
 
 
 @ffi.def_extern()
-def _fb_log(level: int, text: "ffi.CData") -> None:
+def _fb_log(level: int, text: ffi.CData) -> None:
     line = _str(text).rstrip()
     # 0.0.6's log callback has no user data: route by the tag we gave each session
     for word in line.split()[:3]:

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Self
 
-from ..fax.pagelimits import page_problem
-from ._spandsp import ffi, lib
+from appliance.fax.pagelimits import page_problem
+from appliance.spandsp._spandsp import ffi, lib
 
 T4_1D = lib.T4_COMPRESSION_ITU_T4_1D
 T4_2D = lib.T4_COMPRESSION_ITU_T4_2D
@@ -72,7 +73,7 @@ class PageStats:
         return f"{self.x_dpi}x{self.y_dpi}" if self.x_dpi else ""
 
 
-def _stats(st: "ffi.CData") -> PageStats:
+def _stats(st: ffi.CData) -> PageStats:
     return PageStats(width=st.width, length=st.length, bad_rows=st.bad_rows,
                      longest_bad_row_run=st.longest_bad_row_run, x_dpi=ppm_to_dpi(st.x_resolution),
                      y_dpi=ppm_to_dpi(st.y_resolution), encoding=st.encoding, line_bytes=st.line_image_size)
@@ -85,7 +86,7 @@ class T4Error(RuntimeError):
 class _CState:
     """Owns one C state (``_s``): closed once, by ``close()``, ``with`` or the collector."""
 
-    _s: "ffi.CData"
+    _s: ffi.CData
 
     def close(self) -> None:
         raise NotImplementedError
@@ -94,7 +95,7 @@ class _CState:
         if self._s == ffi.NULL:
             raise T4Error(f"{type(self).__name__} is closed")
 
-    def __enter__(self):  # type: ignore[no-untyped-def]
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -103,7 +104,7 @@ class _CState:
     def __del__(self) -> None:
         try:
             self.close()
-        except Exception:
+        except Exception:  # noqa: BLE001 - a finaliser must not raise (the binding may be gone at exit)
             pass
 
 

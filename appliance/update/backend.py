@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from appliance.update.slots import SLOTS, Slots, SlotError, render_marks, with_os_prefix
+from appliance.update.slots import SLOTS, SlotError, Slots, render_marks, with_os_prefix
 
 CONFIG, TRYBOOT, MARKS = "config.txt", "tryboot.txt", "faxbridge-slots.txt"
 

@@ -12,7 +12,8 @@ import os
 import shutil
 from pathlib import Path
 
-from appliance.fsutil import fsync_dir
+# fsutil re-exports it from spool.tiffpages until it moves into fsutil (issue 13, item 4)
+from appliance.fsutil import fsync_dir  # type: ignore[attr-defined]
 from appliance.update.backend import CONFIG, MARKS, TRYBOOT, BootFiles
 from appliance.update.slots import check_slot
 
@@ -93,7 +94,7 @@ def install_slot_dir(boot: Path, slot: str, files: dict[str, Path | bytes]) -> N
         data = src if isinstance(src, bytes) else None
         dst = new / name
         if data is None:
-            with open(src, "rb") as fi, open(dst, "wb") as fo:  # type: ignore[arg-type]
+            with open(src, "rb") as fi, open(dst, "wb") as fo:
                 shutil.copyfileobj(fi, fo, 1 << 20)
                 fo.flush()
                 os.fsync(fo.fileno())

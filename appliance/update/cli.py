@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from appliance.update.service import Paths
 
 
-def _paths(args: argparse.Namespace | None = None) -> "Paths":
+def _paths(args: argparse.Namespace | None = None) -> Paths:
     """The box's places; RAUC's programs get theirs from the environment in tests only."""
     from dataclasses import replace
 
@@ -29,19 +29,18 @@ def _paths(args: argparse.Namespace | None = None) -> "Paths":
 
     p = Paths()
     env_boot, env_cmdline = os.environ.get("FAXBRIDGE_BOOT_DIR"), os.environ.get("FAXBRIDGE_CMDLINE")
-    kw: dict[str, object] = {}
     if env_boot:
-        kw["boot"] = Path(env_boot)
+        p = replace(p, boot=Path(env_boot))
     if env_cmdline:
-        kw["cmdline"] = Path(env_cmdline)
+        p = replace(p, cmdline=Path(env_cmdline))
     if args is not None:
         if getattr(args, "state_dir", None):
-            kw["state_dir"] = Path(args.state_dir).absolute()
+            p = replace(p, state_dir=Path(args.state_dir).absolute())
         if getattr(args, "boot", None):
-            kw["boot"] = Path(args.boot)
+            p = replace(p, boot=Path(args.boot))
         if getattr(args, "work", None):
-            kw["work"] = Path(args.work)
-    return replace(p, **kw)  # type: ignore[arg-type]
+            p = replace(p, work=Path(args.work))
+    return p
 
 
 def cmd_update(args: argparse.Namespace) -> int:
@@ -62,11 +61,10 @@ def cmd_update(args: argparse.Namespace) -> int:
 
 
 def cmd_boot_health(args: argparse.Namespace, load: Callable[[argparse.Namespace], Config]) -> int:
+    from appliance.config import ConfigError
     from appliance.update.checks import all_checks
     from appliance.update.commands import Commands
     from appliance.update.service import boot_health
-
-    from appliance.config import ConfigError
 
     p = _paths(args)
     try:
@@ -93,7 +91,7 @@ def rauc_post_install_main(argv: list[str] | None = None) -> int:
     return post_install(os.environ, _paths(), Commands())
 
 
-def add_parsers(sub: "argparse._SubParsersAction[argparse.ArgumentParser]",
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                 load: Callable[[argparse.Namespace], Config],
                 config_arguments: Callable[[argparse.ArgumentParser], None]) -> None:
     from appliance.update.health import DEFAULT_TIMEOUT

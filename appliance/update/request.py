@@ -175,7 +175,7 @@ def take_request(dirfd: int) -> dict[str, object]:
     the service again for it).  RequestError when it is not a small regular file naming the
     bundle's fixed name."""
     try:
-        fd, size = _open_regular(dirfd, REQUEST, MAX_REQUEST, "update request")
+        fd, _size = _open_regular(dirfd, REQUEST, MAX_REQUEST, "update request")
         try:
             data = os.read(fd, MAX_REQUEST + 1)
         finally:

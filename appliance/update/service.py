@@ -17,7 +17,7 @@ from appliance.update.backend import answer, slots_of
 from appliance.update.commands import Commands
 from appliance.update.health import DEFAULT_TIMEOUT, POLL_INTERVAL, Check, HealthWatch, plan
 from appliance.update.request import RequestError
-from appliance.update.slots import SLOTS, Slots, SlotError, cmdline_for, model_problem, other
+from appliance.update.slots import SLOTS, SlotError, Slots, cmdline_for, model_problem, other
 from appliance.update.status import Status, plain_error, rauc_progress
 
 STATE_DIR = Path("/var/lib/faxbridge")
@@ -263,7 +263,7 @@ def boot_health(p: Paths, cmds: Commands, checker: Callable[[], list[Check]],
         # a trial: this system checks itself; anything unexpected here counts as unhealthy
         try:
             committed, reason = _trial(p, cmds, checker, timeout, clock, sleep, dirfd, st, slots)
-        except Exception as e:  # an OSError writing status.json, a bug: never leave a trial undecided
+        except Exception as e:  # noqa: BLE001 - an OSError writing status.json, a bug: never leave a trial undecided
             committed, reason = False, f"the health check itself failed ({type(e).__name__}: {e})"
         if committed:
             return 0
