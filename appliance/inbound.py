@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .calls.facts import CallProgress, MediaFacts
 from .config import Config
 from .fax.session import ReceiveSession
 from .media.channel import MediaChannel
@@ -262,8 +263,16 @@ class InboundSipCall:
         if self.session is not None:
             self.session.terminal.close()
 
-    def media_facts(self) -> dict[str, Any]:
+    def media_facts(self) -> MediaFacts:
         ch = self.channel
-        return {"mode": "T.38" if self.mode == "t38" else f"G.711 {self.codec}", "switches": self.switches,
-                "rtp": {**ch.playout.stats, **ch.stats, "late_ticks": ch.late_ticks},
-                "udptl": dict(ch.udptl_rx.stats)}
+        return MediaFacts(mode="T.38" if self.mode == "t38" else f"G.711 {self.codec}", switches=self.switches,
+                          rtp={**ch.playout.stats, **ch.stats, "late_ticks": ch.late_ticks},
+                          udptl=dict(ch.udptl_rx.stats))
+
+    def status(self) -> CallProgress:
+        """This call for the dashboard: its media and how far its fax is."""
+        out = CallProgress(line="", mode="t38" if self.mode == "t38" else "g711", codec=self.codec, bit_rate=0,
+                           ecm=None, pages=0, page=None, remote_ident="")
+        if self.session is not None:
+            out.update(self.session.progress())
+        return out

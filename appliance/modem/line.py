@@ -33,6 +33,7 @@ from typing import Any, Awaitable, Callable, Literal
 
 import serial
 
+from ..calls.facts import CallFacts
 from .at import DeviceGone, Unsolicited
 from .driver import ModemCall, ModemCallResult, ReceiveDriver
 from .probe import DEFAULT_CLASS_PREFERENCE, ModemInfo, ProbeError, probe
@@ -443,15 +444,13 @@ class ModemLine:
         finally:
             assert result is not None
             self.last_call = {"fax": fax_id, "complete": result.complete, "started": started,
-                              "pages": result.facts.get("pages"),
-                              "result_text": result.facts.get("result_text", "")}
+                              "pages": result.facts.pages, "result_text": result.facts.result_text}
             self._finishing = asyncio.ensure_future(self._finish_call(fax_id, result))
             await asyncio.shield(self._finishing)
 
     @staticmethod
     def _failed(port: ModemPort, why: str) -> ModemCallResult:
-        return ModemCallResult(False, {"result_text": why, "extra": {"hangup_reason": why,
-                                                                     "modem_history": port.history()}})
+        return ModemCallResult(False, CallFacts(result_text=why, hangup_reason=why, modem_history=port.history()))
 
     async def _finish_call(self, fax_id: Any, result: ModemCallResult) -> None:
         try:
