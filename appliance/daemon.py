@@ -30,7 +30,7 @@ from .media.channel import MediaChannel, PortAllocator
 from .media.clock import MediaClock
 from .media.totals import MediaTotals
 from .modem.driver import ModemCallResult
-from .modem.line import CallerInfo
+from .modem.line import CallerInfo, ModemLine
 from .modem.manager import ModemManager
 from .restarts import daemon_changes
 from .routing.router import route
@@ -339,7 +339,7 @@ class Appliance:
 
     def self_test_pass(self) -> SelfTestPass | None:
         """The call gate's pass for the appliance's own test call (None without a gate)."""
-        gate = getattr(self.sip, "gate", None)
+        gate = self.sip.gate
         return gate.self_test if gate is not None else None
 
     # -- modem calls ---------------------------------------------------------------------------
@@ -486,7 +486,7 @@ class Appliance:
         # web process says for itself what it waits for
         restart += daemon_changes(self.loaded, new)
         if old.sip.registrations != new.sip.registrations:
-            if getattr(self.sip, "_loop", None) is not None and "sip.listen" not in restart:
+            if self.sip.started and "sip.listen" not in restart:
                 await self._reload_registrations(new)
                 applied.append("sip.registrations")
             else:
@@ -505,7 +505,7 @@ class Appliance:
 
         applied = []
         o, n = old.sip, new.sip
-        gate = getattr(self.sip, "gate", None)
+        gate = self.sip.gate
         if (o.peers, o.allow_unknown) != (n.peers, n.allow_unknown):
             self.peers = PeerTable(n.peers, n.allow_unknown)
             if gate is not None:
@@ -574,27 +574,19 @@ class Appliance:
                                          max_call_duration=settings.max_call_duration) == settings
         m.settings, m.auto_adopt = settings, new.modem.auto_adopt
         for device in [d for d in old.modem.devices if d not in new.modem.devices]:
-            line = m.lines.get(device)
-            if line is None:
-                continue
-            if line.state in ("ringing", "receiving"):
+            if not await m.remove_device(device):
                 restart.append(f"modem.devices: {device} is in a call")
-                continue
-            await line.stop()
-            m.lines.pop(device, None)
         for device, line in list(m.lines.items()):
             line.settings = settings  # read again at the next ring and call
             if not only_rings:
                 self._spawn(self._restart_line_when_idle(line))
         for device in new.modem.devices:
             if device not in m.lines:
-                line = m._line(device)  # the manager's own constructor for a line
-                if m._started:
-                    line.start()
+                m.add_device(device)
         return ["modem"]
 
-    async def _restart_line_when_idle(self, line: Any) -> None:
-        while line.state in ("ringing", "receiving"):
+    async def _restart_line_when_idle(self, line: ModemLine) -> None:
+        while line.in_call:
             await asyncio.sleep(1.0)
         await line.stop()
         line.start()

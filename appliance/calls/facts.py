@@ -54,7 +54,8 @@ class MediaFacts:
 
     mode: str                 # "T.38", "G.711 PCMU" or "G.711 PCMA"
     switches: list[str]
-    rtp: dict[str, int]       # playout buffer, sent packets and the clock's late ticks
+    #: the playout buffer's and the sender's counters, and when the clock ticked late
+    rtp: dict[str, Any]
     udptl: dict[str, int]
 
 

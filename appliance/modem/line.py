@@ -29,7 +29,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Literal
+from typing import Any, Awaitable, Callable, Literal, TypedDict
 
 import serial
 
@@ -43,6 +43,10 @@ from .serial_port import Flow, ModemError, ModemPort
 log = logging.getLogger(__name__)
 
 State = Literal["probing", "idle", "ringing", "receiving", "down", "error"]
+#: one line on the status page (``class`` is the fax class in use: a keyword, hence this form)
+LineStatus = TypedDict("LineStatus", {
+    "device": str, "line": str, "state": State, "reason": str, "since": float, "modem": "dict[str, object] | None",
+    "class": "str | None", "quirks": "str | None", "rings": int, "calls": int, "last_call": "dict[str, Any] | None"})
 STATES: tuple[State, ...] = ("probing", "idle", "ringing", "receiving", "down", "error")
 
 #: seconds without a RING after which the caller has given up (rings come every 5-6 s)
@@ -181,11 +185,16 @@ class ModemLine:
         self._task: asyncio.Task[None] | None = None
 
     # -- what the manager and the dashboard use -------------------------------------------------
-    def status(self) -> dict[str, Any]:
+    def status(self) -> LineStatus:
         return {"device": self.device, "line": self.line, "state": self.state, "reason": self.reason,
                 "since": self.since, "modem": self.info.as_dict() if self.info else None,
                 "class": self.fax_class, "quirks": self.quirks.name if self.quirks else None,
                 "rings": self.rings, "calls": self.calls, "last_call": self.last_call}
+
+    @property
+    def in_call(self) -> bool:
+        """Ringing or receiving: settings and restarts wait until the call has ended."""
+        return self.state in ("ringing", "receiving")
 
     def start(self) -> asyncio.Task[None]:
         if self._task is None or self._task.done():

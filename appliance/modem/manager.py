@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Any, Callable
+from typing import Any, Callable, TypedDict
 
 from .driver import ReceiveDriver
 from .hotplug import HotplugEvent, HotplugMonitor
-from .line import BeginHook, FinishHook, LineSettings, ModemLine, load_driver
+from .line import BeginHook, FinishHook, LineSettings, LineStatus, ModemLine, load_driver
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +84,30 @@ class ModemManager:
             line.device_added()
         elif self.auto_adopt and event.looks_like_modem:
             log.info("hot-plug: adopting %s", event.stable_path)
-            line = self._line(event.stable_path)
-            if self._started:
-                line.start()
+            self.add_device(event.stable_path)
 
-    def status(self) -> dict[str, Any]:
+    def add_device(self, device: str) -> ModemLine:
+        """A line for ``device`` (the one it has, if any); started when the manager runs."""
+        line = self.lines.get(device) or self._line(device)
+        if self._started:
+            line.start()
+        return line
+
+    async def remove_device(self, device: str) -> bool:
+        """Stop and forget ``device``'s line; False (and nothing done) while it is in a call."""
+        line = self.lines.get(device)
+        if line is None:
+            return True
+        if line.in_call:
+            return False
+        await line.stop()
+        self.lines.pop(device, None)
+        return True
+
+    def status(self) -> ModemsStatus:
         return {"hotplug": self.hotplug, "lines": [line.status() for line in self.lines.values()]}
+
+
+class ModemsStatus(TypedDict):
+    hotplug: str  # "watching udev", "off", "not started" or why udev cannot be watched
+    lines: list[LineStatus]

@@ -29,7 +29,7 @@ import re
 import secrets
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypedDict
 
 from ..config import PeerConfig
 from .callinfo import answerable, make_response, reply_target, stamp_via
@@ -390,6 +390,15 @@ class CallGate:
         resp = make_response(req, status, reason_phrase, tag, headers or [], b"", self.server)
         dest = remote if to_source else reply_target(req, remote, local)
         return Verdict(replies=[(bytes(resp), dest)], reason=reason)
+
+    def status(self) -> GateStatus:
+        """What the gate refused so far, by reason, and the capacity it enforces."""
+        return GateStatus(refused=dict(self.stats), max_calls=self.max_calls)
+
+
+class GateStatus(TypedDict):
+    refused: dict[str, int]
+    max_calls: int
 
 
 class ConnectionLimiter:
