@@ -503,7 +503,8 @@ class SipEndpoint:
     def status(self) -> SipStatus:
         """For the status page: listeners, registrations (wall-clock expiry), refusals, connections."""
         return SipStatus(listeners=[ListenerStatus(transport=l.transport, host=l.host, port=l.port) for l in self.locals],
-                         registrations=self.registration_status(), refused=self.security_stats(),
+                         registrations=self.registration_status() if self.started else [],
+                         refused=self.security_stats(),
                          connections=self.connection_count())
 
 
