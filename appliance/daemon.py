@@ -17,7 +17,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Coroutine
 
 from . import localtime
 from .calls.facts import CallFacts, CaptureFacts
@@ -193,7 +193,7 @@ class Appliance:
         calls = len(self.calls) + len(self._modem_faxes)  # SIP calls and modem calls
         return f"{calls} call(s) in progress; {self.stats['faxes']} fax(es) received since start"
 
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)

@@ -6,7 +6,6 @@ health check: its shape must not change when the daemon's insides do."""
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
