@@ -27,11 +27,22 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Protocol
 
+from .calls.facts import CallProgress
 from .rtsched import worker_this_thread
 from .sip.policy import SELF_TEST_ENV
-from .spool.stats import oldest_waiting, queue_counts
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .media.channel import MediaChannel
+    from .media.clock import MediaClock
+    from .media.totals import MediaTotals
+    from .modem.manager import ModemManager
+    from .sip.events import Local
+    from .sip.policy import SelfTestPass
+    from .sip.transport import SipStatus
+    from .spool.store import FaxRecord, Spool
 
 log = logging.getLogger("faxbridge.control")
 
@@ -256,10 +267,65 @@ class TestFax:
                 "fix": self.fix}
 
 
-class ApplianceControl:
-    """The commands, bound to a running ``Appliance`` (duck-typed: the daemon's attributes)."""
+class LiveCall(Protocol):
+    """A SIP call in progress, as the status shows it (``inbound.InboundSipCall``)."""
 
-    def __init__(self, app: Any) -> None:
+    @property
+    def channel(self) -> MediaChannel | None: ...
+
+    def status(self) -> CallProgress: ...
+
+
+class SipView(Protocol):
+    """The SIP endpoint, as the status and the test fax see it (``sip.transport.SipEndpoint``)."""
+
+    @property
+    def locals(self) -> list[Local]: ...
+
+    def status(self) -> SipStatus: ...
+
+
+class Wakeable(Protocol):
+    def wake(self) -> None: ...
+
+
+class ControlledAppliance(Protocol):
+    """What the commands ask of the daemon (``daemon.Appliance``; the tests' stand-ins): public
+    attributes and each component's ``status()``, never another object's insides."""
+
+    @property
+    def cfg(self) -> Config: ...
+    @property
+    def spool(self) -> Spool: ...
+    @property
+    def sip(self) -> SipView: ...
+    @property
+    def calls(self) -> Mapping[str, LiveCall]: ...
+    @property
+    def modems(self) -> ModemManager | None: ...
+    @property
+    def delivery(self) -> Wakeable: ...
+    @property
+    def stats(self) -> Mapping[str, int]: ...
+    #: every call's media counters and the clock (None: this process moves no media)
+    @property
+    def media_totals(self) -> MediaTotals | None: ...
+    @property
+    def media_clock(self) -> MediaClock | None: ...
+    @property
+    def restart_requested(self) -> asyncio.Event: ...
+
+    def restart_needed(self) -> list[str]: ...
+
+    async def reload_config(self) -> dict[str, Any]: ...
+
+    def self_test_pass(self) -> SelfTestPass | None: ...
+
+
+class ApplianceControl:
+    """The commands, bound to a running ``Appliance``."""
+
+    def __init__(self, app: ControlledAppliance) -> None:
         self.app = app
         self.started = time.time()
         self.test_faxes: dict[str, TestFax] = {}
@@ -287,39 +353,38 @@ class ApplianceControl:
         app = self.app
         loop = asyncio.get_running_loop()
         spool = app.spool
-        receiving, queue, oldest = await loop.run_in_executor(self._reader, lambda: (
-            spool.list_faxes(state="receiving", limit=100), queue_counts(spool), oldest_waiting(spool)))
+        receiving, queue = await loop.run_in_executor(self._reader, lambda: (
+            spool.list_faxes(state="receiving", limit=100), spool.status()))
         by_call = {f.call_id: f for f in receiving if f.call_id}
         by_line = {f.line: f for f in reversed(receiving)}  # the newest receiving record per line
-        calls = []
+        calls: list[dict[str, Any]] = []
         for call_id, call in list(app.calls.items()):
             fax = by_call.get(call_id)
-            calls.append({**_sip_call_progress(call), **_record_facts(fax), "call_id": call_id})
+            calls.append({**call.status(), **_record_facts(fax), "call_id": call_id})
         modems = app.modems.status() if app.modems is not None else None
-        for line in (modems or {}).get("lines", []):
-            if line.get("state") == "receiving":
-                fax = by_line.get(line.get("line"))
-                calls.append({"mode": "modem", "codec": "", "bit_rate": 0, "ecm": None, "pages": 0, "page": None,
-                              "remote_ident": "", **_record_facts(fax), "line": line.get("line"),
+        for line in modems["lines"] if modems is not None else []:
+            if line["state"] == "receiving":
+                idle = CallProgress(line="", mode="modem", codec="", bit_rate=0, ecm=None, pages=0, page=None,
+                                    remote_ident="")
+                calls.append({**idle, **_record_facts(by_line.get(line["line"])), "line": line["line"],
                               "call_id": ""})
-        sip = app.sip
+        sip = app.sip.status()
         registrations = [{"name": r.name, "aor": r.aor, "state": r.state, "registered": r.registered,
                           "expires_at": r.expires_at, "last_error": r.last_error}
-                         for r in sip.registration_status()]
-        needed = getattr(app, "restart_needed", None)
+                         for r in sip["registrations"]]
         return {
             "version": version(), "pid": os.getpid(), "started": self.started,
-            "restart_needed": needed() if needed is not None else [],
+            "restart_needed": app.restart_needed(),
             "uptime": round(time.time() - self.started, 1),
-            "sip": {"listeners": [{"transport": l.transport, "host": l.host, "port": l.port} for l in sip.locals],
+            "sip": {"listeners": [dict(l) for l in sip["listeners"]],
                     "registrations": registrations,
                     "peers": [{"name": p.name, "match": p.match, "transport": p.transport, "t38": p.t38}
                               for p in app.cfg.sip.peers],
-                    "refused": sip.security_stats(), "connections": sip.connection_count(),
+                    "refused": sip["refused"], "connections": sip["connections"],
                     "max_calls": app.cfg.sip.max_calls},
             "modems": modems,
             "calls": calls,
-            "queue": queue, "oldest_waiting": oldest,
+            "queue": queue["queue"], "oldest_waiting": queue["oldest_waiting"],
             "stats": dict(app.stats),
             "media": _media_totals(app),
         }
@@ -330,23 +395,15 @@ class ApplianceControl:
         return {"message": "the delivery queue is being looked at now"}
 
     async def reload(self, req: dict[str, Any]) -> dict[str, Any]:
-        reload_config = getattr(self.app, "reload_config", None)
-        if reload_config is None:
-            return {"ok": False, "error": "reload not available"}
-        result = await reload_config()
-        return result if isinstance(result, dict) else {"message": "configuration reloaded"}
+        return await self.app.reload_config()
 
     async def restart_needed(self, req: dict[str, Any]) -> dict[str, Any]:
         """Saved settings that wait for a restart of the daemon (cheap: every web page asks)."""
-        needed = getattr(self.app, "restart_needed", None)
-        return {"restart": needed() if needed is not None else [], "started": self.started}
+        return {"restart": self.app.restart_needed(), "started": self.started}
 
     async def restart(self, req: dict[str, Any]) -> dict[str, Any]:
         """Ask ``faxbridge run`` to stop the appliance cleanly and start it again (os.execv)."""
-        event = getattr(self.app, "restart_requested", None)
-        if event is None:
-            return {"ok": False, "error": "restart not available"}
-        asyncio.get_running_loop().call_later(RESTART_DELAY, event.set)
+        asyncio.get_running_loop().call_later(RESTART_DELAY, self.app.restart_requested.set)
         log.warning("restart requested over the control socket")
         return {"message": "the appliance restarts now; calls in progress are ended and recorded"}
 
@@ -452,7 +509,8 @@ class ApplianceControl:
         return {"id": tf.id, "target": target, "message": "The test fax is being sent; it takes about half a minute."}
 
     async def test_fax_status(self, req: dict[str, Any]) -> dict[str, Any]:
-        tf = self.test_faxes.get(req.get("id")) if isinstance(req.get("id"), str) else None
+        tf_id = req.get("id")
+        tf = self.test_faxes.get(tf_id) if isinstance(tf_id, str) else None
         if tf is None:
             raise BadRequest("no test fax with this id (ids are kept for the last 20 test faxes)")
         out = tf.as_dict()
@@ -471,7 +529,7 @@ class ApplianceControl:
         proc: asyncio.subprocess.Process | None = None
         # our own call is let in by a one-time pass, whatever [[sip.peers]] says (policy.SelfTestPass);
         # the secret goes to the child in its environment, which other users cannot read
-        gate_pass = self.app.self_test_pass() if hasattr(self.app, "self_test_pass") else None
+        gate_pass = self.app.self_test_pass()
         env = dict(os.environ)
         if gate_pass is not None:
             env[SELF_TEST_ENV] = gate_pass.issue(loop.time(), TEST_FAX_TIMEOUT + 30)
@@ -543,35 +601,16 @@ def _test_fax_verdict(returncode: int | None, lines: list[str]) -> tuple[str, st
                       "System page has the details."), "system"
 
 
-def _sip_call_progress(call: Any) -> dict[str, Any]:
-    """Live facts of one SIP call from its T.30 session (cheap: one spandsp stats call)."""
-    session = call.session
-    out: dict[str, Any] = {"line": "", "mode": "t38" if call.mode == "t38" else "g711", "codec": call.codec,
-                           "bit_rate": 0, "ecm": None, "pages": 0, "page": None, "remote_ident": ""}
-    if session is None:
-        return out
-    pages = len(session.pages)
-    out["pages"] = pages
-    if session.signal_at is not None and session.phase_e is None:
-        out["page"] = pages + 1
-    try:
-        st = session.terminal.stats()
-    except Exception:  # a closed terminal has no stats: the call is ending
-        return out
-    out.update(bit_rate=st.bit_rate, ecm=bool(st.ecm), remote_ident=st.remote_ident)
-    return out
-
-
-def _media_totals(app: Any) -> dict[str, Any] | None:
+def _media_totals(app: ControlledAppliance) -> dict[str, Any] | None:
     """The media counters of every call since start, the calls in progress included."""
-    totals = getattr(app, "media_totals", None)
-    if totals is None:
+    totals, clock = app.media_totals, app.media_clock
+    if totals is None or clock is None:
         return None
-    live = [c.channel for c in list(app.calls.values()) if getattr(c, "channel", None) is not None]
-    return totals.snapshot(live, app.media_clock)  # type: ignore[no-any-return]
+    live = [channel for c in list(app.calls.values()) if (channel := c.channel) is not None]
+    return totals.snapshot(live, clock)
 
 
-def _record_facts(fax: Any) -> dict[str, Any]:
+def _record_facts(fax: FaxRecord | None) -> dict[str, Any]:
     """The call's facts as the spool recorded them when it was answered."""
     if fax is None:
         return {"fax_id": None, "caller_number": "", "caller_name": "", "called_number": "", "started": None}

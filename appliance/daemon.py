@@ -17,9 +17,10 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Coroutine
 
 from . import localtime
+from .calls.facts import CallFacts, CaptureFacts
 from .config import Config, PeerConfig
 from .control import ApplianceControl, ControlServer
 from .delivery.message import is_um_notice
@@ -29,7 +30,7 @@ from .media.channel import MediaChannel, PortAllocator
 from .media.clock import MediaClock
 from .media.totals import MediaTotals
 from .modem.driver import ModemCallResult
-from .calls.modem_line import CallerInfo
+from .calls.modem_line import CallerInfo, ModemLine
 from .modem.manager import ModemManager
 from .restarts import daemon_changes
 from .routing.router import route
@@ -40,7 +41,7 @@ from .calls.sip_setup import SELF_TEST_PEER, build_endpoint, peer_table, start_r
 from .sip.sdp import NoUsableCodec
 from .sip.messagelog import messages_text
 from .sip.useragent import UserAgent
-from .spool.store import FACT_FIELDS, FaxRecord, Spool
+from .spool.store import FaxRecord, Spool
 
 log = logging.getLogger("faxbridge")
 #: a full collection at least this often (seconds), earlier when the appliance is idle
@@ -192,7 +193,7 @@ class Appliance:
         calls = len(self.calls) + len(self._modem_faxes)  # SIP calls and modem calls
         return f"{calls} call(s) in progress; {self.stats['faxes']} fax(es) received since start"
 
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
@@ -278,13 +279,12 @@ class Appliance:
         if peer.capture:  # the owner asked for this peer's media, for a support engineer
             channel.start_capture()
         line = f"sip:{peer.name}" if peer.name else f"sip:{ev.local.transport}:{ev.local.host}:{ev.local.port}"
-        extra: dict[str, Any] = {"remote": f"{ev.remote[0]}:{ev.remote[1]}", "diversion": list(ev.diversion),
-                                 "peer": peer.name}
-        extra.update(self._referral_facts(ev, peer))
+        answered = CallFacts(line=line, call_id=ev.call_id, caller_number=ev.caller_number,
+                             caller_name=ev.caller_name, called_number=ev.called_number,
+                             extra={"remote": f"{ev.remote[0]}:{ev.remote[1]}", "diversion": list(ev.diversion),
+                                    "peer": peer.name, **self._referral_facts(ev, peer)})
         try:
-            fax = await loop.run_in_executor(None, lambda: self.spool.begin_fax(
-                time.time(), line=line, call_id=ev.call_id, caller_number=ev.caller_number,
-                caller_name=ev.caller_name, called_number=ev.called_number, extra=extra))
+            fax = await loop.run_in_executor(None, lambda: self.spool.begin_fax(time.time(), **answered.columns()))
         except (OSError, sqlite3.Error) as e:  # disk full, spool damaged: refuse rather than lose
             channel.close()
             self._refuse(ev, 503, "Service Unavailable (spool error)", f"the spool cannot record it: {e}")
@@ -308,18 +308,18 @@ class Appliance:
             self.sip.hangup(ev.call_id)
         finally:
             call.close()  # closes the TIFF; may report phase E
-            facts: dict[str, Any] = {}
+            outcome: CallFacts | None = None
             complete = False
             if call.session is not None:
                 call.session.poll(loop.time())
-                facts = call.session.facts(loop.time())
+                outcome = call.session.facts(loop.time())
                 complete = call.session.complete
-                facts["extra"] = {**fax.extra, **facts.get("extra", {}), "end_reason": call.end_reason,
-                                  **call.media_facts(), **self._capture_facts(call.channel)}
+                outcome.end_reason, outcome.media = call.end_reason, call.media_facts()
+                outcome.capture = self._capture_facts(call.channel)
             self.media_totals.add(call.channel)  # as it leaves the live calls: counted once
             self.calls.pop(ev.call_id, None)
             files = self._call_diagnostics(ev.call_id, call.channel)
-            await loop.run_in_executor(None, self._finish, fax, complete, facts, files)
+            await loop.run_in_executor(None, self._finish, fax, complete, outcome, files)
 
     def _call_diagnostics(self, call_id: str, channel: MediaChannel) -> dict[str, bytes | bytearray]:
         """The call's SIP messages and (capture on) its media as a pcap, for the fax's diagnostics.
@@ -333,13 +333,13 @@ class Appliance:
         return files
 
     @staticmethod
-    def _capture_facts(channel: MediaChannel) -> dict[str, Any]:
+    def _capture_facts(channel: MediaChannel) -> CaptureFacts | None:
         cap = channel.capture
-        return {"capture": {"packets": cap.packets, "bytes": cap.size, "left_out": cap.dropped}} if cap else {}
+        return CaptureFacts(packets=cap.packets, bytes=cap.size, left_out=cap.dropped) if cap else None
 
     def self_test_pass(self) -> SelfTestPass | None:
         """The call gate's pass for the appliance's own test call (None without a gate)."""
-        gate = getattr(self.sip, "gate", None)
+        gate = self.sip.gate
         return gate.self_test if gate is not None else None
 
     # -- modem calls ---------------------------------------------------------------------------
@@ -350,10 +350,10 @@ class Appliance:
         if not os.access(self.spool.root / "incoming", os.W_OK):
             raise OSError(f"spool {self.spool.root} not writable")
         self.stats["calls"] += 1
-        extra: dict[str, Any] = {"device": caller.device, "rings": caller.rings, "caller_id": caller.raw}
-        fax = await loop.run_in_executor(None, lambda: self.spool.begin_fax(
-            time.time(), line=caller.line, caller_number=caller.caller_number,
-            caller_name=caller.caller_name, called_number=caller.called_number, extra=extra))
+        answered = CallFacts(line=caller.line, caller_number=caller.caller_number, caller_name=caller.caller_name,
+                             called_number=caller.called_number,
+                             extra={"device": caller.device, "rings": caller.rings, "caller_id": caller.raw})
+        fax = await loop.run_in_executor(None, lambda: self.spool.begin_fax(time.time(), **answered.columns()))
         self._modem_faxes[fax.id] = fax
         log.info("modem call on %s from %r, fax %s", caller.line, caller.caller_number, fax.id)
         return fax.id, self.spool.incoming_path(fax)
@@ -364,10 +364,7 @@ class Appliance:
         if fax is None:
             log.error("modem call finished for unknown fax %s", fax_id)
             return
-        facts = {k: v for k, v in result.facts.items() if k in FACT_FIELDS and k != "extra"}
-        odd = {k: v for k, v in result.facts.items() if k not in FACT_FIELDS}  # never fail on a new key
-        facts["extra"] = {**fax.extra, **odd, **(result.facts.get("extra") or {})}
-        await asyncio.get_running_loop().run_in_executor(None, self._finish, fax, result.complete, facts)
+        await asyncio.get_running_loop().run_in_executor(None, self._finish, fax, result.complete, result.facts)
 
     def _referral_facts(self, ev: sipev.IncomingCall, peer: PeerConfig) -> dict[str, Any]:
         """Exchange UM's fax fields (recipient, context) for the fax record: trusted only from a
@@ -396,18 +393,21 @@ class Appliance:
         self.sip.reject_call(ev.call_id, status, reason, extra)
         self.stats["rejected"] += 1
 
-    def _finish(self, fax: FaxRecord, complete: bool, facts: dict[str, Any],
+    def _finish(self, fax: FaxRecord, complete: bool, outcome: CallFacts | None,
                 files: dict[str, bytes | bytearray] | None = None) -> None:
         """Commit the received file durably, then route it; runs in the executor.  The call's
         diagnostics are kept first, so the fax page has them once the fax is there (a failure to
-        keep them costs only them)."""
+        keep them costs only them).  ``outcome`` is the front-end's report (None: the call ended
+        before a fax session began), joined to what the record says of the answer."""
         if files:
             try:
                 self.spool.save_diagnostics(fax, files)
             except OSError as e:
                 log.warning("fax %s: call diagnostics not kept: %s", fax.id, e)
-        facts.pop("pages", None)  # the spool counts pages from the file itself
-        rec = self.spool.finish_fax(fax.id, time.time(), complete=complete, **facts)
+        facts = CallFacts.answered(fax)
+        if outcome is not None:
+            facts = facts.ended_with(outcome)
+        rec = self.spool.finish_fax(fax.id, time.time(), complete=complete, **facts.columns())
         if rec.state == "no_fax":
             self.stats["no_fax"] += 1
             log.info("fax %s: no pages received (%s)", rec.id, rec.result_text)
@@ -486,7 +486,7 @@ class Appliance:
         # web process says for itself what it waits for
         restart += daemon_changes(self.loaded, new)
         if old.sip.registrations != new.sip.registrations:
-            if getattr(self.sip, "_loop", None) is not None and "sip.listen" not in restart:
+            if self.sip.started and "sip.listen" not in restart:
                 await self._reload_registrations(new)
                 applied.append("sip.registrations")
             else:
@@ -505,7 +505,7 @@ class Appliance:
 
         applied = []
         o, n = old.sip, new.sip
-        gate = getattr(self.sip, "gate", None)
+        gate = self.sip.gate
         if (o.peers, o.allow_unknown) != (n.peers, n.allow_unknown):
             self.peers = peer_table(n.peers, n.allow_unknown)
             if gate is not None:
@@ -573,9 +573,7 @@ class Appliance:
         m.settings, m.auto_adopt = settings, new.modem.auto_adopt
         for device in [d for d in old.modem.devices if d not in new.modem.devices]:
             line = m.lines.get(device)
-            if line is None:
-                continue
-            if line.state in ("ringing", "receiving"):
+            if line is not None and line.in_call:
                 restart.append(f"modem.devices: {device} is in a call")
                 continue
             await m.remove(device)
@@ -587,8 +585,8 @@ class Appliance:
             m.add(device)
         return ["modem"]
 
-    async def _restart_line_when_idle(self, line: Any) -> None:
-        while line.state in ("ringing", "receiving"):
+    async def _restart_line_when_idle(self, line: ModemLine) -> None:
+        while line.in_call:
             await asyncio.sleep(1.0)
         await line.stop()
         line.start()

@@ -14,6 +14,7 @@ from typing import Any, Awaitable, Callable
 import pytest
 from PIL import Image
 
+from appliance.calls.facts import CallFacts
 from appliance.calls.modem_line import ModemLine
 from appliance.modem.probe import probe
 from appliance.modem.quirks import quirks_for
@@ -28,6 +29,11 @@ CALL_TIMEOUT = 600.0
 
 def run(coro, timeout: float):
     return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+def outcome(facts: CallFacts) -> dict[str, Any]:
+    """The call's outcome without its diagnostics, for the test's output."""
+    return {**{k: v for k, v in facts.columns().items() if k != "extra"}, "pages": facts.pages}
 
 
 def received_pages(path: Path) -> list[list[bytes]]:
@@ -100,7 +106,7 @@ def test_receive_three_pages_from_efax(efax_sender: Bench, tmp_path: Path) -> No
     got = run(receive_one(bench, tmp_path, send, CALL_TIMEOUT), CALL_TIMEOUT + 60)
     log = (tmp_path / "efax.log").read_text()
     assert got.result is not None and got.tiff is not None
-    print(f"\ncaller: {got.caller}\nfacts: { {k: v for k, v in got.result.facts.items() if k != 'extra'} }")
+    print(f"\ncaller: {got.caller}\nfacts: {outcome(got.result.facts)}")
     assert got.result.complete, (got.result.facts, log[-2000:])
     rows = received_pages(got.tiff)
     assert len(rows) == 3, (len(rows), log[-2000:])
@@ -135,7 +141,7 @@ def test_receive_with_ecm(bench: Bench, tmp_path: Path) -> None:
         pytest.skip("needs FAXBRIDGE_HW_SENDER (a second modem) and FAXBRIDGE_HW_NUMBER, or FAXBRIDGE_HW_HUMAN=1")
     got = run(receive_one(bench, tmp_path, sender, CALL_TIMEOUT, ecm=True), CALL_TIMEOUT + 60)
     assert got.result is not None
-    assert got.result.complete and got.result.facts.get("ecm"), got.result.facts
+    assert got.result.complete and got.result.facts.ecm, got.result.facts
 
 
 def test_fax_machine_sends(human: Bench, tmp_path: Path) -> None:
@@ -144,7 +150,7 @@ def test_fax_machine_sends(human: Bench, tmp_path: Path) -> None:
           f"(waiting {CALL_TIMEOUT:.0f} s).")
     got = run(receive_one(human, tmp_path, None, CALL_TIMEOUT), CALL_TIMEOUT + 60)
     assert got.result is not None and got.tiff is not None
-    print(f"facts: { {k: v for k, v in got.result.facts.items() if k != 'extra'} }")
+    print(f"facts: {outcome(got.result.facts)}")
     assert got.result.complete and len(received_pages(got.tiff)) >= 1
 
 

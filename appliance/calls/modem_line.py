@@ -33,10 +33,11 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, TypedDict
 
 import serial
 
+from .facts import CallFacts
 from ..modem.at import DeviceGone, Unsolicited, caller_id_item
 from ..modem.driver import ModemCall, ModemCallResult, ReceiveDriver
 from ..modem.probe import DEFAULT_CLASS_PREFERENCE, ModemInfo, ProbeError, probe
@@ -75,6 +76,11 @@ def check_move(current: LineState, to: LineState) -> None:
     """Raise LocalProtocolError unless the line may go from ``current`` to ``to``."""
     if current is not to and (current, to) not in MOVES:
         raise LocalProtocolError(f"modem line: {current.value} -> {to.value}")
+
+#: one line on the status page (``class`` is the fax class in use: a keyword, hence this form)
+LineStatus = TypedDict("LineStatus", {
+    "device": str, "line": str, "state": str, "reason": str, "since": float, "modem": "dict[str, object] | None",
+    "class": "str | None", "quirks": "str | None", "rings": int, "calls": int, "last_call": "dict[str, Any] | None"})
 
 #: seconds without a RING after which the caller has given up (rings come every 5-6 s)
 RING_GAP = 10.0
@@ -211,11 +217,16 @@ class ModemLine:
         self._task: asyncio.Task[None] | None = None
 
     # -- what the manager and the dashboard use -------------------------------------------------
-    def status(self) -> dict[str, Any]:
+    def status(self) -> LineStatus:
         return {"device": self.device, "line": self.line, "state": self.state.value, "reason": self.reason,
                 "since": self.since, "modem": self.info.as_dict() if self.info else None,
                 "class": self.fax_class, "quirks": self.quirks.name if self.quirks else None,
                 "rings": self.rings, "calls": self.calls, "last_call": self.last_call}
+
+    @property
+    def in_call(self) -> bool:
+        """Ringing or receiving: settings and restarts wait until the call has ended."""
+        return self.state in ("ringing", "receiving")
 
     def start(self) -> asyncio.Task[None]:
         if self._task is None or self._task.done():
@@ -475,15 +486,13 @@ class ModemLine:
         finally:
             assert result is not None
             self.last_call = {"fax": fax_id, "complete": result.complete, "started": started,
-                              "pages": result.facts.get("pages"),
-                              "result_text": result.facts.get("result_text", "")}
+                              "pages": result.facts.pages, "result_text": result.facts.result_text}
             self._finishing = asyncio.ensure_future(self._finish_call(fax_id, result))
             await asyncio.shield(self._finishing)
 
     @staticmethod
     def _failed(port: ModemPort, why: str) -> ModemCallResult:
-        return ModemCallResult(False, {"result_text": why, "extra": {"hangup_reason": why,
-                                                                     "modem_history": port.history()}})
+        return ModemCallResult(False, CallFacts(result_text=why, hangup_reason=why, modem_history=port.history()))
 
     async def _finish_call(self, fax_id: Any, result: ModemCallResult) -> None:
         try:

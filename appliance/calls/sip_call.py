@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config
+from .facts import CallProgress, MediaFacts
 from ..fax.session import ReceiveSession
 from ..media.channel import MediaChannel
 from ..media.clock import MediaClock
@@ -195,8 +196,16 @@ class InboundSipCall:
         if self.session is not None:
             self.session.terminal.close()
 
-    def media_facts(self) -> dict[str, Any]:
+    def media_facts(self) -> MediaFacts:
         ch = self.channel
-        return {"mode": "T.38" if self.mode == Mode.T38 else f"G.711 {self.codec}", "switches": self.switches,
-                "rtp": {**ch.playout.stats, **ch.stats, "late_ticks": ch.late_ticks},
-                "udptl": dict(ch.udptl_rx.stats)}
+        return MediaFacts(mode="T.38" if self.mode == Mode.T38 else f"G.711 {self.codec}", switches=self.switches,
+                          rtp={**ch.playout.stats, **ch.stats, "late_ticks": ch.late_ticks},
+                          udptl=dict(ch.udptl_rx.stats))
+
+    def status(self) -> CallProgress:
+        """This call for the dashboard: its media and how far its fax is."""
+        out = CallProgress(line="", mode="t38" if self.mode == Mode.T38 else "g711", codec=self.codec, bit_rate=0,
+                           ecm=None, pages=0, page=None, remote_ident="")
+        if self.session is not None:
+            out.update(self.session.progress())
+        return out

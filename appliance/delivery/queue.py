@@ -24,7 +24,7 @@ import sqlite3
 import time
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypedDict
 
 from appliance import localtime
 from appliance.config import DeliveryConfig
@@ -99,6 +99,10 @@ class DeliveryWorker:
     def stop(self) -> None:
         self._stopping = True
         self.wake()
+
+    def status(self) -> QueueStatus:
+        """Whether it runs, and outcomes it could not record yet (the spool could not write)."""
+        return QueueStatus(running=self._wake is not None and not self._stopping, unrecorded=len(self._unrecorded))
 
     async def run(self) -> None:
         """Deliver until stop(); sleeps until the next job is due or wake() is called."""
@@ -290,3 +294,8 @@ class DeliveryWorker:
 
     async def _io(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args))
+
+
+class QueueStatus(TypedDict):
+    running: bool
+    unrecorded: int  # delivery outcomes waiting for the spool to take them (disk full)

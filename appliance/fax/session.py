@@ -11,7 +11,9 @@ while the call goes on with the next page.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypedDict
 
+from ..calls.facts import CallFacts, PageFacts
 from ..config import FaxConfig
 from ..spandsp.t30 import FaxStats, PageDone, PhaseB, PhaseE, T30Terminal
 from .pagelimits import page_problem
@@ -139,7 +141,7 @@ class ReceiveSession:
     def complete(self) -> bool:
         return self.phase_e is not None and self.phase_e.ok
 
-    def facts(self, now: float) -> dict[str, object]:
+    def facts(self, now: float) -> CallFacts:
         """What the spool records about the call (numbers from SIP are added by the caller)."""
         stats = self.phase_e.stats if self.phase_e else self.terminal.stats()
         last = self.pages[-1] if self.pages else stats
@@ -149,23 +151,42 @@ class ReceiveSession:
             code, text = -1, "call ended before the fax completed"
         if self.hangup_reason and not self.complete:
             text = f"{self.hangup_reason} ({text})"  # why we ended it says more than "call dropped"
-        return {
-            "remote_ident": stats.remote_ident,
-            "bit_rate": stats.bit_rate,
-            "ecm": stats.ecm,
-            "resolution": last.resolution,
-            "bad_rows": sum(p.bad_rows for p in self.pages),
-            "duration": round(now - self.started, 1),
-            "result_code": code,
-            "result_text": text,
-            "pages": len(self.pages),
-            "extra": {
-                "page_stats": [{"bad_rows": p.bad_rows, "longest_bad_row_run": p.longest_bad_row_run,
-                                "width": p.width, "length": p.length, "resolution": p.resolution}
-                               for p in self.pages],
-                "remote_vendor": stats.remote_vendor,
-                "remote_model": stats.remote_model,
-                "hangup_reason": self.hangup_reason,
-                "trace": bounded_trace(self.earlier_trace + list(self.terminal.trace)),
-            },
-        }
+        return CallFacts(
+            remote_ident=stats.remote_ident,
+            bit_rate=stats.bit_rate,
+            ecm=stats.ecm,
+            resolution=last.resolution,
+            bad_rows=sum(p.bad_rows for p in self.pages),
+            duration=round(now - self.started, 1),
+            result_code=code,
+            result_text=text,
+            pages=len(self.pages),
+            page_stats=[PageFacts(bad_rows=p.bad_rows, longest_bad_row_run=p.longest_bad_row_run,
+                                  width=p.width, length=p.length, resolution=p.resolution)
+                        for p in self.pages],
+            remote_vendor=stats.remote_vendor,
+            remote_model=stats.remote_model,
+            hangup_reason=self.hangup_reason,
+            trace=bounded_trace(self.earlier_trace + list(self.terminal.trace)),
+        )
+
+    def progress(self) -> SessionProgress:
+        """The fax so far, for the dashboard (cheap: one spandsp stats call)."""
+        pages = len(self.pages)
+        page = pages + 1 if self.signal_at is not None and self.phase_e is None else None
+        try:
+            st = self.terminal.stats()
+        except Exception:  # a closed terminal has no stats: the call is ending
+            return SessionProgress(pages=pages, page=page, bit_rate=0, ecm=None, remote_ident="")
+        return SessionProgress(pages=pages, page=page, bit_rate=st.bit_rate, ecm=bool(st.ecm),
+                               remote_ident=st.remote_ident)
+
+
+class SessionProgress(TypedDict):
+    """How far a session is (part of the control socket's ``calls``)."""
+
+    pages: int
+    page: int | None  # the page arriving now, if one is
+    bit_rate: int
+    ecm: bool | None  # None: not known (the terminal is closing)
+    remote_ident: str

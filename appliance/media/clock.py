@@ -13,7 +13,7 @@ however many calls share the loop.  The schedule is computed from the start time
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from typing import Protocol, TypedDict
 
 PTIME = 0.020
 #: packets each channel keeps ready: the send can run ahead of the DSP work by this many ticks
@@ -85,3 +85,17 @@ class MediaClock:
         if work > self.stats["max_work_ms"]:
             self.stats["max_work_ms"] = work
         self._timer = loop.call_at(self._due(), self._tick) if self.channels else None
+
+    def status(self) -> ClockStatus:
+        """Its ticks since start, those skipped after stalls, and the channels it drives now."""
+        return ClockStatus(ticks=int(self.stats["ticks"]), skipped=int(self.stats["skipped"]),
+                           early_rounds=int(self.stats["early_rounds"]), max_work_ms=float(self.stats["max_work_ms"]),
+                           channels=len(self.channels))
+
+
+class ClockStatus(TypedDict):
+    ticks: int
+    skipped: int        # ticks never sent: the clock resynchronised after a stall
+    early_rounds: int
+    max_work_ms: float  # the longest tick's work so far
+    channels: int

@@ -44,5 +44,6 @@ class MediaTotals:
         for channel in live:
             for name, value in counters(channel).items():
                 totals[name] += value
-        return {**totals, "calls_ended": self.calls_ended, "clock_ticks": clock.stats["ticks"],
-                "clock_skipped": clock.stats["skipped"]}
+        clocked = clock.status()
+        return {**totals, "calls_ended": self.calls_ended, "clock_ticks": clocked["ticks"],
+                "clock_skipped": clocked["skipped"]}

@@ -169,11 +169,10 @@ class Class1Receiver:
         await driver.hang_up()
         facts = session.facts(loop.time())
         complete = session.complete
-        extra = facts.setdefault("extra", {})
-        extra.update({"end_reason": reason, "modem_class": "1", "class1": dict(driver.stats),
-                      "call_seconds": round(time.monotonic() - t0, 1)})
+        facts.end_reason, facts.modem_class = reason, "1"
+        facts.extra.update({"class1": dict(driver.stats), "call_seconds": round(time.monotonic() - t0, 1)})
         if not complete:
-            extra["modem_history"] = port.history()
+            facts.modem_history = port.history()
             log.info("class 1 receive on %s ended: %s\n%s", call.device, reason, port.history())
         return ModemCallResult(complete=complete, facts=facts)
 

@@ -36,8 +36,8 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from typing import Any
 
+from ..calls.facts import CallFacts, PageFacts
 from ..spandsp.t4 import T6, T4Error, T4Receiver, reverse_bits
 from .at import (DataEnd, DataReceived, DataResult, DeviceGone, DleCommand, Event, Garbage,
                  Unsolicited)
@@ -280,7 +280,7 @@ class Class2Session:
             self._rx.close()
             self._rx = None
 
-    def facts(self, now: float) -> dict[str, Any]:
+    def facts(self, now: float) -> CallFacts:
         p = self.params
         if self.hangup is not None:
             code = int(self.hangup, 16)
@@ -292,26 +292,24 @@ class Class2Session:
         if self.hangup_reason and not self.complete:
             text = f"{self.hangup_reason} ({text})"
         last = self.pages[-1].stats if self.pages else None
-        return {
-            "remote_ident": self.remote_ident,
-            "bit_rate": p.bit_rate if p else 0,
-            "ecm": bool(p.ec) if p else False,
-            "resolution": last.resolution if last else (p.resolution[2] if p else ""),
-            "bad_rows": sum(pg.stats.bad_rows for pg in self.pages),
-            "duration": round(now - self.started, 1),
-            "result_code": code,
-            "result_text": text,
-            "pages": len(self.pages),
-            "extra": {
-                "page_stats": [pg.as_dict() for pg in self.pages],
-                "remote_vendor": "",
-                "remote_model": "",
-                "hangup_reason": self.hangup_reason,
-                "trace": self.trace[-400:],
-                "modem_class": self.variant,
-                "bit_order_reversed": self.reverse,
-            },
-        }
+        return CallFacts(
+            remote_ident=self.remote_ident,
+            bit_rate=p.bit_rate if p else 0,
+            ecm=bool(p.ec) if p else False,
+            resolution=last.resolution if last else (p.resolution[2] if p else ""),
+            bad_rows=sum(pg.stats.bad_rows for pg in self.pages),
+            duration=round(now - self.started, 1),
+            result_code=code,
+            result_text=text,
+            pages=len(self.pages),
+            page_stats=[PageFacts.of(pg.as_dict()) for pg in self.pages],
+            remote_vendor="",
+            remote_model="",
+            hangup_reason=self.hangup_reason,
+            trace=self.trace[-400:],
+            modem_class=self.variant,
+            extra={"bit_order_reversed": self.reverse},
+        )
 
     # -- inside --------------------------------------------------------------------------------
     def _report(self, line: str) -> None:
@@ -464,7 +462,7 @@ class Class2Receiver:
                 pass
         facts = session.facts(time.monotonic())
         if not session.complete:
-            facts["extra"]["modem_history"] = port.history()
+            facts.modem_history = port.history()
         return ModemCallResult(session.complete, facts)
 
     async def _page(self, port: ModemPort, session: Class2Session, deadline: float) -> None:

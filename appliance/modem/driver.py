@@ -4,7 +4,7 @@ The line decides *when* to answer and records the call; the driver answers (ATA 
 things in Class 1 and Class 2), receives the fax into ``call.tiff_path`` and reports what
 happened.  A driver never raises for anything the modem or the far end does: a modem that stops
 answering, a caller that hangs up, a USB modem pulled out mid-page all end in a result whose pages
-are kept.  The facts have the same keys as :meth:`appliance.fax.session.ReceiveSession.facts`, so
+are kept.  The facts are the same :class:`appliance.calls.facts.CallFacts` a SIP call reports, so
 the spool and routing treat a modem fax exactly like a SIP one.
 """
 
@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
+from ..calls.facts import CallFacts
 from .serial_port import ModemPort
 
 
@@ -36,9 +37,8 @@ class ModemCall:
 @dataclass
 class ModemCallResult:
     complete: bool
-    #: remote_ident, bit_rate, ecm, resolution, bad_rows, duration, result_code, result_text,
-    #: pages, extra{page_stats, trace, hangup_reason, modem_history, ...}
-    facts: dict[str, Any] = field(default_factory=dict)
+    #: the outcome and its diagnostics; the daemon adds what it knew when the call was answered
+    facts: CallFacts = field(default_factory=CallFacts)
 
 
 class ReceiveDriver(Protocol):

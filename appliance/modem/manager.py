@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Any, Callable
+from typing import Any, Callable, TypedDict
 
 from .driver import ReceiveDriver
 from .hotplug import HotplugEvent, HotplugMonitor
-from ..calls.modem_line import BeginHook, FinishHook, LineSettings, ModemLine, load_driver
+from ..calls.modem_line import BeginHook, FinishHook, LineSettings, LineStatus, ModemLine, load_driver
 
 log = logging.getLogger(__name__)
 
@@ -104,5 +104,10 @@ class ModemManager:
             log.info("hot-plug: adopting %s", event.stable_path)
             self.add(event.stable_path)
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> ModemsStatus:
         return {"hotplug": self.hotplug, "lines": [line.status() for line in self.lines.values()]}
+
+
+class ModemsStatus(TypedDict):
+    hotplug: str  # "watching udev", "off", "not started" or why udev cannot be watched
+    lines: list[LineStatus]

@@ -29,7 +29,7 @@ import re
 import secrets
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, Protocol, Sequence, TypeVar
+from typing import Any, Callable, Generic, Protocol, Sequence, TypedDict, TypeVar
 
 from .callinfo import answerable, make_response, reply_target, stamp_via
 from .digest import DigestServer, VerifyResult
@@ -416,6 +416,15 @@ class CallGate:
         resp = make_response(req, status, reason_phrase, tag, headers or [], b"", self.server)
         dest = remote if to_source else reply_target(req, remote, local)
         return Verdict(replies=[(bytes(resp), dest)], reason=reason)
+
+    def status(self) -> GateStatus:
+        """What the gate refused so far, by reason, and the capacity it enforces."""
+        return GateStatus(refused=dict(self.stats), max_calls=self.max_calls)
+
+
+class GateStatus(TypedDict):
+    refused: dict[str, int]
+    max_calls: int
 
 
 class ConnectionLimiter:

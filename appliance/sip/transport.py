@@ -9,7 +9,7 @@ import logging
 import ssl
 import time
 from collections import Counter
-from typing import Any, Coroutine, Iterable
+from typing import Any, Coroutine, Iterable, TypedDict
 
 from .errors import LocalProtocolError, SipParseError
 from .events import Addr, Event, Local
@@ -319,11 +319,8 @@ class SipEndpoint:
         out: Counter[str] = Counter(self.stats)
         out.update(self.conn_limiter.stats)
         if self.gate is not None:
-            out.update(self.gate.stats)
-        for key in ("internal_errors", "dropped_malformed", "answered_malformed", "ignored_acks",
-                    "dropped_responses"):
-            if self.ua.stats.get(key):
-                out[key] = self.ua.stats[key]
+            out.update(self.gate.status()["refused"])
+        out.update(self.ua.status()["errors"])
         return dict(out)
 
     def connection_count(self) -> int:
@@ -496,3 +493,28 @@ class SipEndpoint:
             if timer is not None and timer <= now:
                 reg.handle_timer(now)
         self.flush()
+
+    @property
+    def started(self) -> bool:
+        """start() has run: listeners are bound and registrations can be driven."""
+        return self._loop is not None
+
+    def status(self) -> SipStatus:
+        """For the status page: listeners, registrations (wall-clock expiry), refusals, connections."""
+        return SipStatus(listeners=[ListenerStatus(transport=l.transport, host=l.host, port=l.port) for l in self.locals],
+                         registrations=self.registration_status() if self.started else [],
+                         refused=self.security_stats(),
+                         connections=self.connection_count())
+
+
+class ListenerStatus(TypedDict):
+    transport: str
+    host: str
+    port: int
+
+
+class SipStatus(TypedDict):
+    listeners: list[ListenerStatus]
+    registrations: list[RegistrationStatus]
+    refused: dict[str, int]  # security_stats(): every refusal so far, by reason
+    connections: int         # TCP/TLS connections open now

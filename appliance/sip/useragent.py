@@ -17,7 +17,7 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Callable, Iterable, TypeGuard
+from typing import Callable, Iterable, TypedDict, TypeGuard
 
 from ..protocol import Transitions
 from .callinfo import answerable, contact_uri, incoming_call, make_response, reply_target, stamp_via
@@ -982,3 +982,18 @@ class UserAgent:
     def calls_via(self, remote: Addr) -> bool:
         """A call in progress uses this remote address (a stream connection must stay open)."""
         return any(c.remote == remote and c.state != CallPhase.ENDED for c in self._calls.values())
+
+    def status(self) -> UserAgentStatus:
+        """Calls and transactions held now, and the messages the UA refused or failed on so far."""
+        return UserAgentStatus(calls=len(self._calls), transactions=len(self._server_txs) + len(self._client_txs),
+                               errors={k: self.stats[k] for k in UA_ERRORS if self.stats.get(k)})
+
+
+#: the UA's own refusals and failures, as the status page and /metrics count them
+UA_ERRORS = ("internal_errors", "dropped_malformed", "answered_malformed", "ignored_acks", "dropped_responses")
+
+
+class UserAgentStatus(TypedDict):
+    calls: int
+    transactions: int
+    errors: dict[str, int]  # UA_ERRORS that happened, by name

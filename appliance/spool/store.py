@@ -30,7 +30,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, TypedDict
 
 from appliance.spool.crashpoint import crash_point
 from appliance.spool.states import (ALERT_MOVES, FAX_MOVES, JOB_MOVES, OPEN_JOB_STATES, WAITING_JOB_STATES,
@@ -923,6 +923,22 @@ class Spool:
                     p.unlink(missing_ok=True)
                     removed += 1
         return removed
+
+    def status(self) -> SpoolStatus:
+        """The delivery queue as the spool holds it: jobs per state (every state, zero when none)
+        and when the oldest job still waiting (queued or retrying) was created."""
+        counts = dict.fromkeys(JOB_STATES, 0)
+        with self._lock:
+            for state, n in self._db.execute("SELECT state, count(*) FROM jobs GROUP BY state"):
+                counts[state] = int(n)
+            oldest = self._db.execute("SELECT min(created) FROM jobs"
+                                      " WHERE state IN ('queued', 'failed_retrying')").fetchone()[0]
+        return SpoolStatus(queue=counts, oldest_waiting=oldest)
+
+
+class SpoolStatus(TypedDict):
+    queue: dict[str, int]
+    oldest_waiting: float | None
 
 
 #: how many refused pages the result text names one by one; the record lists them all

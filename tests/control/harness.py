@@ -12,6 +12,7 @@ import sys
 import tempfile
 import threading
 import time
+import types
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping
 
@@ -140,10 +141,11 @@ control_socket = "{self.socket}"
 
 
 class SpoolAppliance:
-    """The parts of an Appliance that ApplianceControl reads, made of real objects: a real Spool,
-    real SIP listener addresses and registration states, a real (unstarted) ModemManager, and calls
-    with real spandsp T.38 terminals in a real ReceiveSession.  For web tests that need a daemon's
-    status without a daemon's sockets and event-loop settings."""
+    """What ApplianceControl asks of an Appliance (control.ControlledAppliance), made of real
+    objects: a real Spool, real SIP listener addresses and registration states, a real (unstarted)
+    ModemManager, and real InboundSipCalls with real spandsp T.38 terminals in a real
+    ReceiveSession.  For web tests that need a daemon's status without a daemon's sockets and
+    event-loop settings.  It moves no media (``media_totals`` None) unless a test gives it some."""
 
     def __init__(self, cfg: Any, *, registrations: list[Any] | None = None) -> None:
         from appliance.modem.manager import ModemManager
@@ -166,20 +168,15 @@ class SpoolAppliance:
             refused_counts = refused
 
             @staticmethod
-            def registration_status() -> list[Any]:
-                return regs
-
-            @staticmethod
-            def security_stats() -> dict[str, int]:
-                return dict(refused)
-
-            @staticmethod
-            def connection_count() -> int:
-                return 0
+            def status() -> dict[str, Any]:
+                return {"listeners": [{"transport": l.transport, "host": l.host, "port": l.port} for l in locals_],
+                        "registrations": regs, "refused": dict(refused), "connections": 0}
 
         self.sip = _Sip()
         self.woken = 0
         self.restart_requested = asyncio.Event()
+        self.media_totals: Any = None
+        self.media_clock: Any = None
 
         class _Delivery:
             @staticmethod
@@ -191,9 +188,20 @@ class SpoolAppliance:
     async def _never(self, *a: Any) -> Any:
         raise RuntimeError("no modem calls in this test")
 
+    def restart_needed(self) -> list[str]:
+        return []
+
+    async def reload_config(self) -> dict[str, Any]:
+        return {"ok": False, "error": "reload not available"}
+
+    def self_test_pass(self) -> None:
+        return None
+
     def add_call(self, call_id: str, *, mode: str = "t38", pages: int = 0, **facts: Any) -> Any:
         """A call in progress: its spool record (receiving) and a live session on a real terminal."""
         from appliance.fax.session import ReceiveSession
+        from appliance.calls.sip_call import InboundSipCall
+        from appliance.calls.t38switch import Mode
         from appliance.spandsp.t38 import T38FaxTerminal
 
         fax = self.spool.begin_fax(time.time(), call_id=call_id, **facts)
@@ -202,11 +210,14 @@ class SpoolAppliance:
         session.signal_at = time.monotonic()
         session.pages = [terminal.stats() for _ in range(pages)]
 
-        class _Call:
-            pass
-
-        call = _Call()
-        call.mode, call.codec, call.session = mode, "" if mode == "t38" else "PCMA", session  # type: ignore[attr-defined]
+        # no SIP endpoint or clock, a channel that only has a port: the status reads none of them
+        channel = types.SimpleNamespace(port=0)
+        call = InboundSipCall(call_id, self.cfg, None, channel, None, self.spool.incoming_path(fax),  # type: ignore[arg-type]
+                              "127.0.0.1", session=session)
+        if mode == "t38":
+            call.switcher.mode = Mode.T38
+        else:
+            call.switcher.codec = "PCMA"
         self.calls[call_id] = call
         return fax
 

@@ -87,7 +87,7 @@ def test_session_hangs_up_when_no_fax_signal(tmp_path):
         rx.receive_g711(b"\xff" * 160)
     assert s.poll(129.0) is None
     assert s.poll(130.0) == "no fax signal"
-    assert s.facts(130.0)["result_text"].startswith("no fax signal")
+    assert s.facts(130.0).result_text.startswith("no fax signal")
     rx.close()
 
 
@@ -101,7 +101,7 @@ def test_session_hangs_up_when_far_end_stays_after_phase_e(tmp_path):
     assert s.poll(59.0) is None
     assert s.poll(60.0) == "far end did not hang up after the fax ended"
     facts = s.facts(60.0)
-    assert facts["pages"] == 1 and facts["result_code"] == 0 and facts["bit_rate"] == 14400
+    assert facts.pages == 1 and facts.result_code == 0 and facts.bit_rate == 14400
     rx.close(), tx.close()
 
 

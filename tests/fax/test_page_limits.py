@@ -123,7 +123,7 @@ def test_session_hangs_up_on_a_page_that_grows_past_the_limit_and_keeps_no_part_
     assert rx.stats().length <= limit + 14400 // 4, "at most a poll interval of rows past the limit"
     rx.terminate()
     facts = session.facts(seconds)
-    assert facts["result_text"].startswith("page too large, hung up: page 1 is ")
+    assert facts.result_text.startswith("page too large, hung up: page 1 is ")
     rx.close(), tx.close()
     assert not (tmp_path / "rx.tif").exists(), "the over-long page is not written"
 

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from appliance.calls.facts import CallFacts
 from appliance.modem.at import DeviceGone
 from appliance.modem.driver import ModemCall, ModemCallResult
 from appliance.calls.modem_line import CallerInfo
@@ -72,8 +73,8 @@ class AnsweringDriver:
             while True:
                 ev = await port.events.get()
                 if isinstance(ev, DeviceGone):
-                    return ModemCallResult(False, {"pages": 1, "result_text": f"device gone: {ev.reason}"})
-        return ModemCallResult(True, {"pages": 0, "result_text": "test driver done"})
+                    return ModemCallResult(False, CallFacts(pages=1, result_text=f"device gone: {ev.reason}"))
+        return ModemCallResult(True, CallFacts(pages=0, result_text="test driver done"))
 
 
 async def dial(path: Path, number: str = "5551000") -> tuple[ModemPort, asyncio.Task[Any]]:
@@ -95,9 +96,9 @@ class PageDriver:
         page = demo_pages(1)[0]
         call.tiff_path.parent.mkdir(parents=True, exist_ok=True)
         page.save(call.tiff_path, format="TIFF", compression="group4", dpi=(204, 196))
-        return ModemCallResult(True, {"pages": 1, "remote_ident": "+1 555 0100", "bit_rate": 14400,
-                                      "ecm": True, "result_code": 0, "result_text": "OK",
-                                      "extra": {"hangup_reason": "normal"}, "a_new_key": 5})
+        return ModemCallResult(True, CallFacts(pages=1, remote_ident="+1 555 0100", bit_rate=14400, ecm=True,
+                                               result_code=0, result_text="OK", hangup_reason="normal",
+                                               extra={"a_new_key": 5}))
 
 
 def fax_to_the_daemon(tmp_path: Path, send: Callable[[str], Any], *, modem: dict[str, Any] | None = None,

@@ -49,8 +49,8 @@ def test_receiver_replays_a_recorded_call_byte_for_byte(tmp_path: Path, name: st
     modem, result = _replay_receive(tmp_path, name)
     assert modem.error is None, modem.error
     assert modem.finished, f"the driver stopped at chunk {modem.position} of {len(modem.script)}"
-    assert result.complete, result.facts["result_text"]
-    assert result.facts["pages"] == pages and result.facts["ecm"] is ecm
+    assert result.complete, result.facts.result_text
+    assert result.facts.pages == pages and result.facts.ecm is ecm
     assert len(read_pages(tmp_path / "rx.tif")) == pages
 
 
@@ -124,4 +124,4 @@ def test_no_frs_quirk_waits_locally_instead_of_asking_the_modem(tmp_path: Path) 
     finally:
         modem.close()
     assert modem.error is None, modem.error
-    assert modem.finished and result.complete and result.facts["pages"] == 2
+    assert modem.finished and result.complete and result.facts.pages == 2

@@ -191,16 +191,16 @@ def test_three_pages_class20(tmp_path: Path, coded) -> None:
     result, modem = _play(tmp_path, "mt5634_three_pages.txt", data)
     assert not modem.mismatch and not modem.turns, modem.mismatch
     f = result.facts
-    assert result.complete, f["result_text"]
-    assert (f["pages"], f["bad_rows"], f["result_code"], f["bit_rate"], f["resolution"], f["ecm"]) == \
+    assert result.complete, f.result_text
+    assert (f.pages, f.bad_rows, f.result_code, f.bit_rate, f.resolution, f.ecm) == \
         (3, 0, 0, 14400, "204x196", False)
-    assert f["remote_ident"] == "+1 555 0100"
-    assert f["result_text"].startswith("+FHS:00")
+    assert f.remote_ident == "+1 555 0100"
+    assert f.result_text.startswith("+FHS:00")
     assert modem.controls.count(b"\x12") == 3  # DC2 after each CONNECT
-    assert [p["copy_quality"] for p in f["extra"]["page_stats"]] == ["MCF"] * 3
-    assert "modem_history" not in f["extra"]
-    assert set(f) == {"remote_ident", "bit_rate", "ecm", "resolution", "bad_rows", "duration", "result_code",
-                      "result_text", "pages", "extra"}
+    assert [p.more["copy_quality"] for p in f.page_stats] == ["MCF"] * 3
+    assert f.modem_history is None
+    assert set(f.extra_record()) == {"page_stats", "remote_vendor", "remote_model", "hangup_reason", "trace",
+                                     "modem_class", "bit_order_reversed"}
     _assert_pages(tmp_path / "rx.tif", pages, 3)
 
 
@@ -210,11 +210,11 @@ def test_class2_hangup_mid_page_keeps_the_pages(tmp_path: Path, coded) -> None:
     assert not modem.mismatch, modem.mismatch
     f = result.facts
     assert not result.complete
-    assert f["pages"] == 2 and f["result_code"] == 0x73 and f["bit_rate"] == 9600
-    assert "T2 timeout" in f["result_text"] and f["remote_ident"] == "REMOTE 2"
-    stats = f["extra"]["page_stats"]
-    assert [s["partial"] for s in stats] == [False, True] and stats[1]["copy_quality"] == "RTN"
-    assert "AT+FPTS=1" in f["extra"]["modem_history"]
+    assert f.pages == 2 and f.result_code == 0x73 and f.bit_rate == 9600
+    assert "T2 timeout" in f.result_text and f.remote_ident == "REMOTE 2"
+    stats = f.page_stats
+    assert [s.more["partial"] for s in stats] == [False, True] and stats[1].more["copy_quality"] == "RTN"
+    assert "AT+FPTS=1" in f.modem_history
     _assert_pages(tmp_path / "rx.tif", pages, 2, half_last=True)
 
 
@@ -229,8 +229,8 @@ def test_an_abandoned_data_phase_neither_stalls_the_call_nor_feeds_the_next_page
     pages, data = coded
     result, modem = _play(tmp_path, dialogue, data, limit=20)
     assert not modem.mismatch and not modem.turns, modem.mismatch
-    assert result.complete and result.facts["pages"] == 2, result.facts["result_text"]
-    assert said in result.facts["extra"]["trace"]
+    assert result.complete and result.facts.pages == 2, result.facts.result_text
+    assert said in result.facts.trace
     _assert_pages(tmp_path / "rx.tif", pages, 2)
 
 
@@ -239,8 +239,8 @@ def test_connect_as_a_page_result_still_hangs_up(tmp_path: Path, coded) -> None:
     result, modem = _play(tmp_path, "connect_as_page_result.txt", data, limit=20)
     assert not modem.mismatch and not modem.turns, modem.mismatch
     assert modem.sent[-1] == "ATH"
-    assert not result.complete and result.facts["pages"] == 1
-    assert "CONNECT and no hang-up report" in result.facts["result_text"]
+    assert not result.complete and result.facts.pages == 1
+    assert "CONNECT and no hang-up report" in result.facts.result_text
 
 
 def test_reversed_bit_order_dle_sub_and_malformed_lines(tmp_path: Path, coded) -> None:
@@ -249,10 +249,10 @@ def test_reversed_bit_order_dle_sub_and_malformed_lines(tmp_path: Path, coded) -
                           quirks=frozenset({"class2_bit_order_reversed"}))
     assert not modem.mismatch, modem.mismatch
     f = result.facts
-    assert result.complete, f["result_text"]
-    trace = "\n".join(f["extra"]["trace"])
+    assert result.complete, f.result_text
+    trace = "\n".join(f.trace)
     assert "malformed +FCS" in trace and "malformed +FPS" in trace and "malformed +FET" in trace
-    assert f["remote_ident"] == "" and f["extra"]["bit_order_reversed"]
+    assert f.remote_ident == "" and f.extra["bit_order_reversed"]
     _assert_pages(tmp_path / "rx.tif", pages, 1)
 
 
@@ -260,8 +260,8 @@ def test_reversed_bit_order_is_detected_without_the_quirk(tmp_path: Path, coded)
     pages, data = coded
     result, _ = _play(tmp_path, "rockwell_reversed_malformed.txt", data)
     f = result.facts
-    assert result.complete and f["extra"]["bit_order_reversed"], f["result_text"]
-    assert any("MSB first despite +FBO=0" in line for line in f["extra"]["trace"])
+    assert result.complete and f.extra["bit_order_reversed"], f.result_text
+    assert any("MSB first despite +FBO=0" in line for line in f.trace)
     _assert_pages(tmp_path / "rx.tif", pages, 1)
 
 
@@ -296,15 +296,15 @@ def test_modem_that_stops_answering_ends_with_history(tmp_path: Path, coded) -> 
 
     result = asyncio.run(main())
     f = result.facts
-    assert not result.complete and f["pages"] == 0 and f["result_code"] == -1
-    assert "no page data" in f["result_text"] and "AT+FDR" in f["extra"]["modem_history"]
+    assert not result.complete and f.pages == 0 and f.result_code == -1
+    assert "no page data" in f.result_text and "AT+FDR" in f.modem_history
 
 
 def test_unwritable_tiff_is_an_error_before_answering(tmp_path: Path) -> None:
     call = ModemCall(device="x", line="modem:test", tiff_path=tmp_path / "no" / "dir" / "rx.tif", ident=IDENT)
     s = Class2Session(call, "2.0")
     s.start()
-    assert s.done and s.next_command() is None and "cannot write" in s.facts(1.0)["result_text"]
+    assert s.done and s.next_command() is None and "cannot write" in s.facts(1.0).result_text
 
 
 # -- the session fed directly -------------------------------------------------------------------
@@ -336,8 +336,8 @@ def test_device_gone_mid_page_keeps_page_one(tmp_path: Path, coded) -> None:
     s.device_gone("[Errno 5] Input/output error")
     assert s.done and not s.complete
     f = s.facts(10.0)
-    assert f["pages"] == 2 and f["resolution"] == "204x98" and f["bit_rate"] == 9600
-    assert "modem gone" in f["result_text"]
+    assert f.pages == 2 and f.resolution == "204x98" and f.bit_rate == 9600
+    assert "modem gone" in f.result_text
     got = read_pages(tmp_path / "rx.tif")
     assert len(got) == 2 and got[0].height == pages[0].height  # standard: 98 lpi, rows as sent
 
@@ -348,8 +348,8 @@ def test_unsolicited_hangup_between_pages_and_no_carrier(tmp_path: Path) -> None
     s.unsolicited("+FHS:70")
     fdr = s.next_command()
     s.command_done(fdr, "NO CARRIER", [])
-    assert s.done and not s.complete and s.facts(1.0)["result_code"] == 0x70
-    assert "receive phase B" in s.facts(1.0)["result_text"]
+    assert s.done and not s.complete and s.facts(1.0).result_code == 0x70
+    assert "receive phase B" in s.facts(1.0).result_text
 
 
 def test_codes_and_params() -> None:

@@ -86,8 +86,8 @@ def test_line_dropped_after_page_two_keeps_two_pages(tmp_path: Path) -> None:
     f = result.facts
     assert record.pages == 2 and record.ended_by == "fault: hang-up after page 2", record
     assert not result.complete
-    assert f["pages"] == 2 and f["result_code"] != 0, f["result_text"]
-    assert "modem_history" in f["extra"] and f["extra"]["modem_history"]
+    assert f.pages == 2 and f.result_code != 0, f.result_text
+    assert f.modem_history
     received = read_pages(tiff)
     assert len(received) == 2
     for n, (sent, got) in enumerate(zip(pages, received), 1):

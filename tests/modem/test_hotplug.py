@@ -198,5 +198,5 @@ def test_udev_remove_mid_call_ends_the_call_with_its_pages(tmp_path: Path) -> No
     with VirtualLine(*links) as vl:
         spool = run(main(vl), 60)
     ((fax_id, result),) = spool.finished
-    assert fax_id == 1 and result.facts["pages"] == 1 and not result.complete
-    assert "unplugged" in result.facts["result_text"]
+    assert fax_id == 1 and result.facts.pages == 1 and not result.complete
+    assert "unplugged" in result.facts.result_text

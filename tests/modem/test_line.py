@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from appliance.calls import modem_line as line_mod
+from appliance.calls.facts import CallFacts
 from appliance.modem.driver import ModemCallResult
 from appliance.calls.modem_line import (MOVES, DriverUnavailable, LineSettings, LineState, ModemLine,
                                         check_move, clean_caller_field, load_driver, short_name)
@@ -93,7 +94,7 @@ def test_counts_rings_collects_caller_id_answers_and_reinitialises(tmp_path: Pat
     assert caller.line == f"modem:{short_name(caller.device)}" and caller.raw["DATE"] == "1127"
     (call,) = driver.calls
     assert (call.caller_number, call.ident, call.tiff_path) == ("5550100", "+1 555 0199", tmp_path / "fax1.tif")
-    assert spool.finished == [(1, ModemCallResult(True, {"pages": 0, "result_text": "test driver done"}))]
+    assert spool.finished == [(1, ModemCallResult(True, CallFacts(pages=0, result_text="test driver done")))]
 
 
 def test_caller_giving_up_resets_the_ring_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -179,7 +180,7 @@ def test_a_driver_that_raises_still_reaches_finish_with_the_history(tmp_path: Pa
     run(main())
     ((fax_id, result),) = spool.finished
     assert fax_id == 1 and not result.complete
-    assert "driver bug" in result.facts["result_text"] and "> ATA" in result.facts["extra"]["modem_history"]
+    assert "driver bug" in result.facts.result_text and "> ATA" in result.facts.modem_history
 
 
 @pytest.mark.parametrize("answers, state, reason", [
@@ -308,8 +309,8 @@ def test_device_gone_mid_call_finishes_with_the_pages_and_line_comes_back(tmp_pa
 
     run(main(), 60)
     ((fax_id, result),) = spool.finished
-    assert fax_id == 1 and not result.complete and result.facts["pages"] == 1
-    assert "device gone" in result.facts["result_text"]
+    assert fax_id == 1 and not result.complete and result.facts.pages == 1
+    assert "device gone" in result.facts.result_text
 
 
 def test_stop_mid_call_ends_it_through_device_gone_and_keeps_the_pages(tmp_path: Path) -> None:
@@ -328,7 +329,7 @@ def test_stop_mid_call_ends_it_through_device_gone_and_keeps_the_pages(tmp_path:
 
     run(main())
     ((_, result),) = spool.finished
-    assert result.facts == {"pages": 1, "result_text": "device gone: appliance shutting down"}
+    assert result.facts == CallFacts(pages=1, result_text="device gone: appliance shutting down")
 
 
 def test_an_idle_modem_that_goes_silent_is_found_and_reinitialised(tmp_path: Path,

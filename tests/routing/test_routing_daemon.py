@@ -7,6 +7,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from appliance.calls.facts import CallFacts
 from appliance.config import Config
 from appliance.daemon import Appliance
 from appliance.delivery.queue import ARCHIVE
@@ -95,12 +96,12 @@ def test_um_call_without_a_page_gets_a_notice_job_and_stays_no_fax(tmp_path: Pat
     try:
         um = {"recipient": "bob@x.test", "context_raw": b64encode(b'{"CallId":"c1"}').decode()}
         fax = app.spool.begin_fax(1_700_000_000.0, called_number="5551000", extra={"exchange_um": um})
-        app._finish(fax, False, {"result_code": CALL_DROPPED, "result_text": "call dropped"})
+        app._finish(fax, False, CallFacts(result_code=CALL_DROPPED, result_text="call dropped"))
         assert [j.recipient for j in app.spool.jobs_for(fax.id)] == ["bob@x.test"]
         assert app.spool.get_fax(fax.id).state == "no_fax"
         # without a UM referral, a call without pages owes nobody a message
         plain = app.spool.begin_fax(1_700_000_100.0, called_number="5551000")
-        app._finish(plain, False, {"result_code": CALL_DROPPED, "result_text": "call dropped"})
+        app._finish(plain, False, CallFacts(result_code=CALL_DROPPED, result_text="call dropped"))
         assert app.spool.jobs_for(plain.id) == []
     finally:
         app.spool.close()
@@ -182,7 +183,7 @@ def test_um_notice_for_a_refused_recipient_is_not_sent(tmp_path: Path):
     try:
         um = {"recipient": "bob@y.test", "context_raw": b64encode(b"CallId=c1").decode()}
         fax = app.spool.begin_fax(1_700_000_000.0, called_number="5551000", extra={"exchange_um": um})
-        app._finish(fax, False, {"result_code": CALL_DROPPED, "result_text": "call dropped"})
+        app._finish(fax, False, CallFacts(result_code=CALL_DROPPED, result_text="call dropped"))
         stored = app.spool.get_fax(fax.id)
         assert app.spool.jobs_for(fax.id) == [] and stored.state == "no_fax"
         assert stored.extra["route"]["um_refused"] == "bob@y.test"

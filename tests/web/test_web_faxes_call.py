@@ -26,6 +26,7 @@ from flask.testing import FlaskClient
 from markupsafe import escape
 from webfax import T0, XSS
 
+from appliance.calls.facts import CallFacts, CaptureFacts
 from appliance.config import Config, FaxConfig, RoutingConfig
 from appliance.fax.pages import FINE, write_fax_tiff
 from appliance.fax.session import ReceiveSession
@@ -100,16 +101,16 @@ def receive_over_rtp(spool: Spool, tmp_path: Path, *, ecm: bool = True, capture:
     rx.close(), tx.close()
     call = InboundSipCall(CALL_ID, Config(), None, channel, None, spool.incoming_path(fax), "127.0.0.1")  # type: ignore[arg-type]
     call.switcher.codec = "PCMU"  # what answering its offer would have agreed
-    facts = session.facts(now)
-    facts.pop("pages")
-    facts["extra"] = {**fax.extra, **facts["extra"], "end_reason": "remote BYE", **call.media_facts()}
+    outcome = session.facts(now)
+    outcome.end_reason, outcome.media = "remote BYE", call.media_facts()
     files: dict[str, bytes] = {"sip.txt": sip_messages()}
     if pcap:
-        facts["extra"]["capture"] = {"packets": pcap.packets, "bytes": pcap.size, "left_out": pcap.dropped}
+        outcome.capture = CaptureFacts(packets=pcap.packets, bytes=pcap.size, left_out=pcap.dropped)
         files["pcap"] = pcap.pcap()
     channel.close()
     spool.save_diagnostics(fax, files)
-    done = spool.finish_fax(fax.id, T0 + 70, complete=session.complete, **facts)
+    facts = CallFacts.answered(fax).ended_with(outcome)
+    done = spool.finish_fax(fax.id, T0 + 70, complete=session.complete, **facts.columns())
     decision = route(RoutingConfig(default="faxes@example.com"), called_number=done.called_number,
                      caller_number=done.caller_number, remote_ident=done.remote_ident, line=done.line)
     spool.update_facts(done.id, extra={"route": decision.as_extra()})

@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask.testing import FlaskClient
 from markupsafe import escape
 
+from appliance.calls.facts import CallFacts
 from appliance.config import FaxConfig
 from appliance.fax.pages import STANDARD, write_fax_tiff
 from appliance.fax.session import TRACE_BYTES, TRACE_LINES, ReceiveSession, bounded_trace
@@ -31,9 +32,8 @@ def test_trace_of_a_real_call_is_on_the_fax_page(admin_client: FlaskClient, spoo
         blocks += 1
     session.poll(blocks * 0.02)
     rx.close(), tx.close()
-    facts = session.facts(blocks * 0.02)
-    facts.pop("pages")
-    done = spool.finish_fax(fax.id, 1100.0, complete=session.complete, **facts)
+    facts = CallFacts.answered(fax).ended_with(session.facts(blocks * 0.02))
+    done = spool.finish_fax(fax.id, 1100.0, complete=session.complete, **facts.columns())
     assert done.state == "received" and done.remote_ident == HOSTILE_TSI
 
     body = admin_client.get(f"/faxes/{fax.id}").get_data(as_text=True)
