@@ -16,9 +16,10 @@ from appliance.control import ApplianceControl
 from appliance.fax.pages import write_fax_tiff
 from appliance.fax.testpages import demo_pages
 from appliance.media.clock import MediaClock
-from appliance.modem.line import LineSettings
+from appliance.calls.modem_line import LineSettings, LineState
 from appliance.modem.manager import ModemManager
-from appliance.sip.policy import CallGate, PeerTable
+from appliance.calls.sip_setup import peer_table
+from appliance.sip.policy import CallGate
 from appliance.sip.transport import SipEndpoint
 from appliance.spool.stats import oldest_waiting, queue_counts
 from appliance.spool.store import JOB_STATES, Spool
@@ -45,7 +46,7 @@ def status(app: Any) -> dict[str, Any]:
 
 def test_the_status_keeps_its_shape(app: SpoolAppliance) -> None:
     app.add_call("c1@gw", mode="g711", pages=1, caller_number="+4930111", called_number="5551000", line="sip:gw")
-    app.modems.lines["/dev/ttyNOSUCHMODEM"].state = "receiving"  # type: ignore[union-attr]
+    app.modems.lines["/dev/ttyNOSUCHMODEM"].state = LineState.RECEIVING  # type: ignore[union-attr]
     st = status(app)
     assert set(st) == {"version", "pid", "started", "restart_needed", "uptime", "sip", "modems", "calls", "queue",
                        "oldest_waiting", "stats", "media"}
@@ -82,7 +83,7 @@ def test_the_spool_status_is_the_queue_as_the_statistics_count_it(tmp_path: Path
 
 
 def test_an_endpoints_status_counts_the_gates_refusals_and_says_whether_it_runs() -> None:
-    gate = CallGate(PeerTable([], allow_unknown=False), max_calls=4)
+    gate = CallGate(peer_table([], allow_unknown=False), max_calls=4)
     gate.stats["unknown_refused"] += 2
     sip = SipEndpoint(gate=gate)
     assert not sip.started
@@ -105,9 +106,9 @@ def test_the_manager_adds_and_removes_devices() -> None:
         line = m.add("/dev/ttyA")
         assert m.lines == {"/dev/ttyA": line} and m.add("/dev/ttyA") is line
         assert line.status()["reason"] == "not started", "an unstarted manager starts no line"
-        line.state = "receiving"
+        line.state = LineState.RECEIVING
         assert line.in_call
-        line.state = "idle"
+        line.state = LineState.IDLE
         assert await m.remove("/dev/ttyA") is line and m.lines == {}
         assert await m.remove("/dev/ttyA") is None, "a device without a line is gone already"
 
