@@ -1,7 +1,7 @@
 """Send one message over SMTP with smtplib (blocking: the daemon runs it in an executor).
 
-Errors are sorted into the two kinds the queue needs: ``TemporaryDeliveryError`` (try again
-later: 4xx, network trouble, a TLS handshake that may succeed next time) and
+Errors are sorted into the two kinds the queue needs (``errors.py``): ``TemporaryDeliveryError``
+(try again later: 4xx, network trouble, a TLS handshake that may succeed next time) and
 ``PermanentDeliveryError`` (5xx, a certificate we must not trust).  Messages carry the server's
 code and text and never the credentials.
 """
@@ -16,21 +16,10 @@ from email.message import EmailMessage
 from urllib.parse import urlsplit
 
 from appliance.config import DeliveryConfig
+from appliance.delivery.errors import DeliveryError, PermanentDeliveryError, TemporaryDeliveryError
 from appliance.tlskeys import EncryptedKey, refuse_passphrase
 
 DEFAULT_PORTS = {"smtp": 25, "smtps": 465}
-
-
-class DeliveryError(Exception):
-    """A delivery attempt failed; str() is what the queue records and the web UI shows."""
-
-
-class TemporaryDeliveryError(DeliveryError):
-    pass
-
-
-class PermanentDeliveryError(DeliveryError):
-    pass
 
 
 def parse_url(url: str) -> tuple[str, str, int]:
@@ -188,7 +177,7 @@ def xoauth2_string(user: str, token: str) -> str:
 def _xoauth2(client: smtplib.SMTP, cfg: DeliveryConfig) -> None:
     """AUTH XOAUTH2 with a client-credentials token; one retry with a fresh token, because
     Exchange answers an expired or revoked token with the same 535 as a wrong mailbox."""
-    from appliance.delivery import oauth  # oauth imports this module's error classes
+    from appliance.delivery import oauth  # MSAL is loaded only by a box that signs in
 
     if "xoauth2" not in client.esmtp_features.get("auth", "").lower().split():
         raise PermanentDeliveryError(

@@ -25,7 +25,7 @@ from . import oauth
 from .advice import advise_exception, advise_text
 from .message import render_message
 from .queue import send_via_backend
-from .smtp import DeliveryError
+from .errors import DeliveryError
 
 
 def trial_fax() -> tuple[FaxRecord, bytes]:
