@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from appliance.spool.crashpoint import crash_point
-from appliance.spool.tiffpages import PageScan, fsync_dir, fsync_file, keep_first_pages, scan_pages
+from appliance.fsutil import fsync_dir, fsync_file
+from appliance.spool.tiffpages import PageScan, keep_first_pages, scan_pages
 
 log = logging.getLogger("faxbridge.spool")
 

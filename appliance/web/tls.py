@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from appliance.tlskeys import UPLOAD_ADVICE
-from appliance.web.auth import write_private
+from appliance.fsutil import write_private
 
 #: browsers cap certificate lifetimes; a box regenerates before this runs out
 LIFETIME_DAYS = 397
