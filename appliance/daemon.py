@@ -22,7 +22,7 @@ from typing import Any
 from . import localtime
 from .config import Config, PeerConfig
 from .control import ApplianceControl, ControlServer
-from .delivery.message import is_um_notice
+from .routing.um import is_um_notice
 from .delivery.queue import ARCHIVE, DeliveryWorker
 from .inbound import InboundSipCall
 from .media.channel import MediaChannel, PortAllocator
