@@ -18,7 +18,7 @@ import threading
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
-from appliance.cli import private_files
+from appliance.startup import private_files
 from appliance.config import Config, ConfigError, parse_hostport
 from appliance.tlskeys import EncryptedKey, refuse_passphrase
 from appliance.web.app import create_app
@@ -140,7 +140,7 @@ def serve(config: Config) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m appliance.web [-c faxbridge.toml]``"""
-    from appliance.cli import CONFIG_HELP, STATE_DIR_HELP, load_args
+    from appliance.startup import CONFIG_HELP, STATE_DIR_HELP, load_args
 
     parser = argparse.ArgumentParser(prog="python -m appliance.web", description=__doc__)
     parser.add_argument("-c", "--config", help=CONFIG_HELP)

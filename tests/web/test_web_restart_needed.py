@@ -55,7 +55,7 @@ def embedded_box(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 def test_the_first_wizard_save_claims_no_restart(embedded_box: Path) -> None:
     """The embedded defaults and the file the wizard writes (var/faxbridge.toml) name the same
     folders, however spelled: nothing waits for a restart."""
-    from appliance.cli import _load
+    from appliance.startup import load_config as _load
     from appliance.daemon import Appliance
     from tests.control.harness import serve_appliance
 
