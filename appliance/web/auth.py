@@ -37,6 +37,7 @@ from flask import (Blueprint, Flask, Request, Response, current_app, flash, json
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from appliance.fsutil import write_private
+from appliance.tlskeys import pair_problem
 from appliance.web import setupcode
 
 bp = Blueprint("auth", __name__)
@@ -545,7 +546,7 @@ def certificate() -> Response | str | tuple[str, int]:
         cert_pem = request.files.get("cert")
         key_pem = request.files.get("key")
         data = [f.read(256 * 1024) if f else b"" for f in (cert_pem, key_pem)]
-        problem = tls.check_pair(*data) if all(data) else "choose both the certificate and its key"
+        problem = pair_problem(*data) if all(data) else "choose both the certificate and its key"
         if problem:
             error = f"Not installed: {problem}."
         else:
