@@ -21,13 +21,13 @@ from email.utils import format_datetime
 
 from appliance import localtime
 from appliance.delivery import tiff_profiles
-from appliance.fax.session import PAGE_TOO_LARGE
+from appliance.fax.pagelimits import PAGE_TOO_LARGE
 from appliance.fax.t30codes import CALL_DROPPED as T30_CALL_DROPPED
 from appliance.fax.t30codes import OK as T30_OK
 from appliance.routing.um import is_um_notice, referral
 from appliance.spool.store import FaxRecord
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("faxbridge.delivery")
 
 #: RFC 5322 with CRLF, RFC 2047 for non-ASCII headers, 78-column folding
 POLICY = policy.SMTP.clone(utf8=False, max_line_length=78)
