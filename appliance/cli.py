@@ -30,9 +30,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .logfile import add_file_logging, log_path, off_the_loop, stray_log
     add_file_logging(cfg)
     for warning in cfg.path_warnings():
-        logging.getLogger("faxbridge").warning("configuration: %s", warning)
+        logging.getLogger("faxbridge.cli").warning("configuration: %s", warning)
     if (old := stray_log(cfg)) is not None:
-        logging.getLogger("faxbridge").warning("an older log is at %s (written there before the log's place was "
+        logging.getLogger("faxbridge.cli").warning("an older log is at %s (written there before the log's place was "
                                                "fixed to the state directory); the log is %s", old, log_path(cfg))
     logs = off_the_loop()
     notifier = Notifier()
@@ -62,7 +62,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             if web.poll() is None:
                 continue
             wait = 1.0 if time.monotonic() - started > 30 else min(wait * 2, 60.0)
-            logging.getLogger("faxbridge").info("web UI ended (exit %s); starting it again in %.0f s",
+            logging.getLogger("faxbridge.cli").info("web UI ended (exit %s); starting it again in %.0f s",
                                                 web.returncode, wait)
             await asyncio.sleep(wait)
             web, started = subprocess.Popen(web_cmd, env=web_env), time.monotonic()
@@ -97,7 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 pinger.cancel()
             keeper.cancel()
             await app.stop()
-            logging.getLogger("faxbridge").info("stopped%s", " for a restart" if restart else "")
+            logging.getLogger("faxbridge.cli").info("stopped%s", " for a restart" if restart else "")
 
     try:
         asyncio.run(main())
@@ -112,7 +112,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         logs.stop()  # every queued record written before the process ends
     if restart:
         # the same command line again, in the same process (systemd keeps tracking the PID)
-        logging.getLogger("faxbridge").warning("restarting: %s", " ".join(sys.orig_argv))
+        logging.getLogger("faxbridge.cli").warning("restarting: %s", " ".join(sys.orig_argv))
         logs.stop()
         logging.shutdown()
         sys.stderr.flush()

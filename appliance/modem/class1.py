@@ -52,7 +52,7 @@ from .driver import ModemCall, ModemCallResult
 from .hdlc import HdlcEncoder
 from .serial_port import ModemError, ModemPort
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("faxbridge.modem")
 
 TICK = 0.02
 #: bytes of image data written per chunk (the serial flow control paces the rest)

@@ -39,7 +39,7 @@ from .probe import DEFAULT_CLASS_PREFERENCE, ModemInfo, ProbeError, probe
 from .quirks import Quirks, quirks_for
 from .serial_port import Flow, ModemError, ModemPort
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("faxbridge.modem")
 
 State = Literal["probing", "idle", "ringing", "receiving", "down", "error"]
 STATES: tuple[State, ...] = ("probing", "idle", "ringing", "receiving", "down", "error")

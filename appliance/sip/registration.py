@@ -26,7 +26,7 @@ from .message import SipRequest, SipResponse
 from .transaction import NonInviteClientTransaction
 from .uri import SipUri, format_host, host_address, parse_name_addr
 
-log = logging.getLogger("appliance.sip.registration")
+log = logging.getLogger("faxbridge.sip.registration")
 
 OnResponse = Callable[[SipResponse | None, float], None]
 

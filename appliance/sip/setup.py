@@ -16,7 +16,7 @@ from .tls import TlsSettings
 from .transport import SipEndpoint
 from .uri import SipUri
 
-log = logging.getLogger("appliance.sip")
+log = logging.getLogger("faxbridge.sip")
 
 
 class ChallengeAnswerer:
