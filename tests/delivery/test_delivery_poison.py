@@ -17,7 +17,7 @@ from PIL import ImageChops
 
 from appliance.delivery import tiff_profiles as tp
 from appliance.delivery.message import render_message
-from appliance.delivery.tiff_check import check_profile_s
+from tiff_check import check_profile_s
 from appliance.spool.store import FaxRecord
 from tests.poisonfax import REFUSED_PAGE_SLACK, fax_tiff, good_page, peak_rss, poison_page, without_width
 
