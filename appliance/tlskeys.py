@@ -36,6 +36,12 @@ def refuse_passphrase() -> bytes:
     raise EncryptedKey(FILE_ADVICE)
 
 
+def load_chain(ctx: ssl.SSLContext, cert: str | Path, key: str | Path | None) -> None:
+    """``ctx.load_cert_chain`` as every TLS end of the box loads its certificate: an encrypted key
+    raises EncryptedKey instead of OpenSSL asking a terminal nobody watches."""
+    ctx.load_cert_chain(cert, key or None, password=refuse_passphrase)
+
+
 def pair_problem(cert_pem: bytes, key_pem: bytes, *, refuse_expired: bool = True) -> str | None:
     """Why this certificate (chain, leaf first) and private key cannot serve TLS together, or None.
     ``refuse_expired=False``: the SIP listener's pair, which peers may accept past its date."""
@@ -68,7 +74,7 @@ def pair_problem(cert_pem: bytes, key_pem: bytes, *, refuse_expired: bool = True
         c.write_bytes(cert_pem)
         k.write_bytes(key_pem)
         try:
-            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(c, k, password=refuse_passphrase)
+            load_chain(ssl.create_default_context(ssl.Purpose.CLIENT_AUTH), c, k)
         except EncryptedKey:
             return UPLOAD_ADVICE
         except ssl.SSLError as e:

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from appliance.config import DeliveryConfig
 from appliance.delivery.errors import DeliveryError, PermanentDeliveryError, TemporaryDeliveryError
-from appliance.tlskeys import EncryptedKey, refuse_passphrase
+from appliance.tlskeys import EncryptedKey, load_chain
 
 DEFAULT_PORTS = {"smtp": 25, "smtps": 465}
 
@@ -39,7 +39,7 @@ def tls_context(cfg: DeliveryConfig) -> ssl.SSLContext:
         ctx.verify_mode = ssl.CERT_NONE
     if cfg.tls_client_cert:  # a certificate-matched relay or partner connector knows us by it
         try:
-            ctx.load_cert_chain(cfg.tls_client_cert, cfg.tls_client_key or None, password=refuse_passphrase)
+            load_chain(ctx, cfg.tls_client_cert, cfg.tls_client_key)
         except EncryptedKey as e:
             raise TemporaryDeliveryError(f"delivery.tls_client_key {cfg.tls_client_key or cfg.tls_client_cert}: "
                                          f"{e}") from None
