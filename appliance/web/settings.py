@@ -26,16 +26,18 @@ from appliance.web.tomledit import ConfigDoc, TomlEditError
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
 
-#: the views of /settings/... that live beside what they do: (rule, view, methods)
-for rule, view, methods in [
-        ("/delivery/test", testmessage.delivery_test, ["POST"]),
-        ("/modem/probe", modems.modem_probe, ["POST"]),
-        ("/sip/certificate", certificates.sip_certificate, ["POST"]),
-        ("/backup", backup_page.backup, ["GET"]),
-        ("/backup/config.toml", backup_page.backup_download, ["GET"]),
-        ("/backup/encrypted", backup_page.backup_encrypted, ["POST"]),
-        ("/restore", backup_page.restore, ["POST"])]:
-    bp.add_url_rule(rule, view_func=view, methods=methods)
+#: the views of /settings/... that live beside what they do (endpoint: the view's name, as before)
+ELSEWHERE = (
+    ("/delivery/test", testmessage.delivery_test, "POST"),
+    ("/modem/probe", modems.modem_probe, "POST"),
+    ("/sip/certificate", certificates.sip_certificate, "POST"),
+    ("/backup", backup_page.backup, "GET"),
+    ("/backup/config.toml", backup_page.backup_download, "GET"),
+    ("/backup/encrypted", backup_page.backup_encrypted, "POST"),
+    ("/restore", backup_page.restore, "POST"),
+)
+for _rule, _view, _method in ELSEWHERE:
+    bp.add_url_rule(_rule, view_func=_view, methods=[_method])
 
 
 @bp.get("/")
