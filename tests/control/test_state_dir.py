@@ -103,7 +103,7 @@ def test_the_log_stays_where_it_is_when_the_web_ui_writes_the_configuration(monk
         second = _run(checkout)  # the restart: no --config, the file the web UI wrote
         after = log.read_text()
         assert after.startswith(before), "the first start's lines are gone"
-        assert after.count("control socket on") == 2 and after.count("INFO faxbridge: stopped") == 2
+        assert after.count("control socket on") == 2 and after.count("INFO faxbridge.cli: stopped") == 2
         assert not (var / "var").exists(), sorted(str(p.relative_to(checkout)) for p in var.rglob("*"))
         # web/ holds only the first-start code the banner shows (the web UI, run on its own, asks for it)
         assert {p.name for p in var.iterdir()} - {"faxbridge.sock"} == {"faxbridge.toml", "log", "spool", "web"}
