@@ -25,9 +25,9 @@ from ..fax.testpages import demo_pages
 from ..spool.store import FaxRecord
 from . import oauth
 from .advice import advise_exception, advise_text
+from .errors import DeliveryError
 from .message import render_message
 from .queue import send_via_backend
-from .errors import DeliveryError
 
 
 def trial_fax() -> tuple[FaxRecord, bytes]:
