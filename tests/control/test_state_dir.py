@@ -64,7 +64,7 @@ def _port_taken(host: str, port: int) -> bool:
 
 def _system_page(cfg: object) -> str:
     """The System page of a web process started on ``cfg``, as the owner sees it."""
-    from appliance.web import create_app
+    from appliance.web.app import create_app
 
     client = create_app(cfg).test_client()
     login(client)

@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 from webauth import csrf, login
 
 from appliance.config import Config
-from appliance.web import create_app
+from appliance.web.app import create_app
 from appliance.web.tomledit import ConfigDoc
 from tests.budgets import LOADED
 from tests.conftest import free_port

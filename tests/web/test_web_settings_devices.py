@@ -11,7 +11,7 @@ import trustme
 from webauth import csrf, login
 
 from appliance.config import Config
-from appliance.web import create_app
+from appliance.web.app import create_app
 from appliance.web.modems import detected_modems
 
 
