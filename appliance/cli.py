@@ -13,48 +13,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from appliance.config import CONFIG_NAME, STATE_DIR_ENV, Config, ConfigError, default_state_dir
+from appliance.config import CONFIG_NAME, Config, ConfigError
+from appliance.startup import (STATE_DIR_HELP, WEB_PARENT_ENV, add_config_arguments, load_args, private_files,
+                               state_dir_of)
 
 if TYPE_CHECKING:  # the daemon is imported only by the commands that run it
     from appliance.daemon import Appliance
-
-CONFIG_HELP = (f"TOML configuration file (default: {CONFIG_NAME} in the state directory, which the web UI "
-               "writes, when it exists; else the embedded defaults)")
-STATE_DIR_HELP = (f"the state directory: spool, web state, log, control socket and {CONFIG_NAME}; every "
-                  f"relative path in the configuration is relative to it (default: ${STATE_DIR_ENV}, "
-                  "else ./var)")
-
-#: set in the web process's environment by `faxbridge run`, which restarts it with itself
-WEB_PARENT_ENV = "FAXBRIDGE_WEB_PARENT"
-
-
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """--config and --state-dir, worded the same for every command that reads the configuration."""
-    parser.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
-    parser.add_argument("--state-dir", metavar="DIR", help=STATE_DIR_HELP)
-
-
-def state_dir_of(args: argparse.Namespace) -> Path:
-    """--state-dir, else $FAXBRIDGE_STATE_DIR, else ./var: absolute, as every process must agree."""
-    given = getattr(args, "state_dir", None)
-    return Path(given).absolute() if given else default_state_dir()
-
-
-def _load(path: str | None, state_dir: Path | None = None) -> Config:
-    """The named file; else faxbridge.toml in the state directory when the web UI has written one;
-    else the embedded defaults (loopback, Maildir in the state directory).  Relative paths are
-    relative to the state directory in every case."""
-    state = state_dir if state_dir is not None else default_state_dir()
-    if path:
-        return Config.load(path, state_dir=state)
-    if (state / CONFIG_NAME).is_file():
-        return Config.load(state / CONFIG_NAME, state_dir=state)
-    return Config.from_dict({}, base_dir=state)
-
-
-def load_args(args: argparse.Namespace) -> Config:
-    """The configuration a command's --config and --state-dir name."""
-    return _load(getattr(args, "config", None), state_dir_of(args))
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -70,9 +34,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from appliance.logfile import add_file_logging, log_path, off_the_loop, stray_log
     add_file_logging(cfg)
     for warning in cfg.path_warnings():
-        logging.getLogger("faxbridge").warning("configuration: %s", warning)
+        logging.getLogger("faxbridge.cli").warning("configuration: %s", warning)
     if (old := stray_log(cfg)) is not None:
-        logging.getLogger("faxbridge").warning("an older log is at %s (written there before the log's place was "
+        logging.getLogger("faxbridge.cli").warning("an older log is at %s (written there before the log's place was "
                                                "fixed to the state directory); the log is %s", old, log_path(cfg))
     logs = off_the_loop()
     notifier = Notifier()
@@ -102,7 +66,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             if web.poll() is None:
                 continue
             wait = 1.0 if time.monotonic() - started > 30 else min(wait * 2, 60.0)
-            logging.getLogger("faxbridge").info("web UI ended (exit %s); starting it again in %.0f s",
+            logging.getLogger("faxbridge.cli").info("web UI ended (exit %s); starting it again in %.0f s",
                                                 web.returncode, wait)
             await asyncio.sleep(wait)
             # Popen returns once the child is exec'd (vfork): no longer than asyncio's own would
@@ -138,7 +102,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 pinger.cancel()
             keeper.cancel()
             await app.stop()
-            logging.getLogger("faxbridge").info("stopped%s", " for a restart" if restart else "")
+            logging.getLogger("faxbridge.cli").info("stopped%s", " for a restart" if restart else "")
 
     try:
         asyncio.run(main())
@@ -153,7 +117,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         logs.stop()  # every queued record written before the process ends
     if restart:
         # the same command line again, in the same process (systemd keeps tracking the PID)
-        logging.getLogger("faxbridge").warning("restarting: %s", " ".join(sys.orig_argv))
+        logging.getLogger("faxbridge.cli").warning("restarting: %s", " ".join(sys.orig_argv))
         logs.stop()
         logging.shutdown()
         sys.stderr.flush()
@@ -449,13 +413,6 @@ def cmd_firstboot(args: argparse.Namespace) -> int:
     if report.setup_code:
         print(f"firstboot: setup code for the first start: {report.setup_code}")
     return 0
-
-
-def private_files() -> None:
-    """Files this process creates are its user's alone (umask 077): faxes, the spool database,
-    logs and rendered pages name callers and carry their documents. systemd's UMask=0077 says
-    the same for the units; this covers `make run`, a shell and the web process it starts."""
-    os.umask(0o077)
 
 
 def main(argv: list[str] | None = None) -> int:

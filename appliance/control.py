@@ -332,9 +332,10 @@ class ApplianceControl:
         self._ids = itertools.count(1)
         self._children: set[asyncio.Task[Any]] = set()
         # its own thread for spool reads: the default executor's two threads may both sit in a slow
-        # SMTP delivery, and the dashboard must not then take the daemon for dead
+        # SMTP delivery, and the dashboard must not then take the daemon for dead; below the loop,
+        # like every thread that shares its GIL (decision 0011)
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="faxbridge-control",
-                                          initializer=_low_priority)
+                                          initializer=worker_this_thread)
 
     def handlers(self) -> dict[str, Handler]:
         return {"status": self.status, "wake": self.wake, "reload": self.reload, "probe-modem": self.probe_modem,
@@ -567,12 +568,6 @@ class ApplianceControl:
                 tiff.unlink(missing_ok=True)
                 tmp.rmdir()
             log.info("test fax %s to %s: %s: %s", tf.id, tf.target, tf.state, tf.message)
-
-
-def _low_priority() -> None:
-    """Below the loop, like every thread that shares its GIL (decision 0011): this one only reads
-    the spool for the status page."""
-    worker_this_thread()
 
 
 def _test_fax_verdict(returncode: int | None, lines: list[str]) -> tuple[str, str, str]:

@@ -23,7 +23,7 @@ from . import localtime
 from .calls.facts import CallFacts, CaptureFacts
 from .config import Config, PeerConfig
 from .control import ApplianceControl, ControlServer
-from .delivery.message import is_um_notice
+from .routing.um import is_um_notice
 from .delivery.queue import ARCHIVE, DeliveryWorker
 from .calls.sip_call import InboundSipCall
 from .media.channel import MediaChannel, PortAllocator
@@ -43,7 +43,7 @@ from .sip.messagelog import messages_text
 from .sip.useragent import UserAgent
 from .spool.store import FaxRecord, Spool
 
-log = logging.getLogger("faxbridge")
+log = logging.getLogger("faxbridge.daemon")
 #: a full collection at least this often (seconds), earlier when the appliance is idle
 FULL_GC_INTERVAL = 60.0
 #: how often faxes older than system.retention_days are purged (the first run is at start-up)
@@ -75,12 +75,6 @@ def admission_refusal(ev: sipev.IncomingCall, peer: PeerConfig | None, calls: in
     if calls >= max_calls:
         return 503, "Service Unavailable", f"sip.max_calls ({max_calls}) calls in progress"
     return None
-
-
-def _worker_thread() -> None:
-    """Executor threads run just below the loop: a worker holding the GIL that the loop waits
-    for must get the CPU ahead of every other process (decision 0011)."""
-    worker_this_thread()
 
 
 class Appliance:
@@ -121,12 +115,13 @@ class Appliance:
         # default, which is exactly the RTP lateness budget.  Make them yield every 0.5 ms.
         sys.setswitchinterval(0.0005)
         # The loop (every call's media) runs real-time when permitted, so the kernel runs it before
-        # anything else on a busy machine; the two workers at normal priority (rtsched.py).
+        # anything else on a busy machine; its executor's workers just below it, as a worker holding
+        # the GIL the loop waits for must get the CPU ahead of every other process (decision 0011).
         why_not = promote_this_thread(self.cfg.system.realtime_priority)
         log.info("event loop: %s", f"SCHED_RR priority {self.cfg.system.realtime_priority}" if not why_not
                  else f"normal scheduling: {why_not}")
         loop.set_default_executor(ThreadPoolExecutor(max_workers=2, thread_name_prefix="faxbridge-io",
-                                                     initializer=_worker_thread))
+                                                     initializer=worker_this_thread))
         recovered = await loop.run_in_executor(None, self.spool.recover, time.time())
         for fax in recovered.get("unrouted", []):
             await loop.run_in_executor(None, self._route, fax)

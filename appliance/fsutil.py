@@ -1,4 +1,8 @@
-"""Writing a small file so that a crash or power cut leaves the old or the new one, whole."""
+"""Writing a small file so that a crash or power cut leaves the old or the new one, whole.
+
+The one atomic writer of the appliance (configuration, secrets, keys, first boot's files) and the
+fsyncs the spool's own commit order is built from.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,23 @@ import os
 import tempfile
 from pathlib import Path
 
-from appliance.spool.tiffpages import fsync_dir
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or unlink in ``path`` durable (POSIX keeps it in the directory inode)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_atomic(path: Path, data: bytes | str, mode: int) -> None:
@@ -26,3 +46,10 @@ def write_atomic(path: Path, data: bytes | str, mode: int) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a secret file atomically with mode 0600 (never readable by others, even briefly),
+    in a directory only the service user can enter."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    write_atomic(path, data, 0o600)

@@ -69,7 +69,7 @@ def add_file_logging(cfg: Config) -> logging.Handler | None:
         handler = PrivateRotatingFileHandler(path, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8")
         os.chmod(path, 0o600)  # a log written by an older version, or before the umask was set
     except OSError as e:
-        logging.getLogger("faxbridge").warning("no log file at %s: %s", path, e)
+        logging.getLogger("faxbridge.log").warning("no log file at %s: %s", path, e)
         return None
     handler.setFormatter(UtcFormatter(FORMAT))
     logging.getLogger().addHandler(handler)

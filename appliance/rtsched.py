@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import threading
 
-__all__ = ["promote_this_thread", "normal_this_thread", "worker_this_thread"]
+__all__ = ["promote_this_thread", "worker_this_thread"]
 
 
 def promote_this_thread(priority: int) -> str:
@@ -32,17 +32,6 @@ def promote_this_thread(priority: int) -> str:
     except (OSError, ValueError) as e:
         return f"not permitted ({e.strerror or e}); the systemd unit allows it with LimitRTPRIO"
     return ""
-
-
-def normal_this_thread(nice: int = 0) -> None:
-    """Back to SCHED_OTHER at `nice` for a worker thread (a thread inherits its creator's policy)."""
-    tid = threading.get_native_id()
-    try:
-        if hasattr(os, "sched_setscheduler") and os.sched_getscheduler(tid) != os.SCHED_OTHER:
-            os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
-        os.setpriority(os.PRIO_PROCESS, tid, nice)
-    except OSError:  # a sandbox may refuse: the thread keeps what it inherited
-        pass
 
 
 def worker_this_thread() -> str:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 
 __all__ = ["Notifier", "watchdog_interval", "keep_alive"]
 
-log = logging.getLogger("faxbridge")
+log = logging.getLogger("faxbridge.daemon")
 
 
 class Notifier:

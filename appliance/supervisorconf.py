@@ -14,8 +14,8 @@ import secrets
 import sys
 from pathlib import Path
 
-from appliance.cli import STATE_DIR_HELP, _load, private_files
 from appliance.config import ConfigError, default_state_dir, parse_hostport
+from appliance.startup import STATE_DIR_HELP, load_config, private_files
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "systemd" / "supervisord.conf.in"
 #: supervisor's place in the state directory: its socket and pid file, and its logs under log/
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(text)
     out.chmod(0o600)  # it holds the password of supervisor's socket
     try:
-        cfg = _load(str(config) if config else None, state)
+        cfg = load_config(str(config) if config else None, state)
         host, port = parse_hostport(cfg.web.listen, 8080)
         web = f"{'https' if cfg.web.https else 'http'}://{f'[{host}]' if ':' in host else host}:{port}/"
         web = web if cfg.web.enabled else "switched off"

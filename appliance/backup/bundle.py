@@ -130,17 +130,17 @@ def web_state_move(cfg: Config, text: str) -> str | None:
 
 
 def _certificate_problems(contents: Contents) -> list[str]:
-    from appliance.web.settings import check_cert_pair
-    from appliance.web.tls import check_pair
+    from appliance.tlskeys import pair_problem
 
     problems = []
     files = contents.files
     if "tls/owner-cert.pem" in files:
-        p = check_pair(files["tls/owner-cert.pem"].encode(), files["tls/owner-key.pem"].encode())
+        p = pair_problem(files["tls/owner-cert.pem"].encode(), files["tls/owner-key.pem"].encode())
         if p:
             problems.append(f"the web page's certificate in the backup: {p}")
     if "tls/sip-cert.pem" in files:
-        p = check_cert_pair(files["tls/sip-cert.pem"].encode(), files["tls/sip-key.pem"].encode())
+        p = pair_problem(files["tls/sip-cert.pem"].encode(), files["tls/sip-key.pem"].encode(),
+                         refuse_expired=False)
         if p:
             problems.append(f"the SIP TLS certificate in the backup: {p}")
     return problems

@@ -45,7 +45,7 @@ from ..modem.quirks import Quirks, quirks_for
 from ..modem.serial_port import Flow, ModemError, ModemPort
 from ..sip.errors import LocalProtocolError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("faxbridge.modem")
 
 
 class LineState(enum.StrEnum):

@@ -19,7 +19,7 @@ from ..sip.tls import TlsSettings
 from ..sip.transport import SipEndpoint
 from ..sip.uri import SipUri
 
-log = logging.getLogger("appliance.sip")
+log = logging.getLogger("faxbridge.sip")
 
 
 #: the peer a self-test call is recorded under (its line is "sip:self-test")

@@ -35,7 +35,7 @@ import dns.resolver
 
 from appliance.config import DeliveryConfig
 from appliance.delivery import smtp
-from appliance.delivery.smtp import PermanentDeliveryError, TemporaryDeliveryError
+from appliance.delivery.errors import PermanentDeliveryError, TemporaryDeliveryError
 
 
 def send_direct(cfg: DeliveryConfig, msg: EmailMessage, recipient: str,

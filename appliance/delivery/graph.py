@@ -43,7 +43,7 @@ from requests.adapters import HTTPAdapter
 
 from appliance.config import DeliveryConfig
 from appliance.delivery import oauth
-from appliance.delivery.smtp import DeliveryError, PermanentDeliveryError, TemporaryDeliveryError
+from appliance.delivery.errors import DeliveryError, PermanentDeliveryError, TemporaryDeliveryError
 
 log = logging.getLogger("faxbridge.delivery.graph")
 

@@ -9,8 +9,6 @@ Times are in the owner's zone, named (``appliance.localtime``).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import html
 import logging
 import re
@@ -23,19 +21,19 @@ from email.utils import format_datetime
 
 from appliance import localtime
 from appliance.delivery import tiff_profiles
-from appliance.fax.session import PAGE_TOO_LARGE
-from appliance.spandsp.t30 import CALL_DROPPED as T30_CALL_DROPPED
-from appliance.spandsp.t30 import OK as T30_OK
+from appliance.fax.pagelimits import PAGE_TOO_LARGE
+from appliance.fax.t30codes import CALL_DROPPED as T30_CALL_DROPPED
+from appliance.fax.t30codes import OK as T30_OK
+from appliance.routing.um import is_um_notice, referral
 from appliance.spool.store import FaxRecord
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("faxbridge.delivery")
 
 #: RFC 5322 with CRLF, RFC 2047 for non-ASCII headers, 78-column folding
 POLICY = policy.SMTP.clone(utf8=False, max_line_length=78)
 
 #: UM partner mode: the context header is one base64 token that must not be folded
 UM_POLICY = POLICY.clone(max_line_length=998)
-_UM_CONTEXT_MAX = 900
 
 _HEADER_MAX = 120
 
@@ -80,30 +78,6 @@ def _addresses(value: object) -> list[str]:
     return out
 
 
-def exchange_um(fax: FaxRecord) -> dict | None:
-    """The Exchange UM referral, when it carries a usable base64 context; else None (generic mail).
-
-    None too when routing refused the UM recipient (outside routing.accepted_domains): the fax
-    then goes to the routing result as ordinary mail, and a call without pages owes no notice.
-    """
-    um = fax.extra.get("exchange_um") if isinstance(fax.extra, dict) else None
-    if not isinstance(um, dict):
-        return None
-    r = fax.extra.get("route")
-    if isinstance(r, dict) and r.get("um_refused"):
-        return None
-    raw = str(um.get("context_raw") or "").strip()
-    if not raw or not re.fullmatch(r"[A-Za-z0-9+/]+={0,2}", raw) or len(raw) > _UM_CONTEXT_MAX:
-        log.warning("fax %s: Exchange UM context missing or not base64: sent as plain mail", fax.id)
-        return None
-    try:
-        base64.b64decode(raw, validate=True)
-    except (binascii.Error, ValueError):
-        log.warning("fax %s: Exchange UM context does not decode: sent as plain mail", fax.id)
-        return None
-    return {**um, "context_raw": raw}
-
-
 def um_status(fax: FaxRecord) -> str:
     """X-MS-Exchange-UM-PartnerStatus: 2.0 complete, 2.6 incomplete; for a call without a page,
     2.4 (cancelled: the caller hung up or never sent a fax) or 5.0 (the fax session failed).
@@ -111,11 +85,6 @@ def um_status(fax: FaxRecord) -> str:
     if fax.pages > 0:
         return "2.0" if fax.complete else "2.6"
     return "2.4" if fax.result_code in (T30_OK, T30_CALL_DROPPED) else "5.0"
-
-
-def is_um_notice(fax: FaxRecord) -> bool:
-    """A call Exchange UM referred that brought no page: the mailbox gets a missed-call notice."""
-    return fax.pages <= 0 and not fax.image and exchange_um(fax) is not None
 
 
 def refused_pages(fax: FaxRecord) -> list[str]:
@@ -343,7 +312,7 @@ def render_message(fax: FaxRecord, recipient: str, *, from_addr: str, image: byt
     notice = is_um_notice(fax)
     if not image and not notice:
         raise ValueError(f"fax {fax.id}: refusing to render a message without the image")
-    um = exchange_um(fax)
+    um = referral(fax)
     r = route(fax)
     parts = [] if notice else attachments(fax, image, um=um is not None)
     kinds = [k for k, _ in parts]

@@ -27,7 +27,7 @@ import requests
 from msal.exceptions import MsalServiceError
 
 from appliance.config import DeliveryConfig
-from appliance.delivery.smtp import PermanentDeliveryError, TemporaryDeliveryError
+from appliance.delivery.errors import PermanentDeliveryError, TemporaryDeliveryError
 
 log = logging.getLogger("faxbridge.delivery.oauth")
 

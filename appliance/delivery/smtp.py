@@ -1,7 +1,7 @@
 """Send one message over SMTP with smtplib (blocking: the daemon runs it in an executor).
 
-Errors are sorted into the two kinds the queue needs: ``TemporaryDeliveryError`` (try again
-later: 4xx, network trouble, a TLS handshake that may succeed next time) and
+Errors are sorted into the two kinds the queue needs (``errors.py``): ``TemporaryDeliveryError``
+(try again later: 4xx, network trouble, a TLS handshake that may succeed next time) and
 ``PermanentDeliveryError`` (5xx, a certificate we must not trust).  Messages carry the server's
 code and text and never the credentials.
 """
@@ -16,21 +16,10 @@ from email.message import EmailMessage
 from urllib.parse import urlsplit
 
 from appliance.config import DeliveryConfig
-from appliance.tlskeys import EncryptedKey, refuse_passphrase
+from appliance.delivery.errors import DeliveryError, PermanentDeliveryError, TemporaryDeliveryError
+from appliance.tlskeys import EncryptedKey, load_chain
 
 DEFAULT_PORTS = {"smtp": 25, "smtps": 465}
-
-
-class DeliveryError(Exception):
-    """A delivery attempt failed; str() is what the queue records and the web UI shows."""
-
-
-class TemporaryDeliveryError(DeliveryError):
-    pass
-
-
-class PermanentDeliveryError(DeliveryError):
-    pass
 
 
 def parse_url(url: str) -> tuple[str, str, int]:
@@ -50,7 +39,7 @@ def tls_context(cfg: DeliveryConfig) -> ssl.SSLContext:
         ctx.verify_mode = ssl.CERT_NONE
     if cfg.tls_client_cert:  # a certificate-matched relay or partner connector knows us by it
         try:
-            ctx.load_cert_chain(cfg.tls_client_cert, cfg.tls_client_key or None, password=refuse_passphrase)
+            load_chain(ctx, cfg.tls_client_cert, cfg.tls_client_key)
         except EncryptedKey as e:
             raise TemporaryDeliveryError(f"delivery.tls_client_key {cfg.tls_client_key or cfg.tls_client_cert}: "
                                          f"{e}") from None
@@ -188,7 +177,7 @@ def xoauth2_string(user: str, token: str) -> str:
 def _xoauth2(client: smtplib.SMTP, cfg: DeliveryConfig) -> None:
     """AUTH XOAUTH2 with a client-credentials token; one retry with a fresh token, because
     Exchange answers an expired or revoked token with the same 535 as a wrong mailbox."""
-    from appliance.delivery import oauth  # oauth imports this module's error classes
+    from appliance.delivery import oauth  # MSAL is loaded only by a box that signs in
 
     if "xoauth2" not in client.esmtp_features.get("auth", "").lower().split():
         raise PermanentDeliveryError(

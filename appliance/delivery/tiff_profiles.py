@@ -23,7 +23,7 @@ from PIL import Image, ImageOps
 
 from appliance.fax.pagelimits import DECODE_ERRORS, check_page, frame_dpi, frame_problem, open_tiff
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("faxbridge.delivery")
 
 FAX_WIDTH = 1728
 #: bit-reversal of every byte: libtiff codes MSB-first (FillOrder 1), Profile S wants LSB-first

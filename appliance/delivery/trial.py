@@ -1,4 +1,5 @@
-"""``faxbridge test-delivery``: one real fax message through the configured backend, now.
+"""One real fax message through the configured backend, now: ``faxbridge test-delivery`` and the web
+UI's "Send a test message" (settings and wizard) both send it with ``send_trial``.
 
 The installer's check that mail really reaches the mailbox: the message is built by the same
 code as every received fax (same headers, a one-page demo TIFF), sent through the same backend,
@@ -13,6 +14,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -23,9 +25,9 @@ from ..fax.testpages import demo_pages
 from ..spool.store import FaxRecord
 from . import oauth
 from .advice import advise_exception, advise_text
+from .errors import DeliveryError
 from .message import render_message
 from .queue import send_via_backend
-from .smtp import DeliveryError
 
 
 def trial_fax() -> tuple[FaxRecord, bytes]:
@@ -41,6 +43,58 @@ def trial_fax() -> tuple[FaxRecord, bytes]:
     return fax, image
 
 
+@dataclass(frozen=True)
+class TrialOutcome:
+    """How one test message went, in words with the secrets scrubbed."""
+
+    #: the server's acceptance when it took the message, else None
+    accepted: str | None
+    #: why it was not taken: the server's or the sign-in's answer, or the local error
+    error: str = ""
+    #: what to change (advice.py)
+    advice: str = ""
+    #: the server or the sign-in refused it (a DeliveryError), rather than it not being sent at all
+    refused: bool = False
+
+
+def send_trial(cfg: Config, to: str, say: Callable[[str], None] | None = None) -> TrialOutcome:
+    """One demo fax message to ``to`` through ``cfg``'s delivery (saved or not), now: the sign-in
+    alone first when it uses OAuth2 (the step installers get wrong most), then the message.
+    ``say`` hears each step as it starts (the command line prints them; the web page does not)."""
+    fax, image = trial_fax()
+    msg = render_message(fax, to, from_addr=cfg.delivery.from_, image=image,
+                         message_id=f"<{fax.uid}@faxbridge.test-delivery>",
+                         tz=localtime.zone(cfg.system.timezone))
+    scrub = cfg.delivery.scrub
+    try:
+        if cfg.delivery.uses_oauth:
+            if say is not None:
+                say(f"getting a token for {cfg.delivery.scope} from {cfg.delivery.authority}/"
+                    f"{cfg.delivery.tenant} as app {cfg.delivery.client_id} ...")
+            oauth.get_token(cfg.delivery)
+            if say is not None:
+                say("token: ok")
+        if say is not None:
+            say(f"sending a test fax message to {to} through {cfg.delivery.backend} ({_where(cfg, to)}) ...")
+        accepted = send_via_backend(cfg.delivery, msg, to, cfg.path)
+    except DeliveryError as e:
+        text = scrub(str(e))
+        return TrialOutcome(None, text, advise_text(text).text, refused=True)
+    except (OSError, ValueError) as e:
+        return TrialOutcome(None, scrub(str(e)), advise_exception(e).text)
+    return TrialOutcome(scrub(accepted))
+
+
+def _where(cfg: Config, to: str) -> str:
+    """What the backend sends to, in words; direct and graph have no url."""
+    if cfg.delivery.backend == "direct":
+        from .direct import mx_description
+        return mx_description(cfg.delivery, to)
+    if cfg.delivery.backend == "graph":
+        return f"{cfg.delivery.graph_url} as {cfg.delivery.from_}"
+    return cfg.delivery.url
+
+
 def cmd_test_delivery(args: argparse.Namespace, cfg: Config) -> int:
     to = args.to or cfg.delivery.admin or cfg.routing.default
     if not to:
@@ -49,40 +103,12 @@ def cmd_test_delivery(args: argparse.Namespace, cfg: Config) -> int:
     if why := address_problem(to):
         print(f"error: --to {to!r} is not a mail address: {why}", file=sys.stderr)
         return 2
-    fax, image = trial_fax()
-    msg = render_message(fax, to, from_addr=cfg.delivery.from_, image=image,
-                         message_id=f"<{fax.uid}@faxbridge.test-delivery>",
-                         tz=localtime.zone(cfg.system.timezone))
-    where = cfg.delivery.url  # what the backend sends to; direct and graph have no url
-    if cfg.delivery.backend == "direct":
-        from .direct import mx_description
-        where = mx_description(cfg.delivery, to)
-    elif cfg.delivery.backend == "graph":
-        where = f"{cfg.delivery.graph_url} as {cfg.delivery.from_}"
-    if cfg.delivery.uses_oauth:  # the sign-in is the step installers get wrong most: check it alone first
-        print(f"getting a token for {cfg.delivery.scope} from {cfg.delivery.authority}/{cfg.delivery.tenant} "
-              f"as app {cfg.delivery.client_id} ...")
-        try:
-            oauth.get_token(cfg.delivery)
-        except DeliveryError as e:
-            print(f"FAILED: {_hide(cfg, str(e))}\n  what to change: {advise_text(str(e)).text}")
-            return 1
-        print("token: ok")
-    print(f"sending a test fax message to {to} through {cfg.delivery.backend} ({where}) ...")
-    try:
-        accepted = send_via_backend(cfg.delivery, msg, to, cfg.path)
-    except DeliveryError as e:
-        print(f"FAILED: {_hide(cfg, str(e))}\n  what to change: {advise_text(str(e)).text}")
+    outcome = send_trial(cfg, to, say=print)
+    if outcome.accepted is None:
+        print(f"FAILED: {outcome.error}\n  what to change: {outcome.advice}")
         return 1
-    except (OSError, ValueError) as e:
-        print(f"FAILED: {_hide(cfg, str(e))}\n  what to change: {advise_exception(e).text}")
-        return 1
-    print(f"accepted: {_hide(cfg, accepted)}")
+    print(f"accepted: {outcome.accepted}")
     return 0
-
-
-def _hide(cfg: Config, text: str) -> str:
-    return cfg.delivery.scrub(text)
 
 
 def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]",

@@ -24,6 +24,9 @@ from PIL import Image, TiffImagePlugin
 
 MM_PER_INCH = 25.4
 
+#: how the hang-up reason for a page that grew past the size limits begins (the mail names it)
+PAGE_TOO_LARGE = "page too large, hung up"
+
 #: The longest page accepted, in millimetres.  ISO A3 (420 mm) is the longest standard sheet a
 #: fax carries; with the DIS "unlimited length" bit a sender may feed longer originals, and the
 #: long-document modes of office machines scan up to about a metre.  1.5 m is that with half again

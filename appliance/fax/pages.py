@@ -80,8 +80,3 @@ def read_pages(path: str | Path | IO[bytes]) -> list[Image.Image]:
             check_frame(frame, n)
             pages.append(frame.convert("L"))
     return pages
-
-
-def count_pages(path: str | Path) -> int:
-    with open_tiff(path) as im:
-        return int(getattr(im, "n_frames", 1))

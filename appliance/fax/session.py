@@ -16,12 +16,9 @@ from typing import TypedDict
 from ..calls.facts import CallFacts, PageFacts
 from ..config import FaxConfig
 from ..spandsp.t30 import FaxStats, PageDone, PhaseB, PhaseE, T30Terminal
-from .pagelimits import page_problem
+from .pagelimits import PAGE_TOO_LARGE, page_problem
 from .t30decode import is_log_line
 
-
-#: how the hang-up reason for a page that grew past the size limits begins
-PAGE_TOO_LARGE = "page too large, hung up"
 
 #: what the spool keeps of a call's T.30 trace: its last lines, within a size the fax page shows
 TRACE_LINES = 400

@@ -276,11 +276,11 @@ def _console(path: Path, code: str, problems: list[Problem] | None = None, hostn
 def _configuration(data: Path, report: Report | None) -> Config:
     """The appliance's configuration for the web state directory and listen address; its
     defaults when the file is broken (the web UI and check-config say what is wrong)."""
-    from appliance.cli import _load
+    from appliance.startup import load_config
     from appliance.config import Config, ConfigError
 
     try:
-        return _load(None, data)
+        return load_config(None, data)
     except ConfigError as e:
         if report is not None:
             report.problems.append(Problem(0, f"the configuration cannot be read ({'; '.join(e.errors)}): "

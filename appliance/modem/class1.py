@@ -26,7 +26,7 @@ from .serial_port import ModemError, ModemPort
 
 __all__ = ["Class1Call", "Class1Receiver", "Class1Sender"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("faxbridge.modem")
 
 
 class Class1Call:

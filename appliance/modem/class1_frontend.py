@@ -57,7 +57,7 @@ from .dle import DLE, ETX, dle_stuff
 from .hdlc import HdlcEncoder
 from ..sip.errors import LocalProtocolError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("faxbridge.modem.class1")
 
 TICK = 0.02
 #: bytes of image data written per chunk (the serial flow control paces the rest)

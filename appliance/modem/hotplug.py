@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("faxbridge.modem")
 
 #: udev's stable names live in /dev/serial/by-id/
 BY_ID = "/serial/by-id/"

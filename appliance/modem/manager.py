@@ -16,7 +16,7 @@ from .driver import ReceiveDriver
 from .hotplug import HotplugEvent, HotplugMonitor
 from ..calls.modem_line import BeginHook, FinishHook, LineSettings, LineStatus, ModemLine, load_driver
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("faxbridge.modem")
 
 
 class ModemManager:

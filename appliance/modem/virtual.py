@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from ..spandsp.t31 import CallEvent, Control, ModemLine, T31Modem
 from .class2_emulator import Class2Modem
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("faxbridge.modem.virtual")
 
 PTIME = 0.020
 SAMPLES = 160

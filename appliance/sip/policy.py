@@ -157,7 +157,7 @@ Reply = tuple[bytes, Addr]
 RETRY_AFTER = 10
 #: an internal error is logged with its traceback at most this often (the rest are counted)
 ERROR_LOG_INTERVAL = 60.0
-log = logging.getLogger("appliance.sip.policy")
+log = logging.getLogger("faxbridge.sip.policy")
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _LINE_SPLIT = re.compile(rb"\r?\n")
 _CALL_ID_NAMES = (b"call-id", b"i")

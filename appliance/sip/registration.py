@@ -27,7 +27,7 @@ from .message import SipRequest, SipResponse
 from .transaction import NonInviteClientTransaction
 from .uri import SipUri, format_host, host_address, parse_name_addr
 
-log = logging.getLogger("appliance.sip.registration")
+log = logging.getLogger("faxbridge.sip.registration")
 
 
 class RegState(StrEnum):

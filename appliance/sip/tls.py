@@ -10,6 +10,8 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 
+from appliance.tlskeys import load_chain
+
 
 @dataclass
 class TlsSettings:
@@ -24,7 +26,7 @@ class TlsSettings:
     def server_context(self) -> ssl.SSLContext:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.load_cert_chain(self.cert, self.key)
+        load_chain(ctx, self.cert, self.key)
         if self.verify_client:
             ctx.verify_mode = ssl.CERT_REQUIRED
             ctx.load_verify_locations(self.ca)
@@ -36,5 +38,5 @@ class TlsSettings:
         ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.ca or None)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         if self.cert and self.key:
-            ctx.load_cert_chain(self.cert, self.key)
+            load_chain(ctx, self.cert, self.key)
         return ctx

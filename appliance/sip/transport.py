@@ -31,7 +31,7 @@ MAX_WRITE_BUFFER = 256 * 1024
 #: how often accepted connections are checked for idleness and stalled messages
 SWEEP_INTERVAL = 5.0
 
-log = logging.getLogger("appliance.sip.transport")
+log = logging.getLogger("faxbridge.sip.transport")
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):

@@ -38,7 +38,7 @@ from .uri import SipUri, format_host, format_name_addr, parse_name_addr
 
 __all__ = ["UserAgent", "Local", "Addr"]
 
-log = logging.getLogger("appliance.sip")
+log = logging.getLogger("faxbridge.sip")
 
 SUPPORTED = ("timer",)
 UNSUPPORTED_KNOWN = {"REGISTER", "SUBSCRIBE", "PUBLISH", "MESSAGE", "NOTIFY", "REFER", "PRACK"}

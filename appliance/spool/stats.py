@@ -6,6 +6,7 @@ queries are bounded, and puts the answer in the words and shapes its readers sho
 
 from __future__ import annotations
 
+from appliance.fax import t30codes
 from appliance.spool.store import DeadLetter, FaxTally, Spool
 
 #: latency is summarised over the most recent deliveries only (bounded work per scrape)
@@ -49,11 +50,7 @@ def cause_name(code: int) -> str:
     """spandsp's wording of a T.30 completion code (-1: the call ended before phase E)."""
     if code == -1:
         return "call ended before the fax completed"
-    try:
-        from appliance.spandsp.audio import result_text
-        return result_text(code)
-    except Exception:  # the binding is absent (web-only install): the number still says it
-        return f"T.30 code {code}"
+    return t30codes.result_text(code)
 
 
 def recent_latencies(spool: Spool, limit: int = LATENCY_WINDOW) -> list[float]:

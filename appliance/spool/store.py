@@ -33,9 +33,10 @@ from pathlib import Path
 from typing import Any, Iterator, TypedDict
 
 from appliance.spool.crashpoint import crash_point
+from appliance.fsutil import fsync_dir, fsync_file
 from appliance.spool.states import (ALERT_MOVES, FAX_MOVES, JOB_MOVES, OPEN_JOB_STATES, WAITING_JOB_STATES,
                                     AlertState, FaxState, JobState, derived_fax_state, move)
-from appliance.spool.tiffpages import PageScan, fsync_dir, fsync_file, keep_first_pages, scan_pages
+from appliance.spool.tiffpages import PageScan, keep_first_pages, scan_pages
 
 log = logging.getLogger("faxbridge.spool")
 

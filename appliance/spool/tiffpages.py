@@ -15,6 +15,7 @@ from pathlib import Path
 from PIL import Image
 
 from appliance.fax.pagelimits import DECODE_ERRORS, frame_dpi, frame_problem, open_tiff
+from appliance.fsutil import fsync_dir
 from appliance.spool.crashpoint import crash_point
 
 _DECODE_ERRORS = DECODE_ERRORS
@@ -95,23 +96,6 @@ def scan_pages(path: Path) -> PageScan:
         return PageScan(0, 0)
     except _DECODE_ERRORS:
         return PageScan(0, 0)
-
-
-def fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename or unlink in ``path`` durable (POSIX keeps it in the directory inode)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def keep_first_pages(path: Path, pages: int) -> None:

@@ -50,7 +50,7 @@ def create_app(config: Config) -> Flask:
     app.register_blueprint(dashboard.bp)  # "/" and /events
     app.register_blueprint(metrics.bp)  # /metrics
     app.register_blueprint(system.bp)  # /system
-    update.init_app(app)  # /system/update: the Update card's upload and status
+    update.init_app(app, system.render_index)  # /system/update: the Update card's upload and status
     app.register_blueprint(faxes.bp)
     app.register_blueprint(api.bp, url_prefix="/api")
     app.register_blueprint(openapi.bp, url_prefix="/api")  # /api/openapi.json, /api/docs

@@ -36,7 +36,8 @@ from flask import (Blueprint, Flask, Request, Response, current_app, flash, json
                    render_template, request, session, url_for)
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from appliance.fsutil import write_atomic
+from appliance.fsutil import write_private
+from appliance.tlskeys import pair_problem
 from appliance.web import setupcode
 
 bp = Blueprint("auth", __name__)
@@ -67,13 +68,6 @@ ANONYMOUS_MAX_BYTES = 16 * 1024
 LOGGED_IN_MAX_BYTES = 2 * 1024 * 1024
 
 _hasher = PasswordHasher()  # argon2id with the library's current defaults
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write a secret file atomically with mode 0600 (never readable by others, even briefly),
-    in a directory only the service user can enter."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    write_atomic(path, data, 0o600)
 
 
 class Busy(Exception):
@@ -552,7 +546,7 @@ def certificate() -> Response | str | tuple[str, int]:
         cert_pem = request.files.get("cert")
         key_pem = request.files.get("key")
         data = [f.read(256 * 1024) if f else b"" for f in (cert_pem, key_pem)]
-        problem = tls.check_pair(*data) if all(data) else "choose both the certificate and its key"
+        problem = pair_problem(*data) if all(data) else "choose both the certificate and its key"
         if problem:
             error = f"Not installed: {problem}."
         else:

@@ -6,13 +6,16 @@ the reason instead of an exception.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from flask import current_app
 
 from appliance.config import Config
-from appliance.control import ControlClient, ControlError
+from appliance.control import ControlClient, ControlError, DaemonUnavailable
+
+log = logging.getLogger("faxbridge.web")
 
 #: a page waits at most this long for the daemon's status
 STATUS_TIMEOUT = 2.0
@@ -41,3 +44,16 @@ def status() -> tuple[dict[str, Any] | None, str]:
     if reply is not None and not reply.get("ok"):
         return None, str(reply.get("error", "the daemon refused the status request"))
     return reply, why
+
+
+def control_request(cmd: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
+    """A request a page makes of the daemon (probe a modem, send a test fax); a daemon that is
+    down gives {"ok": False, "down": True, "error": words for the owner}."""
+    try:
+        return client(timeout).request(cmd)
+    except DaemonUnavailable as e:
+        log.info("control request %s: %s", cmd.get("cmd"), e)
+        return {"ok": False, "down": True, "error": "The fax service is not running, so it cannot do this now "
+                                                    "(the System page shows its state and log)."}
+    except ControlError as e:
+        return {"ok": False, "error": str(e)}

@@ -29,7 +29,7 @@ from appliance.web.params import (STATES, BadParam, cursor_param, date_range, em
 from appliance.web.spoolview import get_spool, spool_root, writable_spool
 from appliance.web.zone import current_zone
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("faxbridge.web")
 
 bp = Blueprint("faxes", __name__)
 

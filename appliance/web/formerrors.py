@@ -14,6 +14,8 @@ from typing import Any, Iterable
 
 from flask import url_for
 
+from appliance.web.settings_fields import PAGE_FIELDS
+
 #: an entry of an array of tables as errors name it: "sip.peers[0].match"
 _ENTRY_KEY = re.compile(r"^(?P<table>[a-z_]+\.[a-z_]+)\[(?P<index>\d+)\]\.(?P<name>[a-z_0-9]+)$")
 #: a routing rule as errors name it: "routing rule 'sales'.to" or "routing rule 2.to"
@@ -56,11 +58,9 @@ class _Where:
 
 def _registry() -> tuple[dict[str, _Where], dict[str, tuple[Any, _Where]]]:
     """Every settings page's fields by key, and its entry editors by "section.table"."""
-    from appliance.web import settings as s
-
     fields: dict[str, _Where] = {}
     entries: dict[str, tuple[Any, _Where]] = {}
-    for endpoint, title, page_fields, specs in s.PAGE_FIELDS:
+    for endpoint, title, page_fields, specs in PAGE_FIELDS:
         for f in page_fields:
             fields.setdefault(f.key, _Where(f.label, endpoint, title))
         for spec in specs:

@@ -18,9 +18,9 @@ import threading
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
-from appliance.cli import private_files
+from appliance.startup import private_files
 from appliance.config import Config, ConfigError, parse_hostport
-from appliance.tlskeys import EncryptedKey, refuse_passphrase
+from appliance.tlskeys import EncryptedKey, load_chain, refuse_passphrase
 from appliance.web.app import create_app
 from appliance.web.auth import largest_body
 from appliance.web.tls import active_paths
@@ -108,7 +108,7 @@ def build_server(config: Config) -> tuple[wsgi.Server, str]:
 
         def reload(cert_file: str, key_file: str) -> None:
             """An uploaded certificate takes effect for the next connection, without a restart."""
-            adapter.context.load_cert_chain(cert_file, key_file, password=refuse_passphrase)
+            load_chain(adapter.context, cert_file, key_file)
 
         app.extensions["faxbridge_tls_reload"] = reload
         scheme = "https"
@@ -140,7 +140,7 @@ def serve(config: Config) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m appliance.web [-c faxbridge.toml]``"""
-    from appliance.cli import CONFIG_HELP, STATE_DIR_HELP, load_args
+    from appliance.startup import CONFIG_HELP, STATE_DIR_HELP, load_args
 
     parser = argparse.ArgumentParser(prog="python -m appliance.web", description=__doc__)
     parser.add_argument("-c", "--config", help=CONFIG_HELP)

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from appliance.fsutil import write_atomic
-from appliance.spool.tiffpages import fsync_dir
+from appliance.fsutil import fsync_dir
 
 #: no 0/O, 1/I/L, 2/Z, 5/S, 8/B: read off a screen or a card in a PC and typed without doubt
 ALPHABET = "ACDEFGHJKMNPQRTUVWXY34679"

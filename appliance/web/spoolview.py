@@ -19,7 +19,7 @@ from flask import abort, current_app, g
 
 from appliance.spool.store import FaxRecord, Job, Spool
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("faxbridge.web")
 
 
 def spool_root() -> Path:

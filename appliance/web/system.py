@@ -24,8 +24,8 @@ from appliance import localtime
 from appliance.config import Config
 from appliance.control import version
 from appliance.logfile import in_zone, log_path, tail
-from appliance.cli import WEB_PARENT_ENV
-from appliance.web import daemonlink, pending
+from appliance.startup import WEB_PARENT_ENV
+from appliance.web import daemonlink, pending, update
 from appliance.web.health import human_duration
 from appliance.web.spoolview import get_spool, job_summary
 from appliance.web.zone import current_zone
@@ -49,8 +49,6 @@ def index() -> str:
 
 def render_index(update_errors: list[str] | None = None) -> str:
     """The page, with the Update card's errors when an upload was refused."""
-    from appliance.web import update
-
     cfg: Config = current_app.config["FAXBRIDGE"]
     status, why = daemonlink.status()
     tz = current_zone()

@@ -18,8 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from appliance.tlskeys import UPLOAD_ADVICE
-from appliance.web.auth import write_private
+from appliance.fsutil import write_private
 
 #: browsers cap certificate lifetimes; a box regenerates before this runs out
 LIFETIME_DAYS = 397
@@ -107,24 +106,3 @@ def ensure_certificate(state_dir: Path, listen_host: str, hostname: str = "") ->
                                               serialization.NoEncryption()))
     write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM))
     return cert_path, key_path
-
-
-def check_pair(cert_pem: bytes, key_pem: bytes) -> str | None:
-    """Why an uploaded certificate and key cannot be used, or None."""
-    try:
-        cert = x509.load_pem_x509_certificate(cert_pem)
-    except ValueError:
-        return "the certificate is not a PEM certificate"
-    try:
-        key = serialization.load_pem_private_key(key_pem, password=None)
-    except TypeError:  # cryptography: "Password was not given but private key is encrypted"
-        return UPLOAD_ADVICE
-    except ValueError:
-        return "the key is not a PEM private key"
-    pub = serialization.PublicFormat.SubjectPublicKeyInfo
-    if (cert.public_key().public_bytes(serialization.Encoding.PEM, pub)
-            != key.public_key().public_bytes(serialization.Encoding.PEM, pub)):
-        return "the key does not belong to the certificate"
-    if cert.not_valid_after_utc <= datetime.datetime.now(datetime.timezone.utc):
-        return "the certificate has expired"
-    return None

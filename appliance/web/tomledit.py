@@ -54,11 +54,6 @@ def error_key(error: str) -> str:
     return error.split(": ", 1)[0]
 
 
-def atomic_write(path: Path, text: str, mode: int) -> None:
-    """Replace ``path`` with ``text`` so that a crash leaves the old or the new file, whole."""
-    write_atomic(path, text, mode)
-
-
 def _parse(path: Path) -> TOMLDocument | None:
     try:
         text = path.read_text(encoding="utf-8")
@@ -310,12 +305,12 @@ class ConfigDoc:
         """Validate, then write secrets.toml (0600) and the main file atomically."""
         cfg = self.validate()
         if self.secrets.unwrap() or self.secrets_path.exists():
-            atomic_write(self.secrets_path, tomlkit.dumps(self.secrets), 0o600)
+            write_atomic(self.secrets_path, tomlkit.dumps(self.secrets), 0o600)
         try:
             mode = self.path.stat().st_mode & 0o777
         except FileNotFoundError:
             mode = 0o644
-        atomic_write(self.path, self.main_text(), mode)
+        write_atomic(self.path, self.main_text(), mode)
         self.exists = True
         return cfg
 

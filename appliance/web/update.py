@@ -11,7 +11,7 @@ form works too.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from flask import Blueprint, Response, current_app, flash, jsonify, redirect, request, url_for
 
@@ -64,9 +64,8 @@ def _wants_json() -> bool:
 def _refuse(message: str, code: int) -> Any:
     if _wants_json():
         return jsonify(ok=False, error=message), code
-    from appliance.web.system import render_index
-
-    return render_index(update_errors=[message]), code
+    system_page = current_app.extensions["faxbridge_system_page"]
+    return system_page(update_errors=[message]), code
 
 
 @bp.post("/system/update")
@@ -110,6 +109,9 @@ def status() -> Response:
     return jsonify(out)
 
 
-def init_app(app: Any) -> None:
+def init_app(app: Any, system_page: Callable[..., str]) -> None:
+    """``system_page(update_errors=...)`` renders the page this card sits on (web/system.py, which
+    itself asks ``card`` for the card): a refused upload shows that page with its reason."""
+    app.extensions["faxbridge_system_page"] = system_page
     app.register_blueprint(bp)
     auth.LARGE_BODIES["update.upload"] = (MAX_BUNDLE, lambda: update_dir(_state_dir()))

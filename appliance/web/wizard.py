@@ -15,8 +15,14 @@ from flask import Blueprint, Response, flash, redirect, render_template, request
 
 from appliance.config import ConfigError, address_problem, mail_domain
 from appliance.web import formerrors
-from appliance.web import settings as s
-from appliance.web.settings import Field
+from appliance.web.backup_page import restore_upload
+from appliance.web.configpage import load_doc, placed_errors, save_and_reload
+from appliance.web.daemonlink import control_request
+from appliance.web.forms import (EntrySpec, Field, apply_entries, apply_fields, entry_rows, field_values,
+                                 form_values, secrets_state, submitted_rows)
+from appliance.web.modems import detected_modems
+from appliance.web.settings_fields import PEERS
+from appliance.web.testmessage import default_recipient, send_test_message
 from appliance.web.tomledit import ConfigDoc, TomlEditError
 
 bp = Blueprint("wizard", __name__, url_prefix="/setup")
@@ -103,12 +109,12 @@ def _render(step: str, template: str, **ctx: Any) -> tuple[str, int]:
                              "rows": ctx.get("rows")}
     if ctx.get("kinds") and ctx.get("kind") in ctx["kinds"]:  # only the open choice shows its errors
         shown["fields"] = ctx["kinds"][ctx["kind"]]["fields"]
-    return render_template(template, step=step, steps=STEPS, **s.placed_errors(errors, shown, ("test_to",)),
+    return render_template(template, step=step, steps=STEPS, **placed_errors(errors, shown, ("test_to",)),
                            **ctx), 400 if errors else 200
 
 
 def _doc() -> ConfigDoc:
-    return s.load_doc()
+    return load_doc()
 
 
 def _next(step: str) -> Response:
@@ -116,7 +122,7 @@ def _next(step: str) -> Response:
     return redirect(url_for(STEPS[names.index(step) + 1][1]))
 
 
-def _simple_step(step: str, fields: list[Field], template: str, entries: tuple[s.EntrySpec, ...] = (),
+def _simple_step(step: str, fields: list[Field], template: str, entries: tuple[EntrySpec, ...] = (),
                  prepare: Callable[[ConfigDoc], None] | None = None, **extra: Any) -> Any:
     """GET shows the file's values; POST validates, writes, reloads and goes on (or shows errors).
     ``prepare`` derives further keys from the submitted ones before the whole is validated."""
@@ -125,22 +131,22 @@ def _simple_step(step: str, fields: list[Field], template: str, entries: tuple[s
     except TomlEditError as e:
         return _render(step, template, fields=fields, values={}, secrets={}, rows={}, errors=[str(e)], **extra)
     errors: list[str] = []
-    values = s.field_values(doc, fields)
-    rows = {spec.prefix: s.entry_rows(doc, spec) for spec in entries}
+    values = field_values(doc, fields)
+    rows = {spec.prefix: entry_rows(doc, spec) for spec in entries}
     if request.method == "POST":
-        s.apply_fields(doc, fields, request.form, errors)
+        apply_fields(doc, fields, request.form, errors)
         for spec in entries:
-            s.apply_entries(doc, spec, request.form, errors)
+            apply_entries(doc, spec, request.form, errors)
         if not errors and prepare is not None:
             prepare(doc)
         if not errors:
-            errors, message = s.save_and_reload(doc)
+            errors, message = save_and_reload(doc)
             if not errors:
                 flash(message)
                 return _next(step)
-        values = s.form_values(fields, request.form)
-        rows = {spec.prefix: s.submitted_rows(spec, request.form, doc) for spec in entries}
-    return _render(step, template, fields=fields, values=values, secrets=s.secrets_state(doc, fields),
+        values = form_values(fields, request.form)
+        rows = {spec.prefix: submitted_rows(spec, request.form, doc) for spec in entries}
+    return _render(step, template, fields=fields, values=values, secrets=secrets_state(doc, fields),
                    rows=rows, errors=errors, **extra)
 
 
@@ -154,10 +160,10 @@ def start() -> Any:
 def restore() -> Any:
     """Step 1's other way: "Restore a backup instead" (a fresh card, a box that was set up
     before).  The same checks as the Backup page; then straight to the end, saying what came back."""
-    outcome = s.restore_upload(request.files.get("file"), request.form.get("passphrase", ""))
+    outcome = restore_upload(request.files.get("file"), request.form.get("passphrase", ""))
     if outcome.errors:
         try:
-            values = s.field_values(_doc(), SYSTEM_FIELDS)
+            values = field_values(_doc(), SYSTEM_FIELDS)
         except TomlEditError:
             values = {}
         page, _ = _render("system", "wizard_system.html", fields=SYSTEM_FIELDS, values=values, secrets={},
@@ -170,22 +176,22 @@ def restore() -> Any:
 @bp.route("/lines", methods=["GET", "POST"])
 def lines() -> Any:
     """Step 2: modems (detected, with a probe button) and SIP peers."""
-    return _simple_step("lines", LINE_FIELDS, "wizard_lines.html", (s.PEERS,), detected=s.detected_modems(),
-                        spec=s.PEERS)
+    return _simple_step("lines", LINE_FIELDS, "wizard_lines.html", (PEERS,), detected=detected_modems(),
+                        spec=PEERS)
 
 
 @bp.post("/lines/use")
 def use_modem() -> Any:
     """"Use it" beside a detected modem: add it to modem.devices (only a device that was detected)."""
     device = request.form.get("device", "")
-    if device not in {d["path"] for d in s.detected_modems()}:
+    if device not in {d["path"] for d in detected_modems()}:
         flash(f"{device or 'That device'} is not plugged in (any more).")
         return redirect(url_for("wizard.lines"))
     doc = _doc()
     devices = list(doc.get("modem", "devices") or [])
     if device not in devices:
         doc.set("modem", "devices", devices + [device])
-        errors, message = s.save_and_reload(doc)
+        errors, message = save_and_reload(doc)
         flash(f"Not saved: {formerrors.as_text(errors)}" if errors else f"{device} will answer calls. {message}")
     return redirect(url_for("wizard.lines"))
 
@@ -209,7 +215,7 @@ def kind_values(doc: ConfigDoc, kind: str) -> dict[str, Any]:
     "var/Maildir" is no mail server, "fax@localhost" no sender: an empty field shows its example),
     and a server only when the file names a mail server."""
     fields = [f for f in KINDS[kind]["fields"] if "." in f.key]
-    values = s.field_values(doc, fields)
+    values = field_values(doc, fields)
     table = doc.table("delivery")
     for f in fields:
         if f.section == "delivery" and (table is None or f.name not in table):
@@ -226,7 +232,7 @@ def kind_values(doc: ConfigDoc, kind: str) -> dict[str, Any]:
 def apply_kind(doc: ConfigDoc, kind: str, form: Any, errors: list[str]) -> None:
     """Fill [delivery] the way the README's "Into Exchange" section describes for this kind."""
     spec = KINDS[kind]
-    s.apply_fields(doc, [f for f in spec["fields"] if "." in f.key], form, errors)
+    apply_fields(doc, [f for f in spec["fields"] if "." in f.key], form, errors)
     for key, value in spec.get("fixed", {}).items():
         doc.set("delivery", key, value)
     if kind == "o365-oauth":
@@ -259,7 +265,7 @@ def delivery() -> Any:
     errors: list[str] = []
     outcome = None
     values = {k: kind_values(doc, k) for k in KINDS}
-    test_to = s._default_test_to(doc)
+    test_to = default_recipient(doc)
     if request.method == "POST":
         if kind not in KINDS:
             errors.append("Choose one of the four ways.")
@@ -277,13 +283,13 @@ def delivery() -> Any:
                 except ConfigError as e:
                     errors = e.errors
                 else:
-                    outcome = s.send_test_message(cfg, test_to)
+                    outcome = send_test_message(cfg, test_to)
             elif not errors:
-                errors, message = s.save_and_reload(doc)
+                errors, message = save_and_reload(doc)
                 if not errors:
                     flash(message)
                     return _next("delivery")
-    secrets = {k: s.secrets_state(doc, KINDS[k]["fields"]) for k in KINDS}
+    secrets = {k: secrets_state(doc, KINDS[k]["fields"]) for k in KINDS}
     return _render("delivery", "wizard_delivery.html", kinds=KINDS, kind=kind, values=values, secrets=secrets,
                    errors=errors, outcome=outcome, test_to=test_to)
 
@@ -315,7 +321,7 @@ def done() -> Any:
     errors: list[str] = []
     if request.method == "POST":
         doc.set("web", "setup_done", True)
-        errors, message = s.save_and_reload(doc)
+        errors, message = save_and_reload(doc)
         if not errors:
             flash("The appliance is set up. " + message)
             return redirect("/")
@@ -343,7 +349,7 @@ def _fix_link(reply: dict[str, Any]) -> tuple[str, str] | None:
 @bp.post("/test-fax")
 def test_fax() -> Any:
     """Ask the daemon to send a one-page fax to its own SIP listener."""
-    reply = s.control_request({"cmd": "test-fax"}, timeout=10.0)
+    reply = control_request({"cmd": "test-fax"}, timeout=10.0)
     if reply.get("ok"):
         return redirect(url_for("wizard.test_fax_status", fax_id=str(reply.get("id", ""))))
     if reply.get("id"):  # one is already on its way: show that one
@@ -359,7 +365,7 @@ def test_fax() -> Any:
 
 @bp.get("/test-fax/<fax_id>")
 def test_fax_status(fax_id: str) -> Any:
-    reply = s.control_request({"cmd": "test-fax-status", "id": fax_id[:64]})
+    reply = control_request({"cmd": "test-fax-status", "id": fax_id[:64]})
     if not reply.get("ok") and reply.get("down"):
         reply = {"ok": False, "fix": "system",
                  "error": "The appliance's fax service is not running (any more), so this test fax cannot be "

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from appliance.config import Config, SpoolConfig
 from appliance.spool.store import Spool
-from appliance.web import create_app
+from appliance.web.app import create_app
 from tests.bench.faxfill import fill
 
 N = 100_000

@@ -64,7 +64,7 @@ def _port_taken(host: str, port: int) -> bool:
 
 def _system_page(cfg: object) -> str:
     """The System page of a web process started on ``cfg``, as the owner sees it."""
-    from appliance.web import create_app
+    from appliance.web.app import create_app
 
     client = create_app(cfg).test_client()
     login(client)
@@ -77,7 +77,7 @@ def _system_page(cfg: object) -> str:
 def test_the_log_stays_where_it_is_when_the_web_ui_writes_the_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
     if _port_taken(*DEFAULT_SIP):
         pytest.skip("127.0.0.1:5060, the embedded defaults' SIP port, is in use by another program")
-    from appliance.cli import _load
+    from appliance.startup import load_config as _load
     from appliance.web.tomledit import ConfigDoc
 
     checkout = short_dir()  # a fresh clone, where `make run` starts (short: the socket is in var/)
@@ -103,7 +103,7 @@ def test_the_log_stays_where_it_is_when_the_web_ui_writes_the_configuration(monk
         second = _run(checkout)  # the restart: no --config, the file the web UI wrote
         after = log.read_text()
         assert after.startswith(before), "the first start's lines are gone"
-        assert after.count("control socket on") == 2 and after.count("INFO faxbridge: stopped") == 2
+        assert after.count("control socket on") == 2 and after.count("INFO faxbridge.cli: stopped") == 2
         assert not (var / "var").exists(), sorted(str(p.relative_to(checkout)) for p in var.rglob("*"))
         # web/ holds only the first-start code the banner shows (the web UI, run on its own, asks for it)
         assert {p.name for p in var.iterdir()} - {"faxbridge.sock"} == {"faxbridge.toml", "log", "spool", "web"}
@@ -130,7 +130,7 @@ def _box_config(etc: Path) -> Path:
 
 
 def test_a_configuration_file_elsewhere_moves_nothing_out_of_the_state_directory(tmp_path: Path) -> None:
-    from appliance.cli import load_args
+    from appliance.startup import load_args
 
     config = _box_config(tmp_path / "etc" / "faxbridge")  # where a packager would put it
     state = short_dir()

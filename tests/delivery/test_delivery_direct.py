@@ -30,7 +30,7 @@ from appliance.delivery.advice import advise_text
 from appliance.delivery.direct import order_mx, send_direct
 from appliance.delivery.message import render_message
 from appliance.delivery.queue import send_via_backend
-from appliance.delivery.smtp import PermanentDeliveryError, TemporaryDeliveryError
+from appliance.delivery.errors import PermanentDeliveryError, TemporaryDeliveryError
 from appliance.spool.store import FaxRecord
 from smtp_harness import Capture, free_port
 from test_queue_cli import faxbridge

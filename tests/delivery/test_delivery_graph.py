@@ -18,7 +18,7 @@ from appliance.delivery.advice import advise_text
 from appliance.delivery.graph import ThrottledError, send_graph
 from appliance.delivery.message import render_message
 from appliance.delivery.queue import DeliveryWorker
-from appliance.delivery.smtp import PermanentDeliveryError, TemporaryDeliveryError
+from appliance.delivery.errors import PermanentDeliveryError, TemporaryDeliveryError
 from appliance.spool.store import FaxRecord
 import graph_harness
 from graph_harness import GraphServer

@@ -13,10 +13,11 @@ import unicodedata
 import pytest
 from PIL import Image, ImageSequence
 
-from appliance.delivery.message import is_um_notice, render_message, um_status
+from appliance.delivery.message import render_message, um_status
+from appliance.routing.um import is_um_notice
 from appliance.spandsp.t30 import CALL_DROPPED as T30_CALL_DROPPED
 from appliance.spandsp.t30 import OK as T30_OK
-from appliance.delivery.tiff_check import check_profile_s
+from tiff_check import check_profile_s
 from smtp_harness import make_tiff
 from test_delivery_message import fax
 

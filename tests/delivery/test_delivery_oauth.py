@@ -10,7 +10,7 @@ from oauth_harness import GRAPH_SCOPE, SMTP_SCOPE, oauth_cfg
 
 from appliance.delivery import oauth
 from appliance.delivery.advice import advise_text
-from appliance.delivery.smtp import PermanentDeliveryError, TemporaryDeliveryError
+from appliance.delivery.errors import PermanentDeliveryError, TemporaryDeliveryError
 
 
 def test_secret_token_is_valid_for_the_smtp_scope_and_cached(token_server):

@@ -20,7 +20,7 @@ from appliance.config import Config, RoutingConfig, SpoolConfig
 from appliance.daemon import Appliance
 from appliance.delivery.queue import DeliveryWorker
 from appliance.spool.store import Spool
-from appliance.web import create_app
+from appliance.web.app import create_app
 from smtp_harness import T0, Clock, smtp_cfg
 from tests.web.webauth import csrf, login
 

@@ -17,7 +17,7 @@ from PIL import ImageChops
 
 from appliance.delivery import tiff_profiles as tp
 from appliance.delivery.message import render_message
-from appliance.delivery.tiff_check import check_profile_s
+from tiff_check import check_profile_s
 from appliance.spool.store import FaxRecord
 from tests.poisonfax import REFUSED_PAGE_SLACK, fax_tiff, good_page, peak_rss, poison_page, without_width
 
@@ -160,7 +160,7 @@ def test_the_stored_file_is_never_the_fallback_while_it_holds_a_refused_page():
 
 def test_a_call_ended_for_a_page_growing_too_large_says_so(mixed):
     """Without ECM the daemon hangs up on the page while it grows: the mail says why the fax ends early."""
-    from appliance.fax.session import PAGE_TOO_LARGE
+    from appliance.fax.pagelimits import PAGE_TOO_LARGE
 
     why = f"{PAGE_TOO_LARGE}: " + REASON.replace("80,000", "11,719").replace("10.37", "1.52")
     m = render(fax(pages=1, extra={"hangup_reason": why}), fax_tiff([good_page(1)[1]]))

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageSequence
 
 from appliance.delivery import tiff_profiles as tp
-from appliance.delivery.tiff_check import check_profile_s
+from tiff_check import check_profile_s
 from tests.provided import provided, require, require_import
 
 STANDARD, FINE = (204, 98), (204, 196)

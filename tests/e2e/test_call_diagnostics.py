@@ -22,7 +22,7 @@ from appliance.config import Config
 from appliance.fax.pages import STANDARD, write_fax_tiff
 from appliance.fax.testpages import demo_pages
 from appliance.media.udptl import decode as udptl_decode
-from appliance.web import create_app
+from appliance.web.app import create_app
 from tests.provided import require_import
 from tests.web.webauth import login
 

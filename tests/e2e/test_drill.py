@@ -27,7 +27,7 @@ from appliance.config import Config
 from appliance.fax.pages import FINE, STANDARD, write_fax_tiff
 from appliance.fax.testpages import demo_pages
 from appliance.sip.message import SipResponse, parse_message
-from appliance.web import create_app
+from appliance.web.app import create_app
 from tests.bench.bench_calls import lateness
 from tests.control.harness import short_dir
 

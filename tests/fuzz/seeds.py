@@ -321,8 +321,9 @@ def query_strings() -> list[bytes]:
 def settings_forms() -> list[bytes]:
     from urllib.parse import urlencode
 
-    from appliance.web.settings import (DELIVERY_FIELDS, MODEM_FIELDS, PEERS, REGISTRATIONS, ROUTING_FIELDS,
-                                        RULES, SIP_FIELDS, SYSTEM_FIELDS, show_value)
+    from appliance.web.forms import show_value
+    from appliance.web.settings_fields import (DELIVERY_FIELDS, MODEM_FIELDS, PEERS, REGISTRATIONS, ROUTING_FIELDS,
+                                               RULES, SIP_FIELDS, SYSTEM_FIELDS)
     from appliance.web.tomledit import defaults
 
     found = []

@@ -317,7 +317,7 @@ def test_a_bug_in_the_gate_drops_the_message_counts_it_and_logs_once_a_minute(ca
             raise RuntimeError("a bug of ours")
 
     gate = CallGate(table(PeerConfig(name="gw", match="192.0.2.50")), state=Broken())
-    with caplog.at_level("ERROR", logger="appliance.sip.policy"):
+    with caplog.at_level("ERROR", logger="faxbridge.sip.policy"):
         verdicts = [gate.check(raw("OPTIONS", branch=f"z9hG4bK{i}"), PEER_ADDR, UDP, float(i)) for i in range(30)]
     assert not any(v.passed or v.replies for v in verdicts)
     assert gate.stats["internal_error"] == 30 and len(caplog.records) == 1

@@ -21,7 +21,7 @@ from webauth import login  # noqa: E402
 
 from appliance.config import Config, SpoolConfig
 from appliance.spool.store import FaxRecord, Spool
-from appliance.web import create_app
+from appliance.web.app import create_app
 
 
 @pytest.fixture

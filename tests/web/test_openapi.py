@@ -9,7 +9,7 @@ from flask.testing import FlaskClient
 from openapi_spec_validator import validate
 
 from appliance.config import Config
-from appliance.web import create_app
+from appliance.web.app import create_app
 from appliance.web.openapi import document
 
 IGNORED_METHODS = {"HEAD", "OPTIONS"}

@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from webauth import PASSWORD, csrf, login, setup_code, store_for
 
 from appliance.config import Config
-from appliance.web import create_app
+from appliance.web.app import create_app
 from appliance.web.auth import FREE_FAILURES, PUBLIC_ENDPOINTS
 
 ARGS = {"int": 1, "path": "x", "string": "x", "default": "x"}

@@ -21,7 +21,7 @@ from webauth import PASSWORD, csrf, login
 from appliance.backup import bundle, fileformat
 from appliance.backup.contents import Contents
 from appliance.config import Config
-from appliance.web import create_app
+from appliance.web.app import create_app
 
 BOX_TOML = """# Faxbridge at the front desk (comments survive a backup)
 [spool]

@@ -17,7 +17,7 @@ from appliance.config import (Config, ConfigError, ModemConfig, SipConfig, Spool
                              config_file)
 from appliance.sip.registration import RegistrationStatus
 from appliance.spool.store import Spool
-from appliance.web import create_app
+from appliance.web.app import create_app
 from appliance.web.health import certificate_alerts
 from tests.control.harness import DaemonProcess, SpoolAppliance, serve_appliance
 from webauth import login

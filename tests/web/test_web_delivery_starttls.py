@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 from webauth import login
 
 from appliance.config import Config
-from appliance.web import create_app
+from appliance.web.app import create_app
 
 
 @pytest.mark.parametrize("delivery, shown", [

@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 
 from appliance.config import Config, SpoolConfig
 from appliance.spool.store import Spool
-from appliance.web import create_app
+from appliance.web.app import create_app
 from tests.bench.faxfill import RECIPIENTS, T0, caller_number, fill
 from webauth import login
 

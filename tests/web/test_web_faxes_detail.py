@@ -18,7 +18,7 @@ from PIL import Image
 
 from appliance.config import Config, RoutingConfig, SpoolConfig, SystemConfig, config_file
 from appliance.spool.store import FaxRecord, Spool
-from appliance.web import create_app
+from appliance.web.app import create_app
 from tests.provided import require_import
 from webauth import csrf, login
 from webfax import FINE, STANDARD, T0, XSS, add_fax, black_box

@@ -16,7 +16,8 @@ from appliance.config import Config
 from appliance.spool.store import FaxRecord, Spool
 from webauth import authed
 
-from appliance.web import create_app, render
+from appliance.web import render
+from appliance.web.app import create_app
 from tests.budgets import LOADED
 
 

@@ -13,7 +13,7 @@ from appliance.config import Config
 from appliance.spool.store import FaxRecord, Spool
 from webauth import authed
 
-from appliance.web import create_app
+from appliance.web.app import create_app
 from webfax import FINE, STANDARD, T0, XSS, add_fax
 
 ROW_LINK = re.compile(r'data-label="Received"><a href="/faxes/(\d+)">')

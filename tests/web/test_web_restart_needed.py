@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 from webauth import csrf, login
 
 from appliance.config import Config
-from appliance.web import create_app
+from appliance.web.app import create_app
 from appliance.web.tomledit import ConfigDoc
 from tests.budgets import LOADED
 from tests.conftest import free_port
@@ -55,7 +55,7 @@ def embedded_box(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 def test_the_first_wizard_save_claims_no_restart(embedded_box: Path) -> None:
     """The embedded defaults and the file the wizard writes (var/faxbridge.toml) name the same
     folders, however spelled: nothing waits for a restart."""
-    from appliance.cli import _load
+    from appliance.startup import load_config as _load
     from appliance.daemon import Appliance
     from tests.control.harness import serve_appliance
 

@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from webauth import csrf
 
 from appliance.config import Config
-from appliance.web import create_app
+from appliance.web.app import create_app
 
 BOX_TOML = """[spool]
 dir = "spool"

@@ -11,7 +11,7 @@ from served import ServedUI
 from webauth import PASSWORD, csrf, login, store_for
 
 from appliance.config import Config
-from appliance.web import create_app
+from appliance.web.app import create_app
 from appliance.web.auth import MAX_SESSIONS
 
 COOKIE = "faxbridge_session"

@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 from webauth import PASSWORD, csrf, login
 
 from appliance.config import Config
-from appliance.web import create_app
+from appliance.web.app import create_app
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "delivery"))
 import smtp_harness  # noqa: E402

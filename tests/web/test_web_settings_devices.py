@@ -11,8 +11,8 @@ import trustme
 from webauth import csrf, login
 
 from appliance.config import Config
-from appliance.web import create_app
-from appliance.web.settings import detected_modems
+from appliance.web.app import create_app
+from appliance.web.modems import detected_modems
 
 
 def test_detected_modems_prefer_stable_names_and_list_the_rest(tmp_path: Path) -> None:
@@ -26,10 +26,10 @@ def test_detected_modems_prefer_stable_names_and_list_the_rest(tmp_path: Path) -
 
 
 def test_modem_page_lists_what_is_plugged_in(tmp_path: Path, monkeypatch) -> None:
-    import appliance.web.settings as settings
+    import appliance.web.modems as modems
 
     (tmp_path / "ttyACM0").touch()
-    monkeypatch.setattr(settings, "DEV", tmp_path)
+    monkeypatch.setattr(modems, "DEV", tmp_path)
     client = create_app(Config(base_dir=tmp_path)).test_client()
     login(client)
     page = client.get("/settings/modem").get_data(as_text=True)
@@ -54,7 +54,7 @@ def test_certificate_upload_is_checked_stored_privately_and_configured(tmp_path:
         "csrf_token": csrf(client), "cert": (io.BytesIO(cert), "cert.pem"), "key": (io.BytesIO(other_key), "key.pem")})
     assert r.status_code == 302
     page = client.get("/settings/sip").get_data(as_text=True)
-    assert "Not stored: the certificate and key do not load together" in page
+    assert "Not stored: the key does not belong to the certificate" in page
     assert "tls_cert" not in box.read_text()
 
     r = client.post("/settings/sip/certificate", content_type="multipart/form-data", data={

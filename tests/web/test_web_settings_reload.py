@@ -121,7 +121,7 @@ def test_reload_starts_a_modem_line_for_a_new_device(tmp_path: Path) -> None:
 
 
 def test_run_and_web_without_config_load_the_file_the_web_ui_wrote(tmp_path: Path, monkeypatch) -> None:
-    from appliance.cli import _load
+    from appliance.startup import load_config as _load
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("FAXBRIDGE_STATE_DIR")  # the default state directory: ./var

@@ -9,7 +9,8 @@ from flask.testing import FlaskClient
 from webauth import PASSWORD, csrf, setup_code, store_for
 
 from appliance.config import Config
-from appliance.web import create_app, setupcode
+from appliance.web import setupcode
+from appliance.web.app import create_app
 from appliance.web.auth import FREE_FAILURES, AdminStore
 
 

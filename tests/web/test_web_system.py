@@ -16,7 +16,7 @@ from webfax import STANDARD, XSS, add_fax
 
 from appliance.config import Config, SpoolConfig, SystemConfig
 from appliance.logfile import log_path
-from appliance.web import create_app
+from appliance.web.app import create_app
 from tests.budgets import LOADED
 from tests.control.harness import DaemonProcess, SpoolAppliance, serve_appliance
 from webauth import csrf, login

@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from appliance.config import Config, SpoolConfig, SystemConfig, config_file
 from appliance.logfile import log_path
 from appliance.spool.store import Spool
-from appliance.web import create_app
+from appliance.web.app import create_app
 from webauth import login
 from webfax import STANDARD, T0, add_fax
 

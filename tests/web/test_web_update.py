@@ -18,7 +18,7 @@ from webauth import csrf, login
 from appliance.config import Config
 from appliance.update import request as handoff
 from appliance.update.status import Status
-from appliance.web import create_app
+from appliance.web.app import create_app
 
 RAW = {"Content-Type": "application/octet-stream", "X-File-Name": "faxbridge-2.0.0-arm64.raucb"}
 XSS = "<script>alert(1)</script>"

@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from webauth import PASSWORD, csrf, setup_code
 
 from appliance.config import Config, config_file
-from appliance.web import create_app
+from appliance.web.app import create_app
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "delivery"))
 import smtp_harness  # noqa: E402
@@ -206,13 +206,13 @@ def test_changing_the_choice_leaves_no_oauth_sign_in_behind(admin_client: FlaskC
 
 def test_use_it_adds_a_detected_modem_and_nothing_else(admin_client: FlaskClient, config: Config, tmp_path: Path,
                                                          monkeypatch) -> None:
-    import appliance.web.settings as settings
+    import appliance.web.modems as modems
 
     dev = tmp_path / "dev"
     (dev / "serial" / "by-id").mkdir(parents=True)
     (dev / "ttyUSB0").touch()
     (dev / "serial" / "by-id" / "usb-Zoom_3095-if00").symlink_to("../../ttyUSB0")
-    monkeypatch.setattr(settings, "DEV", dev)
+    monkeypatch.setattr(modems, "DEV", dev)
     link = str(dev / "serial" / "by-id" / "usb-Zoom_3095-if00")
     page = admin_client.get("/setup/lines").get_data(as_text=True)
     assert link in page and ">Use it</button>" in page
@@ -255,13 +255,13 @@ def test_where_faxes_go_shows_examples_not_the_built_in_maildir(admin_client: Fl
 
 def test_lines_step_points_at_the_modems_found_where_they_are(admin_client: FlaskClient, tmp_path: Path,
                                                               monkeypatch) -> None:
-    from appliance.web import settings
+    from appliance.web import modems
 
     dev = tmp_path / "dev"
     (dev / "serial" / "by-id").mkdir(parents=True)
     (dev / "ttyUSB0").touch()
     (dev / "serial" / "by-id" / "usb-USRobotics_5637-if00").symlink_to(dev / "ttyUSB0")
-    monkeypatch.setattr(settings, "DEV", dev)
+    monkeypatch.setattr(modems, "DEV", dev)
     page = admin_client.get("/setup/lines").get_data(as_text=True)
     found, field = page.index("Fax modems found"), page.index('name="modem.devices"')
     assert found < field and "usb-USRobotics_5637-if00" in page[found:field]  # the list is above the field

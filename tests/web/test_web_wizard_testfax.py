@@ -14,7 +14,7 @@ import pytest
 from webauth import csrf, login
 
 from appliance.config import Config
-from appliance.web import create_app
+from appliance.web.app import create_app
 
 pytestmark = pytest.mark.slow
 

@@ -184,7 +184,7 @@ def _check_one(gate: CallGate, state: _Calls, data: bytes, remote: Addr, local: 
 def TestOneInput(data: bytes) -> None:
     if len(data) < 3:
         return
-    logger = logging.getLogger("appliance.sip.policy")
+    logger = logging.getLogger("faxbridge.sip.policy")
     logger.addHandler(_log)  # for this input only: the corpus replay runs inside pytest
     try:
         _run(data)

@@ -5,7 +5,7 @@ Input: byte 0 picks the reader (its low 3 bits), the rest is the file.
   pages the chain claims; a damaged tail cut with keep_first_pages leaves exactly the readable
   pages, each decoding to the same pixels (refused ones to the same size), or raises and leaves
   the file as it was.
-- 1, appliance/fax/pages.py read_pages and count_pages: each page decoded or refused
+- 1, appliance/fax/pages.py read_pages against the IFD chain's count: each page decoded or refused
   (PageTooLarge) on its own; else only Pillow's errors for a file that does not decode
   (pagelimits.DECODE_ERRORS, the web's RENDER_ERRORS).
 - 2, the previews (appliance/web/render.py): page_count, and render_page of the first pages, as
@@ -37,7 +37,7 @@ from PIL import Image
 from appliance.delivery.tiff_profiles import (decode_pages, is_tiff_f, oversized_pages, to_pdf, to_profile_s,
                                               to_tiff_f)
 from appliance.fax.pagelimits import DECODE_ERRORS, MAX_PAGE_PIXELS, PageTooLarge, frame_problem, open_tiff
-from appliance.fax.pages import FAX_WIDTH, FINE, STANDARD, count_pages, prepare_for_sending, read_pages, write_fax_tiff
+from appliance.fax.pages import FAX_WIDTH, FINE, STANDARD, prepare_for_sending, read_pages, write_fax_tiff
 from appliance.spool.tiffpages import keep_first_pages, scan_pages
 from appliance.web.render import PageNotFound, page_count, render_page
 from tests.fuzz.targets import scratch
@@ -75,6 +75,12 @@ def _spool(data: bytes) -> None:
     again = scan_pages(FILE)
     assert again.readable == again.claimed == scan.readable, (scan, again)
     assert [_page_fingerprint(FILE, n) for n in range(again.readable)] == before
+
+
+def count_pages(path: Path) -> int:
+    """The pages the IFD chain names, as Pillow counts them (the whole chain, decoding nothing)."""
+    with open_tiff(path) as im:
+        return int(getattr(im, "n_frames", 1))
 
 
 def _page_fingerprint(path: Path, index: int) -> tuple:

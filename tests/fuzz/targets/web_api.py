@@ -11,7 +11,7 @@ from pathlib import Path
 
 from appliance.config import Config, SpoolConfig
 from appliance.spool.store import Spool
-from appliance.web import create_app
+from appliance.web.app import create_app
 from tests.fuzz.targets import scratch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "web"))

@@ -1,4 +1,4 @@
-"""The settings pages' form parsing (appliance/web/settings.py, tomledit.py), without HTTP.
+"""The settings pages' form parsing (appliance/web/forms.py, settings_fields.py, tomledit.py), without HTTP.
 
 Input: a POSTed form body (application/x-www-form-urlencoded, parsed by werkzeug as the page
 would) holding any of the settings pages' fields and entry rows (peers, registrations, routing
@@ -16,9 +16,9 @@ import tomlkit
 from werkzeug.wrappers import Request
 
 from appliance.config import Config, ConfigError
-from appliance.web.settings import (DELIVERY_FIELDS, MODEM_FIELDS, PEERS, REGISTRATIONS, ROUTING_FIELDS, RULES,
-                                    SIP_FIELDS, SYSTEM_FIELDS, apply_entries, apply_fields, form_values,
-                                    submitted_rows)
+from appliance.web.forms import apply_entries, apply_fields, form_values, submitted_rows
+from appliance.web.settings_fields import (DELIVERY_FIELDS, MODEM_FIELDS, PEERS, REGISTRATIONS, ROUTING_FIELDS,
+                                           RULES, SIP_FIELDS, SYSTEM_FIELDS)
 from appliance.web.tomledit import ConfigDoc
 from tests.fuzz.targets import scratch
 from tests.fuzz.targets.config_restore import BEFORE_MAIN, BEFORE_SECRETS

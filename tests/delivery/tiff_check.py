@@ -1,4 +1,4 @@
-"""Our own RFC 3949 Profile S checker: walks the raw TIFF structure, returns the problems found.
+"""The tests' own RFC 3949 Profile S checker: walks the raw TIFF structure, returns the problems found.
 
 Pillow and libtiff read almost anything, so they cannot tell us whether a file is strict Profile
 S; Exchange and Internet-fax offramps can be stricter.  This reads the bytes itself.
