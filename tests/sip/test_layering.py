@@ -15,4 +15,4 @@ print(sorted(n for n in sys.modules if n.startswith("appliance.") and not n.star
 
 def test_the_sip_core_imports_no_application_module() -> None:
     out = subprocess.run([sys.executable, "-c", IMPORT_ALL], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "['appliance.netutil', 'appliance.protocol', 'appliance.strictnum']"
+    assert out.stdout.strip() == "['appliance.netutil', 'appliance.protocol', 'appliance.strictnum', 'appliance.tlskeys']"

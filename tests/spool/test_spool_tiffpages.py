@@ -19,8 +19,8 @@ from PIL import Image, ImageChops
 
 from appliance.spool import crashpoint
 from appliance.spool.store import Spool
-from appliance.spool.tiffpages import (PageScan, fsync_dir, fsync_file, keep_first_pages, readable_pages,
-                                       scan_pages)
+from appliance.fsutil import fsync_dir, fsync_file
+from appliance.spool.tiffpages import PageScan, keep_first_pages, readable_pages, scan_pages
 from spool_helpers import damage_last_page, make_tiff
 
 REPO = Path(__file__).resolve().parents[2]
