@@ -305,6 +305,7 @@ def main() -> None:
     all_cores = set(range(ncpu))
     os.sched_setaffinity(0, {1 % ncpu})  # senders on the other core than the daemon
     table: list[tuple[str, str, str, str]] = []  # figure, measured, goal, ratio
+    load_at_start = os.getloadavg()
 
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -465,7 +466,9 @@ def main() -> None:
     mwidth = max(len(r[1]) for r in table)
     gwidth = max(len(r[2]) for r in table)
     print()
-    print(f"== make bench, one run ({os.uname().machine}, {ncpu} cores) ==")
+    load = os.getloadavg()
+    print(f"== make bench, one run ({os.uname().machine}, {ncpu} cores; load average at the start "
+          f"{load_at_start[0]:.1f}, at the end {load[0]:.1f}: other work on the machine makes packets late) ==")
     print(f"{'figure':{width}}  {'measured':{mwidth}}  {'goal':{gwidth}}  ratio")
     for name, measured, goal_s, ratio in table:
         print(f"{name:{width}}  {measured:{mwidth}}  {goal_s:{gwidth}}  {ratio}")
