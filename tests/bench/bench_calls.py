@@ -428,7 +428,8 @@ def main() -> None:
                       f"(starting at {start[0]}):")
                 many = search(proc, port, db, tiff, start, bare_per_min, procmem.rss(proc.pid), args.budget)
                 if many and not many[0].passed:  # the first step already failed: look below it once
-                    lower = [s for s in sizes if s < start[0]][-2:]
+                    lower = [s for s in sizes if s < start[0]][-2:] or sorted({max(1, start[0] // 4),
+                                                                             max(1, start[0] // 2)})
                     if lower:
                         print("  (the first step failed: the steps below it)")
                         many = search(proc, port, db, tiff, lower, bare_per_min, procmem.rss(proc.pid),
