@@ -118,6 +118,24 @@ def _answers(port: int) -> bool:
         return False
 
 
+#: the senders' real-time priority: below the daemon's default (10), above ordinary work
+SENDER_PRIORITY = 5
+
+
+def senders_real_time() -> str:
+    """Run this process (the senders, and every thread it starts later) SCHED_RR below the daemon.
+
+    The senders play the gateway, which has its own CPU and keeps real time; on a shared machine
+    ordinary work would starve them, their packets would reach the daemon late and faxes would
+    fail for a reason that is not the daemon's. Below the daemon's priority they never delay it,
+    also when they share its cores (the scaling search)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(SENDER_PRIORITY))
+    except (OSError, AttributeError) as e:
+        return f"ordinary scheduling (SCHED_RR not permitted: {e}); others' work can make them late"
+    return f"SCHED_RR priority {SENDER_PRIORITY}, below the daemon's"
+
+
 def loop_scheduling(state: Path) -> str:
     """The daemon's own words on its event loop's scheduling (SCHED_RR or why not)."""
     for line in (state / "daemon.log").read_text(errors="replace").splitlines():
@@ -337,6 +355,7 @@ def main() -> None:
     ncpu = os.cpu_count() or 1
     all_cores = set(range(ncpu))
     os.sched_setaffinity(0, {1 % ncpu})  # senders on the other core than the daemon
+    senders_rt = senders_real_time()
     table: list[tuple[str, str, str, str]] = []  # figure, measured, goal, ratio
     load_at_start = os.getloadavg()
 
@@ -387,6 +406,7 @@ def main() -> None:
         try:
             time.sleep(2.0)
             print("daemon:            ", loop_scheduling(tmp / "one"))
+            print("senders:           ", senders_rt)
             idle = procmem.of_tree(proc.pid)
             pss = f", PSS {idle.pss / 1e6:.0f} MB" if idle.pss is not None else " (no PSS: smaps_rollup missing)"
             print(f"memory idle:        daemon + web UI {idle.rss / 1e6:.0f} MB RSS{pss} "
@@ -419,12 +439,11 @@ def main() -> None:
         many: list[Step] = []
         if n_cores > 1:
             os.sched_setaffinity(0, all_cores)
-            os.nice(5)  # the senders yield to the daemon where it does not run real-time
             start = [s for s in sizes if s >= per_core // 2] or sizes
             proc, port, db = start_daemon(tmp / "many", f"0-{n_cores - 1}")
             try:
                 asyncio.run(calls(port, tiff, 1))  # warm-up
-                print(f"capacity, daemon on cores 0-{n_cores - 1}, senders on the same cores at nice 5 "
+                print(f"capacity, daemon on cores 0-{n_cores - 1}, senders on the same cores "
                       f"(starting at {start[0]}):")
                 many = search(proc, port, db, tiff, start, bare_per_min, procmem.rss(proc.pid), args.budget)
                 if many and not many[0].passed:  # the first step already failed: look below it once
