@@ -525,6 +525,9 @@ def main() -> None:
     print(f"{'figure':{width}}  {'measured':{mwidth}}  {'goal':{gwidth}}  ratio")
     for name, measured, goal_s, ratio in table:
         print(f"{name:{width}}  {measured:{mwidth}}  {goal_s:{gwidth}}  {ratio}")
+    if max(load_at_start[0], load[0]) > ncpu:
+        print(f"(the load average was above {ncpu}, the number of cores: other work shared them, so the capacity "
+              f"and latency figures are pessimistic; run make bench again on a quiet machine)")
 
 
 if __name__ == "__main__":
