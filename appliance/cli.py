@@ -14,16 +14,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from appliance.config import CONFIG_NAME, Config, ConfigError
-from appliance.startup import (STATE_DIR_HELP, WEB_PARENT_ENV, add_config_arguments, load_args, private_files,
-                               state_dir_of)
+from appliance.startup import (
+    STATE_DIR_HELP,
+    WEB_PARENT_ENV,
+    add_config_arguments,
+    load_args,
+    private_files,
+    state_dir_of,
+)
 
 if TYPE_CHECKING:  # the daemon is imported only by the commands that run it
     from appliance.daemon import Appliance
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -32,12 +41,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = load_args(args)
     from appliance.logfile import add_file_logging, log_path, off_the_loop, stray_log
+
     add_file_logging(cfg)
     for warning in cfg.path_warnings():
         logging.getLogger("faxbridge.cli").warning("configuration: %s", warning)
     if (old := stray_log(cfg)) is not None:
-        logging.getLogger("faxbridge.cli").warning("an older log is at %s (written there before the log's place was "
-                                               "fixed to the state directory); the log is %s", old, log_path(cfg))
+        logging.getLogger("faxbridge.cli").warning(
+            "an older log is at %s (written there before the log's place was "
+            "fixed to the state directory); the log is %s",
+            old,
+            log_path(cfg),
+        )
     logs = off_the_loop()
     notifier = Notifier()
     restart = False
@@ -46,7 +60,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     # the same file and state directory as the daemon: the web UI edits that file, asks the
     # daemon to reload it, and finds the spool, the log and the control socket where it put them
     web_cmd = [sys.executable, "-m", "appliance", "web", "--state-dir", str(cfg.base_dir)] + (
-        ["--config", str(cfg.source)] if cfg.source else [])
+        ["--config", str(cfg.source)] if cfg.source else []
+    )
     # tells the web process that a restart of this one restarts it too (web/pending.py)
     web_env = {**os.environ, WEB_PARENT_ENV: str(os.getpid())}
     if cfg.web.enabled and not args.no_web:
@@ -66,8 +81,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             if web.poll() is None:
                 continue
             wait = 1.0 if time.monotonic() - started > 30 else min(wait * 2, 60.0)
-            logging.getLogger("faxbridge.cli").info("web UI ended (exit %s); starting it again in %.0f s",
-                                                web.returncode, wait)
+            logging.getLogger("faxbridge.cli").info(
+                "web UI ended (exit %s); starting it again in %.0f s", web.returncode, wait
+            )
             await asyncio.sleep(wait)
             # Popen returns once the child is exec'd (vfork): no longer than asyncio's own would
             web, started = subprocess.Popen(web_cmd, env=web_env), time.monotonic()  # noqa: ASYNC220
@@ -96,8 +112,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             restart = app.restart_requested.is_set() and not stop.is_set()
         finally:
             # a restart re-executes this process: to systemd that is a reload, READY=1 ends it
-            notifier.notify(**({"RELOADING": 1} if restart else {"STOPPING": 1}),
-                            STATUS="restarting" if restart else "stopping")
+            notifier.notify(
+                **({"RELOADING": 1} if restart else {"STOPPING": 1}), STATUS="restarting" if restart else "stopping"
+            )
             if pinger is not None:
                 pinger.cancel()
             keeper.cancel()
@@ -141,32 +158,39 @@ def _banner(cfg: Config, app: Appliance) -> str:
     sip = [f"{l.transport}:{l.host}:{l.port}" for l in app.sip.locals]
     udp = next((x for x in sip if x.startswith("udp:")), sip[0] if sip else "udp:127.0.0.1:5060")
     _, host, port = udp.split(":")
-    where = (f"Maildir {cfg.path(cfg.delivery.url).resolve()}" if cfg.delivery.backend == "maildir"
-             else f"SMTP {cfg.delivery.url}")
+    where = (
+        f"Maildir {cfg.path(cfg.delivery.url).resolve()}"
+        if cfg.delivery.backend == "maildir"
+        else f"SMTP {cfg.delivery.url}"
+    )
     web_note = ""
     if cfg.web.https and not cfg.web.cert_file:
         web_note = " (certificate generated on first start: accept it once)"
     if cfg.web.enabled and not (cfg.path(cfg.web.state_dir) / "admin.json").exists():
         # made here too: under supervisor or systemd the web UI is a program of its own (--no-web)
         code = _ensure_setup_code(cfg)
-        web_note += ("\n             first visit: choose the administrator password (there is no default)"
-                     f"\n             with this setup code: {code}")
+        web_note += (
+            "\n             first visit: choose the administrator password (there is no default)"
+            f"\n             with this setup code: {code}"
+        )
     if not cfg.web.enabled:
         web_note = " (web UI switched off)"
     from appliance.logfile import log_path
 
     config = str(cfg.source) if cfg.source else f"embedded defaults (the web UI saves to {cfg.base_dir / CONFIG_NAME})"
-    return (f"Faxbridge is running.\n"
-            f"  SIP:       {', '.join(sip)}\n"
-            f"  Web:       {'https' if cfg.web.https else 'http'}://{cfg.web.listen}/{web_note}\n"
-            f"  Config:    {config}\n"
-            f"  State:     {cfg.base_dir} (relative paths start here)\n"
-            f"  Spool:     {cfg.path(cfg.spool.dir).resolve()}\n"
-            f"  Log:       {log_path(cfg)}\n"
-            f"  Delivery:  {where} (default recipient {cfg.routing.default})\n"
-            f"Send it a test fax from another shell:\n"
-            f"  .venv/bin/faxbridge send-test-fax --to sip:fax@{host}:{port} --demo\n"
-            f"Stop with Ctrl-C.")
+    return (
+        f"Faxbridge is running.\n"
+        f"  SIP:       {', '.join(sip)}\n"
+        f"  Web:       {'https' if cfg.web.https else 'http'}://{cfg.web.listen}/{web_note}\n"
+        f"  Config:    {config}\n"
+        f"  State:     {cfg.base_dir} (relative paths start here)\n"
+        f"  Spool:     {cfg.path(cfg.spool.dir).resolve()}\n"
+        f"  Log:       {log_path(cfg)}\n"
+        f"  Delivery:  {where} (default recipient {cfg.routing.default})\n"
+        f"Send it a test fax from another shell:\n"
+        f"  .venv/bin/faxbridge send-test-fax --to sip:fax@{host}:{port} --demo\n"
+        f"Stop with Ctrl-C."
+    )
 
 
 def cmd_reset_password(args: argparse.Namespace) -> int:
@@ -179,16 +203,20 @@ def cmd_reset_password(args: argparse.Namespace) -> int:
         print(f"no administrator password is set ({files[0]} does not exist)")
         return 0
     if not args.yes:
-        answer = input(f"Forget the administrator password in {state}? Until a new one is set, anyone "
-                       "who can open the web page can set it. [y/N] ")
+        answer = input(
+            f"Forget the administrator password in {state}? Until a new one is set, anyone "
+            "who can open the web page can set it. [y/N] "
+        )
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing changed")
             return 1
     for f in files:
         f.unlink(missing_ok=True)
     code = _ensure_setup_code(cfg)
-    print("The password is forgotten. Restart the web UI (or the appliance), then open the web page "
-          f"to choose a new one, with this setup code: {code}")
+    print(
+        "The password is forgotten. Restart the web UI (or the appliance), then open the web page "
+        f"to choose a new one, with this setup code: {code}"
+    )
     return 0
 
 
@@ -212,8 +240,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     except ConfigError as e:
         for err in e.errors:
             print(f"error: {err}", file=sys.stderr)
-        print(f"{len(e.errors)} problem(s) in {path}; relative paths are relative to the state directory "
-              f"{state}", file=sys.stderr)
+        print(
+            f"{len(e.errors)} problem(s) in {path}; relative paths are relative to the state directory {state}",
+            file=sys.stderr,
+        )
         return 1
     for warning in cfg.path_warnings():
         print(f"warning: {warning}", file=sys.stderr)
@@ -253,20 +283,42 @@ def cmd_send_test_fax(args: argparse.Namespace) -> int:
             return 2
         headers.append((name.strip(), value.strip()))
     from appliance.sip.policy import SELF_TEST_ENV, SELF_TEST_HEADER
+
     own_pass = os.environ.get(SELF_TEST_ENV, "")
     if own_pass:  # the daemon's own test call (control.py): its one-time pass past the peer table
         headers.append((SELF_TEST_HEADER, own_pass))
-    result = asyncio.run(send_fax(args.to, tiff, caller=args.caller, caller_name=args.caller_name,
-                                  ident=args.ident, codec=args.codec, ecm=not args.no_ecm,
-                                  hangup_after_pages=args.hangup_after, timeout=args.timeout,
-                                  t38=args.t38, loss=args.loss, bind=args.bind, headers=headers,
-                                  refresh=args.refresh, audio_after=args.audio_after, ca_file=args.ca))
+    result = asyncio.run(
+        send_fax(
+            args.to,
+            tiff,
+            caller=args.caller,
+            caller_name=args.caller_name,
+            ident=args.ident,
+            codec=args.codec,
+            ecm=not args.no_ecm,
+            hangup_after_pages=args.hangup_after,
+            timeout=args.timeout,
+            t38=args.t38,
+            loss=args.loss,
+            bind=args.bind,
+            headers=headers,
+            refresh=args.refresh,
+            audio_after=args.audio_after,
+            ca_file=args.ca,
+        )
+    )
     extras = (f"; {result.refreshes} refresh(es)" if result.refreshes else "") + (
-        "; back to audio after the fax" if result.back_to_audio else "")
-    parts = [result.status, result.mode,
-             f"{result.pages_sent} page(s) sent" + (f" at {result.bit_rate} bit/s" if result.bit_rate else "")
-             + (", ECM" if result.ecm else ""),
-             f"far end {result.remote_ident!r}" if result.remote_ident else "", f"{result.duration} s"]
+        "; back to audio after the fax" if result.back_to_audio else ""
+    )
+    parts = [
+        result.status,
+        result.mode,
+        f"{result.pages_sent} page(s) sent"
+        + (f" at {result.bit_rate} bit/s" if result.bit_rate else "")
+        + (", ECM" if result.ecm else ""),
+        f"far end {result.remote_ident!r}" if result.remote_ident else "",
+        f"{result.duration} s",
+    ]
     print(f"{'OK' if result.ok else 'FAILED'}: {'; '.join(p for p in parts if p)}{extras}")
     if args.demo:
         os.unlink(tiff)
@@ -291,8 +343,9 @@ def cmd_virtual_modem(args: argparse.Namespace) -> int:
     from appliance.modem.virtual import LineOptions, serve
 
     try:
-        options = LineOptions(noise_db=args.noise_db, drop_audio=args.drop, hangup_after_page=args.hangup_after_page,
-                              class2=args.class2)
+        options = LineOptions(
+            noise_db=args.noise_db, drop_audio=args.drop, hangup_after_page=args.hangup_after_page, class2=args.class2
+        )
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -306,9 +359,14 @@ def _add_virtual_modem(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     v.add_argument("--noise-db", type=float, metavar="DBM0", help="white noise on the line at this level")
     v.add_argument("--drop", type=float, default=0.0, metavar="P", help="probability of losing each 20 ms block")
     v.add_argument("--hangup-after-page", type=int, metavar="N", help="drop the call once N pages went through")
-    v.add_argument("--class2", choices=["A", "B"],
-                   help="make this port a Class 2/2.0 modem only (any port switches on AT+FCLASS=2.0)")
+    v.add_argument(
+        "--class2",
+        choices=["A", "B"],
+        help="make this port a Class 2/2.0 modem only (any port switches on AT+FCLASS=2.0)",
+    )
     v.set_defaults(func=cmd_virtual_modem)
+
+
 # -- end virtual-modem ------------------------------------------------------------------------
 
 
@@ -342,8 +400,10 @@ def cmd_modem_probe(args: argparse.Namespace) -> int:
             print(f"class:    none usable: {e}")
         if info.tx_rates or info.rx_rates:
             print(f"class 1:  +FTM {info.tx_rates}  +FRM {info.rx_rates}")
-        print(f"quirks:   {quirks.name} ({quirks.source}); init {list(quirks.init)}; caller ID "
-              f"{quirks.caller_id}; flags {sorted(quirks.flags)}")
+        print(
+            f"quirks:   {quirks.name} ({quirks.source}); init {list(quirks.init)}; caller ID "
+            f"{quirks.caller_id}; flags {sorted(quirks.flags)}"
+        )
         for cmd, lines in info.raw.items():
             print(f"  {cmd:<22} {' | '.join(lines)}")
         for problem in info.problems:
@@ -360,6 +420,8 @@ def _add_modem_probe(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     m.add_argument("--flow", choices=["rtscts", "xonxoff", "none"], default="rtscts")
     m.add_argument("--prefer", nargs="+", metavar="CLASS", help="class preference (default 1.0 1 2.0 2)")
     m.set_defaults(func=cmd_modem_probe)
+
+
 # -- end modem-probe --------------------------------------------------------------------------
 
 
@@ -374,8 +436,14 @@ def cmd_route(args: argparse.Namespace) -> int:
         for err in e.errors:
             print(f"error: {err}", file=sys.stderr)
         return 2
-    d = route(cfg.routing, called_number=args.called, caller_number=args.caller, remote_ident=args.tsi,
-              line=args.line, um_recipient=args.um)
+    d = route(
+        cfg.routing,
+        called_number=args.called,
+        caller_number=args.caller,
+        remote_ident=args.tsi,
+        line=args.line,
+        um_recipient=args.um,
+    )
     print(f"rule:       {d.rule}")
     print(f"recipients: {', '.join(d.recipients) or '(none)'}")
     print(f"to:         {', '.join(d.to)}")
@@ -397,6 +465,8 @@ def _add_route(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     r.add_argument("--line", default="", metavar="L", help='"modem:ttyUSB0" or "sip:<peer name>"')
     r.add_argument("--um", default="", metavar="ADDR", help="Exchange UM referral's recipient")
     r.set_defaults(func=cmd_route)
+
+
 # -- end route --------------------------------------------------------------------------------
 
 
@@ -404,8 +474,9 @@ def cmd_firstboot(args: argparse.Namespace) -> int:
     """Called by the image at every boot before the appliance starts; never stops the boot."""
     from appliance.firstboot.run import firstboot
 
-    report = firstboot(Path(args.boot), Path(args.data), Path(args.root), args.user,
-                       Path(args.system) if args.system else None)
+    report = firstboot(
+        Path(args.boot), Path(args.data), Path(args.root), args.user, Path(args.system) if args.system else None
+    )
     for line in report.done:
         print(f"firstboot: {line}")
     for problem in report.problems:
@@ -430,8 +501,10 @@ def main(argv: list[str] | None = None) -> int:
     add_config_arguments(w)
     w.set_defaults(func=cmd_web)
 
-    rp = sub.add_parser("reset-password", help="forget the web UI's administrator password (on the box "
-                                               "itself): the next visit asks for a new one")
+    rp = sub.add_parser(
+        "reset-password",
+        help="forget the web UI's administrator password (on the box itself): the next visit asks for a new one",
+    )
     add_config_arguments(rp)
     rp.add_argument("--yes", action="store_true", help="do it without asking")
     rp.set_defaults(func=cmd_reset_password)
@@ -452,50 +525,80 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--no-ecm", action="store_true")
     s.add_argument("--hangup-after", type=int, metavar="N", help="hang up after page N (test incomplete faxes)")
     s.add_argument("--timeout", type=float, default=600.0)
-    s.add_argument("--t38", choices=["off", "reinvite", "accept", "initial", "initial-both", "refuse", "silent"],
-                   default="off",
-                   help="T.38: re-INVITE to it after the answer, accept the far end's re-INVITE, offer it "
-                        "in the INVITE (alone or with audio), refuse it (off: refuse and stay on G.711), "
-                        "or agree and never send it (a broken gateway)")
-    s.add_argument("--refresh", type=float, default=0.0, metavar="SECONDS",
-                   help="re-INVITE with the unchanged SDP this often during the fax (session timer)")
+    s.add_argument(
+        "--t38",
+        choices=["off", "reinvite", "accept", "initial", "initial-both", "refuse", "silent"],
+        default="off",
+        help="T.38: re-INVITE to it after the answer, accept the far end's re-INVITE, offer it "
+        "in the INVITE (alone or with audio), refuse it (off: refuse and stay on G.711), "
+        "or agree and never send it (a broken gateway)",
+    )
+    s.add_argument(
+        "--refresh",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="re-INVITE with the unchanged SDP this often during the fax (session timer)",
+    )
     s.add_argument("--audio-after", action="store_true", help="re-INVITE back to audio after the fax")
     s.add_argument("--ca", metavar="FILE", help="CA bundle that verifies the far end's TLS certificate")
     s.add_argument("--bind", metavar="ADDRESS", help="our local address (default: the route to the target)")
-    s.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
-                   help="an extra INVITE header, e.g. an Exchange UM Referred-By (repeatable)")
-    s.add_argument("--loss", type=float, default=0.0, metavar="P",
-                   help="drop this share (0-0.5) of our outgoing media packets, to test redundancy")
+    s.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="an extra INVITE header, e.g. an Exchange UM Referred-By (repeatable)",
+    )
+    s.add_argument(
+        "--loss",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="drop this share (0-0.5) of our outgoing media packets, to test redundancy",
+    )
     s.set_defaults(func=cmd_send_test_fax)
 
     t = sub.add_parser("selftest", help="check the installation (imports, spandsp binding, config)")
     add_config_arguments(t)
     t.set_defaults(func=cmd_selftest)
 
-    fb = sub.add_parser("firstboot", help="make the box unique and apply faxbridge.txt (the image runs it as root at "
-                                          "every boot; safe to run again)")
+    fb = sub.add_parser(
+        "firstboot",
+        help="make the box unique and apply faxbridge.txt (the image runs it as root at every boot; safe to run again)",
+    )
     fb.add_argument("--boot", required=True, metavar="DIR", help="the boot (FAT) partition with faxbridge.txt")
     fb.add_argument("--data", required=True, metavar="DIR", help="the state directory on the data partition")
     fb.add_argument("--root", default="/", metavar="DIR", help="the root file system to write into (default: /)")
-    fb.add_argument("--user", default="", metavar="NAME",
-                    help="the appliance's service user: it gets the configuration and the web state "
-                         "(the image: faxbridge)")
-    fb.add_argument("--system", metavar="DIR",
-                    help="root's own directory for the SSH host keys, machine-id and imported Wi-Fi passphrase "
-                         "(default: DATA/firstboot; the image: one outside the state directory)")
+    fb.add_argument(
+        "--user",
+        default="",
+        metavar="NAME",
+        help="the appliance's service user: it gets the configuration and the web state (the image: faxbridge)",
+    )
+    fb.add_argument(
+        "--system",
+        metavar="DIR",
+        help="root's own directory for the SSH host keys, machine-id and imported Wi-Fi passphrase "
+        "(default: DATA/firstboot; the image: one outside the state directory)",
+    )
     fb.set_defaults(func=cmd_firstboot)
 
     _add_virtual_modem(sub)
     _add_modem_probe(sub)
 
     from appliance.queue_cli import add_parsers as _add_queue_parsers
+
     _add_queue_parsers(sub, load_args, add_config_arguments)
     from appliance.backup.cli import add_parsers as _add_backup_parsers
+
     _add_backup_parsers(sub, load_args, add_config_arguments)
     from appliance.delivery.trial import add_parser as _add_test_delivery
+
     _add_test_delivery(sub, load_args, add_config_arguments)
     _add_route(sub)
     from appliance.update.cli import add_parsers as _add_update_parsers
+
     _add_update_parsers(sub, load_args, add_config_arguments)
 
     args = p.parse_args(argv)

@@ -73,7 +73,7 @@ def parse_hostport(value: str, default_port: int) -> tuple[str, int]:
 
 
 def did_you_mean(value: object, choices: list[str] | tuple[str, ...] | set[str]) -> str:
-    """" (did you mean 'x'?)" for the nearest choice to a misspelt value, else ""."""
+    """ " (did you mean 'x'?)" for the nearest choice to a misspelt value, else ""."""
     if not isinstance(value, str) or not value:
         return ""
     near = difflib.get_close_matches(value, sorted(choices), n=1, cutoff=0.6)
@@ -122,9 +122,15 @@ def _address_problem(addr: str) -> str | None:
     ev = _email_validator()
     try:
         # ASCII only: the SMTP client does not speak SMTPUTF8; an IDN domain is fine (xn-- on the wire)
-        ev.validate_email(addr, check_deliverability=False, globally_deliverable=False,
-                          allow_smtputf8=False, allow_display_name=False, allow_quoted_local=False,
-                          allow_domain_literal=False)
+        ev.validate_email(
+            addr,
+            check_deliverability=False,
+            globally_deliverable=False,
+            allow_smtputf8=False,
+            allow_display_name=False,
+            allow_quoted_local=False,
+            allow_domain_literal=False,
+        )
     except ev.EmailNotValidError as e:
         text = str(e).rstrip(".")
         return text[:1].lower() + text[1:]
@@ -134,8 +140,11 @@ def _address_problem(addr: str) -> str | None:
 def domain_problem(domain: str) -> str | None:
     """What is wrong with a mail domain (as accepted_domains lists them), or None."""
     why = address_problem(f"postmaster@{domain}")
-    return None if why is None else why.replace("the part after the @-sign", "the domain").replace(
-        "after the @-sign", "in the domain")
+    return (
+        None
+        if why is None
+        else why.replace("the part after the @-sign", "the domain").replace("after the @-sign", "in the domain")
+    )
 
 
 T38_MODES = ("off", "accept", "request")
@@ -178,8 +187,9 @@ class PeerConfig:
         except ValueError:
             errors.append(f"{prefix}.match: {self.match!r} is not an IP address or network")
         if self.transport and self.transport not in SIP_TRANSPORTS:
-            errors.append(f"{prefix}.transport: " + one_of(self.transport, SIP_TRANSPORTS,
-                                                           "must be udp, tcp or tls (or absent)"))
+            errors.append(
+                f"{prefix}.transport: " + one_of(self.transport, SIP_TRANSPORTS, "must be udp, tcp or tls (or absent)")
+            )
         if self.t38 not in T38_MODES:
             errors.append(f"{prefix}.t38: " + one_of(self.t38, T38_MODES, "must be off, accept or request"))
         if bool(self.username) != bool(self.password):
@@ -227,9 +237,9 @@ class RegistrationConfig:
                 continue
             if uri.transport not in transports:
                 errors.append(f"{prefix}.{key}: needs a {uri.transport} listener in sip.listen")
-        if not self.user or any(c in self.user for c in " <>\"@:;"):
+        if not self.user or any(c in self.user for c in ' <>"@:;'):
             errors.append(f"{prefix}.user: must be a plain SIP user name")
-        if self.contact_user and any(c in self.contact_user for c in " <>\"@:;"):
+        if self.contact_user and any(c in self.contact_user for c in ' <>"@:;'):
             errors.append(f"{prefix}.contact_user: must be a plain SIP user name")
         if not 60 <= self.expires <= 604800:
             errors.append(f"{prefix}.expires: must be between 60 and 604800 seconds")
@@ -311,8 +321,10 @@ class SipConfig:
                 errors.append(f"sip.listen: {item!r} is not transport:address:port (e.g. udp:0.0.0.0:5060)")
                 continue
             if transport.lower() not in SIP_TRANSPORTS:
-                errors.append(f"sip.listen: {item!r}: transport must be udp, tcp or tls"
-                              + did_you_mean(transport.lower(), SIP_TRANSPORTS))
+                errors.append(
+                    f"sip.listen: {item!r}: transport must be udp, tcp or tls"
+                    + did_you_mean(transport.lower(), SIP_TRANSPORTS)
+                )
                 continue
             transports.add(transport.lower())
             try:
@@ -342,8 +354,10 @@ class SipConfig:
             first, last = self.rtp_ports
             ports = (last - (first + (first & 1))) // 2 + 1
             if self.max_calls > ports:
-                errors.append(f"sip.max_calls: {self.max_calls} calls need {self.max_calls} RTP ports (one even "
-                              f"port each); the RTP ports from {first} to {last} hold {ports}")
+                errors.append(
+                    f"sip.max_calls: {self.max_calls} calls need {self.max_calls} RTP ports (one even "
+                    f"port each); the RTP ports from {first} to {last} hold {ports}"
+                )
         if not 1 <= self.max_connections <= 10000:
             errors.append("sip.max_connections: must be between 1 and 10000")
         if not 1 <= self.max_connections_per_address <= self.max_connections:
@@ -394,8 +408,11 @@ class FaxConfig:
     def validate(self, errors: list[str]) -> None:
         if len(self.ident) > 20 or any(c not in "0123456789 +" for c in self.ident):
             errors.append("fax.ident: at most 20 characters of digits, spaces and '+'")
-        for name, lo, hi in (("no_signal_timeout", 5, 600), ("post_phase_e_timeout", 1, 120),
-                             ("max_call_duration", 60, 86400)):
+        for name, lo, hi in (
+            ("no_signal_timeout", 5, 600),
+            ("post_phase_e_timeout", 1, 120),
+            ("max_call_duration", 60, 86400),
+        ):
             if not lo <= getattr(self, name) <= hi:
                 errors.append(f"fax.{name}: must be between {lo} and {hi}")
 
@@ -536,26 +553,36 @@ class DeliveryConfig:
         elif self.backend == "smtp" and not self.url.startswith(("smtp://", "smtps://")):
             errors.append("delivery.url: must start with smtp:// or smtps:// for the smtp backend")
         if self.starttls not in STARTTLS_MODES:
-            errors.append("delivery.starttls: " + one_of(self.starttls, STARTTLS_MODES, 'must be "" (required, '
-                                                         'except on loopback), required, opportunistic or none'))
+            errors.append(
+                "delivery.starttls: "
+                + one_of(
+                    self.starttls,
+                    STARTTLS_MODES,
+                    'must be "" (required, except on loopback), required, opportunistic or none',
+                )
+            )
         if why := address_problem(self.from_):
             errors.append(f"delivery.from: {self.from_!r} is not a mail address: {why}")
         if self.auth not in ("", "password", "oauth2", "none"):
-            errors.append("delivery.auth: " + one_of(self.auth, ("password", "oauth2", "none"),
-                                                     "must be password, oauth2 or none"))
+            errors.append(
+                "delivery.auth: "
+                + one_of(self.auth, ("password", "oauth2", "none"), "must be password, oauth2 or none")
+            )
         if self.backend == "smtp" and self.auth_mode == "password" and not self.username:
-            errors.append("delivery.username: needed for auth = \"password\"")
+            errors.append('delivery.username: needed for auth = "password"')
         if self.backend == "smtp" and self.auth_mode == "oauth2" and not self.username:
-            errors.append("delivery.username: needed for auth = \"oauth2\" (the mailbox the token may send as)")
+            errors.append('delivery.username: needed for auth = "oauth2" (the mailbox the token may send as)')
         if self.uses_oauth:
-            why = "the graph backend" if self.backend == "graph" else "auth = \"oauth2\""
+            why = "the graph backend" if self.backend == "graph" else 'auth = "oauth2"'
             if not self.tenant:
                 errors.append(f"delivery.tenant: needed for {why} (the directory (tenant) ID or domain)")
             if not self.client_id:
                 errors.append(f"delivery.client_id: needed for {why} (the app registration's application ID)")
             if bool(self.client_secret) == bool(self.client_certificate):
-                errors.append(f"delivery.client_secret: {why} needs exactly one of client_secret "
-                              "(in secrets.toml) or client_certificate")
+                errors.append(
+                    f"delivery.client_secret: {why} needs exactly one of client_secret "
+                    "(in secrets.toml) or client_certificate"
+                )
             if not self.authority.startswith("https://"):
                 errors.append("delivery.authority: must be an https:// URL")
             if any(c in self.tenant for c in "/?#@ "):
@@ -569,8 +596,10 @@ class DeliveryConfig:
             try:
                 datetime.date.fromisoformat(self.client_secret_expires)
             except ValueError:
-                errors.append("delivery.client_secret_expires: must be a date, YYYY-MM-DD (the secret's "
-                              "Expires column in Entra ID)")
+                errors.append(
+                    "delivery.client_secret_expires: must be a date, YYYY-MM-DD (the secret's "
+                    "Expires column in Entra ID)"
+                )
         if bool(self.tls_client_key) and not self.tls_client_cert:
             errors.append("delivery.tls_client_key: given without delivery.tls_client_cert")
         if not 1 <= self.direct_port <= 65535:
@@ -619,8 +648,9 @@ def subject_fields(template: str) -> list[str]:
             continue
         if fname not in SUBJECT_FIELDS:
             hint = did_you_mean(fname, SUBJECT_FIELDS).replace("'", "")
-            raise ValueError(f"unknown placeholder {{{fname}}} (known: "
-                             + ", ".join(f"{{{f}}}" for f in SUBJECT_FIELDS) + ")" + hint)
+            raise ValueError(
+                f"unknown placeholder {{{fname}}} (known: " + ", ".join(f"{{{f}}}" for f in SUBJECT_FIELDS) + ")" + hint
+            )
         if spec or conv:
             raise ValueError(f"placeholder {{{fname}}}: no format spec or conversion allowed")
         names.append(fname)
@@ -692,15 +722,23 @@ class RouteRuleConfig:
                 if why := address_problem(addr):
                     errors.append(f"{label}.{key}: {addr!r} is not a mail address: {why}")
         if self.format not in ROUTE_FORMATS:
-            errors.append(f"{label}.format: {self.format!r}: must be one of " + ", ".join(ROUTE_FORMATS)
-                          + did_you_mean(self.format, ROUTE_FORMATS))
+            errors.append(
+                f"{label}.format: {self.format!r}: must be one of "
+                + ", ".join(ROUTE_FORMATS)
+                + did_you_mean(self.format, ROUTE_FORMATS)
+            )
         if self.tiff and self.tiff not in ROUTE_TIFF:
-            errors.append(f"{label}.tiff: {self.tiff!r}: must be one of " + ", ".join(ROUTE_TIFF)
-                          + did_you_mean(self.tiff, ROUTE_TIFF))
+            errors.append(
+                f"{label}.tiff: {self.tiff!r}: must be one of "
+                + ", ".join(ROUTE_TIFF)
+                + did_you_mean(self.tiff, ROUTE_TIFF)
+            )
         try:
             subject_fields(self.subject)
         except ValueError as e:
             errors.append(f"{label}.subject: {e}")
+
+
 # -- end routing rules ------------------------------------------------------------------------
 
 
@@ -738,19 +776,23 @@ class RoutingConfig:
         """Why a fax may not be sent to ``addr`` (naming the address and the setting), or None."""
         if "@" in addr and mail_domain(addr) in self.domains():
             return None
-        where = (", ".join(self.domains()) if self.accepted_domains
-                 else f"not set, so only the domain of routing.default: {', '.join(self.domains()) or 'none'}")
+        where = (
+            ", ".join(self.domains())
+            if self.accepted_domains
+            else f"not set, so only the domain of routing.default: {', '.join(self.domains()) or 'none'}"
+        )
         return f"{addr!r} is outside routing.accepted_domains ({where})"
 
     def validate(self, errors: list[str]) -> None:
         for i, domain in enumerate(self.accepted_domains):
             d = domain.strip().rstrip(".").lower()
             if "@" in d:
-                errors.append(f"routing.accepted_domains[{i}]: {domain!r}: write the domain alone, "
-                              "e.g. contoso.com")
+                errors.append(f"routing.accepted_domains[{i}]: {domain!r}: write the domain alone, e.g. contoso.com")
             elif not _DOMAIN_RE.fullmatch(d):
-                errors.append(f"routing.accepted_domains[{i}]: {domain!r} is not a domain name (no "
-                              "wildcards: list each subdomain itself; IDNs in their xn-- form)")
+                errors.append(
+                    f"routing.accepted_domains[{i}]: {domain!r} is not a domain name (no "
+                    "wildcards: list each subdomain itself; IDNs in their xn-- form)"
+                )
             elif why := domain_problem(d):
                 errors.append(f"routing.accepted_domains[{i}]: {domain!r} is not a domain name: {why}")
         addresses = [("default", self.default)] + [(f"called.{k}", v) for k, v in self.called.items()]
@@ -811,25 +853,31 @@ class ModemConfig:
             seen.add(dev)
         bad = [c for c in self.class_preference if c not in MODEM_CLASSES]
         if bad or not self.class_preference:
-            errors.append(f"modem.class_preference: each entry one of {', '.join(MODEM_CLASSES)}"
-                          + (f", not {', '.join(map(repr, bad))}" + did_you_mean(bad[0], MODEM_CLASSES)
-                             if bad else " (at least one)"))
+            errors.append(
+                f"modem.class_preference: each entry one of {', '.join(MODEM_CLASSES)}"
+                + (
+                    f", not {', '.join(map(repr, bad))}" + did_you_mean(bad[0], MODEM_CLASSES)
+                    if bad
+                    else " (at least one)"
+                )
+            )
         elif len(set(self.class_preference)) != len(self.class_preference):
             errors.append("modem.class_preference: a class is listed twice")
         if not 1 <= self.rings <= 10:
             errors.append("modem.rings: must be between 1 and 10")
         for i, cmd in enumerate(self.init):
-            if (not cmd.upper().startswith("AT") or len(cmd) > 60
-                    or any(not 0x20 <= ord(c) <= 0x7E for c in cmd)):
-                errors.append(f"modem.init[{i}]: {cmd!r} must be one AT command of printable "
-                              "ASCII, at most 60 characters")
+            if not cmd.upper().startswith("AT") or len(cmd) > 60 or any(not 0x20 <= ord(c) <= 0x7E for c in cmd):
+                errors.append(
+                    f"modem.init[{i}]: {cmd!r} must be one AT command of printable ASCII, at most 60 characters"
+                )
         if len(self.ident) > 20 or any(c not in "0123456789 +" for c in self.ident):
             errors.append("modem.ident: at most 20 characters of digits, spaces and '+'")
         if self.speed not in MODEM_SPEEDS:
             errors.append(f"modem.speed: must be one of {', '.join(map(str, MODEM_SPEEDS))}")
         if self.flow_control not in MODEM_FLOW:
-            errors.append("modem.flow_control: " + one_of(self.flow_control, MODEM_FLOW,
-                                                          "must be rtscts, xonxoff or none"))
+            errors.append(
+                "modem.flow_control: " + one_of(self.flow_control, MODEM_FLOW, "must be rtscts, xonxoff or none")
+            )
 
 
 @dataclass
@@ -877,15 +925,15 @@ class SystemConfig:
 
     def validate(self, errors: list[str]) -> None:
         if self.hostname and not re.fullmatch(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)", self.hostname):
-            errors.append("system.hostname: letters, digits and '-' only, at most 63, not starting or "
-                          "ending with '-'")
+            errors.append("system.hostname: letters, digits and '-' only, at most 63, not starting or ending with '-'")
         if self.timezone:
             try:
                 zoneinfo.ZoneInfo(self.timezone)
             except (zoneinfo.ZoneInfoNotFoundError, ValueError):
                 hint = did_you_mean(self.timezone, zoneinfo.available_timezones())
-                errors.append(f"system.timezone: {self.timezone!r} is not a known time zone"
-                              + (hint or " (e.g. Europe/Berlin)"))
+                errors.append(
+                    f"system.timezone: {self.timezone!r} is not a known time zone" + (hint or " (e.g. Europe/Berlin)")
+                )
         if not self.control_socket:
             errors.append("system.control_socket: must not be empty")
         if not 0 <= self.retention_days <= 36500:
@@ -933,8 +981,10 @@ class Config:
                 errors.append(f"{key}: must be a table")
                 continue
             sections[key] = _build_section(hints[key], value, key, errors)
-        cfg = cls(**{k: v for k, v in sections.items() if v is not None},
-                  base_dir=base_dir if base_dir is not None else default_state_dir())
+        cfg = cls(
+            **{k: v for k, v in sections.items() if v is not None},
+            base_dir=base_dir if base_dir is not None else default_state_dir(),
+        )
         reported = {_error_key(e) for e in errors}
         checks: list[str] = []
         for f in dataclasses.fields(cfg):
@@ -969,9 +1019,21 @@ class Config:
 
     def relative_paths(self) -> list[tuple[str, str]]:
         """(key, value) of every configured path that is relative, so resolved in the state directory."""
-        keys = ["spool.dir", "web.state_dir", "system.control_socket", "delivery.archive", "delivery.ca_file",
-                "delivery.client_certificate", "delivery.tls_client_cert", "delivery.tls_client_key",
-                "sip.tls_cert", "sip.tls_key", "sip.tls_ca", "web.cert_file", "web.key_file"]
+        keys = [
+            "spool.dir",
+            "web.state_dir",
+            "system.control_socket",
+            "delivery.archive",
+            "delivery.ca_file",
+            "delivery.client_certificate",
+            "delivery.tls_client_cert",
+            "delivery.tls_client_key",
+            "sip.tls_cert",
+            "sip.tls_key",
+            "sip.tls_ca",
+            "web.cert_file",
+            "web.key_file",
+        ]
         if self.delivery.backend == "maildir":
             keys.append("delivery.url")
         out = []
@@ -992,13 +1054,18 @@ class Config:
             here = self.path(value)
             first = Path(value).parts[0]
             if first == self.base_dir.name:
-                out.append(f"{key}: {value!r} means {here} (relative paths are relative to the state "
-                           f"directory {self.base_dir}); drop the leading '{first}/' if that is not meant")
-            elif (old_base is not None and old_base != self.base_dir and not here.exists()
-                    and (old_base / value).exists()):
-                out.append(f"{key}: {value!r} means {here}, which does not exist (relative paths are relative "
-                           f"to the state directory {self.base_dir}, not to the configuration file); "
-                           f"{old_base / value} exists: give its absolute path or move it")
+                out.append(
+                    f"{key}: {value!r} means {here} (relative paths are relative to the state "
+                    f"directory {self.base_dir}); drop the leading '{first}/' if that is not meant"
+                )
+            elif (
+                old_base is not None and old_base != self.base_dir and not here.exists() and (old_base / value).exists()
+            ):
+                out.append(
+                    f"{key}: {value!r} means {here}, which does not exist (relative paths are relative "
+                    f"to the state directory {self.base_dir}, not to the configuration file); "
+                    f"{old_base / value} exists: give its absolute path or move it"
+                )
         return out
 
 
@@ -1029,8 +1096,7 @@ def _check_secret_mode(path: Path) -> None:
     """Refuse a secrets file others can read: the passwords in it would not be secret."""
     mode = path.stat().st_mode & 0o777
     if mode & 0o077:
-        raise ConfigError([f"{path}: mode {mode:04o} lets other users read the passwords;"
-                           f" fix with: chmod 600 {path}"])
+        raise ConfigError([f"{path}: mode {mode:04o} lets other users read the passwords; fix with: chmod 600 {path}"])
 
 
 def _merge_secrets(section: dict[str, Any], secret: dict[str, Any], prefix: str, errors: list[str]) -> None:
@@ -1088,8 +1154,10 @@ def _build_section(cls: type, values: dict[str, Any], prefix: str, errors: list[
                 continue
             # an item class may name its entries itself (routing rules: by their name)
             label = getattr(item_cls, "label", None)
-            built = [_build_section(item_cls, v, label(i, v) if callable(label) else f"{prefix}.{key}[{i}]",
-                                    errors) for i, v in enumerate(value)]
+            built = [
+                _build_section(item_cls, v, label(i, v) if callable(label) else f"{prefix}.{key}[{i}]", errors)
+                for i, v in enumerate(value)
+            ]
             kwargs[attr] = [b for b in built if b is not None]
             continue
         if not _type_ok(hints[attr], value):
@@ -1104,15 +1172,19 @@ def _build_section(cls: type, values: dict[str, Any], prefix: str, errors: list[
 
 
 def _key_hint(hints: dict[str, Any], key: str, prefix: str) -> str:
-    """" (did you mean 'listen'?)" for a misspelt key; for a key of another section (ident under
+    """ " (did you mean 'listen'?)" for a misspelt key; for a key of another section (ident under
     [sip]), where it belongs."""
     known = ["from" if k == "from_" else k for k in hints]
     hint = did_you_mean(key, known)
     if hint or "." in prefix or "[" in prefix or " " in prefix:
         return hint
-    homes = [name for name, cls in _hints(Config).items()
-             if isinstance(cls, type) and dataclasses.is_dataclass(cls)
-             and ("from_" if key == "from" else key) in _hints(cls)]
+    homes = [
+        name
+        for name, cls in _hints(Config).items()
+        if isinstance(cls, type)
+        and dataclasses.is_dataclass(cls)
+        and ("from_" if key == "from" else key) in _hints(cls)
+    ]
     return f" (it belongs in {' or '.join(f'[{h}]' for h in homes)})" if homes else ""
 
 

@@ -24,25 +24,26 @@ import stat
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .calls.facts import CallProgress
-from .rtsched import worker_this_thread
-from .sip.policy import SELF_TEST_ENV
+from appliance.calls.facts import CallProgress
+from appliance.rtsched import worker_this_thread
+from appliance.sip.policy import SELF_TEST_ENV
 
 if TYPE_CHECKING:
-    from .config import Config
-    from .media.channel import MediaChannel
-    from .media.clock import MediaClock
-    from .media.totals import MediaTotals
-    from .modem.manager import ModemManager
-    from .sip.events import Local
-    from .sip.policy import SelfTestPass
-    from .sip.transport import SipStatus
-    from .spool.store import FaxRecord, Spool
+    from appliance.config import Config
+    from appliance.media.channel import MediaChannel
+    from appliance.media.clock import MediaClock
+    from appliance.media.totals import MediaTotals
+    from appliance.modem.manager import ModemManager
+    from appliance.sip.events import Local
+    from appliance.sip.policy import SelfTestPass
+    from appliance.sip.transport import SipStatus
+    from appliance.spool.store import FaxRecord, Spool
 
 log = logging.getLogger("faxbridge.control")
 
@@ -67,6 +68,7 @@ def version() -> str:
     """The installed package's version, or "unknown" in a source tree without metadata."""
     try:
         from importlib.metadata import version as _v
+
         return _v("faxbridge")
     except Exception:  # PackageNotFoundError, or broken metadata: never fail a status for it
         return "unknown"
@@ -81,6 +83,7 @@ class DaemonUnavailable(ControlError):
 
 
 # -- the server -----------------------------------------------------------------------------
+
 
 class ControlServer:
     """A Unix-socket JSON-lines server dispatching each request's ``cmd`` to a handler."""
@@ -106,8 +109,7 @@ class ControlServer:
         # the umask makes the socket 0600 from its first instant: no window where others may connect
         old = os.umask(0o177)
         try:
-            self._server = await asyncio.start_unix_server(self._serve, path=str(self.path),
-                                                           limit=MAX_REQUEST)
+            self._server = await asyncio.start_unix_server(self._serve, path=str(self.path), limit=MAX_REQUEST)
         finally:
             os.umask(old)
         os.chmod(self.path, 0o600)
@@ -165,10 +167,10 @@ class ControlServer:
         except (ValueError, UnicodeDecodeError) as e:
             return {"ok": False, "error": f"not a JSON object: {e}"}
         if not isinstance(req, dict):
-            return {"ok": False, "error": "a request is a JSON object like {\"cmd\": \"status\"}"}
+            return {"ok": False, "error": 'a request is a JSON object like {"cmd": "status"}'}
         cmd = req.get("cmd")
         if not isinstance(cmd, str):
-            return {"ok": False, "error": "the request has no \"cmd\" string"}
+            return {"ok": False, "error": 'the request has no "cmd" string'}
         handler = self.handlers.get(cmd)
         if handler is None:
             return {"ok": False, "error": f"unknown command {cmd[:40]!r}; known: {', '.join(sorted(self.handlers))}"}
@@ -197,6 +199,7 @@ def _is_listening(path: Path) -> bool:
 
 
 # -- the client (the web process; blocking, one request per connection) --------------------
+
 
 class ControlClient:
     """Blocking client for the web process: ``request({"cmd": "status"}) -> dict``."""
@@ -230,7 +233,7 @@ class ControlClient:
                     buf += chunk
                     if len(buf) > MAX_REPLY:
                         raise ControlError(f"reply longer than {MAX_REPLY} bytes")
-            except socket.timeout:
+            except TimeoutError:
                 raise DaemonUnavailable(f"the daemon did not answer within {self.timeout:g} s") from None
             except OSError as e:
                 raise DaemonUnavailable(f"the daemon closed the connection: {e}") from None
@@ -241,11 +244,12 @@ class ControlClient:
         except ValueError as e:
             raise ControlError(f"the daemon's reply is not JSON: {e}") from None
         if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
-            raise ControlError("the daemon's reply is not {\"ok\": ...}")
+            raise ControlError('the daemon\'s reply is not {"ok": ...}')
         return reply
 
 
 # -- the appliance's commands -----------------------------------------------------------------
+
 
 @dataclass
 class TestFax:
@@ -254,7 +258,7 @@ class TestFax:
     id: str
     target: str
     started: float
-    state: str = "running"   # running | ok | failed
+    state: str = "running"  # running | ok | failed
     finished: float | None = None
     message: str = "calling the appliance's own SIP listener"
     output: list[str] = field(default_factory=list)
@@ -262,9 +266,16 @@ class TestFax:
     fix: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "target": self.target, "state": self.state, "started": self.started,
-                "finished": self.finished, "message": self.message, "output": self.output[-20:],
-                "fix": self.fix}
+        return {
+            "id": self.id,
+            "target": self.target,
+            "state": self.state,
+            "started": self.started,
+            "finished": self.finished,
+            "message": self.message,
+            "output": self.output[-20:],
+            "fix": self.fix,
+        }
 
 
 class LiveCall(Protocol):
@@ -334,13 +345,21 @@ class ApplianceControl:
         # its own thread for spool reads: the default executor's two threads may both sit in a slow
         # SMTP delivery, and the dashboard must not then take the daemon for dead; below the loop,
         # like every thread that shares its GIL (decision 0011)
-        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="faxbridge-control",
-                                          initializer=worker_this_thread)
+        self._reader = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="faxbridge-control", initializer=worker_this_thread
+        )
 
     def handlers(self) -> dict[str, Handler]:
-        return {"status": self.status, "wake": self.wake, "reload": self.reload, "probe-modem": self.probe_modem,
-                "test-fax": self.test_fax, "test-fax-status": self.test_fax_status, "restart": self.restart,
-                "restart-needed": self.restart_needed}
+        return {
+            "status": self.status,
+            "wake": self.wake,
+            "reload": self.reload,
+            "probe-modem": self.probe_modem,
+            "test-fax": self.test_fax,
+            "test-fax-status": self.test_fax_status,
+            "restart": self.restart,
+            "restart-needed": self.restart_needed,
+        }
 
     async def close(self) -> None:
         for task in list(self._children):
@@ -354,8 +373,9 @@ class ApplianceControl:
         app = self.app
         loop = asyncio.get_running_loop()
         spool = app.spool
-        receiving, queue = await loop.run_in_executor(self._reader, lambda: (
-            spool.list_faxes(state="receiving", limit=100), spool.status()))
+        receiving, queue = await loop.run_in_executor(
+            self._reader, lambda: (spool.list_faxes(state="receiving", limit=100), spool.status())
+        )
         by_call = {f.call_id: f for f in receiving if f.call_id}
         by_line = {f.line: f for f in reversed(receiving)}  # the newest receiving record per line
         calls: list[dict[str, Any]] = []
@@ -365,27 +385,43 @@ class ApplianceControl:
         modems = app.modems.status() if app.modems is not None else None
         for line in modems["lines"] if modems is not None else []:
             if line["state"] == "receiving":
-                idle = CallProgress(line="", mode="modem", codec="", bit_rate=0, ecm=None, pages=0, page=None,
-                                    remote_ident="")
-                calls.append({**idle, **_record_facts(by_line.get(line["line"])), "line": line["line"],
-                              "call_id": ""})
+                idle = CallProgress(
+                    line="", mode="modem", codec="", bit_rate=0, ecm=None, pages=0, page=None, remote_ident=""
+                )
+                calls.append({**idle, **_record_facts(by_line.get(line["line"])), "line": line["line"], "call_id": ""})
         sip = app.sip.status()
-        registrations = [{"name": r.name, "aor": r.aor, "state": r.state, "registered": r.registered,
-                          "expires_at": r.expires_at, "last_error": r.last_error}
-                         for r in sip["registrations"]]
+        registrations = [
+            {
+                "name": r.name,
+                "aor": r.aor,
+                "state": r.state,
+                "registered": r.registered,
+                "expires_at": r.expires_at,
+                "last_error": r.last_error,
+            }
+            for r in sip["registrations"]
+        ]
         return {
-            "version": version(), "pid": os.getpid(), "started": self.started,
+            "version": version(),
+            "pid": os.getpid(),
+            "started": self.started,
             "restart_needed": app.restart_needed(),
             "uptime": round(time.time() - self.started, 1),
-            "sip": {"listeners": [dict(l) for l in sip["listeners"]],
-                    "registrations": registrations,
-                    "peers": [{"name": p.name, "match": p.match, "transport": p.transport, "t38": p.t38}
-                              for p in app.cfg.sip.peers],
-                    "refused": sip["refused"], "connections": sip["connections"],
-                    "max_calls": app.cfg.sip.max_calls},
+            "sip": {
+                "listeners": [dict(l) for l in sip["listeners"]],
+                "registrations": registrations,
+                "peers": [
+                    {"name": p.name, "match": p.match, "transport": p.transport, "t38": p.t38}
+                    for p in app.cfg.sip.peers
+                ],
+                "refused": sip["refused"],
+                "connections": sip["connections"],
+                "max_calls": app.cfg.sip.max_calls,
+            },
             "modems": modems,
             "calls": calls,
-            "queue": queue["queue"], "oldest_waiting": queue["oldest_waiting"],
+            "queue": queue["queue"],
+            "oldest_waiting": queue["oldest_waiting"],
             "stats": dict(app.stats),
             "media": _media_totals(app),
         }
@@ -414,66 +450,89 @@ class ApplianceControl:
         line (probing it would take the port away from a line that may be answering a call)."""
         device = req.get("device")
         if not isinstance(device, str) or not device or len(device) > 255 or "\0" in device:
-            raise BadRequest("probe-modem needs \"device\", a path such as /dev/ttyUSB0")
+            raise BadRequest('probe-modem needs "device", a path such as /dev/ttyUSB0')
         if self.app.modems is not None:
             line = self.app.modems.lines.get(device)
             if line is not None:
                 st = line.status()
-                words = (f"This modem is in use by line {st['line']} ({st['state']}: {st['reason']}). "
-                         + (f"It was identified as {line.info.describe()}, fax class {st['class']}."
-                            if line.info else "It has not been identified yet."))
-                return {"device": device, "found": line.info is not None, "in_use": True, "message": words,
-                        "modem": st.get("modem"), "class": st.get("class")}
+                words = f"This modem is in use by line {st['line']} ({st['state']}: {st['reason']}). " + (
+                    f"It was identified as {line.info.describe()}, fax class {st['class']}."
+                    if line.info
+                    else "It has not been identified yet."
+                )
+                return {
+                    "device": device,
+                    "found": line.info is not None,
+                    "in_use": True,
+                    "message": words,
+                    "modem": st.get("modem"),
+                    "class": st.get("class"),
+                }
         try:
             real = os.path.realpath(device)
             is_char = real.startswith("/dev/") and stat.S_ISCHR(os.stat(real).st_mode)
         except OSError:
-            return {"device": device, "found": False,
-                    "message": f"There is no device {device}. Is the modem plugged in? "
-                               "USB modems appear under /dev/serial/by-id/."}
+            return {
+                "device": device,
+                "found": False,
+                "message": f"There is no device {device}. Is the modem plugged in? "
+                "USB modems appear under /dev/serial/by-id/.",
+            }
         if not is_char:
             raise BadRequest(f"{device} is not a serial device under /dev")
         try:
             return await asyncio.wait_for(self._probe(device), PROBE_TIMEOUT)
-        except asyncio.TimeoutError:
-            return {"device": device, "found": False,
-                    "message": f"The device {device} did not finish answering within {PROBE_TIMEOUT:g} s: "
-                               "it is probably not a modem, or it hangs."}
+        except TimeoutError:
+            return {
+                "device": device,
+                "found": False,
+                "message": f"The device {device} did not finish answering within {PROBE_TIMEOUT:g} s: "
+                "it is probably not a modem, or it hangs.",
+            }
 
     async def _probe(self, device: str) -> dict[str, Any]:
         import serial
 
-        from .modem.probe import ProbeError, probe
-        from .modem.quirks import quirks_for
-        from .modem.serial_port import ModemError, ModemPort
+        from appliance.modem.probe import ProbeError, probe
+        from appliance.modem.quirks import quirks_for
+        from appliance.modem.serial_port import ModemError, ModemPort
 
         cfg = self.app.cfg.modem
         try:
             port = await ModemPort.open(device, baudrate=cfg.speed, flow=cfg.flow_control)
         except (OSError, serial.SerialException, ValueError) as e:
-            return {"device": device, "found": False,
-                    "message": f"Could not open {device}: {e}. Another program (or a configured line) may be "
-                               "using it, or the service user may lack permission (group dialout)."}
+            return {
+                "device": device,
+                "found": False,
+                "message": f"Could not open {device}: {e}. Another program (or a configured line) may be "
+                "using it, or the service user may lack permission (group dialout).",
+            }
         try:
             info = await probe(port)
         except (ProbeError, ModemError) as e:
-            return {"device": device, "found": False,
-                    "message": f"{device} did not answer like a fax modem: {e}."}
+            return {"device": device, "found": False, "message": f"{device} did not answer like a fax modem: {e}."}
         finally:
             port.close()
         try:
-            chosen: str | None = info.pick_class(cfg.class_preference) if cfg.class_preference \
-                else info.pick_class()
+            chosen: str | None = info.pick_class(cfg.class_preference) if cfg.class_preference else info.pick_class()
         except ProbeError:
             chosen = None
         quirks = quirks_for(info)
         classes = ", ".join(c for c in info.classes if c != "0") or "none"
-        words = (f"Found a fax modem: {info.describe()}. It speaks fax classes {classes}; "
-                 + (f"the appliance will use class {chosen}." if chosen else
-                    "none of them is one the appliance can use.")
-                 + (" Problems: " + "; ".join(info.problems) if info.problems else ""))
-        return {"device": device, "found": True, "usable": chosen is not None, "message": words,
-                "modem": info.as_dict(), "class": chosen, "quirks": quirks.name}
+        words = (
+            f"Found a fax modem: {info.describe()}. It speaks fax classes {classes}; "
+            + (f"the appliance will use class {chosen}." if chosen else "none of them is one the appliance can use.")
+            + (" Problems: " + "; ".join(info.problems) if info.problems else "")
+        )
+        return {
+            "device": device,
+            "found": True,
+            "usable": chosen is not None,
+            "message": words,
+            "modem": info.as_dict(),
+            "class": chosen,
+            "quirks": quirks.name,
+        }
 
     # -- test fax --------------------------------------------------------------------------------
     def own_target(self, called: str = "test") -> str:
@@ -489,13 +548,16 @@ class ApplianceControl:
     async def test_fax(self, req: dict[str, Any]) -> dict[str, Any]:
         """Start sending a one-page test fax to ourselves; the reply comes at once with its id."""
         called = req.get("called", "test")
-        if not isinstance(called, str) or not called or len(called) > 32 \
-                or any(not (c.isalnum() or c in "+-._") for c in called):
-            raise BadRequest("\"called\" must be a number or SIP user (letters, digits, + - . _)")
+        if (
+            not isinstance(called, str)
+            or not called
+            or len(called) > 32
+            or any(not (c.isalnum() or c in "+-._") for c in called)
+        ):
+            raise BadRequest('"called" must be a number or SIP user (letters, digits, + - . _)')
         running = next((t for t in self.test_faxes.values() if t.state == "running"), None)
         if running is not None:
-            return {"ok": False, "error": "A test fax is already being sent; wait for it to finish.",
-                    "id": running.id}
+            return {"ok": False, "error": "A test fax is already being sent; wait for it to finish.", "id": running.id}
         try:
             target = self.own_target(called)
         except BadRequest as e:
@@ -521,8 +583,8 @@ class ApplianceControl:
 
     async def _send_test_fax(self, tf: TestFax) -> None:
         """``faxbridge send-test-fax`` as a child: its media never shares this loop with real calls."""
-        from .fax.pages import write_fax_tiff
-        from .fax.testpages import demo_pages
+        from appliance.fax.pages import write_fax_tiff
+        from appliance.fax.testpages import demo_pages
 
         loop = asyncio.get_running_loop()
         tmp = Path(tempfile.mkdtemp(prefix="faxbridge-testfax-"))
@@ -537,18 +599,37 @@ class ApplianceControl:
         try:
             await loop.run_in_executor(None, lambda: write_fax_tiff(demo_pages(1), tiff))
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "appliance", "send-test-fax", "--to", tf.target, "--caller", "test",
-                "--caller-name", "Faxbridge self-test", "--ident", self.app.cfg.fax.ident or "Faxbridge",
-                "--timeout", str(int(TEST_FAX_TIMEOUT)), str(tiff), env=env,
-                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+                sys.executable,
+                "-m",
+                "appliance",
+                "send-test-fax",
+                "--to",
+                tf.target,
+                "--caller",
+                "test",
+                "--caller-name",
+                "Faxbridge self-test",
+                "--ident",
+                self.app.cfg.fax.ident or "Faxbridge",
+                "--timeout",
+                str(int(TEST_FAX_TIMEOUT)),
+                str(tiff),
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
             tf.message = "the call is in progress"
             out, _ = await asyncio.wait_for(proc.communicate(), TEST_FAX_TIMEOUT + 30)
             lines = out.decode("utf-8", "replace").splitlines()
             tf.output = [l[:300] for l in lines[-40:]]
             tf.state, tf.message, tf.fix = _test_fax_verdict(proc.returncode, lines)
-        except asyncio.TimeoutError:
-            tf.state, tf.message, tf.fix = ("failed", "The test fax did not finish in time; the sender was "
-                                            "stopped.", "system")
+        except TimeoutError:
+            tf.state, tf.message, tf.fix = (
+                "failed",
+                "The test fax did not finish in time; the sender was stopped.",
+                "system",
+            )
         except asyncio.CancelledError:
             tf.state, tf.message = "failed", "The appliance stopped before the test fax finished."
             raise
@@ -580,20 +661,44 @@ def _test_fax_verdict(returncode: int | None, lines: list[str]) -> tuple[str, st
     code = re.search(r"\bcall failed: (\d{3})\b", what)
     status = int(code.group(1)) if code else 0
     if status in (401, 403, 407):
-        return "failed", ("The appliance refused the call from itself (SIP answered "
-                          f"{what.removeprefix('call failed: ')}). Check who may call in the SIP settings, "
-                          "or look in the log on the System page for why."), "sip"
+        return (
+            "failed",
+            (
+                "The appliance refused the call from itself (SIP answered "
+                f"{what.removeprefix('call failed: ')}). Check who may call in the SIP settings, "
+                "or look in the log on the System page for why."
+            ),
+            "sip",
+        )
     if status == 503 or status == 486:
-        return "failed", ("The appliance is busy: as many calls as it takes at once are in progress. "
-                          "Try again when they have ended."), ""
+        return (
+            "failed",
+            (
+                "The appliance is busy: as many calls as it takes at once are in progress. "
+                "Try again when they have ended."
+            ),
+            "",
+        )
     if status and status != 408:
-        return "failed", (f"The appliance answered the call with an error (SIP "
-                          f"{what.removeprefix('call failed: ')}). The log on the System page says why."), "system"
+        return (
+            "failed",
+            (
+                f"The appliance answered the call with an error (SIP "
+                f"{what.removeprefix('call failed: ')}). The log on the System page says why."
+            ),
+            "system",
+        )
     if status == 408 or "timed out" in what or not what:
-        return "failed", ("Nothing answered on the appliance's own SIP listener. Check the listeners in "
-                          "the SIP settings."), "sip"
-    return "failed", (f"The call was answered but the fax did not go through ({what}). The log on the "
-                      "System page has the details."), "system"
+        return (
+            "failed",
+            ("Nothing answered on the appliance's own SIP listener. Check the listeners in the SIP settings."),
+            "sip",
+        )
+    return (
+        "failed",
+        (f"The call was answered but the fax did not go through ({what}). The log on the System page has the details."),
+        "system",
+    )
 
 
 def _media_totals(app: ControlledAppliance) -> dict[str, Any] | None:
@@ -609,8 +714,13 @@ def _record_facts(fax: FaxRecord | None) -> dict[str, Any]:
     """The call's facts as the spool recorded them when it was answered."""
     if fax is None:
         return {"fax_id": None, "caller_number": "", "caller_name": "", "called_number": "", "started": None}
-    out = {"fax_id": fax.id, "caller_number": fax.caller_number, "caller_name": fax.caller_name,
-           "called_number": fax.called_number, "started": fax.created}
+    out = {
+        "fax_id": fax.id,
+        "caller_number": fax.caller_number,
+        "caller_name": fax.caller_name,
+        "called_number": fax.called_number,
+        "started": fax.created,
+    }
     if fax.line:
         out["line"] = fax.line
     return out

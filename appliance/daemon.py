@@ -15,33 +15,34 @@ import os
 import sqlite3
 import sys
 import time
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Coroutine
+from typing import Any
 
-from . import localtime
-from .calls.facts import CallFacts, CaptureFacts
-from .config import Config, PeerConfig
-from .control import ApplianceControl, ControlServer
-from .routing.um import is_um_notice
-from .delivery.queue import ARCHIVE, DeliveryWorker
-from .calls.sip_call import InboundSipCall
-from .media.channel import MediaChannel, PortAllocator
-from .media.clock import MediaClock
-from .media.totals import MediaTotals
-from .modem.driver import ModemCallResult
-from .calls.modem_line import CallerInfo, ModemLine
-from .modem.manager import ModemManager
-from .restarts import daemon_changes
-from .routing.router import route
-from .rtsched import promote_this_thread, worker_this_thread
-from .sip import events as sipev
-from .sip.policy import RETRY_AFTER, SelfTestPass
-from .calls.sip_setup import SELF_TEST_PEER, build_endpoint, peer_table, start_registrations
-from .sip.sdp import NoUsableCodec
-from .sip.messagelog import messages_text
-from .sip.useragent import UserAgent
-from .spool.store import FaxRecord, Spool
+from appliance import localtime
+from appliance.calls.facts import CallFacts, CaptureFacts
+from appliance.calls.modem_line import CallerInfo, ModemLine
+from appliance.calls.sip_call import InboundSipCall
+from appliance.calls.sip_setup import SELF_TEST_PEER, build_endpoint, peer_table, start_registrations
+from appliance.config import Config, PeerConfig
+from appliance.control import ApplianceControl, ControlServer
+from appliance.delivery.queue import ARCHIVE, DeliveryWorker
+from appliance.media.channel import MediaChannel, PortAllocator
+from appliance.media.clock import MediaClock
+from appliance.media.totals import MediaTotals
+from appliance.modem.driver import ModemCallResult
+from appliance.modem.manager import ModemManager
+from appliance.restarts import daemon_changes
+from appliance.routing.router import route
+from appliance.routing.um import is_um_notice
+from appliance.rtsched import promote_this_thread, worker_this_thread
+from appliance.sip import events as sipev
+from appliance.sip.messagelog import messages_text
+from appliance.sip.policy import RETRY_AFTER, SelfTestPass
+from appliance.sip.sdp import NoUsableCodec
+from appliance.sip.useragent import UserAgent
+from appliance.spool.store import FaxRecord, Spool
 
 log = logging.getLogger("faxbridge.daemon")
 #: a full collection at least this often (seconds), earlier when the appliance is idle
@@ -50,8 +51,9 @@ FULL_GC_INTERVAL = 60.0
 RETENTION_INTERVAL = 3600.0
 
 
-def admission_refusal(ev: sipev.IncomingCall, peer: PeerConfig | None, calls: int,
-                      max_calls: int, self_test: SelfTestPass | None = None) -> tuple[int, str, str] | None:
+def admission_refusal(
+    ev: sipev.IncomingCall, peer: PeerConfig | None, calls: int, max_calls: int, self_test: SelfTestPass | None = None
+) -> tuple[int, str, str] | None:
     """(status, reason phrase, log text) when a new call must not get a media port, else None.
 
     The call gate admitted it; this repeats the gate's checks against the daemon's own view: a
@@ -62,8 +64,11 @@ def admission_refusal(ev: sipev.IncomingCall, peer: PeerConfig | None, calls: in
     if adm is not None and adm.self_test:
         if self_test is None or not self_test.admitted(ev.call_id) or peer is not SELF_TEST_PEER:
             return 403, "Forbidden", "admitted as the appliance's own test call, but no test pass names it"
-        return (503, "Service Unavailable", f"sip.max_calls ({max_calls}) calls in progress") \
-            if calls >= max_calls else None
+        return (
+            (503, "Service Unavailable", f"sip.max_calls ({max_calls}) calls in progress")
+            if calls >= max_calls
+            else None
+        )
     if peer is None:
         return 403, "Forbidden", f"{ev.remote[0]} is not a configured peer"
     if adm is None:
@@ -89,16 +94,27 @@ class Appliance:
         self.ports = PortAllocator(*cfg.sip.rtp_ports)
         self.media_clock = MediaClock()
         self.media_totals = MediaTotals()  # /metrics: every call's media counters
-        self.delivery = DeliveryWorker(self.spool, cfg.delivery, resolve_path=cfg.path,
-                                       refusal=lambda addr: self.cfg.routing.refusal(addr),
-                                       zone=lambda: localtime.zone(self.cfg.system.timezone))
+        self.delivery = DeliveryWorker(
+            self.spool,
+            cfg.delivery,
+            resolve_path=cfg.path,
+            refusal=lambda addr: self.cfg.routing.refusal(addr),
+            zone=lambda: localtime.zone(self.cfg.system.timezone),
+        )
         self.calls: dict[str, InboundSipCall] = {}
         #: serial modem lines ([modem]); None when no device is configured and nothing is adopted
         self.modems: ModemManager | None = None
         self._modem_faxes: dict[int, FaxRecord] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.stats = {"calls": 0, "faxes": 0, "rejected": 0, "no_fax": 0, "incomplete": 0,
-                      "um_referrals_ignored": 0, "recipients_refused": 0}
+        self.stats = {
+            "calls": 0,
+            "faxes": 0,
+            "rejected": 0,
+            "no_fax": 0,
+            "incomplete": 0,
+            "um_referrals_ignored": 0,
+            "recipients_refused": 0,
+        }
         #: the web process's way in (appliance/control.py); set by the control socket's "restart",
         #: which `faxbridge run` waits for beside SIGTERM
         self.control: ControlServer | None = None
@@ -118,16 +134,22 @@ class Appliance:
         # anything else on a busy machine; its executor's workers just below it, as a worker holding
         # the GIL the loop waits for must get the CPU ahead of every other process (decision 0011).
         why_not = promote_this_thread(self.cfg.system.realtime_priority)
-        log.info("event loop: %s", f"SCHED_RR priority {self.cfg.system.realtime_priority}" if not why_not
-                 else f"normal scheduling: {why_not}")
-        loop.set_default_executor(ThreadPoolExecutor(max_workers=2, thread_name_prefix="faxbridge-io",
-                                                     initializer=worker_this_thread))
+        log.info(
+            "event loop: %s",
+            f"SCHED_RR priority {self.cfg.system.realtime_priority}"
+            if not why_not
+            else f"normal scheduling: {why_not}",
+        )
+        loop.set_default_executor(
+            ThreadPoolExecutor(max_workers=2, thread_name_prefix="faxbridge-io", initializer=worker_this_thread)
+        )
         recovered = await loop.run_in_executor(None, self.spool.recover, time.time())
         for fax in recovered.get("unrouted", []):
             await loop.run_in_executor(None, self._route, fax)
         if any(v for k, v in recovered.items() if k != "unrouted") or recovered.get("unrouted"):
-            log.info("recovered after restart: %s",
-                     {k: (len(v) if isinstance(v, list) else v) for k, v in recovered.items()})
+            log.info(
+                "recovered after restart: %s", {k: (len(v) if isinstance(v, list) else v) for k, v in recovered.items()}
+            )
         listeners = [(l.transport, l.host, l.port) for l in self.cfg.sip.listeners()]
         await self.sip.start(listeners)
         await start_registrations(self.sip, self.cfg)
@@ -152,9 +174,11 @@ class Appliance:
             self.control = None
         log.info("who may call: %s", self.peers.describe())
         um_peers = [p.name for p in self.cfg.sip.peers if p.exchange_um]
-        log.info("Exchange UM referrals (Referred-By recipient) trusted from: %s; faxes go only to %s",
-                 ", ".join(um_peers) or "no peer (every referral is ignored)",
-                 ", ".join(self.cfg.routing.domains()) or "no domain")
+        log.info(
+            "Exchange UM referrals (Referred-By recipient) trusted from: %s; faxes go only to %s",
+            ", ".join(um_peers) or "no peer (every referral is ignored)",
+            ", ".join(self.cfg.routing.domains()) or "no domain",
+        )
         log.info("SIP listening on %s", ", ".join(f"{l.transport}:{l.host}:{l.port}" for l in self.sip.locals))
 
     async def stop(self) -> None:
@@ -210,8 +234,7 @@ class Appliance:
             days = self.cfg.system.retention_days
             if days > 0:
                 try:
-                    await loop.run_in_executor(None, self.spool.purge_older_than,
-                                               time.time() - days * 86400.0)
+                    await loop.run_in_executor(None, self.spool.purge_older_than, time.time() - days * 86400.0)
                 except (OSError, sqlite3.Error):
                     log.exception("retention purge failed; trying again in an hour")
             await asyncio.sleep(RETENTION_INTERVAL)
@@ -221,7 +244,7 @@ class Appliance:
         full_due = time.monotonic() + FULL_GC_INTERVAL
         while True:
             await asyncio.sleep(1.0)
-            if not self.calls and time.monotonic() >= full_due or time.monotonic() >= full_due + FULL_GC_INTERVAL:
+            if (not self.calls and time.monotonic() >= full_due) or time.monotonic() >= full_due + FULL_GC_INTERVAL:
                 gc.collect()
                 full_due = time.monotonic() + FULL_GC_INTERVAL
             else:
@@ -266,27 +289,45 @@ class Appliance:
             return
         assert peer is not None
         try:
-            channel = await MediaChannel.open(self.ports, ev.local.host, payload_type=0, remote=None,
-                                              delay=self.cfg.sip.playout_delay_ms / 1000.0)
+            channel = await MediaChannel.open(
+                self.ports, ev.local.host, payload_type=0, remote=None, delay=self.cfg.sip.playout_delay_ms / 1000.0
+            )
         except OSError as e:
             self._refuse(ev, 503, "Service Unavailable (no media port)", str(e))
             return
         if peer.capture:  # the owner asked for this peer's media, for a support engineer
             channel.start_capture()
         line = f"sip:{peer.name}" if peer.name else f"sip:{ev.local.transport}:{ev.local.host}:{ev.local.port}"
-        answered = CallFacts(line=line, call_id=ev.call_id, caller_number=ev.caller_number,
-                             caller_name=ev.caller_name, called_number=ev.called_number,
-                             extra={"remote": f"{ev.remote[0]}:{ev.remote[1]}", "diversion": list(ev.diversion),
-                                    "peer": peer.name, **self._referral_facts(ev, peer)})
+        answered = CallFacts(
+            line=line,
+            call_id=ev.call_id,
+            caller_number=ev.caller_number,
+            caller_name=ev.caller_name,
+            called_number=ev.called_number,
+            extra={
+                "remote": f"{ev.remote[0]}:{ev.remote[1]}",
+                "diversion": list(ev.diversion),
+                "peer": peer.name,
+                **self._referral_facts(ev, peer),
+            },
+        )
         try:
             fax = await loop.run_in_executor(None, lambda: self.spool.begin_fax(time.time(), **answered.columns()))
         except (OSError, sqlite3.Error) as e:  # disk full, spool damaged: refuse rather than lose
             channel.close()
             self._refuse(ev, 503, "Service Unavailable (spool error)", f"the spool cannot record it: {e}")
             return
-        call = InboundSipCall(ev.call_id, self.cfg, self.sip, channel, self.media_clock,
-                              self.spool.incoming_path(fax), self._local_ip(ev), t38_policy=peer.t38,
-                              t38_max_datagram_override=peer.t38_max_datagram)
+        call = InboundSipCall(
+            ev.call_id,
+            self.cfg,
+            self.sip,
+            channel,
+            self.media_clock,
+            self.spool.incoming_path(fax),
+            self._local_ip(ev),
+            t38_policy=peer.t38,
+            t38_max_datagram_override=peer.t38_max_datagram,
+        )
         self.calls[ev.call_id] = call
         try:
             try:
@@ -295,8 +336,14 @@ class Appliance:
                 self._refuse(ev, 488, "Not Acceptable Here", str(e), recorded=True)
             else:
                 self.sip.answer_call(ev.call_id, sdp)
-                log.info("call %s answered: %s -> %s (%s), fax %s", ev.call_id, ev.caller_number,
-                         ev.called_number, "T.38" if call.mode == "t38" else call.codec, fax.id)
+                log.info(
+                    "call %s answered: %s -> %s (%s), fax %s",
+                    ev.call_id,
+                    ev.caller_number,
+                    ev.called_number,
+                    "T.38" if call.mode == "t38" else call.codec,
+                    fax.id,
+                )
                 await call.run()
         except Exception:
             log.exception("call %s failed", ev.call_id)
@@ -345,9 +392,13 @@ class Appliance:
         if not os.access(self.spool.root / "incoming", os.W_OK):
             raise OSError(f"spool {self.spool.root} not writable")
         self.stats["calls"] += 1
-        answered = CallFacts(line=caller.line, caller_number=caller.caller_number, caller_name=caller.caller_name,
-                             called_number=caller.called_number,
-                             extra={"device": caller.device, "rings": caller.rings, "caller_id": caller.raw})
+        answered = CallFacts(
+            line=caller.line,
+            caller_number=caller.caller_number,
+            caller_name=caller.caller_name,
+            called_number=caller.called_number,
+            extra={"device": caller.device, "rings": caller.rings, "caller_id": caller.raw},
+        )
         fax = await loop.run_in_executor(None, lambda: self.spool.begin_fax(time.time(), **answered.columns()))
         self._modem_faxes[fax.id] = fax
         log.info("modem call on %s from %r, fax %s", caller.line, caller.caller_number, fax.id)
@@ -370,12 +421,23 @@ class Appliance:
         if um is None:
             return {}
         if peer.exchange_um and peer in self.cfg.sip.peers:  # never the implicit private/unknown peer
-            return {"exchange_um": {"recipient": um.recipient, "context": um.context,
-                                    "context_raw": um.context_raw, "notes": um.notes}}
+            return {
+                "exchange_um": {
+                    "recipient": um.recipient,
+                    "context": um.context,
+                    "context_raw": um.context_raw,
+                    "notes": um.notes,
+                }
+            }
         self.stats["um_referrals_ignored"] += 1
         why = f"peer {peer.name!r} is not an exchange_um peer"
-        log.warning("call %s from %s: Exchange UM referral ignored (%s): recipient %r not used", ev.call_id,
-                    ev.remote[0], why, um.recipient)
+        log.warning(
+            "call %s from %s: Exchange UM referral ignored (%s): recipient %r not used",
+            ev.call_id,
+            ev.remote[0],
+            why,
+            um.recipient,
+        )
         return {"um_referral_ignored": {"why": why, "recipient": um.recipient}}
 
     def _refuse(self, ev: sipev.IncomingCall, status: int, reason: str, why: str, *, recorded: bool = False) -> None:
@@ -388,8 +450,13 @@ class Appliance:
         self.sip.reject_call(ev.call_id, status, reason, extra)
         self.stats["rejected"] += 1
 
-    def _finish(self, fax: FaxRecord, complete: bool, outcome: CallFacts | None,
-                files: dict[str, bytes | bytearray] | None = None) -> None:
+    def _finish(
+        self,
+        fax: FaxRecord,
+        complete: bool,
+        outcome: CallFacts | None,
+        files: dict[str, bytes | bytearray] | None = None,
+    ) -> None:
         """Commit the received file durably, then route it; runs in the executor.  The call's
         diagnostics are kept first, so the fax page has them once the fax is there (a failure to
         keep them costs only them).  ``outcome`` is the front-end's report (None: the call ended
@@ -412,14 +479,26 @@ class Appliance:
         self.stats["faxes"] += 1
         if not rec.complete:
             self.stats["incomplete"] += 1
-        log.info("fax %s received: %d page(s)%s, TSI %r, %s", rec.id, rec.pages,
-                 "" if rec.complete else " (incomplete)", rec.remote_ident, rec.result_text)
+        log.info(
+            "fax %s received: %d page(s)%s, TSI %r, %s",
+            rec.id,
+            rec.pages,
+            "" if rec.complete else " (incomplete)",
+            rec.remote_ident,
+            rec.result_text,
+        )
         self._route(rec)
 
     def _route(self, rec: FaxRecord, *, notice: bool = False) -> None:
         um = (rec.extra.get("exchange_um") or {}).get("recipient", "")
-        decision = route(self.cfg.routing, called_number=rec.called_number, caller_number=rec.caller_number,
-                         remote_ident=rec.remote_ident, line=rec.line, um_recipient=um)
+        decision = route(
+            self.cfg.routing,
+            called_number=rec.called_number,
+            caller_number=rec.caller_number,
+            remote_ident=rec.remote_ident,
+            line=rec.line,
+            um_recipient=um,
+        )
         # routing rules: the delivery choices go into the record before its jobs exist, so a
         # crash in between leaves an unrouted fax that start-up routes again (never jobs without it)
         route_extra = decision.as_extra()
@@ -433,7 +512,13 @@ class Appliance:
         # the archive keeps faxes, not missed-call notices
         archive = [ARCHIVE] if self.cfg.delivery.archive and not notice else []
         self.spool.add_jobs(rec.id, decision.recipients + archive, time.time(), notice=notice)
-        log.info("%s %s routed to %s (%s)", "missed-call notice for fax" if notice else "fax", rec.id, ", ".join(decision.recipients), decision.rule)
+        log.info(
+            "%s %s routed to %s (%s)",
+            "missed-call notice for fax" if notice else "fax",
+            rec.id,
+            ", ".join(decision.recipients),
+            decision.rule,
+        )
         self._loop.call_soon_threadsafe(self.delivery.wake)  # we may be on an executor thread
 
     # -- configuration reload (the web UI saved the file; the control socket's "reload") -------
@@ -452,8 +537,8 @@ class Appliance:
             return await self._reload_config()
 
     async def _reload_config(self) -> dict[str, Any]:
-        from .config import ConfigError, config_file
-        from .delivery import oauth
+        from appliance.config import ConfigError, config_file
+        from appliance.delivery import oauth
 
         loop = asyncio.get_running_loop()
         path = config_file(self.cfg)
@@ -489,14 +574,18 @@ class Appliance:
         self.cfg = new
         applied += await self._reload_modems(old, new, restart)
         self.delivery.wake()
-        log.info("configuration reloaded from %s: applied %s%s", path, ", ".join(applied) or "nothing new",
-                 f"; needs a restart: {', '.join(restart)}" if restart else "")
+        log.info(
+            "configuration reloaded from %s: applied %s%s",
+            path,
+            ", ".join(applied) or "nothing new",
+            f"; needs a restart: {', '.join(restart)}" if restart else "",
+        )
         return {"ok": True, "applied": applied, "restart": restart}
 
     def _reload_sip(self, old: Config, new: Config) -> list[str]:
         """Who may call, flood limits and the digest realm apply to the next INVITE."""
-        from .sip.digest import DigestServer
-        from .sip.policy import RateLimiter
+        from appliance.sip.digest import DigestServer
+        from appliance.sip.policy import RateLimiter
 
         applied = []
         o, n = old.sip, new.sip
@@ -544,14 +633,15 @@ class Appliance:
             await asyncio.sleep(0.05)
         self.sip.registrations[:] = [r for r in self.sip.registrations if r not in gone]
         kept = [r.cfg for r in self.sip.registrations]
-        fresh = dataclasses.replace(new, sip=dataclasses.replace(
-            new.sip, registrations=[c for c in wanted if c not in kept]))
+        fresh = dataclasses.replace(
+            new, sip=dataclasses.replace(new.sip, registrations=[c for c in wanted if c not in kept])
+        )
         await start_registrations(self.sip, fresh)
 
     async def _reload_modems(self, old: Config, new: Config, restart: list[str]) -> list[str]:
         """New settings for every line; idle lines restart now to apply init/class/serial
         changes, busy ones when their call has ended; added devices start, removed idle ones stop."""
-        from .calls.modem_line import LineSettings
+        from appliance.calls.modem_line import LineSettings
 
         settings = LineSettings.from_config(new.modem, new.fax)
         if self.modems is None:
@@ -563,8 +653,10 @@ class Appliance:
         m = self.modems
         if m.settings == settings and old.modem.devices == new.modem.devices and m.auto_adopt == new.modem.auto_adopt:
             return []
-        only_rings = dataclasses.replace(m.settings, rings=settings.rings,
-                                         max_call_duration=settings.max_call_duration) == settings
+        only_rings = (
+            dataclasses.replace(m.settings, rings=settings.rings, max_call_duration=settings.max_call_duration)
+            == settings
+        )
         m.settings, m.auto_adopt = settings, new.modem.auto_adopt
         for device in [d for d in old.modem.devices if d not in new.modem.devices]:
             line = m.lines.get(device)

@@ -11,7 +11,6 @@ import tempfile
 from pathlib import Path
 
 
-
 def fsync_file(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -57,8 +57,13 @@ class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
     the process umask: the log names callers and recipients."""
 
     def _open(self) -> Any:
-        return open(self.baseFilename, self.mode, encoding=self.encoding, errors=self.errors,
-                    opener=lambda path, flags: os.open(path, flags, 0o600))
+        return open(
+            self.baseFilename,
+            self.mode,
+            encoding=self.encoding,
+            errors=self.errors,
+            opener=lambda path, flags: os.open(path, flags, 0o600),
+        )
 
 
 def add_file_logging(cfg: Config) -> logging.Handler | None:
@@ -103,7 +108,7 @@ def in_zone(line: str, tz: localtime.Zone) -> str:
         when = calendar.timegm(time.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S"))
     except ValueError:  # digits in the right places that are no date
         return line
-    return localtime.format_time(when, tz, f"{localtime.FULL}.{m.group(2)}") + line[m.end():]
+    return localtime.format_time(when, tz, f"{localtime.FULL}.{m.group(2)}") + line[m.end() :]
 
 
 def tail(path: Path, lines: int = 200, max_bytes: int = 256 * 1024) -> list[str]:

@@ -7,10 +7,12 @@ it happens. Such a move is always our own bug (the application asked for somethi
 forbids): `LocalProtocolError`. What a peer sends that does not fit is never raised from here;
 each protocol answers or ignores it (`RemoteProtocolError`s are its own).
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from enum import Enum
-from typing import Generic, Iterable, Mapping, TypeVar
+from typing import Generic, TypeVar
 
 
 class LocalProtocolError(Exception):
@@ -26,8 +28,9 @@ class Transitions(Generic[S]):
     Staying in the same state is a move like any other: list it when it is allowed.
     """
 
-    def __init__(self, name: str, moves: Mapping[S, Iterable[S]],
-                 error: type[LocalProtocolError] = LocalProtocolError) -> None:
+    def __init__(
+        self, name: str, moves: Mapping[S, Iterable[S]], error: type[LocalProtocolError] = LocalProtocolError
+    ) -> None:
         self.name = name
         self.error = error
         self._moves: dict[S, frozenset[S]] = {state: frozenset(to) for state, to in moves.items()}

@@ -41,6 +41,7 @@ def _hide(cfg: Config) -> Callable[[str], str]:
 
     def hide(text: str) -> str:
         return text.replace(secret, "********") if secret else text
+
     return hide
 
 
@@ -58,8 +59,10 @@ def cmd_queue(args: argparse.Namespace, cfg: Config) -> int:
     print(f"{'FAX':<6} {'RECIPIENT':<32} {'STATE':<15} {'TRIES':>5} {'NEXT TRY':<22} LAST ERROR / ADVICE")
     for job in rows:
         waiting = job.state in ("queued", "failed_retrying")
-        print(f"{job.fax_id:<6} {job.recipient:<32} {job.state:<15} {job.attempts:>5} "
-              f"{_when(job.next_attempt if waiting else None, tz):<22} {hide(job.last_error) or '-'}")
+        print(
+            f"{job.fax_id:<6} {job.recipient:<32} {job.state:<15} {job.attempts:>5} "
+            f"{_when(job.next_attempt if waiting else None, tz):<22} {hide(job.last_error) or '-'}"
+        )
     return 0
 
 
@@ -69,8 +72,11 @@ def cmd_resend(args: argparse.Namespace, cfg: Config) -> int:
     with Spool(cfg.path(cfg.spool.dir)) as spool:
         fax = find_fax(spool, args.fax)
         if fax is None:
-            print(f"error: no fax {args.fax!r} in {spool.root} (give its number, as 'faxbridge queue' "
-                  "and the web page show it)", file=sys.stderr)
+            print(
+                f"error: no fax {args.fax!r} in {spool.root} (give its number, as 'faxbridge queue' "
+                "and the web page show it)",
+                file=sys.stderr,
+            )
             return 1
         recipients = [args.to] if args.to else [j.recipient for j in spool.jobs_for(fax.id)]
         if not recipients:
@@ -78,8 +84,11 @@ def cmd_resend(args: argparse.Namespace, cfg: Config) -> int:
             return 1
         status = 0
         for rcpt in recipients:
-            why = (f"{rcpt!r} is not a mail address: {bad}" if (bad := address_problem(rcpt))
-                   else cfg.routing.refusal(rcpt))
+            why = (
+                f"{rcpt!r} is not a mail address: {bad}"
+                if (bad := address_problem(rcpt))
+                else cfg.routing.refusal(rcpt)
+            )
             if why:  # the daemon would refuse it too; say so now and queue nothing
                 print(f"error: not sent: {why}", file=sys.stderr)
                 status = 1
@@ -94,9 +103,11 @@ def cmd_resend(args: argparse.Namespace, cfg: Config) -> int:
     return status
 
 
-def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
-                load: Callable[[argparse.Namespace], Config],
-                config_arguments: Callable[[argparse.ArgumentParser], None]) -> None:
+def add_parsers(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    load: Callable[[argparse.Namespace], Config],
+    config_arguments: Callable[[argparse.ArgumentParser], None],
+) -> None:
     q = sub.add_parser("queue", help="list delivery jobs: state, attempts, next try, last error and advice")
     config_arguments(q)
     q.add_argument("--state", choices=JOB_STATES)

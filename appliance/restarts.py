@@ -15,26 +15,63 @@ from typing import Any
 from appliance.config import Config
 
 #: read by the daemon only at start (sockets, TLS context, spool, control socket, scheduling)
-DAEMON_KEYS = ("sip.listen", "sip.rtp_ports", "sip.tls_cert", "sip.tls_key", "sip.tls_ca",
-               "sip.tls_verify_client", "sip.user_agent", "spool.dir", "system.control_socket",
-               "system.realtime_priority")
+DAEMON_KEYS = (
+    "sip.listen",
+    "sip.rtp_ports",
+    "sip.tls_cert",
+    "sip.tls_key",
+    "sip.tls_ca",
+    "sip.tls_verify_client",
+    "sip.user_agent",
+    "spool.dir",
+    "system.control_socket",
+    "system.realtime_priority",
+)
 #: read by the web process only at start
-WEB_KEYS = ("web.enabled", "web.listen", "web.https", "web.cert_file", "web.key_file", "web.state_dir",
-            "web.session_hours", "spool.dir", "system.control_socket")
+WEB_KEYS = (
+    "web.enabled",
+    "web.listen",
+    "web.https",
+    "web.cert_file",
+    "web.key_file",
+    "web.state_dir",
+    "web.session_hours",
+    "spool.dir",
+    "system.control_socket",
+)
 #: keys holding a path ("" = not set)
-PATH_KEYS = frozenset({"sip.tls_cert", "sip.tls_key", "sip.tls_ca", "spool.dir", "system.control_socket",
-                       "web.cert_file", "web.key_file", "web.state_dir"})
+PATH_KEYS = frozenset(
+    {
+        "sip.tls_cert",
+        "sip.tls_key",
+        "sip.tls_ca",
+        "spool.dir",
+        "system.control_socket",
+        "web.cert_file",
+        "web.key_file",
+        "web.state_dir",
+    }
+)
 
 #: each key in the words of the page that sets it
 LABELS = {
-    "sip.listen": "the SIP listeners", "sip.rtp_ports": "the RTP ports", "sip.tls_cert": "the SIP TLS certificate",
-    "sip.tls_key": "the SIP TLS key", "sip.tls_ca": "the CA bundle for peers' certificates",
-    "sip.tls_verify_client": "requiring client certificates", "sip.user_agent": "the SIP user agent name",
-    "sip.registrations": "the registrations", "spool.dir": "the spool folder",
-    "system.control_socket": "the control socket", "system.realtime_priority": "the real-time priority",
-    "web.enabled": "switching the web page on or off", "web.listen": "the web page's address",
-    "web.https": "HTTPS on or off", "web.cert_file": "the web page's certificate file",
-    "web.key_file": "the web page's key file", "web.state_dir": "the web state folder",
+    "sip.listen": "the SIP listeners",
+    "sip.rtp_ports": "the RTP ports",
+    "sip.tls_cert": "the SIP TLS certificate",
+    "sip.tls_key": "the SIP TLS key",
+    "sip.tls_ca": "the CA bundle for peers' certificates",
+    "sip.tls_verify_client": "requiring client certificates",
+    "sip.user_agent": "the SIP user agent name",
+    "sip.registrations": "the registrations",
+    "spool.dir": "the spool folder",
+    "system.control_socket": "the control socket",
+    "system.realtime_priority": "the real-time priority",
+    "web.enabled": "switching the web page on or off",
+    "web.listen": "the web page's address",
+    "web.https": "HTTPS on or off",
+    "web.cert_file": "the web page's certificate file",
+    "web.key_file": "the web page's key file",
+    "web.state_dir": "the web state folder",
     "web.session_hours": "how long a login lasts",
 }
 
@@ -72,6 +109,6 @@ def label(item: str) -> str:
 
 
 def words(items: list[str]) -> str:
-    """"the SIP listeners and the RTP ports" (each once, in order)."""
+    """ "the SIP listeners and the RTP ports" (each once, in order)."""
     said = list(dict.fromkeys(label(i) for i in items))
     return said[0] if len(said) == 1 else ", ".join(said[:-1]) + " and " + said[-1] if said else ""

@@ -13,6 +13,7 @@ thread cannot lock the box.
 On the appliance the unit sets `LimitRTPRIO=`, which lets the unprivileged service raise itself;
 elsewhere it works as root and is skipped (with one log line) when not permitted.
 """
+
 from __future__ import annotations
 
 import os

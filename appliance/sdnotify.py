@@ -9,6 +9,7 @@ The watchdog is fed from the event loop itself (``keep_alive``): a loop that is 
 call, a busy C routine) stops the pings, and systemd restarts the daemon after ``WatchdogSec=``
 exactly as if it had died.  A thread pinging beside the loop would keep a stalled daemon alive.
 """
+
 from __future__ import annotations
 
 import asyncio

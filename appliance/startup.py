@@ -15,11 +15,15 @@ from pathlib import Path
 
 from appliance.config import CONFIG_NAME, STATE_DIR_ENV, Config, default_state_dir
 
-CONFIG_HELP = (f"TOML configuration file (default: {CONFIG_NAME} in the state directory, which the web UI "
-               "writes, when it exists; else the embedded defaults)")
-STATE_DIR_HELP = (f"the state directory: spool, web state, log, control socket and {CONFIG_NAME}; every "
-                  f"relative path in the configuration is relative to it (default: ${STATE_DIR_ENV}, "
-                  "else ./var)")
+CONFIG_HELP = (
+    f"TOML configuration file (default: {CONFIG_NAME} in the state directory, which the web UI "
+    "writes, when it exists; else the embedded defaults)"
+)
+STATE_DIR_HELP = (
+    f"the state directory: spool, web state, log, control socket and {CONFIG_NAME}; every "
+    f"relative path in the configuration is relative to it (default: ${STATE_DIR_ENV}, "
+    "else ./var)"
+)
 
 #: set in the web process's environment by `faxbridge run`, which restarts it with itself
 WEB_PARENT_ENV = "FAXBRIDGE_WEB_PARENT"

@@ -4,6 +4,7 @@ Why not `str.isdigit()` + `int()`: `isdigit()` is true for '²' and other Unicod
 `int()` then refuses (a crash), and `int()` itself takes Arabic-Indic digits, spaces,
 underscores and a sign. A field on the wire is ASCII digits only, of bounded length.
 """
+
 from __future__ import annotations
 
 __all__ = ["NumberError", "parse_uint", "is_uint", "ascii_digits"]
@@ -25,8 +26,9 @@ def ascii_digits(text: str | bytes, max_digits: int = 10) -> bool:
     return all(c in _DIGITS for c in text)
 
 
-def parse_uint(text: str | bytes, max_value: int, *, name: str = "number", min_value: int = 0,
-               max_digits: int | None = None) -> int:
+def parse_uint(
+    text: str | bytes, max_value: int, *, name: str = "number", min_value: int = 0, max_digits: int | None = None
+) -> int:
     """`text` as an int in [min_value, max_value], or NumberError naming `name`.
 
     max_digits defaults to the digits of max_value plus a few, so leading zeros are tolerated

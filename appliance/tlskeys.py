@@ -19,12 +19,14 @@ import ssl
 import tempfile
 from pathlib import Path
 
-
 #: what an upload form answers, and what a key file named in the configuration gets
-UPLOAD_ADVICE = ("the key is encrypted: upload it without a passphrase "
-                 "(openssl pkey -in key.pem -out plain-key.pem removes it)")
-FILE_ADVICE = ("the key is encrypted, and the box has nobody to type its passphrase: save it without one "
-               "(openssl pkey -in key.pem -out plain-key.pem)")
+UPLOAD_ADVICE = (
+    "the key is encrypted: upload it without a passphrase (openssl pkey -in key.pem -out plain-key.pem removes it)"
+)
+FILE_ADVICE = (
+    "the key is encrypted, and the box has nobody to type its passphrase: save it without one "
+    "(openssl pkey -in key.pem -out plain-key.pem)"
+)
 
 
 class EncryptedKey(ValueError):
@@ -64,10 +66,11 @@ def pair_problem(cert_pem: bytes, key_pem: bytes, *, refuse_expired: bool = True
     except (ValueError, UnsupportedAlgorithm):
         return "the key is not a PEM private key"
     pub = serialization.PublicFormat.SubjectPublicKeyInfo
-    if (cert.public_key().public_bytes(serialization.Encoding.PEM, pub)
-            != key.public_key().public_bytes(serialization.Encoding.PEM, pub)):
+    if cert.public_key().public_bytes(serialization.Encoding.PEM, pub) != key.public_key().public_bytes(
+        serialization.Encoding.PEM, pub
+    ):
         return "the key does not belong to the certificate"
-    if refuse_expired and cert.not_valid_after_utc <= datetime.datetime.now(datetime.timezone.utc):
+    if refuse_expired and cert.not_valid_after_utc <= datetime.datetime.now(datetime.UTC):
         return "the certificate has expired"
     with tempfile.TemporaryDirectory() as d:
         c, k = Path(d) / "c.pem", Path(d) / "k.pem"

@@ -123,9 +123,11 @@ def web_state_move(cfg: Config, text: str) -> str | None:
     there = cfg.path(wanted).resolve()
     if there != here:
         said = f"web.state_dir = {wanted!r}" if "state_dir" in web else "no web.state_dir (the default)"
-        return (f"the backup has {said}, which is {there}; this box keeps its web state in {here}. A restore "
-                "may not move the web state (it holds the administrator password): put "
-                f"state_dir = \"{here}\" in the file's [web] section, or change it on the box.")
+        return (
+            f"the backup has {said}, which is {there}; this box keeps its web state in {here}. A restore "
+            "may not move the web state (it holds the administrator password): put "
+            f'state_dir = "{here}" in the file\'s [web] section, or change it on the box.'
+        )
     return None
 
 
@@ -139,8 +141,7 @@ def _certificate_problems(contents: Contents) -> list[str]:
         if p:
             problems.append(f"the web page's certificate in the backup: {p}")
     if "tls/sip-cert.pem" in files:
-        p = pair_problem(files["tls/sip-cert.pem"].encode(), files["tls/sip-key.pem"].encode(),
-                         refuse_expired=False)
+        p = pair_problem(files["tls/sip-cert.pem"].encode(), files["tls/sip-key.pem"].encode(), refuse_expired=False)
         if p:
             problems.append(f"the SIP TLS certificate in the backup: {p}")
     return problems
@@ -199,5 +200,16 @@ def restore(cfg: Config, contents: Contents) -> Restored:
     return Restored(new, contents.described(), contents, web_certificate="tls/owner-cert.pem" in contents.files)
 
 
-__all__ = ["SUFFIX", "ContentError", "Contents", "RestoreRefused", "Restored", "collect", "filename", "make",
-           "open_backup", "restore", "web_state_move"]
+__all__ = [
+    "SUFFIX",
+    "ContentError",
+    "Contents",
+    "RestoreRefused",
+    "Restored",
+    "collect",
+    "filename",
+    "make",
+    "open_backup",
+    "restore",
+    "web_state_move",
+]

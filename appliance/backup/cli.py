@@ -62,8 +62,10 @@ def cmd_restore(args: argparse.Namespace, load_args: Callable[[argparse.Namespac
     try:
         cfg = load_args(args)
     except ConfigError as e:  # the file on the box is broken: a restore is how it gets fixed
-        print(f"note: the current configuration does not load ({len(e.errors)} problem(s)); it is replaced",
-              file=sys.stderr)
+        print(
+            f"note: the current configuration does not load ({len(e.errors)} problem(s)); it is replaced",
+            file=sys.stderr,
+        )
         state = Path(args.state_dir).absolute() if args.state_dir else default_state_dir()
         cfg = Config.from_dict({}, base_dir=state)
     with open(args.file, "rb") as f:
@@ -86,8 +88,9 @@ def cmd_restore(args: argparse.Namespace, load_args: Callable[[argparse.Namespac
     owner = _owner_of(cfg.base_dir)
     if owner is not None:
         written = [config_file(cfg), config_file(cfg).with_name("secrets.toml")]
-        written += [bundle.tls_dir(cfg)] + [bundle.tls_dir(cfg) / n.removeprefix("tls/")
-                                            for n in contents.files if n.startswith("tls/")]
+        written += [bundle.tls_dir(cfg)] + [
+            bundle.tls_dir(cfg) / n.removeprefix("tls/") for n in contents.files if n.startswith("tls/")
+        ]
         for path in written:
             if path.exists():
                 os.chown(path, *owner)
@@ -101,8 +104,7 @@ def _reload(cfg: Config) -> str:
     from appliance.control import ControlClient, ControlError
     from appliance.restarts import words
 
-    later = ("Restart the web UI (faxbridge-web, or the System page's Restart) so that it reads the "
-             "restored files.")
+    later = "Restart the web UI (faxbridge-web, or the System page's Restart) so that it reads the restored files."
     try:
         reply = ControlClient(cfg.path(cfg.system.control_socket), timeout=10.0).request({"cmd": "reload"})
     except ControlError:
@@ -114,20 +116,30 @@ def _reload(cfg: Config) -> str:
     return f"The fax service applied it{waiting}. " + later
 
 
-def add_parsers(sub: Any, load_args: Callable[[argparse.Namespace], Config],
-                add_config_arguments: Callable[[argparse.ArgumentParser], None]) -> None:
-    b = sub.add_parser("backup", help="write an encrypted backup of the configuration, secrets and your "
-                                      "certificates (as the web UI's Backup page)")
+def add_parsers(
+    sub: Any,
+    load_args: Callable[[argparse.Namespace], Config],
+    add_config_arguments: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    b = sub.add_parser(
+        "backup",
+        help="write an encrypted backup of the configuration, secrets and your "
+        "certificates (as the web UI's Backup page)",
+    )
     add_config_arguments(b)
     b.add_argument("--out", metavar="FILE", help="where to write it (default: faxbridge-backup-HOST-DATE.fxbk here)")
-    b.add_argument("--passphrase-file", metavar="FILE", help="read the passphrase from this file's first line "
-                                                             "(default: ask twice)")
+    b.add_argument(
+        "--passphrase-file", metavar="FILE", help="read the passphrase from this file's first line (default: ask twice)"
+    )
     b.set_defaults(func=lambda a: cmd_backup(a, load_args))
 
-    r = sub.add_parser("restore", help="restore an encrypted backup (.fxbk): checked completely first, nothing "
-                                       "written unless all of it is valid")
+    r = sub.add_parser(
+        "restore",
+        help="restore an encrypted backup (.fxbk): checked completely first, nothing written unless all of it is valid",
+    )
     add_config_arguments(r)
     r.add_argument("file", help="the .fxbk file")
-    r.add_argument("--passphrase-file", metavar="FILE", help="read the passphrase from this file's first line "
-                                                             "(default: ask)")
+    r.add_argument(
+        "--passphrase-file", metavar="FILE", help="read the passphrase from this file's first line (default: ask)"
+    )
     r.set_defaults(func=lambda a: cmd_restore(a, load_args))

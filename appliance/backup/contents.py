@@ -45,9 +45,18 @@ class Contents:
         problem = _files_problem(self.files)
         if problem:
             raise ValueError(problem)
-        return json.dumps({"format": FORMAT, "files": self.files, "hostname": self.hostname,
-                           "created": self.created, "made_by": self.made_by},
-                          ensure_ascii=False, sort_keys=True, indent=1).encode("utf-8")
+        return json.dumps(
+            {
+                "format": FORMAT,
+                "files": self.files,
+                "hostname": self.hostname,
+                "created": self.created,
+                "made_by": self.made_by,
+            },
+            ensure_ascii=False,
+            sort_keys=True,
+            indent=1,
+        ).encode("utf-8")
 
     @classmethod
     def from_bytes(cls, plaintext: bytes) -> Contents:

@@ -114,8 +114,10 @@ def passphrase_problem(passphrase: str, again: str | None = None) -> str | None:
     if again is not None and passphrase != again:
         return "The two passphrases differ."
     if len(passphrase) < MIN_PASSPHRASE:
-        return (f"The passphrase must have at least {MIN_PASSPHRASE} characters (a few words are easy to "
-                "type and hard to guess).")
+        return (
+            f"The passphrase must have at least {MIN_PASSPHRASE} characters (a few words are easy to "
+            "type and hard to guess)."
+        )
     if len(passphrase) > MAX_PASSPHRASE:
         return f"The passphrase is too long (at most {MAX_PASSPHRASE} characters)."
     if len(set(passphrase)) < 5:
@@ -124,20 +126,25 @@ def passphrase_problem(passphrase: str, again: str | None = None) -> str | None:
 
 
 def _derive(passphrase: str, salt: bytes, params: KdfParams) -> tuple[bytes, bytes]:
-    out = Scrypt(salt=salt, length=48, n=1 << params.log2_n, r=params.r, p=params.p).derive(
-        passphrase.encode("utf-8"))
+    out = Scrypt(salt=salt, length=48, n=1 << params.log2_n, r=params.r, p=params.p).derive(passphrase.encode("utf-8"))
     return out[:32], out[32:]
 
 
-def seal(plaintext: bytes, passphrase: str, params: KdfParams = DEFAULT_KDF,
-         salt: bytes | None = None, nonce: bytes | None = None) -> bytes:
+def seal(
+    plaintext: bytes,
+    passphrase: str,
+    params: KdfParams = DEFAULT_KDF,
+    salt: bytes | None = None,
+    nonce: bytes | None = None,
+) -> bytes:
     """The sealed file for ``plaintext`` (salt and nonce random unless a test gives them)."""
     salt = os.urandom(16) if salt is None else salt
     nonce = os.urandom(12) if nonce is None else nonce
     assert len(salt) == 16 and len(nonce) == 12 and params.problem() is None
     key, check = _derive(passphrase, salt, params)
-    header = HEADER.pack(MAGIC, VERSION, KDF_SCRYPT, params.log2_n, params.r, params.p, salt, nonce, check,
-                         len(plaintext) + TAG_LEN)
+    header = HEADER.pack(
+        MAGIC, VERSION, KDF_SCRYPT, params.log2_n, params.r, params.p, salt, nonce, check, len(plaintext) + TAG_LEN
+    )
     body = header + AESGCM(key).encrypt(nonce, plaintext, header)
     if len(body) + DIGEST_LEN > MAX_FILE:
         raise ValueError(f"the backup would be larger than {MAX_FILE // 1024} KiB")
@@ -165,7 +172,7 @@ def parse(data: bytes) -> Sealed:
     """Every check that needs no passphrase; the first problem as a BackupError."""
     if len(data) > MAX_FILE:
         raise TooLarge(f"larger than {MAX_FILE // 1024} KiB: a Faxbridge backup is a few KiB, so this is not one")
-    if not data.startswith(MAGIC[:len(data)]) or not data:
+    if not data.startswith(MAGIC[: len(data)]) or not data:
         raise NotABackup("not a Faxbridge backup (.fxbk file): it does not start like one")
     if len(data) < PREFIX.size:
         raise Truncated(f"cut short: only {len(data)} bytes; copy the whole file again")
@@ -192,7 +199,7 @@ def parse(data: bytes) -> Sealed:
     body, digest = data[:-DIGEST_LEN], data[-DIGEST_LEN:]
     if not hmac.compare_digest(hashlib.sha256(body).digest(), digest):
         raise Damaged("damaged: its checksum does not match (a copy went wrong?); use another copy")
-    return Sealed(params, salt, nonce, check, data[:HEADER.size], body[HEADER.size:])
+    return Sealed(params, salt, nonce, check, data[: HEADER.size], body[HEADER.size :])
 
 
 def open_sealed(sealed: Sealed, passphrase: str) -> bytes:
@@ -203,8 +210,9 @@ def open_sealed(sealed: Sealed, passphrase: str) -> bytes:
     try:
         return AESGCM(key).decrypt(sealed.nonce, sealed.ciphertext, sealed.header)
     except InvalidTag:
-        raise Altered("the file was changed after it was made (it does not authenticate); "
-                      "use an untouched copy") from None
+        raise Altered(
+            "the file was changed after it was made (it does not authenticate); use an untouched copy"
+        ) from None
 
 
 def unseal(data: bytes, passphrase: str) -> bytes:

@@ -13,11 +13,12 @@ is left out rather than stored empty, and ``extra`` keeps whatever else a front-
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 if TYPE_CHECKING:
-    from ..spool.store import FaxRecord
+    from appliance.spool.store import FaxRecord
 
 #: the columns the answer fills in; the rest of a record's columns are the outcome's
 ANSWER_FIELDS = ("line", "call_id", "caller_number", "caller_name", "called_number")
@@ -38,21 +39,26 @@ class PageFacts:
     more: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, page: Mapping[str, Any]) -> "PageFacts":
+    def of(cls, page: Mapping[str, Any]) -> PageFacts:
         """From a page's dictionary: the common keys, the rest kept in ``more``."""
-        return cls(**{k: page[k] for k in _PAGE_KEYS},
-                   more={k: v for k, v in page.items() if k not in _PAGE_KEYS})
+        return cls(**{k: page[k] for k in _PAGE_KEYS}, more={k: v for k, v in page.items() if k not in _PAGE_KEYS})
 
     def as_dict(self) -> dict[str, Any]:
-        return {"bad_rows": self.bad_rows, "longest_bad_row_run": self.longest_bad_row_run,
-                "width": self.width, "length": self.length, "resolution": self.resolution, **self.more}
+        return {
+            "bad_rows": self.bad_rows,
+            "longest_bad_row_run": self.longest_bad_row_run,
+            "width": self.width,
+            "length": self.length,
+            "resolution": self.resolution,
+            **self.more,
+        }
 
 
 @dataclass
 class MediaFacts:
     """How a SIP call's media went: what it ran on, what it switched between, its counters."""
 
-    mode: str                 # "T.38", "G.711 PCMU" or "G.711 PCMA"
+    mode: str  # "T.38", "G.711 PCMU" or "G.711 PCMA"
     switches: list[str]
     #: the playout buffer's and the sender's counters, and when the clock ticked late
     rtp: dict[str, Any]
@@ -108,15 +114,16 @@ class CallFacts:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def answered(cls, record: "FaxRecord") -> "CallFacts":
+    def answered(cls, record: FaxRecord) -> CallFacts:
         """The answer's part of a call the spool recorded (its columns and its ``extra``)."""
         return cls(**{k: getattr(record, k) for k in ANSWER_FIELDS}, extra=dict(record.extra))
 
-    def ended_with(self, outcome: "CallFacts") -> "CallFacts":
+    def ended_with(self, outcome: CallFacts) -> CallFacts:
         """These answered facts with the front-end's ``outcome``: who and where from here, what
         happened from there; diagnostics from the outcome where it has them; ``extra`` merged."""
-        joined = dataclasses.replace(outcome, **{k: getattr(self, k) for k in ANSWER_FIELDS},
-                                     extra={**self.extra, **outcome.extra})
+        joined = dataclasses.replace(
+            outcome, **{k: getattr(self, k) for k in ANSWER_FIELDS}, extra={**self.extra, **outcome.extra}
+        )
         for f in _DIAGNOSTICS:
             if getattr(joined, f) is None:
                 setattr(joined, f, getattr(self, f))
@@ -127,13 +134,19 @@ class CallFacts:
         out: dict[str, Any] = {}
         if self.page_stats is not None:
             out["page_stats"] = [p.as_dict() for p in self.page_stats]
-        for key in ("remote_vendor", "remote_model", "hangup_reason", "trace", "end_reason", "modem_class",
-                    "modem_history"):
+        for key in (
+            "remote_vendor",
+            "remote_model",
+            "hangup_reason",
+            "trace",
+            "end_reason",
+            "modem_class",
+            "modem_history",
+        ):
             if (value := getattr(self, key)) is not None:
                 out[key] = value
         if self.media is not None:
-            out.update(mode=self.media.mode, switches=self.media.switches, rtp=self.media.rtp,
-                       udptl=self.media.udptl)
+            out.update(mode=self.media.mode, switches=self.media.switches, rtp=self.media.rtp, udptl=self.media.udptl)
         if self.capture is not None:
             out["capture"] = dataclasses.asdict(self.capture)
         for key, value in self.extra.items():
@@ -150,17 +163,36 @@ class CallFacts:
         return out
 
 
-_DIAGNOSTICS = ("page_stats", "remote_vendor", "remote_model", "hangup_reason", "trace", "end_reason",
-                "modem_class", "modem_history", "media", "capture")
-_COLUMNS = (*ANSWER_FIELDS, "remote_ident", "bit_rate", "ecm", "resolution", "bad_rows", "duration",
-            "result_code", "result_text")
+_DIAGNOSTICS = (
+    "page_stats",
+    "remote_vendor",
+    "remote_model",
+    "hangup_reason",
+    "trace",
+    "end_reason",
+    "modem_class",
+    "modem_history",
+    "media",
+    "capture",
+)
+_COLUMNS = (
+    *ANSWER_FIELDS,
+    "remote_ident",
+    "bit_rate",
+    "ecm",
+    "resolution",
+    "bad_rows",
+    "duration",
+    "result_code",
+    "result_text",
+)
 
 
 class CallProgress(TypedDict):
     """A call in progress as the dashboard shows it (the control socket's ``calls``), either front-end."""
 
     line: str
-    mode: str         # "t38", "g711" or "modem"
+    mode: str  # "t38", "g711" or "modem"
     codec: str
     bit_rate: int
     ecm: bool | None  # None: not known yet

@@ -21,6 +21,7 @@ the modem was pulled out mid-page (the driver returns the pages it has: the cont
 Drivers are looked up by class and imported only when a call is answered, so a line runs (and
 shows its state) even where a driver cannot be loaded.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -31,25 +32,27 @@ import logging
 import os
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, TypedDict
+from typing import Any, TypedDict
 
 import serial
 
-from .facts import CallFacts
-from ..modem.at import DeviceGone, Unsolicited, caller_id_item
-from ..modem.driver import ModemCall, ModemCallResult, ReceiveDriver
-from ..modem.probe import DEFAULT_CLASS_PREFERENCE, ModemInfo, ProbeError, probe
-from ..modem.quirks import Quirks, quirks_for
-from ..modem.serial_port import Flow, ModemError, ModemPort
-from ..sip.errors import LocalProtocolError
+from appliance.calls.facts import CallFacts
+from appliance.modem.at import DeviceGone, Unsolicited, caller_id_item
+from appliance.modem.driver import ModemCall, ModemCallResult, ReceiveDriver
+from appliance.modem.probe import DEFAULT_CLASS_PREFERENCE, ModemInfo, ProbeError, probe
+from appliance.modem.quirks import Quirks, quirks_for
+from appliance.modem.serial_port import Flow, ModemError, ModemPort
+from appliance.sip.errors import LocalProtocolError
 
 log = logging.getLogger("faxbridge.modem")
 
 
 class LineState(enum.StrEnum):
     """What a line is doing (the dashboard shows the value); moves only as MOVES allows."""
+
     DOWN = "down"
     PROBING = "probing"
     IDLE = "idle"
@@ -61,15 +64,28 @@ class LineState(enum.StrEnum):
 _S = LineState
 #: the theory of operation above as a table: (from, to).  Staying in a state with a new reason
 #: is always allowed; anything else is our bug (LocalProtocolError).
-MOVES: frozenset[tuple[LineState, LineState]] = frozenset({
-    (_S.DOWN, _S.PROBING),
-    (_S.PROBING, _S.IDLE), (_S.PROBING, _S.DOWN), (_S.PROBING, _S.ERROR),
-    (_S.IDLE, _S.RINGING), (_S.IDLE, _S.DOWN), (_S.IDLE, _S.ERROR),
-    (_S.RINGING, _S.RECEIVING), (_S.RINGING, _S.IDLE), (_S.RINGING, _S.DOWN), (_S.RINGING, _S.ERROR),
-    (_S.RECEIVING, _S.IDLE), (_S.RECEIVING, _S.DOWN), (_S.RECEIVING, _S.ERROR),
-    # back to probing after the backoff; to idle after a call it could not record (re-init ok)
-    (_S.ERROR, _S.PROBING), (_S.ERROR, _S.IDLE), (_S.ERROR, _S.DOWN),
-})
+MOVES: frozenset[tuple[LineState, LineState]] = frozenset(
+    {
+        (_S.DOWN, _S.PROBING),
+        (_S.PROBING, _S.IDLE),
+        (_S.PROBING, _S.DOWN),
+        (_S.PROBING, _S.ERROR),
+        (_S.IDLE, _S.RINGING),
+        (_S.IDLE, _S.DOWN),
+        (_S.IDLE, _S.ERROR),
+        (_S.RINGING, _S.RECEIVING),
+        (_S.RINGING, _S.IDLE),
+        (_S.RINGING, _S.DOWN),
+        (_S.RINGING, _S.ERROR),
+        (_S.RECEIVING, _S.IDLE),
+        (_S.RECEIVING, _S.DOWN),
+        (_S.RECEIVING, _S.ERROR),
+        # back to probing after the backoff; to idle after a call it could not record (re-init ok)
+        (_S.ERROR, _S.PROBING),
+        (_S.ERROR, _S.IDLE),
+        (_S.ERROR, _S.DOWN),
+    }
+)
 
 
 def check_move(current: LineState, to: LineState) -> None:
@@ -77,10 +93,24 @@ def check_move(current: LineState, to: LineState) -> None:
     if current is not to and (current, to) not in MOVES:
         raise LocalProtocolError(f"modem line: {current.value} -> {to.value}")
 
+
 #: one line on the status page (``class`` is the fax class in use: a keyword, hence this form)
-LineStatus = TypedDict("LineStatus", {
-    "device": str, "line": str, "state": str, "reason": str, "since": float, "modem": "dict[str, object] | None",
-    "class": "str | None", "quirks": "str | None", "rings": int, "calls": int, "last_call": "dict[str, Any] | None"})
+LineStatus = TypedDict(
+    "LineStatus",
+    {
+        "device": str,
+        "line": str,
+        "state": str,
+        "reason": str,
+        "since": float,
+        "modem": "dict[str, object] | None",
+        "class": "str | None",
+        "quirks": "str | None",
+        "rings": int,
+        "calls": int,
+        "last_call": "dict[str, Any] | None",
+    },
+)
 
 #: seconds without a RING after which the caller has given up (rings come every 5-6 s)
 RING_GAP = 10.0
@@ -102,7 +132,6 @@ DRIVERS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "2": ("appliance.modem.class2", "Class2Receiver", {"variant": "2"}),
     "2.0": ("appliance.modem.class2", "Class2Receiver", {"variant": "2.0"}),
 }
-
 
 
 class DriverUnavailable(Exception):
@@ -156,17 +185,25 @@ class LineSettings:
     command_timeout: float = 3.0
 
     @classmethod
-    def from_config(cls, modem: Any, fax: Any) -> "LineSettings":
+    def from_config(cls, modem: Any, fax: Any) -> LineSettings:
         """From ``[modem]`` and ``[fax]`` (ident falls back to fax.ident)."""
-        return cls(class_preference=tuple(modem.class_preference), rings=modem.rings,
-                   init=tuple(modem.init), ident=modem.ident or fax.ident, caller_id=modem.caller_id,
-                   speed=modem.speed, flow_control=modem.flow_control, ecm=modem.ecm,
-                   max_call_duration=float(fax.max_call_duration))
+        return cls(
+            class_preference=tuple(modem.class_preference),
+            rings=modem.rings,
+            init=tuple(modem.init),
+            ident=modem.ident or fax.ident,
+            caller_id=modem.caller_id,
+            speed=modem.speed,
+            flow_control=modem.flow_control,
+            ecm=modem.ecm,
+            max_call_duration=float(fax.max_call_duration),
+        )
 
 
 @dataclass
 class CallerInfo:
     """What the line knows before it answers; handed to ``begin``."""
+
     device: str
     line: str
     caller_number: str = ""
@@ -189,8 +226,16 @@ async def _open_port(path: str, speed: int, flow: Flow) -> ModemPort:
 class ModemLine:
     """One configured (or adopted) device.  ``run()`` until ``stop()``; ``status()`` any time."""
 
-    def __init__(self, device: str, settings: LineSettings, begin: BeginHook, finish: FinishHook, *,
-                 drivers: Callable[[str], ReceiveDriver] = load_driver, opener: Opener = _open_port) -> None:
+    def __init__(
+        self,
+        device: str,
+        settings: LineSettings,
+        begin: BeginHook,
+        finish: FinishHook,
+        *,
+        drivers: Callable[[str], ReceiveDriver] = load_driver,
+        opener: Opener = _open_port,
+    ) -> None:
         self.device = device
         self.name = short_name(device)
         self.line = f"modem:{self.name}"
@@ -201,7 +246,7 @@ class ModemLine:
         self.reason = "not started"
         self.since = time.time()
         self.port: ModemPort | None = None
-        self.node: str | None = None       # the resolved /dev/ttyX, for udev remove events
+        self.node: str | None = None  # the resolved /dev/ttyX, for udev remove events
         self.info: ModemInfo | None = None
         self.quirks: Quirks | None = None
         self.fax_class: str | None = None
@@ -211,17 +256,26 @@ class ModemLine:
         self._stopping = False
         self._removed = False
         self._added = False
-        self._reached_idle = False         # since the last error: a working modem resets the backoff
-        self._wake = asyncio.Event()       # hot-plug add/remove, stop
+        self._reached_idle = False  # since the last error: a working modem resets the backoff
+        self._wake = asyncio.Event()  # hot-plug add/remove, stop
         self._finishing: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
 
     # -- what the manager and the dashboard use -------------------------------------------------
     def status(self) -> LineStatus:
-        return {"device": self.device, "line": self.line, "state": self.state.value, "reason": self.reason,
-                "since": self.since, "modem": self.info.as_dict() if self.info else None,
-                "class": self.fax_class, "quirks": self.quirks.name if self.quirks else None,
-                "rings": self.rings, "calls": self.calls, "last_call": self.last_call}
+        return {
+            "device": self.device,
+            "line": self.line,
+            "state": self.state.value,
+            "reason": self.reason,
+            "since": self.since,
+            "modem": self.info.as_dict() if self.info else None,
+            "class": self.fax_class,
+            "quirks": self.quirks.name if self.quirks else None,
+            "rings": self.rings,
+            "calls": self.calls,
+            "last_call": self.last_call,
+        }
 
     @property
     def in_call(self) -> bool:
@@ -318,8 +372,7 @@ class ModemLine:
             if self._reached_idle:  # it worked for a while: this is a new problem, retry soon
                 backoff, self._reached_idle = BACKOFF_MIN, False
             self._set(LineState.ERROR, reason)
-            log.warning("%s: %s; retrying in %g s%s", self.line, reason, backoff,
-                        f"\n{history}" if history else "")
+            log.warning("%s: %s; retrying in %g s%s", self.line, reason, backoff, f"\n{history}" if history else "")
             await self._sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
 
@@ -329,7 +382,7 @@ class ModemLine:
         try:
             await asyncio.wait_for(self._wake.wait(), seconds)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
 
     async def _wait_for_device(self, seen_missing: bool) -> None:
@@ -355,8 +408,14 @@ class ModemLine:
         self.info = info = await probe(port, timeout=self.settings.command_timeout)
         self.quirks = quirks_for(info)
         self.fax_class = info.pick_class(self.settings.class_preference)
-        log.info("%s: %s, classes %s: class %s, quirks %s", self.line, info.describe(),
-                 ",".join(info.classes), self.fax_class, self.quirks.name)
+        log.info(
+            "%s: %s, classes %s: class %s, quirks %s",
+            self.line,
+            info.describe(),
+            ",".join(info.classes),
+            self.fax_class,
+            self.quirks.name,
+        )
         while not self._stopping:
             await self._init(port)
             await self._idle(port)
@@ -367,7 +426,9 @@ class ModemLine:
         """Reset and set up for answering: quirks, the configured init strings, caller ID, the class."""
         assert self.quirks is not None and self.fax_class is not None
         t = self.settings.command_timeout
-        port.channel.end_data_phase(asyncio.get_running_loop().time())  # a driver that left a data phase open must not block ATZ
+        port.channel.end_data_phase(
+            asyncio.get_running_loop().time()
+        )  # a driver that left a data phase open must not block ATZ
         await port.command("ATZ", timeout=5.0)
         await port.command("ATE0V1Q0", timeout=t)
         await self._optional(port, "ATS0=0", "auto-answer off")  # we count the rings ourselves
@@ -449,33 +510,45 @@ class ModemLine:
 
     async def _answer(self, port: ModemPort, cid: dict[str, str]) -> None:
         assert self.fax_class is not None
-        caller = CallerInfo(self.device, self.line, caller_number=cid.get("NMBR", ""),
-                            caller_name=cid.get("NAME", ""),
-                            called_number=cid.get("NDID") or cid.get("DDN_NMBR", ""),
-                            rings=self.rings, raw=dict(cid))
+        caller = CallerInfo(
+            self.device,
+            self.line,
+            caller_number=cid.get("NMBR", ""),
+            caller_name=cid.get("NAME", ""),
+            called_number=cid.get("NDID") or cid.get("DDN_NMBR", ""),
+            rings=self.rings,
+            raw=dict(cid),
+        )
         driver = self._drivers(self.fax_class)  # DriverUnavailable: not answered, error + retry
         try:
             fax_id, tiff_path = await self._begin(caller)
         except Exception as e:  # the spool cannot record it: refuse by not answering
-            log.error("%s: not answering %s: the call cannot be recorded: %s", self.line,
-                      caller.caller_number or "a call", e)
+            log.error(
+                "%s: not answering %s: the call cannot be recorded: %s", self.line, caller.caller_number or "a call", e
+            )
             self._set(LineState.ERROR, f"call not answered: cannot record it: {e}")
             await self._sleep(RING_GAP * 3)  # let the caller give up before the re-init
             return
-        call = ModemCall(device=self.device, line=self.line, tiff_path=Path(tiff_path),
-                         ident=self.settings.ident, ecm=self.settings.ecm,
-                         caller_number=caller.caller_number, caller_name=caller.caller_name,
-                         called_number=caller.called_number,
-                         max_call_duration=self.settings.max_call_duration,
-                         quirks=self.quirks.flags if self.quirks else frozenset(),
-                         answer=self.quirks.answer_command if self.quirks else "ATA")
+        call = ModemCall(
+            device=self.device,
+            line=self.line,
+            tiff_path=Path(tiff_path),
+            ident=self.settings.ident,
+            ecm=self.settings.ecm,
+            caller_number=caller.caller_number,
+            caller_name=caller.caller_name,
+            called_number=caller.called_number,
+            max_call_duration=self.settings.max_call_duration,
+            quirks=self.quirks.flags if self.quirks else frozenset(),
+            answer=self.quirks.answer_command if self.quirks else "ATA",
+        )
         self._set(LineState.RECEIVING, f"fax {fax_id} from {caller.caller_number or 'unknown'}")
         self.calls += 1
         started = time.time()
         result: ModemCallResult | None = None
         try:
             result = await asyncio.wait_for(driver.receive(port, call), self.settings.max_call_duration + 60)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             result = self._failed(port, "the driver did not return within the call limit")
         except asyncio.CancelledError:
             result = self._failed(port, "appliance shutting down")
@@ -485,8 +558,13 @@ class ModemLine:
             result = self._failed(port, f"driver error: {e!r}")
         finally:
             assert result is not None
-            self.last_call = {"fax": fax_id, "complete": result.complete, "started": started,
-                              "pages": result.facts.pages, "result_text": result.facts.result_text}
+            self.last_call = {
+                "fax": fax_id,
+                "complete": result.complete,
+                "started": started,
+                "pages": result.facts.pages,
+                "result_text": result.facts.result_text,
+            }
             self._finishing = asyncio.ensure_future(self._finish_call(fax_id, result))
             await asyncio.shield(self._finishing)
 

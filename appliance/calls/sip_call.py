@@ -16,20 +16,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import Config
-from .facts import CallProgress, MediaFacts
-from ..fax.session import ReceiveSession
-from ..media.channel import MediaChannel
-from ..media.clock import MediaClock
-from ..sip import events as sipev
-from ..sip.errors import LocalProtocolError
-from ..sip.sdp import SessionDescription, T38Params
-from ..sip.transport import SipEndpoint
-from ..spandsp.audio import AudioFaxTerminal
-from ..spandsp.t30 import T30Terminal
-from ..spandsp.t38 import T38FaxTerminal
-from .t38switch import (Action, AnswerReinvite, FaxProgress, Mode, Note, RejectReinvite, ReinviteNotSent,
-                        ReinviteSent, Retarget, SendReinvite, T38Policy, T38Switcher, UdptlArrived, UseAudio, UseT38)
+from appliance.calls.facts import CallProgress, MediaFacts
+from appliance.calls.t38switch import (
+    Action,
+    AnswerReinvite,
+    FaxProgress,
+    Mode,
+    Note,
+    ReinviteNotSent,
+    ReinviteSent,
+    RejectReinvite,
+    Retarget,
+    SendReinvite,
+    T38Policy,
+    T38Switcher,
+    UdptlArrived,
+    UseAudio,
+    UseT38,
+)
+from appliance.config import Config
+from appliance.fax.session import ReceiveSession
+from appliance.media.channel import MediaChannel
+from appliance.media.clock import MediaClock
+from appliance.sip import events as sipev
+from appliance.sip.errors import LocalProtocolError
+from appliance.sip.sdp import SessionDescription, T38Params
+from appliance.sip.transport import SipEndpoint
+from appliance.spandsp.audio import AudioFaxTerminal
+from appliance.spandsp.t30 import T30Terminal
+from appliance.spandsp.t38 import T38FaxTerminal
 
 log = logging.getLogger("faxbridge.call")
 #: how often the T.30 session is asked for progress (pages, hang-up) while nothing else happens
@@ -57,9 +72,13 @@ class InboundSipCall:
     _udptl_reported: bool = False
 
     def __post_init__(self) -> None:
-        self.switcher = T38Switcher(T38Policy(self.t38_policy), self.local_ip, self.channel.port,
-                                    random.SystemRandom().getrandbits(31),
-                                    max_datagram_override=self.t38_max_datagram_override)
+        self.switcher = T38Switcher(
+            T38Policy(self.t38_policy),
+            self.local_ip,
+            self.channel.port,
+            random.SystemRandom().getrandbits(31),
+            max_datagram_override=self.t38_max_datagram_override,
+        )
 
     @property
     def mode(self) -> Mode:
@@ -93,13 +112,20 @@ class InboundSipCall:
         return self.switcher.sdp
 
     def _audio_terminal(self, codec: str) -> AudioFaxTerminal:
-        return AudioFaxTerminal(calling=False, codec=codec, ident=self.cfg.fax.ident, ecm=self.cfg.fax.ecm,
-                                rx_file=self.rx_file)
+        return AudioFaxTerminal(
+            calling=False, codec=codec, ident=self.cfg.fax.ident, ecm=self.cfg.fax.ecm, rx_file=self.rx_file
+        )
 
     def _t38_terminal(self, params: T38Params) -> T38FaxTerminal:
-        return T38FaxTerminal(calling=False, ident=self.cfg.fax.ident, ecm=self.cfg.fax.ecm, rx_file=self.rx_file,
-                              version=params.version, max_bitrate=params.max_bitrate,
-                              rate_management=params.rate_management)
+        return T38FaxTerminal(
+            calling=False,
+            ident=self.cfg.fax.ident,
+            ecm=self.cfg.fax.ecm,
+            rx_file=self.rx_file,
+            version=params.version,
+            max_bitrate=params.max_bitrate,
+            rate_management=params.rate_management,
+        )
 
     # -- the call loop ------------------------------------------------------------------------
     async def run(self) -> None:
@@ -113,7 +139,7 @@ class InboundSipCall:
                 timeout = max(0.0, min(timeout, deadline - loop.time()))
             try:
                 ev = await asyncio.wait_for(self.events.get(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 ev = None
             now = loop.time()
             if isinstance(ev, sipev.CallEnded):
@@ -131,8 +157,15 @@ class InboundSipCall:
             seen = len(self.session.pages)
             reason = self.session.poll(now)
             for n, page in enumerate(self.session.pages[seen:], seen + 1):
-                log.info("call %s: page %d received (%s, %d bad rows, %d bit/s%s)", self.call_id, n,
-                         page.resolution, page.bad_rows, page.bit_rate, ", ECM" if page.ecm else "")
+                log.info(
+                    "call %s: page %d received (%s, %d bad rows, %d bit/s%s)",
+                    self.call_id,
+                    n,
+                    page.resolution,
+                    page.bad_rows,
+                    page.bit_rate,
+                    ", ECM" if page.ecm else "",
+                )
             self.switcher.receive(FaxProgress(len(self.session.pages), self.session.phase_e is not None), now)
             if reason:
                 log.info("call %s: hanging up: %s", self.call_id, reason)
@@ -198,14 +231,25 @@ class InboundSipCall:
 
     def media_facts(self) -> MediaFacts:
         ch = self.channel
-        return MediaFacts(mode="T.38" if self.mode == Mode.T38 else f"G.711 {self.codec}", switches=self.switches,
-                          rtp={**ch.playout.stats, **ch.stats, "late_ticks": ch.late_ticks},
-                          udptl=dict(ch.udptl_rx.stats))
+        return MediaFacts(
+            mode="T.38" if self.mode == Mode.T38 else f"G.711 {self.codec}",
+            switches=self.switches,
+            rtp={**ch.playout.stats, **ch.stats, "late_ticks": ch.late_ticks},
+            udptl=dict(ch.udptl_rx.stats),
+        )
 
     def status(self) -> CallProgress:
         """This call for the dashboard: its media and how far its fax is."""
-        out = CallProgress(line="", mode="t38" if self.mode == Mode.T38 else "g711", codec=self.codec, bit_rate=0,
-                           ecm=None, pages=0, page=None, remote_ident="")
+        out = CallProgress(
+            line="",
+            mode="t38" if self.mode == Mode.T38 else "g711",
+            codec=self.codec,
+            bit_rate=0,
+            ecm=None,
+            pages=0,
+            page=None,
+            remote_ident="",
+        )
         if self.session is not None:
             out.update(self.session.progress())
         return out

@@ -18,14 +18,26 @@ into the same file, and pages are the one thing the appliance must never lose.
 Our re-INVITEs may be refused by the user agent itself (an offer of the peer's is open): the
 driver reports each `SendReinvite` back as `ReinviteSent` or `ReinviteNotSent`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from ..sip import events as sipev
-from ..sip.sdp import (AudioAnswer, NoUsableCodec, SessionDescription, T38Params, answer_audio, answer_t38,
-                       has_audio, has_t38, offer_audio, offer_t38, parse_t38_answer)
+from appliance.sip import events as sipev
+from appliance.sip.sdp import (
+    AudioAnswer,
+    NoUsableCodec,
+    SessionDescription,
+    T38Params,
+    answer_audio,
+    answer_t38,
+    has_audio,
+    has_t38,
+    offer_audio,
+    offer_t38,
+    parse_t38_answer,
+)
 
 #: after agreeing to T.38, fall back to G.711 if no UDPTL arrives within this many seconds
 T38_MEDIA_TIMEOUT = 8.0
@@ -40,8 +52,8 @@ OUR_MAX_DATAGRAM = 400
 class T38Policy(StrEnum):
     """A peer's ``t38`` setting."""
 
-    OFF = "off"          # audio only: T.38 offers are answered with audio or refused
-    ACCEPT = "accept"    # take the peer's T.38 (re-INVITE or initial INVITE)
+    OFF = "off"  # audio only: T.38 offers are answered with audio or refused
+    ACCEPT = "accept"  # take the peer's T.38 (re-INVITE or initial INVITE)
     REQUEST = "request"  # accept, and re-INVITE to T.38 ourselves
 
 
@@ -60,6 +72,7 @@ class ReinviteKind(StrEnum):
 
 
 # --- what the driver tells the switcher besides the SIP events ------------------------------------
+
 
 @dataclass(frozen=True)
 class UdptlArrived:
@@ -89,11 +102,21 @@ class ReinviteNotSent:
     why: str
 
 
-Event = (sipev.CallConfirmed | sipev.ReinviteReceived | sipev.ReinviteAnswered | sipev.ReinviteFailed
-         | sipev.CallEnded | UdptlArrived | FaxProgress | ReinviteSent | ReinviteNotSent)
+Event = (
+    sipev.CallConfirmed
+    | sipev.ReinviteReceived
+    | sipev.ReinviteAnswered
+    | sipev.ReinviteFailed
+    | sipev.CallEnded
+    | UdptlArrived
+    | FaxProgress
+    | ReinviteSent
+    | ReinviteNotSent
+)
 
 
 # --- what the switcher asks the driver to do ------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class AnswerReinvite:
@@ -196,8 +219,9 @@ class T38Switcher:
         Raises NoUsableCodec when neither usable audio nor (allowed) T.38 is offered.
         """
         if self.policy != T38Policy.OFF and has_t38(offer):
-            t38 = answer_t38(offer, self.local_ip, self.port, self.session_id, self.sdp_version,
-                             our_max_datagram=OUR_MAX_DATAGRAM)
+            t38 = answer_t38(
+                offer, self.local_ip, self.port, self.session_id, self.sdp_version, our_max_datagram=OUR_MAX_DATAGRAM
+            )
             self.mode, self._t38_since, self.sdp = Mode.T38, now, t38.sdp
             self.switches.append("T.38 offered in the INVITE")
             return UseT38(t38.params, t38.remote, self._far_max(t38.far_max_datagram), "T.38 offered in the INVITE")
@@ -219,8 +243,12 @@ class T38Switcher:
         elif isinstance(event, sipev.ReinviteFailed) and event.status != 491:
             # (491: glare; the peer's own re-INVITE won and arrives as ReinviteReceived)
             self.switches.append(f"our re-INVITE refused: {event.status} {event.reason}")
-            return [Note(f"re-INVITE refused ({event.status} {event.reason}): staying on "
-                         + ("G.711" if self.mode == Mode.AUDIO else "T.38"))]
+            return [
+                Note(
+                    f"re-INVITE refused ({event.status} {event.reason}): staying on "
+                    + ("G.711" if self.mode == Mode.AUDIO else "T.38")
+                )
+            ]
         elif isinstance(event, sipev.CallEnded):
             self._ended = True
         elif isinstance(event, UdptlArrived):
@@ -238,8 +266,7 @@ class T38Switcher:
 
     def next_timer(self) -> float | None:
         """When `handle_timer` has something to do; None: nothing until the next event."""
-        return min((t for t in (self._request_deadline(), self._fallback_deadline()) if t is not None),
-                   default=None)
+        return min((t for t in (self._request_deadline(), self._fallback_deadline()) if t is not None), default=None)
 
     def handle_timer(self, now: float) -> list[Action]:
         actions: list[Action] = []
@@ -262,13 +289,21 @@ class T38Switcher:
             if self.mode == Mode.AUDIO and self._pages:
                 # pages already came as audio: switching would start T.30 over into the same file
                 return [RejectReinvite(488, "Not Acceptable Here (fax already in progress)")]
-            t38 = answer_t38(offer, self.local_ip, self.port, self.session_id, self._next_version(),
-                             our_max_datagram=OUR_MAX_DATAGRAM)
+            t38 = answer_t38(
+                offer,
+                self.local_ip,
+                self.port,
+                self.session_id,
+                self._next_version(),
+                our_max_datagram=OUR_MAX_DATAGRAM,
+            )
             self.sdp = t38.sdp
             if self.mode == Mode.T38:
                 return [AnswerReinvite(t38.sdp), Retarget(t38.remote)]  # new address or parameters, same fax
-            return [AnswerReinvite(t38.sdp), self._to_t38(t38.params, t38.remote, t38.far_max_datagram,
-                                                          "peer re-INVITE", now)]
+            return [
+                AnswerReinvite(t38.sdp),
+                self._to_t38(t38.params, t38.remote, t38.far_max_datagram, "peer re-INVITE", now),
+            ]
         if has_audio(offer):
             try:
                 audio = answer_audio(offer, self.local_ip, self.port, self.session_id, self._next_version())
@@ -289,8 +324,9 @@ class T38Switcher:
             t38 = parse_t38_answer(str(ev.answer))
         except (NoUsableCodec, ValueError):
             return []  # an answer to an audio re-INVITE (our fall-back): nothing more to do
-        self.sdp = offer_t38(self.local_ip, self.port, self.session_id, self.sdp_version,
-                             T38Params(max_datagram=OUR_MAX_DATAGRAM))
+        self.sdp = offer_t38(
+            self.local_ip, self.port, self.session_id, self.sdp_version, T38Params(max_datagram=OUR_MAX_DATAGRAM)
+        )
         if self.mode == Mode.AUDIO:
             return [self._to_t38(t38.params, t38.remote, t38.far_max_datagram, "our re-INVITE accepted", now)]
         return []
@@ -304,13 +340,20 @@ class T38Switcher:
 
     def _request_t38(self) -> list[Action]:
         self._t38_requested = True
-        sdp = offer_t38(self.local_ip, self.port, self.session_id, self._next_version(),
-                        T38Params(max_datagram=OUR_MAX_DATAGRAM))
+        sdp = offer_t38(
+            self.local_ip, self.port, self.session_id, self._next_version(), T38Params(max_datagram=OUR_MAX_DATAGRAM)
+        )
         return [Note("re-INVITE to T.38"), SendReinvite(sdp, ReinviteKind.T38)]
 
     def _fallback_deadline(self) -> float | None:
-        if (self._ended or self.mode != Mode.T38 or self._udptl_seen or self._t38_since is None
-                or self.audio is None or self._pages):
+        if (
+            self._ended
+            or self.mode != Mode.T38
+            or self._udptl_seen
+            or self._t38_since is None
+            or self.audio is None
+            or self._pages
+        ):
             return None
         if self._fallback_retry_at is not None:
             return self._fallback_retry_at
@@ -318,8 +361,9 @@ class T38Switcher:
 
     def _fall_back(self, now: float) -> list[Action]:
         assert self.audio is not None
-        self._fallback_sdp = offer_audio(self.local_ip, self.port, self.session_id, self.sdp_version + 1,
-                                         codecs=(self.audio.codec,))
+        self._fallback_sdp = offer_audio(
+            self.local_ip, self.port, self.session_id, self.sdp_version + 1, codecs=(self.audio.codec,)
+        )
         self._fallback_retry_at = now + FALLBACK_RETRY  # unless the driver reports it sent
         return [SendReinvite(self._fallback_sdp, ReinviteKind.FALLBACK)]
 
@@ -332,8 +376,9 @@ class T38Switcher:
 
     # --- switching ------------------------------------------------------------------------------
 
-    def _to_t38(self, params: T38Params, remote: tuple[str, int], far_max_datagram: int, why: str,
-                now: float) -> UseT38:
+    def _to_t38(
+        self, params: T38Params, remote: tuple[str, int], far_max_datagram: int, why: str, now: float
+    ) -> UseT38:
         self.mode, self._t38_since = Mode.T38, now
         self._fax_ended, self._fallback_retry_at = False, None  # T.30 starts over
         self.switches.append(f"T.38 ({why})")

@@ -31,8 +31,9 @@ def alert_message_id(fax: FaxRecord, job: Job) -> str:
     return f"<{fax.uid}.job{job.id}.alert@faxbridge>"
 
 
-def render_alert(fax: FaxRecord, job: Job, error: str, *, admin: str, from_addr: str,
-                 now: float, tz: localtime.Zone = None) -> EmailMessage:
+def render_alert(
+    fax: FaxRecord, job: Job, error: str, *, admin: str, from_addr: str, now: float, tz: localtime.Zone = None
+) -> EmailMessage:
     """The alert mail; ``error`` is the job's recorded last error (server reply and advice);
     ``tz`` the owner's zone for the times it shows."""
     received = localtime.format_time(fax.finished or fax.created, tz)
@@ -55,5 +56,6 @@ def render_alert(fax: FaxRecord, job: Job, error: str, *, admin: str, from_addr:
         f"Attempts:   {job.attempts}\n"
         f"Error:      {_CONTROL.sub(' ', error)}\n\n"
         "The fax is kept in the spool. After fixing the cause, send it again with:\n"
-        f"    faxbridge resend {fax.id} --to {job.recipient}\n")
+        f"    faxbridge resend {fax.id} --to {job.recipient}\n"
+    )
     return msg

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from collections.abc import Iterable, Sequence
 from email.message import EmailMessage
-from typing import Iterable, Sequence
 
 import dns.exception
 import dns.name
@@ -38,8 +38,7 @@ from appliance.delivery import smtp
 from appliance.delivery.errors import PermanentDeliveryError, TemporaryDeliveryError
 
 
-def send_direct(cfg: DeliveryConfig, msg: EmailMessage, recipient: str,
-                rng: random.Random | None = None) -> str:
+def send_direct(cfg: DeliveryConfig, msg: EmailMessage, recipient: str, rng: random.Random | None = None) -> str:
     """Deliver ``msg`` to the MX of ``recipient``'s domain; return the accepting server's reply."""
     domain = recipient.rpartition("@")[2].strip().rstrip(".")
     if not domain or "@" not in recipient:
@@ -59,8 +58,7 @@ def send_direct(cfg: DeliveryConfig, msg: EmailMessage, recipient: str,
             continue
         for address in addresses:
             try:
-                return smtp.run_session(session_cfg, "smtp", host, cfg.direct_port, msg, recipient,
-                                        address=address)
+                return smtp.run_session(session_cfg, "smtp", host, cfg.direct_port, msg, recipient, address=address)
             except TemporaryDeliveryError as e:
                 failures.append(str(e))
     raise TemporaryDeliveryError(_summary(domain, failures))
@@ -76,8 +74,9 @@ def make_resolver(cfg: DeliveryConfig) -> dns.resolver.Resolver:
         try:
             resolver = dns.resolver.Resolver()
         except dns.resolver.NoResolverConfiguration:
-            raise TemporaryDeliveryError("no DNS servers: /etc/resolv.conf names none; "
-                                         "set delivery.dns_servers") from None
+            raise TemporaryDeliveryError(
+                "no DNS servers: /etc/resolv.conf names none; set delivery.dns_servers"
+            ) from None
     # one attempt gets delivery.timeout for its lookups, like for the SMTP conversation
     resolver.lifetime = float(cfg.timeout)
     resolver.timeout = max(1.0, cfg.timeout / 3)
@@ -94,20 +93,21 @@ def mx_hosts(resolver: dns.resolver.Resolver, domain: str, rng: random.Random) -
         answer = resolver.resolve(name, dns.rdatatype.MX, search=False)
     except dns.resolver.NXDOMAIN:
         raise PermanentDeliveryError(
-            f"recipient domain {domain} does not exist (DNS: NXDOMAIN): no MX to deliver to") from None
+            f"recipient domain {domain} does not exist (DNS: NXDOMAIN): no MX to deliver to"
+        ) from None
     except dns.resolver.NoAnswer:
         # RFC 5321 5.1: no MX at all -> the domain's own address records are the implicit MX
         if host_addresses(resolver, domain):
             return [domain]
         raise PermanentDeliveryError(
-            f"recipient domain {domain} has no MX and no A/AAAA record: it cannot receive mail") from None
+            f"recipient domain {domain} has no MX and no A/AAAA record: it cannot receive mail"
+        ) from None
     except dns.exception.DNSException as e:
         raise _dns_temporary(domain, "MX", e) from None
     records = [(r.preference, r.exchange) for r in answer]
     usable = [(pref, host) for pref, host in records if host != dns.name.root]
     if not usable:
-        raise PermanentDeliveryError(
-            f"recipient domain {domain} has a null MX (RFC 7505): it accepts no mail")
+        raise PermanentDeliveryError(f"recipient domain {domain} has a null MX (RFC 7505): it accepts no mail")
     return order_mx([(pref, host.to_text(omit_final_dot=True)) for pref, host in usable], rng)
 
 
@@ -168,4 +168,3 @@ def _summary(domain: str, failures: Sequence[str]) -> str:
     if others:
         replies.append(f"no MX host of {domain} accepted the message: " + "; ".join(others))
     return "; ".join(replies) or f"no MX host of {domain} to try"
-

@@ -32,9 +32,10 @@ import logging
 import ssl
 import time
 import warnings
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from email.message import EmailMessage
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -90,12 +91,14 @@ def send_graph(cfg: DeliveryConfig, msg: EmailMessage, recipient: str) -> str:
     if len(mime) > cfg.GRAPH_MAX_BYTES:
         raise PermanentDeliveryError(
             f"413 MessageTooLarge: message is {len(mime)} bytes, Graph accepts at most "
-            f"{cfg.GRAPH_MAX_BYTES} (graph, not sent)")
+            f"{cfg.GRAPH_MAX_BYTES} (graph, not sent)"
+        )
     body = base64.b64encode(mime)
     with _Client(cfg) as client:
         if len(body) <= MIME_REQUEST_MAX:
-            r = client.call("POST", client.user("sendMail"), data=body,
-                            headers={"Content-Type": "text/plain"}, expect=(202,))
+            r = client.call(
+                "POST", client.user("sendMail"), data=body, headers={"Content-Type": "text/plain"}, expect=(202,)
+            )
             return f"202 Accepted (graph request-id {_request_id(r)})"
         return client.send_as_draft(msg)
 
@@ -124,7 +127,7 @@ class _Client:
         # per request, not session.verify: requests lets REQUESTS_CA_BUNDLE override a session's
         self.verify: bool | str = (cfg.ca_file or True) if cfg.verify_tls else False
 
-    def __enter__(self) -> "_Client":
+    def __enter__(self) -> _Client:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -133,8 +136,17 @@ class _Client:
     def user(self, path: str) -> str:
         return f"{self.base}/users/{self.mailbox}/{path}"
 
-    def call(self, method: str, url: str, *, auth: bool = True, expect: tuple[int, ...] = (200, 201, 202),
-             where: str | None = None, headers: dict[str, str] | None = None, **kw: Any) -> requests.Response:
+    def call(
+        self,
+        method: str,
+        url: str,
+        *,
+        auth: bool = True,
+        expect: tuple[int, ...] = (200, 201, 202),
+        where: str | None = None,
+        headers: dict[str, str] | None = None,
+        **kw: Any,
+    ) -> requests.Response:
         """One Graph request, with short throttling waits and one token renewal on 401."""
         where = where or f"{method} {urlsplit(url).path}"
         renewed = False
@@ -153,23 +165,33 @@ class _Client:
                 renewed = True
                 continue
             wait = retry_after(r)
-            if (r.status_code in (429, 503, 504) and wait is not None and waits < MAX_INLINE_RETRIES
-                    and wait <= min(MAX_INLINE_WAIT, float(self.cfg.timeout))):
+            if (
+                r.status_code in (429, 503, 504)
+                and wait is not None
+                and waits < MAX_INLINE_RETRIES
+                and wait <= min(MAX_INLINE_WAIT, float(self.cfg.timeout))
+            ):
                 log.info("graph %s: %d, waiting %.0f s as asked", where, r.status_code, wait)
                 sleep(wait)
                 waits += 1
                 continue
             raise self.error(r, where)
 
-    def _request(self, method: str, url: str, headers: dict[str, str], where: str,
-                 **kw: Any) -> requests.Response:
+    def _request(self, method: str, url: str, headers: dict[str, str], where: str, **kw: Any) -> requests.Response:
         host = urlsplit(url).netloc
         try:
             with warnings.catch_warnings():
                 if self.verify is False:  # the admin's choice (delivery.verify_tls): not a warning per fax
                     warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
-                return self.session.request(method, url, headers=headers, timeout=self.cfg.timeout,
-                                            verify=self.verify, allow_redirects=False, **kw)
+                return self.session.request(
+                    method,
+                    url,
+                    headers=headers,
+                    timeout=self.cfg.timeout,
+                    verify=self.verify,
+                    allow_redirects=False,
+                    **kw,
+                )
         except requests.exceptions.SSLError as e:
             if isinstance(_root(e), ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(e):
                 raise PermanentDeliveryError(f"https://{host}: TLS certificate not trusted ({where})") from None
@@ -213,10 +235,18 @@ class _Client:
                     data = data.encode()
                 name = part.get_filename() or "fax.tif"
                 if len(data) < UPLOAD_SESSION_MIN:
-                    self.call("POST", f"{base}/attachments", expect=(201,), where=f"POST {short}/attachments", json={
-                        "@odata.type": "#microsoft.graph.fileAttachment", "name": name,
-                        "contentType": attachment_type(part),
-                        "contentBytes": base64.b64encode(data).decode()})
+                    self.call(
+                        "POST",
+                        f"{base}/attachments",
+                        expect=(201,),
+                        where=f"POST {short}/attachments",
+                        json={
+                            "@odata.type": "#microsoft.graph.fileAttachment",
+                            "name": name,
+                            "contentType": attachment_type(part),
+                            "contentBytes": base64.b64encode(data).decode(),
+                        },
+                    )
                 else:
                     self.upload(base, short, name, attachment_type(part), data)
             r = self.call("POST", f"{base}/send", expect=(202,), where=f"POST {short}/send")
@@ -227,10 +257,20 @@ class _Client:
 
     def upload(self, base: str, short: str, name: str, content_type: str, data: bytes) -> None:
         """One attachment through an upload session: PUT ranges until Graph answers 201."""
-        r = self.call("POST", f"{base}/attachments/createUploadSession", expect=(200, 201),
-                      where=f"POST {short}/attachments/createUploadSession", json={
-            "AttachmentItem": {"attachmentType": "file", "name": name, "size": len(data),
-                               "contentType": content_type}})
+        r = self.call(
+            "POST",
+            f"{base}/attachments/createUploadSession",
+            expect=(200, 201),
+            where=f"POST {short}/attachments/createUploadSession",
+            json={
+                "AttachmentItem": {
+                    "attachmentType": "file",
+                    "name": name,
+                    "size": len(data),
+                    "contentType": content_type,
+                }
+            },
+        )
         url = _json(r).get("uploadUrl")
         if not isinstance(url, str) or not url.startswith("https://"):
             raise TemporaryDeliveryError(f"graph createUploadSession for {name}: no https uploadUrl")
@@ -240,9 +280,15 @@ class _Client:
             end = min(pos + CHUNK, total) - 1
             try:
                 # the upload URL is pre-authorised: an Authorization header would be refused
-                r = self.call("PUT", url, auth=False, expect=(200, 201), where=where, data=data[pos:end + 1],
-                              headers={"Content-Type": "application/octet-stream",
-                                       "Content-Range": f"bytes {pos}-{end}/{total}"})
+                r = self.call(
+                    "PUT",
+                    url,
+                    auth=False,
+                    expect=(200, 201),
+                    where=where,
+                    data=data[pos : end + 1],
+                    headers={"Content-Type": "application/octet-stream", "Content-Range": f"bytes {pos}-{end}/{total}"},
+                )
             except PermanentDeliveryError as e:
                 if str(e).startswith("413 "):
                     raise
@@ -263,9 +309,14 @@ class _Client:
     def _discard(self, base: str) -> None:
         """Best effort: do not leave a half-built draft in the mailbox for every failed attempt."""
         try:
-            self.session.request("DELETE", base, timeout=self.cfg.timeout, verify=self.verify,
-                                 allow_redirects=False,
-                                 headers={"Authorization": "Bearer " + oauth.get_token(self.cfg)})
+            self.session.request(
+                "DELETE",
+                base,
+                timeout=self.cfg.timeout,
+                verify=self.verify,
+                allow_redirects=False,
+                headers={"Authorization": "Bearer " + oauth.get_token(self.cfg)},
+            )
         except (DeliveryError, requests.RequestException) as e:
             log.warning("graph: could not delete a draft after a failed send: %s", type(e).__name__)
 
@@ -300,8 +351,11 @@ def draft_json(msg: EmailMessage) -> dict[str, Any]:
     # Exchange UM partner headers first: without them the message is not a fax to Exchange
     headers.sort(key=lambda h: not h["name"].lower().startswith("x-ms-exchange-um-"))
     if len(headers) > MAX_CUSTOM_HEADERS:
-        log.warning("graph: only %d custom headers allowed, left out: %s", MAX_CUSTOM_HEADERS,
-                    ", ".join(h["name"] for h in headers[MAX_CUSTOM_HEADERS:]))
+        log.warning(
+            "graph: only %d custom headers allowed, left out: %s",
+            MAX_CUSTOM_HEADERS,
+            ", ".join(h["name"] for h in headers[MAX_CUSTOM_HEADERS:]),
+        )
         headers = headers[:MAX_CUSTOM_HEADERS]
     if headers:
         draft["internetMessageHeaders"] = headers
@@ -326,8 +380,8 @@ def retry_after(r: requests.Response) -> float | None:
         except (TypeError, ValueError):
             return None
         if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        seconds = (when - datetime.now(timezone.utc)).total_seconds()
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 

@@ -55,8 +55,13 @@ def route(fax: FaxRecord) -> dict:
     r = r if isinstance(r, dict) else {}
     fmt = r.get("format") if r.get("format") in ("tiff", "pdf", "both") else "tiff"
     flavour = r.get("tiff") if r.get("tiff") in ("tiff-f", "profile-s") else "tiff-f"
-    return {"to": _addresses(r.get("to")), "cc": _addresses(r.get("cc")), "format": fmt,
-            "tiff": flavour, "subject": r.get("subject") if isinstance(r.get("subject"), str) else ""}
+    return {
+        "to": _addresses(r.get("to")),
+        "cc": _addresses(r.get("cc")),
+        "format": fmt,
+        "tiff": flavour,
+        "subject": r.get("subject") if isinstance(r.get("subject"), str) else "",
+    }
 
 
 _ADDR = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+$")
@@ -92,8 +97,11 @@ def refused_pages(fax: FaxRecord) -> list[str]:
     listed = fax.extra.get("refused_pages") if isinstance(fax.extra, dict) else None
     if not isinstance(listed, list):
         return []
-    return [clean_text(r.get("reason") or f"page {r.get('page')} is larger than a fax page can be", 300)
-            for r in listed if isinstance(r, dict)]
+    return [
+        clean_text(r.get("reason") or f"page {r.get('page')} is larger than a fax page can be", 300)
+        for r in listed
+        if isinstance(r, dict)
+    ]
 
 
 def _default_subject(fax: FaxRecord) -> str:
@@ -123,8 +131,10 @@ def _fill(template: str, fax: FaxRecord, tz: localtime.Zone) -> str | None:
         if name is not None and (name not in _PLACEHOLDERS or spec or conv):
             return None
     values = {
-        "caller": caller_label(fax), "called": clean_text(fax.called_number, 60),
-        "tsi": clean_text(fax.remote_ident, 60), "pages": str(int(fax.pages)),
+        "caller": caller_label(fax),
+        "called": clean_text(fax.called_number, 60),
+        "tsi": clean_text(fax.remote_ident, 60),
+        "pages": str(int(fax.pages)),
         "line": clean_text(fax.line, 60),
         "date": localtime.format_time(fax.finished or fax.created, tz, localtime.MINUTES),
     }
@@ -186,11 +196,9 @@ def _convert(fax: FaxRecord, image: bytes, flavour: str) -> bytes | None:
         return tiff_profiles.to_tiff_f(image)
     except (ValueError, OSError, RuntimeError) as e:
         if not _raw_is_safe(fax, image):
-            log.warning("fax %s: %s conversion failed (%s): no TIFF, the file holds a refused page",
-                        fax.id, flavour, e)
+            log.warning("fax %s: %s conversion failed (%s): no TIFF, the file holds a refused page", fax.id, flavour, e)
             return None
-        log.warning("fax %s: %s conversion failed (%s): the stored TIFF goes as received",
-                    fax.id, flavour, e)
+        log.warning("fax %s: %s conversion failed (%s): the stored TIFF goes as received", fax.id, flavour, e)
         return image
 
 
@@ -224,19 +232,22 @@ def _warning(fax: FaxRecord) -> str:
     refused = refused_pages(fax)
     if refused:
         what = "NO PAGE DELIVERED" if fax.pages <= 0 else "PAGE REFUSED" if len(refused) == 1 else "PAGES REFUSED"
-        return (f"{what}: {'; '.join(refused[:3])}{'; ...' if len(refused) > 3 else ''}. "
-                f"{'It is' if len(refused) == 1 else 'They are'} not attached; the fax as received is "
-                f"kept on the fax appliance.")
+        return (
+            f"{what}: {'; '.join(refused[:3])}{'; ...' if len(refused) > 3 else ''}. "
+            f"{'It is' if len(refused) == 1 else 'They are'} not attached; the fax as received is "
+            f"kept on the fax appliance."
+        )
     if fax.pages <= 0:
         return "MISSED FAX CALL: the caller did not send a page."
     if fax.complete:
         return ""
     hangup = fax.extra.get("hangup_reason") if isinstance(fax.extra, dict) else None
     if isinstance(hangup, str) and hangup.startswith(PAGE_TOO_LARGE):
-        return (f"INCOMPLETE FAX: the fax appliance ended the call: {clean_text(hangup, 300)}. "
-                f"Only {fax.pages} page(s) before it were received.")
-    return (f"INCOMPLETE FAX: the call ended before the fax was finished. "
-            f"Only {fax.pages} page(s) were received.")
+        return (
+            f"INCOMPLETE FAX: the fax appliance ended the call: {clean_text(hangup, 300)}. "
+            f"Only {fax.pages} page(s) before it were received."
+        )
+    return f"INCOMPLETE FAX: the call ended before the fax was finished. Only {fax.pages} page(s) were received."
 
 
 def _attached(fax: FaxRecord, kinds: list[str]) -> str:
@@ -263,14 +274,17 @@ def _plain(fax: FaxRecord, kinds: list[str], tz: localtime.Zone) -> str:
 def _html(fax: FaxRecord, kinds: list[str], tz: localtime.Zone) -> str:
     e = html.escape
     title = subject(fax, tz)
-    rows = "\n".join(f"<tr><th align=\"left\">{e(k)}</th><td>{e(v)}</td></tr>" for k, v in _facts(fax, tz))
+    rows = "\n".join(f'<tr><th align="left">{e(k)}</th><td>{e(v)}</td></tr>' for k, v in _facts(fax, tz))
     warning = ""
     if _warning(fax):
-        warning = (f"<p style=\"color:#b00020;font-weight:bold;border:2px solid #b00020;padding:8px\">"
-                   f"{e(_warning(fax))}</p>\n")
-    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{e(title)}</title></head>"
-            f"<body>\n{warning}<p>{e(title)}. {e(_attached(fax, kinds))}</p>\n"
-            f"<table>\n{rows}\n</table>\n</body></html>\n")
+        warning = (
+            f'<p style="color:#b00020;font-weight:bold;border:2px solid #b00020;padding:8px">{e(_warning(fax))}</p>\n'
+        )
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{e(title)}</title></head>'
+        f"<body>\n{warning}<p>{e(title)}. {e(_attached(fax, kinds))}</p>\n"
+        f"<table>\n{rows}\n</table>\n</body></html>\n"
+    )
 
 
 def addressees(r: dict, recipient: str) -> tuple[list[str], list[str]]:
@@ -297,8 +311,16 @@ def _fax_content_type(part: EmailMessage, name: str) -> None:
         part[k] = v
 
 
-def render_message(fax: FaxRecord, recipient: str, *, from_addr: str, image: bytes, message_id: str,
-                   now: float | None = None, tz: localtime.Zone = None) -> EmailMessage:
+def render_message(
+    fax: FaxRecord,
+    recipient: str,
+    *,
+    from_addr: str,
+    image: bytes,
+    message_id: str,
+    now: float | None = None,
+    tz: localtime.Zone = None,
+) -> EmailMessage:
     """The fax as an RFC 3965-style mail, or an Exchange UM partner message when UM referred the call.
 
     ``recipient`` is whom this copy goes to (the job's address; the archive's copy names them
@@ -339,8 +361,7 @@ def render_message(fax: FaxRecord, recipient: str, *, from_addr: str, image: byt
     msg.add_alternative(_html(fax, kinds, tz), subtype="html", cte="quoted-printable")
     for kind, data in parts:
         if kind == "pdf":
-            msg.add_attachment(data, maintype="application", subtype="pdf",
-                               filename=attachment_name(fax, "pdf", tz))
+            msg.add_attachment(data, maintype="application", subtype="pdf", filename=attachment_name(fax, "pdf", tz))
         else:
             name = attachment_name(fax, "tif", tz)
             msg.add_attachment(data, maintype="image", subtype="tiff", filename=name)

@@ -36,13 +36,28 @@ _apps: dict[tuple[str, ...], msal.ConfidentialClientApplication] = {}
 _lock = threading.Lock()
 
 #: token-endpoint errors that no retry can fix (RFC 6749 5.2 plus Entra ID's own)
-_PERMANENT = {"invalid_client", "unauthorized_client", "invalid_request", "invalid_scope",
-              "invalid_grant", "unsupported_grant_type", "invalid_resource"}
+_PERMANENT = {
+    "invalid_client",
+    "unauthorized_client",
+    "invalid_request",
+    "invalid_scope",
+    "invalid_grant",
+    "unsupported_grant_type",
+    "invalid_resource",
+}
 
 
 def _key(cfg: DeliveryConfig) -> tuple[str, ...]:
-    return (cfg.authority.rstrip("/"), cfg.tenant, cfg.client_id, cfg.scope, cfg.client_certificate,
-            hashlib.sha256(cfg.client_secret.encode()).hexdigest(), cfg.ca_file, str(cfg.verify_tls))
+    return (
+        cfg.authority.rstrip("/"),
+        cfg.tenant,
+        cfg.client_id,
+        cfg.scope,
+        cfg.client_certificate,
+        hashlib.sha256(cfg.client_secret.encode()).hexdigest(),
+        cfg.ca_file,
+        str(cfg.verify_tls),
+    )
 
 
 def certificate_credential(path: str) -> dict[str, str]:
@@ -56,8 +71,9 @@ def certificate_credential(path: str) -> dict[str, str]:
     except OSError as e:
         raise PermanentDeliveryError(f"delivery.client_certificate {path}: cannot read: {e.strerror}") from None
     if b"PRIVATE KEY-----" not in pem or b"BEGIN CERTIFICATE" not in pem:
-        raise PermanentDeliveryError(f"delivery.client_certificate {path}: needs the certificate "
-                                     "and its private key in one PEM file")
+        raise PermanentDeliveryError(
+            f"delivery.client_certificate {path}: needs the certificate and its private key in one PEM file"
+        )
     try:
         cert = x509.load_pem_x509_certificate(pem)
     except ValueError as e:
@@ -66,8 +82,7 @@ def certificate_credential(path: str) -> dict[str, str]:
     if key is None:
         raise PermanentDeliveryError(f"delivery.client_certificate {path}: no PEM private key block")
     # without a thumbprint MSAL signs the assertion with the certificate's SHA-256 thumbprint
-    return {"private_key": key.group(0).decode(),
-            "public_certificate": cert.public_bytes(Encoding.PEM).decode()}
+    return {"private_key": key.group(0).decode(), "public_certificate": cert.public_bytes(Encoding.PEM).decode()}
 
 
 def _app(cfg: DeliveryConfig) -> msal.ConfidentialClientApplication:
@@ -75,19 +90,22 @@ def _app(cfg: DeliveryConfig) -> msal.ConfidentialClientApplication:
     with _lock:
         app = _apps.get(key)
         if app is None:
-            credential: Any = (certificate_credential(cfg.client_certificate) if cfg.client_certificate
-                               else cfg.client_secret)
+            credential: Any = (
+                certificate_credential(cfg.client_certificate) if cfg.client_certificate else cfg.client_secret
+            )
             try:
                 app = msal.ConfidentialClientApplication(
-                    cfg.client_id, client_credential=credential,
+                    cfg.client_id,
+                    client_credential=credential,
                     authority=f"{cfg.authority.rstrip('/')}/{cfg.tenant}",
                     # the tenant's own discovery document is enough; no lookup of known clouds
-                    instance_discovery=False, http_client=http_session(cfg))
+                    instance_discovery=False,
+                    http_client=http_session(cfg),
+                )
             except ValueError as e:  # tenant discovery answered 400: unknown tenant
                 raise _discovery_error(cfg, e) from None
             except requests.RequestException as e:
-                raise TemporaryDeliveryError(f"token endpoint {cfg.authority}: cannot connect: "
-                                             f"{_short(e)}") from None
+                raise TemporaryDeliveryError(f"token endpoint {cfg.authority}: cannot connect: {_short(e)}") from None
             _apps[key] = app
         return app
 
@@ -127,15 +145,18 @@ def get_token(cfg: DeliveryConfig) -> str:
     except MsalServiceError as e:  # an HTTP 5xx (or other non-OAuth) answer
         raise TemporaryDeliveryError(f"token endpoint {cfg.authority}: {_short(e)}") from None
     except jwt.InvalidKeyError:
-        raise PermanentDeliveryError(f"delivery.client_certificate {cfg.client_certificate}: the key must "
-                                     "be RSA (Entra ID signs and checks assertions with RS256/PS256)") from None
+        raise PermanentDeliveryError(
+            f"delivery.client_certificate {cfg.client_certificate}: the key must "
+            "be RSA (Entra ID signs and checks assertions with RS256/PS256)"
+        ) from None
     except ValueError as e:  # MSAL raises this when the endpoint's answer is not JSON
         raise TemporaryDeliveryError(f"token endpoint {cfg.authority}: bad answer: {_short(e)}") from None
     token = result.get("access_token") if isinstance(result, dict) else None
     if token:
         if result.get("token_source") == "identity_provider":
-            log.info("new token for %s (client %s), valid %s s", cfg.scope, cfg.client_id,
-                     result.get("expires_in", "?"))
+            log.info(
+                "new token for %s (client %s), valid %s s", cfg.scope, cfg.client_id, result.get("expires_in", "?")
+            )
         return str(token)
     error = str(result.get("error", "no token")) if isinstance(result, dict) else "no token"
     description = cfg.scrub(" ".join(str(result.get("error_description", "")).split()))[:400]

@@ -13,7 +13,6 @@ and written on the next pass; the job stays ``delivering`` meanwhile, which ``re
 after a restart (the same Message-ID again: at-least-once).
 """
 
-
 from __future__ import annotations
 
 import asyncio
@@ -22,9 +21,10 @@ import logging
 import random
 import sqlite3
 import time
+from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, Callable, TypedDict
+from typing import Any, TypedDict
 
 from appliance import localtime
 from appliance.config import DeliveryConfig
@@ -44,8 +44,9 @@ MAX_IDLE = 60.0
 ARCHIVE = "maildir:archive"
 
 
-def send_via_backend(cfg: DeliveryConfig, msg: EmailMessage, recipient: str,
-                     resolve_path: Callable[[str], Path]) -> str:
+def send_via_backend(
+    cfg: DeliveryConfig, msg: EmailMessage, recipient: str, resolve_path: Callable[[str], Path]
+) -> str:
     """Hand one message to the configured backend; the server's acceptance, or a DeliveryError."""
     if cfg.backend == "smtp":
         return send_smtp(cfg, msg, recipient)
@@ -53,9 +54,11 @@ def send_via_backend(cfg: DeliveryConfig, msg: EmailMessage, recipient: str,
         return "maildir " + deliver_maildir(resolve_path(cfg.url), msg)
     if cfg.backend == "direct":
         from appliance.delivery.direct import send_direct
+
         return send_direct(cfg, msg, recipient)
     if cfg.backend == "graph":
         from appliance.delivery.graph import send_graph
+
         return send_graph(cfg, msg, recipient)
     raise PermanentDeliveryError(f"unknown delivery backend {cfg.backend!r}")
 
@@ -67,11 +70,17 @@ def backoff(cfg: DeliveryConfig, attempts: int, rng: random.Random) -> float:
 
 
 class DeliveryWorker:
-    def __init__(self, spool: Spool, cfg: DeliveryConfig, *, clock: Callable[[], float] = time.time,
-                 resolve_path: Callable[[str], Path] = lambda p: Path(p),
-                 rng: random.Random = random.Random(),
-                 refusal: Callable[[str], str | None] = lambda addr: None,
-                 zone: Callable[[], localtime.Zone] = lambda: None):
+    def __init__(
+        self,
+        spool: Spool,
+        cfg: DeliveryConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        resolve_path: Callable[[str], Path] = lambda p: Path(p),
+        rng: random.Random = random.Random(),
+        refusal: Callable[[str], str | None] = lambda addr: None,
+        zone: Callable[[], localtime.Zone] = lambda: None,
+    ):
         self.spool = spool
         #: the owner's time zone (system.timezone) for the times a mail shows, asked per message
         #: so a reload applies at the next one
@@ -117,8 +126,11 @@ class DeliveryWorker:
             if self._stopping:
                 break
             try:
-                dues = [d for d in (await self._io(self.spool.next_due),
-                                    await self._io(self.spool.next_alert_due)) if d is not None]
+                dues = [
+                    d
+                    for d in (await self._io(self.spool.next_due), await self._io(self.spool.next_alert_due))
+                    if d is not None
+                ]
             except (OSError, sqlite3.Error):
                 dues = []
             due = min(dues) if dues else None
@@ -128,7 +140,7 @@ class DeliveryWorker:
             if timeout > 0:
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             self._wake.clear()
             self._woken = False
@@ -179,8 +191,9 @@ class DeliveryWorker:
         if not image and is_um_notice(fax):
             pass  # a UM missed-call notice: the one message that has no image
         elif not image:
-            log.error("fax %s: image %s unusable (%s): job %s to %s is dead", fax.id, path, missing,
-                      job.id, job.recipient)
+            log.error(
+                "fax %s: image %s unusable (%s): job %s to %s is dead", fax.id, path, missing, job.id, job.recipient
+            )
             await self._dead(job, f"fax image missing: {fax.image or '-'} ({missing})")
             return
         archive = job.recipient == ARCHIVE
@@ -196,14 +209,27 @@ class DeliveryWorker:
             others = [j.recipient for j in await self._io(self.spool.jobs_for, fax.id) if j.recipient != ARCHIVE]
             to = ", ".join(others) or self.cfg.from_
         # rendering (base64, header folding) is pure Python: off the loop, where RTP runs
-        msg = await self._io(functools.partial(render_message, fax, to, from_addr=self.cfg.from_,
-                                               image=image, message_id=job.message_id, now=now,
-                                               tz=self.zone()))
+        msg = await self._io(
+            functools.partial(
+                render_message,
+                fax,
+                to,
+                from_addr=self.cfg.from_,
+                image=image,
+                message_id=job.message_id,
+                now=now,
+                tz=self.zone(),
+            )
+        )
         size = await self._io(lambda: len(msg.as_bytes()))
         if size > self.cfg.max_message_bytes and not archive:  # a limit of the mail servers, not ours
-            await self._dead(job, with_advice(
-                f"message is {size} bytes, over delivery.max_message_bytes ({self.cfg.max_message_bytes})",
-                advise_text("552 5.3.4 message size exceeds fixed maximum message size")))
+            await self._dead(
+                job,
+                with_advice(
+                    f"message is {size} bytes, over delivery.max_message_bytes ({self.cfg.max_message_bytes})",
+                    advise_text("552 5.3.4 message size exceeds fixed maximum message size"),
+                ),
+            )
             return
         # The backend decides temporary vs permanent from the reply's class; the advice says what
         # to change.  A 4xx the advice calls permanent (e.g. 4.7.66) keeps retrying until max_age,
@@ -233,14 +259,19 @@ class DeliveryWorker:
         delay = backoff(self.cfg, job.attempts + 1, self.rng)
         if retry_after is not None and retry_after > delay:
             delay = retry_after
-        log.warning("job %s to %s failed (attempt %d), retrying in %.0f s: %s", job.id, job.recipient,
-                    job.attempts + 1, delay, error)
+        log.warning(
+            "job %s to %s failed (attempt %d), retrying in %.0f s: %s",
+            job.id,
+            job.recipient,
+            job.attempts + 1,
+            delay,
+            error,
+        )
         await self._record(self.spool.job_retry, job.id, now, error, now + delay)
 
     async def _dead(self, job: Job, error: str) -> None:
         log.error("job %s to %s is dead: %s", job.id, job.recipient, error)
-        await self._record(functools.partial(self.spool.job_dead, alert_to=self.cfg.admin),
-                           job.id, self.clock(), error)
+        await self._record(functools.partial(self.spool.job_dead, alert_to=self.cfg.admin), job.id, self.clock(), error)
 
     async def _record(self, fn: Callable[..., Any], *args: Any) -> None:
         """Write an outcome; if the spool cannot (disk full), keep it for the next pass."""
@@ -271,21 +302,41 @@ class DeliveryWorker:
             job = await self._io(self.spool.get_job, alert["job_id"])
             fax = await self._io(self.spool.get_fax, job.fax_id) if job else None
             if job is None or fax is None:
-                await self._io(functools.partial(self.spool.alert_retry, give_up=True), alert["job_id"],
-                               "job or fax gone", self.clock())
+                await self._io(
+                    functools.partial(self.spool.alert_retry, give_up=True),
+                    alert["job_id"],
+                    "job or fax gone",
+                    self.clock(),
+                )
                 continue
-            msg = render_alert(fax, job, job.last_error, admin=alert["admin"], from_addr=self.cfg.from_,
-                               now=self.clock(), tz=self.zone())
+            msg = render_alert(
+                fax,
+                job,
+                job.last_error,
+                admin=alert["admin"],
+                from_addr=self.cfg.from_,
+                now=self.clock(),
+                tz=self.zone(),
+            )
             try:
                 await self._io(self._send, msg, alert["admin"])
             except (TemporaryDeliveryError, PermanentDeliveryError, OSError) as e:
                 now = self.clock()
                 give_up = now - alert["created"] > self.cfg.max_age
                 # logged only: an alert about a failed alert would fail the same way
-                log.error("alert to %s about job %s failed%s: %s", alert["admin"], job.id,
-                          " for good" if give_up else ", will retry", e)
-                await self._io(functools.partial(self.spool.alert_retry, give_up=give_up), job.id, str(e),
-                               now + backoff(self.cfg, alert["attempts"] + 1, self.rng))
+                log.error(
+                    "alert to %s about job %s failed%s: %s",
+                    alert["admin"],
+                    job.id,
+                    " for good" if give_up else ", will retry",
+                    e,
+                )
+                await self._io(
+                    functools.partial(self.spool.alert_retry, give_up=give_up),
+                    job.id,
+                    str(e),
+                    now + backoff(self.cfg, alert["attempts"] + 1, self.rng),
+                )
             else:
                 log.info("alerted %s: fax %s to %s is dead", alert["admin"], fax.id, job.recipient)
                 await self._io(self.spool.alert_sent, job.id, self.clock())

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import smtplib
-import socket
 import ssl
 from email.message import EmailMessage
 from urllib.parse import urlsplit
@@ -41,11 +40,14 @@ def tls_context(cfg: DeliveryConfig) -> ssl.SSLContext:
         try:
             load_chain(ctx, cfg.tls_client_cert, cfg.tls_client_key)
         except EncryptedKey as e:
-            raise TemporaryDeliveryError(f"delivery.tls_client_key {cfg.tls_client_key or cfg.tls_client_cert}: "
-                                         f"{e}") from None
+            raise TemporaryDeliveryError(
+                f"delivery.tls_client_key {cfg.tls_client_key or cfg.tls_client_cert}: {e}"
+            ) from None
         except (OSError, ssl.SSLError) as e:
-            raise TemporaryDeliveryError(f"delivery.tls_client_cert {cfg.tls_client_cert}: cannot load "
-                                         f"the certificate/key: {getattr(e, 'strerror', None) or e}") from None
+            raise TemporaryDeliveryError(
+                f"delivery.tls_client_cert {cfg.tls_client_cert}: cannot load "
+                f"the certificate/key: {getattr(e, 'strerror', None) or e}"
+            ) from None
     return ctx
 
 
@@ -64,8 +66,16 @@ def send_smtp(cfg: DeliveryConfig, msg: EmailMessage, recipient: str) -> str:
     return run_session(cfg, scheme, host, port, msg, recipient)
 
 
-def run_session(cfg: DeliveryConfig, scheme: str, host: str, port: int, msg: EmailMessage,
-                recipient: str, *, address: str | None = None) -> str:
+def run_session(
+    cfg: DeliveryConfig,
+    scheme: str,
+    host: str,
+    port: int,
+    msg: EmailMessage,
+    recipient: str,
+    *,
+    address: str | None = None,
+) -> str:
     """One SMTP session with errors sorted into temporary/permanent; shared with direct.py.
 
     ``address`` connects there instead of resolving ``host`` (the direct backend resolves MX
@@ -91,14 +101,21 @@ def run_session(cfg: DeliveryConfig, scheme: str, host: str, port: int, msg: Ema
         raise PermanentDeliveryError(f"{where}: TLS certificate not trusted: {e.verify_message}") from None
     except ssl.SSLError as e:
         raise TemporaryDeliveryError(f"{where}: TLS handshake failed: {e.reason or e}") from None
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:
         raise TemporaryDeliveryError(f"{where}: timed out after {cfg.timeout} s") from None
     except OSError as e:  # refused, unreachable, DNS failure
         raise TemporaryDeliveryError(f"{where}: cannot connect: {e.strerror or e}") from None
 
 
-def _send(cfg: DeliveryConfig, scheme: str, host: str, port: int, msg: EmailMessage,
-          recipient: str, address: str | None = None) -> str:
+def _send(
+    cfg: DeliveryConfig,
+    scheme: str,
+    host: str,
+    port: int,
+    msg: EmailMessage,
+    recipient: str,
+    address: str | None = None,
+) -> str:
     ctx = tls_context(cfg)
     client: smtplib.SMTP
     if scheme == "smtps":
@@ -130,8 +147,7 @@ def _send(cfg: DeliveryConfig, scheme: str, host: str, port: int, msg: EmailMess
         mode = cfg.auth_mode
         if mode != "none":
             if not secure and not is_loopback(host):
-                raise TemporaryDeliveryError(
-                    f"{scheme}://{host}:{port}: not sending credentials without TLS")
+                raise TemporaryDeliveryError(f"{scheme}://{host}:{port}: not sending credentials without TLS")
             if mode == "oauth2":
                 _xoauth2(client, cfg)
             else:
@@ -162,11 +178,16 @@ def _peer(client: smtplib.SMTP) -> str | None:
 
 
 def _not_offered(cfg: DeliveryConfig, where: str) -> str:
-    why = ('delivery.starttls is "required"' if cfg.starttls else
-           'delivery.starttls is not set, which means "required" for a server that is not on this box')
-    return (f"{where}: STARTTLS required but not offered: {why}, so the fax is not sent in clear (the "
-            "server may lack TLS, or something on the way removed its offer). Enable STARTTLS on the "
-            'server; only if the network to it is trusted, set delivery.starttls = "opportunistic"')
+    why = (
+        'delivery.starttls is "required"'
+        if cfg.starttls
+        else 'delivery.starttls is not set, which means "required" for a server that is not on this box'
+    )
+    return (
+        f"{where}: STARTTLS required but not offered: {why}, so the fax is not sent in clear (the "
+        "server may lack TLS, or something on the way removed its offer). Enable STARTTLS on the "
+        'server; only if the network to it is trusted, set delivery.starttls = "opportunistic"'
+    )
 
 
 def xoauth2_string(user: str, token: str) -> str:
@@ -183,13 +204,15 @@ def _xoauth2(client: smtplib.SMTP, cfg: DeliveryConfig) -> None:
         raise PermanentDeliveryError(
             f"{cfg.url}: the server does not offer AUTH XOAUTH2 (offers: "
             f"{client.esmtp_features.get('auth', 'none').strip() or 'none'}); OAuth2 needs "
-            "smtp.office365.com:587, or set delivery.auth to password or none")
+            "smtp.office365.com:587, or set delivery.auth to password or none"
+        )
     for attempt in (1, 2):
         response = xoauth2_string(cfg.username, oauth.get_token(cfg))
         try:
             # on failure Exchange may send a 334 challenge first; answering it empty ends the exchange
-            client.auth("XOAUTH2", lambda challenge=None: response if challenge is None else "",
-                        initial_response_ok=True)
+            client.auth(
+                "XOAUTH2", lambda challenge=None: response if challenge is None else "", initial_response_ok=True
+            )
             return
         except smtplib.SMTPAuthenticationError:
             if attempt == 2:

@@ -16,8 +16,8 @@ import io
 import itertools
 import logging
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from PIL import Image, ImageOps
 
@@ -33,6 +33,7 @@ _REVERSE = bytes(int(f"{b:08b}"[::-1], 2) for b in range(256))
 @dataclass(frozen=True)
 class Page:
     """One decoded page: 1-bit image (Pillow: 0 black) and its resolution in dpi."""
+
     image: Image.Image
     xdpi: float
     ydpi: float
@@ -119,7 +120,7 @@ def _ccitt_strip(page: Image.Image, compression: str) -> bytes:
     if len(offsets) != 1:
         raise RuntimeError("libtiff wrote more than one strip")
     raw = buf.getvalue()
-    return raw[offsets[0]: offsets[0] + counts[0]]
+    return raw[offsets[0] : offsets[0] + counts[0]]
 
 
 # ---------------------------------------------------------------------------------------- writer
@@ -203,8 +204,12 @@ def profile_s_page(page: Page) -> tuple[Image.Image, int]:
 
 def _scale(im: Image.Image, w: int, h: int) -> Image.Image:
     """Area-average then threshold, so thin strokes survive the reduction."""
-    return im.convert("L").resize((w, h), Image.BOX).point(lambda v: 255 if v >= 128 else 0).convert(
-        "1", dither=Image.Dither.NONE)
+    return (
+        im.convert("L")
+        .resize((w, h), Image.BOX)
+        .point(lambda v: 255 if v >= 128 else 0)
+        .convert("1", dither=Image.Dither.NONE)
+    )
 
 
 def to_profile_s(data: bytes) -> bytes:
@@ -217,9 +222,17 @@ def to_profile_s(data: bytes) -> bytes:
     ifds = []
     for i, (strip, width, height, yres) in enumerate(coded):
         tags = {
-            254: (LONG, (2,)), 256: (SHORT, (width,)), 257: (LONG, (height,)),
-            258: (SHORT, (1,)), 259: (SHORT, (3,)), 262: (SHORT, (0,)), 266: (SHORT, (2,)),
-            277: (SHORT, (1,)), 278: (LONG, (height,)), 292: (LONG, (0,)), 296: (SHORT, (2,)),
+            254: (LONG, (2,)),
+            256: (SHORT, (width,)),
+            257: (LONG, (height,)),
+            258: (SHORT, (1,)),
+            259: (SHORT, (3,)),
+            262: (SHORT, (0,)),
+            266: (SHORT, (2,)),
+            277: (SHORT, (1,)),
+            278: (LONG, (height,)),
+            292: (LONG, (0,)),
+            296: (SHORT, (2,)),
             297: (SHORT, (i, len(coded))),
         }
         ifds.append(_Ifd(tags, strip, 204, yres))
@@ -237,9 +250,14 @@ def is_tiff_f(data: bytes) -> bool:
                 except EOFError:
                     return index > 0
                 tags = im.tag_v2
-                if (im.info.get("compression") != "group4" or im.mode != "1"
-                        or tags.get(296) != 2 or 282 not in tags or 283 not in tags
-                        or frame_problem(im) is not None):
+                if (
+                    im.info.get("compression") != "group4"
+                    or im.mode != "1"
+                    or tags.get(296) != 2
+                    or 282 not in tags
+                    or 283 not in tags
+                    or frame_problem(im) is not None
+                ):
                     return False
                 im.load()
     except _DECODE_ERRORS:
@@ -264,15 +282,30 @@ def to_tiff_f(data: bytes) -> bytes:
         return data
     coded = []
     for page in iter_pages(data):
-        coded.append((_ccitt_strip(page.image, "group4"), page.image.width, page.image.height,
-                      _whole_dpi(page.xdpi, 204), _whole_dpi(page.ydpi, 196)))
+        coded.append(
+            (
+                _ccitt_strip(page.image, "group4"),
+                page.image.width,
+                page.image.height,
+                _whole_dpi(page.xdpi, 204),
+                _whole_dpi(page.ydpi, 196),
+            )
+        )
         del page  # before the next page is decoded
     ifds = []
     for i, (strip, width, height, xres, yres) in enumerate(coded):
         tags = {
-            254: (LONG, (2,)), 256: (LONG, (width,)), 257: (LONG, (height,)),
-            258: (SHORT, (1,)), 259: (SHORT, (4,)), 262: (SHORT, (0,)), 266: (SHORT, (1,)),
-            277: (SHORT, (1,)), 278: (LONG, (height,)), 293: (LONG, (0,)), 296: (SHORT, (2,)),
+            254: (LONG, (2,)),
+            256: (LONG, (width,)),
+            257: (LONG, (height,)),
+            258: (SHORT, (1,)),
+            259: (SHORT, (4,)),
+            262: (SHORT, (0,)),
+            266: (SHORT, (1,)),
+            277: (SHORT, (1,)),
+            278: (LONG, (height,)),
+            293: (LONG, (0,)),
+            296: (SHORT, (2,)),
             297: (SHORT, (i, len(coded))),
         }
         ifds.append(_Ifd(tags, strip, xres, yres))

@@ -14,20 +14,20 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-from .. import localtime
-from ..config import Config, address_problem
-from ..fax.pages import STANDARD, write_fax_tiff
-from ..fax.testpages import demo_pages
-from ..spool.store import FaxRecord
-from . import oauth
-from .advice import advise_exception, advise_text
-from .errors import DeliveryError
-from .message import render_message
-from .queue import send_via_backend
+from appliance import localtime
+from appliance.config import Config, address_problem
+from appliance.delivery import oauth
+from appliance.delivery.advice import advise_exception, advise_text
+from appliance.delivery.errors import DeliveryError
+from appliance.delivery.message import render_message
+from appliance.delivery.queue import send_via_backend
+from appliance.fax.pages import STANDARD, write_fax_tiff
+from appliance.fax.testpages import demo_pages
+from appliance.spool.store import FaxRecord
 
 
 def trial_fax() -> tuple[FaxRecord, bytes]:
@@ -36,10 +36,23 @@ def trial_fax() -> tuple[FaxRecord, bytes]:
         path = Path(d) / "test.tif"
         write_fax_tiff(demo_pages(1, STANDARD, seed=7), path, STANDARD)
         image = path.read_bytes()
-    fax = FaxRecord(id=0, uid=f"test-{uuid.uuid4().hex[:8]}", state="received", created=time.time(),
-                    finished=time.time(), complete=True, line="test-delivery", call_id="test-delivery",
-                    caller_number="5550100", caller_name="Faxbridge test", called_number="",
-                    remote_ident="FAXBRIDGE TEST", pages=1, bit_rate=14400, resolution="204x98")
+    fax = FaxRecord(
+        id=0,
+        uid=f"test-{uuid.uuid4().hex[:8]}",
+        state="received",
+        created=time.time(),
+        finished=time.time(),
+        complete=True,
+        line="test-delivery",
+        call_id="test-delivery",
+        caller_number="5550100",
+        caller_name="Faxbridge test",
+        called_number="",
+        remote_ident="FAXBRIDGE TEST",
+        pages=1,
+        bit_rate=14400,
+        resolution="204x98",
+    )
     return fax, image
 
 
@@ -62,15 +75,22 @@ def send_trial(cfg: Config, to: str, say: Callable[[str], None] | None = None) -
     alone first when it uses OAuth2 (the step installers get wrong most), then the message.
     ``say`` hears each step as it starts (the command line prints them; the web page does not)."""
     fax, image = trial_fax()
-    msg = render_message(fax, to, from_addr=cfg.delivery.from_, image=image,
-                         message_id=f"<{fax.uid}@faxbridge.test-delivery>",
-                         tz=localtime.zone(cfg.system.timezone))
+    msg = render_message(
+        fax,
+        to,
+        from_addr=cfg.delivery.from_,
+        image=image,
+        message_id=f"<{fax.uid}@faxbridge.test-delivery>",
+        tz=localtime.zone(cfg.system.timezone),
+    )
     scrub = cfg.delivery.scrub
     try:
         if cfg.delivery.uses_oauth:
             if say is not None:
-                say(f"getting a token for {cfg.delivery.scope} from {cfg.delivery.authority}/"
-                    f"{cfg.delivery.tenant} as app {cfg.delivery.client_id} ...")
+                say(
+                    f"getting a token for {cfg.delivery.scope} from {cfg.delivery.authority}/"
+                    f"{cfg.delivery.tenant} as app {cfg.delivery.client_id} ..."
+                )
             oauth.get_token(cfg.delivery)
             if say is not None:
                 say("token: ok")
@@ -88,7 +108,8 @@ def send_trial(cfg: Config, to: str, say: Callable[[str], None] | None = None) -
 def _where(cfg: Config, to: str) -> str:
     """What the backend sends to, in words; direct and graph have no url."""
     if cfg.delivery.backend == "direct":
-        from .direct import mx_description
+        from appliance.delivery.direct import mx_description
+
         return mx_description(cfg.delivery, to)
     if cfg.delivery.backend == "graph":
         return f"{cfg.delivery.graph_url} as {cfg.delivery.from_}"
@@ -111,11 +132,12 @@ def cmd_test_delivery(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
-def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]",
-               load: Callable[[argparse.Namespace], Config],
-               config_arguments: Callable[[argparse.ArgumentParser], None]) -> None:
+def add_parser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    load: Callable[[argparse.Namespace], Config],
+    config_arguments: Callable[[argparse.ArgumentParser], None],
+) -> None:
     t = sub.add_parser("test-delivery", help="send one test fax message through the configured delivery now")
     t.add_argument("--to", help="recipient (default: delivery.admin, else routing.default)")
     config_arguments(t)
     t.set_defaults(func=lambda a: cmd_test_delivery(a, load(a)))
-

@@ -95,8 +95,18 @@ warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.TiffImageP
 #: directory surfaces as any of these (one without ImageWidth is a TypeError, a short tag value a
 #: struct.error), besides the bomb guard's error and warning (an error here) as the backstop.
 DECODE_ERRORS: tuple[type[Exception], ...] = (
-    OSError, ValueError, EOFError, SyntaxError, IndexError, KeyError, TypeError, ZeroDivisionError,
-    struct.error, Image.DecompressionBombError, Image.DecompressionBombWarning)
+    OSError,
+    ValueError,
+    EOFError,
+    SyntaxError,
+    IndexError,
+    KeyError,
+    TypeError,
+    ZeroDivisionError,
+    struct.error,
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+)
 
 
 class PageTooLarge(ValueError):
@@ -109,17 +119,20 @@ def page_problem(width: int, rows: int, ydpi: float | None, page: int | None = N
     if width <= 0 or rows <= 0:
         return f"{name} has no size ({width} x {rows} dots)"
     if width > MAX_PAGE_WIDTH:
-        return (f"{name} is {width:,} dots wide; the widest fax page is {MAX_PAGE_WIDTH:,} "
-                f"(A3 at 16 dots/mm)")
+        return f"{name} is {width:,} dots wide; the widest fax page is {MAX_PAGE_WIDTH:,} (A3 at 16 dots/mm)"
     limit = max_rows(ydpi)
     lpi = effective_lpi(ydpi)
     if rows > limit:
         metres = rows / lpi * MM_PER_INCH / 1000
-        return (f"{name} is {rows:,} rows long at {lpi:g} lines per inch ({metres:.2f} m); a fax "
-                f"page is at most {MAX_PAGE_LENGTH_MM / 1000:g} m ({limit:,} rows at this resolution)")
+        return (
+            f"{name} is {rows:,} rows long at {lpi:g} lines per inch ({metres:.2f} m); a fax "
+            f"page is at most {MAX_PAGE_LENGTH_MM / 1000:g} m ({limit:,} rows at this resolution)"
+        )
     if width * rows > MAX_PAGE_PIXELS:
-        return (f"{name} is {width:,} x {rows:,} dots ({width * rows / 1e6:.1f} million); one page may "
-                f"decode to at most {MAX_PAGE_PIXELS / 1e6:.1f} million")
+        return (
+            f"{name} is {width:,} x {rows:,} dots ({width * rows / 1e6:.1f} million); one page may "
+            f"decode to at most {MAX_PAGE_PIXELS / 1e6:.1f} million"
+        )
     return None
 
 

@@ -52,8 +52,10 @@ def _fax_page(frame: Image.Image, n: int, dpi: tuple[int, int]) -> Image.Image:
     """One page of a document as a 1728-wide bilevel fax page at `dpi`, its size checked first."""
     width, height = frame.size
     if width <= 0 or height <= 0 or width * height > MAX_PAGE_PIXELS:
-        raise PageTooLarge(f"page {n} is {width:,} x {height:,} pixels; one page may decode to at most "
-                           f"{MAX_PAGE_PIXELS / 1e6:.1f} million")
+        raise PageTooLarge(
+            f"page {n} is {width:,} x {height:,} pixels; one page may decode to at most "
+            f"{MAX_PAGE_PIXELS / 1e6:.1f} million"
+        )
     src_dpi = frame_dpi(frame) or dpi
     rows = height
     if width != FAX_WIDTH or tuple(round(d) for d in src_dpi) != dpi:

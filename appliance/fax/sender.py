@@ -61,12 +61,25 @@ def _fax_ready(path: Path) -> bool:
 T38_MODES = ("off", "reinvite", "accept", "initial", "initial-both", "refuse", "silent")
 
 
-async def send_fax(target: str, tiff: Path, *, caller: str = "5550100", caller_name: str = "Faxbridge test",
-                   ident: str = "", codec: str | None = None, ecm: bool = True,
-                   hangup_after_pages: int | None = None, timeout: float = 600.0, t38: str = "off",
-                   loss: float = 0.0, bind: str | None = None,
-                   headers: list[tuple[str, str]] | None = None, refresh: float = 0.0,
-                   audio_after: bool = False, ca_file: str | None = None) -> SendResult:
+async def send_fax(
+    target: str,
+    tiff: Path,
+    *,
+    caller: str = "5550100",
+    caller_name: str = "Faxbridge test",
+    ident: str = "",
+    codec: str | None = None,
+    ecm: bool = True,
+    hangup_after_pages: int | None = None,
+    timeout: float = 600.0,
+    t38: str = "off",
+    loss: float = 0.0,
+    bind: str | None = None,
+    headers: list[tuple[str, str]] | None = None,
+    refresh: float = 0.0,
+    audio_after: bool = False,
+    ca_file: str | None = None,
+) -> SendResult:
     """Call ``target`` (sip:USER@HOST[:PORT][;transport=tcp|tls]) and send every page of ``tiff``.
 
     ``t38``: "off" refuses T.38 re-INVITEs (488) and stays on G.711; "refuse" the same, said
@@ -104,22 +117,49 @@ async def send_fax(target: str, tiff: Path, *, caller: str = "5550100", caller_n
             await endpoint.start([(transport, local_ip, 0)])
         channel = await MediaChannel.open_ephemeral(local_ip)
         channel.send_loss = loss
-        call = _OutgoingCall(endpoint, channel, tiff, local_ip, ident=ident, ecm=ecm, t38=t38,
-                             hangup_after_pages=hangup_after_pages, refresh=refresh, audio_after=audio_after)
+        call = _OutgoingCall(
+            endpoint,
+            channel,
+            tiff,
+            local_ip,
+            ident=ident,
+            ecm=ecm,
+            t38=t38,
+            hangup_after_pages=hangup_after_pages,
+            refresh=refresh,
+            audio_after=audio_after,
+        )
         if t38 == "initial":
             sdp = offer_t38(local_ip, channel.port, channel.port, 1, T38Params(max_datagram=400))
         elif t38 == "initial-both":
-            audio = offer_audio(local_ip, channel.port, session_id=channel.port, version=1,
-                                codecs=(codec,) if codec else ("PCMU", "PCMA"))
+            audio = offer_audio(
+                local_ip,
+                channel.port,
+                session_id=channel.port,
+                version=1,
+                codecs=(codec,) if codec else ("PCMU", "PCMA"),
+            )
             image = offer_t38(local_ip, channel.port, channel.port, 1, T38Params(max_datagram=400))
-            sdp = audio + image[image.index("m=image"):]
+            sdp = audio + image[image.index("m=image") :]
         else:
-            sdp = offer_audio(local_ip, channel.port, session_id=channel.port, version=1,
-                              codecs=(codec,) if codec else ("PCMU", "PCMA"))
+            sdp = offer_audio(
+                local_ip,
+                channel.port,
+                session_id=channel.port,
+                version=1,
+                codecs=(codec,) if codec else ("PCMU", "PCMA"),
+            )
         start = loop.time()
         call.sdp = sdp
-        call.call_id = endpoint.invite(target, from_uri=f"sip:{caller}@{local_ip}", from_display=caller_name,
-                                       sdp=sdp, remote=remote, transport=transport, headers=headers or ())
+        call.call_id = endpoint.invite(
+            target,
+            from_uri=f"sip:{caller}@{local_ip}",
+            from_display=caller_name,
+            sdp=sdp,
+            remote=remote,
+            transport=transport,
+            headers=headers or (),
+        )
         try:
             await asyncio.wait_for(call.run(), timeout)
         except TimeoutError:
@@ -136,9 +176,20 @@ async def send_fax(target: str, tiff: Path, *, caller: str = "5550100", caller_n
 class _OutgoingCall:
     """The calling side's call loop: SIP events, media switches, T.30 progress."""
 
-    def __init__(self, endpoint: SipEndpoint, channel: MediaChannel, tiff: Path, local_ip: str, *,
-                 ident: str, ecm: bool, t38: str, hangup_after_pages: int | None, refresh: float = 0.0,
-                 audio_after: bool = False) -> None:
+    def __init__(
+        self,
+        endpoint: SipEndpoint,
+        channel: MediaChannel,
+        tiff: Path,
+        local_ip: str,
+        *,
+        ident: str,
+        ecm: bool,
+        t38: str,
+        hangup_after_pages: int | None,
+        refresh: float = 0.0,
+        audio_after: bool = False,
+    ) -> None:
         self.endpoint, self.channel, self.tiff, self.local_ip = endpoint, channel, tiff, local_ip
         self.ident, self.ecm, self.t38, self.hangup_after = ident, ecm, t38, hangup_after_pages
         self.call_id = ""
@@ -159,9 +210,15 @@ class _OutgoingCall:
         return AudioFaxTerminal(calling=True, codec=codec, ident=self.ident, ecm=self.ecm, tx_file=self.tiff)
 
     def _t38(self, params: T38Params) -> T38FaxTerminal:
-        return T38FaxTerminal(calling=True, ident=self.ident, ecm=self.ecm, tx_file=self.tiff,
-                              version=params.version, max_bitrate=params.max_bitrate,
-                              rate_management=params.rate_management)
+        return T38FaxTerminal(
+            calling=True,
+            ident=self.ident,
+            ecm=self.ecm,
+            tx_file=self.tiff,
+            version=params.version,
+            max_bitrate=params.max_bitrate,
+            rate_management=params.rate_management,
+        )
 
     def _switch_to_t38(self, params: T38Params, remote: tuple[str, int], far_max: int) -> None:
         if self.terminal is not None:
@@ -214,8 +271,13 @@ class _OutgoingCall:
             elif isinstance(ev, sipev.ReinviteFailed):
                 self.pending = False
                 log.info("far end refused our re-INVITE: %s %s", ev.status, ev.reason)
-            if (self.refresh and self.answered_at is not None and not self.pending and self.phase_e_at is None
-                    and now - max(self.last_refresh, self.answered_at) >= self.refresh):
+            if (
+                self.refresh
+                and self.answered_at is not None
+                and not self.pending
+                and self.phase_e_at is None
+                and now - max(self.last_refresh, self.answered_at) >= self.refresh
+            ):
                 self.last_refresh = now
                 self._reinvite(self.sdp)  # same o= version: a session refresh, nothing changes
                 self.result.refreshes += 1
@@ -227,8 +289,9 @@ class _OutgoingCall:
             return
         self.reinvited = True
         self.version += 1
-        self.sdp = offer_t38(self.local_ip, self.channel.port, self.channel.port, self.version,
-                             T38Params(max_datagram=400))
+        self.sdp = offer_t38(
+            self.local_ip, self.channel.port, self.channel.port, self.version, T38Params(max_datagram=400)
+        )
         self._reinvite(self.sdp)
 
     def _reinvite(self, sdp: str) -> None:
@@ -289,8 +352,13 @@ class _OutgoingCall:
                 result.bit_rate, result.ecm = tev.stats.bit_rate, tev.stats.ecm
                 result.remote_ident = tev.stats.remote_ident
                 result.pages_sent = tev.stats.pages_tx
-        if (self.audio_after and self.phase_e_at is not None and self.result.mode == "T.38"
-                and not self.result.back_to_audio and not self.pending):
+        if (
+            self.audio_after
+            and self.phase_e_at is not None
+            and self.result.mode == "T.38"
+            and not self.result.back_to_audio
+            and not self.pending
+        ):
             self.result.back_to_audio = True
             self.version += 1
             self.sdp = offer_audio(self.local_ip, self.channel.port, self.channel.port, self.version)

@@ -13,12 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TypedDict
 
-from ..calls.facts import CallFacts, PageFacts
-from ..config import FaxConfig
-from ..spandsp.t30 import FaxStats, PageDone, PhaseB, PhaseE, T30Terminal
-from .pagelimits import PAGE_TOO_LARGE, page_problem
-from .t30decode import is_log_line
-
+from appliance.calls.facts import CallFacts, PageFacts
+from appliance.config import FaxConfig
+from appliance.fax.pagelimits import PAGE_TOO_LARGE, page_problem
+from appliance.fax.t30decode import is_log_line
+from appliance.spandsp.t30 import FaxStats, PageDone, PhaseB, PhaseE, T30Terminal
 
 #: what the spool keeps of a call's T.30 trace: its last lines, within a size the fax page shows
 TRACE_LINES = 400
@@ -158,9 +157,16 @@ class ReceiveSession:
             result_code=code,
             result_text=text,
             pages=len(self.pages),
-            page_stats=[PageFacts(bad_rows=p.bad_rows, longest_bad_row_run=p.longest_bad_row_run,
-                                  width=p.width, length=p.length, resolution=p.resolution)
-                        for p in self.pages],
+            page_stats=[
+                PageFacts(
+                    bad_rows=p.bad_rows,
+                    longest_bad_row_run=p.longest_bad_row_run,
+                    width=p.width,
+                    length=p.length,
+                    resolution=p.resolution,
+                )
+                for p in self.pages
+            ],
             remote_vendor=stats.remote_vendor,
             remote_model=stats.remote_model,
             hangup_reason=self.hangup_reason,
@@ -175,8 +181,9 @@ class ReceiveSession:
             st = self.terminal.stats()
         except Exception:  # a closed terminal has no stats: the call is ending
             return SessionProgress(pages=pages, page=page, bit_rate=0, ecm=None, remote_ident="")
-        return SessionProgress(pages=pages, page=page, bit_rate=st.bit_rate, ecm=bool(st.ecm),
-                               remote_ident=st.remote_ident)
+        return SessionProgress(
+            pages=pages, page=page, bit_rate=st.bit_rate, ecm=bool(st.ecm), remote_ident=st.remote_ident
+        )
 
 
 class SessionProgress(TypedDict):

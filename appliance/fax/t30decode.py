@@ -101,57 +101,135 @@ def frame_name(fcf: int) -> tuple[str, str]:
 #: the frames that carry a number or name as 20 characters, last character first
 _IDENT_FRAMES = {"CSI", "TSI", "CIG", "SUB", "SID", "PWD", "SEP", "PSA"}
 #: the post-message commands a PPS or EOR carries as its second FCF
-_PPS_TYPES = {0x00: "more of this page follows", 0x4E: "page done, another follows",
-              0x2E: "last page done", 0x8E: "page done, new settings follow",
-              0x5E: "page done, another follows (operator wanted)",
-              0x3E: "last page done (operator wanted)", 0x9E: "page done (operator wanted)"}
+_PPS_TYPES = {
+    0x00: "more of this page follows",
+    0x4E: "page done, another follows",
+    0x2E: "last page done",
+    0x8E: "page done, new settings follow",
+    0x5E: "page done, another follows (operator wanted)",
+    0x3E: "last page done (operator wanted)",
+    0x9E: "page done (operator wanted)",
+}
 
 # -- DIS / DTC / DCS (Table 2) --------------------------------------------------------------------
 #: bits 11-14 read as a number (bit 11 the least significant): what a DIS offers, what a DCS chose
-_DIS_MODEMS = {0x0: "V.27 ter fall-back mode (2400 bit/s only)", 0x2: "V.27 ter", 0x1: "V.29",
-               0x3: "V.27 ter and V.29", 0xB: "V.27 ter, V.29 and V.17"}
-_DCS_MODEMS = {0x0: ("V.27 ter", 2400), 0x2: ("V.27 ter", 4800), 0x3: ("V.29", 7200), 0x1: ("V.29", 9600),
-               0xB: ("V.17", 7200), 0x9: ("V.17", 9600), 0xA: ("V.17", 12000), 0x8: ("V.17", 14400)}
+_DIS_MODEMS = {
+    0x0: "V.27 ter fall-back mode (2400 bit/s only)",
+    0x2: "V.27 ter",
+    0x1: "V.29",
+    0x3: "V.27 ter and V.29",
+    0xB: "V.27 ter, V.29 and V.17",
+}
+_DCS_MODEMS = {
+    0x0: ("V.27 ter", 2400),
+    0x2: ("V.27 ter", 4800),
+    0x3: ("V.29", 7200),
+    0x1: ("V.29", 9600),
+    0xB: ("V.17", 7200),
+    0x9: ("V.17", 9600),
+    0xA: ("V.17", 12000),
+    0x8: ("V.17", 14400),
+}
 #: bits 17-18: recording width; bits 19-20: recording length
 _DIS_WIDTHS = {0: "215 mm (A4)", 1: "215 mm (A4) and 255 mm (B4)", 2: "215 mm (A4), 255 mm (B4) and 303 mm (A3)"}
 _DCS_WIDTHS = {0: "215 mm (A4, 1728 dots)", 1: "255 mm (B4, 2048 dots)", 2: "303 mm (A3, 2432 dots)"}
 _DIS_LENGTHS = {0: "A4 (297 mm)", 1: "A4 and B4 (364 mm)", 2: "unlimited"}
 _DCS_LENGTHS = {0: "A4 (297 mm)", 1: "B4 (364 mm)", 2: "unlimited"}
 #: bits 21-23: minimum scan line time
-_DIS_SCAN = {0: "20 ms", 1: "5 ms", 2: "10 ms", 3: "20 ms (half at fine)", 4: "40 ms", 5: "40 ms (half at fine)",
-             6: "10 ms (half at fine)", 7: "0 ms"}
+_DIS_SCAN = {
+    0: "20 ms",
+    1: "5 ms",
+    2: "10 ms",
+    3: "20 ms (half at fine)",
+    4: "40 ms",
+    5: "40 ms (half at fine)",
+    6: "10 ms (half at fine)",
+    7: "0 ms",
+}
 _DCS_SCAN = {0: "20 ms", 1: "5 ms", 2: "10 ms", 4: "40 ms", 7: "0 ms"}
 #: resolutions beyond standard and fine, by bit: (metric name, inch name when bit 44 says inch)
-_RESOLUTIONS = {41: "superfine 8x15.4 lines/mm (204x391 dpi)", 42: "300x300 dpi",
-                43: "16x15.4 lines/mm (408x391 dpi)", 105: "600x600 dpi", 106: "1200x1200 dpi",
-                107: "300x600 dpi", 108: "400x800 dpi", 109: "600x1200 dpi"}
+_RESOLUTIONS = {
+    41: "superfine 8x15.4 lines/mm (204x391 dpi)",
+    42: "300x300 dpi",
+    43: "16x15.4 lines/mm (408x391 dpi)",
+    105: "600x600 dpi",
+    106: "1200x1200 dpi",
+    107: "300x600 dpi",
+    108: "400x800 dpi",
+    109: "600x1200 dpi",
+}
 STANDARD_RES = "standard 8x3.85 lines/mm (204x98 dpi)"
 FINE_RES = "fine 8x7.7 lines/mm (204x196 dpi)"
 #: other capabilities (DIS/DTC) or choices (DCS) worth naming when set
 _FLAGS: dict[int, str] = {
-    1: "Internet fax, store and forward (T.37)", 3: "Internet fax, real time (T.38)", 4: "3G mobile network",
-    6: "V.8 / V.34 capable", 7: "64-octet ECM frames preferred", 9: "has a document to be polled",
-    26: "uncompressed mode", 33: "field not valid (FNV) understood", 34: "multiple selective polling",
-    35: "polled sub-address", 37: "plane interleave", 38: "G.726 voice", 47: "selective polling",
-    49: "sub-addressing", 51: "has a data file to be polled", 53: "binary file transfer (BFT)",
-    54: "document transfer mode (DTM)", 55: "EDI", 57: "basic transfer mode (BTM)",
-    59: "has a mixed-mode document to be polled", 60: "character mode", 62: "mixed mode",
-    65: "processable mode 26", 66: "digital network", 67: "full duplex", 69: "full colour",
-    71: "12 bits per colour component", 73: "no subsampling", 74: "custom illuminant", 75: "custom gamut",
-    76: "North American Letter", 77: "North American Legal", 81: "HKM key management",
-    82: "RSA key management", 83: "security override", 84: "HFX40 cipher", 85: "alternative cipher 2",
-    86: "alternative cipher 3", 87: "HFX40-I hashing", 97: "colour at 300/400 dpi", 98: "colour at 100 dpi",
-    99: "simple phase C BFT", 100: "extended BFT", 101: "internet selective polling address",
-    102: "internet routing address", 110: "colour at 600 dpi", 111: "colour at 1200 dpi",
-    113: "alternate double-sided", 114: "continuous double-sided", 115: "black and white MRC",
-    116: "T.45 run-length colour", 121: "T.38 flow control", 122: "K factor above 4",
-    123: "internet-aware fax (T.38)", 127: "sYCC-JPEG colour"}
+    1: "Internet fax, store and forward (T.37)",
+    3: "Internet fax, real time (T.38)",
+    4: "3G mobile network",
+    6: "V.8 / V.34 capable",
+    7: "64-octet ECM frames preferred",
+    9: "has a document to be polled",
+    26: "uncompressed mode",
+    33: "field not valid (FNV) understood",
+    34: "multiple selective polling",
+    35: "polled sub-address",
+    37: "plane interleave",
+    38: "G.726 voice",
+    47: "selective polling",
+    49: "sub-addressing",
+    51: "has a data file to be polled",
+    53: "binary file transfer (BFT)",
+    54: "document transfer mode (DTM)",
+    55: "EDI",
+    57: "basic transfer mode (BTM)",
+    59: "has a mixed-mode document to be polled",
+    60: "character mode",
+    62: "mixed mode",
+    65: "processable mode 26",
+    66: "digital network",
+    67: "full duplex",
+    69: "full colour",
+    71: "12 bits per colour component",
+    73: "no subsampling",
+    74: "custom illuminant",
+    75: "custom gamut",
+    76: "North American Letter",
+    77: "North American Legal",
+    81: "HKM key management",
+    82: "RSA key management",
+    83: "security override",
+    84: "HFX40 cipher",
+    85: "alternative cipher 2",
+    86: "alternative cipher 3",
+    87: "HFX40-I hashing",
+    97: "colour at 300/400 dpi",
+    98: "colour at 100 dpi",
+    99: "simple phase C BFT",
+    100: "extended BFT",
+    101: "internet selective polling address",
+    102: "internet routing address",
+    110: "colour at 600 dpi",
+    111: "colour at 1200 dpi",
+    113: "alternate double-sided",
+    114: "continuous double-sided",
+    115: "black and white MRC",
+    116: "T.45 run-length colour",
+    121: "T.38 flow control",
+    122: "K factor above 4",
+    123: "internet-aware fax (T.38)",
+    127: "sYCC-JPEG colour",
+}
 #: bit 50 means one thing in a DIS and another in a DCS
 _DIS_FLAGS = {**_FLAGS, 50: "password"}
 _DCS_FLAGS = {**_FLAGS, 50: "sender identification (SID) follows"}
 #: the codings, in the order a DIS lists them; a DCS names the first of them it sets, else MH
-_CODINGS = (("MR (2-D)", 16), ("MMR (T.6)", 31), ("JBIG (T.85)", 78), ("JBIG L0 (T.85)", 79),
-            ("JPEG (T.81)", 68), ("T.43 colour", 36))
+_CODINGS = (
+    ("MR (2-D)", 16),
+    ("MMR (T.6)", 31),
+    ("JBIG (T.85)", 78),
+    ("JBIG L0 (T.85)", 79),
+    ("JPEG (T.81)", 68),
+    ("T.43 colour", 36),
+)
 _DCS_CODING_ORDER = ("MMR (T.6)", "JBIG (T.85)", "JBIG L0 (T.85)", "JPEG (T.81)", "T.43 colour", "MR (2-D)")
 
 
@@ -200,16 +278,26 @@ class Capabilities:
     def details(self) -> list[str]:
         """One line per field, for the trace."""
         if self.command:
-            lines = [f"Modem: {self.modem_and_rate}", f"Resolution: {', '.join(self.resolutions)}",
-                     f"Compression: {', '.join(self.compression)}",
-                     "Error correction (ECM): " + (f"yes, {self.ecm_frame_size}-octet frames" if self.ecm else "no"),
-                     f"Page width: {self.width}", f"Page length: {self.length}",
-                     f"Minimum scan line time: {self.scan_time}"]
+            lines = [
+                f"Modem: {self.modem_and_rate}",
+                f"Resolution: {', '.join(self.resolutions)}",
+                f"Compression: {', '.join(self.compression)}",
+                "Error correction (ECM): " + (f"yes, {self.ecm_frame_size}-octet frames" if self.ecm else "no"),
+                f"Page width: {self.width}",
+                f"Page length: {self.length}",
+                f"Minimum scan line time: {self.scan_time}",
+            ]
         else:
-            lines = [f"Can receive: {'yes' if self.receive else 'no'}", f"Modems: {self.modem}",
-                     f"Resolutions: {', '.join(self.resolutions)}", f"Compression: {', '.join(self.compression)}",
-                     f"Error correction (ECM): {'yes' if self.ecm else 'no'}", f"Page widths: {self.width}",
-                     f"Page lengths: {self.length}", f"Minimum scan line time: {self.scan_time}"]
+            lines = [
+                f"Can receive: {'yes' if self.receive else 'no'}",
+                f"Modems: {self.modem}",
+                f"Resolutions: {', '.join(self.resolutions)}",
+                f"Compression: {', '.join(self.compression)}",
+                f"Error correction (ECM): {'yes' if self.ecm else 'no'}",
+                f"Page widths: {self.width}",
+                f"Page lengths: {self.length}",
+                f"Minimum scan line time: {self.scan_time}",
+            ]
         if self.flags:
             lines.append(("Also: " if self.command else "Other features: ") + ", ".join(self.flags))
         return lines
@@ -237,8 +325,9 @@ def capabilities(fcf_name: str, fif: bytes) -> Capabilities:
     high = [alt if r == r43 else r for r in high]
     if dcs:
         fine = "200x200 dpi" if inch else FINE_RES
-        resolutions: tuple[str, ...] = (high[-1] if high else fine if _bit(fif, 15) else
-                                        ("200x100 dpi" if inch else STANDARD_RES),)
+        resolutions: tuple[str, ...] = (
+            high[-1] if high else fine if _bit(fif, 15) else ("200x100 dpi" if inch else STANDARD_RES),
+        )
     else:
         resolutions = (STANDARD_RES, *([FINE_RES] if _bit(fif, 15) else []), *high)
     used = [name for name, bit in _CODINGS if _bit(fif, bit)]
@@ -250,19 +339,30 @@ def capabilities(fcf_name: str, fif: bytes) -> Capabilities:
     widths, lengths = (_DCS_WIDTHS, _DCS_LENGTHS) if dcs else (_DIS_WIDTHS, _DIS_LENGTHS)
     scan = _field(fif, 21, 23)
     # a DCS names its page size under length
-    flags = tuple(name for bit, name in sorted((_DCS_FLAGS if dcs else _DIS_FLAGS).items())
-                  if _bit(fif, bit) and not (dcs and bit in (76, 77)))
+    flags = tuple(
+        name
+        for bit, name in sorted((_DCS_FLAGS if dcs else _DIS_FLAGS).items())
+        if _bit(fif, bit) and not (dcs and bit in (76, 77))
+    )
     length = lengths.get(length_code, "invalid") if length_code is not None else "not stated"
     if dcs and _bit(fif, 76):
         length = "North American Letter (279 mm)"
     elif dcs and _bit(fif, 77):
         length = "North American Legal (356 mm)"
     return Capabilities(
-        command=dcs, receive=_bit(fif, 10), modem=modem, bit_rate=rate, resolutions=resolutions,
-        width=widths.get(width_code, "invalid") if width_code is not None else "not stated", length=length,
+        command=dcs,
+        receive=_bit(fif, 10),
+        modem=modem,
+        bit_rate=rate,
+        resolutions=resolutions,
+        width=widths.get(width_code, "invalid") if width_code is not None else "not stated",
+        length=length,
         scan_time=(_DCS_SCAN if dcs else _DIS_SCAN).get(scan, "reserved") if scan is not None else "not stated",
-        compression=compression, ecm=_bit(fif, 27), ecm_frame_size=64 if _bit(fif, 28) else 256,
-        flags=flags)
+        compression=compression,
+        ecm=_bit(fif, 27),
+        ecm_frame_size=64 if _bit(fif, 28) else 256,
+        flags=flags,
+    )
 
 
 # -- frames ---------------------------------------------------------------------------------------
@@ -366,8 +466,10 @@ def decode_frame(frame: bytes, received: bool) -> Frame:
 
 # -- the trace ------------------------------------------------------------------------------------
 _HEX = re.compile(r"^[0-9a-f]{2}$")
-_RUN = re.compile(r"^([<>]) image data: (?:(\d+) FCD frames? \((?:#(\d+)-#(\d+), )?(\d+) bytes\))?"
-                  r"(?:, )?(?:(\d+) RCP)?$")
+_RUN = re.compile(
+    r"^([<>]) image data: (?:(\d+) FCD frames? \((?:#(\d+)-#(\d+), )?(\d+) bytes\))?"
+    r"(?:, )?(?:(\d+) RCP)?$"
+)
 _LOG = re.compile(r"^(ERROR|WARNING|PROTOCOL_ERROR|PROTOCOL_WARNING|FLOW(?: \d)?|DEBUG \d) (fb\d+) ?(.*)$")
 
 
@@ -376,8 +478,14 @@ def _run_from(line: str) -> ImageData | None:
     if m is None or (m.group(2) is None and m.group(6) is None):
         return None
     frames = int(m.group(2) or 0)
-    return ImageData(m.group(1) == "<", frames, int(m.group(6) or 0), int(m.group(5) or 0),
-                     int(m.group(3)) if m.group(3) else None, int(m.group(4)) if m.group(4) else None)
+    return ImageData(
+        m.group(1) == "<",
+        frames,
+        int(m.group(6) or 0),
+        int(m.group(5) or 0),
+        int(m.group(3)) if m.group(3) else None,
+        int(m.group(4)) if m.group(4) else None,
+    )
 
 
 def _add_image(run: ImageData | None, received: bool, frame: bytes) -> ImageData | None:
@@ -415,8 +523,7 @@ def record_frame(trace: deque[str], received: bool, frame: bytes) -> None:
     the line before (one line per ECM block and direction)."""
     if len(frame) >= 3 and frame[2] in (0x06, 0x86):
         # the run this frame continues: the last line that is not spandsp's FLOW log (a few back)
-        at = next((i for i in range(len(trace) - 1, max(len(trace) - 9, -1), -1)
-                   if not is_log_line(trace[i])), None)
+        at = next((i for i in range(len(trace) - 1, max(len(trace) - 9, -1), -1) if not is_log_line(trace[i])), None)
         last = _run_from(trace[at]) if at is not None else None
         run = _add_image(last, received, frame)
         if run is not None and last is not None and at is not None:
@@ -433,9 +540,11 @@ def record_frame(trace: deque[str], received: bool, frame: bytes) -> None:
 #: recorded the frame already, image frames only counted), the three lines it logs for every ECM
 #: image frame (hundreds a page) and its bit-by-bit reading of each DIS/DTC/DCS (sixty lines
 #: each, which the decoder here spells out from the frame itself)
-_LOG_DROPPED = re.compile(r"^\S+ fb\d+ (?:[RT]x: +[0-9a-f]{2}(?: [0-9a-f]{2})*"
-                          r"|[RT]x: +(?:FCD|RCP) |Storing ECM frame |Stop none \(0 remaining\)$"
-                          r"|(?:DIS|DTC|DCS):$| +[.01]{4} [.01]{4}= )")
+_LOG_DROPPED = re.compile(
+    r"^\S+ fb\d+ (?:[RT]x: +[0-9a-f]{2}(?: [0-9a-f]{2})*"
+    r"|[RT]x: +(?:FCD|RCP) |Storing ECM frame |Stop none \(0 remaining\)$"
+    r"|(?:DIS|DTC|DCS):$| +[.01]{4} [.01]{4}= )"
+)
 
 
 def log_line_kept(line: str) -> bool:
@@ -506,8 +615,9 @@ def trace_text(items: Iterable[TraceItem]) -> str:
             out += [f"           {d}" for d in item.details]
             out.append(f"           hex: {item.raw.hex(' ')}")
         elif isinstance(item, ImageData):
-            out.append(f"{'<-' if item.received else '->'} {'ECM':<7} {'received' if item.received else 'sent'}: "
-                       f"{item.text()}")
+            out.append(
+                f"{'<-' if item.received else '->'} {'ECM':<7} {'received' if item.received else 'sent'}: {item.text()}"
+            )
         elif isinstance(item, Note):
             out.append(f"   [{item.severity.lower()}] {item.text}")
         else:

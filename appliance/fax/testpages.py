@@ -28,8 +28,24 @@ def demo_pages(count: int = 3, dpi: tuple[int, int] = FINE, seed: int = 1) -> li
         d = ImageDraw.Draw(im)
         d.text((120, int(80 * yscale)), f"Faxbridge test page {n} of {count}", font=big, fill=0)
         for line in range(12):
-            words = " ".join(rng.choice(["fax", "page", "Exchange", "mailbox", "T.30", "ECM", "V.17",
-                                         "spandsp", "gateway", "1728", "pixels"]) for _ in range(9))
+            words = " ".join(
+                rng.choice(
+                    [
+                        "fax",
+                        "page",
+                        "Exchange",
+                        "mailbox",
+                        "T.30",
+                        "ECM",
+                        "V.17",
+                        "spandsp",
+                        "gateway",
+                        "1728",
+                        "pixels",
+                    ]
+                )
+                for _ in range(9)
+            )
             d.text((120, int((260 + line * 40) * yscale)), words, font=small, fill=0)
         top = int(900 * yscale)
         d.rectangle((120, top, 820, top + int(400 * yscale)), outline=0, width=6)

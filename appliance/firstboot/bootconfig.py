@@ -17,8 +17,15 @@ from dataclasses import dataclass, field
 MAX_BYTES = 64 * 1024
 MAX_LINE = 1024
 #: an SSH public key line (RSA 8192 is ~1.4 kB)
-SSH_KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
-                 "ecdsa-sha2-nistp521", "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com")
+SSH_KEY_TYPES = (
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+)
 #: keys whose values are secrets: imported to the data partition, then blanked in the file
 SECRET_KEYS = ("wifi_passphrase", "admin_password")
 #: replaces an imported secret's line (one line for one, so the line numbers of problems stay true)
@@ -78,8 +85,9 @@ def _ssid(v: str) -> str:
     if len(v.encode("utf-8")) > 32:
         raise ValueError("a Wi-Fi network name has at most 32 bytes")
     if any(ord(c) < 32 or c in '"\\' for c in v):
-        raise ValueError("the network name contains a quote, backslash or control character, which "
-                         "this file cannot carry")
+        raise ValueError(
+            "the network name contains a quote, backslash or control character, which this file cannot carry"
+        )
     return v
 
 
@@ -151,10 +159,19 @@ def _password(v: str) -> str:
 
 
 #: key -> converter; each raises ValueError with the owner-facing reason
-PARSERS = {"hostname": _hostname, "timezone": _timezone, "wifi_ssid": _ssid,
-           "wifi_passphrase": _passphrase, "wifi_country": _country, "address": _address,
-           "gateway": _ip, "dns": _dns, "ssh": _onoff, "ssh_authorized_key": _ssh_key,
-           "admin_password": _password}
+PARSERS = {
+    "hostname": _hostname,
+    "timezone": _timezone,
+    "wifi_ssid": _ssid,
+    "wifi_passphrase": _passphrase,
+    "wifi_country": _country,
+    "address": _address,
+    "gateway": _ip,
+    "dns": _dns,
+    "ssh": _onoff,
+    "ssh_authorized_key": _ssh_key,
+    "admin_password": _password,
+}
 
 
 def decode(data: bytes) -> tuple[str, list[Problem]]:
@@ -162,8 +179,9 @@ def decode(data: bytes) -> tuple[str, list[Problem]]:
     UTF-8 become U+FFFD so the lines around them still apply."""
     problems = []
     if len(data) > MAX_BYTES:
-        problems.append(Problem(0, f"larger than {MAX_BYTES // 1024} KiB: only the first "
-                                   f"{MAX_BYTES // 1024} KiB were read"))
+        problems.append(
+            Problem(0, f"larger than {MAX_BYTES // 1024} KiB: only the first {MAX_BYTES // 1024} KiB were read")
+        )
         data = data[:MAX_BYTES]
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
@@ -218,6 +236,7 @@ def parse(data: bytes) -> tuple[BootConfig, list[Problem]]:
 
 def _cross_check(cfg: BootConfig, problems: list[Problem], seen: dict[str, int]) -> None:
     """Settings that only make sense together; the dependent one is dropped, with its line."""
+
     def drop(key: str, message: str) -> None:
         problems.append(Problem(seen.get(key, 0), message))
         setattr(cfg, key, PARSERS_DEFAULTS[key])
@@ -263,9 +282,9 @@ def blank_secrets(data: bytes, keys: tuple[str, ...] = SECRET_KEYS) -> bytes:
     read exactly as ``parse`` reads them, so no line it takes a secret from is left behind."""
     bom = b"\xef\xbb\xbf" if data.startswith(b"\xef\xbb\xbf") else b""
     out = []
-    for line in data[len(bom):].splitlines(keepends=True):
+    for line in data[len(bom) :].splitlines(keepends=True):
         stripped = line.rstrip(b"\r\n")
-        ending = line[len(stripped):]
+        ending = line[len(stripped) :]
         text = stripped.decode("utf-8", errors="replace")
         key = _key_of(text)
         value = text.partition("=")[2].strip()

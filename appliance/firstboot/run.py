@@ -98,8 +98,11 @@ def host_keys(system: Path, report: Report) -> list[Path]:
         if key.exists() and key.with_suffix(".pub").exists():
             continue
         tmp = d / f".tmp_{kind}_{secrets.token_hex(4)}"
-        subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", f"faxbridge-{kind}", "-f", str(tmp)],
-                       check=True, stdin=subprocess.DEVNULL)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", f"faxbridge-{kind}", "-f", str(tmp)],
+            check=True,
+            stdin=subprocess.DEVNULL,
+        )
         for f in (tmp, Path(f"{tmp}.pub")):
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
@@ -146,8 +149,9 @@ def web_identity(state: Path, listen: str, hostname: str, https: bool, report: R
             report.done.append("made the web UI's certificate")
 
 
-def import_secrets(cfg: BootConfig, raw: bytes, boot: Path, system: Path, web_state: Path,
-                   state: dict, report: Report) -> None:
+def import_secrets(
+    cfg: BootConfig, raw: bytes, boot: Path, system: Path, web_state: Path, state: dict, report: Report
+) -> None:
     """The Wi-Fi passphrase and the admin password onto the data partition, then out of the FAT
     file (which a card reader anywhere can read)."""
     from appliance.web import setupcode
@@ -175,8 +179,9 @@ def apply_system(cfg: BootConfig, data: Path, root: Path, state: dict, report: R
     from appliance.web.tomledit import ConfigDoc
 
     applied = state.setdefault("applied", {})
-    changes = {k: getattr(cfg, k) for k in ("hostname", "timezone")
-               if getattr(cfg, k) and applied.get(k) != getattr(cfg, k)}
+    changes = {
+        k: getattr(cfg, k) for k in ("hostname", "timezone") if getattr(cfg, k) and applied.get(k) != getattr(cfg, k)
+    }
     if changes:
         doc = ConfigDoc.load(data / CONFIG_NAME)
         doc.state_dir = data
@@ -187,8 +192,10 @@ def apply_system(cfg: BootConfig, data: Path, root: Path, state: dict, report: R
         report.done.append("configuration: " + ", ".join(f"system.{k} = {v}" for k, v in changes.items()))
     if cfg.hostname:
         _write(root / "etc/hostname", cfg.hostname + "\n")
-        _write(root / "etc/hosts", f"127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n"
-                                   f"127.0.1.1\t{cfg.hostname}\n")
+        _write(
+            root / "etc/hosts",
+            f"127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{cfg.hostname}\n",
+        )
     if cfg.timezone:
         _write(root / "etc/timezone", cfg.timezone + "\n")
         link = root / "etc/localtime"
@@ -217,10 +224,16 @@ def apply_ssh(cfg: BootConfig, system: Path, root: Path, keys: list[Path], repor
     The key is kept in root's directory on the data partition and copied into the root at every
     boot: sshd reads a user's keys as that user, who cannot enter root's 0700 directory."""
     kept = _secret_dir(system) / "ssh" / "authorized_keys"
-    lines = ["# Written by faxbridge firstboot: host keys on the data partition, keys only.",
-             *[f"HostKey {k}" for k in keys],
-             f"AuthorizedKeysFile /{AUTHORIZED_KEYS}/%u", "PasswordAuthentication no",
-             "KbdInteractiveAuthentication no", "PermitRootLogin no", f"AllowUsers {ADMIN_USER}", ""]
+    lines = [
+        "# Written by faxbridge firstboot: host keys on the data partition, keys only.",
+        *[f"HostKey {k}" for k in keys],
+        f"AuthorizedKeysFile /{AUTHORIZED_KEYS}/%u",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "PermitRootLogin no",
+        f"AllowUsers {ADMIN_USER}",
+        "",
+    ]
     _write(root / SSHD_DROPIN, "\n".join(lines))
     if cfg.ssh_authorized_key:
         kept.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -238,8 +251,11 @@ def apply_ssh(cfg: BootConfig, system: Path, root: Path, keys: list[Path], repor
             wants.parent.mkdir(parents=True, exist_ok=True)
             wants.symlink_to(SSH_UNIT)
         if not (kept / ADMIN_USER).exists():
-            report.problems.append(Problem(0, "ssh = on, but no ssh_authorized_key was ever given: nobody can "
-                                              "log in (SSH takes no passwords)"))
+            report.problems.append(
+                Problem(
+                    0, "ssh = on, but no ssh_authorized_key was ever given: nobody can log in (SSH takes no passwords)"
+                )
+            )
     elif wants.is_symlink():
         wants.unlink()
 
@@ -256,9 +272,11 @@ def setup_code(boot: Path, root: Path, web_state: Path, report: Report, hostname
         return
     code = setupcode.ensure(web_state)
     report.setup_code = code
-    text = (f"Faxbridge setup code: {code}\r\n\r\nOpen https://{hostname or DEFAULT_NAME}.local/ "
-            "(or the address on the box's screen) and type this code to choose the administrator "
-            "password.\r\nThe code works once; it is void when the password is set.\r\n")
+    text = (
+        f"Faxbridge setup code: {code}\r\n\r\nOpen https://{hostname or DEFAULT_NAME}.local/ "
+        "(or the address on the box's screen) and type this code to choose the administrator "
+        "password.\r\nThe code works once; it is void when the password is set.\r\n"
+    )
     if not on_boot.exists() or code not in on_boot.read_text("utf-8", "replace"):
         _write(on_boot, text, 0o644)
     setupcode.store(web_state, code, [on_boot])
@@ -276,24 +294,38 @@ def _console(path: Path, code: str, problems: list[Problem] | None = None, hostn
 def _configuration(data: Path, report: Report | None) -> Config:
     """The appliance's configuration for the web state directory and listen address; its
     defaults when the file is broken (the web UI and check-config say what is wrong)."""
-    from appliance.startup import load_config
     from appliance.config import Config, ConfigError
+    from appliance.startup import load_config
 
     try:
         return load_config(None, data)
     except ConfigError as e:
         if report is not None:
-            report.problems.append(Problem(0, f"the configuration cannot be read ({'; '.join(e.errors)}): "
-                                              "its defaults were used for the web UI's files"))
+            report.problems.append(
+                Problem(
+                    0,
+                    f"the configuration cannot be read ({'; '.join(e.errors)}): "
+                    "its defaults were used for the web UI's files",
+                )
+            )
         return Config.from_dict({}, base_dir=data)
 
 
 def sweep(boot: Path, data: Path, system: Path, root: Path) -> None:
     """Temporary files of a run that a power cut ended (write_atomic's ``.NAME.*.tmp``, ssh-keygen's
     ``.tmp_*``), in the directories this command writes."""
-    dirs = [boot, data, system, system / "ssh", data / "web", data / "web" / "tls",
-            *{(root / rel).parent for rel in (*network.files(BootConfig(wifi_ssid="x")), ISSUE, SSHD_DROPIN,
-                                               "etc/hostname")}]
+    dirs = [
+        boot,
+        data,
+        system,
+        system / "ssh",
+        data / "web",
+        data / "web" / "tls",
+        *{
+            (root / rel).parent
+            for rel in (*network.files(BootConfig(wifi_ssid="x")), ISSUE, SSHD_DROPIN, "etc/hostname")
+        },
+    ]
     for d in dirs:
         if d.is_dir():
             for p in d.iterdir():
@@ -307,8 +339,12 @@ def hand_over(data: Path, web_state: Path, user: str) -> None:
     import pwd
 
     entry = pwd.getpwnam(user)
-    targets = [data, web_state, *web_state.rglob("*"),
-               *(data / n for n in ("faxbridge.toml", "secrets.toml") if (data / n).exists())]
+    targets = [
+        data,
+        web_state,
+        *web_state.rglob("*"),
+        *(data / n for n in ("faxbridge.toml", "secrets.toml") if (data / n).exists()),
+    ]
     for p in targets:
         os.chown(p, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
 
@@ -344,8 +380,13 @@ def firstboot(boot: Path, data: Path, root: Path, user: str = "", system: Path |
         report.problems.append(Problem(0, f"host name and time zone not applied: {e}"))
     _write(state_path, json.dumps(state), 0o600)
     app_cfg = _configuration(data, None)
-    web_identity(web_state, parse_hostport(app_cfg.web.listen, 8080)[0],
-                 cfg.hostname or app_cfg.system.hostname, app_cfg.web.https and not app_cfg.web.cert_file, report)
+    web_identity(
+        web_state,
+        parse_hostport(app_cfg.web.listen, 8080)[0],
+        cfg.hostname or app_cfg.system.hostname,
+        app_cfg.web.https and not app_cfg.web.cert_file,
+        report,
+    )
     apply_network(cfg, root, state, report)
     apply_ssh(cfg, system, root, keys, report)
     name = cfg.hostname or app_cfg.system.hostname

@@ -26,28 +26,54 @@ digit line ending in CR is held until the next byte (or a 50 ms settle time) sho
 for any other command it is a result at once, so the data after a numeric CONNECT is not read
 as the LF of a text line.
 """
+
 from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable, Literal
+from typing import Literal
 
-from .dle import DLE, ETX, SUB, dle_stuff, dle_unstuff
-from .fparams import parse_fclass, parse_fparams, parse_range_list
-from .history import TrafficHistory, describe_chunk
+from appliance.modem.dle import DLE, ETX, SUB, dle_stuff, dle_unstuff
+from appliance.modem.fparams import parse_fclass, parse_fparams, parse_range_list
+from appliance.modem.history import TrafficHistory, describe_chunk
 
 __all__ = [
-    "AtChannel", "ChannelClosed", "CommandDone", "CommandTimedOut", "DataEnd", "DataReceived",
-    "DataResult", "DeviceGone", "DleCommand", "Event", "Garbage", "ModemError", "Unsolicited", "caller_id_item",
-    "dle_stuff", "dle_unstuff", "parse_fclass", "parse_fparams", "parse_range_list",
+    "AtChannel",
+    "ChannelClosed",
+    "CommandDone",
+    "CommandTimedOut",
+    "DataEnd",
+    "DataReceived",
+    "DataResult",
+    "DeviceGone",
+    "DleCommand",
+    "Event",
+    "Garbage",
+    "ModemError",
+    "Unsolicited",
+    "caller_id_item",
+    "dle_stuff",
+    "dle_unstuff",
+    "parse_fclass",
+    "parse_fparams",
+    "parse_range_list",
 ]
 
 MAX_LINE = 512
 #: V.250 numeric result codes (ATV0); 2 is RING, handled as unsolicited.  "+F4" is T.31's +FCERROR.
 NUMERIC_RESULTS = {
-    "0": "OK", "1": "CONNECT", "2": "RING", "3": "NO CARRIER", "4": "ERROR", "5": "CONNECT",
-    "6": "NO DIALTONE", "7": "BUSY", "8": "NO ANSWER", "+F4": "+FCERROR",
+    "0": "OK",
+    "1": "CONNECT",
+    "2": "RING",
+    "3": "NO CARRIER",
+    "4": "ERROR",
+    "5": "CONNECT",
+    "6": "NO DIALTONE",
+    "7": "BUSY",
+    "8": "NO ANSWER",
+    "+F4": "+FCERROR",
 }
 _FINAL_EXACT = {"OK", "ERROR", "NO CARRIER", "BUSY", "NO DIALTONE", "NO ANSWER", "+FCERROR"}
 _FINAL_ALIASES = {"NO DIAL TONE": "NO DIALTONE"}
@@ -64,6 +90,7 @@ Direction = Literal["rx", "tx"]
 @dataclass(frozen=True)
 class CommandDone:
     """A command's final result; ``ok`` says whether it was one the caller expected."""
+
     cmd: str
     result: str
     lines: list[str] = field(default_factory=list)
@@ -95,12 +122,14 @@ class DataEnd:
 @dataclass(frozen=True)
 class DleCommand:
     """A <DLE>x pair other than the data escapes, e.g. <DLE>! or a Class 2.0 <DLE>? query."""
+
     code: int
 
 
 @dataclass(frozen=True)
 class DataResult:
     """The modem's final result that closes (or, for CONNECT, continues) a data phase."""
+
     result: str
     lines: list[str] = field(default_factory=list)
 
@@ -108,6 +137,7 @@ class DataResult:
 @dataclass(frozen=True)
 class Garbage:
     """Bytes that made no line: noise, non-ASCII, or a line over the length limit."""
+
     data: bytes
     reason: str
 
@@ -115,12 +145,22 @@ class Garbage:
 @dataclass(frozen=True)
 class DeviceGone:
     """The serial device vanished (EIO/ENXIO); ``pending`` commands will never finish."""
+
     reason: str
     pending: list[str] = field(default_factory=list)
 
 
-Event = (CommandDone | CommandTimedOut | Unsolicited | DataReceived | DataEnd | DleCommand
-         | DataResult | Garbage | DeviceGone)
+Event = (
+    CommandDone
+    | CommandTimedOut
+    | Unsolicited
+    | DataReceived
+    | DataEnd
+    | DleCommand
+    | DataResult
+    | Garbage
+    | DeviceGone
+)
 
 
 class ChannelClosed(RuntimeError):
@@ -193,8 +233,9 @@ class AtChannel:
 
     # -- commands and data towards the modem --------------------------------------------------
 
-    def send(self, cmd: str, timeout: float, expect: Iterable[str] = ("OK",),
-             connect: Direction | None = None, *, now: float) -> None:
+    def send(
+        self, cmd: str, timeout: float, expect: Iterable[str] = ("OK",), connect: Direction | None = None, *, now: float
+    ) -> None:
         """Queue ``cmd`` (without CR) at ``now``; ``expect`` lists the results that count as success."""
         if self.closed:
             raise ChannelClosed(f"{cmd}: the device is gone")
@@ -264,8 +305,15 @@ class AtChannel:
     # -- timers --------------------------------------------------------------------------------
 
     def get_timer(self) -> float | None:
-        times = [t for t in (self._active.deadline if self._active else None, self._phase_wait,
-                             self._held[1] if self._held else None) if t is not None]
+        times = [
+            t
+            for t in (
+                self._active.deadline if self._active else None,
+                self._phase_wait,
+                self._held[1] if self._held else None,
+            )
+            if t is not None
+        ]
         return min(times) if times else None
 
     def handle_timer(self, now: float) -> None:
@@ -280,7 +328,9 @@ class AtChannel:
         if self._phase_wait is not None and now >= self._phase_wait:
             cmd = self._queue.popleft()
             self._phase_wait = None
-            self.history.add(now, "!", f"timeout after {cmd.timeout:g} s: {cmd.cmd} (not sent: the data phase never ended)")
+            self.history.add(
+                now, "!", f"timeout after {cmd.timeout:g} s: {cmd.cmd} (not sent: the data phase never ended)"
+            )
             self._events.append(CommandTimedOut(cmd.cmd, []))
             self._start_next()
 
@@ -446,8 +496,8 @@ class AtChannel:
     def _classify(self, text: str) -> None:
         upper = text.upper()
         if upper.startswith("AT") and (
-                (self._active and not self._active.lines and upper == self._active.cmd.upper())
-                or upper == self._last_cmd):
+            (self._active and not self._active.lines and upper == self._active.cmd.upper()) or upper == self._last_cmd
+        ):
             self.stats["echo"] += 1
             return
         if upper == "RING" or _CALLER_ID.match(text):

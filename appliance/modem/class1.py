@@ -13,16 +13,26 @@ import logging
 import os
 import time
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from ..config import FaxConfig
-from ..fax.session import ReceiveSession
-from ..spandsp.frontend import FrontEndTerminal
-from .at import Event as AtEvent
-from .class1_frontend import (Class1FrontEnd, Command, CommandEnded, EndDataPhase, FrontEndEvent, SendCommand,
-                              TimePassed, WriteData, WriteEnded)
-from .driver import ModemCall, ModemCallResult
-from .serial_port import ModemError, ModemPort
+from appliance.config import FaxConfig
+from appliance.fax.session import ReceiveSession
+from appliance.modem.at import Event as AtEvent
+from appliance.modem.class1_frontend import (
+    Class1FrontEnd,
+    Command,
+    CommandEnded,
+    EndDataPhase,
+    FrontEndEvent,
+    SendCommand,
+    TimePassed,
+    WriteData,
+    WriteEnded,
+)
+from appliance.modem.driver import ModemCall, ModemCallResult
+from appliance.modem.serial_port import ModemError, ModemPort
+from appliance.spandsp.frontend import FrontEndTerminal
 
 __all__ = ["Class1Call", "Class1Receiver", "Class1Sender"]
 
@@ -35,14 +45,22 @@ class Class1Call:
     ``connect`` is the command that starts the call: ``ATA`` (answering) or ``ATD<number>``.
     """
 
-    def __init__(self, port: ModemPort, term: FrontEndTerminal, connect: str, *,
-                 max_duration: float = 900.0, connect_timeout: float = 60.0,
-                 quirks: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        port: ModemPort,
+        term: FrontEndTerminal,
+        connect: str,
+        *,
+        max_duration: float = 900.0,
+        connect_timeout: float = 60.0,
+        quirks: frozenset[str] = frozenset(),
+    ) -> None:
         self.port = port
         self.term = term
         self._loop = asyncio.get_running_loop()
-        self.frontend = Class1FrontEnd(term, connect, self._loop.time(), max_duration=max_duration,
-                                       connect_timeout=connect_timeout, quirks=quirks)
+        self.frontend = Class1FrontEnd(
+            term, connect, self._loop.time(), max_duration=max_duration, connect_timeout=connect_timeout, quirks=quirks
+        )
 
     @property
     def stats(self) -> dict[str, int]:
@@ -131,8 +149,7 @@ class Class1Call:
         except ModemError as e:  # the port is closed
             deliver(_ended(command, None, e))
             return
-        fut.add_done_callback(lambda f: deliver(_ended(command, None if f.exception() else f.result(),
-                                                       f.exception())))
+        fut.add_done_callback(lambda f: deliver(_ended(command, None if f.exception() else f.result(), f.exception())))
 
 
 def _ended(command: SendCommand | WriteData, done: Any, error: BaseException | None) -> CommandEnded | WriteEnded:
@@ -180,8 +197,15 @@ class Class1Receiver:
 class Class1Sender:
     """Dial and send a TIFF with spandsp's T.30 over a Class 1 modem (tests, and a test-fax tool)."""
 
-    def __init__(self, number: str, tiff: str | os.PathLike[str], *, ident: str = "", ecm: bool = True,
-                 max_duration: float = 900.0) -> None:
+    def __init__(
+        self,
+        number: str,
+        tiff: str | os.PathLike[str],
+        *,
+        ident: str = "",
+        ecm: bool = True,
+        max_duration: float = 900.0,
+    ) -> None:
         self.number, self.tiff, self.ident, self.ecm, self.max_duration = number, tiff, ident, ecm, max_duration
 
     async def send(self, port: ModemPort) -> tuple[bool, dict[str, Any]]:
@@ -194,6 +218,13 @@ class Class1Sender:
         await driver.hang_up()
         stats = term.stats()
         ok = term.finished is not None and term.finished.ok
-        return ok, {"reason": reason, "result": term.finished.text if term.finished else "",
-                    "pages": stats.pages_tx, "ecm": stats.ecm, "bit_rate": stats.bit_rate,
-                    "trace": list(term.trace), "class1": dict(driver.stats), "started": loop.time()}
+        return ok, {
+            "reason": reason,
+            "result": term.finished.text if term.finished else "",
+            "pages": stats.pages_tx,
+            "ecm": stats.ecm,
+            "bit_rate": stats.bit_rate,
+            "trace": list(term.trace),
+            "class1": dict(driver.stats),
+            "started": loop.time(),
+        }

@@ -48,14 +48,16 @@ from __future__ import annotations
 import enum
 import logging
 from collections import deque
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Callable, Generator, Union
+from typing import Union
 
-from ..spandsp.frontend import FrontEndTerminal, Modem, SendHdlc, SetRx, SetTx, Signal
-from .at import CommandDone, DataReceived, DataResult, DeviceGone, Event as AtEvent, ModemError, Unsolicited
-from .dle import DLE, ETX, dle_stuff
-from .hdlc import HdlcEncoder
-from ..sip.errors import LocalProtocolError
+from appliance.modem.at import CommandDone, DataReceived, DataResult, DeviceGone, ModemError, Unsolicited
+from appliance.modem.at import Event as AtEvent
+from appliance.modem.dle import DLE, ETX, dle_stuff
+from appliance.modem.hdlc import HdlcEncoder
+from appliance.sip.errors import LocalProtocolError
+from appliance.spandsp.frontend import FrontEndTerminal, Modem, SendHdlc, SetRx, SetTx, Signal
 
 log = logging.getLogger("faxbridge.modem.class1")
 
@@ -88,10 +90,14 @@ FRAME_SILENCE, DATA_SILENCE = 10.0, 30.0
 #: T.31 table 4: Class 1 modulation codes; V.17 has (long training, short training)
 _CODES: dict[tuple[Modem, int], tuple[int, int]] = {
     (Modem.V21, 300): (3, 3),
-    (Modem.V27TER, 2400): (24, 24), (Modem.V27TER, 4800): (48, 48),
-    (Modem.V29, 7200): (72, 72), (Modem.V29, 9600): (96, 96),
-    (Modem.V17, 7200): (73, 74), (Modem.V17, 9600): (97, 98),
-    (Modem.V17, 12000): (121, 122), (Modem.V17, 14400): (145, 146),
+    (Modem.V27TER, 2400): (24, 24),
+    (Modem.V27TER, 4800): (48, 48),
+    (Modem.V29, 7200): (72, 72),
+    (Modem.V29, 9600): (96, 96),
+    (Modem.V17, 7200): (73, 74),
+    (Modem.V17, 9600): (97, 98),
+    (Modem.V17, 12000): (121, 122),
+    (Modem.V17, 14400): (145, 146),
 }
 _RX_MODEMS = (Modem.V21, Modem.V27TER, Modem.V29, Modem.V17)
 
@@ -111,9 +117,11 @@ class CallGone(Exception):
 
 # -- what goes out ---------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class SendCommand:
     """Run an AT command (after those already queued); answer with :class:`CommandEnded`."""
+
     tag: int
     cmd: str
     timeout: float
@@ -123,6 +131,7 @@ class SendCommand:
 @dataclass(frozen=True)
 class WriteData:
     """Write raw (already stuffed) bytes; answer with :class:`WriteEnded` once the port took them."""
+
     tag: int
     data: bytes
 
@@ -137,9 +146,11 @@ Command = Union[SendCommand, WriteData, EndDataPhase]
 
 # -- what comes in, besides the AT channel's own events --------------------------------------
 
+
 @dataclass(frozen=True)
 class CommandEnded:
     """A :class:`SendCommand`'s outcome: its final result, or why it failed."""
+
     tag: int
     done: CommandDone | None = None
     error: ModemError | None = None
@@ -161,27 +172,34 @@ FrontEndEvent = Union[AtEvent, CommandEnded, WriteEnded, TimePassed]
 
 class Direction(enum.Enum):
     """Which way the line carried the last signal: decides +FRS or +FTS for the gap."""
+
     RX = "rx"
     TX = "tx"
 
 
 class Stage(enum.Enum):
     """The front-end's life: the call, then (after the caller closed T.30) the hang-up."""
+
     CALL = "call"
     ENDED = "ended"
     HANGING_UP = "hanging up"
     DONE = "done"
 
 
-STAGE_MOVES: frozenset[tuple[Stage, Stage]] = frozenset({
-    (Stage.CALL, Stage.ENDED), (Stage.ENDED, Stage.HANGING_UP), (Stage.ENDED, Stage.DONE),
-    (Stage.HANGING_UP, Stage.DONE),
-})
+STAGE_MOVES: frozenset[tuple[Stage, Stage]] = frozenset(
+    {
+        (Stage.CALL, Stage.ENDED),
+        (Stage.ENDED, Stage.HANGING_UP),
+        (Stage.ENDED, Stage.DONE),
+        (Stage.HANGING_UP, Stage.DONE),
+    }
+)
 
 
 @dataclass
 class _Wait:
     """What a step waits for; the first of these to happen resumes it."""
+
     deadline: float | None = None  # resumes with None
     command: int | None = None  # a command's tag: resumes with its CommandEnded
     write: int | None = None  # a write's tag: resumes with its WriteEnded
@@ -202,9 +220,16 @@ class Class1FrontEnd:
     (let the modem train 400 ms after +FTM's CONNECT: Lucent).
     """
 
-    def __init__(self, term: FrontEndTerminal, connect: str, now: float, *,
-                 max_duration: float = 900.0, connect_timeout: float = 60.0,
-                 quirks: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        term: FrontEndTerminal,
+        connect: str,
+        now: float,
+        *,
+        max_duration: float = 900.0,
+        connect_timeout: float = 60.0,
+        quirks: frozenset[str] = frozenset(),
+    ) -> None:
         self.term = term
         self.connect = connect
         self.quirks = quirks
@@ -216,8 +241,15 @@ class Class1FrontEnd:
         self.end_reason = ""
         #: the modem error that ended the call, if one did (the adapter logs the port's history)
         self.error: ModemError | None = None
-        self.stats = {"frames_rx": 0, "frames_bad": 0, "frames_tx": 0, "aborts": 0, "fcerror": 0,
-                      "data_rx": 0, "data_tx": 0}
+        self.stats = {
+            "frames_rx": 0,
+            "frames_bad": 0,
+            "frames_tx": 0,
+            "aborts": 0,
+            "fcerror": 0,
+            "data_rx": 0,
+            "data_tx": 0,
+        }
         self.stage = Stage.CALL
         self._ecm_tx: HdlcEncoder | None = None  # set while an ECM burst (+FTM, our framing) is open
         self._v21_instead = False
@@ -257,8 +289,14 @@ class Class1FrontEnd:
 
     def next_timer(self) -> float | None:
         """When to call ``receive(TimePassed(), now)`` at the latest; None when nothing waits."""
-        times = [t for t in (self._next_tick if self.stage is Stage.CALL else None,
-                             self._wait.deadline if self._step is not None else None) if t is not None]
+        times = [
+            t
+            for t in (
+                self._next_tick if self.stage is Stage.CALL else None,
+                self._wait.deadline if self._step is not None else None,
+            )
+            if t is not None
+        ]
         return min(times) if times else None
 
     @property
@@ -338,7 +376,9 @@ class Class1FrontEnd:
         self._out.append(SendCommand(self._tags, cmd, timeout, expect))
         return self._tags
 
-    def _command(self, cmd: str, timeout: float, expect: tuple[str, ...] = ("OK",)) -> Generator[_Wait, object, CommandDone]:
+    def _command(
+        self, cmd: str, timeout: float, expect: tuple[str, ...] = ("OK",)
+    ) -> Generator[_Wait, object, CommandDone]:
         """Run a command; its CommandDone, or ModemError (unexpected result, timeout, device gone)."""
         tag = self._send(cmd, timeout, expect)
         ended = yield _Wait(command=tag)
@@ -394,8 +434,9 @@ class Class1FrontEnd:
             self.error = e
 
     def _start(self) -> Step:
-        done = yield from self._command(self.connect, self.connect_timeout,
-                                        _RX_RESULTS + ("BUSY", "NO ANSWER", "NO DIALTONE"))
+        done = yield from self._command(
+            self.connect, self.connect_timeout, _RX_RESULTS + ("BUSY", "NO ANSWER", "NO DIALTONE")
+        )
         if done.result != "CONNECT":
             what = "dialling" if self.connect.upper().startswith("ATD") else "answering"
             raise CallGone(f"{what}: {done.result}")
@@ -612,8 +653,12 @@ class Class1FrontEnd:
                 except ModemError:
                     pass
                 ended = yield _Wait(command=tag, deadline=self._now + ABORT_WAIT)
-                if not isinstance(ended, CommandEnded) or ended.error is not None or ended.done is None \
-                        or not ended.done.ok:
+                if (
+                    not isinstance(ended, CommandEnded)
+                    or ended.error is not None
+                    or ended.done is None
+                    or not ended.done.ok
+                ):
                     return None
                 if ended.done.result == "CONNECT":  # the carrier came just as we aborted: drain it
                     yield from self._data_result(ABORT_WAIT)
@@ -707,7 +752,20 @@ def _gone(e: ModemError) -> bool:
 
 
 __all__ = [
-    "ABORT", "CHUNK", "TICK", "CallGone", "Class1FrontEnd", "Command", "CommandEnded",
-    "Direction", "EndDataPhase", "FrontEndEvent", "SendCommand", "Stage", "TimePassed", "WriteData",
-    "WriteEnded", "modulation_code",
+    "ABORT",
+    "CHUNK",
+    "TICK",
+    "CallGone",
+    "Class1FrontEnd",
+    "Command",
+    "CommandEnded",
+    "Direction",
+    "EndDataPhase",
+    "FrontEndEvent",
+    "SendCommand",
+    "Stage",
+    "TimePassed",
+    "WriteData",
+    "WriteEnded",
+    "modulation_code",
 ]

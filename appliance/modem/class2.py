@@ -37,15 +37,28 @@ import asyncio
 import re
 import time
 
-from ..calls.facts import CallFacts, PageFacts
-from ..spandsp.t4 import T6, T4Error, T4Receiver, reverse_bits
-from .at import (DataEnd, DataReceived, DataResult, DeviceGone, DleCommand, Event, Garbage,
-                 Unsolicited)
-from .class2_codes import (ALL_RESULTS, CAN, DC2, SNIFF_BYTES, SPELLINGS, Command, PageRecord, SessionParams,
-                           State, copy_quality, hangup_key, hangup_text, looks_reversed, parse_dcs)
-from .driver import ModemCall, ModemCallResult
-from .fparams import parse_fparams
-from .serial_port import ModemError, ModemPort
+from appliance.calls.facts import CallFacts, PageFacts
+from appliance.modem.at import DataEnd, DataReceived, DataResult, DeviceGone, DleCommand, Event, Garbage, Unsolicited
+from appliance.modem.class2_codes import (
+    ALL_RESULTS,
+    CAN,
+    DC2,
+    SNIFF_BYTES,
+    SPELLINGS,
+    Command,
+    PageRecord,
+    SessionParams,
+    State,
+    copy_quality,
+    hangup_key,
+    hangup_text,
+    looks_reversed,
+    parse_dcs,
+)
+from appliance.modem.driver import ModemCall, ModemCallResult
+from appliance.modem.fparams import parse_fparams
+from appliance.modem.serial_port import ModemError, ModemPort
+from appliance.spandsp.t4 import T6, T4Error, T4Receiver, reverse_bits
 
 
 class Class2Session:
@@ -66,12 +79,12 @@ class Class2Session:
         self.remote_ident = ""
         self.pages: list[PageRecord] = []
         self.trace: list[str] = []
-        self.hangup: str | None = None   # T.32 key once the modem reported it
-        self.hangup_reason = ""          # our own reason to end (timeout, device gone, ...)
-        self.failed = False              # ended by something other than the modem's hang-up report
+        self.hangup: str | None = None  # T.32 key once the modem reported it
+        self.hangup_reason = ""  # our own reason to end (timeout, device gone, ...)
+        self.failed = False  # ended by something other than the modem's hang-up report
         self.eop_seen = False
         self.device_lost = False
-        self.off_hook = False            # ATA went out and no hang-up was seen since
+        self.off_hook = False  # ATA went out and no hang-up was seen since
         self._queue: list[Command] = []
         self._rx: T4Receiver | None = None
         self._page_status: list[int | str] = []
@@ -94,8 +107,7 @@ class Class2Session:
             Command(f"AT{sp.caps}?", 3.0, optional=True),  # answered with the ec field set (below)
         ]
         if self.variant == "2.0":
-            self._queue += [Command("AT+FNR=1,1,1,0", 3.0, optional=True),
-                            Command("AT+FIE=0", 3.0, optional=True)]
+            self._queue += [Command("AT+FNR=1,1,1,0", 3.0, optional=True), Command("AT+FIE=0", 3.0, optional=True)]
         self._queue.append(Command(self.call.answer, 60.0, kind="answer"))
 
     def next_command(self) -> Command | None:
@@ -230,12 +242,16 @@ class Class2Session:
         self._queue.append(Command("AT+FDR", 60.0, kind="fdr"))
 
     def unsolicited(self, line: str) -> None:
-        if line.upper() == "RING" or "=" in line and not line.startswith("+"):
+        if line.upper() == "RING" or ("=" in line and not line.startswith("+")):
             return  # rings and caller ID of the call being answered
         self.trace.append(f"< {line} (unsolicited)")
         self._report(line)
-        if self.hangup is not None and self.state is not State.DONE and self.state is not State.IN_PAGE \
-                and not self._queue:
+        if (
+            self.hangup is not None
+            and self.state is not State.DONE
+            and self.state is not State.IN_PAGE
+            and not self._queue
+        ):
             self._ended_by_modem("")
 
     def garbage(self, data: bytes, reason: str) -> None:
@@ -269,8 +285,13 @@ class Class2Session:
     # -- results -------------------------------------------------------------------------------
     @property
     def complete(self) -> bool:
-        return (self.eop_seen and self.hangup == "00" and bool(self.pages)
-                and not any(p.partial for p in self.pages) and not self.failed)
+        return (
+            self.eop_seen
+            and self.hangup == "00"
+            and bool(self.pages)
+            and not any(p.partial for p in self.pages)
+            and not self.failed
+        )
 
     def close(self) -> None:
         """Close the TIFF (a page still open is kept as it is)."""
@@ -349,8 +370,7 @@ class Class2Session:
                 continue
             if len(values) >= 6 and all(isinstance(v, int) for v in values):
                 values[5] = (values[5] or 1) if self.call.ecm else 0
-                self._queue.insert(0, Command(f"AT{self.sp.caps}={','.join(map(str, values))}", 3.0,
-                                              optional=True))
+                self._queue.insert(0, Command(f"AT{self.sp.caps}={','.join(map(str, values))}", 3.0, optional=True))
                 return
         self.trace.append(f"! {cmd.text}: no usable capability list; ECM left as the modem has it")
 
@@ -387,8 +407,9 @@ class Class2Session:
         partial = partial or not ended
         rec = PageRecord(stats, partial=partial, quality=copy_quality(stats, ended))
         self.pages.append(rec)
-        self.trace.append(f"= page {len(self.pages)}: {stats.length} rows, {stats.bad_rows} bad"
-                          f"{', cut short' if partial else ''}")
+        self.trace.append(
+            f"= page {len(self.pages)}: {stats.length} rows, {stats.bad_rows} bad{', cut short' if partial else ''}"
+        )
 
     def _ended_by_modem(self, result: str) -> None:
         if self.hangup is None:
@@ -455,7 +476,9 @@ class Class2Receiver:
         finally:
             session.close()
         if session.off_hook and not session.device_lost and port.is_open:
-            port.channel.end_data_phase(asyncio.get_running_loop().time())  # one the modem left open (a CONNECT as a page's result) would hold ATH
+            port.channel.end_data_phase(
+                asyncio.get_running_loop().time()
+            )  # one the modem left open (a CONNECT as a page's result) would hold ATH
             try:  # make sure the line is released; the modem may be on hook already
                 await port.command("ATH", 5.0, expect=ALL_RESULTS)
             except ModemError:
@@ -480,7 +503,7 @@ class Class2Receiver:
                 break
             try:
                 ev = await asyncio.wait_for(port.events.get(), wait)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 session.data_timeout(self.data_timeout)
                 break
             if self._dispatch(ev, session):
@@ -546,4 +569,3 @@ class Class2Receiver:
                 keep.append(ev)
         for ev in keep:
             port.events.put_nowait(ev)
-

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from ..spandsp.t4 import (T4_1D, T4_2D, T6, X_RES_R8, Y_RES_FINE, Y_RES_STANDARD, Y_RES_SUPERFINE, PageStats)
-from ..strictnum import parse_uint
-from .fparams import parse_fparams
+from appliance.modem.fparams import parse_fparams
+from appliance.spandsp.t4 import T4_1D, T4_2D, T6, X_RES_R8, Y_RES_FINE, Y_RES_STANDARD, Y_RES_SUPERFINE, PageStats
+from appliance.strictnum import parse_uint
 
 _HEX_DIGITS = frozenset("0123456789ABCDEFabcdef")
 
@@ -24,16 +24,16 @@ class Spelling:
     """Command and report names of one Class 2 dialect."""
 
     fclass: str
-    connect: str        # call connected (fax handshake seen)
-    tsi: str            # the sender's ident
-    dcs: str            # negotiated session parameters
-    page: str           # page transfer status (and the DTE's copy-quality answer)
-    eop: str            # post-page message
-    hangup: str         # hang-up status
-    local_id: str       # our ident
-    caps: str           # our capabilities (ec field: ECM)
+    connect: str  # call connected (fax handshake seen)
+    tsi: str  # the sender's ident
+    dcs: str  # negotiated session parameters
+    page: str  # page transfer status (and the DTE's copy-quality answer)
+    eop: str  # post-page message
+    hangup: str  # hang-up status
+    local_id: str  # our ident
+    caps: str  # our capabilities (ec field: ECM)
     bit_order: str
-    hex_reports: bool   # Class 2.0 reports codes in hex
+    hex_reports: bool  # Class 2.0 reports codes in hex
 
 
 CLASS2 = Spelling("2", "+FCON", "+FTSI", "+FDCS", "+FPTS", "+FET", "+FHNG", "+FLID", "+FDCC", "+FBOR", False)
@@ -91,9 +91,16 @@ HANGUP_TEXT = {
     "A2": "COMREC invalid response received",
     "A3": "unable to continue after PIN or PIP",
 }
-_GROUP_TEXT = {"0": "call placement or termination", "1": "phase A (call set-up)", "2": "transmit phase B",
-               "4": "transmit phase C", "5": "transmit phase D", "7": "receive phase B",
-               "9": "receive phase C", "A": "receive phase D"}
+_GROUP_TEXT = {
+    "0": "call placement or termination",
+    "1": "phase A (call set-up)",
+    "2": "transmit phase B",
+    "4": "transmit phase C",
+    "5": "transmit phase D",
+    "7": "receive phase B",
+    "9": "receive phase C",
+    "A": "receive phase D",
+}
 
 
 def hangup_key(text: str, hex_reports: bool) -> str:
@@ -117,8 +124,13 @@ def hangup_text(key: str) -> str:
 
 
 #: +FCS/+FDCS fields: vr, br, wd, ln, df, ec, bf, st
-_VR = {0: (X_RES_R8, Y_RES_STANDARD, "204x98"), 1: (X_RES_R8, Y_RES_FINE, "204x196"),
-       2: (X_RES_R8, Y_RES_SUPERFINE, "204x391"), 8: (7874, 3937, "200x100"), 0x10: (7874, 7874, "200x200")}
+_VR = {
+    0: (X_RES_R8, Y_RES_STANDARD, "204x98"),
+    1: (X_RES_R8, Y_RES_FINE, "204x196"),
+    2: (X_RES_R8, Y_RES_SUPERFINE, "204x391"),
+    8: (7874, 3937, "200x100"),
+    0x10: (7874, 7874, "200x200"),
+}
 _WD = {0: 1728, 1: 2048, 2: 2432, 3: 1216, 4: 864}
 _DF = {0: T4_1D, 1: T4_2D, 3: T6}
 
@@ -151,7 +163,7 @@ class SessionParams:
 
 
 def parse_dcs(line: str, hex_reports: bool) -> SessionParams:
-    """"+FCS:1,5,0,2,0,0,0,0" -> SessionParams; ValueError for anything unusable."""
+    """ "+FCS:1,5,0,2,0,0,0,0" -> SessionParams; ValueError for anything unusable."""
     try:
         values = parse_fparams(line, 16 if hex_reports else 10)
     except ValueError:
@@ -182,22 +194,29 @@ class Command:
     text: str
     timeout: float
     optional: bool = False  # an ERROR is noted and ignored (a modem without the feature)
-    kind: str = "setup"     # setup | answer | fdr | quality | hangup
+    kind: str = "setup"  # setup | answer | fdr | quality | hangup
 
 
 @dataclass
 class PageRecord:
     stats: PageStats
     partial: bool = False
-    post_page: int | None = None   # +FET value
+    post_page: int | None = None  # +FET value
     modem_status: list[int | str] = field(default_factory=list)  # +FPS: fields
-    quality: int = 1               # our answer: 1 MCF, 2 RTN
+    quality: int = 1  # our answer: 1 MCF, 2 RTN
 
     def as_dict(self) -> dict[str, Any]:
         s = self.stats
-        return {"bad_rows": s.bad_rows, "longest_bad_row_run": s.longest_bad_row_run, "width": s.width,
-                "length": s.length, "resolution": s.resolution, "partial": self.partial,
-                "post_page": self.post_page, "copy_quality": "MCF" if self.quality == 1 else "RTN"}
+        return {
+            "bad_rows": s.bad_rows,
+            "longest_bad_row_run": s.longest_bad_row_run,
+            "width": s.width,
+            "length": s.length,
+            "resolution": s.resolution,
+            "partial": self.partial,
+            "post_page": self.post_page,
+            "copy_quality": "MCF" if self.quality == 1 else "RTN",
+        }
 
 
 #: a page whose bad rows exceed this share, or a run this long, is answered RTN
@@ -231,5 +250,3 @@ def copy_quality(stats: PageStats, saw_rtc: bool) -> int:
     if stats.bad_rows > BAD_ROW_SHARE * stats.length or stats.longest_bad_row_run >= BAD_ROW_RUN:
         return 2
     return 1
-
-

@@ -39,13 +39,13 @@ import shutil
 import tempfile
 from collections import deque
 
-from ..spandsp._spandsp import ffi, lib
-from ..spandsp.audio import AudioFaxTerminal
-from ..spandsp.t30 import PageDone, PhaseB, PhaseE
-from ..spandsp.t31 import CallEvent, Control, ModemControl, T31Modem
-from ..spandsp.t4 import T4_1D, T4_2D, T6, T4Error, T4Transmitter, reverse_bits
-from ..sip.errors import LocalProtocolError
-from .dle import dle_stuff
+from appliance.modem.dle import dle_stuff
+from appliance.sip.errors import LocalProtocolError
+from appliance.spandsp._spandsp import ffi, lib
+from appliance.spandsp.audio import AudioFaxTerminal
+from appliance.spandsp.t4 import T4_1D, T4_2D, T6, T4Error, T4Transmitter, reverse_bits
+from appliance.spandsp.t30 import PageDone, PhaseB, PhaseE
+from appliance.spandsp.t31 import CallEvent, Control, ModemControl, T31Modem
 
 VERSION = "Faxbridge virtual Class 2.0 modem (spandsp 0.0.6)"
 
@@ -71,6 +71,7 @@ def dcs_coding(frame: bytes) -> int:
 
 class Phase(enum.Enum):
     """Where the emulated modem is in a call."""
+
     IDLE = "idle"
     WAITING = "waiting"  # ATA before RING: answers when it rings
     ANSWERING = "answering"
@@ -79,11 +80,18 @@ class Phase(enum.Enum):
 
 
 #: (from, to) moves of :class:`Phase`; anything else is our bug
-PHASE_MOVES: frozenset[tuple[Phase, Phase]] = frozenset({
-    (Phase.IDLE, Phase.WAITING), (Phase.IDLE, Phase.ANSWERING), (Phase.WAITING, Phase.IDLE),
-    (Phase.ANSWERING, Phase.CONNECTED), (Phase.ANSWERING, Phase.ENDED), (Phase.CONNECTED, Phase.ENDED),
-    (Phase.ENDED, Phase.WAITING), (Phase.ENDED, Phase.ANSWERING),
-})
+PHASE_MOVES: frozenset[tuple[Phase, Phase]] = frozenset(
+    {
+        (Phase.IDLE, Phase.WAITING),
+        (Phase.IDLE, Phase.ANSWERING),
+        (Phase.WAITING, Phase.IDLE),
+        (Phase.ANSWERING, Phase.CONNECTED),
+        (Phase.ANSWERING, Phase.ENDED),
+        (Phase.CONNECTED, Phase.ENDED),
+        (Phase.ENDED, Phase.WAITING),
+        (Phase.ENDED, Phase.ANSWERING),
+    }
+)
 
 
 class Class2Modem:
@@ -131,12 +139,12 @@ class Class2Modem:
         return _NAMES[self.fclass]
 
     @property
-    def state(self) -> "ffi.CData":
+    def state(self) -> ffi.CData:
         """The T.31 state the line is built with (unused once :attr:`fax_state` is set)."""
         return self._t31.state
 
     @property
-    def fax_state(self) -> "ffi.CData | None":
+    def fax_state(self) -> ffi.CData | None:
         """The fax terminal the line must carry instead of the T.31 modem, during a call."""
         return self.term._fax if self.term is not None and self.term.alive else None
 
@@ -229,7 +237,7 @@ class Class2Modem:
                     self.handoff = text
                     return
                 self._command(text)
-            elif b == 0x0A or b < 0x20 and b != 0x09:
+            elif b == 0x0A or (b < 0x20 and b != 0x09):
                 continue  # LF, DC2, CAN and other controls between commands
             elif len(self._line) < 256:
                 self._line.append(b)
@@ -289,7 +297,7 @@ class Class2Modem:
         m = re.match(r"^\+([A-Z]+)(=\?|\?|=(.*))?$", upper)
         if not m:
             return False
-        name, op, value = m.group(1), m.group(2) or "", (cmd[len(m.group(1)) + 2:] if m.group(3) is not None else "")
+        name, op, value = m.group(1), m.group(2) or "", (cmd[len(m.group(1)) + 2 :] if m.group(3) is not None else "")
         sets = op.startswith("=") and op != "=?"
         if name == "FCLASS":
             if op == "=?":
@@ -345,9 +353,40 @@ class Class2Modem:
         if name == "FIP" and not op.startswith("?"):
             self.local_id, self.caps, self.bit_order = "", [1, 5, 0, 2, 0, 0, 0, 0], 0
             return True
-        if name in ("FCR", "FAA", "FNR", "FIE", "FCQ", "FPS", "FPTS", "FLO", "FPP", "FCT", "FHS", "FET",
-                    "FKS", "FK", "FRY", "FMS", "FBU", "FAP", "FNS", "FPI", "FSP", "FCIG", "FTBC", "FPHCTO",
-                    "FAR", "FCRC", "FECM", "FMINSP", "FRBC", "FWDFC", "FLPL", "FPHCTO"):
+        if name in (
+            "FCR",
+            "FAA",
+            "FNR",
+            "FIE",
+            "FCQ",
+            "FPS",
+            "FPTS",
+            "FLO",
+            "FPP",
+            "FCT",
+            "FHS",
+            "FET",
+            "FKS",
+            "FK",
+            "FRY",
+            "FMS",
+            "FBU",
+            "FAP",
+            "FNS",
+            "FPI",
+            "FSP",
+            "FCIG",
+            "FTBC",
+            "FPHCTO",
+            "FAR",
+            "FCRC",
+            "FECM",
+            "FMINSP",
+            "FRBC",
+            "FWDFC",
+            "FLPL",
+            "FPHCTO",
+        ):
             if name in ("FKS", "FK"):
                 self._hangup()
             return True
@@ -377,9 +416,11 @@ class Class2Modem:
         term = AudioFaxTerminal(calling=False, ident=self.local_id, ecm=self.caps[5] != 0, rx_file=self.rx_file)
         df = self.caps[4]
         lib.t30_set_supported_compressions(
-            term._t30, lib.T30_SUPPORT_T4_1D_COMPRESSION
+            term._t30,
+            lib.T30_SUPPORT_T4_1D_COMPRESSION
             | (lib.T30_SUPPORT_T4_2D_COMPRESSION if df >= 1 else 0)
-            | (lib.T30_SUPPORT_T6_COMPRESSION if df >= 3 and self.caps[5] else 0))
+            | (lib.T30_SUPPORT_T6_COMPRESSION if df >= 3 and self.caps[5] else 0),
+        )
         self.term = term
         self._move(Phase.ANSWERING)
         self.ringing = False
@@ -424,8 +465,11 @@ class Class2Modem:
             self._result("CONNECT")
             self.to_dte.append(dle_stuff(data) + b"\x10\x03")
             fet = 2 if "EOP" in frame else 1 if "EOM" in frame else 0
-            self._info(f"{self.names['FPS']}:1,{rows:X},0,0,0" if self.fclass == "2.0"
-                       else f"{self.names['FPS']}:1,{rows},0,0,0")
+            self._info(
+                f"{self.names['FPS']}:1,{rows:X},0,0,0"
+                if self.fclass == "2.0"
+                else f"{self.names['FPS']}:1,{rows},0,0,0"
+            )
             self._info(f"{self.names['FET']}:{fet}")
             self._result("OK")
         elif self.phase is Phase.ENDED:

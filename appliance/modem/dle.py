@@ -3,6 +3,7 @@
 Bit order is a Class 1/Class 2 driver concern (it depends on the modem and on +FBO), so it is
 kept out of the byte-level escaping that every data phase shares.
 """
+
 from __future__ import annotations
 
 DLE = 0x10

@@ -14,24 +14,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from ..calls.facts import CallFacts
-from .serial_port import ModemPort
+from appliance.calls.facts import CallFacts
+from appliance.modem.serial_port import ModemPort
 
 
 @dataclass
 class ModemCall:
     """What the line knows when it answers."""
-    device: str                 # the configured path (a /dev/serial/by-id link, a virtual link)
-    line: str                   # "modem:<name>", for routing and the spool
-    tiff_path: Path             # where the received pages go (the spool's incoming file)
-    ident: str                  # our CSI
+
+    device: str  # the configured path (a /dev/serial/by-id link, a virtual link)
+    line: str  # "modem:<name>", for routing and the spool
+    tiff_path: Path  # where the received pages go (the spool's incoming file)
+    ident: str  # our CSI
     ecm: bool = True
     caller_number: str = ""
     caller_name: str = ""
-    called_number: str = ""     # NDID, where the modem reports it
+    called_number: str = ""  # NDID, where the modem reports it
     max_call_duration: float = 900.0
     quirks: frozenset[str] = frozenset()
-    answer: str = "ATA"         # the quirks table's answer command (ATA on every modem known so far)
+    answer: str = "ATA"  # the quirks table's answer command (ATA on every modem known so far)
 
 
 @dataclass

@@ -6,6 +6,7 @@ scripts' digits), at most MAX_DIGITS of them, and a range spans at most MAX_RANG
 "(0-99999999)" cannot take the memory).  Anything else raises ``ValueError`` naming the text,
 which a probe turns into "quirk unknown" rather than a crash.
 """
+
 from __future__ import annotations
 
 import re
@@ -44,13 +45,13 @@ def _split_top(text: str) -> list[str]:
 
 
 def _strip_prefix(text: str) -> str:
-    """"+FCS:1,5" and "+FCS: 1,5" → "1,5"; a bare value list is returned as is."""
+    """ "+FCS:1,5" and "+FCS: 1,5" → "1,5"; a bare value list is returned as is."""
     m = re.match(r"^\s*\+F[A-Z0-9]*\s*[:=]\s*", text, re.IGNORECASE)
-    return text[m.end():] if m else text.strip()
+    return text[m.end() :] if m else text.strip()
 
 
 def parse_fparams(text: str, base: int = 10) -> list[int | str]:
-    """"+FCS:1,5,0,2,0,0,0,0" → [1, 5, 0, 2, 0, 0, 0, 0]; quoted items stay strings.
+    """ "+FCS:1,5,0,2,0,0,0,0" → [1, 5, 0, 2, 0, 0, 0, 0]; quoted items stay strings.
 
     Class 2 reports parameters in decimal, Class 2.0 (+FDIS/+FDCS) in hex on some modems: pass
     ``base=16`` for those.  Empty positions (``1,,0``) become the string "".
@@ -105,7 +106,7 @@ def parse_range_list(text: str) -> list[int] | list[set[int]]:
 
 
 def parse_fclass(text: str) -> list[str]:
-    """"0,1,1.0,2,2.0" or "(0,1,2,2.0)" → ["0", "1", "1.0", "2", "2.0"] (strings: 1.0 != 1)."""
+    """ "0,1,1.0,2,2.0" or "(0,1,2,2.0)" → ["0", "1", "1.0", "2", "2.0"] (strings: 1.0 != 1)."""
     body = _strip_prefix(text).strip()
     if body.startswith("(") and body.endswith(")"):
         body = body[1:-1]

@@ -1,4 +1,5 @@
 """A ring buffer of recent modem traffic, dumped only when a call fails (Klipper's dump_debug)."""
+
 from __future__ import annotations
 
 from collections import deque

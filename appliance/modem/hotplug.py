@@ -6,13 +6,15 @@ links (udev's DEVLINKS), handed to a callback: the modem manager's ``handle``, w
 directly with events of their own.  Where udev is not there (containers, CI) the monitor says so
 and the appliance goes on with its configured devices, whose lines poll for their paths anyway.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 log = logging.getLogger("faxbridge.modem")
 
@@ -23,8 +25,8 @@ BY_ID = "/serial/by-id/"
 @dataclass(frozen=True)
 class HotplugEvent:
     action: Literal["add", "remove"]
-    node: str                       # /dev/ttyUSB0
-    links: tuple[str, ...] = ()     # /dev/serial/by-id/usb-..., /dev/serial/by-path/...
+    node: str  # /dev/ttyUSB0
+    links: tuple[str, ...] = ()  # /dev/serial/by-id/usb-..., /dev/serial/by-path/...
 
     @property
     def stable_path(self) -> str:

@@ -5,23 +5,33 @@ the modem is plugged into another USB port), by any of the event's links, or by 
 path resolved to when the line last opened it (a removal event comes after the link is gone).
 With ``auto_adopt`` any USB/ACM serial device that appears gets a line of its own.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
-from typing import Any, Callable, TypedDict
+from collections.abc import Callable
+from typing import Any, TypedDict
 
-from .driver import ReceiveDriver
-from .hotplug import HotplugEvent, HotplugMonitor
-from ..calls.modem_line import BeginHook, FinishHook, LineSettings, LineStatus, ModemLine, load_driver
+from appliance.calls.modem_line import BeginHook, FinishHook, LineSettings, LineStatus, ModemLine, load_driver
+from appliance.modem.driver import ReceiveDriver
+from appliance.modem.hotplug import HotplugEvent, HotplugMonitor
 
 log = logging.getLogger("faxbridge.modem")
 
 
 class ModemManager:
-    def __init__(self, settings: LineSettings, devices: list[str], begin: BeginHook, finish: FinishHook, *,
-                 auto_adopt: bool = False, drivers: Callable[[str], ReceiveDriver] = load_driver) -> None:
+    def __init__(
+        self,
+        settings: LineSettings,
+        devices: list[str],
+        begin: BeginHook,
+        finish: FinishHook,
+        *,
+        auto_adopt: bool = False,
+        drivers: Callable[[str], ReceiveDriver] = load_driver,
+    ) -> None:
         self.settings = settings
         self.auto_adopt = auto_adopt
         self._begin, self._finish, self._drivers = begin, finish, drivers
@@ -33,10 +43,16 @@ class ModemManager:
         self._started = False
 
     @classmethod
-    def from_config(cls, cfg: Any, begin: BeginHook, finish: FinishHook, **kwargs: Any) -> "ModemManager":
+    def from_config(cls, cfg: Any, begin: BeginHook, finish: FinishHook, **kwargs: Any) -> ModemManager:
         """From the whole Config ([modem] plus fax.ident and fax.max_call_duration)."""
-        return cls(LineSettings.from_config(cfg.modem, cfg.fax), list(cfg.modem.devices), begin, finish,
-                   auto_adopt=cfg.modem.auto_adopt, **kwargs)
+        return cls(
+            LineSettings.from_config(cfg.modem, cfg.fax),
+            list(cfg.modem.devices),
+            begin,
+            finish,
+            auto_adopt=cfg.modem.auto_adopt,
+            **kwargs,
+        )
 
     def _line(self, device: str) -> ModemLine:
         line = ModemLine(device, self.settings, self._begin, self._finish, drivers=self._drivers)

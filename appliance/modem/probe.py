@@ -11,15 +11,17 @@ Modems answer ERROR to the questions they do not know (an Agere has no ``+FMI?``
 no ``ATI3``), so every query but the first reset is optional: its ERROR is recorded and the
 probe goes on.  A modem that does not answer ATZ at all is a :class:`ProbeError`.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Protocol, Sequence
+from typing import Protocol
 
-from .at import CommandDone
-from .fparams import parse_fclass, parse_range_list
-from .serial_port import ModemError
+from appliance.modem.at import CommandDone
+from appliance.modem.fparams import parse_fclass, parse_range_list
+from appliance.modem.serial_port import ModemError
 
 #: our own T.30 (spandsp) runs in Class 1, with ECM and a full trace: prefer it
 DEFAULT_CLASS_PREFERENCE = ("1.0", "1", "2.0", "2")
@@ -29,8 +31,7 @@ FAX_CLASSES = ("1", "1.0", "2", "2.0")
 class Commander(Protocol):
     """What the probe needs of a port (``ModemPort`` has it)."""
 
-    async def command(self, cmd: str, timeout: float = 3.0,
-                      expect: Iterable[str] = ("OK",)) -> CommandDone: ...
+    async def command(self, cmd: str, timeout: float = 3.0, expect: Iterable[str] = ("OK",)) -> CommandDone: ...
 
 
 class ProbeError(Exception):
@@ -43,8 +44,8 @@ class ModemInfo:
     model: str = ""
     revision: str = ""
     classes: list[str] = field(default_factory=list)
-    tx_rates: list[int] = field(default_factory=list)   # Class 1 +FTM=? modulation codes
-    rx_rates: list[int] = field(default_factory=list)   # Class 1 +FRM=?
+    tx_rates: list[int] = field(default_factory=list)  # Class 1 +FTM=? modulation codes
+    rx_rates: list[int] = field(default_factory=list)  # Class 1 +FRM=?
     #: every query with what came back: its information lines, or ["ERROR"] / ["timeout ..."]
     raw: dict[str, list[str]] = field(default_factory=dict)
     #: answers that did not parse (the query is then treated as unanswered)
@@ -55,8 +56,7 @@ class ModemInfo:
         """Everything the modem said about itself, for quirk matching."""
         parts = [self.manufacturer, self.model, self.revision]
         for cmd in ("ATI", "ATI3", "ATI4"):
-            parts += [line for line in self.raw.get(cmd, []) if line != "ERROR"
-                      and not line.startswith("timeout")]
+            parts += [line for line in self.raw.get(cmd, []) if line != "ERROR" and not line.startswith("timeout")]
         return " ".join(p for p in parts if p)
 
     def pick_class(self, preference: Sequence[str] = DEFAULT_CLASS_PREFERENCE) -> str:
@@ -64,16 +64,23 @@ class ModemInfo:
         for wanted in preference:
             if wanted in self.classes:
                 return wanted
-        raise ProbeError(f"modem {self.describe()!r} offers classes {','.join(self.classes) or 'none'}; "
-                         f"none of the preferred {','.join(preference)}")
+        raise ProbeError(
+            f"modem {self.describe()!r} offers classes {','.join(self.classes) or 'none'}; "
+            f"none of the preferred {','.join(preference)}"
+        )
 
     def describe(self) -> str:
         return " ".join(p for p in (self.manufacturer, self.model, self.revision) if p) or "unknown modem"
 
     def as_dict(self) -> dict[str, object]:
-        return {"manufacturer": self.manufacturer, "model": self.model, "revision": self.revision,
-                "classes": list(self.classes), "tx_rates": list(self.tx_rates),
-                "rx_rates": list(self.rx_rates)}
+        return {
+            "manufacturer": self.manufacturer,
+            "model": self.model,
+            "revision": self.revision,
+            "classes": list(self.classes),
+            "tx_rates": list(self.tx_rates),
+            "rx_rates": list(self.rx_rates),
+        }
 
 
 #: ATI text -> manufacturer, when the modem has no +FMI? (or answers it with a chipset code)
@@ -115,8 +122,7 @@ async def probe(port: Commander, timeout: float = 3.0, reset_timeout: float = 5.
     try:
         await port.command("ATZ", timeout=reset_timeout)
     except ModemError as e:
-        raise ProbeError(f"no answer to ATZ ({e.result}): not a modem, or wrong speed or flow "
-                         f"control") from e
+        raise ProbeError(f"no answer to ATZ ({e.result}): not a modem, or wrong speed or flow control") from e
     # echo off, verbose results, results on: the channel copes with echo, but not with Q1
     await _ask(port, info, "ATE0V1Q0", timeout)
     for cmd in ("ATI", "ATI3", "ATI4"):
@@ -142,8 +148,11 @@ async def probe(port: Commander, timeout: float = 3.0, reset_timeout: float = 5.
                 break
     if not info.model:
         for cmd in ("ATI3", "ATI", "ATI4"):
-            found = [line for line in info.raw.get(cmd, []) if line not in ("ERROR",)
-                     and not line.startswith("timeout") and not line.isdigit()]
+            found = [
+                line
+                for line in info.raw.get(cmd, [])
+                if line not in ("ERROR",) and not line.startswith("timeout") and not line.isdigit()
+            ]
             if found:
                 info.model = found[0]
                 break

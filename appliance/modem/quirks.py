@@ -22,29 +22,33 @@ modem config prototypes, the accumulated field knowledge of thirty years (sjaeck
 Flags are plain strings handed to the drivers in ``ModemCall.quirks``: a driver that does not
 know a flag ignores it.
 """
+
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
 
-from .probe import ModemInfo
+from appliance.modem.probe import ModemInfo
 
 #: flags a rule may set; the drivers read them from ModemCall.quirks
-KNOWN_FLAGS = frozenset({
-    "needs_ftm_delay",           # wait ~400 ms after +FTM CONNECT before data (lucent)
-    "rh_connect_bug",            # +FRH=3 may answer CONNECT then fail (lucent)
-    "no_frs",                    # never use AT+FRS=n: the modem resets; wait instead (usr-rts)
-    "reassert_flow_after_fclass",  # +FCLASS=1 switches to XON/XOFF: send the flow command again
-    "no_adaptive_answer",        # no +FAA / +FAE: answer fax-only
-    "adaptive_receive",          # AT+FAR=1 works (conexant-1.0)
-    "class2_bit_order_reversed",  # Class 2 receive data is MSB first (rockwell-k56)
-    "class2_dc2_trigger",        # send DC2 to start a Class 2 receive (rockwell-k56, mt-1432)
-})
+KNOWN_FLAGS = frozenset(
+    {
+        "needs_ftm_delay",  # wait ~400 ms after +FTM CONNECT before data (lucent)
+        "rh_connect_bug",  # +FRH=3 may answer CONNECT then fail (lucent)
+        "no_frs",  # never use AT+FRS=n: the modem resets; wait instead (usr-rts)
+        "reassert_flow_after_fclass",  # +FCLASS=1 switches to XON/XOFF: send the flow command again
+        "no_adaptive_answer",  # no +FAA / +FAE: answer fax-only
+        "adaptive_receive",  # AT+FAR=1 works (conexant-1.0)
+        "class2_bit_order_reversed",  # Class 2 receive data is MSB first (rockwell-k56)
+        "class2_dc2_trigger",  # send DC2 to start a Class 2 receive (rockwell-k56, mt-1432)
+    }
+)
 
 
 @dataclass(frozen=True)
 class Quirks:
     """What the line sends and tells the driver for one modem."""
+
     name: str
     init: tuple[str, ...] = ()
     #: flow-control command per [modem] flow_control; absent: the modem's default is left alone
@@ -61,45 +65,75 @@ class Quirks:
 @dataclass(frozen=True)
 class QuirkRule:
     quirks: Quirks
-    manufacturer: str = ".*"   # regex, searched case-insensitively
-    model: str = ".*"          # regex against model and the ATI text
+    manufacturer: str = ".*"  # regex, searched case-insensitively
+    model: str = ".*"  # regex against model and the ATI text
 
     def matches(self, info: ModemInfo) -> bool:
         model_text = f"{info.model} {info.ident_text}"
-        return bool(re.search(self.manufacturer, info.manufacturer or "", re.IGNORECASE)
-                    and re.search(self.model, model_text, re.IGNORECASE))
+        return bool(
+            re.search(self.manufacturer, info.manufacturer or "", re.IGNORECASE)
+            and re.search(self.model, model_text, re.IGNORECASE)
+        )
 
 
 _K_FLOW = {"rtscts": "AT&K3", "xonxoff": "AT&K4", "none": "AT&K0"}
 
 #: first match wins; add new modems above the generic rule
 RULES: list[QuirkRule] = [
-    QuirkRule(Quirks(
-        "usr", init=("ATS13=1&D2", "AT&C1", "ATQ0X4"),
-        flow={"rtscts": "AT&H1", "xonxoff": "AT&H2", "none": "AT&H0"},
-        flags=frozenset({"no_frs", "reassert_flow_after_fclass"}),
-        source="hylafax config/usr-rts"),
-        manufacturer=r"U\.?\s?S\.?\s?Robotics|USRobotics|3Com"),
-    QuirkRule(Quirks(
-        "lucent", init=("AT&D3",), flags=frozenset({"needs_ftm_delay", "rh_connect_bug"}),
-        source="hylafax config/lucent"),
-        model=r"\bLT V\.9[02]|Agere|Lucent|MT5634"),
-    QuirkRule(Quirks(
-        "multitech-class2", init=("AT&D3",),
-        flow={"rtscts": "AT&E4", "xonxoff": "AT&E5"}, flags=frozenset({"class2_dc2_trigger"}),
-        source="hylafax config/mt-1432"),
-        manufacturer=r"Multi-?Tech", model=r"MT1432|MT224|MT1932|MT2834"),
-    QuirkRule(Quirks(
-        "rockwell", init=("AT&D3", "AT&C1"), flow=_K_FLOW, caller_id="AT#CID=1",
-        flags=frozenset({"class2_bit_order_reversed", "class2_dc2_trigger"}),
-        source="hylafax config/rockwell-k56"),
-        manufacturer=r"Rockwell", model=r".*"),
-    QuirkRule(Quirks(
-        "conexant", init=("AT&D2", "AT&C1"), flow=_K_FLOW, flags=frozenset({"adaptive_receive"}),
-        source="hylafax config/conexant-1.0"),
-        manufacturer=r"Conexant|Zoom", model=r".*"),
-    QuirkRule(Quirks("spandsp", source="hylafax config/iaxmodem"),
-              manufacturer=r"soft-switch|spandsp", model=r".*"),
+    QuirkRule(
+        Quirks(
+            "usr",
+            init=("ATS13=1&D2", "AT&C1", "ATQ0X4"),
+            flow={"rtscts": "AT&H1", "xonxoff": "AT&H2", "none": "AT&H0"},
+            flags=frozenset({"no_frs", "reassert_flow_after_fclass"}),
+            source="hylafax config/usr-rts",
+        ),
+        manufacturer=r"U\.?\s?S\.?\s?Robotics|USRobotics|3Com",
+    ),
+    QuirkRule(
+        Quirks(
+            "lucent",
+            init=("AT&D3",),
+            flags=frozenset({"needs_ftm_delay", "rh_connect_bug"}),
+            source="hylafax config/lucent",
+        ),
+        model=r"\bLT V\.9[02]|Agere|Lucent|MT5634",
+    ),
+    QuirkRule(
+        Quirks(
+            "multitech-class2",
+            init=("AT&D3",),
+            flow={"rtscts": "AT&E4", "xonxoff": "AT&E5"},
+            flags=frozenset({"class2_dc2_trigger"}),
+            source="hylafax config/mt-1432",
+        ),
+        manufacturer=r"Multi-?Tech",
+        model=r"MT1432|MT224|MT1932|MT2834",
+    ),
+    QuirkRule(
+        Quirks(
+            "rockwell",
+            init=("AT&D3", "AT&C1"),
+            flow=_K_FLOW,
+            caller_id="AT#CID=1",
+            flags=frozenset({"class2_bit_order_reversed", "class2_dc2_trigger"}),
+            source="hylafax config/rockwell-k56",
+        ),
+        manufacturer=r"Rockwell",
+        model=r".*",
+    ),
+    QuirkRule(
+        Quirks(
+            "conexant",
+            init=("AT&D2", "AT&C1"),
+            flow=_K_FLOW,
+            flags=frozenset({"adaptive_receive"}),
+            source="hylafax config/conexant-1.0",
+        ),
+        manufacturer=r"Conexant|Zoom",
+        model=r".*",
+    ),
+    QuirkRule(Quirks("spandsp", source="hylafax config/iaxmodem"), manufacturer=r"soft-switch|spandsp", model=r".*"),
     QuirkRule(Quirks("generic", source="T.31/T.32 only")),
 ]
 

@@ -3,6 +3,7 @@
 Shaped like Moonraker's utils/async_serial.py (``add_reader``, futures for writes), but writes
 leave in FIFO order, and a vanished USB modem (EIO/ENXIO/EOF) is a ``DeviceGone`` event, not an
 exception out of the event loop.  All protocol decisions stay in the channel."""
+
 from __future__ import annotations
 
 import asyncio
@@ -11,13 +12,14 @@ import errno
 import io
 import os
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Literal
+from typing import Literal
 
 import serial
 
-from .at import AtChannel, CommandDone, CommandTimedOut, DeviceGone, Event
-from .at import ModemError as ModemError  # defined beside the channel (sans-I/O), raised here
+from appliance.modem.at import AtChannel, CommandDone, CommandTimedOut, DeviceGone, Event
+from appliance.modem.at import ModemError as ModemError  # defined beside the channel (sans-I/O), raised here
 
 Flow = Literal["rtscts", "xonxoff", "none"]
 _GONE = (errno.EIO, errno.ENXIO, errno.ENODEV, errno.EBADF, errno.EPIPE)
@@ -27,6 +29,7 @@ _POLL = 0.005  # seconds; only for pyserial URLs without a file descriptor (loop
 @dataclass
 class _Waiter:
     """A command's future: ends with its CommandDone, or ModemError as ``command`` raises it."""
+
     cmd: str
     timeout: float
     fut: asyncio.Future[CommandDone]
@@ -68,13 +71,15 @@ class ModemPort:
             self._poll = self._loop.call_later(_POLL, self._on_readable)
 
     @classmethod
-    async def open(cls, path: str, baudrate: int = 115200, flow: Flow = "rtscts",
-                   channel: AtChannel | None = None) -> "ModemPort":
+    async def open(
+        cls, path: str, baudrate: int = 115200, flow: Flow = "rtscts", channel: AtChannel | None = None
+    ) -> ModemPort:
         if flow not in ("rtscts", "xonxoff", "none"):
             raise ValueError(f"flow control must be rtscts, xonxoff or none, not {flow!r}")
         kwargs = {"exclusive": True} if "://" not in path else {}
-        ser = serial.serial_for_url(path, baudrate=baudrate, timeout=0,
-                                    rtscts=flow == "rtscts", xonxoff=flow == "xonxoff", **kwargs)
+        ser = serial.serial_for_url(
+            path, baudrate=baudrate, timeout=0, rtscts=flow == "rtscts", xonxoff=flow == "xonxoff", **kwargs
+        )
         return cls(ser, channel)
 
     is_open = property(lambda self: self.ser is not None)

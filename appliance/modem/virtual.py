@@ -52,8 +52,8 @@ import time
 import tty
 from dataclasses import dataclass, field
 
-from ..spandsp.t31 import CallEvent, Control, ModemLine, T31Modem
-from .class2_emulator import Class2Modem
+from appliance.modem.class2_emulator import Class2Modem
+from appliance.spandsp.t31 import CallEvent, Control, ModemLine, T31Modem
 
 log = logging.getLogger("faxbridge.modem.virtual")
 
@@ -285,9 +285,15 @@ class VirtualLine:
     """Ports A and B on one line.  Use :meth:`run` inside an event loop, or :meth:`start_thread`
     to run it in its own thread (tests with blocking DTE programs)."""
 
-    def __init__(self, link_a: str | None = None, link_b: str | None = None, *,
-                 number_a: str = "5550100", number_b: str = "5551000",
-                 options: LineOptions | None = None) -> None:
+    def __init__(
+        self,
+        link_a: str | None = None,
+        link_b: str | None = None,
+        *,
+        number_a: str = "5550100",
+        number_b: str = "5551000",
+        options: LineOptions | None = None,
+    ) -> None:
         self.options = options or LineOptions()
         self.a = VirtualPort("A", link_a, number_a, class2_only=self.options.class2 == "A")
         try:
@@ -351,7 +357,7 @@ class VirtualLine:
         for port in self.ports:
             port.close()
 
-    def start_thread(self) -> "VirtualLine":
+    def start_thread(self) -> VirtualLine:
         ready = threading.Event()
 
         def main() -> None:
@@ -360,6 +366,7 @@ class VirtualLine:
                 await asyncio.sleep(0)
                 ready.set()
                 await run
+
             asyncio.run(go())
 
         self._thread = threading.Thread(target=main, name="virtual-line", daemon=True)
@@ -367,7 +374,7 @@ class VirtualLine:
         ready.wait(5)
         return self
 
-    def __enter__(self) -> "VirtualLine":
+    def __enter__(self) -> VirtualLine:
         return self.start_thread()
 
     def __exit__(self, *exc: object) -> None:
@@ -531,8 +538,9 @@ class VirtualLine:
         self.call.answered = True
         self._connected = (caller, callee)
         o = self.options
-        self._media = ModemLine(self.a.t31, self.b.t31, noise_dbm0=o.noise_db, drop=o.drop_audio, seed=o.seed,
-                                 delay_ms=o.delay_ms)
+        self._media = ModemLine(
+            self.a.t31, self.b.t31, noise_dbm0=o.noise_db, drop=o.drop_audio, seed=o.seed, delay_ms=o.delay_ms
+        )
         for end, p in enumerate(self.ports):
             if p.modem is p.class2 and p.class2.fax_state is not None:
                 self._media.set_fax_end(end, p.class2.fax_state)

@@ -50,8 +50,14 @@ class RouteDecision:
 
     def as_extra(self) -> dict[str, Any]:
         """The ``fax.extra["route"]`` record delivery reads (JSON-safe)."""
-        out: dict[str, Any] = {"to": list(self.to), "cc": list(self.cc), "format": self.format,
-                               "tiff": self.tiff, "subject": self.subject, "rule": self.rule}
+        out: dict[str, Any] = {
+            "to": list(self.to),
+            "cc": list(self.cc),
+            "format": self.format,
+            "tiff": self.tiff,
+            "subject": self.subject,
+            "rule": self.rule,
+        }
         if self.refused:
             out["refused"] = list(self.refused)
         if self.um_refused:
@@ -69,8 +75,9 @@ def render_subject(template: str, **facts: object) -> str:
     return " ".join(text.split())  # no header breaks from a TSI
 
 
-def _decision(to: list[str], cc: list[str], rule: str, r: RouteRuleConfig | None = None, *,
-              um: bool = False) -> RouteDecision:
+def _decision(
+    to: list[str], cc: list[str], rule: str, r: RouteRuleConfig | None = None, *, um: bool = False
+) -> RouteDecision:
     """``um``: an Exchange UM referral, whose partner mode wants Profile S unless a rule says otherwise
     (delivery honours an explicit ``tiff`` even for UM, so the default must be chosen here)."""
     recipients = list(dict.fromkeys([*to, *cc]))
@@ -122,8 +129,15 @@ def number_digits(number: str) -> str:
     return "".join(c for c in s if c.isascii() and c.isdigit())
 
 
-def route(cfg: RoutingConfig, *, called_number: str = "", caller_number: str = "",
-          remote_ident: str = "", line: str = "", um_recipient: str = "") -> RouteDecision:
+def route(
+    cfg: RoutingConfig,
+    *,
+    called_number: str = "",
+    caller_number: str = "",
+    remote_ident: str = "",
+    line: str = "",
+    um_recipient: str = "",
+) -> RouteDecision:
     """Pick the recipients and delivery form for one fax; never empty while a default is set.
 
     A fax that Exchange UM referred to us names its mailbox (msExchUMFaxRecipient): that wins
@@ -140,13 +154,18 @@ def route(cfg: RoutingConfig, *, called_number: str = "", caller_number: str = "
         return decision
     keep = [a for a in decision.recipients if cfg.refusal(a) is None]
     return dataclasses.replace(
-        decision, recipients=keep, to=[a for a in decision.to if a in keep],
+        decision,
+        recipients=keep,
+        to=[a for a in decision.to if a in keep],
         cc=[a for a in decision.cc if a in keep],
-        refused=tuple(([refused] if refused else []) + left_out), um_refused=um if refused else "")
+        refused=tuple(([refused] if refused else []) + left_out),
+        um_refused=um if refused else "",
+    )
 
 
-def _route(cfg: RoutingConfig, called_number: str, caller_number: str, remote_ident: str, line: str,
-           um: str) -> RouteDecision:
+def _route(
+    cfg: RoutingConfig, called_number: str, caller_number: str, remote_ident: str, line: str, um: str
+) -> RouteDecision:
     for i, r in enumerate(cfg.rules):
         if um and r.um_recipient is None:
             continue  # UM's recipient wins over rules that do not mention UM

@@ -1,24 +1,31 @@
 """Building responses and reading call facts out of requests: pure functions the UA core uses."""
+
 from __future__ import annotations
 
 import base64
 import binascii
 import re
-from typing import Iterable
+from collections.abc import Iterable
 from urllib.parse import unquote, unquote_plus
 
-from .errors import SipParseError
-from .events import Addr, Admission, ExchangeUmReferral, IncomingCall, Local
-from .message import SipRequest, SipResponse
-from .sdp import SessionDescription
-from .uri import SipUri, Via, host_address, parse_name_addr
+from appliance.sip.errors import SipParseError
+from appliance.sip.events import Addr, Admission, ExchangeUmReferral, IncomingCall, Local
+from appliance.sip.message import SipRequest, SipResponse
+from appliance.sip.sdp import SessionDescription
+from appliance.sip.uri import SipUri, Via, host_address, parse_name_addr
 
 _CSEQ_RE = re.compile(r"^[0-9]{1,10}\s+[A-Za-z0-9\-.!%*_+`'~]+$")
 
 
-def make_response(req: SipRequest, status: int, reason: str, to_tag: str | None = None,
-                  headers: Iterable[tuple[str, str]] = (), body: bytes | str = b"",
-                  server: str = "") -> SipResponse:
+def make_response(
+    req: SipRequest,
+    status: int,
+    reason: str,
+    to_tag: str | None = None,
+    headers: Iterable[tuple[str, str]] = (),
+    body: bytes | str = b"",
+    server: str = "",
+) -> SipResponse:
     """A response to `req` (§8.2.6): Via, From, To (+ our tag), Call-ID and CSeq copied."""
     resp = SipResponse(status, reason)
     for via in req.headers.get_all("Via"):
@@ -29,8 +36,12 @@ def make_response(req: SipRequest, status: int, reason: str, to_tag: str | None 
     to = req.headers.get("To") or ""
     if to_tag and status > 100 and not req.to_tag:
         to += f";tag={to_tag}"
-    for name, value in (("From", req.headers.get("From") or ""), ("To", to),
-                        ("Call-ID", req.call_id), ("CSeq", req.headers.get("CSeq") or "")):
+    for name, value in (
+        ("From", req.headers.get("From") or ""),
+        ("To", to),
+        ("Call-ID", req.call_id),
+        ("CSeq", req.headers.get("CSeq") or ""),
+    ):
         resp.headers.add(name, value)
     if status == 100 and req.headers.get("Timestamp"):
         resp.headers.add("Timestamp", req.headers.get("Timestamp") or "")
@@ -69,8 +80,7 @@ def answerable(req: SipRequest) -> bool:
         parse_name_addr(req.headers.get("To") or "")
     except (SipParseError, IndexError):
         return False
-    return bool(req.call_id and _CSEQ_RE.match(req.headers.get("CSeq") or "")
-                and int(req.cseq[0]) < 2**31)
+    return bool(req.call_id and _CSEQ_RE.match(req.headers.get("CSeq") or "") and int(req.cseq[0]) < 2**31)
 
 
 def contact_uri(req: SipRequest) -> str:
@@ -88,8 +98,9 @@ def _user_and_name(value: str) -> tuple[str, str]:
         return "", ""
 
 
-def incoming_call(req: SipRequest, offer: SessionDescription | None, remote: Addr, local: Local,
-                  admission: Admission | None = None) -> IncomingCall:
+def incoming_call(
+    req: SipRequest, offer: SessionDescription | None, remote: Addr, local: Local, admission: Admission | None = None
+) -> IncomingCall:
     caller, name = "", ""
     for value in req.headers.get_list("P-Asserted-Identity"):
         caller, name = _user_and_name(value)
@@ -104,8 +115,20 @@ def incoming_call(req: SipRequest, offer: SessionDescription | None, remote: Add
     called = called or _user_and_name(req.headers.get("To") or "")[0]
     diversion = [u for u in (_user_and_name(v)[0] for v in req.headers.get_list("Diversion")) if u]
     referred_by = req.headers.get("Referred-By") or ""
-    return IncomingCall(req.call_id, req, offer, caller, name, called, remote, local, diversion,
-                        referred_by, parse_exchange_referral(referred_by), admission)
+    return IncomingCall(
+        req.call_id,
+        req,
+        offer,
+        caller,
+        name,
+        called,
+        remote,
+        local,
+        diversion,
+        referred_by,
+        parse_exchange_referral(referred_by),
+        admission,
+    )
 
 
 # --- Exchange UM fax referral (exchange.md §1.4) ---------------------------------------------------
@@ -114,12 +137,13 @@ def incoming_call(req: SipRequest, offer: SessionDescription | None, remote: Add
 # base64 of a UTF-8, URL-encoded query string (UMPartnerContext: HttpUtility.ParseQueryString):
 # CallId=..&CallerId=..&Extension=..&PhoneContext=..&CallerIdDisplayName=..
 
-MAX_CONTEXT = 4096          # characters of base64; real contexts are a few hundred
+MAX_CONTEXT = 4096  # characters of base64; real contexts are a few hundred
 MAX_CONTEXT_KEYS = 32
 MAX_CONTEXT_VALUE = 1024
 _ADDRESS_RE = re.compile(
     r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
+    r"@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+)
 _BASE64_RE = re.compile(r"^[A-Za-z0-9+/]+={0,2}$")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -132,7 +156,7 @@ def _referral_params(value: str) -> dict[str, str]:
     if start >= 0:
         end = value.find(">", start)
         end = len(value) if end < 0 else end
-        uri, header_part = value[start + 1:end], value[end + 1:]
+        uri, header_part = value[start + 1 : end], value[end + 1 :]
         items = uri.partition("?")[0].split(";")[1:] + header_part.split(";")
     else:
         items = value.split(";")[1:]

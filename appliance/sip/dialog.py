@@ -1,13 +1,14 @@
 """Dialog state (RFC 3261 §12) and the requests built from it: in-dialog requests, ACK for 2xx."""
+
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
 
-from .errors import SipParseError
-from .events import Addr
-from .message import SipRequest, SipResponse
-from .uri import SipUri, host_address, parse_name_addr
+from appliance.sip.errors import SipParseError
+from appliance.sip.events import Addr
+from appliance.sip.message import SipRequest, SipResponse
+from appliance.sip.uri import SipUri, host_address, parse_name_addr
 
 
 @dataclass
@@ -25,7 +26,7 @@ class Dialog:
     remote_cseq: int | None = None
 
     @classmethod
-    def as_uas(cls, invite: SipRequest, response: SipResponse, local_seq: int) -> "Dialog":
+    def as_uas(cls, invite: SipRequest, response: SipResponse, local_seq: int) -> Dialog:
         """Built from the INVITE we received and the 2xx we sent (§12.1.1)."""
         return cls(
             call_id=invite.call_id,
@@ -40,7 +41,7 @@ class Dialog:
         )
 
     @classmethod
-    def as_uac(cls, invite: SipRequest, response: SipResponse) -> "Dialog":
+    def as_uac(cls, invite: SipRequest, response: SipResponse) -> Dialog:
         """Built from our INVITE and the 2xx we got (§12.1.2): the route set is reversed."""
         return cls(
             call_id=invite.call_id,

@@ -9,6 +9,7 @@ Like the rest of the SIP core, nothing here reads a clock or the OS's entropy by
 comes with each call, and randomness (cnonces, the nonce key) from an injected `random.Random`
 (by default `random.SystemRandom`, since both must be unguessable).
 """
+
 from __future__ import annotations
 
 import base64
@@ -17,15 +18,17 @@ import hmac
 import random
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
-from .errors import SipParseError
-from .uri import split_quoted
+from appliance.sip.errors import SipParseError
+from appliance.sip.uri import split_quoted
 
-ALGORITHMS: dict[str, Callable[..., "hashlib._Hash"]] = {
-    "MD5": hashlib.md5, "MD5-SESS": hashlib.md5,
-    "SHA-256": hashlib.sha256, "SHA-256-SESS": hashlib.sha256,
+ALGORITHMS: dict[str, Callable[..., hashlib._Hash]] = {
+    "MD5": hashlib.md5,
+    "MD5-SESS": hashlib.md5,
+    "SHA-256": hashlib.sha256,
+    "SHA-256-SESS": hashlib.sha256,
 }
 #: preference when a 401/407 offers several challenges (RFC 8760 §2.4: the strongest we support)
 PREFERENCE = ("SHA-256", "SHA-256-SESS", "MD5", "MD5-SESS")
@@ -83,8 +86,15 @@ def parse_challenge(value: str, proxy: bool = False) -> Challenge:
     if "realm" not in p or "nonce" not in p:
         raise SipParseError("Digest challenge without realm or nonce")
     qop = tuple(q.strip().lower() for q in p.get("qop", "").split(",") if q.strip())
-    return Challenge(p["realm"], p["nonce"], p.get("algorithm", "MD5").upper(), qop, p.get("opaque"),
-                     p.get("stale", "").lower() == "true", proxy)
+    return Challenge(
+        p["realm"],
+        p["nonce"],
+        p.get("algorithm", "MD5").upper(),
+        qop,
+        p.get("opaque"),
+        p.get("stale", "").lower() == "true",
+        proxy,
+    )
 
 
 def parse_challenges(headers: object) -> list[Challenge]:
@@ -100,8 +110,18 @@ def parse_challenges(headers: object) -> list[Challenge]:
     return sorted(usable, key=lambda c: PREFERENCE.index(c.algorithm))
 
 
-def response_digest(algorithm: str, username: str, realm: str, password: str, method: str, uri: str,
-                    nonce: str, nc: str = "", cnonce: str = "", qop: str = "") -> str:
+def response_digest(
+    algorithm: str,
+    username: str,
+    realm: str,
+    password: str,
+    method: str,
+    uri: str,
+    nonce: str,
+    nc: str = "",
+    cnonce: str = "",
+    qop: str = "",
+) -> str:
     """The request-digest of RFC 7616 §3.4.1 (and RFC 2069 when qop is empty)."""
     algo = algorithm.upper()
     ha1 = _h(algo, f"{username}:{realm}:{password}")
@@ -117,16 +137,32 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def build_authorization(challenge: Challenge, username: str, password: str, method: str, uri: str,
-                        nc: int = 1, cnonce: str = "") -> str:
+def build_authorization(
+    challenge: Challenge, username: str, password: str, method: str, uri: str, nc: int = 1, cnonce: str = ""
+) -> str:
     """The Authorization/Proxy-Authorization value answering `challenge` for one request."""
     qop = "auth" if "auth" in challenge.qop else ""
     nc_text = f"{nc:08x}" if qop else ""
-    digest = response_digest(challenge.algorithm, username, challenge.realm, password, method, uri,
-                             challenge.nonce, nc_text, cnonce if qop else "", qop)
-    parts = [f"username={_quote(username)}", f"realm={_quote(challenge.realm)}",
-             f"nonce={_quote(challenge.nonce)}", f"uri={_quote(uri)}", f"response={_quote(digest)}",
-             f"algorithm={challenge.algorithm}"]
+    digest = response_digest(
+        challenge.algorithm,
+        username,
+        challenge.realm,
+        password,
+        method,
+        uri,
+        challenge.nonce,
+        nc_text,
+        cnonce if qop else "",
+        qop,
+    )
+    parts = [
+        f"username={_quote(username)}",
+        f"realm={_quote(challenge.realm)}",
+        f"nonce={_quote(challenge.nonce)}",
+        f"uri={_quote(uri)}",
+        f"response={_quote(digest)}",
+        f"algorithm={challenge.algorithm}",
+    ]
     if challenge.opaque is not None:
         parts.append(f"opaque={_quote(challenge.opaque)}")
     if qop:
@@ -148,8 +184,9 @@ class DigestClient:
     rng: random.Random = field(default_factory=random.SystemRandom, repr=False)
     _nc: dict[str, int] = field(default_factory=dict, repr=False)
 
-    def authorize(self, response: object, method: str, uri: str,
-                  realms: set[str] | None = None) -> list[tuple[str, str]]:
+    def authorize(
+        self, response: object, method: str, uri: str, realms: set[str] | None = None
+    ) -> list[tuple[str, str]]:
         """`realms`: answer only challenges of these realms (None: any)."""
         out: list[tuple[str, str]] = []
         seen: set[tuple[bool, str]] = set()
@@ -163,8 +200,9 @@ class DigestClient:
             self._nc[ch.nonce] = nc
             if len(self._nc) > 64:
                 self._nc.pop(next(iter(self._nc)))
-            out.append((ch.header, build_authorization(ch, self.username, self.password, method, uri,
-                                                       nc, self._cnonce())))
+            out.append(
+                (ch.header, build_authorization(ch, self.username, self.password, method, uri, nc, self._cnonce()))
+            )
         return out
 
     def _cnonce(self) -> str:
@@ -182,8 +220,15 @@ class DigestServer:
     without any per-nonce state; the only state is the highest nc seen per recent nonce.
     """
 
-    def __init__(self, realm: str, *, lifetime: float = 300.0, key: bytes | None = None,
-                 algorithm: str = "SHA-256", rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        realm: str,
+        *,
+        lifetime: float = 300.0,
+        key: bytes | None = None,
+        algorithm: str = "SHA-256",
+        rng: random.Random | None = None,
+    ) -> None:
         self.realm = realm
         self.lifetime = lifetime
         self.algorithm = algorithm
@@ -239,8 +284,18 @@ class DigestServer:
         qop = p.get("qop", "")
         if qop not in ("", "auth"):
             return VerifyResult.FAILED
-        expected = response_digest(algorithm, username, self.realm, password, method, p.get("uri", ""),
-                                   nonce, p.get("nc", ""), p.get("cnonce", ""), qop)
+        expected = response_digest(
+            algorithm,
+            username,
+            self.realm,
+            password,
+            method,
+            p.get("uri", ""),
+            nonce,
+            p.get("nc", ""),
+            p.get("cnonce", ""),
+            qop,
+        )
         # bytes, not str: compare_digest raises TypeError on a non-ASCII str from the peer
         if not hmac.compare_digest(expected.encode("ascii"), p.get("response", "").lower().encode("utf-8", "replace")):
             return VerifyResult.FAILED
@@ -261,7 +316,10 @@ class DigestServer:
     def _remember(self, nonce: str, nc: int, now: float) -> None:
         self._nc[nonce] = nc
         if len(self._nc) > 4096:  # forget nonces that have expired anyway
-            self._nc = {n: c for n, c in self._nc.items()
-                        if (age := self._nonce_age(n, now)) is not None and age <= self.lifetime}
+            self._nc = {
+                n: c
+                for n, c in self._nc.items()
+                if (age := self._nonce_age(n, now)) is not None and age <= self.lifetime
+            }
             while len(self._nc) > 4096:
                 self._nc.pop(next(iter(self._nc)))

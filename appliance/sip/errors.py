@@ -1,9 +1,10 @@
 """Error classes of the SIP core: whose fault is it (ours or the peer's)."""
+
 from __future__ import annotations
 
 from typing import Any
 
-from .. import protocol
+from appliance import protocol
 
 
 class SipError(Exception):

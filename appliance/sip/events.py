@@ -1,10 +1,11 @@
 """Events the user agent core hands to the application (the daemon), one call at a time."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .message import SipRequest
-from .sdp import SessionDescription
+from appliance.sip.message import SipRequest
+from appliance.sip.sdp import SessionDescription
 
 Addr = tuple[str, int]
 
@@ -114,6 +115,7 @@ class CallFailed(Event):
 
 
 # --- re-INVITE / UPDATE inside a dialog -----------------------------------------------------------
+
 
 @dataclass
 class ReinviteReceived(Event):

@@ -3,13 +3,14 @@
 On a stream, Content-Length is the only frame boundary, so it is mandatory; any framing doubt is
 fatal for the connection (there is no way to resynchronise).
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
-from .errors import SipParseError
+from appliance.sip.errors import SipParseError
 
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _LINE_SPLIT = re.compile(rb"\r?\n")

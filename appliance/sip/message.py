@@ -4,27 +4,37 @@ The parser is defensive: peers are gateways with firmware bugs and the occasiona
 failure raises SipParseError with a reason fit for a reason phrase and the part that was readable,
 so the user agent can still answer 400 when Via, From, To, Call-ID and CSeq were intact.
 """
+
 from __future__ import annotations
 
 import re
-from typing import Iterable, Iterator, Union
+from collections.abc import Iterable, Iterator
+from typing import Union
 
-from ..strictnum import ascii_digits, is_uint
-from .errors import SipParseError
-from .framing import KeepAlive, StreamFramer
-from .uri import (
-    SipUri,
-    Via,
-    format_name_addr,
-    is_token,
-    parse_name_addr,
-    split_quoted,
-)
+from appliance.sip.errors import SipParseError
+from appliance.sip.framing import KeepAlive, StreamFramer
+from appliance.sip.uri import SipUri, Via, format_name_addr, is_token, parse_name_addr, split_quoted
+from appliance.strictnum import ascii_digits, is_uint
 
 __all__ = [
-    "Headers", "SipRequest", "SipResponse", "SipMessage", "SipParseError", "parse_message",
-    "SipUri", "Via", "parse_name_addr", "format_name_addr", "StreamFramer", "KeepAlive",
-    "canonical_name", "MAX_MESSAGE_SIZE", "MAX_DATAGRAM", "MAX_HEADERS", "MAX_VALUES", "MAX_LINE_LENGTH",
+    "Headers",
+    "SipRequest",
+    "SipResponse",
+    "SipMessage",
+    "SipParseError",
+    "parse_message",
+    "SipUri",
+    "Via",
+    "parse_name_addr",
+    "format_name_addr",
+    "StreamFramer",
+    "KeepAlive",
+    "canonical_name",
+    "MAX_MESSAGE_SIZE",
+    "MAX_DATAGRAM",
+    "MAX_HEADERS",
+    "MAX_VALUES",
+    "MAX_LINE_LENGTH",
     "CALL_ID_RE",
 ]
 
@@ -38,18 +48,41 @@ MAX_HEADERS = 100
 MAX_VALUES = 32
 MAX_LINE_LENGTH = 8192
 #: RFC 3261 §25.1 callid = word ["@" word]: printable ASCII, no white space; 256 is plenty
-CALL_ID_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]{1,256}(?:@[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]{1,256})?")
+CALL_ID_RE = re.compile(
+    r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]{1,256}(?:@[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]{1,256})?"
+)
 
 COMPACT_FORMS = {
-    "i": "Call-ID", "f": "From", "t": "To", "v": "Via", "m": "Contact", "l": "Content-Length",
-    "c": "Content-Type", "k": "Supported", "s": "Subject", "e": "Content-Encoding", "o": "Event",
-    "r": "Refer-To", "b": "Referred-By", "x": "Session-Expires", "u": "Allow-Events",
+    "i": "Call-ID",
+    "f": "From",
+    "t": "To",
+    "v": "Via",
+    "m": "Contact",
+    "l": "Content-Length",
+    "c": "Content-Type",
+    "k": "Supported",
+    "s": "Subject",
+    "e": "Content-Encoding",
+    "o": "Event",
+    "r": "Refer-To",
+    "b": "Referred-By",
+    "x": "Session-Expires",
+    "u": "Allow-Events",
 }
 _SPECIAL_NAMES = {
     name.lower(): name
     for name in (
-        "Call-ID", "CSeq", "WWW-Authenticate", "MIME-Version", "P-Asserted-Identity",
-        "P-Preferred-Identity", "RAck", "RSeq", "SIP-ETag", "SIP-If-Match", "Min-SE",
+        "Call-ID",
+        "CSeq",
+        "WWW-Authenticate",
+        "MIME-Version",
+        "P-Asserted-Identity",
+        "P-Preferred-Identity",
+        "RAck",
+        "RSeq",
+        "SIP-ETag",
+        "SIP-If-Match",
+        "Min-SE",
     )
 }
 # Values of these may be comma-joined on one line; they are stored one value per entry.
@@ -133,7 +166,7 @@ class Headers:
     def __repr__(self) -> str:
         return f"Headers({self._items!r})"
 
-    def copy(self) -> "Headers":
+    def copy(self) -> Headers:
         return Headers(self._items)
 
 
@@ -177,8 +210,9 @@ class _Message:
 
 
 class SipRequest(_Message):
-    def __init__(self, method: str, uri: str, headers: Headers | Iterable[tuple[str, str]] = (),
-                 body: bytes | str = b"") -> None:
+    def __init__(
+        self, method: str, uri: str, headers: Headers | Iterable[tuple[str, str]] = (), body: bytes | str = b""
+    ) -> None:
         super().__init__(headers, body)
         self.method, self.uri = method, str(uri)
 
@@ -190,8 +224,9 @@ class SipRequest(_Message):
 
 
 class SipResponse(_Message):
-    def __init__(self, status: int, reason: str, headers: Headers | Iterable[tuple[str, str]] = (),
-                 body: bytes | str = b"") -> None:
+    def __init__(
+        self, status: int, reason: str, headers: Headers | Iterable[tuple[str, str]] = (), body: bytes | str = b""
+    ) -> None:
         super().__init__(headers, body)
         self.status, self.reason = status, reason
 

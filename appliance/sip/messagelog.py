@@ -17,8 +17,8 @@ import collections
 import datetime
 from dataclasses import dataclass, field
 
-from .events import Local
-from .policy import prescan_call_id
+from appliance.sip.events import Local
+from appliance.sip.policy import prescan_call_id
 
 MESSAGE_BYTES = 8192
 HEAD = 32
@@ -86,12 +86,22 @@ class MessageLog:
         if call_id is not None:
             self._add(call_id, True, data, remote, local, when)
 
-    def _add(self, call_id: str, outgoing: bool, data: bytes, remote: tuple[str, int], local: Local,
-             when: float) -> None:
+    def _add(
+        self, call_id: str, outgoing: bool, data: bytes, remote: tuple[str, int], local: Local, when: float
+    ) -> None:
         record = self._calls.get(call_id)
         if record is not None:
-            record.add(LoggedMessage(when, outgoing, local.transport, (local.host, local.port),
-                                     (remote[0], remote[1]), bytes(data[:MESSAGE_BYTES]), len(data)))
+            record.add(
+                LoggedMessage(
+                    when,
+                    outgoing,
+                    local.transport,
+                    (local.host, local.port),
+                    (remote[0], remote[1]),
+                    bytes(data[:MESSAGE_BYTES]),
+                    len(data),
+                )
+            )
 
     def take(self, call_id: str) -> CallMessages | None:
         """The call's messages; it is no longer followed."""
@@ -102,14 +112,17 @@ class MessageLog:
 
 
 def _stamp(when: float) -> str:
-    return datetime.datetime.fromtimestamp(when, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+    return datetime.datetime.fromtimestamp(when, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
 
 
 def _one(msg: LoggedMessage) -> str:
     local = f"{msg.local[0]}:{msg.local[1]}"
     remote = f"{msg.remote[0]}:{msg.remote[1]}"
-    route = f"sent over {msg.transport.upper()} from {local} to {remote}" if msg.outgoing else \
-        f"received over {msg.transport.upper()} from {remote} at {local}"
+    route = (
+        f"sent over {msg.transport.upper()} from {local} to {remote}"
+        if msg.outgoing
+        else f"received over {msg.transport.upper()} from {remote} at {local}"
+    )
     cut = f", cut at {len(msg.data)} of {msg.size} bytes" if msg.size > len(msg.data) else ""
     body = msg.data.decode("utf-8", "replace").replace("\r\n", "\n")
     return f"=== {_stamp(msg.when)}  {route} ({msg.size} bytes{cut})\n{body.rstrip(chr(10))}\n"
@@ -119,7 +132,9 @@ def messages_text(record: CallMessages) -> str:
     """The call's messages as text, one after the other, as a support engineer reads a sngrep dump."""
     parts = [_one(m) for m in record.head]
     if record.left_out:
-        parts.append(f"=== {record.left_out} message(s) left out here (only the first {HEAD} and the last "
-                     f"{TAIL} of a call are kept)\n")
+        parts.append(
+            f"=== {record.left_out} message(s) left out here (only the first {HEAD} and the last "
+            f"{TAIL} of a call are kept)\n"
+        )
     parts += [_one(m) for m in record.tail]
     return "\n".join(parts)

@@ -20,6 +20,7 @@ few minutes, whatever the peer table says.  Requests from
 sources that are no peer are dropped silently (scanners learn nothing), in-dialog requests too
 unless they come from a peer or from the address the dialog was set up with.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -28,22 +29,32 @@ import logging
 import re
 import secrets
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, Protocol, Sequence, TypedDict, TypeVar
+from typing import Any, Generic, Protocol, TypedDict, TypeVar
 
-from .callinfo import answerable, make_response, reply_target, stamp_via
-from .digest import DigestServer, VerifyResult
-from .errors import SipParseError
-from .events import Addr, Admission, Local
-from .message import CALL_ID_RE, MAX_DATAGRAM, SipMessage, SipRequest, SipResponse, parse_message
+from appliance.sip.callinfo import answerable, make_response, reply_target, stamp_via
+from appliance.sip.digest import DigestServer, VerifyResult
+from appliance.sip.errors import SipParseError
+from appliance.sip.events import Addr, Admission, Local
+from appliance.sip.message import CALL_ID_RE, MAX_DATAGRAM, SipMessage, SipRequest, SipResponse, parse_message
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: used when no [[sip.peers]] are configured: the appliance's own LAN, never the Internet
-PRIVATE_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
-    "127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16",
-    "::1/128", "fc00::/7", "fe80::/10",
-))
+PRIVATE_NETWORKS = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "127.0.0.0/8",
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "169.254.0.0/16",
+        "::1/128",
+        "fc00::/7",
+        "fe80::/10",
+    )
+)
 
 
 class PeerRule(Protocol):
@@ -53,17 +64,17 @@ class PeerRule(Protocol):
     @property
     def name(self) -> str: ...
     @property
-    def match(self) -> str: ...          # an IP address or network
+    def match(self) -> str: ...  # an IP address or network
     @property
-    def transport(self) -> str: ...      # "" = any
+    def transport(self) -> str: ...  # "" = any
     @property
-    def t38(self) -> str: ...            # only shown in describe()
+    def t38(self) -> str: ...  # only shown in describe()
     @property
-    def username(self) -> str: ...       # set: its INVITEs need digest credentials
+    def username(self) -> str: ...  # set: its INVITEs need digest credentials
     @property
     def password(self) -> str: ...
     @property
-    def max_calls(self) -> int: ...      # 0 = only the gate's max_calls
+    def max_calls(self) -> int: ...  # 0 = only the gate's max_calls
 
 
 P = TypeVar("P", bound=PeerRule)
@@ -79,12 +90,12 @@ class PeerTable(Generic[P]):
     `implicit(name, match)`, named "private-network" or "unknown".
     """
 
-    def __init__(self, peers: Sequence[P], allow_unknown: bool = False, *,
-                 implicit: Callable[[str, str], P]) -> None:
+    def __init__(self, peers: Sequence[P], allow_unknown: bool = False, *, implicit: Callable[[str, str], P]) -> None:
         self.peers = list(peers)
         self.allow_unknown = allow_unknown
         self._nets: list[tuple[Network, int, P]] = [
-            (ipaddress.ip_network(p.match, strict=False), i, p) for i, p in enumerate(self.peers)]
+            (ipaddress.ip_network(p.match, strict=False), i, p) for i, p in enumerate(self.peers)
+        ]
         self.default_private = not self.peers
         self._private_peer = implicit("private-network", "private")
         self._unknown_peer = implicit("unknown", "any")
@@ -114,13 +125,25 @@ class PeerTable(Generic[P]):
     def describe(self) -> str:
         """One line for the start-up log: who is let in."""
         if self.default_private:
-            text = ("SIP: no [[sip.peers]] configured: accepting calls from loopback and private networks "
-                    "(RFC 1918, link-local, IPv6 ULA) with t38=accept, refusing public addresses")
-            return text if not self.allow_unknown else text.replace("refusing public addresses",
-                                                                    "and, as allow_unknown is set, from anyone")
-        parts = [f"{p.name}={p.match}" + (f"/{p.transport}" if p.transport else "") + f" t38={p.t38}"
-                 + (" (digest)" if p.username else "") for p in self.peers]
-        tail = "; allow_unknown: anyone else too (t38=accept)" if self.allow_unknown else "; everyone else refused (403)"
+            text = (
+                "SIP: no [[sip.peers]] configured: accepting calls from loopback and private networks "
+                "(RFC 1918, link-local, IPv6 ULA) with t38=accept, refusing public addresses"
+            )
+            return (
+                text
+                if not self.allow_unknown
+                else text.replace("refusing public addresses", "and, as allow_unknown is set, from anyone")
+            )
+        parts = [
+            f"{p.name}={p.match}"
+            + (f"/{p.transport}" if p.transport else "")
+            + f" t38={p.t38}"
+            + (" (digest)" if p.username else "")
+            for p in self.peers
+        ]
+        tail = (
+            "; allow_unknown: anyone else too (t38=accept)" if self.allow_unknown else "; everyone else refused (403)"
+        )
         return "SIP: accepting calls from " + ", ".join(parts) + tail
 
 
@@ -299,14 +322,23 @@ class CallGate:
 
     `stats` counts every refusal by reason; they reach the status page and /metrics."""
 
-    def __init__(self, peers: PeerTable[Any], limiter: RateLimiter | None = None, digest: DigestServer | None = None,
-                 *, state: CallState | None = None, server: str = "", max_calls: int = 0,
-                 global_limiter: RateLimiter | None = None) -> None:
+    def __init__(
+        self,
+        peers: PeerTable[Any],
+        limiter: RateLimiter | None = None,
+        digest: DigestServer | None = None,
+        *,
+        state: CallState | None = None,
+        server: str = "",
+        max_calls: int = 0,
+        global_limiter: RateLimiter | None = None,
+    ) -> None:
         self.peers = peers
         self.limiter = limiter or RateLimiter()
         #: every source together: a flood from spoofed addresses still meets a ceiling
-        self.global_limiter = global_limiter or RateLimiter(rate=self.limiter.rate * 10,
-                                                            burst=int(self.limiter.burst * 10))
+        self.global_limiter = global_limiter or RateLimiter(
+            rate=self.limiter.rate * 10, burst=int(self.limiter.burst * 10)
+        )
         self.digest = digest or DigestServer("faxbridge")
         self.state: CallState = state or _NoCalls()
         self.server = server
@@ -324,8 +356,11 @@ class CallGate:
             verdict = Verdict(reason="internal_error")
             if now - self._last_error_log >= ERROR_LOG_INTERVAL:  # a traceback a minute, not a packet
                 self._last_error_log = now
-                log.exception("SIP gate: internal error on a message from %s (dropped; further ones "
-                              "for %.0f s only counted)", remote, ERROR_LOG_INTERVAL)
+                log.exception(
+                    "SIP gate: internal error on a message from %s (dropped; further ones for %.0f s only counted)",
+                    remote,
+                    ERROR_LOG_INTERVAL,
+                )
         if verdict.reason:
             self.stats[verdict.reason] += 1
         return verdict
@@ -396,8 +431,9 @@ class CallGate:
         return Verdict(req, Admission(peer.name, authenticated))
 
     def _busy(self, req: SipRequest, remote: Addr, local: Local, reason: str) -> Verdict:
-        return self._reply(req, remote, local, 503, "Service Unavailable", [("Retry-After", str(RETRY_AFTER))],
-                           reason=reason)
+        return self._reply(
+            req, remote, local, 503, "Service Unavailable", [("Retry-After", str(RETRY_AFTER))], reason=reason
+        )
 
     def _malformed(self, exc: SipParseError, remote: Addr, local: Local, peer: PeerRule | None) -> Verdict:
         """A peer's broken request that names enough to be answered gets 400 (or 505, 513);
@@ -407,8 +443,18 @@ class CallGate:
             return Verdict(reason="malformed")
         return self._reply(partial, remote, local, exc.status, exc.reason, reason="malformed_answered")
 
-    def _reply(self, req: SipRequest, remote: Addr, local: Local, status: int, reason_phrase: str,
-               headers: list[tuple[str, str]] | None = None, *, reason: str, to_source: bool = False) -> Verdict:
+    def _reply(
+        self,
+        req: SipRequest,
+        remote: Addr,
+        local: Local,
+        status: int,
+        reason_phrase: str,
+        headers: list[tuple[str, str]] | None = None,
+        *,
+        reason: str,
+        to_source: bool = False,
+    ) -> Verdict:
         """A stateless final response; the ACK to it is dropped as a stray ACK. An unknown source
         is answered only at its own address (never at a Via it wrote: no reflection)."""
         stamp_via(req, remote)

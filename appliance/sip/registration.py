@@ -10,46 +10,52 @@ Behaviour: REGISTER with Contact and Expires; a 401/407 is answered once with di
 a 2xx schedules the refresh at a random 50-90% of the granted time; anything else, or silence,
 retries with exponential backoff (jittered). `stop` unregisters with Expires: 0.
 """
+
 from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
-from ..protocol import Transitions
-from ..strictnum import is_uint
-from .digest import DigestClient, parse_challenges
-from .errors import LocalProtocolError, SipParseError
-from .events import Addr, Local
-from .message import SipRequest, SipResponse
-from .transaction import NonInviteClientTransaction
-from .uri import SipUri, format_host, host_address, parse_name_addr
+from appliance.protocol import Transitions
+from appliance.sip.digest import DigestClient, parse_challenges
+from appliance.sip.errors import LocalProtocolError, SipParseError
+from appliance.sip.events import Addr, Local
+from appliance.sip.message import SipRequest, SipResponse
+from appliance.sip.transaction import NonInviteClientTransaction
+from appliance.sip.uri import SipUri, format_host, host_address, parse_name_addr
+from appliance.strictnum import is_uint
 
 log = logging.getLogger("faxbridge.sip.registration")
 
 
 class RegState(StrEnum):
-    IDLE = "idle"                    # not started
-    REGISTERING = "registering"      # REGISTER out, no binding yet
-    REGISTERED = "registered"        # a binding; refreshed before it lapses
-    REFRESHING = "refreshing"        # REGISTER out while a binding stands
-    FAILED = "failed"                # the last REGISTER failed: retried after a backoff
+    IDLE = "idle"  # not started
+    REGISTERING = "registering"  # REGISTER out, no binding yet
+    REGISTERED = "registered"  # a binding; refreshed before it lapses
+    REFRESHING = "refreshing"  # REGISTER out while a binding stands
+    FAILED = "failed"  # the last REGISTER failed: retried after a backoff
     UNREGISTERING = "unregistering"  # Expires: 0 out
-    STOPPED = "stopped"              # unregistered (or never registered) and idle
+    STOPPED = "stopped"  # unregistered (or never registered) and idle
 
 
 #: every change of a registration's state; another is our bug (LocalProtocolError)
-REG_STATES = Transitions("registration", {
-    RegState.IDLE: (RegState.REGISTERING, RegState.STOPPED),
-    RegState.REGISTERING: (RegState.REGISTERED, RegState.FAILED, RegState.UNREGISTERING),
-    RegState.REFRESHING: (RegState.REGISTERED, RegState.FAILED, RegState.UNREGISTERING),
-    RegState.REGISTERED: (RegState.REFRESHING, RegState.REGISTERING, RegState.UNREGISTERING, RegState.STOPPED),
-    RegState.FAILED: (RegState.REGISTERING, RegState.REFRESHING, RegState.UNREGISTERING, RegState.STOPPED),
-    RegState.UNREGISTERING: (RegState.UNREGISTERING, RegState.STOPPED),
-    RegState.STOPPED: (RegState.REGISTERING, RegState.STOPPED),
-}, error=LocalProtocolError)
+REG_STATES = Transitions(
+    "registration",
+    {
+        RegState.IDLE: (RegState.REGISTERING, RegState.STOPPED),
+        RegState.REGISTERING: (RegState.REGISTERED, RegState.FAILED, RegState.UNREGISTERING),
+        RegState.REFRESHING: (RegState.REGISTERED, RegState.FAILED, RegState.UNREGISTERING),
+        RegState.REGISTERED: (RegState.REFRESHING, RegState.REGISTERING, RegState.UNREGISTERING, RegState.STOPPED),
+        RegState.FAILED: (RegState.REGISTERING, RegState.REFRESHING, RegState.UNREGISTERING, RegState.STOPPED),
+        RegState.UNREGISTERING: (RegState.UNREGISTERING, RegState.STOPPED),
+        RegState.STOPPED: (RegState.REGISTERING, RegState.STOPPED),
+    },
+    error=LocalProtocolError,
+)
 
 OnResponse = Callable[[SipResponse | None, float], None]
 
@@ -59,23 +65,23 @@ class RegistrationSettings(Protocol):
     passes its own dataclass)."""
 
     @property
-    def name(self) -> str: ...            # for logs and the status page ("" = the AoR)
+    def name(self) -> str: ...  # for logs and the status page ("" = the AoR)
     @property
-    def registrar(self) -> str: ...       # a sip: URI, e.g. "sip:pbx.example:5060;transport=tcp"
+    def registrar(self) -> str: ...  # a sip: URI, e.g. "sip:pbx.example:5060;transport=tcp"
     @property
     def user(self) -> str: ...
     @property
-    def auth_user(self) -> str: ...       # "" = user
+    def auth_user(self) -> str: ...  # "" = user
     @property
     def password(self) -> str: ...
     @property
-    def domain(self) -> str: ...          # the AoR's host when not the registrar's
+    def domain(self) -> str: ...  # the AoR's host when not the registrar's
     @property
     def expires(self) -> int: ...
     @property
     def outbound_proxy(self) -> str: ...  # "" = send to the registrar itself
     @property
-    def contact_user(self) -> str: ...    # "" = user
+    def contact_user(self) -> str: ...  # "" = user
 
 
 class ReportingTransaction(NonInviteClientTransaction):
@@ -112,8 +118,16 @@ class Registration:
     """One [[sip.registrations]] entry: idle -> registering -> registered (-> refreshing) ...;
     stop() -> unregistering -> stopped."""
 
-    def __init__(self, cfg: RegistrationSettings, local: Local, *, user_agent: str = "Faxbridge/0.1",
-                 rng: random.Random | None = None, retry_initial: float = 30.0, retry_max: float = 1800.0) -> None:
+    def __init__(
+        self,
+        cfg: RegistrationSettings,
+        local: Local,
+        *,
+        user_agent: str = "Faxbridge/0.1",
+        rng: random.Random | None = None,
+        retry_initial: float = 30.0,
+        retry_max: float = 1800.0,
+    ) -> None:
         self.cfg = cfg
         self.local = local
         self.user_agent = user_agent
@@ -121,8 +135,15 @@ class Registration:
         self.retry_initial, self.retry_max = retry_initial, retry_max
         registrar = SipUri.parse(cfg.registrar)
         self.transport = registrar.transport
-        self.request_uri = str(SipUri(registrar.scheme, None, registrar.host, registrar.port,
-                                      {k: v for k, v in registrar.params.items() if k == "transport"}))
+        self.request_uri = str(
+            SipUri(
+                registrar.scheme,
+                None,
+                registrar.host,
+                registrar.port,
+                {k: v for k, v in registrar.params.items() if k == "transport"},
+            )
+        )
         self.aor = f"sip:{cfg.user}@{cfg.domain or registrar.host}"
         self.name = cfg.name or self.aor
         first_hop = SipUri.parse(cfg.outbound_proxy) if cfg.outbound_proxy else registrar
@@ -198,8 +219,7 @@ class Registration:
                     self._register(now)
 
     def status(self) -> RegistrationStatus:
-        return RegistrationStatus(self.name, self.aor, self.state, self.registered, self.expires_at,
-                                  self.last_error)
+        return RegistrationStatus(self.name, self.aor, self.state, self.registered, self.expires_at, self.last_error)
 
     # --- responses ----------------------------------------------------------------------------
 
@@ -312,8 +332,9 @@ class Registration:
         branch = f"z9hG4bK{self.rng.getrandbits(64):016x}"
         local = self.local
         req = SipRequest("REGISTER", self.request_uri)
-        req.headers.add("Via", f"SIP/2.0/{local.transport.upper()} {format_host(local.host)}:{local.port}"
-                               f";branch={branch};rport")
+        req.headers.add(
+            "Via", f"SIP/2.0/{local.transport.upper()} {format_host(local.host)}:{local.port};branch={branch};rport"
+        )
         if self.route:
             req.headers.add("Route", self.route)
         req.headers.add("Max-Forwards", "70")
@@ -333,7 +354,7 @@ class Registration:
 
 def resolve_local(locals_: list[Local], transport: str, route_source: Callable[[str], str], dest_ip: str) -> Local:
     """The listener of `transport` to register from; a wildcard one advertises the routed address."""
-    from ..netutil import is_unspecified
+    from appliance.netutil import is_unspecified
 
     for local in locals_:
         if local.transport == transport:
@@ -355,8 +376,11 @@ class ChallengeAnswerer:
     over anyway).
     """
 
-    def __init__(self, registrations: Callable[[], Sequence[Registration]],
-                 resend: Callable[[str, SipRequest, list[tuple[str, str]], float], object]) -> None:
+    def __init__(
+        self,
+        registrations: Callable[[], Sequence[Registration]],
+        resend: Callable[[str, SipRequest, list[tuple[str, str]], float], object],
+    ) -> None:
         self._registrations = registrations
         self._resend = resend  # UserAgent.resend_request
 
@@ -367,8 +391,9 @@ class ChallengeAnswerer:
                 return reg
         return None
 
-    def __call__(self, call_id: str, request: SipRequest, dest: Addr, response: SipResponse, source: Addr,
-                 now: float) -> bool:
+    def __call__(
+        self, call_id: str, request: SipRequest, dest: Addr, response: SipResponse, source: Addr, now: float
+    ) -> bool:
         reg = self._registration_for(dest, source)
         if reg is None or not reg.realms:
             return False

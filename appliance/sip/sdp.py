@@ -4,13 +4,14 @@ The parser keeps every line it does not interpret, and media sections of any kin
 for T.38 over UDPTL, video). T.38 attributes follow RFC 4612 / T.38 Annex D, read the way real
 gateways write them: names in any case, booleans as a bare flag or `:0`/`:1`.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
-from ..strictnum import ascii_digits, is_uint
-from .errors import RemoteProtocolError
+from appliance.sip.errors import RemoteProtocolError
+from appliance.strictnum import ascii_digits, is_uint
 
 G711 = {"PCMU": 0, "PCMA": 8}
 _STATIC_PT = {0: ("PCMU", 8000), 8: ("PCMA", 8000)}
@@ -101,7 +102,7 @@ class SessionDescription:
     version: str = "0"
 
     @classmethod
-    def parse(cls, text: str | bytes) -> "SessionDescription":
+    def parse(cls, text: str | bytes) -> SessionDescription:
         if isinstance(text, bytes):
             try:
                 text = text.decode("utf-8")
@@ -208,8 +209,14 @@ def _pick_g711(m: MediaDescription) -> tuple[str, str] | None:
 
 
 def _telephone_event(m: MediaDescription) -> str | None:
-    return next((pt for pt, (name, rate) in m.rtpmap().items()
-                 if name == "TELEPHONE-EVENT" and rate == 8000 and pt in m.formats), None)
+    return next(
+        (
+            pt
+            for pt, (name, rate) in m.rtpmap().items()
+            if name == "TELEPHONE-EVENT" and rate == 8000 and pt in m.formats
+        ),
+        None,
+    )
 
 
 def _ptime(m: MediaDescription) -> int:
@@ -226,22 +233,30 @@ def rejected(m: MediaDescription) -> MediaDescription:
     return MediaDescription(m.media, 0, m.proto, list(m.formats) or ["0"])
 
 
-def answer_audio(offer: SessionDescription | str | bytes, local_ip: str, rtp_port: int,
-                 session_id: int, version: int) -> AudioAnswer:
+def answer_audio(
+    offer: SessionDescription | str | bytes, local_ip: str, rtp_port: int, session_id: int, version: int
+) -> AudioAnswer:
     """Answer an offer accepting the first usable audio stream with PCMU or PCMA.
 
     Raises NoUsableCodec if there is none; the caller answers 488.
     """
-    _, audio, _ = _answer_streams(_as_sd(offer), local_ip, session_id, version, rtp_port, None,
-                                  0, EC_NONE, DEFAULT_MAX_DATAGRAM, None)
+    _, audio, _ = _answer_streams(
+        _as_sd(offer), local_ip, session_id, version, rtp_port, None, 0, EC_NONE, DEFAULT_MAX_DATAGRAM, None
+    )
     if audio is None:
         raise NoUsableCodec("no PCMU/PCMA audio stream in the offer")
     return audio
 
 
-def offer_audio(local_ip: str, rtp_port: int, session_id: int, version: int,
-                codecs: Iterable[str] = ("PCMU", "PCMA"), ptime: int = 20,
-                telephone_event_pt: int | None = 101) -> str:
+def offer_audio(
+    local_ip: str,
+    rtp_port: int,
+    session_id: int,
+    version: int,
+    codecs: Iterable[str] = ("PCMU", "PCMA"),
+    ptime: int = 20,
+    telephone_event_pt: int | None = 101,
+) -> str:
     """An offer for one G.711 audio stream, codecs in our preference order."""
     sd = _session(local_ip, session_id, version)
     pts = [str(G711[c.upper()]) for c in codecs]
@@ -267,8 +282,15 @@ def parse_answer(text: str | bytes | SessionDescription) -> AudioAnswer:
         address = sd.connection_address(m)
         if pick and address:
             te = _telephone_event(m)
-            return AudioAnswer(str(sd), pick[1], int(pick[0]), (address, m.port), _ptime(m),
-                               int(te) if te else None, m.direction or "sendrecv")
+            return AudioAnswer(
+                str(sd),
+                pick[1],
+                int(pick[0]),
+                (address, m.port),
+                _ptime(m),
+                int(te) if te else None,
+                m.direction or "sendrecv",
+            )
     raise NoUsableCodec("the answer accepts no PCMU/PCMA audio stream")
 
 
@@ -276,11 +298,11 @@ def parse_answer(text: str | bytes | SessionDescription) -> AudioAnswer:
 
 EC_FEC = "t38UDPFEC"
 EC_REDUNDANCY = "t38UDPRedundancy"
-EC_NONE = "none"            # no T38FaxUdpEC attribute (or t38UDPNoEC)
+EC_NONE = "none"  # no T38FaxUdpEC attribute (or t38UDPNoEC)
 _EC_STRENGTH = {EC_NONE: 0, EC_REDUNDANCY: 1, EC_FEC: 2}
 _EC_NAMES = {"t38udpfec": EC_FEC, "t38udpredundancy": EC_REDUNDANCY, "t38udpnoec": EC_NONE}
 _RATE_NAMES = {"transferredtcf": "transferredTCF", "localtcf": "localTCF"}
-DEFAULT_MAX_DATAGRAM = 400   # what a peer that says nothing is assumed to accept (Asterisk too)
+DEFAULT_MAX_DATAGRAM = 400  # what a peer that says nothing is assumed to accept (Asterisk too)
 MAX_UDPTL_DATAGRAM = 1400
 T38_MAX_BITRATE = 14400
 
@@ -364,15 +386,19 @@ def _far_max_datagram(params: T38Params) -> int:
 
 
 def _usable_image(m: MediaDescription) -> bool:
-    return (m.media == "image" and m.port != 0 and m.proto.lower() == "udptl"
-            and any(f.lower() == "t38" for f in m.formats))
+    return (
+        m.media == "image" and m.port != 0 and m.proto.lower() == "udptl" and any(f.lower() == "t38" for f in m.formats)
+    )
 
 
 def _image_media(udptl_port: int, p: T38Params) -> MediaDescription:
     m = MediaDescription("image", udptl_port, "udptl", ["t38"])
     m.attributes += [("T38FaxVersion", str(p.version)), ("T38MaxBitRate", str(p.max_bitrate))]
-    for flag, name in ((p.fill_bit_removal, "T38FaxFillBitRemoval"), (p.transcoding_mmr, "T38FaxTranscodingMMR"),
-                       (p.transcoding_jbig, "T38FaxTranscodingJBIG")):
+    for flag, name in (
+        (p.fill_bit_removal, "T38FaxFillBitRemoval"),
+        (p.transcoding_mmr, "T38FaxTranscodingMMR"),
+        (p.transcoding_jbig, "T38FaxTranscodingJBIG"),
+    ):
         if flag:
             m.attributes.append((name, None))
     m.attributes.append(("T38FaxRateManagement", p.rate_management))
@@ -385,8 +411,9 @@ def _image_media(udptl_port: int, p: T38Params) -> MediaDescription:
     return m
 
 
-def _agree_t38(offered: T38Params, t38_version: int, max_ec: str, our_max_datagram: int,
-               our_max_buffer: int | None) -> T38Params:
+def _agree_t38(
+    offered: T38Params, t38_version: int, max_ec: str, our_max_datagram: int, our_max_buffer: int | None
+) -> T38Params:
     """Our answer to `offered`: never more than the offer, never more than we do."""
     ec = min(offered.udp_ec, max_ec, key=lambda e: _EC_STRENGTH.get(e, 0))
     return T38Params(
@@ -403,8 +430,9 @@ def _as_sd(sdp: SessionDescription | str | bytes) -> SessionDescription:
     return sdp if isinstance(sdp, SessionDescription) else SessionDescription.parse(sdp)
 
 
-def _audio_media(m: MediaDescription, rtp_port: int, pick: tuple[str, str],
-                 address: str) -> tuple[MediaDescription, AudioAnswer]:
+def _audio_media(
+    m: MediaDescription, rtp_port: int, pick: tuple[str, str], address: str
+) -> tuple[MediaDescription, AudioAnswer]:
     pt, codec = pick
     te = _telephone_event(m)
     direction = _RECIPROCAL[m.direction or "sendrecv"]
@@ -420,10 +448,18 @@ def _audio_media(m: MediaDescription, rtp_port: int, pick: tuple[str, str],
     return am, AudioAnswer("", codec, int(pt), (address, m.port), ptime, int(te) if te else None, direction)
 
 
-def _answer_streams(offer: SessionDescription, local_ip: str, session_id: int, version: int,
-                    rtp_port: int | None, udptl_port: int | None, t38_version: int, max_ec: str,
-                    our_max_datagram: int, our_max_buffer: int | None
-                    ) -> tuple[str, AudioAnswer | None, T38Answer | None]:
+def _answer_streams(
+    offer: SessionDescription,
+    local_ip: str,
+    session_id: int,
+    version: int,
+    rtp_port: int | None,
+    udptl_port: int | None,
+    t38_version: int,
+    max_ec: str,
+    our_max_datagram: int,
+    our_max_buffer: int | None,
+) -> tuple[str, AudioAnswer | None, T38Answer | None]:
     """Accept the first usable audio stream (if rtp_port) and the first usable T.38 stream (if
     udptl_port); every other m-line is answered with port 0, in the offer's order."""
     answer = _session(local_ip, session_id, version)
@@ -451,23 +487,41 @@ def _answer_streams(offer: SessionDescription, local_ip: str, session_id: int, v
     return text, audio, t38
 
 
-def answer_t38(offer: SessionDescription | str | bytes, local_ip: str, udptl_port: int, session_id: int,
-               version: int, *, our_max_datagram: int = DEFAULT_MAX_DATAGRAM, t38_version: int = 0,
-               max_ec: str = EC_REDUNDANCY, our_max_buffer: int | None = None) -> T38Answer:
+def answer_t38(
+    offer: SessionDescription | str | bytes,
+    local_ip: str,
+    udptl_port: int,
+    session_id: int,
+    version: int,
+    *,
+    our_max_datagram: int = DEFAULT_MAX_DATAGRAM,
+    t38_version: int = 0,
+    max_ec: str = EC_REDUNDANCY,
+    our_max_buffer: int | None = None,
+) -> T38Answer:
     """Answer an offer accepting its first usable T.38 image stream (every other m-line, audio
     included, gets port 0). The agreed parameters never exceed the offer: version <= offer and
     <= t38_version, bit rate <= offer and <= 14400, rate management echoed, error correction the
     same or weaker (FEC -> redundancy -> none, capped at max_ec), fill-bit removal, MMR and JBIG
     transcoding off (absent). Raises NoUsableCodec if there is no usable image stream."""
-    _, _, t38 = _answer_streams(_as_sd(offer), local_ip, session_id, version, None, udptl_port,
-                                t38_version, max_ec, our_max_datagram, our_max_buffer)
+    _, _, t38 = _answer_streams(
+        _as_sd(offer),
+        local_ip,
+        session_id,
+        version,
+        None,
+        udptl_port,
+        t38_version,
+        max_ec,
+        our_max_datagram,
+        our_max_buffer,
+    )
     if t38 is None:
         raise NoUsableCodec("no T.38 (m=image udptl t38) stream in the offer")
     return t38
 
 
-def offer_t38(local_ip: str, udptl_port: int, session_id: int, version: int,
-              params: T38Params | None = None) -> str:
+def offer_t38(local_ip: str, udptl_port: int, session_id: int, version: int, params: T38Params | None = None) -> str:
     """An offer for one T.38 image stream (our re-INVITE to T.38)."""
     sd = _session(local_ip, session_id, version)
     sd.media.append(_image_media(udptl_port, params or T38Params(max_datagram=DEFAULT_MAX_DATAGRAM)))

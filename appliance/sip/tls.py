@@ -5,6 +5,7 @@ on every hop to the end (RFC 5630), which gateways and Exchange UM (FaxServerURI
 "sip:fax.example:5061;transport=tls") neither send nor expect, and several reject sips: outright.
 TLS here protects our hop; that is what the deployments ask for.
 """
+
 from __future__ import annotations
 
 import ssl

@@ -8,22 +8,22 @@ timer is an absolute deadline in `timers`; the UA asks `get_timer()` for the ear
 an event missing from a table is a programming error when it is our action (LocalProtocolError)
 and is ignored when it is the peer's.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Callable
 
-from .errors import LocalProtocolError
-from .message import SipRequest, SipResponse
+from appliance.sip.errors import LocalProtocolError
+from appliance.sip.message import SipRequest, SipResponse
 
-T1 = 0.5   # RTT estimate
-T2 = 4.0   # maximum retransmit interval for non-INVITE requests and INVITE responses
-T4 = 5.0   # maximum time a message stays in the network
+T1 = 0.5  # RTT estimate
+T2 = 4.0  # maximum retransmit interval for non-INVITE requests and INVITE responses
+T4 = 5.0  # maximum time a message stays in the network
 TIMER_D = 32.0
 
 MAGIC_COOKIE = "z9hG4bK"
-
 
 
 class TxState(StrEnum):
@@ -127,8 +127,9 @@ class Transaction:
     table: dict[tuple[TxState, str], TxState] = {}
     state: TxState  # set by each kind's __init__, then changed only by _transition
 
-    def __init__(self, request: SipRequest, send: Send, reliable: bool, now: float,
-                 config: TimerConfig = TimerConfig()) -> None:
+    def __init__(
+        self, request: SipRequest, send: Send, reliable: bool, now: float, config: TimerConfig = TimerConfig()
+    ) -> None:
         self.request = request
         self.send = send
         self.reliable = reliable

@@ -2,6 +2,7 @@
 
 Like aioquic's asyncio/protocol.py this only moves bytes: every SIP decision lives in UserAgent.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -9,18 +10,19 @@ import logging
 import ssl
 import time
 from collections import Counter
-from typing import Any, Coroutine, Iterable, TypedDict
+from collections.abc import Coroutine, Iterable
+from typing import Any, TypedDict
 
-from .errors import LocalProtocolError, SipParseError
-from .events import Addr, Event, Local
-from .framing import KeepAlive, StreamFramer
-from .message import MAX_MESSAGE_SIZE, SipRequest
-from .messagelog import MessageLog
-from .policy import CallGate, ConnectionLimiter
-from .registration import Registration, RegistrationSettings, RegistrationStatus, resolve_local
-from .tls import TlsSettings
-from .useragent import UserAgent
-from ..netutil import is_unspecified, route_source
+from appliance.netutil import is_unspecified, route_source
+from appliance.sip.errors import LocalProtocolError, SipParseError
+from appliance.sip.events import Addr, Event, Local
+from appliance.sip.framing import KeepAlive, StreamFramer
+from appliance.sip.message import MAX_MESSAGE_SIZE, SipRequest
+from appliance.sip.messagelog import MessageLog
+from appliance.sip.policy import CallGate, ConnectionLimiter
+from appliance.sip.registration import Registration, RegistrationSettings, RegistrationStatus, resolve_local
+from appliance.sip.tls import TlsSettings
+from appliance.sip.useragent import UserAgent
 
 #: a TLS peer that has not finished its handshake by then is dropped (slow-loris guard)
 TLS_HANDSHAKE_TIMEOUT = 10.0
@@ -35,7 +37,7 @@ log = logging.getLogger("faxbridge.sip.transport")
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, endpoint: "SipEndpoint") -> None:
+    def __init__(self, endpoint: SipEndpoint) -> None:
         self.endpoint = endpoint
         self.local: Local | None = None
         self.transport: asyncio.DatagramTransport | None = None
@@ -44,7 +46,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:
-        if self.local is None or len(data) <= 4 and not data.strip(b"\r\n"):
+        if self.local is None or (len(data) <= 4 and not data.strip(b"\r\n")):
             return  # not started yet, or a CRLF keep-alive (no pong on datagrams)
         self.endpoint._received(data, (addr[0], addr[1]), self.local)
 
@@ -58,8 +60,9 @@ class _TcpProtocol(asyncio.Protocol):
     rule are the same as TCP's.
     """
 
-    def __init__(self, endpoint: "SipEndpoint", local: Local, *, accepted: bool = False,
-                 tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, endpoint: SipEndpoint, local: Local, *, accepted: bool = False, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.endpoint = endpoint
         self.local = local
         self.accepted = accepted
@@ -68,7 +71,7 @@ class _TcpProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.remote: Addr = ("", 0)
         self.admitted = False
-        self.last_message = 0.0          # loop time of the last complete message (or of the accept)
+        self.last_message = 0.0  # loop time of the last complete message (or of the accept)
         self.partial_since: float | None = None  # when the unfinished message in the framer began
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -96,8 +99,9 @@ class _TcpProtocol(asyncio.Protocol):
         assert raw is not None and self.tls is not None
         try:
             self.transport = await self.endpoint._loop.start_tls(
-                raw, self, self.tls, server_side=True, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
-        except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError) as exc:
+                raw, self, self.tls, server_side=True, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT
+            )
+        except (TimeoutError, OSError, ssl.SSLError, ConnectionError) as exc:
             self.endpoint.stats["tls_handshake_failed"] += 1
             log.info("SIP: TLS handshake with %s failed: %s", self.remote, exc)
             raw.abort()
@@ -166,9 +170,15 @@ class SipEndpoint:
     without a message while no call uses them.
     """
 
-    def __init__(self, ua: UserAgent | None = None, *, tls: TlsSettings | None = None,
-                 gate: CallGate | None = None, connections: ConnectionLimiter | None = None,
-                 idle_timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        ua: UserAgent | None = None,
+        *,
+        tls: TlsSettings | None = None,
+        gate: CallGate | None = None,
+        connections: ConnectionLimiter | None = None,
+        idle_timeout: float = 120.0,
+    ) -> None:
         self.ua = ua or UserAgent()
         self.tls = tls
         self._server_ssl: ssl.SSLContext | None = None
@@ -204,7 +214,8 @@ class SipEndpoint:
         for kind, host, port in listeners:
             if kind == "udp":
                 transport, protocol = await self._loop.create_datagram_endpoint(
-                    lambda: _UdpProtocol(self), local_addr=(host, port))
+                    lambda: _UdpProtocol(self), local_addr=(host, port)
+                )
                 local = Local("udp", host, transport.get_extra_info("sockname")[1])
                 protocol.local = local
                 self._udp[local] = transport
@@ -213,7 +224,8 @@ class SipEndpoint:
                 holder: list[Local] = []
                 ctx = self._tls_server() if kind == "tls" else None  # the handshake starts once admitted
                 server = await self._loop.create_server(
-                    lambda: _TcpProtocol(self, holder[0], accepted=True, tls=ctx), host, port)
+                    lambda: _TcpProtocol(self, holder[0], accepted=True, tls=ctx), host, port
+                )
                 local = Local(kind, host, server.sockets[0].getsockname()[1])
                 holder.append(local)
                 self._servers.append(server)
@@ -286,8 +298,11 @@ class SipEndpoint:
     def _admit(self, remote: Addr, local: Local) -> str:
         """Why an accepted connection is refused at once ("" = admitted): a source that is no
         peer (it could not place a call anyway), or the connection limits."""
-        if self.gate is not None and self.gate.peers.match(remote[0], local.transport) is None \
-                and not self.gate.self_test.pending(remote[0], local, self._loop.time()):
+        if (
+            self.gate is not None
+            and self.gate.peers.match(remote[0], local.transport) is None
+            and not self.gate.self_test.pending(remote[0], local, self._loop.time())
+        ):
             return "connections_unknown"
         if not self.conn_limiter.admit(remote[0]):
             return "connections_over_limit"
@@ -304,8 +319,12 @@ class SipEndpoint:
             why = conn.expired(now) if conn.accepted else ""
             if why and conn.transport is not None:
                 self.stats[why] += 1
-                log.info("SIP: closing %s connection from %s: %s", conn.local.transport.upper(), conn.remote,
-                         why.replace("_", " "))
+                log.info(
+                    "SIP: closing %s connection from %s: %s",
+                    conn.local.transport.upper(),
+                    conn.remote,
+                    why.replace("_", " "),
+                )
                 conn.transport.abort()
         self._sweep = self._loop.call_later(SWEEP_INTERVAL, self._sweep_connections)
 
@@ -367,12 +386,16 @@ class SipEndpoint:
         we resolved (tls_names) or else the IP address itself."""
         extra = {}
         if local.transport == "tls":
-            extra = {"ssl": self._tls_client(), "server_hostname": self.tls_names.get(dest, dest[0]),
-                     "ssl_handshake_timeout": TLS_HANDSHAKE_TIMEOUT}
+            extra = {
+                "ssl": self._tls_client(),
+                "server_hostname": self.tls_names.get(dest, dest[0]),
+                "ssl_handshake_timeout": TLS_HANDSHAKE_TIMEOUT,
+            }
         try:
-            transport, _ = await self._loop.create_connection(lambda: _TcpProtocol(self, local), dest[0], dest[1],
-                                                              **extra)  # type: ignore[arg-type]
-        except (OSError, asyncio.TimeoutError) as exc:
+            transport, _ = await self._loop.create_connection(
+                lambda: _TcpProtocol(self, local), dest[0], dest[1], **extra
+            )  # type: ignore[arg-type]
+        except (TimeoutError, OSError) as exc:
             log.warning("SIP: cannot connect to %s: %s", dest, exc)
             self._pending.pop(dest, None)
             return
@@ -395,8 +418,9 @@ class SipEndpoint:
         self.ua.answer_call(call_id, sdp, self._loop.time())
         self.flush()
 
-    def reject_call(self, call_id: str, status: int, reason: str,
-                    extra_headers: Iterable[tuple[str, str]] = ()) -> None:
+    def reject_call(
+        self, call_id: str, status: int, reason: str, extra_headers: Iterable[tuple[str, str]] = ()
+    ) -> None:
         self.ua.reject_call(call_id, status, reason, self._loop.time(), extra_headers)
         self.flush()
 
@@ -404,11 +428,27 @@ class SipEndpoint:
         self.ua.hangup(call_id, self._loop.time())
         self.flush()
 
-    def invite(self, target: str, *, from_uri: str, sdp: str, remote: Addr, transport: str = "udp",
-               from_display: str = "", headers: Iterable[tuple[str, str]] = ()) -> str:
-        call_id = self.ua.invite(target, from_uri=from_uri, sdp=sdp, local=self._local(transport),
-                                 remote=remote, now=self._loop.time(), from_display=from_display,
-                                 headers=headers)
+    def invite(
+        self,
+        target: str,
+        *,
+        from_uri: str,
+        sdp: str,
+        remote: Addr,
+        transport: str = "udp",
+        from_display: str = "",
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> str:
+        call_id = self.ua.invite(
+            target,
+            from_uri=from_uri,
+            sdp=sdp,
+            local=self._local(transport),
+            remote=remote,
+            now=self._loop.time(),
+            from_display=from_display,
+            headers=headers,
+        )
         self.flush()
         return call_id
 
@@ -420,8 +460,9 @@ class SipEndpoint:
         self.ua.answer_reinvite(call_id, sdp, self._loop.time())
         self.flush()
 
-    def reject_reinvite(self, call_id: str, status: int, reason: str,
-                        extra_headers: Iterable[tuple[str, str]] = ()) -> None:
+    def reject_reinvite(
+        self, call_id: str, status: int, reason: str, extra_headers: Iterable[tuple[str, str]] = ()
+    ) -> None:
         self.ua.reject_reinvite(call_id, status, reason, self._loop.time(), extra_headers)
         self.flush()
 
@@ -476,8 +517,13 @@ class SipEndpoint:
         now = self._loop.time()
         for reg in self.registrations:
             for req in reg.take_requests():
-                self.ua.send_request(req, reg.local, reg.remote, now,  # type: ignore[arg-type]
-                                     tx_class=reg.transaction_factory)  # type: ignore[arg-type]
+                self.ua.send_request(
+                    req,
+                    reg.local,
+                    reg.remote,
+                    now,  # type: ignore[arg-type]
+                    tx_class=reg.transaction_factory,
+                )  # type: ignore[arg-type]
         if self._reg_timer:
             self._reg_timer.cancel()
             self._reg_timer = None
@@ -501,10 +547,12 @@ class SipEndpoint:
 
     def status(self) -> SipStatus:
         """For the status page: listeners, registrations (wall-clock expiry), refusals, connections."""
-        return SipStatus(listeners=[ListenerStatus(transport=l.transport, host=l.host, port=l.port) for l in self.locals],
-                         registrations=self.registration_status() if self.started else [],
-                         refused=self.security_stats(),
-                         connections=self.connection_count())
+        return SipStatus(
+            listeners=[ListenerStatus(transport=l.transport, host=l.host, port=l.port) for l in self.locals],
+            registrations=self.registration_status() if self.started else [],
+            refused=self.security_stats(),
+            connections=self.connection_count(),
+        )
 
 
 class ListenerStatus(TypedDict):
@@ -517,4 +565,4 @@ class SipStatus(TypedDict):
     listeners: list[ListenerStatus]
     registrations: list[RegistrationStatus]
     refused: dict[str, int]  # security_stats(): every refusal so far, by reason
-    connections: int         # TCP/TLS connections open now
+    connections: int  # TCP/TLS connections open now

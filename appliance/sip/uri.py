@@ -3,13 +3,14 @@
 Parsed strictly enough to route and match on, leniently enough for real gateways. Everything
 raises SipParseError (the peer's fault) on bad input.
 """
+
 from __future__ import annotations
 
 import ipaddress
 import re
 from dataclasses import dataclass, field
 
-from .errors import SipParseError
+from appliance.sip.errors import SipParseError
 
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
 _HOSTNAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9\-.]*[A-Za-z0-9.])?$")
@@ -119,7 +120,7 @@ class SipUri:
     password: str | None = None
 
     @classmethod
-    def parse(cls, text: str) -> "SipUri":
+    def parse(cls, text: str) -> SipUri:
         text = text.strip()
         scheme, colon, rest = text.partition(":")
         scheme = scheme.lower()
@@ -132,7 +133,7 @@ class SipUri:
             headers[name] = value
         if scheme == "tel":
             number, _, ptext = rest.partition(";")
-            if not number or any(c in number for c in " <>\"@"):
+            if not number or any(c in number for c in ' <>"@'):
                 raise SipParseError("Bad URI")
             return cls(scheme, number, "", None, parse_params(ptext), headers)
         user: str | None = None
@@ -141,7 +142,7 @@ class SipUri:
             userinfo, _, rest = rest.partition("@")
             user, _, pw = userinfo.partition(":")
             password = pw if _ else None
-            if not user or any(c in user for c in " <>\""):
+            if not user or any(c in user for c in ' <>"'):
                 raise SipParseError("Bad URI")
         hostport, _, ptext = rest.partition(";")
         host, port = _parse_hostport(hostport)
@@ -179,7 +180,7 @@ class Via:
     params: Params = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, text: str) -> "Via":
+    def parse(cls, text: str) -> Via:
         m = _VIA_RE.match(text.strip())
         if not m:
             raise SipParseError("Bad Via")

@@ -9,32 +9,55 @@ Offers inside a dialog (re-INVITE, UPDATE with SDP) go to the application as Rei
 are answered with `answer_reinvite`/`reject_reinvite`; our own are sent with `reinvite`, and a
 491 (both sides re-INVITEd at once) is retried by the UA after the RFC 3261 §14.1 backoff.
 """
+
 from __future__ import annotations
 
 import logging
 import random
 import time
 from collections import Counter, deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Callable, Iterable, TypedDict, TypeGuard
+from typing import TypedDict, TypeGuard
 
-from ..protocol import Transitions
-from .callinfo import answerable, contact_uri, incoming_call, make_response, reply_target, stamp_via
-from .dialog import Dialog
-from .errors import LocalProtocolError, SipParseError
-from .events import (
-    Addr, Admission, CallAnswered, CallConfirmed, CallEnded, CallFailed, CallProgress, Event, Local, ReinviteAnswered,
-    IncomingCall, ReinviteConfirmed, ReinviteFailed, ReinviteReceived, ReinviteRetrying,
+from appliance.protocol import Transitions
+from appliance.sip.callinfo import answerable, contact_uri, incoming_call, make_response, reply_target, stamp_via
+from appliance.sip.dialog import Dialog
+from appliance.sip.errors import LocalProtocolError, SipParseError
+from appliance.sip.events import (
+    Addr,
+    Admission,
+    CallAnswered,
+    CallConfirmed,
+    CallEnded,
+    CallFailed,
+    CallProgress,
+    Event,
+    IncomingCall,
+    Local,
+    ReinviteAnswered,
+    ReinviteConfirmed,
+    ReinviteFailed,
+    ReinviteReceived,
+    ReinviteRetrying,
 )
-from .message import SipMessage, SipRequest, SipResponse, parse_message
-from .sdp import SdpParseError, SessionDescription
-from .transaction import (
-    ACCEPTED, PROCEEDING, ClientTransaction, InviteClientTransaction, InviteServerTransaction,
-    NonInviteClientTransaction, NonInviteServerTransaction, ServerTransaction, TimerConfig, client_key,
+from appliance.sip.message import SipMessage, SipRequest, SipResponse, parse_message
+from appliance.sip.sdp import SdpParseError, SessionDescription
+from appliance.sip.transaction import (
+    ACCEPTED,
+    PROCEEDING,
+    ClientTransaction,
+    InviteClientTransaction,
+    InviteServerTransaction,
+    NonInviteClientTransaction,
+    NonInviteServerTransaction,
+    ServerTransaction,
+    TimerConfig,
+    client_key,
     server_key,
 )
-from .uri import SipUri, format_host, format_name_addr, parse_name_addr
+from appliance.sip.uri import SipUri, format_host, format_name_addr, parse_name_addr
 
 __all__ = ["UserAgent", "Local", "Addr"]
 
@@ -43,7 +66,7 @@ log = logging.getLogger("faxbridge.sip")
 SUPPORTED = ("timer",)
 UNSUPPORTED_KNOWN = {"REGISTER", "SUBSCRIBE", "PUBLISH", "MESSAGE", "NOTIFY", "REFER", "PRACK"}
 IMPLEMENTED = {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "UPDATE"}
-MAX_GLARE_RETRIES = 3   # 491s in a row before our re-INVITE is given up (ReinviteFailed 491)
+MAX_GLARE_RETRIES = 3  # 491s in a row before our re-INVITE is given up (ReinviteFailed 491)
 
 #: an internal error is logged with its traceback at most this often (the rest are counted)
 ERROR_LOG_INTERVAL = 60.0
@@ -76,24 +99,28 @@ class Role(StrEnum):
 
 
 class CallPhase(StrEnum):
-    CALLING = "calling"      # uac: INVITE sent, nothing heard
-    EARLY = "early"          # uas: not answered yet; uac: a provisional response came
-    ANSWERED = "answered"    # uas: our 2xx (to the INVITE or a re-INVITE) awaits its ACK
+    CALLING = "calling"  # uac: INVITE sent, nothing heard
+    EARLY = "early"  # uas: not answered yet; uac: a provisional response came
+    ANSWERED = "answered"  # uas: our 2xx (to the INVITE or a re-INVITE) awaits its ACK
     CONFIRMED = "confirmed"  # the dialog is up and nothing of ours awaits an ACK
-    ENDING = "ending"        # our BYE is out
-    ENDED = "ended"          # over; the UA keeps the call 64*T1 for stray retransmissions
+    ENDING = "ending"  # our BYE is out
+    ENDED = "ended"  # over; the UA keeps the call 64*T1 for stray retransmissions
 
 
 #: every change of a call's state; another is our bug (LocalProtocolError)
-CALL_PHASES = Transitions("call", {
-    CallPhase.CALLING: (CallPhase.EARLY, CallPhase.CONFIRMED, CallPhase.ENDED),
-    CallPhase.EARLY: (CallPhase.ANSWERED, CallPhase.CONFIRMED, CallPhase.ENDED),
-    CallPhase.ANSWERED: (CallPhase.CONFIRMED, CallPhase.ENDING, CallPhase.ENDED),
-    CallPhase.CONFIRMED: (CallPhase.ANSWERED, CallPhase.ENDING, CallPhase.ENDED),
-    CallPhase.ENDING: (CallPhase.ENDED,),
-    # a 2xx to our INVITE after we gave up on it (CANCEL, timeout): confirmed only to send the BYE
-    CallPhase.ENDED: (CallPhase.CONFIRMED,),
-}, error=LocalProtocolError)
+CALL_PHASES = Transitions(
+    "call",
+    {
+        CallPhase.CALLING: (CallPhase.EARLY, CallPhase.CONFIRMED, CallPhase.ENDED),
+        CallPhase.EARLY: (CallPhase.ANSWERED, CallPhase.CONFIRMED, CallPhase.ENDED),
+        CallPhase.ANSWERED: (CallPhase.CONFIRMED, CallPhase.ENDING, CallPhase.ENDED),
+        CallPhase.CONFIRMED: (CallPhase.ANSWERED, CallPhase.ENDING, CallPhase.ENDED),
+        CallPhase.ENDING: (CallPhase.ENDED,),
+        # a 2xx to our INVITE after we gave up on it (CANCEL, timeout): confirmed only to send the BYE
+        CallPhase.ENDED: (CallPhase.CONFIRMED,),
+    },
+    error=LocalProtocolError,
+)
 
 
 def _is_reinvite(tx: ClientTransaction) -> TypeGuard[InviteClientTransaction]:
@@ -111,12 +138,12 @@ class Call:
 
     call_id: str
     role: Role
-    state: CallPhase             # changed only by move()
+    state: CallPhase  # changed only by move()
     invite: SipRequest
     invite_tx: InviteServerTransaction | InviteClientTransaction
     local_tag: str
     local: Local
-    remote: Addr                 # where the INVITE came from / went to
+    remote: Addr  # where the INVITE came from / went to
     reply_to: Addr | None = None  # response target (§18.2.2) for a uas call
     dialog: Dialog | None = None
     local_sdp: str | None = None
@@ -124,17 +151,17 @@ class Call:
     ack: bytes | None = None
     timers: dict[str, float] = field(default_factory=dict)
     interval: float = 0.0
-    reinvite: bool = False       # the 2xx awaiting ACK answers a re-INVITE (not the initial INVITE)
+    reinvite: bool = False  # the 2xx awaiting ACK answers a re-INVITE (not the initial INVITE)
     hangup_pending: bool = False
     cancel_pending: bool = False
-    response_to: Addr | None = None     # where the 2xx awaiting ACK is retransmitted to
-    ack_cseq: int = 0                   # CSeq of the INVITE whose 2xx awaits ACK
+    response_to: Addr | None = None  # where the 2xx awaiting ACK is retransmitted to
+    ack_cseq: int = 0  # CSeq of the INVITE whose 2xx awaits ACK
     acks: dict[int, bytes] = field(default_factory=dict)  # our ACKs for 2xx, by CSeq
     remote_origin: tuple[str, ...] | None = None  # o= of the peer's last SDP (offer or answer)
-    offer_in: PendingOffer | None = None          # the peer's offer the application has to answer
+    offer_in: PendingOffer | None = None  # the peer's offer the application has to answer
     reinvite_tx: InviteClientTransaction | None = None  # our re-INVITE, until its final response
-    reinvite_sdp: str | None = None     # its offer (kept for a 491 retry or a queued re-INVITE)
-    reinvite_queued: bool = False       # reinvite() while our 2xx awaited its ACK: sent on ACK
+    reinvite_sdp: str | None = None  # its offer (kept for a 491 retry or a queued re-INVITE)
+    reinvite_queued: bool = False  # reinvite() while our 2xx awaited its ACK: sent on ACK
     glare_retries: int = 0
     admission: Admission | None = None  # why the call gate let an incoming call in
 
@@ -145,9 +172,14 @@ class Call:
 class UserAgent:
     """User agent core serving incoming calls (UAS) and our own test calls (UAC)."""
 
-    def __init__(self, *, user_agent: str = "Faxbridge/0.1",
-                 allow: str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE",
-                 rng: random.Random | None = None, timers: TimerConfig = TimerConfig()) -> None:
+    def __init__(
+        self,
+        *,
+        user_agent: str = "Faxbridge/0.1",
+        allow: str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE",
+        rng: random.Random | None = None,
+        timers: TimerConfig = TimerConfig(),
+    ) -> None:
         self.user_agent = user_agent
         self.allow = allow
         self.timers = timers
@@ -158,7 +190,7 @@ class UserAgent:
         self._calls: dict[str, Call] = {}
         self._server_txs: dict[tuple, ServerTransaction] = {}
         self._client_txs: dict[tuple, ClientTransaction] = {}
-        self._client_dest: dict[tuple, Addr] = {}   # where each client transaction's request goes
+        self._client_dest: dict[tuple, Addr] = {}  # where each client transaction's request goes
         self._client_call_ids: Counter[str] = Counter()  # Call-IDs of live client transactions
         self._last_error_log = -ERROR_LOG_INTERVAL
         # Called for a 401/407 to any request of ours in a call (INVITE, re-INVITE, BYE) before the
@@ -188,8 +220,9 @@ class UserAgent:
             return
         self.receive_message(msg, remote, local, now)
 
-    def receive_message(self, msg: SipMessage, remote: Addr, local: Local, now: float,
-                        admission: Admission | None = None) -> None:
+    def receive_message(
+        self, msg: SipMessage, remote: Addr, local: Local, now: float, admission: Admission | None = None
+    ) -> None:
         """Handle one parsed message; `admission` is the call gate's verdict on a new INVITE.
 
         Never raises. An internal error on a request answers 500 and frees what the request
@@ -206,8 +239,11 @@ class UserAgent:
         self.stats["internal_errors"] += 1
         if time.monotonic() - self._last_error_log >= ERROR_LOG_INTERVAL:  # not a traceback per packet
             self._last_error_log = time.monotonic()
-            log.exception("SIP: internal error handling a message from %s (further ones for %.0f s only counted)",
-                          remote, ERROR_LOG_INTERVAL)
+            log.exception(
+                "SIP: internal error handling a message from %s (further ones for %.0f s only counted)",
+                remote,
+                ERROR_LOG_INTERVAL,
+            )
         if not isinstance(msg, SipRequest) or msg.method == "ACK":
             return
         try:
@@ -223,8 +259,9 @@ class UserAgent:
         call = self._calls.get(msg.call_id)
         if call is not None and call.invite is msg:  # the call this very INVITE created
             del self._calls[msg.call_id]
-            self._events = deque(e for e in self._events
-                                 if not (isinstance(e, IncomingCall) and e.call_id == msg.call_id))
+            self._events = deque(
+                e for e in self._events if not (isinstance(e, IncomingCall) and e.call_id == msg.call_id)
+            )
 
     def datagrams_to_send(self) -> list[tuple[bytes, Addr, Local]]:
         out, self._out = self._out, []
@@ -265,8 +302,7 @@ class UserAgent:
         headers = [("Contact", self._contact(call.local))]
         if sdp is not None:
             headers.append(("Content-Type", "application/sdp"))
-        call.invite_tx.respond(self._reply(call.invite, status, reason, call.local_tag, headers,
-                                              sdp or b""), now)  # type: ignore[union-attr]
+        call.invite_tx.respond(self._reply(call.invite, status, reason, call.local_tag, headers, sdp or b""), now)  # type: ignore[union-attr]
 
     def answer_call(self, call_id: str, sdp: str, now: float) -> None:
         call = self._uas_call(call_id, CallPhase.EARLY)
@@ -278,8 +314,9 @@ class UserAgent:
         call.response_to, call.ack_cseq = call.reply_to, call.invite.cseq[0]
         self._await_ack(call, response, sdp, now)
 
-    def reject_call(self, call_id: str, status: int, reason: str, now: float,
-                    extra_headers: Iterable[tuple[str, str]] = ()) -> None:
+    def reject_call(
+        self, call_id: str, status: int, reason: str, now: float, extra_headers: Iterable[tuple[str, str]] = ()
+    ) -> None:
         call = self._uas_call(call_id, CallPhase.EARLY)
         if not 300 <= status < 700:
             raise LocalProtocolError(f"{status} is not a rejection status")
@@ -323,8 +360,9 @@ class UserAgent:
             call.local_sdp = sdp
             self._events.append(ReinviteConfirmed(call.call_id))
 
-    def reject_reinvite(self, call_id: str, status: int, reason: str, now: float,
-                        extra_headers: Iterable[tuple[str, str]] = ()) -> None:
+    def reject_reinvite(
+        self, call_id: str, status: int, reason: str, now: float, extra_headers: Iterable[tuple[str, str]] = ()
+    ) -> None:
         """Refuse the peer's re-INVITE/UPDATE (e.g. 488): the session stays as it was."""
         if not 300 <= status < 700:
             raise LocalProtocolError(f"{status} is not a rejection status")
@@ -353,8 +391,9 @@ class UserAgent:
             return
         self._send_reinvite(call, sdp, now)
 
-    def resend_request(self, call_id: str, request: SipRequest, extra_headers: Iterable[tuple[str, str]],
-                       now: float) -> SipRequest:
+    def resend_request(
+        self, call_id: str, request: SipRequest, extra_headers: Iterable[tuple[str, str]], now: float
+    ) -> SipRequest:
         """Send `request` of ours again as a new transaction: new branch, next CSeq, the headers in
         `extra_headers` replacing any of the same name (Authorization, Proxy-Authorization).
 
@@ -399,8 +438,18 @@ class UserAgent:
 
     # --- application actions: our own calls ---------------------------------------------------
 
-    def invite(self, target: str, *, from_uri: str, sdp: str, local: Local, remote: Addr, now: float,
-               from_display: str = "", headers: Iterable[tuple[str, str]] = ()) -> str:
+    def invite(
+        self,
+        target: str,
+        *,
+        from_uri: str,
+        sdp: str,
+        local: Local,
+        remote: Addr,
+        now: float,
+        from_display: str = "",
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> str:
         call_id = f"{self._rng.getrandbits(96):024x}@{format_host(local.host)}"
         tag = self._tag()
         req = SipRequest("INVITE", target)
@@ -410,8 +459,12 @@ class UserAgent:
         req.headers.add("To", format_name_addr("", target))
         req.headers.add("Call-ID", call_id)
         req.headers.add("CSeq", "1 INVITE")
-        for name, value in [("Contact", self._contact(local)), *self._capabilities(), *headers,
-                            ("Content-Type", "application/sdp")]:
+        for name, value in [
+            ("Contact", self._contact(local)),
+            *self._capabilities(),
+            *headers,
+            ("Content-Type", "application/sdp"),
+        ]:
             req.headers.add(name, value)
         req.body = sdp.encode("utf-8")
         tx = InviteClientTransaction(req, self._sender(remote, local), local.transport != "udp", now, self.timers)
@@ -436,8 +489,9 @@ class UserAgent:
             for value in inv.headers.get_all(name):
                 req.headers.add(name, value)
         req.headers.add("CSeq", f"{inv.cseq[0]} CANCEL")
-        tx = NonInviteClientTransaction(req, self._sender(call.remote, call.local),
-                                        call.local.transport != "udp", now, self.timers)
+        tx = NonInviteClientTransaction(
+            req, self._sender(call.remote, call.local), call.local.transport != "udp", now, self.timers
+        )
         self._start_client(tx, call_id, now, call.remote)
         call.timers["cancel"] = now + 64 * self.timers.t1
 
@@ -448,14 +502,20 @@ class UserAgent:
         if isinstance(partial, SipRequest) and partial.method != "ACK" and answerable(partial):
             self.stats["answered_malformed"] += 1
             stamp_via(partial, remote)
-            self._out.append((bytes(self._reply(partial, exc.status, exc.reason, self._tag())),
-                              reply_target(partial, remote, local), local))
+            self._out.append(
+                (
+                    bytes(self._reply(partial, exc.status, exc.reason, self._tag())),
+                    reply_target(partial, remote, local),
+                    local,
+                )
+            )
         else:
             self.stats["dropped_malformed"] += 1
             log.info("SIP: dropped malformed message from %s: %s", remote, exc.reason)
 
-    def _handle_request(self, req: SipRequest, remote: Addr, local: Local, now: float,
-                        admission: Admission | None = None) -> None:
+    def _handle_request(
+        self, req: SipRequest, remote: Addr, local: Local, now: float, admission: Admission | None = None
+    ) -> None:
         stamp_via(req, remote)
         key = server_key(req)
         tx = self._server_txs.get(key)
@@ -504,15 +564,24 @@ class UserAgent:
                 return 420, "Bad Extension", [("Unsupported", ", ".join(unsupported))]
         return None
 
-    def _on_invite(self, req: SipRequest, tx: InviteServerTransaction, remote: Addr, local: Local,
-                   reply_to: Addr, now: float, admission: Admission | None = None) -> None:
+    def _on_invite(
+        self,
+        req: SipRequest,
+        tx: InviteServerTransaction,
+        remote: Addr,
+        local: Local,
+        reply_to: Addr,
+        now: float,
+        admission: Admission | None = None,
+    ) -> None:
         if req.to_tag:
             self._reinvite(req, tx, reply_to, now)
             return
         ctype = (req.headers.get("Content-Type") or "application/sdp").split(";")[0].strip().lower()
         if req.body and ctype != "application/sdp":
-            tx.respond(self._reply(req, 415, "Unsupported Media Type", self._tag(),
-                                      [("Accept", "application/sdp")]), now)
+            tx.respond(
+                self._reply(req, 415, "Unsupported Media Type", self._tag(), [("Accept", "application/sdp")]), now
+            )
             return
         offer = None
         if req.body:
@@ -524,8 +593,9 @@ class UserAgent:
         if req.call_id in self._calls:
             tx.respond(self._reply(req, 482, "Loop Detected", self._tag()), now)
             return
-        call = Call(req.call_id, Role.UAS, CallPhase.EARLY, req, tx, self._tag(), local, remote, reply_to,
-                    admission=admission)
+        call = Call(
+            req.call_id, Role.UAS, CallPhase.EARLY, req, tx, self._tag(), local, remote, reply_to, admission=admission
+        )
         call.remote_origin = _origin(offer) if offer is not None else None
         self._calls[req.call_id] = call
         tx.call_id = req.call_id
@@ -538,8 +608,7 @@ class UserAgent:
         else:
             self._new_offer(call, req, tx, reply_to, now)
 
-    def _new_offer(self, call: Call, req: SipRequest, tx: ServerTransaction, reply_to: Addr | None,
-                   now: float) -> None:
+    def _new_offer(self, call: Call, req: SipRequest, tx: ServerTransaction, reply_to: Addr | None, now: float) -> None:
         """A re-INVITE, or an UPDATE with a body: refuse it here (order, glare, body) or hand it to
         the application as ReinviteReceived."""
         dialog = call.dialog
@@ -548,13 +617,13 @@ class UserAgent:
         if call.state == CallPhase.ENDING:
             refusal = 481, "Call/Transaction Does Not Exist", []  # we sent BYE
         elif dialog.remote_cseq is not None and req.cseq[0] <= dialog.remote_cseq:
-            refusal = 500, "CSeq Out of Order", []          # §12.2.2
+            refusal = 500, "CSeq Out of Order", []  # §12.2.2
         elif call.reinvite_tx is not None:
-            refusal = 491, "Request Pending", []            # glare: our re-INVITE is pending (§14.2)
+            refusal = 491, "Request Pending", []  # glare: our re-INVITE is pending (§14.2)
         elif call.offer_in is not None:
             refusal = 500, "Server Internal Error", [("Retry-After", str(self._rng.randint(0, 10)))]
         elif req.method == "INVITE" and (call.state != CallPhase.CONFIRMED or call.local_sdp is None):
-            refusal = 491, "Request Pending", []            # our own 2xx still awaits its ACK
+            refusal = 491, "Request Pending", []  # our own 2xx still awaits its ACK
         if refusal is None:
             ctype = (req.headers.get("Content-Type") or "application/sdp").split(";")[0].strip().lower()
             if req.body and ctype != "application/sdp":
@@ -714,13 +783,17 @@ class UserAgent:
     def _send_reinvite(self, call: Call, sdp: str, now: float) -> None:
         assert call.dialog is not None
         req = call.dialog.create_request("INVITE", self._via(call.local))
-        for name, value in [("Contact", self._contact(call.local)), *self._capabilities(),
-                            ("Content-Type", "application/sdp")]:
+        for name, value in [
+            ("Contact", self._contact(call.local)),
+            *self._capabilities(),
+            ("Content-Type", "application/sdp"),
+        ]:
             req.headers.add(name, value)
         req.body = sdp.encode("utf-8")
         hop = self._dialog_hop(call)
-        tx = InviteClientTransaction(req, self._sender(hop, call.local), call.local.transport != "udp", now,
-                                     self.timers)
+        tx = InviteClientTransaction(
+            req, self._sender(hop, call.local), call.local.transport != "udp", now, self.timers
+        )
         tx.reinvite = True
         call.reinvite_tx, call.reinvite_sdp = tx, sdp
         self._start_client(tx, call.call_id, now, hop)
@@ -854,8 +927,9 @@ class UserAgent:
             return None
         return call
 
-    def _reject(self, call: Call, status: int, reason: str, now: float,
-                headers: list[tuple[str, str]], why: str) -> None:
+    def _reject(
+        self, call: Call, status: int, reason: str, now: float, headers: list[tuple[str, str]], why: str
+    ) -> None:
         response = self._reply(call.invite, status, reason, call.local_tag, headers)
         call.invite_tx.respond(response, now)  # type: ignore[union-attr]
         self._end(call, why, status, now)
@@ -881,8 +955,9 @@ class UserAgent:
             call.move(CallPhase.ENDING)
         bye = call.dialog.create_request("BYE", self._via(call.local))
         hop = self._dialog_hop(call)
-        tx = NonInviteClientTransaction(bye, self._sender(hop, call.local), call.local.transport != "udp", now,
-                                        self.timers)
+        tx = NonInviteClientTransaction(
+            bye, self._sender(hop, call.local), call.local.transport != "udp", now, self.timers
+        )
         self._start_client(tx, call.call_id, now, hop)
 
     def _start_client(self, tx: ClientTransaction, call_id: str, now: float, dest: Addr) -> None:
@@ -903,15 +978,21 @@ class UserAgent:
 
     def _ok_2xx(self, call: Call, sdp: str, request: SipRequest | None = None) -> SipResponse:
         req = request or call.invite
-        headers = [("Contact", self._contact(call.local)), *self._capabilities(),
-                   ("Content-Type", "application/sdp")]
+        headers = [("Contact", self._contact(call.local)), *self._capabilities(), ("Content-Type", "application/sdp")]
         expires = req.headers.get("Session-Expires")
         if expires:
             headers += [("Session-Expires", expires.split(";")[0].strip() + ";refresher=uac"), ("Require", "timer")]
         return self._reply(req, 200, "OK", call.local_tag, headers, sdp.encode("utf-8"))
 
-    def _reply(self, req: SipRequest, status: int, reason: str, to_tag: str | None = None,
-               headers: Iterable[tuple[str, str]] = (), body: bytes | str = b"") -> SipResponse:
+    def _reply(
+        self,
+        req: SipRequest,
+        status: int,
+        reason: str,
+        to_tag: str | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes | str = b"",
+    ) -> SipResponse:
         return make_response(req, status, reason, to_tag, headers, body, self.user_agent)
 
     def _capabilities(self) -> list[tuple[str, str]]:
@@ -938,9 +1019,14 @@ class UserAgent:
 
     # --- hooks for registration.py and policy.py (requests outside calls; who is in a call) ----
 
-    def send_request(self, request: SipRequest, local: Local, remote: Addr, now: float,
-                     tx_class: type[NonInviteClientTransaction] = NonInviteClientTransaction
-                     ) -> NonInviteClientTransaction:
+    def send_request(
+        self,
+        request: SipRequest,
+        local: Local,
+        remote: Addr,
+        now: float,
+        tx_class: type[NonInviteClientTransaction] = NonInviteClientTransaction,
+    ) -> NonInviteClientTransaction:
         """Send a request that belongs to no call (REGISTER) in its own client transaction.
 
         `tx_class` may override receive_response/_on_timer_F to hear the outcome (see
@@ -975,9 +1061,13 @@ class UserAgent:
 
     def incoming_calls(self, peer: str | None = None) -> int:
         """Incoming calls in progress (answered or not), all or those admitted for one peer."""
-        return sum(1 for c in self._calls.values()
-                   if c.role == Role.UAS and c.state != CallPhase.ENDED
-                   and (peer is None or (c.admission is not None and c.admission.peer == peer)))
+        return sum(
+            1
+            for c in self._calls.values()
+            if c.role == Role.UAS
+            and c.state != CallPhase.ENDED
+            and (peer is None or (c.admission is not None and c.admission.peer == peer))
+        )
 
     def calls_via(self, remote: Addr) -> bool:
         """A call in progress uses this remote address (a stream connection must stay open)."""
@@ -985,8 +1075,11 @@ class UserAgent:
 
     def status(self) -> UserAgentStatus:
         """Calls and transactions held now, and the messages the UA refused or failed on so far."""
-        return UserAgentStatus(calls=len(self._calls), transactions=len(self._server_txs) + len(self._client_txs),
-                               errors={k: self.stats[k] for k in UA_ERRORS if self.stats.get(k)})
+        return UserAgentStatus(
+            calls=len(self._calls),
+            transactions=len(self._server_txs) + len(self._client_txs),
+            errors={k: self.stats[k] for k in UA_ERRORS if self.stats.get(k)},
+        )
 
 
 #: the UA's own refusals and failures, as the status page and /metrics count them

@@ -24,14 +24,14 @@ import collections
 import enum
 import os
 from dataclasses import dataclass
-from typing import Deque
 
-from ._spandsp import ffi, lib
-from .t30 import T30Terminal
+from appliance.spandsp._spandsp import ffi, lib
+from appliance.spandsp.t30 import T30Terminal
 
 
 class Modem(enum.IntEnum):
     """T.30's modem types (t30.h ``T30_MODEM_*``)."""
+
     NONE = lib.T30_MODEM_NONE
     PAUSE = lib.T30_MODEM_PAUSE
     CED = lib.T30_MODEM_CED
@@ -45,6 +45,7 @@ class Modem(enum.IntEnum):
 
 class Signal(enum.IntEnum):
     """Carrier and training reports towards T.30 (spandsp's ``SIG_STATUS_*``)."""
+
     CARRIER_DOWN = lib.SIG_STATUS_CARRIER_DOWN
     CARRIER_UP = lib.SIG_STATUS_CARRIER_UP
     TRAINING_SUCCEEDED = lib.SIG_STATUS_TRAINING_SUCCEEDED
@@ -85,23 +86,39 @@ def _modem(value: int) -> Modem:
 class FrontEndTerminal(T30Terminal):
     """T.30 whose modems are an external Class 1 modem; requests queue in :attr:`requests`."""
 
-    def __init__(self, *, calling: bool, ident: str = "", ecm: bool = True,
-                 rx_file: str | os.PathLike[str] | None = None,
-                 tx_file: str | os.PathLike[str] | None = None, trace: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        calling: bool,
+        ident: str = "",
+        ecm: bool = True,
+        rx_file: str | os.PathLike[str] | None = None,
+        tx_file: str | os.PathLike[str] | None = None,
+        trace: bool = True,
+    ) -> None:
         super().__init__()
         if calling and tx_file is None:
             raise ValueError("a calling terminal needs tx_file")
         self.calling = calling
-        self.requests: Deque[Request] = collections.deque()
+        self.requests: collections.deque[Request] = collections.deque()
         self._buf = ffi.new("uint8_t[4096]")
         self._ecm_rx = ffi.NULL
         # t30_init restarts T.30 at once, so the first requests (CED or CNG) arrive during it
-        t30 = lib.t30_init(ffi.NULL, 1 if calling else 0, lib._fb_fe_set_rx, self._handle,
-                           lib._fb_fe_set_tx, self._handle, lib._fb_fe_send_hdlc, self._handle)
+        t30 = lib.t30_init(
+            ffi.NULL,
+            1 if calling else 0,
+            lib._fb_fe_set_rx,
+            self._handle,
+            lib._fb_fe_set_tx,
+            self._handle,
+            lib._fb_fe_send_hdlc,
+            self._handle,
+        )
         if t30 == ffi.NULL:
             raise MemoryError("t30_init failed")
-        self._setup_t30(t30, calling=calling, ident=ident, ecm=ecm, rx_file=rx_file, tx_file=tx_file,
-                        trace=trace, logs=[])
+        self._setup_t30(
+            t30, calling=calling, ident=ident, ecm=ecm, rx_file=rx_file, tx_file=tx_file, trace=trace, logs=[]
+        )
 
     # -- what the modem did -----------------------------------------------------------------
     def send_step_complete(self) -> None:
@@ -160,22 +177,22 @@ class FrontEndTerminal(T30Terminal):
         lib.t30_free(self._t30)
 
 
-def _term(user_data: "ffi.CData") -> FrontEndTerminal:
+def _term(user_data: ffi.CData) -> FrontEndTerminal:
     return ffi.from_handle(user_data)
 
 
 @ffi.def_extern()
-def _fb_fe_set_rx(user_data: "ffi.CData", type_: int, bit_rate: int, short_train: int, use_hdlc: int) -> None:
+def _fb_fe_set_rx(user_data: ffi.CData, type_: int, bit_rate: int, short_train: int, use_hdlc: int) -> None:
     _term(user_data).requests.append(SetRx(_modem(type_), bit_rate, bool(short_train), bool(use_hdlc)))
 
 
 @ffi.def_extern()
-def _fb_fe_set_tx(user_data: "ffi.CData", type_: int, bit_rate: int, short_train: int, use_hdlc: int) -> None:
+def _fb_fe_set_tx(user_data: ffi.CData, type_: int, bit_rate: int, short_train: int, use_hdlc: int) -> None:
     # for T30_MODEM_PAUSE, spandsp passes the pause in ms through short_train
     _term(user_data).requests.append(SetTx(_modem(type_), bit_rate, short_train, bool(use_hdlc)))
 
 
 @ffi.def_extern()
-def _fb_fe_send_hdlc(user_data: "ffi.CData", msg: "ffi.CData", length: int) -> None:
+def _fb_fe_send_hdlc(user_data: ffi.CData, msg: ffi.CData, length: int) -> None:
     frame = None if msg == ffi.NULL or length <= 0 else bytes(ffi.buffer(msg, length))
     _term(user_data).requests.append(SendHdlc(frame))

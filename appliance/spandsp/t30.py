@@ -107,23 +107,45 @@ class T30Terminal:
         self._tag = ""
         self._last_stats = FaxStats(0, False, 0, 0, 0, 0, 0, 0, 0, 0, 0, "", "", "")
 
-    def _setup_t30(self, t30: ffi.CData, *, calling: bool, ident: str, ecm: bool,
-                   rx_file: str | os.PathLike[str] | None, tx_file: str | os.PathLike[str] | None,
-                   trace: bool, logs: list[ffi.CData]) -> None:
+    def _setup_t30(
+        self,
+        t30: ffi.CData,
+        *,
+        calling: bool,
+        ident: str,
+        ecm: bool,
+        rx_file: str | os.PathLike[str] | None,
+        tx_file: str | os.PathLike[str] | None,
+        trace: bool,
+        logs: list[ffi.CData],
+    ) -> None:
         self._t30 = t30
         if ident:
             lib.t30_set_tx_ident(t30, ident.encode("ascii"))
         lib.t30_set_ecm_capability(t30, 1 if ecm else 0)
         lib.t30_set_supported_modems(t30, lib.T30_SUPPORT_V27TER | lib.T30_SUPPORT_V29 | lib.T30_SUPPORT_V17)
         lib.t30_set_supported_compressions(
-            t30, lib.T30_SUPPORT_T4_1D_COMPRESSION | lib.T30_SUPPORT_T4_2D_COMPRESSION | lib.T30_SUPPORT_T6_COMPRESSION)
+            t30, lib.T30_SUPPORT_T4_1D_COMPRESSION | lib.T30_SUPPORT_T4_2D_COMPRESSION | lib.T30_SUPPORT_T6_COMPRESSION
+        )
         lib.t30_set_supported_resolutions(
-            t30, lib.T30_SUPPORT_STANDARD_RESOLUTION | lib.T30_SUPPORT_FINE_RESOLUTION
-            | lib.T30_SUPPORT_SUPERFINE_RESOLUTION | lib.T30_SUPPORT_R8_RESOLUTION | lib.T30_SUPPORT_R16_RESOLUTION)
+            t30,
+            lib.T30_SUPPORT_STANDARD_RESOLUTION
+            | lib.T30_SUPPORT_FINE_RESOLUTION
+            | lib.T30_SUPPORT_SUPERFINE_RESOLUTION
+            | lib.T30_SUPPORT_R8_RESOLUTION
+            | lib.T30_SUPPORT_R16_RESOLUTION,
+        )
         lib.t30_set_supported_image_sizes(
-            t30, lib.T30_SUPPORT_US_LETTER_LENGTH | lib.T30_SUPPORT_US_LEGAL_LENGTH | lib.T30_SUPPORT_UNLIMITED_LENGTH
-            | lib.T30_SUPPORT_215MM_WIDTH | lib.T30_SUPPORT_255MM_WIDTH | lib.T30_SUPPORT_303MM_WIDTH
-            | lib.T30_SUPPORT_A4_LENGTH | lib.T30_SUPPORT_B4_LENGTH)
+            t30,
+            lib.T30_SUPPORT_US_LETTER_LENGTH
+            | lib.T30_SUPPORT_US_LEGAL_LENGTH
+            | lib.T30_SUPPORT_UNLIMITED_LENGTH
+            | lib.T30_SUPPORT_215MM_WIDTH
+            | lib.T30_SUPPORT_255MM_WIDTH
+            | lib.T30_SUPPORT_303MM_WIDTH
+            | lib.T30_SUPPORT_A4_LENGTH
+            | lib.T30_SUPPORT_B4_LENGTH,
+        )
         if rx_file is not None:
             lib.t30_set_rx_encoding(t30, lib.T4_COMPRESSION_ITU_T6)
             lib.t30_set_rx_file(t30, os.fsencode(rx_file), -1)
@@ -157,13 +179,21 @@ class T30Terminal:
         st = ffi.new("t30_stats_t *")
         lib.t30_get_transfer_statistics(self._t30, st)
         return FaxStats(
-            bit_rate=st.bit_rate, ecm=bool(st.error_correcting_mode), pages_tx=st.pages_tx,
-            pages_rx=st.pages_rx, x_dpi=_ppm_to_dpi(st.x_resolution), y_dpi=_ppm_to_dpi(st.y_resolution),
-            width=st.width, length=st.length, bad_rows=st.bad_rows,
-            longest_bad_row_run=st.longest_bad_row_run, encoding=st.encoding,
+            bit_rate=st.bit_rate,
+            ecm=bool(st.error_correcting_mode),
+            pages_tx=st.pages_tx,
+            pages_rx=st.pages_rx,
+            x_dpi=_ppm_to_dpi(st.x_resolution),
+            y_dpi=_ppm_to_dpi(st.y_resolution),
+            width=st.width,
+            length=st.length,
+            bad_rows=st.bad_rows,
+            longest_bad_row_run=st.longest_bad_row_run,
+            encoding=st.encoding,
             remote_ident=_str(lib.t30_get_rx_ident(self._t30)).strip(),
             remote_vendor=_str(lib.t30_get_rx_vendor(self._t30)),
-            remote_model=_str(lib.t30_get_rx_model(self._t30)))
+            remote_model=_str(lib.t30_get_rx_model(self._t30)),
+        )
 
     @property
     def alive(self) -> bool:

@@ -27,7 +27,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
-from ._spandsp import ffi, lib
+from appliance.spandsp._spandsp import ffi, lib
 
 
 class Control(enum.IntEnum):
@@ -76,12 +76,18 @@ class T31Modem:
         self.to_dte: deque[bytes] = deque()
         self.events: deque[ModemControl] = deque()
         self.cts = True
-        self._at: "ffi.CData" = ffi.NULL
+        self._at: ffi.CData = ffi.NULL
         self._handle = ffi.new_handle(self)
         self._amp = ffi.new("int16_t[1024]")
-        self._t31 = lib.t31_init(ffi.NULL, lib._fb_t31_at_tx, self._handle,
-                                 lib._fb_t31_modem_control, self._handle,
-                                 lib._fb_t31_t38_tx, self._handle)
+        self._t31 = lib.t31_init(
+            ffi.NULL,
+            lib._fb_t31_at_tx,
+            self._handle,
+            lib._fb_t31_modem_control,
+            self._handle,
+            lib._fb_t31_t38_tx,
+            self._handle,
+        )
         if self._t31 == ffi.NULL:
             raise MemoryError("t31_init failed")
         lib.t31_set_transmit_on_idle(self._t31, 1)
@@ -112,8 +118,9 @@ class T31Modem:
         False if the modem has not yet called ``at_tx`` (its at_state_t is not known yet)."""
         if self._at == ffi.NULL:
             return False
-        lib.at_set_call_info(self._at, name.encode("ascii"),
-                             ffi.NULL if value is None else value.encode("ascii", "replace"))
+        lib.at_set_call_info(
+            self._at, name.encode("ascii"), ffi.NULL if value is None else value.encode("ascii", "replace")
+        )
         return True
 
     def reset_call_info(self) -> None:
@@ -127,7 +134,7 @@ class T31Modem:
         done = 0
         while done < n:
             k = min(1024, n - done)
-            ffi.memmove(self._amp, samples[2 * done:2 * (done + k)], 2 * k)
+            ffi.memmove(self._amp, samples[2 * done : 2 * (done + k)], 2 * k)
             lib.t31_rx(self._t31, self._amp, k)
             done += k
 
@@ -140,7 +147,7 @@ class T31Modem:
         return out + bytes(2 * (samples - n))
 
     @property
-    def state(self) -> "ffi.CData":
+    def state(self) -> ffi.CData:
         """The C ``t31_state_t*`` (for :class:`ModemLine`)."""
         self._check()
         return self._t31
@@ -175,8 +182,16 @@ class ModemLine:
     """Two modems on one line; :meth:`step` moves one block of audio both ways in one C call and
     counts pages from the T.30 frames it taps off the line (post-page command, then MCF)."""
 
-    def __init__(self, a: T31Modem, b: T31Modem, *, noise_dbm0: float | None = None,
-                 drop: float = 0.0, seed: int = 1, delay_ms: float = 100.0) -> None:
+    def __init__(
+        self,
+        a: T31Modem,
+        b: T31Modem,
+        *,
+        noise_dbm0: float | None = None,
+        drop: float = 0.0,
+        seed: int = 1,
+        delay_ms: float = 100.0,
+    ) -> None:
         if not 0.0 <= drop <= 1.0:
             raise ValueError("drop must be a probability")
         self.a, self.b = a, b
@@ -187,7 +202,7 @@ class ModemLine:
             raise ValueError("delay_ms must be between 0 and 1000")
         lib.fb_line_set_faults(self._line, noise_amplitude(noise_dbm0), round(drop * 1_000_000), seed & 0xFFFFFFFF)
 
-    def set_fax_end(self, end: int, fax: "ffi.CData") -> None:
+    def set_fax_end(self, end: int, fax: ffi.CData) -> None:
         """Carry fax terminal ``fax`` at end 0 (a) or 1 (b) instead of that end's T.31 modem
         (the virtual Class 2 modem's T.30); the terminal must outlive this line."""
         if lib.fb_line_set_fax_end(self._line, end, fax) != 0:
@@ -222,7 +237,7 @@ class ModemLine:
 
 
 @ffi.def_extern()
-def _fb_t31_at_tx(at: "ffi.CData", user_data: "ffi.CData", buf: "ffi.CData", length: int) -> int:
+def _fb_t31_at_tx(at: ffi.CData, user_data: ffi.CData, buf: ffi.CData, length: int) -> int:
     modem: T31Modem = ffi.from_handle(user_data)
     modem._at = at
     if length:
@@ -231,7 +246,7 @@ def _fb_t31_at_tx(at: "ffi.CData", user_data: "ffi.CData", buf: "ffi.CData", len
 
 
 @ffi.def_extern()
-def _fb_t31_modem_control(t31: "ffi.CData", user_data: "ffi.CData", op: int, num: "ffi.CData") -> int:
+def _fb_t31_modem_control(t31: ffi.CData, user_data: ffi.CData, op: int, num: ffi.CData) -> int:
     modem: T31Modem = ffi.from_handle(user_data)
     try:
         control = Control(op)
@@ -248,5 +263,5 @@ def _fb_t31_modem_control(t31: "ffi.CData", user_data: "ffi.CData", op: int, num
 
 
 @ffi.def_extern()
-def _fb_t31_t38_tx(core: "ffi.CData", user_data: "ffi.CData", buf: "ffi.CData", length: int, count: int) -> int:
+def _fb_t31_t38_tx(core: ffi.CData, user_data: ffi.CData, buf: ffi.CData, length: int, count: int) -> int:
     return 0  # audio mode only: the T.38 side of T.31 is never switched on here

@@ -30,9 +30,9 @@ T6 = lib.T4_COMPRESSION_ITU_T6
 ENCODINGS = {T4_1D: "T.4 1D (MH)", T4_2D: "T.4 2D (MR)", T6: "T.6 (MMR)"}
 
 #: T.30 resolutions in pixels per metre (spandsp's units); DPI names for people
-X_RES_R8 = 8031        # 8 pels/mm, "204 dpi"
+X_RES_R8 = 8031  # 8 pels/mm, "204 dpi"
 Y_RES_STANDARD = 3850  # 3.85 lines/mm, "98 dpi"
-Y_RES_FINE = 7700      # 7.7 lines/mm, "196 dpi"
+Y_RES_FINE = 7700  # 7.7 lines/mm, "196 dpi"
 Y_RES_SUPERFINE = 15400
 
 _REVERSE = bytes(int(f"{b:08b}"[::-1], 2) for b in range(256))
@@ -74,9 +74,16 @@ class PageStats:
 
 
 def _stats(st: ffi.CData) -> PageStats:
-    return PageStats(width=st.width, length=st.length, bad_rows=st.bad_rows,
-                     longest_bad_row_run=st.longest_bad_row_run, x_dpi=ppm_to_dpi(st.x_resolution),
-                     y_dpi=ppm_to_dpi(st.y_resolution), encoding=st.encoding, line_bytes=st.line_image_size)
+    return PageStats(
+        width=st.width,
+        length=st.length,
+        bad_rows=st.bad_rows,
+        longest_bad_row_run=st.longest_bad_row_run,
+        x_dpi=ppm_to_dpi(st.x_resolution),
+        y_dpi=ppm_to_dpi(st.y_resolution),
+        encoding=st.encoding,
+        line_bytes=st.line_image_size,
+    )
 
 
 class T4Error(RuntimeError):
@@ -128,8 +135,9 @@ class T4Receiver(_CState):
     def alive(self) -> bool:
         return self._s != ffi.NULL
 
-    def start_page(self, encoding: int = T4_1D, width: int = 1728, x_res: int = X_RES_R8,
-                   y_res: int = Y_RES_FINE) -> None:
+    def start_page(
+        self, encoding: int = T4_1D, width: int = 1728, x_res: int = X_RES_R8, y_res: int = Y_RES_FINE
+    ) -> None:
         """Begin a page coded as ``encoding`` (T4_1D/T4_2D/T6), ``width`` pixels, resolutions in pixels/m."""
         self._check()
         if encoding not in ENCODINGS:
@@ -157,7 +165,7 @@ class T4Receiver(_CState):
         for at in range(0, len(data), FEED_SLICE):
             if self._ended_by_rtc or self.refused is not None:
                 break
-            chunk = data[at:at + FEED_SLICE]
+            chunk = data[at : at + FEED_SLICE]
             self._ended_by_rtc = bool(lib.t4_rx_put_chunk(self._s, chunk, len(chunk)))
             self.refused = self._oversized()
         return self._ended_by_rtc
@@ -214,7 +222,6 @@ class T4Receiver(_CState):
         finally:
             lib.t4_rx_free(self._s)
             self._s = ffi.NULL
-
 
 
 class T4Transmitter(_CState):
@@ -276,4 +283,3 @@ class T4Transmitter(_CState):
         if self._s != ffi.NULL:
             lib.t4_tx_free(self._s)
             self._s = ffi.NULL
-

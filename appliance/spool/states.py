@@ -53,30 +53,34 @@ class AlertState(StrEnum):
 
 
 #: the states a fax with jobs takes, derived from its jobs (``derived_fax_state``)
-DELIVERY_STATES = (FaxState.ROUTED, FaxState.DELIVERING, FaxState.DELIVERED, FaxState.FAILED_RETRYING,
-                   FaxState.DEAD)
+DELIVERY_STATES = (FaxState.ROUTED, FaxState.DELIVERING, FaxState.DELIVERED, FaxState.FAILED_RETRYING, FaxState.DEAD)
 
 FAX_MOVES: frozenset[tuple[FaxState, FaxState]] = frozenset(
     {(FaxState.RECEIVING, FaxState.RECEIVED), (FaxState.RECEIVING, FaxState.NO_FAX)}
     | {(FaxState.RECEIVED, d) for d in DELIVERY_STATES}
-    | {(a, b) for a in DELIVERY_STATES for b in DELIVERY_STATES if a != b})
+    | {(a, b) for a in DELIVERY_STATES for b in DELIVERY_STATES if a != b}
+)
 
-JOB_MOVES: frozenset[tuple[JobState, JobState]] = frozenset({
-    (JobState.QUEUED, JobState.DELIVERING),
-    (JobState.FAILED_RETRYING, JobState.DELIVERING),
-    (JobState.DELIVERING, JobState.QUEUED),           # released unattempted, or requeued at start-up
-    (JobState.DELIVERING, JobState.DELIVERED),
-    (JobState.DELIVERING, JobState.FAILED_RETRYING),
-    (JobState.DELIVERING, JobState.DEAD),
-    (JobState.DELIVERED, JobState.QUEUED),            # a deliberate resend re-arms the row
-    (JobState.DEAD, JobState.QUEUED),
-})
+JOB_MOVES: frozenset[tuple[JobState, JobState]] = frozenset(
+    {
+        (JobState.QUEUED, JobState.DELIVERING),
+        (JobState.FAILED_RETRYING, JobState.DELIVERING),
+        (JobState.DELIVERING, JobState.QUEUED),  # released unattempted, or requeued at start-up
+        (JobState.DELIVERING, JobState.DELIVERED),
+        (JobState.DELIVERING, JobState.FAILED_RETRYING),
+        (JobState.DELIVERING, JobState.DEAD),
+        (JobState.DELIVERED, JobState.QUEUED),  # a deliberate resend re-arms the row
+        (JobState.DEAD, JobState.QUEUED),
+    }
+)
 
-ALERT_MOVES: frozenset[tuple[AlertState, AlertState]] = frozenset({
-    (AlertState.PENDING, AlertState.PENDING),         # a failed try waits for the next
-    (AlertState.PENDING, AlertState.SENT),
-    (AlertState.PENDING, AlertState.ABANDONED),
-})
+ALERT_MOVES: frozenset[tuple[AlertState, AlertState]] = frozenset(
+    {
+        (AlertState.PENDING, AlertState.PENDING),  # a failed try waits for the next
+        (AlertState.PENDING, AlertState.SENT),
+        (AlertState.PENDING, AlertState.ABANDONED),
+    }
+)
 
 #: jobs in these states are still owed an attempt: their fax is neither deleted nor purged
 OPEN_JOB_STATES = (JobState.QUEUED, JobState.DELIVERING, JobState.FAILED_RETRYING)

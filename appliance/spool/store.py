@@ -27,15 +27,26 @@ import re
 import secrets
 import sqlite3
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, TypedDict
+from typing import Any, TypedDict
 
-from appliance.spool.crashpoint import crash_point
 from appliance.fsutil import fsync_dir, fsync_file
-from appliance.spool.states import (ALERT_MOVES, FAX_MOVES, JOB_MOVES, OPEN_JOB_STATES, WAITING_JOB_STATES,
-                                    AlertState, FaxState, JobState, derived_fax_state, move)
+from appliance.spool.crashpoint import crash_point
+from appliance.spool.states import (
+    ALERT_MOVES,
+    FAX_MOVES,
+    JOB_MOVES,
+    OPEN_JOB_STATES,
+    WAITING_JOB_STATES,
+    AlertState,
+    FaxState,
+    JobState,
+    derived_fax_state,
+    move,
+)
 from appliance.spool.tiffpages import PageScan, keep_first_pages, scan_pages
 
 log = logging.getLogger("faxbridge.spool")
@@ -135,9 +146,23 @@ class DeadLetter:
 
 
 #: FaxRecord fields the call may report; the rest belong to the spool.
-FACT_FIELDS = ("line", "call_id", "caller_number", "caller_name", "called_number", "remote_ident",
-               "pages", "bad_rows", "bit_rate", "ecm", "resolution", "duration", "result_code",
-               "result_text", "extra")
+FACT_FIELDS = (
+    "line",
+    "call_id",
+    "caller_number",
+    "caller_name",
+    "called_number",
+    "remote_ident",
+    "pages",
+    "bad_rows",
+    "bit_rate",
+    "ecm",
+    "resolution",
+    "duration",
+    "result_code",
+    "result_text",
+    "extra",
+)
 
 _FAX_COLUMNS = tuple(f.name for f in dataclasses.fields(FaxRecord))
 _JOB_COLUMNS = tuple(f.name for f in dataclasses.fields(Job))
@@ -215,10 +240,12 @@ CREATE INDEX IF NOT EXISTS alerts_due ON alerts(state, next_attempt);
 #: pages walk (created, id) newest first, with or without a state; version 1 indexed created
 #: alone, which leaves SQLite a temporary B-tree sort for the id tie-break on every page.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
-    2: ("CREATE INDEX IF NOT EXISTS faxes_created_id ON faxes(created, id)",
+    2: (
+        "CREATE INDEX IF NOT EXISTS faxes_created_id ON faxes(created, id)",
         "CREATE INDEX IF NOT EXISTS faxes_state_created_id ON faxes(state, created, id)",
         "DROP INDEX IF EXISTS faxes_created",
-        "DROP INDEX IF EXISTS faxes_state_created"),
+        "DROP INDEX IF EXISTS faxes_state_created",
+    ),
 }
 
 
@@ -244,9 +271,13 @@ class FaxQuery:
 
 
 #: the start-up recovery's counts in words, for the log line a newcomer reads in the terminal
-_RECOVERED = {"finished": "fax(es) cut off by the last stop, kept", "no_fax": "call(s) cut off before a page",
-              "requeued": "delivery job(s) queued again", "cleaned": "stray file(s) removed",
-              "unrouted": "fax(es) routed now"}
+_RECOVERED = {
+    "finished": "fax(es) cut off by the last stop, kept",
+    "no_fax": "call(s) cut off before a page",
+    "requeued": "delivery job(s) queued again",
+    "cleaned": "stray file(s) removed",
+    "unrouted": "fax(es) routed now",
+}
 
 
 class Spool:
@@ -290,8 +321,7 @@ class Spool:
                             db.execute(stmt)
             if version > SCHEMA_VERSION:
                 # a newer firmware's database after a downgrade: keep its number, it knows more
-                log.warning("spool database is version %d, newer than this firmware's %d",
-                            version, SCHEMA_VERSION)
+                log.warning("spool database is version %d, newer than this firmware's %d", version, SCHEMA_VERSION)
             else:
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         fsync_dir(self.root)
@@ -300,7 +330,7 @@ class Spool:
         with self._lock:
             self._db.close()
 
-    def __enter__(self) -> "Spool":
+    def __enter__(self) -> Spool:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -339,8 +369,7 @@ class Spool:
         names = ", ".join(cols)
         marks = ", ".join("?" for _ in cols)
         with self._tx() as db:
-            fax_id = db.execute(f"INSERT INTO faxes ({names}) VALUES ({marks})",
-                                tuple(cols.values())).lastrowid
+            fax_id = db.execute(f"INSERT INTO faxes ({names}) VALUES ({marks})", tuple(cols.values())).lastrowid
         crash_point("begin.committed")
         fax = self.get_fax(int(fax_id))
         assert fax is not None
@@ -411,8 +440,13 @@ class Spool:
         if scan.readable == 0:
             return self._commit_no_fax(fax, now, complete=complete)
         if scan.readable < scan.claimed:
-            log.warning("fax %s: %d of %d pages decode; keeping the first %d", fax.id, scan.readable,
-                        scan.claimed, scan.readable)
+            log.warning(
+                "fax %s: %d of %d pages decode; keeping the first %d",
+                fax.id,
+                scan.readable,
+                scan.claimed,
+                scan.readable,
+            )
             try:
                 keep_first_pages(src, scan.readable)
                 scan = scan_pages(src)
@@ -440,11 +474,14 @@ class Spool:
                 extra = json.loads(row[1] or "{}")
                 extra["refused_pages"] = [r.as_dict() for r in scan.refused]
                 text = refusal_text(scan) + (f" ({row[0]})" if row[0] else "")
-                db.execute("UPDATE faxes SET result_text=?, extra=? WHERE id=? AND state=?",
-                           (text, json.dumps(extra), fax_id, fax.state.value))
-            db.execute("UPDATE faxes SET state=?, pages=?, complete=?, finished=?, image=?"
-                       " WHERE id=? AND state=?",
-                       (received.value, good, int(complete), now, image, fax_id, fax.state.value))
+                db.execute(
+                    "UPDATE faxes SET result_text=?, extra=? WHERE id=? AND state=?",
+                    (text, json.dumps(extra), fax_id, fax.state.value),
+                )
+            db.execute(
+                "UPDATE faxes SET state=?, pages=?, complete=?, finished=?, image=? WHERE id=? AND state=?",
+                (received.value, good, int(complete), now, image, fax_id, fax.state.value),
+            )
         crash_point("finish.committed")
         if scan.refused:
             log.warning("fax %s: %s", fax.id, refusal_text(scan))
@@ -456,8 +493,10 @@ class Spool:
     def _commit_no_fax(self, fax: FaxRecord, now: float, *, complete: bool) -> FaxRecord:
         no_fax = move(FAX_MOVES, fax.state, FaxState.NO_FAX, f"fax {fax.id}")
         with self._tx() as db:
-            db.execute("UPDATE faxes SET state=?, pages=0, complete=?, finished=?, image=NULL"
-                       " WHERE id=? AND state=?", (no_fax.value, int(complete), now, fax.id, fax.state.value))
+            db.execute(
+                "UPDATE faxes SET state=?, pages=0, complete=?, finished=?, image=NULL WHERE id=? AND state=?",
+                (no_fax.value, int(complete), now, fax.id, fax.state.value),
+            )
         crash_point("finish.nofax_committed")
         for p in (self.incoming_path(fax), self.final_path(fax)):
             p.unlink(missing_ok=True)
@@ -477,10 +516,17 @@ class Spool:
     def image_path(self, fax: FaxRecord) -> Path | None:
         return self.root / fax.image if fax.image else None
 
-    def list_faxes(self, *, limit: int = 50, offset: int = 0, state: str | None = None,
-                   search: str | None = None, query: FaxQuery | None = None,
-                   before: tuple[float, int] | None = None,
-                   after: tuple[float, int] | None = None) -> list[FaxRecord]:
+    def list_faxes(
+        self,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        state: str | None = None,
+        search: str | None = None,
+        query: FaxQuery | None = None,
+        before: tuple[float, int] | None = None,
+        after: tuple[float, int] | None = None,
+    ) -> list[FaxRecord]:
         """Newest first; ``search`` is a case-insensitive substring of numbers, names, TSI or recipient.
 
         ``before``/``after`` are keyset cursors, a (created, id) pair of a listed fax: the page
@@ -497,19 +543,28 @@ class Spool:
             where = _and(where, "(created, id) > (?, ?)")
             params += [float(after[0]), int(after[1])]
             order = "ASC"
-        rows = self._query(f"SELECT * FROM faxes {where} ORDER BY created {order}, id {order}"
-                           " LIMIT ? OFFSET ?", (*params, int(limit), int(offset)))
+        rows = self._query(
+            f"SELECT * FROM faxes {where} ORDER BY created {order}, id {order} LIMIT ? OFFSET ?",
+            (*params, int(limit), int(offset)),
+        )
         faxes = [_fax_from_row(r) for r in rows]
         return faxes[::-1] if order == "ASC" else faxes
 
-    def count_faxes(self, *, state: str | None = None, search: str | None = None,
-                    query: FaxQuery | None = None, cap: int | None = None) -> int:
+    def count_faxes(
+        self,
+        *,
+        state: str | None = None,
+        search: str | None = None,
+        query: FaxQuery | None = None,
+        cap: int | None = None,
+    ) -> int:
         """How many faxes match; with ``cap``, counting stops at cap + 1 ("more than cap")."""
         where, params = _filters(query or FaxQuery(state=state, search=search))
         if cap is None:
             return int(self._query(f"SELECT count(*) FROM faxes {where}", params)[0][0])
-        return int(self._query(f"SELECT count(*) FROM (SELECT 1 FROM faxes {where} LIMIT ?)",
-                               (*params, int(cap) + 1))[0][0])
+        return int(
+            self._query(f"SELECT count(*) FROM (SELECT 1 FROM faxes {where} LIMIT ?)", (*params, int(cap) + 1))[0][0]
+        )
 
     def jobs_for_faxes(self, fax_ids: list[int]) -> dict[int, list[Job]]:
         """The jobs of many faxes in one query (a list page), by fax id, each in creation order."""
@@ -523,8 +578,7 @@ class Spool:
 
     # -- jobs ---------------------------------------------------------------------------------
 
-    def add_jobs(self, fax_id: int, recipients: list[str], now: float, *,
-                 notice: bool = False) -> list[Job]:
+    def add_jobs(self, fax_id: int, recipients: list[str], now: float, *, notice: bool = False) -> list[Job]:
         """One job per recipient, all in one transaction; calling again adds nothing twice.
 
         ``notice``: the fax has no page but its recipients are owed a message anyway (an Exchange
@@ -538,14 +592,15 @@ class Spool:
                 raise ValueError(f"fax {fax_id} is {state}: nothing to deliver")
             n = db.execute("SELECT count(*) FROM jobs WHERE fax_id=?", (fax_id,)).fetchone()[0]
             for rcpt in dict.fromkeys(recipients):
-                exists = db.execute("SELECT 1 FROM jobs WHERE fax_id=? AND recipient=?",
-                                    (fax_id, rcpt)).fetchone()
+                exists = db.execute("SELECT 1 FROM jobs WHERE fax_id=? AND recipient=?", (fax_id, rcpt)).fetchone()
                 if exists:
                     continue
                 n += 1
-                db.execute("INSERT INTO jobs (fax_id, recipient, message_id, state, next_attempt,"
-                           " created) VALUES (?, ?, ?, ?, ?, ?)",
-                           (fax_id, rcpt, f"<{uid}.{n}@faxbridge>", JobState.QUEUED.value, now, now))
+                db.execute(
+                    "INSERT INTO jobs (fax_id, recipient, message_id, state, next_attempt,"
+                    " created) VALUES (?, ?, ?, ?, ?, ?)",
+                    (fax_id, rcpt, f"<{uid}.{n}@faxbridge>", JobState.QUEUED.value, now, now),
+                )
             crash_point("add_jobs.inserted")
             self._refresh_fax_state(db, fax_id)
         crash_point("add_jobs.committed")
@@ -553,8 +608,7 @@ class Spool:
         return [j for j in self.jobs_for(fax_id) if j.recipient in wanted]
 
     def jobs_for(self, fax_id: int) -> list[Job]:
-        return [_job_from_row(r) for r in self._query("SELECT * FROM jobs WHERE fax_id=? ORDER BY id",
-                                                      (fax_id,))]
+        return [_job_from_row(r) for r in self._query("SELECT * FROM jobs WHERE fax_id=? ORDER BY id", (fax_id,))]
 
     def get_job(self, job_id: int) -> Job | None:
         rows = self._query("SELECT * FROM jobs WHERE id=?", (job_id,))
@@ -565,7 +619,9 @@ class Spool:
         with self._tx() as db:
             due = db.execute(
                 "SELECT id, state FROM jobs WHERE state IN (?, ?) AND next_attempt <= ?"
-                " ORDER BY next_attempt, id LIMIT ?", (*WAITING_JOB_STATES, now, int(limit))).fetchall()
+                " ORDER BY next_attempt, id LIMIT ?",
+                (*WAITING_JOB_STATES, now, int(limit)),
+            ).fetchall()
             if not due:
                 return []
             ids = [r[0] for r in due]
@@ -573,8 +629,7 @@ class Spool:
                 move(JOB_MOVES, JobState(state), JobState.DELIVERING, f"job {job_id}")
             marks = ",".join("?" for _ in ids)
             db.execute(f"UPDATE jobs SET state=? WHERE id IN ({marks})", (JobState.DELIVERING.value, *ids))
-            for (fax_id,) in db.execute(f"SELECT DISTINCT fax_id FROM jobs WHERE id IN ({marks})",
-                                        ids).fetchall():
+            for (fax_id,) in db.execute(f"SELECT DISTINCT fax_id FROM jobs WHERE id IN ({marks})", ids).fetchall():
                 self._refresh_fax_state(db, fax_id)
         return [j for j in (self.get_job(i) for i in ids) if j is not None]
 
@@ -585,11 +640,17 @@ class Spool:
         marks = ",".join("?" for _ in job_ids)
         back = move(JOB_MOVES, JobState.DELIVERING, JobState.QUEUED, "a released job")
         with self._tx() as db:
-            fax_ids = [r[0] for r in db.execute(
-                f"SELECT DISTINCT fax_id FROM jobs WHERE id IN ({marks}) AND state=?",
-                (*job_ids, JobState.DELIVERING.value))]
-            db.execute(f"UPDATE jobs SET state=? WHERE id IN ({marks}) AND state=?",
-                       (back.value, *job_ids, JobState.DELIVERING.value))
+            fax_ids = [
+                r[0]
+                for r in db.execute(
+                    f"SELECT DISTINCT fax_id FROM jobs WHERE id IN ({marks}) AND state=?",
+                    (*job_ids, JobState.DELIVERING.value),
+                )
+            ]
+            db.execute(
+                f"UPDATE jobs SET state=? WHERE id IN ({marks}) AND state=?",
+                (back.value, *job_ids, JobState.DELIVERING.value),
+            )
             for fax_id in fax_ids:
                 self._refresh_fax_state(db, fax_id)
 
@@ -599,42 +660,68 @@ class Spool:
         return row[0][0]
 
     def job_delivered(self, job_id: int, now: float, reply: str) -> None:
-        self._finish_attempt(job_id, now, JobState.DELIVERED, ok=True, reply=reply,
-                             sets="delivered_at=?, last_error=''", params=(now,))
+        self._finish_attempt(
+            job_id, now, JobState.DELIVERED, ok=True, reply=reply, sets="delivered_at=?, last_error=''", params=(now,)
+        )
 
     def job_retry(self, job_id: int, now: float, error: str, next_attempt: float) -> None:
-        self._finish_attempt(job_id, now, JobState.FAILED_RETRYING, ok=False, reply=error,
-                             sets="next_attempt=?, last_error=?", params=(next_attempt, error))
+        self._finish_attempt(
+            job_id,
+            now,
+            JobState.FAILED_RETRYING,
+            ok=False,
+            reply=error,
+            sets="next_attempt=?, last_error=?",
+            params=(next_attempt, error),
+        )
 
     def job_dead(self, job_id: int, now: float, error: str, *, alert_to: str = "") -> None:
         """Mark the job dead; with ``alert_to``, owe the admin one alert, in the same commit, so
         a crash can neither lose the alert nor (once it is marked sent) repeat it."""
-        self._finish_attempt(job_id, now, JobState.DEAD, ok=False, reply=error,
-                             sets="last_error=?", params=(error,), alert_to=alert_to)
+        self._finish_attempt(
+            job_id, now, JobState.DEAD, ok=False, reply=error, sets="last_error=?", params=(error,), alert_to=alert_to
+        )
 
-    def _finish_attempt(self, job_id: int, now: float, outcome: JobState, *, ok: bool, reply: str,
-                        sets: str, params: tuple[Any, ...], alert_to: str = "") -> None:
+    def _finish_attempt(
+        self,
+        job_id: int,
+        now: float,
+        outcome: JobState,
+        *,
+        ok: bool,
+        reply: str,
+        sets: str,
+        params: tuple[Any, ...],
+        alert_to: str = "",
+    ) -> None:
         """Record one attempt's ``outcome`` of a claimed (``delivering``) job, with its reply."""
         with self._tx() as db:
             row = db.execute("SELECT fax_id, state FROM jobs WHERE id=?", (job_id,)).fetchone()
             if row is None:
                 raise KeyError(f"no job {job_id}")
             move(JOB_MOVES, JobState(row[1]), outcome, f"job {job_id}")
-            db.execute(f"UPDATE jobs SET state=?, {sets}, attempts=attempts+1 WHERE id=?",
-                       (outcome.value, *params, job_id))
-            db.execute("INSERT INTO attempts (job_id, time, ok, reply) VALUES (?, ?, ?, ?)",
-                       (job_id, now, int(ok), reply))
+            db.execute(
+                f"UPDATE jobs SET state=?, {sets}, attempts=attempts+1 WHERE id=?", (outcome.value, *params, job_id)
+            )
+            db.execute(
+                "INSERT INTO attempts (job_id, time, ok, reply) VALUES (?, ?, ?, ?)", (job_id, now, int(ok), reply)
+            )
             if alert_to:
-                db.execute("INSERT OR REPLACE INTO alerts (job_id, admin, state, next_attempt, created)"
-                           " VALUES (?, ?, ?, ?, ?)", (job_id, alert_to, AlertState.PENDING.value, now, now))
+                db.execute(
+                    "INSERT OR REPLACE INTO alerts (job_id, admin, state, next_attempt, created)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (job_id, alert_to, AlertState.PENDING.value, now, now),
+                )
             self._refresh_fax_state(db, row[0])
 
     # -- dead-letter alerts ---------------------------------------------------------------------
 
     def due_alerts(self, now: float) -> list[dict[str, Any]]:
         """Alerts owed to the admin and due now (one per dead job)."""
-        rows = self._query("SELECT * FROM alerts WHERE state=? AND next_attempt <= ?"
-                           " ORDER BY next_attempt, job_id", (AlertState.PENDING.value, now))
+        rows = self._query(
+            "SELECT * FROM alerts WHERE state=? AND next_attempt <= ? ORDER BY next_attempt, job_id",
+            (AlertState.PENDING.value, now),
+        )
         return [dict(r) for r in rows]
 
     def get_alert(self, job_id: int) -> dict[str, Any] | None:
@@ -642,21 +729,21 @@ class Spool:
         return dict(rows[0]) if rows else None
 
     def next_alert_due(self) -> float | None:
-        return self._query("SELECT min(next_attempt) FROM alerts WHERE state=?",
-                           (AlertState.PENDING.value,))[0][0]
+        return self._query("SELECT min(next_attempt) FROM alerts WHERE state=?", (AlertState.PENDING.value,))[0][0]
 
     def alert_sent(self, job_id: int, now: float) -> None:
         with self._tx() as db:
             sent = self._move_alert(db, job_id, AlertState.SENT)
-            db.execute("UPDATE alerts SET state=?, sent_at=?, attempts=attempts+1 WHERE job_id=?",
-                       (sent, now, job_id))
+            db.execute("UPDATE alerts SET state=?, sent_at=?, attempts=attempts+1 WHERE job_id=?", (sent, now, job_id))
 
     def alert_retry(self, job_id: int, error: str, next_attempt: float, *, give_up: bool = False) -> None:
         """A failed alert waits for its next try, or is abandoned: never an alert about an alert."""
         with self._tx() as db:
             to = self._move_alert(db, job_id, AlertState.ABANDONED if give_up else AlertState.PENDING)
-            db.execute("UPDATE alerts SET state=?, attempts=attempts+1, last_error=?, next_attempt=?"
-                       " WHERE job_id=?", (to, error, next_attempt, job_id))
+            db.execute(
+                "UPDATE alerts SET state=?, attempts=attempts+1, last_error=?, next_attempt=? WHERE job_id=?",
+                (to, error, next_attempt, job_id),
+            )
 
     @staticmethod
     def _move_alert(db: sqlite3.Connection, job_id: int, to: AlertState) -> str:
@@ -693,18 +780,23 @@ class Spool:
             uid, fax_state = row
             if fax_state in (FaxState.RECEIVING, FaxState.NO_FAX):
                 raise ValueError(f"fax {fax_id} is {fax_state}: nothing to deliver")
-            job = db.execute("SELECT id, state FROM jobs WHERE fax_id=? AND recipient=?",
-                             (fax_id, recipient)).fetchone()
+            job = db.execute(
+                "SELECT id, state FROM jobs WHERE fax_id=? AND recipient=?", (fax_id, recipient)
+            ).fetchone()
             message_id = f"<{uid}.{secrets.token_hex(6)}@faxbridge>"
             if job is None:
-                db.execute("INSERT INTO jobs (fax_id, recipient, message_id, state, next_attempt, created)"
-                           " VALUES (?, ?, ?, ?, ?, ?)",
-                           (fax_id, recipient, message_id, JobState.QUEUED.value, now, now))
+                db.execute(
+                    "INSERT INTO jobs (fax_id, recipient, message_id, state, next_attempt, created)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (fax_id, recipient, message_id, JobState.QUEUED.value, now, now),
+                )
             elif job[1] in (JobState.DELIVERED, JobState.DEAD):
                 queued = move(JOB_MOVES, JobState(job[1]), JobState.QUEUED, f"job {job[0]}")
-                db.execute("UPDATE jobs SET state=?, message_id=?, attempts=0, next_attempt=?,"
-                           " last_error='', delivered_at=NULL, created=? WHERE id=?",
-                           (queued.value, message_id, now, now, job[0]))
+                db.execute(
+                    "UPDATE jobs SET state=?, message_id=?, attempts=0, next_attempt=?,"
+                    " last_error='', delivered_at=NULL, created=? WHERE id=?",
+                    (queued.value, message_id, now, now, job[0]),
+                )
                 db.execute("DELETE FROM alerts WHERE job_id=?", (job[0],))
             else:
                 raise ValueError(f"fax {fax_id} to {recipient} is still {job[1]}: it will be delivered")
@@ -713,10 +805,8 @@ class Spool:
         return found[0]
 
     def attempts(self, job_id: int) -> list[dict[str, Any]]:
-        rows = self._query("SELECT job_id, time, ok, reply FROM attempts WHERE job_id=? ORDER BY id",
-                           (job_id,))
-        return [{"job_id": r["job_id"], "time": r["time"], "ok": bool(r["ok"]), "reply": r["reply"]}
-                for r in rows]
+        rows = self._query("SELECT job_id, time, ok, reply FROM attempts WHERE job_id=? ORDER BY id", (job_id,))
+        return [{"job_id": r["job_id"], "time": r["time"], "ok": bool(r["ok"]), "reply": r["reply"]} for r in rows]
 
     # -- summaries: the read API of the dashboard, the control socket's status and /metrics ---------
     # Every query here is bounded: it runs on an index or over a fixed number of rows, so a spool
@@ -724,7 +814,7 @@ class Spool:
 
     def job_counts(self) -> dict[JobState, int]:
         """Jobs per state, every state present (zero when none): ``jobs_due`` covers the GROUP BY."""
-        counts = {s: 0 for s in JobState}
+        counts = dict.fromkeys(JobState, 0)
         for state, n in self._query("SELECT state, count(*) FROM jobs GROUP BY state"):
             counts[JobState(state)] = int(n)
         return counts
@@ -740,8 +830,13 @@ class Spool:
             "SELECT count(*), sum(state NOT IN (:no_fax, :receiving)), sum(pages),"
             " sum(state IN (:no_fax, :dead) OR (complete = 0 AND state != :receiving))"
             " FROM faxes WHERE created >= :since",
-            {"no_fax": FaxState.NO_FAX.value, "receiving": FaxState.RECEIVING.value,
-             "dead": FaxState.DEAD.value, "since": since})[0]
+            {
+                "no_fax": FaxState.NO_FAX.value,
+                "receiving": FaxState.RECEIVING.value,
+                "dead": FaxState.DEAD.value,
+                "since": since,
+            },
+        )[0]
         return FaxTally(*(int(v or 0) for v in row))
 
     def failures_by_result(self, limit: int) -> list[ResultCount]:
@@ -749,16 +844,19 @@ class Spool:
         rows = self._query(
             "SELECT result_code, count(*) FROM faxes WHERE state != :receiving"
             " AND (state = :no_fax OR complete = 0) GROUP BY result_code ORDER BY count(*) DESC LIMIT :limit",
-            {"receiving": FaxState.RECEIVING.value, "no_fax": FaxState.NO_FAX.value, "limit": int(limit)})
+            {"receiving": FaxState.RECEIVING.value, "no_fax": FaxState.NO_FAX.value, "limit": int(limit)},
+        )
         return [ResultCount(int(code), int(n)) for code, n in rows]
 
     def delivery_latencies(self, limit: int) -> list[float]:
         """Seconds from job creation to delivery, for the last ``limit`` delivered jobs, newest first."""
         # "+state": not through the state index, which would sort every delivered job; newest ids first
         # instead, stopping after `limit` rows
-        rows = self._query("SELECT delivered_at - created FROM jobs WHERE +state = ?"
-                           " AND delivered_at IS NOT NULL ORDER BY id DESC LIMIT ?",
-                           (JobState.DELIVERED.value, int(limit)))
+        rows = self._query(
+            "SELECT delivered_at - created FROM jobs WHERE +state = ?"
+            " AND delivered_at IS NOT NULL ORDER BY id DESC LIMIT ?",
+            (JobState.DELIVERED.value, int(limit)),
+        )
         return [max(0.0, float(r[0])) for r in rows]
 
     def dead_letters(self, limit: int) -> list[DeadLetter]:
@@ -766,7 +864,9 @@ class Spool:
         rows = self._query(
             "SELECT jobs.id, jobs.fax_id, jobs.recipient, jobs.last_error, jobs.created, faxes.caller_number"
             " FROM jobs JOIN faxes ON faxes.id = jobs.fax_id WHERE jobs.state = ?"
-            " ORDER BY jobs.id DESC LIMIT ?", (JobState.DEAD.value, int(limit)))
+            " ORDER BY jobs.id DESC LIMIT ?",
+            (JobState.DEAD.value, int(limit)),
+        )
         return [DeadLetter(*r) for r in rows]
 
     def schema_version(self) -> int:
@@ -793,8 +893,9 @@ class Spool:
             fax = _fax_from_row(found)
             if fax.state == FaxState.RECEIVING:
                 raise ValueError(f"fax {fax.id} is still being received")
-            busy = db.execute("SELECT count(*) FROM jobs WHERE fax_id=? AND state=?",
-                              (fax_id, JobState.DELIVERING.value)).fetchone()[0]
+            busy = db.execute(
+                "SELECT count(*) FROM jobs WHERE fax_id=? AND state=?", (fax_id, JobState.DELIVERING.value)
+            ).fetchone()[0]
             if busy:
                 raise ValueError(f"fax {fax.id} is being delivered right now; try again in a minute")
             self._delete_rows(db, [fax_id])
@@ -820,8 +921,8 @@ class Spool:
                     " AND NOT EXISTS"
                     f" (SELECT 1 FROM jobs WHERE jobs.fax_id=faxes.id AND jobs.state IN ({open_marks}))"
                     " ORDER BY created, id LIMIT ?",
-                    (float(cutoff), FaxState.RECEIVING.value, FaxState.RECEIVED.value, *OPEN_JOB_STATES,
-                     PURGE_BATCH))
+                    (float(cutoff), FaxState.RECEIVING.value, FaxState.RECEIVED.value, *OPEN_JOB_STATES, PURGE_BATCH),
+                )
                 cur.row_factory = sqlite3.Row
                 faxes = [_fax_from_row(r) for r in cur.fetchall()]
                 if faxes:
@@ -887,19 +988,28 @@ class Spool:
             counts["no_fax" if fax.state == FaxState.NO_FAX else "finished"] += 1
         requeued = move(JOB_MOVES, JobState.DELIVERING, JobState.QUEUED, "a job cut off by the last stop")
         with self._tx() as db:
-            fax_ids = [r[0] for r in db.execute("SELECT DISTINCT fax_id FROM jobs WHERE state=?",
-                                                (JobState.DELIVERING.value,))]
+            fax_ids = [
+                r[0] for r in db.execute("SELECT DISTINCT fax_id FROM jobs WHERE state=?", (JobState.DELIVERING.value,))
+            ]
             counts["requeued"] = db.execute(
                 "UPDATE jobs SET state=?, next_attempt=min(next_attempt, ?) WHERE state=?",
-                (requeued.value, now, JobState.DELIVERING.value)).rowcount
+                (requeued.value, now, JobState.DELIVERING.value),
+            ).rowcount
             for fax_id in fax_ids:
                 self._refresh_fax_state(db, fax_id)
         counts["cleaned"] = self._remove_strays()
-        counts["unrouted"] = [_fax_from_row(r) for r in self._query(
-            "SELECT * FROM faxes WHERE state=? AND NOT EXISTS"
-            " (SELECT 1 FROM jobs WHERE jobs.fax_id=faxes.id) ORDER BY id", (FaxState.RECEIVED.value,))]
+        counts["unrouted"] = [
+            _fax_from_row(r)
+            for r in self._query(
+                "SELECT * FROM faxes WHERE state=? AND NOT EXISTS"
+                " (SELECT 1 FROM jobs WHERE jobs.fax_id=faxes.id) ORDER BY id",
+                (FaxState.RECEIVED.value,),
+            )
+        ]
         sizes = {k: (len(v) if isinstance(v, list) else v) for k, v in counts.items()}
-        log.info("spool checked: %s", ", ".join(f"{n} {_RECOVERED[k]}" for k, n in sizes.items() if n) or "all in order")
+        log.info(
+            "spool checked: %s", ", ".join(f"{n} {_RECOVERED[k]}" for k, n in sizes.items() if n) or "all in order"
+        )
         return counts
 
     def _remove_strays(self) -> int:
@@ -932,8 +1042,9 @@ class Spool:
         with self._lock:
             for state, n in self._db.execute("SELECT state, count(*) FROM jobs GROUP BY state"):
                 counts[state] = int(n)
-            oldest = self._db.execute("SELECT min(created) FROM jobs"
-                                      " WHERE state IN ('queued', 'failed_retrying')").fetchone()[0]
+            oldest = self._db.execute(
+                "SELECT min(created) FROM jobs WHERE state IN ('queued', 'failed_retrying')"
+            ).fetchone()[0]
         return SpoolStatus(queue=counts, oldest_waiting=oldest)
 
 
@@ -985,8 +1096,11 @@ def _filters(q: FaxQuery) -> tuple[str, list[Any]]:
     if q.until is not None:
         clauses.append("created < ?")
         params.append(float(q.until))
-    for text, columns in ((q.caller, ("caller_number", "caller_name")), (q.called, ("called_number",)),
-                          (q.tsi, ("remote_ident",))):
+    for text, columns in (
+        (q.caller, ("caller_number", "caller_name")),
+        (q.called, ("called_number",)),
+        (q.tsi, ("remote_ident",)),
+    ):
         if text:
             clause, more = _contains(columns, text)
             clauses.append(clause)
@@ -1017,8 +1131,7 @@ def _contains(columns: tuple[str, ...], needle: str) -> tuple[str, list[Any]]:
     """
     if needle.isascii():
         pattern = "%" + re.sub(r"([\\%_])", r"\\\1", needle) + "%"
-        return ("(" + " OR ".join(f"{c} LIKE ? ESCAPE '\\'" for c in columns) + ")",
-                [pattern] * len(columns))
+        return ("(" + " OR ".join(f"{c} LIKE ? ESCAPE '\\'" for c in columns) + ")", [pattern] * len(columns))
     expr = " || ' ' || ".join(columns) if len(columns) > 1 else columns[0]
     return f"instr(fb_fold({expr}), ?)", [needle.casefold()]
 

@@ -32,8 +32,7 @@ class RefusedPage:
     reason: str
 
     def as_dict(self) -> dict[str, object]:
-        return {"page": self.page, "width": self.width, "rows": self.rows, "ydpi": self.ydpi,
-                "reason": self.reason}
+        return {"page": self.page, "width": self.width, "rows": self.rows, "ydpi": self.ydpi, "reason": self.reason}
 
 
 @dataclass(frozen=True)
@@ -80,8 +79,7 @@ def scan_pages(path: Path) -> PageScan:
                 problem = frame_problem(im, claimed)
                 if problem is not None:  # kept as it came, never decoded
                     dpi = frame_dpi(im)
-                    refused.append(RefusedPage(claimed, im.size[0], im.size[1], dpi[1] if dpi else None,
-                                               problem))
+                    refused.append(RefusedPage(claimed, im.size[0], im.size[1], dpi[1] if dpi else None, problem))
                     good += 1
                     continue
                 try:
@@ -119,9 +117,24 @@ def keep_first_pages(path: Path, pages: int) -> None:
 
 SHORT, LONG, RATIONAL = 3, 4, 5
 #: the tags a bilevel fax page needs to be decoded and measured, by the type they are written as
-_COPIED = {254: LONG, 256: LONG, 257: LONG, 258: SHORT, 259: SHORT, 262: SHORT, 266: SHORT,
-           277: SHORT, 278: LONG, 282: RATIONAL, 283: RATIONAL, 284: SHORT, 292: LONG, 293: LONG,
-           296: SHORT, 317: SHORT}
+_COPIED = {
+    254: LONG,
+    256: LONG,
+    257: LONG,
+    258: SHORT,
+    259: SHORT,
+    262: SHORT,
+    266: SHORT,
+    277: SHORT,
+    278: LONG,
+    282: RATIONAL,
+    283: RATIONAL,
+    284: SHORT,
+    292: LONG,
+    293: LONG,
+    296: SHORT,
+    317: SHORT,
+}
 
 
 def _copy_pages(src: Path, pages: int) -> bytes:

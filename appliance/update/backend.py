@@ -44,10 +44,12 @@ class Answer:
 def slots_of(files: BootFiles) -> Slots:
     from appliance.update.slots import booted_slot, os_prefix_slot, parse_marks
 
-    return Slots(booted=booted_slot(files.cmdline),
-                 committed=os_prefix_slot(files.config) if files.config is not None else None,
-                 tryboot=os_prefix_slot(files.tryboot) if files.tryboot is not None else None,
-                 bad=parse_marks(files.marks or ""))
+    return Slots(
+        booted=booted_slot(files.cmdline),
+        committed=os_prefix_slot(files.config) if files.config is not None else None,
+        tryboot=os_prefix_slot(files.tryboot) if files.tryboot is not None else None,
+        bad=parse_marks(files.marks or ""),
+    )
 
 
 def answer(argv: list[str], files: BootFiles) -> Answer:
@@ -60,8 +62,11 @@ def answer(argv: list[str], files: BootFiles) -> Answer:
 
 def _answer(argv: list[str], files: BootFiles) -> Answer:
     if not argv:
-        return Answer(exit=2, error="usage: rauc-backend get-primary | get-current | get-state SLOT | "
-                                    "set-primary SLOT | set-state SLOT good|bad")
+        return Answer(
+            exit=2,
+            error="usage: rauc-backend get-primary | get-current | get-state SLOT | "
+            "set-primary SLOT | set-state SLOT good|bad",
+        )
     cmd, args = argv[0], argv[1:]
     s = slots_of(files)
     if cmd in ("get-primary", "get-current") and not args:

@@ -31,8 +31,12 @@ def _read(path: Path) -> str | None:
 
 
 def read_files(boot: Path, cmdline: Path = PROC_CMDLINE) -> BootFiles:
-    return BootFiles(config=_read(boot / CONFIG), tryboot=_read(boot / TRYBOOT), marks=_read(boot / MARKS),
-                     cmdline=_read(cmdline) or "")
+    return BootFiles(
+        config=_read(boot / CONFIG),
+        tryboot=_read(boot / TRYBOOT),
+        marks=_read(boot / MARKS),
+        cmdline=_read(cmdline) or "",
+    )
 
 
 def read_model(paths: tuple[Path, ...] = MODEL_PATHS) -> str:
@@ -62,7 +66,7 @@ def write_file(path: Path, text: str | bytes) -> None:
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def apply(boot: Path, writes: dict[str, str | None]) -> None:
@@ -115,8 +119,9 @@ def sweep(boot: Path) -> list[str]:
     """Remove what a cut run left (temp files, half-built slot directories); their names."""
     gone = []
     for p in boot.iterdir():
-        if p.name.startswith(".") and (p.name.endswith(".tmp") or p.name[1:] in
-                                        {f"{s}.{k}" for s in ("a", "b") for k in ("new", "old")}):
+        if p.name.startswith(".") and (
+            p.name.endswith(".tmp") or p.name[1:] in {f"{s}.{k}" for s in ("a", "b") for k in ("new", "old")}
+        ):
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
             gone.append(p.name)
     return gone

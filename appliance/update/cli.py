@@ -72,8 +72,10 @@ def cmd_boot_health(args: argparse.Namespace, load: Callable[[argparse.Namespace
     except ConfigError as e:
         # the checks still need the socket's, web's and spool's places: the defaults; a daemon
         # that cannot load the file fails its check and the trial is rolled back
-        print(f"boot-health: the configuration does not load ({'; '.join(e.errors)}); checking with the "
-              "defaults", file=sys.stderr)
+        print(
+            f"boot-health: the configuration does not load ({'; '.join(e.errors)}); checking with the defaults",
+            file=sys.stderr,
+        )
         cfg = Config.from_dict({}, base_dir=p.state_dir)
     return boot_health(p, Commands(), lambda: all_checks(cfg), timeout=args.timeout, reboot=not args.no_reboot)
 
@@ -91,37 +93,57 @@ def rauc_post_install_main(argv: list[str] | None = None) -> int:
     return post_install(os.environ, _paths(), Commands())
 
 
-def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
-                load: Callable[[argparse.Namespace], Config],
-                config_arguments: Callable[[argparse.ArgumentParser], None]) -> None:
+def add_parsers(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    load: Callable[[argparse.Namespace], Config],
+    config_arguments: Callable[[argparse.ArgumentParser], None],
+) -> None:
     from appliance.update.health import DEFAULT_TIMEOUT
 
-    u = sub.add_parser("update", help="install an update bundle (.raucb) into the other root slot and restart "
-                                      "to try it (as root); --status shows the slots")
+    u = sub.add_parser(
+        "update",
+        help="install an update bundle (.raucb) into the other root slot and restart "
+        "to try it (as root); --status shows the slots",
+    )
     u.add_argument("file", nargs="?", help="the update bundle (.raucb)")
     u.add_argument("--status", action="store_true", help="the booted, committed and tried slots, and the last update")
-    u.add_argument("--apply-request", action="store_true",
-                   help="(faxbridge-update.service) install the bundle the web UI or `update FILE` handed over")
+    u.add_argument(
+        "--apply-request",
+        action="store_true",
+        help="(faxbridge-update.service) install the bundle the web UI or `update FILE` handed over",
+    )
     u.add_argument("--state-dir", metavar="DIR", help="the state directory (default: /var/lib/faxbridge)")
     u.add_argument("--boot", metavar="DIR", help="the boot partition (default: /boot/firmware)")
     u.add_argument("--work", metavar="DIR", help="root's copy of the bundle (default: /data/system/update)")
     u.add_argument("--no-reboot", action="store_true", help="install, but do not restart to try it")
     u.set_defaults(func=cmd_update)
 
-    b = sub.add_parser("boot-health", help="(faxbridge-health.service) commit a tried system when it is "
-                                           "healthy, else go back to the old one; record how an update ended")
+    b = sub.add_parser(
+        "boot-health",
+        help="(faxbridge-health.service) commit a tried system when it is "
+        "healthy, else go back to the old one; record how an update ended",
+    )
     config_arguments(b)
     b.add_argument("--boot", metavar="DIR", help="the boot partition (default: /boot/firmware)")
-    b.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-                   help=f"how long a tried system has to become healthy (default {DEFAULT_TIMEOUT:.0f})")
+    b.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"how long a tried system has to become healthy (default {DEFAULT_TIMEOUT:.0f})",
+    )
     b.add_argument("--no-reboot", action="store_true", help="decide and record, but do not reboot")
     b.set_defaults(func=lambda a: cmd_boot_health(a, load))
 
-    rb = sub.add_parser("rauc-backend", help="(RAUC) the custom bootloader backend: get-primary, set-primary "
-                                             "SLOT, get-state SLOT, set-state SLOT good|bad, get-current")
+    rb = sub.add_parser(
+        "rauc-backend",
+        help="(RAUC) the custom bootloader backend: get-primary, set-primary "
+        "SLOT, get-state SLOT, set-state SLOT good|bad, get-current",
+    )
     rb.add_argument("argv", nargs=argparse.REMAINDER)
     rb.set_defaults(func=lambda a: rauc_backend_main(a.argv))
 
-    rp = sub.add_parser("rauc-post-install", help="(RAUC) copy the new slot's kernel, initrd and DTBs to the "
-                                                  "boot partition")
+    rp = sub.add_parser(
+        "rauc-post-install", help="(RAUC) copy the new slot's kernel, initrd and DTBs to the boot partition"
+    )
     rp.set_defaults(func=lambda a: rauc_post_install_main([]))

@@ -54,8 +54,14 @@ class Commands:
         """``rauc install``: each output line to ``on_line`` as it comes ("  40% Copying ...",
         "LastError: ..."); error = the last error RAUC gave."""
         try:
-            proc = subprocess.Popen([self.rauc, "install", str(bundle)], stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, bufsize=1)
+            proc = subprocess.Popen(
+                [self.rauc, "install", str(bundle)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                text=True,
+                bufsize=1,
+            )
         except OSError as e:
             return Result(False, error=f"{self.rauc}: {e}")
         last_error, lines = "", []

@@ -48,10 +48,15 @@ def plan(slots: Slots, status: Status) -> Plan:
     if slots.booted is not None and status.target_slot == slots.booted == slots.committed:
         return Plan("committed")  # committed, then cut before status.json said so
     if status.phase == "rebooting":
-        return Plan("rolled_back", "the new system did not start (the box came back to the old one "
-                                   "by itself, after a crash, a hang or a power cut while starting it)")
-    return Plan("rolled_back", "the new system stopped before it reported healthy (a crash, a hang or a "
-                               "power cut while it was being checked)")
+        return Plan(
+            "rolled_back",
+            "the new system did not start (the box came back to the old one "
+            "by itself, after a crash, a hang or a power cut while starting it)",
+        )
+    return Plan(
+        "rolled_back",
+        "the new system stopped before it reported healthy (a crash, a hang or a power cut while it was being checked)",
+    )
 
 
 @dataclass(frozen=True)

@@ -79,8 +79,9 @@ def _ensure_dir(state_dir: Path) -> Path:
     return d
 
 
-def store_bundle(state_dir: Path, source: IO[bytes], limit: int = MAX_BUNDLE,
-                 on_bytes: Callable[[int], None] | None = None) -> int:
+def store_bundle(
+    state_dir: Path, source: IO[bytes], limit: int = MAX_BUNDLE, on_bytes: Callable[[int], None] | None = None
+) -> int:
     """Copy ``source`` to the bundle's fixed name (``.bundle.raucb.part`` first, so a cut upload
     never looks whole); its size.  RequestError when it is empty or larger than ``limit``."""
     d = _ensure_dir(state_dir)
@@ -95,8 +96,10 @@ def store_bundle(state_dir: Path, source: IO[bytes], limit: int = MAX_BUNDLE,
                     break
                 total += len(chunk)
                 if total > limit:
-                    raise RequestError(f"the file is larger than {limit // (1024 * 1024)} MB, the most an "
-                                       "update may be; this is not an update bundle")
+                    raise RequestError(
+                        f"the file is larger than {limit // (1024 * 1024)} MB, the most an "
+                        "update may be; this is not an update bundle"
+                    )
                 out.write(chunk)
                 if on_bytes is not None:
                     on_bytes(total)
@@ -193,8 +196,9 @@ def take_request(dirfd: int) -> dict[str, object]:
     return req
 
 
-def copy_bundle(dirfd: int, work: Path = WORK_DIR, limit: int = MAX_BUNDLE,
-                on_progress: Callable[[int, int], None] | None = None) -> Path:
+def copy_bundle(
+    dirfd: int, work: Path = WORK_DIR, limit: int = MAX_BUNDLE, on_progress: Callable[[int, int], None] | None = None
+) -> Path:
     """Copy the service user's bundle into root's ``work`` directory (0700) and remove the
     original; the copy's path.  Only the bytes fstat saw are taken: a file that grows or shrinks
     during the copy is refused."""
@@ -217,7 +221,7 @@ def copy_bundle(dirfd: int, work: Path = WORK_DIR, limit: int = MAX_BUNDLE,
                     raise RequestError("the update file became shorter while it was copied")
                 view = memoryview(chunk)
                 while view:
-                    view = view[os.write(out, view):]
+                    view = view[os.write(out, view) :]
                 done += len(chunk)
                 if on_progress is not None:
                     on_progress(done, size)

@@ -60,8 +60,13 @@ def apply_request(p: Paths, cmds: Commands, reboot: bool = True) -> int:
     except (RequestError, OSError) as e:
         _say(f"update: {e}")
         return 1
-    st = Status(phase="checking", started=time.time(), from_version=_version(), percent=None,
-                message="Checking the update request")
+    st = Status(
+        phase="checking",
+        started=time.time(),
+        from_version=_version(),
+        percent=None,
+        message="Checking the update request",
+    )
     copy: Path | None = None
     try:
         try:
@@ -98,8 +103,10 @@ def apply_request(p: Paths, cmds: Commands, reboot: bool = True) -> int:
                 raise RequestError(plain_error(result.error))
             after = p.slots()
             if after.tryboot != st.target_slot:
-                raise RequestError(f"the update was written to slot {st.target_slot}, but the boot partition "
-                                   "was not prepared to try it (tryboot.txt); the box keeps its system")
+                raise RequestError(
+                    f"the update was written to slot {st.target_slot}, but the boot partition "
+                    "was not prepared to try it (tryboot.txt); the box keeps its system"
+                )
         except RequestError as e:
             request.discard_bundle(dirfd)  # nothing will install it: give the space back
             st.phase, st.percent, st.error = "failed", None, str(e)
@@ -111,8 +118,10 @@ def apply_request(p: Paths, cmds: Commands, reboot: bool = True) -> int:
             if copy is not None:
                 copy.unlink(missing_ok=True)
         st.phase, st.percent = "rebooting", 100
-        st.message = (f"Version {st.version or '?'} is installed in slot {st.target_slot}. The box restarts to try "
-                      "it; the web page answers again in a few minutes.")
+        st.message = (
+            f"Version {st.version or '?'} is installed in slot {st.target_slot}. The box restarts to try "
+            "it; the web page answers again in a few minutes."
+        )
         request.write_status(dirfd, st)
         _say(f"update: {st.message}")
         if reboot:
@@ -152,16 +161,17 @@ def slot_boot_files(root: Path) -> dict[str, Path]:
     Only regular files: a link in the new root could point anywhere on this one."""
     ready = root / SLOT_BOOT_DIR
     if ready.is_dir() and not ready.is_symlink():
-        files = {f.name: f for f in sorted(ready.iterdir())
-                 if not f.is_symlink() and f.is_file() and f.name != "cmdline.txt"}
+        files = {
+            f.name: f for f in sorted(ready.iterdir()) if not f.is_symlink() and f.is_file() and f.name != "cmdline.txt"
+        }
         if files:
             return files
     boot = root / "boot"
     kernels = [k for k in boot.glob("vmlinuz-*") if k.is_file() and not k.is_symlink()] if boot.is_dir() else []
     if not kernels:
         raise SlotError(f"the new system has no kernel (no {SLOT_BOOT_DIR}/ and no /boot/vmlinuz-*)")
-    kernel = max(kernels, key=lambda k: _version_key(k.name[len("vmlinuz-"):]))
-    release = kernel.name[len("vmlinuz-"):]
+    kernel = max(kernels, key=lambda k: _version_key(k.name[len("vmlinuz-") :]))
+    release = kernel.name[len("vmlinuz-") :]
     initrd = boot / f"initrd.img-{release}"
     if not initrd.is_file() or initrd.is_symlink():
         raise SlotError(f"the new system has kernel {release} but no /boot/initrd.img-{release}")
@@ -223,8 +233,11 @@ def post_install(env: Mapping[str, str], p: Paths, cmds: Commands) -> int:
         _say(f"rauc-post-install: {p.boot / slot}/ holds slot {slot}'s kernel, initrd, DTBs and cmdline.txt")
         done += 1
     if not done:
-        print("rauc-post-install: no target slot with bootname a or b (RAUC_TARGET_SLOTS="
-              f"{env.get('RAUC_TARGET_SLOTS', '')!r})", file=sys.stderr)
+        print(
+            "rauc-post-install: no target slot with bootname a or b (RAUC_TARGET_SLOTS="
+            f"{env.get('RAUC_TARGET_SLOTS', '')!r})",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -232,9 +245,15 @@ def post_install(env: Mapping[str, str], p: Paths, cmds: Commands) -> int:
 # -- boot health ------------------------------------------------------------------------------
 
 
-def boot_health(p: Paths, cmds: Commands, checker: Callable[[], list[Check]],
-                timeout: float = DEFAULT_TIMEOUT, clock: Callable[[], float] = time.monotonic,
-                sleep: Callable[[float], None] = time.sleep, reboot: bool = True) -> int:
+def boot_health(
+    p: Paths,
+    cmds: Commands,
+    checker: Callable[[], list[Check]],
+    timeout: float = DEFAULT_TIMEOUT,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    reboot: bool = True,
+) -> int:
     slots = p.slots()
     for name in bootdir.sweep(p.boot) if p.boot.is_dir() else []:
         _say(f"boot-health: removed {name} left by a cut update")
@@ -284,15 +303,24 @@ def boot_health(p: Paths, cmds: Commands, checker: Callable[[], list[Check]],
         os.close(dirfd)
 
 
-def _trial(p: Paths, cmds: Commands, checker: Callable[[], list[Check]], timeout: float,
-           clock: Callable[[], float], sleep: Callable[[float], None], dirfd: int, st: Status,
-           slots: Slots) -> tuple[bool, str]:
+def _trial(
+    p: Paths,
+    cmds: Commands,
+    checker: Callable[[], list[Check]],
+    timeout: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    dirfd: int,
+    st: Status,
+    slots: Slots,
+) -> tuple[bool, str]:
     """Watch the tried system until a verdict; commit it when healthy.  (committed, why not)."""
     st.phase, st.percent, st.error = "trial", None, ""
     st.version = st.version or _version()
     st.target_slot = slots.booted or ""
-    st.message = (f"Trying version {st.version} in slot {slots.booted}: checking the fax service, "
-                  "the web page and the spool")
+    st.message = (
+        f"Trying version {st.version} in slot {slots.booted}: checking the fax service, the web page and the spool"
+    )
     request.write_status(dirfd, st)
     watch = HealthWatch(clock(), timeout)
     said = ""
@@ -324,8 +352,11 @@ def status_lines(p: Paths) -> list[str]:
         lines.append(f"updates:   refused: {problem}")
     st = request.read_status(p.state_dir)
     if st.phase != "idle":
-        lines.append(f"update:    {st.phase}" + (f", {st.percent}%" if st.percent is not None else "")
-                     + (f": {st.message}" if st.message else ""))
+        lines.append(
+            f"update:    {st.phase}"
+            + (f", {st.percent}%" if st.percent is not None else "")
+            + (f": {st.message}" if st.message else "")
+        )
     if result := st.result():
         lines.append(f"last:      {result}")
     if request.pending(p.state_dir):
@@ -333,8 +364,13 @@ def status_lines(p: Paths) -> list[str]:
     return lines
 
 
-def submit(p: Paths, bundle: Path, pickup_timeout: float = 60.0, clock: Callable[[], float] = time.time,
-           sleep: Callable[[float], None] = time.sleep) -> int:
+def submit(
+    p: Paths,
+    bundle: Path,
+    pickup_timeout: float = 60.0,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
     """`faxbridge update FILE`: the web UI's path from a shell; follows status.json to the end."""
     if problem := model_problem(bootdir.read_model(p.model)):
         _say(f"update refused: {problem}")
@@ -346,8 +382,10 @@ def submit(p: Paths, bundle: Path, pickup_timeout: float = 60.0, clock: Callable
         with open(bundle, "rb") as f:
             size = request.store_bundle(p.state_dir, f, p.max_bundle)
     except PermissionError as e:
-        _say(f"update: cannot write {request.update_dir(p.state_dir)} ({e.strerror}): run it as root "
-             "(sudo faxbridge update FILE)")
+        _say(
+            f"update: cannot write {request.update_dir(p.state_dir)} ({e.strerror}): run it as root "
+            "(sudo faxbridge update FILE)"
+        )
         return 1
     except (OSError, RequestError) as e:
         _say(f"update: {bundle}: {e}")
@@ -361,8 +399,10 @@ def submit(p: Paths, bundle: Path, pickup_timeout: float = 60.0, clock: Callable
         mine = st.started >= asked - 1 and not request.pending(p.state_dir)
         if not mine:
             if clock() - asked > pickup_timeout:
-                _say("update: the installer did not start. Is faxbridge-update.path active? "
-                     "(systemctl status faxbridge-update.path); the request stays and is taken when it starts")
+                _say(
+                    "update: the installer did not start. Is faxbridge-update.path active? "
+                    "(systemctl status faxbridge-update.path); the request stays and is taken when it starts"
+                )
                 return 1
         else:
             line = f"{st.phase}" + (f" {st.percent:3d}%" if st.percent is not None else "") + f": {st.message}"
@@ -370,13 +410,13 @@ def submit(p: Paths, bundle: Path, pickup_timeout: float = 60.0, clock: Callable
                 said = line
                 _say(f"update: {line}")
             if st.phase == "rebooting":
-                _say("update: the box now restarts into the new system. It keeps it when the fax service, "
-                     "the web page and the spool answer; otherwise it goes back to this system by itself. "
-                     "`faxbridge update --status` says which after the restart.")
+                _say(
+                    "update: the box now restarts into the new system. It keeps it when the fax service, "
+                    "the web page and the spool answer; otherwise it goes back to this system by itself. "
+                    "`faxbridge update --status` says which after the restart."
+                )
                 return 0
             if not st.busy:
                 _say(f"update: {st.result()}")
                 return 0 if st.phase == "committed" else 1
         sleep(1.0)
-
-

@@ -112,22 +112,29 @@ class Slots:
     def problem(self) -> str:
         """Why an update cannot start now, in plain words; "" when it can."""
         if self.committed is None:
-            return ("the boot partition's config.txt names no root slot (os_prefix=a/ or b/): this card "
-                    "was not made for updates")
+            return (
+                "the boot partition's config.txt names no root slot (os_prefix=a/ or b/): this card "
+                "was not made for updates"
+            )
         if self.booted is None:
             return "the running kernel's command line has no rauc.slot=: the booted slot is unknown"
         if self.on_trial:
-            return (f"the system in slot {self.booted} is still on trial (slot {self.committed} is the "
-                    "committed one); wait until it is committed or rolled back")
+            return (
+                f"the system in slot {self.booted} is still on trial (slot {self.committed} is the "
+                "committed one); wait until it is committed or rolled back"
+            )
         return ""
 
     def describe(self) -> list[str]:
         """`faxbridge update --status` lines."""
-        lines = [f"booted:    slot {self.booted or '? (no rauc.slot= on the kernel command line)'}",
-                 f"committed: slot {self.committed or '? (no os_prefix= in config.txt)'}"]
+        lines = [
+            f"booted:    slot {self.booted or '? (no rauc.slot= on the kernel command line)'}",
+            f"committed: slot {self.committed or '? (no os_prefix= in config.txt)'}",
+        ]
         if self.on_trial:
-            lines.append(f"trial:     yes: slot {self.booted} is being tried; a plain reboot returns to "
-                         f"slot {self.committed}")
+            lines.append(
+                f"trial:     yes: slot {self.booted} is being tried; a plain reboot returns to slot {self.committed}"
+            )
         else:
             lines.append("trial:     no")
         if self.tryboot is not None and not self.on_trial:
@@ -157,7 +164,9 @@ def model_problem(model: str) -> str:
     box.  A board that is not a Pi (QEMU's virt machine) is taken to have the slot switch."""
     name = model.replace("\x00", "").strip()
     if "Raspberry Pi 3" in name:
-        return (f"this {name} cannot be updated in place: its firmware has no 'tryboot', so a new system "
-                "could not be tried with the old one kept as a fallback. Flash the new image to a "
-                "card instead (the configuration can be restored from a backup).")
+        return (
+            f"this {name} cannot be updated in place: its firmware has no 'tryboot', so a new system "
+            "could not be tried with the old one kept as a fallback. Flash the new image to a "
+            "card instead (the configuration can be restored from a backup)."
+        )
     return ""

@@ -15,14 +15,14 @@ from typing import Any
 
 #: phase -> is an update still under way in it
 PHASES = {
-    "idle": False,         # no update yet
-    "checking": True,      # the request was taken; the file is being checked and copied
-    "installing": True,    # rauc install is writing the other slot
-    "rebooting": True,     # installed; the box restarts into the new system to try it
-    "trial": True,         # the new system runs and is checking itself
-    "committed": False,    # the new system is healthy and now starts every boot
+    "idle": False,  # no update yet
+    "checking": True,  # the request was taken; the file is being checked and copied
+    "installing": True,  # rauc install is writing the other slot
+    "rebooting": True,  # installed; the box restarts into the new system to try it
+    "trial": True,  # the new system runs and is checking itself
+    "committed": False,  # the new system is healthy and now starts every boot
     "rolled_back": False,  # the new system failed; the box went back to the old one
-    "failed": False,       # nothing was changed (bad file, bad signature, refused ...)
+    "failed": False,  # nothing was changed (bad file, bad signature, refused ...)
 }
 MAX_STATUS = 64 * 1024
 _RAUC_PROGRESS = re.compile(r"^\s*(?P<percent>\d{1,3})%\s+(?P<message>.*\S)\s*$")
@@ -106,9 +106,11 @@ def rauc_progress(line: str) -> tuple[int, str] | None:
 
 #: words of RAUC's errors -> what the owner is told
 _PLAIN = [
-    (("signature", "cms", "verif", "certificate", "keyring", "x509"),
-     "the update file's signature is not valid for this box (it was not made by the maker of this "
-     "firmware, or it was damaged)"),
+    (
+        ("signature", "cms", "verif", "certificate", "keyring", "x509"),
+        "the update file's signature is not valid for this box (it was not made by the maker of this "
+        "firmware, or it was damaged)",
+    ),
     (("compatible",), "the update is for a different kind of device"),
     (("no space", "enospc"), "the box ran out of space while installing"),
     (("squashfs", "bundle", "magic", "not a valid", "invalid"), "the file is not a valid update bundle"),

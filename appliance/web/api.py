@@ -41,8 +41,7 @@ def list_faxes() -> Response:
     total = spool.count_faxes(query=query, cap=COUNT_CAP)
     found = spool.list_faxes(query=query, limit=limit, offset=offset) if limit else []
     jobs = spool.jobs_for_faxes([f.id for f in found]) if found else {}
-    return jsonify(total=total, total_capped=total >= COUNT_CAP,
-                   faxes=[fax_dict(f, jobs.get(f.id, [])) for f in found])
+    return jsonify(total=total, total_capped=total >= COUNT_CAP, faxes=[fax_dict(f, jobs.get(f.id, [])) for f in found])
 
 
 @bp.get("/faxes/<int:fax_id>")
@@ -75,7 +74,7 @@ def resend_fax(fax_id: int) -> tuple[Response, int]:
     if refused and recipients is not None:
         return jsonify(error="not sent: " + "; ".join(why for _, why in refused_), refused=refused), 400
     if not jobs and not left and not refused:
-        return jsonify(error="this fax has no recipients yet: give one as \"to\""), 409
+        return jsonify(error='this fax has no recipients yet: give one as "to"'), 409
     queued = [{"recipient": j.recipient, "message_id": j.message_id} for j in jobs]
     skipped = [{"recipient": r, "reason": why} for r, why in left]
     if not queued:  # the Error shape too, so a client that only reads "error" learns why
@@ -107,9 +106,17 @@ def status() -> Response:
     cfg = current_app.config["FAXBRIDGE"]
     live, why = daemonlink.status()
     s = health.summary(cfg, get_spool(), live, why, current_zone())
-    return jsonify(daemon_up=s.daemon_up, daemon_error=s.daemon_error, lines=s.lines, calls=s.calls,
-                   today=_plain(s.today), queue=s.queue, oldest_waiting=s.oldest_waiting,
-                   disk=_plain(s.disk), alerts=[_plain(a) for a in s.alerts])
+    return jsonify(
+        daemon_up=s.daemon_up,
+        daemon_error=s.daemon_error,
+        lines=s.lines,
+        calls=s.calls,
+        today=_plain(s.today),
+        queue=s.queue,
+        oldest_waiting=s.oldest_waiting,
+        disk=_plain(s.disk),
+        alerts=[_plain(a) for a in s.alerts],
+    )
 
 
 @bp.get("/route")
@@ -125,9 +132,14 @@ def which_route() -> Response:
     except ConfigError as e:
         return jsonify(error="the configuration file is not valid", errors=e.errors), 409
     args = request.args
-    decision = route(cfg.routing, called_number=text_param(args, "called") or "",
-                     caller_number=text_param(args, "caller") or "", remote_ident=text_param(args, "tsi") or "",
-                     line=text_param(args, "line") or "", um_recipient=text_param(args, "um") or "")
+    decision = route(
+        cfg.routing,
+        called_number=text_param(args, "called") or "",
+        caller_number=text_param(args, "caller") or "",
+        remote_ident=text_param(args, "tsi") or "",
+        line=text_param(args, "line") or "",
+        um_recipient=text_param(args, "um") or "",
+    )
     return jsonify(recipients=decision.recipients, **decision.as_extra())
 
 

@@ -7,15 +7,11 @@ below forbid inline script, framing and content sniffing as a second line of def
 
 from __future__ import annotations
 
-
 from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from appliance.config import Config
-from appliance.web import api, auth, csrf, faxes
-from appliance.web import openapi
-from appliance.web import settings, wizard
-from appliance.web import dashboard, metrics, pending, system, update
+from appliance.web import api, auth, csrf, dashboard, faxes, metrics, openapi, pending, settings, system, update, wizard
 from appliance.web.params import BadParam
 from appliance.web.spoolview import close_spool
 from appliance.web.zone import format_time
@@ -28,8 +24,13 @@ SECURITY_HEADERS = {
 }
 
 STATE_LABELS = {
-    "receiving": "Receiving", "received": "Received", "no_fax": "No fax", "routed": "Routed",
-    "delivering": "Delivering", "delivered": "Delivered", "failed_retrying": "Retrying",
+    "receiving": "Receiving",
+    "received": "Received",
+    "no_fax": "No fax",
+    "routed": "Routed",
+    "delivering": "Delivering",
+    "delivered": "Delivered",
+    "failed_retrying": "Retrying",
     "dead": "Failed",
 }
 
@@ -42,10 +43,12 @@ def create_app(config: Config) -> Flask:
     app.jinja_env.globals["has_endpoint"] = lambda name: name in app.view_functions
     app.jinja_env.globals["restart_pending"] = pending.summary  # base.html's banner, when logged in
     # every time a page shows goes through ``when``: the owner's zone, named (appliance/localtime.py)
-    app.jinja_env.filters.update(when=format_time, duration=fmt_duration, state_label=state_label,
-                                 state_class=state_class, dash=dash)
-    auth.init_app(app, config.path(config.web.state_dir), https=config.web.https,
-                  session_hours=config.web.session_hours)
+    app.jinja_env.filters.update(
+        when=format_time, duration=fmt_duration, state_label=state_label, state_class=state_class, dash=dash
+    )
+    auth.init_app(
+        app, config.path(config.web.state_dir), https=config.web.https, session_hours=config.web.session_hours
+    )
     csrf.init_app(app)
     app.register_blueprint(dashboard.bp)  # "/" and /events
     app.register_blueprint(metrics.bp)  # /metrics
@@ -86,8 +89,9 @@ def bad_param(e: BadParam) -> tuple[Response | str, int]:
     """400 naming the parameter, JSON for the API, a page for people."""
     if _wants_json():
         return jsonify(error=f"bad parameter {e.name!r}: {e.message}", parameter=e.name), 400
-    return render_template("error.html", code=400, title="Bad request",
-                           message=f"Parameter '{e.name}' {e.message}."), 400
+    return render_template(
+        "error.html", code=400, title="Bad request", message=f"Parameter '{e.name}' {e.message}."
+    ), 400
 
 
 def http_error(e: HTTPException) -> tuple[Response | str, int]:

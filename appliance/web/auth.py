@@ -32,8 +32,20 @@ from urllib.parse import urlsplit
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from flask import (Blueprint, Flask, Request, Response, current_app, flash, jsonify, redirect,
-                   render_template, request, session, url_for)
+from flask import (
+    Blueprint,
+    Flask,
+    Request,
+    Response,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from appliance.fsutil import write_private
@@ -95,8 +107,9 @@ class AdminStore:
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as e:
-            raise RuntimeError(f"{self.file}: unreadable ({e}); restore it or delete it to set a new "
-                               "password") from None
+            raise RuntimeError(
+                f"{self.file}: unreadable ({e}); restore it or delete it to set a new password"
+            ) from None
         return data if isinstance(data, dict) else {}
 
     def _write(self, record: dict[str, Any]) -> None:
@@ -296,10 +309,14 @@ def init_app(app: Flask, state_dir: Path, *, https: bool, session_hours: int) ->
     app.secret_key = admin.session_key()
     app.request_class = BoundedRequest
     app.register_error_handler(RequestEntityTooLarge, too_large)
-    app.config.update(SESSION_COOKIE_NAME="faxbridge_session", SESSION_COOKIE_HTTPONLY=True,
-                      SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_SECURE=https,
-                      PERMANENT_SESSION_LIFETIME=timedelta(hours=session_hours),
-                      SESSION_REFRESH_EACH_REQUEST=True)
+    app.config.update(
+        SESSION_COOKIE_NAME="faxbridge_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+        SESSION_COOKIE_SECURE=https,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=session_hours),
+        SESSION_REFRESH_EACH_REQUEST=True,
+    )
     app.before_request(require_login)
     app.context_processor(lambda: {"boot_problems": boot_problems(admin.dir)})
     app.register_blueprint(bp)
@@ -335,8 +352,13 @@ class BoundedRequest(Request):
             self._limit = body_limit(self.endpoint) if logged_in() else ANONYMOUS_MAX_BYTES
         return self._limit
 
-    def _get_file_stream(self, total_content_length: int | None, content_type: str | None,
-                         filename: str | None = None, content_length: int | None = None) -> IO[bytes]:
+    def _get_file_stream(
+        self,
+        total_content_length: int | None,
+        content_type: str | None,
+        filename: str | None = None,
+        content_length: int | None = None,
+    ) -> IO[bytes]:
         """A file part of a large upload goes to a temporary file in its own directory on the
         data partition, not to /tmp (RAM on the appliance)."""
         large = LARGE_BODIES.get(self.endpoint or "")
@@ -367,8 +389,9 @@ def too_large(e: RequestEntityTooLarge) -> tuple[Response | str, int]:
     """413 saying what the limit is, JSON for the API, a page for people."""
     limit = body_limit(request.endpoint) if logged_in() else ANONYMOUS_MAX_BYTES
     size = f"{limit // (1024 * 1024)} MB" if limit >= 16 * 1024 * 1024 else f"{limit // 1024} KiB"
-    message = (f"The request is larger than {size}, the most this box accepts"
-               + ("." if limit != ANONYMOUS_MAX_BYTES else " before login."))
+    message = f"The request is larger than {size}, the most this box accepts" + (
+        "." if limit != ANONYMOUS_MAX_BYTES else " before login."
+    )
     if _is_api():
         return jsonify(error=message), 413
     return render_template("error.html", code=413, title="Request too large", message=message), 413
@@ -440,14 +463,20 @@ def setup() -> Response | str | tuple[str, int]:
         wait = limiter().wait(addr)
         password = request.form.get("password", "")
         if wait > 0:
-            body = render_template("setup_password.html", minimum=MIN_PASSWORD,
-                                   error=f"Too many wrong setup codes. Try again in {int(wait) + 1} seconds.")
+            body = render_template(
+                "setup_password.html",
+                minimum=MIN_PASSWORD,
+                error=f"Too many wrong setup codes. Try again in {int(wait) + 1} seconds.",
+            )
             return Response(body, 429, headers={"Retry-After": str(int(wait) + 1)})
         if not setupcode.matches(request.form.get("setup_code", ""), code):
             limiter().failed(addr)
-            return render_template("setup_password.html", minimum=MIN_PASSWORD,
-                                   error="The setup code is wrong. It is in setup-code.txt on the card's boot "
-                                         "partition, on the box's screen, or in the terminal of make run."), 403
+            return render_template(
+                "setup_password.html",
+                minimum=MIN_PASSWORD,
+                error="The setup code is wrong. It is in setup-code.txt on the card's boot "
+                "partition, on the box's screen, or in the terminal of make run.",
+            ), 403
         limiter().succeeded(addr)
         if password != request.form.get("confirm", ""):
             error = "The two passwords differ."
@@ -478,8 +507,9 @@ def login() -> Response | str | tuple[str, int]:
     addr = request.remote_addr or "?"
     wait = limiter().wait(addr)
     if wait > 0:
-        body = render_template("login.html", next=nxt,
-                               error=f"Too many failed attempts. Try again in {int(wait) + 1} seconds.")
+        body = render_template(
+            "login.html", next=nxt, error=f"Too many failed attempts. Try again in {int(wait) + 1} seconds."
+        )
         return Response(body, 429, headers={"Retry-After": str(int(wait) + 1)})
     try:
         right = store().verify(request.form.get("password", ""))
@@ -566,5 +596,6 @@ def certificate() -> Response | str | tuple[str, int]:
         generated, _ = tls.generated_paths(state)
         in_use, source = (owner, "uploaded") if owner.exists() else (generated, "generated on first start")
     info = tls.describe(in_use) if in_use.exists() else None
-    return render_template("certificate.html", info=info, source=source, https=config.web.https,
-                           error=error), 400 if error else 200
+    return render_template(
+        "certificate.html", info=info, source=source, https=config.web.https, error=error
+    ), 400 if error else 200

@@ -28,8 +28,14 @@ def backup() -> Any:
 def _backup_page(errors: list[str] | None = None, **ctx: Any) -> tuple[str, int]:
     from appliance.backup.fileformat import MIN_PASSPHRASE
 
-    return page("settings_backup.html", "backup", title="Backup and restore", errors=errors or [],
-                min_passphrase=MIN_PASSPHRASE, **ctx)
+    return page(
+        "settings_backup.html",
+        "backup",
+        title="Backup and restore",
+        errors=errors or [],
+        min_passphrase=MIN_PASSPHRASE,
+        **ctx,
+    )
 
 
 def backup_download() -> Response:

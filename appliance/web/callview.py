@@ -12,27 +12,78 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from appliance.fax.t30decode import (Capabilities, Frame, ImageData, Line, Note, TraceItem, chosen_settings,
-                                     frames_only, parse_trace, result_in_words)
+from appliance.fax.t30decode import (
+    Capabilities,
+    Frame,
+    ImageData,
+    Line,
+    Note,
+    TraceItem,
+    chosen_settings,
+    frames_only,
+    parse_trace,
+    result_in_words,
+)
 from appliance.spool.store import FaxRecord, Job
 
 #: ``extra`` keys this module reads (anything else is shown under "Other facts", in words)
-KNOWN_EXTRA = frozenset({
-    "remote", "diversion", "peer", "exchange_um", "um_referral_ignored", "route", "trace", "page_stats",
-    "refused_pages", "remote_vendor", "remote_model", "hangup_reason", "end_reason", "mode", "switches",
-    "rtp", "udptl", "capture", "device", "rings", "caller_id", "modem_class", "class1", "call_seconds",
-    "modem_history", "bit_order_reversed"})
+KNOWN_EXTRA = frozenset(
+    {
+        "remote",
+        "diversion",
+        "peer",
+        "exchange_um",
+        "um_referral_ignored",
+        "route",
+        "trace",
+        "page_stats",
+        "refused_pages",
+        "remote_vendor",
+        "remote_model",
+        "hangup_reason",
+        "end_reason",
+        "mode",
+        "switches",
+        "rtp",
+        "udptl",
+        "capture",
+        "device",
+        "rings",
+        "caller_id",
+        "modem_class",
+        "class1",
+        "call_seconds",
+        "modem_history",
+        "bit_order_reversed",
+    }
+)
 
-_RESOLUTIONS = {"204x98": "standard (204x98 dpi)", "204x196": "fine (204x196 dpi)",
-                "204x391": "superfine (204x391 dpi)", "408x391": "ultrafine (408x391 dpi)",
-                "200x100": "standard (200x100 dpi)", "200x200": "fine (200x200 dpi)"}
-_MEDIA = {"T.38": "T.38 fax packets over UDPTL", "G.711 PCMU": "G.711 audio, \u00b5-law (PCMU)",
-          "G.711 PCMA": "G.711 audio, A-law (PCMA)"}
+_RESOLUTIONS = {
+    "204x98": "standard (204x98 dpi)",
+    "204x196": "fine (204x196 dpi)",
+    "204x391": "superfine (204x391 dpi)",
+    "408x391": "ultrafine (408x391 dpi)",
+    "200x100": "standard (200x100 dpi)",
+    "200x200": "fine (200x200 dpi)",
+}
+_MEDIA = {
+    "T.38": "T.38 fax packets over UDPTL",
+    "G.711 PCMU": "G.711 audio, \u00b5-law (PCMU)",
+    "G.711 PCMA": "G.711 audio, A-law (PCMA)",
+}
 #: how the SIP side saw the call end (sip/useragent.py's reasons)
-_ENDED = {"remote BYE": "the caller hung up (BYE)", "local hangup": "the appliance hung up (BYE)",
-          "no ACK": "the caller never confirmed the answer (no ACK)"}
-_JOB_STATES = {"queued": "queued", "delivering": "being delivered", "delivered": "delivered",
-               "failed_retrying": "failed, retrying", "dead": "failed"}
+_ENDED = {
+    "remote BYE": "the caller hung up (BYE)",
+    "local hangup": "the appliance hung up (BYE)",
+    "no ACK": "the caller never confirmed the answer (no ACK)",
+}
+_JOB_STATES = {
+    "queued": "queued",
+    "delivering": "being delivered",
+    "delivered": "delivered",
+    "failed_retrying": "failed, retrying",
+    "dead": "failed",
+}
 
 
 @dataclass(frozen=True)
@@ -78,8 +129,15 @@ class CallView:
 
     def sections(self) -> list[tuple[str, list[Fact]]]:
         """The call's facts in the page's order, empty sections left out."""
-        named = [("Who", self.who), ("When", self.when), ("How", self.how), ("How it ended", self.outcome),
-                 ("Where it went", self.where), ("Other facts", self.other), ("For support", self.ids)]
+        named = [
+            ("Who", self.who),
+            ("When", self.when),
+            ("How", self.how),
+            ("How it ended", self.outcome),
+            ("Where it went", self.where),
+            ("Other facts", self.other),
+            ("For support", self.ids),
+        ]
         return [(title, facts) for title, facts in named if facts]
 
 
@@ -127,8 +185,11 @@ def _add(facts: list[Fact], label: str, value: Any, **kw: Any) -> None:
 def call_view(fax: FaxRecord, jobs: list[Job]) -> CallView:
     """Everything the fax page says about the call, in words."""
     extra = fax.extra if isinstance(fax.extra, dict) else {}
-    items = parse_trace(str(x) for x in extra.get("trace", []) if isinstance(x, str)) \
-        if isinstance(extra.get("trace"), list) else []
+    items = (
+        parse_trace(str(x) for x in extra.get("trace", []) if isinstance(x, str))
+        if isinstance(extra.get("trace"), list)
+        else []
+    )
     dcs = chosen_settings(items)
     view = CallView(trace_items=items)
     _who(view.who, fax, extra)
@@ -148,18 +209,29 @@ def call_view(fax: FaxRecord, jobs: list[Job]) -> CallView:
 
 def _who(facts: list[Fact], fax: FaxRecord, extra: dict[str, Any]) -> None:
     number, name = fax.caller_number.strip(), fax.caller_name.strip()
-    facts.append(Fact("Caller", number or ("not given" if not name else "number not given"), sub=name,
-                      number=bool(number)))
-    facts.append(Fact("Sending fax's ID (TSI)", fax.remote_ident.strip() or "not sent",
-                      number=bool(fax.remote_ident.strip())))
+    facts.append(
+        Fact("Caller", number or ("not given" if not name else "number not given"), sub=name, number=bool(number))
+    )
+    facts.append(
+        Fact("Sending fax's ID (TSI)", fax.remote_ident.strip() or "not sent", number=bool(fax.remote_ident.strip()))
+    )
     machine = " ".join(x for x in (_text(extra.get("remote_vendor")), _text(extra.get("remote_model"))) if x)
     _add(facts, "Sending fax machine", machine)
     _add(facts, "Called number", fax.called_number, number=True)
-    diversion = [d for d in extra.get("diversion", []) if isinstance(d, str) and d] \
-        if isinstance(extra.get("diversion"), list) else []
+    diversion = (
+        [d for d in extra.get("diversion", []) if isinstance(d, str) and d]
+        if isinstance(extra.get("diversion"), list)
+        else []
+    )
     if diversion:
-        facts.append(Fact("Diverted from", diversion[0], number=True,
-                          sub=("then " + ", ".join(diversion[1:])) if diversion[1:] else ""))
+        facts.append(
+            Fact(
+                "Diverted from",
+                diversion[0],
+                number=True,
+                sub=("then " + ", ".join(diversion[1:])) if diversion[1:] else "",
+            )
+        )
     facts.append(Fact("Line", _line(fax, extra)))
     um = extra.get("exchange_um")
     if isinstance(um, dict) and _text(um.get("recipient")):
@@ -211,7 +283,9 @@ def _how(facts: list[Fact], fax: FaxRecord, extra: dict[str, Any], dcs: Capabili
         facts.append(Fact("Page width", dcs.width))
     facts.append(Fact("Pages", _pages(fax)))
     if fax.bad_rows:
-        facts.append(Fact("Damaged rows", f"{fax.bad_rows:,}", sub="rows the line garbled, repaired from their neighbours"))
+        facts.append(
+            Fact("Damaged rows", f"{fax.bad_rows:,}", sub="rows the line garbled, repaired from their neighbours")
+        )
 
 
 def _pages(fax: FaxRecord) -> str:
@@ -244,8 +318,7 @@ def _outcome(facts: list[Fact], fax: FaxRecord, extra: dict[str, Any]) -> None:
 
 def _where(facts: list[Fact], extra: dict[str, Any], jobs: list[Job]) -> None:
     if jobs:
-        facts.append(Fact("Sent to", ", ".join(f"{j.recipient} ({_JOB_STATES.get(j.state, j.state)})"
-                                               for j in jobs)))
+        facts.append(Fact("Sent to", ", ".join(f"{j.recipient} ({_JOB_STATES.get(j.state, j.state)})" for j in jobs)))
     route = extra.get("route")
     if isinstance(route, dict) and _text(route.get("rule")):
         rule = route["rule"]
@@ -271,20 +344,37 @@ def _row(item: TraceItem) -> TraceRow:
 
 # -- media counters ---------------------------------------------------------------------------------
 #: (key, label, always shown): the rest only when not zero
-_RTP_ROWS = (("received", "Packets received", True), ("fillin", "Audio filled in for missing packets", True),
-             ("late", "Arrived too late to be played", True), ("duplicate", "Duplicates", True),
-             ("ignored_pt", "Other payloads ignored (comfort noise, tones)", False),
-             ("overflow", "Dropped: playout buffer full", False), ("resync", "Stream restarts", False),
-             ("slips", "Clock slips", False), ("slipped", "Audio slipped by clock slips", False),
-             ("bad", "Malformed packets", False), ("rtp_in_t38", "Audio after the switch to T.38 (ignored)", False))
-_UDPTL_ROWS = (("received", "Datagrams received", True), ("delivered", "Fax packets (IFP) delivered", True),
-               ("lost", "Fax packets lost", True), ("recovered_redundancy", "Recovered from redundancy", True),
-               ("recovered_fec", "Recovered by error correction (FEC)", False),
-               ("duplicates", "Duplicates", True), ("late", "Arrived too late", False),
-               ("rejected", "Malformed (rejected)", False), ("resyncs", "Sequence restarts", False))
-_SEND_ROWS = (("sent", "Datagrams sent", True), ("max_late_ms", "Our latest send (ms after its time)", True),
-              ("late_5ms", "Sent more than 5 ms late", True), ("not_sent", "Not sent (the appliance stalled)", False),
-              ("from_stranger", "Datagrams from other addresses (ignored)", False))
+_RTP_ROWS = (
+    ("received", "Packets received", True),
+    ("fillin", "Audio filled in for missing packets", True),
+    ("late", "Arrived too late to be played", True),
+    ("duplicate", "Duplicates", True),
+    ("ignored_pt", "Other payloads ignored (comfort noise, tones)", False),
+    ("overflow", "Dropped: playout buffer full", False),
+    ("resync", "Stream restarts", False),
+    ("slips", "Clock slips", False),
+    ("slipped", "Audio slipped by clock slips", False),
+    ("bad", "Malformed packets", False),
+    ("rtp_in_t38", "Audio after the switch to T.38 (ignored)", False),
+)
+_UDPTL_ROWS = (
+    ("received", "Datagrams received", True),
+    ("delivered", "Fax packets (IFP) delivered", True),
+    ("lost", "Fax packets lost", True),
+    ("recovered_redundancy", "Recovered from redundancy", True),
+    ("recovered_fec", "Recovered by error correction (FEC)", False),
+    ("duplicates", "Duplicates", True),
+    ("late", "Arrived too late", False),
+    ("rejected", "Malformed (rejected)", False),
+    ("resyncs", "Sequence restarts", False),
+)
+_SEND_ROWS = (
+    ("sent", "Datagrams sent", True),
+    ("max_late_ms", "Our latest send (ms after its time)", True),
+    ("late_5ms", "Sent more than 5 ms late", True),
+    ("not_sent", "Not sent (the appliance stalled)", False),
+    ("from_stranger", "Datagrams from other addresses (ignored)", False),
+)
 
 
 def _number(key: str, value: Any) -> str:
@@ -319,16 +409,21 @@ def media_tables(extra: dict[str, Any]) -> list[Table]:
     if sending is not None:
         late = rtp.get("late_ticks")
         if isinstance(late, list) and late:
-            when = ", ".join(f"{t[0]:g} s ({t[1]:g} ms)" for t in late[:10]
-                             if isinstance(t, (list, tuple)) and len(t) == 2
-                             and all(isinstance(x, (int, float)) for x in t))
+            when = ", ".join(
+                f"{t[0]:g} s ({t[1]:g} ms)"
+                for t in late[:10]
+                if isinstance(t, (list, tuple)) and len(t) == 2 and all(isinstance(x, (int, float)) for x in t)
+            )
             if when:
                 sending = Table(sending.title, sending.rows + (("Late sends, into the call", when),))
         tables.append(sending)
     class1 = extra.get("class1")
     if isinstance(class1, dict):
-        rows = tuple((humanise(str(k)), plain(v) or "0") for k, v in class1.items()
-                     if isinstance(v, (int, float)) and not isinstance(v, bool))
+        rows = tuple(
+            (humanise(str(k)), plain(v) or "0")
+            for k, v in class1.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        )
         if rows:
             tables.append(Table("Modem (Class 1)", rows))
     return [t for t in tables if t is not None]

@@ -41,7 +41,6 @@ def save_and_reload(doc: ConfigDoc) -> tuple[list[str], str]:
 def reload_daemon(cfg: Config) -> str:
     """Ask the daemon to reload; the outcome in words (a daemon that is down is not an error)."""
     from appliance.control import ControlClient, ControlError
-
     from appliance.restarts import words
     from appliance.web import pending
 
@@ -59,8 +58,10 @@ def reload_daemon(cfg: Config) -> str:
     restart = [str(r) for r in reply.get("restart") or []]
     waiting = restart + [w for w in web if w not in restart]
     if waiting:
-        return (f"Saved and applied, except {words(waiting)}, which only a restart puts into effect "
-                "(the Restart button is at the top of every page).")
+        return (
+            f"Saved and applied, except {words(waiting)}, which only a restart puts into effect "
+            "(the Restart button is at the top of every page)."
+        )
     return "Saved and applied; calls in progress were not disturbed."
 
 
@@ -76,5 +77,6 @@ def page(template: str, section: str, **ctx: Any) -> tuple[str, int]:
     """A settings page: the section bar, the file's name, each error placed; 400 with errors."""
     errors = ctx.pop("errors", [])
     ctx.setdefault("doc_path", str(config_file(running())))
-    return render_template(template, section=section, sections=SECTIONS,
-                           **placed_errors(errors, ctx, ("test_to",)), **ctx), 400 if errors else 200
+    return render_template(
+        template, section=section, sections=SECTIONS, **placed_errors(errors, ctx, ("test_to",)), **ctx
+    ), 400 if errors else 200

@@ -58,13 +58,11 @@ def check_csrf() -> Response | tuple[str | Response, int] | None:
     sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token", "")
     expected = session.get("csrf")
     if not sent or not isinstance(expected, str) or not hmac.compare_digest(sent, expected):
-        return _refuse("the form's security token is missing or out of date: reload the page and "
-                       "try again")
+        return _refuse("the form's security token is missing or out of date: reload the page and try again")
     return None
 
 
 def _refuse(reason: str) -> tuple[str | Response, int]:
     if request.path.startswith("/api/") or request.headers.get("X-CSRF-Token") is not None:
         return jsonify(error=f"CSRF check failed: {reason}"), 400
-    return render_template("error.html", code=400, title="Bad request",
-                           message=f"Refused: {reason}."), 400
+    return render_template("error.html", code=400, title="Bad request", message=f"Refused: {reason}."), 400

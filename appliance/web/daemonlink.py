@@ -53,7 +53,11 @@ def control_request(cmd: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]
         return client(timeout).request(cmd)
     except DaemonUnavailable as e:
         log.info("control request %s: %s", cmd.get("cmd"), e)
-        return {"ok": False, "down": True, "error": "The fax service is not running, so it cannot do this now "
-                                                    "(the System page shows its state and log)."}
+        return {
+            "ok": False,
+            "down": True,
+            "error": "The fax service is not running, so it cannot do this now "
+            "(the System page shows its state and log).",
+        }
     except ControlError as e:
         return {"ok": False, "error": str(e)}

@@ -38,8 +38,9 @@ def index() -> Response | str:
     cfg: Config = current_app.config["FAXBRIDGE"]
     status, why = daemonlink.status()
     s = health.summary(cfg, get_spool(), status, why, current_zone())
-    return render_template("dashboard.html", s=s, human_bytes=health.human_bytes, now=time.time(),
-                           setup_done=_setup_done())
+    return render_template(
+        "dashboard.html", s=s, human_bytes=health.human_bytes, now=time.time(), setup_done=_setup_done()
+    )
 
 
 @bp.get("/events")
@@ -47,7 +48,8 @@ def events() -> Response:
     """`event: status` with the live part of the dashboard as JSON, every second."""
     cfg: Config = current_app.config["FAXBRIDGE"]
     streams: threading.BoundedSemaphore = current_app.extensions.setdefault(
-        "faxbridge_streams", threading.BoundedSemaphore(MAX_STREAMS))
+        "faxbridge_streams", threading.BoundedSemaphore(MAX_STREAMS)
+    )
     if not streams.acquire(blocking=False):
         return Response("retry: 10000\n\n", status=503, mimetype="text/event-stream")
     seconds = float(current_app.config.get("FAXBRIDGE_STREAM_SECONDS", STREAM_SECONDS))

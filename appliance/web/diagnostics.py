@@ -36,15 +36,27 @@ media-stats.txt   the counters of the call's media (RTP audio or UDPTL fax packe
 """
 SIP_LINE = "sip-messages.txt  the call's SIP messages as the appliance sent and received them\n"
 NO_SIP_LINE = "                  (no SIP messages: {why})\n"
-PCAP_LINE = ("media.pcap        the call's media as a packet capture, for Wireshark: Decode As... the\n"
-             "                  appliance's UDP port{port} as RTP (G.711 audio) or T.38 (UDPTL), e.g.\n"
-             "                  tshark -r media.pcap -d udp.port=={example},rtp\n")
-NO_PCAP_LINE = ("                  (no media.pcap: capture was off for this call; switch on \"Record call\n"
-                "                  media\" for its peer under Settings, SIP, and send the fax again)\n")
+PCAP_LINE = (
+    "media.pcap        the call's media as a packet capture, for Wireshark: Decode As... the\n"
+    "                  appliance's UDP port{port} as RTP (G.711 audio) or T.38 (UDPTL), e.g.\n"
+    "                  tshark -r media.pcap -d udp.port=={example},rtp\n"
+)
+NO_PCAP_LINE = (
+    '                  (no media.pcap: capture was off for this call; switch on "Record call\n'
+    '                  media" for its peer under Settings, SIP, and send the fax again)\n'
+)
 
 
-def diagnostics_zip(spool: Spool, fax: FaxRecord, jobs: list[Job], attempts: dict[int, list[dict[str, Any]]], *,
-                    when: Callable[[Any], str], duration: Callable[[Any], str], stem: str) -> bytes:
+def diagnostics_zip(
+    spool: Spool,
+    fax: FaxRecord,
+    jobs: list[Job],
+    attempts: dict[int, list[dict[str, Any]]],
+    *,
+    when: Callable[[Any], str],
+    duration: Callable[[Any], str],
+    stem: str,
+) -> bytes:
     """The zip's bytes; ``when``/``duration`` format times as the page does."""
     view = call_view(fax, jobs)
     sip, pcap = _read(spool, fax, "sip.txt"), _read(spool, fax, "pcap")
@@ -54,17 +66,35 @@ def diagnostics_zip(spool: Spool, fax: FaxRecord, jobs: list[Job], attempts: dic
     recorded = "\n".join(str(x) for x in trace)
     decoded = trace_text(view.trace_items) or "No trace was recorded for this call.\n"
     files: list[tuple[str, bytes | str]] = [
-        ("README.txt", README.format(id=fax.id, uid=fax.uid, sip=SIP_LINE if sip else NO_SIP_LINE.format(why=why),
-                                     pcap=_pcap_line(pcap) if pcap is not None else NO_PCAP_LINE if sip_call else "")),
+        (
+            "README.txt",
+            README.format(
+                id=fax.id,
+                uid=fax.uid,
+                sip=SIP_LINE if sip else NO_SIP_LINE.format(why=why),
+                pcap=_pcap_line(pcap) if pcap is not None else NO_PCAP_LINE if sip_call else "",
+            ),
+        ),
         ("summary.txt", f"Fax {fax.id}\n\n" + facts_text(view, when, duration)),
         ("t30-trace.txt", decoded + ("\n--- the trace as recorded ---\n" + recorded + "\n" if recorded else "")),
         ("media-stats.txt", tables_text(view.media)),
     ]
     if sip is not None:
         files.append(("sip-messages.txt", sip))
-    files.append(("record.json", json.dumps({
-        "fax": dataclasses.asdict(fax), "jobs": [dataclasses.asdict(j) for j in jobs],
-        "attempts": {str(k): v for k, v in attempts.items()}}, indent=2, default=str)))
+    files.append(
+        (
+            "record.json",
+            json.dumps(
+                {
+                    "fax": dataclasses.asdict(fax),
+                    "jobs": [dataclasses.asdict(j) for j in jobs],
+                    "attempts": {str(k): v for k, v in attempts.items()},
+                },
+                indent=2,
+                default=str,
+            ),
+        )
+    )
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
         for name, data in files:
@@ -82,11 +112,11 @@ def _pcap_line(pcap: bytes) -> str:
 def our_port(pcap: bytes) -> int | None:
     """The appliance's UDP port in a capture of ours: the first frame's port on our side (our
     made-up Ethernet address, MediaCapture's), or None for a file that does not hold one."""
-    frame = pcap[24 + 16:]
+    frame = pcap[24 + 16 :]
     if len(frame) < 14 + 40 + 8:
         return None
     ip = 14 + (20 if frame[12:14] == b"\x08\x00" else 40)
-    sport, dport = int.from_bytes(frame[ip:ip + 2], "big"), int.from_bytes(frame[ip + 2:ip + 4], "big")
+    sport, dport = int.from_bytes(frame[ip : ip + 2], "big"), int.from_bytes(frame[ip + 2 : ip + 4], "big")
     return sport if frame[6:12] == OUR_MAC else dport
 
 

@@ -15,8 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flask import (Blueprint, Response, abort, current_app, flash, redirect, render_template, request,
-                   send_file, url_for)
+from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, send_file, url_for
 
 from appliance.config import Config, ConfigError, RoutingConfig, config_file
 from appliance.fax.pagelimits import DECODE_ERRORS
@@ -24,8 +23,18 @@ from appliance.spool.store import FaxQuery, FaxRecord, Job, Spool
 from appliance.web import render
 from appliance.web.callview import call_view
 from appliance.web.diagnostics import diagnostics_zip
-from appliance.web.params import (STATES, BadParam, cursor_param, date_range, email_param,
-                                  format_cursor, int_param, search_param, state_param, text_param)
+from appliance.web.params import (
+    STATES,
+    BadParam,
+    cursor_param,
+    date_range,
+    email_param,
+    format_cursor,
+    int_param,
+    search_param,
+    state_param,
+    text_param,
+)
 from appliance.web.spoolview import get_spool, spool_root, writable_spool
 from appliance.web.zone import current_zone
 
@@ -51,9 +60,16 @@ def list_query() -> tuple[FaxQuery, dict[str, str]]:
     """The list's filters from the URL, validated, and the same as link parameters."""
     args = request.args
     since, until = date_range(args, current_zone())
-    query = FaxQuery(state=state_param(args), search=search_param(args), since=since, until=until,
-                     caller=text_param(args, "caller"), called=text_param(args, "called"),
-                     tsi=text_param(args, "tsi"), recipient=text_param(args, "recipient"))
+    query = FaxQuery(
+        state=state_param(args),
+        search=search_param(args),
+        since=since,
+        until=until,
+        caller=text_param(args, "caller"),
+        called=text_param(args, "called"),
+        tsi=text_param(args, "tsi"),
+        recipient=text_param(args, "recipient"),
+    )
     link = {k: args[k].strip() for k in FILTERS if (args.get(k) or "").strip()}
     return query, link
 
@@ -89,11 +105,21 @@ def index() -> str:
             total = len(rows)  # the first page holds them all: no second scan to count them
         else:
             total = spool.count_faxes(query=query, cap=COUNT_CAP)
-    return render_template("faxes_list.html", rows=rows, total=total, cap=COUNT_CAP,
-                           filtered=query.active(), link=link, newer=newer, older=older,
-                           paged=before is not None or after is not None, deleted=deleted,
-                           f={k: request.args.get(k, "") for k in FILTERS}, states=STATES,
-                           advanced=any(k in link for k in FILTERS[2:]))
+    return render_template(
+        "faxes_list.html",
+        rows=rows,
+        total=total,
+        cap=COUNT_CAP,
+        filtered=query.active(),
+        link=link,
+        newer=newer,
+        older=older,
+        paged=before is not None or after is not None,
+        deleted=deleted,
+        f={k: request.args.get(k, "") for k in FILTERS},
+        states=STATES,
+        advanced=any(k in link for k in FILTERS[2:]),
+    )
 
 
 def _detail(fax_id: int, status: int = 200, **extra: Any) -> tuple[str, int]:
@@ -109,13 +135,21 @@ def _detail(fax_id: int, status: int = 200, **extra: Any) -> tuple[str, int]:
             log.warning("fax %s: cannot read %s: %s", fax.id, tiff, e)
             unreadable = True
     extra.setdefault("address", "")
-    return render_template("fax_detail.html", fax=fax, jobs=jobs, attempts=attempts, trust_notes=trust_notes(fax),
-                           has_tiff=tiff is not None, npages=npages, unreadable=unreadable,
-                           call=call_view(fax, jobs), sip_call=is_sip_call(fax),
-                           can_delete=_delete_refusal(fax, jobs) is None,
-                           resendable=[j.recipient for j in jobs if _is_mail(j.recipient)
-                                       and j.state in ("delivered", "dead")],
-                           **extra), status
+    return render_template(
+        "fax_detail.html",
+        fax=fax,
+        jobs=jobs,
+        attempts=attempts,
+        trust_notes=trust_notes(fax),
+        has_tiff=tiff is not None,
+        npages=npages,
+        unreadable=unreadable,
+        call=call_view(fax, jobs),
+        sip_call=is_sip_call(fax),
+        can_delete=_delete_refusal(fax, jobs) is None,
+        resendable=[j.recipient for j in jobs if _is_mail(j.recipient) and j.state in ("delivered", "dead")],
+        **extra,
+    ), status
 
 
 def trust_notes(fax: FaxRecord) -> list[str]:
@@ -127,10 +161,15 @@ def trust_notes(fax: FaxRecord) -> list[str]:
         notes += [f"Not sent to {why}." for why in r["refused"] if isinstance(why, str)]
     ignored = fax.extra.get("um_referral_ignored")
     if isinstance(ignored, dict):
-        named = f" (it named {ignored['recipient']})" if isinstance(ignored.get("recipient"), str) \
-            and ignored.get("recipient") else ""
-        notes.append(f"Exchange UM referral ignored: {ignored.get('why', 'not from an exchange_um peer')}"
-                     f"{named}; the fax was routed by the rules.")
+        named = (
+            f" (it named {ignored['recipient']})"
+            if isinstance(ignored.get("recipient"), str) and ignored.get("recipient")
+            else ""
+        )
+        notes.append(
+            f"Exchange UM referral ignored: {ignored.get('why', 'not from an exchange_um peer')}"
+            f"{named}; the fax was routed by the rules."
+        )
     return notes
 
 
@@ -143,8 +182,9 @@ def detail(fax_id: int) -> tuple[str, int] | Response:
         if found is not None and found.get_fax(fax_id) is None and found.get_fax_by_uid(segment):
             return old_link(segment)
     resent = request.args.get("resent", "")
-    return _detail(fax_id, resent=resent if resent in ("1", "0") else "",
-                   skipped=int_param(request.args, "skipped", 0, 0, 1000))
+    return _detail(
+        fax_id, resent=resent if resent in ("1", "0") else "", skipped=int_param(request.args, "skipped", 0, 0, 1000)
+    )
 
 
 @bp.get("/faxes/<string(length=16):old_id>")
@@ -166,10 +206,18 @@ def diagnostics(fax_id: int) -> Response:
     spool, fax = _fax_or_404(fax_id)
     jobs = spool.jobs_for(fax.id)
     env = current_app.jinja_env.filters
-    data = diagnostics_zip(spool, fax, jobs, {j.id: spool.attempts(j.id) for j in jobs},
-                           when=env["when"], duration=env["duration"], stem=diagnostics_stem(fax))
-    resp = send_file(io.BytesIO(data), mimetype="application/zip", as_attachment=True,
-                     download_name=diagnostics_stem(fax) + ".zip")
+    data = diagnostics_zip(
+        spool,
+        fax,
+        jobs,
+        {j.id: spool.attempts(j.id) for j in jobs},
+        when=env["when"],
+        duration=env["duration"],
+        stem=diagnostics_stem(fax),
+    )
+    resp = send_file(
+        io.BytesIO(data), mimetype="application/zip", as_attachment=True, download_name=diagnostics_stem(fax) + ".zip"
+    )
     resp.headers["Cache-Control"] = "private, no-cache"
     return resp
 
@@ -214,8 +262,9 @@ def tiff_download(fax_id: int) -> Response:
     tiff = _tiff(spool, fax)
     if tiff is None:
         abort(404, "This fax has no image.")
-    resp = send_file(tiff, mimetype="image/tiff", as_attachment=True,
-                     download_name=download_name(fax), conditional=True, etag=True)
+    resp = send_file(
+        tiff, mimetype="image/tiff", as_attachment=True, download_name=download_name(fax), conditional=True, etag=True
+    )
     resp.headers["Cache-Control"] = "private, no-cache"
     return resp
 
@@ -234,11 +283,15 @@ def pdf_download(fax_id: int) -> Response:
     except RENDER_ERRORS as e:
         log.warning("fax %s: cannot convert %s to PDF: %s", fax.id, tiff, e)
         if fax.extra.get("refused_pages") and fax.pages <= 0:
-            abort(422, "No page of this fax can be shown: every page was refused as larger than a"
-                       " fax page can be (see its result).")
+            abort(
+                422,
+                "No page of this fax can be shown: every page was refused as larger than a"
+                " fax page can be (see its result).",
+            )
         abort(500, "The fax image cannot be converted to PDF.")
-    resp = send_file(io.BytesIO(data), mimetype="application/pdf", as_attachment=True,
-                     download_name=download_name(fax, "pdf"))
+    resp = send_file(
+        io.BytesIO(data), mimetype="application/pdf", as_attachment=True, download_name=download_name(fax, "pdf")
+    )
     resp.headers["Cache-Control"] = "private, no-cache"
     return resp
 
@@ -255,21 +308,21 @@ def resend(fax_id: int) -> Response | tuple[str, int]:
         try:
             recipients = [email_param(request.form, "address")]
         except BadParam as e:
-            return _detail(fax_id, 400, resend_error=f"Not sent: the address {e.message}.",
-                           address=address[:254])
+            return _detail(fax_id, 400, resend_error=f"Not sent: the address {e.message}.", address=address[:254])
     if fax.state in ("receiving", "no_fax"):
         return _detail(fax_id, 409, resend_error="Not sent: this call brought no fax to send.")
     queued, skipped, refused = resend_fax(fax, recipients if to == "other" else None)
     if refused and not queued:
-        return _detail(fax_id, 400, resend_error="Not sent: " + "; ".join(why for _, why in refused) + ".",
-                       address=address[:254])
+        return _detail(
+            fax_id, 400, resend_error="Not sent: " + "; ".join(why for _, why in refused) + ".", address=address[:254]
+        )
     if not queued and not skipped:
-        return _detail(fax_id, 409, resend_error="Not sent: this fax has no recipients yet;"
-                                                 " enter an address instead.")
+        return _detail(fax_id, 409, resend_error="Not sent: this fax has no recipients yet; enter an address instead.")
     for _, why in refused:
         flash(f"Not sent: {why}.")
-    return redirect(url_for("faxes.detail", fax_id=fax_id, resent=1 if queued else 0,
-                            skipped=len(skipped) or None) + "#delivery")
+    return redirect(
+        url_for("faxes.detail", fax_id=fax_id, resent=1 if queued else 0, skipped=len(skipped) or None) + "#delivery"
+    )
 
 
 def current_routing() -> RoutingConfig:
@@ -283,8 +336,9 @@ def current_routing() -> RoutingConfig:
         return running.routing
 
 
-def resend_fax(fax: FaxRecord, recipients: list[str] | None
-               ) -> tuple[list[Job], list[tuple[str, str]], list[tuple[str, str]]]:
+def resend_fax(
+    fax: FaxRecord, recipients: list[str] | None
+) -> tuple[list[Job], list[tuple[str, str]], list[tuple[str, str]]]:
     """Queue ``fax`` again as new messages to ``recipients`` (None: its own mail recipients) and
     wake the daemon; returns the new jobs, (recipient, why) for those still on their way, and
     (recipient, why) for those refused: outside routing.accepted_domains, nothing is queued."""
@@ -332,9 +386,12 @@ def delete(fax_id: int) -> Response | tuple[str, int]:
         except ValueError as e:
             log.info("delete of fax %s refused: %s", fax.id, e)
             fresh = spool.get_fax(fax_id) or fax
-            return render_template("fax_delete.html", fax=fresh,
-                                   refusal=_delete_refusal(fresh, spool.jobs_for(fax_id))
-                                   or "It is busy right now; try again in a minute."), 409
+            return render_template(
+                "fax_delete.html",
+                fax=fresh,
+                refusal=_delete_refusal(fresh, spool.jobs_for(fax_id))
+                or "It is busy right now; try again in a minute.",
+            ), 409
     log.info("fax %s deleted from the web page", fax.id)
     return redirect(url_for("faxes.index", deleted=fax_id))
 

@@ -9,8 +9,9 @@ start with smtp://"): that key only says where the message goes.  A key inside a
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from flask import url_for
 
@@ -94,8 +95,9 @@ def label_of(key: str) -> _Where | None:
 def in_page_words(text: str) -> str:
     """Keys inside a message replaced by their fields' labels, in quotes."""
     fields, _ = _registry()
-    return _KEY_IN_TEXT.sub(lambda m: f"\u201c{fields[m.group(0)].label}\u201d" if m.group(0) in fields
-                            else m.group(0), text)
+    return _KEY_IN_TEXT.sub(
+        lambda m: f"\u201c{fields[m.group(0)].label}\u201d" if m.group(0) in fields else m.group(0), text
+    )
 
 
 def place(errors: Iterable[str], shown: set[str]) -> PlacedErrors:
@@ -112,15 +114,22 @@ def place(errors: Iterable[str], shown: set[str]) -> PlacedErrors:
             continue
         where = label_of(key) if sep else None
         if where is not None:
-            out.page.append(PageError(f"{where.label}: {in_page_words(message)}", url_for(where.endpoint),
-                                      f"Settings, {where.title}"))
+            out.page.append(
+                PageError(
+                    f"{where.label}: {in_page_words(message)}", url_for(where.endpoint), f"Settings, {where.title}"
+                )
+            )
         else:
             out.page.append(PageError(in_page_words(error)))
     return out
 
 
-def shown_keys(fields: Iterable[Any] = (), entries: Iterable[Any] = (), rows: dict[str, list[dict[str, Any]]] | None = None,
-               extra: Iterable[str] = ()) -> set[str]:
+def shown_keys(
+    fields: Iterable[Any] = (),
+    entries: Iterable[Any] = (),
+    rows: dict[str, list[dict[str, Any]]] | None = None,
+    extra: Iterable[str] = (),
+) -> set[str]:
     """The keys a page shows a field for: its fields, each entry row's fields as errors name them
     (the row's label, a dot, the field's name), and any other inputs (``extra``)."""
     keys = {f.key for f in fields} | set(extra)

@@ -8,8 +8,9 @@ or "not set", and an empty field keeps the value.  Nothing here renders or saves
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from werkzeug.datastructures import MultiDict
 
@@ -129,8 +130,10 @@ def field_values(doc: ConfigDoc, fields: list[Field]) -> dict[str, Any]:
 
 def form_values(fields: list[Field], form: MultiDict[str, str]) -> dict[str, Any]:
     """The submitted values, to show again beside errors (secrets: never echoed)."""
-    return {f.key: (f.key in form if f.kind == "bool" else "" if f.kind == "secret" else form.get(f.key, ""))
-            for f in fields}
+    return {
+        f.key: (f.key in form if f.kind == "bool" else "" if f.kind == "secret" else form.get(f.key, ""))
+        for f in fields
+    }
 
 
 def apply_fields(doc: ConfigDoc, fields: list[Field], form: MultiDict[str, str], errors: list[str]) -> None:
@@ -183,10 +186,15 @@ def entry_rows(doc: ConfigDoc, spec: EntrySpec) -> list[dict[str, Any]]:
     """The rows an editor shows: every entry, then one blank row to add a new one."""
     rows = []
     for i, entry in enumerate(doc.entries(spec.section, spec.table)):
-        values = {f.name: ("" if f.kind == "secret" else show_value(f, entry.get(f.name, spec.default(f.name))))
-                  for f in spec.fields}
-        secret = {f.name: doc.secret_is_set(spec.section, f.name, (spec.table, entry.get("name", "")))
-                  for f in spec.fields if f.kind == "secret"}
+        values = {
+            f.name: ("" if f.kind == "secret" else show_value(f, entry.get(f.name, spec.default(f.name))))
+            for f in spec.fields
+        }
+        secret = {
+            f.name: doc.secret_is_set(spec.section, f.name, (spec.table, entry.get("name", "")))
+            for f in spec.fields
+            if f.kind == "secret"
+        }
         rows.append({"origin": i, "values": values, "secret": secret, "label": spec.label(i, entry)})
     blank = {f.name: ("" if f.kind == "secret" else show_value(f, spec.default(f.name))) for f in spec.fields}
     rows.append({"origin": "", "values": blank, "secret": {}, "label": spec.label(len(rows), {}), "new": True})
@@ -199,20 +207,32 @@ def submitted_rows(spec: EntrySpec, form: MultiDict[str, str], doc: ConfigDoc) -
     final = 0
     for i in _ordered(spec, form):
         p = f"{spec.prefix}-{i}-"
-        values = {f.name: (p + f.name in form if f.kind == "bool" else "" if f.kind == "secret"
-                           else form.get(p + f.name, "")) for f in spec.fields}
+        values = {
+            f.name: (p + f.name in form if f.kind == "bool" else "" if f.kind == "secret" else form.get(p + f.name, ""))
+            for f in spec.fields
+        }
         origin = form.get(p + "_origin", "")
         deleted = bool(form.get(p + "_delete"))
-        secret = {f.name: doc.secret_is_set(spec.section, f.name, (spec.table, values.get("name", "")))
-                  for f in spec.fields if f.kind == "secret"}
+        secret = {
+            f.name: doc.secret_is_set(spec.section, f.name, (spec.table, values.get("name", "")))
+            for f in spec.fields
+            if f.kind == "secret"
+        }
         label = spec.label(final, {"name": values.get("name", "")})
         if not deleted and (origin != "" or _row_given(spec, values, form, p)):
             final += 1
-        rows.append({"origin": origin, "values": values, "secret": secret, "label": label,
-                     "deleted": deleted, "new": origin == ""})
+        rows.append(
+            {
+                "origin": origin,
+                "values": values,
+                "secret": secret,
+                "label": label,
+                "deleted": deleted,
+                "new": origin == "",
+            }
+        )
     if not rows or rows[-1]["origin"] != "":
-        rows.append({"origin": "", "values": {f.name: "" for f in spec.fields}, "secret": {},
-                     "label": "", "new": True})
+        rows.append({"origin": "", "values": {f.name: "" for f in spec.fields}, "secret": {}, "label": "", "new": True})
     return rows
 
 
@@ -226,18 +246,21 @@ def _count(form: MultiDict[str, str], spec: EntrySpec) -> int:
 def _ordered(spec: EntrySpec, form: MultiDict[str, str]) -> list[int]:
     """Row indexes in the order asked for by their "position" fields (rules: first match wins);
     rows without a usable position keep their place."""
+
     def key(i: int) -> tuple[float, int]:
         try:
             return float(form.get(f"{spec.prefix}-{i}-_position", "")), i
         except ValueError:
             return float(i + 1), i
+
     rows = list(range(_count(form, spec)))
     return sorted(rows, key=key) if spec.ordered else rows
 
 
 def _row_given(spec: EntrySpec, values: dict[str, Any], form: MultiDict[str, str], p: str) -> bool:
     return any(str(values.get(k, "")).strip() for k in spec.key_fields) or any(
-        form.get(p + f.name) for f in spec.fields if f.kind == "secret")
+        form.get(p + f.name) for f in spec.fields if f.kind == "secret"
+    )
 
 
 def apply_entries(doc: ConfigDoc, spec: EntrySpec, form: MultiDict[str, str], errors: list[str]) -> None:
@@ -286,8 +309,15 @@ def apply_entries(doc: ConfigDoc, spec: EntrySpec, form: MultiDict[str, str], er
         origins.append(origin)
         for f in spec.fields:
             if f.kind == "secret":
-                secret_ops.append((f.name, form.get(p + f.name, ""), bool(form.get(p + f.name + "-clear")),
-                                   str(base.get("name", "")), str(entry.get("name", ""))))
+                secret_ops.append(
+                    (
+                        f.name,
+                        form.get(p + f.name, ""),
+                        bool(form.get(p + f.name + "-clear")),
+                        str(base.get("name", "")),
+                        str(entry.get("name", "")),
+                    )
+                )
                 if form.get(p + f.name) and not entry.get("name"):
                     errors.append(f"{label}.name: needed to keep the {f.name} in secrets.toml")
     doc.set_entries(spec.section, spec.table, values, origins)

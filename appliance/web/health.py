@@ -26,13 +26,22 @@ DISK_WARN_FRACTION = 0.10
 CERT_WARN_DAYS = 30
 
 #: line states that mean "works"; anything else (down, error, failed ...) is shown as a problem
-GOOD_STATES = {"listening", "registered", "idle", "ringing", "receiving", "probing", "configured",
-               "registering", "refreshing"}
+GOOD_STATES = {
+    "listening",
+    "registered",
+    "idle",
+    "ringing",
+    "receiving",
+    "probing",
+    "configured",
+    "registering",
+    "refreshing",
+}
 
 
 @dataclass
 class Alert:
-    level: str      # "bad" | "warn"
+    level: str  # "bad" | "warn"
     text: str
     link: str = ""  # an endpoint-free URL path the alert points at, or ""
     kind: str = ""  # "daemon" for the one the page shows as its live banner
@@ -87,27 +96,52 @@ def lines(cfg: Config, status: dict[str, Any] | None, tz: localtime.Zone = None)
     if status is not None:
         sip = status.get("sip", {})
         for l in sip.get("listeners", []):
-            out.append(_line(f"sip-listen-{l['transport']}-{l['port']}", "SIP listener",
-                             f"{l['transport']}:{l['host']}:{l['port']}", "listening", ""))
+            out.append(
+                _line(
+                    f"sip-listen-{l['transport']}-{l['port']}",
+                    "SIP listener",
+                    f"{l['transport']}:{l['host']}:{l['port']}",
+                    "listening",
+                    "",
+                )
+            )
         for r in sip.get("registrations", []):
             until = r.get("expires_at")
             detail = r.get("last_error") or (f"until {_hm(until, tz)}" if until else "")
             out.append(_line(f"sip-reg-{r['name']}", "Registration", f"{r['name']} ({r['aor']})", r["state"], detail))
         for p in sip.get("peers", []):
-            out.append(_line(f"sip-peer-{p['name']}", "SIP peer", f"{p['name']} ({p['match']})", "configured",
-                             f"T.38 {p['t38']}"))
+            out.append(
+                _line(
+                    f"sip-peer-{p['name']}", "SIP peer", f"{p['name']} ({p['match']})", "configured", f"T.38 {p['t38']}"
+                )
+            )
         for m in (status.get("modems") or {}).get("lines", []):
             modem = m.get("modem") or {}
             name = " ".join(x for x in (modem.get("manufacturer"), modem.get("model")) if x)
-            out.append(_line(f"modem-{m['device']}", "Modem", m["line"] + (f" ({name})" if name else ""),
-                             m["state"], m.get("reason") or ""))
+            out.append(
+                _line(
+                    f"modem-{m['device']}",
+                    "Modem",
+                    m["line"] + (f" ({name})" if name else ""),
+                    m["state"],
+                    m.get("reason") or "",
+                )
+            )
         return out
     for l in cfg.sip.listeners():
-        out.append(_line(f"sip-listen-{l.transport}-{l.port}", "SIP listener", f"{l.transport}:{l.host}:{l.port}",
-                         "unknown", "daemon not running"))
+        out.append(
+            _line(
+                f"sip-listen-{l.transport}-{l.port}",
+                "SIP listener",
+                f"{l.transport}:{l.host}:{l.port}",
+                "unknown",
+                "daemon not running",
+            )
+        )
     for r in cfg.sip.registrations:
-        out.append(_line(f"sip-reg-{r.name}", "Registration", f"{r.name} ({r.registrar})", "unknown",
-                         "daemon not running"))
+        out.append(
+            _line(f"sip-reg-{r.name}", "Registration", f"{r.name} ({r.registrar})", "unknown", "daemon not running")
+        )
     for p in cfg.sip.peers:
         out.append(_line(f"sip-peer-{p.name}", "SIP peer", f"{p.name} ({p.match})", "configured", f"T.38 {p.t38}"))
     for d in cfg.modem.devices:
@@ -116,12 +150,17 @@ def lines(cfg: Config, status: dict[str, Any] | None, tz: localtime.Zone = None)
 
 
 def _line(key: str, kind: str, name: str, state: str, detail: str) -> dict[str, str]:
-    return {"key": key, "kind": kind, "name": name, "state": state, "detail": detail,
-            "tone": "ok" if state in GOOD_STATES else ("unknown" if state == "unknown" else "bad")}
+    return {
+        "key": key,
+        "kind": kind,
+        "name": name,
+        "state": state,
+        "detail": detail,
+        "tone": "ok" if state in GOOD_STATES else ("unknown" if state == "unknown" else "bad"),
+    }
 
 
-def calls(status: dict[str, Any] | None, now: float | None = None,
-          tz: localtime.Zone = None) -> list[dict[str, str]]:
+def calls(status: dict[str, Any] | None, now: float | None = None, tz: localtime.Zone = None) -> list[dict[str, str]]:
     """Calls in progress as display strings (the same for the page and the live updates)."""
     now = time.time() if now is None else now
     out = []
@@ -132,18 +171,21 @@ def calls(status: dict[str, Any] | None, now: float | None = None,
         ecm = c.get("ecm")
         page = c.get("page")
         started = c.get("started")
-        out.append({
-            "caller": c.get("caller_number") or "unknown",
-            "caller_name": c.get("caller_name") or "",
-            "called": c.get("called_number") or "\u2014",
-            "line": c.get("line") or "\u2014",
-            "mode": mode,
-            "rate": f"{c['bit_rate']} bit/s" if c.get("bit_rate") else "\u2014",
-            "ecm": "\u2014" if ecm is None else ("yes" if ecm else "no"),
-            "page": (f"page {page}" if page else "connecting") + (f" ({c['pages']} done)" if c.get("pages") else ""),
-            "tsi": c.get("remote_ident") or "",
-            "since": (f"{_hm(started, tz)} ({_ago(now - started)})" if started else ""),
-        })
+        out.append(
+            {
+                "caller": c.get("caller_number") or "unknown",
+                "caller_name": c.get("caller_name") or "",
+                "called": c.get("called_number") or "\u2014",
+                "line": c.get("line") or "\u2014",
+                "mode": mode,
+                "rate": f"{c['bit_rate']} bit/s" if c.get("bit_rate") else "\u2014",
+                "ecm": "\u2014" if ecm is None else ("yes" if ecm else "no"),
+                "page": (f"page {page}" if page else "connecting")
+                + (f" ({c['pages']} done)" if c.get("pages") else ""),
+                "tsi": c.get("remote_ident") or "",
+                "since": (f"{_hm(started, tz)} ({_ago(now - started)})" if started else ""),
+            }
+        )
     return out
 
 
@@ -196,14 +238,16 @@ def certificates(cfg: Config) -> list[tuple[str, Path]]:
     if cfg.sip.tls_cert:
         out.append(("SIP TLS certificate (sip.tls_cert)", cfg.path(cfg.sip.tls_cert)))
     if cfg.delivery.client_certificate:
-        out.append(("delivery app certificate (delivery.client_certificate)", cfg.path(cfg.delivery.client_certificate)))
+        out.append(
+            ("delivery app certificate (delivery.client_certificate)", cfg.path(cfg.delivery.client_certificate))
+        )
     if cfg.delivery.tls_client_cert:
         out.append(("delivery client certificate (delivery.tls_client_cert)", cfg.path(cfg.delivery.tls_client_cert)))
     return out
 
 
 def certificate_alerts(cfg: Config, now: datetime.datetime | None = None) -> list[Alert]:
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     alerts = []
     for label, path in certificates(cfg):
         until = cert_not_after(path)
@@ -232,17 +276,23 @@ def secret_alerts(cfg: Config, today: datetime.date | None = None) -> list[Alert
     if days < 0:
         return [Alert("bad", f"The delivery client secret expired on {until:%Y-%m-%d}: {fix}.", "/settings/delivery")]
     if days <= CERT_WARN_DAYS:
-        return [Alert("warn", f"The delivery client secret expires on {until:%Y-%m-%d} (in {days} days): {fix}.",
-                      "/settings/delivery")]
+        return [
+            Alert(
+                "warn",
+                f"The delivery client secret expires on {until:%Y-%m-%d} (in {days} days): {fix}.",
+                "/settings/delivery",
+            )
+        ]
     return []
 
 
-def summary(cfg: Config, spool: Spool | None, status: dict[str, Any] | None, daemon_error: str,
-            tz: localtime.Zone = None) -> Summary:
+def summary(
+    cfg: Config, spool: Spool | None, status: dict[str, Any] | None, daemon_error: str, tz: localtime.Zone = None
+) -> Summary:
     """Everything the dashboard shows, from one status reply and a few bounded spool queries;
     times and "today" in ``tz`` (the owner's zone)."""
     today = spool_stats.Day()
-    queue = {s: 0 for s in ("queued", "delivering", "delivered", "failed_retrying", "dead")}
+    queue = dict.fromkeys(("queued", "delivering", "delivered", "failed_retrying", "dead"), 0)
     oldest: float | None = None
     dead: list[DeadLetter] = []
     if spool is not None:
@@ -252,11 +302,25 @@ def summary(cfg: Config, spool: Spool | None, status: dict[str, Any] | None, dae
         if queue.get("dead"):
             dead = spool_stats.dead_jobs(spool, limit=5)
     disk = disk_usage(cfg.path(cfg.spool.dir))
-    s = Summary(daemon_up=status is not None, daemon_error=daemon_error, status=status, lines=lines(cfg, status, tz),
-                calls=calls(status, tz=tz), today=today, queue=queue, oldest_waiting=oldest, disk=disk)
+    s = Summary(
+        daemon_up=status is not None,
+        daemon_error=daemon_error,
+        status=status,
+        lines=lines(cfg, status, tz),
+        calls=calls(status, tz=tz),
+        today=today,
+        queue=queue,
+        oldest_waiting=oldest,
+        disk=disk,
+    )
     if status is None:
-        s.alerts.append(Alert("bad", "The daemon is not running: no calls are answered and nothing is "
-                                     f"delivered. ({daemon_error})", kind="daemon"))
+        s.alerts.append(
+            Alert(
+                "bad",
+                f"The daemon is not running: no calls are answered and nothing is delivered. ({daemon_error})",
+                kind="daemon",
+            )
+        )
     for line in s.lines:
         if line["kind"] == "Modem" and line["tone"] == "bad":
             s.alerts.append(Alert("bad", f"Modem line {line['name']} is {line['state']}: {line['detail']}"))
@@ -265,11 +329,21 @@ def summary(cfg: Config, spool: Spool | None, status: dict[str, Any] | None, dae
     if queue.get("dead"):
         n = queue["dead"]
         latest = "; latest: " + ", ".join(f"{d.recipient} ({d.last_error[:80]})" for d in dead[:3]) if dead else ""
-        s.alerts.append(Alert("bad", f"{n} deliver{'y' if n == 1 else 'ies'} failed for good (dead letters){latest}.",
-                              "/faxes?state=dead"))
+        s.alerts.append(
+            Alert(
+                "bad",
+                f"{n} deliver{'y' if n == 1 else 'ies'} failed for good (dead letters){latest}.",
+                "/faxes?state=dead",
+            )
+        )
     if disk is not None and disk.low:
-        s.alerts.append(Alert("warn", f"Only {disk.fraction_free:.0%} of the spool's disk is free "
-                                      f"({human_bytes(disk.free)} of {human_bytes(disk.total)})."))
+        s.alerts.append(
+            Alert(
+                "warn",
+                f"Only {disk.fraction_free:.0%} of the spool's disk is free "
+                f"({human_bytes(disk.free)} of {human_bytes(disk.total)}).",
+            )
+        )
     s.alerts += certificate_alerts(cfg)
     s.alerts += secret_alerts(cfg)
     return s
@@ -283,9 +357,13 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} TB"
 
 
-def live(cfg: Config, status: dict[str, Any] | None, daemon_error: str,
-         tz: localtime.Zone = None) -> dict[str, Any]:
+def live(cfg: Config, status: dict[str, Any] | None, daemon_error: str, tz: localtime.Zone = None) -> dict[str, Any]:
     """The payload of one `status` server-sent event: only display strings (live.js shows them as text)."""
-    return {"daemon": status is not None, "error": "" if status is not None else daemon_error,
-            "lines": lines(cfg, status, tz), "calls": calls(status, tz=tz),
-            "queue": (status or {}).get("queue"), "uptime": (status or {}).get("uptime")}
+    return {
+        "daemon": status is not None,
+        "error": "" if status is not None else daemon_error,
+        "lines": lines(cfg, status, tz),
+        "calls": calls(status, tz=tz),
+        "queue": (status or {}).get("queue"),
+        "uptime": (status or {}).get("uptime"),
+    }

@@ -30,17 +30,26 @@ _cache: dict[str, tuple[float, Any]] = {}
 #: included: (metric, key in the status's "media", help)
 MEDIA_COUNTERS = (
     ("faxbridge_rtp_sent_packets_total", "sent", "RTP packets sent to callers"),
-    ("faxbridge_rtp_late_packets_total", "late_5ms",
-     "RTP packets sent more than 5 ms late, or never (the media clock skipped them after a stall)"),
-    ("faxbridge_rtp_unsent_packets_total", "not_sent",
-     "RTP packets never sent: the media clock skipped their ticks after a stall of 200 ms or more"),
+    (
+        "faxbridge_rtp_late_packets_total",
+        "late_5ms",
+        "RTP packets sent more than 5 ms late, or never (the media clock skipped them after a stall)",
+    ),
+    (
+        "faxbridge_rtp_unsent_packets_total",
+        "not_sent",
+        "RTP packets never sent: the media clock skipped their ticks after a stall of 200 ms or more",
+    ),
     ("faxbridge_media_clock_skipped_ticks_total", "clock_skipped", "20 ms ticks the media clock skipped after stalls"),
     ("faxbridge_rtp_received_packets_total", "rx_received", "RTP packets received in time to be played"),
     ("faxbridge_rtp_received_late_packets_total", "rx_late", "RTP packets received too late to be played"),
     ("faxbridge_rtp_overflow_packets_total", "rx_overflow", "RTP packets dropped: the playout buffer was full"),
     ("faxbridge_rtp_fillin_samples_total", "rx_fillin", "Samples of received audio missing at playout (fill-in)"),
-    ("faxbridge_rtp_playout_slips_total", "rx_slips",
-     "Late audio played after all, the playout delay growing (decision 0012)"),
+    (
+        "faxbridge_rtp_playout_slips_total",
+        "rx_slips",
+        "Late audio played after all, the playout delay growing (decision 0012)",
+    ),
 )
 _cache_lock = threading.Lock()
 
@@ -106,7 +115,7 @@ def metrics() -> Response:
     spool = get_spool()
     e = Exposition()
     total, causes = _totals(spool) if spool is not None else (spool_stats.Day(), {})
-    queue = spool_stats.queue_counts(spool) if spool is not None else {s: 0 for s in JOB_STATES}
+    queue = spool_stats.queue_counts(spool) if spool is not None else dict.fromkeys(JOB_STATES, 0)
     latencies = sorted(spool_stats.recent_latencies(spool)) if spool is not None else []
     status, _ = daemonlink.status()
 
@@ -118,15 +127,17 @@ def metrics() -> Response:
     e.sample("faxbridge_faxes_total", total.faxes)
     e.metric("faxbridge_pages_total", "counter", "Pages received")
     e.sample("faxbridge_pages_total", total.pages)
-    e.metric("faxbridge_call_failures_total", "counter",
-             "Calls without a complete fax, by the T.30 result")
+    e.metric("faxbridge_call_failures_total", "counter", "Calls without a complete fax, by the T.30 result")
     for cause, n in sorted(causes.items()):
         e.sample("faxbridge_call_failures_total", n, cause=cause)
     e.metric("faxbridge_delivery_queue_jobs", "gauge", "Delivery jobs by state")
     for state in JOB_STATES:
         e.sample("faxbridge_delivery_queue_jobs", queue.get(state, 0), state=state)
-    e.metric("faxbridge_delivery_latency_seconds", "summary",
-             f"Seconds from a fax's routing to its delivery, over the last {spool_stats.LATENCY_WINDOW} deliveries")
+    e.metric(
+        "faxbridge_delivery_latency_seconds",
+        "summary",
+        f"Seconds from a fax's routing to its delivery, over the last {spool_stats.LATENCY_WINDOW} deliveries",
+    )
     for q in QUANTILES:
         e.sample("faxbridge_delivery_latency_seconds", quantile(latencies, q), quantile=str(q))
     e.sample("faxbridge_delivery_latency_seconds_sum", round(sum(latencies), 3))
@@ -140,19 +151,28 @@ def metrics() -> Response:
         e.metric("faxbridge_daemon_uptime_seconds", "gauge", "Seconds since the daemon started")
         e.sample("faxbridge_daemon_uptime_seconds", float(status.get("uptime", 0)))
         sip = status.get("sip") or {}
-        e.metric("faxbridge_sip_refused_total", "counter",
-                 "SIP messages and connections refused or dropped before the user agent, by reason "
-                 "(rate_limited, unknown_refused, max_calls, oversize, malformed, connections_unknown, ...)")
+        e.metric(
+            "faxbridge_sip_refused_total",
+            "counter",
+            "SIP messages and connections refused or dropped before the user agent, by reason "
+            "(rate_limited, unknown_refused, max_calls, oversize, malformed, connections_unknown, ...)",
+        )
         for reason, n in sorted((sip.get("refused") or {}).items()):
             e.sample("faxbridge_sip_refused_total", n, reason=reason)
         e.metric("faxbridge_sip_connections", "gauge", "Open SIP TCP/TLS connections")
         e.sample("faxbridge_sip_connections", int(sip.get("connections", 0)))
         stats = status.get("stats") if isinstance(status.get("stats"), dict) else {}
-        e.metric("faxbridge_um_referrals_ignored_total", "counter",
-                 "Exchange UM referrals ignored: the calling peer is not exchange_um (since the daemon started)")
+        e.metric(
+            "faxbridge_um_referrals_ignored_total",
+            "counter",
+            "Exchange UM referrals ignored: the calling peer is not exchange_um (since the daemon started)",
+        )
         e.sample("faxbridge_um_referrals_ignored_total", int(stats.get("um_referrals_ignored", 0) or 0))
-        e.metric("faxbridge_recipients_refused_total", "counter",
-                 "Recipients refused: outside routing.accepted_domains (since the daemon started)")
+        e.metric(
+            "faxbridge_recipients_refused_total",
+            "counter",
+            "Recipients refused: outside routing.accepted_domains (since the daemon started)",
+        )
         e.sample("faxbridge_recipients_refused_total", int(stats.get("recipients_refused", 0) or 0))
         media = status.get("media")
         if isinstance(media, dict):

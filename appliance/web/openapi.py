@@ -38,23 +38,43 @@ SCHEMAS: dict[str, Any] = {
             "recipient": {"type": "string", "format": "email"},
             "state": {"type": "string", "enum": ["queued", "delivering", "delivered", "failed_retrying", "dead"]},
             "attempts": {"type": "integer", "minimum": 0},
-            "last_error": {"type": "string", "description": "The mail server's last reply or the error; empty when none."},
+            "last_error": {
+                "type": "string",
+                "description": "The mail server's last reply or the error; empty when none.",
+            },
         },
     },
     "Fax": {
         "type": "object",
         "description": "A received fax (or a call that brought none) with its delivery jobs. Every text "
-                       "field that came from the caller (names, numbers, TSI) is untrusted: escape it.",
+        "field that came from the caller (names, numbers, TSI) is untrusted: escape it.",
         "required": ["id", "uid", "state", "created", "pages", "jobs"],
         "additionalProperties": False,
         "properties": {
-            "id": {"type": "integer", "description": "The fax's number: its one name on the web pages, in the "
-                                                     "CLI (faxbridge queue, resend), the mails and the log."},
-            "uid": {"type": "string", "deprecated": True,
-                    "description": "Internal key (file names, the mail's Message-ID), kept for clients of "
-                                   "older versions: name a fax by its id."},
-            "state": {"type": "string", "enum": ["receiving", "received", "no_fax", "routed", "delivering",
-                                                 "delivered", "failed_retrying", "dead"]},
+            "id": {
+                "type": "integer",
+                "description": "The fax's number: its one name on the web pages, in the "
+                "CLI (faxbridge queue, resend), the mails and the log.",
+            },
+            "uid": {
+                "type": "string",
+                "deprecated": True,
+                "description": "Internal key (file names, the mail's Message-ID), kept for clients of "
+                "older versions: name a fax by its id.",
+            },
+            "state": {
+                "type": "string",
+                "enum": [
+                    "receiving",
+                    "received",
+                    "no_fax",
+                    "routed",
+                    "delivering",
+                    "delivered",
+                    "failed_retrying",
+                    "dead",
+                ],
+            },
             "created": {"type": "number", "description": "Call start, Unix time."},
             "finished": {"type": ["number", "null"], "description": "Call end, Unix time."},
             "complete": {"type": "boolean", "description": "Every page the sender announced arrived."},
@@ -73,8 +93,11 @@ SCHEMAS: dict[str, Any] = {
             "result_code": {"type": "integer", "description": "spandsp's T.30 completion code, 0 = OK."},
             "result_text": {"type": "string"},
             "image": {"type": ["string", "null"], "description": "The TIFF's path in the spool, null without pages."},
-            "extra": {"type": "object", "description": "Further call facts (T.38, SIP headers...).",
-                      "additionalProperties": True},
+            "extra": {
+                "type": "object",
+                "description": "Further call facts (T.38, SIP headers...).",
+                "additionalProperties": True,
+            },
             "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}},
         },
     },
@@ -83,8 +106,10 @@ SCHEMAS: dict[str, Any] = {
         "required": ["total", "faxes"],
         "additionalProperties": False,
         "properties": {
-            "total": {"type": "integer", "description": "Faxes matching the filters, all pages together "
-                                                          "(counting stops at 10,000)."},
+            "total": {
+                "type": "integer",
+                "description": "Faxes matching the filters, all pages together (counting stops at 10,000).",
+            },
             "total_capped": {"type": "boolean", "description": "True when the count stopped at 10,000."},
             "faxes": {"type": "array", "items": {"$ref": "#/components/schemas/Fax"}},
         },
@@ -93,22 +118,34 @@ SCHEMAS: dict[str, Any] = {
 
 _ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 RESPONSES: dict[str, Any] = {
-    "BadRequest": {"description": "A parameter or the body cannot be used (the error names it), or "
-                                  "the CSRF token is missing or wrong.", **_ERROR},
-    "Unauthorized": {"description": "No valid session: log in first (or no administrator password "
-                                    "is set yet).", **_ERROR},
+    "BadRequest": {
+        "description": "A parameter or the body cannot be used (the error names it), or "
+        "the CSRF token is missing or wrong.",
+        **_ERROR,
+    },
+    "Unauthorized": {
+        "description": "No valid session: log in first (or no administrator password is set yet).",
+        **_ERROR,
+    },
     "NotFound": {"description": "No such object.", **_ERROR},
 }
 
 PARAMETERS: dict[str, Any] = {
-    "FaxId": {"name": "fax_id", "in": "path", "required": True, "description": "The fax's number.",
-              "schema": {"type": "integer", "minimum": 0}},
+    "FaxId": {
+        "name": "fax_id",
+        "in": "path",
+        "required": True,
+        "description": "The fax's number.",
+        "schema": {"type": "integer", "minimum": 0},
+    },
 }
 
 
 def _json(schema_ref: str, description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}}},
+    }
 
 
 def _ref(kind: str, name: str) -> dict[str, str]:
@@ -123,32 +160,69 @@ PATHS: dict[str, dict[str, Any]] = {
             "tags": ["Faxes"],
             "summary": "List received faxes, newest first",
             "description": "Pagination by `limit` and `offset`; `q` searches numbers, names, TSI and "
-                           "recipients; `state` filters by state.",
+            "recipients; `state` filters by state.",
             "parameters": [
-                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 500,
-                                                             "default": 50},
-                 "description": "Faxes per answer; 0 gives only the total."},
-                {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0},
-                 "description": "Faxes to skip (newest first)."},
-                {"name": "q", "in": "query", "schema": {"type": "string", "maxLength": 200},
-                 "description": "Free text: number, name, TSI or recipient."},
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 0, "maximum": 500, "default": 50},
+                    "description": "Faxes per answer; 0 gives only the total.",
+                },
+                {
+                    "name": "offset",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 0, "default": 0},
+                    "description": "Faxes to skip (newest first).",
+                },
+                {
+                    "name": "q",
+                    "in": "query",
+                    "schema": {"type": "string", "maxLength": 200},
+                    "description": "Free text: number, name, TSI or recipient.",
+                },
                 {"name": "state", "in": "query", "schema": SCHEMAS["Fax"]["properties"]["state"]},
-                {"name": "from", "in": "query", "schema": {"type": "string", "format": "date"},
-                 "description": "Received on or after this local day (YYYY-MM-DD)."},
-                {"name": "to", "in": "query", "schema": {"type": "string", "format": "date"},
-                 "description": "Received on or before this local day (YYYY-MM-DD)."},
-                {"name": "caller", "in": "query", "schema": {"type": "string", "maxLength": 200},
-                 "description": "Caller number or name contains this."},
-                {"name": "called", "in": "query", "schema": {"type": "string", "maxLength": 200},
-                 "description": "Called number contains this."},
-                {"name": "tsi", "in": "query", "schema": {"type": "string", "maxLength": 200},
-                 "description": "The sender's TSI contains this."},
-                {"name": "recipient", "in": "query", "schema": {"type": "string", "maxLength": 200},
-                 "description": "A delivery recipient contains this."},
+                {
+                    "name": "from",
+                    "in": "query",
+                    "schema": {"type": "string", "format": "date"},
+                    "description": "Received on or after this local day (YYYY-MM-DD).",
+                },
+                {
+                    "name": "to",
+                    "in": "query",
+                    "schema": {"type": "string", "format": "date"},
+                    "description": "Received on or before this local day (YYYY-MM-DD).",
+                },
+                {
+                    "name": "caller",
+                    "in": "query",
+                    "schema": {"type": "string", "maxLength": 200},
+                    "description": "Caller number or name contains this.",
+                },
+                {
+                    "name": "called",
+                    "in": "query",
+                    "schema": {"type": "string", "maxLength": 200},
+                    "description": "Called number contains this.",
+                },
+                {
+                    "name": "tsi",
+                    "in": "query",
+                    "schema": {"type": "string", "maxLength": 200},
+                    "description": "The sender's TSI contains this.",
+                },
+                {
+                    "name": "recipient",
+                    "in": "query",
+                    "schema": {"type": "string", "maxLength": 200},
+                    "description": "A delivery recipient contains this.",
+                },
             ],
-            "responses": {"200": _json("FaxList", "The page of faxes and the total."),
-                          "400": _ref("responses", "BadRequest"),
-                          "401": _ref("responses", "Unauthorized")},
+            "responses": {
+                "200": _json("FaxList", "The page of faxes and the total."),
+                "400": _ref("responses", "BadRequest"),
+                "401": _ref("responses", "Unauthorized"),
+            },
         },
     },
     "/api/faxes/{fax_id}": {
@@ -157,19 +231,29 @@ PATHS: dict[str, dict[str, Any]] = {
             "tags": ["Faxes"],
             "summary": "One fax with its delivery jobs",
             "parameters": [_ref("parameters", "FaxId")],
-            "responses": {"200": _json("Fax", "The fax."),
-                          "401": _ref("responses", "Unauthorized"),
-                          "404": _ref("responses", "NotFound")},
+            "responses": {
+                "200": _json("Fax", "The fax."),
+                "401": _ref("responses", "Unauthorized"),
+                "404": _ref("responses", "NotFound"),
+            },
         },
         "delete": {
             "operationId": "deleteFax",
             "tags": ["Faxes"],
             "summary": "Delete a fax: image, rendered pages, jobs and history",
             "parameters": [_ref("parameters", "FaxId")],
-            "responses": {"200": {"description": "Deleted.", "content": {"application/json": {"schema": {
-                "type": "object", "properties": {"deleted": {"type": "integer"}}}}}},
-                          "404": _ref("responses", "NotFound"),
-                          "409": {"description": "Still being received or delivered.", **_ERROR}},
+            "responses": {
+                "200": {
+                    "description": "Deleted.",
+                    "content": {
+                        "application/json": {
+                            "schema": {"type": "object", "properties": {"deleted": {"type": "integer"}}}
+                        }
+                    },
+                },
+                "404": _ref("responses", "NotFound"),
+                "409": {"description": "Still being received or delivered.", **_ERROR},
+            },
         },
     },
     "/api/faxes/{fax_id}/resend": {
@@ -178,27 +262,84 @@ PATHS: dict[str, dict[str, Any]] = {
             "tags": ["Faxes"],
             "summary": "Send a fax again, as new messages (new Message-IDs)",
             "parameters": [_ref("parameters", "FaxId")],
-            "requestBody": {"required": False, "content": {"application/json": {"schema": {
-                "type": "object", "additionalProperties": False,
-                "properties": {"to": {"type": "string", "format": "email",
-                                      "description": "One address; without it, the fax's own mail recipients."}}}}}},
-            "responses": {"202": {"description": "Queued.", "content": {"application/json": {"schema": {
-                "type": "object", "required": ["queued", "skipped"], "properties": {
-                    "queued": {"type": "array", "items": {"type": "object", "properties": {
-                        "recipient": {"type": "string"}, "message_id": {"type": "string"}}}},
-                    "skipped": {"type": "array", "items": {"type": "object", "properties": {
-                        "recipient": {"type": "string"}, "reason": {"type": "string"}}}},
-                    "refused": {"type": "array", "description": "Recipients outside "
-                                "routing.accepted_domains: nothing was queued for them.",
-                                "items": {"type": "object", "properties": {
-                                    "recipient": {"type": "string"}, "reason": {"type": "string"}}}}}}}}},
-                          "400": {"description": "`to` is not a mail address or is outside "
-                                                 "routing.accepted_domains (nothing queued), or the "
-                                                 "CSRF token is missing or wrong.", **_ERROR},
-                          "404": _ref("responses", "NotFound"),
-                          "409": {"description": "Nothing to send (no pages, no recipients, every "
-                                                 "delivery still under way, or every recipient outside "
-                                                 "routing.accepted_domains).", **_ERROR}},
+            "requestBody": {
+                "required": False,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {
+                                "to": {
+                                    "type": "string",
+                                    "format": "email",
+                                    "description": "One address; without it, the fax's own mail recipients.",
+                                }
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "202": {
+                    "description": "Queued.",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["queued", "skipped"],
+                                "properties": {
+                                    "queued": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "properties": {
+                                                "recipient": {"type": "string"},
+                                                "message_id": {"type": "string"},
+                                            },
+                                        },
+                                    },
+                                    "skipped": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "properties": {
+                                                "recipient": {"type": "string"},
+                                                "reason": {"type": "string"},
+                                            },
+                                        },
+                                    },
+                                    "refused": {
+                                        "type": "array",
+                                        "description": "Recipients outside "
+                                        "routing.accepted_domains: nothing was queued for them.",
+                                        "items": {
+                                            "type": "object",
+                                            "properties": {
+                                                "recipient": {"type": "string"},
+                                                "reason": {"type": "string"},
+                                            },
+                                        },
+                                    },
+                                },
+                            }
+                        }
+                    },
+                },
+                "400": {
+                    "description": "`to` is not a mail address or is outside "
+                    "routing.accepted_domains (nothing queued), or the "
+                    "CSRF token is missing or wrong.",
+                    **_ERROR,
+                },
+                "404": _ref("responses", "NotFound"),
+                "409": {
+                    "description": "Nothing to send (no pages, no recipients, every "
+                    "delivery still under way, or every recipient outside "
+                    "routing.accepted_domains).",
+                    **_ERROR,
+                },
+            },
         },
     },
     "/api/status": {
@@ -207,19 +348,31 @@ PATHS: dict[str, dict[str, Any]] = {
             "tags": ["System"],
             "summary": "What the dashboard shows",
             "description": "Daemon reachability, lines with their state, calls in progress, today's "
-                           "faxes, the delivery queue by state, disk space of the spool, alerts.",
-            "responses": {"200": {"description": "The status.", "content": {"application/json": {"schema": {
-                "type": "object",
-                "required": ["daemon_up", "lines", "calls", "today", "queue", "alerts"],
-                "properties": {
-                    "daemon_up": {"type": "boolean"}, "daemon_error": {"type": "string"},
-                    "lines": {"type": "array", "items": {"type": "object"}},
-                    "calls": {"type": "array", "items": {"type": "object"}},
-                    "today": {"type": "object"}, "queue": {"type": "object",
-                                                          "additionalProperties": {"type": "integer"}},
-                    "oldest_waiting": {"type": ["number", "null"]},
-                    "disk": {"type": ["object", "null"]},
-                    "alerts": {"type": "array", "items": {"type": "object"}}}}}}}},
+            "faxes, the delivery queue by state, disk space of the spool, alerts.",
+            "responses": {
+                "200": {
+                    "description": "The status.",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["daemon_up", "lines", "calls", "today", "queue", "alerts"],
+                                "properties": {
+                                    "daemon_up": {"type": "boolean"},
+                                    "daemon_error": {"type": "string"},
+                                    "lines": {"type": "array", "items": {"type": "object"}},
+                                    "calls": {"type": "array", "items": {"type": "object"}},
+                                    "today": {"type": "object"},
+                                    "queue": {"type": "object", "additionalProperties": {"type": "integer"}},
+                                    "oldest_waiting": {"type": ["number", "null"]},
+                                    "disk": {"type": ["object", "null"]},
+                                    "alerts": {"type": "array", "items": {"type": "object"}},
+                                },
+                            }
+                        }
+                    },
+                }
+            },
         },
     },
     "/api/route": {
@@ -229,22 +382,48 @@ PATHS: dict[str, dict[str, Any]] = {
             "summary": "Which routing rule a call would reach, and where its fax would go",
             "parameters": [
                 {"name": n, "in": "query", "schema": {"type": "string", "maxLength": 200}, "description": d}
-                for n, d in (("called", "Called number (DID)."), ("caller", "Caller number."),
-                             ("tsi", "The sender's TSI."), ("line", '"sip:<peer>" or "modem:<device>".'),
-                             ("um", "Exchange UM recipient address."))],
-            "responses": {"200": {"description": "The decision.", "content": {"application/json": {"schema": {
-                "type": "object", "required": ["rule", "recipients"],
-                "properties": {"rule": {"type": "string"}, "recipients": {"type": "array", "items": {"type": "string"}},
-                               "to": {"type": "array", "items": {"type": "string"}},
-                               "cc": {"type": "array", "items": {"type": "string"}},
-                               "format": {"type": "string"}, "tiff": {"type": "string"},
-                               "subject": {"type": "string"},
-                               "refused": {"type": "array", "items": {"type": "string"}, "description":
-                                           "Only when an address was refused (outside "
-                                           "routing.accepted_domains), one message each."},
-                               "um_refused": {"type": "string", "description": "The `um` address, "
-                                              "when it was refused: the fax would go as ordinary mail."}}}}}},
-                          "409": {"description": "The configuration file is not valid.", **_ERROR}},
+                for n, d in (
+                    ("called", "Called number (DID)."),
+                    ("caller", "Caller number."),
+                    ("tsi", "The sender's TSI."),
+                    ("line", '"sip:<peer>" or "modem:<device>".'),
+                    ("um", "Exchange UM recipient address."),
+                )
+            ],
+            "responses": {
+                "200": {
+                    "description": "The decision.",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["rule", "recipients"],
+                                "properties": {
+                                    "rule": {"type": "string"},
+                                    "recipients": {"type": "array", "items": {"type": "string"}},
+                                    "to": {"type": "array", "items": {"type": "string"}},
+                                    "cc": {"type": "array", "items": {"type": "string"}},
+                                    "format": {"type": "string"},
+                                    "tiff": {"type": "string"},
+                                    "subject": {"type": "string"},
+                                    "refused": {
+                                        "type": "array",
+                                        "items": {"type": "string"},
+                                        "description": "Only when an address was refused (outside "
+                                        "routing.accepted_domains), one message each.",
+                                    },
+                                    "um_refused": {
+                                        "type": "string",
+                                        "description": "The `um` address, "
+                                        "when it was refused: the fax would go as ordinary mail.",
+                                    },
+                                },
+                            }
+                        }
+                    },
+                },
+                "409": {"description": "The configuration file is not valid.", **_ERROR},
+            },
         },
     },
     "/api/openapi.json": {
@@ -252,8 +431,10 @@ PATHS: dict[str, dict[str, Any]] = {
             "operationId": "getOpenApi",
             "tags": ["Documentation"],
             "summary": "This document",
-            "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}},
-                          "401": _ref("responses", "Unauthorized")},
+            "responses": {
+                "200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}},
+                "401": _ref("responses", "Unauthorized"),
+            },
         },
     },
     "/api/docs": {
@@ -261,8 +442,10 @@ PATHS: dict[str, dict[str, Any]] = {
             "operationId": "getApiDocs",
             "tags": ["Documentation"],
             "summary": "This document as a web page",
-            "responses": {"200": {"description": "HTML", "content": {"text/html": {}}},
-                          "401": _ref("responses", "Unauthorized")},
+            "responses": {
+                "200": {"description": "HTML", "content": {"text/html": {}}},
+                "401": _ref("responses", "Unauthorized"),
+            },
         },
     },
 }
@@ -301,20 +484,30 @@ def document() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "Faxbridge JSON API", "version": version(), "description": DESCRIPTION},
         "servers": [{"url": "/"}],
-        "tags": [{"name": "Faxes", "description": "Received faxes and their delivery."},
-                 {"name": "System", "description": "The appliance's state and routing."},
-                 {"name": "Documentation", "description": "This API's description."}],
+        "tags": [
+            {"name": "Faxes", "description": "Received faxes and their delivery."},
+            {"name": "System", "description": "The appliance's state and routing."},
+            {"name": "Documentation", "description": "This API's description."},
+        ],
         "paths": paths,
         "components": {
             "schemas": copy.deepcopy(SCHEMAS),
             "responses": copy.deepcopy(RESPONSES),
             "parameters": copy.deepcopy(PARAMETERS),
             "securitySchemes": {
-                "session": {"type": "apiKey", "in": "cookie", "name": "faxbridge_session",
-                            "description": "The web UI's session cookie, from POST /login."},
-                "csrf": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token",
-                         "description": "The session's CSRF token (<meta name=\"csrf-token\"> of any page); "
-                                        "required on POST, PUT, PATCH and DELETE."},
+                "session": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "faxbridge_session",
+                    "description": "The web UI's session cookie, from POST /login.",
+                },
+                "csrf": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-CSRF-Token",
+                    "description": 'The session\'s CSRF token (<meta name="csrf-token"> of any page); '
+                    "required on POST, PUT, PATCH and DELETE.",
+                },
             },
         },
         "security": [{"session": []}],
@@ -328,12 +521,21 @@ def operations(doc: dict[str, Any]) -> list[dict[str, Any]]:
         for method, op in ops.items():
             params = [_resolve(doc, p) for p in op.get("parameters", [])]
             body = op.get("requestBody", {}).get("content", {})
-            out.append({"method": method.upper(), "path": path, "summary": op.get("summary", ""),
-                        "description": op.get("description", ""), "id": op.get("operationId", ""),
-                        "csrf": any("csrf" in s for s in op.get("security", [])),
-                        "parameters": params, "body": ", ".join(body),
-                        "responses": [(code, _resolve(doc, r).get("description", ""))
-                                      for code, r in op.get("responses", {}).items()]})
+            out.append(
+                {
+                    "method": method.upper(),
+                    "path": path,
+                    "summary": op.get("summary", ""),
+                    "description": op.get("description", ""),
+                    "id": op.get("operationId", ""),
+                    "csrf": any("csrf" in s for s in op.get("security", [])),
+                    "parameters": params,
+                    "body": ", ".join(body),
+                    "responses": [
+                        (code, _resolve(doc, r).get("description", "")) for code, r in op.get("responses", {}).items()
+                    ],
+                }
+            )
     return out
 
 

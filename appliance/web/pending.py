@@ -1,4 +1,4 @@
-""""Restart needed" on every page, for as long as it is true.
+""" "Restart needed" on every page, for as long as it is true.
 
 Each process answers for itself (appliance/restarts.py): the web process compares the
 configuration it started with (``current_app.config["FAXBRIDGE"]``, never replaced) with the file

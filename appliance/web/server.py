@@ -18,8 +18,8 @@ import threading
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
-from appliance.startup import private_files
 from appliance.config import Config, ConfigError, parse_hostport
+from appliance.startup import private_files
 from appliance.tlskeys import EncryptedKey, load_chain, refuse_passphrase
 from appliance.web.app import create_app
 from appliance.web.auth import largest_body
@@ -40,11 +40,22 @@ RESTART_EXIT = 75
 
 
 #: errnos of a peer that went away: a closed tab, a browser that gave up on a handshake
-GONE_ERRNOS = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ENOTCONN, errno.ESHUTDOWN,
-                         ssl.SSL_ERROR_EOF, ssl.SSL_ERROR_ZERO_RETURN})
+GONE_ERRNOS = frozenset(
+    {
+        errno.EPIPE,
+        errno.ECONNRESET,
+        errno.ECONNABORTED,
+        errno.ENOTCONN,
+        errno.ESHUTDOWN,
+        ssl.SSL_ERROR_EOF,
+        ssl.SSL_ERROR_ZERO_RETURN,
+    }
+)
 #: cheroot's own words for a peer that went away
-GONE_MESSAGES = ("peer dropped the TLS connection suddenly, during handshake",
-                 "Got a connection error while handling a connection")
+GONE_MESSAGES = (
+    "peer dropped the TLS connection suddenly, during handshake",
+    "Got a connection error while handling a connection",
+)
 
 
 def peer_went_away(msg: str, exc: BaseException | None) -> bool:
@@ -112,6 +123,7 @@ def build_server(config: Config) -> tuple[wsgi.Server, str]:
 
         app.extensions["faxbridge_tls_reload"] = reload
         scheme = "https"
+
     def restart_soon() -> None:
         """New web settings: stop serving once this reply has left; the process then ends and its
         supervisor (systemd, supervisor or `faxbridge run`) starts it with the saved file."""

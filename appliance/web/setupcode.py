@@ -22,8 +22,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from appliance.fsutil import write_atomic
-from appliance.fsutil import fsync_dir
+from appliance.fsutil import fsync_dir, write_atomic
 
 #: no 0/O, 1/I/L, 2/Z, 5/S, 8/B: read off a screen or a card in a PC and typed without doubt
 ALPHABET = "ACDEFGHJKMNPQRTUVWXY34679"
@@ -34,13 +33,13 @@ FILE = "setup-code.json"
 def new_code() -> str:
     """A fresh code like ``K7FQ-MWXA-3TRC``."""
     chars = "".join(secrets.choice(ALPHABET) for _ in range(GROUPS * GROUP_LEN))
-    return "-".join(chars[i:i + GROUP_LEN] for i in range(0, len(chars), GROUP_LEN))
+    return "-".join(chars[i : i + GROUP_LEN] for i in range(0, len(chars), GROUP_LEN))
 
 
 def normalise(typed: str) -> str:
     """What the owner typed, as the code is stored: case, spaces and dashes do not matter."""
     letters = "".join(c for c in typed.upper() if c.isalnum())[:64]
-    return "-".join(letters[i:i + GROUP_LEN] for i in range(0, len(letters), GROUP_LEN))
+    return "-".join(letters[i : i + GROUP_LEN] for i in range(0, len(letters), GROUP_LEN))
 
 
 def matches(typed: str, code: str) -> bool:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sqlite3
-from pathlib import Path
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from flask import abort, current_app, g
@@ -73,8 +73,7 @@ def _open(root: Path) -> Spool | None:
 
 def job_summary(job: Job) -> dict[str, Any]:
     """The part of a delivery job the fax list and API show."""
-    return {"recipient": job.recipient, "state": job.state, "attempts": job.attempts,
-            "last_error": job.last_error}
+    return {"recipient": job.recipient, "state": job.state, "attempts": job.attempts, "last_error": job.last_error}
 
 
 def fax_dict(fax: FaxRecord, jobs: list[Job]) -> dict[str, Any]:

@@ -52,11 +52,18 @@ def render_index(update_errors: list[str] | None = None) -> str:
     cfg: Config = current_app.config["FAXBRIDGE"]
     status, why = daemonlink.status()
     tz = current_zone()
-    return render_template("system.html", version=version(), status=status, daemon_error=why,
-                           web_uptime=time.time() - WEB_STARTED,
-                           log_lines=[in_zone(line, tz) for line in tail(log_path(cfg), LOG_LINES)],
-                           log_file=str(log_path(cfg)), uptime=human_duration, zone=localtime.zone_name(tz),
-                           **update.card(update_errors))
+    return render_template(
+        "system.html",
+        version=version(),
+        status=status,
+        daemon_error=why,
+        web_uptime=time.time() - WEB_STARTED,
+        log_lines=[in_zone(line, tz) for line in tail(log_path(cfg), LOG_LINES)],
+        log_file=str(log_path(cfg)),
+        uptime=human_duration,
+        zone=localtime.zone_name(tz),
+        **update.card(update_errors),
+    )
 
 
 @bp.post("/system/restart")
@@ -70,8 +77,10 @@ def restart() -> Response:
         reply, why = daemonlink.ask({"cmd": "restart"})
         pending.note_daemon(None)
         if reply is None:
-            flash(f"The fax service could not be restarted: it is not running or does not answer ({why}). "
-                  "The log on the System page may say why.")
+            flash(
+                f"The fax service could not be restarted: it is not running or does not answer ({why}). "
+                "The log on the System page may say why."
+            )
         elif not reply.get("ok"):
             flash(f"The fax service refused to restart: {reply.get('error')}")
         else:
@@ -90,16 +99,19 @@ def diagnostics() -> Response:
     cfg: Config = current_app.config["FAXBRIDGE"]
     data = bundle(cfg)
     name = time.strftime("faxbridge-diagnostics-%Y%m%d-%H%M%S.tar.gz")
-    return Response(data, mimetype="application/gzip",
-                    headers={"Content-Disposition": f'attachment; filename="{name}"',
-                             "Cache-Control": "no-store"})
+    return Response(
+        data,
+        mimetype="application/gzip",
+        headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"},
+    )
 
 
 def scrub(value: Any) -> Any:
     """A copy of ``value`` without any key that names a secret (recursing into tables and arrays)."""
     if isinstance(value, dict):
-        return {k: scrub(v) for k, v in value.items()
-                if not (k in SECRET_KEYS or str(k).lower().endswith(SECRET_SUFFIXES))}
+        return {
+            k: scrub(v) for k, v in value.items() if not (k in SECRET_KEYS or str(k).lower().endswith(SECRET_SUFFIXES))
+        }
     if isinstance(value, (list, tuple)):
         return [scrub(v) for v in value]
     return value
@@ -117,13 +129,22 @@ def config_without_secrets(cfg: Config) -> dict[str, Any]:
 
 def versions() -> dict[str, Any]:
     try:
-        spandsp = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "libspandsp2"], capture_output=True,
-                                 text=True, timeout=3).stdout.strip() or "unknown"
+        spandsp = (
+            subprocess.run(
+                ["dpkg-query", "-W", "-f=${Version}", "libspandsp2"], capture_output=True, text=True, timeout=3
+            ).stdout.strip()
+            or "unknown"
+        )
     except (OSError, subprocess.SubprocessError):
         spandsp = "unknown"
     packages = sorted({(d.metadata["Name"] or "?", d.version) for d in metadata.distributions()})
-    return {"faxbridge": version(), "python": sys.version, "platform": platform.platform(),
-            "spandsp": spandsp, "packages": {n: v for n, v in packages}}
+    return {
+        "faxbridge": version(),
+        "python": sys.version,
+        "platform": platform.platform(),
+        "spandsp": spandsp,
+        "packages": {n: v for n, v in packages},
+    }
 
 
 def recent_faxes(limit: int = BUNDLE_FAXES) -> list[dict[str, Any]]:
@@ -143,11 +164,15 @@ def bundle(cfg: Config) -> bytes:
     """The diagnostics .tar.gz, made in memory."""
     status, why = daemonlink.status()
     files = {
-        "config.json": json.dumps({"file": str(cfg.source) if getattr(cfg, "source", None) else None,
-                                   "config": config_without_secrets(cfg)}, indent=2, default=str),
+        "config.json": json.dumps(
+            {"file": str(cfg.source) if getattr(cfg, "source", None) else None, "config": config_without_secrets(cfg)},
+            indent=2,
+            default=str,
+        ),
         "log.txt": "\n".join(tail(log_path(cfg), BUNDLE_LOG_LINES, max_bytes=2 * 1024 * 1024)) + "\n",
-        "status.json": json.dumps(status if status is not None else {"daemon": "not running", "error": why},
-                                  indent=2, default=str),
+        "status.json": json.dumps(
+            status if status is not None else {"daemon": "not running", "error": why}, indent=2, default=str
+        ),
         "faxes.json": json.dumps(recent_faxes(), indent=2, default=str),
         "versions.json": json.dumps(versions(), indent=2),
     }

@@ -40,15 +40,15 @@ def send_test_message(cfg: Config, to: str, timeout: float = TEST_MESSAGE_TIMEOU
     try:
         outcome = pool.submit(send_trial, cfg, to).result(timeout=timeout)
     except FutureTimeout:
-        return TestOutcome(False, f"No answer within {timeout:g} seconds.",
-                           advice=advise_text("timed out").text)
+        return TestOutcome(False, f"No answer within {timeout:g} seconds.", advice=advise_text("timed out").text)
     finally:
         pool.shutdown(wait=False)
     if outcome.accepted is None:
         summary = "The test message was not accepted." if outcome.refused else "The test message could not be sent."
         return TestOutcome(False, summary, outcome.error, outcome.advice)
-    return TestOutcome(True, f"It works: the test message to {to} was accepted. Look for it in that mailbox.",
-                       outcome.accepted)
+    return TestOutcome(
+        True, f"It works: the test message to {to} was accepted. Look for it in that mailbox.", outcome.accepted
+    )
 
 
 def default_recipient(doc: ConfigDoc) -> str:
@@ -72,7 +72,17 @@ def delivery_test() -> Any:
             errors = e.errors
         else:
             outcome = send_test_message(cfg, to)
-    return page("settings_delivery.html", "delivery", title="Delivery", intro="",
-                fields=DELIVERY_FIELDS, values=form_values(DELIVERY_FIELDS, request.form),
-                secrets=secrets_state(doc, DELIVERY_FIELDS), entries=(), rows={}, errors=errors,
-                test_to=to, outcome=outcome)
+    return page(
+        "settings_delivery.html",
+        "delivery",
+        title="Delivery",
+        intro="",
+        fields=DELIVERY_FIELDS,
+        values=form_values(DELIVERY_FIELDS, request.form),
+        secrets=secrets_state(doc, DELIVERY_FIELDS),
+        entries=(),
+        rows={},
+        errors=errors,
+        test_to=to,
+        outcome=outcome,
+    )

@@ -67,9 +67,12 @@ def describe(cert_path: Path) -> dict[str, str]:
         names = [name_text(n) for n in cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value]
     except x509.ExtensionNotFound:
         names = []
-    return {"subject": cert.subject.rfc4514_string(), "names": ", ".join(names),
-            "expires": cert.not_valid_after_utc.strftime("%Y-%m-%d"),
-            "self_signed": "yes" if cert.issuer == cert.subject else "no"}
+    return {
+        "subject": cert.subject.rfc4514_string(),
+        "names": ", ".join(names),
+        "expires": cert.not_valid_after_utc.strftime("%Y-%m-%d"),
+        "self_signed": "yes" if cert.issuer == cert.subject else "no",
+    }
 
 
 def ensure_certificate(state_dir: Path, listen_host: str, hostname: str = "") -> tuple[Path, Path]:
@@ -77,7 +80,7 @@ def ensure_certificate(state_dir: Path, listen_host: str, hostname: str = "") ->
     cert_path, key_path = generated_paths(state_dir)
     if cert_path.exists() and key_path.exists():
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-        if cert.not_valid_after_utc - datetime.timedelta(days=30) > datetime.datetime.now(datetime.timezone.utc):
+        if cert.not_valid_after_utc - datetime.timedelta(days=30) > datetime.datetime.now(datetime.UTC):
             return cert_path, key_path
     host = hostname or socket.gethostname()
     # the box announces itself over mDNS as <host>.local: the name owners type (hwtests/BENCH.md B-2)
@@ -89,20 +92,31 @@ def ensure_certificate(state_dir: Path, listen_host: str, hostname: str = "") ->
     except ValueError:
         names.append(listen_host)
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0][:64] or "faxbridge"),
-                         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Faxbridge appliance")])
+    now = datetime.datetime.now(datetime.UTC)
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, names[0][:64] or "faxbridge"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Faxbridge appliance"),
+        ]
+    )
     san = [x509.DNSName(n) for n in dict.fromkeys(n for n in names if n)]
     san += [x509.IPAddress(ipaddress.ip_address(i)) for i in sorted(ips)]
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=LIFETIME_DAYS))
-            .add_extension(x509.SubjectAlternativeName(san), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .sign(key, hashes.SHA256()))
-    write_private(key_path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                              serialization.NoEncryption()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=LIFETIME_DAYS))
+        .add_extension(x509.SubjectAlternativeName(san), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    write_private(
+        key_path,
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+    )
     write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM))
     return cert_path, key_path

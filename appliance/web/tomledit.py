@@ -34,9 +34,11 @@ SECRET_ENTRY_KEYS: dict[tuple[str, str], tuple[str, ...]] = {
     ("sip", "registrations"): ("password",),
     ("sip", "peers"): ("password",),
 }
-HEADER = ("Faxbridge configuration, written by the web UI. Comments and order are kept when it is\n"
-          "saved again; passwords and client secrets live in secrets.toml beside it (mode 0600).\n"
-          "Relative paths are relative to the state directory (--state-dir), wherever this file is.")
+HEADER = (
+    "Faxbridge configuration, written by the web UI. Comments and order are kept when it is\n"
+    "saved again; passwords and client secrets live in secrets.toml beside it (mode 0600).\n"
+    "Relative paths are relative to the state directory (--state-dir), wherever this file is."
+)
 
 
 class TomlEditError(ValueError):
@@ -76,8 +78,9 @@ def _plain(value: Any) -> Any:
 class ConfigDoc:
     """The main file and secrets.toml as tomlkit documents, edited in memory until ``save``."""
 
-    def __init__(self, path: Path, main: TOMLDocument, secrets: TOMLDocument, *, exists: bool,
-                 state_dir: Path | None = None) -> None:
+    def __init__(
+        self, path: Path, main: TOMLDocument, secrets: TOMLDocument, *, exists: bool, state_dir: Path | None = None
+    ) -> None:
         self.path = path
         #: where the relative paths of the result resolve: the running configuration's
         self.state_dir = state_dir if state_dir is not None else default_state_dir()
@@ -88,7 +91,7 @@ class ConfigDoc:
 
     # -- loading ------------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: Path, running: Config | None = None) -> "ConfigDoc":
+    def load(cls, path: Path, running: Config | None = None) -> ConfigDoc:
         """The file at ``path``, or a new document with only a header when there is none yet: its
         relative paths resolve in the running configuration's state directory, like the defaults."""
         path = Path(path)
@@ -104,7 +107,7 @@ class ConfigDoc:
         return doc
 
     @classmethod
-    def for_config(cls, running: Config) -> "ConfigDoc":
+    def for_config(cls, running: Config) -> ConfigDoc:
         return cls.load(config_file(running), running)
 
     # -- plain keys -----------------------------------------------------------------------------
@@ -216,11 +219,11 @@ class ConfigDoc:
     def entries(self, section: str, table: str) -> list[dict[str, Any]]:
         """Each entry as a plain dict, without its secrets."""
         hidden = SECRET_ENTRY_KEYS.get((section, table), ())
-        return [{k: _plain(v) for k, v in e.items() if k not in hidden}
-                for e in _entries(self.main, section, table)]
+        return [{k: _plain(v) for k, v in e.items() if k not in hidden} for e in _entries(self.main, section, table)]
 
-    def set_entries(self, section: str, table: str, values: list[dict[str, Any]],
-                    origins: list[int | None] | None = None) -> None:
+    def set_entries(
+        self, section: str, table: str, values: list[dict[str, Any]], origins: list[int | None] | None = None
+    ) -> None:
         """Replace the array with ``values``; ``origins[i]`` is the index of the existing entry
         that ``values[i]`` was edited from (None: new), so that entry keeps its comments and any
         keys the form does not show.  Secret keys are never touched here."""
@@ -242,7 +245,7 @@ class ConfigDoc:
         sect = self.table(section, create=True)
         assert sect is not None
         kept = [o for o in origins if o is not None]
-        appended_only = kept == sorted(set(kept)) and origins[:len(kept)] == kept
+        appended_only = kept == sorted(set(kept)) and origins[: len(kept)] == kept
         if not built:
             if table in sect:
                 del sect[table]
@@ -253,7 +256,7 @@ class ConfigDoc:
             aot = sect[table]
             for index in sorted(set(range(len(old))) - set(kept), reverse=True):
                 del aot[index]
-            for t in built[len(kept):]:
+            for t in built[len(kept) :]:
                 aot.append(t)
             return
         aot = tomlkit.aot()
@@ -263,7 +266,7 @@ class ConfigDoc:
 
     def prune_secret_entries(self) -> None:
         """Secrets of entries that no longer exist would make the file unloadable: drop them."""
-        for (section, table) in SECRET_ENTRY_KEYS:
+        for section, table in SECRET_ENTRY_KEYS:
             sect = self.secrets.get(section)
             if sect is None or table not in sect:
                 continue
@@ -388,8 +391,10 @@ class ConfigDoc:
                     elif e.get(k) is not None and not (isinstance(e.get("name"), str) and e["name"]):
                         # secrets.toml keeps an entry's password under its name: without one it
                         # would stay in the main file
-                        unnamed.append(f"{section}.{table}[{i}]: an entry with a {k} needs a name "
-                                       f"(its {k} is kept in secrets.toml under it): add name = \"...\"")
+                        unnamed.append(
+                            f"{section}.{table}[{i}]: an entry with a {k} needs a name "
+                            f'(its {k} is kept in secrets.toml under it): add name = "..."'
+                        )
                     elif isinstance(e.get(k), str) and e.get(k):
                         restored.set_secret(section, k, _plain(e[k]), (table, _plain(e["name"])))
         if unnamed:

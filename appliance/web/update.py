@@ -10,15 +10,24 @@ form works too.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from flask import Blueprint, Response, current_app, flash, jsonify, redirect, request, url_for
 
 from appliance.config import Config
 from appliance.update import bootdir
-from appliance.update.request import MAX_BUNDLE, RequestError, busy_reason, pending, read_status, \
-    store_bundle, update_dir, write_request
+from appliance.update.request import (
+    MAX_BUNDLE,
+    RequestError,
+    busy_reason,
+    pending,
+    read_status,
+    store_bundle,
+    update_dir,
+    write_request,
+)
 from appliance.update.slots import model_problem
 from appliance.update.status import Status, as_dict
 from appliance.web import auth
@@ -52,9 +61,14 @@ def card(errors: list[str] | None = None) -> dict[str, Any]:
     """What system.html's Update card shows."""
     state = _state_dir()
     st = read_status(state)
-    return {"update": st, "update_words": PHASE_WORDS.get(st.phase, st.phase), "update_refused": refusal(),
-            "update_pending": pending(state), "update_errors": errors or [],
-            "update_max_mb": MAX_BUNDLE // (1024 * 1024)}
+    return {
+        "update": st,
+        "update_words": PHASE_WORDS.get(st.phase, st.phase),
+        "update_refused": refusal(),
+        "update_pending": pending(state),
+        "update_errors": errors or [],
+        "update_max_mb": MAX_BUNDLE // (1024 * 1024),
+    }
 
 
 def _wants_json() -> bool:
@@ -91,12 +105,15 @@ def upload() -> Any:
     except RequestError as e:
         return _refuse(f"{name}: {e}. Nothing was changed.", 400)
     except OSError as e:
-        return _refuse(f"{name}: could not be stored in {update_dir(state)} ({e.strerror or e}). "
-                       "Nothing was changed.", 500)
+        return _refuse(
+            f"{name}: could not be stored in {update_dir(state)} ({e.strerror or e}). Nothing was changed.", 500
+        )
     if _wants_json():
         return jsonify(ok=True, size=size, status_url=url_for("update.status"))
-    flash(f"{name} ({size / 1e6:.1f} MB) was received and is being installed. The box restarts when it is "
-          "ready; this page then answers again in a few minutes.")
+    flash(
+        f"{name} ({size / 1e6:.1f} MB) was received and is being installed. The box restarts when it is "
+        "ready; this page then answers again in a few minutes."
+    )
     return redirect(url_for("system.index") + "#update")
 
 

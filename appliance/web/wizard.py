@@ -9,7 +9,8 @@ that can be tried has a button that tries it now and says what happened in plain
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 
@@ -18,8 +19,17 @@ from appliance.web import formerrors
 from appliance.web.backup_page import restore_upload
 from appliance.web.configpage import load_doc, placed_errors, save_and_reload
 from appliance.web.daemonlink import control_request
-from appliance.web.forms import (EntrySpec, Field, apply_entries, apply_fields, entry_rows, field_values,
-                                 form_values, secrets_state, submitted_rows)
+from appliance.web.forms import (
+    EntrySpec,
+    Field,
+    apply_entries,
+    apply_fields,
+    entry_rows,
+    field_values,
+    form_values,
+    secrets_state,
+    submitted_rows,
+)
 from appliance.web.modems import detected_modems
 from appliance.web.settings_fields import PEERS
 from appliance.web.testmessage import default_recipient, send_test_message
@@ -28,28 +38,47 @@ from appliance.web.tomledit import ConfigDoc, TomlEditError
 bp = Blueprint("wizard", __name__, url_prefix="/setup")
 
 #: (step, endpoint, label) in order
-STEPS = [("system", "wizard.start", "Name and time"), ("lines", "wizard.lines", "Lines"),
-         ("delivery", "wizard.delivery", "Where faxes go"), ("mailbox", "wizard.mailbox", "Default mailbox"),
-         ("done", "wizard.done", "Done")]
+STEPS = [
+    ("system", "wizard.start", "Name and time"),
+    ("lines", "wizard.lines", "Lines"),
+    ("delivery", "wizard.delivery", "Where faxes go"),
+    ("mailbox", "wizard.mailbox", "Default mailbox"),
+    ("done", "wizard.done", "Done"),
+]
 
 SYSTEM_FIELDS = [
-    Field("system.hostname", "Host name", help="How the box is called on the network, e.g. faxbridge.",
-          placeholder="faxbridge"),
-    Field("system.timezone", "Time zone", help="Where the box is, e.g. Europe/Berlin or America/New_York.",
-          placeholder="Europe/Berlin"),
+    Field(
+        "system.hostname",
+        "Host name",
+        help="How the box is called on the network, e.g. faxbridge.",
+        placeholder="faxbridge",
+    ),
+    Field(
+        "system.timezone",
+        "Time zone",
+        help="Where the box is, e.g. Europe/Berlin or America/New_York.",
+        placeholder="Europe/Berlin",
+    ),
 ]
 
 LINE_FIELDS = [
-    Field("modem.devices", "Modems to use", "lines",
-          help="One device a line; \"Use it\" beside a modem found above fills it in."),
+    Field(
+        "modem.devices",
+        "Modems to use",
+        "lines",
+        help='One device a line; "Use it" beside a modem found above fills it in.',
+    ),
     Field("fax.ident", "This fax machine's number (ident)", help="Shown on the sender's machine, e.g. +49 30 1234567."),
 ]
 
 MAILBOX_FIELDS = [
-    Field("routing.default", "Default mailbox", help="Every fax goes here unless a rule says otherwise.",
-          placeholder="faxes@example.com"),
-    Field("delivery.admin", "Administrator's address (optional)",
-          help="Told when a fax cannot be delivered."),
+    Field(
+        "routing.default",
+        "Default mailbox",
+        help="Every fax goes here unless a rule says otherwise.",
+        placeholder="faxes@example.com",
+    ),
+    Field("delivery.admin", "Administrator's address (optional)", help="Told when a fax cannot be delivered."),
 ]
 
 #: the four ways into Exchange (README "Into Exchange"): title, explanation, fields, fixed keys
@@ -57,10 +86,15 @@ KINDS: dict[str, dict[str, Any]] = {
     "o365-oauth": {
         "title": "Exchange Online (Microsoft 365), signed in as an app",
         "text": "The recommended way for Microsoft 365: the appliance signs in with an app registration "
-                "(no user password) and sends as the fax mailbox.",
+        "(no user password) and sends as the fax mailbox.",
         "fields": [
-            Field("via", "Send with", "choice", choices=("smtp", "graph"),
-                  help="smtp: SMTP AUTH (SMTP.SendAsApp); graph: Microsoft Graph over HTTPS (Mail.Send)."),
+            Field(
+                "via",
+                "Send with",
+                "choice",
+                choices=("smtp", "graph"),
+                help="smtp: SMTP AUTH (SMTP.SendAsApp); graph: Microsoft Graph over HTTPS (Mail.Send).",
+            ),
             Field("delivery.from", "Fax mailbox (sends the faxes)", placeholder="fax@contoso.com"),
             Field("delivery.tenant", "Tenant (directory) ID or domain", placeholder="contoso.onmicrosoft.com"),
             Field("delivery.client_id", "Application (client) ID"),
@@ -70,10 +104,14 @@ KINDS: dict[str, dict[str, Any]] = {
     "o365-connector": {
         "title": "Exchange Online through a connector",
         "text": "No mailbox and no password: an inbound connector recognises the appliance by the site's "
-                "public IP address or by its certificate. Port 25 must be open to the internet.",
+        "public IP address or by its certificate. Port 25 must be open to the internet.",
         "fields": [
-            Field("delivery.from", "Sender address", help="An address in one of the tenant's domains.",
-                  placeholder="fax@contoso.com"),
+            Field(
+                "delivery.from",
+                "Sender address",
+                help="An address in one of the tenant's domains.",
+                placeholder="fax@contoso.com",
+            ),
             Field("delivery.tls_client_cert", "Certificate file (only for a certificate connector)"),
         ],
         "fixed": {"backend": "direct", "starttls": "required"},
@@ -92,8 +130,12 @@ KINDS: dict[str, dict[str, Any]] = {
         "title": "Another mail server (SMTP)",
         "text": "Any mail server or relay that accepts mail for the recipients.",
         "fields": [
-            Field("delivery.url", "Server", help="smtp://host:587 (STARTTLS) or smtps://host:465",
-                  placeholder="smtp://mail.example.com:587"),
+            Field(
+                "delivery.url",
+                "Server",
+                help="smtp://host:587 (STARTTLS) or smtps://host:465",
+                placeholder="smtp://mail.example.com:587",
+            ),
             Field("delivery.from", "Sender address", placeholder="fax@example.com"),
             Field("delivery.username", "User name (if the server wants one)"),
             Field("delivery.password", "Password", "secret"),
@@ -105,12 +147,16 @@ KINDS: dict[str, dict[str, Any]] = {
 
 def _render(step: str, template: str, **ctx: Any) -> tuple[str, int]:
     errors = ctx.pop("errors", [])
-    shown: dict[str, Any] = {"fields": ctx.get("fields"), "entries": (ctx["spec"],) if ctx.get("spec") else (),
-                             "rows": ctx.get("rows")}
+    shown: dict[str, Any] = {
+        "fields": ctx.get("fields"),
+        "entries": (ctx["spec"],) if ctx.get("spec") else (),
+        "rows": ctx.get("rows"),
+    }
     if ctx.get("kinds") and ctx.get("kind") in ctx["kinds"]:  # only the open choice shows its errors
         shown["fields"] = ctx["kinds"][ctx["kind"]]["fields"]
-    return render_template(template, step=step, steps=STEPS, **placed_errors(errors, shown, ("test_to",)),
-                           **ctx), 400 if errors else 200
+    return render_template(
+        template, step=step, steps=STEPS, **placed_errors(errors, shown, ("test_to",)), **ctx
+    ), 400 if errors else 200
 
 
 def _doc() -> ConfigDoc:
@@ -122,8 +168,14 @@ def _next(step: str) -> Response:
     return redirect(url_for(STEPS[names.index(step) + 1][1]))
 
 
-def _simple_step(step: str, fields: list[Field], template: str, entries: tuple[EntrySpec, ...] = (),
-                 prepare: Callable[[ConfigDoc], None] | None = None, **extra: Any) -> Any:
+def _simple_step(
+    step: str,
+    fields: list[Field],
+    template: str,
+    entries: tuple[EntrySpec, ...] = (),
+    prepare: Callable[[ConfigDoc], None] | None = None,
+    **extra: Any,
+) -> Any:
     """GET shows the file's values; POST validates, writes, reloads and goes on (or shows errors).
     ``prepare`` derives further keys from the submitted ones before the whole is validated."""
     try:
@@ -146,8 +198,16 @@ def _simple_step(step: str, fields: list[Field], template: str, entries: tuple[E
                 return _next(step)
         values = form_values(fields, request.form)
         rows = {spec.prefix: submitted_rows(spec, request.form, doc) for spec in entries}
-    return _render(step, template, fields=fields, values=values, secrets=secrets_state(doc, fields),
-                   rows=rows, errors=errors, **extra)
+    return _render(
+        step,
+        template,
+        fields=fields,
+        values=values,
+        secrets=secrets_state(doc, fields),
+        rows=rows,
+        errors=errors,
+        **extra,
+    )
 
 
 @bp.route("/system", methods=["GET", "POST"])
@@ -166,8 +226,16 @@ def restore() -> Any:
             values = field_values(_doc(), SYSTEM_FIELDS)
         except TomlEditError:
             values = {}
-        page, _ = _render("system", "wizard_system.html", fields=SYSTEM_FIELDS, values=values, secrets={},
-                          rows={}, errors=["Nothing was restored."] + outcome.errors, restore_open=True)
+        page, _ = _render(
+            "system",
+            "wizard_system.html",
+            fields=SYSTEM_FIELDS,
+            values=values,
+            secrets={},
+            rows={},
+            errors=["Nothing was restored."] + outcome.errors,
+            restore_open=True,
+        )
         return page, 503 if outcome.busy else 400
     flash("Restored from the backup: " + ", ".join(outcome.restored) + ". " + outcome.message)
     return redirect(url_for("wizard.done"))
@@ -176,13 +244,12 @@ def restore() -> Any:
 @bp.route("/lines", methods=["GET", "POST"])
 def lines() -> Any:
     """Step 2: modems (detected, with a probe button) and SIP peers."""
-    return _simple_step("lines", LINE_FIELDS, "wizard_lines.html", (PEERS,), detected=detected_modems(),
-                        spec=PEERS)
+    return _simple_step("lines", LINE_FIELDS, "wizard_lines.html", (PEERS,), detected=detected_modems(), spec=PEERS)
 
 
 @bp.post("/lines/use")
 def use_modem() -> Any:
-    """"Use it" beside a detected modem: add it to modem.devices (only a device that was detected)."""
+    """ "Use it" beside a detected modem: add it to modem.devices (only a device that was detected)."""
     device = request.form.get("device", "")
     if device not in {d["path"] for d in detected_modems()}:
         flash(f"{device or 'That device'} is not plugged in (any more).")
@@ -248,7 +315,7 @@ def apply_kind(doc: ConfigDoc, kind: str, form: Any, errors: list[str]) -> None:
             doc.set("delivery", "username", mailbox)
     elif kind == "exchange-server":
         host = form.get("host", "").strip()
-        if not host or any(c in host for c in "/:@ ") and not host.startswith("["):
+        if not host or (any(c in host for c in "/:@ ") and not host.startswith("[")):
             errors.append("host: the Exchange server's name or address, e.g. mail.contoso.local")
         else:
             doc.set("delivery", "url", f"smtp://{host}:25")
@@ -271,8 +338,9 @@ def delivery() -> Any:
             errors.append("Choose one of the four ways.")
         else:
             apply_kind(doc, kind, request.form, errors)
-            values[kind] = {f.key: (request.form.get(f.key, "") if f.kind != "secret" else "")
-                            for f in KINDS[kind]["fields"]}
+            values[kind] = {
+                f.key: (request.form.get(f.key, "") if f.kind != "secret" else "") for f in KINDS[kind]["fields"]
+            }
             test = request.form.get("action") == "test"
             test_to = request.form.get("test_to", "").strip()
             if test and (not test_to or "@" not in test_to or any(c in test_to for c in "\r\n<>,; ")):
@@ -290,8 +358,17 @@ def delivery() -> Any:
                     flash(message)
                     return _next("delivery")
     secrets = {k: secrets_state(doc, KINDS[k]["fields"]) for k in KINDS}
-    return _render("delivery", "wizard_delivery.html", kinds=KINDS, kind=kind, values=values, secrets=secrets,
-                   errors=errors, outcome=outcome, test_to=test_to)
+    return _render(
+        "delivery",
+        "wizard_delivery.html",
+        kinds=KINDS,
+        kind=kind,
+        values=values,
+        secrets=secrets,
+        errors=errors,
+        outcome=outcome,
+        test_to=test_to,
+    )
 
 
 @bp.route("/mailbox", methods=["GET", "POST"])
@@ -327,10 +404,16 @@ def done() -> Any:
             return redirect("/")
     try:
         cfg = doc.validate()
-        summary = {"hostname": cfg.system.hostname, "timezone": cfg.system.timezone,
-                   "modems": cfg.modem.devices, "peers": [p.name for p in cfg.sip.peers],
-                   "backend": cfg.delivery.backend, "from": cfg.delivery.from_, "default": cfg.routing.default,
-                   "domains": cfg.routing.domains()}
+        summary = {
+            "hostname": cfg.system.hostname,
+            "timezone": cfg.system.timezone,
+            "modems": cfg.modem.devices,
+            "peers": [p.name for p in cfg.sip.peers],
+            "backend": cfg.delivery.backend,
+            "from": cfg.delivery.from_,
+            "default": cfg.routing.default,
+            "domains": cfg.routing.domains(),
+        }
     except ConfigError as e:
         errors, summary = errors or e.errors, {}
     return _render("done", "wizard_done.html", summary=summary, errors=errors)
@@ -338,7 +421,10 @@ def done() -> Any:
 
 # -- test fax to ourselves --------------------------------------------------------------------------
 #: where a failed test fax is fixed: the daemon's "fix" -> (endpoint, the link's words)
-FIXES = {"sip": ("settings.sip", "Open the SIP settings"), "system": ("system.index", "Open the System page and its log")}
+FIXES = {
+    "sip": ("settings.sip", "Open the SIP settings"),
+    "system": ("system.index", "Open the System page and its log"),
+}
 
 
 def _fix_link(reply: dict[str, Any]) -> tuple[str, str] | None:
@@ -356,9 +442,12 @@ def test_fax() -> Any:
         flash(str(reply.get("error", "")))
         return redirect(url_for("wizard.test_fax_status", fax_id=str(reply["id"])[:64]))
     if reply.get("down"):
-        reply = {"ok": False, "fix": "system",
-                 "error": "The appliance's fax service is not running, so it cannot send a test fax now. "
-                          "The System page shows its state and can restart it."}
+        reply = {
+            "ok": False,
+            "fix": "system",
+            "error": "The appliance's fax service is not running, so it cannot send a test fax now. "
+            "The System page shows its state and can restart it.",
+        }
     page, _ = _render("done", "wizard_testfax.html", reply=reply, fax_id="", fix=_fix_link(reply))
     return page, 503 if reply.get("fix") == "system" else 409
 
@@ -367,10 +456,16 @@ def test_fax() -> Any:
 def test_fax_status(fax_id: str) -> Any:
     reply = control_request({"cmd": "test-fax-status", "id": fax_id[:64]})
     if not reply.get("ok") and reply.get("down"):
-        reply = {"ok": False, "fix": "system",
-                 "error": "The appliance's fax service is not running (any more), so this test fax cannot be "
-                          "followed. The System page shows its state and can restart it."}
+        reply = {
+            "ok": False,
+            "fix": "system",
+            "error": "The appliance's fax service is not running (any more), so this test fax cannot be "
+            "followed. The System page shows its state and can restart it.",
+        }
     elif not reply.get("ok"):
-        reply = {"ok": False, "error": "This test fax is no longer known (the appliance keeps the last 20 "
-                                       "since it started). Send a new one."}
+        reply = {
+            "ok": False,
+            "error": "This test fax is no longer known (the appliance keeps the last 20 "
+            "since it started). Send a new one.",
+        }
     return _render("done", "wizard_testfax.html", reply=reply, fax_id=fax_id[:64], fix=_fix_link(reply))
