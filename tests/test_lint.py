@@ -12,14 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: DEBT (issue 13): modules that were being edited in parallel when this check came, whose
 #: `# type: ignore`s do not say why yet. Remove a file once each of its ignores has a reason.
-UNEXPLAINED_IGNORES = frozenset({
-    "appliance/control.py", "appliance/media/channel.py", "appliance/modem/class2.py",
-    "appliance/modem/probe.py", "appliance/modem/virtual.py", "appliance/sip/digest.py",
-    "appliance/sip/registration.py", "appliance/sip/transaction.py", "appliance/sip/transport.py",
-    "appliance/sip/useragent.py", "appliance/web/auth.py", "appliance/web/callview.py",
-    "appliance/web/metrics.py", "appliance/web/pending.py", "appliance/web/server.py",
-    "appliance/web/tomledit.py",
-})
+UNEXPLAINED_IGNORES: frozenset[str] = frozenset()
 
 _IGNORE = re.compile(r"#\s*type:\s*ignore\b(?P<codes>\[[^\]]*\])?(?P<rest>.*)$")
 
