@@ -8,6 +8,9 @@
 /* g711.c: one C call per RTP packet instead of three */
 int fb_rx_g711(fax_state_t *fax, g711_state_t *codec, const uint8_t *data, int len);
 int fb_tx_g711(fax_state_t *fax, g711_state_t *codec, uint8_t *out, int samples);
+/* g711.c: a call's whole 20 ms tick (playout into spandsp, spandsp out, RTP header) in one call */
+int fb_g711_tick(fax_state_t *fax, g711_state_t *codec, const uint8_t *rx, int rx_len, int fillin,
+                 uint8_t *packet, int b1, int seq, uint32_t ts, uint32_t ssrc, int samples);
 
 /* ecm.c: ECM over Class 1, HDLC deframed by the DTE at the image rate */
 hdlc_rx_state_t *fb_ecm_rx_new(t30_state_t *t30);
