@@ -53,6 +53,8 @@ class MediaSchedule:
         self.slots: list[list[ClockedChannel]] = [[] for _ in range(SLOTS)]
         self._slot_of: dict[ClockedChannel, int] = {}
         self._next = 0
+        #: channels that sent and wait for their work: in sending order, with when they sent
+        self._pending: collections.OrderedDict[ClockedChannel, float] = collections.OrderedDict()
         self.stats = {"ticks": 0, "skipped": 0, "early_rounds": 0, "max_work_ms": 0.0}
 
     @property
@@ -68,6 +70,7 @@ class MediaSchedule:
         return slot
 
     def remove(self, channel: ClockedChannel) -> None:
+        self._pending.pop(channel, None)
         slot = self._slot_of.pop(channel, None)
         if slot is not None:
             self.slots[slot].remove(channel)
@@ -76,9 +79,12 @@ class MediaSchedule:
         return self.start + (moment + 1) * SLOT_TIME
 
     def next_due(self) -> float | None:
-        """When ``run`` has something to do next: the next moment of a slot that has channels."""
+        """When ``run`` has something to do next: the next moment of a slot that has channels, or
+        at once (a moment already past) when work is pending."""
         if not self._slot_of:
             return None
+        if self._pending:
+            return self.due(self._next - 1)
         moment = self._next
         while not self.slots[moment % SLOTS]:
             moment += 1
@@ -86,18 +92,23 @@ class MediaSchedule:
 
     def run(self, time: Callable[[], float]) -> float | None:
         """Send every packet due by ``time()``, then do the work of the channels that sent,
-        sending again between two channels' work whenever a moment comes due; the next due time."""
+        sending again between two channels' work whenever a moment comes due; the next due time.
+
+        The work of channels that sent during the work waits for the next run, which is due at
+        once: between two runs the event loop reads the sockets, so a run stays one batch long
+        even when the machine cannot keep up (a run that chained the work of every moment coming
+        due would hold the loop for as long as it stayed behind)."""
         now = time()
         behind = int((now - self.due(self._next)) / PTIME)
         if behind >= MAX_CATCH_UP:  # hopelessly behind (the machine stalled): resynchronise
             self._skip(behind, now)
-        work: collections.OrderedDict[ClockedChannel, float] = collections.OrderedDict()
-        self._send_due(now, time, work)
+        self._send_due(now, time, self._pending)
+        work, self._pending = self._pending, collections.OrderedDict()
         while work:
             channel, sent_at = work.popitem(last=False)
             channel.process(sent_at)
             if self._slot_of and self.due(self._next) <= time():  # a moment passed during the work
-                self._send_due(time(), time, work)
+                self._send_due(time(), time, self._pending)
                 self.stats["early_rounds"] += 1
         spent = (time() - now) * 1000.0
         if spent > self.stats["max_work_ms"]:
