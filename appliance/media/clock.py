@@ -162,7 +162,13 @@ class MediaClock:
             self._schedule = MediaSchedule(loop.time())
             self._schedule.stats = self._stats
         self._schedule.add(channel)
-        if self._timer is None and not self._in_tick:
+        if self._in_tick:
+            return  # the tick arms the timer when it ends
+        due = self._schedule.next_due()
+        # a slot before the one the timer waits for: the timer must wake for it, not 20 ms late
+        if self._timer is None or (due is not None and due < self._timer.when()):
+            if self._timer is not None:
+                self._timer.cancel()
             self._arm(loop)
 
     def remove(self, channel: ClockedChannel) -> None:

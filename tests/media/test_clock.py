@@ -284,3 +284,28 @@ def test_a_stall_longer_than_the_catch_up_counts_every_skipped_packet_as_late_an
     span = (got[-1].timestamp - got[0].timestamp) // 160 + 1
     assert span == len(got) + ch.stats["not_sent"]
     assert any(late >= 200.0 for _, late in ch.late_ticks)
+
+
+def test_a_call_joining_a_slot_before_the_one_the_timer_waits_for_is_sent_on_time():
+    """The timer waits for slot 0's next moment; a new call takes slot 1, due 19 ms earlier:
+    the timer must be moved forward for it (its first packet went out a period late)."""
+
+    async def main() -> tuple[list[float], MediaClock]:
+        clock = MediaClock()
+        lates: list[float] = []
+
+        class Late(LoopRecorder):
+            def send_prepared(self, due: float, now: float) -> None:
+                super().send_prepared(due, now)
+                lates.append(now - due)
+
+        first, joining = LoopRecorder(), Late()
+        clock.add(first)
+        await asyncio.sleep(PTIME + 3 * SLOT_TIME)  # just past slot 0's first moments
+        clock.add(joining)
+        await asyncio.sleep(2 * PTIME)
+        clock.remove(first), clock.remove(joining)
+        return lates, clock
+
+    lates, _ = asyncio.run(main())
+    assert lates and lates[0] < 0.005, lates
