@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import heapq
+import itertools
 from typing import Callable, Protocol
 
 PTIME = 0.020
@@ -53,6 +55,10 @@ class MediaSchedule:
         self.slots: list[list[ClockedChannel]] = [[] for _ in range(SLOTS)]
         self._slot_of: dict[ClockedChannel, int] = {}
         self._next = 0
+        #: calls that joined and wait for their slot's first moment after they joined:
+        #: (moment, order, channel); they count in their slot's load already
+        self._joining: list[tuple[int, int, ClockedChannel]] = []
+        self._order = itertools.count()
         #: channels that sent and wait for their work: in sending order, with when they sent
         self._pending: collections.OrderedDict[ClockedChannel, float] = collections.OrderedDict()
         self.stats = {"ticks": 0, "skipped": 0, "early_rounds": 0, "max_work_ms": 0.0}
@@ -61,19 +67,34 @@ class MediaSchedule:
     def channels(self) -> list[ClockedChannel]:
         return list(self._slot_of)
 
-    def add(self, channel: ClockedChannel) -> int:
-        """Put ``channel`` in the least busy slot (the one coming soonest among equals); its slot."""
-        order = [(self._next + i) % SLOTS for i in range(SLOTS)]
-        slot = min(order, key=lambda s: len(self.slots[s]))
-        self.slots[slot].append(channel)
+    def add(self, channel: ClockedChannel, now: float | None = None) -> int:
+        """Put ``channel`` in the least busy slot (the one coming soonest after ``now`` among
+        equals); its slot.  Its first packet is due at that slot's first moment after ``now``:
+        never at a moment already past that the schedule has not reached yet."""
+        first = self._next if now is None else max(self._next, int((now - self.start) / SLOT_TIME))
+        load = [len(s) for s in self.slots]
+        for _, _, ch in self._joining:
+            load[self._slot_of[ch]] += 1
+        order = [(first + i) % SLOTS for i in range(SLOTS)]
+        slot = min(order, key=lambda s: load[s])
+        moment = first + (slot - first) % SLOTS
         self._slot_of[channel] = slot
+        if moment == self._next:
+            self.slots[slot].append(channel)
+        else:
+            heapq.heappush(self._joining, (moment, next(self._order), channel))
         return slot
 
     def remove(self, channel: ClockedChannel) -> None:
         self._pending.pop(channel, None)
         slot = self._slot_of.pop(channel, None)
-        if slot is not None:
+        if slot is None:
+            return
+        if channel in self.slots[slot]:
             self.slots[slot].remove(channel)
+        else:
+            self._joining = [j for j in self._joining if j[2] is not channel]
+            heapq.heapify(self._joining)
 
     def due(self, moment: int) -> float:
         return self.start + (moment + 1) * SLOT_TIME
@@ -86,7 +107,8 @@ class MediaSchedule:
         if self._pending:
             return self.due(self._next - 1)
         moment = self._next
-        while not self.slots[moment % SLOTS]:
+        joins = self._joining[0][0] if self._joining else None
+        while not self.slots[moment % SLOTS] and moment != joins:
             moment += 1
         return self.due(moment)
 
@@ -118,6 +140,7 @@ class MediaSchedule:
     def _send_due(self, now: float, time: Callable[[], float],
                   work: "collections.OrderedDict[ClockedChannel, float]") -> None:
         while self.due(self._next) <= now:
+            self._admit(self._next)
             for channel in list(self.slots[self._next % SLOTS]):  # a copy: a send may end a call
                 sent_at = time()
                 channel.send_prepared(self.due(self._next), sent_at)
@@ -126,9 +149,16 @@ class MediaSchedule:
             if self._next % SLOTS == 0:
                 self.stats["ticks"] += 1
 
+    def _admit(self, moment: int) -> None:
+        """Calls whose first moment is ``moment`` (or was skipped) take their place in their slot."""
+        while self._joining and self._joining[0][0] <= moment:
+            channel = heapq.heappop(self._joining)[2]
+            self.slots[self._slot_of[channel]].append(channel)
+
     def _skip(self, behind: int, now: float) -> None:
         """Skip ``behind`` whole periods: each channel's packets of them are never sent; each is
         told how late the first of them was.  The RTP timeline keeps to the wall clock: a gap."""
+        self._admit(self._next + SLOTS - 1)  # a call joining in the stall has its share of it
         for i in range(SLOTS):
             moment = self._next + i
             late = now - self.due(moment)
@@ -161,7 +191,7 @@ class MediaClock:
         if self._schedule is None:  # the first call: the schedule starts now; totals carry on
             self._schedule = MediaSchedule(loop.time())
             self._schedule.stats = self._stats
-        self._schedule.add(channel)
+        self._schedule.add(channel, loop.time())
         if self._in_tick:
             return  # the tick arms the timer when it ends
         due = self._schedule.next_due()

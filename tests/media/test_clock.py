@@ -201,6 +201,31 @@ def test_a_removed_channel_frees_its_slot_for_the_next_call():
     assert schedule.next_due() is None
 
 
+def test_a_call_joining_between_moments_starts_at_its_slots_next_moment_not_one_already_past():
+    """The schedule last ran at slot 0's moment; 15 ms later a call joins.  The moments between
+    were never run (their slots were empty): the call must not be given one of them, which would
+    make its first packet 15 ms late the moment it starts."""
+    clock = FakeTime()
+    schedule = MediaSchedule(clock.now)
+    first = Recorder("first", [], clock)
+    schedule.add(first, clock.now)
+    drive(schedule, clock, clock.now + 1.5 * SLOT_TIME)
+    clock.now += 15 * SLOT_TIME
+    joining = Recorder("joining", [], clock)
+    slot = schedule.add(joining, clock.now)
+    assert slot != 0
+    drive(schedule, clock, clock.now + 3 * PTIME)
+    assert joining.sent and joining.sent[0][0] >= clock.now - 3 * PTIME - PTIME
+    assert joining.worst_late == pytest.approx(0.0, abs=1e-9)
+    assert first.worst_late == pytest.approx(0.0, abs=1e-9)
+    schedule.remove(joining)
+    late = Recorder("late", [], clock)
+    schedule.add(late, clock.now)
+    schedule.remove(late)  # removed while still waiting for its first moment
+    drive(schedule, clock, clock.now + PTIME)
+    assert late.sent == [] and schedule.channels == [first]
+
+
 class LoopRecorder:
     def __init__(self) -> None:
         self.sent = self.processed = 0
