@@ -43,7 +43,7 @@ apt:
 	  case " $$missing " in *" postfix "*) $(SUDO) systemctl disable --now postfix >/dev/null 2>&1 || true;; esac; \
 	fi
 
-$(STAMP): pyproject.toml setup.py appliance/spandsp/_build.py
+$(STAMP): pyproject.toml setup.py appliance/spandsp/_build.py $(wildcard appliance/spandsp/*.c appliance/spandsp/*.h appliance/spandsp/*.cdef)
 	$(MAKE) apt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip setuptools wheel cffi

@@ -34,7 +34,9 @@ multi=aarch64-linux-gnu
 aarch64-linux-gnu-gcc -shared -fPIC -O2 -g0 -Wno-deprecated-declarations -ffile-prefix-map="$build"=. \
   -I"$sysroot/usr/include" -I"$sysroot/usr/include/$multi" \
   -I"$sysroot/usr/include/python3.11" -I"$sysroot/usr/include/$multi/python3.11" \
+  -I"$here/../appliance/spandsp" \
   -o "$out/_spandsp.cpython-311-$multi.so" "$build/_spandsp.c" \
+  "$here"/../appliance/spandsp/*.c \
   -L"$sysroot/usr/lib/$multi" -lspandsp -ltiff -Wl,--allow-shlib-undefined -Wl,--build-id=none
 aarch64-linux-gnu-strip --strip-unneeded "$out/_spandsp.cpython-311-$multi.so"
 echo "$out/_spandsp.cpython-311-$multi.so"

@@ -16,11 +16,11 @@ import random
 import logging
 import socket
 import time
-from typing import Protocol
+from typing import Callable, Protocol
 
 from .capture import MediaCapture
 from .clock import LOOKAHEAD, MediaClock
-from .rtp import PlayoutBuffer, RtpError, RtpPacket, RtpStream, looks_like_rtp
+from .rtp import PlayoutBuffer, RtpError, RtpPacket, RtpStream
 from .udptl import UdptlReceiver, UdptlSender
 
 log = logging.getLogger("faxbridge.media")
@@ -32,6 +32,13 @@ class AudioTerminal(Protocol):
     def receive_g711(self, payload: bytes) -> None: ...
     def receive_fillin(self, samples: int) -> None: ...
     def transmit_g711(self, samples: int = 160) -> bytes: ...
+
+
+class RtpTickTerminal(AudioTerminal, Protocol):
+    """An audio terminal that does a whole tick in one C call (``AudioFaxTerminal``): feed what is
+    due, make the next RTP packet.  Channels use it when the terminal has it."""
+
+    def rtp_tick(self, due: bytes | int | None, header: tuple[int, int, int, int], samples: int = 160) -> bytes: ...
 
 
 class T38Terminal(Protocol):
@@ -101,7 +108,10 @@ class MediaChannel(asyncio.DatagramProtocol):
         self._loss_rng = random.Random(self.port)
         self.transport: asyncio.DatagramTransport | None = None
         self._clock: MediaClock | None = None
+        #: our next RTP packets, made ahead (audio mode); their headers are stamped when made
         self._prepared: collections.deque[bytes] = collections.deque()
+        self._rtp_tick: Callable[[bytes | int | None, tuple[int, int, int, int]], bytes] | None = None
+        self._time: Callable[[], float] = time.monotonic
         self._start = 0.0
         self.late_ticks: list[tuple[float, float]] = []
         #: late_5ms counts packets sent more than 5 ms late and those never sent (not_sent: the
@@ -132,6 +142,7 @@ class MediaChannel(asyncio.DatagramProtocol):
     # -- asyncio.DatagramProtocol ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self._time = asyncio.get_running_loop().time
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         if not self.latched:
@@ -139,12 +150,12 @@ class MediaChannel(asyncio.DatagramProtocol):
                 self.stats["from_stranger"] += 1  # not the peer the SDP named: ignore, do not latch
                 return
             self.remote, self.latched = (addr[0], addr[1]), True
-        elif addr[:2] != self.remote:
+        elif addr[0] != self.remote[0] or addr[1] != self.remote[1]:  # type: ignore[index]
             self.stats["from_stranger"] += 1
             return
         if self.capture is not None:
             self.capture.received(data, self.remote, time.time())
-        if looks_like_rtp(data):
+        if len(data) >= 12 and data[0] >> 6 == 2:  # looks_like_rtp, inline: every datagram passes here
             if self.mode != "audio":
                 self.stats["rtp_in_t38"] += 1  # the peer's audio still trickling after the switch
                 return
@@ -153,7 +164,7 @@ class MediaChannel(asyncio.DatagramProtocol):
             except RtpError:
                 self.stats["bad"] += 1
                 return
-            self.playout.put(packet, asyncio.get_running_loop().time())
+            self.playout.put(packet, self._time())
             return
         ifps = self.udptl_rx.receive(data)  # never raises: malformed datagrams are counted
         if ifps and self.udptl_seen_at is None:
@@ -169,7 +180,7 @@ class MediaChannel(asyncio.DatagramProtocol):
     def start(self, terminal: AudioTerminal, clock: MediaClock) -> None:
         """Join the shared 20 ms clock with an audio terminal: from now on audio flows both ways."""
         self.terminal = terminal
-        self._prepared.extend(terminal.transmit_g711(SAMPLES) for _ in range(LOOKAHEAD))
+        self._prepare_audio()
         self.start_clock(clock)
 
     def start_clock(self, clock: MediaClock) -> None:
@@ -184,8 +195,27 @@ class MediaChannel(asyncio.DatagramProtocol):
         self.playout = PlayoutBuffer(payload_type, self.playout.delay)
         self.stream = RtpStream(payload_type)
         self._retarget(remote)
+        self._prepare_audio()
+
+    def _prepare_audio(self) -> None:
+        """A fresh audio terminal (or stream): make the packets that go out first."""
+        self._rtp_tick = getattr(self.terminal, "rtp_tick", None)
         self._prepared.clear()
-        self._prepared.extend(terminal.transmit_g711(SAMPLES) for _ in range(LOOKAHEAD))
+        self._prepared.extend(self._make_packet(None) for _ in range(LOOKAHEAD))
+
+    def _make_packet(self, due: bytes | int | None) -> bytes:
+        """Feed the terminal what is due (audio or a fill-in count) and make our next RTP packet."""
+        if self._rtp_tick is not None:
+            return self._rtp_tick(due, self.stream.next_header(SAMPLES))
+        if due is not None:
+            self._feed(due)
+        return self.stream.packet(self.terminal.transmit_g711(SAMPLES))  # type: ignore[union-attr]
+
+    def _feed(self, due: bytes | int) -> None:
+        if isinstance(due, int):
+            self.terminal.receive_fillin(due)  # type: ignore[union-attr]
+        else:
+            self.terminal.receive_g711(due)  # type: ignore[union-attr]
 
     def start_capture(self, max_bytes: int | None = None) -> MediaCapture:
         """Keep this call's datagrams from now on (the peer's capture setting is on)."""
@@ -198,6 +228,7 @@ class MediaChannel(asyncio.DatagramProtocol):
         self.udptl_tx = UdptlSender(far_max_datagram=far_max_datagram)
         self._retarget(remote)
         self._prepared.clear()
+        self._rtp_tick = None
 
     def _retarget(self, remote: tuple[str, int]) -> None:
         if remote != self.remote:
@@ -205,19 +236,21 @@ class MediaChannel(asyncio.DatagramProtocol):
 
     def send_prepared(self, due: float, now: float) -> None:
         """Send what was prepared for this tick; the clock calls this at (or near) ``due``."""
-        self._count_late((now - due) * 1000.0, 1, now)
+        late_ms = (now - due) * 1000.0
+        if late_ms > self.stats["max_late_ms"] or late_ms > 5.0:
+            self._count_late(late_ms, 1, now)
         if self.mode == "t38":
             datagrams, self._t38_out = self._t38_out, []
             for data in datagrams:
                 self._send(data)
             return
         if self._prepared:
-            payload = self._prepared.popleft()
+            packet = self._prepared.popleft()
         elif self.terminal is not None:  # ran dry (cannot happen with LOOKAHEAD >= 2): make it now
-            payload = self.terminal.transmit_g711(SAMPLES)  # type: ignore[union-attr]
+            packet = self._make_packet(None)
         else:
             return
-        self._send(self.stream.packet(payload))
+        self._send(packet)
 
     def _count_late(self, late_ms: float, packets: int, now: float) -> None:
         if late_ms > self.stats["max_late_ms"]:
@@ -234,6 +267,8 @@ class MediaChannel(asyncio.DatagramProtocol):
             self.stats["not_sent"] += ticks
         self._count_late(late * 1000.0, ticks, asyncio.get_running_loop().time())
         self.stream.skip(ticks * SAMPLES)
+        # the packets made ahead were stamped before the gap: they go out after it
+        self._prepared = collections.deque(RtpStream.restamp(p, ticks * SAMPLES) for p in self._prepared)
 
     def _send(self, data: bytes) -> None:
         if self.send_loss and self._loss_rng.random() < self.send_loss:
@@ -260,13 +295,19 @@ class MediaChannel(asyncio.DatagramProtocol):
                 # spandsp asks for repeats of key packets: same datagram (same seq), dropped as a dup
                 self._t38_out.extend([data] * min(count, 4))
             return
-        for item in self.playout.pull(now):
-            if isinstance(item, int):
-                terminal.receive_fillin(item)  # type: ignore[union-attr]
-            else:
-                terminal.receive_g711(item)  # type: ignore[union-attr]
-        while len(self._prepared) < LOOKAHEAD:
-            self._prepared.append(terminal.transmit_g711(SAMPLES))  # type: ignore[union-attr]
+        due = self.playout.pull(now)
+        prepared = self._prepared
+        if len(prepared) >= LOOKAHEAD:  # nothing sent since the last work: only feed
+            for item in due:
+                self._feed(item)
+            return
+        # usually one item (a packet's audio, or fill-in) and one packet to make: one C call
+        last = due.pop() if due else None
+        for item in due:
+            self._feed(item)
+        prepared.append(self._make_packet(last))
+        while len(prepared) < LOOKAHEAD:
+            prepared.append(self._make_packet(None))
 
     def close(self) -> None:
         if self._clock is not None:

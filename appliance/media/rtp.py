@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 import random
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 SAMPLE_RATE = 8000
 PT_PCMU = 0
@@ -24,8 +24,9 @@ class RtpError(ValueError):
     """A datagram that is not a well-formed RTP packet."""
 
 
-@dataclass(frozen=True)
-class RtpPacket:
+class RtpPacket(NamedTuple):
+    """One parsed RTP packet (a tuple: made for every datagram, so made cheaply)."""
+
     payload_type: int
     sequence: int
     timestamp: int
@@ -38,6 +39,8 @@ class RtpPacket:
         if len(data) < 12:
             raise RtpError(f"{len(data)} bytes is shorter than an RTP header")
         b0, b1, seq, ts, ssrc = _HEADER.unpack_from(data)
+        if b0 == 0x80:  # the usual packet: no CSRC, extension or padding
+            return cls(b1 & 0x7F, seq, ts, ssrc, bytes(data[12:]), b1 > 0x7F)
         if b0 >> 6 != 2:
             raise RtpError(f"RTP version {b0 >> 6}, expected 2")
         offset = 12 + 4 * (b0 & 0x0F)
@@ -78,15 +81,29 @@ class RtpStream:
         self._first = True
 
     def packet(self, payload: bytes) -> bytes:
-        pkt = RtpPacket(self.payload_type, self._seq, self._ts, self.ssrc, payload, marker=self._first)
+        return _HEADER.pack(0x80, *self.next_header(len(payload))) + payload
+
+    def next_header(self, samples: int) -> tuple[int, int, int, int]:
+        """The next packet's header fields after the first byte (marker and payload type, sequence,
+        timestamp, SSRC) for ``samples`` of audio; the stream moves on past it."""
+        b1 = self.payload_type | (0x80 if self._first else 0)
+        header = (b1, self._seq, self._ts, self.ssrc)
         self._first = False
         self._seq = (self._seq + 1) & 0xFFFF
-        self._ts = (self._ts + len(payload)) & 0xFFFFFFFF
-        return pkt.build()
+        self._ts = (self._ts + samples) & 0xFFFFFFFF
+        return header
 
     def skip(self, samples: int) -> None:
         """Samples that were never sent (our clock stalled): the next packet shows the gap."""
         self._ts = (self._ts + samples) & 0xFFFFFFFF
+
+    @staticmethod
+    def restamp(packet: bytes, samples: int) -> bytes:
+        """``packet`` (one of ours, made ahead) with its timestamp moved on by ``samples``."""
+        out = bytearray(packet)
+        (ts,) = struct.unpack_from("!I", out, 4)
+        struct.pack_into("!I", out, 4, (ts + samples) & 0xFFFFFFFF)
+        return bytes(out)
 
 
 class PlayoutBuffer:

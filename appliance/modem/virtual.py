@@ -19,7 +19,7 @@ that closes its fd shows up as POLLHUP/EIO on the master: that is on-hook.
   leaver sent last still arrives (without it, efax receiving ended with rc 3: its +FRH for the
   DCN got NO CARRIER).  ``hangup_after_page=N`` drops the call for both once N pages went through,
   counted from the T.30 frames tapped off the line in C (post-page command, then MCF from the
-  other side: see ``fb_line_step`` in ``appliance/spandsp/_build.py``).
+  other side: see ``fb_line_step`` in ``appliance/spandsp/line.c``).
 
 The line has a one-way latency (``delay_ms``, default 100 ms): efax answers TCF with CFR the
 instant carrier drops, and with a zero-delay line that CFR starts before the sender's DTE has

@@ -6,10 +6,14 @@ The caller feeds received G.711 payloads (or fill-in for lost ones) and pulls G.
 from __future__ import annotations
 
 import os
+import struct
 
 from ._spandsp import ffi, lib
 from .t30 import (CALL_DROPPED, OK, Event, FaxStats, PageDone, PhaseB, PhaseE, T30Terminal,  # noqa: F401
                   result_text)
+
+
+_RTP_HEADER = struct.Struct("!BBHII")
 
 
 class AudioFaxTerminal(T30Terminal):
@@ -31,6 +35,7 @@ class AudioFaxTerminal(T30Terminal):
             raise MemoryError("fax_init failed")
         self._codec = lib.g711_init(ffi.NULL, lib.G711_ULAW if codec == "PCMU" else lib.G711_ALAW)
         self._out = ffi.new("uint8_t[1024]")
+        self._packet = ffi.new("uint8_t[1036]")  # an RTP header and up to 1024 samples
         lib.fax_set_transmit_on_idle(self._fax, 1)
         lib.fax_set_tep_mode(self._fax, 0)
         self._setup_t30(lib.fax_get_t30_state(self._fax), calling=calling, ident=ident, ecm=ecm,
@@ -52,6 +57,20 @@ class AudioFaxTerminal(T30Terminal):
             return b"\xff" * samples
         lib.fb_tx_g711(self._fax, self._codec, self._out, samples)
         return bytes(ffi.buffer(self._out, samples))
+
+    def rtp_tick(self, due: bytes | int | None, header: tuple[int, int, int, int], samples: int = 160) -> bytes:
+        """A call's 20 ms tick in one C call: feed ``due`` (received G.711, or the number of samples
+        lost), then return our next ``samples`` as an RTP packet with ``header`` (the fields after
+        the first byte: marker and payload type, sequence, timestamp, SSRC; ``RtpStream.next_header``)."""
+        if not self.alive:
+            return _RTP_HEADER.pack(0x80, *header) + b"\xff" * samples
+        b1, seq, ts, ssrc = header
+        if due is None or isinstance(due, int):
+            rx, rx_len, fillin = ffi.NULL, 0, due or 0
+        else:
+            rx, rx_len, fillin = due, len(due), 0
+        n = lib.fb_g711_tick(self._fax, self._codec, rx, rx_len, fillin, self._packet, b1, seq, ts, ssrc, samples)
+        return ffi.buffer(self._packet, n)[:]
 
     def _free(self) -> None:
         lib.fax_free(self._fax)
