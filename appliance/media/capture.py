@@ -65,8 +65,7 @@ class MediaCapture:
         """A datagram we sent to the peer."""
         self._add(data, self.local, remote, when, outgoing=True)
 
-    def _add(self, data: bytes, src: tuple[str, int], dst: tuple[str, int], when: float, *,
-             outgoing: bool) -> None:
+    def _add(self, data: bytes, src: tuple[str, int], dst: tuple[str, int], when: float, *, outgoing: bool) -> None:
         size = 16 + 14 + 40 + 8 + len(data)
         if len(self._buf) + size > self.max_bytes:
             self.dropped += 1

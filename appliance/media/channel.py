@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import random
 import logging
+import random
 import socket
 import time
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol, cast
 
-from .capture import MediaCapture
-from .clock import LOOKAHEAD, MediaClock
-from .rtp import PlayoutBuffer, RtpError, RtpPacket, RtpStream
-from .udptl import UdptlReceiver, UdptlSender
+from appliance.media.capture import MediaCapture
+from appliance.media.clock import LOOKAHEAD, MediaClock
+from appliance.media.rtp import PlayoutBuffer, RtpError, RtpPacket, RtpStream
+from appliance.media.udptl import UdptlReceiver, UdptlSender
 
 log = logging.getLogger("faxbridge.media")
 
@@ -86,8 +87,15 @@ class MediaChannel(asyncio.DatagramProtocol):
     """Media for one call.  ``start()`` joins the 20 ms clock; ``use_t38()`` switches to T.38;
     ``close()`` stops it and frees the port."""
 
-    def __init__(self, sock: socket.socket, allocator: PortAllocator | None, *, payload_type: int,
-                 remote: tuple[str, int] | None, delay: float = 0.06) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        allocator: PortAllocator | None,
+        *,
+        payload_type: int,
+        remote: tuple[str, int] | None,
+        delay: float = 0.06,
+    ) -> None:
         self.sock = sock
         self.port = sock.getsockname()[1]
         self.local_host = sock.getsockname()[0]
@@ -116,21 +124,37 @@ class MediaChannel(asyncio.DatagramProtocol):
         self.late_ticks: list[tuple[float, float]] = []
         #: late_5ms counts packets sent more than 5 ms late and those never sent (not_sent: the
         #: clock skipped their ticks after a stall)
-        self.stats = {"sent": 0, "bad": 0, "max_late_ms": 0.0, "late_5ms": 0, "not_sent": 0, "from_stranger": 0,
-                      "rtp_in_t38": 0, "dropped_on_purpose": 0}
+        self.stats = {
+            "sent": 0,
+            "bad": 0,
+            "max_late_ms": 0.0,
+            "late_5ms": 0,
+            "not_sent": 0,
+            "from_stranger": 0,
+            "rtp_in_t38": 0,
+            "dropped_on_purpose": 0,
+        }
         #: the call's datagrams as a pcap, when the owner switched capture on for its peer
         self.capture: MediaCapture | None = None
 
     @classmethod
-    async def open(cls, allocator: PortAllocator, host: str, **kwargs: object) -> "MediaChannel":
+    async def open(
+        cls,
+        allocator: PortAllocator,
+        host: str,
+        *,
+        payload_type: int,
+        remote: tuple[str, int] | None,
+        delay: float = 0.06,
+    ) -> MediaChannel:
         sock = allocator.bind(host)
         loop = asyncio.get_running_loop()
-        channel = cls(sock, allocator, **kwargs)  # type: ignore[arg-type]
+        channel = cls(sock, allocator, payload_type=payload_type, remote=remote, delay=delay)
         await loop.create_datagram_endpoint(lambda: channel, sock=sock)
         return channel
 
     @classmethod
-    async def open_ephemeral(cls, host: str, payload_type: int = 0, delay: float = 0.06) -> "MediaChannel":
+    async def open_ephemeral(cls, host: str, payload_type: int = 0, delay: float = 0.06) -> MediaChannel:
         """A channel on a port the kernel picks (the test-fax sender has no configured range)."""
         sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind((host, 0))
@@ -141,7 +165,8 @@ class MediaChannel(asyncio.DatagramProtocol):
 
     # -- asyncio.DatagramProtocol ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # a datagram endpoint's transport, as create_datagram_endpoint made it
+        self.transport = cast(asyncio.DatagramTransport, transport)
         self._time = asyncio.get_running_loop().time
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
@@ -150,7 +175,7 @@ class MediaChannel(asyncio.DatagramProtocol):
                 self.stats["from_stranger"] += 1  # not the peer the SDP named: ignore, do not latch
                 return
             self.remote, self.latched = (addr[0], addr[1]), True
-        elif addr[0] != self.remote[0] or addr[1] != self.remote[1]:  # type: ignore[index]
+        elif self.remote is None or addr[0] != self.remote[0] or addr[1] != self.remote[1]:
             self.stats["from_stranger"] += 1
             return
         if self.capture is not None:
@@ -209,13 +234,17 @@ class MediaChannel(asyncio.DatagramProtocol):
             return self._rtp_tick(due, self.stream.next_header(SAMPLES))
         if due is not None:
             self._feed(due)
-        return self.stream.packet(self.terminal.transmit_g711(SAMPLES))  # type: ignore[union-attr]
+        return self.stream.packet(self._audio_terminal().transmit_g711(SAMPLES))
+
+    def _audio_terminal(self) -> AudioTerminal:
+        """In audio mode the terminal is the one start()/use_audio() gave: an AudioTerminal."""
+        return cast(AudioTerminal, self.terminal)
 
     def _feed(self, due: bytes | int) -> None:
         if isinstance(due, int):
-            self.terminal.receive_fillin(due)  # type: ignore[union-attr]
+            self._audio_terminal().receive_fillin(due)
         else:
-            self.terminal.receive_g711(due)  # type: ignore[union-attr]
+            self._audio_terminal().receive_g711(due)
 
     def start_capture(self, max_bytes: int | None = None) -> MediaCapture:
         """Keep this call's datagrams from now on (the peer's capture setting is on)."""
@@ -287,10 +316,11 @@ class MediaChannel(asyncio.DatagramProtocol):
             return
         if self.mode == "t38":
             assert self.udptl_tx is not None
+            t38 = cast(T38Terminal, terminal)  # use_t38() set it: in T.38 mode it is a T38Terminal
             while self._ifps:
-                terminal.receive_ifp(*self._ifps.popleft())  # type: ignore[union-attr]
-            terminal.advance(SAMPLES)  # type: ignore[union-attr]
-            for ifp, count in terminal.packets_to_send():  # type: ignore[union-attr]
+                t38.receive_ifp(*self._ifps.popleft())
+            t38.advance(SAMPLES)
+            for ifp, count in t38.packets_to_send():
                 data = self.udptl_tx.packet(ifp)
                 # spandsp asks for repeats of key packets: same datagram (same seq), dropped as a dup
                 self._t38_out.extend([data] * min(count, 4))

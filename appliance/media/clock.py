@@ -23,7 +23,8 @@ import asyncio
 import collections
 import heapq
 import itertools
-from typing import Callable, Protocol, TypedDict
+from collections.abc import Callable
+from typing import Protocol, TypedDict
 
 PTIME = 0.020
 #: slots per period: a channel's packets are due at one of these 1 ms phases
@@ -137,8 +138,9 @@ class MediaSchedule:
             self.stats["max_work_ms"] = spent
         return self.next_due()
 
-    def _send_due(self, now: float, time: Callable[[], float],
-                  work: "collections.OrderedDict[ClockedChannel, float]") -> None:
+    def _send_due(
+        self, now: float, time: Callable[[], float], work: collections.OrderedDict[ClockedChannel, float]
+    ) -> None:
         while self.due(self._next) <= now:
             self._admit(self._next)
             for channel in list(self.slots[self._next % SLOTS]):  # a copy: a send may end a call
@@ -228,14 +230,18 @@ class MediaClock:
     def status(self) -> ClockStatus:
         """Its ticks since start, those skipped after stalls, and the channels it drives now."""
         stats = self.stats
-        return ClockStatus(ticks=int(stats["ticks"]), skipped=int(stats["skipped"]),
-                           early_rounds=int(stats["early_rounds"]), max_work_ms=float(stats["max_work_ms"]),
-                           channels=len(self.channels))
+        return ClockStatus(
+            ticks=int(stats["ticks"]),
+            skipped=int(stats["skipped"]),
+            early_rounds=int(stats["early_rounds"]),
+            max_work_ms=float(stats["max_work_ms"]),
+            channels=len(self.channels),
+        )
 
 
 class ClockStatus(TypedDict):
     ticks: int
-    skipped: int        # ticks never sent: the clock resynchronised after a stall
+    skipped: int  # ticks never sent: the clock resynchronised after a stall
     early_rounds: int
     max_work_ms: float  # the longest tick's work so far
     channels: int

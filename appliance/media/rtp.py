@@ -35,7 +35,7 @@ class RtpPacket(NamedTuple):
     marker: bool = False
 
     @classmethod
-    def parse(cls, data: bytes) -> "RtpPacket":
+    def parse(cls, data: bytes) -> RtpPacket:
         if len(data) < 12:
             raise RtpError(f"{len(data)} bytes is shorter than an RTP header")
         b0, b1, seq, ts, ssrc = _HEADER.unpack_from(data)
@@ -60,8 +60,16 @@ class RtpPacket(NamedTuple):
         return cls(b1 & 0x7F, seq, ts, ssrc, bytes(data[offset:end]), bool(b1 & 0x80))
 
     def build(self) -> bytes:
-        return _HEADER.pack(0x80, (0x80 if self.marker else 0) | self.payload_type, self.sequence & 0xFFFF,
-                            self.timestamp & 0xFFFFFFFF, self.ssrc) + self.payload
+        return (
+            _HEADER.pack(
+                0x80,
+                (0x80 if self.marker else 0) | self.payload_type,
+                self.sequence & 0xFFFF,
+                self.timestamp & 0xFFFFFFFF,
+                self.ssrc,
+            )
+            + self.payload
+        )
 
 
 def looks_like_rtp(data: bytes) -> bool:
@@ -156,8 +164,17 @@ class PlayoutBuffer:
         self._gap_from: int | None = None  # where the fill-in now being played started
         self._extra = 0  # samples the slips added to the delay
         self._played_to: int | None = None  # audio up to here was played before the last slip
-        self.stats = {"received": 0, "late": 0, "duplicate": 0, "ignored_pt": 0, "fillin": 0, "resync": 0,
-                      "overflow": 0, "slips": 0, "slipped": 0}
+        self.stats = {
+            "received": 0,
+            "late": 0,
+            "duplicate": 0,
+            "ignored_pt": 0,
+            "fillin": 0,
+            "resync": 0,
+            "overflow": 0,
+            "slips": 0,
+            "slipped": 0,
+        }
 
     @property
     def held(self) -> int:
@@ -248,8 +265,12 @@ class PlayoutBuffer:
         """A packet behind the playout point whose audio was filled in, not played: play it after
         all by moving the playout point back to it, if the gap is short and the delay may grow."""
         shift = -((ts - self._cursor) // self.SLIP_GRAIN) * self.SLIP_GRAIN  # rounded up to the grain
-        if (self._gap_from is None or ts < self._gap_from or shift > self.MAX_SLIP
-                or self._extra + shift > self.MAX_EXTRA_DELAY):
+        if (
+            self._gap_from is None
+            or ts < self._gap_from
+            or shift > self.MAX_SLIP
+            or self._extra + shift > self.MAX_EXTRA_DELAY
+        ):
             return False
         # the rounding is played as more fill-in just before the packet: the cursor may land before
         # the gap, in audio already played, which ``pull`` fills in rather than plays a second time
@@ -280,7 +301,7 @@ class PlayoutBuffer:
                     self.stats["fillin"] += played_to - self._cursor
                     self._cursor = played_to
                 if ts < self._cursor:  # a packet straddling the cursor: play its tail
-                    payload = payload[self._cursor - ts:]
+                    payload = payload[self._cursor - ts :]
                 out.append(payload)
                 self._cursor += len(payload)
                 self._gap_from = None

@@ -6,10 +6,11 @@ only ever grows (a Prometheus counter) and a stall shows while the call it hurt 
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
-from .channel import MediaChannel
-from .clock import MediaClock
+from appliance.media.channel import MediaChannel
+from appliance.media.clock import MediaClock
 
 #: what we sent: packets, those more than 5 ms late or never sent (a stall), those never sent
 SENT = ("sent", "late_5ms", "not_sent")
@@ -45,5 +46,9 @@ class MediaTotals:
             for name, value in counters(channel).items():
                 totals[name] += value
         clocked = clock.status()
-        return {**totals, "calls_ended": self.calls_ended, "clock_ticks": clocked["ticks"],
-                "clock_skipped": clocked["skipped"]}
+        return {
+            **totals,
+            "calls_ended": self.calls_ended,
+            "clock_ticks": clocked["ticks"],
+            "clock_skipped": clocked["skipped"],
+        }

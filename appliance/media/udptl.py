@@ -57,6 +57,7 @@ class UdptlPacket:
 
 # -- aligned-PER pieces ------------------------------------------------------------------------
 
+
 def _length(n: int) -> bytes:
     """A PER length determinant: one octet below 128, two (``10xxxxxx``) below 16384."""
     if n < 0x80:
@@ -95,7 +96,7 @@ class _Reader:
         if n > len(self.data) - self.pos:
             raise UdptlError(f"{what} of {n} bytes runs past the end of the datagram")
         self.pos += n
-        return bytes(self.data[self.pos - n:self.pos])
+        return bytes(self.data[self.pos - n : self.pos])
 
     def open_type(self, what: str) -> bytes:
         return self.octets(self.length(what), what)
@@ -113,7 +114,8 @@ def decode(data: bytes) -> UdptlPacket:
         raise UdptlError("primary IFP is empty")
     choice = r.byte("error-recovery choice")
     secondaries: tuple[bytes, ...] = ()
-    span, entries, fec = 0, (), False
+    span, fec = 0, False
+    entries: tuple[bytes, ...] = ()
     if choice == _RECOVERY_CHOICE:
         count = r.length("secondary IFP count")
         if count > MAX_SECONDARIES:
@@ -182,6 +184,7 @@ def xor_parity(ifps: list[bytes]) -> bytes:
 
 # -- receiving ---------------------------------------------------------------------------------
 
+
 class UdptlReceiver:
     """Feed datagrams in arrival order; get IFP packets in sequence order, each exactly once.
 
@@ -246,13 +249,13 @@ class UdptlReceiver:
             self._repair_fec(seq, packet.fec_span, packet.fec_entries)
         out: list[tuple[int, bytes]] = []
         for s in range(self._next, seq + 1):
-            ifp = self._ifps.get(s)
-            if ifp is None:
+            got = self._ifps.get(s)
+            if got is None:
                 if count_lost:
                     self.stats["lost"] += 1
                 self._delivered[s] = False
             else:
-                out.append((s % _SEQ_MOD, ifp))
+                out.append((s % _SEQ_MOD, got))
                 self._delivered[s] = True
         self.stats["delivered"] += len(out)
         self._next = seq + 1
@@ -290,6 +293,7 @@ class UdptlReceiver:
 
 # -- sending -----------------------------------------------------------------------------------
 
+
 class UdptlSender:
     """Our outgoing UDPTL stream: sequence numbers from ``first_seq``, redundancy sized to the far end.
 
@@ -301,8 +305,15 @@ class UdptlSender:
     the far end's limit: parity is as long as the longest IFP it covers.
     """
 
-    def __init__(self, far_max_datagram: int = 400, redundancy: int = 3, fec: bool = False,
-                 fec_span: int = 3, fec_entries: int = 1, first_seq: int = 0) -> None:
+    def __init__(
+        self,
+        far_max_datagram: int = 400,
+        redundancy: int = 3,
+        fec: bool = False,
+        fec_span: int = 3,
+        fec_entries: int = 1,
+        first_seq: int = 0,
+    ) -> None:
         if far_max_datagram <= 0 or far_max_datagram > MAX_DATAGRAM:
             far_max_datagram = DEFAULT_FAR_MAX_DATAGRAM
         if not 0 <= redundancy <= MAX_SECONDARIES:
@@ -316,7 +327,8 @@ class UdptlSender:
         self.fec_entries = fec_entries
         self._seq = first_seq % _SEQ_MOD
         self._history: collections.deque[bytes] = collections.deque(
-            maxlen=max(redundancy, fec_span * fec_entries if fec else 0))
+            maxlen=max(redundancy, fec_span * fec_entries if fec else 0)
+        )
 
     def packet(self, ifp: bytes) -> bytes:
         """The datagram carrying ``ifp`` (which is never empty: every IFP has a type octet)."""

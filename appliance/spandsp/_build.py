@@ -44,8 +44,9 @@ def _include_dirs() -> list[str]:
     """spandsp.h is multiarch (/usr/include/<triplet>/spandsp.h); find the triplet, never assume x86_64."""
     dirs = [f[2:] for f in _pkg_config("--cflags-only-I") if f.startswith("-I")]
     try:
-        triplet = subprocess.run(["dpkg-architecture", "-qDEB_HOST_MULTIARCH"], check=True,
-                                 capture_output=True, text=True).stdout.strip()
+        triplet = subprocess.run(
+            ["dpkg-architecture", "-qDEB_HOST_MULTIARCH"], check=True, capture_output=True, text=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         triplet = subprocess.run(["gcc", "-dumpmachine"], capture_output=True, text=True).stdout.strip()
     if triplet and os.path.isdir(f"/usr/include/{triplet}"):

@@ -8,10 +8,8 @@ from __future__ import annotations
 import os
 import struct
 
-from ._spandsp import ffi, lib
-from .t30 import (CALL_DROPPED, OK, Event, FaxStats, PageDone, PhaseB, PhaseE, T30Terminal,  # noqa: F401
-                  result_text)
-
+from appliance.spandsp._spandsp import ffi, lib
+from appliance.spandsp.t30 import T30Terminal
 
 _RTP_HEADER = struct.Struct("!BBHII")
 
@@ -19,10 +17,17 @@ _RTP_HEADER = struct.Struct("!BBHII")
 class AudioFaxTerminal(T30Terminal):
     """One fax call's terminal: answering (receives into ``rx_file``) or calling (sends ``tx_file``)."""
 
-    def __init__(self, *, calling: bool, codec: str = "PCMU", ident: str = "", ecm: bool = True,
-                 rx_file: str | os.PathLike[str] | None = None,
-                 tx_file: str | os.PathLike[str] | None = None,
-                 trace: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        calling: bool,
+        codec: str = "PCMU",
+        ident: str = "",
+        ecm: bool = True,
+        rx_file: str | os.PathLike[str] | None = None,
+        tx_file: str | os.PathLike[str] | None = None,
+        trace: bool = True,
+    ) -> None:
         super().__init__()
         self._fax = ffi.NULL
         if codec not in ("PCMU", "PCMA"):
@@ -38,8 +43,16 @@ class AudioFaxTerminal(T30Terminal):
         self._packet = ffi.new("uint8_t[1036]")  # an RTP header and up to 1024 samples
         lib.fax_set_transmit_on_idle(self._fax, 1)
         lib.fax_set_tep_mode(self._fax, 0)
-        self._setup_t30(lib.fax_get_t30_state(self._fax), calling=calling, ident=ident, ecm=ecm,
-                        rx_file=rx_file, tx_file=tx_file, trace=trace, logs=[])
+        self._setup_t30(
+            lib.fax_get_t30_state(self._fax),
+            calling=calling,
+            ident=ident,
+            ecm=ecm,
+            rx_file=rx_file,
+            tx_file=tx_file,
+            trace=trace,
+            logs=[],
+        )
 
     def receive_g711(self, payload: bytes) -> None:
         """Feed one received G.711 payload (any length: 10, 20 or 30 ms packets)."""

@@ -10,23 +10,34 @@ from __future__ import annotations
 
 import collections
 import os
-from typing import Deque
 
-from ._spandsp import ffi, lib
-from .t30 import T30Terminal
+from appliance.spandsp._spandsp import ffi, lib
+from appliance.spandsp.t30 import T30Terminal
 
-RATE_MANAGEMENT = {"transferredtcf": lib.T38_DATA_RATE_MANAGEMENT_TRANSFERRED_TCF,
-                   "localtcf": lib.T38_DATA_RATE_MANAGEMENT_LOCAL_TCF}
+RATE_MANAGEMENT = {
+    "transferredtcf": lib.T38_DATA_RATE_MANAGEMENT_TRANSFERRED_TCF,
+    "localtcf": lib.T38_DATA_RATE_MANAGEMENT_LOCAL_TCF,
+}
 
 
 class T38FaxTerminal(T30Terminal):
     """One fax call's T.38 terminal: answering (``rx_file``) or calling (``tx_file``)."""
 
-    def __init__(self, *, calling: bool, ident: str = "", ecm: bool = True,
-                 rx_file: str | os.PathLike[str] | None = None,
-                 tx_file: str | os.PathLike[str] | None = None, trace: bool = True,
-                 version: int = 0, max_bitrate: int = 14400, rate_management: str = "transferredTCF",
-                 max_datagram: int = 400, pacing: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        calling: bool,
+        ident: str = "",
+        ecm: bool = True,
+        rx_file: str | os.PathLike[str] | None = None,
+        tx_file: str | os.PathLike[str] | None = None,
+        trace: bool = True,
+        version: int = 0,
+        max_bitrate: int = 14400,
+        rate_management: str = "transferredTCF",
+        max_datagram: int = 400,
+        pacing: bool = True,
+    ) -> None:
         super().__init__()
         self._t38 = ffi.NULL
         if calling and tx_file is None:
@@ -36,7 +47,7 @@ class T38FaxTerminal(T30Terminal):
             raise ValueError(f"unknown T38FaxRateManagement {rate_management!r}")
         self.calling = calling
         #: (IFP bytes, copies wanted) in the order spandsp produced them
-        self.outgoing: Deque[tuple[bytes, int]] = collections.deque()
+        self.outgoing: collections.deque[tuple[bytes, int]] = collections.deque()
         self._t38 = lib.t38_terminal_init(ffi.NULL, 1 if calling else 0, lib._fb_t38_tx, self._handle)
         if self._t38 == ffi.NULL:
             raise MemoryError("t38_terminal_init failed")
@@ -48,9 +59,16 @@ class T38FaxTerminal(T30Terminal):
         # pacing: spandsp spreads image data over time as a real modem would; tests may turn it off
         lib.t38_terminal_set_config(self._t38, 0 if pacing else lib.T38_TERMINAL_OPTION_NO_PACING)
         lib.t38_terminal_set_tep_mode(self._t38, 0)
-        self._setup_t30(lib.t38_terminal_get_t30_state(self._t38), calling=calling, ident=ident, ecm=ecm,
-                        rx_file=rx_file, tx_file=tx_file, trace=trace,
-                        logs=[lib.t38_core_get_logging_state(core)])
+        self._setup_t30(
+            lib.t38_terminal_get_t30_state(self._t38),
+            calling=calling,
+            ident=ident,
+            ecm=ecm,
+            rx_file=rx_file,
+            tx_file=tx_file,
+            trace=trace,
+            logs=[lib.t38_core_get_logging_state(core)],
+        )
 
     def receive_ifp(self, seq: int, ifp: bytes) -> None:
         """One IFP packet, unframed from UDPTL, in sequence order (recovered ones included)."""
@@ -73,7 +91,7 @@ class T38FaxTerminal(T30Terminal):
 
 
 @ffi.def_extern()
-def _fb_t38_tx(core: "ffi.CData", user_data: "ffi.CData", buf: "ffi.CData", length: int, count: int) -> int:
+def _fb_t38_tx(core: ffi.CData, user_data: ffi.CData, buf: ffi.CData, length: int, count: int) -> int:
     term: T38FaxTerminal = ffi.from_handle(user_data)
     term.outgoing.append((bytes(ffi.buffer(buf, length)), max(1, count)))
     return 0
