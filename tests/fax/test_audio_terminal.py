@@ -11,7 +11,8 @@ from appliance.config import FaxConfig
 from appliance.fax.pages import FINE, STANDARD, read_pages, write_fax_tiff
 from appliance.fax.session import ReceiveSession
 from appliance.fax.testpages import demo_pages
-from appliance.spandsp.audio import CALL_DROPPED, AudioFaxTerminal, PageDone, PhaseB, PhaseE, result_text
+from appliance.spandsp.audio import AudioFaxTerminal
+from appliance.spandsp.t30 import CALL_DROPPED, PageDone, PhaseB, PhaseE, result_text
 
 
 def run_pair(tx: AudioFaxTerminal, rx: AudioFaxTerminal, *, loss: float = 0.0, seconds: float = 400,
