@@ -18,6 +18,7 @@ import unicodedata
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime
+from typing import cast
 
 from appliance import localtime
 from appliance.delivery import tiff_profiles
@@ -365,7 +366,8 @@ def render_message(
         else:
             name = attachment_name(fax, "tif", tz)
             msg.add_attachment(data, maintype="image", subtype="tiff", filename=name)
-            _fax_content_type(msg.get_payload()[-1], name)
+            parts_now = cast(list[EmailMessage], msg.get_payload())  # multipart: its parts, this one last
+            _fax_content_type(parts_now[-1], name)
     for part in msg.walk():
         if part is not msg:
             del part["MIME-Version"]

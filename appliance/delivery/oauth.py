@@ -121,7 +121,7 @@ class _Session(requests.Session):
         self.verify = verify
         self.timeout = timeout
 
-    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+    def request(self, method: str, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         if kwargs.get("verify") is None:
             kwargs["verify"] = self.verify
         if kwargs.get("timeout") is None:

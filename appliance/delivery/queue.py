@@ -30,9 +30,11 @@ from appliance import localtime
 from appliance.config import DeliveryConfig
 from appliance.delivery.advice import advise_exception, advise_text, with_advice
 from appliance.delivery.alert import render_alert
+from appliance.delivery.errors import PermanentDeliveryError, TemporaryDeliveryError
 from appliance.delivery.maildir import deliver_maildir
-from appliance.delivery.message import is_um_notice, render_message
-from appliance.delivery.smtp import PermanentDeliveryError, TemporaryDeliveryError, send_smtp
+from appliance.delivery.message import render_message
+from appliance.delivery.smtp import send_smtp
+from appliance.routing.um import is_um_notice
 from appliance.spool.store import Job, Spool
 
 log = logging.getLogger("faxbridge.delivery")
@@ -77,7 +79,7 @@ class DeliveryWorker:
         *,
         clock: Callable[[], float] = time.time,
         resolve_path: Callable[[str], Path] = lambda p: Path(p),
-        rng: random.Random = random.Random(),
+        rng: random.Random | None = None,
         refusal: Callable[[str], str | None] = lambda addr: None,
         zone: Callable[[], localtime.Zone] = lambda: None,
     ):
@@ -91,7 +93,7 @@ class DeliveryWorker:
         self.cfg = cfg
         self.clock = clock
         self.resolve_path = resolve_path
-        self.rng = rng
+        self.rng = rng if rng is not None else random.Random()  # the jitter of the backoff; a test passes a seeded one
         # made in run(): an Event belongs to the loop that first waits on it
         self._wake: asyncio.Event | None = None
         self._woken = False

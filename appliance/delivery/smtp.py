@@ -211,7 +211,9 @@ def _xoauth2(client: smtplib.SMTP, cfg: DeliveryConfig) -> None:
         try:
             # on failure Exchange may send a 334 challenge first; answering it empty ends the exchange
             client.auth(
-                "XOAUTH2", lambda challenge=None: response if challenge is None else "", initial_response_ok=True
+                "XOAUTH2",
+                lambda challenge=None, response=response: response if challenge is None else "",
+                initial_response_ok=True,
             )
             return
         except smtplib.SMTPAuthenticationError:

@@ -19,7 +19,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, TiffImagePlugin
 
 from appliance.fax.pagelimits import DECODE_ERRORS, check_page, frame_dpi, frame_problem, open_tiff
 
@@ -115,6 +115,8 @@ def _ccitt_strip(page: Image.Image, compression: str) -> bytes:
     buf = io.BytesIO()
     inverted.save(buf, format="TIFF", compression=compression, strip_size=1 << 30)
     with Image.open(io.BytesIO(buf.getvalue())) as im:
+        if not isinstance(im, TiffImagePlugin.TiffImageFile):
+            raise RuntimeError("Pillow did not write a TIFF")
         offsets = im.tag_v2[273]
         counts = im.tag_v2[279]
     if len(offsets) != 1:
@@ -206,7 +208,7 @@ def _scale(im: Image.Image, w: int, h: int) -> Image.Image:
     """Area-average then threshold, so thin strokes survive the reduction."""
     return (
         im.convert("L")
-        .resize((w, h), Image.BOX)
+        .resize((w, h), Image.Resampling.BOX)
         .point(lambda v: 255 if v >= 128 else 0)
         .convert("1", dither=Image.Dither.NONE)
     )

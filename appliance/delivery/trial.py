@@ -27,6 +27,7 @@ from appliance.delivery.message import render_message
 from appliance.delivery.queue import send_via_backend
 from appliance.fax.pages import STANDARD, write_fax_tiff
 from appliance.fax.testpages import demo_pages
+from appliance.spool.states import FaxState
 from appliance.spool.store import FaxRecord
 
 
@@ -39,7 +40,7 @@ def trial_fax() -> tuple[FaxRecord, bytes]:
     fax = FaxRecord(
         id=0,
         uid=f"test-{uuid.uuid4().hex[:8]}",
-        state="received",
+        state=FaxState.RECEIVED,
         created=time.time(),
         finished=time.time(),
         complete=True,

@@ -50,7 +50,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Union
+from typing import cast
 
 from appliance.modem.at import CommandDone, DataReceived, DataResult, DeviceGone, ModemError, Unsolicited
 from appliance.modem.at import Event as AtEvent
@@ -141,7 +141,7 @@ class EndDataPhase:
     """Give up on a data phase whose final result never came (``AtChannel.end_data_phase``)."""
 
 
-Command = Union[SendCommand, WriteData, EndDataPhase]
+Command = SendCommand | WriteData | EndDataPhase
 
 
 # -- what comes in, besides the AT channel's own events --------------------------------------
@@ -167,7 +167,7 @@ class TimePassed:
     """Nothing happened but the clock moved (a timer of :meth:`Class1FrontEnd.next_timer`)."""
 
 
-FrontEndEvent = Union[AtEvent, CommandEnded, WriteEnded, TimePassed]
+FrontEndEvent = AtEvent | CommandEnded | WriteEnded | TimePassed
 
 
 class Direction(enum.Enum):
@@ -406,7 +406,7 @@ class Class1FrontEnd:
             raise CallGone(f"modem gone ({ev.reason})")
         if isinstance(ev, Unsolicited) and ev.line.upper().startswith(("+FHNG", "+FHS")):
             raise CallGone(f"modem hung up ({ev.line})")
-        return ev  # type: ignore[return-value]  # an AtEvent or None, as asked
+        return cast("AtEvent | None", ev)  # _Wait(event=True) resumes with a queued AtEvent or None
 
     # -- the call ---------------------------------------------------------------------------
     def _call(self) -> Step:
@@ -678,6 +678,7 @@ class Class1FrontEnd:
     def _receive_frame(self) -> Generator[_Wait, object, bool]:
         """One HDLC frame of an open +FRH; True when it was a good final frame."""
         frame = bytearray()
+        ok = False  # set with the DataResult that ends the loop
         while True:
             ev = yield from self._event(FRAME_SILENCE)
             if ev is None:

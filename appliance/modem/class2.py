@@ -352,7 +352,7 @@ class Class2Session:
             elif name == sp.page:
                 self._page_status = parse_fparams(value, 16 if sp.hex_reports else 10)
             elif name == sp.eop:
-                self._page_post = int(parse_fparams(value, 10)[0])  # type: ignore[arg-type]
+                self._page_post = int(parse_fparams(value, 10)[0])
             elif name == sp.hangup:
                 self.hangup = hangup_key(value, sp.hex_reports)
                 self.off_hook = False

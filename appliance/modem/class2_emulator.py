@@ -224,7 +224,7 @@ class Class2Modem:
     # -- the DTE -------------------------------------------------------------------------------
     def at_rx(self, data: bytes) -> None:
         """Bytes from the DTE; stops at a line that leaves Class 2 (see :attr:`handoff`)."""
-        for i, b in enumerate(data):
+        for b in data:
             if b == 0x0D:
                 raw = bytes(self._line)
                 self._line.clear()
@@ -456,7 +456,7 @@ class Class2Modem:
                 with T4Transmitter(self.rx_file, index, index) as tx:
                     data = tx.encode_page(self.encoding)
             except (OSError, T4Error):
-                self._info(f"{self.names['FHS']}:{'90' if self.fclass == '2.0' else '90'}")
+                self._info(f"{self.names['FHS']}:90")
                 self._result("ERROR")
                 return
             if self.bit_order in (1, 3):

@@ -27,7 +27,9 @@ def _number(text: str, base: int = 10) -> int:
 
 def _split_top(text: str) -> list[str]:
     """Split on commas that are not inside parentheses or quotes."""
-    parts, depth, quoted, cur = [], 0, False, []
+    parts: list[str] = []
+    cur: list[str] = []
+    depth, quoted = 0, False
     for ch in text:
         if ch == '"':
             quoted = not quoted

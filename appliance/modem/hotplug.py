@@ -70,7 +70,7 @@ class HotplugMonitor:
             monitor.start()
             self._loop = asyncio.get_running_loop()
             self._loop.add_reader(monitor.fileno(), self._readable)
-        except Exception as e:  # ImportError, no netlink permission, no udev: not fatal
+        except Exception as e:  # noqa: BLE001 - ImportError, no netlink permission, no udev: not fatal
             self.reason = f"hot-plug unavailable: {e}"
             log.warning("%s; only the configured devices are used (their paths are polled)", self.reason)
             return False
@@ -82,7 +82,7 @@ class HotplugMonitor:
         while self.monitor is not None:
             try:
                 device = self.monitor.poll(timeout=0)
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - pyudev's errors vary; without the monitor only polling is lost
                 log.warning("hot-plug: reading udev failed: %s", e)
                 return
             if device is None:

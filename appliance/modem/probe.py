@@ -192,5 +192,5 @@ async def _rates(port: Commander, info: ModemInfo, cmd: str, timeout: float) -> 
         info.problems.append(f"{cmd}: {e}")
         return []
     if rates and isinstance(rates[0], set):  # "(24,48,...)" in parentheses: one set
-        return sorted(set().union(*rates))  # type: ignore[arg-type]
-    return rates  # type: ignore[return-value]
+        return sorted({rate for s in rates if isinstance(s, set) for rate in s})
+    return [rate for rate in rates if isinstance(rate, int)]

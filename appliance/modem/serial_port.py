@@ -14,7 +14,7 @@ import os
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import serial
 
@@ -76,9 +76,13 @@ class ModemPort:
     ) -> ModemPort:
         if flow not in ("rtscts", "xonxoff", "none"):
             raise ValueError(f"flow control must be rtscts, xonxoff or none, not {flow!r}")
-        kwargs = {"exclusive": True} if "://" not in path else {}
         ser = serial.serial_for_url(
-            path, baudrate=baudrate, timeout=0, rtscts=flow == "rtscts", xonxoff=flow == "xonxoff", **kwargs
+            path,
+            baudrate=baudrate,
+            timeout=0,
+            rtscts=flow == "rtscts",
+            xonxoff=flow == "xonxoff",
+            exclusive=True if "://" not in path else None,  # None: pyserial's default, as for a URL
         )
         return cls(ser, channel)
 
@@ -144,7 +148,8 @@ class ModemPort:
                     return self._gone("end of file")
             else:  # loop:// and friends: poll
                 self._poll = None
-                data = self.ser.read(self.ser.in_waiting or 0) if self.ser else b""
+                # every port class has in_waiting; the stubs give it to the subclasses only, not SerialBase
+                data = self.ser.read(cast(serial.Serial, self.ser).in_waiting or 0) if self.ser else b""
                 if self.ser is not None:
                     self._poll = self._loop.call_later(_POLL, self._on_readable)
         except BlockingIOError:

@@ -50,6 +50,7 @@ import termios
 import threading
 import time
 import tty
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from appliance.modem.class2_emulator import Class2Modem
@@ -155,10 +156,7 @@ class VirtualPort:
         """True if no DTE has the slave open (the master reports HUP)."""
         p = select.poll()
         p.register(self.master, select.POLLIN)
-        for _, ev in p.poll(0):
-            if ev & select.POLLHUP:
-                return True
-        return False
+        return any(ev & select.POLLHUP for _, ev in p.poll(0))
 
     def read_dte(self) -> bytes | None:
         """Up to CHUNK bytes from the DTE; b"" if none waiting; None if the DTE has gone."""
@@ -180,13 +178,13 @@ class VirtualPort:
             if self.modem is self.class2:
                 self.class2.at_rx(seg)
                 if self.class2.handoff is not None:  # +FCLASS=1, ATZ...: T.31 executes it
-                    line, self.class2.handoff = self.class2.handoff, None
+                    handoff, self.class2.handoff = self.class2.handoff, None
                     self._out += self.class2.take_output()
                     self.modem = self.t31
-                    self.t31.at_rx(line.encode("ascii", "replace") + b"\r")
+                    self.t31.at_rx(handoff.encode("ascii", "replace") + b"\r")
                 continue
             self._dte_line += seg
-            line = None
+            line: str | None = None
             if seg.endswith(b"\r"):
                 line = self._dte_line[:-1].decode("ascii", "replace").strip().upper()
                 self._dte_line.clear()
@@ -380,7 +378,7 @@ class VirtualLine:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def wait_for(self, predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+    def wait_for(self, predicate: Callable[[VirtualLine], object], timeout: float) -> bool:
         """Block (another thread) until ``predicate(self)`` is true or ``timeout`` passes."""
         deadline = time.monotonic() + timeout
         with self.changed:

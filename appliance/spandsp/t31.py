@@ -161,7 +161,7 @@ class T31Modem:
     def __del__(self) -> None:
         try:
             self.close()
-        except Exception:
+        except Exception:  # noqa: BLE001 - a finaliser must not raise (the binding may be gone at exit)
             pass
 
     def _check(self) -> None:
@@ -232,7 +232,7 @@ class ModemLine:
     def __del__(self) -> None:
         try:
             self.close()
-        except Exception:
+        except Exception:  # noqa: BLE001 - a finaliser must not raise (the binding may be gone at exit)
             pass
 
 

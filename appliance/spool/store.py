@@ -370,8 +370,9 @@ class Spool:
         marks = ", ".join("?" for _ in cols)
         with self._tx() as db:
             fax_id = db.execute(f"INSERT INTO faxes ({names}) VALUES ({marks})", tuple(cols.values())).lastrowid
+        assert fax_id is not None  # an INSERT always sets it
         crash_point("begin.committed")
-        fax = self.get_fax(int(fax_id))
+        fax = self.get_fax(fax_id)
         assert fax is not None
         return fax
 

@@ -12,7 +12,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image
+from PIL import UnidentifiedImageError
 
 from appliance.fax.pagelimits import DECODE_ERRORS, frame_dpi, frame_problem, open_tiff
 from appliance.fsutil import fsync_dir
@@ -90,7 +90,7 @@ def scan_pages(path: Path) -> PageScan:
                     break
                 good += 1
             return PageScan(good, max(claimed, good), tuple(refused))
-    except (FileNotFoundError, Image.UnidentifiedImageError):
+    except (FileNotFoundError, UnidentifiedImageError):
         return PageScan(0, 0)
     except _DECODE_ERRORS:
         return PageScan(0, 0)
