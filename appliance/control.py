@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from appliance.calls.facts import CallProgress
 from appliance.rtsched import worker_this_thread
@@ -70,7 +70,7 @@ def version() -> str:
         from importlib.metadata import version as _v
 
         return _v("faxbridge")
-    except Exception:  # PackageNotFoundError, or broken metadata: never fail a status for it
+    except Exception:  # noqa: BLE001 - PackageNotFoundError, or broken metadata: never fail a status for it
         return "unknown"
 
 
@@ -469,8 +469,7 @@ class ApplianceControl:
                     "class": st.get("class"),
                 }
         try:
-            real = os.path.realpath(device)
-            is_char = real.startswith("/dev/") and stat.S_ISCHR(os.stat(real).st_mode)
+            is_char = await asyncio.get_running_loop().run_in_executor(self._reader, _is_char_device, device)
         except OSError:
             return {
                 "device": device,
@@ -495,11 +494,12 @@ class ApplianceControl:
 
         from appliance.modem.probe import ProbeError, probe
         from appliance.modem.quirks import quirks_for
-        from appliance.modem.serial_port import ModemError, ModemPort
+        from appliance.modem.serial_port import Flow, ModemError, ModemPort
 
         cfg = self.app.cfg.modem
+        flow = cast(Flow, cfg.flow_control)  # a str in Config, which admits only Flow's values
         try:
-            port = await ModemPort.open(device, baudrate=cfg.speed, flow=cfg.flow_control)
+            port = await ModemPort.open(device, baudrate=cfg.speed, flow=flow)
         except (OSError, serial.SerialException, ValueError) as e:
             return {
                 "device": device,
@@ -645,10 +645,17 @@ class ApplianceControl:
             tf.finished = time.time()
             if gate_pass is not None:
                 gate_pass.revoke()
+            # our own temp dir: as brief as mkdtemp above, not worth an executor round trip in a finally
             with contextlib.suppress(OSError):
                 tiff.unlink(missing_ok=True)
-                tmp.rmdir()
+                tmp.rmdir()  # noqa: ASYNC240
             log.info("test fax %s to %s: %s: %s", tf.id, tf.target, tf.state, tf.message)
+
+
+def _is_char_device(device: str) -> bool:
+    """`device` leads to a character device under /dev (OSError when it leads nowhere)."""
+    real = os.path.realpath(device)
+    return real.startswith("/dev/") and stat.S_ISCHR(os.stat(real).st_mode)
 
 
 def _test_fax_verdict(returncode: int | None, lines: list[str]) -> tuple[str, str, str]:

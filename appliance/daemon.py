@@ -629,7 +629,8 @@ class Appliance:
             reg.stop(now)
         self.sip.flush()
         deadline = now + 3.0
-        while not all(r.done for r in gone) and loop.time() < deadline:
+        # polled: a sans-I/O Registration tells nobody when it is done (and this runs on a reload only)
+        while not all(r.done for r in gone) and loop.time() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         self.sip.registrations[:] = [r for r in self.sip.registrations if r not in gone]
         kept = [r.cfg for r in self.sip.registrations]
@@ -664,7 +665,7 @@ class Appliance:
                 restart.append(f"modem.devices: {device} is in a call")
                 continue
             await m.remove(device)
-        for device, line in list(m.lines.items()):
+        for line in list(m.lines.values()):
             line.settings = settings  # read again at the next ring and call
             if not only_rings:
                 self._spawn(self._restart_line_when_idle(line))
@@ -673,7 +674,8 @@ class Appliance:
         return ["modem"]
 
     async def _restart_line_when_idle(self, line: ModemLine) -> None:
-        while line.in_call:
+        # polled once a second: a line tells nobody when its call ends (and this runs on a reload only)
+        while line.in_call:  # noqa: ASYNC110
             await asyncio.sleep(1.0)
         await line.stop()
         line.start()

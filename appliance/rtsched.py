@@ -30,8 +30,10 @@ def promote_this_thread(priority: int) -> str:
         return "this system has no sched_setscheduler"
     try:
         os.sched_setscheduler(threading.get_native_id(), os.SCHED_RR, os.sched_param(priority))
-    except (OSError, ValueError) as e:
+    except OSError as e:
         return f"not permitted ({e.strerror or e}); the systemd unit allows it with LimitRTPRIO"
+    except ValueError as e:  # unlike an OSError, it has no strerror
+        return f"not permitted ({e}); the systemd unit allows it with LimitRTPRIO"
     return ""
 
 

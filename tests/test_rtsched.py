@@ -42,3 +42,14 @@ def test_a_worker_started_by_the_real_time_loop_runs_just_below_it() -> None:
 def test_a_worker_of_a_normal_loop_stays_normal() -> None:
     promoted, answer, policy, priority = policy_of_new_thread(0)
     assert "off" in promoted and answer == "normal" and (policy, priority) == (os.SCHED_OTHER, 0)
+
+
+@pytest.mark.parametrize("error", [PermissionError(1, "Operation not permitted"), ValueError("bad priority")])
+def test_a_refused_promotion_is_a_reason_for_the_log(monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
+    def refuse(*args: object) -> None:
+        raise error
+
+    monkeypatch.setattr(os, "sched_setscheduler", refuse)
+    reason = promote_this_thread(10)
+    assert reason.startswith("not permitted (") and reason.endswith("LimitRTPRIO")
+    assert ("Operation not permitted" if isinstance(error, OSError) else "bad priority") in reason

@@ -35,7 +35,7 @@ from appliance.calls.t38switch import (
     UseT38,
 )
 from appliance.config import Config
-from appliance.fax.session import ReceiveSession
+from appliance.fax.session import ReceiveSession, SessionProgress
 from appliance.media.channel import MediaChannel
 from appliance.media.clock import MediaClock
 from appliance.sip import events as sipev
@@ -49,6 +49,8 @@ from appliance.spandsp.t38 import T38FaxTerminal
 log = logging.getLogger("faxbridge.call")
 #: how often the T.30 session is asked for progress (pages, hang-up) while nothing else happens
 POLL_INTERVAL = 0.25
+#: the fax part of status() before the T.30 session starts (read only)
+NO_FAX_YET = SessionProgress(pages=0, page=None, bit_rate=0, ecm=None, remote_ident="")
 
 
 @dataclass
@@ -240,16 +242,14 @@ class InboundSipCall:
 
     def status(self) -> CallProgress:
         """This call for the dashboard: its media and how far its fax is."""
-        out = CallProgress(
+        fax = self.session.progress() if self.session is not None else NO_FAX_YET
+        return CallProgress(
             line="",
             mode="t38" if self.mode == Mode.T38 else "g711",
             codec=self.codec,
-            bit_rate=0,
-            ecm=None,
-            pages=0,
-            page=None,
-            remote_ident="",
+            bit_rate=fax["bit_rate"],
+            ecm=fax["ecm"],
+            pages=fax["pages"],
+            page=fax["page"],
+            remote_ident=fax["remote_ident"],
         )
-        if self.session is not None:
-            out.update(self.session.progress())
-        return out

@@ -75,7 +75,7 @@ def reply_target(req: SipRequest, remote: Addr, local: Local) -> Addr:
 def answerable(req: SipRequest) -> bool:
     """Enough of a broken request survived to build a response that the peer can match."""
     try:
-        req.via
+        _ = req.via  # parsed on access: raises when the top Via is missing or broken
         parse_name_addr(req.headers.get("From") or "")
         parse_name_addr(req.headers.get("To") or "")
     except (SipParseError, IndexError):

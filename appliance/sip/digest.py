@@ -20,9 +20,13 @@ import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from appliance.sip.errors import SipParseError
 from appliance.sip.uri import split_quoted
+
+if TYPE_CHECKING:
+    from appliance.sip.message import Headers, SipResponse
 
 ALGORITHMS: dict[str, Callable[..., hashlib._Hash]] = {
     "MD5": hashlib.md5,
@@ -97,11 +101,11 @@ def parse_challenge(value: str, proxy: bool = False) -> Challenge:
     )
 
 
-def parse_challenges(headers: object) -> list[Challenge]:
+def parse_challenges(headers: Headers) -> list[Challenge]:
     """Every well-formed Digest challenge of a 401/407 (a `Headers`), best first; others skipped."""
     found: list[Challenge] = []
     for name, proxy in (("WWW-Authenticate", False), ("Proxy-Authenticate", True)):
-        for value in headers.get_all(name):  # type: ignore[attr-defined]
+        for value in headers.get_all(name):
             try:
                 found.append(parse_challenge(value, proxy))
             except SipParseError:
@@ -185,12 +189,12 @@ class DigestClient:
     _nc: dict[str, int] = field(default_factory=dict, repr=False)
 
     def authorize(
-        self, response: object, method: str, uri: str, realms: set[str] | None = None
+        self, response: SipResponse, method: str, uri: str, realms: set[str] | None = None
     ) -> list[tuple[str, str]]:
         """`realms`: answer only challenges of these realms (None: any)."""
         out: list[tuple[str, str]] = []
         seen: set[tuple[bool, str]] = set()
-        for ch in parse_challenges(response.headers):  # type: ignore[attr-defined]
+        for ch in parse_challenges(response.headers):
             if realms is not None and ch.realm not in realms:
                 continue
             if (ch.proxy, ch.realm) in seen:

@@ -47,7 +47,7 @@ class StreamFramer:
 
     def _next_frame(self) -> bytes | KeepAlive | None:
         buf = self._buffer
-        while buf[:1] in (b"\r", b"\n"):
+        while buf and buf[0] in b"\r\n":
             if buf.startswith(b"\r\n\r\n"):
                 del buf[:4]
                 self.keepalives += 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from typing import Union
+from typing import TypeAlias
 
 from appliance.sip.errors import SipParseError
 from appliance.sip.framing import KeepAlive, StreamFramer
@@ -237,7 +237,7 @@ class SipResponse(_Message):
         return f"SipResponse({self.status!r}, {self.reason!r}, {self.headers!r}, {self.body!r})"
 
 
-SipMessage = Union[SipRequest, SipResponse]
+SipMessage: TypeAlias = SipRequest | SipResponse
 
 
 def _parse_start_line(raw: bytes) -> tuple[SipMessage, bool]:

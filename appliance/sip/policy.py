@@ -352,7 +352,7 @@ class CallGate:
         """Never raises: a bug here drops the message and is counted as internal_error."""
         try:
             verdict = self._check(data, remote, local, now)
-        except Exception:  # noqa: BLE001 - the listener must outlive any one message
+        except Exception:  # logged below: the listener must outlive any one message
             verdict = Verdict(reason="internal_error")
             if now - self._last_error_log >= ERROR_LOG_INTERVAL:  # a traceback a minute, not a packet
                 self._last_error_log = now

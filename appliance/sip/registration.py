@@ -25,7 +25,7 @@ from appliance.sip.digest import DigestClient, parse_challenges
 from appliance.sip.errors import LocalProtocolError, SipParseError
 from appliance.sip.events import Addr, Local
 from appliance.sip.message import SipRequest, SipResponse
-from appliance.sip.transaction import NonInviteClientTransaction
+from appliance.sip.transaction import DEFAULT_TIMERS, NonInviteClientTransaction, Send, TimerConfig
 from appliance.sip.uri import SipUri, format_host, host_address, parse_name_addr
 from appliance.strictnum import is_uint
 
@@ -59,6 +59,10 @@ REG_STATES = Transitions(
 
 OnResponse = Callable[[SipResponse | None, float], None]
 
+#: seconds before the first retry of a failed REGISTER, and the most the backoff grows to
+RETRY_INITIAL = 30.0
+RETRY_MAX = 1800.0
+
 
 class RegistrationSettings(Protocol):
     """One account to keep registered (a [[sip.registrations]] entry: the application's config
@@ -87,8 +91,17 @@ class RegistrationSettings(Protocol):
 class ReportingTransaction(NonInviteClientTransaction):
     """A non-INVITE client transaction that tells its owner the final outcome (None = timeout)."""
 
-    def __init__(self, *args, on_response: OnResponse, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        request: SipRequest,
+        send: Send,
+        reliable: bool,
+        now: float,
+        config: TimerConfig = DEFAULT_TIMERS,
+        *,
+        on_response: OnResponse,
+    ) -> None:
+        super().__init__(request, send, reliable, now, config)
         self.on_response = on_response
 
     def receive_response(self, response: SipResponse, now: float) -> bool:
@@ -125,8 +138,8 @@ class Registration:
         *,
         user_agent: str = "Faxbridge/0.1",
         rng: random.Random | None = None,
-        retry_initial: float = 30.0,
-        retry_max: float = 1800.0,
+        retry_initial: float = RETRY_INITIAL,
+        retry_max: float = RETRY_MAX,
     ) -> None:
         self.cfg = cfg
         self.local = local
@@ -200,9 +213,11 @@ class Registration:
         out, self._outgoing = self._outgoing, []
         return out
 
-    def transaction_factory(self, *args, **kwargs) -> ReportingTransaction:  # type: ignore[no-untyped-def]
+    def transaction_factory(
+        self, request: SipRequest, send: Send, reliable: bool, now: float, config: TimerConfig = DEFAULT_TIMERS
+    ) -> ReportingTransaction:
         """For UserAgent.send_request(tx_class=...): reports outcomes to on_response."""
-        return ReportingTransaction(*args, on_response=self.on_response, **kwargs)
+        return ReportingTransaction(request, send, reliable, now, config, on_response=self.on_response)
 
     def get_timer(self) -> float | None:
         return min(self._timers.values(), default=None)
@@ -327,7 +342,7 @@ class Registration:
         user = self.cfg.contact_user or self.cfg.user
         return f"sip:{user}@{format_host(self.local.host)}:{self.local.port}{transport}"
 
-    def _send(self, now: float, expires: int, auth: list[tuple[str, str]] = ()) -> None:  # type: ignore[assignment]
+    def _send(self, now: float, expires: int, auth: Sequence[tuple[str, str]] = ()) -> None:
         self.cseq += 1
         branch = f"z9hG4bK{self.rng.getrandbits(64):016x}"
         local = self.local

@@ -11,9 +11,10 @@ and is ignored when it is the peer's.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import ClassVar
 
 from appliance.sip.errors import LocalProtocolError
 from appliance.sip.message import SipRequest, SipResponse
@@ -51,6 +52,9 @@ class TimerConfig:
     t4: float = T4
     timer_d: float = TIMER_D
 
+
+#: RFC 3261's values
+DEFAULT_TIMERS = TimerConfig()
 
 # (state, event) -> new state. Events: send_1xx/send_2xx/send_final, recv_* likewise, timer_*.
 INVITE_SERVER = {
@@ -124,12 +128,13 @@ def client_key(message: SipRequest | SipResponse) -> tuple:
 class Transaction:
     """Shared machinery: state table, deadlines, retransmission bookkeeping."""
 
-    table: dict[tuple[TxState, str], TxState] = {}
-    state: TxState  # set by each kind's __init__, then changed only by _transition
+    table: ClassVar[Mapping[tuple[TxState, str], TxState]] = {}
+    initial: ClassVar[TxState]  # each kind's first state
 
     def __init__(
-        self, request: SipRequest, send: Send, reliable: bool, now: float, config: TimerConfig = TimerConfig()
+        self, request: SipRequest, send: Send, reliable: bool, now: float, config: TimerConfig = DEFAULT_TIMERS
     ) -> None:
+        self.state = self.initial  # then changed only by _transition
         self.request = request
         self.send = send
         self.reliable = reliable
@@ -191,10 +196,7 @@ class ServerTransaction(Transaction):
 
 class InviteServerTransaction(ServerTransaction):
     table = INVITE_SERVER
-
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
-        self.state = PROCEEDING
+    initial = PROCEEDING
 
     def _after_response(self, status: int, now: float) -> None:
         if 200 <= status < 300:
@@ -225,10 +227,7 @@ class InviteServerTransaction(ServerTransaction):
 
 class NonInviteServerTransaction(ServerTransaction):
     table = NON_INVITE_SERVER
-
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
-        self.state = TRYING
+    initial = TRYING
 
     def _after_response(self, status: int, now: float) -> None:
         if status >= 200:
@@ -256,10 +255,12 @@ class ClientTransaction(Transaction):
 
 class InviteClientTransaction(ClientTransaction):
     table = INVITE_CLIENT
+    initial = CALLING
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
-        self.state = CALLING
+    def __init__(
+        self, request: SipRequest, send: Send, reliable: bool, now: float, config: TimerConfig = DEFAULT_TIMERS
+    ) -> None:
+        super().__init__(request, send, reliable, now, config)
         self.ack: bytes | None = None
         #: an INVITE inside an established dialog (a re-INVITE of ours), not the one that made it
         self.reinvite = False
@@ -279,10 +280,10 @@ class InviteClientTransaction(ClientTransaction):
             self.timers = {"M": now + 64 * self.config.t1}
         else:
             first = self.ack is None
-            if first:
+            if self.ack is None:
                 self.ack = bytes(self._build_ack(response))
                 self.timers = {"D": now + self._wait(self.config.timer_d)}
-            self.send(self.ack)  # type: ignore[arg-type]
+            self.send(self.ack)
             if not first:
                 return False
         self.last_response = response
@@ -313,10 +314,7 @@ class InviteClientTransaction(ClientTransaction):
 
 class NonInviteClientTransaction(ClientTransaction):
     table = NON_INVITE_CLIENT
-
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
-        self.state = TRYING
+    initial = TRYING
 
     def _arm(self, now: float) -> None:
         self.timers["F"] = now + 64 * self.config.t1

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import ssl
 import time
 from collections import Counter
-from collections.abc import Coroutine, Iterable
-from typing import Any, TypedDict
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, TypedDict, cast
 
 from appliance.netutil import is_unspecified, route_source
 from appliance.sip.errors import LocalProtocolError, SipParseError
@@ -20,7 +21,14 @@ from appliance.sip.framing import KeepAlive, StreamFramer
 from appliance.sip.message import MAX_MESSAGE_SIZE, SipRequest
 from appliance.sip.messagelog import MessageLog
 from appliance.sip.policy import CallGate, ConnectionLimiter
-from appliance.sip.registration import Registration, RegistrationSettings, RegistrationStatus, resolve_local
+from appliance.sip.registration import (
+    RETRY_INITIAL,
+    RETRY_MAX,
+    Registration,
+    RegistrationSettings,
+    RegistrationStatus,
+    resolve_local,
+)
 from appliance.sip.tls import TlsSettings
 from appliance.sip.useragent import UserAgent
 
@@ -43,7 +51,8 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # typeshed's BaseProtocol signature; a datagram endpoint is given a DatagramTransport
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:
         if self.local is None or (len(data) <= 4 and not data.strip(b"\r\n")):
@@ -75,7 +84,8 @@ class _TcpProtocol(asyncio.Protocol):
         self.partial_since: float | None = None  # when the unfinished message in the framer began
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # typeshed's BaseProtocol signature; a stream connection is given a Transport
+        self.transport = stream = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.remote = (peer[0], peer[1])
         if is_unspecified(self.local.host):  # a wildcard listener: this connection's own address
@@ -85,11 +95,11 @@ class _TcpProtocol(asyncio.Protocol):
             refusal = self.endpoint._admit(self.remote, self.local)
             if refusal:
                 self.endpoint.stats[refusal] += 1
-                transport.abort()
+                stream.abort()
                 return
             self.admitted = True
             if self.tls is not None:
-                self.transport.pause_reading()  # type: ignore[union-attr]
+                stream.pause_reading()
                 self.endpoint._spawn(self._start_tls())
                 return
         self.endpoint._connections[self.remote] = self
@@ -197,7 +207,7 @@ class SipEndpoint:
         self.tls_names: dict[Addr, str] = {}
         self.locals: list[Local] = []
         self.events: asyncio.Queue[Event] = asyncio.Queue()
-        self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by start()
+        self._started_loop: asyncio.AbstractEventLoop | None = None  # set by start()
         self._udp: dict[Local, asyncio.DatagramTransport] = {}
         self._udp_by_port: dict[int, asyncio.DatagramTransport] = {}
         self._servers: list[asyncio.base_events.Server] = []
@@ -208,9 +218,16 @@ class SipEndpoint:
         #: each admitted call's messages, for its diagnostics (taken by the daemon when it ends)
         self.messages = MessageLog()
 
+    @property
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop start() was called in (the clock of every SIP timer)."""
+        if self._started_loop is None:
+            raise LocalProtocolError("the SIP endpoint is not started")
+        return self._started_loop
+
     async def start(self, listeners: Iterable[tuple[str, str, int]]) -> None:
         """Bind ("udp"|"tcp", host, port) listeners; port 0 picks a free port (see `locals`)."""
-        self._loop = asyncio.get_running_loop()
+        self._started_loop = asyncio.get_running_loop()
         for kind, host, port in listeners:
             if kind == "udp":
                 transport, protocol = await self._loop.create_datagram_endpoint(
@@ -223,9 +240,7 @@ class SipEndpoint:
             elif kind in ("tcp", "tls"):
                 holder: list[Local] = []
                 ctx = self._tls_server() if kind == "tls" else None  # the handshake starts once admitted
-                server = await self._loop.create_server(
-                    lambda: _TcpProtocol(self, holder[0], accepted=True, tls=ctx), host, port
-                )
+                server = await self._loop.create_server(self._acceptor(holder, ctx), host, port)
                 local = Local(kind, host, server.sockets[0].getsockname()[1])
                 holder.append(local)
                 self._servers.append(server)
@@ -239,6 +254,12 @@ class SipEndpoint:
             else:
                 raise LocalProtocolError(f"unknown SIP transport {kind!r}")
             self.locals.append(local)
+
+    def _acceptor(self, holder: list[Local], tls: ssl.SSLContext | None) -> Callable[[], _TcpProtocol]:
+        """The protocol factory of one stream listener, bound to its own `holder` (its Local, once
+        the port is known) and TLS context: a lambda in start()'s loop would see the last
+        listener's."""
+        return lambda: _TcpProtocol(self, holder[0], accepted=True, tls=tls)
 
     def _tls_server(self) -> ssl.SSLContext:
         if self.tls is None:
@@ -384,17 +405,16 @@ class SipEndpoint:
 
         TLS verifies the server certificate against sip.tls_ca or the system store, for the name
         we resolved (tls_names) or else the IP address itself."""
-        extra = {}
-        if local.transport == "tls":
-            extra = {
-                "ssl": self._tls_client(),
-                "server_hostname": self.tls_names.get(dest, dest[0]),
-                "ssl_handshake_timeout": TLS_HANDSHAKE_TIMEOUT,
-            }
+        tls = local.transport == "tls"
         try:
             transport, _ = await self._loop.create_connection(
-                lambda: _TcpProtocol(self, local), dest[0], dest[1], **extra
-            )  # type: ignore[arg-type]
+                lambda: _TcpProtocol(self, local),
+                dest[0],
+                dest[1],
+                ssl=self._tls_client() if tls else None,
+                server_hostname=self.tls_names.get(dest, dest[0]) if tls else None,
+                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if tls else None,
+            )
         except (TimeoutError, OSError) as exc:
             log.warning("SIP: cannot connect to %s: %s", dest, exc)
             self._pending.pop(dest, None)
@@ -472,16 +492,30 @@ class SipEndpoint:
 
     # --- registrations ------------------------------------------------------------------------
 
-    async def add_registration(self, reg_cfg: RegistrationSettings, **kwargs: object) -> Registration:
+    async def add_registration(
+        self,
+        reg_cfg: RegistrationSettings,
+        *,
+        rng: random.Random | None = None,
+        retry_initial: float = RETRY_INITIAL,
+        retry_max: float = RETRY_MAX,
+    ) -> Registration:
         """Resolve the first hop (A/AAAA only: no NAPTR/SRV), pick our listener and start REGISTERing.
 
-        kwargs go to Registration (rng, retry_initial, retry_max); call after start()."""
+        The keywords go to Registration; call after start()."""
         probe = Registration(reg_cfg, Local("udp", "0.0.0.0", 0))
         host, port = probe.next_hop
         infos = await self._loop.getaddrinfo(host, port, type=0, proto=0)
-        ip = infos[0][4][0]
+        ip = str(infos[0][4][0])  # an AF_INET/AF_INET6 sockaddr: (host, port, ...)
         local = resolve_local(self.locals, probe.transport, route_source, ip)
-        reg = Registration(reg_cfg, local, user_agent=self.ua.user_agent, **kwargs)  # type: ignore[arg-type]
+        reg = Registration(
+            reg_cfg,
+            local,
+            user_agent=self.ua.user_agent,
+            rng=rng,
+            retry_initial=retry_initial,
+            retry_max=retry_max,
+        )
         reg.remote = (ip, port)
         if ip != host:
             self.tls_names[(ip, port)] = host
@@ -497,7 +531,8 @@ class SipEndpoint:
             reg.stop(now)
         self.flush()
         deadline = now + timeout
-        while not all(r.done for r in self.registrations) and self._loop.time() < deadline:
+        # polled: a sans-I/O Registration tells nobody when it is done (and this runs at shutdown only)
+        while not all(r.done for r in self.registrations) and self._loop.time() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
 
     def registration_status(self) -> list[RegistrationStatus]:
@@ -517,13 +552,8 @@ class SipEndpoint:
         now = self._loop.time()
         for reg in self.registrations:
             for req in reg.take_requests():
-                self.ua.send_request(
-                    req,
-                    reg.local,
-                    reg.remote,
-                    now,  # type: ignore[arg-type]
-                    tx_class=reg.transaction_factory,
-                )  # type: ignore[arg-type]
+                assert reg.remote is not None, "add_registration resolves the next hop before it starts one"
+                self.ua.send_request(req, reg.local, reg.remote, now, tx_class=reg.transaction_factory)
         if self._reg_timer:
             self._reg_timer.cancel()
             self._reg_timer = None
@@ -543,7 +573,7 @@ class SipEndpoint:
     @property
     def started(self) -> bool:
         """start() has run: listeners are bound and registrations can be driven."""
-        return self._loop is not None
+        return self._started_loop is not None
 
     def status(self) -> SipStatus:
         """For the status page: listeners, registrations (wall-clock expiry), refusals, connections."""

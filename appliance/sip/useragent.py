@@ -46,12 +46,14 @@ from appliance.sip.message import SipMessage, SipRequest, SipResponse, parse_mes
 from appliance.sip.sdp import SdpParseError, SessionDescription
 from appliance.sip.transaction import (
     ACCEPTED,
+    DEFAULT_TIMERS,
     PROCEEDING,
     ClientTransaction,
     InviteClientTransaction,
     InviteServerTransaction,
     NonInviteClientTransaction,
     NonInviteServerTransaction,
+    Send,
     ServerTransaction,
     TimerConfig,
     client_key,
@@ -74,6 +76,8 @@ ERROR_LOG_INTERVAL = 60.0
 # (call_id, our request, where it went, the 401/407, where that came from, now) -> True when it
 # resent the request (see resend_request)
 ChallengeHook = Callable[[str, SipRequest, Addr, SipResponse, Addr, float], bool]
+# makes the client transaction of a request outside calls: (request, send, reliable, now, timers)
+ClientTransactionFactory = Callable[[SipRequest, Send, bool, float, TimerConfig], NonInviteClientTransaction]
 
 
 @dataclass
@@ -178,7 +182,7 @@ class UserAgent:
         user_agent: str = "Faxbridge/0.1",
         allow: str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE",
         rng: random.Random | None = None,
-        timers: TimerConfig = TimerConfig(),
+        timers: TimerConfig = DEFAULT_TIMERS,
     ) -> None:
         self.user_agent = user_agent
         self.allow = allow
@@ -215,8 +219,8 @@ class UserAgent:
         except SipParseError as exc:
             self._malformed(exc, remote, local)
             return
-        except Exception:  # a parser bug must not take the listener down
-            self._internal_error(None, remote, 0.0)
+        except Exception as exc:  # noqa: BLE001 - logged: a parser bug must not take the listener down
+            self._internal_error(exc, None, remote, 0.0)
             return
         self.receive_message(msg, remote, local, now)
 
@@ -232,17 +236,19 @@ class UserAgent:
                 self._handle_response(msg, remote, now)
             else:
                 self._handle_request(msg, remote, local, now, admission)
-        except Exception:  # a bug of ours must not take the listener down
-            self._internal_error(msg, remote, now)
+        except Exception as exc:  # noqa: BLE001 - logged: a bug of ours must not take the listener down
+            self._internal_error(exc, msg, remote, now)
 
-    def _internal_error(self, msg: SipMessage | None, remote: Addr, now: float) -> None:
+    def _internal_error(self, exc: Exception, msg: SipMessage | None, remote: Addr, now: float) -> None:
+        """`exc` (a bug of ours) is logged with its traceback, and what `msg` created is freed."""
         self.stats["internal_errors"] += 1
         if time.monotonic() - self._last_error_log >= ERROR_LOG_INTERVAL:  # not a traceback per packet
             self._last_error_log = time.monotonic()
-            log.exception(
+            log.error(
                 "SIP: internal error handling a message from %s (further ones for %.0f s only counted)",
                 remote,
                 ERROR_LOG_INTERVAL,
+                exc_info=exc,
             )
         if not isinstance(msg, SipRequest) or msg.method == "ACK":
             return
@@ -302,12 +308,12 @@ class UserAgent:
         headers = [("Contact", self._contact(call.local))]
         if sdp is not None:
             headers.append(("Content-Type", "application/sdp"))
-        call.invite_tx.respond(self._reply(call.invite, status, reason, call.local_tag, headers, sdp or b""), now)  # type: ignore[union-attr]
+        self._answer_invite(call, self._reply(call.invite, status, reason, call.local_tag, headers, sdp or b""), now)
 
     def answer_call(self, call_id: str, sdp: str, now: float) -> None:
         call = self._uas_call(call_id, CallPhase.EARLY)
         response = self._ok_2xx(call, sdp)
-        call.invite_tx.respond(response, now)  # type: ignore[union-attr]
+        self._answer_invite(call, response, now)
         call.dialog = Dialog.as_uas(call.invite, response, self._rng.randrange(1, 2**16))
         if not call.dialog.remote_target:
             call.dialog.remote_target = parse_name_addr(call.invite.headers.get("From") or "")[1]
@@ -539,8 +545,8 @@ class UserAgent:
         if refusal:
             tx.respond(self._reply(req, *refusal[:2], self._tag(), refusal[2]), now)
             return
-        if req.method == "INVITE":
-            self._on_invite(req, tx, remote, local, reply_to, now, admission)  # type: ignore[arg-type]
+        if isinstance(tx, InviteServerTransaction):  # the request is an INVITE
+            self._on_invite(req, tx, remote, local, reply_to, now, admission)
         else:
             getattr(self, f"_on_{req.method.lower()}")(req, tx, now)
 
@@ -922,8 +928,9 @@ class UserAgent:
 
     def _dialog_call(self, req: SipRequest) -> Call | None:
         call = self._calls.get(req.call_id)
-        d = call.dialog if call else None
-        if d is None or d.local_tag != req.to_tag or d.remote_tag != req.from_tag or call.state == CallPhase.ENDED:  # type: ignore[union-attr]
+        if call is None or call.dialog is None or call.state == CallPhase.ENDED:
+            return None
+        if call.dialog.local_tag != req.to_tag or call.dialog.remote_tag != req.from_tag:
             return None
         return call
 
@@ -931,8 +938,16 @@ class UserAgent:
         self, call: Call, status: int, reason: str, now: float, headers: list[tuple[str, str]], why: str
     ) -> None:
         response = self._reply(call.invite, status, reason, call.local_tag, headers)
-        call.invite_tx.respond(response, now)  # type: ignore[union-attr]
+        self._answer_invite(call, response, now)
         self._end(call, why, status, now)
+
+    @staticmethod
+    def _answer_invite(call: Call, response: SipResponse, now: float) -> None:
+        """A response to the peer's INVITE that made an incoming call."""
+        tx = call.invite_tx
+        if not isinstance(tx, InviteServerTransaction):
+            raise LocalProtocolError(f"call {call.call_id} is ours: there is no INVITE of the peer to answer")
+        tx.respond(response, now)
 
     def _end(self, call: Call, reason: str, status: int | None, now: float) -> None:
         if call.state == CallPhase.ENDED:
@@ -1003,7 +1018,7 @@ class UserAgent:
             return call.remote
         return call.dialog.next_hop(call.remote)
 
-    def _sender(self, dest: Addr, local: Local):  # type: ignore[no-untyped-def]
+    def _sender(self, dest: Addr, local: Local) -> Send:
         return lambda data: self._out.append((data, dest, local))
 
     def _via(self, local: Local) -> str:
@@ -1025,7 +1040,7 @@ class UserAgent:
         local: Local,
         remote: Addr,
         now: float,
-        tx_class: type[NonInviteClientTransaction] = NonInviteClientTransaction,
+        tx_class: ClientTransactionFactory = NonInviteClientTransaction,
     ) -> NonInviteClientTransaction:
         """Send a request that belongs to no call (REGISTER) in its own client transaction.
 

@@ -216,3 +216,27 @@ async def _stranger_gets_no_handshake(pki: dict[str, str]) -> None:
 
 def test_a_stranger_gets_no_tls_handshake_a_peer_does(pki: dict[str, str]) -> None:
     asyncio.run(_stranger_gets_no_handshake(pki))
+
+
+async def _tcp_and_tls_listeners(pki: dict[str, str]) -> None:
+    """Each stream listener keeps its own Local and TLS context (the TCP one, bound first, once
+    took the TLS listener's: plaintext got a handshake, and Via/Contact named the TLS port)."""
+    ep = SipEndpoint(tls=settings(pki, "b"))
+    await ep.start([("tcp", "127.0.0.1", 0), ("tls", "127.0.0.1", 0)])
+    tcp_port, tls_port = ep.locals[0].port, ep.locals[1].port
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", tcp_port)
+        writer.write(raw("OPTIONS", via="SIP/2.0/TCP 127.0.0.1:5999;branch=z9hG4bKplain"))
+        resp = parse_message(await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT))
+        assert isinstance(resp, SipResponse) and resp.status == 200
+        assert [(c.local.transport, c.local.port, c.tls) for c in ep._connections.values()] == [
+            ("tcp", tcp_port, None)]
+        writer.close()
+        resp = parse_message(await _handshake(tls_port, _client_ctx(pki, None)))
+        assert isinstance(resp, SipResponse) and resp.status == 200
+    finally:
+        await ep.close()
+
+
+def test_a_tcp_and_a_tls_listener_side_by_side(pki: dict[str, str]) -> None:
+    asyncio.run(_tcp_and_tls_listeners(pki))
