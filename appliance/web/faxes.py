@@ -405,7 +405,7 @@ def wake_daemon() -> None:
     config = current_app.config["FAXBRIDGE"]
     try:
         ControlClient(config.path(config.system.control_socket), timeout=2.0).request({"cmd": "wake"})
-    except Exception as e:  # daemon down or busy: the queue is durable, nothing is lost
+    except Exception as e:  # noqa: BLE001 - daemon down or busy: the queue is durable, nothing is lost
         log.info("could not wake the daemon (it will find the job itself): %s", e)
 
 

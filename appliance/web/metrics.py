@@ -105,7 +105,7 @@ def quantile(values: list[float], q: float) -> float:
     """Nearest-rank quantile of sorted ``values``."""
     if not values:
         return float("nan")
-    idx = min(len(values) - 1, max(0, int(round(q * (len(values) - 1)))))
+    idx = min(len(values) - 1, max(0, round(q * (len(values) - 1))))
     return values[idx]
 
 

@@ -143,7 +143,7 @@ def versions() -> dict[str, Any]:
         "python": sys.version,
         "platform": platform.platform(),
         "spandsp": spandsp,
-        "packages": {n: v for n, v in packages},
+        "packages": dict(packages),
     }
 
 

@@ -232,7 +232,7 @@ class ConfigDoc:
         origins = [o if o is not None and o < len(old) else None for o in origins]
         hidden = SECRET_ENTRY_KEYS.get((section, table), ())
         built = []
-        for value, origin in zip(values, origins):
+        for value, origin in zip(values, origins, strict=True):
             t = old[origin] if origin is not None else tomlkit.table()
             for k in [k for k in t if k not in value and k not in hidden]:
                 del t[k]
@@ -287,7 +287,8 @@ class ConfigDoc:
     def merged(self) -> dict[str, Any]:
         """Plain data with the secrets merged over it, as Config.load does: read back from the
         text these documents write, by the daemon's own TOML parser (tomlkit takes some things
-        TOML does not, such as "3600１" for a number, and would write them as they came)."""
+        TOML does not, such as "3600\uff11" (a fullwidth one) for a number, and would write them
+        as they came)."""
         data = _as_written(self.main, "the configuration")
         errors: list[str] = []
         for section, values in _as_written(self.secrets, "secrets.toml").items():
