@@ -12,8 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
-# fsutil re-exports it from spool.tiffpages until it moves into fsutil (issue 13, item 4)
-from appliance.fsutil import fsync_dir  # type: ignore[attr-defined]
+from appliance.fsutil import fsync_dir
 from appliance.update.backend import CONFIG, MARKS, TRYBOOT, BootFiles
 from appliance.update.slots import check_slot
 

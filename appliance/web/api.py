@@ -49,7 +49,7 @@ def get_fax(fax_id: int) -> Response:
     """One fax with its jobs; 404 JSON when there is no such fax."""
     spool = get_spool()
     fax = spool.get_fax(fax_id) if spool is not None else None
-    if fax is None:
+    if spool is None or fax is None:
         abort(404, f"no fax {fax_id}")
     return jsonify(fax_dict(fax, spool.jobs_for(fax.id)))
 
@@ -120,7 +120,7 @@ def status() -> Response:
 
 
 @bp.get("/route")
-def which_route() -> Response:
+def which_route() -> Response | tuple[Response, int]:
     """Which routing rule a call would reach (`called`, `caller`, `tsi`, `line`, `um`), by the
     configuration file as it is now (what the daemon applies after a reload)."""
     from appliance.config import Config, ConfigError, config_file
@@ -144,4 +144,4 @@ def which_route() -> Response:
 
 
 def _plain(value: Any) -> Any:
-    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) and not isinstance(value, type) else value

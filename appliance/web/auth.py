@@ -46,6 +46,7 @@ from flask import (
     session,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from appliance.fsutil import write_private
@@ -346,11 +347,17 @@ class BoundedRequest(Request):
 
     _limit: int | None = None
 
-    @property  # type: ignore[override]
+    @property
     def max_content_length(self) -> int:
         if self._limit is None:
             self._limit = body_limit(self.endpoint) if logged_in() else ANONYMOUS_MAX_BYTES
         return self._limit
+
+    @max_content_length.setter
+    def max_content_length(self, value: int | None) -> None:
+        """A view may set its own limit, as Flask 3.1 allows; None gives back the limit above
+        (never no limit, as it would in Flask)."""
+        self._limit = value
 
     def _get_file_stream(
         self,
@@ -401,7 +408,7 @@ def _is_api() -> bool:
     return request.path == "/api" or request.path.startswith(("/api/", "/metrics", "/events"))
 
 
-def require_login() -> Response | None:
+def require_login() -> ResponseReturnValue | None:
     """Before every request: public endpoints pass; without a password, set one; else log in."""
     endpoint = request.endpoint or ""
     if endpoint in PUBLIC_ENDPOINTS:
@@ -453,7 +460,7 @@ def _busy(template: str, **ctx: Any) -> Response:
 
 
 @bp.route("/setup", methods=["GET", "POST"])
-def setup() -> Response | str | tuple[str, int]:
+def setup() -> ResponseReturnValue:
     """First start: the administrator password, with the setup code that proves the box is in
     the owner's hands. No default exists, so this is the only way in."""
     error = ""
@@ -496,7 +503,7 @@ def setup() -> Response | str | tuple[str, int]:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login() -> Response | str | tuple[str, int]:
+def login() -> ResponseReturnValue:
     if not store().has_password():
         return redirect(url_for("auth.setup"))
     nxt = _safe_next(request.values.get("next"))
@@ -524,7 +531,7 @@ def login() -> Response | str | tuple[str, int]:
 
 
 @bp.post("/logout")
-def logout() -> Response:
+def logout() -> ResponseReturnValue:
     store().close_session(session.get("sid"))
     session.clear()
     flash("You are logged out.")
@@ -532,7 +539,7 @@ def logout() -> Response:
 
 
 @bp.route("/account/password", methods=["GET", "POST"])
-def change_password() -> Response | str | tuple[str, int]:
+def change_password() -> ResponseReturnValue:
     """A new password needs the current one; every other session ends."""
     error = ""
     if request.method == "POST":
@@ -565,7 +572,7 @@ def _change_password(addr: str) -> str:
 
 
 @bp.route("/account/certificate", methods=["GET", "POST"])
-def certificate() -> Response | str | tuple[str, int]:
+def certificate() -> ResponseReturnValue:
     """The HTTPS certificate: see the one in use, upload the owner's own (PEM certificate + key)."""
     from appliance.web import tls
 

@@ -398,13 +398,17 @@ def _table(title: str, stats: dict[str, Any], rows: tuple[tuple[str, str, bool],
 
 def media_tables(extra: dict[str, Any]) -> list[Table]:
     """The call's media counters as small tables: received audio, received fax packets, sending."""
-    rtp = extra.get("rtp") if isinstance(extra.get("rtp"), dict) else {}
-    udptl = extra.get("udptl") if isinstance(extra.get("udptl"), dict) else {}
-    tables: list[Table] = []
+    rtp = extra.get("rtp")
+    if not isinstance(rtp, dict):
+        rtp = {}
+    udptl = extra.get("udptl")
+    if not isinstance(udptl, dict):
+        udptl = {}
+    tables: list[Table | None] = []  # a table with nothing to show is None, dropped at the end
     if _int(rtp.get("received")):
-        tables.append(_table("Audio received (RTP)", rtp, _RTP_ROWS))  # type: ignore[arg-type]
+        tables.append(_table("Audio received (RTP)", rtp, _RTP_ROWS))
     if _int(udptl.get("received")):
-        tables.append(_table("Fax packets received (UDPTL)", udptl, _UDPTL_ROWS))  # type: ignore[arg-type]
+        tables.append(_table("Fax packets received (UDPTL)", udptl, _UDPTL_ROWS))
     sending = _table("Sent by the appliance", rtp, _SEND_ROWS) if rtp else None
     if sending is not None:
         late = rtp.get("late_ticks")

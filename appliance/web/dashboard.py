@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 
 from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 
 from appliance.config import Config
 from appliance.control import ControlClient, ControlError
@@ -30,7 +31,7 @@ MAX_STREAMS = 4
 
 
 @bp.get("/")
-def index() -> Response | str:
+def index() -> ResponseReturnValue:
     """The dashboard (or the fax list, for a bookmark that carries the list's query)."""
     if LIST_PARAMS & set(request.args):
         qs = request.query_string.decode("ascii", "replace")

@@ -62,7 +62,9 @@ def diagnostics_zip(
     sip, pcap = _read(spool, fax, "sip.txt"), _read(spool, fax, "pcap")
     sip_call = fax.line.startswith("sip:") or "peer" in fax.extra
     why = "this call came in on a modem" if not sip_call else "none were kept for this call"
-    trace = fax.extra.get("trace") if isinstance(fax.extra.get("trace"), list) else []
+    trace = fax.extra.get("trace")
+    if not isinstance(trace, list):
+        trace = []
     recorded = "\n".join(str(x) for x in trace)
     decoded = trace_text(view.trace_items) or "No trace was recorded for this call.\n"
     files: list[tuple[str, bytes | str]] = [

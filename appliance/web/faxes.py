@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, send_file, url_for
+from flask.typing import ResponseReturnValue
 
 from appliance.config import Config, ConfigError, RoutingConfig, config_file
 from appliance.fax.pagelimits import DECODE_ERRORS
@@ -174,7 +175,7 @@ def trust_notes(fax: FaxRecord) -> list[str]:
 
 
 @bp.get("/faxes/<int:fax_id>")
-def detail(fax_id: int) -> tuple[str, int] | Response:
+def detail(fax_id: int) -> ResponseReturnValue:
     """Everything known about one fax: call facts, T.30 trace, delivery and every page."""
     segment = request.path.rstrip("/").rsplit("/", 1)[-1]
     if len(segment) == 16:  # an old hex id made of digits only lands here, not in old_link
@@ -188,7 +189,7 @@ def detail(fax_id: int) -> tuple[str, int] | Response:
 
 
 @bp.get("/faxes/<string(length=16):old_id>")
-def old_link(old_id: str) -> Response:
+def old_link(old_id: str) -> ResponseReturnValue:
     """A fax named by the hex id older versions showed (CLI, alerts, logs): to its numbered page.
     The number is the fax's one name now (decision 0014)."""
     spool = get_spool()
@@ -297,13 +298,14 @@ def pdf_download(fax_id: int) -> Response:
 
 
 @bp.post("/faxes/<int:fax_id>/resend")
-def resend(fax_id: int) -> Response | tuple[str, int]:
+def resend(fax_id: int) -> ResponseReturnValue:
     """Queue the fax again, as new messages: to its own recipients or to one address typed in."""
     to = request.form.get("to", "")
     if to not in ("same", "other"):
         raise BadParam("to", "must be same or other")
     _, fax = _fax_or_404(fax_id)
     address = (request.form.get("address") or "").strip()
+    recipients: list[str] | None = None  # None: the fax's own recipients
     if to == "other":
         try:
             recipients = [email_param(request.form, "address")]
@@ -311,7 +313,7 @@ def resend(fax_id: int) -> Response | tuple[str, int]:
             return _detail(fax_id, 400, resend_error=f"Not sent: the address {e.message}.", address=address[:254])
     if fax.state in ("receiving", "no_fax"):
         return _detail(fax_id, 409, resend_error="Not sent: this call brought no fax to send.")
-    queued, skipped, refused = resend_fax(fax, recipients if to == "other" else None)
+    queued, skipped, refused = resend_fax(fax, recipients)
     if refused and not queued:
         return _detail(
             fax_id, 400, resend_error="Not sent: " + "; ".join(why for _, why in refused) + ".", address=address[:254]
@@ -375,7 +377,7 @@ def delete_confirm(fax_id: int) -> tuple[str, int]:
 
 
 @bp.post("/faxes/<int:fax_id>/delete")
-def delete(fax_id: int) -> Response | tuple[str, int]:
+def delete(fax_id: int) -> ResponseReturnValue:
     """Delete the fax's image, rendered pages, jobs and history; refused while it is busy."""
     _, fax = _fax_or_404(fax_id)
     with writable_spool() as spool:
@@ -405,7 +407,7 @@ def wake_daemon() -> None:
     config = current_app.config["FAXBRIDGE"]
     try:
         ControlClient(config.path(config.system.control_socket), timeout=2.0).request({"cmd": "wake"})
-    except Exception as e:  # daemon down or busy: the queue is durable, nothing is lost
+    except Exception as e:  # noqa: BLE001 - daemon down or busy: the queue is durable, nothing is lost
         log.info("could not wake the daemon (it will find the job itself): %s", e)
 
 

@@ -214,7 +214,7 @@ def submitted_rows(spec: EntrySpec, form: MultiDict[str, str], doc: ConfigDoc) -
         origin = form.get(p + "_origin", "")
         deleted = bool(form.get(p + "_delete"))
         secret = {
-            f.name: doc.secret_is_set(spec.section, f.name, (spec.table, values.get("name", "")))
+            f.name: doc.secret_is_set(spec.section, f.name, (spec.table, str(values.get("name", ""))))
             for f in spec.fields
             if f.kind == "secret"
         }

@@ -271,7 +271,7 @@ def secret_alerts(cfg: Config, today: datetime.date | None = None) -> list[Alert
         until = datetime.date.fromisoformat(cfg.delivery.client_secret_expires)
     except ValueError:
         return []
-    days = (until - (today or datetime.date.today())).days
+    days = (until - (today or localtime.at(time.time(), None).date())).days  # the system zone's day
     fix = "create a new secret in the app registration and enter it on the delivery settings page"
     if days < 0:
         return [Alert("bad", f"The delivery client secret expired on {until:%Y-%m-%d}: {fix}.", "/settings/delivery")]

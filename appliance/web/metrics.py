@@ -25,7 +25,7 @@ QUANTILES = (0.5, 0.9, 0.99)
 #: the all-time counters scan the faxes table (~0.1 s at 100,000 faxes on a PC, more on a Pi):
 #: scrapes closer together than this share one scan
 TOTALS_TTL = 10.0
-_cache: dict[str, tuple[float, Any]] = {}
+_cache: dict[str, tuple[float, tuple[spool_stats.Day, dict[str, int]]]] = {}
 #: the daemon's media counters (appliance/media/totals.py) since it started, calls in progress
 #: included: (metric, key in the status's "media", help)
 MEDIA_COUNTERS = (
@@ -60,7 +60,7 @@ def _totals(spool: Any) -> tuple[spool_stats.Day, dict[str, int]]:
     with _cache_lock:
         hit = _cache.get(key)
         if hit is not None and now - hit[0] < TOTALS_TTL:
-            return hit[1]  # type: ignore[no-any-return]
+            return hit[1]
     value = (spool_stats.totals(spool), spool_stats.failure_causes(spool))
     with _cache_lock:
         _cache[key] = (now, value)
@@ -105,7 +105,7 @@ def quantile(values: list[float], q: float) -> float:
     """Nearest-rank quantile of sorted ``values``."""
     if not values:
         return float("nan")
-    idx = min(len(values) - 1, max(0, int(round(q * (len(values) - 1)))))
+    idx = min(len(values) - 1, max(0, round(q * (len(values) - 1))))
     return values[idx]
 
 
@@ -161,7 +161,9 @@ def metrics() -> Response:
             e.sample("faxbridge_sip_refused_total", n, reason=reason)
         e.metric("faxbridge_sip_connections", "gauge", "Open SIP TCP/TLS connections")
         e.sample("faxbridge_sip_connections", int(sip.get("connections", 0)))
-        stats = status.get("stats") if isinstance(status.get("stats"), dict) else {}
+        stats = status.get("stats")
+        if not isinstance(stats, dict):
+            stats = {}
         e.metric(
             "faxbridge_um_referrals_ignored_total",
             "counter",

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import flash, redirect, request, url_for
+from flask.typing import ResponseReturnValue
 
 from appliance.web.daemonlink import control_request
 
@@ -34,11 +35,12 @@ def detected_modems(dev: Path | None = None) -> list[dict[str, str]]:
     return found
 
 
-def modem_probe() -> Any:
+def modem_probe() -> ResponseReturnValue:
     device = request.form.get("device", "")
     reply = control_request({"cmd": "probe-modem", "device": device}, timeout=40.0)
     flash(_probe_words(device, reply))
-    return redirect(request.form.get("back") if request.form.get("back") in _BACKS else url_for("settings.modem"))
+    back = request.form.get("back")
+    return redirect(back if back in _BACKS else url_for("settings.modem"))
 
 
 _BACKS = ("/settings/modem", "/setup/lines")

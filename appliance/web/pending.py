@@ -39,7 +39,7 @@ class PendingRestarts:
 
 
 def _state() -> PendingRestarts:
-    return current_app.extensions.setdefault("faxbridge_pending", PendingRestarts())  # type: ignore[no-any-return]
+    return current_app.extensions.setdefault("faxbridge_pending", PendingRestarts())
 
 
 def _signature(path: os.PathLike[str]) -> tuple[Any, ...]:

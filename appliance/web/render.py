@@ -19,6 +19,7 @@ import re
 import tempfile
 import threading
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageDraw
 
@@ -42,9 +43,11 @@ def page_count(tiff: Path) -> int:
         return int(getattr(im, "n_frames", 1))
 
 
-def aspect_ratio(info: dict) -> float:
-    """x/y resolution ratio of one TIFF page; 1.0 when the file does not say."""
+def aspect_ratio(info: dict[str | tuple[int, int], Any]) -> float:
+    """x/y resolution ratio of one TIFF page (from PIL's ``Image.info``); 1.0 when the file does not say."""
     dpi = info.get("dpi") or info.get("resolution")
+    if dpi is None:
+        return 1.0
     try:
         x, y = float(dpi[0]), float(dpi[1])
     except (TypeError, ValueError, IndexError):

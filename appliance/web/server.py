@@ -14,6 +14,7 @@ import logging
 import ssl
 import sys
 import threading
+from typing import cast
 
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
@@ -69,7 +70,7 @@ def peer_went_away(msg: str, exc: BaseException | None) -> bool:
     return isinstance(exc, OSError) and exc.errno in GONE_ERRNOS
 
 
-class Server(wsgi.Server):  # type: ignore[misc]
+class Server(wsgi.Server):
     """cheroot's server, logging through ``logging`` (not bare stderr): a peer that went away is
     one debug line; every other error keeps its level and its traceback."""
 
@@ -94,7 +95,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def build_server(config: Config) -> tuple[wsgi.Server, str]:
+def build_server(config: Config) -> tuple[Server, str]:
     """The configured server and its base URL (not started)."""
     host, port = parse_hostport(config.web.listen, 8080)
     app = create_app(config)
@@ -110,7 +111,9 @@ def build_server(config: Config) -> tuple[wsgi.Server, str]:
         else:
             cert, key = active_paths(config.path(config.web.state_dir), host, config.system.hostname)
         try:
-            adapter = BuiltinSSLAdapter(str(cert), str(key), private_key_password=refuse_passphrase)
+            # cheroot passes the password to SSLContext.load_cert_chain, which also takes a callback;
+            # its stubs allow only str | bytes | None
+            adapter = BuiltinSSLAdapter(str(cert), str(key), private_key_password=cast(bytes, refuse_passphrase))
         except EncryptedKey as e:
             setting = "web.key_file" if config.web.cert_file else "the HTTPS key"
             raise ConfigError([f"{setting} {key}: {e}"]) from None

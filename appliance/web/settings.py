@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Response, flash, redirect, request, url_for
+from flask import Blueprint, flash, redirect, request, url_for
+from flask.typing import ResponseReturnValue
 
 from appliance.config import ConfigError
 from appliance.web import backup_page, certificates, modems, testmessage
@@ -59,7 +60,7 @@ for _rule, _view, _method in ELSEWHERE:
 
 
 @bp.get("/")
-def index() -> Response:
+def index() -> ResponseReturnValue:
     return redirect(url_for("settings.system"))
 
 
@@ -71,7 +72,7 @@ def _simple(
     extra: Callable[[ConfigDoc], dict[str, Any]] | None = None,
     title: str = "",
     intro: str = "",
-) -> tuple[str, int] | Response:
+) -> ResponseReturnValue:
     """GET shows the file's values; POST applies, validates, writes, reloads (or shows errors)."""
     try:
         doc = load_doc()

@@ -19,6 +19,7 @@ from importlib import metadata
 from typing import Any
 
 from flask import Blueprint, Response, current_app, flash, redirect, render_template, url_for
+from flask.typing import ResponseReturnValue
 
 from appliance import localtime
 from appliance.config import Config
@@ -67,7 +68,7 @@ def render_index(update_errors: list[str] | None = None) -> str:
 
 
 @bp.post("/system/restart")
-def restart() -> Response:
+def restart() -> ResponseReturnValue:
     """Restart what waits for it: the daemon (``faxbridge run`` re-executes itself, and its web
     child with it) unless only this web process waits; this web process when its own settings
     changed and no daemon restart brings it back (systemd runs the two apart)."""
@@ -143,7 +144,7 @@ def versions() -> dict[str, Any]:
         "python": sys.version,
         "platform": platform.platform(),
         "spandsp": spandsp,
-        "packages": {n: v for n, v in packages},
+        "packages": dict(packages),
     }
 
 

@@ -99,7 +99,7 @@ def ensure_certificate(state_dir: Path, listen_host: str, hostname: str = "") ->
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Faxbridge appliance"),
         ]
     )
-    san = [x509.DNSName(n) for n in dict.fromkeys(n for n in names if n)]
+    san: list[x509.GeneralName] = [x509.DNSName(n) for n in dict.fromkeys(n for n in names if n)]
     san += [x509.IPAddress(ipaddress.ip_address(i)) for i in sorted(ips)]
     cert = (
         x509.CertificateBuilder()

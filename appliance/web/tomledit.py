@@ -117,7 +117,7 @@ class ConfigDoc:
             t = tomlkit.table()
             self.main.add(section, t)
             t = self.main[section]
-        return t  # type: ignore[return-value]
+        return t
 
     def get(self, section: str, key: str, default: Any = None) -> Any:
         """The file's value (secrets excluded), else ``default``, else the built-in default."""
@@ -142,7 +142,9 @@ class ConfigDoc:
             sub.update(value)
             sub.add(tomlkit.nl())
             value = sub
-        self.table(section, create=True)[key] = value  # type: ignore[index]
+        sect = self.table(section, create=True)
+        assert sect is not None
+        sect[key] = value
 
     # -- secrets --------------------------------------------------------------------------------
     def secret_is_set(self, section: str, key: str, entry: tuple[str, str] | None = None) -> bool:
@@ -232,7 +234,7 @@ class ConfigDoc:
         origins = [o if o is not None and o < len(old) else None for o in origins]
         hidden = SECRET_ENTRY_KEYS.get((section, table), ())
         built = []
-        for value, origin in zip(values, origins):
+        for value, origin in zip(values, origins, strict=True):
             t = old[origin] if origin is not None else tomlkit.table()
             for k in [k for k in t if k not in value and k not in hidden]:
                 del t[k]
@@ -287,7 +289,8 @@ class ConfigDoc:
     def merged(self) -> dict[str, Any]:
         """Plain data with the secrets merged over it, as Config.load does: read back from the
         text these documents write, by the daemon's own TOML parser (tomlkit takes some things
-        TOML does not, such as "3600１" for a number, and would write them as they came)."""
+        TOML does not, such as "3600\uff11" (a fullwidth one) for a number, and would write them
+        as they came)."""
         data = _as_written(self.main, "the configuration")
         errors: list[str] = []
         for section, values in _as_written(self.secrets, "secrets.toml").items():
@@ -384,19 +387,19 @@ class ConfigDoc:
                     restored.set_secret(section, k, _plain(t[k]))
         unnamed: list[str] = []
         for (section, table), keys in SECRET_ENTRY_KEYS.items():
-            for i, e in enumerate(_entries(new, section, table)):
+            for i, entry in enumerate(_entries(new, section, table)):
                 for k in keys:
-                    if e.get(k) == "":
-                        del e[k]
-                    elif e.get(k) is not None and not (isinstance(e.get("name"), str) and e["name"]):
+                    if entry.get(k) == "":
+                        del entry[k]
+                    elif entry.get(k) is not None and not (isinstance(entry.get("name"), str) and entry["name"]):
                         # secrets.toml keeps an entry's password under its name: without one it
                         # would stay in the main file
                         unnamed.append(
                             f"{section}.{table}[{i}]: an entry with a {k} needs a name "
                             f'(its {k} is kept in secrets.toml under it): add name = "..."'
                         )
-                    elif isinstance(e.get(k), str) and e.get(k):
-                        restored.set_secret(section, k, _plain(e[k]), (table, _plain(e["name"])))
+                    elif isinstance(entry.get(k), str) and entry.get(k):
+                        restored.set_secret(section, k, _plain(entry[k]), (table, _plain(entry["name"])))
         if unnamed:
             raise ConfigError(unnamed)
         cfg = restored.save()

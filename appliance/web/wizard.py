@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 
 from appliance.config import ConfigError, address_problem, mail_domain
 from appliance.web import formerrors
@@ -163,7 +164,7 @@ def _doc() -> ConfigDoc:
     return load_doc()
 
 
-def _next(step: str) -> Response:
+def _next(step: str) -> ResponseReturnValue:
     names = [n for n, _, _ in STEPS]
     return redirect(url_for(STEPS[names.index(step) + 1][1]))
 
