@@ -72,7 +72,7 @@ selftest: venv
 # The whole suite. Real-time fax calls (30-90 s each) run in parallel workers.
 test: venv
 	$(MAKE) --no-print-directory apt APT_EXTRA="$(TEST_APT_PACKAGES)"
-	$(VENV)/bin/python -m pytest -n $${PYTEST_WORKERS:-4} --dist loadgroup
+	$(VENV)/bin/python -m pytest -n $${PYTEST_WORKERS:-4} --dist loadgroup --durations=30
 
 # ruff (lint, format) and mypy over appliance/, as tests/test_lint.py runs them in `make test`
 # (decision 29); `make lint FIX=1` applies ruff's safe fixes and formats first.

@@ -92,7 +92,7 @@ def test_line_dropped_after_page_two_keeps_two_pages(tmp_path: Path) -> None:
     assert len(received) == 2
     for n, (sent, got) in enumerate(zip(pages, received), 1):
         assert not _body_rows_equal(sent, got), f"page {n} differs"
-    print(f"line dropped after page 2: {elapsed:.1f} s, {f['result_text']!r}")
+    print(f"line dropped after page 2: {elapsed:.1f} s, {f.result_text!r}")
 
 
 @pytest.mark.slow
