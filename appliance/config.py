@@ -881,6 +881,65 @@ class ModemConfig:
 
 
 @dataclass
+class OutboundRouteConfig:
+    """One ``[[outbound.routes]]`` entry: which numbers (a regex searched in the E.164 number) go
+    out which way; the first route that matches and does not forbid the number wins."""
+
+    name: str = ""
+    match: str = ""
+    #: "sip:{number}@pbx.example.com[:port][;transport=tcp|tls]", "modem:<device or line>" or "modem:any"
+    via: str = ""
+    #: what {number} and the dialled digits are: e164, national, international or local
+    number_format: str = "e164"
+    #: an outside-line prefix dialled first ("9")
+    dial_prefix: str = ""
+    #: off | accept | request, as on receive
+    t38: str = "accept"
+    #: kinds of number this route refuses (premium, international, ...)
+    forbid: list[str] = field(default_factory=list)
+    #: seconds between attempts after a busy, unanswered or failed call; its length is the number of retries
+    retries: list[int] = field(default_factory=lambda: [120, 300, 600])
+    #: simultaneous calls on this route
+    max_calls: int = 1
+
+
+@dataclass
+class OutboundConfig:
+    """Sending faxes (appliance/outbound): the ways in, the header line, numbers and routes."""
+
+    enabled: bool = False
+    #: our TSI; "" = fax.ident
+    ident: str = ""
+    #: the transmit header line on every page; "" = none
+    header: str = "{ident} {date} {time} page {page}/{pages}"
+    #: the sender's name for the header ({name}) and cover page
+    name: str = ""
+    #: "fine" (204x196 dpi) or "standard" (204x98)
+    resolution: str = "fine"
+    country_code: str = ""
+    area_code: str = ""
+    international_prefix: str = "00"
+    national_prefix: str = "0"
+    max_pages: int = 50
+    #: all the files of one fax together, bytes
+    max_bytes: int = 20_000_000
+    #: mail to fax: addresses the SMTP listener binds ("0.0.0.0:25"); empty = no listener
+    smtp_listen: list[str] = field(default_factory=list)
+    #: mail to <number>@domain is a fax to <number>
+    domain: str = ""
+    #: sender addresses (globs) allowed, in addition to authentication
+    allowed_senders: list[str] = field(default_factory=list)
+    #: connectors (IPs or networks) that may submit without SMTP AUTH: Exchange's send connector
+    trusted_relays: list[str] = field(default_factory=list)
+    #: Exchange Online: the shared mailbox watched through Graph; "" = none
+    graph_mailbox: str = ""
+    graph_poll_seconds: int = 60
+    #: the report to the sender: always, failure (only when it failed) or never
+    report: str = "always"
+    routes: list[OutboundRouteConfig] = field(default_factory=list)
+
+
+@dataclass
 class WebConfig:
     listen: str = "127.0.0.1:8080"
     enabled: bool = True
@@ -951,6 +1010,7 @@ class Config:
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     web: WebConfig = field(default_factory=WebConfig)
     modem: ModemConfig = field(default_factory=ModemConfig)
+    outbound: OutboundConfig = field(default_factory=OutboundConfig)
     system: SystemConfig = field(default_factory=SystemConfig)
     #: the state directory: every relative path is resolved against it (never the file's directory)
     base_dir: Path = field(default_factory=default_state_dir, repr=False)
