@@ -600,6 +600,9 @@ def main(argv: list[str] | None = None) -> int:
     from appliance.update.cli import add_parsers as _add_update_parsers
 
     _add_update_parsers(sub, load_args, add_config_arguments)
+    from appliance.outbound.cli import add_parser as _add_send
+
+    _add_send(sub, load_args, add_config_arguments)
 
     args = p.parse_args(argv)
     _setup_logging(args.verbose)

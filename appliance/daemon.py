@@ -33,6 +33,7 @@ from appliance.media.clock import MediaClock
 from appliance.media.totals import MediaTotals
 from appliance.modem.driver import ModemCallResult
 from appliance.modem.manager import ModemManager
+from appliance.outbound.service import OutboundService
 from appliance.restarts import daemon_changes
 from appliance.routing.router import route
 from appliance.routing.um import is_um_notice
@@ -102,6 +103,8 @@ class Appliance:
             zone=lambda: localtime.zone(self.cfg.system.timezone),
         )
         self.calls: dict[str, InboundSipCall] = {}
+        #: sending faxes: the outbound queue, its worker and the ways in (appliance/outbound)
+        self.outbound = OutboundService(lambda: self.cfg, self.spool, lambda: self.modems)
         #: serial modem lines ([modem]); None when no device is configured and nothing is adopted
         self.modems: ModemManager | None = None
         self._modem_faxes: dict[int, FaxRecord] = {}
@@ -165,8 +168,12 @@ class Appliance:
             # each line fails alone (absent device: "down", broken modem: "error") and retries
             self.modems = ModemManager.from_config(self.cfg, self._modem_begin, self._modem_finish)
             await self.modems.start()
+        await self.outbound.start()
         self._control_cmds = ApplianceControl(self)
-        self.control = ControlServer(self.cfg.path(self.cfg.system.control_socket), self._control_cmds.handlers())
+        self.control = ControlServer(
+            self.cfg.path(self.cfg.system.control_socket),
+            {**self._control_cmds.handlers(), **self.outbound.handlers()},
+        )
         try:
             await self.control.start()
         except OSError as e:  # the web page then says "daemon not running"; calls are what matters
@@ -194,6 +201,7 @@ class Appliance:
             if not self.calls:
                 break
             await asyncio.sleep(0.05)
+        await self.outbound.stop()  # calls being sent end; the queue's recovery takes them up at start
         if self.modems is not None:  # modem calls in progress end and are recorded; ports close
             await self.modems.stop()
         self.delivery.stop()

@@ -1,0 +1,245 @@
+"""The one way into the outbound queue: every way in (mail, Graph, web, API, CLI) ends here.
+
+A request names a number and files; the number is normalised and routed first (cheap, and a
+forbidden number must not cost a render), then the files are rendered in a child process with
+limits (hostile documents cannot harm the daemon), then the pages are queued durably. Any
+refusal is a `SubmitRefused` whose text is meant for the sender, unchanged.
+
+Files arrive in a staging directory: `<spool>/outbound-staging/<token>/` holding `1`, `2`, ...
+and `names.json` (the names the sender gave, for messages only; never used as paths). The web
+process and the CLI write there; the daemon reads and removes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from appliance.config import Config
+from appliance.outbound.numbers import NumberRefused, normalise
+from appliance.outbound.render import Cover, RenderRefused
+from appliance.outbound.renderjob import render_in_child
+from appliance.outbound.routes import RouteChoice, choose_route
+from appliance.spool.outbound import OutboundQueue, OutJob
+
+log = logging.getLogger("faxbridge.outbound")
+
+STAGING = "outbound-staging"
+#: a staging directory's name: made by the writer from a CSPRNG, checked before any use
+TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{16,64}")
+MAX_FILES = 20
+MAX_NAME = 120
+SOURCES = ("mail", "graph", "web", "api", "cli")
+
+
+class SubmitRefused(ValueError):
+    """Why a fax was not queued, in words for the sender."""
+
+
+@dataclass
+class SubmitRequest:
+    number: str
+    #: (name the sender gave, file) in the order the pages go out
+    files: list[tuple[str, Path]] = field(default_factory=list)
+    #: who gets the report: a mail address, or a web user's name ("" = no report mail)
+    sender: str = ""
+    source: str = "api"
+    subject: str = ""
+    cover: Cover | None = None
+    body_text: str = ""
+    #: facts a way in needs to find the job again (the Graph message id), stored with the job
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def staging_root(cfg: Config) -> Path:
+    return cfg.path(cfg.spool.dir) / STAGING
+
+
+def staged_files(cfg: Config, token: object) -> list[tuple[str, Path]]:
+    """The files of one staging directory in order, or SubmitRefused naming what is wrong."""
+    if not isinstance(token, str) or not TOKEN_RE.fullmatch(token):
+        raise SubmitRefused("the upload is not known (a staging name is 16-64 letters, digits, - or _)")
+    where = staging_root(cfg) / token
+    if not where.is_dir():
+        raise SubmitRefused("the upload is gone (uploads are kept for an hour); upload the files again")
+    try:
+        names = json.loads((where / "names.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        names = []
+    if not isinstance(names, list):
+        names = []
+    files = []
+    for i in range(1, MAX_FILES + 1):
+        p = where / str(i)
+        if not p.is_file():
+            break
+        given = names[i - 1] if i - 1 < len(names) and isinstance(names[i - 1], str) else f"file {i}"
+        files.append((clean_name(given), p))
+    return files
+
+
+def clean_name(name: str) -> str:
+    """A sender's file name for messages: printable, no path, bounded."""
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(c if c.isprintable() and c not in "\r\n\t" else "_" for c in name).strip()
+    return name[:MAX_NAME] or "unnamed"
+
+
+def cover_from(data: object) -> Cover | None:
+    """A cover page from a JSON object of from/to/subject/note strings; None when all are empty."""
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise SubmitRefused("the cover page must be an object with from, to, subject and note")
+    values = {}
+    for key, limit in (("from", 200), ("to", 200), ("subject", 200), ("note", 4000)):
+        v = data.get(key, "")
+        if not isinstance(v, str):
+            raise SubmitRefused(f"cover {key} must be text")
+        if len(v) > limit:
+            raise SubmitRefused(f"cover {key} is longer than {limit} characters")
+        values[key] = v
+    if not any(values.values()):
+        return None
+    return Cover(from_=values["from"], to=values["to"], subject=values["subject"], note=values["note"])
+
+
+def plan(cfg: Config, number: str) -> RouteChoice:
+    """Normalise and route; SubmitRefused with the reason."""
+    if not cfg.outbound.enabled:
+        raise SubmitRefused("sending faxes is switched off on this fax box ([outbound] enabled = false)")
+    try:
+        return choose_route(normalise(number, cfg.outbound), cfg.outbound)
+    except NumberRefused as e:
+        raise SubmitRefused(str(e)) from e
+
+
+async def render(cfg: Config, req: SubmitRequest, out: Path) -> int:
+    """Render the request's pages into ``out`` (a fax TIFF) off the loop; the page count."""
+    ob = cfg.outbound
+    if not req.files and not req.body_text.strip() and req.cover is None:
+        raise SubmitRefused("there is nothing to send: attach a PDF, TIFF, PNG or JPEG file, or write a note")
+    if len(req.files) > MAX_FILES:
+        raise SubmitRefused(f"at most {MAX_FILES} files can go in one fax")
+    total = sum(p.stat().st_size for _, p in req.files)
+    if total > ob.max_bytes:
+        raise SubmitRefused(f"the files are {total:,} bytes together; this fax box takes at most {ob.max_bytes:,}")
+    loop = asyncio.get_running_loop()
+    try:
+        return await loop.run_in_executor(
+            None,
+            lambda: render_in_child(
+                [p for _, p in req.files],
+                [n for n, _ in req.files],
+                out,
+                fine=ob.resolution == "fine",
+                cover=req.cover,
+                body_text=req.body_text,
+                max_pages=ob.max_pages,
+                max_bytes=ob.max_bytes,
+            ),
+        )
+    except RenderRefused as e:
+        raise SubmitRefused(str(e)) from e
+
+
+async def submit(
+    cfg: Config, queue: OutboundQueue, req: SubmitRequest, *, wake: Callable[[], None] = lambda: None
+) -> OutJob:
+    """Queue one fax: plan, render, then the queue's durable submit. The caller's files are left
+    in place (the caller removes its staging)."""
+    if req.source not in SOURCES:
+        raise SubmitRefused(f"unknown source {req.source!r}")
+    choice = plan(cfg, req.number)
+    spool_dir = cfg.path(cfg.spool.dir)
+    with tempfile.TemporaryDirectory(prefix="render-", dir=spool_dir) as tmp:
+        out = Path(tmp) / "fax.tif"
+        pages = await render(cfg, req, out)
+        loop = asyncio.get_running_loop()
+        job: OutJob = await loop.run_in_executor(
+            None,
+            lambda: queue.submit(
+                out,
+                time.time(),
+                number=req.number[:64],
+                e164=choice.e164,
+                route=choice.route.name,
+                sender=req.sender[:254],
+                source=req.source,
+                subject=req.subject[:200],
+                pages=pages,
+                meta=req.meta,
+            ),
+        )
+    log.info(
+        "queued fax %s to %s via %s: %d page(s) from %s (%s)",
+        job.id,
+        choice.e164,
+        choice.route.name,
+        pages,
+        req.source,
+        req.sender or "no report",
+    )
+    wake()
+    return job
+
+
+def stage_files(cfg: Config, files: list[tuple[str, bytes]]) -> str:
+    """Write an upload (maybe none: a cover page alone) into a new staging directory; its token.
+
+    Files get numbers for names; the sender's names go into names.json, cleaned. A root caller
+    (the CLI under sudo) hands the directory to the spool's owner so the daemon can remove it."""
+    if len(files) > MAX_FILES:
+        raise SubmitRefused(f"at most {MAX_FILES} files can go in one fax")
+    total = sum(len(data) for _, data in files)
+    if total > cfg.outbound.max_bytes:
+        raise SubmitRefused(
+            f"the files are {total:,} bytes together; this fax box takes at most {cfg.outbound.max_bytes:,}"
+        )
+    root = staging_root(cfg)
+    root.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(24)
+    where = root / token
+    where.mkdir(mode=0o750)
+    for i, (_, data) in enumerate(files, 1):
+        (where / str(i)).write_bytes(data)
+    (where / "names.json").write_text(json.dumps([clean_name(n) for n, _ in files]), encoding="utf-8")
+    if os.geteuid() == 0:
+        owner = root.parent.stat()
+        for p in [root, where, *where.iterdir()]:
+            os.chown(p, owner.st_uid, owner.st_gid)
+    return token
+
+
+def remove_staging(cfg: Config, token: str) -> None:
+    if TOKEN_RE.fullmatch(token):
+        shutil.rmtree(staging_root(cfg) / token, ignore_errors=True)
+
+
+def purge_stale_staging(cfg: Config, now: float, max_age: float = 3600.0) -> int:
+    """Staging directories older than an hour are uploads nobody sent: remove them."""
+    root = staging_root(cfg)
+    removed = 0
+    try:
+        entries = list(root.iterdir())
+    except OSError:
+        return 0
+    for d in entries:
+        try:
+            if TOKEN_RE.fullmatch(d.name) and now - d.stat().st_mtime > max_age:
+                shutil.rmtree(d, ignore_errors=True)
+                removed += 1
+        except OSError:
+            continue
+    return removed
