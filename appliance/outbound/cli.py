@@ -35,8 +35,12 @@ def cmd_send(args: argparse.Namespace, cfg: Config) -> int:
     client = ControlClient(cfg.path(cfg.system.control_socket), timeout=120.0)
     cover = None
     if args.cover_note or args.cover_to or args.cover_from or args.cover_subject:
-        cover = {"from": args.cover_from or "", "to": args.cover_to or "", "subject": args.cover_subject or "",
-                 "note": args.cover_note or ""}
+        cover = {
+            "from": args.cover_from or "",
+            "to": args.cover_to or "",
+            "subject": args.cover_subject or "",
+            "note": args.cover_note or "",
+        }
     try:
         if not files and cover is None:
             raise SubmitRefused("give at least one file, or a cover page (--cover-note)")
@@ -48,8 +52,17 @@ def cmd_send(args: argparse.Namespace, cfg: Config) -> int:
         print(f"cannot write to the spool ({e}); run this as the appliance's user or with sudo", file=sys.stderr)
         return 2
     try:
-        reply = client.request({"cmd": "outbound-submit", "staging": token, "number": args.to, "cover": cover,
-                                "sender": args.report_to or "", "source": "cli", "subject": args.subject or ""})
+        reply = client.request(
+            {
+                "cmd": "outbound-submit",
+                "staging": token,
+                "number": args.to,
+                "cover": cover,
+                "sender": args.report_to or "",
+                "source": "cli",
+                "subject": args.subject or "",
+            }
+        )
     except ControlError as e:
         remove_staging(cfg, token)
         print(f"the fax daemon is not reachable: {e}", file=sys.stderr)
@@ -65,8 +78,14 @@ def cmd_send(args: argparse.Namespace, cfg: Config) -> int:
     return wait_for(client.request, job["id"], print)
 
 
-def wait_for(ask: Callable[[dict[str, Any]], dict[str, Any]], job_id: int, say: Callable[[str], Any],
-             *, poll: float = 2.0, limit: float = WAIT_LIMIT) -> int:
+def wait_for(
+    ask: Callable[[dict[str, Any]], dict[str, Any]],
+    job_id: int,
+    say: Callable[[str], Any],
+    *,
+    poll: float = 2.0,
+    limit: float = WAIT_LIMIT,
+) -> int:
     """Poll the job until it ends; print each change of state and the report."""
     seen = ""
     deadline = time.monotonic() + limit

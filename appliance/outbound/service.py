@@ -104,7 +104,12 @@ class OutboundService:
 
     # -- the ways out ------------------------------------------------------------------------------
     async def _dispatch(
-        self, job: OutJob, route: OutboundRouteConfig, digits: str, tiff: Path, progress: Progress,
+        self,
+        job: OutJob,
+        route: OutboundRouteConfig,
+        digits: str,
+        tiff: Path,
+        progress: Progress,
         cancel: asyncio.Event,
     ) -> Outcome:
         cfg = self.cfg()
@@ -175,7 +180,9 @@ class OutboundService:
         source = req.get("source", "api")
         if source not in ("web", "api", "cli"):
             raise BadRequest("source must be web, api or cli")
-        return SubmitRequest(number.strip(), files, fields["sender"], source, fields["subject"], cover, fields["body_text"])
+        return SubmitRequest(
+            number.strip(), files, fields["sender"], source, fields["subject"], cover, fields["body_text"]
+        )
 
     async def cmd_preview(self, req: dict[str, Any]) -> dict[str, Any]:
         """Render what would be sent into the staging directory's preview/ (page-N.png)."""
@@ -285,8 +292,18 @@ def job_dict(job: OutJob) -> dict[str, Any]:
 
 
 def attempt_dict(a: Any) -> dict[str, Any]:
-    keys = ("started", "connected", "finished", "result", "detail", "pages_confirmed", "remote_ident", "bit_rate",
-            "duration", "way")
+    keys = (
+        "started",
+        "connected",
+        "finished",
+        "result",
+        "detail",
+        "pages_confirmed",
+        "remote_ident",
+        "bit_rate",
+        "duration",
+        "way",
+    )
     out = {k: _attr(a, k) for k in keys}
     out["words"] = words(out["result"]) if out["result"] else "in progress"
     return out

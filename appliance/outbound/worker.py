@@ -175,8 +175,9 @@ class OutboundWorker:
         outcome.duration = outcome.duration or round(self.clock() - started, 1)
         nxt = self._next_attempt(job, route, outcome)
         await self._flush()
-        done: OutJob = await self._io(functools.partial(self.queue.attempt_done, next_attempt=nxt),
-                                      job.id, self.clock(), outcome)
+        done: OutJob = await self._io(
+            functools.partial(self.queue.attempt_done, next_attempt=nxt), job.id, self.clock(), outcome
+        )
         self._busy[job.route] -= 1
         self._cancels.pop(job.id, None)
         log.info(
@@ -249,8 +250,13 @@ class OutboundWorker:
                 await self._io(self.send_mail, msg, job.sender)
             except (TemporaryDeliveryError, PermanentDeliveryError, OSError) as e:
                 give_up = isinstance(e, PermanentDeliveryError) or self.clock() - (job.finished or 0) > REPORT_MAX_AGE
-                log.warning("report for fax %s to %s failed%s: %s", job.id, job.sender,
-                            " for good" if give_up else ", will retry", e)
+                log.warning(
+                    "report for fax %s to %s failed%s: %s",
+                    job.id,
+                    job.sender,
+                    " for good" if give_up else ", will retry",
+                    e,
+                )
                 wait = min(3600.0, 60.0 * 2 ** min(job.report_attempts, 6))
                 await self._io(
                     functools.partial(self.queue.report_retry, give_up=give_up), job.id, str(e), self.clock() + wait

@@ -11,7 +11,21 @@ from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from appliance.config import Config
-from appliance.web import api, auth, csrf, dashboard, faxes, metrics, openapi, pending, settings, system, update, wizard
+from appliance.web import (
+    api,
+    auth,
+    csrf,
+    dashboard,
+    faxes,
+    metrics,
+    openapi,
+    outbound_api,
+    pending,
+    settings,
+    system,
+    update,
+    wizard,
+)
 from appliance.web.params import BadParam
 from appliance.web.spoolview import close_spool
 from appliance.web.zone import format_time
@@ -56,6 +70,7 @@ def create_app(config: Config) -> Flask:
     update.init_app(app, system.render_index)  # /system/update: the Update card's upload and status
     app.register_blueprint(faxes.bp)
     app.register_blueprint(api.bp, url_prefix="/api")
+    outbound_api.init_app(app)  # /api/outbound: send a fax, the outgoing queue
     app.register_blueprint(openapi.bp, url_prefix="/api")  # /api/openapi.json, /api/docs
     app.register_blueprint(settings.bp)  # /settings/...
     app.register_blueprint(wizard.bp)  # /setup/... after the password (auth.setup is /setup)

@@ -44,6 +44,40 @@ SCHEMAS: dict[str, Any] = {
             },
         },
     },
+    "OutboundJob": {
+        "type": "object",
+        "description": "One fax being sent (or sent). `number` is as the sender gave it; `e164` normalised. "
+        "`remote_ident` (the receiver's CSI) came from the line: escape it.",
+        "required": ["id", "uid", "number", "e164", "route", "state", "pages", "pages_confirmed", "last_result"],
+        "properties": {
+            "id": {"type": "integer", "description": "The outgoing fax's number."},
+            "uid": {"type": "string"},
+            "number": {"type": "string"},
+            "e164": {"type": "string"},
+            "route": {"type": "string", "description": "The [[outbound.routes]] entry it goes out by."},
+            "state": {"type": "string", "enum": ["queued", "sending", "retry_wait", "sent", "failed", "cancelled"]},
+            "created": {"type": "number"},
+            "next_attempt": {"type": ["number", "null"]},
+            "attempts": {"type": ["integer", "array"], "description": "A count; in getOutbound, the list of attempts."},
+            "pages": {"type": "integer", "minimum": 0},
+            "pages_confirmed": {"type": "integer", "minimum": 0},
+            "last_result": {
+                "type": "string",
+                "description": "sent, busy, no_answer, no_carrier, refused, training_failed, dropped, "
+                "far_end_error, cancelled, no_route, unknown, error; empty before the first attempt ends.",
+            },
+            "last_words": {"type": "string", "description": "last_result in plain words."},
+            "last_detail": {"type": "string", "description": "The technical cause: SIP status, T.30 result."},
+            "remote_ident": {"type": "string"},
+            "finished": {"type": ["number", "null"]},
+            "source": {"type": "string", "enum": ["mail", "graph", "web", "api", "cli"]},
+            "sender": {"type": "string"},
+            "subject": {"type": "string"},
+            "cancel_requested": {"type": "boolean"},
+            "report": {"type": "array", "description": "getOutbound: the report's (label, value) rows."},
+            "trace": {"type": "array", "items": {"type": "string"}, "description": "getOutbound: the T.30 trace."},
+        },
+    },
     "Fax": {
         "type": "object",
         "description": "A received fax (or a call that brought none) with its delivery jobs. Every text "
@@ -128,6 +162,7 @@ RESPONSES: dict[str, Any] = {
         **_ERROR,
     },
     "NotFound": {"description": "No such object.", **_ERROR},
+    "DaemonDown": {"description": "The fax daemon is not running (sending needs it).", **_ERROR},
 }
 
 PARAMETERS: dict[str, Any] = {
@@ -137,6 +172,13 @@ PARAMETERS: dict[str, Any] = {
         "required": True,
         "description": "The fax's number.",
         "schema": {"type": "integer", "minimum": 0},
+    },
+    "OutboundId": {
+        "name": "job_id",
+        "in": "path",
+        "required": True,
+        "description": "The outgoing fax's number.",
+        "schema": {"type": "integer", "minimum": 1},
     },
 }
 
@@ -342,6 +384,108 @@ PATHS: dict[str, dict[str, Any]] = {
             },
         },
     },
+    "/api/outbound": {
+        "post": {
+            "operationId": "sendFax",
+            "tags": ["Sending"],
+            "summary": "Send a fax: queue documents for a number",
+            "description": "The daemon normalises the number, picks the route, renders the files at fax "
+            "resolution (in a child process with limits) and queues the fax; the answer comes when it is "
+            "queued. Poll getOutbound for the outcome.",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["number"],
+                            "properties": {
+                                "number": {"type": "string", "description": "As dialled, or E.164 (+15551234567)."},
+                                "file": {
+                                    "type": "array",
+                                    "items": {"type": "string", "format": "binary"},
+                                    "description": "PDF, TIFF, PNG or JPEG, in page order (repeat the part).",
+                                },
+                                "cover_from": {"type": "string"},
+                                "cover_to": {"type": "string"},
+                                "cover_subject": {"type": "string"},
+                                "cover_note": {"type": "string", "description": "Any cover field makes a cover page."},
+                                "subject": {"type": "string"},
+                                "report_to": {
+                                    "type": "string",
+                                    "format": "email",
+                                    "description": "Mail the report here.",
+                                },
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "202": {
+                    "description": "Queued.",
+                    "content": {"application/json": {"schema": _ref("schemas", "OutboundJob")}},
+                },
+                "413": {"description": "The files are larger than outbound.max_bytes allows."},
+                "503": _ref("responses", "DaemonDown"),
+            },
+        },
+        "get": {
+            "operationId": "listOutbound",
+            "tags": ["Sending"],
+            "summary": "The outgoing faxes, newest first",
+            "parameters": [
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}}
+            ],
+            "responses": {
+                "200": {
+                    "description": "The jobs.",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["jobs"],
+                                "properties": {"jobs": {"type": "array", "items": _ref("schemas", "OutboundJob")}},
+                            }
+                        }
+                    },
+                },
+                "503": _ref("responses", "DaemonDown"),
+            },
+        },
+    },
+    "/api/outbound/{job_id}": {
+        "get": {
+            "operationId": "getOutbound",
+            "tags": ["Sending"],
+            "summary": "One outgoing fax: state, attempts, report, T.30 trace",
+            "parameters": [_ref("parameters", "OutboundId")],
+            "responses": {
+                "200": {
+                    "description": "The job.",
+                    "content": {"application/json": {"schema": _ref("schemas", "OutboundJob")}},
+                },
+                "404": _ref("responses", "NotFound"),
+                "503": _ref("responses", "DaemonDown"),
+            },
+        },
+    },
+    "/api/outbound/{job_id}/cancel": {
+        "post": {
+            "operationId": "cancelOutbound",
+            "tags": ["Sending"],
+            "summary": "Cancel an outgoing fax (a call in progress is hung up)",
+            "parameters": [_ref("parameters", "OutboundId")],
+            "responses": {
+                "200": {
+                    "description": "The job after the cancel.",
+                    "content": {"application/json": {"schema": _ref("schemas", "OutboundJob")}},
+                },
+                "404": _ref("responses", "NotFound"),
+                "503": _ref("responses", "DaemonDown"),
+            },
+        },
+    },
     "/api/status": {
         "get": {
             "operationId": "getStatus",
@@ -486,6 +630,7 @@ def document() -> dict[str, Any]:
         "servers": [{"url": "/"}],
         "tags": [
             {"name": "Faxes", "description": "Received faxes and their delivery."},
+            {"name": "Sending", "description": "Faxes sent from this box: queue, outcome, cancel."},
             {"name": "System", "description": "The appliance's state and routing."},
             {"name": "Documentation", "description": "This API's description."},
         ],
