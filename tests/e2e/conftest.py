@@ -95,7 +95,7 @@ class ApplianceProcess:
 
     def __init__(self, workdir: Path, smtp_port: int, *, extra: str = "", retry_initial: float = 1.0,
                  tls: tuple[Path, Path] | None = None, no_signal_timeout: int = 8, sip_extra: str = "",
-                 playout_delay_ms: int = 250) -> None:
+                 playout_delay_ms: int = 250, rtp_half: int | None = None) -> None:
         self.workdir = workdir
         self.sip_port = free_port()
         self.tls_port = free_port("tcp") if tls else 0
@@ -103,11 +103,16 @@ class ApplianceProcess:
                     f'"tls:127.0.0.1:{self.tls_port}"]\ntls_cert = "{tls[0]}"\ntls_key = "{tls[1]}"'
                     if tls else f'listen = ["udp:127.0.0.1:{self.sip_port}", "tcp:127.0.0.1:{self.sip_port}"]')
         self.rtp_first = 20000 + (os.getpid() % 200) * 100
+        # two appliances in one test (a sender and a receiver) share this process's block of 100
+        self.rtp_last = self.rtp_first + 99
+        if rtp_half is not None:
+            self.rtp_first += 50 * rtp_half
+            self.rtp_last = self.rtp_first + 49
         self.config = workdir / "faxbridge.toml"
         self.config.write_text(f"""
 [sip]
 {tls_conf}
-rtp_ports = [{self.rtp_first}, {self.rtp_first + 99}]
+rtp_ports = [{self.rtp_first}, {self.rtp_last}]
 # CI runs four workers of real-time calls on two cores: a process can wait 100+ ms for a CPU.
 # The default (60 ms) suits a box that does nothing else; here the buffer absorbs the stalls.
 playout_delay_ms = 250
