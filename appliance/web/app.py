@@ -11,7 +11,21 @@ from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from appliance.config import Config
-from appliance.web import api, auth, csrf, dashboard, faxes, metrics, openapi, pending, settings, system, update, wizard
+from appliance.web import (
+    api,
+    auth,
+    csrf,
+    dashboard,
+    faxes,
+    metrics,
+    openapi,
+    pending,
+    sendfax,
+    settings,
+    system,
+    update,
+    wizard,
+)
 from appliance.web.params import BadParam
 from appliance.web.spoolview import close_spool
 from appliance.web.zone import format_time
@@ -55,6 +69,7 @@ def create_app(config: Config) -> Flask:
     app.register_blueprint(system.bp)  # /system
     update.init_app(app, system.render_index)  # /system/update: the Update card's upload and status
     app.register_blueprint(faxes.bp)
+    sendfax.init_app(app)  # /send, /outbound: sending a fax through the daemon (issue 14)
     app.register_blueprint(api.bp, url_prefix="/api")
     app.register_blueprint(openapi.bp, url_prefix="/api")  # /api/openapi.json, /api/docs
     app.register_blueprint(settings.bp)  # /settings/...
