@@ -160,6 +160,18 @@ def test_send_flow_preview_send_live_progress_report(
     assert_inert(page)
     shot(page, "list")
 
+    # a phone's width: the list's rows become cards, the job page's columns stack
+    page.set_viewport_size({"width": 390, "height": 844})
+    expect(row.get_by_text(HOSTILE_CSI, exact=True)).to_be_visible()
+    shot(page, "list-narrow")
+    row.get_by_role("link").last.click()
+    expect(page.locator("#job-words")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1
+    shot(page, "sent-narrow")
+    page.goto(app.base_url + "/send")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1
+    shot(page, "form-narrow")
+
 
 def test_errors_are_shown_next_to_their_fields(
     box: tuple[WebOnly, OutboundDouble], page: Page, shot: Callable[[Page, str], Path], tmp_path: Path

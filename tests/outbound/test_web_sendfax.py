@@ -236,8 +236,8 @@ def test_old_staging_dirs_are_swept(client: FlaskClient, spool_dir: Path, double
     assert not old.exists() and fresh.exists()
 
 
-def sent_job(client: FlaskClient, double: OutboundDouble) -> int:
-    r = post_send(client, action="send", files=[(png(), "a.png")])
+def sent_job(client: FlaskClient, double: OutboundDouble, page: bytes | None = None) -> int:
+    r = post_send(client, action="send", files=[(page or png(), "a.png")])
     assert r.status_code == 302, r.get_data(as_text=True)
     return int(r.headers["Location"].rsplit("/", 1)[1])
 
@@ -287,3 +287,73 @@ def test_upload_names_never_carry_a_path_or_control_characters() -> None:
     assert safe_name("a\x00b\r\n\x1b[31m.png") == "ab[31m.png"
     assert safe_name("dir/") == "file"
     assert len(safe_name("x" * 500 + ".pdf")) == 100
+
+
+def block_png(box: tuple[int, int, int, int]) -> bytes:
+    """A white letter page (850 x 1100) with one black block at ``box``."""
+    im = Image.new("L", (850, 1100), 255)
+    ImageDraw.Draw(im).rectangle(box, fill=0)
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def dark_share(im: Image.Image, box: tuple[float, float, float, float]) -> float:
+    """The share of dark pixels in ``box``, given as fractions of the image's width and height."""
+    g = im.convert("L")
+    w, h = g.size
+    region = g.crop((round(box[0] * w), round(box[1] * h), round(box[2] * w), round(box[3] * h)))
+    hist = region.histogram()
+    return sum(hist[:128]) / max(1, sum(hist))
+
+
+def test_preview_and_sent_page_show_the_uploaded_page(
+    client: FlaskClient, spool_dir: Path, double: OutboundDouble
+) -> None:
+    """The pictures the pages serve are the pages staged: a block top left stays top left."""
+    post_send(client, files=[(block_png((85, 110, 340, 440)), "a.png")])
+    [where] = staged(spool_dir)
+    with Image.open(io.BytesIO(client.get(f"/send/preview/{where.name}/1.png").data)) as im:
+        assert dark_share(im, (0.12, 0.12, 0.38, 0.38)) > 0.95
+        assert dark_share(im, (0.5, 0.5, 1.0, 1.0)) < 0.01
+    job_id = sent_job(client, double, block_png((85, 110, 340, 440)))
+    for size in ("thumb", "full"):
+        r = client.get(f"/outbound/{job_id}/page/1.png?size={size}")
+        assert r.status_code == 200 and r.headers["Cache-Control"] == "private, max-age=3600"
+        with Image.open(io.BytesIO(r.data)) as im:
+            assert dark_share(im, (0.12, 0.12, 0.38, 0.38)) > 0.95, size
+            assert dark_share(im, (0.5, 0.5, 1.0, 1.0)) < 0.01, size
+    assert client.get(f"/outbound/{job_id}/page/1.png?size=huge").status_code == 400
+
+
+def test_pages_say_when_the_daemon_is_down(client: FlaskClient) -> None:
+    r = client.get("/outbound")
+    assert r.status_code == 200 and "The fax service is not running" in r.get_data(as_text=True)
+    assert client.get("/outbound/1").status_code == 503
+    r = client.post("/outbound/1/cancel", data={"csrf_token": csrf(client)}, follow_redirects=False)
+    assert r.status_code == 302
+    assert "The fax service is not running" in client.get("/outbound").get_data(as_text=True)
+
+
+def test_job_json_follows_the_job(client: FlaskClient, double: OutboundDouble) -> None:
+    job_id = sent_job(client, double)
+    first = client.get(f"/outbound/{job_id}.json").get_json()
+    assert first["state"] in ("queued", "sending") and first["final"] is False and first["cancellable"] is True
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        data = client.get(f"/outbound/{job_id}.json").get_json()
+        if data["final"]:
+            break
+        time.sleep(0.1)
+    assert data == {
+        "id": job_id,
+        "state": "sent",
+        "state_label": "Sent",
+        "state_class": "state-delivered",
+        "pages": 1,
+        "pages_confirmed": 1,
+        "words": "Sent: all 1 pages confirmed by the far end.",
+        "remote_ident": HOSTILE_CSI,
+        "final": True,
+        "cancellable": False,
+    }
