@@ -21,6 +21,7 @@ from appliance.web import (
     openapi,
     outbound_api,
     pending,
+    sendfax,
     settings,
     system,
     update,
@@ -69,6 +70,7 @@ def create_app(config: Config) -> Flask:
     app.register_blueprint(system.bp)  # /system
     update.init_app(app, system.render_index)  # /system/update: the Update card's upload and status
     app.register_blueprint(faxes.bp)
+    sendfax.init_app(app)  # /send, /outbound: sending a fax through the daemon (issue 14)
     app.register_blueprint(api.bp, url_prefix="/api")
     outbound_api.init_app(app)  # /api/outbound: send a fax, the outgoing queue
     app.register_blueprint(openapi.bp, url_prefix="/api")  # /api/openapi.json, /api/docs
