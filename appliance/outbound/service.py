@@ -180,8 +180,18 @@ class OutboundService:
         source = req.get("source", "api")
         if source not in ("web", "api", "cli"):
             raise BadRequest("source must be web, api or cli")
+        fine = req.get("fine")
+        if fine is not None and not isinstance(fine, bool):
+            raise BadRequest("fine must be true or false")
         return SubmitRequest(
-            number.strip(), files, fields["sender"], source, fields["subject"], cover, fields["body_text"]
+            number.strip(),
+            files,
+            fields["sender"],
+            source,
+            fields["subject"],
+            cover,
+            fields["body_text"],
+            fine=fine,
         )
 
     async def cmd_preview(self, req: dict[str, Any]) -> dict[str, Any]:

@@ -58,6 +58,8 @@ class SubmitRequest:
     subject: str = ""
     cover: Cover | None = None
     body_text: str = ""
+    #: fine (204x196) or standard (204x98); None: the configured outbound.resolution
+    fine: bool | None = None
     #: facts a way in needs to find the job again (the Graph message id), stored with the job
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -143,7 +145,7 @@ async def render(cfg: Config, req: SubmitRequest, out: Path) -> int:
                 [p for _, p in req.files],
                 [n for n, _ in req.files],
                 out,
-                fine=ob.resolution == "fine",
+                fine=req.fine if req.fine is not None else ob.resolution == "fine",
                 cover=req.cover,
                 body_text=req.body_text,
                 max_pages=ob.max_pages,
