@@ -287,6 +287,8 @@ class OutboundQueue:
         """
         meta_text = json.dumps(meta or {}, sort_keys=True)
         _check_submission(number, e164, route, sender, source, subject, pages, meta_text, report)
+        if Path(tiff).is_symlink():  # the move would take the link, not the document
+            raise ValueError(f"{tiff}: a symbolic link, not a rendered fax")
         if not Path(tiff).is_file():
             raise FileNotFoundError(f"no document to send at {tiff}")
         uid = secrets.token_hex(8)
@@ -829,7 +831,16 @@ def _check_submission(
     meta_text: str,
     report: str,
 ) -> None:
-    """Refuse (ValueError, naming the field) what the ways in should never hand over."""
+    """Refuse (ValueError, naming the field) what the ways in should never hand over: these
+    fields end up in the report mail's headers and on the web page."""
+    for name, text, allowed in (
+        ("number", number, ""),
+        ("route", route, ""),
+        ("sender", sender, ""),
+        ("subject", subject, "\t"),
+    ):
+        if any((ord(c) < 0x20 and c not in allowed) or ord(c) == 0x7F for c in text):
+            raise ValueError(f"{name}: control characters are not allowed")
     if not number or len(number) > _MAX_NUMBER:
         raise ValueError(f"number: must be 1 to {_MAX_NUMBER} characters")
     if not e164.startswith("+") or not e164[1:].isdigit() or len(e164) > 16:

@@ -100,7 +100,8 @@ def test_submit_moves_the_document_and_commits_a_whole_job(queue: OutboundQueue,
     ("e164", "+1555abc", "E.164"), ("e164", "+" + "1" * 16, "E.164"), ("route", "", "route"),
     ("sender", "a" * 321, "sender"), ("source", "fax", "source"), ("subject", "s" * 1001, "subject"),
     ("pages", 0, "pages"), ("pages", True, "pages"), ("meta", {"x": "y" * 70_000}, "meta"),
-    ("report", "sometimes", "report"),
+    ("report", "sometimes", "report"), ("number", "555\r\n1234", "control"), ("sender", "a@b\nBcc: x@y", "control"),
+    ("subject", "Hi\r\nBcc: x@y", "control"), ("route", "pbx\x00", "control"),
 ])
 def test_submit_refuses_bad_fields_and_leaves_nothing(queue: OutboundQueue, tmp_path: Path, field, value, words):
     src = staged(tmp_path / "staging")
@@ -117,6 +118,18 @@ def test_submit_of_a_missing_file_is_refused(queue: OutboundQueue, tmp_path: Pat
         queue.submit(tmp_path / "gone.tif", T0, number="1", e164="+1", route="r", sender="", source="cli",
                      subject="", pages=1, meta={})
     assert queue.list() == []
+
+
+def test_submit_refuses_a_symlink_and_keeps_a_tab_in_the_subject(queue: OutboundQueue, tmp_path: Path):
+    link = tmp_path / "link.tif"
+    link.symlink_to(staged(tmp_path / "staging"))
+    with pytest.raises(ValueError, match="symbolic link"):
+        queue.submit(link, T0, number="1", e164="+1", route="r", sender="", source="cli", subject="", pages=1,
+                     meta={})
+    assert link.is_symlink() and files(queue) == set()
+    job = queue.submit(staged(tmp_path / "staging"), T0, number="1", e164="+1", route="r", sender="",
+                       source="cli", subject="a\tb", pages=1, meta={})
+    assert job.subject == "a\tb"
 
 
 def test_a_submit_whose_commit_fails_gives_the_file_back(spool: Spool, tmp_path: Path):
