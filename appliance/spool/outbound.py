@@ -28,7 +28,7 @@ import os
 import secrets
 import shutil
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -59,6 +59,7 @@ __all__ = [
     "OutboundStatus",
     "ReportState",
     "purge_outbound",
+    "retry_at",
 ]
 
 log = logging.getLogger("faxbridge.spool")
@@ -790,6 +791,19 @@ class OutboundQueue:
         if removed:
             fsync_dir(self.dir)
         return removed
+
+
+def retry_at(job: OutJob, outcome: Outcome, retries: Sequence[int], now: float) -> float | None:
+    """The ``next_attempt`` for ``attempt_done`` on a route whose schedule is ``retries`` (seconds
+    before the first, second, ... retry): None when the fax was sent, the result is not worth
+    another call, or the schedule is used up.  ``job`` as claimed (``attempts`` not yet counting
+    the attempt that just ended).  An unknown outcome is tried again at once: the queue lets
+    that happen once per job."""
+    if outcome.result is Result.UNKNOWN:
+        return now
+    if not outcome.retryable or job.attempts >= len(retries):
+        return None
+    return now + retries[job.attempts]
 
 
 def purge_outbound(spool: Spool, cutoff: float) -> int:

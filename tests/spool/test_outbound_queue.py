@@ -8,6 +8,7 @@ import dataclasses
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from appliance.spool.outbound import (
     TRACE_TAIL,
     OutboundQueue,
     OutJob,
+    retry_at,
 )
 from appliance.spool.states import OUT_MOVES, REPORT_MOVES, OutState, ReportState
 from appliance.spool.store import SCHEMA_VERSION, Spool
@@ -249,6 +251,29 @@ def test_retries_then_exhausted(queue: OutboundQueue):
     assert job.finished == T0 + 5030 and job.report_state is ReportState.PENDING
     assert [a.result for a in queue.attempts(job.id)] == ["busy", "no_answer", "training_failed", "busy"]
     assert queue.next_due() is None and claim(queue, T0 + 99_999) == []
+
+
+def test_retry_at_follows_the_routes_schedule(queue: OutboundQueue):
+    """The worker's helper driven through the queue: busy three times on [120, 300], then failed."""
+    job = submit(queue, T0)
+    now, seen = T0, []
+    while True:
+        (job,) = claim(queue, now)
+        outcome = Outcome(Result.BUSY)
+        at = retry_at(job, outcome, [120, 300], now + 10)
+        job = queue.attempt_done(job.id, now + 10, outcome, next_attempt=at)
+        seen.append((job.state.value, at))
+        if at is None:
+            break
+        now = at
+    assert seen == [("retry_wait", T0 + 130), ("retry_wait", T0 + 440), ("failed", None)]
+    fresh = submit(queue, T0)
+    for result, expected in [(Result.SENT, None), (Result.REFUSED, None), (Result.FAR_END_ERROR, None),
+                             (Result.CANCELLED, None), (Result.ERROR, None), (Result.UNKNOWN, T0),
+                             (Result.NO_ANSWER, T0 + 5), (Result.TRAINING_FAILED, T0 + 5),
+                             (Result.DROPPED, T0 + 5), (Result.NO_CARRIER, T0 + 5), (Result.NO_ROUTE, T0 + 5)]:
+        assert retry_at(fresh, Outcome(result), [5], T0) == expected, result
+    assert retry_at(fresh, Outcome(Result.BUSY), [], T0) is None
 
 
 def test_a_sent_fax_is_never_retried(queue: OutboundQueue):
@@ -598,6 +623,7 @@ def test_two_threads_never_claim_one_job_twice(spool: Spool, shared: bool):
             for job in got:
                 mine.append(job.id)
                 q.attempt_done(job.id, T0 + 11, Outcome(Result.SENT), next_attempt=None)
+            time.sleep(0.002)  # the calls themselves: the other claimer's turn
 
     threads = [threading.Thread(target=claimer, args=(q, c)) for q, c in
                ((queue, claims[0]), (OutboundQueue(other), claims[1]))]
