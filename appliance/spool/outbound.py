@@ -376,7 +376,7 @@ class OutboundQueue:
                     claimed.append(job_id)
                     if len(claimed) >= limit:
                         break
-                if not newly_full and len(rows) < limit:
+                if not newly_full:  # every row taken: the limit is reached or nothing more is due
                     break
         crash_point("out.claim.committed")
         return [self._get(i) for i in claimed]
@@ -537,7 +537,7 @@ class OutboundQueue:
         jobs = [self._get(i) for i in dict.fromkeys(changed)]
         if jobs or strays:
             log.warning(
-                "outbound queue checked: %d fax(es) cut off by the last stop, %d stray file(s) removed",
+                "outbound queue checked: %d fax(es) put right after the last stop, %d stray file(s) removed",
                 len(jobs),
                 strays,
             )
