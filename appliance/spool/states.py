@@ -24,6 +24,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import TypeVar
 
+from appliance.protocol import Transitions
 from appliance.sip.errors import LocalProtocolError
 
 
@@ -108,3 +109,68 @@ def derived_fax_state(jobs: list[JobState]) -> FaxState:
     if JobState.DELIVERING in jobs or JobState.DELIVERED in jobs:
         return FaxState.DELIVERING
     return FaxState.ROUTED
+
+
+# -- the outbound queue (issue 14) --------------------------------------------------------------
+# Written as `appliance.protocol.Transitions` tables, as the tables above will be later.
+
+
+class OutState(StrEnum):
+    """An outbound fax's life::
+
+    queued ─► sending ─► sent | failed | cancelled
+      ▲  │       │ ▲
+      │  │       ▼ │
+      │  │   retry_wait ─► cancelled
+      │  └─► cancelled
+      └── sending (recovered after a crash, or released before dialling)
+    """
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    RETRY_WAIT = "retry_wait"
+    SENT = "sent"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class ReportState(StrEnum):
+    """The report mail owed to an outbound fax's sender: ``none`` until the fax is finished (and
+    for ever when nobody is to get one), then ``pending`` until ``sent`` or ``abandoned``."""
+
+    NONE = "none"
+    PENDING = "pending"
+    SENT = "sent"
+    ABANDONED = "abandoned"
+
+
+OUT_MOVES: Transitions[OutState] = Transitions(
+    "outbound fax",
+    {
+        # failed without a call: its document went missing from the spool (found by recover)
+        OutState.QUEUED: (OutState.SENDING, OutState.CANCELLED, OutState.FAILED),
+        OutState.RETRY_WAIT: (OutState.SENDING, OutState.CANCELLED, OutState.FAILED),
+        OutState.SENDING: (
+            OutState.SENT,
+            OutState.FAILED,
+            OutState.CANCELLED,
+            OutState.RETRY_WAIT,
+            OutState.QUEUED,  # recovered after a crash, or released before dialling
+        ),
+    },
+)
+
+REPORT_MOVES: Transitions[ReportState] = Transitions(
+    "outbound report",
+    {
+        ReportState.NONE: (ReportState.PENDING,),
+        ReportState.PENDING: (ReportState.PENDING, ReportState.SENT, ReportState.ABANDONED),
+    },
+)
+
+#: outbound faxes still owed an attempt: never deleted nor purged
+OPEN_OUT_STATES = (OutState.QUEUED, OutState.SENDING, OutState.RETRY_WAIT)
+#: outbound faxes waiting for their next attempt (the ones ``claim_due`` takes)
+WAITING_OUT_STATES = (OutState.QUEUED, OutState.RETRY_WAIT)
+#: outbound faxes whose life is over
+FINAL_OUT_STATES = (OutState.SENT, OutState.FAILED, OutState.CANCELLED)

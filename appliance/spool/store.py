@@ -35,6 +35,7 @@ from typing import Any, TypedDict
 
 from appliance.fsutil import fsync_dir, fsync_file
 from appliance.spool.crashpoint import crash_point
+from appliance.spool.outbound import OUTBOUND_MIGRATION, OUTBOUND_SCHEMA, purge_outbound
 from appliance.spool.states import (
     ALERT_MOVES,
     FAX_MOVES,
@@ -56,7 +57,7 @@ FAX_STATES: tuple[str, ...] = tuple(s.value for s in FaxState)
 JOB_STATES: tuple[str, ...] = tuple(s.value for s in JobState)
 
 #: user_version of the database; each step in ``_MIGRATIONS`` brings an older one up to date
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: how many faxes one purge transaction deletes, so the daemon's writes never wait long
 PURGE_BATCH = 200
 #: what a call may leave for its diagnostics in ``calls/<uid>.<kind>``: its SIP messages as text,
@@ -246,6 +247,7 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "DROP INDEX IF EXISTS faxes_created",
         "DROP INDEX IF EXISTS faxes_state_created",
     ),
+    3: OUTBOUND_MIGRATION,  # the outbound queue (issue 14): its tables, in appliance/spool/outbound.py
 }
 
 
@@ -310,7 +312,7 @@ class Spool:
         with self._tx() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             fresh = db.execute("SELECT count(*) FROM sqlite_master WHERE name='faxes'").fetchone()[0] == 0
-            for stmt in _SCHEMA.split(";"):
+            for stmt in (_SCHEMA + OUTBOUND_SCHEMA).split(";"):
                 if stmt.strip():
                     db.execute(stmt)
             if not fresh:
@@ -936,6 +938,7 @@ class Spool:
                 break
         if total:
             log.info("retention: %d fax(es) received before %s purged", total, cutoff)
+        purge_outbound(self, cutoff)  # and sent faxes finished before it (logged there)
         return total
 
     @staticmethod

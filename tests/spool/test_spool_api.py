@@ -51,7 +51,7 @@ def test_a_version_1_database_is_migrated(tmp_path: Path, caplog: pytest.LogCapt
         db.execute("CREATE INDEX faxes_created ON faxes(created)")
         db.execute("PRAGMA user_version=1")
     with caplog.at_level(logging.INFO, logger="faxbridge.spool"), Spool(root) as s:
-        assert s.schema_version() == 2
+        assert s.schema_version() == SCHEMA_VERSION
     assert "migrating to version 2" in caplog.text
     with sqlite3.connect(root / "spool.db") as db:
         names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
