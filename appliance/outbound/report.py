@@ -26,11 +26,11 @@ def clean(value: object, limit: int = 80) -> str:
     return " ".join(_CONTROL.sub(" ", str(value or "")).split())[:limit]
 
 
-def wants_report(policy: str, job: OutJob) -> bool:
-    """Whether this job's sender gets a mail: only a mail address can, and the owner's policy."""
-    if "@" not in job.sender or policy == "never":
-        return False
-    return policy == "always" or job.last_result != Result.SENT
+def wants_report(job: OutJob) -> bool:
+    """Whether the report the queue owes goes out as a mail: only to a mail address (a web user
+    or the CLI reads it on the page or the terminal). The owner's policy (always, failure,
+    never) was applied by the queue when the job was submitted."""
+    return "@" in job.sender
 
 
 def words(result: str) -> str:

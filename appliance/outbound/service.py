@@ -298,6 +298,7 @@ def job_dict(job: OutJob) -> dict[str, Any]:
         "sender": job.sender,
         "subject": job.subject,
         "cancel_requested": job.cancel_requested,
+        "resent_after_unknown": job.resent_after_unknown,
     }
 
 

@@ -182,6 +182,7 @@ async def submit(
                 subject=req.subject[:200],
                 pages=pages,
                 meta=req.meta,
+                report=cfg.outbound.report,
             ),
         )
     log.info(

@@ -25,7 +25,7 @@ from appliance.delivery.errors import PermanentDeliveryError, TemporaryDeliveryE
 from appliance.outbound.header import stamp_header
 from appliance.outbound.outcome import Outcome, Result
 from appliance.outbound.report import render_report, wants_report
-from appliance.spool.outbound import OutboundQueue, OutJob
+from appliance.spool.outbound import OutboundQueue, OutJob, retry_at
 
 log = logging.getLogger("faxbridge.outbound")
 
@@ -165,8 +165,15 @@ class OutboundWorker:
         if cancel.is_set() and outcome.result is not Result.SENT and not self._stop:
             outcome.result = Result.CANCELLED
         if self._stop and outcome.result is not Result.SENT:
-            # the daemon is stopping: the call was ended by us, not by the far end; the queue's
-            # recovery decides at the next start (answered: outcome unknown; else: dial again)
+            # the daemon is stopping: the call was ended by us, not by the far end. Not answered:
+            # give the job back (dialled again at the next start); answered: leave it sending, and
+            # the queue's recovery records the outcome as unknown at the next start
+            if not progress.answered:
+                await self._flush()
+                try:
+                    await self._io(self.queue.release, job.id, self.clock())
+                except ValueError:  # answered after all (the write raced the stop)
+                    pass
             self._busy[job.route] -= 1
             self._cancels.pop(job.id, None)
             return
@@ -220,17 +227,20 @@ class OutboundWorker:
     def _next_attempt(self, job: OutJob, route: OutboundRouteConfig | None, outcome: Outcome) -> float | None:
         """When to try again: the route's schedule for a retryable result, with a little jitter
         so many jobs to one busy number do not all redial in the same second."""
-        if route is None or not outcome.retryable or job.attempts > len(route.retries):
+        if route is None:
             return None
-        base = route.retries[job.attempts - 1] if job.attempts >= 1 else route.retries[0]
-        return self.clock() + base * self.rng.uniform(0.9, 1.1)
+        now = self.clock()
+        at = retry_at(job, outcome, route.retries, now)
+        if at is None or at <= now:
+            return at
+        return now + (at - now) * self.rng.uniform(0.9, 1.1)
 
     # -- reports ---------------------------------------------------------------------------------
     async def send_reports(self) -> int:
         cfg = self.cfg()
         sent = 0
         for job in await self._io(self.queue.reports_due, self.clock()):
-            if not wants_report(cfg.outbound.report, job):
+            if not wants_report(job):
                 await self._io(self.queue.report_sent, job.id, self.clock())
                 continue
             attempts = await self._io(self.queue.attempts, job.id)

@@ -95,7 +95,7 @@ def cli(sender: ApplianceProcess, *args: str, timeout: float = 400) -> subproces
 
 def queued_tiff(sender: ApplianceProcess, job_id: int) -> bytes:
     with closing(sqlite3.connect(sender.workdir / "spool" / "spool.db")) as c:
-        (uid,) = c.execute("SELECT uid FROM outbound WHERE id = ?", (job_id,)).fetchone()
+        (uid,) = c.execute("SELECT uid FROM out_jobs WHERE id = ?", (job_id,)).fetchone()
     return (sender.workdir / "spool" / "outbound" / f"{uid}.tif").read_bytes()
 
 
@@ -206,7 +206,7 @@ def test_a_sender_killed_mid_fax_resends_once_and_the_report_says_so(
     def confirmed() -> int:
         try:
             with closing(sqlite3.connect(db)) as c:
-                row = c.execute("SELECT pages_confirmed FROM outbound WHERE id = ?", (job,)).fetchone()
+                row = c.execute("SELECT pages_confirmed FROM out_jobs WHERE id = ?", (job,)).fetchone()
                 return int(row[0] or 0) if row else 0
         except sqlite3.OperationalError:
             return 0
@@ -225,5 +225,5 @@ def test_a_sender_killed_mid_fax_resends_once_and_the_report_says_so(
     pages = [len(read_pages(io.BytesIO(tiff_attachment(m)))) for m in legal]
     assert 3 in pages, pages
     with closing(sqlite3.connect(db)) as c:
-        (count,) = c.execute("SELECT count(*) FROM outbound").fetchone()
+        (count,) = c.execute("SELECT count(*) FROM out_jobs").fetchone()
     assert count == 1, "the job was duplicated in the queue"
