@@ -229,7 +229,7 @@ def test_busy_no_answer_refused_cancel_and_digest_end_as_their_results(doc: Path
             calls.call("auth", credentials=(USER, PASSWORD)),
             calls.call("authwrong", credentials=(USER, "wrong")),
         )
-        got = dict(zip(names, outcomes))
+        got = dict(zip(names, outcomes, strict=True))
         expect = {
             "busy": (Result.BUSY, "SIP 486 Busy Here", 486),
             "decline": (Result.BUSY, "SIP 600 Busy Everywhere", 600),
