@@ -466,6 +466,10 @@ class _OutgoingCall:
         self.channel.close()
         if self.terminal is not None:
             self.result.trace = list(self.terminal.trace)
+            if self.result.result_code is None:  # no phase E (hung up, timed out): what T.30 knew
+                stats = self.terminal.stats()
+                self.result.remote_ident = self.result.remote_ident or stats.remote_ident
+                self.result.bit_rate, self.result.ecm = stats.bit_rate, stats.ecm
             self.terminal.close()
 
 

@@ -172,11 +172,10 @@ def test_g711_t38_refused_t38_digest_and_cancel_to_a_receiving_daemon(tmp_path, 
         assert_pages_equal(got, case.sent if case.cancel_after_page is None else case.sent[:1])
     cancelled = by_rcpt["faxes@example.test"]
     assert "Incomplete" in cancelled["Subject"], cancelled["Subject"]
-    # the daemon's own account of each call's media
+    # the daemon's own account of each call's media: T.38 where we say so, and its T.38 request
+    # refused by us on the "off" route
     db = sqlite3.connect(app.workdir / "spool" / "spool.db")
-    modes = {
-        called: json.loads(extra).get("mode", "")
-        for called, extra in db.execute("SELECT called_number, extra FROM faxes")
-    }
+    extra = {called: json.loads(x) for called, x in db.execute("SELECT called_number, extra FROM faxes")}
     for case in CASES:
-        assert (modes[case.called] == "T.38") is (case.way == "SIP T.38"), f"{case.name}: {modes[case.called]}"
+        assert (extra[case.called]["mode"] == "T.38") is (case.way == "SIP T.38"), f"{case.name}: {extra[case.called]}"
+    assert any("refused: 488" in s for s in extra["5551000"]["switches"]), extra["5551000"]

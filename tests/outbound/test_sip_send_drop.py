@@ -125,10 +125,12 @@ def test_far_end_bye_and_dead_media_after_page_1_of_3_are_drops(tmp_path: Path) 
         return outcomes, receiver
 
     (bye, silence), receiver = asyncio.run(run())
-    print(f"bye: {bye}\nsilence: {silence.result} {silence.detail!r} {silence.duration} s")
+    for o in (bye, silence):
+        print(f"{o.result} {o.detail!r} {o.way!r} {o.duration} s {o.bit_rate} bit/s far end {o.remote_ident!r}")
     assert (bye.result, bye.pages_confirmed, bye.pages_total) == (Result.DROPPED, 1, 3), bye
     assert bye.detail == "the far end hung up (BYE) after 1 confirmed page(s)", bye
     assert bye.words() == "the line was dropped during the fax (on page 2 of 3)"
+    assert bye.remote_ident == silence.remote_ident == "DROPPER" and bye.bit_rate >= 9600, bye
     assert (silence.result, silence.pages_confirmed) == (Result.DROPPED, 1), silence
     assert silence.detail.startswith("T.30: "), silence  # spandsp's own time-out named the cause
     assert confirmed == {"bye": [1], "silence": [1]}
