@@ -65,8 +65,8 @@ def _digest_ok(auth: str, method: str) -> bool:
 class TinyUas(asyncio.DatagramProtocol):
     """A far end on 127.0.0.1 that answers INVITEs as its Request-URI user says:
     busy (486), decline (600), forbidden (403), gone408 (180 then 408), ring (180, then only
-    CANCEL ends it), auth (401 until a right digest, then 486), silent (200 OK, then no media),
-    hangup (200 OK, then a BYE of its own one second later)."""
+    CANCEL ends it), auth (401 until a right digest, then 486; authproxy the same with 407),
+    silent (200 OK, then no media), hangup (200 OK, then a BYE of its own one second later)."""
 
     def __init__(self) -> None:
         self.seen = Seen()
@@ -125,14 +125,18 @@ class TinyUas(asyncio.DatagramProtocol):
             self.respond(h, addr, "180 Ringing")
             self.pending[h["call-id"]] = (h, addr)
         elif user.startswith("auth"):
-            auth = h.get("authorization", "")
+            proxy = user == "authproxy"  # a proxy's 407 and Proxy-Authorization (RFC 3261 §22.3)
+            auth = h.get("proxy-authorization" if proxy else "authorization", "")
             if auth:
                 ok = _digest_ok(auth, "INVITE")
                 self.seen.auth_ok.append(ok)
                 if ok:
                     return self.respond(h, addr, "486 Busy Here")
-            challenge = f'WWW-Authenticate: Digest realm="{REALM}", nonce="{NONCE}", qop="auth", algorithm=MD5\r\n'
-            self.respond(h, addr, "401 Unauthorized", challenge)
+            params = f'Digest realm="{REALM}", nonce="{NONCE}", qop="auth", algorithm=MD5'
+            if proxy:
+                self.respond(h, addr, "407 Proxy Authentication Required", f"Proxy-Authenticate: {params}\r\n")
+            else:
+                self.respond(h, addr, "401 Unauthorized", f"WWW-Authenticate: {params}\r\n")
         elif user in ("silent", "hangup"):
             sdp = (
                 "v=0\r\no=uas 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
@@ -218,7 +222,7 @@ async def _with_uas(doc: Path, body) -> None:  # type: ignore[no-untyped-def]
 
 def test_busy_no_answer_refused_cancel_and_digest_end_as_their_results(doc: Path) -> None:
     async def body(uas: TinyUas, calls: Calls) -> None:
-        names = ["busy", "decline", "forbidden", "gone408", "ring", "ringcancel", "auth", "authwrong"]
+        names = ["busy", "decline", "forbidden", "gone408", "ring", "ringcancel", "auth", "authproxy", "authwrong"]
         outcomes = await asyncio.gather(
             calls.call("busy"),
             calls.call("decline", ident="no digits"),
@@ -227,6 +231,7 @@ def test_busy_no_answer_refused_cancel_and_digest_end_as_their_results(doc: Path
             calls.call("ring", ring_timeout=2.0),
             calls.call("ringcancel", cancel_after=1.5, ring_timeout=60.0),
             calls.call("auth", credentials=(USER, PASSWORD)),
+            calls.call("authproxy", credentials=(USER, PASSWORD)),
             calls.call("authwrong", credentials=(USER, "wrong")),
         )
         got = dict(zip(names, outcomes, strict=True))
@@ -238,6 +243,7 @@ def test_busy_no_answer_refused_cancel_and_digest_end_as_their_results(doc: Path
             "ring": (Result.NO_ANSWER, "no answer within 2 s", 487),
             "ringcancel": (Result.CANCELLED, "cancelled while the call was ringing", 487),
             "auth": (Result.BUSY, "SIP 486 Busy Here", 486),
+            "authproxy": (Result.BUSY, "SIP 486 Busy Here", 486),
             "authwrong": (Result.REFUSED, "SIP 401 Unauthorized", 401),
         }
         for name, (result, detail, status) in expect.items():
@@ -252,9 +258,9 @@ def test_busy_no_answer_refused_cancel_and_digest_end_as_their_results(doc: Path
         # a refusal is acknowledged and not retried
         assert uas.seen.methods("busy") == ["INVITE", "ACK"]
         # digest: answered once with the right response; a second 401 to our answer ends the call
-        assert uas.seen.methods("auth") == ["INVITE", "ACK", "INVITE", "ACK"]
+        assert uas.seen.methods("auth") == uas.seen.methods("authproxy") == ["INVITE", "ACK", "INVITE", "ACK"]
         assert uas.seen.methods("authwrong") == ["INVITE", "ACK", "INVITE", "ACK"]
-        assert sorted(uas.seen.auth_ok) == [False, True]
+        assert sorted(uas.seen.auth_ok) == [False, True, True]
         # caller ID: the ident's digits (E.164) and outbound.name; without digits, anonymous
         from_busy = uas.seen.requests["busy"][0][1]["from"]
         assert from_busy.startswith('"ACME \\"Fax\\" Dept" <sip:+15551000@127.0.0.1>;tag='), from_busy
