@@ -19,6 +19,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from appliance.calls.t38switch import T38_MEDIA_TIMEOUT
 from appliance.fax.pages import FAX_WIDTH, prepare_for_sending
 from appliance.media.channel import MediaChannel
 from appliance.media.clock import MediaClock
@@ -26,7 +27,16 @@ from appliance.netutil import route_source
 from appliance.sip import events as sipev
 from appliance.sip.digest import DigestClient, parse_challenges
 from appliance.sip.message import SipRequest, SipResponse, SipUri
-from appliance.sip.sdp import T38Params, answer_t38, has_t38, offer_audio, offer_t38, parse_answer, parse_t38_answer
+from appliance.sip.sdp import (
+    AudioAnswer,
+    T38Params,
+    answer_t38,
+    has_t38,
+    offer_audio,
+    offer_t38,
+    parse_answer,
+    parse_t38_answer,
+)
 from appliance.sip.tls import TlsSettings
 from appliance.sip.transport import SipEndpoint
 from appliance.sip.uri import format_host
@@ -61,6 +71,7 @@ class SendResult:
     ring_timeout: bool = False  # nobody answered within ring_timeout: we sent CANCEL
     timed_out: bool = False  # the whole call took longer than its timeout
     t38_refused: str = ""  # our re-INVITE to T.38 was refused ("488 Not Acceptable Here")
+    t38_silent: bool = False  # T.38 was agreed, no UDPTL came: back to G.711
 
 
 def _fax_ready(path: Path) -> bool:
@@ -104,6 +115,7 @@ async def send_fax(
     on_connected: Callable[[], None] | None = None,
     on_page: Callable[[int], None] | None = None,
     credentials: tuple[str, str] | None = None,
+    t38_fallback: bool = False,
 ) -> SendResult:
     """Call ``target`` (sip:USER@HOST[:PORT][;transport=tcp|tls]) and send every page of ``tiff``.
 
@@ -120,7 +132,9 @@ async def send_fax(
     ``cancel`` set ends the call (CANCEL while ringing, BYE once answered); ``on_connected`` is
     called at the 2xx, ``on_page(n)`` each time the far end confirmed page n; ``credentials``
     (user, password) answer a 401/407 from the host we called; ``from_host`` replaces our address
-    in the From URI ("anonymous.invalid" for an anonymous call).
+    in the From URI ("anonymous.invalid" for an anonymous call); ``t38_fallback`` goes back to
+    G.711 when T.38 was agreed but no UDPTL comes (off for the test sender, whose far ends are
+    under test).
     """
     if t38 not in T38_MODES:
         raise ValueError(f"t38 must be one of {', '.join(T38_MODES)}")
@@ -165,6 +179,7 @@ async def send_fax(
             cancel=cancel,
             on_connected=on_connected,
             on_page=on_page,
+            t38_fallback=t38_fallback,
         )
         if t38 == "initial":
             sdp = offer_t38(local_ip, channel.port, channel.port, 1, T38Params(max_datagram=400))
@@ -230,6 +245,7 @@ class _OutgoingCall:
         cancel: asyncio.Event | None = None,
         on_connected: Callable[[], None] | None = None,
         on_page: Callable[[int], None] | None = None,
+        t38_fallback: bool = False,
     ) -> None:
         self.endpoint, self.channel, self.tiff, self.local_ip = endpoint, channel, tiff, local_ip
         self.ident, self.ecm, self.t38, self.hangup_after = ident, ecm, t38, hangup_after_pages
@@ -252,6 +268,10 @@ class _OutgoingCall:
         #: once we hung up for a reason of our own (cancel, ring timeout): stop waiting for the
         #: far end's answer to our CANCEL/BYE at this time
         self.give_up_at: float | None = None
+        #: when T.38 was agreed and the far end sends no UDPTL, go back to G.711 (sip_send)
+        self.t38_fallback = t38_fallback
+        self.t38_since: float | None = None
+        self.audio_answer: AudioAnswer | None = None  # the G.711 the call began with
 
     def _audio(self, codec: str) -> AudioFaxTerminal:
         return AudioFaxTerminal(calling=True, codec=codec, ident=self.ident, ecm=self.ecm, tx_file=self.tiff)
@@ -274,6 +294,7 @@ class _OutgoingCall:
         self.terminal = terminal
         self.channel.use_t38(terminal, remote, far_max)
         self.result.mode = "T.38"
+        self.t38_since = asyncio.get_running_loop().time()
         log.info("switched to T.38")
 
     async def run(self) -> None:
@@ -302,6 +323,7 @@ class _OutgoingCall:
                     self.terminal = self._audio(answer.codec)
                     self.channel.use_audio(self.terminal, answer.payload_type, answer.remote)
                     result.mode = f"G.711 {answer.codec}"
+                    self.audio_answer = answer
                 self.channel.start_clock(self.clock)
                 result.status = "answered"
                 if self.t38 == "reinvite":
@@ -339,8 +361,40 @@ class _OutgoingCall:
                 self._reinvite(self.sdp)  # same o= version: a session refresh, nothing changes
                 self.result.refreshes += 1
             self._t30_progress(now)
+            if self._t38_silent(now):
+                self._fall_back_to_audio()
             if self._our_end(now):
                 return
+
+    def _t38_silent(self, now: float) -> bool:
+        """T.38 was agreed but no UDPTL came within T38_MEDIA_TIMEOUT and nothing was sent yet:
+        a broken gateway, to be re-INVITEd back to G.711 (as the receive side does)."""
+        return (
+            self.t38_fallback
+            and self.result.mode == "T.38"
+            and self.t38_since is not None
+            and self.audio_answer is not None
+            and self.channel.udptl_seen_at is None
+            and not (self.pending or self.hung_up or self.result.pages_sent)
+            and self.phase_e_at is None
+            and now - self.t38_since >= T38_MEDIA_TIMEOUT
+        )
+
+    def _fall_back_to_audio(self) -> None:
+        answer = self.audio_answer
+        assert answer is not None
+        self.version += 1
+        sdp = offer_audio(self.local_ip, self.channel.port, self.channel.port, self.version, codecs=(answer.codec,))
+        self._reinvite(sdp)
+        if not self.pending:
+            return  # not sent now (an offer of the far end's is open): tried again next round
+        self.sdp = sdp
+        if self.terminal is not None:
+            self.terminal.close()
+        self.terminal = self._audio(answer.codec)
+        self.channel.use_audio(self.terminal, answer.payload_type, answer.remote)
+        self.result.mode, self.result.t38_silent, self.t38_since = f"G.711 {answer.codec}", True, None
+        log.info("no UDPTL after the switch to T.38: back to G.711")
 
     def _our_end(self, now: float) -> bool:
         """Cancel and ring timeout: hang up (CANCEL while ringing, BYE once answered), then wait

@@ -139,7 +139,9 @@ def _way(result: SendResult) -> str:
     if not result.answered or not result.mode:
         return "SIP"
     way = f"SIP {result.mode}"
-    if result.t38_refused and result.mode != "T.38":
+    if result.t38_silent and result.mode != "T.38":
+        way += " (T.38 agreed, but no T.38 media came)"
+    elif result.t38_refused and result.mode != "T.38":
         way += f" (T.38 refused: {result.t38_refused})"
     return way
 
@@ -259,6 +261,7 @@ async def send_over_sip(
             on_connected=on_connected,
             on_page=on_page,
             credentials=credentials,
+            t38_fallback=True,
         )
     except (OSError, SipParseError, ValueError) as e:
         # the name does not resolve, the TCP/TLS connection is refused, the target is malformed

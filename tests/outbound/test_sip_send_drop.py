@@ -1,8 +1,10 @@
 """A line drop mid-fax: the far end hangs up (BYE) after page 1 of 3, or its media stops after page
 1 without a BYE. Both give DROPPED with one page confirmed, and that page arrived pixel for pixel.
+And a far end that agrees to our T.38 and then sends no UDPTL: we go back to G.711 and the fax
+goes through.
 
 The far end is a receiving spandsp terminal written here on the SIP core and RTP channel (the
-daemon never hangs up mid-fax of its own accord); both calls run at once.
+daemon never hangs up mid-fax of its own accord); the calls run at once.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from appliance.media.clock import MediaClock
 from appliance.outbound.outcome import Outcome, Result
 from appliance.outbound.sip_send import send_over_sip
 from appliance.sip import events as sipev
-from appliance.sip.sdp import answer_audio
+from appliance.sip.sdp import answer_audio, answer_t38, has_t38
 from appliance.sip.transport import SipEndpoint
 from appliance.spandsp.audio import AudioFaxTerminal
 from appliance.spandsp.t30 import PageDone
@@ -30,12 +32,14 @@ pytestmark = pytest.mark.slow
 
 class DroppingReceiver:
     """Answers one call per Request-URI user with a receiving fax terminal and, after the first
-    page, either hangs up ("bye") or stops its media without a word ("silence")."""
+    page, either hangs up ("bye") or stops its media without a word ("silence"); "t38silent"
+    agrees to a T.38 re-INVITE but stays on audio (a broken gateway) and receives every page."""
 
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.endpoint = SipEndpoint()
         self.files: dict[str, Path] = {}
+        self.reinvites: list[str] = []  # the offers of our re-INVITEs, in order
         self.tasks: list[asyncio.Task[None]] = []
         self.port = 0
 
@@ -64,10 +68,11 @@ class DroppingReceiver:
         channel.use_audio(terminal, audio.payload_type, audio.remote)
         channel.start_clock(MediaClock())
         self.endpoint.answer_call(ev.call_id, audio.sdp)
+        version = 1
         try:
             while True:
                 while (tev := terminal.next_event()) is not None:
-                    if isinstance(tev, PageDone) and tev.stats.pages_rx >= 1:
+                    if isinstance(tev, PageDone) and tev.stats.pages_rx >= 1 and how != "t38silent":
                         # let our MCF go out (V.21 at 300 bit/s: about a second) and page 2 begin
                         await asyncio.sleep(2.5)
                         if how == "bye":
@@ -82,6 +87,14 @@ class DroppingReceiver:
                     continue
                 if isinstance(end, sipev.CallEnded):
                     return
+                if isinstance(end, sipev.ReinviteReceived) and end.offer is not None:
+                    version += 1
+                    if has_t38(end.offer):  # says yes, and never sends a UDPTL packet
+                        sdp = answer_t38(end.offer, "127.0.0.1", channel.port, channel.port, version).sdp
+                    else:
+                        sdp = answer_audio(end.offer, "127.0.0.1", channel.port, channel.port, version).sdp
+                    self.reinvites.append("T.38" if has_t38(end.offer) else "audio")
+                    self.endpoint.answer_reinvite(ev.call_id, sdp)
         finally:
             terminal.close()
             channel.close()
@@ -92,11 +105,11 @@ class DroppingReceiver:
         await self.endpoint.close()
 
 
-def test_far_end_bye_and_dead_media_after_page_1_of_3_are_drops(tmp_path: Path) -> None:
+def test_drops_after_page_1_of_3_and_a_silent_t38_far_end(tmp_path: Path) -> None:
     pages = demo_pages(3, STANDARD, seed=77)
     doc = tmp_path / "doc.tif"
     write_fax_tiff(pages, doc, STANDARD)
-    confirmed: dict[str, list[int]] = {"bye": [], "silence": []}
+    confirmed: dict[str, list[int]] = {"bye": [], "silence": [], "t38silent": []}
 
     async def run() -> tuple[list[Outcome], DroppingReceiver]:
         receiver = DroppingReceiver(tmp_path)
@@ -108,7 +121,7 @@ def test_far_end_bye_and_dead_media_after_page_1_of_3_are_drops(tmp_path: Path) 
                         f"sip:{how}@127.0.0.1:{receiver.port}",
                         doc,
                         ident="+1 555 3000",
-                        t38="off",
+                        t38="request" if how == "t38silent" else "off",
                         caller="drop test",
                         local_ip="127.0.0.1",
                         credentials=None,
@@ -117,15 +130,15 @@ def test_far_end_bye_and_dead_media_after_page_1_of_3_are_drops(tmp_path: Path) 
                         cancel=asyncio.Event(),
                         timeout=240.0,
                     )
-                    for how in ("bye", "silence")
+                    for how in ("bye", "silence", "t38silent")
                 )
             )
         finally:
             await receiver.close()
         return outcomes, receiver
 
-    (bye, silence), receiver = asyncio.run(run())
-    for o in (bye, silence):
+    (bye, silence, t38silent), receiver = asyncio.run(run())
+    for o in (bye, silence, t38silent):
         print(f"{o.result} {o.detail!r} {o.way!r} {o.duration} s {o.bit_rate} bit/s far end {o.remote_ident!r}")
     assert (bye.result, bye.pages_confirmed, bye.pages_total) == (Result.DROPPED, 1, 3), bye
     assert bye.detail == "the far end hung up (BYE) after 1 confirmed page(s)", bye
@@ -133,7 +146,11 @@ def test_far_end_bye_and_dead_media_after_page_1_of_3_are_drops(tmp_path: Path) 
     assert bye.remote_ident == silence.remote_ident == "DROPPER" and bye.bit_rate >= 9600, bye
     assert (silence.result, silence.pages_confirmed) == (Result.DROPPED, 1), silence
     assert silence.detail.startswith("T.30: "), silence  # spandsp's own time-out named the cause
-    assert confirmed == {"bye": [1], "silence": [1]}
+    assert confirmed == {"bye": [1], "silence": [1], "t38silent": [1, 2, 3]}
+    assert (t38silent.result, t38silent.pages_confirmed) == (Result.SENT, 3), t38silent
+    assert t38silent.way == "SIP G.711 PCMU (T.38 agreed, but no T.38 media came)", t38silent
+    assert receiver.reinvites == ["T.38", "audio"]
+    assert_pages_equal(receiver.files["t38silent"].read_bytes(), pages)
     for how in ("bye", "silence"):
         assert_pages_equal(receiver.files[how].read_bytes(), pages[:1])
         assert len(read_pages(receiver.files[how])) == 1
