@@ -3,13 +3,25 @@ caller ID, and which [[sip.registrations]] entry's credentials a route's host ge
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import pytest
 
 from appliance.config import RegistrationConfig
 from appliance.fax import t30codes
+from appliance.fax.pages import STANDARD, write_fax_tiff
 from appliance.fax.sender import SendResult
-from appliance.outbound.outcome import Result
-from appliance.outbound.sip_send import credentials_for, display_name, from_user, outcome_of, t38_mode
+from appliance.fax.testpages import demo_pages
+from appliance.outbound.outcome import Outcome, Result
+from appliance.outbound.sip_send import (
+    credentials_for,
+    display_name,
+    from_user,
+    outcome_of,
+    send_over_sip,
+    t38_mode,
+)
 
 
 def answered(**kw: object) -> SendResult:
@@ -150,3 +162,30 @@ def test_credentials_come_from_the_registration_of_the_routes_host() -> None:
     assert credentials_for("sip:5551234@nopass.test", regs) is None
     assert credentials_for("sip:5551234@elsewhere.test", regs) is None
     assert credentials_for("not a uri", regs) is None
+
+
+def test_a_target_that_cannot_be_called_and_a_missing_document(tmp_path: Path) -> None:
+    doc = tmp_path / "doc.tif"
+    write_fax_tiff(demo_pages(1, STANDARD, seed=1), doc, STANDARD)
+
+    async def attempt(target: str, tiff: Path) -> Outcome:
+        return await send_over_sip(
+            target,
+            tiff,
+            ident="+1 555 1000",
+            t38="off",
+            caller="",
+            local_ip="127.0.0.1",
+            credentials=None,
+            on_connected=lambda: None,
+            on_page=lambda n: None,
+            cancel=asyncio.Event(),
+            timeout=10.0,
+        )
+
+    missing = asyncio.run(attempt("sip:5551234@127.0.0.1", tmp_path / "gone.tif"))
+    assert (missing.result, missing.detail) == (Result.ERROR, "the document gone.tif could not be read")
+    bad = asyncio.run(attempt("sip:5551234@127.0.0.1;transport=sctp", doc))
+    assert bad.result is Result.NO_ROUTE and "sctp" in bad.detail, bad
+    garbage = asyncio.run(attempt("not a sip uri", doc))
+    assert garbage.result is Result.NO_ROUTE and garbage.detail.startswith("the call could not be placed"), garbage
