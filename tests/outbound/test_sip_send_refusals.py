@@ -271,7 +271,7 @@ def test_busy_no_answer_refused_cancel_and_digest_end_as_their_results(doc: Path
 
 def test_answered_without_a_fax_machine_is_no_carrier(doc: Path) -> None:
     async def body(uas: TinyUas, calls: Calls) -> None:
-        silent, hangup = await asyncio.gather(calls.call("silent", timeout=12.0), calls.call("hangup"))
+        silent, hangup = await asyncio.gather(calls.call("silent", timeout=8.0), calls.call("hangup"))
         assert silent.result is Result.NO_CARRIER, silent
         assert silent.detail == "no fax machine answered before the call's time limit"
         assert hangup.result is Result.NO_CARRIER, hangup
