@@ -38,6 +38,8 @@ from appliance.spool.store import Spool
 
 log = logging.getLogger("faxbridge.outbound")
 
+#: one SIP attempt, ringing included: 50 pages at 9600 bit/s fit well
+SIP_ATTEMPT_LIMIT = 3000.0
 #: a preview renders at most this many pages as pictures (the count is still exact)
 PREVIEW_PAGES = 50
 
@@ -115,19 +117,21 @@ class OutboundService:
         cfg = self.cfg()
         ident = cfg.outbound.ident or cfg.fax.ident
         if route.via.startswith("sip:"):
-            from appliance.outbound.sip_send import send_over_sip
+            from appliance.outbound.sip_send import credentials_for, send_over_sip
 
+            target = route.via.replace("{number}", digits)
             return await send_over_sip(
-                route.via.replace("{number}", digits),
+                target,
                 tiff,
                 ident=ident,
                 t38=route.t38,
-                caller=("".join(c for c in ident if c.isdigit() or c == "+") or "anonymous"),
-                caller_name=cfg.outbound.name,
+                caller=cfg.outbound.name,
+                local_ip=None,
+                credentials=credentials_for(target, cfg.sip.registrations),
                 on_connected=progress.connected,
                 on_page=progress.page,
                 cancel=cancel,
-                cfg=cfg,
+                timeout=SIP_ATTEMPT_LIMIT,
             )
         if route.via.startswith("modem:"):
             from appliance.outbound.modem_send import send_over_modem
