@@ -129,4 +129,4 @@ def simple(*, body: str | None = "Hello", html: str | None = None,
     for name, ctype, data in files:
         maintype, subtype = ctype.split("/")
         msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
-    return msg.as_bytes()
+    return msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))

@@ -253,8 +253,8 @@ def test_exchange_auth_header_is_read() -> None:
 def test_signed_mail_is_faxed_and_encrypted_mail_refused() -> None:
     pdf = pdf_bytes()
     inner = simple(body="signed text", files=[("s.pdf", "application/pdf", pdf)])
-    inner_body = inner.split(b"\n\n", 1)  # keep the inner Content-Type header
-    ctype = [l for l in inner.split(b"\n") if l.lower().startswith(b"content-type: multipart")][0].strip()
+    inner_body = inner.split(b"\r\n\r\n", 1)  # keep the inner Content-Type header
+    ctype = [l for l in inner.split(b"\r\n") if l.lower().startswith(b"content-type: multipart")][0].strip()
     signed = (b"From: a@example.com\r\nMIME-Version: 1.0\r\nContent-Type: multipart/signed; "
               b"protocol=\"application/pkcs7-signature\"; micalg=sha-256; boundary=s\r\n\r\n--s\r\n" + ctype
               + b"\r\n\r\n" + inner_body[1] + b"\r\n--s\r\nContent-Type: application/pkcs7-signature; name=smime.p7s\r\n"
