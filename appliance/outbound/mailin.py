@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import fnmatch
 import ipaddress
 import logging
 import ssl
@@ -47,7 +46,15 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
 from appliance.config import Config, parse_hostport
-from appliance.outbound.mailparse import MailFax, MailRefused, number_from_address, parse_message, raw_limit
+from appliance.outbound.mailparse import (
+    MailFax,
+    MailRefused,
+    number_from_address,
+    parse_message,
+    raw_limit,
+    reply_text,
+    sender_allowed,
+)
 from appliance.tlskeys import load_chain
 
 log = logging.getLogger("faxbridge.outbound.mailin")
@@ -107,15 +114,6 @@ def web_password_check(state_dir: Path) -> PasswordCheck:
     return check
 
 
-def sender_allowed(address: str, globs: list[str]) -> bool:
-    """Whether an address matches one of ``outbound.allowed_senders`` (case-insensitive globs);
-    no globs = every sender the authentication let in."""
-    if not globs:
-        return True
-    address = address.lower()
-    return any(fnmatch.fnmatchcase(address, g.lower()) for g in globs)
-
-
 def _networks(items: list[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     out = []
     for item in items:
@@ -135,13 +133,6 @@ def _address_of(peer: Any) -> str:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return str(ip.ipv4_mapped)
     return str(ip)
-
-
-def reply_text(text: str, limit: int = 400) -> str:
-    """A reason as an SMTP reply line carries it: one line, printable ASCII, bounded."""
-    text = " ".join(text.split())
-    text = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclass

@@ -38,6 +38,7 @@ import codecs
 import email
 import email.policy
 import email.utils
+import fnmatch
 import html
 import re
 import unicodedata
@@ -195,6 +196,22 @@ def number_from_subject(subject: str) -> tuple[str, str] | None:
         return None
     rest = subject[m.end() :].strip(" \t-:,;")
     return clean_number(m.group(1)), rest
+
+
+def sender_allowed(address: str, globs: list[str]) -> bool:
+    """Whether an address matches one of ``outbound.allowed_senders`` (case-insensitive globs);
+    no globs = every sender the authentication let in."""
+    if not globs:
+        return True
+    address = address.lower()
+    return any(fnmatch.fnmatchcase(address, g.lower()) for g in globs)
+
+
+def reply_text(text: str, limit: int = 400) -> str:
+    """A reason as an SMTP reply line carries it: one line, printable ASCII, bounded."""
+    text = " ".join(text.split())
+    text = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # -- parsing ------------------------------------------------------------------------------------

@@ -225,10 +225,9 @@ def test_size_is_advertised_and_enforced(box: Box) -> None:
 
 
 def test_content_the_box_cannot_fax_is_answered_550_with_the_reason(box: Box) -> None:
-    with box.client() as c:
-        with pytest.raises(smtplib.SMTPDataError) as e:
-            c.sendmail("alice@example.com", [f"5551234@{DOMAIN}"],
-                       simple(files=[("report.docx", "application/msword", b"PK\x03\x04" + b"\0" * 64)]))
+    with box.client() as c, pytest.raises(smtplib.SMTPDataError) as e:
+        c.sendmail("alice@example.com", [f"5551234@{DOMAIN}"],
+                   simple(files=[("report.docx", "application/msword", b"PK\x03\x04" + b"\0" * 64)]))
     assert e.value.smtp_code == 550
     assert e.value.smtp_error == (b"5.6.0 Not faxed: report.docx: a Word document cannot be faxed; "
                                   b"only PDF, TIFF, PNG and JPEG files (and plain text) can")
