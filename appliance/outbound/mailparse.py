@@ -6,7 +6,7 @@ number is in ``fax+<number>@<mailbox domain>`` or the subject). Every refusal is
 whose text is a plain sentence for the sender: the listener puts it in its 550 reply (Exchange
 turns that into the non-delivery report the user reads) and the watcher in its reply mail.
 
-What becomes the fax (keep it predictable; README "Sending faxes by mail" says the same):
+What becomes the fax (kept simple and predictable; the user documentation can quote this):
 
 * **Attachments**, in the order of the message: PDF, TIFF, PNG, JPEG (decided by the file's own
   first bytes, never by its name or declared type) and plain text files. Anything else refuses
