@@ -119,6 +119,7 @@ class GraphWatcher:
 
     # -- the loop -------------------------------------------------------------------------------
     async def run(self) -> None:
+        """Poll until cancelled; a failed poll is logged and tried again after the period."""
         period = max(10, self.config.outbound.graph_poll_seconds)
         log.info("mail to fax: watching the mailbox %s through Graph every %d s", self.mailbox, period)
         while True:
@@ -127,19 +128,30 @@ class GraphWatcher:
             except DeliveryError as e:
                 self.stats.last_error = str(e)[:300]
                 log.warning("graph mailbox %s: %s; next try in %d s", self.mailbox, e, period)
+            except Exception as e:  # the watcher outlives any one poll's failure
+                self.stats.last_error = f"{type(e).__name__}: {e}"[:300]
+                log.exception("graph mailbox %s: poll failed; next try in %d s", self.mailbox, period)
             await asyncio.sleep(period)
 
     async def poll_once(self) -> list[Handled]:
-        """One pass over the unread messages of the inbox (at most PAGE)."""
+        """One pass over the unread messages of the inbox (at most PAGE). A message whose handling
+        fails for a temporary reason (Graph unreachable, the queue's submit raising anything but
+        ValueError) stays unread in the inbox for the next poll; the others go on."""
         self.stats.polls += 1
         self.stats.last_poll = time.time()
         listing = await asyncio.to_thread(self._list_unread)
         done = []
+        errors = []
         for item in listing:
             mid = item.get("id")
-            if isinstance(mid, str) and mid:
+            if not isinstance(mid, str) or not mid:
+                continue
+            try:
                 done.append(await self.handle(mid))
-        self.stats.last_error = ""
+            except Exception as e:  # noqa: BLE001 - one message's trouble must not hold up the others
+                errors.append(f"{type(e).__name__}: {e}"[:300])
+                log.warning("graph mailbox %s: a message stays in the inbox for the next poll: %s", self.mailbox, e)
+        self.stats.last_error = errors[-1] if errors else ""
         return done
 
     def status(self) -> dict[str, Any]:

@@ -80,6 +80,28 @@ FREE_AUTH_FAILURES = 3
 MAX_AUTH_DELAY = 15 * 60.0
 
 
+def stage_attachments(fax: MailFax, directory: Path) -> list[tuple[str, Path]]:
+    """Write a fax's attachments into ``directory`` (made, 0700) for the renderer, in order:
+    (the cleaned name to show, the file). The files are named by position and type only, so
+    nothing the sender wrote becomes part of a path."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    out = []
+    for i, att in enumerate(fax.attachments, 1):
+        path = directory / f"{i:03d}{_SUFFIX.get(att.content_type, '.bin')}"
+        path.write_bytes(att.data)
+        out.append((att.name, path))
+    return out
+
+
+_SUFFIX = {
+    "application/pdf": ".pdf",
+    "image/tiff": ".tif",
+    "image/png": ".png",
+    "image/jpeg": ".jpg",
+    "text/plain": ".txt",
+}
+
+
 def box_tls_context(config: Config) -> ssl.SSLContext:
     """STARTTLS with the box's certificate, as the web UI serves it: ``web.cert_file`` when set,
     else an uploaded one, else the one generated on first start (made now if missing)."""
@@ -206,7 +228,8 @@ class _Handler:
         domain = lst.config.outbound.domain
         try:
             number = number_from_address(envelope.rcpt_tos[0], domain)
-            parsed = parse_message(raw, max_bytes=lst.config.outbound.max_bytes)
+            # off the event loop: a large message takes a while to parse, and the loop is the media clock
+            parsed = await asyncio.to_thread(parse_message, raw, max_bytes=lst.config.outbound.max_bytes)
             globs = lst.config.outbound.allowed_senders
             if globs and not sender_allowed(parsed.from_header, globs):
                 raise MailRefused(f"the From address {parsed.from_header or '(none)'} may not send faxes")

@@ -23,7 +23,7 @@ from appliance.web.auth import AdminStore
 from appliance.web.tls import generated_paths
 from tests.budgets import LOADED
 from tests.conftest import free_port
-from tests.outbound.mailshapes import outlook_pdf, pdf_bytes, simple
+from tests.outbound.mailshapes import PNG_LOGO, outlook_pdf, pdf_bytes, simple
 
 PASSWORD = "correct horse battery"
 DOMAIN = "fax.example.com"
@@ -306,3 +306,29 @@ def test_box_tls_context_prefers_web_cert_file(tmp_path: Path) -> None:
     cfg = Config(web=WebConfig(state_dir=str(web)))
     box_tls_context(cfg)
     assert generated_paths(web)[0].exists()
+
+
+def test_hostile_mail_is_refused_by_the_listener_without_harm(box: Box) -> None:
+    nested = b"From: alice@example.com\r\nMIME-Version: 1.0\r\n" + b"".join(
+        f"Content-Type: multipart/mixed; boundary=b{i}\r\n\r\n--b{i}\r\n".encode() for i in range(1000)
+    ) + b"Content-Type: text/plain\r\n\r\nhi\r\n"
+    with box.client() as c:
+        with pytest.raises(smtplib.SMTPDataError) as e:
+            c.sendmail("alice@example.com", [f"5551234@{DOMAIN}"], nested)
+        assert e.value.smtp_code == 550 and b"too many parts" in e.value.smtp_error
+        # the session goes on: the next mail is taken
+        assert c.sendmail("alice@example.com", [f"5551234@{DOMAIN}"], simple(body="ok")) == {}
+    assert len(box.queued) == 1
+
+
+def test_stage_attachments_names_files_by_position_only(tmp_path: Path) -> None:
+    from appliance.outbound.mailin import stage_attachments
+    from appliance.outbound.mailparse import parse_message
+
+    pdf = pdf_bytes()
+    parsed = parse_message(simple(files=[("../../x.pdf", "application/pdf", pdf),
+                                         ("b.png", "image/png", PNG_LOGO)]), max_bytes=10_000_000)
+    staged = stage_attachments(parsed.fax(("5551234",), "a@example.com"), tmp_path / "stage")
+    assert [(n, p.name) for n, p in staged] == [("x.pdf", "001.pdf"), ("b.png", "002.png")]
+    assert staged[0][1].read_bytes() == pdf
+    assert (tmp_path / "stage").stat().st_mode & 0o777 == 0o700
