@@ -228,8 +228,10 @@ class _Handler:
         domain = lst.config.outbound.domain
         try:
             number = number_from_address(envelope.rcpt_tos[0], domain)
-            # off the event loop: a large message takes a while to parse, and the loop is the media clock
-            parsed = await asyncio.to_thread(parse_message, raw, max_bytes=lst.config.outbound.max_bytes)
+            # off the event loop (a large message takes a while, and the loop is the media clock), and
+            # one at a time (a 20 MB fax's mail needs ~130 MB while it is parsed)
+            async with lst.parsing:
+                parsed = await asyncio.to_thread(parse_message, raw, max_bytes=lst.config.outbound.max_bytes)
             globs = lst.config.outbound.allowed_senders
             if globs and not sender_allowed(parsed.from_header, globs):
                 raise MailRefused(f"the From address {parsed.from_header or '(none)'} may not send faxes")
@@ -385,6 +387,7 @@ class MailInListener:
         self.hostname = hostname or config.system.hostname or "faxbridge"
         self.relays = _networks(config.outbound.trusted_relays)
         self.stats = ListenerStats()
+        self.parsing = asyncio.Semaphore(1)
         self._servers: list[asyncio.Server] = []
         self._open: set[_Protocol] = set()
         self._backoff: dict[str, _Backoff] = {}

@@ -51,6 +51,8 @@ from html.parser import HTMLParser
 MAX_CONTAINERS = 64
 MAX_DEPTH = 16
 MAX_PARTS = 256
+#: lines starting "--" (part boundaries, and the odd text line) before the parser is refused
+MAX_DELIMITER_LINES = 4 * MAX_PARTS
 #: one header's raw length, and headers per part
 MAX_HEADER_BYTES = 16 * 1024
 MAX_HEADERS = 256
@@ -227,6 +229,12 @@ def parse_message(raw: bytes, *, max_bytes: int) -> ParsedMail:
     containers = sum(1 for _ in _CONTAINER.finditer(raw))
     if containers > MAX_CONTAINERS:
         raise MailRefused(f"the mail is built of too many parts ({containers} containers, at most {MAX_CONTAINERS})")
+    # every part starts on a line "--<boundary>": more such lines than this, and the parser (which
+    # builds every part before we could count them) is not started; text lines starting "--" (a
+    # signature, "-----Original Message-----") are few in any real mail
+    lines = raw.count(b"\n--")
+    if lines > MAX_DELIMITER_LINES:
+        raise MailRefused(f"the mail has too many parts ({lines} part boundaries, at most {MAX_PARTS} parts)")
     try:
         msg = email.message_from_bytes(raw, policy=email.policy.default)
     except (MessageError, RecursionError, ValueError) as e:
