@@ -285,7 +285,7 @@ class _Protocol(SMTP):
             self._peer_address = _address_of(transport.get_extra_info("peername"))
             refusal = self.listener.admit(self)
             if refusal:
-                transport.write(f"421 4.7.0 {refusal}\r\n".encode())  # type: ignore[attr-defined]
+                transport.write(f"421 4.7.0 {refusal}\r\n".encode())  # type: ignore[attr-defined]  # BaseTransport: asyncio hands a stream transport here
                 transport.close()
                 return
             self._counted = True

@@ -332,3 +332,24 @@ def test_stage_attachments_names_files_by_position_only(tmp_path: Path) -> None:
     assert [(n, p.name) for n, p in staged] == [("x.pdf", "001.pdf"), ("b.png", "002.png")]
     assert staged[0][1].read_bytes() == pdf
     assert (tmp_path / "stage").stat().st_mode & 0o777 == 0o700
+
+
+def test_idle_and_whole_session_time_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from appliance.outbound import mailin
+
+    monkeypatch.setattr(mailin, "IDLE_SECONDS", 0.5)
+    monkeypatch.setattr(mailin, "SESSION_SECONDS", 2.0)
+    for box in _box(tmp_path):
+        idle = box.client(tls=False, login=False)
+        time.sleep(1.5)
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            idle.noop()
+        busy = box.client(tls=False, login=False)
+        start = time.monotonic()
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            while time.monotonic() - start < LOADED:
+                busy.noop()  # never idle, yet the session ends
+                time.sleep(0.2)
+        assert 1.5 < time.monotonic() - start < 10
