@@ -1,7 +1,11 @@
 """A real HTTPS Microsoft Graph mail endpoint on 127.0.0.1, shaped like the documented API.
 
 It checks the bearer token with the token server (scope https://graph.microsoft.com/.default,
-expiry), and implements what the graph backend uses: MIME ``sendMail`` (base64 ``text/plain``,
+expiry), and implements what the graph backend uses and, for the outbound mailbox watcher
+(appliance/outbound/graphwatch.py), a mailbox: unread messages of the inbox ($filter isRead eq
+false, $top), a message's MIME ($value) and headers, mail folders and child folders (found by
+displayName, created), move (a new id unless the request asks for ImmutableId, as Graph does),
+PATCH isRead, and reply. Besides those, MIME ``sendMail`` (base64 ``text/plain``,
 4 MB request limit), drafts, small attachments, upload sessions (pre-authorised upload URL,
 Content-Range checked, 416 for a wrong range, 200 with nextExpectedRanges, 201 at the end), send
 and delete.  Failures can be queued for the next requests (429 with Retry-After, 503, 401, 403).
@@ -14,6 +18,7 @@ import base64
 import binascii
 import email
 import email.policy
+import email.utils
 import json
 import re
 import secrets
@@ -25,7 +30,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
@@ -63,6 +68,28 @@ class Sent:
 
 
 @dataclass
+class MailboxMessage:
+    """A message in a watched mailbox: its MIME as delivered, where it is, whether it was read."""
+
+    id: str
+    mailbox: str
+    mime: bytes
+    folder: str = "inbox"
+    is_read: bool = False
+
+    def parsed(self) -> EmailMessage:
+        return email.message_from_bytes(self.mime, policy=email.policy.default)  # type: ignore[return-value]
+
+    def resource(self) -> dict[str, Any]:
+        """The Graph message resource (the properties the watcher asks for)."""
+        msg = self.parsed()
+        sender = email.utils.parseaddr(str(msg.get("From", "")))[1]
+        return {"id": self.id, "subject": str(msg.get("Subject", "")), "isRead": self.is_read,
+                "parentFolderId": self.folder, "from": {"emailAddress": {"address": sender}},
+                "internetMessageHeaders": [{"name": k, "value": str(v)} for k, v in msg.items()]}
+
+
+@dataclass
 class GraphState:
     tokens: TokenServer
     base: str = ""
@@ -77,6 +104,34 @@ class GraphState:
     puts: list[tuple[str, int]] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: the mailbox side: messages by id, folders by id ({"mailbox", "parent", "displayName"}),
+    #: replies sent ((message id, comment)), moves ((old id, new id, folder id))
+    messages: dict[str, MailboxMessage] = field(default_factory=dict)
+    folders: dict[str, dict[str, str]] = field(default_factory=dict)
+    replies: list[tuple[str, str]] = field(default_factory=list)
+    moves: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def deliver(self, mailbox: str, mime: bytes) -> str:
+        """A message arrives in ``mailbox``'s inbox, unread; returns its id."""
+        mid = "AAMkAG" + secrets.token_urlsafe(24) + "="
+        with self.lock:
+            self.messages[mid] = MailboxMessage(mid, mailbox.lower(), mime)
+        return mid
+
+    def folder_named(self, mailbox: str, *path: str) -> str | None:
+        """The id of the folder at ``path`` under the mailbox's root, or None."""
+        parent = "root"
+        for name in path:
+            found = [i for i, f in self.folders.items()
+                     if f["mailbox"] == mailbox and f["parent"] == parent and f["displayName"] == name]
+            if not found:
+                return None
+            parent = found[0]
+        return parent
+
+    def in_folder(self, mailbox: str, *path: str) -> list[MailboxMessage]:
+        fid = "inbox" if path == ("inbox",) else self.folder_named(mailbox, *path)
+        return [m for m in self.messages.values() if m.mailbox == mailbox and m.folder == fid]
 
     def throttle(self, retry_after: str, n: int = 1, status: int = 429) -> None:
         code = "TooManyRequests" if status == 429 else "ServiceUnavailable"
@@ -193,8 +248,134 @@ class _Handler(BaseHTTPRequestHandler):
             self._create_session(rest[1], body)
         elif len(rest) == 3 and rest[0] == "messages" and rest[2] == "send":
             self._send_draft(mailbox, rest[1])
+        elif len(rest) == 3 and rest[0] == "messages" and rest[2] in ("move", "reply"):
+            self._message_action(mailbox, rest[1], rest[2], body)
+        elif rest == ["mailFolders"] or (len(rest) == 3 and rest[0] == "mailFolders" and rest[2] == "childFolders"):
+            self._create_folder(mailbox, "root" if len(rest) == 1 else rest[1], body)
         else:
             self._error(400, "BadRequest", "Unsupported segment.")
+
+    # -- the mailbox side (outbound's watcher) ------------------------------------------------
+    def do_GET(self) -> None:
+        parts = self._api()
+        if not parts:
+            if parts is None:
+                self._error(404, "NotFound", "no such endpoint")
+            return
+        mailbox = self._mailbox(parts)
+        if mailbox is None:
+            return
+        rest = parts[2:]
+        query = parse_qs(urlsplit(self.path).query)
+        st = self.server.state
+        if rest == ["mailFolders", "inbox", "messages"]:
+            flt = query.get("$filter", [""])[0]
+            if flt not in ("", "isRead eq false"):
+                self._error(400, "BadRequest", f"filter not supported here: {flt}")
+                return
+            top = int(query.get("$top", ["10"])[0])
+            with st.lock:
+                found = [m.resource() for m in st.messages.values()
+                         if m.mailbox == mailbox and m.folder == "inbox" and not (flt and m.is_read)]
+            self._send(200, {"value": found[:top]})
+        elif len(rest) == 3 and rest[0] == "messages" and rest[2] == "$value":
+            m = self._message(mailbox, rest[1])
+            if m is not None:
+                self._send_bytes(200, m.mime, "text/plain")
+        elif len(rest) == 2 and rest[0] == "messages":
+            m = self._message(mailbox, rest[1])
+            if m is not None:
+                self._send(200, m.resource())
+        elif rest == ["mailFolders"] or (len(rest) == 3 and rest[0] == "mailFolders" and rest[2] == "childFolders"):
+            parent = "root" if len(rest) == 1 else rest[1]
+            flt = query.get("$filter", [""])[0]
+            m = re.fullmatch(r"displayName eq '([^']*)'", flt)
+            with st.lock:
+                found = [{"id": i, "displayName": f["displayName"]} for i, f in st.folders.items()
+                         if f["mailbox"] == mailbox and f["parent"] == parent
+                         and (m is None or f["displayName"] == m.group(1))]
+            self._send(200, {"value": found})
+        else:
+            self._error(400, "BadRequest", "Unsupported segment.")
+
+    def do_PATCH(self) -> None:
+        parts = self._api()
+        if not parts:
+            if parts is None:
+                self._error(404, "NotFound", "no such endpoint")
+            return
+        body = self._body()
+        mailbox = self._mailbox(parts)
+        if mailbox is None:
+            return
+        rest = parts[2:]
+        if len(rest) == 2 and rest[0] == "messages":
+            m = self._message(mailbox, rest[1])
+            if m is None:
+                return
+            change = json.loads(body)
+            if "isRead" in change:
+                m.is_read = bool(change["isRead"])
+            self._send(200, m.resource())
+        else:
+            self._error(400, "BadRequest", "Unsupported segment.")
+
+    def _message(self, mailbox: str, mid: str) -> MailboxMessage | None:
+        m = self.server.state.messages.get(mid)
+        if m is None or m.mailbox != mailbox:
+            self._error(404, "ErrorItemNotFound", "The specified object was not found in the store.")
+            return None
+        return m
+
+    def _message_action(self, mailbox: str, mid: str, action: str, body: bytes) -> None:
+        st = self.server.state
+        m = self._message(mailbox, mid)
+        if m is None:
+            return
+        data = json.loads(body or b"{}")
+        if action == "reply":
+            st.replies.append((mid, str(data.get("comment", ""))))
+            self._send(202)
+            return
+        dest = str(data.get("destinationId", ""))
+        if dest not in st.folders and dest != "inbox":
+            self._error(404, "ErrorItemNotFound", "The destination folder was not found.")
+            return
+        with st.lock:
+            del st.messages[mid]
+            # Graph's default ids change with the folder; ImmutableId ones do not
+            if 'IdType="ImmutableId"' not in self.headers.get("Prefer", ""):
+                m.id = "AAMkAG" + secrets.token_urlsafe(24) + "="
+            m.folder = dest
+            st.messages[m.id] = m
+            st.moves.append((mid, m.id, dest))
+        self._send(201, m.resource())
+
+    def _create_folder(self, mailbox: str, parent: str, body: bytes) -> None:
+        st = self.server.state
+        name = str(json.loads(body or b"{}").get("displayName", ""))
+        if parent != "root" and parent not in st.folders:
+            self._error(404, "ErrorItemNotFound", "The parent folder was not found.")
+            return
+        with st.lock:
+            if any(f["mailbox"] == mailbox and f["parent"] == parent and f["displayName"] == name
+                   for f in st.folders.values()):
+                self._error(409, "ErrorFolderExists", "A folder with the specified name already exists.")
+                return
+            fid = "AAMkAGF" + secrets.token_urlsafe(16) + "="
+            st.folders[fid] = {"mailbox": mailbox, "parent": parent, "displayName": name}
+        self._send(201, {"id": fid, "displayName": name})
+
+    def _send_bytes(self, status: int, data: bytes, content_type: str) -> None:
+        st = self.server.state
+        with st.lock:
+            st.log.append((time.time(), self.command, urlsplit(self.path).path, "Authorization" in self.headers,
+                           status))
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def do_DELETE(self) -> None:
         parts = self._api()
