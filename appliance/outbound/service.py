@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +19,10 @@ from typing import Any
 from appliance.config import Config, OutboundRouteConfig
 from appliance.control import BadRequest
 from appliance.delivery.queue import send_via_backend
+from appliance.outbound.mailin import stage_attachments
+from appliance.outbound.mailparse import MailFax
 from appliance.outbound.outcome import Outcome, Result
+from appliance.outbound.render import Cover
 from appliance.outbound.report import report_lines, words
 from appliance.outbound.submit import (
     SubmitRefused,
@@ -63,21 +67,19 @@ class OutboundService:
         self._spawn(self.worker.run())
         ob = self.cfg().outbound
         if ob.enabled and ob.smtp_listen:
-            from appliance.outbound.mailin import MailToFax
+            from appliance.outbound.mailin import MailInListener
 
-            self.listener = MailToFax(self.cfg, self._submit_mail)
+            self.listener = MailInListener(self.cfg(), self._submit_mail)
             await self.listener.start()
         if ob.enabled and ob.graph_mailbox:
-            from appliance.outbound.graphwatch import GraphWatch
+            from appliance.outbound.graphwatch import GraphWatcher
 
-            self.watcher = GraphWatch(self.cfg, self._submit_mail)
+            self.watcher = GraphWatcher(self.cfg(), self._submit_mail)
             self._spawn(self.watcher.run())
 
     async def stop(self) -> None:
         if self.listener is not None:
             await self.listener.stop()
-        if self.watcher is not None:
-            self.watcher.stop()
         self.worker.stop()
         for task in list(self._tasks):
             try:
@@ -100,9 +102,34 @@ class OutboundService:
     async def submit(self, req: SubmitRequest) -> OutJob:
         return await submit(self.cfg(), self.queue, req, wake=self.worker.wake)
 
-    async def _submit_mail(self, req: SubmitRequest) -> OutJob:
-        """The mail ways in (SMTP listener, Graph watch) hand a parsed request here."""
-        return await self.submit(req)
+    async def _submit_mail(self, fax: MailFax, sender: str) -> str:
+        """The mail ways in (SMTP listener, Graph watch) hand one number's fax here; the job's uid.
+        A refusal is a ValueError (SubmitRefused) whose words go back to the sender."""
+        loop = asyncio.get_running_loop()
+        key = fax.meta.get("idempotency_key", "")
+        if key:
+            seen = await loop.run_in_executor(None, self.queue.get_by_idempotency_key, key)
+            if seen is not None:
+                return seen.uid
+        cfg = self.cfg()
+        with tempfile.TemporaryDirectory(prefix="mail-", dir=cfg.path(cfg.spool.dir)) as tmp:
+            files = await loop.run_in_executor(None, stage_attachments, fax, Path(tmp) / "files")
+            cover = (
+                Cover(from_=sender, to=fax.number, subject=fax.subject, note=fax.cover_note) if fax.cover_note else None
+            )
+            source = fax.meta.get("source", "mail")
+            req = SubmitRequest(
+                fax.number,
+                files,
+                sender,
+                source if source in ("mail", "graph") else "mail",
+                fax.subject,
+                cover,
+                fax.body_text,
+                meta=dict(fax.meta),
+            )
+            job = await self.submit(req)
+        return job.uid
 
     # -- the ways out ------------------------------------------------------------------------------
     async def _dispatch(

@@ -593,6 +593,12 @@ class OutboundQueue:
         rows = self._rows("WHERE uid=?", (uid,))
         return rows[0] if rows else None
 
+    def get_by_idempotency_key(self, key: str) -> OutJob | None:
+        """The job a way in already queued under ``meta["idempotency_key"]`` (the Graph watcher's
+        "graph:<message id>:<number>"): a mail seen again after a crash is not faxed twice."""
+        rows = self._rows("WHERE json_extract(meta, '$.idempotency_key') = ? ORDER BY id LIMIT 1", (key,))
+        return rows[0] if rows else None
+
     def list(self, state: str | None = None, limit: int = 200, *, sender: str | None = None) -> _Jobs:
         """Jobs newest first, optionally of one state and/or one sender (exact address)."""
         clauses, params = [], []
