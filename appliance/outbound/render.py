@@ -69,7 +69,8 @@ PHOTO_SHARE = 0.25
 GROW = 2
 THRESHOLD = 128
 
-#: below this a stated resolution is a screen's default (72, 96), not a scan's: fill the width
+#: below this a picture's stated resolution is a screen's default (72, 96), not a scan's or a
+#: fax's (204 x 98 counts: its vertical half may be as low as half of this): fill the width
 PLAUSIBLE_DPI = 100.0
 
 _pdfium_lock = threading.Lock()
@@ -184,12 +185,13 @@ def _on_fax_line(page: Image.Image) -> Image.Image:
 
 
 def _geometry(
-    width: float, height: float, src_dpi: tuple[float, float] | None, dpi: tuple[int, int]
+    width: float, height: float, src_dpi: tuple[float, float] | None, dpi: tuple[int, int], *, physical: bool = False
 ) -> tuple[int, int]:
-    """The dots x rows a source of ``width`` x ``height`` (pixels at ``src_dpi``, or points at 72
-    dpi for a PDF) becomes at the fax ``dpi``: physical size when it fits, else shrunk to the fax
-    width; no usable resolution: the fax width. Aspect ratio kept."""
-    if src_dpi is not None and min(src_dpi) >= PLAUSIBLE_DPI:
+    """The dots x rows a source of ``width`` x ``height`` (pixels at ``src_dpi``; for a PDF,
+    ``physical``, points at 72 dpi) becomes at the fax ``dpi``: physical size when it fits, else
+    shrunk to the fax width; a picture without a usable resolution: the fax width. Aspect kept."""
+    usable = src_dpi is not None and (physical or (src_dpi[0] >= PLAUSIBLE_DPI and src_dpi[1] >= PLAUSIBLE_DPI / 2))
+    if src_dpi is not None and usable:
         sx = dpi[0] / src_dpi[0]
         sy = dpi[1] / src_dpi[1]
         if width * sx > FAX_WIDTH:
@@ -311,7 +313,7 @@ def _pdf_pages(doc: _Doc, dpi: tuple[int, int], what: str = "PDF") -> Iterator[I
                 w, h = pdf.get_page_size(i)
                 if not (math.isfinite(w) and math.isfinite(h)) or w <= 0 or h <= 0:
                     raise RenderRefused(f"{doc.name}: page {i + 1} of the {what} has no size")
-                dots, rows = _geometry(w, h, (72.0, 72.0), dpi)
+                dots, rows = _geometry(w, h, (72.0, 72.0), dpi, physical=True)
                 problem = page_problem(FAX_WIDTH, rows, dpi[1], i + 1)
                 if problem is not None:
                     inches = f"{w / 72:.1f} x {h / 72:.1f} inches"
