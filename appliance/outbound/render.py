@@ -50,6 +50,7 @@ __all__ = [
     "fax_dpi",
     "pdf_page_grey",
     "preview_png",
+    "iter_pages",
     "render_pages",
     "safe_name",
     "sniff",
@@ -74,6 +75,8 @@ THRESHOLD = 128
 PLAUSIBLE_DPI = 100.0
 
 _pdfium_lock = threading.Lock()
+#: non-empty once PDFium was told to use no system fonts (once per process)
+_fonts_off: list[bool] = []
 
 
 class RenderRefused(ValueError):
@@ -217,11 +220,11 @@ def _pdfium() -> Iterator[Any]:
     import pypdfium2.raw as pdfium_c
 
     with _pdfium_lock:
-        if not getattr(_pdfium, "fonts_off", False):
+        if not _fonts_off:
             # no system font scan: the same pixels everywhere, and the box has no fonts anyway;
             # PDFium draws non-embedded fonts with its built-in standard fonts
             pdfium_c.FPDF_SetSystemFontInfo(None)
-            _pdfium.fonts_off = True  # type: ignore[attr-defined]
+            _fonts_off.append(True)
         yield pdfium
 
 
@@ -431,12 +434,28 @@ def render_pages(
     body_text: str,
     max_pages: int,
     max_bytes: int,
-    on_file: Callable[[int], None] | None = None,
 ) -> list[Image.Image]:
     """Every page of the fax, in order: the cover, the body text (if any), then each file's pages;
-    1-bit, FAX_WIDTH wide, at FINE or STANDARD (``fax_dpi(fine)``).
+    1-bit, FAX_WIDTH wide, at FINE or STANDARD (``fax_dpi(fine)``). See ``iter_pages``."""
+    return list(
+        iter_pages(files, fine=fine, cover=cover, body_text=body_text, max_pages=max_pages, max_bytes=max_bytes)
+    )
 
-    Refuses (RenderRefused, naming the file) before rendering anything: over ``max_bytes``
+
+def iter_pages(
+    files: list[tuple[str, bytes]],
+    *,
+    fine: bool,
+    cover: Cover | None,
+    body_text: str,
+    max_pages: int,
+    max_bytes: int,
+    on_file: Callable[[int], None] | None = None,
+) -> Iterator[Image.Image]:
+    """``render_pages`` one page at a time, so that a 50-page fax never has to be in memory at once
+    (the child writes each page to the TIFF as it comes: 3.7 MB a page decoded).
+
+    Refuses (RenderRefused, naming the file) before the first page: over ``max_bytes``
     together, a kind that is not accepted, a damaged or truncated file, more than ``max_pages``
     in all. While rendering: a page over the size limits. ``on_file(i)`` is called before file
     ``i`` (0-based; -1 for the cover and body) is rendered, so the child can say which file it
@@ -463,25 +482,23 @@ def render_pages(
             )
     if pages == 0:
         raise RenderRefused("the fax has no pages: no documents, no text")
-    out: list[Image.Image] = []
     if on_file is not None:
         on_file(-1)
     if cover is not None:
         date = cover.date or dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M")
         cover_doc = _Doc("the cover page", "pdf", cover_pdf(cover, pages, date), 1)
-        out.extend(_pdf_pages(cover_doc, dpi))
+        yield from _pdf_pages(cover_doc, dpi)
     if body:
-        out.extend(_pdf_pages(_Doc("the message text", "pdf", text_pdf(body), 0), dpi))
+        yield from _pdf_pages(_Doc("the message text", "pdf", text_pdf(body), 0), dpi)
     for i, doc in enumerate(docs):
         if on_file is not None:
             on_file(i)
         if doc.kind == "pdf":
-            out.extend(_pdf_pages(doc, dpi))
+            yield from _pdf_pages(doc, dpi)
         elif doc.kind == "text":
-            out.extend(_pdf_pages(_Doc(doc.name, "pdf", text_pdf(doc.text), doc.pages), dpi, "text"))
+            yield from _pdf_pages(_Doc(doc.name, "pdf", text_pdf(doc.text), doc.pages), dpi, "text")
         else:
-            out.extend(_image_pages(doc, dpi))
-    return out
+            yield from _image_pages(doc, dpi)
 
 
 def preview_png(tiff: Path, page: int, width: int = 600) -> bytes:

@@ -144,3 +144,12 @@ def test_malformed_tiff_refused_in_the_child(tmp_path: Path):
     data[4:8] = (len(data) + 1000).to_bytes(4, "little")  # the first directory points past the end
     with pytest.raises(RenderRefused, match=r"^fax\.tif: the TIFF is damaged"):
         run(tmp_path, [("fax.tif", bytes(data))])
+
+
+def test_fifty_pages_are_written_one_at_a_time(tmp_path: Path):
+    """50 decoded pages at once would need ~390 MB; written as they come, 200 MB is plenty."""
+    content = text_content(lines=50)
+    n, out = run(tmp_path, [("long.pdf", pdf([content] * 50))], memory_mb=200)
+    assert n == 50
+    with open_tiff(out) as im:
+        assert im.n_frames == 50
