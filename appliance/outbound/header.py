@@ -23,7 +23,7 @@ from PIL import Image
 from appliance.fax.pagelimits import check_frame, frame_dpi, open_tiff
 from appliance.fax.pages import FAX_WIDTH, FINE, write_fax_tiff
 from appliance.outbound.cover import PAGE_WIDTH_PT, build_pdf, pdf_string
-from appliance.outbound.render import _pdfium, pdf_page_grey
+from appliance.outbound.render import pdf_page_grey, pdfium_session
 
 __all__ = ["HEADER_MM", "PLACEHOLDERS", "header_strip", "header_text", "stamp_header"]
 
@@ -83,7 +83,7 @@ def header_strip(text: str, ydpi: float) -> Image.Image:
     height_pt = HEADER_MM / 25.4 * 72
     content = b"BT /F2 9 Tf 18 %.2f Td %s Tj ET" % (height_pt - 9.5, pdf_string(text))
     data = build_pdf([content], PAGE_WIDTH_PT, height_pt)
-    with _pdfium() as pdfium:
+    with pdfium_session() as pdfium:
         pdf = pdfium.PdfDocument(data)
         try:
             page = pdf[0]

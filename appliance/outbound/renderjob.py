@@ -210,6 +210,18 @@ def write_pages(pages: Iterator[Image.Image], path: Path, dpi: tuple[int, int]) 
     return count
 
 
+def _peak_kb() -> int:
+    """This process's peak resident memory since exec (VmHWM: ru_maxrss would carry over the
+    parent's from before the fork)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def main() -> int:
     """The child: limits first, then the request, then the work."""
     request = json.loads(sys.stdin.buffer.read(64 * 1024 * 1024))
@@ -246,7 +258,7 @@ def main() -> int:
         traceback.print_exc()
         _say({"error": f"{type(e).__name__}: {e}"[:300]})
         return 1
-    _say({"pages": count, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss})
+    _say({"pages": count, "maxrss_kb": _peak_kb()})
     return 0
 
 

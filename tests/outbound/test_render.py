@@ -13,7 +13,7 @@ from PIL import Image, ImageChops, ImageDraw
 
 from appliance.fax.pages import FAX_WIDTH
 from appliance.outbound.cover import Cover
-from appliance.outbound.render import RenderRefused, _pdfium, pdf_page_grey, render_pages, sniff, to_bilevel
+from appliance.outbound.render import RenderRefused, pdf_page_grey, pdfium_session, render_pages, sniff, to_bilevel
 
 LETTER = (612, 792)
 ONLY = "only PDF, TIFF, PNG, JPEG and plain text can be faxed"
@@ -188,7 +188,7 @@ def test_jpeg_and_rgba_png_render():
 def test_text_is_thresholded_pixel_for_pixel():
     doc = pdf([text_content(size=9)])
     (page,) = render([("t.pdf", doc)])
-    with _pdfium() as pdfium:
+    with pdfium_session() as pdfium:
         ref = pdfium.PdfDocument(doc)
         grey = pdf_page_grey(ref[0], LETTER, FAX_WIDTH, page.height)
     assert grey.histogram()[100]  # anti-aliased grey was there...  # anti-aliased grey was there...
@@ -217,7 +217,7 @@ def test_photo_and_text_on_one_page_each_get_their_rule():
     text_band = grey.crop((200, 30, 1500, 300))  # the text lines: only black and white runs
     photo = grey.crop((500, 1400, 900, 1800))  # inside the picture (150..450 pt, 100..400 pt up)
     assert 0.25 < darkness(photo) < 0.75
-    with _pdfium() as pdfium:
+    with pdfium_session() as pdfium:
         ref = pdf_page_grey(pdfium.PdfDocument(pdf([text_content(lines=10)]))[0], LETTER, FAX_WIDTH, page.height)
     sharp = ref.point([0] * 128 + [255] * 128).crop((200, 30, 1500, 300))
     assert ImageChops.difference(text_band, sharp).getbbox() is None
@@ -381,3 +381,35 @@ def test_text_file_pages_and_wrapping():
     # 60 lines of ~155 characters wrap to 2 lines each = 120 lines, 52 a page: 3 pages, then the \f
     assert len(pages) == 4
     assert all(0 < darkness(p) < 0.2 for p in pages)
+
+
+def many_directory_tiff(n: int) -> bytes:
+    """A TIFF of ``n`` 1 x 1 pages, 102 bytes a directory, all pointing at one byte of pixels."""
+    import struct
+
+    ifd_size = 2 + 8 * 12 + 4
+    data_at = 8 + n * ifd_size
+    out = bytearray(b"II*\x00" + struct.pack("<I", 8))
+    for i in range(n):
+        entries = [(256, 3, 1), (257, 3, 1), (258, 3, 1), (259, 3, 1), (262, 3, 0), (273, 4, data_at)]
+        entries += [(278, 3, 1), (279, 4, 1)]
+        out += struct.pack("<H", len(entries))
+        for tag, kind, value in entries:
+            out += struct.pack("<HHII", tag, kind, 1, value)
+        out += struct.pack("<I", 8 + (i + 1) * ifd_size if i + 1 < n else 0)
+    return bytes(out + b"\x00")
+
+
+def test_tiff_with_100000_directories_refused_quickly():
+    import time
+
+    doc = many_directory_tiff(100_000)
+    assert len(render([("two.tif", many_directory_tiff(2))])) == 2
+    t = time.perf_counter()
+    with pytest.raises(RenderRefused) as e:
+        render([("many.tif", doc)], max_pages=50)
+    assert time.perf_counter() - t < 2
+    assert str(e.value) == (
+        "many.tif: the fax would have more than 50 pages (more than 50 in this document); "
+        "at most 50 can be sent at once"
+    )
