@@ -66,12 +66,13 @@ def render_in_child(
     a limit; RenderFailed for our own failure. Blocking: call it from a worker thread."""
     if len(files) != len(names):
         raise ValueError("files and names differ in length")
-    total = 0
+    body_text = body_text.encode("utf-8", "replace").decode("utf-8")  # no lone surrogates
+    total = len(body_text.encode("utf-8"))
     for path, name in zip(files, names, strict=True):
         total += path.stat().st_size
         if total > max_bytes:
             raise RenderRefused(
-                f"{name}: the documents are more than {max_bytes / 1e6:g} MB together; at most "
+                f"{safe_name(name)}: the documents are more than {max_bytes / 1e6:g} MB together; at most "
                 f"{max_bytes / 1e6:g} MB can be faxed at once"
             )
     request = {
@@ -129,7 +130,7 @@ def _run(request: dict[str, Any], timeout: float) -> tuple[dict[str, Any], int |
     )
     timed_out = False
     try:
-        out, err = proc.communicate(json.dumps(request).encode(), timeout=timeout)
+        out, err = proc.communicate(json.dumps(request, ensure_ascii=False).encode("utf-8", "replace"), timeout=timeout)
     except subprocess.TimeoutExpired:
         timed_out = True
         proc.kill()
@@ -155,8 +156,10 @@ def _run(request: dict[str, Any], timeout: float) -> tuple[dict[str, Any], int |
     if timed_out:
         return {"limit": "timeout"}, progress
     status = proc.returncode
-    if status in (-signal.SIGXCPU, -signal.SIGKILL):
+    if status == -signal.SIGXCPU:
         return {"limit": "cpu"}, progress
+    if status == -signal.SIGKILL:  # not ours (that is the timeout above): the kernel's OOM killer
+        return {"limit": "memory"}, progress
     if "MemoryError" in tail or "Out of memory" in tail or "out of memory" in tail:
         return {"limit": "memory"}, progress
     if status is not None and status < 0:
@@ -224,7 +227,7 @@ def _peak_kb() -> int:
 
 def main() -> int:
     """The child: limits first, then the request, then the work."""
-    request = json.loads(sys.stdin.buffer.read(64 * 1024 * 1024))
+    request = json.loads(sys.stdin.buffer.read())  # from our parent, bounded by max_bytes
     _lower_and_limit(int(request["memory_mb"]), int(request["cpu_seconds"]))
     from appliance.outbound.render import fax_dpi, iter_pages
 

@@ -153,3 +153,13 @@ def test_fifty_pages_are_written_one_at_a_time(tmp_path: Path):
     assert n == 50
     with open_tiff(out) as im:
         assert im.n_frames == 50
+
+
+def test_any_text_from_a_sender_reaches_the_child_safely(tmp_path: Path):
+    odd = "caf\u00e9 \U0001f4e0 \udc80 \x1b[31m \u202e\u0000"
+    cover = Cover(from_=odd, to=odd, subject=odd, note=odd * 3)
+    text = "caf\u00e9 \U0001f4e0 \u202e \u00e4\n".encode()
+    n, out = run(tmp_path, [("a.txt", text)], cover=cover, body_text=odd)
+    assert n == 3
+    with open_tiff(out) as im:
+        assert im.n_frames == 3
