@@ -91,6 +91,7 @@ def render_in_child(
     if "pages" in answer:
         log.info("rendered %d pages (child peak memory %d KB)", answer["pages"], answer.get("maxrss_kb", 0))
         return int(answer["pages"])
+    out_tiff.unlink(missing_ok=True)  # a child killed mid-write leaves part of a TIFF
     if "refused" in answer:
         raise RenderRefused(str(answer["refused"]))
     what = _on(progress, names)

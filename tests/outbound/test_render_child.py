@@ -85,6 +85,7 @@ def test_deflate_bomb_is_refused_by_the_memory_limit(tmp_path: Path):
         run(tmp_path, [("fine.txt", b"ok\n"), ("bomb.pdf", deflate_bomb())], memory_mb=400)
     assert str(e.value) == "bomb.pdf: the document needs more than 400 MB of memory to render"
     assert time.perf_counter() - t < 30
+    assert not (tmp_path / "out.tif").exists()  # the first file's page was written: removed
 
 
 def form_bomb(depth: int = 6) -> bytes:
