@@ -413,3 +413,21 @@ def test_tiff_with_100000_directories_refused_quickly():
         "many.tif: the fax would have more than 50 pages (more than 50 in this document); "
         "at most 50 can be sent at once"
     )
+
+
+def test_password_protected_pdf_is_refused(tmp_path):
+    import pikepdf
+
+    src = tmp_path / "plain.pdf"
+    src.write_bytes(pdf([text_content()]))
+    locked = tmp_path / "locked.pdf"
+    with pikepdf.open(src) as doc:
+        doc.save(locked, encryption=pikepdf.Encryption(user="secret", owner="owner"))
+    with pytest.raises(RenderRefused) as e:
+        render([("locked.pdf", locked.read_bytes())])
+    assert str(e.value) == "locked.pdf: the PDF cannot be faxed: it is password-protected"
+    # only an owner password (printing allowed without one): renders
+    open_one = tmp_path / "owner-only.pdf"
+    with pikepdf.open(src) as doc:
+        doc.save(open_one, encryption=pikepdf.Encryption(user="", owner="owner"))
+    assert len(render([("owner-only.pdf", open_one.read_bytes())])) == 1
