@@ -10,9 +10,9 @@ memory and CPU limits.
 
 Geometry: a page keeps its physical size at 204 dpi when it fits the fax width (A4 is 1687 dots,
 centred on the 1728-dot line, as a fax machine scans it), and is shrunk to 1728 dots when wider
-(US Letter, landscape pages, screenshots). Rows are at 196 (fine) or 98 (standard) lines per
-inch, so nothing is squashed. Pictures without a usable resolution (none stated, or a screen's 72
-or 96 dpi) fill the width.
+(US Letter, screenshots); a landscape PDF page is turned a quarter instead (see _pdf_pages).
+Rows are at 196 (fine) or 98 (standard) lines per inch, so nothing is squashed. Pictures without
+a usable resolution (none stated, or a screen's 72 or 96 dpi) fill the width.
 
 Bilevel: see ``to_bilevel``.
 """
@@ -232,18 +232,26 @@ def pdfium_session() -> Iterator[Any]:
         yield pdfium
 
 
-def pdf_page_grey(page: Any, size_pt: tuple[float, float], dots: int, rows: int) -> Image.Image:
+def pdf_page_grey(
+    page: Any, size_pt: tuple[float, float], dots: int, rows: int, *, turned: bool = False
+) -> Image.Image:
     """One PDF page (a pypdfium2 PdfPage) drawn at exactly ``dots`` x ``rows``, 8-bit grey, white
-    behind (the x and y scales differ: fax dots are not square)."""
+    behind (the x and y scales differ: fax dots are not square). ``turned``: a quarter turn
+    anticlockwise, the page's top along the left edge, as printers put a landscape page on paper."""
     import pypdfium2.raw as pdfium_c
 
-    sx, sy = dots / size_pt[0], rows / size_pt[1]
+    w, h = size_pt
+    if turned:
+        sx, sy = dots / h, rows / w
+        matrix = pdfium_c.FS_MATRIX(0, -sy, sx, 0, 0, w * sy)
+    else:
+        sx, sy = dots / w, rows / h
+        matrix = pdfium_c.FS_MATRIX(sx, 0, 0, sy, 0, 0)
     bitmap = pdfium_c.FPDFBitmap_CreateEx(dots, rows, pdfium_c.FPDFBitmap_Gray, None, 0)
     if not bitmap:
         raise MemoryError(f"no memory for a page of {dots} x {rows} dots")
     try:
         pdfium_c.FPDFBitmap_FillRect(bitmap, 0, 0, dots, rows, 0xFFFFFFFF)
-        matrix = pdfium_c.FS_MATRIX(sx, 0, 0, sy, 0, 0)
         clip = pdfium_c.FS_RECTF(0, 0, dots, rows)
         pdfium_c.FPDF_RenderPageBitmapWithMatrix(bitmap, page, matrix, clip, pdfium_c.FPDF_ANNOT)
         stride = pdfium_c.FPDFBitmap_GetStride(bitmap)
@@ -327,14 +335,17 @@ def _pdf_pages(doc: _Doc, dpi: tuple[int, int], what: str = "PDF") -> Iterator[I
                 w, h = pdf.get_page_size(i)
                 if not (math.isfinite(w) and math.isfinite(h)) or w <= 0 or h <= 0:
                     raise RenderRefused(f"{doc.name}: page {i + 1} of the {what} has no size")
-                dots, rows = _geometry(w, h, (72.0, 72.0), dpi, physical=True)
+                # a landscape page wider than the fax line is turned rather than shrunk: its text
+                # stays at full size (a quarter turn of the sheet to read, as on any printer)
+                turned = w > h and w / 72 * dpi[0] > FAX_WIDTH
+                dots, rows = _geometry(*((h, w) if turned else (w, h)), (72.0, 72.0), dpi, physical=True)
                 problem = page_problem(FAX_WIDTH, rows, dpi[1], i + 1)
                 if problem is not None:
                     inches = f"{w / 72:.1f} x {h / 72:.1f} inches"
                     raise RenderRefused(f"{doc.name}: {problem} (the page is {inches})")
                 page = _load_page(pdfium, pdf, i, f"{doc.name}: page {i + 1} of the {what} cannot be read")
                 try:
-                    grey = pdf_page_grey(page, (w, h), dots, rows)
+                    grey = pdf_page_grey(page, (w, h), dots, rows, turned=turned)
                 finally:
                     page.close()
                 yield to_bilevel(_on_fax_line(grey))

@@ -431,3 +431,18 @@ def test_password_protected_pdf_is_refused(tmp_path):
     with pikepdf.open(src) as doc:
         doc.save(open_one, encryption=pikepdf.Encryption(user="", owner="owner"))
     assert len(render([("owner-only.pdf", open_one.read_bytes())])) == 1
+
+
+def test_landscape_page_is_turned_top_to_the_left():
+    # A4 landscape, a black band along its top edge and a short bar at its top left corner
+    content = b"0 g 0 555 842 40 re f 0 g 0 400 40 155 re f"
+    (page,) = render([("wide.pdf", pdf([content], size=(842, 595)))])
+    dots = round(595 * 204 / 72)
+    left = (FAX_WIDTH - dots) // 2
+    assert page.size == (FAX_WIDTH, round(842 * 196 / 72))  # full size, not shrunk to 70 %
+    grey = page.convert("L")
+    band = round(40 * 204 / 72)
+    assert grey.crop((left + 2, 0, left + band - 2, page.height)).getextrema() == (0, 0)  # the top: left
+    assert grey.crop((left + band + 2, 0, FAX_WIDTH, page.height - 140)).getextrema() == (255, 255)
+    # the page's top left corner lands at the bottom left: the bar is there, not at the top
+    assert grey.crop((left + band + 2, page.height - 100, left + band + 100, page.height - 5)).getextrema() == (0, 0)
