@@ -422,8 +422,12 @@ def _grey(im: Image.Image) -> Image.Image:
         rgba = im.convert("RGBA")
         paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(paper, rgba).convert("L")
-    if im.mode.startswith("I;16") or im.mode in ("I", "F"):
-        return im.point(lambda v: v / 256).convert("L") if im.mode != "F" else im.convert("L")
+    if im.mode.startswith("I;16"):
+        return im.point(lambda v: v / 256).convert("L")
+    if im.mode in ("I", "F"):  # integers or floats of any range: the brightest is white or less
+        hi = im.getextrema()[1]
+        scale = 255 / float(hi) if isinstance(hi, int | float) and hi > 255 else 1.0
+        return im.point(lambda v: v * scale).convert("L")
     return im.convert("L")
 
 

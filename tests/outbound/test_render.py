@@ -446,3 +446,30 @@ def test_landscape_page_is_turned_top_to_the_left():
     assert grey.crop((left + band + 2, 0, FAX_WIDTH, page.height - 140)).getextrema() == (255, 255)
     # the page's top left corner lands at the bottom left: the bar is there, not at the top
     assert grey.crop((left + band + 2, page.height - 100, left + band + 100, page.height - 5)).getextrema() == (0, 0)
+
+
+def _encoded(im: Image.Image, fmt: str, **kw: object) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def _grad() -> Image.Image:
+    return gradient(400, 300)
+
+
+@pytest.mark.parametrize(
+    ("name", "make"),
+    [
+        ("rgb.jpg", lambda: _encoded(Image.merge("RGB", [_grad()] * 3), "JPEG")),
+        ("16bit.png", lambda: _encoded(_grad().convert("I").point(lambda v: v * 257).convert("I;16"), "PNG")),
+        ("palette.png", lambda: _encoded(_grad().convert("P"), "PNG")),
+        ("alpha.png", lambda: _encoded(_grad().convert("LA"), "PNG")),
+        ("int32.tif", lambda: _encoded(_grad().convert("I"), "TIFF")),
+        ("int32-wide.tif", lambda: _encoded(_grad().convert("I").point(lambda v: v * 1000), "TIFF")),
+        ("float.tif", lambda: _encoded(_grad().convert("F"), "TIFF")),
+    ],
+)
+def test_every_pixel_format_becomes_the_same_grey(name, make):
+    (page,) = render([(name, make())])
+    assert abs(darkness(page) - 0.5) < 0.03
