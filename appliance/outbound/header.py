@@ -25,7 +25,7 @@ from appliance.fax.pages import FAX_WIDTH, FINE, write_fax_tiff
 from appliance.outbound.cover import PAGE_WIDTH_PT, build_pdf, pdf_string
 from appliance.outbound.render import pdf_page_grey, pdfium_session
 
-__all__ = ["HEADER_MM", "PLACEHOLDERS", "header_strip", "header_text", "stamp_header"]
+__all__ = ["HEADER_MM", "PLACEHOLDERS", "header_strip", "header_text", "stamp_header", "template_problem"]
 
 HEADER_MM = 4.2
 PLACEHOLDERS = frozenset({"ident", "date", "time", "page", "pages", "name"})
@@ -70,6 +70,15 @@ def header_text(template: str, *, ident: str, name: str, when: dt.datetime, page
             )
         out.append(values[field])
     return clean("".join(out), MAX_LINE)
+
+
+def template_problem(template: str) -> str | None:
+    """Why ``template`` cannot be a header line, in words for check-config, or None when it can."""
+    try:
+        header_text(template, ident="", name="", when=dt.datetime(2000, 1, 1, tzinfo=dt.UTC), page=1, pages=1)
+    except ValueError as e:
+        return str(e)
+    return None
 
 
 def strip_rows(ydpi: float) -> int:

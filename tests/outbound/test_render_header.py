@@ -12,7 +12,7 @@ from PIL import Image, ImageChops
 from appliance.fax.pagelimits import frame_dpi, open_tiff
 from appliance.fax.pages import FAX_WIDTH, FINE, STANDARD, read_pages, write_fax_tiff
 from appliance.fax.testpages import demo_pages
-from appliance.outbound.header import header_strip, header_text, stamp_header, strip_rows
+from appliance.outbound.header import header_strip, header_text, stamp_header, strip_rows, template_problem
 from appliance.outbound.render import preview_png
 
 WHEN = dt.datetime(2026, 12, 8, 14, 5, tzinfo=dt.UTC)
@@ -85,6 +85,12 @@ def test_values_are_cleaned_and_bounded():
 def test_template_placeholders_are_only_the_known_ones(template: str):
     with pytest.raises(ValueError, match=r"header template"):
         header_text(template, ident="1", name="", when=WHEN, page=1, pages=1)
+    assert (template_problem(template) or "").startswith("the header template")
+
+
+def test_the_default_template_is_fine():
+    assert template_problem("{ident} {date} {time} page {page}/{pages}") is None
+    assert template_problem("") is None
 
 
 def test_preview_png(tmp_path: Path):
