@@ -107,14 +107,14 @@ _OTHER_KINDS = (
 
 def sniff(data: bytes) -> str | None:
     """The document's kind from its content: "pdf", "tiff", "png", "jpeg", "text", or None."""
-    if b"%PDF-" in data[:1024]:
-        return "pdf"
     if data[:4] in (b"II*\x00", b"MM\x00*"):
         return "tiff"
     if data[:8] == b"\x89PNG\r\n\x1a\n":
         return "png"
     if data[:3] == b"\xff\xd8\xff":
         return "jpeg"
+    if b"%PDF-" in data[:1024]:  # PDF readers look this far for the header (mail gateways prepend)
+        return "pdf"
     if any(data.startswith(magic) for magic, _ in _OTHER_KINDS):
         return None
     return "text" if _as_text(data) is not None else None

@@ -473,3 +473,14 @@ def _grad() -> Image.Image:
 def test_every_pixel_format_becomes_the_same_grey(name, make):
     (page,) = render([(name, make())])
     assert abs(darkness(page) - 0.5) < 0.03
+
+
+def test_a_picture_mentioning_pdf_is_still_a_picture():
+    data = png(Image.new("L", (10, 10), 0))
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "%PDF-1.7 converted from a PDF")
+    tagged = png(Image.new("L", (10, 10), 0), pnginfo=info)
+    assert b"%PDF-" in tagged[:1024]
+    assert sniff(tagged) == sniff(data) == "png"
