@@ -122,6 +122,7 @@ bench: venv
 	$(VENV)/bin/python -m tests.bench.bench_delivery
 	$(VENV)/bin/python -m tests.bench.bench_gate
 	$(VENV)/bin/python -m tests.bench.bench_outbound_queue
+	$(VENV)/bin/python -m tests.bench.bench_render
 
 # The README's screenshots of the web UI (docs/screenshots/), from a real appliance in chromium.
 screenshots: venv
