@@ -925,8 +925,9 @@ class OutboundRouteConfig:
 
     @property
     def kind(self) -> str:
-        """ "sip" or "modem": the way out ``via`` names."""
-        return self.via.partition(":")[0].lower()
+        """The way out ``via`` names: "sip" (sips: too) or "modem" (else what it starts with, refused at load)."""
+        kind = self.via.partition(":")[0].lower()
+        return "sip" if kind == "sips" else kind
 
     @property
     def target(self) -> str:
@@ -976,9 +977,9 @@ class OutboundRouteConfig:
                 errors.append(f"{prefix}.forbid[{i}]: " + one_of(kind, OUTBOUND_KINDS))
         if len(self.retries) > 10:
             errors.append(f"{prefix}.retries: at most 10 retries, not {len(self.retries)}")
-        for i, seconds in enumerate(self.retries):
-            if not 10 <= seconds <= 86400:
-                errors.append(f"{prefix}.retries[{i}]: {seconds} must be between 10 and 86400 seconds")
+        bad = [seconds for seconds in self.retries if not 10 <= seconds <= 86400]
+        if bad:
+            errors.append(f"{prefix}.retries: each between 10 and 86400 seconds, not {bad[0]}")
         if not 1 <= self.max_calls <= 32:
             errors.append(f"{prefix}.max_calls: must be between 1 and 32")
 
@@ -992,7 +993,7 @@ class OutboundRouteConfig:
                     "(ttyUSB0) or 'any'"
                 )
             return
-        if self.kind not in ("sip", "sips"):
+        if self.kind != "sip":
             errors.append(
                 f"{prefix}.via: {self.via!r}: must be a SIP URI with {{number}} (sip:{{number}}@pbx.example.com) "
                 "or modem:<line> or modem:any"

@@ -264,10 +264,10 @@ def number_kinds(e164: str, cfg: OutboundConfig) -> frozenset[str]:
         raise NumberRefused(f"{_shown(e164)} is not a number in E.164 form (+ and digits)")
     digits = e164[1:]
     kinds: set[str] = set()
+    split = _country_split(digits, cfg)
     if _is_emergency(digits, cfg):
         kinds.add("emergency")
-    split = _country_split(digits, cfg)
-    if split is not None and (pattern := _PREMIUM_RE.get(split[0])) and pattern.match(split[1]):
+    elif split is not None and (pattern := _PREMIUM_RE.get(split[0])) and pattern.match(split[1]):
         kinds.add("premium")
     cc, area = cfg.country_code, cfg.area_code
     if not cc or not digits.startswith(cc) or (cc == "1" and digits[1:4] in NANP_FOREIGN):
