@@ -177,9 +177,9 @@ def _e164_digits(digits: str, international: bool, text: str, cfg: OutboundConfi
     """The digits of the E.164 form, by the prefix rules (see the module docstring)."""
     intl, trunk, cc, area = cfg.international_prefix, cfg.national_prefix, cfg.country_code, cfg.area_code
     if international:
-        return digits
+        return _without_trunk(digits, cfg)
     if intl and digits.startswith(intl):
-        return digits[len(intl) :]
+        return _without_trunk(digits[len(intl) :], cfg)
     if digits in EMERGENCY:
         raise _emergency_refusal(digits)
     if not cc:
@@ -207,6 +207,24 @@ def _e164_digits(digits: str, international: bool, text: str, cfg: OutboundConfi
             "no area code is configured for local numbers (outbound.area_code)"
         )
     return cc + area + digits
+
+
+def _trunk_of(cc: str, cfg: OutboundConfig) -> str:
+    """The trunk prefix of a country when known: ours as configured, "0" where the tables know it."""
+    if cc == cfg.country_code:
+        return cfg.national_prefix
+    return "0" if cc in SHORT_CODE_COUNTRIES else ""
+
+
+def _without_trunk(digits: str, cfg: OutboundConfig) -> str:
+    """ "+49 030 1234567" means +49 30 1234567: a trunk prefix written after the country code is
+    dropped (once) where it is known, as "(0)" is; national numbers there never start with it."""
+    split = _country_split(digits, cfg)
+    if split is None or split[0] == "1":  # the NANP's own checks refuse +1 1...
+        return digits
+    cc, national = split
+    trunk = _trunk_of(cc, cfg)
+    return cc + national[len(trunk) :] if trunk and national.startswith(trunk) else digits
 
 
 def _nanp_national(digits: str, text: str, cfg: OutboundConfig) -> str:
@@ -254,6 +272,18 @@ def _checked(e164: str, cfg: OutboundConfig) -> str:
         )
     if digits.startswith("1") and digits[1] in "01":
         raise NumberRefused(f"{e164} is not a valid number: no area code in the NANP (+1) starts with {digits[1]}")
+    if digits.startswith("1") and digits[2:4] == "11":
+        raise NumberRefused(
+            f"{e164} is not a valid number: {digits[1:4]} is a service code in the NANP, not an area code"
+        )
+    split = _country_split(digits, cfg)
+    if split is not None:
+        cc, national = split
+        for prefix in (_trunk_of(cc, cfg), cfg.international_prefix if cc == cfg.country_code else ""):
+            if prefix and national.startswith(prefix):
+                raise NumberRefused(
+                    f"{e164} is not a valid number: numbers of +{cc} do not start with {prefix} after the country code"
+                )
     return e164
 
 
@@ -290,12 +320,27 @@ def kind_words(kind: str) -> str:
     return _WORDS.get(kind, kind)
 
 
+def _dials_alone(subscriber: str, cfg: OutboundConfig) -> bool:
+    """Whether a subscriber number can be dialled without its area code and still mean itself: not
+    when it starts like a prefix or a short code (an exchange connects "112..." at the third digit),
+    nor an NANP number of other than 7 digits; those are dialled in national form instead."""
+    cc = cfg.country_code
+    if len(subscriber) < 3 or (cc == "1" and len(subscriber) != 7):
+        return False
+    if any(p and subscriber.startswith(p) for p in (cfg.national_prefix, cfg.international_prefix)):
+        return False
+    if cc in SHORT_CODE_COUNTRIES and subscriber.startswith("1"):
+        return False
+    return not any(subscriber.startswith(code) for code in EMERGENCY)
+
+
 def dial_digits(e164: str, route: OutboundRouteConfig, cfg: OutboundConfig) -> str:
     """What the route dials (a modem) or puts in {number} (SIP): the route's number_format, with
     its dial_prefix (an outside line) in front.
 
-    e164: "+4930123456"; international: "004930123456"; national: "030123456" (a number of
-    another country: international); local: "123456" within our area code (else national).
+    e164: "+4930223456"; international: "004930223456"; national: "030223456" (a number of
+    another country: international); local: "223456" within our area code (else national, also
+    for a subscriber number that could be misread alone: see _dials_alone).
     """
     digits = e164[1:]
     fmt = route.number_format
@@ -305,7 +350,7 @@ def dial_digits(e164: str, route: OutboundRouteConfig, cfg: OutboundConfig) -> s
     if fmt != "international" and cc and digits.startswith(cc):
         national = digits[len(cc) :]
         area = cfg.area_code
-        if fmt == "local" and area and national.startswith(area) and len(national) > len(area):
+        if fmt == "local" and area and national.startswith(area) and _dials_alone(national[len(area) :], cfg):
             return route.dial_prefix + national[len(area) :]
         return route.dial_prefix + cfg.national_prefix + national
     if not intl:

@@ -27,7 +27,8 @@ IT = OutboundConfig(country_code="39", national_prefix="")  # no trunk prefix: n
 NOWHERE = OutboundConfig()  # no country configured: only international forms work
 DE_NO_AREA = OutboundConfig(country_code="49")
 US_NO_AREA = OutboundConfig(country_code="1", international_prefix="011", national_prefix="1")
-CONFIGS = {"US": US, "DE": DE, "UK": UK, "IT": IT, "NOWHERE": NOWHERE, "DE_NO_AREA": DE_NO_AREA,
+BE = OutboundConfig(country_code="32", area_code="2")  # no table for Belgium: the general rules
+CONFIGS = {"BE": BE, "US": US, "DE": DE, "UK": UK, "IT": IT, "NOWHERE": NOWHERE, "DE_NO_AREA": DE_NO_AREA,
            "US_NO_AREA": US_NO_AREA}
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 
@@ -60,6 +61,12 @@ E164 = re.compile(r"\+[1-9][0-9]{6,14}")
     ("DE", "089 1234567", "+49891234567", "national"),
     ("DE", "0151 12345678", "+4915112345678", "national"),
     ("DE", "+49 (0)30 1234567", "+49301234567", "local"),
+    ("DE", "+49 030 1234567", "+49301234567", "local"),  # the trunk 0 written after the country code
+    ("DE", "0049 030 1234567", "+49301234567", "local"),
+    ("DE", "+44 020 7946 0000", "+442079460000", "international"),
+    ("BE", "+32 02 345 67 89", "+3223456789", "local"),
+    ("BE", "02 345 67 89", "+3223456789", "local"),
+    ("BE", "345 67 89", "+3223456789", "local"),
     ("DE", "+49 30 1234567", "+49301234567", "local"),
     ("DE", "0049 30 1234567", "+49301234567", "local"),
     ("DE", "0049-89-1234567", "+49891234567", "national"),
@@ -183,6 +190,15 @@ def test_what_people_type_becomes_e164_with_its_kind(where: str, typed: str, e16
                                 "the 1, this one 11"),
     ("DE", "+1 012 555 0123", "+10125550123 is not a valid number: no area code in the NANP (+1) starts with 0"),
     ("US", "1 123 555 0123", "+11235550123 is not a valid number: no area code in the NANP (+1) starts with 1"),
+    ("US", "1 911 555 0123", "+19115550123 is not a valid number: 911 is a service code in the NANP, not an area code"),
+    ("DE", "+1 411 555 0123", "+14115550123 is not a valid number: 411 is a service code in the NANP, not an area "
+                              "code"),
+    ("DE", "+49 0030 1234567", "+490301234567 is not a valid number: numbers of +49 do not start with 0 after the "
+                               "country code"),
+    ("US", "+44 00 20 7946 0000", "+4402079460000 is not a valid number: numbers of +44 do not start with 0 after "
+                                  "the country code"),
+    ("IT", "+39 00 1234 5678", "+390012345678 is not a valid number: numbers of +39 do not start with 00 after the "
+                               "country code"),
 ])
 def test_refusals_say_what_is_wrong(where: str, typed: str, message: str) -> None:
     with pytest.raises(NumberRefused) as err:
@@ -237,8 +253,15 @@ def _route(fmt: str, prefix: str = "") -> OutboundRouteConfig:
     ("DE", "+49301234567", "e164", "", "+49301234567"),
     ("DE", "+49301234567", "international", "", "0049301234567"),
     ("DE", "+49301234567", "national", "", "0301234567"),
-    ("DE", "+49301234567", "local", "", "1234567"),
-    ("DE", "+49301234567", "local", "0", "01234567"),  # a PBX's outside line
+    ("DE", "+49302345678", "local", "", "2345678"),
+    ("DE", "+49302345678", "local", "0", "02345678"),  # a PBX's outside line
+    # a subscriber number that could be misread alone is dialled in national form
+    ("DE", "+49301234567", "local", "", "0301234567"),  # 1...: a short code in Germany
+    ("DE", "+49300234567", "local", "", "0300234567"),  # 0...: the trunk prefix
+    ("BE", "+3221123456", "local", "", "021123456"),  # 112...: an exchange connects at the third digit
+    ("BE", "+3223456789", "local", "", "3456789"),
+    ("US", "+12129111234", "local", "", "12129111234"),  # 911-1234
+    ("US", "+12120111234", "local", "", "12120111234"),  # 011...: the international prefix
     ("DE", "+49891234567", "local", "0", "00891234567"),
     ("DE", "+49891234567", "national", "", "0891234567"),
     ("DE", "+12125550123", "national", "", "0012125550123"),  # abroad: always international
@@ -288,18 +311,29 @@ def test_normalise_returns_e164_or_refuses(where: str, typed: str) -> None:
     assert "emergency" not in number_kinds(e164, cfg)
 
 
-@settings(max_examples=300, deadline=None)
-@given(where=st.sampled_from(["US", "DE", "UK", "IT"]), national=st.from_regex(r"[2-9][0-9]{9}", fullmatch=True),
-       fmt=st.sampled_from(["e164", "international", "national", "local"]), seps=st.lists(
-           st.sampled_from([" ", "-", ".", "/"]), min_size=10, max_size=10))
-def test_what_a_route_dials_reads_back_as_the_same_number(where: str, national: str, fmt: str,
-                                                         seps: list[str]) -> None:
-    """Typed here in any format a route dials (and with separators anywhere), a number is the
-    same number again: the formats and the parser agree."""
+@st.composite
+def _numbers_here(draw: st.DrawFn) -> tuple[str, str]:
+    """(where, E.164 number) of that country: any national number, or one in its area code."""
+    where = draw(st.sampled_from(["US", "DE", "UK", "IT", "BE"]))
     cfg = CONFIGS[where]
-    e164 = "+" + cfg.country_code + national
+    national = draw(st.one_of(st.from_regex(r"[2-9][0-9]{9}", fullmatch=True),
+                              st.from_regex(r"[0-9]{5,8}", fullmatch=True).map(lambda s: cfg.area_code + s)))
+    return where, "+" + cfg.country_code + national
+
+
+@settings(max_examples=500, deadline=None)
+@given(number=_numbers_here(), fmt=st.sampled_from(["e164", "international", "national", "local"]),
+       seps=st.lists(st.sampled_from([" ", "-", ".", "/"]), min_size=16, max_size=16))
+def test_what_a_route_dials_reads_back_as_the_same_number(number: tuple[str, str], fmt: str,
+                                                         seps: list[str]) -> None:
+    """Typed here as a route dials it (with separators anywhere), a number is the same number
+    again: the formats and the parser agree, so no format turns a number into another one."""
+    where, e164 = number
+    cfg = CONFIGS[where]
+    try:
+        assert normalise(e164, cfg) == e164
+    except NumberRefused:
+        return  # not a valid number (an NANP number of the wrong length, ...): nothing is dialled
     dialled = dial_digits(e164, _route(fmt), cfg)
-    spaced = "".join(c + s for c, s in zip(dialled, seps + [""] * len(dialled), strict=False))
-    if fmt == "local" and where == "DE" and dialled.startswith("1"):
-        return  # a local number starting with 1 is a short code in Germany, not a subscriber's
-    assert normalise(spaced, cfg) == e164
+    spaced = "".join(c + s for c, s in zip(dialled, seps, strict=False)) + dialled[len(seps):]
+    assert normalise(spaced, cfg) == e164, (dialled, spaced)
