@@ -262,12 +262,12 @@ def _outbound_summary(cfg: Config) -> list[str]:
     o = cfg.outbound
     if not o.enabled and not o.routes:
         return []
-    where = f"+{o.country_code}" if o.country_code else "no country (only +... numbers)"
+    where = f"+{o.country_code}" if o.country_code else "no country (so only +... numbers work)"
     if o.area_code:
         where += f", area code {o.area_code}"
     lines = [
-        f"outbound: sending is {'on' if o.enabled else 'off'}; numbers are read as written in {where} "
-        f"(international prefix {o.international_prefix!r}, trunk prefix {o.national_prefix!r})"
+        f"outbound: sending is {'on' if o.enabled else 'off'}; numbers without a country code are taken to be "
+        f"in {where} (international prefix {o.international_prefix!r}, trunk prefix {o.national_prefix!r})"
     ]
     for r in o.routes:
         prefix = f", dial prefix {r.dial_prefix!r}" if r.dial_prefix else ""

@@ -889,7 +889,8 @@ OUTBOUND_REPORTS = ("always", "failure", "never")
 #: the placeholders of the transmit header line
 HEADER_FIELDS = ("ident", "date", "time", "page", "pages", "name")
 _ROUTE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
-_LINE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+#: a modem line's name: its device's base name in calls/modem_line.py short_name's alphabet
+_LINE_NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 #: what {number} is filled with to check a route's SIP URI template (the longest digits it gets)
 _SAMPLE_NUMBER = "+123456789012345"
 
@@ -1112,6 +1113,35 @@ class OutboundConfig:
                 '(name, match = "^\\\\+", via = "sip:{number}@pbx.example.com" or "modem:any")'
             )
 
+    def check_ways_out(self, sip: SipConfig, modem: ModemConfig, errors: list[str]) -> None:
+        """Each route's way out must exist in the other sections: a modem route's line among
+        modem.devices (unless modems are adopted as plugged in), a SIP route's transport among
+        sip.listen's (calls go out from the listener of their transport, as registrations do)."""
+        from appliance.sip.errors import SipParseError
+        from appliance.sip.uri import SipUri
+
+        transports = {item.partition(":")[0].lower() for item in sip.listen}
+        names = {os.path.basename(d.rstrip("/")) for d in modem.devices}
+        for i, route in enumerate(self.routes):
+            key = f"outbound.routes[{i}].via"
+            if route.kind == "modem" and not modem.auto_adopt:
+                target = route.target
+                if not modem.devices:
+                    errors.append(f"{key}: {route.via!r}: no modem is configured (modem.devices, or modem.auto_adopt)")
+                elif target.startswith("/") and target not in modem.devices:
+                    errors.append(f"{key}: {target!r} is not one of modem.devices")
+                elif not target.startswith("/") and target != "any" and target not in names:
+                    errors.append(
+                        f"{key}: no modem line {target!r} among modem.devices (lines: {', '.join(sorted(names))})"
+                    )
+            elif route.kind == "sip":
+                try:
+                    transport = SipUri.parse(route.sip_uri(_SAMPLE_NUMBER)).transport
+                except SipParseError:
+                    continue  # said by validate
+                if transport not in transports:
+                    errors.append(f"{key}: a {transport} call needs a {transport} listener in sip.listen")
+
     def _validate_numbering(self, errors: list[str]) -> None:
         p = "outbound"
         if self.country_code:
@@ -1300,6 +1330,7 @@ class Config:
             if hasattr(section, "validate"):
                 section.validate(checks)
         cfg.sip.check_files(cfg.path, checks)
+        cfg.outbound.check_ways_out(cfg.sip, cfg.modem, checks)
         errors += [e for e in checks if _error_key(e) not in reported]
         if errors:
             raise ConfigError(errors)

@@ -17,9 +17,13 @@ REPO = Path(__file__).resolve().parents[2]
 ROUTE = {"name": "pbx", "match": "^\\+1", "via": "sip:{number}@pbx.example.com"}
 
 
-def _errors(outbound: dict) -> list[str]:
+#: a modem for the modem routes (their line is checked against modem.devices)
+MODEM = {"devices": ["/dev/ttyUSB0"]}
+
+
+def _errors(outbound: dict, **sections: dict) -> list[str]:
     with pytest.raises(ConfigError) as err:
-        Config.from_dict({"outbound": outbound})
+        Config.from_dict({"outbound": outbound, "modem": MODEM} | sections)
     return err.value.errors
 
 
@@ -55,13 +59,16 @@ report = "failure"
 [[outbound.routes]]
 name = "pbx"
 match = "^\\+1"
-via = "sips:{number}@pbx.example.com:5061;transport=tls"
+via = "sip:{number}@pbx.example.com:5070;transport=tcp"
 number_format = "national"
 dial_prefix = "9"
 t38 = "request"
 forbid = ["premium", "international"]
 retries = [60, 600]
 max_calls = 4
+
+[modem]
+devices = ["/dev/serial/by-id/usb-USRobotics_USB_Modem-if00"]
 
 [[outbound.routes]]
 name = "modem"
@@ -81,7 +88,7 @@ forbid = ["premium"]
     assert (pbx.name, pbx.kind, pbx.number_format, pbx.dial_prefix, pbx.t38, pbx.forbid) == (
         "pbx", "sip", "national", "9", "request", ["premium", "international"])
     assert (pbx.retries, pbx.max_calls) == ([60, 600], 4)
-    assert pbx.sip_uri("912125550123") == "sips:912125550123@pbx.example.com:5061;transport=tls"
+    assert pbx.sip_uri("912125550123") == "sip:912125550123@pbx.example.com:5070;transport=tcp"
     assert (modem.kind, modem.target, modem.retries, modem.t38) == (
         "modem", "/dev/serial/by-id/usb-USRobotics_USB_Modem-if00", [120, 300, 600], "accept")
     assert o.route("modem") is modem and o.route("nope") is None
@@ -256,7 +263,41 @@ def test_bad_values_name_the_key(outbound: dict, expected: str) -> None:
     {"allowed_senders": ["fax-?@example.org", "*@*.example.com"], "trusted_relays": ["::1", "10.1.0.0/16"]},
 ])
 def test_good_values_load(outbound: dict) -> None:
-    Config.from_dict({"outbound": outbound})
+    Config.from_dict({"outbound": outbound, "modem": MODEM})
+
+
+@pytest.mark.parametrize("sections, expected", [
+    ({"modem": {}}, "outbound.routes[0].via: 'modem:any': no modem is configured (modem.devices, or "
+                    "modem.auto_adopt)"),
+    ({"modem": MODEM, "via": "modem:/dev/ttyUSB1"}, "outbound.routes[0].via: '/dev/ttyUSB1' is not one of "
+                                                    "modem.devices"),
+    ({"modem": {"devices": ["/dev/ttyUSB0", "/dev/serial/by-id/usb-x-if00"]}, "via": "modem:ttyACM0"},
+     "outbound.routes[0].via: no modem line 'ttyACM0' among modem.devices (lines: ttyUSB0, usb-x-if00)"),
+    ({"via": "sip:{number}@pbx.example.com;transport=tls"},
+     "outbound.routes[0].via: a tls call needs a tls listener in sip.listen"),
+    ({"via": "sips:{number}@pbx.example.com"}, "outbound.routes[0].via: a tls call needs a tls listener in sip.listen"),
+    ({"via": "sip:{number}@pbx.example.com;transport=tcp", "sip": {"listen": ["udp:0.0.0.0:5060"]}},
+     "outbound.routes[0].via: a tcp call needs a tcp listener in sip.listen"),
+])
+def test_each_way_out_must_exist(sections: dict, expected: str) -> None:
+    """A route's modem line must be among modem.devices, its SIP transport among the listeners."""
+    sections = dict(sections)
+    route = {"name": "r", "match": ".", "via": sections.pop("via", "modem:any"), "number_format": "international"}
+    with pytest.raises(ConfigError) as err:
+        Config.from_dict({"outbound": {"routes": [route]}, **sections})
+    assert expected in err.value.errors, err.value.errors
+
+
+@pytest.mark.parametrize("sections, via", [
+    ({"modem": {"auto_adopt": True}}, "modem:/dev/ttyUSB7"),  # any modem plugged in may be the line
+    ({"modem": {"auto_adopt": True}}, "modem:any"),
+    ({"modem": {"devices": ["/dev/serial/by-id/usb-x-if00"]}}, "modem:usb-x-if00"),
+    ({"modem": {"devices": ["/dev/serial/by-id/usb-x-if00"]}}, "modem:/dev/serial/by-id/usb-x-if00"),
+    ({"sip": {"listen": ["udp:0.0.0.0:5060"]}}, "sip:{number}@pbx.example.com"),
+])
+def test_ways_out_that_exist(sections: dict, via: str) -> None:
+    route = {"name": "r", "match": ".", "via": via, "number_format": "international"}
+    Config.from_dict({"outbound": {"routes": [route]}, **sections})
 
 
 def test_every_problem_at_once_each_by_its_key() -> None:
@@ -300,8 +341,8 @@ def test_check_config_says_how_numbers_go_out(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "appliance", "check-config", str(f)], cwd=REPO,
                          capture_output=True, text=True, timeout=LOADED)
     assert out.returncode == 0, out.stderr
-    assert "outbound: sending is on; numbers are read as written in +49, area code 30 (international prefix " \
-           "'00', trunk prefix '0')" in out.stdout, out.stdout
+    assert "outbound: sending is on; numbers without a country code are taken to be in +49, area code 30 " \
+           "(international prefix '00', trunk prefix '0')" in out.stdout, out.stdout
     assert "outbound route pbx: numbers matching '^\\\\+49' -> sip:{number}@pbx.example.com (national, " \
            "dial prefix '0'; forbids premium)" in out.stdout, out.stdout
 

@@ -12,7 +12,7 @@ from appliance.outbound.routes import RouteChoice, choose_route
 def _cfg(country: str, area: str, routes: list[dict], **numbering: str) -> OutboundConfig:
     """A checked configuration, built the way the daemon loads it."""
     section = {"enabled": True, "country_code": country, "area_code": area, "routes": routes, **numbering}
-    return Config.from_dict({"outbound": section}).outbound
+    return Config.from_dict({"outbound": section, "modem": {"devices": ["/dev/ttyUSB0"]}}).outbound
 
 
 #: a Berlin office: local and national calls through the PBX (outside line 0), the rest (but no

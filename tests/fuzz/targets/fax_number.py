@@ -27,7 +27,7 @@ _ROUTES = [
     {"name": "modem", "match": "[02468]$", "via": "modem:any", "number_format": "local", "dial_prefix": "0,"},
 ]
 _BOXES = [
-    Config.from_dict({"outbound": {"routes": _ROUTES} | section}).outbound
+    Config.from_dict({"outbound": {"routes": _ROUTES} | section, "modem": {"auto_adopt": True}}).outbound
     for section in (
         {"country_code": "1", "area_code": "212", "international_prefix": "011", "national_prefix": "1"},
         {"country_code": "49", "area_code": "30"},
