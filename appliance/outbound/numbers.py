@@ -8,18 +8,20 @@ What ``normalise`` accepts (``[outbound]`` country_code, area_code, internationa
 national_prefix say how numbers are written here):
 
 - digits with spaces, ``-``, ``.``, ``/`` and parentheses between them; ``+`` only first;
-- ``+49 30 1234567`` and ``0049 30 1234567`` (the international prefix): international form;
-  ``+44 (0)20 7946 0000``: the "(0)" after the country code is dropped, as it is meant;
-- ``030 1234567`` (the national, trunk prefix): a number of our country;
-- ``1234567``: a local number, which gets country and area code (needs both configured);
+- ``+49 30 2345678`` and ``0049 30 2345678`` (the international prefix): international form;
+  ``+44 (0)20 7946 0000`` and ``+49 030 2345678``: a trunk prefix after the country code is
+  dropped, as it is meant (for our country and those in the tables below);
+- ``030 2345678`` (the national, trunk prefix): a number of our country;
+- ``2345678``: a local number, which gets country and area code (needs both configured);
 - in the NANP (country code 1) numbers have 10 digits: ``(555) 123-4567`` and
   ``1 555 123 4567`` are national, 7 digits are local.
 
 Refused: letters (``fax=``, ``x123``, vanity numbers), other characters, more than 15 digits
-(E.164's limit) or fewer than 7 (the shortest numbers in any national plan, e.g. Niue's +683
-4002, have 7 with their country code), an NANP number that has not 10 digits, and every
-emergency number in every form (``112``, ``+1 911``, ``0044 999``): a fax must never tie up an
-emergency line.
+(E.164's limit) or fewer than 7 (we know of no plan with shorter numbers: Niue's, +683 and 4
+digits, are among the shortest), an NANP number that has not 10 digits or whose area code is
+impossible, a number typed without area code that starts with 1 where that means a short code
+(SHORT_CODE_COUNTRIES), and every emergency number in every form (``112``, ``+1 911``,
+``0044 999``): a fax must never tie up an emergency line.
 """
 
 from __future__ import annotations
@@ -116,7 +118,8 @@ _ALLOWED = frozenset("0123456789+" + _SEPARATORS)
 MAX_INPUT = 40
 MIN_DIGITS = 7
 MAX_DIGITS = 15
-_TRUNK_ZERO = re.compile(r"\(\s*0\s*\)")
+#: "+44 (0)20 ...": a "(0)" right after a country code (1-3 digits), meaning "dial 0 only at home"
+_TRUNK_ZERO = re.compile(r"\+[\s.-]*(?:[0-9][\s.-]*){1,3}(\(\s*0\s*\))")
 
 
 def _shown(raw: str) -> str:
@@ -162,8 +165,8 @@ def normalise(raw: str, cfg: OutboundConfig) -> str:
     if "+" in text[1:]:
         raise NumberRefused(f"{_shown(text)} is not a fax number: a '+' may only come first")
     international = text.startswith("+")
-    if international:
-        text = _TRUNK_ZERO.sub("", text, count=1)
+    if international and (m := _TRUNK_ZERO.match(text)):
+        text = text[: m.start(1)] + text[m.end(1) :]
     digits = "".join(c for c in text if c.isdigit())
     if not digits:
         raise NumberRefused(f"{_shown(text)} is not a fax number: it has no digits")

@@ -62,6 +62,9 @@ E164 = re.compile(r"\+[1-9][0-9]{6,14}")
     ("DE", "0151 12345678", "+4915112345678", "national"),
     ("DE", "+49 (0)30 1234567", "+49301234567", "local"),
     ("DE", "+49 030 1234567", "+49301234567", "local"),  # the trunk 0 written after the country code
+    ("DE", "+ 44 ( 0 ) 20-7946-0000", "+442079460000", "international"),
+    ("NOWHERE", "+352 (0) 123456", "+352123456", "international"),  # "(0)" also where no table knows the plan
+    ("NOWHERE", "+352 123 (0) 456", "+3521230456", "international"),  # not after the country code: a digit
     ("DE", "0049 030 1234567", "+49301234567", "local"),
     ("DE", "+44 020 7946 0000", "+442079460000", "international"),
     ("BE", "+32 02 345 67 89", "+3223456789", "local"),
@@ -142,6 +145,8 @@ def test_what_people_type_becomes_e164_with_its_kind(where: str, typed: str, e16
     ("DE", "030 12", "+493012 is too short: a fax number has at least 7 digits with its country code"),
     ("DE", "+030 1234567", "+0301234567 is not a valid number: no country code starts with 0 "
                            "(write +49 30 ... or 030 ..., not +030 ...)"),
+    ("DE", "+(0)30 1234567", "+0301234567 is not a valid number: no country code starts with 0 "
+                             "(write +49 30 ... or 030 ..., not +030 ...)"),
     ("DE", "000 1234567", "+01234567 is not a valid number: no country code starts with 0 "
                           "(write +49 30 ... or 030 ..., not +030 ...)"),
     # emergency numbers, every way they can be written
