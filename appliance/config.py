@@ -1117,13 +1117,16 @@ class OutboundConfig:
         """Each route's way out must exist in the other sections: a modem route's line among
         modem.devices (unless modems are adopted as plugged in), a SIP route's transport among
         sip.listen's (calls go out from the listener of their transport, as registrations do)."""
-        from appliance.sip.errors import SipParseError
         from appliance.sip.uri import SipUri
 
         transports = {item.partition(":")[0].lower() for item in sip.listen}
         names = {os.path.basename(d.rstrip("/")) for d in modem.devices}
         for i, route in enumerate(self.routes):
             key = f"outbound.routes[{i}].via"
+            malformed: list[str] = []
+            route._validate_via(key, malformed)
+            if malformed:
+                continue  # validate says what is wrong with it
             if route.kind == "modem" and not modem.auto_adopt:
                 target = route.target
                 if not modem.devices:
@@ -1135,10 +1138,7 @@ class OutboundConfig:
                         f"{key}: no modem line {target!r} among modem.devices (lines: {', '.join(sorted(names))})"
                     )
             elif route.kind == "sip":
-                try:
-                    transport = SipUri.parse(route.sip_uri(_SAMPLE_NUMBER)).transport
-                except SipParseError:
-                    continue  # said by validate
+                transport = SipUri.parse(route.sip_uri(_SAMPLE_NUMBER)).transport
                 if transport not in transports:
                     errors.append(f"{key}: a {transport} call needs a {transport} listener in sip.listen")
 

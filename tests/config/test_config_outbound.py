@@ -288,6 +288,16 @@ def test_each_way_out_must_exist(sections: dict, expected: str) -> None:
     assert expected in err.value.errors, err.value.errors
 
 
+def test_a_malformed_way_out_is_said_once() -> None:
+    errors = _errors({"routes": [ROUTE | {"via": "modem:"}, ROUTE | {"name": "b", "via": "sip:pbx.example.com"}]},
+                     sip={"listen": ["udp:0.0.0.0:5060"]})
+    assert [e for e in errors if ".via:" in e] == [
+        "outbound.routes[0].via: 'modem:': after 'modem:' a device path (/dev/ttyUSB0), a line name (ttyUSB0) or 'any'",
+        "outbound.routes[1].via: 'sip:pbx.example.com': needs {number} once, where the number goes "
+        "(sip:{number}@pbx.example.com), and no other braces",
+    ], errors
+
+
 @pytest.mark.parametrize("sections, via", [
     ({"modem": {"auto_adopt": True}}, "modem:/dev/ttyUSB7"),  # any modem plugged in may be the line
     ({"modem": {"auto_adopt": True}}, "modem:any"),

@@ -245,6 +245,14 @@ def test_number_kinds_wants_e164(bad: str) -> None:
         number_kinds(bad, DE)
 
 
+def test_the_configuration_knows_the_countries_the_tables_know() -> None:
+    """config.py refuses a country code that is only the start of one the tables know ("4")."""
+    from appliance.config import _KNOWN_CODES
+    from appliance.outbound.numbers import PREMIUM, SHORT_CODE_COUNTRIES
+
+    assert set(_KNOWN_CODES) == set(PREMIUM) | SHORT_CODE_COUNTRIES
+
+
 def test_kind_words() -> None:
     assert [kind_words(k) for k in KINDS] == [
         "emergency", "premium-rate", "international", "national (long-distance)", "local"]
