@@ -251,7 +251,31 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(f"state directory: {state} (relative paths in the file are relative to it)")
     if cfg.delivery.backend in ("smtp", "direct"):  # its default depends on the server
         print(f"delivery.starttls: {cfg.delivery.starttls_in_effect()}")
+    for line in _outbound_summary(cfg):
+        print(line)
     return 0
+
+
+def _outbound_summary(cfg: Config) -> list[str]:
+    """How numbers are read and which way each route sends them: what check-config cannot see as
+    wrong but the owner should read once (a route that forbids too little, a missing prefix)."""
+    o = cfg.outbound
+    if not o.enabled and not o.routes:
+        return []
+    where = f"+{o.country_code}" if o.country_code else "no country (so only +... numbers work)"
+    if o.area_code:
+        where += f", area code {o.area_code}"
+    lines = [
+        f"outbound: sending is {'on' if o.enabled else 'off'}; numbers without a country code are taken to be "
+        f"in {where} (international prefix {o.international_prefix!r}, trunk prefix {o.national_prefix!r})"
+    ]
+    for r in o.routes:
+        prefix = f", dial prefix {r.dial_prefix!r}" if r.dial_prefix else ""
+        forbids = f"; forbids {', '.join(r.forbid)}" if r.forbid else ""
+        lines.append(
+            f"outbound route {r.name}: numbers matching {r.match!r} -> {r.via} ({r.number_format}{prefix}{forbids})"
+        )
+    return lines
 
 
 def cmd_send_test_fax(args: argparse.Namespace) -> int:

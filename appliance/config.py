@@ -637,19 +637,19 @@ ROUTE_TIFF = ("tiff-f", "profile-s")
 SUBJECT_FIELDS = ("caller", "called", "tsi", "pages", "line", "date")
 
 
-def subject_fields(template: str) -> list[str]:
+def subject_fields(template: str, known: tuple[str, ...] = SUBJECT_FIELDS) -> list[str]:
     """The placeholders a subject template names; ValueError for a malformed one, so the owner
-    learns of it at load time, not when a fax arrives."""
+    learns of it at load time, not when a fax arrives. ``known``: the placeholders allowed."""
     import string
 
     names: list[str] = []
     for _text, fname, spec, conv in string.Formatter().parse(template):
         if fname is None:
             continue
-        if fname not in SUBJECT_FIELDS:
-            hint = did_you_mean(fname, SUBJECT_FIELDS).replace("'", "")
+        if fname not in known:
+            hint = did_you_mean(fname, known).replace("'", "")
             raise ValueError(
-                f"unknown placeholder {{{fname}}} (known: " + ", ".join(f"{{{f}}}" for f in SUBJECT_FIELDS) + ")" + hint
+                f"unknown placeholder {{{fname}}} (known: " + ", ".join(f"{{{f}}}" for f in known) + ")" + hint
             )
         if spec or conv:
             raise ValueError(f"placeholder {{{fname}}}: no format spec or conversion allowed")
@@ -880,6 +880,28 @@ class ModemConfig:
             )
 
 
+#: the kinds of number a route may forbid (appliance/outbound/numbers.py says how a number's kind
+#: is known); emergency numbers are refused on every route whether listed or not
+OUTBOUND_KINDS = ("emergency", "premium", "international", "national", "local")
+NUMBER_FORMATS = ("e164", "international", "national", "local")
+OUTBOUND_RESOLUTIONS = ("fine", "standard")
+OUTBOUND_REPORTS = ("always", "failure", "never")
+#: the placeholders of the transmit header line
+HEADER_FIELDS = ("ident", "date", "time", "page", "pages", "name")
+_ROUTE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
+#: a modem line's name: its device's base name in calls/modem_line.py short_name's alphabet
+_LINE_NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+#: what {number} is filled with to check a route's SIP URI template (the longest digits it gets)
+_SAMPLE_NUMBER = "+123456789012345"
+
+
+def _digits_problem(value: str, lo: int, hi: int) -> str | None:
+    """Why ``value`` is not lo..hi ASCII digits, or None."""
+    if not value.isascii() or not value.isdigit() or not lo <= len(value) <= hi:
+        return f"{value!r} must be {lo}-{hi} digits" if lo != hi else f"{value!r} must be {lo} digits"
+    return None
+
+
 @dataclass
 class OutboundRouteConfig:
     """One ``[[outbound.routes]]`` entry: which numbers (a regex searched in the E.164 number) go
@@ -901,6 +923,108 @@ class OutboundRouteConfig:
     retries: list[int] = field(default_factory=lambda: [120, 300, 600])
     #: simultaneous calls on this route
     max_calls: int = 1
+
+    @property
+    def kind(self) -> str:
+        """The way out ``via`` names: "sip" (sips: too) or "modem" (else what it starts with, refused at load)."""
+        kind = self.via.partition(":")[0].lower()
+        return "sip" if kind == "sips" else kind
+
+    @property
+    def target(self) -> str:
+        """What follows "modem:" (a device path, a line name or "any"); the URI template for SIP."""
+        return self.via.partition(":")[2] if self.kind == "modem" else self.via
+
+    def sip_uri(self, dial: str) -> str:
+        """The Request-URI for one call: the template with {number} filled in (never format(),
+        so no other braces are ever read)."""
+        return self.via.replace("{number}", dial)
+
+    def validate(self, prefix: str, errors: list[str]) -> None:
+        if not self.name:
+            errors.append(f"{prefix}.name: missing (each route needs a name: the queue and the reports use it)")
+        elif not _ROUTE_NAME_RE.fullmatch(self.name):
+            errors.append(
+                f"{prefix}.name: {self.name!r}: letters, digits, '.', '_' and '-', at most 32, starting with a "
+                "letter or digit"
+            )
+        if not self.match:
+            errors.append(
+                f'{prefix}.match: missing (a regex on the E.164 number, e.g. "^\\\\+1"; "." for every number)'
+            )
+        else:
+            try:
+                re.compile(self.match)
+            except (re.error, OverflowError, RecursionError) as e:
+                errors.append(f"{prefix}.match: bad regex {self.match!r}: {e}")
+        self._validate_via(prefix, errors)
+        if self.number_format not in NUMBER_FORMATS:
+            errors.append(f"{prefix}.number_format: " + one_of(self.number_format, NUMBER_FORMATS))
+        elif self.number_format == "e164" and self.kind == "modem":
+            errors.append(
+                f"{prefix}.number_format: a modem cannot dial '+': use international, national or local "
+                "on a modem route"
+            )
+        allowed = "0123456789*" + ("," if self.kind == "modem" else "")
+        if len(self.dial_prefix) > 8 or any(c not in allowed for c in self.dial_prefix):
+            errors.append(
+                f"{prefix}.dial_prefix: {self.dial_prefix!r}: at most 8 of digits and '*'"
+                + (" (',' for a pause)" if self.kind == "modem" else "")
+            )
+        if self.t38 not in T38_MODES:
+            errors.append(f"{prefix}.t38: " + one_of(self.t38, T38_MODES, "must be off, accept or request"))
+        for i, kind in enumerate(self.forbid):
+            if kind not in OUTBOUND_KINDS:
+                errors.append(f"{prefix}.forbid[{i}]: " + one_of(kind, OUTBOUND_KINDS))
+        if len(self.retries) > 10:
+            errors.append(f"{prefix}.retries: at most 10 retries, not {len(self.retries)}")
+        bad = [seconds for seconds in self.retries if not 10 <= seconds <= 86400]
+        if bad:
+            errors.append(f"{prefix}.retries: each between 10 and 86400 seconds, not {bad[0]}")
+        if not 1 <= self.max_calls <= 32:
+            errors.append(f"{prefix}.max_calls: must be between 1 and 32")
+
+    def _validate_via(self, prefix: str, errors: list[str]) -> None:
+        if self.kind == "modem":
+            target = self.target
+            device = target.startswith("/") and len(target) <= 255 and all(c.isprintable() and c != " " for c in target)
+            if not (target == "any" or device or _LINE_NAME_RE.fullmatch(target)):
+                errors.append(
+                    f"{prefix}.via: {self.via!r}: after 'modem:' a device path (/dev/ttyUSB0), a line name "
+                    "(ttyUSB0) or 'any'"
+                )
+            return
+        if self.kind != "sip":
+            errors.append(
+                f"{prefix}.via: {self.via!r}: must be a SIP URI with {{number}} (sip:{{number}}@pbx.example.com) "
+                "or modem:<line> or modem:any"
+            )
+            return
+        if (
+            self.via.count("{number}") != 1
+            or self.via.replace("{number}", "").count("{")
+            or "}" in self.via.replace("{number}", "")
+        ):
+            errors.append(
+                f"{prefix}.via: {self.via!r}: needs {{number}} once, where the number goes "
+                "(sip:{number}@pbx.example.com), and no other braces"
+            )
+            return
+        from appliance.sip.errors import SipParseError
+        from appliance.sip.uri import SipUri  # the config module stays importable without the SIP package
+
+        try:
+            uri = SipUri.parse(self.sip_uri(_SAMPLE_NUMBER))
+            if uri.scheme not in ("sip", "sips") or uri.transport not in SIP_TRANSPORTS:
+                raise SipParseError("scheme")
+        except SipParseError:
+            errors.append(
+                f"{prefix}.via: {self.via!r} is not a SIP URI once {{number}} is filled in "
+                "(sip:{number}@host[:port][;transport=udp|tcp|tls])"
+            )
+            return
+        if uri.user is None or "{number}" not in self.via.partition("@")[0]:
+            errors.append(f"{prefix}.via: {self.via!r}: {{number}} belongs in the user part, before the '@'")
 
 
 @dataclass
@@ -937,6 +1061,160 @@ class OutboundConfig:
     #: the report to the sender: always, failure (only when it failed) or never
     report: str = "always"
     routes: list[OutboundRouteConfig] = field(default_factory=list)
+
+    def route(self, name: str) -> OutboundRouteConfig | None:
+        """The route called ``name`` (a queued job keeps only the name), or None."""
+        return next((r for r in self.routes if r.name == name), None)
+
+    def validate(self, errors: list[str]) -> None:
+        p = "outbound"
+        if len(self.ident) > 20 or any(c not in "0123456789 +" for c in self.ident):
+            errors.append(f"{p}.ident: at most 20 characters of digits, spaces and '+'")
+        if len(self.header) > 100 or any(not c.isprintable() for c in self.header):
+            errors.append(f"{p}.header: at most 100 printable characters")
+        else:
+            try:
+                subject_fields(self.header, HEADER_FIELDS)
+            except ValueError as e:
+                errors.append(f"{p}.header: {e}")
+        if len(self.name) > 60 or any(not c.isprintable() for c in self.name):
+            errors.append(f"{p}.name: at most 60 printable characters")
+        if self.resolution not in OUTBOUND_RESOLUTIONS:
+            errors.append(f"{p}.resolution: " + one_of(self.resolution, OUTBOUND_RESOLUTIONS))
+        self._validate_numbering(errors)
+        if not 1 <= self.max_pages <= 1000:
+            errors.append(f"{p}.max_pages: must be between 1 and 1000")
+        if not 10_000 <= self.max_bytes <= 200_000_000:
+            errors.append(f"{p}.max_bytes: must be between 10000 and 200000000 (200 MB)")
+        self._validate_mail(errors)
+        if self.report not in OUTBOUND_REPORTS:
+            errors.append(f"{p}.report: " + one_of(self.report, OUTBOUND_REPORTS))
+        names: set[str] = set()
+        for i, route in enumerate(self.routes):
+            route.validate(f"{p}.routes[{i}]", errors)
+            if route.name and route.name in names:
+                errors.append(f"{p}.routes[{i}].name: {route.name!r} is used twice")
+            names.add(route.name)
+            geographic = [k for k in route.forbid if k in ("international", "national", "local")]
+            if geographic and not self.country_code:
+                errors.append(
+                    f"{p}.routes[{i}].forbid: {geographic[0]!r} needs outbound.country_code (which country is ours)"
+                )
+            if route.number_format in ("international", "national", "local") and not self.international_prefix:
+                errors.append(
+                    f"{p}.routes[{i}].number_format: {route.number_format!r} needs outbound.international_prefix "
+                    "(for numbers abroad)"
+                )
+            if route.number_format in ("national", "local") and not self.country_code:
+                errors.append(f"{p}.routes[{i}].number_format: {route.number_format!r} needs outbound.country_code")
+        if self.enabled and not self.routes:
+            errors.append(
+                f"{p}.routes: sending is enabled but there is no route out: add an [[outbound.routes]] entry "
+                '(name, match = "^\\\\+", via = "sip:{number}@pbx.example.com" or "modem:any")'
+            )
+
+    def check_ways_out(self, sip: SipConfig, modem: ModemConfig, errors: list[str]) -> None:
+        """Each route's way out must exist in the other sections: a modem route's line among
+        modem.devices (unless modems are adopted as plugged in), a SIP route's transport among
+        sip.listen's (calls go out from the listener of their transport, as registrations do)."""
+        from appliance.sip.uri import SipUri
+
+        transports = {item.partition(":")[0].lower() for item in sip.listen}
+        names = {os.path.basename(d.rstrip("/")) for d in modem.devices}
+        for i, route in enumerate(self.routes):
+            key = f"outbound.routes[{i}].via"
+            malformed: list[str] = []
+            route._validate_via(key, malformed)
+            if malformed:
+                continue  # validate says what is wrong with it
+            if route.kind == "modem" and not modem.auto_adopt:
+                target = route.target
+                if not modem.devices:
+                    errors.append(f"{key}: {route.via!r}: no modem is configured (modem.devices, or modem.auto_adopt)")
+                elif target.startswith("/") and target not in modem.devices:
+                    errors.append(f"{key}: {target!r} is not one of modem.devices")
+                elif not target.startswith("/") and target != "any" and target not in names:
+                    errors.append(
+                        f"{key}: no modem line {target!r} among modem.devices (lines: {', '.join(sorted(names))})"
+                    )
+            elif route.kind == "sip":
+                transport = SipUri.parse(route.sip_uri(_SAMPLE_NUMBER)).transport
+                if transport not in transports:
+                    errors.append(f"{key}: a {transport} call needs a {transport} listener in sip.listen")
+
+    def _validate_numbering(self, errors: list[str]) -> None:
+        p = "outbound"
+        if self.country_code:
+            if why := _digits_problem(self.country_code, 1, 3):
+                errors.append(f"{p}.country_code: {why} (1, 44, 49, ...; no + or 00)")
+            elif self.country_code.startswith("0"):
+                errors.append(f"{p}.country_code: {self.country_code!r}: no country code starts with 0")
+            elif any(known != self.country_code and known.startswith(self.country_code) for known in _KNOWN_CODES):
+                errors.append(
+                    f"{p}.country_code: {self.country_code!r} is only the start of a country code (1, 44, 49, ...)"
+                )
+        if self.area_code:
+            if why := _digits_problem(self.area_code, 1, 6):
+                errors.append(f"{p}.area_code: {why}, without the trunk prefix (30 for Berlin, not 030)")
+            elif not self.country_code:
+                errors.append(f"{p}.area_code: needs outbound.country_code")
+            elif self.national_prefix and self.area_code.startswith(self.national_prefix) and self.country_code != "1":
+                errors.append(
+                    f"{p}.area_code: {self.area_code!r}: write it without the trunk prefix "
+                    f"{self.national_prefix!r} ({self.area_code[len(self.national_prefix) :]!r})"
+                )
+            elif self.country_code == "1" and len(self.area_code) != 3:
+                errors.append(f"{p}.area_code: {self.area_code!r}: NANP area codes have 3 digits")
+        if self.international_prefix and (why := _digits_problem(self.international_prefix, 1, 4)):
+            errors.append(f"{p}.international_prefix: {why} (00, or 011 in the NANP)")
+        if self.national_prefix and (why := _digits_problem(self.national_prefix, 1, 2)):
+            errors.append(f'{p}.national_prefix: {why} (0, or 1 in the NANP; "" where there is none)')
+        if self.international_prefix and self.international_prefix == self.national_prefix:
+            errors.append(f"{p}.national_prefix: must differ from outbound.international_prefix")
+
+    def _validate_mail(self, errors: list[str]) -> None:
+        p = "outbound"
+        seen: set[tuple[str, int]] = set()
+        for i, item in enumerate(self.smtp_listen):
+            try:
+                host, port = parse_hostport(item, 25)
+                ipaddress.ip_address(host)
+            except ValueError as e:
+                errors.append(f"{p}.smtp_listen[{i}]: {item!r}: {e} (e.g. 0.0.0.0:25)")
+                continue
+            if (host, port) in seen:
+                errors.append(f"{p}.smtp_listen[{i}]: {item!r} is listed twice")
+            seen.add((host, port))
+        if self.domain:
+            d = self.domain.strip().rstrip(".").lower()
+            if "@" in d:
+                errors.append(f"{p}.domain: {self.domain!r}: write the domain alone, e.g. fax.example.com")
+            elif not _DOMAIN_RE.fullmatch(d) or domain_problem(d):
+                errors.append(f"{p}.domain: {self.domain!r} is not a domain name (IDNs in their xn-- form)")
+        elif self.smtp_listen:
+            errors.append(f"{p}.domain: the mail-to-fax listener (smtp_listen) needs the domain mail is sent to")
+        for i, glob in enumerate(self.allowed_senders):
+            local, at, domain = glob.rpartition("@")
+            sample = glob.replace("*", "a").replace("?", "a")
+            if not at or not local or not domain or address_problem(sample) is not None:
+                errors.append(
+                    f"{p}.allowed_senders[{i}]: {glob!r} is not an address or a glob of one "
+                    "(*@example.com, fax-*@example.com; * and ? only)"
+                )
+        for i, relay in enumerate(self.trusted_relays):
+            try:
+                ipaddress.ip_network(relay, strict=False)
+            except ValueError:
+                errors.append(f"{p}.trusted_relays[{i}]: {relay!r} is not an IP address or network (10.0.0.0/8)")
+        if self.graph_mailbox and (why := address_problem(self.graph_mailbox)):
+            errors.append(f"{p}.graph_mailbox: {self.graph_mailbox!r} is not a mail address: {why}")
+        if not 10 <= self.graph_poll_seconds <= 3600:
+            errors.append(f"{p}.graph_poll_seconds: must be between 10 and 3600")
+
+
+#: country codes the number tables know (appliance/outbound/numbers.py); a configured code must not
+#: be a mere start of one ("4" for "49")
+_KNOWN_CODES = ("1", "31", "33", "41", "43", "44", "49")
 
 
 @dataclass
@@ -1052,6 +1330,7 @@ class Config:
             if hasattr(section, "validate"):
                 section.validate(checks)
         cfg.sip.check_files(cfg.path, checks)
+        cfg.outbound.check_ways_out(cfg.sip, cfg.modem, checks)
         errors += [e for e in checks if _error_key(e) not in reported]
         if errors:
             raise ConfigError(errors)

@@ -507,8 +507,18 @@ def all_seeds() -> dict[str, list[bytes]]:
         "web_params": query_strings(),
         "web_settings_form": settings_forms(),
         "web_api": api_requests(),
+        "fax_number": fax_numbers(),
     }
     return seeds
+
+
+def fax_numbers() -> list[bytes]:
+    """Numbers as the tests type them, for each numbering of the target (its first byte)."""
+    typed = ["(212) 555-0123", "1 617 555 0123", "555-0123", "011 49 30 1234567", "+44 (0)20 7946 0000",
+             "1-900-555-0123", "876 555 0123", "030/234 56 78", "2345678", "0049 030 2345678", "0900 1234567",
+             "020 7946 0000", "09 1234 56789", "06 1234 5678", "+39 06 1234 5678", "02 345 67 89", "112", "9-1-1",
+             "+1 911", "11880", "1-800-FLOWERS", "+49 30 12", "\uff10\uff13\uff10 1234567", " +49.30.2345678 "]
+    return [bytes([box]) + number.encode() for box in range(6) for number in typed]
 
 
 def boot_configs() -> list[bytes]:

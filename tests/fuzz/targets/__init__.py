@@ -39,6 +39,7 @@ TARGETS: tuple[str, ...] = (
     "web_params",
     "web_settings_form",
     "web_api",
+    "fax_number",
 )
 
 
