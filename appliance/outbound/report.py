@@ -121,8 +121,8 @@ def render_report(
         f"<html><body><p><b>{html.escape(subject(job))}.</b></p><table>{table}</table>{img}</body></html>",
         subtype="html",
     )
-    if thumb:
-        html_part = msg.get_payload()[1]  # type: ignore[index]  # the alternative just added
+    html_part = msg.get_body(("html",))
+    if thumb and html_part is not None:
         html_part.add_related(thumb, "image", "png", cid="<page1>", filename="page1.png")
     return msg
 

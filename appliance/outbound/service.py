@@ -146,7 +146,7 @@ class OutboundService:
         if route.via.startswith("sip:"):
             from appliance.outbound.sip_send import credentials_for, send_over_sip
 
-            target = route.via.replace("{number}", digits)
+            target = route.sip_uri(digits)
             return await send_over_sip(
                 target,
                 tiff,

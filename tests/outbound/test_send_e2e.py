@@ -11,6 +11,7 @@ from __future__ import annotations
 import email
 import email.policy
 import io
+import math
 import smtplib
 import sqlite3
 import subprocess
@@ -28,7 +29,7 @@ from appliance.fax.pages import FINE, read_pages, write_fax_tiff
 from appliance.fax.testpages import demo_pages
 from tests.budgets import LOADED
 from tests.conftest import free_port
-from tests.e2e.conftest import ApplianceProcess, SmtpServer, tiff_attachment
+from tests.e2e.conftest import ApplianceProcess, SmtpServer, smtp, tiff_attachment  # noqa: F401 - smtp is a fixture
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +49,7 @@ international_prefix = "011"
 
 [[outbound.routes]]
 name = "t38"
-match = "^\\\\+1555100[2]$"
+match = "^\\\\+15555551002$"
 via = "{uri}"
 number_format = "local"
 t38 = "request"
@@ -102,7 +103,7 @@ def queued_tiff(sender: ApplianceProcess, job_id: int) -> bytes:
 def assert_same_below_header(received: bytes, queued: bytes) -> None:
     """Each received page is the queued page, except for the header line the sender stamped on top
     (which must be there: the top strip differs)."""
-    from appliance.outbound.header import HEADER_ROWS
+    from appliance.outbound.header import HEADER_MM
 
     got, want = read_pages(io.BytesIO(received)), read_pages(io.BytesIO(queued))
     assert len(got) == len(want), f"{len(got)} pages received, {len(want)} queued"
@@ -110,7 +111,7 @@ def assert_same_below_header(received: bytes, queued: bytes) -> None:
         assert g.size == w.size, f"page {n}: {g.size} received, {w.size} queued"
         box = ImageChops.difference(g.convert("L"), w.convert("L")).getbbox()
         assert box is not None, f"page {n} has no header line"
-        rows = HEADER_ROWS * (2 if g.info.get("dpi", FINE)[1] > 150 else 1)
+        rows = math.ceil(HEADER_MM / 25.4 * float(g.info.get("dpi", FINE)[1]))
         assert box[3] <= rows, f"page {n} differs below the header line: {box}"
 
 
@@ -146,11 +147,11 @@ def test_cli_sends_over_g711_and_t38_and_the_report_comes_back(
     sales = mails_to(smtp, "sales@example.test", 1)[0]
     job = int(out.split("queued as fax ", 1)[1].split()[0])
     assert_same_below_header(tiff_attachment(sales), queued_tiff(sender, job))
-    legal = mails_to(smtp, "billing@example.test", 1)[0]  # 5551002
-    assert len(read_pages(io.BytesIO(tiff_attachment(legal)))) == 2  # the cover page and the page
+    billing = mails_to(smtp, "billing@example.test", 1)[0]  # 5551002, over T.38
+    assert len(read_pages(io.BytesIO(tiff_attachment(billing)))) == 2  # the cover page and the page
 
     report = mails_to(smtp, "alice@example.test", 1)[0]
-    assert report["Subject"] == "Fax to +15551000 sent (2 pages)"
+    assert report["Subject"] == "Fax to +15555551000 sent (2 pages)"
     text = report.get_body(("plain",)).get_content()
     assert "2 of 2 confirmed" in text and "+1 555 1000" in text, text
     assert any(p.get_content_type() == "image/png" for p in report.walk()), "no first-page thumbnail"
@@ -183,7 +184,7 @@ def test_mail_to_fax_through_the_smtp_listener(
         support = mails_to(smtp, "support@example.test", 1)[0]
         assert len(read_pages(io.BytesIO(tiff_attachment(support)))) >= 1
         report = mails_to(smtp, "bob@example.test", 1)[0]
-        assert report["Subject"].startswith("Fax to +15551001 sent"), report["Subject"]
+        assert report["Subject"].startswith("Fax to +15555551001 sent"), report["Subject"]
         # a recipient outside the fax domain is never relayed
         with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
             with pytest.raises(smtplib.SMTPRecipientsRefused):
@@ -219,7 +220,7 @@ def test_a_sender_killed_mid_fax_resends_once_and_the_report_says_so(
     sender.start()
     report = mails_to(smtp, "carol@example.test", 1, timeout=600)[0]
     text = report.get_body(("plain",)).get_content()
-    assert report["Subject"] == "Fax to +15551003 sent (3 pages)", report["Subject"]
+    assert report["Subject"] == "Fax to +15555551003 sent (3 pages)", report["Subject"]
     assert "may have part of it twice" in text, text
     legal = mails_to(smtp, "legal@example.test", 1)  # the complete second copy at least
     pages = [len(read_pages(io.BytesIO(tiff_attachment(m)))) for m in legal]
