@@ -307,6 +307,11 @@ def _attr(a: Any, name: str, default: Any = None) -> Any:
     return a.get(name, default) if isinstance(a, dict) else getattr(a, name, default)
 
 
+def sentence(text: str) -> str:
+    """The report's words as a page shows them on their own: a capital first letter."""
+    return text[:1].upper() + text[1:]
+
+
 def job_dict(job: OutJob) -> dict[str, Any]:
     return {
         "id": job.id,
@@ -321,7 +326,7 @@ def job_dict(job: OutJob) -> dict[str, Any]:
         "pages": job.pages,
         "pages_confirmed": job.pages_confirmed,
         "last_result": job.last_result,
-        "last_words": words(job.last_result) if job.last_result else "",
+        "last_words": sentence(words(job.last_result)) if job.last_result else "",
         "last_detail": job.last_detail,
         "remote_ident": job.remote_ident,
         "finished": job.finished,
@@ -347,5 +352,5 @@ def attempt_dict(a: Any) -> dict[str, Any]:
         "way",
     )
     out = {k: _attr(a, k) for k in keys}
-    out["words"] = words(out["result"]) if out["result"] else "in progress"
+    out["words"] = sentence(words(out["result"])) if out["result"] else "In progress"
     return out

@@ -13,6 +13,7 @@ process and the CLI write there; the daemon reads and removes it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from appliance import localtime
 from appliance.config import Config
 from appliance.outbound.numbers import NumberRefused, normalise
 from appliance.outbound.render import Cover, RenderRefused
@@ -137,6 +139,10 @@ async def render(cfg: Config, req: SubmitRequest, out: Path) -> int:
     total = sum(p.stat().st_size for _, p in req.files)
     if total > ob.max_bytes:
         raise SubmitRefused(f"the files are {total:,} bytes together; this fax box takes at most {ob.max_bytes:,}")
+    cover = req.cover
+    if cover is not None and not cover.date:  # the owner's zone, not the child's
+        zone = localtime.zone(cfg.system.timezone)
+        cover = dataclasses.replace(cover, date=localtime.format_time(time.time(), zone, "%Y-%m-%d %H:%M"))
     loop = asyncio.get_running_loop()
     try:
         return await loop.run_in_executor(
@@ -146,7 +152,7 @@ async def render(cfg: Config, req: SubmitRequest, out: Path) -> int:
                 [n for n, _ in req.files],
                 out,
                 fine=req.fine if req.fine is not None else ob.resolution == "fine",
-                cover=req.cover,
+                cover=cover,
                 body_text=req.body_text,
                 max_pages=ob.max_pages,
                 max_bytes=ob.max_bytes,
