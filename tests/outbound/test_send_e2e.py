@@ -57,10 +57,11 @@ retries = [10]
 
 [[outbound.routes]]
 name = "pbx"
-match = "^\\\\+1555"
+match = "^\\\\+1"
 via = "{uri}"
 number_format = "local"
 t38 = "off"
+forbid = ["premium", "international"]
 retries = [10]
 max_calls = 3
 """
@@ -228,3 +229,49 @@ def test_a_sender_killed_mid_fax_resends_once_and_the_report_says_so(
     with closing(sqlite3.connect(db)) as c:
         (count,) = c.execute("SELECT count(*) FROM out_jobs").fetchone()
     assert count == 1, "the job was duplicated in the queue"
+
+
+def test_the_api_queues_a_fax_refuses_what_it_cannot_send_and_reports(
+    pair: tuple[ApplianceProcess, ApplianceProcess], smtp: SmtpServer, tmp_path: Path
+) -> None:
+    from appliance.config import Config
+    from appliance.web.app import create_app
+    from tests.web.webauth import authed, csrf
+
+    sender, receiver = pair
+    client = authed(create_app(Config.load(sender.config, state_dir=sender.workdir)))
+    headers = {"X-CSRF-Token": csrf(client)}
+    png = io.BytesIO()
+    demo_pages(1, FINE)[0].save(png, "PNG")
+
+    def post(number: str, files: list[tuple[bytes, str]], **form: str):  # type: ignore[no-untyped-def]
+        data = {"number": number, **form, "file": [(io.BytesIO(b), n) for b, n in files]}
+        return client.post("/api/outbound", data=data, headers=headers, content_type="multipart/form-data")
+
+    # refusals, each in words and without a call
+    r = post("1-900-555-0100", [(png.getvalue(), "page.png")])
+    assert r.status_code == 400 and "premium" in r.get_json()["error"], r.get_json()
+    r = post("555-1004", [(b"PK\x03\x04" + b"\x00" * 200, "report.pdf")])
+    assert r.status_code == 400 and "report.pdf" in r.get_json()["error"], r.get_json()
+    r = post("555-1004", [])
+    assert r.status_code == 400
+
+    r = post("555-1004", [(png.getvalue(), "page.png")], report_to="dave@example.test", cover_note="API test")
+    assert r.status_code == 202, r.get_json()
+    job = r.get_json()
+    assert job["e164"] == "+15555551004" and job["pages"] == 2 and job["state"] == "queued"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        got = client.get(f"/api/outbound/{job['id']}").get_json()
+        if got["state"] in ("sent", "failed", "cancelled"):
+            break
+        time.sleep(1)
+    assert got["state"] == "sent", got
+    assert got["pages_confirmed"] == 2 and got["attempts"][0]["way"].startswith("SIP")
+    assert any("MCF" in line for line in got["trace"])
+    listed = client.get("/api/outbound").get_json()["jobs"]
+    assert [j["id"] for j in listed] == [job["id"]]
+    assert client.post(f"/api/outbound/{job['id']}/cancel", headers=headers).status_code == 400  # sent: too late
+    hr = mails_to(smtp, "hr@example.test", 1)[0]
+    assert len(read_pages(io.BytesIO(tiff_attachment(hr)))) == 2
+    assert mails_to(smtp, "dave@example.test", 1)[0]["Subject"] == "Fax to +15555551004 sent (2 pages)"
