@@ -17,7 +17,7 @@ from typing import Any
 
 from appliance.config import Config
 from appliance.control import ControlClient, ControlError
-from appliance.outbound.submit import SubmitRefused, remove_staging, stage_files
+from appliance.outbound.staging import SubmitRefused, remove_staging, stage_files
 
 FINAL = ("sent", "failed", "cancelled")
 #: how long --wait waits for a job that is still queued or being sent

@@ -24,18 +24,14 @@ from appliance.outbound.mailparse import MailFax
 from appliance.outbound.outcome import Outcome, Result
 from appliance.outbound.render import Cover
 from appliance.outbound.report import report_lines, words
-from appliance.outbound.submit import (
+from appliance.outbound.staging import (
     SubmitRefused,
-    SubmitRequest,
-    cover_from,
-    plan,
     purge_stale_staging,
     remove_staging,
-    render,
     staged_files,
     staging_root,
-    submit,
 )
+from appliance.outbound.submit import SubmitRequest, cover_from, plan, render, submit
 from appliance.outbound.worker import OutboundWorker, Progress
 from appliance.spool.outbound import OutboundQueue, OutJob
 from appliance.spool.store import Spool
@@ -63,7 +59,7 @@ class OutboundService:
         recovered = await loop.run_in_executor(None, self.queue.recover, time.time())
         if recovered:
             log.info("outbound: %d job(s) recovered after a restart", len(recovered))
-        await loop.run_in_executor(None, purge_stale_staging, self.cfg(), time.time())
+        await loop.run_in_executor(None, purge_stale_staging, staging_root(self.cfg()), time.time())
         self._spawn(self.worker.run())
         ob = self.cfg().outbound
         if ob.enabled and ob.smtp_listen:

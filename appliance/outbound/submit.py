@@ -14,12 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
-import os
-import re
-import secrets
-import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -33,20 +28,12 @@ from appliance.outbound.numbers import NumberRefused, normalise
 from appliance.outbound.render import Cover, RenderRefused
 from appliance.outbound.renderjob import render_in_child
 from appliance.outbound.routes import RouteChoice, choose_route
+from appliance.outbound.staging import MAX_FILES, SubmitRefused
 from appliance.spool.outbound import OutboundQueue, OutJob
 
 log = logging.getLogger("faxbridge.outbound")
 
-STAGING = "outbound-staging"
-#: a staging directory's name: made by the writer from a CSPRNG, checked before any use
-TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{16,64}")
-MAX_FILES = 20
-MAX_NAME = 120
 SOURCES = ("mail", "graph", "web", "api", "cli")
-
-
-class SubmitRefused(ValueError):
-    """Why a fax was not queued, in words for the sender."""
 
 
 @dataclass
@@ -64,40 +51,6 @@ class SubmitRequest:
     fine: bool | None = None
     #: facts a way in needs to find the job again (the Graph message id), stored with the job
     meta: dict[str, Any] = field(default_factory=dict)
-
-
-def staging_root(cfg: Config) -> Path:
-    return cfg.path(cfg.spool.dir) / STAGING
-
-
-def staged_files(cfg: Config, token: object) -> list[tuple[str, Path]]:
-    """The files of one staging directory in order, or SubmitRefused naming what is wrong."""
-    if not isinstance(token, str) or not TOKEN_RE.fullmatch(token):
-        raise SubmitRefused("the upload is not known (a staging name is 16-64 letters, digits, - or _)")
-    where = staging_root(cfg) / token
-    if not where.is_dir():
-        raise SubmitRefused("the upload is gone (uploads are kept for an hour); upload the files again")
-    try:
-        names = json.loads((where / "names.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        names = []
-    if not isinstance(names, list):
-        names = []
-    files = []
-    for i in range(1, MAX_FILES + 1):
-        p = where / str(i)
-        if not p.is_file():
-            break
-        given = names[i - 1] if i - 1 < len(names) and isinstance(names[i - 1], str) else f"file {i}"
-        files.append((clean_name(given), p))
-    return files
-
-
-def clean_name(name: str) -> str:
-    """A sender's file name for messages: printable, no path, bounded."""
-    name = name.replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(c if c.isprintable() and c not in "\r\n\t" else "_" for c in name).strip()
-    return name[:MAX_NAME] or "unnamed"
 
 
 def cover_from(data: object) -> Cover | None:
@@ -202,53 +155,3 @@ async def submit(
     )
     wake()
     return job
-
-
-def stage_files(cfg: Config, files: list[tuple[str, bytes]]) -> str:
-    """Write an upload (maybe none: a cover page alone) into a new staging directory; its token.
-
-    Files get numbers for names; the sender's names go into names.json, cleaned. A root caller
-    (the CLI under sudo) hands the directory to the spool's owner so the daemon can remove it."""
-    if len(files) > MAX_FILES:
-        raise SubmitRefused(f"at most {MAX_FILES} files can go in one fax")
-    total = sum(len(data) for _, data in files)
-    if total > cfg.outbound.max_bytes:
-        raise SubmitRefused(
-            f"the files are {total:,} bytes together; this fax box takes at most {cfg.outbound.max_bytes:,}"
-        )
-    root = staging_root(cfg)
-    root.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(24)
-    where = root / token
-    where.mkdir(mode=0o750)
-    for i, (_, data) in enumerate(files, 1):
-        (where / str(i)).write_bytes(data)
-    (where / "names.json").write_text(json.dumps([clean_name(n) for n, _ in files]), encoding="utf-8")
-    if os.geteuid() == 0:
-        owner = root.parent.stat()
-        for p in [root, where, *where.iterdir()]:
-            os.chown(p, owner.st_uid, owner.st_gid)
-    return token
-
-
-def remove_staging(cfg: Config, token: str) -> None:
-    if TOKEN_RE.fullmatch(token):
-        shutil.rmtree(staging_root(cfg) / token, ignore_errors=True)
-
-
-def purge_stale_staging(cfg: Config, now: float, max_age: float = 3600.0) -> int:
-    """Staging directories older than an hour are uploads nobody sent: remove them."""
-    root = staging_root(cfg)
-    removed = 0
-    try:
-        entries = list(root.iterdir())
-    except OSError:
-        return 0
-    for d in entries:
-        try:
-            if TOKEN_RE.fullmatch(d.name) and now - d.stat().st_mtime > max_age:
-                shutil.rmtree(d, ignore_errors=True)
-                removed += 1
-        except OSError:
-            continue
-    return removed

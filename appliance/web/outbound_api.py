@@ -14,7 +14,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from appliance.config import Config
-from appliance.outbound.submit import SubmitRefused, remove_staging, stage_files
+from appliance.outbound.staging import SubmitRefused, remove_staging, stage_files
 from appliance.web import auth, daemonlink
 from appliance.web.params import BadParam, email_param, int_param
 

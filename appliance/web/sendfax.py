@@ -41,6 +41,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.datastructures import FileStorage
 
 from appliance.config import Config
+from appliance.outbound.staging import STAGING, purge_stale_staging
 from appliance.web import auth, render
 from appliance.web.daemonlink import control_request
 from appliance.web.faxes import RENDER_ERRORS
@@ -50,9 +51,6 @@ log = logging.getLogger("faxbridge.web")
 
 bp = Blueprint("sendfax", __name__)
 
-STAGING = "outbound-staging"
-#: a staging directory nobody sent within this long is left over from an abandoned form
-STAGING_MAX_AGE = 3600.0
 #: a token is secrets.token_urlsafe(18): 24 characters of [A-Za-z0-9_-]
 TOKEN = re.compile(r"[A-Za-z0-9_-]{24}")
 #: the daemon's uids are short hex or similar; anything else never reaches a path
@@ -171,23 +169,6 @@ class StagingRefused(ValueError):
     """The uploaded files cannot be staged; the message says why in plain words."""
 
 
-def sweep_staging(root: Path, now: float, max_age: float = STAGING_MAX_AGE) -> int:
-    """Remove staging directories older than ``max_age``; returns how many went."""
-    removed = 0
-    try:
-        entries = list(root.iterdir())
-    except FileNotFoundError:
-        return 0
-    for entry in entries:
-        try:
-            if entry.is_dir() and not entry.is_symlink() and now - entry.stat().st_mtime > max_age:
-                shutil.rmtree(entry, ignore_errors=True)
-                removed += 1
-        except FileNotFoundError:
-            continue
-    return removed
-
-
 def human_size(n: int) -> str:
     return f"{n / 1_000_000:.1f} MB" if n >= 1_000_000 else f"{max(1, round(n / 1000))} KB"
 
@@ -289,7 +270,7 @@ def send_post() -> ResponseReturnValue:
     if action not in ("preview", "send"):
         abort(400, "The form's action must be preview or send.")
     root = staging_root()
-    sweep_staging(root, time.time())
+    purge_stale_staging(root, time.time())
     form = read_form(request.form, cfg.resolution != "standard")
     token = request.form.get("staging", "")
     uploads = [f for f in request.files.getlist("files") if f.filename]
