@@ -56,7 +56,8 @@ class WebOnly(Appliance):
 @pytest.fixture
 def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[WebOnly, OutboundDouble]]:
     app = WebOnly(tmp_path_factory.mktemp("box"), configured=True,
-                  extra='[outbound]\nenabled = true\ncountry_code = "1"\nmax_bytes = 2000000\n')
+                  extra='[outbound]\nenabled = true\ncountry_code = "1"\nmax_bytes = 2000000\n'
+                        '[[outbound.routes]]\nname = "pbx"\nmatch = "^\\\\+"\nvia = "sip:{number}@127.0.0.1:5"\n')
     (app.workdir / "spool").mkdir()
     double = OutboundDouble(app.workdir / "spool", page_seconds=2.0)
     with double.serve(app.workdir / "fb.sock"):
