@@ -186,6 +186,21 @@ def test_mail_to_fax_through_the_smtp_listener(
         assert len(read_pages(io.BytesIO(tiff_attachment(support)))) >= 1
         report = mails_to(smtp, "bob@example.test", 1)[0]
         assert report["Subject"].startswith("Fax to +15555551001 sent"), report["Subject"]
+        # a PDF bomb: refused with the renderer's reason (the 550 Exchange turns into an NDR), the
+        # daemon unharmed and the good mail above unaffected
+        from tests.outbound.test_render_child import deflate_bomb
+
+        bomb = EmailMessage()
+        bomb["From"] = "bob@example.test"
+        bomb["To"] = "5551001@fax.example.test"
+        bomb["Subject"] = "bomb"
+        bomb.set_content("x")
+        bomb.add_attachment(deflate_bomb(), maintype="application", subtype="pdf", filename="bomb.pdf")
+        with smtplib.SMTP("127.0.0.1", port, timeout=120) as s:
+            with pytest.raises(smtplib.SMTPDataError) as refused:
+                s.send_message(bomb)
+        assert refused.value.smtp_code == 550 and b"bomb.pdf" in refused.value.smtp_error, refused.value
+        assert sender.proc is not None and sender.proc.poll() is None
         # a recipient outside the fax domain is never relayed
         with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
             with pytest.raises(smtplib.SMTPRecipientsRefused):
