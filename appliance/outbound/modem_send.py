@@ -58,7 +58,7 @@ T30_RESULTS: dict[int, Result] = {
     21: Result.DROPPED,  # TX_PHDDEAD: no answer after a page
     22: Result.DROPPED,  # TX_T5EXP
     49: Result.DROPPED,  # CALLDROPPED
-    **{code: Result.ERROR for code in range(41, 48)},  # our TIFF: FILEERROR ... NOMEM
+    **dict.fromkeys(range(41, 48), Result.ERROR),  # our TIFF: FILEERROR ... NOMEM
 }
 
 #: the words of ATD's final result
