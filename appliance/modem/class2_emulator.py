@@ -38,7 +38,9 @@ waits for its T.30 outcome: ``+FPS:1`` and OK when every page was confirmed (the
 ``ATH`` hangs up), else ``+FHS:<code>`` and ERROR.  So the far end's DIS is only heard after
 the last page was handed over (the DIS is repeated for 35 s, T.30's T1: every DTE so far hands
 its pages over in well under a second), and a far end that is no fax machine shows at the end
-as ``+FHS:11``, not as an ATD failure.
+as ``+FHS:11``, not as an ATD failure.  A stored page is answered ``+FPS:1`` 1.2 s after its end,
+before it went out: a DTE counts it as confirmed though the far end may never get it (the drop
+tests see that).  ``<CAN>`` while a page's answer is pending aborts the session (``+FHS:02``).
 
 Sans-I/O like ``T31Modem``, and duck-typed like it for ``VirtualLine``: bytes from the DTE go in
 with :meth:`at_rx`, output collects for :meth:`take_output`, line requests queue as
@@ -54,7 +56,7 @@ import shutil
 import tempfile
 from collections import deque
 
-from appliance.modem.class2_codes import looks_reversed
+from appliance.modem.class2_codes import CAN, looks_reversed
 from appliance.modem.dle import DLE, ETX, dle_stuff
 from appliance.sip.errors import LocalProtocolError
 from appliance.spandsp._spandsp import ffi, lib
@@ -309,6 +311,9 @@ class Class2Modem:
         for b in data:
             if self.tx_data is not None:
                 self._page_byte(b)
+                continue
+            if b == CAN[0] and (self.tx_final_pending or self.tx_held is not None):
+                self._fail_call("02")  # the DTE aborts while the pages go out: DCN, +FHS:02
                 continue
             if b == 0x0D:
                 raw = bytes(self._line)

@@ -15,7 +15,8 @@ on hook.  An RTN page is sent again once (T.30 allows the retry; more would hold
 a page the far end keeps refusing).
 
 Cancel: between commands ``AT+FKS`` (an orderly DCN); inside a page the data stops, the phase
-is closed with ``<DLE><ETX>`` and ``AT+FKS`` follows.  The modem's hang-up code says how it
+is closed with ``<DLE><ETX>`` and ``AT+FKS`` follows; while the modem sends a page (its answer
+pending) ``<CAN>`` aborts it, then ``AT+FKS``.  The modem's hang-up code says how it
 ended (``hangup_code``); ``appliance.outbound.modem_send`` words it.
 
 Nothing here raises for what the modem or the far end does (the SendDriver contract): a timeout,
@@ -32,7 +33,7 @@ from typing import NoReturn
 
 from appliance.modem.at import DataResult, DeviceGone, Unsolicited
 from appliance.modem.class1 import dial_string
-from appliance.modem.class2_codes import ALL_RESULTS, SPELLINGS, hangup_key, parse_dcs
+from appliance.modem.class2_codes import ALL_RESULTS, CAN, SPELLINGS, hangup_key, parse_dcs
 from appliance.modem.dle import DLE, ETX, dle_stuff
 from appliance.modem.driver import ModemSendJob, ModemSendResult
 from appliance.modem.serial_port import ModemError, ModemPort
@@ -166,16 +167,17 @@ class Class2Transmitter:
             if self._cancelled(job, r):
                 await port.write_data(bytes((DLE, ETX)))
                 await self._data_result(port, r, COMMAND_TIMEOUT * 2, may_fail=True)
+                r.cancelled = True
                 await self._abort(port, r, "cancelled during a page")
             await port.write_data(data[at : at + CHUNK])
         answer = max(PAGE_ANSWER_MIN, len(data) * 8 / 2400 * 2 + 30)
         answer = min(answer * (r.pages_total if last else 1), max(5.0, deadline - time.monotonic()))
         if self.variant == "2.0":
             await port.write_data(_PPM_20[last])
-            lines = await self._data_result(port, r, answer)
+            lines = await self._data_result(port, r, answer, job.cancel)
         else:
             await port.write_data(bytes((DLE, ETX)))
-            await self._data_result(port, r, answer)
+            await self._data_result(port, r, answer, job.cancel)
             done = await port.command(f"AT+FET={2 if last else 0}", answer, expect=ALL_RESULTS)
             self._read_lines(done.lines, r)
             if done.result != "OK":
@@ -184,17 +186,35 @@ class Class2Transmitter:
         return self._verdict(lines)
 
     async def _data_result(
-        self, port: ModemPort, r: ModemSendResult, timeout: float, may_fail: bool = False
+        self,
+        port: ModemPort,
+        r: ModemSendResult,
+        timeout: float,
+        cancel: asyncio.Event | None = None,
+        may_fail: bool = False,
     ) -> list[str]:
-        """Wait for the page data phase's final result; its lines (+FPS:, +FHS:)."""
+        """Wait for the page data phase's final result; its lines (+FPS:, +FHS:).
+
+        Cancel while waiting sends <CAN> (the modem aborts the session: +FHS:02 and ERROR), then
+        waits a short while for that answer and ends the call with +FKS."""
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
         lines: list[str] = []
         while True:
+            if cancel is not None and cancel.is_set() and not r.cancelled:
+                r.cancelled = True
+                await port.write_data(CAN)
+                end = min(end, loop.time() + COMMAND_TIMEOUT * 2)
+                may_fail = True
             try:
-                ev = await asyncio.wait_for(port.events.get(), max(0.0, end - loop.time()))
+                wait = max(0.0, end - loop.time())
+                ev = await asyncio.wait_for(port.events.get(), min(wait, 0.25) if cancel is not None else wait)
             except TimeoutError:
+                if loop.time() < end:
+                    continue
                 port.channel.end_data_phase(loop.time())
+                if r.cancelled:
+                    await self._abort(port, r, "cancelled while the modem sent a page")
                 if may_fail:
                     return lines
                 self._failed(r, f"no answer from the modem {timeout:.0f} s after the page")
@@ -207,6 +227,8 @@ class Class2Transmitter:
             elif isinstance(ev, DataResult):
                 lines += ev.lines
                 self._read_lines(ev.lines, r)
+                if r.cancelled:
+                    await self._abort(port, r, "cancelled while the modem sent a page")
                 if ev.result == "OK" or may_fail:
                     return lines
                 self._failed(r, f"page end: {ev.result}")
@@ -222,7 +244,7 @@ class Class2Transmitter:
         if not r.hangup_code and r.complete:
             r.hangup_code = "00"
 
-    async def _abort(self, port: ModemPort, r: ModemSendResult, why: str) -> None:
+    async def _abort(self, port: ModemPort, r: ModemSendResult, why: str) -> NoReturn:
         r.cancelled = True
         r.reason = why
         kill = "AT+FKS" if self.variant == "2.0" else "AT+FK"

@@ -71,6 +71,9 @@ class LineOptions:
     noise_db: float | None = None
     drop_audio: float = 0.0
     hangup_after_page: int | None = None
+    #: seconds of line time between that page's MCF and the drop (0: the MCF itself is cut, so
+    #: the sender never hears it; a few seconds: the drop comes during the next page)
+    hangup_delay: float = 0.0
     ring_timeout: float = 60.0
     #: seconds the line stays up after one side hangs up before the other hears NO CARRIER: the
     #: last frame (DCN) is still on its way, and fax.md's efax run failed when the pty went at once
@@ -309,6 +312,7 @@ class VirtualLine:
         self._media: ModemLine | None = None
         self._leaving: tuple[VirtualPort, float, str] | None = None  # (who stays, when, why)
         self._fax_ends: dict[str, object] = {}  # port name -> the Class 2 terminal the line carries
+        self._drop_in: float | None = None  # line time left before a hangup_after_page drop
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._reading: set[int] = set()
@@ -577,8 +581,13 @@ class VirtualLine:
             log.info("line: page %d confirmed", pages)
             self._notify()
             limit = self.options.hangup_after_page
-            if limit is not None and pages >= limit:
-                self._drop_call(f"fault: hang-up after page {pages}")
+            if limit is not None and pages >= limit and self._drop_in is None:
+                self._drop_in = self.options.hangup_delay
+        if self._drop_in is not None:
+            self._drop_in -= PTIME
+            if self._drop_in < 0:
+                self._drop_in = None
+                self._drop_call(f"fault: hang-up after page {self.options.hangup_after_page}")
 
     def _hangup(self, port: VirtualPort, why: str) -> None:
         if self._ringing is not None and port in self._ringing:
@@ -630,6 +639,7 @@ class VirtualLine:
         if self._media is not None:
             self._media.close()
             self._media = None
+        self._drop_in = None
         self._notify()
 
     def _dte_closed(self, port: VirtualPort) -> None:
