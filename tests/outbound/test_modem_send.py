@@ -178,7 +178,7 @@ def _send_to_efax(tmp_path: Path, classes: tuple[str, ...], pages: int,
 @pytest.mark.slow
 @pytest.mark.xdist_group("modem-send")
 @needs_efax
-@pytest.mark.parametrize("classes", [("1.0", "1"), ("2.0",)], ids=["class1", "class2.0"])
+@pytest.mark.parametrize("classes", [("1.0", "1"), ("2.0",), ("2",)], ids=["class1", "class2.0", "class2"])
 def test_our_line_sends_two_pages_to_efax(tmp_path: Path, classes: tuple[str, ...]) -> None:
     out, s, rx_rc, elapsed, tiff = _send_to_efax(tmp_path, classes, 2)
     log = (tmp_path / "rx.log").read_text()[-3000:]
