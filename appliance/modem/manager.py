@@ -134,9 +134,10 @@ class ModemManager:
 
     def acquire(self, name: str = "any") -> ModemLine:
         """The line to send a fax on: ``"any"`` (or "") is the first line that can send now;
-        otherwise the line whose device path, short name or ``modem:<name>`` is ``name``.
+        otherwise the line whose device path or short name is ``name`` (with or without the
+        route's ``modem:`` in front).
         LineBusy (in words for the report) when there is none or it cannot send now."""
-        wanted = name.strip()
+        wanted = name.strip().removeprefix("modem:")  # the route's whole "modem:<x>" is fine too
         if wanted in ("", "any"):
             candidates = list(self.lines.values())
         else:

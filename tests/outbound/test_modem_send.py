@@ -289,3 +289,36 @@ def test_cancel_during_the_call_hangs_up_and_frees_the_line(tmp_path: Path, clas
     assert out.result is Result.CANCELLED and not out.retryable, out
     assert out.pages_confirmed < 3 and call.ended is not None, (out, call)
     print(f"{classes[0]}: cancelled after {took:.1f} s: {out.detail}; line: {call.ended_by}")
+
+
+def test_a_line_in_a_call_or_claimed_by_a_sender_cannot_send(tmp_path: Path) -> None:
+    """The line's rule, without a modem: only an idle line with no ring counted and no other job
+    may dial; a second sender finds it taken the moment the first called send()."""
+    from appliance.calls.modem_line import LineState
+    from appliance.modem.driver import ModemSendJob
+
+    spool = Spool(tmp_path)
+    mgr = ModemManager(LineSettings(), ["/dev/ttyFAKE0"], spool.begin, spool.finish)
+    line = mgr.lines["/dev/ttyFAKE0"]
+    for state in (LineState.RINGING, LineState.RECEIVING, LineState.SENDING, LineState.DOWN):
+        line.state = state  # as the line's loop sets it
+        assert not line.can_send
+        with pytest.raises(LineBusy, match=f"ttyFAKE0 {state.value}"):
+            mgr.acquire("modem:ttyFAKE0")
+    line.state = LineState.IDLE
+    assert mgr.acquire("modem:ttyFAKE0") is line and mgr.acquire("/dev/ttyFAKE0") is line
+
+    async def go() -> None:
+        job = ModemSendJob(dial="5551000", tiff_path=tmp_path / "doc.tif", ident="1")
+        first = asyncio.ensure_future(line.send(job))
+        await asyncio.sleep(0)  # send() claims the line before its first await
+        assert not line.can_send
+        with pytest.raises(LineBusy, match="another fax is going out"):
+            await line.send(ModemSendJob(dial="5551001", tiff_path=tmp_path / "doc.tif", ident="1"))
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        assert job.cancel is not None and job.cancel.is_set()  # the driver would hang up
+        assert line.can_send
+
+    asyncio.run(go())
