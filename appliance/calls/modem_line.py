@@ -5,6 +5,7 @@ Theory of operation.  :meth:`ModemLine.run` loops for the life of the daemon:
     down --(device present)--> probing --(probe + init ok)--> idle --RING--> ringing
     ringing --(configured rings)--> receiving --(driver returns)--> (re-init) idle
     ringing --(no RING for RING_GAP s: the caller gave up)--> idle
+    idle --(send() asked for a fax to go out)--> sending --(driver returns)--> (re-init) idle
     any --(DeviceGone / EIO / udev remove)--> down --(device back)--> probing
     any --(modem error: ERROR, timeout, no class)--> error --(backoff 1, 2, 4 ... 60 s)--> probing
 
@@ -18,8 +19,14 @@ the selected class answers and receives; ``finish`` always gets the driver's res
 the modem was pulled out mid-page (the driver returns the pages it has: the contract in
 ``driver.py``) or the daemon is stopping.
 
-Drivers are looked up by class and imported only when a call is answered, so a line runs (and
-shows its state) even where a driver cannot be loaded.
+Sending.  :meth:`ModemLine.send` hands the idle loop a :class:`ModemSendJob` (claimed at once, so
+two senders never share a line) and waits for its :class:`ModemSendResult`.  The loop takes it
+only while idle with no ring counted: a line that rings is busy (``LineBusy``), and a line that
+sends is off hook, so it cannot ring; afterwards the modem is initialised again as after any
+call.  :meth:`ModemManager.acquire` picks the line (by name, device, or "any" idle one).
+
+Drivers are looked up by class and imported only when a call is answered (or sent), so a line
+runs (and shows its state) even where a driver cannot be loaded.
 """
 
 from __future__ import annotations
@@ -41,7 +48,14 @@ import serial
 
 from appliance.calls.facts import CallFacts
 from appliance.modem.at import DeviceGone, Unsolicited, caller_id_item
-from appliance.modem.driver import ModemCall, ModemCallResult, ReceiveDriver
+from appliance.modem.driver import (
+    ModemCall,
+    ModemCallResult,
+    ModemSendJob,
+    ModemSendResult,
+    ReceiveDriver,
+    SendDriver,
+)
 from appliance.modem.probe import DEFAULT_CLASS_PREFERENCE, ModemInfo, ProbeError, probe
 from appliance.modem.quirks import Quirks, quirks_for
 from appliance.modem.serial_port import Flow, ModemError, ModemPort
@@ -58,6 +72,7 @@ class LineState(enum.StrEnum):
     IDLE = "idle"
     RINGING = "ringing"
     RECEIVING = "receiving"
+    SENDING = "sending"  # dialling, then sending a fax
     ERROR = "error"
 
 
@@ -80,6 +95,10 @@ MOVES: frozenset[tuple[LineState, LineState]] = frozenset(
         (_S.RECEIVING, _S.IDLE),
         (_S.RECEIVING, _S.DOWN),
         (_S.RECEIVING, _S.ERROR),
+        (_S.IDLE, _S.SENDING),
+        (_S.SENDING, _S.IDLE),
+        (_S.SENDING, _S.DOWN),
+        (_S.SENDING, _S.ERROR),
         # back to probing after the backoff; to idle after a call it could not record (re-init ok)
         (_S.ERROR, _S.PROBING),
         (_S.ERROR, _S.IDLE),
@@ -134,6 +153,19 @@ DRIVERS: dict[str, tuple[str, str, dict[str, Any]]] = {
 }
 
 
+#: class -> the SendDriver (module, factory, keyword arguments); imported when a fax goes out
+SENDERS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "1": ("appliance.modem.class1", "Class1Transmitter", {}),
+    "1.0": ("appliance.modem.class1", "Class1Transmitter", {}),
+    "2": ("appliance.modem.class2_send", "Class2Transmitter", {"variant": "2"}),
+    "2.0": ("appliance.modem.class2_send", "Class2Transmitter", {"variant": "2.0"}),
+}
+
+
+class LineBusy(Exception):
+    """The line cannot send now (a call is in, it is down, or another fax is going out)."""
+
+
 class DriverUnavailable(Exception):
     """No driver can be loaded for the selected class."""
 
@@ -156,6 +188,19 @@ def load_driver(fax_class: str) -> ReceiveDriver:
         factory = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as e:
         raise DriverUnavailable(f"class {fax_class} driver {module}:{name} cannot be loaded: {e}") from e
+    return factory(**kwargs)
+
+
+def load_sender(fax_class: str) -> SendDriver:
+    """The send driver for ``fax_class``, imported now."""
+    try:
+        module, name, kwargs = SENDERS[fax_class]
+    except KeyError:
+        raise DriverUnavailable(f"no send driver for class {fax_class}") from None
+    try:
+        factory = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise DriverUnavailable(f"class {fax_class} send driver {module}:{name} cannot be loaded: {e}") from e
     return factory(**kwargs)
 
 
@@ -235,13 +280,18 @@ class ModemLine:
         *,
         drivers: Callable[[str], ReceiveDriver] = load_driver,
         opener: Opener = _open_port,
+        senders: Callable[[str], SendDriver] = load_sender,
     ) -> None:
         self.device = device
         self.name = short_name(device)
         self.line = f"modem:{self.name}"
         self.settings = settings
         self._begin, self._finish = begin, finish
-        self._drivers, self._opener = drivers, opener
+        self._drivers, self._opener, self._senders = drivers, opener, senders
+        #: a fax waiting for the idle loop to send it, and where its result goes
+        self._send_request: tuple[ModemSendJob, asyncio.Future[ModemSendResult]] | None = None
+        self.sent = 0
+        self.last_send: dict[str, Any] | None = None
         self.state = LineState.DOWN
         self.reason = "not started"
         self.since = time.time()
@@ -279,8 +329,42 @@ class ModemLine:
 
     @property
     def in_call(self) -> bool:
-        """Ringing or receiving: settings and restarts wait until the call has ended."""
-        return self.state in ("ringing", "receiving")
+        """Ringing, receiving or sending: settings and restarts wait until the call has ended."""
+        return self.state in ("ringing", "receiving", "sending")
+
+    @property
+    def can_send(self) -> bool:
+        """Idle, no ring counted and no other fax claimed it: :meth:`send` would take the job."""
+        return self.state is LineState.IDLE and self._send_request is None and not self.rings
+
+    async def send(self, job: ModemSendJob) -> ModemSendResult:
+        """Dial and send ``job`` on this line; LineBusy if it cannot now.
+
+        The line is claimed before the first await (``acquire`` then ``send`` is atomic on the
+        event loop).  Cancelling the caller sets ``job.cancel``: the driver hangs up cleanly."""
+        if not self.can_send:
+            raise LineBusy(
+                f"{self.line} is {self.state.value}" + (" (another fax is going out)" if self._send_request else "")
+            )
+        if job.cancel is None:
+            job.cancel = asyncio.Event()
+        fut: asyncio.Future[ModemSendResult] = asyncio.get_running_loop().create_future()
+        self._send_request = (job, fut)
+        self._wake.set()
+        try:
+            return await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            job.cancel.set()
+            raise
+        finally:
+            if self._send_request is not None and self._send_request[1] is fut:
+                self._send_request = None
+
+    def _refuse_send(self, why: str) -> None:
+        """A claimed job the idle loop will not run (the line went down, or a call came in)."""
+        request, self._send_request = self._send_request, None
+        if request is not None and not request[1].done():
+            request[1].set_exception(LineBusy(f"{self.line}: {why}"))
 
     def start(self) -> asyncio.Task[None]:
         if self._task is None or self._task.done():
@@ -296,7 +380,12 @@ class ModemLine:
         self._stopping = True
         self._wake.set()
         port, task = self.port, self._task
-        if self.state is LineState.RECEIVING and port is not None and port.is_open and task is not None:
+        if (
+            self.state in (LineState.RECEIVING, LineState.SENDING)
+            and port is not None
+            and port.is_open
+            and task is not None
+        ):
             port.events.put_nowait(DeviceGone("appliance shutting down"))
             port.close()
             await asyncio.wait({task}, timeout=STOP_GRACE)
@@ -327,6 +416,8 @@ class ModemLine:
     # -- the loop ---------------------------------------------------------------------------------
     def _set(self, state: LineState, reason: str = "") -> None:
         check_move(self.state, state)
+        if state not in (LineState.IDLE, LineState.SENDING) and self._send_request is not None:
+            self._refuse_send(f"{state.value}{f' ({reason})' if reason else ''}")
         if (state, reason) != (self.state, self.reason):
             log.info("%s: %s%s", self.line, state, f" ({reason})" if reason else "")
             self.state, self.reason, self.since = state, reason, time.time()
@@ -482,6 +573,12 @@ class ModemLine:
             ringing = bool(self.rings or cid)
             ev = await self._next_event(port, RING_GAP if ringing else IDLE_CHECK)
             if ev is _WOKEN:
+                if self._send_request is not None:
+                    if ringing:  # a call is coming in: it wins, the fax waits for its retry
+                        self._refuse_send("a call is coming in")
+                        continue
+                    await self._send(port)
+                    return
                 continue
             if ev is None:
                 if ringing:
@@ -567,6 +664,55 @@ class ModemLine:
             }
             self._finishing = asyncio.ensure_future(self._finish_call(fax_id, result))
             await asyncio.shield(self._finishing)
+
+    async def _send(self, port: ModemPort) -> None:
+        """Run the claimed send job; its result goes to the waiting :meth:`send` whatever happens."""
+        assert self._send_request is not None and self.fax_class is not None
+        job, fut = self._send_request
+        try:
+            driver = self._senders(self.fax_class)
+        except DriverUnavailable as e:
+            self._refuse_send(str(e))
+            raise
+        digits = "".join(c for c in job.dial if c.isdigit())
+        self._set(LineState.SENDING, f"dialling {digits}")
+        connected = job.on_connected
+
+        def on_connected() -> None:
+            self._set(LineState.SENDING, f"sending to {digits}")
+            connected()
+
+        job.on_connected = on_connected
+        if self.quirks is not None:
+            job.quirks = job.quirks | self.quirks.flags
+        self.sent += 1
+        started = time.time()
+        result: ModemSendResult | None = None
+        try:
+            result = await asyncio.wait_for(driver.send(port, job), job.max_call_duration + 120)
+        except TimeoutError:
+            result = ModemSendResult(
+                reason="the driver did not return within the call limit", modem_history=port.history()
+            )
+        except asyncio.CancelledError:
+            result = ModemSendResult(reason="appliance shutting down", cancelled=True, modem_history=port.history())
+            raise
+        except Exception as e:  # the contract says drivers never raise; if one does, report it
+            log.exception("%s: send driver failed", self.line)
+            result = ModemSendResult(reason=f"driver error: {e!r}", modem_history=port.history())
+        finally:
+            assert result is not None
+            result.modem_class = result.modem_class or self.fax_class
+            self.last_send = {
+                "to": digits,
+                "started": started,
+                "complete": result.complete,
+                "pages": result.pages_sent,
+                "result_text": result.reason,
+            }
+            self._send_request = None
+            if not fut.done():
+                fut.set_result(result)
 
     @staticmethod
     def _failed(port: ModemPort, why: str) -> ModemCallResult:

@@ -3,12 +3,14 @@
 :class:`Class1Call` reads the port's events, feeds them to the front-end with the loop's time,
 runs the commands and writes it hands out, and sleeps until its ``next_timer()``; nothing about
 T.30 or T.31 is decided here.  :class:`Class1Receiver` is the line's ReceiveDriver,
-:class:`Class1Sender` dials and sends (tests and the test-fax tool).
+:class:`Class1Transmitter` its SendDriver (``ModemLine.send``); :class:`Class1Sender` dials and
+sends on a bare port (tests and the test-fax tool).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -30,11 +32,15 @@ from appliance.modem.class1_frontend import (
     WriteData,
     WriteEnded,
 )
-from appliance.modem.driver import ModemCall, ModemCallResult
+from appliance.modem.driver import ModemCall, ModemCallResult, ModemSendJob, ModemSendResult
 from appliance.modem.serial_port import ModemError, ModemPort
 from appliance.spandsp.frontend import FrontEndTerminal
+from appliance.spandsp.t30 import PageDone, PhaseB
 
-__all__ = ["Class1Call", "Class1Receiver", "Class1Sender"]
+#: how often a sending call looks at T.30's events (pages confirmed) and the cancel flag
+SEND_POLL = 0.2
+
+__all__ = ["Class1Call", "Class1Receiver", "Class1Sender", "Class1Transmitter"]
 
 log = logging.getLogger("faxbridge.modem")
 
@@ -228,3 +234,95 @@ class Class1Sender:
             "class1": dict(driver.stats),
             "started": loop.time(),
         }
+
+
+def dial_string(command: str, dial: str) -> str:
+    """``ATDT`` and the digits: only 0-9 * # and the comma pause reach the modem."""
+    return command + "".join(c for c in dial if c.isdigit() or c in "*#,")[:40]
+
+
+class Class1Transmitter:
+    """Dial and send ``job.tiff_path`` with spandsp's T.30 over a Class 1 modem (the SendDriver).
+
+    T.30's events are read while the call runs: its phase B (the far end's DIS) is the moment
+    the fax was answered (``on_connected``), each MCF a confirmed page (``on_page``).  Cancel
+    ends T.30 at once (spandsp 0.0.6 cannot send DCN on request); the front-end then aborts
+    what the modem is doing and the hang-up runs as after any call."""
+
+    async def send(self, port: ModemPort, job: ModemSendJob) -> ModemSendResult:
+        t0 = time.monotonic()
+        result = ModemSendResult(modem_class="1", ecm=job.ecm)
+        term = FrontEndTerminal(calling=True, ident=job.ident, ecm=job.ecm, tx_file=os.fspath(job.tiff_path))
+        driver = Class1Call(
+            port,
+            term,
+            dial_string(job.dial_command, job.dial),
+            max_duration=job.max_call_duration,
+            connect_timeout=job.answer_timeout,
+            quirks=job.quirks,
+        )
+        watcher = asyncio.ensure_future(self._watch(term, job, result))
+        try:
+            reason = await driver.run()
+        except Exception:  # a bug of ours must still hang up and report
+            log.exception("class 1 send failed")
+            reason = "internal error in the class 1 driver"
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        self._events(term, job, result)
+        term.close()
+        with contextlib.suppress(ModemError):
+            await driver.hang_up()
+        fe = driver.frontend
+        if reason.startswith("dialling: "):
+            result.dial_result = reason.removeprefix("dialling: ")
+        elif fe.error is not None and fe.error.cmd.upper().startswith("ATD"):
+            result.dial_result = "timeout" if "timeout" in fe.error.result else fe.error.result
+        elif reason.startswith("modem gone") and not result.fax_answered and not fe.stats["frames_rx"]:
+            result.dial_result = ""
+        else:
+            result.dial_result = "CONNECT"
+        stats = term.stats()
+        finished = term.finished
+        result.t30_code = finished.code if finished is not None else None
+        result.t30_text = finished.text if finished is not None else ""
+        result.pages_sent = max(result.pages_sent, stats.pages_tx if finished is not None and finished.ok else 0)
+        result.complete = finished is not None and finished.ok and not result.cancelled
+        result.remote_ident = stats.remote_ident
+        result.bit_rate, result.ecm = stats.bit_rate, stats.ecm
+        result.reason = reason
+        result.device_lost = not port.is_open or reason.startswith("modem gone")
+        result.trace = list(term.trace) + result.trace
+        if not result.complete:
+            result.modem_history = port.history()
+        log.info(
+            "class 1 send: %s (%s) %d page(s) confirmed, %.0f s",
+            reason,
+            result.t30_text,
+            result.pages_sent,
+            time.monotonic() - t0,
+        )
+        return result
+
+    async def _watch(self, term: FrontEndTerminal, job: ModemSendJob, result: ModemSendResult) -> None:
+        while True:
+            self._events(term, job, result)
+            if job.cancel is not None and job.cancel.is_set() and not result.cancelled:
+                result.cancelled = True
+                term.terminate()
+            await asyncio.sleep(SEND_POLL)
+
+    @staticmethod
+    def _events(term: FrontEndTerminal, job: ModemSendJob, result: ModemSendResult) -> None:
+        """T.30's phase B and page events since the last look, as the job's callbacks."""
+        while (ev := term.next_event()) is not None:
+            if isinstance(ev, PhaseB) and not result.fax_answered:
+                result.fax_answered = True
+                job.on_connected()
+            elif isinstance(ev, PageDone) and ev.frame in ("MCF", "RTP", "PIP"):
+                result.pages_sent = ev.stats.pages_tx
+                job.on_page(result.pages_sent)
+            elif isinstance(ev, PageDone):
+                result.trace.append(f"page answered {ev.frame}")

@@ -5,11 +5,11 @@ The virtual line's ports are Class 1 modems (spandsp T.31) by default; a DTE tha
 or ``AT&F`` hand the port back to T.31 (see ``VirtualPort.feed``).  ``LineOptions(class2="B")``
 makes a port Class 2 only.
 
-It speaks the *receive* subset: ``+FCLASS``, ``+FLI``/``+FLID``, ``+FCR``, ``+FCC``/``+FDCC``,
+It speaks ``+FCLASS``, ``+FLI``/``+FLID``, ``+FCR``, ``+FCC``/``+FDCC``/``+FIS``/``+FDIS``,
 ``+FBO``/``+FBOR``, ``+FAA``, ``+FNR``, ``+FIE``, ``+FCQ``, ``+FPS``/``+FPTS``, ``+FMI?`` and
-friends, ``ATA``, ``AT+FDR``, ``ATH``, ``ATZ``, ``ATE``/``ATV``/``ATQ``, ``ATI``.  ``ATD`` is
-ERROR: this modem never sends.  ``ATA`` with no call ringing waits for the next ring and
-answers it (efax ``-r`` answers at once, expecting a getty to have seen RING).
+friends, ``ATA``, ``AT+FDR``, ``ATD``, ``AT+FDT``, ``AT+FET``, ``AT+FKS``/``+FK``, ``ATH``,
+``ATZ``, ``ATE``/``ATV``/``ATQ``, ``ATI``.  ``ATA`` with no call ringing waits for the next ring
+and answers it (efax ``-r`` answers at once, expecting a getty to have seen RING).
 
 How a call goes: ``ATA`` puts a spandsp ``fax_state_t`` (answering, receiving into a TIFF in a
 private temporary directory) on the line in place of the T.31 modem (``fb_line_set_fax_end``).
@@ -25,6 +25,23 @@ the DTE's ``+FPS=`` verdict is accepted and ignored, ``DC2`` is not waited for, 
 is slow to ask for a page does not slow the sender down.  Codes in ``+FHS:`` for failed calls
 are approximations (70 before any page, 73 after one).
 
+Sending (``ATD``).  ``ATD<number>`` dials on the line; BUSY, NO ANSWER or NO CARRIER (the far
+end hung up before answering) end it as on a real modem.  Once the far end answers, ATD is
+answered ``+FCO`` and OK.  Each ``AT+FDT`` is answered ``+FCS:`` (the DTE's ``+FIS``/``+FCC``
+values) and CONNECT (Class 2 adds XON, the SP-2388 "send data now"); the DTE's page data up to
+``<DLE><ETX>`` (then ``AT+FET=n``), or ``<DLE><,>``/``<DLE><;>``/``<DLE><.>`` (Class 2.0: MPS,
+EOM, EOP), is decoded with spandsp's T.4 decoder into a TIFF.  The same limitation as receiving,
+mirrored: spandsp's T.30 takes a whole TIFF, so the pages are stored and forwarded.  A page
+followed by MPS/EOM is answered ``+FPS:1``/OK at once; after the last page (EOP) a calling
+spandsp ``fax_state_t`` is put on the line with the stored pages, and the last page's answer
+waits for its T.30 outcome: ``+FPS:1`` and OK when every page was confirmed (then ``+FKS`` or
+``ATH`` hangs up), else ``+FHS:<code>`` and ERROR.  So the far end's DIS is only heard after
+the last page was handed over (the DIS is repeated for 35 s, T.30's T1: every DTE so far hands
+its pages over in well under a second), and a far end that is no fax machine shows at the end
+as ``+FHS:11``, not as an ATD failure.  A stored page is answered ``+FPS:1`` 1.2 s after its end,
+before it went out: a DTE counts it as confirmed though the far end may never get it (the drop
+tests see that).  ``<CAN>`` while a page's answer is pending aborts the session (``+FHS:02``).
+
 Sans-I/O like ``T31Modem``, and duck-typed like it for ``VirtualLine``: bytes from the DTE go in
 with :meth:`at_rx`, output collects for :meth:`take_output`, line requests queue as
 :class:`ModemControl` for :meth:`next_event`, and the line reports with :meth:`call_event`.
@@ -39,11 +56,22 @@ import shutil
 import tempfile
 from collections import deque
 
-from appliance.modem.dle import dle_stuff
+from appliance.modem.class2_codes import CAN, looks_reversed
+from appliance.modem.dle import DLE, ETX, dle_stuff
 from appliance.sip.errors import LocalProtocolError
 from appliance.spandsp._spandsp import ffi, lib
 from appliance.spandsp.audio import AudioFaxTerminal
-from appliance.spandsp.t4 import T4_1D, T4_2D, T6, T4Error, T4Transmitter, reverse_bits
+from appliance.spandsp.t4 import (
+    T4_1D,
+    T4_2D,
+    T6,
+    Y_RES_FINE,
+    Y_RES_STANDARD,
+    T4Error,
+    T4Receiver,
+    T4Transmitter,
+    reverse_bits,
+)
 from appliance.spandsp.t30 import PageDone, PhaseB, PhaseE
 from appliance.spandsp.t31 import CallEvent, Control, ModemControl, T31Modem
 
@@ -51,11 +79,38 @@ VERSION = "Faxbridge virtual Class 2.0 modem (spandsp 0.0.6)"
 
 #: report/command names per class: Class 2 (SP-2388) and Class 2.0 (T.32)
 _NAMES = {
-    "2": {"FCO": "+FCON", "FTI": "+FTSI", "FCS": "+FDCS", "FPS": "+FPTS", "FHS": "+FHNG", "FET": "+FET"},
-    "2.0": {"FCO": "+FCO", "FTI": "+FTI", "FCS": "+FCS", "FPS": "+FPS", "FHS": "+FHS", "FET": "+FET"},
+    "2": {
+        "FCO": "+FCON",
+        "FTI": "+FTSI",
+        "FCI": "+FCSI",
+        "FCS": "+FDCS",
+        "FPS": "+FPTS",
+        "FHS": "+FHNG",
+        "FET": "+FET",
+    },
+    "2.0": {"FCO": "+FCO", "FTI": "+FTI", "FCI": "+FCI", "FCS": "+FCS", "FPS": "+FPS", "FHS": "+FHS", "FET": "+FET"},
 }
 _DF_TO_ENCODING = {0: T4_1D, 1: T4_2D, 3: T6}
-_NUMERIC = {"OK": "0", "CONNECT": "1", "RING": "2", "NO CARRIER": "3", "ERROR": "4"}
+_NUMERIC = {
+    "OK": "0",
+    "CONNECT": "1",
+    "RING": "2",
+    "NO CARRIER": "3",
+    "ERROR": "4",
+    "NO DIALTONE": "6",
+    "BUSY": "7",
+    "NO ANSWER": "8",
+}
+#: the DTE's page data is bounded: a page bigger than this is refused (+FHS:43)
+MAX_TX_PAGE_BYTES = 4 << 20
+#: T.32 <DLE><char> after page data: the post-page message it stands for
+_DLE_PPM = {ord(","): "MPS", ord(";"): "EOM", ord("."): "EOP"}
+_FET_PPM = {0: "MPS", 1: "EOM", 2: "EOP"}
+#: spandsp T30_ERR_* (t30.h, 0.0.6) -> T.32 hang-up code, for the sender's +FHS
+_T30_TO_FHS = {2: "11", 3: "11", 6: "27", 8: "21", 9: "21", 14: "25", 17: "23", 19: "23", 20: "25", 21: "54"}
+XON = b"\x11"
+#: seconds before a stored page's end is answered (see Class2Modem._hold)
+HOLD_PAGE_ANSWER = 1.2
 _LEAVES_CLASS2 = re.compile(r"^AT.*(Z|&F|\+FCLASS=(0|1|1\.0)\s*$)", re.IGNORECASE)
 
 
@@ -76,6 +131,8 @@ class Phase(enum.Enum):
     WAITING = "waiting"  # ATA before RING: answers when it rings
     ANSWERING = "answering"
     CONNECTED = "connected"
+    DIALLING = "dialling"  # ATD: the far end rings
+    SENDING = "sending"  # the far end answered; pages go out
     ENDED = "ended"
 
 
@@ -90,6 +147,11 @@ PHASE_MOVES: frozenset[tuple[Phase, Phase]] = frozenset(
         (Phase.CONNECTED, Phase.ENDED),
         (Phase.ENDED, Phase.WAITING),
         (Phase.ENDED, Phase.ANSWERING),
+        (Phase.IDLE, Phase.DIALLING),
+        (Phase.ENDED, Phase.DIALLING),
+        (Phase.DIALLING, Phase.IDLE),
+        (Phase.DIALLING, Phase.SENDING),
+        (Phase.SENDING, Phase.ENDED),
     }
 )
 
@@ -116,6 +178,8 @@ class Class2Modem:
 
     # -- state ---------------------------------------------------------------------------------
     def _reset(self) -> None:
+        if getattr(self, "tx_store", None) is not None:
+            self._drop_store()
         self.echo = True
         self.verbose = True
         self.quiet = False
@@ -133,6 +197,19 @@ class Class2Modem:
         self.hangup_code: str | None = None
         self.encoding = T4_1D
         self.rx_file = ""
+        # sending: the pages the DTE handed over, stored for spandsp's T.30
+        self.tx_file = ""
+        self.tx_store: T4Receiver | None = None
+        self.tx_data: bytearray | None = None  # page data being received (None: command mode)
+        self.tx_dle = False
+        self.tx_await_fet = False  # <DLE><ETX> came: the post-page message follows as +FET=n
+        self.tx_final_pending = False  # the last page's answer waits for T.30's outcome
+        self.tx_reversed: bool | None = None
+        self.tx_pages = 0  # pages stored for sending
+        #: every page sent was confirmed: the terminal still sends DCN, nothing may stop it
+        self.tx_confirmed = False
+        #: an answer to the DTE held back for the time the page would take on the line
+        self.tx_held: tuple[float, list[str]] | None = None
 
     @property
     def names(self) -> dict[str, str]:
@@ -168,6 +245,7 @@ class Class2Modem:
         self.call_info.clear()
 
     def close(self) -> None:
+        self._drop_store()
         for term in [*self._old_terms, *([self.term] if self.term else [])]:
             term.close()
         self._old_terms.clear()
@@ -201,6 +279,12 @@ class Class2Modem:
     # -- the line ------------------------------------------------------------------------------
     def call_event(self, event: CallEvent | int) -> None:
         event = CallEvent(event)
+        if self.phase is Phase.DIALLING:
+            self._dial_event(event)
+            return
+        if self.phase is Phase.SENDING and event is CallEvent.HANGUP:
+            self._line_lost()
+            return
         if event is CallEvent.ALERTING:
             self.ringing = True
             if self.phase is Phase.WAITING:  # ATA came first (efax -r does that): answer now
@@ -214,7 +298,7 @@ class Class2Modem:
             self._info("RING")
         elif event is CallEvent.HANGUP:
             self.ringing = False
-            if self.term is not None and self.term.alive:
+            if self.term is not None and self.term.alive and not self.tx_confirmed:
                 self.term.terminate()  # spandsp closes the file and reports phase E
             self._service()
             if self.phase in (Phase.ANSWERING, Phase.CONNECTED):
@@ -225,6 +309,12 @@ class Class2Modem:
     def at_rx(self, data: bytes) -> None:
         """Bytes from the DTE; stops at a line that leaves Class 2 (see :attr:`handoff`)."""
         for b in data:
+            if self.tx_data is not None:
+                self._page_byte(b)
+                continue
+            if b == CAN[0] and (self.tx_final_pending or self.tx_held is not None):
+                self._fail_call("02")  # the DTE aborts while the pages go out: DCN, +FHS:02
+                continue
             if b == 0x0D:
                 raw = bytes(self._line)
                 self._line.clear()
@@ -252,6 +342,10 @@ class Class2Modem:
             if body[i] in " ;":
                 i += 1
                 continue
+            if body[i] in "dD":  # the rest of the line is the dial string
+                if self._dial(body[i + 1 :]) is False:
+                    self._result("ERROR")
+                return  # answered when the line says what happened
             if body[i] == "+":
                 end = body.find(";", i)
                 end = len(body) if end < 0 else end
@@ -288,8 +382,8 @@ class Class2Modem:
             self._hangup()
         elif cmd == "A":
             return self._answer()
-        elif cmd == "D":
-            return False  # receive only
+        elif cmd == "D":  # reached only as "ATD" with nothing after it
+            return False
         return True  # S registers, &C, &D, &K, X, M, L: accepted, no effect
 
     def _extended(self, cmd: str) -> bool | None:
@@ -311,13 +405,17 @@ class Class2Modem:
             return True
         if name == "FDR" and not op:
             return self._fdr()
+        if name == "FDT" and not op.startswith("?"):
+            return self._fdt()
+        if name == "FET" and sets and self.phase in (Phase.SENDING, Phase.ENDED):
+            return self._fet(value)
         if name in ("FLI", "FLID"):
             if op == "?":
                 self._info(f'"{self.local_id}"')
             elif sets:
                 self.local_id = value.strip().strip('"')[:20]
             return True
-        if name in ("FCC", "FDCC", "FDIS", "FIS"):
+        if name in ("FCC", "FDCC", "FDIS", "FIS", "FCS"):
             if op == "=?":
                 self._info("(0,1),(0-5),(0-4),(0-2),(0,1,3),(0-1),(0),(0)")
             elif op == "?":
@@ -430,8 +528,16 @@ class Class2Modem:
     def _hangup(self) -> None:
         if self.phase is Phase.WAITING:
             self._move(Phase.IDLE)
-        if self.phase in (Phase.ANSWERING, Phase.CONNECTED):
-            if self.term is not None and self.term.alive:
+        if self.phase is Phase.DIALLING:
+            self.events.append(ModemControl(Control.HANGUP))
+            self._move(Phase.IDLE)
+        if self.phase is Phase.SENDING:
+            self.tx_final_pending = False
+            self.tx_data = None
+        if self.phase in (Phase.ANSWERING, Phase.CONNECTED, Phase.SENDING):
+            # a sender whose last page was confirmed is still sending DCN: the line carries it
+            # while it lingers; anything else stops now
+            if self.term is not None and self.term.alive and not self.tx_confirmed:
                 self.term.terminate()
             self.events.append(ModemControl(Control.HANGUP))
             self._move(Phase.ENDED)
@@ -496,6 +602,9 @@ class Class2Modem:
         if term is None:
             return
         while (ev := term.next_event()) is not None:
+            if term.calling:
+                self._service_tx(ev)
+                continue
             if isinstance(ev, PhaseB) and self.phase is Phase.ANSWERING:
                 st = term.stats()
                 dcs = next((line for line in reversed(term.trace) if line.startswith("< DCS ")), "")
@@ -519,3 +628,217 @@ class Class2Modem:
                 code = "00" if ev.ok else ("73" if ev.stats.pages_rx else "70")
                 self._end_call(code)
                 self._deliver()
+
+    # -- sending -------------------------------------------------------------------------------
+    def _dial(self, dial: str) -> bool | None:
+        """ATD: ring the far end; the result comes from the line (:meth:`_dial_event`)."""
+        number = "".join(c for c in dial if c.isdigit() or c in "*#+")[:40]
+        if self.phase not in (Phase.IDLE, Phase.ENDED) or self.ringing or not number:
+            return False
+        if self.term is not None:
+            self._old_terms.append(self.term)
+            self.term = None
+        self._drop_store()
+        self._calls += 1
+        self.tx_file = os.path.join(self._dir, f"tx-{self._calls}.tif")
+        self.pages_sent = 0
+        self.tx_pages = 0
+        self.tx_confirmed = False
+        self.hangup_code = None
+        self.tx_reversed = {0: False, 1: True, 2: False, 3: True}.get(self.bit_order)
+        self._move(Phase.DIALLING)
+        self.events.append(ModemControl(Control.CALL, number))
+        return None
+
+    def _dial_event(self, event: CallEvent) -> None:
+        if event is CallEvent.CONNECTED:
+            self._move(Phase.SENDING)
+            self._info(self.names["FCO"])
+            self._result("OK")
+            return
+        words = {
+            CallEvent.BUSY: "BUSY",
+            CallEvent.NO_ANSWER: "NO ANSWER",
+            CallEvent.NO_DIALTONE: "NO DIALTONE",
+            CallEvent.HANGUP: "NO CARRIER",
+        }.get(event)
+        if words is None:  # ALERTING (our own ringback) and the like: nothing to say
+            return
+        self._move(Phase.IDLE)
+        self.events.append(ModemControl(Control.HANGUP))
+        self._result(words)
+
+    def _fdt(self) -> bool | None:
+        """+FDT: ready for a page (CONNECT), or the call's end as +FHS and ERROR."""
+        if self.phase is Phase.ENDED:
+            self._info(f"{self.names['FHS']}:{self.hangup_code or '02'}")
+            return False
+        if self.phase is not Phase.SENDING or self.tx_final_pending or self.tx_await_fet or self.tx_held:
+            return False
+        # store and forward: no DCS yet, so the rate is T.30's guaranteed minimum (2400 bit/s,
+        # br 0); the real session follows the last page.  efax 0.9a times its wait for the
+        # last page's answer from this rate, and the stored pages go out only then
+        vr, _, wd, ln, df, ec = self.caps[:6]
+        self._info(f"{self.names['FCS']}:{vr},0,{wd},{ln},{df},{ec},0,0")
+        self._result("CONNECT")
+        if self.fclass == "2":
+            self.to_dte.append(XON)
+        self.tx_data = bytearray()
+        self.tx_dle = False
+        return None
+
+    def _page_byte(self, b: int) -> None:
+        assert self.tx_data is not None
+        if self.tx_dle:
+            self.tx_dle = False
+            if b == DLE:
+                self.tx_data.append(DLE)
+            elif b == 0x1A:  # <DLE><SUB>: two DLEs (T.32 8.3.3)
+                self.tx_data += bytes((DLE, DLE))
+            elif b == ETX:
+                self._page_end(None)
+            elif b in _DLE_PPM:
+                self._page_end(_DLE_PPM[b])
+            return  # any other <DLE><x> is a command this modem ignores
+        if b == DLE:
+            self.tx_dle = True
+        elif len(self.tx_data) < MAX_TX_PAGE_BYTES:
+            self.tx_data.append(b)
+
+    def _page_end(self, ppm: str | None) -> None:
+        assert self.tx_data is not None
+        data, self.tx_data = bytes(self.tx_data), None
+        if len(data) >= MAX_TX_PAGE_BYTES or not self._store_page(data):
+            self._fail_call("43" if len(data) >= MAX_TX_PAGE_BYTES else "41", waiting=True)
+            return
+        if ppm is None:
+            self.tx_await_fet = True
+            self._hold(["OK"])
+        else:
+            self._post_page(ppm)
+
+    def _fet(self, value: str) -> bool | None:
+        """Class 2's post-page message after <DLE><ETX>: +FET=0 (MPS), 1 (EOM), 2 (EOP)."""
+        if not self.tx_await_fet:
+            return False
+        try:
+            ppm = _FET_PPM[int(value.strip())]
+        except (ValueError, KeyError):
+            return False
+        self.tx_await_fet = False
+        self._post_page(ppm)
+        return None
+
+    def _post_page(self, ppm: str) -> None:
+        if ppm != "EOP":  # stored: the page is accepted, T.30 sends it with the rest
+            self._hold([f"{self.names['FPS']}:1", "OK"])
+            return
+        store, self.tx_store = self.tx_store, None
+        if store is not None:
+            store.close()
+        term = AudioFaxTerminal(calling=True, ident=self.local_id, ecm=self.caps[5] != 0, tx_file=self.tx_file)
+        self.term = term
+        self.tx_final_pending = True
+
+    def _hold(self, lines: list[str]) -> None:
+        """Answer a stored page's end 1.2 s later: efax 0.9a divides by the whole seconds a page
+        took and dies of SIGFPE when the answer comes within the same second."""
+        self.tx_held = (HOLD_PAGE_ANSWER, lines)
+
+    def advance(self, seconds: float) -> None:
+        """Line time passed (the virtual line calls this every tick of a call)."""
+        if self.tx_held is None:
+            return
+        left, lines = self.tx_held
+        left -= seconds
+        if left > 0:
+            self.tx_held = (left, lines)
+            return
+        self.tx_held = None
+        if self.phase is not Phase.SENDING:
+            return
+        for line in lines:
+            if line in ("OK", "ERROR"):
+                self._result(line)
+            else:
+                self._info(line)
+
+    def _store_page(self, data: bytes) -> bool:
+        """Decode one page from the DTE into the TIFF T.30 will send; False if nothing decodes."""
+        df = self.caps[4]
+        encoding = _DF_TO_ENCODING.get(df, T4_1D)
+        if self.tx_reversed is None and encoding != T6:
+            self.tx_reversed = bool(looks_reversed(data[:8192]))
+        if self.tx_reversed:
+            data = reverse_bits(data)
+        try:
+            if self.tx_store is None:
+                self.tx_store = T4Receiver(self.tx_file, far_ident=self.local_id)
+            self.tx_store.start_page(encoding, y_res=Y_RES_FINE if self.caps[0] else Y_RES_STANDARD)
+            self.tx_store.put(data)
+            stats = self.tx_store.end_page()
+        except (OSError, T4Error):
+            return False
+        self.tx_pages += 1
+        return stats.length > 0
+
+    def _service_tx(self, ev: object) -> None:
+        """The calling terminal's T.30 events: pages confirmed, then the last page's answer."""
+        if isinstance(ev, PageDone):
+            self.pages_sent = ev.stats.pages_tx
+            # spandsp reports phase E only once the call is torn down: the last page's MCF is
+            # the moment a real modem answers the DTE (which then sends +FKS or ATH)
+            if self.tx_final_pending and ev.frame in ("MCF", "RTP", "PIP") and self.pages_sent >= self.tx_pages:
+                self.tx_final_pending = False
+                self.tx_confirmed = True
+                self.hangup_code = "00"
+                st = ev.stats
+                vr = {98: 0, 196: 1, 391: 2}.get(st.y_dpi, 1)
+                _, _, wd, ln, df, _ = self.caps[:6]
+                br = max(0, st.bit_rate // 2400 - 1)
+                self._info(f"{self.names['FCS']}:{vr},{br},{wd},{ln},{df},{1 if st.ecm else 0},0,0")
+                if st.remote_ident:
+                    self._info(f'{self.names["FCI"]}:"{st.remote_ident}"')
+                self._info(f"{self.names['FPS']}:1")
+                self._result("OK")
+        elif isinstance(ev, PhaseE) and self.phase is Phase.SENDING:
+            self.pages_sent = ev.stats.pages_tx
+            if ev.ok or self.hangup_code == "00":
+                self.hangup_code = "00"
+                if self.tx_final_pending:
+                    self.tx_final_pending = False
+                    self._info(f"{self.names['FPS']}:1")
+                    self._result("OK")
+                self._move(Phase.ENDED)
+                self.events.append(ModemControl(Control.HANGUP))
+            else:
+                self._fail_call(_T30_TO_FHS.get(ev.code, "50" if ev.stats.pages_tx else "20"))
+
+    def _fail_call(self, code: str, waiting: bool = False) -> None:
+        """The send failed: the DTE's waiting command gets +FHS and ERROR; the modem hangs up."""
+        self.hangup_code = self.hangup_code or code
+        if self.term is not None and self.term.alive:
+            self.term.terminate()
+        waiting = waiting or self.tx_final_pending or self.tx_data is not None or self.tx_held is not None
+        self.tx_held = None
+        self.tx_final_pending, self.tx_data, self.tx_await_fet = False, None, False
+        self._drop_store()
+        if self.phase is Phase.SENDING:
+            self._move(Phase.ENDED)
+            self.events.append(ModemControl(Control.HANGUP))
+        self._info(f"{self.names['FHS']}:{self.hangup_code}")
+        if waiting:
+            self._result("ERROR")
+
+    def _line_lost(self) -> None:
+        """The far end hung up (or the line dropped) while sending."""
+        if self.term is not None and self.term.alive:
+            self.term.terminate()  # spandsp reports phase E: _service_tx answers the DTE
+            self._service()
+        if self.phase is Phase.SENDING:
+            self._fail_call("50" if self.pages_sent else "20")
+
+    def _drop_store(self) -> None:
+        store, self.tx_store = self.tx_store, None
+        if store is not None:
+            store.close()

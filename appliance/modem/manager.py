@@ -4,6 +4,10 @@ A configured device is matched by the path in the config (a /dev/serial/by-id li
 the modem is plugged into another USB port), by any of the event's links, or by the node the
 path resolved to when the line last opened it (a removal event comes after the link is gone).
 With ``auto_adopt`` any USB/ACM serial device that appears gets a line of its own.
+
+Sending: :meth:`ModemManager.acquire` names the line a fax goes out on, and the caller awaits
+``line.send(job)`` at once (no await in between: the line is claimed before another caller can
+pick it).  ``appliance.outbound.modem_send.send_over_modem`` does exactly that.
 """
 
 from __future__ import annotations
@@ -14,7 +18,15 @@ import os
 from collections.abc import Callable
 from typing import Any, TypedDict
 
-from appliance.calls.modem_line import BeginHook, FinishHook, LineSettings, LineStatus, ModemLine, load_driver
+from appliance.calls.modem_line import (
+    BeginHook,
+    FinishHook,
+    LineBusy,
+    LineSettings,
+    LineStatus,
+    ModemLine,
+    load_driver,
+)
 from appliance.modem.driver import ReceiveDriver
 from appliance.modem.hotplug import HotplugEvent, HotplugMonitor
 
@@ -119,6 +131,24 @@ class ModemManager:
         elif self.auto_adopt and event.looks_like_modem:
             log.info("hot-plug: adopting %s", event.stable_path)
             self.add(event.stable_path)
+
+    def acquire(self, name: str = "any") -> ModemLine:
+        """The line to send a fax on: ``"any"`` (or "") is the first line that can send now;
+        otherwise the line whose device path or short name is ``name`` (with or without the
+        route's ``modem:`` in front).
+        LineBusy (in words for the report) when there is none or it cannot send now."""
+        wanted = name.strip().removeprefix("modem:")  # the route's whole "modem:<x>" is fine too
+        if wanted in ("", "any"):
+            candidates = list(self.lines.values())
+        else:
+            candidates = [line for line in self.lines.values() if wanted in (line.device, line.name, line.line)]
+        if not candidates:
+            raise LineBusy(f"no modem line {wanted!r} is configured" if wanted not in ("", "any") else "no modem line")
+        for line in candidates:
+            if line.can_send:
+                return line
+        states = ", ".join(f"{line.name} {line.state.value}" for line in candidates)
+        raise LineBusy(f"no modem line can send now ({states})")
 
     def status(self) -> ModemsStatus:
         return {"hotplug": self.hotplug, "lines": [line.status() for line in self.lines.values()]}

@@ -71,6 +71,9 @@ class LineOptions:
     noise_db: float | None = None
     drop_audio: float = 0.0
     hangup_after_page: int | None = None
+    #: seconds of line time between that page's MCF and the drop (0: the MCF itself is cut, so
+    #: the sender never hears it; a few seconds: the drop comes during the next page)
+    hangup_delay: float = 0.0
     ring_timeout: float = 60.0
     #: seconds the line stays up after one side hangs up before the other hears NO CARRIER: the
     #: last frame (DCN) is still on its way, and fax.md's efax run failed when the pty went at once
@@ -81,6 +84,8 @@ class LineOptions:
     seed: int = 1
     #: "A" or "B": that port is a Class 2/2.0 modem only (otherwise AT+FCLASS=2.0 switches to it)
     class2: str | None = None
+    #: the number called is engaged: every ATD hears the busy tone (the modem says BUSY)
+    busy: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.drop_audio <= 1.0:
@@ -306,6 +311,8 @@ class VirtualLine:
         self._connected: tuple[VirtualPort, VirtualPort] | None = None
         self._media: ModemLine | None = None
         self._leaving: tuple[VirtualPort, float, str] | None = None  # (who stays, when, why)
+        self._fax_ends: dict[str, object] = {}  # port name -> the Class 2 terminal the line carries
+        self._drop_in: float | None = None  # line time left before a hangup_after_page drop
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._reading: set[int] = set()
@@ -469,8 +476,19 @@ class VirtualLine:
             self._writing.add(port.master)
         while (ev := port.modem.next_event()) is not None:
             self._control(port, ev.op, ev.number)
+        self._carry_fax_end(port)
         if self._loop is not None and port.present:
             self._watch(port)
+
+    def _carry_fax_end(self, port: VirtualPort) -> None:
+        """A Class 2 emulator that started its fax terminal mid-call (a sender, after its last
+        page came from the DTE): the line carries that terminal from now on."""
+        if self._media is None or self._connected is None or port.modem is not port.class2:
+            return
+        fax = port.class2.fax_state
+        if fax is not None and self._fax_ends.get(port.name) != fax:
+            self._media.set_fax_end(0 if port is self.a else 1, fax)
+            self._fax_ends[port.name] = fax
 
     def _notify(self) -> None:
         with self.changed:
@@ -491,7 +509,7 @@ class VirtualLine:
 
     def _dial(self, caller: VirtualPort, dialled: str) -> None:
         callee = self.other(caller)
-        if self._ringing is not None or self._connected is not None:
+        if self._ringing is not None or self._connected is not None or self.options.busy:
             log.info("%s dials %s: busy", caller.name, dialled)
             self._event(caller, CallEvent.BUSY)
             return
@@ -539,9 +557,11 @@ class VirtualLine:
         self._media = ModemLine(
             self.a.t31, self.b.t31, noise_dbm0=o.noise_db, drop=o.drop_audio, seed=o.seed, delay_ms=o.delay_ms
         )
+        self._fax_ends = {}
         for end, p in enumerate(self.ports):
             if p.modem is p.class2 and p.class2.fax_state is not None:
                 self._media.set_fax_end(end, p.class2.fax_state)
+                self._fax_ends[p.name] = p.class2.fax_state
         log.info("%s answers: connected", callee.name)
         self._event(callee, CallEvent.ANSWERED)
         self._event(caller, CallEvent.CONNECTED)
@@ -550,6 +570,8 @@ class VirtualLine:
     def _after_media(self) -> None:
         assert self._media is not None and self.call is not None
         for port in self.ports:
+            if port.modem is port.class2:
+                port.class2.advance(PTIME)
             self._pump(port)
         if self._media is None:  # a pump above ended the call
             return
@@ -559,8 +581,13 @@ class VirtualLine:
             log.info("line: page %d confirmed", pages)
             self._notify()
             limit = self.options.hangup_after_page
-            if limit is not None and pages >= limit:
-                self._drop_call(f"fault: hang-up after page {pages}")
+            if limit is not None and pages >= limit and self._drop_in is None:
+                self._drop_in = self.options.hangup_delay
+        if self._drop_in is not None:
+            self._drop_in -= PTIME
+            if self._drop_in < 0:
+                self._drop_in = None
+                self._drop_call(f"fault: hang-up after page {self.options.hangup_after_page}")
 
     def _hangup(self, port: VirtualPort, why: str) -> None:
         if self._ringing is not None and port in self._ringing:
@@ -571,6 +598,8 @@ class VirtualLine:
                 self._event(caller, CallEvent.HANGUP)
             return
         if self._connected is not None and port in self._connected:
+            if self._leaving is not None and port is not self._leaving[0]:
+                return  # the leaver again (ATH, then closing the port): the stayer still hears it
             if self._leaving is not None:  # the other side had hung up already: both on hook now
                 self._leaving = None
                 self._connected = None
@@ -610,6 +639,7 @@ class VirtualLine:
         if self._media is not None:
             self._media.close()
             self._media = None
+        self._drop_in = None
         self._notify()
 
     def _dte_closed(self, port: VirtualPort) -> None:

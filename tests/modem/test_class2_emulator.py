@@ -41,7 +41,13 @@ def test_at_subset_answers() -> None:
         assert _cmd(m, "AT+FBO=1;+FCR=1;+FAA=0;+FNR=1,1,1,0;+FIE=0;+FPS=1") == b"\r\nOK\r\n"
         assert b"spandsp" in _cmd(m, "AT+FMI?") and b"Class 2.0" in _cmd(m, "ATI")
         assert _cmd(m, "AT+FOO=1") == b"\r\nERROR\r\n"
-        assert _cmd(m, "ATD5551234") == b"\r\nERROR\r\n"  # receive only
+        assert _cmd(m, "ATD") == b"\r\nERROR\r\n"  # nothing to dial
+        assert _cmd(m, "ATDT555 1234") == b""  # the line rings the far end; the result waits
+        ev = m.next_event()
+        assert ev is not None and ev.op is Control.CALL and ev.number == "5551234"
+        m.call_event(CallEvent.BUSY)
+        assert m.take_output() == b"\r\nBUSY\r\n" and m.phase is Phase.IDLE
+        assert _cmd(m, "AT+FDT") == b"\r\nERROR\r\n"  # no call
         assert _cmd(m, "AT+FDR") == b"\r\nERROR\r\n"  # no call
         assert _cmd(m, "ATV0") == b"0\r" and _cmd(m, "AT+FOO") == b"4\r"
         m.at_rx(b"\x12\x18garbage\rATV1\r")  # control bytes and a non-AT line are ignored

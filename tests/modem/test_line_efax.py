@@ -32,12 +32,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("modem-line"),
                        "needs Debian's efax and libtiff-tools (make test installs them)")]
 
 
-def _efax(tmp_path: Path, pages: list[Path]):  # type: ignore[no-untyped-def]
+def _efax(tmp_path: Path, pages: list[Path], options: tuple[str, ...] = ("-o1",)):  # type: ignore[no-untyped-def]
     """The far end: efax dialling 5551000 from port A with ``pages``; returns its exit status."""
     async def efax(port_a: str) -> int:
         with open(tmp_path / "efax.log", "w") as log:
             proc = await asyncio.create_subprocess_exec(
-                "efax", "-d", port_a, "-o1", "-t", "5551000", *map(str, pages), stdout=log, stderr=log)
+                "efax", "-d", port_a, *options, "-t", "5551000", *map(str, pages), stdout=log, stderr=log)
             return await asyncio.wait_for(proc.wait(), 240)
     return efax
 
@@ -146,3 +146,17 @@ def test_modem_pulled_out_after_page_one_keeps_that_page(tmp_path: Path, applian
     assert "incomplete" in msg["Subject"].lower()
     (got,) = read_pages(io.BytesIO(mailed_tiff(msg)))
     assert ImageChops.difference(got.convert("L"), pages[0].convert("L")).getbbox() is None
+
+
+def test_efax_in_its_default_mode_sends_through_the_virtual_class_2_0_modem(
+        tmp_path: Path, appliance_side_effects: None) -> None:  # noqa: F811
+    """efax with no -o option picks Class 2.0 from AT+FCLASS=? and dials with it (issue 14 item
+    6: it used to fail with "dial command failed"): the virtual modem on port A takes its pages
+    and sends them with spandsp's T.30 to the daemon's Class 1 line on port B."""
+    pages = _efax_pages(tmp_path, 2)
+    rc, fax, msg, call = fax_to_the_daemon(tmp_path, _efax(tmp_path, pages, ()))
+    log = (tmp_path / "efax.log").read_text()
+    assert rc == 0, log[-2000:]
+    assert "in class 2.0" in log and "dial command failed" not in log, log[:3000]
+    assert fax.complete and fax.pages == 2 and call.pages == 2, fax.result_text
+    _assert_efax_pages_mailed(msg, pages)
