@@ -38,7 +38,7 @@ from appliance.spool.store import Spool
 
 log = logging.getLogger("faxbridge.outbound")
 
-#: one SIP attempt, ringing included: 50 pages at 9600 bit/s fit well
+#: one attempt (SIP or modem), ringing included: 50 pages at 9600 bit/s fit well
 SIP_ATTEMPT_LIMIT = 3000.0
 #: a preview renders at most this many pages as pictures (the count is still exact)
 PREVIEW_PAGES = 50
@@ -164,13 +164,15 @@ class OutboundService:
                 return Outcome(Result.NO_ROUTE, "no modem line is configured", pages_total=job.pages)
             return await send_over_modem(
                 manager,
-                route.via.removeprefix("modem:"),
+                route.via,
                 digits,
                 tiff,
                 ident=ident,
+                ecm=cfg.modem.ecm,
                 on_connected=progress.connected,
                 on_page=progress.page,
                 cancel=cancel,
+                timeout=SIP_ATTEMPT_LIMIT,
             )
         return Outcome(Result.NO_ROUTE, f"route {route.name}: {route.via!r} is neither sip: nor modem:")
 
