@@ -13,8 +13,10 @@ APT_PACKAGES := libspandsp-dev libtiff-tools gcc libffi-dev pkg-config python3-d
 # came with HylaFAX before, apt replaces it); preseeded "No configuration", its service stays off;
 # Debian's chromium, which the browser tests drive with Playwright (no browser download);
 # systemd for systemd-analyze (verify, security) on the units (installed, not run as PID 1); and
-# ssh-keygen, which `faxbridge firstboot` runs to make the SSH host keys (tests/firstboot/)
-TEST_APT_PACKAGES := kamailio sip-tester efax hylafax-server postfix chromium systemd openssh-client \
+# ssh-keygen, which `faxbridge firstboot` runs to make the SSH host keys (tests/firstboot/);
+# "=", not ":=": IMAGE_APT_PACKAGES is defined below (":=" expanded it empty, so a fresh machine
+# never got the image's tools from `make test`)
+TEST_APT_PACKAGES = kamailio sip-tester efax hylafax-server postfix chromium systemd openssh-client \
   $(IMAGE_APT_PACKAGES)
 # `make image` (and the boot test in `make test`, which builds the image and boots it under QEMU):
 # mmdebstrap under qemu-user, the arm64 cross compiler for the spandsp binding, the partitioning
