@@ -320,3 +320,71 @@ def hylafax_sendfax(device: str, number: str, tiff: Path, tmp: Path, timeout: fl
             (tmp / f"hylafax-{f.parent.name}-{f.name}").write_text(text)
         shutil.rmtree(base, ignore_errors=True)
     return state, "\n".join(logs)
+
+
+class HylafaxReceiver:
+    """HylaFAX's faxgetty answering the Class 1 modem at ``device`` and storing what it receives in
+    a private spool: the receiving far end of our sending tests.
+
+    faxgetty switches to the fax user (uucp) before it makes its FIFO, so the spool lives in a
+    fresh /tmp directory owned by that user (pytest's directories are 0700 root: faxgetty then
+    exits 255 with nothing but a syslog line, and a test machine has no syslog). The device is
+    reached through an underscore-free link as for faxsend. ``FaxRcvdCmd`` is /bin/true: no
+    notification mail. Use as a context manager; ``received()`` waits for the stored fax.
+    """
+
+    def __init__(self, device: str, *, ecm: bool = True) -> None:
+        import pwd
+
+        self.base, self.devid = _devid_link(device)
+        self.spool = self.base / "spool"
+        for d in ("etc", "log", "status", "info", "tmp", "client", "recvq", "dev"):
+            (self.spool / d).mkdir(parents=True, exist_ok=True)
+        extra = {"RingsBeforeAnswer": "1", "FaxRcvdCmd": "/bin/true", "RecvFileMode": "0644",
+                 "LogFileMode": "0644"}
+        (self.spool / "etc" / f"config.{self.devid}").write_text(_config(ecm, extra))
+        fax_user = pwd.getpwnam("uucp")
+        for p in [self.spool, *self.spool.rglob("*")]:
+            os.chown(p, fax_user.pw_uid, fax_user.pw_gid)
+        self.proc: subprocess.Popen[str] | None = None
+
+    def status(self) -> str:
+        try:
+            return (self.spool / "status" / self.devid).read_text(errors="replace").strip()
+        except OSError:
+            return ""
+
+    def __enter__(self) -> HylafaxReceiver:
+        link = str(self.base / "modem")
+        self.proc = subprocess.Popen([FAXGETTY, "-p", "-q", str(self.spool), link], cwd=self.spool,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + LOADED
+        while "idle" not in self.status():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.__exit__()
+                raise AssertionError(f"faxgetty did not become idle: {self.status()!r}, exit {self.proc.returncode}")
+            time.sleep(0.2)
+        return self
+
+    def received(self, timeout: float = 120.0) -> list[Path]:
+        """The received fax files, once faxgetty is idle again after storing one."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            faxes = sorted((self.spool / "recvq").glob("fax*.tif"))
+            if faxes and "idle" in self.status():
+                return faxes
+            time.sleep(0.3)
+        return sorted((self.spool / "recvq").glob("fax*.tif"))
+
+    def log(self) -> str:
+        return "\n".join(f"--- {f.name}\n{f.read_text(errors='replace')}" for f in sorted((self.spool / "log").glob("c*")))
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.base, ignore_errors=True)

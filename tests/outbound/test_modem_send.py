@@ -7,6 +7,7 @@ efax (Debian) on port B.  Each real-time fax takes 30-60 s."""
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 import time
@@ -322,3 +323,44 @@ def test_a_line_in_a_call_or_claimed_by_a_sender_cannot_send(tmp_path: Path) -> 
         assert line.can_send
 
     asyncio.run(go())
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("modem-send")
+@provided(os.path.exists("/usr/sbin/faxgetty"), "needs HylaFAX's faxgetty (make test installs hylafax-server)")
+@pytest.mark.parametrize("classes", [("1.0", "1"), ("2.0",)], ids=["class1", "class2.0"])
+def test_our_line_sends_two_pages_to_hylafax(tmp_path: Path, classes: tuple[str, ...]) -> None:
+    """HylaFAX's faxgetty answers on the far port and stores the fax; its pages are ours, pixel for
+    pixel (a second third-party receiver beside efax, with its own T.30)."""
+    from PIL import Image, ImageChops
+
+    from tests.modem.hylafax import HylafaxReceiver
+
+    tiff = _document(tmp_path, 2)
+    s = Sending(tmp_path, classes)
+    with VirtualLine(s.path, str(tmp_path / "ttyB")):
+        with HylafaxReceiver(str(tmp_path / "ttyB")) as rx:
+            out = asyncio.run(asyncio.wait_for(s.send(tiff), 600))
+            faxes = rx.received()
+            log = rx.log()[-4000:]
+            assert out.result is Result.SENT, (out, log)
+            assert len(faxes) == 1, (faxes, log)
+            got_pages = []
+            with Image.open(faxes[0]) as im:
+                for n in range(getattr(im, "n_frames", 1)):
+                    im.seek(n)
+                    got_pages.append(im.convert("L"))
+    assert out.pages_confirmed == 2 and s.pages == [1, 2], out
+    assert out.way == f"modem ttyA Class {classes[0]}", out
+    with Image.open(tiff) as im:
+        sent_pages = []
+        for n in range(im.n_frames):
+            im.seek(n)
+            sent_pages.append(im.convert("L"))
+    assert len(got_pages) == 2, len(got_pages)
+    for n, (got, sent) in enumerate(zip(got_pages, sent_pages), 1):
+        assert got.width == sent.width, (n, got.size, sent.size)
+        h = min(got.height, sent.height)
+        assert h >= sent.height - 2, (n, got.size, sent.size)
+        box = ImageChops.difference(got.crop((0, 0, got.width, h)), sent.crop((0, 0, sent.width, h))).getbbox()
+        assert box is None, f"page {n}: HylaFAX stored a page that differs from ours at {box}"
