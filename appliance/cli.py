@@ -351,8 +351,12 @@ def cmd_send_test_fax(args: argparse.Namespace) -> int:
 
 def cmd_selftest(args: argparse.Namespace) -> int:
     """Imports every part and loads the binding: run at image build time and before the service starts."""
+    import aiosmtpd.smtp  # noqa: F401 - mail to fax (imported only when a listener starts)
+    import pypdfium2  # noqa: F401 - PDF rendering (imported only in the renderer's child)
+
     from appliance import daemon  # noqa: F401
     from appliance.firstboot import run  # noqa: F401
+    from appliance.outbound import mailin, renderjob  # noqa: F401
     from appliance.spandsp.t30 import result_text
     from appliance.web import app  # noqa: F401
 

@@ -22,10 +22,13 @@ export SOURCE_DATE_EPOCH=$(date -u -d "$(echo "$SNAPSHOT" | sed 's/\(....\)\(..\
 
 rm -f "$out"/faxbridge-*-arm64.*  # an older build's files would pass for this one's
 t0=$(date +%s); step() { echo "image: $1 ($(( $(date +%s) - t0 )) s)" >&2; }
-keyring=$("$here/keys.sh" "$cache" | tail -1)
-base=$("$here/build-base.sh" "$cache" | tail -1)
+# each step's answer is its last line; "&&", not a pipe into tail: a failing step (the arm64
+# self-test, a missing tool) must stop the build, and a pipe's status is tail's
+keyring=$("$here/keys.sh" "$cache" > "$out/.keys.out" && tail -1 "$out/.keys.out")
+base=$("$here/build-base.sh" "$cache" > "$out/.base.out" && tail -1 "$out/.base.out")
 step "base root file system ready"
-kver=$(KEYRING="$keyring" "$here/build-app.sh" "$base" "$out/rootfs" "$cache" "$version" | tail -1)
+kver=$(KEYRING="$keyring" "$here/build-app.sh" "$base" "$out/rootfs" "$cache" "$version" > "$out/.app.out" &&
+  tail -1 "$out/.app.out")
 step "appliance installed, self-test passed in the arm64 root (kernel $kver)"
 ROOT_EXT4_OUT="$out/$name.root.ext4" "$here/mkimage.sh" "$out/rootfs" "$out/$name.img" "$version"
 step "image assembled: $out/$name.img"

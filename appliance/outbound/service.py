@@ -19,7 +19,6 @@ from typing import Any
 from appliance.config import Config, OutboundRouteConfig
 from appliance.control import BadRequest
 from appliance.delivery.queue import send_via_backend
-from appliance.outbound.mailin import stage_attachments
 from appliance.outbound.mailparse import MailFax
 from appliance.outbound.outcome import Outcome, Result
 from appliance.outbound.render import Cover
@@ -107,6 +106,8 @@ class OutboundService:
             seen = await loop.run_in_executor(None, self.queue.get_by_idempotency_key, key)
             if seen is not None:
                 return seen.uid
+        from appliance.outbound.mailin import stage_attachments  # aiosmtpd only where mail comes in
+
         cfg = self.cfg()
         with tempfile.TemporaryDirectory(prefix="mail-", dir=cfg.path(cfg.spool.dir)) as tmp:
             files = await loop.run_in_executor(None, stage_attachments, fax, Path(tmp) / "files")
