@@ -64,8 +64,14 @@ class OutboundService:
         if ob.enabled and ob.smtp_listen:
             from appliance.outbound.mailin import MailInListener
 
-            self.listener = MailInListener(self.cfg(), self._submit_mail)
-            await self.listener.start()
+            listener = MailInListener(self.cfg(), self._submit_mail)
+            try:
+                await listener.start()
+            except OSError as e:  # a port in use must not stop the box receiving faxes
+                log.error("mail to fax is not available: cannot listen on %s: %s", ob.smtp_listen, e)
+                await listener.stop()
+            else:
+                self.listener = listener
         if ob.enabled and ob.graph_mailbox:
             from appliance.outbound.graphwatch import GraphWatcher
 

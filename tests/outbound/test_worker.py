@@ -237,3 +237,31 @@ def test_a_route_removed_from_the_configuration_ends_the_job_with_no_route(tmp_p
     spool.close()
     assert job.state == "failed" and job.last_result == "no_route" and script.calls == []
     assert "no longer configured" in job.last_detail
+
+
+def test_a_mail_port_in_use_leaves_sending_and_receiving_running(tmp_path: Path, smtp: SmtpServer,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    cfg = config(tmp_path, smtp.port, [10])
+    cfg.outbound.smtp_listen = [f"127.0.0.1:{port}"]
+    cfg.outbound.domain = "fax.example.test"
+    spool = Spool(cfg.path("spool"))
+    service = OutboundService(lambda: cfg, spool)
+
+    async def go() -> None:
+        await service.start()  # must not raise: the box keeps receiving and the queue keeps going
+        assert service.listener is None
+        assert service._tasks, "the worker is not running"
+        await service.stop()
+
+    try:
+        asyncio.run(go())
+    finally:
+        taken.close()
+        spool.close()
+    assert "mail to fax is not available" in caplog.text
