@@ -178,30 +178,29 @@ class CannotOpen(Exception):
     """The device is there but cannot be opened (permissions, in use, not a tty)."""
 
 
-def load_driver(fax_class: str) -> ReceiveDriver:
-    """The receive driver for ``fax_class``, imported now (the modules are optional)."""
+def _load(table: dict[str, tuple[str, str, dict[str, Any]]], fax_class: str, what: str) -> Any:
+    """The ``what`` driver for ``fax_class`` from ``table``, imported now (the modules are optional)."""
     try:
-        module, name, kwargs = DRIVERS[fax_class]
+        module, name, kwargs = table[fax_class]
     except KeyError:
-        raise DriverUnavailable(f"no driver for class {fax_class}") from None
+        raise DriverUnavailable(f"no {what}driver for class {fax_class}") from None
     try:
         factory = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as e:
-        raise DriverUnavailable(f"class {fax_class} driver {module}:{name} cannot be loaded: {e}") from e
+        raise DriverUnavailable(f"class {fax_class} {what}driver {module}:{name} cannot be loaded: {e}") from e
     return factory(**kwargs)
+
+
+def load_driver(fax_class: str) -> ReceiveDriver:
+    """The receive driver for ``fax_class``."""
+    driver: ReceiveDriver = _load(DRIVERS, fax_class, "")
+    return driver
 
 
 def load_sender(fax_class: str) -> SendDriver:
-    """The send driver for ``fax_class``, imported now."""
-    try:
-        module, name, kwargs = SENDERS[fax_class]
-    except KeyError:
-        raise DriverUnavailable(f"no send driver for class {fax_class}") from None
-    try:
-        factory = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as e:
-        raise DriverUnavailable(f"class {fax_class} send driver {module}:{name} cannot be loaded: {e}") from e
-    return factory(**kwargs)
+    """The send driver for ``fax_class``."""
+    sender: SendDriver = _load(SENDERS, fax_class, "send ")
+    return sender
 
 
 def short_name(device: str) -> str:

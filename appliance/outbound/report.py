@@ -13,11 +13,10 @@ from collections.abc import Sequence
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Any
 
 from appliance import localtime
 from appliance.outbound.outcome import WORDS, Result
-from appliance.spool.outbound import OutJob
+from appliance.spool.outbound import OutAttempt, OutJob
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
@@ -40,11 +39,7 @@ def words(result: str) -> str:
         return clean(result)
 
 
-def _attr(a: Any, name: str, default: Any = None) -> Any:
-    return a.get(name, default) if isinstance(a, dict) else getattr(a, name, default)
-
-
-def report_lines(job: OutJob, attempts: Sequence[Any], tz: localtime.Zone) -> list[tuple[str, str]]:
+def report_lines(job: OutJob, attempts: Sequence[OutAttempt], tz: localtime.Zone) -> list[tuple[str, str]]:
     """(label, value) rows of the report, shared by the plain and the HTML part and the web page."""
     rows = [
         ("To", clean(job.e164, 32)),
@@ -57,12 +52,12 @@ def report_lines(job: OutJob, attempts: Sequence[Any], tz: localtime.Zone) -> li
         rows.append(("Receiver", clean(job.remote_ident, 20)))
     last = attempts[-1] if attempts else None
     if last is not None:
-        if _attr(last, "duration"):
-            rows.append(("Duration", f"{float(_attr(last, 'duration')):.0f} s"))
-        if _attr(last, "bit_rate"):
-            rows.append(("Rate", f"{int(_attr(last, 'bit_rate'))} bit/s" + (" with ECM" if _attr(last, "ecm") else "")))
-        if _attr(last, "way"):
-            rows.append(("Sent over", clean(_attr(last, "way"), 60)))
+        if last.duration:
+            rows.append(("Duration", f"{last.duration:.0f} s"))
+        if last.bit_rate:
+            rows.append(("Rate", f"{last.bit_rate} bit/s" + (" with ECM" if last.ecm else "")))
+        if last.way:
+            rows.append(("Sent over", clean(last.way, 60)))
     rows.append(("Attempts", str(len(attempts))))
     rows.append(("Queued", localtime.format_time(job.created, tz)))
     if job.finished:
@@ -89,7 +84,7 @@ def subject(job: OutJob) -> str:
 
 def render_report(
     job: OutJob,
-    attempts: Sequence[Any],
+    attempts: Sequence[OutAttempt],
     *,
     from_addr: str,
     tiff: Path | None,

@@ -32,7 +32,7 @@ from appliance.outbound.staging import (
 )
 from appliance.outbound.submit import SubmitRequest, cover_from, plan, render, submit
 from appliance.outbound.worker import OutboundWorker, Progress
-from appliance.spool.outbound import OutboundQueue, OutJob
+from appliance.spool.outbound import OutAttempt, OutboundQueue, OutJob
 from appliance.spool.store import Spool
 
 log = logging.getLogger("faxbridge.outbound")
@@ -286,7 +286,7 @@ class OutboundService:
                 **job_dict(job),
                 "attempts": [attempt_dict(a) for a in attempts],
                 "report": [list(r) for r in report_lines(job, attempts, zone)],
-                "trace": list(_attr(attempts[-1], "trace", []) or []) if attempts else [],
+                "trace": list(attempts[-1].trace) if attempts else [],
             }
         }
 
@@ -306,10 +306,6 @@ class OutboundService:
         if job is None:
             raise BadRequest(f"there is no outgoing fax {job_id}")
         return job
-
-
-def _attr(a: Any, name: str, default: Any = None) -> Any:
-    return a.get(name, default) if isinstance(a, dict) else getattr(a, name, default)
 
 
 def sentence(text: str) -> str:
@@ -343,7 +339,7 @@ def job_dict(job: OutJob) -> dict[str, Any]:
     }
 
 
-def attempt_dict(a: Any) -> dict[str, Any]:
+def attempt_dict(a: OutAttempt) -> dict[str, Any]:
     keys = (
         "started",
         "connected",
@@ -356,6 +352,6 @@ def attempt_dict(a: Any) -> dict[str, Any]:
         "duration",
         "way",
     )
-    out = {k: _attr(a, k) for k in keys}
+    out = {k: getattr(a, k) for k in keys}
     out["words"] = sentence(words(out["result"])) if out["result"] else "In progress"
     return out
